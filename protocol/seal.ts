@@ -1,0 +1,164 @@
+/**
+ * Sealing: hybrid public-key encryption for everything the PES publishes.
+ *
+ * - Aggregate seal (PES -> MDMS), one per message: a fresh AES-256 key wrapped with RSA-OAEP-SHA-256
+ *   (RFC 8017 §7.1) to the recipient, then AES-256-GCM over the CBOR body.
+ *   Envelope: `[1, kid(8), wrappedKey, iv(12), ciphertext||tag(16)]`, AAD = CBOR `[1, topic, kid]`.
+ * - Stream seal (PES -> household): a content key per (household, epoch), wrapped once per epoch and carried
+ *   in every message so each can be opened alone; one AES-GCM per message, no RSA operation per reading.
+ *   Envelope: `[2, kid(8), epoch, wrappedKey, iv(12), ciphertext||tag(16)]`, AAD = CBOR `[2, topic, kid, epoch]`.
+ * Binding the topic in the AAD means a sealed message re-published on another topic fails to open.
+ * `kid` is the first 8 bytes of SHA-256 over the recipient's SubjectPublicKeyInfo (DER).
+ * @module
+ */
+import { constants, createHash, createPublicKey, privateDecrypt, publicEncrypt, randomBytes, type KeyObject } from 'node:crypto';
+import { asArray, asBytes, asUint, cborDecode, cborEncode } from './cbor.js';
+import { gcmDecrypt, gcmEncrypt } from './aead.js';
+
+export const SEAL_AGGREGATE = 1;
+export const SEAL_STREAM = 2;
+const SEAL_TAG_LEN = 16;
+
+/**
+ * Key id of a public key: SHA-256(SPKI DER)[0..8].
+ * @example
+ * ```ts
+ * keyId(publicKey).toString('hex');
+ * ```
+ */
+export function keyId(publicKey: KeyObject): Buffer {
+  const spki = createPublicKey(publicKey).export({ type: 'spki', format: 'der' });
+  return createHash('sha256').update(spki).digest().subarray(0, 8);
+}
+
+/** RSA-OAEP-SHA-256 wrap of a symmetric key. */
+export function wrapKey(publicKey: KeyObject, key: Uint8Array): Buffer {
+  return publicEncrypt({ key: publicKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, key);
+}
+
+/** RSA-OAEP-SHA-256 unwrap; throws a clear error when the key does not match. */
+export function unwrapKey(privateKey: KeyObject, wrapped: Uint8Array): Buffer {
+  try {
+    return privateDecrypt({ key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, wrapped);
+  } catch {
+    throw new Error('key unwrap failed: the private key does not match the sealed message');
+  }
+}
+
+/**
+ * Seals a CBOR-encodable body for the holder of `publicKey`, bound to `topic`.
+ * @example
+ * ```ts
+ * const payload = sealAggregate(mdmsPublicKey, topics.neighbourhood('nb1'), aggregate);
+ * ```
+ */
+export function sealAggregate(publicKey: KeyObject, topic: string, body: unknown): Buffer {
+  const kid = keyId(publicKey);
+  const key = randomBytes(32);
+  const iv = randomBytes(12);
+  try {
+    const ct = gcmEncrypt(key, iv, cborEncode(body), cborEncode([SEAL_AGGREGATE, topic, kid]), SEAL_TAG_LEN);
+    return cborEncode([SEAL_AGGREGATE, kid, wrapKey(publicKey, key), iv, ct]);
+  } finally {
+    key.fill(0);
+  }
+}
+
+/**
+ * Opens an aggregate seal. Throws if the key id differs from `privateKey`'s ("sealed for another key"),
+ * if the topic differs from the one it was sealed for, or on any tampering.
+ * @example
+ * ```ts
+ * const aggregate = openAggregate(mdmsPrivateKey, topic, payload);
+ * ```
+ */
+export function openAggregate(privateKey: KeyObject, topic: string, payload: Uint8Array): unknown {
+  const a = asArray(cborDecode(payload), 'sealed aggregate', 5, 5);
+  if (asUint(a[0], 'seal type', 255) !== SEAL_AGGREGATE) throw new TypeError('not an aggregate seal');
+  const kid = asBytes(a[1], 'kid', 8);
+  const mine = keyId(createPublicKey(privateKey));
+  if (!mine.equals(kid)) throw new Error(`sealed for key ${Buffer.from(kid).toString('hex')}, not ours (${mine.toString('hex')})`);
+  const key = unwrapKey(privateKey, asBytes(a[2], 'wrapped key'));
+  try {
+    const pt = gcmDecrypt(key, asBytes(a[3], 'iv', 12), asBytes(a[4], 'ciphertext'), cborEncode([SEAL_AGGREGATE, topic, kid]), SEAL_TAG_LEN);
+    return cborDecode(pt);
+  } finally {
+    key.fill(0);
+  }
+}
+
+/** A stream content key for one (household, epoch), with its wrapped form. */
+export interface StreamKey {
+  kid: Buffer;
+  epoch: number;
+  key: Buffer;
+  wrapped: Buffer;
+}
+
+/**
+ * Creates the content key for one epoch of a household stream (one RSA operation per epoch).
+ * @example
+ * ```ts
+ * const sk = newStreamKey(householdPublicKey, 20410);
+ * ```
+ */
+export function newStreamKey(publicKey: KeyObject, epoch: number): StreamKey {
+  asUint(epoch, 'epoch', 0xffffffff);
+  const key = randomBytes(32);
+  return { kid: keyId(publicKey), epoch, key, wrapped: wrapKey(publicKey, key) };
+}
+
+/**
+ * Seals one stream message with an epoch content key.
+ * @example
+ * ```ts
+ * client.publish(topic, sealStream(sk, topic, { meter, readings }), { qos: 1 });
+ * ```
+ */
+export function sealStream(sk: StreamKey, topic: string, body: unknown): Buffer {
+  const iv = randomBytes(12);
+  const ct = gcmEncrypt(sk.key, iv, cborEncode(body), cborEncode([SEAL_STREAM, topic, sk.kid, sk.epoch]), SEAL_TAG_LEN);
+  return cborEncode([SEAL_STREAM, sk.kid, sk.epoch, sk.wrapped, iv, ct]);
+}
+
+/** The parsed outer layer of a stream message (what a browser needs before WebCrypto unwrap). */
+export interface StreamEnvelope {
+  kid: Uint8Array;
+  epoch: number;
+  wrapped: Uint8Array;
+  iv: Uint8Array;
+  ciphertext: Uint8Array;
+}
+
+/** Parses a stream envelope without opening it. */
+export function parseStream(payload: Uint8Array): StreamEnvelope {
+  const a = asArray(cborDecode(payload), 'sealed stream message', 6, 6);
+  if (asUint(a[0], 'seal type', 255) !== SEAL_STREAM) throw new TypeError('not a stream seal');
+  return {
+    kid: asBytes(a[1], 'kid', 8),
+    epoch: asUint(a[2], 'epoch', 0xffffffff),
+    wrapped: asBytes(a[3], 'wrapped key'),
+    iv: asBytes(a[4], 'iv', 12),
+    ciphertext: asBytes(a[5], 'ciphertext'),
+  };
+}
+
+/**
+ * Opens a stream message with the household's private key (Node side: `ucs watch`, the HA bridge, tests).
+ * Pass a `cache` map to unwrap each epoch's key once.
+ * @example
+ * ```ts
+ * const body = openStream(householdPrivateKey, topic, payload, new Map());
+ * ```
+ */
+export function openStream(privateKey: KeyObject, topic: string, payload: Uint8Array, cache?: Map<string, Buffer>): unknown {
+  const e = parseStream(payload);
+  const id = `${Buffer.from(e.kid).toString('hex')}:${e.epoch}:${Buffer.from(e.wrapped).subarray(0, 16).toString('hex')}`;
+  let key = cache?.get(id);
+  if (!key) {
+    key = unwrapKey(privateKey, e.wrapped);
+    cache?.set(id, key);
+  }
+  const pt = gcmDecrypt(key, e.iv, e.ciphertext, cborEncode([SEAL_STREAM, topic, e.kid, e.epoch]), SEAL_TAG_LEN);
+  return cborDecode(pt);
+}
