@@ -1,0 +1,54 @@
+/**
+ * `smartermeter`: one CLI that dispatches to each actor's commands.
+ * @module
+ */
+import { Command, CommanderError } from 'commander';
+import { registerProvisionCommand } from '../provision/cli.js';
+
+/** Every actor's command registrar, in the order `--help` lists them. */
+const registrars: [string, string][] = [
+  ['../provision/cli.js', 'registerProvisionCommand'],
+  ['../firmware/cli.js', 'registerMeterCommand'],
+  ['../gateway/cli.js', 'registerGatewayCommand'],
+  ['../broker/cli.js', 'registerBrokerCommand'],
+  ['../pes/cli.js', 'registerPesCommand'],
+  ['../mdms/cli.js', 'registerMdmsCommand'],
+  ['./replay.js', 'registerReplayCommand'],
+  ['./demo.js', 'registerDemoCommand'],
+];
+
+/**
+ * Builds the program with every command registered.
+ * @example
+ * ```ts
+ * (await buildProgram()).parseAsync(['node', 'smartermeter', '--help']);
+ * ```
+ */
+export async function buildProgram(): Promise<Command> {
+  const program = new Command('smartermeter')
+    .description('Smarter Metering: privacy-enhancing smart metering (meters, concentrator, PES, MDMS, household app)')
+    .showHelpAfterError()
+    .configureOutput({ outputError: (s, write) => write(s) });
+  registerProvisionCommand(program);
+  for (const [path, name] of registrars.slice(1)) {
+    const mod = (await import(path)) as Record<string, (p: Command) => void>;
+    const register = mod[name];
+    if (typeof register !== 'function') throw new Error(`${path} does not export ${name}`);
+    register(program);
+  }
+  return program;
+}
+
+/** Runs the CLI; exits non-zero with a clear message on any error (no stack trace for user errors). */
+export async function main(argv: string[]): Promise<void> {
+  const program = await buildProgram();
+  program.exitOverride();
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    if (e instanceof CommanderError) process.exit(e.exitCode);
+    console.error(`smartermeter: ${(e as Error).message}`);
+    if (process.env.SM_DEBUG) console.error(e);
+    process.exit(1);
+  }
+}

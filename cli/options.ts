@@ -1,0 +1,44 @@
+/**
+ * Validators for command-line values, shared by every command. Each returns a commander argument parser
+ * that throws `InvalidArgumentError` with a message naming the flag.
+ * @module
+ */
+import { InvalidArgumentError } from 'commander';
+
+/**
+ * An integer flag within [min, max].
+ * @example
+ * ```ts
+ * program.option('--k <n>', 'minimum meters', intOption('--k', 1, 100000), 20);
+ * ```
+ */
+export function intOption(flag: string, min: number, max: number): (v: string) => number {
+  return (v) => {
+    if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`${flag} must be an integer, got "${v}"`);
+    const n = Number(v);
+    if (n < min || n > max) throw new InvalidArgumentError(`${flag} must be between ${min} and ${max}, got ${n}`);
+    return n;
+  };
+}
+
+const UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
+
+/**
+ * Parses a duration like `90s`, `15m`, `1h`, `1d`, `2w` into seconds.
+ * @example
+ * ```ts
+ * parseDuration('15m'); // 900
+ * ```
+ */
+export function parseDuration(v: string, flag = 'duration'): number {
+  const m = /^(\d+)(s|m|h|d|w)$/.exec(v);
+  if (!m) throw new InvalidArgumentError(`${flag} must look like 90s, 15m, 1h, 1d or 2w, got "${v}"`);
+  const s = Number(m[1]) * UNITS[m[2]!]!;
+  if (s <= 0) throw new InvalidArgumentError(`${flag} must be positive`);
+  return s;
+}
+
+/** A commander parser for {@link parseDuration}. */
+export function durationOption(flag: string): (v: string) => number {
+  return (v) => parseDuration(v, flag);
+}
