@@ -1,0 +1,92 @@
+/**
+ * Versioned schema migrations, one entry per version, never edited once released (add a new version instead).
+ * The applied version is recorded in `schema_version`; {@link migrate} applies what is missing in one
+ * transaction (PostgreSQL takes an advisory lock so two MDMS processes starting together do not race).
+ *
+ * Column names carry their unit (`start_s`, `end_s`, `energy_wh`, `received_at_ms`); `end` is also a reserved
+ * word in SQL, which is one more reason not to name a column after it. Keys sort byte-wise in both back ends
+ * (`COLLATE "C"` in PostgreSQL, SQLite's default BINARY), so exports are identical whichever store wrote them.
+ * @module
+ */
+import type { Driver } from './driver.js';
+
+/** One schema version: the DDL for each dialect. */
+export interface Migration {
+  version: number;
+  description: string;
+  sqlite: string;
+  postgres: string;
+}
+
+const table = (d: 'sqlite' | 'postgres'): string => {
+  const int = d === 'sqlite' ? 'INTEGER' : 'BIGINT';
+  const key = d === 'sqlite' ? 'TEXT' : 'TEXT COLLATE "C"';
+  const strict = d === 'sqlite' ? ' STRICT' : '';
+  return `
+CREATE TABLE neighbourhood_aggregate (
+  neighbourhood ${key} NOT NULL,
+  start_s ${int} NOT NULL,
+  end_s ${int} NOT NULL,
+  revision ${int} NOT NULL CHECK (revision >= 0),
+  meters ${int} NOT NULL CHECK (meters >= 0),
+  energy_wh ${int} NOT NULL,
+  received_at_ms ${int} NOT NULL,
+  PRIMARY KEY (neighbourhood, start_s, revision),
+  CHECK (end_s > start_s)
+)${strict};
+CREATE INDEX neighbourhood_aggregate_start ON neighbourhood_aggregate (start_s);
+CREATE TABLE billing_aggregate (
+  household ${key} NOT NULL,
+  start_s ${int} NOT NULL,
+  end_s ${int} NOT NULL,
+  band ${key} NOT NULL,
+  revision ${int} NOT NULL CHECK (revision >= 0),
+  energy_wh ${int} NOT NULL,
+  received_at_ms ${int} NOT NULL,
+  PRIMARY KEY (household, start_s, band, revision),
+  CHECK (end_s > start_s)
+)${strict};
+CREATE INDEX billing_aggregate_period ON billing_aggregate (household, start_s, revision);
+CREATE INDEX billing_aggregate_start ON billing_aggregate (start_s);
+`;
+};
+
+/** Every migration, in order. */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    description: 'neighbourhood and billing aggregates, every revision kept',
+    sqlite: table('sqlite'),
+    postgres: table('postgres'),
+  },
+];
+
+/** The schema version this code expects. */
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+
+/**
+ * Brings the database to {@link SCHEMA_VERSION}; refuses a database newer than this code.
+ * @example
+ * ```ts
+ * const version = await migrate(driver, Date.now);
+ * ```
+ */
+export async function migrate(driver: Driver, now: () => number): Promise<number> {
+  return driver.transaction(async (tx) => {
+    await tx.lock('schema_version');
+    await tx.exec(
+      `CREATE TABLE IF NOT EXISTS schema_version (version ${driver.dialect === 'sqlite' ? 'INTEGER' : 'BIGINT'} PRIMARY KEY, description TEXT NOT NULL, applied_at_ms ${driver.dialect === 'sqlite' ? 'INTEGER' : 'BIGINT'} NOT NULL)`,
+    );
+    const [row] = await tx.query('SELECT max(version) AS v FROM schema_version', []);
+    const current = row?.v == null ? 0 : Number(row.v);
+    if (current > SCHEMA_VERSION) {
+      throw new Error(`database schema version ${current} is newer than this MDMS understands (${SCHEMA_VERSION}); upgrade the MDMS`);
+    }
+    for (const m of MIGRATIONS) {
+      if (m.version <= current) continue;
+      await tx.exec(m[driver.dialect]);
+      await tx.run('INSERT INTO schema_version (version, description, applied_at_ms) VALUES (?, ?, ?)', [m.version, m.description, now()]);
+    }
+    return SCHEMA_VERSION;
+  });
+}

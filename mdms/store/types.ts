@@ -1,0 +1,118 @@
+/**
+ * The MDMS store: the repository interface the ingest writes through and the web app reads through.
+ *
+ * Both implementations (SQLite, PostgreSQL) keep every revision of every aggregate (history); "latest" means
+ * the highest revision of a (key, start). Times are unix seconds, energy is integer Wh, everything returned
+ * is a plain JS number (safe integer) — never a float, never a string.
+ * @module
+ */
+import type { BillingAggregate, NeighbourhoodAggregate } from '../aggregate.js';
+
+/** One stored neighbourhood aggregate (one revision). */
+export interface NeighbourhoodRow {
+  neighbourhood: string;
+  start: number;
+  end: number;
+  revision: number;
+  meters: number;
+  energyWh: number;
+  /** When the MDMS committed this revision, unix ms. */
+  receivedAtMs: number;
+}
+
+/** One stored band of one billing aggregate (one revision). */
+export interface BillingRow {
+  household: string;
+  start: number;
+  end: number;
+  band: string;
+  revision: number;
+  energyWh: number;
+  /** When the MDMS committed this revision, unix ms. */
+  receivedAtMs: number;
+}
+
+/**
+ * What an insert did:
+ * - `stored`: first revision of this (key, start);
+ * - `revision`: stored, and other revisions of this (key, start) already existed (the highest one is "latest");
+ * - `duplicate`: exactly this (key, start, revision) with the same content was already stored — nothing written;
+ * - `conflict`: this (key, start, revision) was already stored with different content — nothing written
+ *   (the first one wins; a PES that changes an aggregate must raise its revision).
+ */
+export type InsertOutcome = 'stored' | 'revision' | 'duplicate' | 'conflict';
+
+/**
+ * Filters for the read functions. Periods are selected by overlap with [from, to) (unix s), rows come sorted
+ * by key, then start (then band), and `after` + `limit` page through them (keyset pagination: pass the last
+ * row's key and start).
+ */
+export interface NeighbourhoodQuery {
+  neighbourhood?: string;
+  /** Only periods ending after `from`. */
+  from?: number;
+  /** Only periods starting before `to`. */
+  to?: number;
+  /** Only rows strictly after this (neighbourhood, start). */
+  after?: { neighbourhood: string; start: number };
+  limit?: number;
+}
+
+/** Filters for billing reads; see {@link NeighbourhoodQuery}. `after` pages by (household, start) — whole periods. */
+export interface BillingQuery {
+  household?: string;
+  from?: number;
+  to?: number;
+  after?: { household: string; start: number };
+  /** Maximum number of periods (each may span several band rows). */
+  limit?: number;
+}
+
+/** Which stored history {@link Store.revisions} returns: every revision of one (key, start). */
+export type RevisionsQuery =
+  | { kind: 'neighbourhood'; neighbourhood: string; start: number }
+  | { kind: 'billing'; household: string; start: number };
+
+/** Options common to both back ends. */
+export interface StoreOptions {
+  /** Clock for `received_at_ms` (tests). Default `Date.now`. */
+  now?: () => number;
+}
+
+/**
+ * The repository. Every function is async for both back ends; writes are transactional and idempotent.
+ * @example
+ * ```ts
+ * const store = await openStore('mdms.sqlite');
+ * await store.insertNeighbourhood(agg);
+ * const rows = await store.latestNeighbourhood({ neighbourhood: 'nb1', from, to });
+ * await store.close();
+ * ```
+ */
+export interface Store {
+  /** `'sqlite'` or `'postgres'`. */
+  readonly dialect: 'sqlite' | 'postgres';
+  /** Where it is, with any password removed (for logs). */
+  readonly location: string;
+  /** Stores one neighbourhood aggregate revision (idempotent). */
+  insertNeighbourhood(agg: NeighbourhoodAggregate): Promise<InsertOutcome>;
+  /** Stores one billing aggregate revision, one row per band, in one transaction (idempotent). */
+  insertBilling(agg: BillingAggregate): Promise<InsertOutcome>;
+  /** Latest revision of each neighbourhood aggregate matching `q`, sorted by neighbourhood, start. */
+  latestNeighbourhood(q?: NeighbourhoodQuery): Promise<NeighbourhoodRow[]>;
+  /** Every band row of the latest revision of each billing period matching `q`, sorted by household, start, band. */
+  latestBilling(q?: BillingQuery): Promise<BillingRow[]>;
+  /** Every stored revision of one (key, start), oldest revision first (billing: then by band). */
+  revisions(q: { kind: 'neighbourhood'; neighbourhood: string; start: number }): Promise<NeighbourhoodRow[]>;
+  revisions(q: { kind: 'billing'; household: string; start: number }): Promise<BillingRow[]>;
+  /** Every neighbourhood with at least one aggregate, sorted. */
+  listNeighbourhoods(): Promise<string[]>;
+  /** Every household with at least one billing aggregate, sorted. */
+  listHouseholds(): Promise<string[]>;
+  /** Every table and every row, for audits and the privacy test (`{table: rows}`, rows as the database returns them). */
+  dump(): Promise<Record<string, Record<string, unknown>[]>>;
+  /** Applied schema version. */
+  schemaVersion(): Promise<number>;
+  /** Closes the connection(s). Idempotent. */
+  close(): Promise<void>;
+}
