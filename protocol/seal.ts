@@ -27,7 +27,8 @@ const SEAL_TAG_LEN = 16;
  * ```
  */
 export function keyId(publicKey: KeyObject): Buffer {
-  const spki = createPublicKey(publicKey).export({ type: 'spki', format: 'der' });
+  const pub = publicKey.type === 'public' ? publicKey : createPublicKey(publicKey);
+  const spki = pub.export({ type: 'spki', format: 'der' });
   return createHash('sha256').update(spki).digest().subarray(0, 8);
 }
 
@@ -156,6 +157,8 @@ export function openStream(privateKey: KeyObject, topic: string, payload: Uint8A
   const id = `${Buffer.from(e.kid).toString('hex')}:${e.epoch}:${Buffer.from(e.wrapped).subarray(0, 16).toString('hex')}`;
   let key = cache?.get(id);
   if (!key) {
+    const mine = keyId(createPublicKey(privateKey));
+    if (!mine.equals(e.kid)) throw new Error(`sealed for key ${Buffer.from(e.kid).toString('hex')}, not ours (${mine.toString('hex')})`);
     key = unwrapKey(privateKey, e.wrapped);
     cache?.set(id, key);
   }

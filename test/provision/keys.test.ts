@@ -1,0 +1,109 @@
+import { describe, expect, it, beforeAll, afterAll } from 'vitest';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createPublicKey } from 'node:crypto';
+import {
+  brokerUsersPath,
+  loadCredentials,
+  loadFleet,
+  loadHouseholdKey,
+  loadMdmsKey,
+  loadMeterKey,
+  loadPesKeys,
+  parseFleetCsv,
+  provision,
+} from '../../provision/keys.js';
+import { keyId, openAggregate, sealAggregate } from '../../protocol/seal.js';
+import { verifyPassword } from '../../broker/users.js';
+
+function walk(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : [join(dir, e.name)]));
+}
+
+describe('provision', () => {
+  let dir: string;
+  let keys: string;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'sm-prov-'));
+    writeFileSync(join(dir, 'a.csv'), '2024-01-01 00:00:00,0.5\n');
+    writeFileSync(
+      join(dir, 'fleet.csv'),
+      'meter,household,neighbourhood,source\nm1,h1,nb1,a.csv\nm2,h2,nb1,synthetic:7\nm3,h3,nb2,synthetic:8\n',
+    );
+    keys = join(dir, 'keys');
+    await provision({ fleetCsv: join(dir, 'fleet.csv'), out: keys, rsaBits: 2048, paillierBits: 1024, householdKeys: true });
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('writes a fleet with system titles, gateways per neighbourhood and absolute sources', () => {
+    const fleet = loadFleet(keys);
+    expect(fleet.meters.map((m) => m.meter)).toEqual(['534d520000000001', '534d520000000002', '534d520000000003']);
+    expect(fleet.gateways).toEqual(['gw-nb1', 'gw-nb2']);
+    expect(fleet.households).toEqual(['h1', 'h2', 'h3']);
+    expect(fleet.meters[0]!.source).toBe(join(dir, 'a.csv'));
+    expect(fleet.meters[1]!.source).toBe('synthetic:7');
+  });
+
+  it('gives the PES exactly the meter keys the meters hold, unwrapped from RSA-OAEP', () => {
+    const pes = loadPesKeys(keys);
+    for (const m of loadFleet(keys).meters) expect(pes.meterKeys.get(m.meter)).toEqual(loadMeterKey(keys, m.meter));
+    expect(pes.householdPublic.size).toBe(3);
+    const c = pes.paillier.addPlain(pes.paillier.encrypt(40n), 2n);
+    expect(pes.paillier.decrypt(c)).toBe(42n);
+  });
+
+  it('lets the PES seal to the MDMS key', () => {
+    const pes = loadPesKeys(keys);
+    const mdms = loadMdmsKey(keys);
+    expect(keyId(pes.mdmsPublic)).toEqual(keyId(createPublicKey(mdms)));
+    expect(openAggregate(mdms, 't', sealAggregate(pes.mdmsPublic, 't', { x: 1 }))).toEqual({ x: 1 });
+    expect(loadHouseholdKey(keys, 'h2').asymmetricKeyType).toBe('rsa');
+  });
+
+  it('writes broker users whose passwords match the component credentials', async () => {
+    const users = JSON.parse(readFileSync(brokerUsersPath(keys), 'utf8')).users;
+    expect(Object.keys(users).sort()).toEqual(
+      ['gateway-gw-nb1', 'gateway-gw-nb2', 'household-h1', 'household-h2', 'household-h3', 'mdms', 'pes', 'ucs'].sort(),
+    );
+    const { password } = loadCredentials(keys, 'pes');
+    expect(await verifyPassword(password, users.pes.scrypt)).toBe(true);
+    expect(await verifyPassword(password, users.mdms.scrypt)).toBe(false);
+  });
+
+  it('keeps every secret file at mode 0600 and never overwrites a key set', async () => {
+    const secret = walk(keys).filter((f) => !f.endsWith('.pub.pem') && !f.endsWith('fleet.json'));
+    expect(secret.length).toBeGreaterThan(10);
+    for (const f of secret) expect(statSync(f).mode & 0o777, f).toBe(0o600);
+    await expect(provision({ fleetCsv: join(dir, 'fleet.csv'), out: keys })).rejects.toThrow(/refusing to overwrite/);
+  });
+
+  it('encrypts private keys when SM_KEY_PASSPHRASE is set', async () => {
+    const out = join(dir, 'enc');
+    process.env.SM_KEY_PASSPHRASE = 'correct horse';
+    try {
+      await provision({ fleetCsv: join(dir, 'fleet.csv'), out, rsaBits: 2048, paillierBits: 1024 });
+      expect(readFileSync(join(out, 'pes/pes.key.pem'), 'utf8')).toMatch(/ENCRYPTED PRIVATE KEY/);
+      expect(readFileSync(join(out, 'pes/paillier.key')).subarray(0, 4).toString()).toBe('SMK1');
+      expect(loadPesKeys(out).meterKeys.size).toBe(3);
+      process.env.SM_KEY_PASSPHRASE = 'wrong';
+      expect(() => loadPesKeys(out)).toThrow(/PES private key/);
+    } finally {
+      delete process.env.SM_KEY_PASSPHRASE;
+    }
+    expect(() => loadMdmsKey(out)).toThrow(/SM_KEY_PASSPHRASE/);
+  });
+
+  it('rejects malformed fleet files naming file and line', () => {
+    const f = join(dir, 'bad.csv');
+    writeFileSync(f, 'meter,household\nm1,h1\n');
+    expect(() => parseFleetCsv(f)).toThrow(/bad.csv:1: header/);
+    writeFileSync(f, 'meter,household,neighbourhood,source\nm1,h1,nb1,missing.csv\n');
+    expect(() => parseFleetCsv(f)).toThrow(/bad.csv:2: source file not found/);
+    writeFileSync(f, 'meter,household,neighbourhood,source\nm1,h 1,nb1,synthetic:1\n');
+    expect(() => parseFleetCsv(f)).toThrow(/bad.csv:2: household must match/);
+    writeFileSync(f, 'meter,household,neighbourhood,source\nm1,h1,nb1,synthetic:1\nm1,h2,nb1,synthetic:2\n');
+    expect(() => parseFleetCsv(f)).toThrow(/bad.csv:3: duplicate meter m1/);
+    expect(() => parseFleetCsv(join(dir, 'nope.csv'))).toThrow(/cannot read fleet file/);
+  });
+});
