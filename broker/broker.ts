@@ -1,0 +1,156 @@
+/**
+ * The embedded MQTT broker: aedes 1.x behind a TCP listener and, optionally, a WebSocket listener.
+ * @module
+ */
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer, type Socket } from 'node:net';
+import { Aedes, type AedesOptions } from 'aedes';
+import { pino, type Logger } from 'pino';
+import { WebSocketServer, createWebSocketStream } from 'ws';
+import { createAccessControl, type AccessControl, type AccessCounters } from './access.js';
+import type { UsersFile } from './users.js';
+
+export interface BrokerOptions {
+  /** Users and ACLs; without it the broker accepts anyone (development only; a warning is logged). */
+  users?: UsersFile | null;
+  /** Interface to listen on. Default 127.0.0.1. */
+  host?: string;
+  /** MQTT/TCP port; 0 picks a free port. Default 0. */
+  port?: number;
+  /** MQTT-over-WebSocket port; 0 picks a free port, `false` disables. Default false. */
+  wsPort?: number | false;
+  logger?: Logger;
+  /** Hooks that replace the defaults (aedes style). The defaults come from the users file. */
+  authenticate?: AccessControl['authenticate'];
+  authorizePublish?: AccessControl['authorizePublish'];
+  authorizeSubscribe?: AccessControl['authorizeSubscribe'];
+  /** Further aedes options (persistence, limits). */
+  aedes?: AedesOptions;
+}
+
+export interface BrokerHandle {
+  aedes: Aedes;
+  host: string;
+  /** Actual TCP port. */
+  port: number;
+  /** Actual WebSocket port, or null without a WebSocket listener. */
+  wsPort: number | null;
+  /** `mqtt://host:port`. */
+  url: string;
+  /** `ws://host:wsPort`, or null. */
+  wsUrl: string | null;
+  /** Access denials (all zero without a users file). */
+  counters: AccessCounters;
+  close(): Promise<void>;
+}
+
+function checkPort(port: unknown, flag: string): number {
+  if (!Number.isInteger(port) || (port as number) < 0 || (port as number) > 65535) {
+    throw new TypeError(`${flag} must be an integer port between 0 and 65535`);
+  }
+  return port as number;
+}
+
+function listen(server: TcpServer | HttpServer, port: number, host: string, flag: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      server.off('listening', onListening);
+      if (err.code === 'EADDRINUSE') reject(new Error(`port ${port} is in use (Mosquitto?) — choose another with ${flag} or 0`));
+      else if (err.code === 'EACCES') reject(new Error(`port ${port} needs privileges — choose another with ${flag} or 0`));
+      else reject(new Error(`cannot listen on ${host}:${port}: ${err.message}`));
+    };
+    const onListening = () => {
+      server.off('error', onError);
+      resolve((server.address() as AddressInfo).port);
+    };
+    server.once('error', onError);
+    server.once('listening', onListening);
+    server.listen(port, host);
+  });
+}
+
+const closeServer = (s: TcpServer | HttpServer) => new Promise<void>((resolve) => (s.listening ? s.close(() => resolve()) : resolve()));
+
+/**
+ * Starts aedes with authentication and ACLs from `users`, listening on TCP (and WebSocket if asked).
+ * A busy port fails with `port N is in use (Mosquitto?) — choose another with --port or 0`.
+ * @example
+ * ```ts
+ * const broker = await startBroker({ users: loadUsers(path), port: 0, wsPort: 0 });
+ * console.log(broker.url, broker.wsUrl);
+ * await broker.close();
+ * ```
+ */
+export async function startBroker(opts: BrokerOptions = {}): Promise<BrokerHandle> {
+  const host = opts.host ?? '127.0.0.1';
+  const port = checkPort(opts.port ?? 0, '--port');
+  const wsPort = opts.wsPort === undefined || opts.wsPort === false ? false : checkPort(opts.wsPort, '--ws-port');
+  const logger = opts.logger ?? pino({ name: 'broker' });
+
+  let counters: AccessCounters = { authFailures: 0, publishDenied: 0, subscribeDenied: 0 };
+  const hooks: Partial<AedesOptions> = {};
+  if (opts.users) {
+    const access = createAccessControl(opts.users, logger);
+    counters = access.counters;
+    Object.assign(hooks, { authenticate: access.authenticate, authorizePublish: access.authorizePublish, authorizeSubscribe: access.authorizeSubscribe });
+  } else {
+    logger.warn('broker: no users file, every client is accepted (development only)');
+  }
+  for (const k of ['authenticate', 'authorizePublish', 'authorizeSubscribe'] as const) if (opts[k]) hooks[k] = opts[k] as never;
+
+  const aedes = await Aedes.createBroker({ ...opts.aedes, ...hooks });
+  aedes.on('clientError', (client, err) => logger.debug({ clientId: client?.id, err: err.message }, 'broker: client error'));
+  aedes.on('connectionError', (client, err) => logger.debug({ clientId: client?.id, err: err.message }, 'broker: connection error'));
+
+  const sockets = new Set<Socket>();
+  const tcp = createTcpServer((socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    aedes.handle(socket);
+  });
+  let http: HttpServer | undefined;
+  let wss: WebSocketServer | undefined;
+  const closeAedes = () => new Promise<void>((resolve) => aedes.close(() => resolve()));
+  try {
+    const actualPort = await listen(tcp, port, host, '--port');
+    let actualWsPort: number | null = null;
+    if (wsPort !== false) {
+      http = createHttpServer((_req, res) => res.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket only\n'));
+      wss = new WebSocketServer({ server: http });
+      wss.on('error', () => {}); // ws re-emits the HTTP server's errors; listen() below reports them
+      wss.on('connection', (ws, req) => {
+        const stream = createWebSocketStream(ws);
+        stream.on('error', (err) => logger.debug({ err: err.message }, 'broker: websocket stream error'));
+        aedes.handle(stream, req);
+      });
+      actualWsPort = await listen(http, wsPort, host, '--ws-port');
+    }
+    const hostForUrl = host.includes(':') ? `[${host}]` : host;
+    logger.info({ host, port: actualPort, wsPort: actualWsPort, auth: Boolean(opts.users) }, 'broker: listening');
+    let closing: Promise<void> | undefined;
+    return {
+      aedes,
+      host,
+      port: actualPort,
+      wsPort: actualWsPort,
+      url: `mqtt://${hostForUrl}:${actualPort}`,
+      wsUrl: actualWsPort === null ? null : `ws://${hostForUrl}:${actualWsPort}`,
+      counters,
+      close() {
+        closing ??= (async () => {
+          await closeAedes(); // disconnects every client
+          wss?.close();
+          http?.closeAllConnections();
+          for (const s of sockets) s.destroy(); // connections that never sent CONNECT
+          await Promise.all([closeServer(tcp), http ? closeServer(http) : undefined]);
+          logger.info(counters, 'broker: closed');
+        })();
+        return closing;
+      },
+    };
+  } catch (err) {
+    wss?.close();
+    await Promise.all([closeAedes(), closeServer(tcp), http ? closeServer(http) : undefined]);
+    throw err;
+  }
+}

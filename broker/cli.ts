@@ -1,0 +1,34 @@
+import type { Command } from 'commander';
+import { pino } from 'pino';
+import { intOption } from '../cli/options.js';
+import { brokerUsersPath } from '../provision/keys.js';
+import { startBroker } from './broker.js';
+import { loadUsers } from './users.js';
+
+/**
+ * `smartermeter broker --keys <dir> [--port 1883] [--ws-port 8080] [--host 127.0.0.1]`: the embedded
+ * aedes broker with the users and ACLs of `<dir>/broker/users.json`. Stops cleanly on SIGINT/SIGTERM.
+ * @example
+ * ```ts
+ * registerBrokerCommand(program);
+ * ```
+ */
+export function registerBrokerCommand(program: Command): void {
+  program
+    .command('broker')
+    .description('run the embedded MQTT broker (aedes) with the fleet users and topic ACLs')
+    .requiredOption('--keys <dir>', 'key set made by `smartermeter provision`')
+    .option('--port <n>', 'MQTT/TCP port (0 = any free port)', intOption('--port', 0, 65535), 1883)
+    .option('--ws-port <n>', 'MQTT-over-WebSocket port (0 = any free port)', intOption('--ws-port', 0, 65535), 8080)
+    .option('--host <addr>', 'interface to listen on', '127.0.0.1')
+    .action(async (o: { keys: string; port: number; wsPort: number; host: string }) => {
+      const logger = pino({ name: 'broker' });
+      const broker = await startBroker({ users: loadUsers(brokerUsersPath(o.keys)), host: o.host, port: o.port, wsPort: o.wsPort, logger });
+      console.log(`broker listening on ${broker.url} and ${broker.wsUrl}`);
+      await new Promise<void>((resolve) => {
+        const stop = () => void broker.close().then(resolve);
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+    });
+}

@@ -1,0 +1,198 @@
+import { createServer, type AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import mqtt, { type MqttClient } from 'mqtt';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startBroker, type BrokerHandle } from '../../broker/broker.js';
+import { buildUsers } from '../../broker/users.js';
+import { topics } from '../../protocol/topics.js';
+
+const fleet = { gateways: ['gw-n1', 'gw-n2'], households: ['h1', 'h2'] };
+const names = ['gateway-gw-n1', 'gateway-gw-n2', 'household-h1', 'household-h2', 'mdms', 'pes', 'ucs'];
+const password = (u: string) => `secret-${u}-Zq7`;
+const users = buildUsers(fleet, Object.fromEntries(names.map((n) => [n, password(n)])));
+
+let broker: BrokerHandle;
+let logText = '';
+const clients: MqttClient[] = [];
+/** Every message the broker routes, observed server-side (bypassing the ACL). */
+const routed: { topic: string; payload: string }[] = [];
+
+beforeAll(async () => {
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      logText += String(chunk);
+      cb();
+    },
+  });
+  broker = await startBroker({ users, port: 0, wsPort: 0, logger: pino({ level: 'debug' }, sink) });
+  await new Promise<void>((resolve) =>
+    broker.aedes.subscribe(
+      'sm/#',
+      (packet, cb) => {
+        routed.push({ topic: packet.topic, payload: String(packet.payload) });
+        cb();
+      },
+      resolve,
+    ),
+  );
+});
+
+afterAll(async () => {
+  await Promise.all(clients.map((c) => c.endAsync(true)));
+  await broker.close();
+});
+
+async function connect(username: string | undefined, pw: string | undefined, opts: mqtt.IClientOptions = {}, url = broker.url): Promise<MqttClient> {
+  const c = await mqtt.connectAsync(url, { username, password: pw, reconnectPeriod: 0, connectTimeout: 5000, ...opts });
+  clients.push(c);
+  return c;
+}
+const as = (u: string) => connect(u, password(u), { clientId: `${u}-test-${Math.random().toString(36).slice(2)}` });
+/** SUBACK return codes; mqtt.js rejects with the SUBACK packet when a code is 0x80. */
+async function grants(c: MqttClient, filters: string | string[]): Promise<number[]> {
+  try {
+    return (await c.subscribeAsync(filters, { qos: 1 })).map((g) => g.qos);
+  } catch (e) {
+    const granted = (e as { packet?: { granted?: number[] } }).packet?.granted;
+    if (!granted) throw e;
+    return granted;
+  }
+}
+const tick = (ms = 100) => new Promise((r) => setTimeout(r, ms));
+
+describe('authentication', () => {
+  it('accepts every provisioned user with the right password', async () => {
+    for (const u of names) expect((await as(u)).connected).toBe(true);
+  });
+
+  it('refuses a wrong password, an unknown user and missing credentials, and counts them', async () => {
+    const before = broker.counters.authFailures;
+    await expect(connect('pes', 'wrong')).rejects.toThrow(/Bad username or password/);
+    await expect(connect('nobody', 'secret')).rejects.toThrow(/Bad username or password/);
+    await expect(connect(undefined, undefined)).rejects.toThrow(/Bad username or password/);
+    expect(broker.counters.authFailures).toBe(before + 3);
+  });
+
+  it("refuses a client id that is another user's name (no session takeover)", async () => {
+    await expect(connect('household-h1', password('household-h1'), { clientId: 'gateway-gw-n1' })).rejects.toThrow(/Identifier rejected/);
+    const own = await connect('gateway-gw-n1', password('gateway-gw-n1'), { clientId: 'gateway-gw-n1' });
+    expect(own.connected).toBe(true);
+  });
+
+  it('never logs a password', () => {
+    expect(logText).toContain('connection refused');
+    for (const u of names) expect(logText).not.toContain(password(u));
+    expect(logText).not.toContain('"wrong"');
+  });
+});
+
+describe('publish ACL', () => {
+  it.each([
+    ['gateway-gw-n1', topics.frames('gw-n1'), true],
+    ['gateway-gw-n1', topics.frames('gw-n2'), false],
+    ['gateway-gw-n1', topics.neighbourhood('n1'), false],
+    ['pes', topics.neighbourhood('n1'), true],
+    ['pes', topics.billing('h2'), true],
+    ['pes', topics.household('h1'), true],
+    ['pes', topics.frames('gw-n1'), false],
+    ['pes', '$SYS/x', false],
+    ['mdms', topics.neighbourhood('n1'), false],
+    ['household-h1', topics.household('h1'), false],
+    ['household-h1', topics.householdKey('h1'), false],
+    ['ucs', topics.householdKey('h1'), true],
+    ['ucs', topics.household('h1'), false],
+  ])('%s publishing to %s: allowed=%s', async (user, topic, allowed) => {
+    const c = await as(user);
+    const payload = `${user}->${topic}-${Math.random()}`;
+    const denied = broker.counters.publishDenied;
+    const closed = new Promise<void>((resolve) => c.once('close', () => resolve()));
+    if (allowed) {
+      await c.publishAsync(topic, payload, { qos: 1 });
+      expect(routed.some((m) => m.topic === topic && m.payload === payload)).toBe(true);
+      expect(broker.counters.publishDenied).toBe(denied);
+    } else {
+      c.publish(topic, payload, { qos: 1 });
+      await closed; // MQTT 3.1.1 [MQTT-3.3.5-2]: the server closes the connection
+      await tick(50);
+      expect(routed.some((m) => m.payload === payload)).toBe(false);
+      expect(broker.counters.publishDenied).toBe(denied + 1);
+    }
+  });
+});
+
+describe('subscribe ACL (requested filter must be covered by a granted one)', () => {
+  it.each([
+    ['household-h1', topics.household('h1'), true],
+    ['household-h1', topics.householdAll('h1'), true],
+    ['household-h1', 'sm/v1/household/h1/+', true],
+    ['household-h1', 'sm/v1/household/+/readings', false],
+    ['household-h1', topics.household('h2'), false],
+    ['household-h1', 'sm/v1/household/#', false],
+    ['household-h1', '#', false],
+    ['household-h1', '+/v1/household/h1/readings', false],
+    ['pes', topics.framesAll, true],
+    ['pes', topics.frames('gw-n2'), true],
+    ['pes', 'sm/v1/frames/#', false],
+    ['pes', topics.householdKeysAll, true],
+    ['pes', topics.aggregatesAll, false],
+    ['pes', '$SYS/#', false],
+    ['mdms', topics.aggregatesAll, true],
+    ['mdms', topics.neighbourhood('n1'), true],
+    ['mdms', topics.framesAll, false],
+    ['gateway-gw-n1', topics.frames('gw-n1'), false],
+    ['ucs', topics.householdKeysAll, false],
+  ])('%s subscribing to %s: granted=%s', async (user, filter, allowed) => {
+    const c = await as(user);
+    const denied = broker.counters.subscribeDenied;
+    expect(await grants(c, filter)).toEqual([allowed ? 1 : 0x80]);
+    expect(broker.counters.subscribeDenied).toBe(denied + (allowed ? 0 : 1));
+    expect(c.connected).toBe(true);
+  });
+
+  it("a household receives its own stream and never another household's", async () => {
+    const h1 = await as('household-h1');
+    const got: string[] = [];
+    h1.on('message', (topic) => got.push(topic));
+    expect(await grants(h1, [topics.householdAll('h1'), 'sm/v1/household/+/readings', '#'])).toEqual([1, 0x80, 0x80]);
+    const pes = await as('pes');
+    await pes.publishAsync(topics.household('h2'), 'for h2', { qos: 1 });
+    await pes.publishAsync(topics.household('h1'), 'for h1', { qos: 1 });
+    await tick(200);
+    expect(got).toEqual([topics.household('h1')]);
+  });
+});
+
+describe('listeners', () => {
+  it('serves MQTT over WebSocket with the same authentication', async () => {
+    expect(broker.wsUrl).toMatch(/^ws:\/\/127\.0\.0\.1:\d+$/);
+    const mdms = await connect('mdms', password('mdms'), {}, broker.wsUrl!);
+    const got = new Promise<string>((resolve) => mdms.once('message', (_t, p) => resolve(String(p))));
+    await mdms.subscribeAsync(topics.aggregatesAll, { qos: 1 });
+    const pes = await as('pes');
+    await pes.publishAsync(topics.neighbourhood('n1'), 'sealed', { qos: 1 });
+    expect(await got).toBe('sealed');
+    await expect(connect('mdms', 'wrong', {}, broker.wsUrl!)).rejects.toThrow(/Bad username or password/);
+  });
+
+  it('names a busy port and how to choose another', async () => {
+    await expect(startBroker({ port: broker.port, logger: pino({ level: 'silent' }) })).rejects.toThrow(
+      `port ${broker.port} is in use (Mosquitto?) — choose another with --port or 0`,
+    );
+    await expect(startBroker({ port: 0, wsPort: broker.port, logger: pino({ level: 'silent' }) })).rejects.toThrow(/--ws-port or 0/);
+  });
+
+  it('closes cleanly and frees its ports', async () => {
+    const b = await startBroker({ users, port: 0, wsPort: 0, logger: pino({ level: 'silent' }) });
+    const c = await connect('pes', password('pes'), {}, b.url);
+    const closed = new Promise<void>((resolve) => c.once('close', () => resolve()));
+    await b.close();
+    await closed;
+    for (const port of [b.port, b.wsPort!]) {
+      const srv = createServer();
+      await new Promise<void>((resolve, reject) => srv.once('error', reject).listen(port, '127.0.0.1', () => resolve()));
+      expect((srv.address() as AddressInfo).port).toBe(port);
+      await new Promise((r) => srv.close(r));
+    }
+  });
+});
