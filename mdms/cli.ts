@@ -1,0 +1,175 @@
+/**
+ * `smartermeter mdms` (ingest) and `smartermeter mdms export` (CSV).
+ * @module
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pino, type Logger } from 'pino';
+import { durationOption, intOption } from '../cli/options.js';
+import { loadCredentials, loadMdmsKey } from '../provision/keys.js';
+import { EXPORT_WHATS, exportCsvFile, writeCsv, type ExportWhat } from './export.js';
+import { startMdmsIngest } from './ingest.js';
+import { isPostgresUrl, openStore, type OpenStoreOptions } from './store/index.js';
+import type { Store } from './store/types.js';
+
+/** Default SQLite file of the MDMS (in the working directory). */
+export const DEFAULT_DB = 'mdms.sqlite';
+
+interface IngestFlags {
+  keys: string;
+  db: string;
+  dbSchema?: string;
+  mqtt: string;
+  username?: string;
+  passwordFile?: string;
+  minBillingPeriod: number;
+  k: number;
+}
+
+interface ExportFlags {
+  db: string;
+  dbSchema?: string;
+  what: ExportWhat;
+  format: 'csv';
+  out?: string;
+}
+
+function dbOption(): Option {
+  return new Option('--db <path|url>', 'SQLite file, or postgres://user@host:5432/db');
+}
+
+function schemaOption(): Option {
+  return new Option('--db-schema <name>', 'PostgreSQL schema to use (created if missing); default the server search_path').argParser((v) => {
+    if (!/^[a-z_][a-z0-9_]{0,62}$/.test(v)) throw new InvalidArgumentError('--db-schema must be a lower-case SQL identifier');
+    return v;
+  });
+}
+
+function storeOptions(flags: { db: string; dbSchema?: string }, log?: Logger): OpenStoreOptions {
+  if (flags.dbSchema && !isPostgresUrl(flags.db)) throw new InvalidArgumentError('--db-schema only applies to a postgres:// database');
+  return {
+    ...(flags.dbSchema ? { schema: flags.dbSchema } : {}),
+    ...(log ? { onIdleError: (e: Error) => log.warn({ error: e.message }, 'database connection lost (idle)') } : {}),
+  };
+}
+
+/** Opens the store, waiting and retrying (with backoff, logged) while the database is unreachable. */
+async function openStoreRetrying(db: string, opts: OpenStoreOptions, log: Logger, stopped: () => boolean): Promise<Store | null> {
+  let wait = 500;
+  for (let attempt = 1; !stopped(); attempt++) {
+    try {
+      return await openStore(db, opts);
+    } catch (e) {
+      log.warn({ attempt, retryInMs: wait, error: (e as Error).message }, 'database unreachable: waiting');
+      await new Promise((r) => setTimeout(r, wait));
+      wait = Math.min(wait * 2, 30_000);
+    }
+  }
+  return null;
+}
+
+function mqttCredentials(flags: IngestFlags): { username?: string; password?: string } {
+  if (flags.username !== undefined || flags.passwordFile !== undefined) {
+    if (!flags.username || !flags.passwordFile) throw new InvalidArgumentError('--username and --password-file go together');
+    let password: string;
+    try {
+      password = readFileSync(flags.passwordFile, 'utf8').trim();
+    } catch (e) {
+      throw new Error(`cannot read --password-file ${flags.passwordFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    return { username: flags.username, password };
+  }
+  if (existsSync(join(flags.keys, 'credentials', 'mdms.json'))) return loadCredentials(flags.keys, 'mdms');
+  return {};
+}
+
+async function runIngest(flags: IngestFlags): Promise<void> {
+  const log = pino({ name: 'mdms' });
+  const privateKey = loadMdmsKey(flags.keys);
+  const credentials = mqttCredentials(flags);
+  let stopping = false;
+  let stop: () => void = () => undefined;
+  const stopped = new Promise<void>((resolve) => (stop = resolve));
+  const onSignal = (): void => {
+    stopping = true;
+    stop();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const store = await openStoreRetrying(flags.db, storeOptions(flags, log), log, () => stopping);
+  if (!store) return;
+  const ingest = startMdmsIngest({
+    store,
+    privateKey,
+    mqtt: { url: flags.mqtt, ...credentials },
+    minBillingPeriodS: flags.minBillingPeriod,
+    k: flags.k,
+    log,
+  });
+  // A refused login or subscription will not fix itself: stop with a clear error.
+  const failure = ingest.ready.then(
+    () => new Promise<never>(() => undefined),
+    (e: Error) => e,
+  );
+  const outcome = await Promise.race([stopped.then(() => null), failure]);
+  await ingest.close();
+  await store.close();
+  log.info({ counters: ingest.counters }, 'MDMS ingest stopped');
+  if (outcome instanceof Error) throw outcome;
+}
+
+async function runExport(flags: ExportFlags): Promise<void> {
+  if (!isPostgresUrl(flags.db) && !existsSync(flags.db)) throw new Error(`no MDMS database at ${flags.db}`);
+  const store = await openStore(flags.db, storeOptions(flags));
+  try {
+    if (flags.out) await exportCsvFile(store, flags.what, flags.out);
+    else await writeCsv(store, flags.what, process.stdout);
+  } finally {
+    await store.close();
+  }
+}
+
+/**
+ * Adds `mdms` (ingest) and `mdms export` to the program.
+ * @example
+ * ```ts
+ * registerMdmsCommand(program);
+ * await program.parseAsync(['node', 'smartermeter', 'mdms', 'export', '--db', 'mdms.sqlite', '--what', 'billing', '--format', 'csv']);
+ * ```
+ */
+export function registerMdmsCommand(program: Command): void {
+  const mdms = program
+    .command('mdms')
+    .description('MDMS: receive the sealed aggregates, unseal them with the MDMS key and store them (SQLite or PostgreSQL); export them');
+  // The ingest is the default subcommand, so `smartermeter mdms --keys k --db d` runs it. Its flags live on
+  // the subcommand: flags on `mdms` itself would also swallow `mdms export --db ...` (commander parses a
+  // parent's options after its subcommand unless the root program enables positional options).
+  mdms
+    .command('ingest', { isDefault: true })
+    .description('receive, unseal, validate and store the sealed aggregates (the default)')
+    .requiredOption('--keys <dir>', 'key set directory (mdms/mdms.key.pem, credentials/mdms.json)')
+    .addOption(dbOption().default(DEFAULT_DB))
+    .addOption(schemaOption())
+    .option('--mqtt <url>', 'broker URL', 'mqtt://127.0.0.1:1883')
+    .option('--username <name>', 'broker username (default: from the key set)')
+    .option('--password-file <path>', 'file holding the broker password (with --username)')
+    .option(
+      '--min-billing-period <duration>',
+      'refuse billing aggregates covering less than this (production: 28d)',
+      durationOption('--min-billing-period'),
+      86_400,
+    )
+    .option('--k <n>', 'refuse neighbourhood aggregates of fewer meters (the PES enforces the real k)', intOption('--k', 1, 1_000_000), 1)
+    .action((flags: IngestFlags) => runIngest(flags));
+
+  mdms
+    .command('export')
+    .description('write the latest revision of every aggregate as CSV (times ISO 8601 UTC, energy in Wh)')
+    .addOption(dbOption().makeOptionMandatory())
+    .addOption(schemaOption())
+    .addOption(new Option('--what <kind>', 'neighbourhood or billing').choices(EXPORT_WHATS).makeOptionMandatory())
+    .addOption(new Option('--format <format>', 'output format').choices(['csv']).default('csv'))
+    .option('--out <file>', 'write to this file (mode 0600) instead of stdout')
+    .action((flags: ExportFlags) => runExport(flags));
+}
