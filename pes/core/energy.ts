@@ -1,0 +1,135 @@
+/**
+ * Energy attribution: turns each meter's reading batches into signed energy contributions ("ops") to the
+ * window of a given time, such that, for any arrival order and any loss pattern,
+ *
+ *   sum of all ops of a meter == (register at the end of the latest processed period) - (baseline prevWh)
+ *
+ * exactly (no register reset), without keeping any plaintext history. Per meter we keep only the baseline,
+ * the end of the latest processed period (`lastTime`, `lastWh`) and a bounded list of unfilled gaps.
+ *
+ * - The first batch ever seen sets the baseline.
+ * - A batch starting at or after `lastTime` is preceded by a gap `[lastTime, start)` whose energy
+ *   (`prevWh - lastWh`) goes to the window of the batch's first reading ("a frame lost for good shifts its
+ *   energy to the next interval"); a gap of positive length is remembered.
+ * - A batch that arrives late and lies inside a remembered gap is folded into its own windows, and the gap's
+ *   attribution is corrected by an op of `e(left) + e(right) - e(gap)` at the gap's target time (normally the
+ *   negative of the batch's energy). The gap shrinks or splits; the remainders stay attributed where they were.
+ * - A batch overlapping processed time without a matching gap is rejected (`timeBackwards`).
+ * - A register that decreases across a gap, or at a contiguous boundary, is rejected (`registerDecrease`):
+ *   the batch is not folded, and the meter is re-based at the batch's end so that its following batches flow
+ *   again (a meter exchanged or reset without the flag would otherwise be stuck for ever). The energy of the
+ *   rejected stretch is not attributed anywhere; the counter and the log line say so.
+ * Readings inside a batch obey the REGISTER_RESET flag (see protocol/reading.ts).
+ * @module
+ */
+import { readingEnergies, type ReadingBatch } from '../../protocol/reading.js';
+
+/** A stretch of time with no processed readings, whose energy was attributed to the window of `at`. */
+export interface Gap {
+  fromTime: number;
+  toTime: number;
+  fromWh: number;
+  toWh: number;
+  /** Start time of the reading whose windows received the gap's energy. */
+  at: number;
+}
+
+export interface EnergyState {
+  baseTime: number;
+  baseWh: number;
+  lastTime: number;
+  lastWh: number;
+  /** Sorted by `fromTime`, disjoint, all before `lastTime`. */
+  gaps: Gap[];
+}
+
+/** One signed contribution of energy to the windows of time `time` (a reading's start). */
+export interface EnergyOp {
+  time: number;
+  wh: number;
+}
+
+export type Attribution =
+  | { ok: true; state: EnergyState; ops: EnergyOp[]; gapOpened: boolean; gapFilled: boolean; gapsForgotten: number }
+  | { ok: false; reason: 'timeBackwards' | 'registerDecrease'; state: EnergyState | null };
+
+/** Gaps remembered per meter; older ones are forgotten (a late batch inside one is then `timeBackwards`). */
+export const MAX_GAPS = 64;
+
+const batchStart = (b: ReadingBatch): number => b.readings[0]!.time;
+function batchEnd(b: ReadingBatch): number {
+  const last = b.readings[b.readings.length - 1]!;
+  return last.time + last.period;
+}
+const lastRegister = (b: ReadingBatch): number => b.readings[b.readings.length - 1]!.importWh;
+
+function readingOps(b: ReadingBatch): EnergyOp[] {
+  const e = readingEnergies(b);
+  return b.readings.map((r, i) => ({ time: r.time, wh: e[i]! }));
+}
+
+/**
+ * Attributes one (validated) batch given the meter's state (null for a meter never seen). Pure: returns the
+ * new state and the ops; the caller folds the ops and keeps the state.
+ * @example
+ * ```ts
+ * const a = attribute(state, batch);
+ * if (a.ok) for (const op of a.ops) fold(op.time, op.wh);
+ * ```
+ */
+export function attribute(state: EnergyState | null, batch: ReadingBatch): Attribution {
+  const start = batchStart(batch);
+  const end = batchEnd(batch);
+  const last = lastRegister(batch);
+  if (state === null) {
+    return {
+      ok: true,
+      state: { baseTime: start, baseWh: batch.prevWh, lastTime: end, lastWh: last, gaps: [] },
+      ops: readingOps(batch),
+      gapOpened: false,
+      gapFilled: false,
+      gapsForgotten: 0,
+    };
+  }
+  if (start >= state.lastTime) {
+    const gapWh = batch.prevWh - state.lastWh;
+    if (gapWh < 0) {
+      return { ok: false, reason: 'registerDecrease', state: { ...state, lastTime: end, lastWh: last } };
+    }
+    const ops = readingOps(batch);
+    const gaps = state.gaps.slice();
+    const gapOpened = start > state.lastTime;
+    if (gapWh !== 0) ops.unshift({ time: start, wh: gapWh });
+    if (gapOpened) gaps.push({ fromTime: state.lastTime, toTime: start, fromWh: state.lastWh, toWh: batch.prevWh, at: start });
+    const gapsForgotten = Math.max(0, gaps.length - MAX_GAPS);
+    if (gapsForgotten) gaps.splice(0, gapsForgotten);
+    return { ok: true, state: { ...state, lastTime: end, lastWh: last, gaps }, ops, gapOpened, gapFilled: false, gapsForgotten };
+  }
+  const i = state.gaps.findIndex((g) => g.fromTime <= start && end <= g.toTime);
+  if (i < 0) return { ok: false, reason: 'timeBackwards', state };
+  const g = state.gaps[i]!;
+  const left = batch.prevWh - g.fromWh;
+  const right = g.toWh - last;
+  if (left < 0 || right < 0) return { ok: false, reason: 'registerDecrease', state };
+  const ops = readingOps(batch);
+  const correction = left + right - (g.toWh - g.fromWh);
+  if (correction !== 0) ops.push({ time: g.at, wh: correction });
+  const parts: Gap[] = [];
+  if (start > g.fromTime) parts.push({ fromTime: g.fromTime, toTime: start, fromWh: g.fromWh, toWh: batch.prevWh, at: g.at });
+  if (end < g.toTime) parts.push({ fromTime: end, toTime: g.toTime, fromWh: last, toWh: g.toWh, at: g.at });
+  const gaps = state.gaps.slice(0, i).concat(parts, state.gaps.slice(i + 1));
+  return { ok: true, state: { ...state, gaps }, ops, gapOpened: false, gapFilled: true, gapsForgotten: 0 };
+}
+
+/**
+ * Drops gaps whose target windows are gone (`gone(at)` true): a batch inside them could no longer be
+ * folded anyway, since its own windows are older still.
+ * @example
+ * ```ts
+ * state = pruneGaps(state, (t) => t < horizon);
+ * ```
+ */
+export function pruneGaps(state: EnergyState, gone: (at: number) => boolean): EnergyState {
+  if (state.gaps.length === 0 || !gone(state.gaps[0]!.at)) return state;
+  return { ...state, gaps: state.gaps.filter((g) => !gone(g.at)) };
+}
