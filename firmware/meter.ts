@@ -1,0 +1,441 @@
+/**
+ * The meter's main loop: a tick per source sample, over the HAL (serial line, clock, source, NV store).
+ *
+ * Each tick integrates one sample into the import register (1-0:1.8.0) and appends a reading to the current
+ * batch. A full batch (or the last, partial one when the source ends) becomes a frame: sealed with the next
+ * invocation counter, stored in the ring, persisted to NV, and only then transmitted. Frames leave the ring
+ * only on the gateway's selective acknowledgement; unacknowledged frames are retransmitted, oldest first,
+ * after `ackTimeoutMs`, with at most `window` frames in flight.
+ *
+ * Status flags set on readings: POWER_FAILURE on the first reading produced after a boot from persisted
+ * state (every restart is treated as a power cut; the readings themselves are complete, because the source
+ * resumes where the last persisted frame ended). CLOCK_SET and REGISTER_RESET are never set: a source whose
+ * time goes backwards (or overlaps the previous sample) stops the meter with an error.
+ * @module
+ */
+import pino, { type Logger } from 'pino';
+import { encodeLinkFrame, LinkParser, type LinkCounters } from '../protocol/link.js';
+import { decodeMessage, encodeFrame, meterId, MSG_ACK, SC_AES256GCM, sealFrame } from '../protocol/frame.js';
+import { encodeReadingBatch, MAX_READINGS_PER_BATCH, Status, type Reading } from '../protocol/reading.js';
+import { createClock, type Clock } from './hal/clock.js';
+import type { SerialLine } from './hal/line.js';
+import type { NvStore } from './hal/nv.js';
+import type { Sample, Source } from './hal/source.js';
+import { DEFAULT_COUNTER_BLOCK, InvocationCounter } from './counter.js';
+import { ImportRegister, MILLIWS_PER_WH } from './register.js';
+import { DEFAULT_RING_CAPACITY, FrameRing } from './ring.js';
+import { decodeMeterState, encodeMeterState, type MeterState } from './state.js';
+
+export interface MeterOptions {
+  /** The meter's 8-byte system title (its id is `meterId(systemTitle)`). */
+  systemTitle: Uint8Array;
+  /** The meter's AES-256 key. */
+  key: Uint8Array;
+  line: SerialLine;
+  source: Source;
+  nv: NvStore;
+  /** Default: `createClock('max')`. */
+  clock?: Clock;
+  /** Readings per frame, 1..60 (default 15). */
+  batch?: number;
+  /** Wall-clock ms after which an unacknowledged frame is sent again (default 1000). */
+  ackTimeoutMs?: number;
+  /** Most frames in flight (sent, not yet acknowledged or timed out) at once (default 32). */
+  window?: number;
+  /** Unacknowledged frames kept (default 256). */
+  ringCapacity?: number;
+  /** Invocation counters reserved per NV write (default 64). */
+  counterBlock?: number;
+  /** Default timeout of {@link Meter.done}, ms (default: wait forever). */
+  drainTimeoutMs?: number;
+  /** pino logger; counters and ids only, never readings. Default: silent. */
+  log?: Logger;
+}
+
+/** What a meter has done since it booted. All counters only grow. */
+export interface MeterCounters {
+  /** Readings produced. */
+  readings: number;
+  /** Frames sealed. */
+  frames: number;
+  /** Bytes written to the line (link-framed, including retransmissions). */
+  bytesSent: number;
+  /** Frame transmissions after the first (timeouts, and ring frames restored at boot). */
+  retransmits: number;
+  /** Frames freed by an acknowledgement. */
+  acked: number;
+  /** Frames dropped from a full ring (their energy moves to the next frame, their readings are lost). */
+  droppedFromRing: number;
+  /** Well-framed downlink payloads that were not a valid acknowledgement for this meter. */
+  badDownlink: number;
+  /** Acknowledgements for frames no longer held (already acknowledged, or dropped). */
+  duplicateAcks: number;
+}
+
+/** Thrown (or rejected) once a meter was stopped or halted. */
+export class MeterStoppedError extends Error {
+  constructor(how: 'stopped' | 'halted') {
+    super(`meter ${how}`);
+    this.name = 'MeterStoppedError';
+  }
+}
+
+interface Transmission {
+  /** Wall ms of the last send while in flight; `null` when not in flight. */
+  sentAt: number | null;
+  sends: number;
+}
+
+function check(cond: boolean, message: string): void {
+  if (!cond) throw new RangeError(message);
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/**
+ * A simulated smart meter. {@link Meter.start} restores NV state (or starts fresh) and runs until the
+ * source is exhausted; {@link Meter.done} then resolves once every frame is acknowledged.
+ * @example
+ * ```ts
+ * const meter = await Meter.start({ systemTitle: st, key, line: streamLine(port), source, nv: new FileNvStore(file) });
+ * const counters = await meter.done(60_000);
+ * await meter.stop();
+ * ```
+ */
+export class Meter {
+  /** The meter id (hex system title). */
+  readonly id: string;
+  readonly counters: MeterCounters = { readings: 0, frames: 0, bytesSent: 0, retransmits: 0, acked: 0, droppedFromRing: 0, badDownlink: 0, duplicateAcks: 0 };
+  private readonly st: Uint8Array;
+  private readonly key: Uint8Array;
+  private readonly line: SerialLine;
+  private readonly source: Source;
+  private readonly nv: NvStore;
+  private readonly clock: Clock;
+  private readonly batchSize: number;
+  private readonly ackTimeoutMs: number;
+  private readonly window: number;
+  private readonly drainTimeoutMs: number;
+  private readonly log: Logger;
+  private readonly parser = new LinkParser();
+  private readonly register: ImportRegister;
+  private readonly ring: FrameRing;
+  private readonly counter: InvocationCounter;
+  private readonly tx = new Map<number, Transmission>();
+  private readonly abort = new AbortController();
+  /** The state as of the last frame (what NV holds, or is about to). */
+  private committed: { milliWs: bigint; resumeAt: number; samples: number };
+  private mark: number;
+  private batch: Reading[] = [];
+  private batchEnd = -1;
+  private powerFailurePending: boolean;
+  private sourceDone = false;
+  private halted = false;
+  private stopped = false;
+  private timer: NodeJS.Timeout | undefined;
+  private unsubscribe: () => void = () => undefined;
+  private roomWaiters: (() => void)[] = [];
+  private lastWrite: Promise<void> = Promise.resolve();
+  private saveChain: Promise<void> = Promise.resolve();
+  private queuedSave: Promise<void> | undefined;
+  private loop: Promise<void> = Promise.resolve();
+  private finish!: { resolve: (c: MeterCounters) => void; reject: (e: Error) => void };
+  private readonly finished: Promise<MeterCounters>;
+
+  private constructor(o: MeterOptions, state: MeterState | undefined) {
+    this.st = o.systemTitle;
+    this.id = meterId(o.systemTitle);
+    this.key = o.key;
+    this.line = o.line;
+    this.source = o.source;
+    this.nv = o.nv;
+    this.clock = o.clock ?? createClock('max');
+    this.batchSize = o.batch ?? 15;
+    this.ackTimeoutMs = o.ackTimeoutMs ?? 1000;
+    this.window = o.window ?? 32;
+    this.drainTimeoutMs = o.drainTimeoutMs ?? Infinity;
+    this.log = (o.log ?? pino({ enabled: false })).child({ meter: this.id });
+    this.register = new ImportRegister(state?.registerMilliWs ?? 0n);
+    this.committed = { milliWs: this.register.milliWs, resumeAt: state?.resumeAt ?? -1, samples: state?.samples ?? 0 };
+    this.mark = state?.reservedIc ?? 0;
+    this.counter = new InvocationCounter(this.mark, (mark) => this.reserve(mark), o.counterBlock ?? DEFAULT_COUNTER_BLOCK);
+    this.ring = new FrameRing(o.ringCapacity ?? DEFAULT_RING_CAPACITY);
+    for (const f of state?.ring ?? []) this.keep(f.ic, f.bytes, 1);
+    this.powerFailurePending = state !== undefined;
+    this.finished = new Promise((resolve, reject) => (this.finish = { resolve, reject }));
+    this.finished.catch(() => undefined); // reported through done()
+  }
+
+  /**
+   * Boots a meter: validates options, restores NV state, retransmits restored frames and starts the loop.
+   * Rejects if the NV record is corrupt or belongs to another meter.
+   */
+  static async start(options: MeterOptions): Promise<Meter> {
+    const o = options;
+    check(o.systemTitle instanceof Uint8Array && o.systemTitle.length === 8, '"systemTitle" must be 8 bytes');
+    check(o.key instanceof Uint8Array && o.key.length === 32, '"key" must be 32 bytes (AES-256)');
+    check(typeof o.line?.write === 'function' && typeof o.line.onData === 'function', '"line" must be a SerialLine');
+    check(typeof o.source?.samples === 'function', '"source" must be a Source');
+    check(typeof o.nv?.load === 'function' && typeof o.nv.save === 'function', '"nv" must be an NvStore');
+    const int = (v: number | undefined, name: string, lo: number, hi: number) =>
+      check(v === undefined || (Number.isSafeInteger(v) && v >= lo && v <= hi), `"${name}" must be an integer in ${lo}..${hi}`);
+    int(o.batch, 'batch', 1, MAX_READINGS_PER_BATCH);
+    int(o.ackTimeoutMs, 'ackTimeoutMs', 1, 3_600_000);
+    int(o.window, 'window', 1, 65536);
+    check(o.drainTimeoutMs === undefined || o.drainTimeoutMs === Infinity || (Number.isSafeInteger(o.drainTimeoutMs) && o.drainTimeoutMs >= 0), '"drainTimeoutMs" must be a non-negative integer or Infinity');
+    const record = await o.nv.load();
+    const state = record === undefined ? undefined : decodeMeterState(record, o.systemTitle);
+    const meter = new Meter(o, state);
+    meter.boot(state !== undefined);
+    return meter;
+  }
+
+  /** Register at the end of the last reading produced, Wh. */
+  get registerWh(): number {
+    return this.register.wh;
+  }
+
+  /** Register at the end of the last reading produced, mW·s (exact). */
+  get registerMilliWs(): bigint {
+    return this.register.milliWs;
+  }
+
+  /** Frames waiting for an acknowledgement. */
+  get unacked(): number {
+    return this.ring.size;
+  }
+
+  /** Counters of the downlink link parser (bad CRCs, garbage, resyncs). */
+  get link(): LinkCounters {
+    return this.parser.counters;
+  }
+
+  /**
+   * Resolves with the counters once the source is exhausted and every frame is acknowledged; rejects if the
+   * meter fails, is stopped or halted first, or after `timeoutMs` (default: the `drainTimeoutMs` option).
+   * @example
+   * ```ts
+   * await meter.done(30_000);
+   * ```
+   */
+  done(timeoutMs = this.drainTimeoutMs): Promise<MeterCounters> {
+    if (timeoutMs === Infinity) return this.finished;
+    let t: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      t = setTimeout(() => reject(new Error(`meter ${this.id}: ${this.ring.size} frames unacknowledged after ${timeoutMs} ms${this.sourceDone ? '' : ' (source not exhausted)'}`)), timeoutMs);
+    });
+    return Promise.race([this.finished, timeout]).finally(() => clearTimeout(t));
+  }
+
+  /** Clean shutdown: stops the loop and the line, waits for NV writes in progress. Idempotent. */
+  async stop(): Promise<void> {
+    if (!this.stopped) {
+      this.shutDown('stopped');
+      this.log.info({ ...this.counters, unacked: this.ring.size }, 'meter stopped');
+    }
+    await this.loop;
+    await this.saveChain;
+  }
+
+  /** Power cut: stops everything at once; no further NV write or transmission happens. */
+  halt(): void {
+    if (this.halted) return;
+    this.halted = true;
+    this.shutDown('halted');
+  }
+
+  private shutDown(how: 'stopped' | 'halted'): void {
+    this.stopped = true;
+    this.abort.abort(new MeterStoppedError(how));
+    clearInterval(this.timer);
+    this.unsubscribe();
+    this.parser.destroy();
+    this.wakeRoom();
+    this.finish.reject(new MeterStoppedError(how));
+  }
+
+  private boot(resumed: boolean): void {
+    this.parser.on('data', (payload: Buffer) => this.onDownlink(payload));
+    this.parser.on('error', () => undefined); // LinkParser counts bad input itself and does not error
+    this.unsubscribe = this.line.onData((chunk) => this.parser.write(chunk));
+    this.timer = setInterval(() => this.expire(), Math.max(5, Math.floor(this.ackTimeoutMs / 4)));
+    this.log.info({ resumed, unacked: this.ring.size, reservedIc: this.mark, source: this.source.name }, 'meter booted');
+    this.pump();
+    this.loop = this.run().catch((e: Error) => this.fail(e));
+  }
+
+  private fail(e: Error): void {
+    if (this.stopped) return; // a stop or halt interrupted the loop
+    this.log.error({ err: e.message, ...this.counters }, 'meter failed');
+    this.stopped = true;
+    clearInterval(this.timer);
+    this.unsubscribe();
+    this.wakeRoom();
+    this.finish.reject(e);
+  }
+
+  /** The main loop: one tick per sample. */
+  private async run(): Promise<void> {
+    let lastEnd = this.committed.resumeAt;
+    this.batchEnd = lastEnd;
+    let started = false;
+    const signal = this.abort.signal;
+    for await (const s of this.source.samples(lastEnd >= 0 ? lastEnd : undefined)) {
+      if (this.stopped) return;
+      checkSample(s, lastEnd, this.source.name);
+      if (!started) {
+        this.clock.start(s.time);
+        started = true;
+      }
+      await this.clock.waitUntil(s.time + s.period, signal);
+      this.tick(s);
+      lastEnd = s.time + s.period;
+      if (this.batch.length >= this.batchSize) await this.emitFrame();
+    }
+    if (this.stopped) return;
+    if (this.batch.length > 0) await this.emitFrame();
+    this.sourceDone = true;
+    this.log.info({ ...this.counters }, 'source exhausted');
+    this.checkFinished();
+  }
+
+  private tick(s: Sample): void {
+    const { importWh, powerW } = this.register.integrate(s.powerMilliW, s.period);
+    let status = 0;
+    if (this.powerFailurePending) {
+      status |= Status.POWER_FAILURE;
+      this.powerFailurePending = false;
+    }
+    this.batch.push({ time: s.time, period: s.period, importWh, powerW, status });
+    this.batchEnd = s.time + s.period;
+    this.counters.readings++;
+  }
+
+  private async emitFrame(): Promise<void> {
+    const readings = this.batch;
+    this.batch = [];
+    const prevWh = Number(this.committed.milliWs / MILLIWS_PER_WH);
+    const plaintext = encodeReadingBatch({ prevWh, readings });
+    const ic = await this.counter.next();
+    const bytes = encodeFrame(sealFrame(this.key, { systemTitle: this.st, sc: SC_AES256GCM, ic }, plaintext));
+    plaintext.fill(0);
+    this.committed = { milliWs: this.register.milliWs, resumeAt: this.batchEnd, samples: this.committed.samples + readings.length };
+    this.keep(ic, bytes, 0);
+    this.counters.frames++;
+    await this.persist();
+    this.pump();
+    if (this.clock.speed === 'max') {
+      await this.lastWrite;
+      while (this.ring.size >= this.window && !this.stopped) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
+    }
+  }
+
+  /** Puts a frame in the ring (`sends` = 1 for frames restored from NV: they may have been sent). */
+  private keep(ic: number, bytes: Uint8Array, sends: number): void {
+    const lost = this.ring.push({ ic, bytes });
+    this.tx.set(ic, { sentAt: null, sends });
+    if (lost) {
+      this.tx.delete(lost.ic);
+      this.counters.droppedFromRing++;
+      this.log.warn({ ic: lost.ic, dropped: this.counters.droppedFromRing }, 'ring full: oldest frame dropped');
+    }
+  }
+
+  /** Counter hook: makes a new reservation mark durable before any counter under it is used. */
+  private async reserve(mark: number): Promise<void> {
+    this.mark = mark;
+    await this.persist();
+  }
+
+  /**
+   * Saves the current committed state. Saves run one at a time; a call while one is queued joins it, and
+   * the queued save snapshots the state when it starts, so it includes every change made before the call.
+   */
+  private persist(): Promise<void> {
+    if (this.queuedSave) return this.queuedSave;
+    const save = this.saveChain.then(async () => {
+      this.queuedSave = undefined;
+      if (this.halted) throw new MeterStoppedError('halted');
+      await this.nv.save(encodeMeterState({ systemTitle: this.st, reservedIc: this.mark, registerMilliWs: this.committed.milliWs, resumeAt: this.committed.resumeAt, samples: this.committed.samples, ring: this.ring.list() }));
+    });
+    this.queuedSave = save;
+    this.saveChain = save.catch(() => undefined);
+    return save;
+  }
+
+  /** Sends frames not in flight, oldest first, while the window has room. */
+  private pump(): void {
+    if (this.stopped) return;
+    let inFlight = 0;
+    for (const t of this.tx.values()) if (t.sentAt !== null) inFlight++;
+    const now = this.clock.nowMs();
+    for (const f of this.ring.list()) {
+      if (inFlight >= this.window) break;
+      const t = this.tx.get(f.ic)!;
+      if (t.sentAt !== null) continue;
+      if (t.sends > 0) this.counters.retransmits++;
+      t.sends++;
+      t.sentAt = now;
+      inFlight++;
+      const wire = encodeLinkFrame(f.bytes);
+      this.counters.bytesSent += wire.length;
+      this.lastWrite = this.line.write(wire);
+    }
+  }
+
+  /** Timer: frames unacknowledged for `ackTimeoutMs` leave flight and are sent again. */
+  private expire(): void {
+    const now = this.clock.nowMs();
+    let any = false;
+    for (const t of this.tx.values()) {
+      if (t.sentAt !== null && now - t.sentAt >= this.ackTimeoutMs) {
+        t.sentAt = null;
+        any = true;
+      }
+    }
+    if (any) this.pump();
+  }
+
+  private onDownlink(payload: Buffer): void {
+    if (this.stopped) return;
+    let ic: number;
+    try {
+      const m = decodeMessage(payload);
+      if (m.type !== MSG_ACK || !sameBytes(m.systemTitle, this.st)) throw new TypeError('not an acknowledgement for this meter');
+      ic = m.ic;
+    } catch {
+      this.counters.badDownlink++;
+      return;
+    }
+    if (!this.ring.ack(ic)) {
+      this.counters.duplicateAcks++;
+      return;
+    }
+    this.tx.delete(ic);
+    this.counters.acked++;
+    this.persist().catch((e: Error) => this.fail(e));
+    this.pump();
+    this.wakeRoom();
+    this.checkFinished();
+  }
+
+  private wakeRoom(): void {
+    for (const w of this.roomWaiters.splice(0)) w();
+  }
+
+  private checkFinished(): void {
+    if (!this.sourceDone || this.ring.size > 0 || this.stopped) return;
+    clearInterval(this.timer);
+    this.log.info({ ...this.counters }, 'all frames acknowledged');
+    this.finish.resolve({ ...this.counters });
+  }
+}
+
+function checkSample(s: Sample, lastEnd: number, source: string): void {
+  if (!Number.isSafeInteger(s.time) || s.time < 0 || s.time > 0xffffffff) throw new RangeError(`${source}: sample time ${s.time} is not a Unix time`);
+  if (!Number.isSafeInteger(s.period) || s.period < 1 || s.period > 86400) throw new RangeError(`${source}: sample at ${s.time} has period ${s.period} (must be 1..86400 s)`);
+  if (!Number.isSafeInteger(s.powerMilliW) || s.powerMilliW < 0 || s.powerMilliW > 4e12) throw new RangeError(`${source}: sample at ${s.time} has invalid power`);
+  if (s.time < lastEnd) throw new RangeError(`${source}: sample at ${s.time} starts before the previous one ended (${lastEnd}); clock set backwards is not supported`);
+}

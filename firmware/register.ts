@@ -1,0 +1,75 @@
+/**
+ * The cumulative import energy register (OBIS 1-0:1.8.0), kept exactly.
+ *
+ * Energy is integrated as an integer number of milliwatt-seconds (a sample of `p` mW over `s` seconds adds
+ * exactly `p * s` mW·s), in a `bigint` so it can neither round nor overflow. The register value shown in
+ * readings is `floor(total / 3_600_000)` Wh, so the energy of any run of periods, taken as a register
+ * difference, is exact by construction: differences telescope, nothing is ever rounded twice.
+ * @module
+ */
+
+/** Milliwatt-seconds in one watt-hour. */
+export const MILLIWS_PER_WH = 3_600_000n;
+
+/** The outcome of integrating one sample. */
+export interface Integration {
+  /** Register at the end of the period, integer Wh. */
+  importWh: number;
+  /** Average power over the period, W, rounded half up. */
+  powerW: number;
+}
+
+/**
+ * An import register. Construct it from a persisted total to continue after a restart.
+ * @example
+ * ```ts
+ * const reg = new ImportRegister();
+ * reg.integrate(1_500_000, 60); // 1.5 kW for a minute -> { importWh: 25, powerW: 1500 }
+ * reg.milliWs; // 90_000_000n
+ * ```
+ */
+export class ImportRegister {
+  private total: bigint;
+
+  constructor(totalMilliWs: bigint = 0n) {
+    if (typeof totalMilliWs !== 'bigint' || totalMilliWs < 0n) throw new RangeError('register total must be a non-negative bigint');
+    this.total = totalMilliWs;
+  }
+
+  /** Total integrated energy, mW·s. */
+  get milliWs(): bigint {
+    return this.total;
+  }
+
+  /** Register value, integer Wh (floor of the exact total). */
+  get wh(): number {
+    return Number(this.total / MILLIWS_PER_WH);
+  }
+
+  /**
+   * Adds `powerMilliW` mW sustained for `periodS` seconds.
+   * @example
+   * ```ts
+   * reg.integrate(250_000, 900); // 250 W for 15 minutes
+   * ```
+   */
+  integrate(powerMilliW: number, periodS: number): Integration {
+    if (!Number.isSafeInteger(powerMilliW) || powerMilliW < 0) throw new RangeError('power must be a non-negative integer in mW');
+    if (!Number.isSafeInteger(periodS) || periodS <= 0) throw new RangeError('period must be a positive integer in seconds');
+    this.total += BigInt(powerMilliW) * BigInt(periodS);
+    return { importWh: this.wh, powerW: averagePowerW(powerMilliW) };
+  }
+}
+
+/**
+ * Average power in W of a sample, rounded half up: `round(energy / period)` with energy in W·s, which for a
+ * constant-power sample is `round(mW / 1000)`.
+ * @example
+ * ```ts
+ * averagePowerW(1_499); // 1
+ * averagePowerW(1_500); // 2
+ * ```
+ */
+export function averagePowerW(powerMilliW: number): number {
+  return Math.floor((powerMilliW + 500) / 1000);
+}

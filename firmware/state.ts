@@ -1,0 +1,83 @@
+/**
+ * The meter's persisted state: what it must remember across a power cut, as one CBOR map.
+ *
+ * Everything here describes the meter at its last *frame boundary*: readings after the last sealed frame
+ * are not persisted, so after a restart the meter re-reads those samples from its source and rebuilds them
+ * exactly (the register and the source position move together). The invocation counter is the exception:
+ * its mark only ever moves forward, and is persisted ahead of use (see counter.ts).
+ * @module
+ */
+import { asArray, asBytes, asUint } from '../protocol/cbor.js';
+import { MAX_IC, SYSTEM_TITLE_LEN, meterId } from '../protocol/frame.js';
+import { MILLIWS_PER_WH } from './register.js';
+import type { RingFrame } from './ring.js';
+
+/** Largest register accepted, Wh (as in protocol/reading.ts: exact in a double, far beyond any meter). */
+const MAX_REGISTER_WH = 2 ** 48;
+
+export const STATE_VERSION = 1;
+
+export interface MeterState {
+  /** The meter this record belongs to. */
+  systemTitle: Uint8Array;
+  /** Invocation-counter high-water mark (exclusive); counting resumes here after a restart. */
+  reservedIc: number;
+  /** Register total at the end of the last framed reading, mW·s. */
+  registerMilliWs: bigint;
+  /** End (Unix s) of the last framed sample: the source resumes at samples starting here; -1 if none yet. */
+  resumeAt: number;
+  /** Samples consumed into frames since the meter was first started. */
+  samples: number;
+  /** Unacknowledged frames, oldest first. */
+  ring: RingFrame[];
+}
+
+/**
+ * The CBOR-ready form of a state: a plain map with short keys. The register is stored as
+ * `[whole Wh, remaining mW·s]` so that both parts are plain CBOR integers (the project's CBOR caps
+ * integers at 2^53 - 1, and the exact total in mW·s can exceed that).
+ * @example
+ * ```ts
+ * await nv.save(encodeMeterState(state));
+ * ```
+ */
+export function encodeMeterState(s: MeterState): Record<string, unknown> {
+  return {
+    v: STATE_VERSION,
+    st: s.systemTitle,
+    ic: s.reservedIc,
+    reg: [Number(s.registerMilliWs / MILLIWS_PER_WH), Number(s.registerMilliWs % MILLIWS_PER_WH)],
+    at: s.resumeAt,
+    n: s.samples,
+    ring: s.ring.map((f) => [f.ic, f.bytes]),
+  };
+}
+
+/**
+ * Validates a loaded record and checks that it belongs to `systemTitle`; throws an `Error` naming the
+ * first problem (a corrupt or foreign NV record must stop the meter, not be silently replaced: that
+ * could reuse invocation counters).
+ * @example
+ * ```ts
+ * const state = decodeMeterState(await nv.load(), st);
+ * ```
+ */
+export function decodeMeterState(record: unknown, systemTitle: Uint8Array): MeterState {
+  try {
+    if (typeof record !== 'object' || record === null || Array.isArray(record)) throw new TypeError('record must be a map');
+    const r = record as Record<string, unknown>;
+    if (asUint(r.v, 'v') !== STATE_VERSION) throw new TypeError(`unsupported version ${String(r.v)}`);
+    const st = asBytes(r.st, 'st', SYSTEM_TITLE_LEN);
+    if (meterId(st) !== meterId(systemTitle)) throw new TypeError(`record belongs to meter ${meterId(st)}`);
+    const [wh, rest] = asArray(r.reg, 'reg', 2, 2);
+    const reg = BigInt(asUint(wh, 'reg.wh', MAX_REGISTER_WH)) * MILLIWS_PER_WH + BigInt(asUint(rest, 'reg.milliWs', Number(MILLIWS_PER_WH) - 1));
+    const at = r.at === -1 ? -1 : asUint(r.at, 'at');
+    const ring = asArray(r.ring, 'ring').map((e, i) => {
+      const [ic, bytes] = asArray(e, `ring[${i}]`, 2, 2);
+      return { ic: asUint(ic, `ring[${i}].ic`, MAX_IC), bytes: Buffer.from(asBytes(bytes, `ring[${i}].bytes`)) };
+    });
+    return { systemTitle: st, reservedIc: asUint(r.ic, 'ic', MAX_IC + 1), registerMilliWs: reg, resumeAt: at, samples: asUint(r.n, 'n'), ring };
+  } catch (e) {
+    throw new Error(`NV record of meter ${meterId(systemTitle)} is invalid: ${(e as Error).message}`);
+  }
+}
