@@ -1,0 +1,27 @@
+/** Types for kernel.js (plain JS so that worker threads load it without a TypeScript loader). */
+export interface FixedBaseTable {
+  readonly m: bigint;
+  readonly w: number;
+  readonly bits: number;
+  readonly rows: bigint[][];
+}
+export type RandomiserSpec =
+  | { kind: 'public'; hs: bigint; n2: bigint; bits: number; w: number }
+  | { kind: 'crt'; hs: bigint; p2: bigint; q2: bigint; p2InvQ2: bigint; bits: number; w: number };
+export interface RandomiserSource {
+  readonly bits: number;
+  /** h_s^r mod n^2 for 0 <= r < 2^bits. */
+  pow(r: bigint): bigint;
+  /** h_s^r mod n^2 for a fresh random r of `bits` bits. */
+  next(): bigint;
+}
+/** Fixed-base window table over Z_m: row i holds base^(d 2^(w i)) for d in [0, 2^w). */
+export function buildTable(base: bigint, m: bigint, bits: number, w: number): FixedBaseTable;
+/** base^r mod m = prod_i row_i[digit_i(r)] mod m. */
+export function tablePow(table: FixedBaseTable, r: bigint): bigint;
+/** Garner's CRT: x mod a b from x mod a and x mod b, given a^{-1} mod b. */
+export function crt(xa: bigint, xb: bigint, a: bigint, b: bigint, aInvB: bigint): bigint;
+/** Uniform r in [0, 2^bits) from the OS CSPRNG. */
+export function randomExponent(bits: number): bigint;
+/** h_s^r from a public table over Z_{n^2} or CRT tables over Z_{p^2}, Z_{q^2}. */
+export function randomiserSource(spec: RandomiserSpec): RandomiserSource;
