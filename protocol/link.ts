@@ -52,11 +52,14 @@ export interface LinkCounters {
   badCrc: number;
   /** Frames longer than the configured maximum; dropped whole. */
   oversize: number;
-  /** Frames too short to hold a payload and an FCS, or with an invalid escape sequence. */
+  /** Frames too short to hold a payload and an FCS, or with an invalid escape sequence (`7D 7D`, `7D 7E`). */
   malformed: number;
-  /** Times the parser discarded data (a bad frame or bytes outside any frame) and resynchronised on a flag. */
+  /**
+   * Times the parser discarded data and resynchronised on a flag: once per bad frame (badCrc, oversize,
+   * malformed) and once per run of bytes outside any frame.
+   */
   resyncs: number;
-  /** Bytes discarded outside frames. */
+  /** Bytes discarded outside frames: before the first flag, and an unterminated frame at the end of the stream. */
   garbageBytes: number;
 }
 
@@ -82,6 +85,8 @@ export class LinkParser extends Transform {
   private readonly maxPayload: number;
   private readonly buf: Buffer;
   private len = 0;
+  /** Bytes on the wire since the opening flag (escapes included). */
+  private raw = 0;
   private inFrame = false;
   private escaped = false;
   private overflow = false;
@@ -104,7 +109,7 @@ export class LinkParser extends Transform {
   }
 
   override _flush(cb: TransformCallback): void {
-    if (this.inFrame && this.len > 0) this.noteGarbage(this.len);
+    if (this.inFrame && this.raw > 0) this.noteGarbage(this.raw);
     this.endGarbage();
     this.reset();
     cb();
@@ -113,7 +118,9 @@ export class LinkParser extends Transform {
   private byte(b: number): void {
     if (b === FLAG) {
       this.endGarbage();
-      if (this.inFrame && (this.len > 0 || this.overflow)) this.finish();
+      // Anything between two flags is a frame attempt, even one made only of escapes ("7E 7D 7E" is an
+      // HDLC abort): count it rather than drop it silently. Only "7E 7E" (inter-frame fill) is nothing.
+      if (this.inFrame && this.raw > 0) this.finish();
       // A flag both closes a frame and may open the next one (shared flags are allowed).
       this.reset();
       this.inFrame = true;
@@ -123,6 +130,7 @@ export class LinkParser extends Transform {
       this.noteGarbage(1);
       return;
     }
+    this.raw++;
     if (b === ESCAPE) {
       // "7D 7D" is not a valid escape sequence: the frame is malformed, keep reading until the next flag.
       if (this.escaped) this.bad = true;
@@ -159,6 +167,7 @@ export class LinkParser extends Transform {
 
   private reset(): void {
     this.len = 0;
+    this.raw = 0;
     this.escaped = false;
     this.overflow = false;
     this.bad = false;
