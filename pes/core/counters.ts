@@ -1,0 +1,69 @@
+/**
+ * The PES's counters. Every rejected input increments exactly one of them; none carries a reading value.
+ * @module
+ */
+
+export const COUNTER_NAMES = [
+  /** Frames verified, deciphered and folded. */
+  'framesOk',
+  /** Readings folded (energy of accepted frames). */
+  'readings',
+  /** GCM tag did not verify (tampered frame, wrong key, re-labelled system title). */
+  'badTag',
+  /** System title of no provisioned meter. */
+  'unknownMeter',
+  /** Invocation counter already accepted or below the anti-replay window. */
+  'replay',
+  /** Bursts of replays from one meter (e.g. firmware restarted with a wiped counter store). */
+  'replayAlarm',
+  /** Frame or reading batch that does not decode. */
+  'malformedFrame',
+  /** Uplink payload that does not decode, or names another gateway than its topic. */
+  'malformedUplink',
+  /** Batches whose readings go back in time, or that overlap processed time without filling a gap. */
+  'timeBackwards',
+  /** Batches whose register decreases without the REGISTER_RESET flag. */
+  'registerDecrease',
+  /** Batches with a reading time absurdly far (more than max skew) from the watermark. */
+  'absurdTime',
+  /** Batches for windows already past the retention horizon. */
+  'tooOld',
+  /** Gaps before a batch (energy shifted to the batch's first window). */
+  'gapsOpened',
+  /** Late batches that filled (part of) a remembered gap. */
+  'gapsFilled',
+  /** Gaps forgotten because a meter had more than MAX_GAPS open. */
+  'gapsForgotten',
+  /** Aggregates released (sealed and queued for the MDMS), all revisions. */
+  'released',
+  /** Of `released`, revisions (revision >= 1) caused by late readings. */
+  'lateRevisions',
+  /** Neighbourhood windows closed with fewer than k meters (counted once per window). */
+  'suppressed',
+  /** Evaluations where a neighbourhood revision was held back because fewer than revision-k meters changed it. */
+  'revisionHeld',
+  /** Release attempts whose total decrypted to a negative number (not published). */
+  'negativeTotal',
+  /** Household stream messages queued. */
+  'streamMessages',
+  /** Accepted batches of a household whose public key is unknown (not streamed). */
+  'noHouseholdKey',
+  /** Household public keys accepted at runtime. */
+  'householdKeys',
+  /** Household key messages rejected. */
+  'badHouseholdKey',
+] as const;
+
+export type CounterName = (typeof COUNTER_NAMES)[number];
+export type PesCounters = Record<CounterName, number>;
+
+/**
+ * A fresh set of counters, all zero.
+ * @example
+ * ```ts
+ * const c = newCounters(); c.replay++;
+ * ```
+ */
+export function newCounters(): PesCounters {
+  return Object.fromEntries(COUNTER_NAMES.map((n) => [n, 0])) as PesCounters;
+}

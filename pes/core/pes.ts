@@ -1,0 +1,638 @@
+/**
+ * The PES core: frames in, sealed aggregates and household stream messages out. No I/O: the adapters
+ * (pes/pes.ts, pes/mqtt.ts, pes/store.ts) persist {@link PesCore.checkpoint} and publish its outbox.
+ *
+ * Per frame: decode -> meter lookup -> anti-replay check -> AES-GCM open -> decode batch -> plaintext buffer
+ * zeroed -> time checks -> energy attribution -> fold into Paillier accumulators (one `addPlain` per frame and
+ * window: a frame's readings that share a window are summed while the decoded frame is in hand) -> household
+ * stream message sealed to the household. No reading is logged, persisted or published in clear.
+ *
+ * Per message (uplink), after its frames: windows whose end + lateness the watermark passed are closed;
+ * closed windows that changed are evaluated for release (k rule for neighbourhoods, revision-k for their
+ * revisions); windows past the retention horizon are dropped.
+ * @module
+ */
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import type { Logger } from 'pino';
+import { asArray, asBytes, asUint, cborDecode } from '../../protocol/cbor.js';
+import { decodeFrame, meterId, openFrame, type CipheredFrame } from '../../protocol/frame.js';
+import { decodeSigned, type PaillierPrivate } from '../../protocol/paillier/engine.js';
+import { decodeReadingBatch, type ReadingBatch } from '../../protocol/reading.js';
+import { newStreamKey, sealAggregate, sealStream, type StreamKey } from '../../protocol/seal.js';
+import { topicId, topics } from '../../protocol/topics.js';
+import { decodeUplink } from '../../protocol/uplink.js';
+import type { BillingPeriod } from '../duration.js';
+import type { Tariff } from '../tariff.js';
+import { Calendar } from './calendar.js';
+import { newCounters, type PesCounters } from './counters.js';
+import { attribute, pruneGaps, type EnergyOp, type EnergyState } from './energy.js';
+import { ReplayWindow, type ReplayState } from './replay.js';
+
+/** What the PES knows about one provisioned meter. */
+export interface MeterInfo {
+  /** The meter's AES-256 key (unwrapped from the provisioning file). */
+  key: Uint8Array;
+  household: string;
+  neighbourhood: string;
+}
+
+export interface PesSettings {
+  /** Neighbourhood interval in seconds (divides a day; aligned to the Unix epoch). */
+  intervalS: number;
+  billing: BillingPeriod;
+  /** Time zone in which billing periods are aligned. */
+  tz: string;
+  tariff: Tariff;
+  /** Allowed lateness: a window closes when the watermark passes end + lateness. */
+  latenessS: number;
+  /** Fewest distinct meters a released neighbourhood aggregate may cover. */
+  k: number;
+  /** Fewest distinct meters that must have changed a released neighbourhood window before a revision is released. */
+  revisionK: number;
+  /** Closed windows are kept (for revisions) until the watermark passes end + retention. */
+  retentionS: number;
+  /** Readings further than this from the watermark (either way) are rejected as absurd. */
+  maxSkewS: number;
+  /** Consecutive replays from one meter that raise an alarm. */
+  replayAlarmAfter: number;
+}
+
+export interface PesCoreKeys {
+  paillier: PaillierPrivate;
+  mdmsPublic: KeyObject;
+  householdPublic: Map<string, KeyObject>;
+  meters: Map<string, MeterInfo>;
+}
+
+/** A message to publish at QoS 1; the payload is sealed. */
+export interface OutMessage {
+  kind: 'neighbourhood' | 'billing' | 'household';
+  topic: string;
+  payload: Buffer;
+}
+
+/** Released aggregate bodies (CBOR maps inside the aggregate seal). */
+export interface NeighbourhoodBody {
+  kind: 'neighbourhood';
+  key: string;
+  start: number;
+  end: number;
+  revision: number;
+  meters: number;
+  energyWh: number;
+}
+export interface BillingBody {
+  kind: 'billing';
+  key: string;
+  start: number;
+  end: number;
+  revision: number;
+  bands: Record<string, number>;
+}
+
+type Kind = 'neighbourhood' | 'billing';
+
+interface Window {
+  id: string;
+  kind: Kind;
+  key: string;
+  start: number;
+  end: number;
+  /** Paillier accumulator per band ('' for a neighbourhood window); a missing band is 0. */
+  acc: Map<string, bigint>;
+  /** Bands whose ciphertext changed since the last checkpoint (to re-randomise). */
+  touched: Set<string>;
+  meters: Set<string>;
+  /** Meters that contributed since the last released revision. */
+  changed: Set<string>;
+  /** Last released revision, -1 if never released. */
+  revision: number;
+  closed: boolean;
+  suppressed: boolean;
+}
+
+/** Persistent form of a window (ciphertexts as big-endian bytes). */
+export interface WindowRecord {
+  kind: Kind;
+  key: string;
+  start: number;
+  end: number;
+  revision: number;
+  closed: boolean;
+  suppressed: boolean;
+  acc: [string, Uint8Array][];
+  meters: string[];
+  changed: string[];
+}
+
+/** Persistent form of a meter's state (the store seals it: it holds registers). */
+export interface MeterRecord {
+  replay: ReplayState;
+  energy: EnergyState | null;
+  replayStreak: number;
+}
+
+/** Everything that changed since the previous checkpoint. */
+export interface Checkpoint {
+  windows: WindowRecord[];
+  evicted: { kind: Kind; key: string; start: number }[];
+  meters: Map<string, MeterRecord>;
+  households: Map<string, Uint8Array | null>;
+  outbox: OutMessage[];
+  watermark: number | null;
+  counters: PesCounters;
+}
+
+/** A full state, as loaded from the store. */
+export interface Snapshot {
+  windows: WindowRecord[];
+  meters: Map<string, MeterRecord>;
+  households: Map<string, Uint8Array | null>;
+  watermark: number | null;
+  counters: Partial<PesCounters>;
+}
+
+interface MeterRuntime {
+  replay: ReplayWindow;
+  energy: EnergyState | null;
+  replayStreak: number;
+}
+
+const HOUSEHOLD_KEY_PREFIX = 'sm/v1/pes/household-key/';
+const STREAM_KEYS_PER_HOUSEHOLD = 4;
+
+function bigToBytes(x: bigint, len: number): Uint8Array {
+  const hex = x.toString(16).padStart(len * 2, '0');
+  return Buffer.from(hex, 'hex');
+}
+function bytesToBig(b: Uint8Array): bigint {
+  return b.length === 0 ? 0n : BigInt('0x' + Buffer.from(b).toString('hex'));
+}
+
+/** Classifies a reading-batch decoding error (protocol/reading.ts messages) into a counter. */
+function batchErrorCounter(e: unknown): 'registerDecrease' | 'timeBackwards' | 'malformedFrame' {
+  const msg = e instanceof Error ? e.message : '';
+  if (msg.includes('decreases without the register-reset flag')) return 'registerDecrease';
+  if (msg.includes('goes backwards')) return 'timeBackwards';
+  return 'malformedFrame';
+}
+
+/**
+ * @example
+ * ```ts
+ * const core = new PesCore(settings, keys, logger);
+ * core.ingestUplink(bytes);
+ * const cp = core.checkpoint(); // persist cp, then publish cp.outbox
+ * ```
+ */
+export class PesCore {
+  readonly counters: PesCounters = newCounters();
+  readonly calendar: Calendar;
+  watermark: number | null = null;
+
+  private readonly windows = new Map<string, Window>();
+  private readonly meterState = new Map<string, MeterRuntime>();
+  private readonly householdKeys: Map<string, KeyObject>;
+  private readonly households: Set<string>;
+  private readonly streamKeys = new Map<string, StreamKey[]>();
+  private readonly keyLen: number;
+
+  // Changes since the last checkpoint.
+  private readonly dirtyWindows = new Set<Window>();
+  private readonly evicted: Checkpoint['evicted'] = [];
+  private readonly dirtyMeters = new Set<string>();
+  private readonly dirtyHouseholds = new Map<string, Uint8Array | null>();
+  private outbox: OutMessage[] = [];
+  /** Closed windows changed since their last release evaluation. */
+  private readonly toEvaluate = new Set<Window>();
+  /** Earliest end + lateness over open windows (Infinity if none). */
+  private nextClose = Infinity;
+
+  constructor(
+    readonly settings: PesSettings,
+    private readonly keys: PesCoreKeys,
+    private readonly log: Logger,
+  ) {
+    this.calendar = new Calendar(settings.intervalS, settings.billing, settings.tz, settings.tariff);
+    this.householdKeys = new Map(keys.householdPublic);
+    this.households = new Set([...keys.meters.values()].map((m) => m.household));
+    this.keyLen = Math.ceil(keys.paillier.n2.toString(16).length / 2);
+  }
+
+  /** Restores a state loaded from the store (call once, before any ingest). */
+  restore(s: Snapshot): void {
+    this.watermark = s.watermark;
+    Object.assign(this.counters, s.counters);
+    for (const r of s.windows) {
+      const w: Window = {
+        id: `${r.kind}|${r.key}|${r.start}`,
+        kind: r.kind,
+        key: r.key,
+        start: r.start,
+        end: r.end,
+        acc: new Map(r.acc.map(([b, c]) => [b, bytesToBig(c)])),
+        touched: new Set(),
+        meters: new Set(r.meters),
+        changed: new Set(r.changed),
+        revision: r.revision,
+        closed: r.closed,
+        suppressed: r.suppressed,
+      };
+      this.windows.set(w.id, w);
+      if (!w.closed) this.nextClose = Math.min(this.nextClose, w.end + this.settings.latenessS);
+    }
+    for (const [id, m] of s.meters) this.meterState.set(id, { replay: new ReplayWindow(m.replay), energy: m.energy, replayStreak: m.replayStreak });
+    for (const [hh, spki] of s.households) {
+      if (spki === null) this.householdKeys.delete(hh);
+      else this.householdKeys.set(hh, createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' }));
+    }
+  }
+
+  /**
+   * Processes one gateway uplink (CBOR `[1, gateway, [frame, ...]]`). A bad frame never stops the others.
+   * `topicGateway`, when given, must equal the gateway named in the payload.
+   */
+  ingestUplink(bytes: Uint8Array, topicGateway?: string): void {
+    let frames: Uint8Array[];
+    try {
+      const up = decodeUplink(bytes);
+      if (topicGateway !== undefined && up.gateway !== topicGateway) throw new TypeError('uplink names another gateway than its topic');
+      frames = up.frames;
+    } catch (e) {
+      this.counters.malformedUplink++;
+      this.log.warn({ gateway: topicGateway, err: (e as Error).message }, 'pes: malformed uplink');
+      return;
+    }
+    for (const f of frames) this.ingestFrame(f);
+    this.settle();
+  }
+
+  /** Processes one ciphered frame (the CBOR bytes a meter sent). Call {@link settle} after a batch of frames. */
+  ingestFrame(bytes: Uint8Array): void {
+    let frame: CipheredFrame;
+    try {
+      frame = decodeFrame(bytes);
+    } catch {
+      this.counters.malformedFrame++;
+      return;
+    }
+    const id = meterId(frame.systemTitle);
+    const info = this.keys.meters.get(id);
+    if (!info) {
+      this.counters.unknownMeter++;
+      return;
+    }
+    const rt = this.runtime(id);
+    if (rt.replay.check(frame.ic) !== 'ok') {
+      this.counters.replay++;
+      rt.replayStreak++;
+      this.dirtyMeters.add(id);
+      if (rt.replayStreak === this.settings.replayAlarmAfter) {
+        this.counters.replayAlarm++;
+        this.log.warn({ meter: id, replays: rt.replayStreak, highestIc: rt.replay.highest }, 'pes: burst of replayed invocation counters (wiped meter store or replay attack?)');
+      }
+      return;
+    }
+    let plaintext: Uint8Array;
+    try {
+      plaintext = openFrame(info.key, frame);
+    } catch {
+      this.counters.badTag++;
+      return;
+    }
+    rt.replay.mark(frame.ic);
+    rt.replayStreak = 0;
+    this.dirtyMeters.add(id);
+    let batch: ReadingBatch;
+    try {
+      batch = decodeReadingBatch(plaintext);
+    } catch (e) {
+      this.counters[batchErrorCounter(e)]++;
+      return;
+    } finally {
+      plaintext.fill(0);
+    }
+    this.ingestBatch(id, info, rt, batch);
+  }
+
+  private ingestBatch(id: string, info: MeterInfo, rt: MeterRuntime, batch: ReadingBatch): void {
+    const wm = this.watermark;
+    let end = 0;
+    for (const r of batch.readings) end = Math.max(end, r.time + r.period);
+    if (wm !== null) {
+      const skew = this.settings.maxSkewS;
+      if (end > wm + skew || batch.readings[0]!.time < wm - skew) {
+        this.counters.absurdTime++;
+        this.log.warn({ meter: id }, 'pes: reading time absurdly far from the watermark');
+        return;
+      }
+    }
+    const a = attribute(rt.energy, batch);
+    if (!a.ok) {
+      this.counters[a.reason]++;
+      if (a.reason === 'registerDecrease' && a.state !== rt.energy) {
+        rt.energy = a.state;
+        this.log.warn({ meter: id }, 'pes: register decreased without the reset flag; batch rejected, meter re-based');
+      }
+      return;
+    }
+    if (a.ops.some((op) => this.gone(op.time))) {
+      this.counters.tooOld++;
+      return;
+    }
+    rt.energy = a.state;
+    if (a.gapOpened) this.counters.gapsOpened++;
+    if (a.gapFilled) this.counters.gapsFilled++;
+    this.counters.gapsForgotten += a.gapsForgotten;
+    this.fold(id, info, a.ops);
+    this.counters.framesOk++;
+    this.counters.readings += batch.readings.length;
+    if (wm === null || end > wm) this.watermark = end;
+    this.stream(id, info.household, batch);
+  }
+
+  /** Whether the windows of time `t` are past the retention horizon (or would be). */
+  private gone(t: number): boolean {
+    const wm = this.watermark;
+    if (wm === null) return false;
+    const r = this.settings.retentionS;
+    return this.calendar.intervalStart(t) + this.settings.intervalS + r < wm || this.calendar.billing(t).end + r < wm;
+  }
+
+  /** Folds signed energies into the accumulators: one addPlain per (frame, window, band). */
+  private fold(meter: string, info: MeterInfo, ops: EnergyOp[]): void {
+    const sums = new Map<string, { w: Window; band: string; wh: number }>();
+    for (const op of ops) {
+      const nbStart = this.calendar.intervalStart(op.time);
+      const nb = this.window('neighbourhood', info.neighbourhood, nbStart, nbStart + this.settings.intervalS);
+      const slot = this.calendar.billing(op.time);
+      const bill = this.window('billing', info.household, slot.start, slot.end);
+      for (const [w, band] of [
+        [nb, ''],
+        [bill, slot.band],
+      ] as const) {
+        const key = `${w.id}|${band}`;
+        const s = sums.get(key);
+        if (s) s.wh += op.wh;
+        else sums.set(key, { w, band, wh: op.wh });
+      }
+    }
+    const pk = this.keys.paillier;
+    for (const s of sums.values()) {
+      const { w, band } = s;
+      if (s.wh !== 0) {
+        const c = w.acc.get(band);
+        w.acc.set(band, c === undefined ? pk.encrypt(BigInt(s.wh)) : pk.addPlain(c, BigInt(s.wh)));
+        w.touched.add(band);
+      }
+      w.meters.add(meter);
+      w.changed.add(meter);
+      this.dirtyWindows.add(w);
+      if (w.closed) this.toEvaluate.add(w);
+    }
+  }
+
+  private window(kind: Kind, key: string, start: number, end: number): Window {
+    const id = `${kind}|${key}|${start}`;
+    let w = this.windows.get(id);
+    if (!w) {
+      const closeAt = end + this.settings.latenessS;
+      const closed = this.watermark !== null && this.watermark > closeAt;
+      w = { id, kind, key, start, end, acc: new Map(), touched: new Set(), meters: new Set(), changed: new Set(), revision: -1, closed, suppressed: false };
+      this.windows.set(id, w);
+      if (!closed) this.nextClose = Math.min(this.nextClose, closeAt);
+    }
+    return w;
+  }
+
+  private runtime(id: string): MeterRuntime {
+    let rt = this.meterState.get(id);
+    if (!rt) {
+      rt = { replay: new ReplayWindow(), energy: null, replayStreak: 0 };
+      this.meterState.set(id, rt);
+    }
+    return rt;
+  }
+
+  /** Queues the batch on the household's own topic, sealed with the (household, UTC day) stream key. */
+  private stream(meter: string, hh: string, batch: ReadingBatch): void {
+    const pub = this.householdKeys.get(hh);
+    if (!pub) {
+      this.counters.noHouseholdKey++;
+      return;
+    }
+    const epoch = Math.floor(batch.readings[0]!.time / 86400);
+    let list = this.streamKeys.get(hh);
+    if (!list) this.streamKeys.set(hh, (list = []));
+    let sk = list.find((k) => k.epoch === epoch);
+    if (!sk) {
+      sk = newStreamKey(pub, epoch);
+      list.push(sk);
+      if (list.length > STREAM_KEYS_PER_HOUSEHOLD) list.shift()!.key.fill(0);
+    }
+    const topic = topics.household(hh);
+    const body = { meter, prevWh: batch.prevWh, readings: batch.readings.map((r) => [r.time, r.period, r.importWh, r.powerW, r.status]) };
+    this.outbox.push({ kind: 'household', topic, payload: sealStream(sk, topic, body) });
+    this.counters.streamMessages++;
+  }
+
+  /**
+   * Handles a household public key message (retained, topic `topics.householdKey(hh)`, payload CBOR
+   * `[1, hh, spkiDer]`; an empty payload withdraws the key). Returns false (and counts) if rejected.
+   */
+  householdKey(topic: string, payload: Uint8Array): boolean {
+    try {
+      if (!topic.startsWith(HOUSEHOLD_KEY_PREFIX)) throw new TypeError('not a household key topic');
+      const hh = topicId(topic.slice(HOUSEHOLD_KEY_PREFIX.length), 'household');
+      if (!this.households.has(hh)) throw new TypeError('unknown household');
+      if (payload.length === 0) {
+        this.householdKeys.delete(hh);
+        this.dropStreamKeys(hh);
+        this.dirtyHouseholds.set(hh, null);
+        this.log.info({ household: hh }, 'pes: household key withdrawn');
+        return true;
+      }
+      const a = asArray(cborDecode(payload), 'household key message', 3, 3);
+      if (asUint(a[0], 'version', 255) !== 1) throw new TypeError('unsupported household key version');
+      if (a[1] !== hh) throw new TypeError('household in payload differs from topic');
+      const spki = asBytes(a[2], 'spki');
+      const key = createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
+      const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+      if (key.asymmetricKeyType !== 'rsa' || bits < 2048) throw new TypeError('household key must be RSA >= 2048 bits');
+      this.householdKeys.set(hh, key);
+      this.dropStreamKeys(hh);
+      this.dirtyHouseholds.set(hh, Uint8Array.from(spki));
+      this.counters.householdKeys++;
+      this.log.info({ household: hh }, 'pes: household key replaced');
+      return true;
+    } catch (e) {
+      this.counters.badHouseholdKey++;
+      this.log.warn({ topic, err: (e as Error).message }, 'pes: household key message rejected');
+      return false;
+    }
+  }
+
+  private dropStreamKeys(hh: string): void {
+    for (const k of this.streamKeys.get(hh) ?? []) k.key.fill(0);
+    this.streamKeys.delete(hh);
+  }
+
+  /**
+   * End-of-message work: close windows the watermark passed, evaluate changed closed windows for release,
+   * and drop windows past the retention horizon.
+   */
+  settle(): void {
+    const wm = this.watermark;
+    if (wm !== null && wm > this.nextClose) {
+      let next = Infinity;
+      for (const w of this.windows.values()) {
+        if (w.closed) continue;
+        const closeAt = w.end + this.settings.latenessS;
+        if (wm > closeAt) {
+          w.closed = true;
+          this.dirtyWindows.add(w);
+          this.toEvaluate.add(w);
+        } else next = Math.min(next, closeAt);
+      }
+      this.nextClose = next;
+    }
+    this.evaluate();
+    if (wm !== null) this.evict(wm);
+  }
+
+  /** Closes every open window now (end of a replay) and evaluates them. */
+  flush(): void {
+    for (const w of this.windows.values()) {
+      if (w.closed) continue;
+      w.closed = true;
+      this.dirtyWindows.add(w);
+      this.toEvaluate.add(w);
+    }
+    this.nextClose = Infinity;
+    this.evaluate();
+  }
+
+  private evaluate(): void {
+    if (this.toEvaluate.size === 0) return;
+    const list = [...this.toEvaluate].sort((a, b) => a.start - b.start || (a.id < b.id ? -1 : 1));
+    this.toEvaluate.clear();
+    for (const w of list) this.release(w);
+  }
+
+  private release(w: Window): void {
+    const { k, revisionK } = this.settings;
+    if (w.kind === 'neighbourhood') {
+      if (w.revision < 0 && w.meters.size < k) {
+        if (!w.suppressed) {
+          w.suppressed = true;
+          this.counters.suppressed++;
+          this.dirtyWindows.add(w);
+        }
+        return;
+      }
+      if (w.revision >= 0 && w.changed.size < revisionK) {
+        this.counters.revisionHeld++;
+        return;
+      }
+    }
+    const pk = this.keys.paillier;
+    const totals = new Map<string, number>();
+    for (const [band, c] of w.acc) {
+      const v = decodeSigned(pk.decrypt(c), pk.n);
+      if (v < 0n || v > BigInt(Number.MAX_SAFE_INTEGER)) {
+        this.counters.negativeTotal++;
+        this.log.error({ window: w.id }, 'pes: aggregate decrypts to a negative or oversized total; not released');
+        return;
+      }
+      totals.set(band, Number(v));
+    }
+    w.revision++;
+    w.changed.clear();
+    w.suppressed = false;
+    this.dirtyWindows.add(w);
+    let topic: string;
+    let body: NeighbourhoodBody | BillingBody;
+    if (w.kind === 'neighbourhood') {
+      topic = topics.neighbourhood(w.key);
+      body = { kind: 'neighbourhood', key: w.key, start: w.start, end: w.end, revision: w.revision, meters: w.meters.size, energyWh: totals.get('') ?? 0 };
+    } else {
+      topic = topics.billing(w.key);
+      const bands: Record<string, number> = {};
+      for (const b of this.settings.tariff.bands) bands[b.name] = totals.get(b.name) ?? 0;
+      body = { kind: 'billing', key: w.key, start: w.start, end: w.end, revision: w.revision, bands };
+    }
+    totals.clear();
+    this.outbox.push({ kind: w.kind, topic, payload: sealAggregate(this.keys.mdmsPublic, topic, body) });
+    this.counters.released++;
+    if (w.revision > 0) this.counters.lateRevisions++;
+  }
+
+  private evict(wm: number): void {
+    const r = this.settings.retentionS;
+    let any = false;
+    for (const w of this.windows.values()) {
+      if (w.closed && w.end + r < wm) {
+        this.windows.delete(w.id);
+        this.dirtyWindows.delete(w);
+        this.toEvaluate.delete(w);
+        this.evicted.push({ kind: w.kind, key: w.key, start: w.start });
+        if (w.kind === 'neighbourhood' && w.changed.size > 0 && w.revision >= 0) {
+          this.log.warn({ window: w.id, meters: w.changed.size }, 'pes: held neighbourhood revision dropped at the retention horizon');
+        }
+        any = true;
+      }
+    }
+    if (!any) return;
+    for (const [id, rt] of this.meterState) {
+      if (!rt.energy) continue;
+      const pruned = pruneGaps(rt.energy, (t) => this.gone(t));
+      if (pruned !== rt.energy) {
+        rt.energy = pruned;
+        this.dirtyMeters.add(id);
+      }
+    }
+  }
+
+  /**
+   * Everything changed since the previous checkpoint, ready to persist. Every ciphertext that changed is
+   * re-randomised first (in memory too), so two checkpoints of a window never reveal their difference.
+   */
+  checkpoint(): Checkpoint {
+    const pk = this.keys.paillier;
+    const windows: WindowRecord[] = [];
+    for (const w of this.dirtyWindows) {
+      for (const band of w.touched) w.acc.set(band, pk.rerandomize(w.acc.get(band)!));
+      w.touched.clear();
+      windows.push({
+        kind: w.kind,
+        key: w.key,
+        start: w.start,
+        end: w.end,
+        revision: w.revision,
+        closed: w.closed,
+        suppressed: w.suppressed,
+        acc: [...w.acc].map(([b, c]) => [b, bigToBytes(c, this.keyLen)]),
+        meters: [...w.meters],
+        changed: [...w.changed],
+      });
+    }
+    this.dirtyWindows.clear();
+    const meters = new Map<string, MeterRecord>();
+    for (const id of this.dirtyMeters) {
+      const rt = this.meterState.get(id)!;
+      meters.set(id, { replay: rt.replay.state(), energy: rt.energy, replayStreak: rt.replayStreak });
+    }
+    this.dirtyMeters.clear();
+    const households = new Map(this.dirtyHouseholds);
+    this.dirtyHouseholds.clear();
+    const outbox = this.outbox;
+    this.outbox = [];
+    const evicted = this.evicted.splice(0);
+    return { windows, evicted, meters, households, outbox, watermark: this.watermark, counters: { ...this.counters } };
+  }
+
+  /** Number of windows held in memory (open and retained). */
+  get windowCount(): number {
+    return this.windows.size;
+  }
+}

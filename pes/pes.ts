@@ -1,0 +1,220 @@
+/**
+ * The PES as a library: the core plus its state file and an outbox. Used by the MQTT service (pes/mqtt.ts),
+ * the replay and the tests.
+ *
+ * Order of effects for every message: process -> re-randomise and commit the changed state (and the sealed
+ * messages it produced) in one SQLite transaction -> only then publish those messages; each is removed from
+ * the outbox once its publish is acknowledged. Messages still in the outbox at start-up are published again
+ * (the MDMS is idempotent by (key, start, revision); household clients by (meter, time)).
+ * @module
+ */
+import type { KeyObject } from 'node:crypto';
+import { pino, type Logger } from 'pino';
+import type { PaillierPrivate } from '../protocol/paillier/engine.js';
+import { formatBillingPeriod, nominalSeconds, parseBillingPeriod, type BillingPeriod } from './duration.js';
+import { FLAT_TARIFF, type Tariff } from './tariff.js';
+import type { PesCounters } from './core/counters.js';
+import { PesCore, type MeterInfo, type OutMessage, type PesSettings } from './core/pes.js';
+import { PesStore, type StoredOutMessage } from './store.js';
+
+export type { MeterInfo, OutMessage, PesSettings } from './core/pes.js';
+export type { PesCounters } from './core/counters.js';
+
+export interface PesKeySet {
+  /** The PES RSA private key (wraps the state file's key). */
+  rsa: KeyObject;
+  paillier: PaillierPrivate;
+  mdmsPublic: KeyObject;
+  /** Household public keys known at provisioning (more may arrive at runtime). */
+  householdPublic?: Map<string, KeyObject>;
+  /** Every provisioned meter by id (hex system title). */
+  meters: Map<string, MeterInfo>;
+}
+
+export interface CreatePesOptions {
+  keys: PesKeySet;
+  /** SQLite state file; default `:memory:` (nothing survives close). */
+  stateFile?: string;
+  /** Neighbourhood interval, seconds. Default 900. */
+  intervalS?: number;
+  /** Billing period: `'1d'`, `'1mo'`, `'Nh'` or a parsed period. Default `'1d'`. */
+  billing?: BillingPeriod | string;
+  /** Default: the flat tariff. */
+  tariff?: Tariff;
+  /** Billing-period time zone. Default: the tariff's zone. */
+  tz?: string;
+  /** Allowed lateness, seconds. Default 1800. */
+  latenessS?: number;
+  /** Default 20. */
+  k?: number;
+  /** Distinct meters needed to release a neighbourhood revision. Default: k. */
+  revisionK?: number;
+  /** Default: two nominal billing periods. */
+  retentionS?: number;
+  /** Default 7 days. */
+  maxSkewS?: number;
+  /** Default 8. */
+  replayAlarmAfter?: number;
+  /** Default 'FULL' (see pes/store.ts). */
+  synchronous?: 'FULL' | 'NORMAL';
+  /** Commit after every `ingestUplink` / `householdKey` (default true). With false, call `commit()` yourself. */
+  autoCommit?: boolean;
+  /**
+   * Publishes one sealed message at QoS 1 and resolves when the broker acknowledged it. Default: append to
+   * `handle.sent` and acknowledge at once.
+   */
+  publish?: (m: OutMessage) => Promise<void> | void;
+  logger?: Logger;
+}
+
+export interface PesHandle {
+  /** Processes one uplink; when it returns (autoCommit), its effect is durable. */
+  ingestUplink(bytes: Uint8Array, topicGateway?: string): void;
+  /** Handles a household key message; durable on return (autoCommit). */
+  householdKey(topic: string, payload: Uint8Array): boolean;
+  /** Closes every open window now and releases what may be released; durable on return. */
+  flush(): void;
+  /** Commits the changes since the last commit and publishes what they produced. */
+  commit(): void;
+  /** Resolves when every publish started so far has been acknowledged (or failed). */
+  idle(): Promise<void>;
+  readonly counters: Readonly<PesCounters>;
+  readonly settings: Readonly<PesSettings>;
+  readonly watermark: number | null;
+  /** Messages published through the default publisher. */
+  readonly sent: OutMessage[];
+  /** Commits, waits for outstanding publishes (up to `timeoutMs`), records their acknowledgements, closes the state file. */
+  close(timeoutMs?: number): Promise<void>;
+  /** Drops everything not yet committed and closes the state file (what a crash does; for tests). */
+  abandon(): void;
+}
+
+/** Resolves the settings from options, validating them. */
+export function resolveSettings(o: Omit<CreatePesOptions, 'keys'>): PesSettings {
+  const tariff = o.tariff ?? FLAT_TARIFF;
+  const billing = typeof o.billing === 'string' || o.billing === undefined ? parseBillingPeriod(o.billing ?? '1d') : o.billing;
+  const intervalS = o.intervalS ?? 900;
+  const latenessS = o.latenessS ?? 1800;
+  const k = o.k ?? 20;
+  const s: PesSettings = {
+    intervalS,
+    billing,
+    tz: o.tz ?? tariff.tz,
+    tariff,
+    latenessS,
+    k,
+    revisionK: o.revisionK ?? k,
+    retentionS: o.retentionS ?? 2 * nominalSeconds(billing),
+    maxSkewS: o.maxSkewS ?? 7 * 86400,
+    replayAlarmAfter: o.replayAlarmAfter ?? 8,
+  };
+  const int = (v: number, name: string, min: number) => {
+    if (!Number.isSafeInteger(v) || v < min) throw new RangeError(`${name} must be an integer >= ${min}`);
+  };
+  int(s.intervalS, 'interval', 60);
+  if (s.intervalS > 86400 || 86400 % s.intervalS !== 0) throw new RangeError('interval must divide a day (e.g. 1m, 5m, 15m, 1h)');
+  int(s.latenessS, 'lateness', 0);
+  int(s.k, 'k', 1);
+  int(s.revisionK, 'revision-k', 1);
+  int(s.maxSkewS, 'max-skew', 60);
+  int(s.replayAlarmAfter, 'replay alarm threshold', 1);
+  int(s.retentionS, 'retention', 1);
+  if (s.retentionS <= s.latenessS) throw new RangeError('retention must be longer than the allowed lateness');
+  return s;
+}
+
+/**
+ * Opens (or resumes from `stateFile`) a PES.
+ * @example
+ * ```ts
+ * const pes = createPes({ keys, stateFile: 'pes.db', intervalS: 900, billing: '1d', latenessS: 1800, k: 20 });
+ * pes.ingestUplink(payload);   // durable on return
+ * pes.flush();
+ * await pes.close();
+ * ```
+ */
+export function createPes(opts: CreatePesOptions): PesHandle {
+  const settings = resolveSettings(opts);
+  const log = opts.logger ?? pino({ name: 'pes' });
+  const keys = opts.keys;
+  const core = new PesCore(settings, { paillier: keys.paillier, mdmsPublic: keys.mdmsPublic, householdPublic: keys.householdPublic ?? new Map(), meters: keys.meters }, log);
+  const store = PesStore.open(opts.stateFile ?? ':memory:', {
+    rsa: keys.rsa,
+    paillierN: keys.paillier.n,
+    config: { intervalS: settings.intervalS, billing: formatBillingPeriod(settings.billing), tz: settings.tz, tariff: settings.tariff },
+    synchronous: opts.synchronous,
+  });
+  const sent: OutMessage[] = [];
+  const publish = opts.publish ?? ((m: OutMessage) => void sent.push(m));
+  const autoCommit = opts.autoCommit ?? true;
+  const confirmed: number[] = [];
+  const inflight = new Set<Promise<void>>();
+  let closed = false;
+
+  const send = (m: StoredOutMessage) => {
+    const { id, ...msg } = m;
+    const p = Promise.resolve()
+      .then(() => publish(msg))
+      .then(
+        () => void confirmed.push(id),
+        (e: Error) => log.warn({ topic: m.topic, err: e.message }, 'pes: publish failed; kept in the outbox for the next start'),
+      )
+      .finally(() => inflight.delete(p));
+    inflight.add(p);
+  };
+
+  const snapshot = store.load();
+  core.restore(snapshot);
+  if (snapshot.outbox.length) log.info({ messages: snapshot.outbox.length }, 'pes: re-publishing messages not acknowledged before the last stop');
+  snapshot.outbox.forEach(send);
+
+  const commit = () => {
+    if (closed) throw new Error('PES is closed');
+    const out = store.commit(core.checkpoint(), confirmed.splice(0));
+    out.forEach(send);
+  };
+
+  return {
+    ingestUplink(bytes, topicGateway) {
+      if (closed) throw new Error('PES is closed');
+      core.ingestUplink(bytes, topicGateway);
+      if (autoCommit) commit();
+    },
+    householdKey(topic, payload) {
+      if (closed) throw new Error('PES is closed');
+      const ok = core.householdKey(topic, payload);
+      if (autoCommit) commit();
+      return ok;
+    },
+    flush() {
+      core.flush();
+      commit();
+    },
+    commit,
+    async idle() {
+      while (inflight.size) await Promise.allSettled([...inflight]);
+    },
+    get counters() {
+      return core.counters;
+    },
+    settings,
+    get watermark() {
+      return core.watermark;
+    },
+    sent,
+    async close(timeoutMs = 10_000) {
+      if (closed) return;
+      commit();
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.idle(), new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]);
+      clearTimeout(timer);
+      closed = true;
+      store.confirm(confirmed.splice(0));
+      store.close();
+    },
+    abandon() {
+      closed = true;
+      store.close();
+    },
+  };
+}

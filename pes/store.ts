@@ -1,0 +1,222 @@
+/**
+ * The PES state file: SQLite (better-sqlite3) in WAL mode.
+ *
+ * What is in it, and why none of it is a reading:
+ * - `windows`: per open or retained window its Paillier ciphertexts (re-randomised before every write, so
+ *   no two versions of a row, in the file or in its -wal, differ by a known factor), the set of contributing
+ *   meter ids (the count is public), revision and status;
+ * - `meters`: per meter the anti-replay window, baseline / last register / remembered gaps and replay streak,
+ *   as CBOR sealed with AES-256-GCM under a random state key (registers over time ARE readings, so they
+ *   never touch the file in clear);
+ * - `households`: household public keys received at runtime (public);
+ * - `outbox`: sealed messages (to the MDMS or a household) committed but not yet acknowledged by the broker;
+ * - `meta`: format, configuration fingerprint, Paillier key id, the state key wrapped with RSA-OAEP-SHA-256
+ *   to the PES's own RSA key, the watermark and the counters.
+ *
+ * Durability: `synchronous = FULL` by default. In WAL mode NORMAL survives a process crash but may lose the
+ * last transactions on power loss; since the PES acknowledges MQTT messages as soon as their transaction
+ * commits, only FULL makes the PUBACK mean "durable" (NORMAL is offered for bulk replays and benchmarks).
+ * @module
+ */
+import { createHash, createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
+import Database from 'better-sqlite3';
+import { gcmDecrypt, gcmEncrypt } from '../protocol/aead.js';
+import { cborDecode, cborEncode } from '../protocol/cbor.js';
+import { unwrapKey, wrapKey } from '../protocol/seal.js';
+import type { Checkpoint, MeterRecord, OutMessage, Snapshot, WindowRecord } from './core/pes.js';
+import type { PesCounters } from './core/counters.js';
+
+const FORMAT = '1';
+
+export interface StoreOptions {
+  /** The PES RSA private key: wraps/unwraps the state key. */
+  rsa: KeyObject;
+  /** Paillier modulus: the state is only valid for the key that made its ciphertexts. */
+  paillierN: bigint;
+  /** Settings that shape windows (interval, billing period, zone, tariff): must not change under a state file. */
+  config: Record<string, unknown>;
+  synchronous?: 'FULL' | 'NORMAL';
+}
+
+export interface StoredOutMessage extends OutMessage {
+  id: number;
+}
+
+/** Raised when a state file cannot be used with the given keys or settings. */
+export class StateMismatchError extends Error {
+  override name = 'StateMismatchError';
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS windows (
+  kind TEXT NOT NULL, key TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
+  revision INTEGER NOT NULL, closed INTEGER NOT NULL, suppressed INTEGER NOT NULL,
+  acc BLOB NOT NULL, meters BLOB NOT NULL, changed BLOB NOT NULL,
+  PRIMARY KEY (kind, key, start)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meters (meter TEXT PRIMARY KEY, sealed BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS households (household TEXT PRIMARY KEY, spki BLOB) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL);
+`;
+
+function fingerprint(x: unknown): string {
+  return createHash('sha256').update(JSON.stringify(x)).digest('hex');
+}
+
+/**
+ * @example
+ * ```ts
+ * const store = PesStore.open('pes-state.db', { rsa, paillierN: paillier.n, config });
+ * core.restore(store.load());
+ * const ids = store.commit(core.checkpoint(), confirmedIds);
+ * ```
+ */
+export class PesStore {
+  private readonly db: Database.Database;
+  private readonly stateKey: Buffer;
+  private readonly stmts;
+
+  private constructor(db: Database.Database, stateKey: Buffer) {
+    this.db = db;
+    this.stateKey = stateKey;
+    this.stmts = {
+      putWindow: db.prepare(
+        'INSERT OR REPLACE INTO windows (kind, key, start, end, revision, closed, suppressed, acc, meters, changed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
+      delWindow: db.prepare('DELETE FROM windows WHERE kind = ? AND key = ? AND start = ?'),
+      putMeter: db.prepare('INSERT OR REPLACE INTO meters (meter, sealed) VALUES (?, ?)'),
+      putHousehold: db.prepare('INSERT OR REPLACE INTO households (household, spki) VALUES (?, ?)'),
+      putOut: db.prepare('INSERT INTO outbox (kind, topic, payload) VALUES (?, ?, ?)'),
+      delOut: db.prepare('DELETE FROM outbox WHERE id = ?'),
+      putMeta: db.prepare('INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)'),
+    };
+  }
+
+  /** Opens (or creates) a state file; throws {@link StateMismatchError} if it belongs to other keys or settings. */
+  static open(file: string, opts: StoreOptions): PesStore {
+    let db: Database.Database;
+    try {
+      db = new Database(file);
+    } catch (e) {
+      throw new Error(`cannot open PES state file ${file}: ${(e as Error).message}`);
+    }
+    try {
+      db.pragma('journal_mode = WAL');
+      db.pragma(`synchronous = ${opts.synchronous === 'NORMAL' ? 'NORMAL' : 'FULL'}`);
+      db.exec(SCHEMA);
+      const get = (k: string) => (db.prepare('SELECT v FROM meta WHERE k = ?').get(k) as { v: Buffer | string } | undefined)?.v;
+      const paillierId = createHash('sha256').update(opts.paillierN.toString(16)).digest('hex').slice(0, 16);
+      const config = fingerprint(opts.config);
+      let stateKey: Buffer;
+      if (get('format') === undefined) {
+        stateKey = randomBytes(32);
+        const put = db.prepare('INSERT INTO meta (k, v) VALUES (?, ?)');
+        db.transaction(() => {
+          put.run('format', FORMAT);
+          put.run('paillier', paillierId);
+          put.run('config', config);
+          put.run('configText', JSON.stringify(opts.config));
+          put.run('stateKey', wrapKey(createPublicKey(opts.rsa), stateKey));
+        })();
+      } else {
+        if (String(get('format')) !== FORMAT) throw new StateMismatchError(`${file}: unsupported state format ${String(get('format'))}`);
+        if (String(get('paillier')) !== paillierId) throw new StateMismatchError(`${file} was written with another Paillier key; use a new --state file`);
+        if (String(get('config')) !== config) {
+          throw new StateMismatchError(`${file} was written with other window settings (${String(get('configText'))}); use a new --state file or the same settings`);
+        }
+        try {
+          stateKey = unwrapKey(opts.rsa, get('stateKey') as Buffer);
+        } catch {
+          throw new StateMismatchError(`${file}: the state key does not open with this PES RSA key`);
+        }
+      }
+      return new PesStore(db, stateKey);
+    } catch (e) {
+      db.close();
+      throw e;
+    }
+  }
+
+  private seal(meter: string, rec: MeterRecord): Buffer {
+    const iv = randomBytes(12);
+    const body = cborEncode({ r: [rec.replay.highest, rec.replay.bitmap], e: rec.energy, s: rec.replayStreak });
+    try {
+      return Buffer.concat([iv, gcmEncrypt(this.stateKey, iv, body, Buffer.from(`pes-meter:${meter}`), 16)]);
+    } finally {
+      body.fill(0);
+    }
+  }
+
+  private unseal(meter: string, blob: Buffer): MeterRecord {
+    const pt = gcmDecrypt(this.stateKey, blob.subarray(0, 12), blob.subarray(12), Buffer.from(`pes-meter:${meter}`), 16);
+    try {
+      const o = cborDecode(pt) as { r: [number, Uint8Array]; e: MeterRecord['energy']; s: number };
+      return { replay: { highest: o.r[0], bitmap: Uint8Array.from(o.r[1]) }, energy: o.e, replayStreak: o.s };
+    } finally {
+      pt.fill(0);
+    }
+  }
+
+  /** Reads the whole state, and the messages still waiting for a broker acknowledgement. */
+  load(): Snapshot & { outbox: StoredOutMessage[] } {
+    const meta = (k: string) => (this.db.prepare('SELECT v FROM meta WHERE k = ?').get(k) as { v: string } | undefined)?.v;
+    const wm = meta('watermark');
+    const counters = JSON.parse(meta('counters') ?? '{}') as Partial<PesCounters>;
+    const windows: WindowRecord[] = (this.db.prepare('SELECT * FROM windows').all() as Record<string, unknown>[]).map((r) => ({
+      kind: r.kind as WindowRecord['kind'],
+      key: r.key as string,
+      start: r.start as number,
+      end: r.end as number,
+      revision: r.revision as number,
+      closed: r.closed === 1,
+      suppressed: r.suppressed === 1,
+      acc: cborDecode(r.acc as Buffer) as [string, Uint8Array][],
+      meters: cborDecode(r.meters as Buffer) as string[],
+      changed: cborDecode(r.changed as Buffer) as string[],
+    }));
+    const meters = new Map<string, MeterRecord>();
+    for (const r of this.db.prepare('SELECT meter, sealed FROM meters').all() as { meter: string; sealed: Buffer }[]) {
+      meters.set(r.meter, this.unseal(r.meter, r.sealed));
+    }
+    const households = new Map<string, Uint8Array | null>();
+    for (const r of this.db.prepare('SELECT household, spki FROM households').all() as { household: string; spki: Buffer | null }[]) {
+      households.set(r.household, r.spki);
+    }
+    const outbox = (this.db.prepare('SELECT id, kind, topic, payload FROM outbox ORDER BY id').all() as StoredOutMessage[]).map((r) => ({ ...r }));
+    return { windows, meters, households, watermark: wm === undefined ? null : Number(wm), counters, outbox };
+  }
+
+  /**
+   * Writes a checkpoint and deletes acknowledged outbox rows, in one transaction. Returns the checkpoint's
+   * outbox messages with their row ids (publish them only now: they are durable).
+   */
+  commit(cp: Checkpoint, confirmed: Iterable<number> = []): StoredOutMessage[] {
+    const s = this.stmts;
+    return this.db.transaction(() => {
+      for (const w of cp.windows) {
+        s.putWindow.run(w.kind, w.key, w.start, w.end, w.revision, w.closed ? 1 : 0, w.suppressed ? 1 : 0, cborEncode(w.acc), cborEncode(w.meters), cborEncode(w.changed));
+      }
+      for (const e of cp.evicted) s.delWindow.run(e.kind, e.key, e.start);
+      for (const [id, m] of cp.meters) s.putMeter.run(id, this.seal(id, m));
+      for (const [hh, spki] of cp.households) s.putHousehold.run(hh, spki === null ? null : Buffer.from(spki));
+      for (const id of confirmed) s.delOut.run(id);
+      const out = cp.outbox.map((m) => ({ ...m, id: Number(s.putOut.run(m.kind, m.topic, m.payload).lastInsertRowid) }));
+      if (cp.watermark !== null) s.putMeta.run('watermark', String(cp.watermark));
+      s.putMeta.run('counters', JSON.stringify(cp.counters));
+      return out;
+    })();
+  }
+
+  /** Deletes acknowledged outbox rows. */
+  confirm(ids: Iterable<number>): void {
+    const del = this.stmts.delOut;
+    this.db.transaction(() => {
+      for (const id of ids) del.run(id);
+    })();
+  }
+
+  close(): void {
+    this.stateKey.fill(0);
+    if (this.db.open) this.db.close();
+  }
+}
