@@ -110,7 +110,6 @@ export class RandomiserPool {
 
   private spawn(spec: RandomiserSpec): void {
     const worker = new Worker(new URL('./pool-worker.js', import.meta.url), { workerData: spec });
-    worker.unref();
     this.workers.set(worker, 0);
     worker.on('message', (msg: { type?: string; values?: unknown }) => {
       if (msg?.type !== 'batch' || !Array.isArray(msg.values)) return;
@@ -131,6 +130,7 @@ export class RandomiserPool {
     };
     worker.on('error', lost);
     worker.on('exit', (code) => lost(new Error(`randomiser worker exited with code ${code}`)));
+    worker.unref(); // after the listeners: adding a 'message' listener refs the worker again
   }
 
   private refill(): void {
