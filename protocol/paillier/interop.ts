@@ -36,8 +36,8 @@ export function fromPaillierBigint(pub: paillier.PublicKey, priv?: paillier.Priv
  * privateKey.decrypt(key.encrypt(42n)); // 42n
  * ```
  */
-export function toPaillierBigint(key: PaillierPublic): { publicKey: paillier.PublicKey; privateKey?: paillier.PrivateKey };
 export function toPaillierBigint(key: PaillierPrivate): { publicKey: paillier.PublicKey; privateKey: paillier.PrivateKey };
+export function toPaillierBigint(key: PaillierPublic): { publicKey: paillier.PublicKey; privateKey?: paillier.PrivateKey };
 export function toPaillierBigint(key: PaillierPublic | PaillierPrivate): { publicKey: paillier.PublicKey; privateKey?: paillier.PrivateKey } {
   const publicKey = new paillier.PublicKey(key.n, key.n + 1n);
   if (!(key instanceof PrivateKey)) return { publicKey };
