@@ -119,6 +119,8 @@ export function openFrame(key: Uint8Array, f: CipheredFrame): Uint8Array {
  */
 export function encodeFrame(f: CipheredFrame): Buffer {
   checkHeader(f);
+  // Never emit what decodeMessage would refuse.
+  if (asBytes(f.ciphertext, 'ciphertext').length < TAG_LEN) throw new TypeError('ciphertext shorter than the GCM tag');
   return cborEncode([MSG_FRAME, FRAME_VERSION, f.systemTitle, f.sc, f.ic, f.ciphertext]);
 }
 

@@ -4,6 +4,7 @@
  * @module
  */
 import { asArray, asBytes, asText, asUint, cborDecode, cborEncode } from './cbor.js';
+import { topicId } from './topics.js';
 
 export const UPLINK_VERSION = 1;
 export const MAX_FRAMES_PER_UPLINK = 1024;
@@ -21,7 +22,7 @@ export interface Uplink {
  * ```
  */
 export function encodeUplink(u: Uplink): Buffer {
-  asText(u.gateway, 'gateway');
+  topicId(asText(u.gateway, 'gateway'), 'gateway');
   asArray(u.frames, 'frames', 1, MAX_FRAMES_PER_UPLINK).forEach((f, i) => asBytes(f, `frames[${i}]`));
   return cborEncode([UPLINK_VERSION, u.gateway, u.frames]);
 }
@@ -37,5 +38,7 @@ export function decodeUplink(bytes: Uint8Array): Uplink {
   const a = asArray(cborDecode(bytes), 'uplink', 3, 3);
   if (asUint(a[0], 'uplink version', 255) !== UPLINK_VERSION) throw new TypeError(`unsupported uplink version ${String(a[0])}`);
   const frames = asArray(a[2], 'frames', 1, MAX_FRAMES_PER_UPLINK).map((f, i) => asBytes(f, `frames[${i}]`));
-  return { gateway: asText(a[1], 'gateway'), frames };
+  // The gateway id is also the last level of the topic it arrived on (topics.frames): same syntax here, so
+  // the PES can compare them.
+  return { gateway: topicId(asText(a[1], 'gateway'), 'gateway'), frames };
 }
