@@ -1,0 +1,164 @@
+/**
+ * Every vector of docs/protocol.md, recomputed: the document is the contract, this file keeps it true.
+ * AES-GCM results are checked with a second, independent implementation (@noble/ciphers) as well.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createPrivateKey } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { cborDecode, cborEncode } from '../../protocol/cbor.js';
+import { crc16x25 } from '../../protocol/crc.js';
+import { decodeMessage, encodeAck, encodeFrame, frameAad, frameIv, MSG_ACK, MSG_FRAME, openFrame, SC_AES256GCM, sealFrame, systemTitle } from '../../protocol/frame.js';
+import { encodeLinkFrame } from '../../protocol/link.js';
+import { decodeReadingBatch, readingEnergies } from '../../protocol/reading.js';
+import { keyId, openAggregate, openStream, parseStream, unwrapKey } from '../../protocol/seal.js';
+import { topics } from '../../protocol/topics.js';
+import { decodeUplink, encodeUplink } from '../../protocol/uplink.js';
+import { docBlock, docBlocks, docHex, parseDiag } from './doc.js';
+import { runParser } from './link-model.js';
+import { nobleGcmOpen } from './noble.js';
+
+const blocks = docBlocks();
+const hex = (name: string) => docHex(name, blocks);
+const checked = new Set<string>();
+const vec = (name: string) => {
+  checked.add(name);
+  return hex(name);
+};
+
+const parse = (wire: Uint8Array) => runParser([wire]);
+
+describe('docs/protocol.md vectors', () => {
+  it('CRC-16/X.25 check value', () => {
+    expect(crc16x25(vec('crc.check.input'))).toBe(vec('crc.check.value').readUInt16BE(0));
+    expect(vec('crc.check.value').toString('hex')).toBe('906e');
+  });
+
+  it.each(['snrm', 'stuffing', 'fcs-stuffed'])('link frame %s: encoder output and parser result', async (n) => {
+    const payload = vec(`link.${n}.payload`);
+    const wire = vec(`link.${n}.wire`);
+    expect(encodeLinkFrame(payload)).toEqual(wire);
+    const { payloads, counters } = await parse(wire);
+    expect(payloads).toEqual([payload]);
+    expect(counters).toEqual({ frames: 1, badCrc: 0, oversize: 0, malformed: 0, resyncs: 0, garbageBytes: 0 });
+  });
+
+  it('every cbor-diag block encodes to the hex block of the same name, and back', () => {
+    const diags = blocks.filter((b) => b.kind === 'cbor-diag');
+    expect(diags.length).toBeGreaterThanOrEqual(10);
+    for (const d of diags) {
+      const value = parseDiag(d.text);
+      expect(cborEncode(value).toString('hex'), d.name).toBe(vec(d.name).toString('hex'));
+      expect(cborDecode(hex(d.name)), d.name).toEqual(value);
+    }
+  });
+
+  it('reading batches: energies are register differences, reset restarts from 0', () => {
+    const batch = decodeReadingBatch(vec('reading.batch'));
+    expect(readingEnergies(batch)).toEqual([123, 122]);
+    expect(batch.readings[1]!.status).toBe(1);
+    expect(readingEnergies(decodeReadingBatch(vec('reading.reset')))).toEqual([40]);
+  });
+
+  it('ciphered frame: IV, AAD, ciphertext, CBOR message and wire bytes', async () => {
+    const key = vec('frame.key');
+    const st = vec('frame.system-title');
+    expect(st).toEqual(Buffer.from(systemTitle('SMR', 1001)));
+    const ic = vec('frame.ic').readUInt32BE(0);
+    const h = { systemTitle: new Uint8Array(st), sc: SC_AES256GCM, ic };
+    const plaintext = vec('frame.plaintext');
+    expect(plaintext).toEqual(hex('reading.batch'));
+    expect(Buffer.from(frameIv(st, ic))).toEqual(vec('frame.iv'));
+    expect(Buffer.from(frameAad(h))).toEqual(vec('frame.aad'));
+    const frame = sealFrame(key, h, plaintext);
+    expect(Buffer.from(frame.ciphertext)).toEqual(vec('frame.ciphertext'));
+    // Second implementation: the doc's IV and AAD layout, not our code's, decides.
+    expect(nobleGcmOpen(key, hex('frame.iv'), hex('frame.ciphertext'), hex('frame.aad'), 12)).toEqual(plaintext);
+    expect(encodeFrame(frame)).toEqual(vec('frame.cbor'));
+    expect(encodeLinkFrame(hex('frame.cbor'))).toEqual(vec('frame.wire'));
+    // And what a receiver does with the wire bytes.
+    const { payloads } = await parse(hex('frame.wire'));
+    const m = decodeMessage(payloads[0]!);
+    if (m.type !== MSG_FRAME) throw new Error('not a frame');
+    expect(Buffer.from(openFrame(key, m))).toEqual(plaintext);
+  });
+
+  it('acknowledgement', async () => {
+    const ack = encodeAck({ systemTitle: hex('frame.system-title'), ic: 42 });
+    expect(ack).toEqual(vec('ack.cbor'));
+    expect(encodeLinkFrame(ack)).toEqual(vec('ack.wire'));
+    const m = decodeMessage((await parse(hex('ack.wire'))).payloads[0]!);
+    expect(m.type).toBe(MSG_ACK);
+    expect(m.ic).toBe(42);
+  });
+
+  it('uplink carries the frame bytes unchanged', () => {
+    expect(encodeUplink({ gateway: 'gw-nb1', frames: [hex('frame.cbor')] })).toEqual(vec('uplink.cbor'));
+    expect(decodeUplink(hex('uplink.cbor')).frames.map((f) => Buffer.from(f))).toEqual([hex('frame.cbor')]);
+  });
+
+  describe('seals', () => {
+    const priv = createPrivateKey(docBlock('pem', 'seal.test-private-key', blocks));
+    const aggTopic = topics.neighbourhood('nb1');
+    const streamTopic = topics.household('hh1');
+
+    it('kid and AADs', () => {
+      expect(keyId(priv)).toEqual(vec('seal.kid'));
+      expect(cborEncode([1, aggTopic, keyId(priv)])).toEqual(vec('seal.aggregate.aad'));
+      expect(cborEncode([2, streamTopic, keyId(priv), 19675])).toEqual(vec('seal.stream.aad'));
+    });
+
+    it('aggregate: the reference opener and an independent GCM both find the documented body', () => {
+      const payload = vec('seal.aggregate.payload');
+      expect(cborEncode(openAggregate(priv, aggTopic, payload))).toEqual(vec('seal.aggregate.body'));
+      const env = cborDecode(payload) as [number, Uint8Array, Uint8Array, Uint8Array, Uint8Array];
+      const cek = unwrapKey(priv, env[2]);
+      expect(cek).toEqual(vec('seal.aggregate.content-key'));
+      expect(nobleGcmOpen(cek, env[3], env[4], hex('seal.aggregate.aad'), 16)).toEqual(hex('seal.aggregate.body'));
+    });
+
+    it('stream: the reference opener and an independent GCM both find the documented body', () => {
+      const payload = vec('seal.stream.payload');
+      expect(cborEncode(openStream(priv, streamTopic, payload))).toEqual(vec('seal.stream.body'));
+      const env = parseStream(payload);
+      expect(env.epoch).toBe(19675);
+      const cek = unwrapKey(priv, env.wrapped);
+      expect(cek).toEqual(vec('seal.stream.content-key'));
+      expect(nobleGcmOpen(cek, env.iv, env.ciphertext, hex('seal.stream.aad'), 16)).toEqual(hex('seal.stream.body'));
+    });
+
+    const dir = mkdtempSync(join(tmpdir(), 'sm-seal-doc-'));
+    afterAll(() => rmSync(dir, { recursive: true, force: true }));
+    writeFileSync(join(dir, 'key.pem'), docBlock('pem', 'seal.test-private-key', blocks), { mode: 0o600 });
+
+    it('the documented Node script opens both seals', () => {
+      writeFileSync(join(dir, 'open-seal.mjs'), docBlock('js', 'open-seal.mjs', blocks));
+      const run = (topic: string, payload: Buffer) => {
+        writeFileSync(join(dir, 'payload.bin'), payload);
+        return execFileSync(process.execPath, ['open-seal.mjs', 'key.pem', topic, 'payload.bin'], { cwd: dir, encoding: 'utf8' }).trim();
+      };
+      expect(run(aggTopic, hex('seal.aggregate.payload'))).toBe(hex('seal.aggregate.body').toString('hex'));
+      expect(run(streamTopic, hex('seal.stream.payload'))).toBe(hex('seal.stream.body').toString('hex'));
+      // and refuses a seal presented under another topic
+      writeFileSync(join(dir, 'payload.bin'), hex('seal.aggregate.payload'));
+      const wrong = spawnSync(process.execPath, ['open-seal.mjs', 'key.pem', topics.neighbourhood('nb2'), 'payload.bin'], { cwd: dir, encoding: 'utf8' });
+      expect(wrong.status).not.toBe(0);
+      expect(wrong.stderr).toMatch(/authenticate/);
+    });
+
+    const openssl = spawnSync('openssl', ['version']).status === 0;
+    it.skipIf(!openssl)('the documented OpenSSL commands unwrap the content key', () => {
+      writeFileSync(join(dir, 'payload.bin'), hex('seal.aggregate.payload'));
+      execFileSync('sh', ['-e', '-c', docBlock('sh', 'seal.openssl-unwrap', blocks)], { cwd: dir });
+      expect(readFileSync(join(dir, 'cek.bin'))).toEqual(hex('seal.aggregate.content-key'));
+    });
+  });
+
+  afterAll(() => {
+    // A vector added to the document without a check here fails the suite.
+    const all = blocks.filter((b) => b.kind === 'hex').map((b) => b.name);
+    expect(all.filter((n) => !checked.has(n))).toEqual([]);
+  });
+});

@@ -1,0 +1,83 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { topicId, topics } from '../../protocol/topics.js';
+import { PROTOCOL_MD } from './doc.js';
+
+/** MQTT 3.1.1 §4.7.1 matching, minimal: '+' one level, '#' the rest. */
+function matches(filter: string, topic: string): boolean {
+  const f = filter.split('/');
+  const t = topic.split('/');
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === '#') return true;
+    if (i >= t.length || (f[i] !== '+' && f[i] !== t[i])) return false;
+  }
+  return f.length === t.length;
+}
+
+const md = readFileSync(PROTOCOL_MD, 'utf8');
+const section = md.slice(md.indexOf('## 10. MQTT topics'), md.indexOf('## 11.'));
+const ticks = (cell: string) => [...cell.matchAll(/`([^`]+)`/g)].map((m) => m[1]!);
+const rows = (first: RegExp) =>
+  section
+    .split('\n')
+    .filter((l) => first.test(l))
+    .map((l) => l.split('|').slice(1, -1).map((c) => c.trim()));
+const ids = { gw: 'gw-nb1', nb: 'nb1', hh: 'hh1' };
+const fill = (s: string) => s.replace(/<(gw|nb|hh)>/g, (_m, k: keyof typeof ids) => ids[k]);
+
+describe('MQTT topic table in docs/protocol.md', () => {
+  const topicRows = rows(/^\| `sm\/v1\//);
+  const userRows = rows(/^\| `(gateway-<gw>|pes|mdms|household-<hh>|ucs)` \|/);
+  const users = new Map(userRows.map(([user, pub, sub]) => [fill(ticks(user!)[0]!), { publish: ticks(pub!).map(fill), subscribe: ticks(sub!).map(fill) }]));
+
+  it('lists every topic of protocol/topics.ts, built by the function it names', () => {
+    expect(topicRows).toHaveLength(5);
+    const fns = topicRows.map((r) => ticks(r[1]!)[0]!.replace(/\(.*\)/, ''));
+    expect(fns.sort()).toEqual(['topics.billing', 'topics.frames', 'topics.household', 'topics.householdKey', 'topics.neighbourhood']);
+    for (const [topic, fn] of topicRows) {
+      const [name, arg] = ticks(fn!)[0]!.match(/^topics\.(\w+)\((\w+)\)$/)!.slice(1) as [keyof typeof topics, 'gw' | 'nb' | 'hh'];
+      expect((topics[name] as (id: string) => string)(ids[arg]), name).toBe(fill(ticks(topic!)[0]!));
+    }
+  });
+
+  it('names the right wildcard constants, and each subscriber filter matches its topic', () => {
+    const constants: Record<string, string> = {
+      'topics.framesAll': topics.framesAll,
+      'topics.aggregatesAll': topics.aggregatesAll,
+      'topics.householdKeysAll': topics.householdKeysAll,
+      'topics.householdAll(hh)': topics.householdAll(ids.hh),
+    };
+    for (const [topic, , , , sub] of topicRows) {
+      const [, filter, constant] = ticks(sub!);
+      expect(constants[constant!], constant).toBe(fill(filter!));
+      expect(matches(fill(filter!), fill(ticks(topic!)[0]!))).toBe(true);
+    }
+    expect(matches(topics.householdAll('hh1'), topics.household('hh2'))).toBe(false);
+  });
+
+  it('agrees with the user table: publishers may publish, subscribers may subscribe', () => {
+    expect([...users.keys()].sort()).toEqual(['gateway-gw-nb1', 'household-hh1', 'mdms', 'pes', 'ucs']);
+    for (const [topic, , , pub, sub] of topicRows) {
+      const t = fill(ticks(topic!)[0]!);
+      const publisher = fill(ticks(pub!)[0]!);
+      const [subscriber, filter] = ticks(sub!).map(fill);
+      expect(users.get(publisher)!.publish.some((f) => matches(f, t)), `${publisher} publishes ${t}`).toBe(true);
+      expect(users.get(subscriber!)!.subscribe, `${subscriber} subscribes`).toContain(filter);
+      // nobody else may publish there
+      for (const [u, acl] of users) if (u !== publisher) expect(acl.publish.some((f) => matches(f, t)), `${u} must not publish ${t}`).toBe(false);
+    }
+  });
+
+  it('retains only household keys', () => {
+    const retained = topicRows.filter((r) => r[5] === 'yes').map((r) => ticks(r[0]!)[0]);
+    expect(retained).toEqual(['sm/v1/pes/household-key/<hh>']);
+    expect(section).toMatch(/QoS 1 everywhere/);
+  });
+});
+
+describe('topicId', () => {
+  it('accepts plain ids and rejects separators, wildcards and oversize', () => {
+    expect(topicId('gw-nb1.a_2')).toBe('gw-nb1.a_2');
+    for (const bad of ['', 'a/b', '+', '#', 'a+b', 'x'.repeat(65), '$SYS', 'é', 'a b']) expect(() => topics.frames(bad)).toThrow(TypeError);
+  });
+});
