@@ -49,7 +49,7 @@ export class SimMeter {
       this.register += e;
       this.registers.push(this.register);
       this.energies.push(e);
-      readings.push({ time: this.time, period, importWh: this.register, powerW: Math.round((e * 3600) / period), status: 0 });
+      readings.push({ time: this.time, period, importWh: this.register, powerW: Math.min(0xffffffff, Math.round((e * 3600) / period)), status: 0 });
       this.time += period;
     }
     return { prevWh, readings };
