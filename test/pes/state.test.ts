@@ -218,8 +218,8 @@ describe('re-randomised checkpoints', () => {
     const reader = new Database(file, { readonly: true });
     const acc = () => {
       const row = reader.prepare("SELECT acc FROM windows WHERE kind = 'neighbourhood' AND start = ?").get(T0) as { acc: Buffer };
-      const [[, c]] = cborDecode(row.acc) as [string, Uint8Array][];
-      return BigInt('0x' + Buffer.from(c!).toString('hex'));
+      const [entry] = cborDecode(row.acc) as [string, Uint8Array][];
+      return BigInt('0x' + Buffer.from(entry![1]).toString('hex'));
     };
     pes.ingestUplink(uplink([m.frame(m.batch(5, 60, () => 123))]));
     const c1 = acc();
