@@ -3,7 +3,7 @@
  * AES-GCM results are checked with a second, independent implementation (@noble/ciphers) as well.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { createPrivateKey } from 'node:crypto';
+import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -78,6 +78,8 @@ describe('docs/protocol.md vectors', () => {
     expect(nobleGcmOpen(key, hex('frame.iv'), hex('frame.ciphertext'), hex('frame.aad'), 12)).toEqual(plaintext);
     expect(encodeFrame(frame)).toEqual(vec('frame.cbor'));
     expect(encodeLinkFrame(hex('frame.cbor'))).toEqual(vec('frame.wire'));
+    expect(hex('frame.wire').length).toBe(hex('frame.cbor').length + 4); // as the doc says: nothing to stuff
+    expect(hex('frame.wire').subarray(-3, -1).readUInt16LE(0)).toBe(0xd4d5);
     // And what a receiver does with the wire bytes.
     const { payloads } = await parse(hex('frame.wire'));
     const m = decodeMessage(payloads[0]!);
@@ -103,6 +105,11 @@ describe('docs/protocol.md vectors', () => {
     const priv = createPrivateKey(docBlock('pem', 'seal.test-private-key', blocks));
     const aggTopic = topics.neighbourhood('nb1');
     const streamTopic = topics.household('hh1');
+
+    it('household key message carries the SPKI the kid is computed from', () => {
+      const spki = createPublicKey(priv).export({ type: 'spki', format: 'der' });
+      expect(cborEncode([1, 'hh1', spki])).toEqual(vec('household-key.cbor'));
+    });
 
     it('kid and AADs', () => {
       expect(keyId(priv)).toEqual(vec('seal.kid'));
