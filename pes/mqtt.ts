@@ -32,7 +32,8 @@ export interface PesServiceOptions extends Omit<CreatePesOptions, 'publish' | 'a
   };
   /**
    * Hooks (aedes style; defaults do nothing). `beforeCommit` runs after a message was processed and before
-   * its state is committed and acknowledged; throwing from it leaves the message unacknowledged.
+   * its state is committed and acknowledged; throwing from it leaves the message unacknowledged and
+   * resolves `failed` (a crash before commit, for tests).
    */
   hooks?: { beforeCommit?: (packet: IPublishPacket) => void };
 }
@@ -42,6 +43,8 @@ export interface PesService {
   client: MqttClient;
   /** Resolves once subscribed; rejects if the broker refuses the credentials or a subscription. */
   ready: Promise<void>;
+  /** Resolves with the error if a message could not be processed and committed; the service then takes no more messages and should be killed. */
+  failed: Promise<Error>;
   /** Messages received that were not uplinks or household keys (ACL misconfiguration). */
   readonly unexpected: number;
   /** Commits, waits for outstanding publishes, disconnects. Unprocessed messages stay in the broker session. */
@@ -66,6 +69,8 @@ export function startPesService(opts: PesServiceOptions): PesService {
   const pes = createPes({ ...opts, logger: log, publish, autoCommit: false });
   let stopping = false;
   let unexpected = 0;
+  let fail!: (e: Error) => void;
+  const failed = new Promise<Error>((resolve) => (fail = resolve));
   // A packet handled on a connection that is gone must not be acknowledged on the next one (the packet id
   // would belong to the new session); the broker redelivers it instead.
   let generation = 0;
@@ -96,12 +101,12 @@ export function startPesService(opts: PesServiceOptions): PesService {
       opts.hooks?.beforeCommit?.(packet);
       pes.commit();
     } catch (e) {
-      // Not committed, so not acknowledged. Processing errors are bugs or a failing disk: stop taking
-      // messages (they stay in the broker session) and let the supervisor restart the PES.
+      // Not committed, so not acknowledged (done is never called: the broker keeps the message in the
+      // session). Processing errors are bugs or a failing disk: stop taking messages and report; the
+      // caller (the CLI) exits and the supervisor restarts the PES, which gets the message again.
       log.error({ topic: packet.topic, err: (e as Error).message }, 'pes: message not committed; stopping');
       stopping = true;
-      done(e as Error);
-      void c.endAsync(true);
+      fail(e as Error);
       return;
     }
     if (gen === generation) done();
@@ -124,7 +129,7 @@ export function startPesService(opts: PesServiceOptions): PesService {
         { [topics.framesAll]: { qos: 1 }, [topics.householdKeysAll]: { qos: 1 } },
         (err, granted) => {
           c.off('error', onError);
-          if (err) return reject(err);
+          if (err) return reject(new Error(`the broker refused the PES subscriptions: ${err.message}`));
           const bad = (granted ?? []).filter((g) => g.qos !== 1);
           if (!granted || granted.length !== 2 || bad.length) return reject(new Error(`the broker refused the PES subscriptions at QoS 1: ${JSON.stringify(granted)}`));
           log.info({ url: opts.mqtt.url, k: pes.settings.k, intervalS: pes.settings.intervalS }, 'pes: subscribed');
@@ -139,6 +144,7 @@ export function startPesService(opts: PesServiceOptions): PesService {
     pes,
     client: c,
     ready,
+    failed,
     get unexpected() {
       return unexpected;
     },
