@@ -123,7 +123,7 @@ export class SqlStore implements Store {
     return num(r?.v);
   }
 
-  insertNeighbourhood(agg: NeighbourhoodAggregate): Promise<InsertOutcome> {
+  async insertNeighbourhood(agg: NeighbourhoodAggregate): Promise<InsertOutcome> {
     checkAggregateInts(agg.start, agg.end, agg.revision, agg.meters, agg.energyWh);
     const key = checkText(agg.key, 'neighbourhood');
     return this.db.transaction(async (tx) => {
@@ -141,7 +141,7 @@ export class SqlStore implements Store {
     });
   }
 
-  insertBilling(agg: BillingAggregate): Promise<InsertOutcome> {
+  async insertBilling(agg: BillingAggregate): Promise<InsertOutcome> {
     checkAggregateInts(agg.start, agg.end, agg.revision, ...Object.values(agg.bands));
     const key = checkText(agg.key, 'household');
     const bands = Object.entries(agg.bands).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));

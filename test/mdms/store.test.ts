@@ -1,0 +1,262 @@
+/**
+ * The store suite, run unchanged against SQLite (temp file) and PostgreSQL (a schema per test, dropped after;
+ * skipped outside CI when PostgreSQL is down, failing in CI).
+ */
+import Database from 'better-sqlite3';
+import pg from 'pg';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CSV_HEADERS, exportCsv, csvLines, isoTime } from '../../mdms/export.js';
+import { SCHEMA_VERSION } from '../../mdms/store/index.js';
+import { BACKENDS, billingAgg, nbAgg, type Backend } from './helpers.js';
+
+const T0 = 1_714_521_600; // 2024-05-01T00:00:00Z
+
+describe.each(BACKENDS)('store on $name', (backend: Backend) => {
+  let cleanups: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.reverse()) await c();
+    cleanups = [];
+  });
+  const open = async (opts = {}) => {
+    const h = await backend.open(opts);
+    cleanups.push(h.cleanup);
+    return h;
+  };
+
+  describe.skipIf(!backend.enabled)(backend.name, () => {
+    it('migrates to the current schema version once, and refuses a newer database', async () => {
+      const h = await open();
+      expect(await h.store.schemaVersion()).toBe(SCHEMA_VERSION);
+      const again = await h.reopen();
+      const dump = await again.dump();
+      expect(dump.schema_version).toHaveLength(SCHEMA_VERSION);
+      expect(Object.keys(dump).sort()).toEqual(['billing_aggregate', 'neighbourhood_aggregate', 'schema_version']);
+      // A database written by a newer MDMS.
+      if (backend.name === 'sqlite') {
+        const raw = new Database(h.db);
+        raw.prepare('INSERT INTO schema_version (version, description, applied_at_ms) VALUES (?, ?, ?)').run(SCHEMA_VERSION + 1, 'future', 0);
+        raw.close();
+      } else {
+        await (again as unknown as { db: { run(s: string, p: unknown[]): Promise<number> } }).db.run(
+          'INSERT INTO schema_version (version, description, applied_at_ms) VALUES (?, ?, ?)',
+          [SCHEMA_VERSION + 1, 'future', 0],
+        );
+      }
+      await expect(h.reopen()).rejects.toThrow(/newer than this MDMS understands/);
+    });
+
+    it('stores an aggregate delivered twice once', async () => {
+      const { store } = await open();
+      expect(await store.insertNeighbourhood(nbAgg())).toBe('stored');
+      expect(await store.insertNeighbourhood(nbAgg())).toBe('duplicate');
+      expect(await store.insertBilling(billingAgg())).toBe('stored');
+      // Same content, bands in another order: still the same aggregate.
+      expect(await store.insertBilling(billingAgg({ bands: { offpeak: 4500, peak: 3000 } }))).toBe('duplicate');
+      const dump = await store.dump();
+      expect(dump.neighbourhood_aggregate).toHaveLength(1);
+      expect(dump.billing_aggregate).toHaveLength(2);
+    });
+
+    it('keeps the first of two different aggregates with the same revision and reports the conflict', async () => {
+      const { store } = await open();
+      await store.insertNeighbourhood(nbAgg({ energyWh: 10 }));
+      expect(await store.insertNeighbourhood(nbAgg({ energyWh: 11 }))).toBe('conflict');
+      expect(await store.insertNeighbourhood(nbAgg({ energyWh: 10, meters: 6 }))).toBe('conflict');
+      expect((await store.latestNeighbourhood()).map((r) => r.energyWh)).toEqual([10]);
+      await store.insertBilling(billingAgg());
+      expect(await store.insertBilling(billingAgg({ bands: { peak: 3000 } }))).toBe('conflict');
+      expect(await store.insertBilling(billingAgg({ bands: { peak: 3000, offpeak: 4500, night: 1 } }))).toBe('conflict');
+      expect(await store.insertBilling(billingAgg({ bands: { peak: 3000, offpeak: 4501 } }))).toBe('conflict');
+      expect(await store.insertBilling(billingAgg({ end: T0 + 2 * 86_400 }))).toBe('conflict');
+      expect((await store.dump()).billing_aggregate).toHaveLength(2);
+    });
+
+    it('serves the highest revision as latest and keeps every revision, whatever order they arrive in', async () => {
+      const { store } = await open();
+      expect(await store.insertNeighbourhood(nbAgg({ revision: 0, energyWh: 100, meters: 4 }))).toBe('stored');
+      expect(await store.insertNeighbourhood(nbAgg({ revision: 2, energyWh: 120, meters: 6 }))).toBe('revision');
+      expect(await store.insertNeighbourhood(nbAgg({ revision: 1, energyWh: 110, meters: 5 }))).toBe('revision');
+      const latest = await store.latestNeighbourhood();
+      expect(latest).toHaveLength(1);
+      expect(latest[0]).toMatchObject({ neighbourhood: 'nb1', start: T0, end: T0 + 900, revision: 2, meters: 6, energyWh: 120 });
+      const history = await store.revisions({ kind: 'neighbourhood', neighbourhood: 'nb1', start: T0 });
+      expect(history.map((r) => [r.revision, r.energyWh])).toEqual([
+        [0, 100],
+        [1, 110],
+        [2, 120],
+      ]);
+
+      // Billing: the latest revision's bands only (a band dropped by a revision is gone from "latest").
+      expect(await store.insertBilling(billingAgg({ revision: 0, bands: { peak: 1, offpeak: 2 } }))).toBe('stored');
+      expect(await store.insertBilling(billingAgg({ revision: 1, bands: { flat: 5 } }))).toBe('revision');
+      expect((await store.latestBilling()).map((r) => [r.band, r.revision, r.energyWh])).toEqual([['flat', 1, 5]]);
+      const bh = await store.revisions({ kind: 'billing', household: 'hh1', start: T0 });
+      expect(bh.map((r) => [r.revision, r.band, r.energyWh])).toEqual([
+        [0, 'offpeak', 2],
+        [0, 'peak', 1],
+        [1, 'flat', 5],
+      ]);
+    });
+
+    it('stores one billing row per band, every one in the same transaction', async () => {
+      const { store } = await open({ now: () => 1_700_000_000_123 });
+      const bands = { a: 1, b: 0, c: -5, d: 2 ** 40 };
+      await store.insertBilling(billingAgg({ bands }));
+      const rows = await store.latestBilling({ household: 'hh1' });
+      expect(rows.map((r) => [r.band, r.energyWh])).toEqual(Object.entries(bands));
+      for (const r of rows) {
+        expect(r).toMatchObject({ household: 'hh1', start: T0, end: T0 + 86_400, revision: 0, receivedAtMs: 1_700_000_000_123 });
+        expect(typeof r.energyWh).toBe('number');
+      }
+    });
+
+    it('returns integers as numbers (BIGINT included) and rejects non-integers before writing', async () => {
+      const { store } = await open();
+      const big = 2 ** 52 + 1;
+      await store.insertNeighbourhood(nbAgg({ energyWh: big }));
+      const [r] = await store.latestNeighbourhood();
+      expect(r!.energyWh).toBe(big);
+      await expect(store.insertNeighbourhood(nbAgg({ start: T0 + 900, energyWh: 1.5 }))).rejects.toThrow(/integers/);
+      await expect(store.insertBilling(billingAgg({ bands: { x: 0.1 } }))).rejects.toThrow(/integers/);
+      expect(await store.latestNeighbourhood()).toHaveLength(1);
+    });
+
+    it('filters by key and period overlap, and pages with after/limit exactly like one full read', async () => {
+      const { store } = await open();
+      for (const nb of ['nb2', 'nb1']) {
+        for (let i = 5; i >= 0; i--) await store.insertNeighbourhood(nbAgg({ key: nb, start: T0 + i * 900, energyWh: i }));
+      }
+      for (const hh of ['hh2', 'hh1']) {
+        for (let d = 0; d < 3; d++) await store.insertBilling(billingAgg({ key: hh, start: T0 + d * 86_400, bands: { x: d, y: d + 1 } }));
+      }
+      const all = await store.latestNeighbourhood();
+      expect(all.map((r) => `${r.neighbourhood}@${r.start - T0}`)).toEqual([
+        ...[0, 900, 1800, 2700, 3600, 4500].map((s) => `nb1@${s}`),
+        ...[0, 900, 1800, 2700, 3600, 4500].map((s) => `nb2@${s}`),
+      ]);
+      // [from, to) overlap: periods ending after `from` and starting before `to`.
+      const win = await store.latestNeighbourhood({ neighbourhood: 'nb2', from: T0 + 900, to: T0 + 2700 });
+      expect(win.map((r) => r.start - T0)).toEqual([900, 1800]);
+      for (const limit of [1, 4, 5, 100]) {
+        const paged = [];
+        let after: { neighbourhood: string; start: number } | undefined;
+        for (;;) {
+          const page = await store.latestNeighbourhood({ after, limit });
+          if (!page.length) break;
+          paged.push(...page);
+          after = { neighbourhood: page.at(-1)!.neighbourhood, start: page.at(-1)!.start };
+        }
+        expect(paged).toEqual(all);
+      }
+      const billing = await store.latestBilling();
+      expect(billing).toHaveLength(12);
+      const firstTwo = await store.latestBilling({ limit: 2 });
+      expect(firstTwo.map((r) => `${r.household}@${(r.start - T0) / 86_400}:${r.band}`)).toEqual(['hh1@0:x', 'hh1@0:y', 'hh1@1:x', 'hh1@1:y']);
+      const rest = await store.latestBilling({ after: { household: 'hh1', start: T0 + 86_400 } });
+      expect([...firstTwo, ...rest]).toEqual(billing);
+      expect((await store.latestBilling({ household: 'hh2', from: T0 + 86_400 + 1 })).map((r) => r.start)).toEqual([
+        T0 + 86_400,
+        T0 + 86_400,
+        T0 + 2 * 86_400,
+        T0 + 2 * 86_400,
+      ]);
+      await expect(store.latestBilling({ limit: 0 })).rejects.toThrow(/limit/);
+      await expect(store.latestNeighbourhood({ from: 1.5 })).rejects.toThrow(/from/);
+    });
+
+    it('lists neighbourhoods and households, sorted byte-wise', async () => {
+      const { store } = await open();
+      for (const nb of ['nb10', 'nb2', 'NB3', 'nb1']) await store.insertNeighbourhood(nbAgg({ key: nb }));
+      for (const hh of ['hh_b', 'hh-a', 'HH9']) await store.insertBilling(billingAgg({ key: hh }));
+      expect(await store.listNeighbourhoods()).toEqual(['NB3', 'nb1', 'nb10', 'nb2']);
+      expect(await store.listHouseholds()).toEqual(['HH9', 'hh-a', 'hh_b']);
+    });
+
+    it('survives concurrent deliveries of the same aggregate: exactly one is stored', async () => {
+      const { store } = await open();
+      const outcomes = await Promise.all([
+        ...Array.from({ length: 6 }, () => store.insertBilling(billingAgg())),
+        ...Array.from({ length: 6 }, () => store.insertNeighbourhood(nbAgg())),
+      ]);
+      expect(outcomes.filter((o) => o === 'stored')).toHaveLength(2);
+      expect(outcomes.filter((o) => o === 'duplicate')).toHaveLength(10);
+      expect((await store.dump()).billing_aggregate).toHaveLength(2);
+    });
+
+    it('exports the latest revisions as CSV with the exact headers, ISO 8601 UTC times, sorted by key then start (then band)', async () => {
+      const { store } = await open();
+      // Inserted out of order, with superseded revisions.
+      await store.insertNeighbourhood(nbAgg({ key: 'nb2', start: T0 + 900, meters: 7, energyWh: 70 }));
+      await store.insertNeighbourhood(nbAgg({ key: 'nb10', start: T0, meters: 3, energyWh: 30 }));
+      await store.insertNeighbourhood(nbAgg({ key: 'nb2', start: T0, meters: 7, energyWh: 1 }));
+      await store.insertNeighbourhood(nbAgg({ key: 'nb2', start: T0, revision: 3, meters: 8, energyWh: 81 }));
+      await store.insertBilling(billingAgg({ key: 'hh2', start: T0, bands: { peak: 5, offpeak: 6 } }));
+      await store.insertBilling(billingAgg({ key: 'hh1', start: T0 + 86_400, bands: { offpeak: 1, peak: 2, night: 3 } }));
+      await store.insertBilling(billingAgg({ key: 'hh1', start: T0, bands: { peak: 9 } }));
+      await store.insertBilling(billingAgg({ key: 'hh1', start: T0, revision: 1, bands: { peak: 10, offpeak: 11 } }));
+
+      expect(await exportCsv(store, 'neighbourhood')).toBe(
+        [
+          'neighbourhood,start,end,meters,energy_wh',
+          'nb10,2024-05-01T00:00:00Z,2024-05-01T00:15:00Z,3,30',
+          'nb2,2024-05-01T00:00:00Z,2024-05-01T00:15:00Z,8,81',
+          'nb2,2024-05-01T00:15:00Z,2024-05-01T00:30:00Z,7,70',
+          '',
+        ].join('\n'),
+      );
+      expect(await exportCsv(store, 'billing')).toBe(
+        [
+          'household,start,end,band,energy_wh',
+          'hh1,2024-05-01T00:00:00Z,2024-05-02T00:00:00Z,offpeak,11',
+          'hh1,2024-05-01T00:00:00Z,2024-05-02T00:00:00Z,peak,10',
+          'hh1,2024-05-02T00:00:00Z,2024-05-03T00:00:00Z,night,3',
+          'hh1,2024-05-02T00:00:00Z,2024-05-03T00:00:00Z,offpeak,1',
+          'hh1,2024-05-02T00:00:00Z,2024-05-03T00:00:00Z,peak,2',
+          'hh2,2024-05-01T00:00:00Z,2024-05-02T00:00:00Z,offpeak,6',
+          'hh2,2024-05-01T00:00:00Z,2024-05-02T00:00:00Z,peak,5',
+          '',
+        ].join('\n'),
+      );
+      // Paging (page of one period) changes nothing.
+      for (const what of ['neighbourhood', 'billing'] as const) {
+        let paged = '';
+        for await (const l of csvLines(store, what, 1)) paged += l;
+        expect(paged).toBe(await exportCsv(store, what));
+      }
+    });
+
+    it('exports only the header from an empty store', async () => {
+      const { store } = await open();
+      expect(await exportCsv(store, 'neighbourhood')).toBe(CSV_HEADERS.neighbourhood + '\n');
+      expect(await exportCsv(store, 'billing')).toBe(CSV_HEADERS.billing + '\n');
+      await expect(exportCsv(store, 'meters' as never)).rejects.toThrow(/--what/);
+    });
+  });
+});
+
+describe('store edges', () => {
+  it('formats times as ISO 8601 UTC without milliseconds', () => {
+    expect(isoTime(1_714_522_500)).toBe('2024-05-01T00:15:00Z');
+    expect(isoTime(0)).toBe('1970-01-01T00:00:00Z');
+    expect(isoTime(253_402_300_799)).toBe('9999-12-31T23:59:59Z');
+    expect(() => isoTime(1.5)).toThrow(TypeError);
+  });
+
+  it('reports an unreachable PostgreSQL clearly, without the password', async () => {
+    const { openStore } = await import('../../mdms/store/index.js');
+    const err = await openStore('postgres://mdms:sekret@127.0.0.1:1/test', { connectTimeoutMs: 2000 }).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toMatch(/cannot open the MDMS database postgres:\/\/mdms:\*\*\*@127\.0\.0\.1:1\/test: .*ECONNREFUSED/);
+    expect((err as Error).message).not.toContain('sekret');
+  });
+
+  it('keeps PostgreSQL BIGINT parsing local to the store (the global pg parser is untouched)', () => {
+    expect(typeof pg.types.getTypeParser(20)('12')).toBe('string');
+  });
+
+  it('rejects an empty --db', async () => {
+    const { openStore } = await import('../../mdms/store/index.js');
+    await expect(openStore('')).rejects.toThrow(/--db/);
+  });
+});
+
