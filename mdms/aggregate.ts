@@ -127,12 +127,12 @@ export function parseAggregate(topic: string, body: unknown): Aggregate {
   const raw = plainObject(o.bands, 'bands');
   const names = Object.keys(raw);
   if (names.length === 0 || names.length > MAX_BANDS) bad(`bands must have 1..${MAX_BANDS} entries`);
-  const bands: Record<string, number> = {};
-  for (const name of names) {
+  const bands = names.map((name): [string, number] => {
     if (!BAND.test(name)) bad(`band names must match ${BAND.source}`);
-    bands[name] = wh(raw[name], 'band energy');
-  }
-  return { kind: 'billing', key: t.key, ...p, bands };
+    return [name, wh(raw[name], 'band energy')];
+  });
+  // fromEntries defines own properties, so even a band named `__proto__` stays a band.
+  return { kind: 'billing', key: t.key, ...p, bands: Object.fromEntries(bands) };
 }
 
 /** What the MDMS itself refuses to store, whatever the PES sends. */

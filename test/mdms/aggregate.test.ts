@@ -1,0 +1,108 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { cborDecode, cborEncode } from '../../protocol/cbor.js';
+import { topics } from '../../protocol/topics.js';
+import {
+  MalformedAggregateError,
+  MAX_TIME_S,
+  aggregateTopic,
+  parseAggregate,
+  privacyViolation,
+  type BillingAggregate,
+  type NeighbourhoodAggregate,
+} from '../../mdms/aggregate.js';
+import { billingAgg, nbAgg } from './helpers.js';
+
+/** What the body looks like after a CBOR round trip (as the ingest sees it). */
+const wire = (v: unknown): unknown => cborDecode(cborEncode(v));
+
+const id = fc.stringMatching(/^[A-Za-z0-9_.-]{1,64}$/);
+const band = fc.stringMatching(/^[A-Za-z0-9_.-]{1,32}$/);
+const time = fc.integer({ min: 0, max: MAX_TIME_S - 1 });
+const wh = fc.oneof(fc.integer({ min: -(2 ** 40), max: 2 ** 40 }), fc.constantFrom(0, Number.MAX_SAFE_INTEGER, Number.MIN_SAFE_INTEGER));
+
+const nbArb: fc.Arbitrary<NeighbourhoodAggregate> = fc
+  .record({ key: id, start: time, len: fc.integer({ min: 1, max: 86_400 }), revision: fc.nat(1000), meters: fc.nat(100_000), energyWh: wh })
+  .map(({ len, ...r }) => ({ kind: 'neighbourhood', ...r, end: Math.min(r.start + len, MAX_TIME_S) }));
+
+const billingArb: fc.Arbitrary<BillingAggregate> = fc
+  .record({ key: id, start: time, len: fc.integer({ min: 1, max: 90 * 86_400 }), revision: fc.nat(1000), bands: fc.dictionary(band, wh, { minKeys: 1, maxKeys: 8 }) })
+  .map(({ len, ...r }) => ({ kind: 'billing', ...r, end: Math.min(r.start + len, MAX_TIME_S) }));
+
+describe('parseAggregate', () => {
+  it('accepts every well-formed aggregate on its own topic, unchanged', () => {
+    fc.assert(fc.property(nbArb, (a) => {
+      expect(parseAggregate(topics.neighbourhood(a.key), wire(a))).toEqual(a);
+    }));
+    fc.assert(fc.property(billingArb, (a) => {
+      expect(parseAggregate(topics.billing(a.key), wire(a))).toEqual(a);
+    }));
+  });
+
+  it('rejects a body whose key is not the topic level, or whose kind is not the topic kind', () => {
+    expect(() => parseAggregate(topics.neighbourhood('nb2'), wire(nbAgg()))).toThrow(/topic's last level/);
+    expect(() => parseAggregate(topics.billing('nb1'), wire(nbAgg()))).toThrow(/kind must be 'billing'/);
+    expect(() => parseAggregate(topics.neighbourhood('hh1'), wire(billingAgg()))).toThrow(/kind/);
+  });
+
+  it('rejects every missing field, extra field and wrongly typed field, naming the field', () => {
+    const nb = nbAgg() as unknown as Record<string, unknown>;
+    const topic = topics.neighbourhood('nb1');
+    for (const f of ['start', 'end', 'revision', 'meters', 'energyWh']) {
+      const { [f]: _gone, ...rest } = nb;
+      expect(() => parseAggregate(topic, wire(rest)), f).toThrow(MalformedAggregateError);
+      for (const bad of ['1', 1.5, -1, null, 2 ** 53, true]) {
+        if (f === 'energyWh' && bad === -1) continue; // energy is signed
+        expect(() => parseAggregate(topic, wire({ ...nb, [f]: bad })), `${f}=${String(bad)}`).toThrow(new RegExp(f === 'energyWh' ? 'energyWh' : f));
+      }
+    }
+    expect(() => parseAggregate(topic, wire({ ...nb, household: 'hh1' }))).toThrow(/unexpected field/);
+    const b = billingAgg() as unknown as Record<string, unknown>;
+    const bt = topics.billing('hh1');
+    expect(() => parseAggregate(bt, wire({ ...b, energyWh: 5 }))).toThrow(/unexpected field/);
+    expect(() => parseAggregate(bt, wire({ ...b, bands: {} }))).toThrow(/bands/);
+    expect(() => parseAggregate(bt, wire({ ...b, bands: [1, 2] }))).toThrow(/bands/);
+    expect(() => parseAggregate(bt, wire({ ...b, bands: { 'peak,1': 5 } }))).toThrow(/band names/);
+    expect(() => parseAggregate(bt, wire({ ...b, bands: { peak: '5' } }))).toThrow(/band energy/);
+    expect(() => parseAggregate(bt, wire({ ...b, bands: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`b${i}`, 1])) }))).toThrow(/bands/);
+  });
+
+  it('rejects empty or reversed periods and times beyond year 9999', () => {
+    const topic = topics.neighbourhood('nb1');
+    expect(() => parseAggregate(topic, wire(nbAgg({ end: nbAgg().start })))).toThrow(/end must be after start/);
+    expect(() => parseAggregate(topic, wire(nbAgg({ end: nbAgg().start - 1 })))).toThrow(/end must be after start/);
+    expect(() => parseAggregate(topic, wire(nbAgg({ start: 0, end: MAX_TIME_S + 1 })))).toThrow(/end/);
+  });
+
+  it('rejects bodies that are not maps', () => {
+    for (const body of [null, 1, 'x', [1], new Uint8Array(3), undefined]) {
+      expect(() => parseAggregate(topics.neighbourhood('nb1'), body)).toThrow(/must be a map/);
+    }
+  });
+});
+
+describe('aggregateTopic', () => {
+  it('splits the two aggregate topics and nothing else', () => {
+    expect(aggregateTopic('sm/v1/agg/neighbourhood/nb-1')).toEqual({ kind: 'neighbourhood', key: 'nb-1' });
+    expect(aggregateTopic('sm/v1/agg/billing/hh_7')).toEqual({ kind: 'billing', key: 'hh_7' });
+    for (const t of ['sm/v1/agg/other/x', 'sm/v1/agg/billing/', 'sm/v1/agg/billing/a/b', 'sm/v2/agg/billing/x', `sm/v1/agg/billing/${'x'.repeat(65)}`]) {
+      expect(() => aggregateTopic(t), t).toThrow(MalformedAggregateError);
+    }
+  });
+});
+
+describe('privacyViolation', () => {
+  const policy = { minBillingPeriodS: 86_400, k: 3 };
+  it('refuses billing periods shorter than the minimum, at the exact boundary', () => {
+    expect(privacyViolation(billingAgg({ end: billingAgg().start + 86_399 }), policy)).toMatch(/86399 s is shorter than the minimum 86400 s/);
+    expect(privacyViolation(billingAgg({ end: billingAgg().start + 900 }), policy)).toMatch(/shorter/);
+    expect(privacyViolation(billingAgg({ end: billingAgg().start + 86_400 }), policy)).toBeNull();
+  });
+  it('refuses neighbourhood aggregates of fewer than k meters, without quoting values', () => {
+    expect(privacyViolation(nbAgg({ meters: 2, energyWh: 987_654 }), policy)).toMatch(/fewer than k = 3/);
+    expect(privacyViolation(nbAgg({ meters: 2, energyWh: 987_654 }), policy)).not.toMatch(/987654/);
+    expect(privacyViolation(nbAgg({ meters: 3 }), policy)).toBeNull();
+    // A short neighbourhood interval is fine: that is what grid planning needs.
+    expect(privacyViolation(nbAgg({ end: nbAgg().start + 60 }), policy)).toBeNull();
+  });
+});
