@@ -1,25 +1,10 @@
 /**
- * Duration flags (`15m`, `1h`, `1d`, `1mo`) and billing periods, validated with clear errors.
+ * Billing periods (`1d`, `1mo`, `Nh`), validated with clear errors. Fixed-length durations use
+ * cli/options.ts `parseDuration`.
  * @module
  */
 
-const UNIT_S: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
-
-/**
- * Parses a fixed-length duration such as `30s`, `15m`, `1h` or `7d` into seconds.
- * Months are not fixed-length and are only accepted by {@link parseBillingPeriod}.
- * @example
- * ```ts
- * parseDuration('15m', '--interval'); // 900
- * ```
- */
-export function parseDuration(text: string, flag: string): number {
-  const m = /^(\d{1,7})(s|m|h|d)$/.exec(String(text).trim());
-  if (!m) throw new TypeError(`${flag}: expected a duration like 30s, 15m, 1h or 7d, got "${text}"`);
-  return Number(m[1]) * UNIT_S[m[2]!]!;
-}
-
-/** A billing period, aligned in local time: N hours (N divides 24), one day, or one calendar month. */
+/** A billing period: one local day, one calendar month (both in the billing time zone), or N UTC hours (N divides 24). */
 export type BillingPeriod = { unit: 'hour'; count: number } | { unit: 'day'; count: 1 } | { unit: 'month'; count: 1 };
 
 /**

@@ -1,0 +1,152 @@
+/**
+ * `smartermeter pes`: the Privacy Enhancing System as an MQTT service.
+ * @module
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { InvalidArgumentError, type Command } from 'commander';
+import { IANAZone } from 'luxon';
+import { pino } from 'pino';
+import { intOption, parseDuration } from '../cli/options.js';
+import { loadCredentials, loadFleet, loadPesKeys } from '../provision/keys.js';
+import { parseBillingPeriod, type BillingPeriod } from './duration.js';
+import { startPesService } from './mqtt.js';
+import type { MeterInfo } from './core/pes.js';
+import { FLAT_TARIFF, loadTariff } from './tariff.js';
+
+/** Default state file (in the working directory). */
+export const DEFAULT_STATE = 'pes-state.sqlite';
+
+export interface PesFlags {
+  keys: string;
+  mqtt: string;
+  username?: string;
+  passwordFile?: string;
+  state: string;
+  interval: number;
+  billingPeriod?: BillingPeriod;
+  tariff?: string;
+  tz?: string;
+  lateness: number;
+  k: number;
+  revisionK?: number;
+  retention?: number;
+  maxSkew: number;
+}
+
+const duration = (flag: string, allowZero = false) => (v: string) => (allowZero && /^0[smhdw]?$/.test(v) ? 0 : parseDuration(v, flag));
+
+function interval(v: string): number {
+  const s = parseDuration(v, '--interval');
+  if (s < 60 || s > 86400 || 86400 % s !== 0) throw new InvalidArgumentError(`--interval must be between 1m and 1d and divide a day (e.g. 5m, 15m, 1h), got "${v}"`);
+  return s;
+}
+
+function billingPeriod(v: string): BillingPeriod {
+  try {
+    return parseBillingPeriod(v, '--billing-period');
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+}
+
+function zone(v: string): string {
+  if (!IANAZone.isValidZone(v)) throw new InvalidArgumentError(`--tz must be an IANA time zone such as UTC or Europe/London, got "${v}"`);
+  return v;
+}
+
+function credentials(flags: PesFlags): { username?: string; password?: string } {
+  if (flags.username !== undefined || flags.passwordFile !== undefined) {
+    if (!flags.username || !flags.passwordFile) throw new InvalidArgumentError('--username and --password-file go together');
+    try {
+      return { username: flags.username, password: readFileSync(flags.passwordFile, 'utf8').trim() };
+    } catch (e) {
+      throw new Error(`cannot read --password-file ${flags.passwordFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  }
+  return existsSync(join(flags.keys, 'credentials', 'pes.json')) ? loadCredentials(flags.keys, 'pes') : {};
+}
+
+/**
+ * Builds the meter table (id -> key, household, neighbourhood) from a provisioned key set.
+ * @example
+ * ```ts
+ * const meters = fleetMeters(fleet.meters, keys.meterKeys);
+ * ```
+ */
+export function fleetMeters(fleet: { meter: string; household: string; neighbourhood: string }[], meterKeys: Map<string, Buffer>): Map<string, MeterInfo> {
+  const meters = new Map<string, MeterInfo>();
+  for (const m of fleet) {
+    const key = meterKeys.get(m.meter);
+    if (!key) throw new Error(`the key set has no key for meter ${m.meter}`);
+    meters.set(m.meter, { key, household: m.household, neighbourhood: m.neighbourhood });
+  }
+  return meters;
+}
+
+async function run(flags: PesFlags): Promise<void> {
+  const log = pino({ name: 'pes' });
+  const keys = loadPesKeys(flags.keys);
+  const meters = fleetMeters(loadFleet(flags.keys).meters, keys.meterKeys);
+  const tariff = flags.tariff ? loadTariff(flags.tariff) : FLAT_TARIFF;
+  if (flags.k < 20) log.warn({ k: flags.k }, 'pes: k below 20 — aggregates of fewer households leak individual behaviour (Buescher et al., PoPETs 2017)');
+  const svc = startPesService({
+    keys: { rsa: keys.rsa, paillier: keys.paillier, mdmsPublic: keys.mdmsPublic, householdPublic: keys.householdPublic, meters },
+    stateFile: flags.state,
+    intervalS: flags.interval,
+    billing: flags.billingPeriod ?? parseBillingPeriod('1d'),
+    tariff,
+    tz: flags.tz ?? tariff.tz,
+    latenessS: flags.lateness,
+    k: flags.k,
+    ...(flags.revisionK !== undefined ? { revisionK: flags.revisionK } : {}),
+    ...(flags.retention !== undefined ? { retentionS: flags.retention } : {}),
+    maxSkewS: flags.maxSkew,
+    logger: log,
+    mqtt: { url: flags.mqtt, ...credentials(flags) },
+  });
+  let stop!: () => void;
+  const stopped = new Promise<null>((resolve) => (stop = () => resolve(null)));
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  const refused = svc.ready.then(
+    () => new Promise<never>(() => undefined),
+    (e: Error) => e,
+  );
+  const outcome = await Promise.race([stopped, refused, svc.failed]);
+  if (outcome instanceof Error) {
+    await svc.kill();
+    throw outcome;
+  }
+  await svc.close();
+  log.info({ counters: svc.pes.counters }, 'pes: stopped');
+}
+
+/**
+ * Adds `pes` to the program.
+ * @example
+ * ```ts
+ * registerPesCommand(program);
+ * await program.parseAsync(['node', 'smartermeter', 'pes', '--keys', 'keys', '--k', '20']);
+ * ```
+ */
+export function registerPesCommand(program: Command): void {
+  program
+    .command('pes')
+    .description('run the Privacy Enhancing System: verify frames, fold readings into Paillier aggregates, release sealed aggregates of >= k meters and household streams')
+    .requiredOption('--keys <dir>', 'key set made by `smartermeter provision`')
+    .option('--mqtt <url>', 'broker URL', 'mqtt://127.0.0.1:1883')
+    .option('--username <name>', 'broker username (default: from the key set)')
+    .option('--password-file <path>', 'file holding the broker password (with --username)')
+    .option('--state <file>', 'SQLite state file (Paillier ciphertexts, sealed counters)', DEFAULT_STATE)
+    .option('--interval <duration>', 'neighbourhood aggregation interval', interval, 900)
+    .option('--billing-period <period>', 'household billing period: 1d, 1mo or Nh (N divides 24) (default: 1d)', billingPeriod)
+    .option('--tariff <file.json>', 'time-of-use bands (default: one flat band)')
+    .option('--tz <zone>', 'time zone of billing periods (default: the tariff\'s, else UTC)', zone)
+    .option('--lateness <duration>', 'allowed lateness before a window closes', duration('--lateness', true), 1800)
+    .option('--k <n>', 'fewest meters in a released neighbourhood aggregate', intOption('--k', 1, 1_000_000), 20)
+    .option('--revision-k <n>', 'fewest meters that must change a released neighbourhood window before a revision is released (default: k)', intOption('--revision-k', 1, 1_000_000))
+    .option('--retention <duration>', 'how long closed windows accept late readings (default: 2 billing periods)', duration('--retention'))
+    .option('--max-skew <duration>', 'reject readings further than this from the watermark', duration('--max-skew'), 7 * 86400)
+    .action((flags: PesFlags) => run(flags));
+}
