@@ -140,7 +140,7 @@ export function createPes(opts: CreatePesOptions): PesHandle {
   const core = new PesCore(settings, { paillier: keys.paillier, mdmsPublic: keys.mdmsPublic, householdPublic: keys.householdPublic ?? new Map(), meters: keys.meters }, log);
   const store = PesStore.open(opts.stateFile ?? ':memory:', {
     rsa: keys.rsa,
-    paillierN: keys.paillier.n,
+    paillierKeyId: keys.paillier.keyId,
     config: { intervalS: settings.intervalS, billing: formatBillingPeriod(settings.billing), tz: settings.tz, tariff: settings.tariff },
     synchronous: opts.synchronous,
   });

@@ -31,8 +31,8 @@ const FORMAT = '1';
 export interface StoreOptions {
   /** The PES RSA private key: wraps/unwraps the state key. */
   rsa: KeyObject;
-  /** Paillier modulus: the state is only valid for the key that made its ciphertexts. */
-  paillierN: bigint;
+  /** Paillier key id (engine `keyId`): the state is only valid for the key that made its ciphertexts. */
+  paillierKeyId: string;
   /** Settings that shape windows (interval, billing period, zone, tariff): must not change under a state file. */
   config: Record<string, unknown>;
   synchronous?: 'FULL' | 'NORMAL';
@@ -66,7 +66,7 @@ function fingerprint(x: unknown): string {
 /**
  * @example
  * ```ts
- * const store = PesStore.open('pes-state.db', { rsa, paillierN: paillier.n, config });
+ * const store = PesStore.open('pes-state.db', { rsa, paillierKeyId: paillier.keyId, config });
  * core.restore(store.load());
  * const ids = store.commit(core.checkpoint(), confirmedIds);
  * ```
@@ -105,7 +105,7 @@ export class PesStore {
       db.pragma(`synchronous = ${opts.synchronous === 'NORMAL' ? 'NORMAL' : 'FULL'}`);
       db.exec(SCHEMA);
       const get = (k: string) => (db.prepare('SELECT v FROM meta WHERE k = ?').get(k) as { v: Buffer | string } | undefined)?.v;
-      const paillierId = createHash('sha256').update(opts.paillierN.toString(16)).digest('hex').slice(0, 16);
+      const paillierId = opts.paillierKeyId;
       const config = fingerprint(opts.config);
       let stateKey: Buffer;
       if (get('format') === undefined) {

@@ -16,7 +16,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import { asArray, asBytes, asUint, cborDecode } from '../../protocol/cbor.js';
 import { decodeFrame, meterId, openFrame, type CipheredFrame } from '../../protocol/frame.js';
-import { decodeSigned, type PaillierPrivate } from '../../protocol/paillier/engine.js';
+import { ciphertextFromBytes, ciphertextToBytes, decodeSigned, type PaillierPrivate } from '../../protocol/paillier/engine.js';
 import { decodeReadingBatch, type ReadingBatch } from '../../protocol/reading.js';
 import { newStreamKey, sealAggregate, sealStream, type StreamKey } from '../../protocol/seal.js';
 import { topicId, topics } from '../../protocol/topics.js';
@@ -161,14 +161,6 @@ interface MeterRuntime {
 const HOUSEHOLD_KEY_PREFIX = 'sm/v1/pes/household-key/';
 const STREAM_KEYS_PER_HOUSEHOLD = 4;
 
-function bigToBytes(x: bigint, len: number): Uint8Array {
-  const hex = x.toString(16).padStart(len * 2, '0');
-  return Buffer.from(hex, 'hex');
-}
-function bytesToBig(b: Uint8Array): bigint {
-  return b.length === 0 ? 0n : BigInt('0x' + Buffer.from(b).toString('hex'));
-}
-
 /** Classifies a reading-batch decoding error (protocol/reading.ts messages) into a counter. */
 function batchErrorCounter(e: unknown): 'registerDecrease' | 'timeBackwards' | 'malformedFrame' {
   const msg = e instanceof Error ? e.message : '';
@@ -195,7 +187,6 @@ export class PesCore {
   private readonly householdKeys: Map<string, KeyObject>;
   private readonly households: Set<string>;
   private readonly streamKeys = new Map<string, StreamKey[]>();
-  private readonly keyLen: number;
 
   // Changes since the last checkpoint.
   private readonly dirtyWindows = new Set<Window>();
@@ -216,7 +207,6 @@ export class PesCore {
     this.calendar = new Calendar(settings.intervalS, settings.billing, settings.tz, settings.tariff);
     this.householdKeys = new Map(keys.householdPublic);
     this.households = new Set([...keys.meters.values()].map((m) => m.household));
-    this.keyLen = Math.ceil(keys.paillier.n2.toString(16).length / 2);
   }
 
   /** Restores a state loaded from the store (call once, before any ingest). */
@@ -230,7 +220,7 @@ export class PesCore {
         key: r.key,
         start: r.start,
         end: r.end,
-        acc: new Map(r.acc.map(([b, c]) => [b, bytesToBig(c)])),
+        acc: new Map(r.acc.map(([b, c]) => [b, ciphertextFromBytes(this.keys.paillier, c)])),
         touched: new Set(),
         meters: new Set(r.meters),
         changed: new Set(r.changed),
@@ -611,7 +601,7 @@ export class PesCore {
         revision: w.revision,
         closed: w.closed,
         suppressed: w.suppressed,
-        acc: [...w.acc].map(([b, c]) => [b, bigToBytes(c, this.keyLen)]),
+        acc: [...w.acc].map(([b, c]) => [b, ciphertextToBytes(pk, c)]),
         meters: [...w.meters],
         changed: [...w.changed],
       });
