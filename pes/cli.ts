@@ -102,6 +102,7 @@ async function run(flags: PesFlags): Promise<void> {
     ...(flags.revisionK !== undefined ? { revisionK: flags.revisionK } : {}),
     ...(flags.retention !== undefined ? { retentionS: flags.retention } : {}),
     maxSkewS: flags.maxSkew,
+    pool: true,
     logger: log,
     mqtt: { url: flags.mqtt, ...credentials(flags) },
   });

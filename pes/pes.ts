@@ -10,7 +10,7 @@
  */
 import type { KeyObject } from 'node:crypto';
 import { pino, type Logger } from 'pino';
-import type { PaillierPrivate } from '../protocol/paillier/engine.js';
+import type { PaillierPrivate, PoolOptions } from '../protocol/paillier/engine.js';
 import { formatBillingPeriod, nominalSeconds, parseBillingPeriod, type BillingPeriod } from './duration.js';
 import { FLAT_TARIFF, type Tariff } from './tariff.js';
 import type { PesCounters } from './core/counters.js';
@@ -64,6 +64,11 @@ export interface CreatePesOptions {
    * `handle.sent` and acknowledge at once.
    */
   publish?: (m: OutMessage) => Promise<void> | void;
+  /**
+   * Start the engine's background randomiser pool (worker threads), making each re-randomisation one
+   * multiplication; closed by `close()`. Default false.
+   */
+  pool?: boolean | PoolOptions;
   logger?: Logger;
 }
 
@@ -144,6 +149,7 @@ export function createPes(opts: CreatePesOptions): PesHandle {
     config: { intervalS: settings.intervalS, billing: formatBillingPeriod(settings.billing), tz: settings.tz, tariff: settings.tariff },
     synchronous: opts.synchronous,
   });
+  if (opts.pool) keys.paillier.startPool(opts.pool === true ? {} : opts.pool);
   const sent: OutMessage[] = [];
   const publish = opts.publish ?? ((m: OutMessage) => void sent.push(m));
   const autoCommit = opts.autoCommit ?? true;
@@ -211,10 +217,12 @@ export function createPes(opts: CreatePesOptions): PesHandle {
       closed = true;
       store.confirm(confirmed.splice(0));
       store.close();
+      if (opts.pool) await keys.paillier.closePool();
     },
     abandon() {
       closed = true;
       store.close();
+      if (opts.pool) void keys.paillier.closePool();
     },
   };
 }
