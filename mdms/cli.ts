@@ -47,7 +47,7 @@ function schemaOption(): Option {
 }
 
 function storeOptions(flags: { db: string; dbSchema?: string }, log?: Logger): OpenStoreOptions {
-  if (flags.dbSchema && !isPostgresUrl(flags.db)) throw new InvalidArgumentError('--db-schema only applies to a postgres:// database');
+  if (flags.dbSchema && !isPostgresUrl(flags.db)) throw new Error('--db-schema only applies to a postgres:// database');
   return {
     ...(flags.dbSchema ? { schema: flags.dbSchema } : {}),
     ...(log ? { onIdleError: (e: Error) => log.warn({ error: e.message }, 'database connection lost (idle)') } : {}),
@@ -71,7 +71,7 @@ async function openStoreRetrying(db: string, opts: OpenStoreOptions, log: Logger
 
 function mqttCredentials(flags: IngestFlags): { username?: string; password?: string } {
   if (flags.username !== undefined || flags.passwordFile !== undefined) {
-    if (!flags.username || !flags.passwordFile) throw new InvalidArgumentError('--username and --password-file go together');
+    if (!flags.username || !flags.passwordFile) throw new Error('--username and --password-file go together');
     let password: string;
     try {
       password = readFileSync(flags.passwordFile, 'utf8').trim();
