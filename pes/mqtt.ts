@@ -114,6 +114,9 @@ export function startPesService(opts: PesServiceOptions): PesService {
   c.on('close', () => {
     generation++;
   });
+  // Counters (never values) once a minute, for operators.
+  const report = setInterval(() => log.info({ counters: pes.counters, windows: pes.windowCount }, 'pes: counters'), 60_000);
+  report.unref();
   c.on('error', (e) => log.error({ err: e.message }, 'pes: MQTT error'));
 
   const ready = new Promise<void>((resolve, reject) => {
@@ -150,11 +153,13 @@ export function startPesService(opts: PesServiceOptions): PesService {
     },
     async close() {
       stopping = true;
+      clearInterval(report);
       await pes.close();
       await c.endAsync();
     },
     async kill() {
       stopping = true;
+      clearInterval(report);
       pes.abandon();
       await c.endAsync(true);
     },

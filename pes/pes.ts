@@ -86,6 +86,8 @@ export interface PesHandle {
   readonly counters: Readonly<PesCounters>;
   readonly settings: Readonly<PesSettings>;
   readonly watermark: number | null;
+  /** Windows held in memory (open, and closed ones kept for revisions until the retention horizon). */
+  readonly windowCount: number;
   /** Messages published through the default publisher. */
   readonly sent: OutMessage[];
   /** Commits, waits for outstanding publishes (up to `timeoutMs`), records their acknowledgements, closes the state file. */
@@ -206,6 +208,9 @@ export function createPes(opts: CreatePesOptions): PesHandle {
     settings,
     get watermark() {
       return core.watermark;
+    },
+    get windowCount() {
+      return core.windowCount;
     },
     sent,
     async close(timeoutMs = 10_000) {

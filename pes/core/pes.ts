@@ -159,6 +159,8 @@ interface MeterRuntime {
 }
 
 const HOUSEHOLD_KEY_PREFIX = 'sm/v1/pes/household-key/';
+/** Largest uplink accepted: 1024 frames (the uplink maximum) of a full link payload each. */
+export const MAX_UPLINK_BYTES = 1024 * 2048 + 1024;
 const STREAM_KEYS_PER_HOUSEHOLD = 4;
 
 /** Classifies a reading-batch decoding error (protocol/reading.ts messages) into a counter. */
@@ -198,6 +200,8 @@ export class PesCore {
   private readonly toEvaluate = new Set<Window>();
   /** Earliest end + lateness over open windows (Infinity if none). */
   private nextClose = Infinity;
+  /** No closed window is past the retention horizon before the watermark passes this. */
+  private nextEvict = Infinity;
 
   constructor(
     readonly settings: PesSettings,
@@ -205,6 +209,12 @@ export class PesCore {
     private readonly log: Logger,
   ) {
     this.calendar = new Calendar(settings.intervalS, settings.billing, settings.tz, settings.tariff);
+    for (const [id, m] of keys.meters) {
+      if (!/^[0-9a-f]{16}$/.test(id)) throw new TypeError(`meter id ${id} is not 16 lower-case hex digits (a system title)`);
+      if (!(m.key instanceof Uint8Array) || m.key.length !== 32) throw new TypeError(`meter ${id}: key must be 32 bytes`);
+      topicId(m.household, `meter ${id} household`);
+      topicId(m.neighbourhood, `meter ${id} neighbourhood`);
+    }
     this.householdKeys = new Map(keys.householdPublic);
     this.households = new Set([...keys.meters.values()].map((m) => m.household));
   }
@@ -230,6 +240,7 @@ export class PesCore {
       };
       this.windows.set(w.id, w);
       if (!w.closed) this.nextClose = Math.min(this.nextClose, w.end + this.settings.latenessS);
+      else this.nextEvict = Math.min(this.nextEvict, w.end + this.settings.retentionS);
     }
     for (const [id, m] of s.meters) this.meterState.set(id, { replay: new ReplayWindow(m.replay), energy: m.energy, replayStreak: m.replayStreak });
     for (const [hh, spki] of s.households) {
@@ -245,6 +256,7 @@ export class PesCore {
   ingestUplink(bytes: Uint8Array, topicGateway?: string): void {
     let frames: Uint8Array[];
     try {
+      if (bytes.length > MAX_UPLINK_BYTES) throw new TypeError(`uplink of ${bytes.length} bytes exceeds ${MAX_UPLINK_BYTES}`);
       const up = decodeUplink(bytes);
       if (topicGateway !== undefined && up.gateway !== topicGateway) throw new TypeError('uplink names another gateway than its topic');
       frames = up.frames;
@@ -313,7 +325,7 @@ export class PesCore {
       const skew = this.settings.maxSkewS;
       if (end > wm + skew || batch.readings[0]!.time < wm - skew) {
         this.counters.absurdTime++;
-        this.log.warn({ meter: id }, 'pes: reading time absurdly far from the watermark');
+        this.log.debug({ meter: id }, 'pes: reading time absurdly far from the watermark');
         return;
       }
     }
@@ -391,6 +403,7 @@ export class PesCore {
       w = { id, kind, key, start, end, acc: new Map(), touched: new Set(), meters: new Set(), changed: new Set(), revision: -1, closed, suppressed: false };
       this.windows.set(id, w);
       if (!closed) this.nextClose = Math.min(this.nextClose, closeAt);
+      else this.nextEvict = Math.min(this.nextEvict, end + this.settings.retentionS);
     }
     return w;
   }
@@ -480,6 +493,7 @@ export class PesCore {
         const closeAt = w.end + this.settings.latenessS;
         if (wm > closeAt) {
           w.closed = true;
+          this.nextEvict = Math.min(this.nextEvict, w.end + this.settings.retentionS);
           this.dirtyWindows.add(w);
           this.toEvaluate.add(w);
         } else next = Math.min(next, closeAt);
@@ -495,6 +509,7 @@ export class PesCore {
     for (const w of this.windows.values()) {
       if (w.closed) continue;
       w.closed = true;
+      this.nextEvict = Math.min(this.nextEvict, w.end + this.settings.retentionS);
       this.dirtyWindows.add(w);
       this.toEvaluate.add(w);
     }
@@ -558,9 +573,12 @@ export class PesCore {
   }
 
   private evict(wm: number): void {
+    if (wm <= this.nextEvict) return;
     const r = this.settings.retentionS;
     let any = false;
+    let next = Infinity;
     for (const w of this.windows.values()) {
+      if (w.closed && w.end + r >= wm) next = Math.min(next, w.end + r);
       if (w.closed && w.end + r < wm) {
         this.windows.delete(w.id);
         this.dirtyWindows.delete(w);
@@ -572,6 +590,7 @@ export class PesCore {
         any = true;
       }
     }
+    this.nextEvict = next;
     if (!any) return;
     for (const [id, rt] of this.meterState) {
       if (!rt.energy) continue;

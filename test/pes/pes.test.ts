@@ -191,11 +191,13 @@ describe('bad frames', () => {
     const [a, b] = f.meters as [SimMeter, SimMeter];
     const pes = open(f, { k: 1, maxSkewS: 86400, retentionS: 7200 });
     pes.ingestUplink(uplink([a.frame(a.batch(60))]));
+    expect(pes.windowCount).toBe(4 + 1); // four 15-minute windows and one billing day
     b.time = T0 + 5 * 86400; // clock far ahead
     pes.ingestUplink(uplink([b.frame(b.batch(1))]));
     expect(pes.counters.absurdTime).toBe(1);
     a.time += 4 * 3600; // a gap of 4 hours: the watermark moves past the first window's end + 2h
     pes.ingestUplink(uplink([a.frame(a.batch(1))]));
+    expect(pes.windowCount).toBe(1 + 1); // the first hour's windows were dropped; the new one and the day remain
     b.time = T0; // b's first readings, now older than the retention horizon
     pes.ingestUplink(uplink([b.frame(b.batch(1))]));
     expect(pes.counters.tooOld).toBe(1);
