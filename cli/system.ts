@@ -1,0 +1,229 @@
+/**
+ * The whole system in one process: embedded broker, MDMS ingest, PES, one gateway per neighbourhood and one
+ * simulated meter per fleet entry on cross-connected mock serial lines. Used by `replay` (as fast as it goes)
+ * and `demo` (accelerated), and by the end-to-end tests. Every component is the real one, talking over the
+ * real broker with its own credentials; only the serial cable is simulated.
+ * @module
+ */
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { pino, type Logger } from 'pino';
+import { startBroker, type BrokerHandle } from '../broker/broker.js';
+import { loadUsers } from '../broker/users.js';
+import { createClock, type Speed } from '../firmware/hal/clock.js';
+import { openCrossedMockPair, type CrossedPair } from '../firmware/hal/crossed-mock.js';
+import { streamLine } from '../firmware/hal/line.js';
+import { FileNvStore } from '../firmware/hal/nv.js';
+import type { Source } from '../firmware/hal/source.js';
+import { Meter } from '../firmware/meter.js';
+import { parseSyntheticSpec, SyntheticSource } from '../firmware/sources/synthetic.js';
+import { UmassSource } from '../firmware/sources/umass.js';
+import { startGateway, type GatewayHandle } from '../gateway/gateway.js';
+import { startMdmsIngest, type MdmsIngest } from '../mdms/ingest.js';
+import { openStore } from '../mdms/store/index.js';
+import type { Store } from '../mdms/store/types.js';
+import { startPesService, type PesService } from '../pes/mqtt.js';
+import type { Tariff } from '../pes/tariff.js';
+import type { MeterInfo } from '../pes/pes.js';
+import { brokerUsersPath, loadCredentials, loadMdmsKey, loadMeterKey, loadPesKeys, type Fleet } from '../provision/keys.js';
+
+export interface SystemOptions {
+  keysDir: string;
+  fleet: Fleet;
+  /** MDMS database: a SQLite path or a postgres:// URL. */
+  db: string;
+  /** Where the PES state, gateway queues and meter NV stores live. */
+  stateDir: string;
+  intervalS: number;
+  billing: string;
+  k: number;
+  latenessS: number;
+  tz: string;
+  tariff?: Tariff;
+  speed: Speed;
+  /** Synthetic sources: first sample (Unix s) and length in days (omitted = endless). */
+  synthetic: { start: number; days?: number };
+  /** Readings per frame. Default 15. */
+  batch?: number;
+  /** External broker URL; default: an embedded broker on a free port. */
+  mqttUrl?: string;
+  /** Embedded broker ports (0 = free). */
+  brokerPort?: number;
+  wsPort?: number | false;
+  /** Use the PES's background randomiser pool. */
+  pool?: boolean;
+  log?: Logger;
+}
+
+export interface SystemHandle {
+  broker: BrokerHandle | null;
+  mqttUrl: string;
+  store: Store;
+  mdms: MdmsIngest;
+  pes: PesService;
+  gateways: GatewayHandle[];
+  meters: Meter[];
+  /** The register each meter started from (its NV state when it booted). */
+  startWh: Map<string, number>;
+  /** Resolves when every meter's source is exhausted and every frame acknowledged. */
+  metersDone(): Promise<void>;
+  /** Waits until the PES has taken every frame the meters sealed, then closes all windows and waits for the MDMS. */
+  drain(opts?: { stallMs?: number; onProgress?: () => void }): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Opens a fleet entry's measurement source. */
+export function openSource(spec: string, tz: string, synthetic: { start: number; days?: number }): Source {
+  const seed = parseSyntheticSpec(spec);
+  if (seed === undefined) return new UmassSource(spec, { tz });
+  return new SyntheticSource({ seed, start: synthetic.start, days: synthetic.days, tz });
+}
+
+async function until(check: () => boolean, what: () => string, stallMs: number, progress: () => number, tick?: () => void): Promise<void> {
+  let last = progress();
+  let lastChange = Date.now();
+  while (!check()) {
+    await new Promise((r) => setTimeout(r, 50));
+    tick?.();
+    const p = progress();
+    if (p !== last) {
+      last = p;
+      lastChange = Date.now();
+    } else if (Date.now() - lastChange > stallMs) {
+      throw new Error(`no progress for ${stallMs / 1000} s while waiting for ${what()}`);
+    }
+  }
+}
+
+/**
+ * Starts every component of the system in this process.
+ * @example
+ * ```ts
+ * const sys = await startSystem({ keysDir, fleet: loadFleet(keysDir), db: 'out.sqlite', stateDir, ... });
+ * await sys.metersDone(); await sys.drain(); await sys.close();
+ * ```
+ */
+export async function startSystem(o: SystemOptions): Promise<SystemHandle> {
+  const log = o.log ?? pino({ level: process.env.SM_LOG ?? 'silent' });
+  mkdirSync(join(o.stateDir, 'nv'), { recursive: true, mode: 0o700 });
+  const closers: (() => Promise<void>)[] = [];
+  const close = async () => {
+    for (const c of closers.reverse()) await c().catch((e) => log.warn({ err: (e as Error).message }, 'close failed'));
+  };
+  try {
+    let broker: BrokerHandle | null = null;
+    let url = o.mqttUrl;
+    if (!url) {
+      broker = await startBroker({ users: loadUsers(brokerUsersPath(o.keysDir)), port: o.brokerPort ?? 0, wsPort: o.wsPort ?? false, logger: log.child({ c: 'broker' }) });
+      closers.push(() => broker!.close());
+      url = broker.url;
+    }
+    const creds = (user: string) => (o.mqttUrl && !existsSync(join(o.keysDir, 'credentials', `${user}.json`)) ? {} : loadCredentials(o.keysDir, user));
+
+    const store = await openStore(o.db);
+    closers.push(() => store.close());
+    const mdms = startMdmsIngest({ store, privateKey: loadMdmsKey(o.keysDir), mqtt: { url, ...creds('mdms') }, log: log.child({ c: 'mdms' }) });
+    closers.push(() => mdms.close());
+    await mdms.ready;
+
+    const pk = loadPesKeys(o.keysDir);
+    const meters = new Map<string, MeterInfo>();
+    for (const m of o.fleet.meters) {
+      const key = pk.meterKeys.get(m.meter);
+      if (!key) throw new Error(`no PES key for meter ${m.meter}`);
+      meters.set(m.meter, { key, household: m.household, neighbourhood: m.neighbourhood });
+    }
+    const pes = startPesService({
+      keys: { rsa: pk.rsa, paillier: pk.paillier, mdmsPublic: pk.mdmsPublic, householdPublic: pk.householdPublic, meters },
+      stateFile: join(o.stateDir, 'pes.sqlite'),
+      intervalS: o.intervalS,
+      billing: o.billing,
+      tariff: o.tariff,
+      tz: o.tz,
+      latenessS: o.latenessS,
+      k: o.k,
+      pool: o.pool,
+      mqtt: { url, ...creds('pes') },
+      logger: log.child({ c: 'pes' }),
+    });
+    closers.push(() => pes.close());
+    await pes.ready;
+
+    const pairs = new Map<string, CrossedPair>();
+    for (const m of o.fleet.meters) pairs.set(m.meter, await openCrossedMockPair(`/mock/${m.meter}/meter`, `/mock/${m.meter}/gateway`));
+    closers.push(async () => {
+      const shut = (p: CrossedPair[number]) => new Promise<void>((r) => (p.isOpen ? p.close(() => r()) : r()));
+      for (const [a, b] of pairs.values()) await Promise.all([shut(a), shut(b)]);
+    });
+    const gateways: GatewayHandle[] = [];
+    for (const gw of o.fleet.gateways) {
+      const lines = o.fleet.meters.filter((m) => m.gateway === gw).map((m) => pairs.get(m.meter)![1]);
+      const g = await startGateway({ id: gw, lines, mqtt: { url, ...creds(`gateway-${gw}`) }, queuePath: join(o.stateDir, `${gw}.queue.sqlite`), logger: log.child({ c: gw }) });
+      gateways.push(g);
+      closers.push(() => g.close());
+    }
+
+    const started: Meter[] = [];
+    const startWh = new Map<string, number>();
+    for (const m of o.fleet.meters) {
+      const key = loadMeterKey(o.keysDir, m.meter);
+      const meter = await Meter.start({
+        systemTitle: Buffer.from(m.meter, 'hex'),
+        key,
+        line: streamLine(pairs.get(m.meter)![0]),
+        source: openSource(m.source, o.tz, o.synthetic),
+        nv: new FileNvStore(join(o.stateDir, 'nv', `${m.meter}.cbor`)),
+        clock: createClock(o.speed),
+        batch: o.batch ?? 15,
+        log: log.child({ c: 'meter' }),
+      });
+      startWh.set(meter.id, meter.registerWh);
+      started.push(meter);
+      closers.push(() => meter.stop());
+    }
+    // close() runs the closers in reverse: meters stop first, then gateways, lines, PES, MDMS, store, broker.
+
+    const sealed = () => started.reduce((s, m) => s + m.counters.frames - m.counters.droppedFromRing, 0);
+    const handle: SystemHandle = {
+      broker,
+      mqttUrl: url,
+      store,
+      mdms,
+      pes,
+      gateways,
+      meters: started,
+      startWh,
+      metersDone: async () => {
+        await Promise.all(started.map((m) => m.done()));
+      },
+      drain: async ({ stallMs = 60_000, onProgress } = {}) => {
+        const c = pes.pes.counters;
+        await until(() => c.framesOk >= sealed(), () => `the PES to take ${sealed()} frames (has ${c.framesOk})`, stallMs, () => c.framesOk, onProgress);
+        pes.pes.flush();
+        await pes.pes.idle();
+        const settled = () => mdms.counters.stored + mdms.counters.duplicates + mdms.counters.rejectedPrivacy + mdms.counters.malformed;
+        await until(() => settled() >= c.released, () => `the MDMS to store ${c.released} aggregates (has ${settled()})`, stallMs, settled, onProgress);
+      },
+      close,
+    };
+    return handle;
+  } catch (e) {
+    await close();
+    throw e;
+  }
+}
+
+/** Sum of the latest billing energy per household in the store. */
+export async function billedEnergy(store: Store): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  let after: { household: string; start: number } | undefined;
+  for (;;) {
+    const rows = await store.latestBilling({ after, limit: 5000 });
+    if (rows.length === 0) break;
+    for (const r of rows) out.set(r.household, (out.get(r.household) ?? 0) + r.energyWh);
+    const last = rows[rows.length - 1]!;
+    after = { household: last.household, start: last.start };
+    if (rows.length < 5000) break;
+  }
+  return out;
+}
