@@ -18,8 +18,10 @@ import { classifyPayload, type OpaqueFrame } from './core.js';
 export interface FrameStore {
   /** Every stored frame, oldest first. */
   load(): { seq: number; bytes: Uint8Array }[];
-  /** Stores a frame; returns its sequence number (increasing). */
-  add(key: string, bytes: Uint8Array): number;
+  /** Stores a frame; returns its sequence number (increasing). It may be buffered until {@link flush}. */
+  add(bytes: Uint8Array): number;
+  /** Makes every added frame durable; called before frames are published. */
+  flush(): void;
   /** Deletes frames by sequence number, atomically. */
   remove(seqs: number[]): void;
 }
@@ -162,7 +164,7 @@ export class Forwarder<L> {
       return 'reacked';
     }
     if (this.closed || this.entries.size >= this.o.maxQueueFrames || this.bytes + frame.bytes.length > this.o.maxQueueBytes) return 'full';
-    const e: Entry<L> = { seq: this.o.store.add(frame.key, frame.bytes), frame, lines: new Set([line]) };
+    const e: Entry<L> = { seq: this.o.store.add(frame.bytes), frame, lines: new Set([line]) };
     this.entries.set(frame.key, e);
     this.waiting.push(e);
     this.bytes += frame.bytes.length;
@@ -238,6 +240,7 @@ export class Forwarder<L> {
   }
 
   private publishBatch(batch: Entry<L>[]): void {
+    this.o.store.flush(); // on disk before it is published
     this.inflight++;
     const payload = encodeUplink({ gateway: this.o.gatewayId, frames: batch.map((e) => e.frame.bytes) });
     let called = false;

@@ -23,7 +23,8 @@ export interface FrameQueue extends FrameStore {
  * @example
  * ```ts
  * const queue = openFrameQueue('state/gateway-gw-n1.queue.db');
- * const seq = queue.add('534d520000000001:7', frameBytes);
+ * const seq = queue.add(frameBytes);
+ * queue.flush(); // durable now (otherwise at the end of this event-loop turn)
  * queue.remove([seq]);
  * queue.close();
  * ```
@@ -36,22 +37,51 @@ export function openFrameQueue(path: string): FrameQueue {
     db = new Database(path);
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
-    db.exec('CREATE TABLE IF NOT EXISTS frames (seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, frame BLOB NOT NULL)');
+    db.exec('CREATE TABLE IF NOT EXISTS frames (seq INTEGER PRIMARY KEY, frame BLOB NOT NULL)');
   } catch (e) {
     throw new Error(`cannot open gateway queue ${path}: ${(e as Error).message}`);
   }
   if (path !== ':memory:') chmodSync(path, 0o600);
-  const insert = db.prepare<[string, Uint8Array]>('INSERT INTO frames (key, frame) VALUES (?, ?)');
+  const insert = db.prepare<[number, Buffer]>('INSERT INTO frames (seq, frame) VALUES (?, ?)');
   const del = db.prepare<[number]>('DELETE FROM frames WHERE seq = ?');
   const all = db.prepare<[], { seq: number; frame: Buffer }>('SELECT seq, frame FROM frames ORDER BY seq');
+  let next = ((db.prepare('SELECT max(seq) AS m FROM frames').get() as { m: number | null }).m ?? 0) + 1;
+  // Frames added in one event-loop turn are written in one transaction (a commit per frame would cost
+  // more than everything else the gateway does); flush() forces the write before a publish.
+  let pending: [number, Buffer][] = [];
+  let scheduled: NodeJS.Immediate | undefined;
+  const insertMany = db.transaction((rows: [number, Buffer][]) => {
+    for (const [seq, frame] of rows) insert.run(seq, frame);
+  });
   const removeMany = db.transaction((seqs: number[]) => {
     for (const s of seqs) del.run(s);
   });
+  const flush = () => {
+    clearImmediate(scheduled);
+    scheduled = undefined;
+    if (pending.length === 0 || !db.open) return;
+    const rows = pending;
+    pending = [];
+    insertMany(rows);
+  };
   return {
-    load: () => all.all().map((r) => ({ seq: r.seq, bytes: r.frame })),
-    add: (key, bytes) => Number(insert.run(key, Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)).lastInsertRowid),
-    remove: (seqs) => removeMany(seqs),
+    load: () => {
+      flush();
+      return all.all().map((r) => ({ seq: r.seq, bytes: r.frame }));
+    },
+    add: (bytes) => {
+      const seq = next++;
+      pending.push([seq, Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)]);
+      scheduled ??= setImmediate(flush);
+      return seq;
+    },
+    flush,
+    remove: (seqs) => {
+      flush();
+      removeMany(seqs);
+    },
     close: () => {
+      flush();
       if (db.open) db.close();
     },
   };

@@ -103,16 +103,19 @@ describe('firmware -> gateway -> aedes -> subscriber', () => {
     const meters = fleet(4, 1);
     const sub = await decipheringSubscriber(broker.url, 'gw-e2e', meters);
 
-    // Meter 0's line is noisy: 3% of uplink chunks get a bit flipped, 5% of downlink chunks (acks) vanish.
+    // Meter 0's line is noisy: the 2nd and 5th downlink chunks (acks) vanish, the 3rd and 10th uplink chunks
+    // get a bit flipped, and 3% of the other uplink chunks too.
     const rnd = mulberry32(7);
+    const seen = { AtoB: 0, BtoA: 0 };
     const pairs = await Promise.all(
       meters.map((_, i) =>
         openCrossedMockPair(`/dev/e2e-meter-${i}`, `/dev/e2e-gw-${i}`, {
           noise:
             i === 0
               ? (chunk, dir) => {
-                  if (dir === 'BtoA') return rnd() < 0.05 ? null : chunk;
-                  if (rnd() < 0.03) chunk[Math.floor(rnd() * chunk.length)]! ^= 1 << Math.floor(rnd() * 8);
+                  const n = ++seen[dir];
+                  if (dir === 'BtoA') return n === 2 || n === 5 ? null : chunk;
+                  if (n === 3 || n === 10 || rnd() < 0.03) chunk[Math.floor(rnd() * chunk.length)]! ^= 1 << Math.floor(rnd() * 8);
                   return chunk;
                 }
               : undefined,
@@ -131,7 +134,7 @@ describe('firmware -> gateway -> aedes -> subscriber', () => {
     const noisy = pairs[0]!.line.counters;
     expect(noisy.dropped.BtoA).toBeGreaterThan(0); // the noise did happen...
     expect(running[0]!.counters.retransmits).toBeGreaterThan(0); // ...and was repaired by retransmission
-    expect(gw.counters.badCrc + gw.counters.malformed).toBeGreaterThan(0);
+    expect(gw.counters.resyncs).toBeGreaterThan(0); // the gateway saw the damage and resynchronised
     expect(gw.counters.pending).toBe(0);
     expect(gw.counters.forwarded).toBe(sub.arrivals.length);
   });

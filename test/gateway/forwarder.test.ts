@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { classifyPayload, type OpaqueFrame } from '../../gateway/core.js';
 import { Forwarder, type ForwarderOptions } from '../../gateway/forwarder.js';
@@ -68,6 +69,29 @@ describe('Forwarder', () => {
     expect(fwd.forwarded).toBe(3);
     expect(fwd.pending).toBe(0);
     expect(store.load()).toEqual([]);
+  });
+
+  it('has every frame of an uplink on disk before it publishes the uplink', () => {
+    const path = join(dir, 'durable.db');
+    const reader = () => new Database(path, { readonly: true });
+    const seen: number[] = [];
+    const { fwd, store } = harness(
+      {
+        maxBatch: 3,
+        publish: (payload) => {
+          const db = reader();
+          const onDisk = new Set(db.prepare('SELECT frame FROM frames').all().map((r) => Buffer.from((r as { frame: Buffer }).frame).toString('hex')));
+          db.close();
+          const frames = decodeUplink(payload).frames.map((f) => Buffer.from(f).toString('hex'));
+          seen.push(frames.filter((f) => onDisk.has(f)).length);
+        },
+      },
+      path,
+    );
+    fwd.setOnline(true);
+    for (let ic = 1; ic <= 6; ic++) fwd.offer('L', opaque(ic));
+    expect(seen).toEqual([3, 3]);
+    store.close();
   });
 
   it('queues a retransmitted frame once and acks every line that sent it', () => {
