@@ -217,15 +217,16 @@ export class Users {
   }
 
   /** Starts a session; returns the cookie value (only its hash is stored). */
-  async startSession(user: User, ip: string, userAgent: string): Promise<{ token: string; expiresAtMs: number }> {
+  async startSession(user: User, ip: string, userAgent: string): Promise<{ token: string; tokenHash: string; expiresAtMs: number }> {
     const token = randomBytes(32).toString('base64url');
     const at = this.now();
     const expiresAtMs = at + this.sessions.absoluteMs;
+    const tokenHash = sha256(token);
     await this.db.run(
       'INSERT INTO web_session (token_hash, user_id, created_at_ms, last_seen_ms, expires_at_ms, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?)',
-      [sha256(token), user.id, at, at, expiresAtMs, ip.slice(0, 64), userAgent.slice(0, 256)],
+      [tokenHash, user.id, at, at, expiresAtMs, ip.slice(0, 64), userAgent.slice(0, 256)],
     );
-    return { token, expiresAtMs };
+    return { token, tokenHash, expiresAtMs };
   }
 
   /** The live session of a cookie value, or `null` (unknown, expired, idle too long, user disabled). Refreshes its idle clock. */

@@ -1,0 +1,135 @@
+/**
+ * The browser side of the MDMS web app (bundled by esbuild into /assets/app.*.js): the neighbourhood demand
+ * chart (uPlot), print buttons, confirmations, the tariff form's "add a band" row, auto-submitting filters.
+ * Everything works without it except the chart, which has a table next to it.
+ * @module
+ */
+import uPlot from 'uplot';
+
+/** One neighbourhood's series as the page embeds it: [start s, end s, meters, energy Wh, revision]. */
+export interface ChartSeries {
+  neighbourhood: string;
+  color: string;
+  points: [number, number, number, number, number][];
+  /** Index in `points` of the peak interval, or null. */
+  peak: number | null;
+}
+export interface ChartData {
+  tz: string;
+  from: number;
+  to: number;
+  series: ChartSeries[];
+}
+
+function chart(el: HTMLElement, data: ChartData): void {
+  const xs = [...new Set(data.series.flatMap((s) => s.points.map((p) => p[0])))].sort((a, b) => a - b);
+  const index = new Map(xs.map((x, i) => [x, i]));
+  const energy = data.series.map((s) => {
+    const ys: (number | null)[] = new Array(xs.length).fill(null);
+    for (const p of s.points) ys[index.get(p[0])!] = p[3] / 1000;
+    return ys;
+  });
+  const meters = data.series.map((s) => {
+    const ys: (number | null)[] = new Array(xs.length).fill(null);
+    for (const p of s.points) ys[index.get(p[0])!] = p[2];
+    return ys;
+  });
+  // Indices (in xs) of revised intervals and of each series' peak.
+  const revised = data.series.map((s) => s.points.filter((p) => p[4] > 0).map((p) => index.get(p[0])!));
+  const peaks = data.series.map((s) => (s.peak === null ? null : index.get(s.points[s.peak]![0])!));
+  const series: uPlot.Series[] = [
+    {},
+    ...data.series.map(
+      (s, i): uPlot.Series => ({
+        label: `${s.neighbourhood} energy`,
+        stroke: s.color,
+        width: 2,
+        scale: 'kWh',
+        value: (_u, v) => (v == null ? '–' : `${v.toFixed(3)} kWh`),
+        points: { show: true, size: 7, width: 2, fill: '#fff', filter: () => revised[i]! },
+      }),
+    ),
+    ...data.series.map(
+      (s): uPlot.Series => ({
+        label: `${s.neighbourhood} meters`,
+        stroke: s.color,
+        width: 1,
+        dash: [4, 4],
+        scale: 'meters',
+        value: (_u, v) => (v == null ? '–' : String(v)),
+        points: { show: false },
+      }),
+    ),
+  ];
+  const opts: uPlot.Options = {
+    width: Math.max(320, el.clientWidth),
+    height: 380,
+    tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), data.tz),
+    scales: { x: { time: true, range: () => [data.from, data.to] }, kWh: { range: (_u, _min, max) => [0, Math.max(max, 0.001) * 1.1] } },
+    axes: [
+      {},
+      { scale: 'kWh', label: 'Energy per interval (kWh)', size: 70 },
+      { scale: 'meters', side: 1, label: 'Meters', grid: { show: false }, size: 60 },
+    ],
+    series,
+    legend: { live: true },
+    hooks: {
+      draw: [
+        (u) => {
+          const ctx = u.ctx;
+          peaks.forEach((pi, i) => {
+            if (pi === null) return;
+            const v = energy[i]![pi];
+            if (v == null) return;
+            const x = u.valToPos(xs[pi]!, 'x', true);
+            const y = u.valToPos(v, 'kWh', true);
+            ctx.save();
+            ctx.strokeStyle = data.series[i]!.color;
+            ctx.fillStyle = data.series[i]!.color;
+            ctx.lineWidth = 2 * devicePixelRatio;
+            ctx.setLineDash([]);
+            ctx.beginPath();
+            ctx.arc(x, y, 7 * devicePixelRatio, 0, 2 * Math.PI);
+            ctx.stroke();
+            ctx.font = `${12 * devicePixelRatio}px system-ui, sans-serif`;
+            ctx.textAlign = 'center';
+            ctx.fillText(`peak ${data.series[i]!.neighbourhood}`, x, y - 12 * devicePixelRatio);
+            ctx.restore();
+          });
+        },
+      ],
+    },
+  };
+  el.textContent = '';
+  const u = new uPlot(opts, [xs, ...energy, ...meters] as uPlot.AlignedData, el);
+  new ResizeObserver(() => u.setSize({ width: Math.max(320, el.clientWidth), height: 380 })).observe(el);
+  el.dataset.points = String(energy.reduce((a, ys) => a + ys.filter((v) => v !== null).length, 0));
+  el.dataset.ready = '1';
+}
+
+function start(): void {
+  const el = document.getElementById('demand-chart');
+  const src = document.getElementById('chart-data');
+  if (el && src?.textContent) chart(el, JSON.parse(src.textContent) as ChartData);
+  document.querySelectorAll<HTMLElement>('[data-action="print"]').forEach((b) => b.addEventListener('click', () => window.print()));
+  document.querySelectorAll<HTMLFormElement>('form[data-confirm]').forEach((f) =>
+    f.addEventListener('submit', (e: SubmitEvent) => {
+      if (!window.confirm(f.dataset.confirm ?? 'Are you sure?')) e.preventDefault();
+    }),
+  );
+  document.querySelectorAll<HTMLSelectElement>('select[data-autosubmit]').forEach((s) => s.addEventListener('change', () => s.form?.requestSubmit()));
+  document.querySelectorAll<HTMLButtonElement>('[data-action="add-band"]').forEach((b) =>
+    b.addEventListener('click', () => {
+      const rows = document.querySelectorAll<HTMLElement>('.band-row');
+      const last = rows[rows.length - 1];
+      if (!last) return;
+      const copy = last.cloneNode(true) as HTMLElement;
+      copy.querySelectorAll('input').forEach((i) => (i.value = ''));
+      last.after(copy);
+      copy.querySelector('input')?.focus();
+    }),
+  );
+}
+
+if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
+else start();
