@@ -44,7 +44,13 @@ export interface BillingAggregate {
 
 export type Aggregate = NeighbourhoodAggregate | BillingAggregate;
 
-/** Thrown for a body or topic that can never be stored (a poison message). */
+/**
+ * Thrown for a body or topic that can never be stored (a poison message).
+ * @example
+ * ```ts
+ * if (e instanceof MalformedAggregateError) counters.malformed++;
+ * ```
+ */
 export class MalformedAggregateError extends TypeError {
   override name = 'MalformedAggregateError';
 }

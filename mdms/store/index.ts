@@ -5,6 +5,7 @@
 import { openPostgres, redactUrl, type PostgresOptions } from './postgres.js';
 import { SqlStore } from './sql-store.js';
 import { openSqlite, type SqliteOptions } from './sqlite.js';
+import type { Driver } from './driver.js';
 import type { Store, StoreOptions } from './types.js';
 
 export type * from './types.js';
@@ -13,7 +14,13 @@ export { SCHEMA_VERSION, MIGRATIONS } from './migrations.js';
 /** Options of {@link openStore}: common ones plus each back end's. */
 export type OpenStoreOptions = StoreOptions & SqliteOptions & PostgresOptions;
 
-/** True for a PostgreSQL connection URL. */
+/**
+ * True for a PostgreSQL connection URL.
+ * @example
+ * ```ts
+ * isPostgresUrl('postgresql://127.0.0.1/mdms'); // true
+ * ```
+ */
 export function isPostgresUrl(db: string): boolean {
   return /^postgres(ql)?:\/\//i.test(db);
 }
@@ -38,4 +45,19 @@ export async function openStore(db: string, opts: OpenStoreOptions = {}): Promis
     const where = isPostgresUrl(db) ? redactUrl(db) : db;
     throw new Error(`cannot open the MDMS database ${where}: ${(e as Error).message || (e as NodeJS.ErrnoException).code || String(e)}`);
   }
+}
+
+/**
+ * Opens and migrates the store on a driver the caller already has, so that other tables of the same database
+ * (the web app's) share one connection: with SQLite that keeps every transaction of the process in one queue.
+ * The store's `close()` closes the driver.
+ * @example
+ * ```ts
+ * const driver = openSqlite('mdms.sqlite');
+ * const store = await openStoreOn(driver);
+ * const web = await openWebDb(driver);
+ * ```
+ */
+export function openStoreOn(driver: Driver, opts: StoreOptions = {}): Promise<Store> {
+  return new SqlStore(driver, opts).init();
 }

@@ -31,7 +31,13 @@ const types = {
     oid === pg.types.builtins.INT8 ? int8 : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
 };
 
-/** `postgres://user:secret@host/db` -> `postgres://user:***@host/db`. */
+/**
+ * Removes the password from a connection URL (for logs and error messages).
+ * @example
+ * ```ts
+ * redactUrl('postgres://mdms:secret@db/mdms'); // 'postgres://mdms:***@db/mdms'
+ * ```
+ */
 export function redactUrl(url: string): string {
   try {
     const u = new URL(url);

@@ -97,7 +97,13 @@ function checkAggregateInts(...vs: number[]): void {
   for (const v of vs) if (!Number.isSafeInteger(v)) throw new TypeError('aggregate fields must be safe integers');
 }
 
-/** The shared store. Construct through `openStore`. */
+/**
+ * The shared store. Construct through `openStore`, which also migrates.
+ * @example
+ * ```ts
+ * const store = await new SqlStore(openSqlite('mdms.sqlite')).init();
+ * ```
+ */
 export class SqlStore implements Store {
   readonly dialect: 'sqlite' | 'postgres';
   readonly location: string;
