@@ -231,6 +231,7 @@ export class Meter {
 
   /** Clean shutdown: stops the loop and the line, waits for NV writes in progress. Idempotent. */
   async stop(): Promise<void> {
+    if (this.halted) return; // a dead meter's NV write may never finish
     if (!this.stopped) {
       this.shutDown('stopped');
       this.log.info({ ...this.counters, unacked: this.ring.size }, 'meter stopped');

@@ -96,9 +96,17 @@ export class MemoryNvStore implements NvStore {
   private bytes: Buffer | undefined;
   private cut: { at: number; when: PowerCut } | undefined;
   private dead = false;
-  private notifyCut: () => void = () => undefined;
-  /** Resolves when the scheduled power cut has happened. */
-  powerCut: Promise<void> = new Promise(() => undefined);
+  private notifyCut!: () => void;
+  private cutHappened!: Promise<void>;
+
+  constructor() {
+    this.arm();
+  }
+
+  /** Resolves when the next power cut happens (a fresh promise after every {@link powerOn}). */
+  get powerCut(): Promise<void> {
+    return this.cutHappened;
+  }
 
   async load(): Promise<unknown> {
     return this.bytes === undefined ? undefined : cborDecode(this.bytes);
@@ -124,17 +132,21 @@ export class MemoryNvStore implements NvStore {
   cutAt(at: number, when: PowerCut): void {
     if (!Number.isSafeInteger(at) || at <= this.saves) throw new RangeError(`cut must be at a future save (> ${this.saves})`);
     this.cut = { at, when };
-    this.powerCut = new Promise((resolve) => (this.notifyCut = resolve));
   }
 
   /** Restores power: later saves work again. The stored record is whatever survived the cut. */
   powerOn(): void {
     this.dead = false;
     this.cut = undefined;
+    this.arm();
   }
 
   /** Whether the store is currently without power. */
   get isCut(): boolean {
     return this.dead;
+  }
+
+  private arm(): void {
+    this.cutHappened = new Promise((resolve) => (this.notifyCut = resolve));
   }
 }
