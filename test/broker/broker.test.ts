@@ -163,6 +163,26 @@ describe('subscribe ACL (requested filter must be covered by a granted one)', ()
   });
 });
 
+describe('sessions', () => {
+  it('keeps a clean:false subscriber\'s session and queued QoS 1 messages while it is away', async () => {
+    const opts = { clientId: 'mdms', clean: false } as const;
+    const first = await connect('mdms', password('mdms'), opts);
+    await first.subscribeAsync(topics.aggregatesAll, { qos: 1 });
+    await first.endAsync();
+    const pes = await as('pes');
+    await pes.publishAsync(topics.neighbourhood('n9'), 'while away', { qos: 1 });
+
+    const again = mqtt.connect(broker.url, { username: 'mdms', password: password('mdms'), reconnectPeriod: 0, ...opts });
+    clients.push(again);
+    const [connack, got] = await Promise.all([
+      new Promise<mqtt.IConnackPacket>((resolve) => again.once('connect', resolve)),
+      new Promise<string>((resolve) => again.once('message', (_t, p) => resolve(String(p)))),
+    ]);
+    expect(connack.sessionPresent).toBe(true);
+    expect(got).toBe('while away');
+  });
+});
+
 describe('listeners', () => {
   it('serves MQTT over WebSocket with the same authentication', async () => {
     expect(broker.wsUrl).toMatch(/^ws:\/\/127\.0\.0\.1:\d+$/);
