@@ -138,9 +138,13 @@ export class RandomiserPool {
     let owed = 0;
     for (const o of this.workers.values()) owed += o;
     const workers = [...this.workers.keys()];
-    while (this.items.length + owed + this.batch <= this.capacity) {
+    // Whole batches while a batch's worth is missing; the remainder once nothing is in flight, so that the
+    // pool does reach capacity (filled(capacity) resolves) without a message per take().
+    for (;;) {
+      const missing = this.capacity - this.items.length - owed;
+      if (missing <= 0 || (missing < this.batch && owed > 0)) break;
       const w = workers[this.turn++ % workers.length]!;
-      const count = this.batch;
+      const count = Math.min(this.batch, missing);
       w.postMessage({ type: 'fill', count });
       this.workers.set(w, this.workers.get(w)! + count);
       owed += count;

@@ -31,6 +31,19 @@ describe('randomiser pool', () => {
     await key.closePool();
   });
 
+  it('refills to full capacity after takes that leave less than a batch missing', async () => {
+    const pool = new RandomiserPool({ kind: 'public', hs: key.hs, n2: key.n2, bits: 64, w: 4 }, { capacity: 10, batch: 4, workers: 1 });
+    try {
+      const timeout = (ms: number) => new Promise((_, reject) => setTimeout(() => reject(new Error('pool never refilled')), ms).unref());
+      await Promise.race([pool.filled(10), timeout(10_000)]);
+      for (let i = 0; i < 7; i++) expect(pool.take()).toBeTypeOf('bigint'); // 7 = one batch + 3
+      await Promise.race([pool.filled(10), timeout(10_000)]);
+      expect(pool.available).toBe(10);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('falls back to inline computation when empty, and counts the misses', async () => {
     const pool = key.publicKey.startPool({ capacity: 2, batch: 1, workers: 1 });
     await pool.filled(2);
