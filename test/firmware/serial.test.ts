@@ -1,0 +1,62 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { MockBinding, type MockPortBinding } from '../../firmware/hal/crossed-mock.js';
+import { ReconnectingSerialLine } from '../../firmware/serial.js';
+
+const lines: ReconnectingSerialLine[] = [];
+afterEach(async () => {
+  for (const l of lines.splice(0)) await l.close();
+  MockBinding.reset();
+});
+
+function open(path: string): ReconnectingSerialLine {
+  const line = new ReconnectingSerialLine({ path, binding: MockBinding, minBackoffMs: 5, maxBackoffMs: 20 });
+  lines.push(line);
+  return line;
+}
+const binding = (line: ReconnectingSerialLine) => line.port!.port as unknown as MockPortBinding;
+
+describe('ReconnectingSerialLine', () => {
+  it('keeps retrying until the device appears, then carries bytes both ways', async () => {
+    const line = open('/dev/ttyLATE');
+    await vi.waitFor(() => expect(line.counters.openFailures).toBeGreaterThanOrEqual(2));
+    expect(await line.write(Buffer.from('lost')).then(() => line.counters.droppedBytes)).toBe(4);
+    MockBinding.createPort('/dev/ttyLATE', { echo: false, record: false });
+    await line.opened();
+    expect(line.port!.baudRate).toBe(115200);
+    await line.write(Buffer.from('hello'));
+    expect(binding(line).lastWrite?.toString()).toBe('hello');
+    const got: string[] = [];
+    line.onData((b) => got.push(b.toString()));
+    binding(line).emitData(Buffer.from('ack'));
+    await vi.waitFor(() => expect(got).toEqual(['ack']));
+  });
+
+  it('reopens the port after it disappears, dropping and counting writes meanwhile', async () => {
+    MockBinding.createPort('/dev/ttyGONE', { echo: false, record: false });
+    const line = open('/dev/ttyGONE');
+    await line.opened();
+    const got: string[] = [];
+    line.onData((b) => got.push(b.toString()));
+    await new Promise<void>((resolve) => line.port!.close(() => resolve())); // the adapter goes away
+    expect(line.isOpen).toBe(false);
+    await line.write(Buffer.from('xx'));
+    expect(line.counters.droppedBytes).toBe(2);
+    await vi.waitFor(() => expect(line.counters.opens).toBe(2));
+    expect(line.counters.disconnects).toBe(1);
+    binding(line).emitData(Buffer.from('again'));
+    await vi.waitFor(() => expect(got).toEqual(['again']));
+  });
+
+  it('stops reconnecting once closed, and validates its options', async () => {
+    MockBinding.createPort('/dev/ttyEND', { echo: false, record: false });
+    const line = open('/dev/ttyEND');
+    await line.opened();
+    await line.close();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(line.isOpen).toBe(false);
+    expect(line.counters).toMatchObject({ opens: 1, disconnects: 0 });
+    expect(() => new ReconnectingSerialLine({ path: '' })).toThrow(/path/);
+    expect(() => new ReconnectingSerialLine({ path: '/dev/x', baudRate: 0 })).toThrow(/baudRate/);
+    expect(() => new ReconnectingSerialLine({ path: '/dev/x', minBackoffMs: 10, maxBackoffMs: 5 })).toThrow(/maxBackoffMs/);
+  });
+});
