@@ -53,12 +53,15 @@ export function connectUplink(o: UplinkOptions): UplinkConnection {
   const minMs = o.minBackoffMs ?? 500;
   const maxMs = o.maxBackoffMs ?? 30_000;
   if (!(Number.isFinite(minMs) && minMs > 0 && Number.isFinite(maxMs) && maxMs >= minMs)) throw new TypeError('backoff must satisfy 0 < min <= max');
+  let url: URL;
   try {
-    const u = new URL(o.url);
-    if (!['mqtt:', 'mqtts:', 'tcp:', 'ws:', 'wss:'].includes(u.protocol)) throw new Error(`unsupported scheme ${u.protocol}`);
+    url = new URL(o.url);
+    if (!['mqtt:', 'mqtts:', 'tcp:', 'ws:', 'wss:'].includes(url.protocol)) throw new Error(`unsupported scheme ${url.protocol}`);
   } catch (e) {
     throw new TypeError(`--mqtt must be a broker URL like mqtt://127.0.0.1:1883 (${(e as Error).message})`);
   }
+  if (url.password) url.password = '***'; // the URL is logged; a password in it must not be
+  const shownUrl = url.toString();
   const log = o.logger;
   let client: MqttClient | undefined;
   let online = false;
@@ -78,7 +81,7 @@ export function connectUplink(o: UplinkOptions): UplinkConnection {
   const dial = () => {
     timer = undefined;
     attempts++;
-    log.info({ url: o.url, clientId: o.clientId, attempt: attempts }, 'gateway: connecting to broker');
+    log.info({ url: shownUrl, clientId: o.clientId, attempt: attempts }, 'gateway: connecting to broker');
     const c = mqtt.connect(o.url, {
       clientId: o.clientId,
       username: o.username,

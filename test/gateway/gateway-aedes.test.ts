@@ -6,6 +6,8 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AedesPublishPacket, PublishPacket } from 'aedes';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startBroker, type BrokerHandle, type BrokerOptions } from '../../broker/broker.js';
 import { buildUsers } from '../../broker/users.js';
@@ -191,6 +193,19 @@ describe('gateway -> aedes', () => {
     await until(() => good.acks.acks.length === 1, 'the ack');
     expect(frames).toEqual([hex(m.frame(1))]);
 
+    // Credentials in the URL work too, and the logged URL hides the password (same client id: close the first).
+    await gw.close();
+    let logged = '';
+    const sink = new Writable({ write: (chunk, _e, cb) => ((logged += String(chunk)), cb()) });
+    const inUrl = await pair();
+    const url = new URL(b.url);
+    [url.username, url.password] = ['gateway-gw-t', 'pw-gateway-gw-t'];
+    await gateway({ lines: [inUrl.gatewaySide], mqtt: { url: url.toString() }, logger: pino(sink) });
+    inUrl.meterSide.write(m.link(4));
+    await until(() => inUrl.acks.acks.length === 1, 'the ack via URL credentials');
+    expect(logged).toContain('gateway-gw-t:***@');
+    expect(logged).not.toContain('pw-gateway-gw-t');
+
     const bad = await pair();
     const wrong = await gateway({ id: 'gw-other', lines: [bad.gatewaySide], mqtt: { url: b.url, username: 'gateway-gw-other', password: 'nope' } });
     bad.meterSide.write(m.link(2));
@@ -204,7 +219,7 @@ describe('gateway -> aedes', () => {
     stolen.meterSide.write(m.link(3));
     await until(() => b.counters.publishDenied >= 1 && mis.counters.publishErrors >= 1, 'a refused publish');
     expect(stolen.acks.acks).toEqual([]);
-    expect(frames).toEqual([hex(m.frame(1))]);
+    expect(frames).toEqual([hex(m.frame(1)), hex(m.frame(4))]);
     expect(gw.counters.forwarded).toBe(1);
   });
 
