@@ -172,8 +172,18 @@ export async function fixture(kind: 'sqlite' | 'postgres' = 'sqlite'): Promise<F
  * const app = await appOf(fx);
  * ```
  */
-export async function appOf(fx: Fixture, opts: { loginMax?: number } = {}): Promise<FastifyInstance> {
-  return buildMdmsWeb({ store: fx.store, web: fx.web, fleet: testFleet(), loginRateLimit: { max: opts.loginMax ?? 1000, timeWindowMs: 60_000 } });
+export async function appOf(
+  fx: Fixture,
+  opts: { loginMax?: number; metricsToken?: string; onRoute?: (r: { method: string; url: string; access: string }) => void } = {},
+): Promise<FastifyInstance> {
+  return buildMdmsWeb({
+    store: fx.store,
+    web: fx.web,
+    fleet: testFleet(),
+    loginRateLimit: { max: opts.loginMax ?? 1000, timeWindowMs: 60_000 },
+    ...(opts.metricsToken ? { metricsToken: opts.metricsToken } : {}),
+    ...(opts.onRoute ? { onRoute: opts.onRoute } : {}),
+  });
 }
 
 /**
