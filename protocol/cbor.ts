@@ -104,24 +104,25 @@ export function cborDecode(bytes: Uint8Array): unknown {
 
 const INDEFINITE = -1;
 
+function malformed(at: number, why: string): never {
+  throw new TypeError(`malformed CBOR at byte ${at}: ${why}`);
+}
+
 /** RFC 8949 Appendix C well-formedness, restricted to the plain subset above; iterative, O(n). */
 function checkPlainCbor(b: Uint8Array): void {
   const n = b.length;
   const pending: number[] = [1]; // items still expected in each open container; the bottom is the top level
   let p = 0;
-  const fail = (why: string): never => {
-    throw new TypeError(`malformed CBOR at byte ${p}: ${why}`);
-  };
   while (pending.length > 0) {
     const top = pending[pending.length - 1]!;
     if (top === 0) {
       pending.pop();
       continue;
     }
-    if (p >= n) fail('truncated');
+    if (p >= n) malformed(p, 'truncated');
     const ib = b[p++]!;
     if (ib === 0xff) {
-      if (top !== INDEFINITE) fail('break outside an indefinite-length item');
+      if (top !== INDEFINITE) malformed(p, 'break outside an indefinite-length item');
       pending.pop();
       continue;
     }
@@ -131,41 +132,41 @@ function checkPlainCbor(b: Uint8Array): void {
     let arg = ai;
     if (ai >= 24 && ai <= 27) {
       const len = 1 << (ai - 24);
-      if (len > n - p) fail('truncated');
+      if (len > n - p) malformed(p, 'truncated');
       arg = 0;
       for (let i = 0; i < len; i++) arg = arg * 256 + b[p++]!; // exact up to 2^53, larger values only compare
-      if (ai === 27 && major <= 1 && arg > Number.MAX_SAFE_INTEGER - major) fail('integer beyond ±(2^53 - 1)');
-    } else if (ai >= 28 && ai <= 30) fail(`reserved additional information ${ai}`);
+      if (ai === 27 && major <= 1 && arg > Number.MAX_SAFE_INTEGER - major) malformed(p, 'integer beyond ±(2^53 - 1)');
+    } else if (ai >= 28 && ai <= 30) malformed(p, `reserved additional information ${ai}`);
     switch (major) {
       case 0:
       case 1:
-        if (ai === 31) fail('indefinite length on an integer');
+        if (ai === 31) malformed(p, 'indefinite length on an integer');
         break;
       case 2:
       case 3:
-        if (ai === 31) fail('indefinite-length strings are not supported');
-        if (arg > n - p) fail(`string of ${arg} bytes but only ${n - p} left`);
+        if (ai === 31) malformed(p, 'indefinite-length strings are not supported');
+        if (arg > n - p) malformed(p, `string of ${arg} bytes but only ${n - p} left`);
         p += arg;
         break;
       case 4:
       case 5:
-        if (pending.length > MAX_CBOR_DEPTH) fail(`nesting deeper than ${MAX_CBOR_DEPTH} levels`);
+        if (pending.length > MAX_CBOR_DEPTH) malformed(p, `nesting deeper than ${MAX_CBOR_DEPTH} levels`);
         if (ai === 31) pending.push(INDEFINITE);
         else {
           const items = major === 4 ? arg : 2 * arg; // each item needs at least one byte
-          if (items > n - p) fail(`${major === 4 ? 'array' : 'map'} of ${arg} entries but only ${n - p} bytes left`);
+          if (items > n - p) malformed(p, `${major === 4 ? 'array' : 'map'} of ${arg} entries but only ${n - p} bytes left`);
           pending.push(items);
         }
         break;
       case 6:
-        fail(`tag ${arg}: CBOR tags are not used by this protocol`);
+        malformed(p, `tag ${arg}: CBOR tags are not used by this protocol`);
         break;
       default: // 7: only false, true, null, undefined and floats
-        if (ai < 20 || ai === 24) fail(`unassigned simple value`);
-        if (ai === 31) fail('break outside an indefinite-length item'); // unreachable: 0xff handled above
+        if (ai < 20 || ai === 24) malformed(p, `unassigned simple value`);
+        if (ai === 31) malformed(p, 'break outside an indefinite-length item'); // unreachable: 0xff handled above
     }
   }
-  if (p !== n) fail(`${n - p} trailing bytes after the CBOR item`);
+  if (p !== n) malformed(p, `${n - p} trailing bytes after the CBOR item`);
 }
 
 /** Narrowing helpers for decoded CBOR, each throwing a `TypeError` that names the field. */
