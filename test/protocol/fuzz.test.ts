@@ -95,7 +95,7 @@ describe('fuzz: LinkParser with good frames, noise and mutated frames interleave
         // and exactly what the whole-buffer reference model predicts
         expect(out).toEqual(linkModel(wire));
       }),
-      { numRuns: 400 },
+      { numRuns: 300 },
     );
   });
 });
@@ -138,11 +138,11 @@ describe('fuzz: decoders on arbitrary and mutated bytes throw only errors with a
   };
 
   it('random bytes', () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 400 }), check), { numRuns: 1500 });
+    fc.assert(fc.property(fc.uint8Array({ maxLength: 400 }), check), { numRuns: 800 });
   });
 
   it('valid messages with bit flips, cuts, duplications and insertions', () => {
-    fc.assert(fc.property(fc.constantFrom(...seeds), fc.array(mutationArb, { minLength: 1, maxLength: 5 }), (seed, m) => check(mutate(seed, m))), { numRuns: 1500 });
+    fc.assert(fc.property(fc.constantFrom(...seeds), fc.array(mutationArb, { minLength: 1, maxLength: 5 }), (seed, m) => check(mutate(seed, m))), { numRuns: 800 });
   });
 
   it('length headers of every size, backed or not by the bytes that follow', () => {
@@ -165,7 +165,7 @@ describe('fuzz: decoders on arbitrary and mutated bytes throw only errors with a
           expect(() => cborDecode(bytes)).toThrow(/bytes but only|2\^53|truncated/);
         }
       }),
-      { numRuns: 1500 },
+      { numRuns: 800 },
     );
   });
 
@@ -182,6 +182,6 @@ describe('fuzz: decoders on arbitrary and mutated bytes throw only errors with a
         fc.dictionary(fc.string({ maxLength: 4 }), tie('v'), { maxKeys: 3 }),
       ),
     })).v;
-    fc.assert(fc.property(plain, (v) => check(cborEncode(v))), { numRuns: 1500 });
+    fc.assert(fc.property(plain, (v) => check(cborEncode(v))), { numRuns: 800 });
   });
 });
