@@ -1,0 +1,111 @@
+/**
+ * The household key pair, made and used with WebCrypto (in the browser; Node 20 has the same API, which the
+ * tests use). RSA-OAEP with SHA-256 and MGF1-SHA-256, what the PES wraps each epoch's content key with
+ * (protocol/seal.ts, docs/protocol.md §11). The private key leaves the browser only as AES-256-GCM
+ * ciphertext under the password-derived `wrapKey` (ucs/web/kdf.ts), bound to the household id by the AAD.
+ * @module
+ */
+import { ab, b64u, utf8 } from './bytes.js';
+
+/** Modulus of new household keys: 3072 bits, about 128-bit security (NIST SP 800-57 Part 1, Table 2). */
+export const RSA_BITS = 3072;
+const OAEP = { name: 'RSA-OAEP', hash: 'SHA-256' } as const;
+
+/** The private key as stored on the server: AES-256-GCM, 12-byte IV, 16-byte tag at the end of `ct`. */
+export interface SealedPrivateKey {
+  iv: Uint8Array;
+  ct: Uint8Array;
+}
+
+/** A wrong password (or a blob for another household): the GCM tag did not verify. */
+export class WrongPasswordError extends Error {
+  constructor() {
+    super('Wrong password.');
+    this.name = 'WrongPasswordError';
+  }
+}
+
+/**
+ * Generates a household key pair; returns the public key as DER SubjectPublicKeyInfo and the private key
+ * as DER PKCS#8 (the caller wraps it and then zeroes it).
+ * @example
+ * ```ts
+ * const { spki, pkcs8 } = await generateHouseholdKey();
+ * ```
+ */
+export async function generateHouseholdKey(bits = RSA_BITS): Promise<{ spki: Uint8Array<ArrayBuffer>; pkcs8: Uint8Array<ArrayBuffer> }> {
+  const kp = await crypto.subtle.generateKey({ ...OAEP, modulusLength: bits, publicExponent: new Uint8Array([1, 0, 1]) }, true, ['encrypt', 'decrypt']);
+  const spki = new Uint8Array(await crypto.subtle.exportKey('spki', kp.publicKey));
+  const pkcs8 = new Uint8Array(await crypto.subtle.exportKey('pkcs8', kp.privateKey));
+  return { spki, pkcs8 };
+}
+
+const keyAad = (household: string) => utf8(`smartermeter/ucs/v1/private-key|${household}`);
+
+async function aesKey(raw: Uint8Array, use: 'encrypt' | 'decrypt'): Promise<CryptoKey> {
+  return crypto.subtle.importKey('raw', ab(raw), 'AES-GCM', false, [use]);
+}
+
+/**
+ * Encrypts a PKCS#8 private key under `wrapKey` (AES-256-GCM, random IV, AAD = household id).
+ * @example
+ * ```ts
+ * const sealed = await sealPrivateKey(pkcs8, wrapKey, 'hh1');
+ * ```
+ */
+export async function sealPrivateKey(pkcs8: Uint8Array, wrapKey: Uint8Array, household: string): Promise<SealedPrivateKey> {
+  const iv = crypto.getRandomValues(new Uint8Array(12));
+  const ct = await crypto.subtle.encrypt({ name: 'AES-GCM', iv, additionalData: keyAad(household), tagLength: 128 }, await aesKey(wrapKey, 'encrypt'), ab(pkcs8));
+  return { iv, ct: new Uint8Array(ct) };
+}
+
+/**
+ * Decrypts a sealed private key; throws {@link WrongPasswordError} when `wrapKey` is not the right one.
+ * @example
+ * ```ts
+ * const pkcs8 = await openPrivateKey(sealed, wrapKey, 'hh1');
+ * ```
+ */
+export async function openPrivateKey(sealed: SealedPrivateKey, wrapKey: Uint8Array, household: string): Promise<Uint8Array<ArrayBuffer>> {
+  try {
+    const pt = await crypto.subtle.decrypt({ name: 'AES-GCM', iv: ab(sealed.iv), additionalData: keyAad(household), tagLength: 128 }, await aesKey(wrapKey, 'decrypt'), ab(sealed.ct));
+    return new Uint8Array(pt);
+  } catch {
+    throw new WrongPasswordError();
+  }
+}
+
+/**
+ * Imports a PKCS#8 private key as a non-extractable RSA-OAEP-SHA-256 decryption key.
+ * @example
+ * ```ts
+ * const key = await importPrivateKey(pkcs8); pkcs8.fill(0);
+ * ```
+ */
+export async function importPrivateKey(pkcs8: Uint8Array): Promise<CryptoKey> {
+  return crypto.subtle.importKey('pkcs8', ab(pkcs8), OAEP, false, ['decrypt']);
+}
+
+/**
+ * Key id of a public key: SHA-256(SPKI DER)[0..8], as protocol/seal.ts `keyId`.
+ * @example
+ * ```ts
+ * hex(await keyIdOf(spki)); // '3c1f…' (16 hex digits)
+ * ```
+ */
+export async function keyIdOf(spki: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
+  return new Uint8Array(await crypto.subtle.digest('SHA-256', ab(spki))).slice(0, 8);
+}
+
+/**
+ * PEM text of a PKCS#8 private key (what `ucs watch --key` and `ucs ha-bridge --key` read).
+ * @example
+ * ```ts
+ * pkcs8Pem(pkcs8); // '-----BEGIN PRIVATE KEY-----\n…'
+ * ```
+ */
+export function pkcs8Pem(pkcs8: Uint8Array): string {
+  const b64 = b64u(pkcs8).replace(/-/g, '+').replace(/_/g, '/');
+  const padded = b64 + '='.repeat((4 - (b64.length % 4)) % 4);
+  return `-----BEGIN PRIVATE KEY-----\n${padded.match(/.{1,64}/g)!.join('\n')}\n-----END PRIVATE KEY-----\n`;
+}
