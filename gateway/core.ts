@@ -94,6 +94,8 @@ export interface GatewayCounters extends LineCounters {
   uplinks: number;
   /** Uplinks that failed (connection lost before PUBACK, refused) and will be re-published. */
   publishErrors: number;
+  /** Queue (disk) failures; publishing pauses and retries. */
+  storeErrors: number;
   /** Serial lines currently open. */
   linesUp: number;
 }

@@ -53,6 +53,8 @@ export interface ForwarderOptions<L> {
   retryMs?: number;
   /** Called for a stored frame that no longer decodes (it is dropped from the store). */
   onCorrupt?: (seq: number, reason: string) => void;
+  /** Called when the store fails (disk full, I/O error); publishing pauses and retries after `retryMs`. */
+  onStoreError?: (err: Error) => void;
 }
 
 interface Entry<L> {
@@ -84,8 +86,10 @@ export class Forwarder<L> {
   uplinks = 0;
   /** Uplinks that failed and were queued again. */
   publishErrors = 0;
+  /** Store failures (writes retried; a failed delete leaves a frame to be re-published after a restart). */
+  storeErrors = 0;
 
-  private readonly o: Required<Omit<ForwarderOptions<L>, 'onCorrupt'>> & Pick<ForwarderOptions<L>, 'onCorrupt'>;
+  private readonly o: Required<Omit<ForwarderOptions<L>, 'onCorrupt' | 'onStoreError'>> & Pick<ForwarderOptions<L>, 'onCorrupt' | 'onStoreError'>;
   private readonly entries = new Map<string, Entry<L>>();
   private waiting: Entry<L>[] = [];
   private head = 0;
@@ -227,6 +231,7 @@ export class Forwarder<L> {
     if (this.closed || !this.online || this.paused) return;
     const { maxBatch, maxInflight, maxDelayMs } = this.o;
     while (!this.paused && this.inflight < maxInflight && this.waitingCount > 0 && (this.waitingCount >= maxBatch || this.due)) {
+      if (!this.storeOk(() => this.o.store.flush())) return; // on disk before it is published
       this.publishBatch(this.take(Math.min(maxBatch, this.waitingCount)));
     }
     if (this.waitingCount === 0) this.due = false;
@@ -240,7 +245,6 @@ export class Forwarder<L> {
   }
 
   private publishBatch(batch: Entry<L>[]): void {
-    this.o.store.flush(); // on disk before it is published
     this.inflight++;
     const payload = encodeUplink({ gateway: this.o.gatewayId, frames: batch.map((e) => e.frame.bytes) });
     let called = false;
@@ -255,8 +259,33 @@ export class Forwarder<L> {
     });
   }
 
+  private storeOk(op: () => void): boolean {
+    try {
+      op();
+      return true;
+    } catch (e) {
+      this.storeErrors++;
+      this.o.onStoreError?.(e as Error);
+      this.pause();
+      return false;
+    }
+  }
+
+  private pause(): void {
+    this.paused = true;
+    if (!this.closed && !this.retryTimer) {
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = undefined;
+        this.paused = false;
+        this.pump();
+      }, this.o.retryMs);
+    }
+  }
+
   private acknowledged(batch: Entry<L>[]): void {
-    this.o.store.remove(batch.map((e) => e.seq));
+    // The broker has the frames, so they are acked even if the delete fails (they would be re-published
+    // after a restart: a harmless duplicate).
+    this.storeOk(() => this.o.store.remove(batch.map((e) => e.seq)));
     for (const e of batch) {
       this.entries.delete(e.frame.key);
       this.bytes -= e.frame.bytes.length;
@@ -276,13 +305,6 @@ export class Forwarder<L> {
     this.waiting = [...batch, ...this.waiting.slice(this.head)].sort((a, b) => a.seq - b.seq);
     this.head = 0;
     this.due = true;
-    this.paused = true;
-    if (!this.closed && !this.retryTimer) {
-      this.retryTimer = setTimeout(() => {
-        this.retryTimer = undefined;
-        this.paused = false;
-        this.pump();
-      }, this.o.retryMs);
-    }
+    this.pause();
   }
 }

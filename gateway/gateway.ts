@@ -71,7 +71,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
   const logger = (opts.logger ?? pino({ name: 'gateway' })).child({ gateway: id });
   const closeTimeoutMs = opts.closeTimeoutMs ?? 2000;
 
-  const queue = openFrameQueue(opts.queuePath);
+  const queue = openFrameQueue(opts.queuePath, (err) => logger.error({ err: err.message }, 'gateway: queue write failed (will retry)'));
   let uplink: ReturnType<typeof connectUplink> | undefined;
   const forwarder = new Forwarder<Line>({
     gatewayId: id,
@@ -84,6 +84,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
     maxQueueFrames: opts.maxQueueFrames,
     maxQueueBytes: opts.maxQueueBytes,
     onCorrupt: (seq, reason) => logger.warn({ seq, reason }, 'gateway: dropped an undecodable frame from the queue'),
+    onStoreError: (err) => logger.error({ err: err.message }, 'gateway: queue failed; publishing paused, will retry'),
   });
   const restored = forwarder.restore();
   if (restored > 0) logger.info({ frames: restored }, 'gateway: re-publishing frames queued by a previous run');
@@ -132,6 +133,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
         pending: forwarder.pending,
         uplinks: forwarder.uplinks,
         publishErrors: forwarder.publishErrors,
+        storeErrors: forwarder.storeErrors,
         linesUp: lines.filter((l) => l.up).length,
       },
     );

@@ -20,6 +20,7 @@ export interface FrameQueue extends FrameStore {
 
 /**
  * Opens (creating if needed, mode 0600) the queue file at `path`; `':memory:'` gives a volatile queue.
+ * Writes that fail in the background are reported to `onError` and retried by the next `flush()`.
  * @example
  * ```ts
  * const queue = openFrameQueue('state/gateway-gw-n1.queue.db');
@@ -29,7 +30,7 @@ export interface FrameQueue extends FrameStore {
  * queue.close();
  * ```
  */
-export function openFrameQueue(path: string): FrameQueue {
+export function openFrameQueue(path: string, onError: (err: Error) => void = () => undefined): FrameQueue {
   if (typeof path !== 'string' || path.length === 0) throw new TypeError('queue path must be a non-empty string');
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   let db: Database.Database;
@@ -60,9 +61,19 @@ export function openFrameQueue(path: string): FrameQueue {
     clearImmediate(scheduled);
     scheduled = undefined;
     if (pending.length === 0 || !db.open) return;
-    const rows = pending;
+    try {
+      insertMany(pending); // one transaction: all rows or none
+    } catch (e) {
+      throw new Error(`gateway queue ${path}: ${(e as Error).message}`);
+    }
     pending = [];
-    insertMany(rows);
+  };
+  const flushSoon = () => {
+    try {
+      flush();
+    } catch (e) {
+      onError(e as Error); // the rows stay pending; the next flush (before any publish) retries
+    }
   };
   return {
     load: () => {
@@ -72,7 +83,7 @@ export function openFrameQueue(path: string): FrameQueue {
     add: (bytes) => {
       const seq = next++;
       pending.push([seq, Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)]);
-      scheduled ??= setImmediate(flush);
+      scheduled ??= setImmediate(flushSoon);
       return seq;
     },
     flush,

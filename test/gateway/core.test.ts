@@ -161,7 +161,7 @@ describe('totalCounters', () => {
     const b = collectingLine().line;
     a.parser.write(meter.link(1));
     b.parser.write(Buffer.concat([meter.link(2), Buffer.from([FLAG, 1, 2, 3, FLAG])]));
-    const t = totalCounters([a.counters(), b.counters()], { forwarded: 5, pending: 1, uplinks: 2, publishErrors: 0, linesUp: 2 });
+    const t = totalCounters([a.counters(), b.counters()], { forwarded: 5, pending: 1, uplinks: 2, publishErrors: 0, storeErrors: 0, linesUp: 2 });
     expect(t.framesOk).toBe(2);
     expect(t.badCrc).toBe(1);
     expect(t.forwarded).toBe(5);

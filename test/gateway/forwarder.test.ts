@@ -168,6 +168,35 @@ describe('Forwarder', () => {
     fwd.close();
   });
 
+  it('publishes nothing it could not write to disk, and retries the write', async () => {
+    const inner = openFrameQueue(':memory:');
+    let failures = 2;
+    const errors: string[] = [];
+    const { fwd, published, acks } = harness({
+      retryMs: 20,
+      store: {
+        ...inner,
+        flush: () => {
+          if (failures > 0) {
+            failures--;
+            throw new Error('disk full');
+          }
+          inner.flush();
+        },
+      },
+      onStoreError: (e) => errors.push(e.message),
+    });
+    fwd.setOnline(true);
+    fwd.offer('L', opaque(1));
+    await sleep(15);
+    expect(published).toEqual([]);
+    await until(() => published.length === 1, 'the publish after the disk recovered');
+    expect(fwd.storeErrors).toBe(2);
+    expect(errors).toEqual(['disk full', 'disk full']);
+    published[0]!.done();
+    expect(acks).toEqual(['L:1']);
+  });
+
   it('restores the frames a previous run left on disk and publishes them first', () => {
     const path = join(dir, 'restore.db');
     const first = harness({}, path);
