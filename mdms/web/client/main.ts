@@ -37,8 +37,12 @@ function chart(el: HTMLElement, data: ChartData): void {
   // Indices (in xs) of revised intervals and of each series' peak.
   const revised = data.series.map((s) => s.points.filter((p) => p[4] > 0).map((p) => index.get(p[0])!));
   const peaks = data.series.map((s) => (s.peak === null ? null : index.get(s.points[s.peak]![0])!));
+  const fmt = (o: Intl.DateTimeFormatOptions) => new Intl.DateTimeFormat('en-GB', { timeZone: data.tz, ...o });
+  const dayFmt = fmt({ weekday: 'short', day: 'numeric', month: 'short' });
+  const timeFmt = fmt({ hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
+  const fullFmt = fmt({ weekday: 'short', day: 'numeric', month: 'short', year: 'numeric', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
   const series: uPlot.Series[] = [
-    {},
+    { value: (_u, v) => (v == null ? '–' : fullFmt.format(v * 1000)) },
     ...data.series.map(
       (s, i): uPlot.Series => ({
         label: `${s.neighbourhood} energy`,
@@ -67,9 +71,16 @@ function chart(el: HTMLElement, data: ChartData): void {
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), data.tz),
     scales: { x: { time: true, range: () => [data.from, data.to] }, kWh: { range: (_u, _min, max) => [0, Math.max(max, 0.001) * 1.1] } },
     axes: [
-      {},
+      {
+        // 24-hour local times; the date at local midnight.
+        values: (_u, splits) =>
+          splits.map((ts) => {
+            const t = timeFmt.format(ts * 1000);
+            return t === '00:00' ? dayFmt.format(ts * 1000) : t;
+          }),
+      },
       { scale: 'kWh', label: 'Energy per interval (kWh)', size: 70 },
-      { scale: 'meters', side: 1, label: 'Meters', grid: { show: false }, size: 60 },
+      { scale: 'meters', side: 1, label: 'Meters', grid: { show: false }, size: 60, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000], values: (_u, splits) => splits.map((v) => String(v)) },
     ],
     series,
     legend: { live: true },

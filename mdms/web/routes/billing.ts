@@ -243,13 +243,14 @@ ${newest.find((p) => p.error) ? html`<p class="flash flash-error">Some periods c
       await audit(req, 'view.bill', a.accountNumber, { from: isoZ(from), to: isoZ(to), periods: b.periods.length });
       const revised = b.periods.filter((p) => p.revision > 0).length;
       return sendPage(req, reply, { title: `Bill ${a.accountNumber}`, active: '/accounts' }, () => html`
-<div class="toolbar no-print"><a href="${`/accounts/${a.accountNumber}`}">← Account</a><button type="button" class="secondary" data-action="print">Print</button></div>
+<div class="toolbar no-print bill-tools"><a href="${`/accounts/${a.accountNumber}`}">← Account</a><button type="button" class="secondary" data-action="print">Print</button></div>
 <article class="card bill" data-testid="bill">
   <div class="bill-head">
     <div><h1>${settings.utilityName}</h1><div class="muted">Electricity bill</div></div>
     <div class="to"><div>Account <strong class="mono" data-testid="bill-account">${a.accountNumber}</strong></div><div class="muted">Issued ${fmtTime(Math.floor(app.mdms.now() / 1000), tz, 'date')}</div></div>
   </div>
   <dl>
+    <dt>Reference</dt><dd class="mono" data-testid="bill-reference">${`${a.accountNumber}-${localDate(x.from, tz).replace(/-/g, '')}-${localDate(x.to, tz).replace(/-/g, '')}`}</dd>
     <dt>Billing period</dt><dd>${fmtTime(x.from, tz)} – ${fmtTime(x.to, tz)} <span class="muted">(${tz})</span></dd>
     <dt>Tariff</dt><dd>${b.versions.filter((v) => x.lines.some((l) => l.tariffId === v.id)).map((v) => `${v.name} (${v.code}, from ${v.effectiveFrom})`).join('; ')}</dd>
     <dt>Energy used</dt><dd>${formatKwh(x.energyWh)} kWh over ${x.periods} billing period${x.periods === 1 ? '' : 's'}${revised ? html` <span class="badge rev">${revised} revised</span>` : ''}</dd>
