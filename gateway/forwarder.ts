@@ -127,11 +127,6 @@ export class Forwarder<L> {
     return this.entries.size;
   }
 
-  /** Bytes of queued frames. */
-  get pendingBytes(): number {
-    return this.bytes;
-  }
-
   /** Loads the frames a previous run left in the store; they are published first. Returns how many. */
   restore(): number {
     let n = 0;

@@ -35,8 +35,6 @@ export interface UplinkConnection {
   /** Publishes at QoS 1, retain false; `done` is called exactly once, after PUBACK or with an error. */
   publish(payload: Buffer, done: (err?: Error | null) => void): void;
   readonly connected: boolean;
-  /** Connection attempts since the last successful one. */
-  readonly attempts: number;
   /** Stops reconnecting, fails pending publishes and closes the connection. */
   close(): Promise<void>;
 }
@@ -132,9 +130,6 @@ export function connectUplink(o: UplinkOptions): UplinkConnection {
     },
     get connected() {
       return online;
-    },
-    get attempts() {
-      return attempts;
     },
     async close() {
       closed = true;
