@@ -58,9 +58,9 @@ export class Modulus {
     if (b <= 1n) return b;
     if (b === m - 1n) return e & 1n ? b : 1n;
     if (!this.native || bitLength(e) <= SHORT_EXPONENT_BITS) return modPowRef(b, e, m);
-    const dh = (this.dh ??= createDiffieHellman(toBytes(m), Buffer.from([2])));
     const eb = toBytes(e);
     try {
+      const dh = (this.dh ??= createDiffieHellman(toBytes(m), Buffer.from([2])));
       dh.setPrivateKey(eb); // copied into an OpenSSL BIGNUM, cleared by BN_clear_free
       return fromBytes(dh.computeSecret(toBytes(b, this.bytes)));
     } catch {
