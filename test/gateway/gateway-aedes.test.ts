@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { AedesPublishPacket, PublishPacket } from 'aedes';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { startBroker, type BrokerHandle, type BrokerOptions } from '../../broker/broker.js';
 import { buildUsers } from '../../broker/users.js';
 import { MockBinding, openCrossedMockPair } from '../../firmware/hal/crossed-mock.js';
@@ -24,7 +24,7 @@ afterEach(async () => {
   cleanups = [];
   MockBinding.reset();
 });
-process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 let pathSeq = 0;
 async function pair() {
