@@ -29,7 +29,7 @@ import { decodeMeterState, encodeMeterState, type MeterState } from './state.js'
 export interface MeterOptions {
   /** The meter's 8-byte system title (its id is `meterId(systemTitle)`). */
   systemTitle: Uint8Array;
-  /** The meter's AES-256 key. */
+  /** The meter's AES-256 key (copied: the caller may wipe its buffer once the meter started). */
   key: Uint8Array;
   line: SerialLine;
   source: Source;
@@ -147,7 +147,7 @@ export class Meter {
   private constructor(o: MeterOptions, state: MeterState | undefined) {
     this.st = o.systemTitle;
     this.id = meterId(o.systemTitle);
-    this.key = o.key;
+    this.key = Uint8Array.from(o.key); // our own copy: the caller may wipe theirs
     this.line = o.line;
     this.source = o.source;
     this.nv = o.nv;

@@ -76,7 +76,9 @@ function arrivalIcsStrictlyIncreasing(peer: TestPeer): void {
 describe('Meter over a crossed mock line', () => {
   it('sends every reading of a CSV, ciphered, with register deltas equal to the source energy', async () => {
     const { peer, start } = await rig();
-    const meter = await start();
+    const key = Buffer.from(KEY);
+    const meter = await start({ key });
+    key.fill(0); // the caller wipes its copy of the key once the meter runs
     const counters = await meter.done(30_000);
     expect(counters).toMatchObject({ readings: 1440, frames: 96, acked: 96, retransmits: 0, droppedFromRing: 0, badDownlink: 0, duplicateAcks: 0 });
     expect(peer.received).toHaveLength(96);

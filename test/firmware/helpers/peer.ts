@@ -8,7 +8,7 @@ import { createInterface } from 'node:readline';
 import { LinkParser, encodeLinkFrame } from '../../../protocol/link.js';
 import { decodeFrame, encodeAck, openFrame } from '../../../protocol/frame.js';
 import { decodeReadingBatch, type Reading, type ReadingBatch } from '../../../protocol/reading.js';
-import type { MockSerialPort } from '../../../firmware/hal/crossed-mock.js';
+import type { Duplex } from 'node:stream';
 
 export interface Received {
   ic: number;
@@ -27,7 +27,7 @@ export class TestPeer {
   private readonly seen = new Map<number, number>();
   private waiters: { n: number; resolve: () => void }[] = [];
 
-  constructor(private readonly port: MockSerialPort, private readonly key: Uint8Array, private readonly st: Uint8Array) {
+  constructor(private readonly port: Duplex, private readonly key: Uint8Array, private readonly st: Uint8Array) {
     port.pipe(this.parser).on('data', (payload: Buffer) => this.onPayload(payload));
   }
 
