@@ -10,7 +10,7 @@
  * of 1-minute readings, 15 readings per frame, one uplink per neighbourhood per 15 minutes.
  * @module
  */
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -57,7 +57,7 @@ function workload(nMeters: number, hours: number): Workload {
   const meters = new Map<string, MeterInfo>();
   const sims = Array.from({ length: nMeters }, (_, i) => {
     const st = systemTitle('SMR', i + 1);
-    const key = Buffer.from(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'der', type: 'pkcs8' }).subarray(-32));
+    const key = randomBytes(32);
     meters.set(meterId(st), { key, household: `hh${i}`, neighbourhood: `nb${i % 5}` });
     return { st, key, register: 1_000_000 + i * 1000, ic: 1, nb: i % 5 };
   });
