@@ -49,11 +49,11 @@ export interface Seeded {
  * const seeded = await seedStore(store);
  * ```
  */
-export async function seedStore(store: Store): Promise<Seeded> {
+export async function seedStore(store: Store, days = 7): Promise<Seeded> {
   const rnd = lcg(42);
   const intervals: Seeded['intervals'] = [];
   for (const nb of NEIGHBOURHOODS) {
-    for (let t = WEEK_START; t < WEEK_START + 7 * DAY; t += 900) {
+    for (let t = WEEK_START; t < WEEK_START + days * DAY; t += 900) {
       const local = DateTime.fromSeconds(t, { zone: TZ });
       const meters = METERS[nb]! - (rnd() < 0.03 ? 1 + Math.floor(rnd() * 3) : 0);
       const w = profileW(local.hour + local.minute / 60) * (0.85 + 0.3 * rnd());
@@ -70,7 +70,7 @@ export async function seedStore(store: Store): Promise<Seeded> {
   }
   const billing: Seeded['billing'] = [];
   for (const hh of HOUSEHOLDS) {
-    for (let d = 0; d < 7; d++) {
+    for (let d = 0; d < days; d++) {
       const start = DateTime.fromSeconds(WEEK_START, { zone: TZ }).plus({ days: d }).toSeconds();
       const end = DateTime.fromSeconds(WEEK_START, { zone: TZ }).plus({ days: d + 1 }).toSeconds();
       const bands = { peak: 4000 + Math.floor(rnd() * 6000), offpeak: 2000 + Math.floor(rnd() * 4000) };
@@ -144,10 +144,10 @@ export interface Fixture {
  * const fx = await fixture();
  * ```
  */
-export async function fixture(kind: 'sqlite' | 'postgres' = 'sqlite'): Promise<Fixture> {
+export async function fixture(kind: 'sqlite' | 'postgres' = 'sqlite', days = 7): Promise<Fixture> {
   const db = kind === 'sqlite' ? sqliteDb() : postgresDb();
   const store = await openStore(db.url, db.schema ? { schema: db.schema } : {});
-  const seeded = await seedStore(store);
+  const seeded = await seedStore(store, days);
   const web = await openWebDb(db.driver);
   for (const role of ['admin', 'analyst', 'billing'] as Role[]) await web.users.create({ username: role, roles: [role], password: PASSWORDS[role]! });
   await web.tariffs.create(TOU, 'admin');
