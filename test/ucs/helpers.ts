@@ -1,0 +1,234 @@
+/** Test fixtures for the household app: a provisioned key set, a broker, the UCS server, a known source series, a PES-like publisher. */
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import mqtt from 'mqtt';
+import { pino, type Logger } from 'pino';
+import { startBroker, type BrokerHandle } from '../../broker/broker.js';
+import { loadUsers } from '../../broker/users.js';
+import { ImportRegister } from '../../firmware/register.js';
+import { SyntheticModel } from '../../firmware/sources/synthetic.js';
+import { cborDecode } from '../../protocol/cbor.js';
+import type { ReadingBatch } from '../../protocol/reading.js';
+import { newStreamKey, sealStream, type StreamKey } from '../../protocol/seal.js';
+import { topics } from '../../protocol/topics.js';
+import { brokerUsersPath, loadCredentials, loadFleet, provision, type Fleet } from '../../provision/keys.js';
+import { HOUSEHOLD_STREAMS } from '../../ucs/link.js';
+import { startUcs, type UcsHandle, type UcsOptions } from '../../ucs/server.js';
+import { b64u, fromB64u } from '../../ucs/web/bytes.js';
+import { deriveSecrets, newKdfParams, type KdfParams } from '../../ucs/web/kdf.js';
+import { generateHouseholdKey, openPrivateKey, sealPrivateKey } from '../../ucs/web/keys.js';
+
+/** A provisioned key set in a temp dir: households hh1 and hh2, one synthetic meter each. */
+export interface KeySet {
+  dir: string;
+  keys: string;
+  fleet: Fleet;
+  code(hh: string): string;
+  cleanup(): void;
+}
+
+export async function makeKeySet(opts: { householdKeys?: boolean } = {}): Promise<KeySet> {
+  const dir = mkdtempSync(join(tmpdir(), 'sm-ucs-'));
+  writeFileSync(join(dir, 'fleet.csv'), 'meter,household,neighbourhood,source\nm1,hh1,nb1,synthetic:11\nm2,hh2,nb1,synthetic:12\n');
+  const keys = join(dir, 'keys');
+  await provision({ fleetCsv: join(dir, 'fleet.csv'), out: keys, rsaBits: 2048, paillierBits: 1024, householdKeys: opts.householdKeys ?? false });
+  return {
+    dir,
+    keys,
+    fleet: loadFleet(keys),
+    code: (hh) => readFileSync(join(keys, 'households', `${hh}.activation`), 'utf8').trim(),
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+/**
+ * The broker users of a key set, with what the lead's ACL change will add: `ucs` may subscribe to household
+ * streams (for the archive). `archiveAcl: false` keeps the provisioned ACL.
+ */
+export function usersOf(keys: string, archiveAcl = true) {
+  const users = loadUsers(brokerUsersPath(keys));
+  if (archiveAcl) users.users.ucs!.subscribe = [...users.users.ucs!.subscribe, HOUSEHOLD_STREAMS];
+  return users;
+}
+
+/** A pino logger whose lines are kept in memory (to search them). */
+export function memoryLogger(level = 'debug'): { logger: Logger; text: () => string } {
+  let text = '';
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      text += String(chunk);
+      cb();
+    },
+  });
+  return { logger: pino({ level }, sink), text: () => text };
+}
+
+export interface Stack {
+  set: KeySet;
+  broker: BrokerHandle;
+  ucs: UcsHandle;
+  dbPath: string;
+  log: () => string;
+  close(): Promise<void>;
+}
+
+/** Key set + broker (TCP and WebSocket) + UCS server. */
+export async function startStack(opts: { archiveAcl?: boolean; ucs?: Partial<UcsOptions>; set?: KeySet } = {}): Promise<Stack> {
+  const set = opts.set ?? (await makeKeySet());
+  const broker = await startBroker({ users: usersOf(set.keys, opts.archiveAcl ?? true), port: 0, wsPort: 0, logger: pino({ level: 'silent' }) });
+  const dbPath = join(set.dir, 'ucs.sqlite');
+  const mem = memoryLogger();
+  const ucs = await startUcs({ keysDir: set.keys, dbPath, brokerUrl: broker.url, brokerWsUrl: broker.wsUrl!, port: 0, logger: mem.logger, ...opts.ucs });
+  await waitFor(() => ucs.link.client.connected && (opts.archiveAcl === false || ucs.link.archiving), 'UCS connected to the broker');
+  return {
+    set,
+    broker,
+    ucs,
+    dbPath,
+    log: mem.text,
+    async close() {
+      await ucs.close();
+      await broker.close();
+      if (!opts.set) set.cleanup();
+    },
+  };
+}
+
+export async function waitFor(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 15_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/**
+ * The meter's readings from its synthetic source, exactly as firmware/ makes them: one reading per minute,
+ * register integrated in mW·s (firmware/register.ts), in batches of `batch` readings.
+ */
+export function sourceBatches(seed: number, start: number, minutes: number, batch = 15, startWh = 1_234_567): ReadingBatch[] {
+  const model = new SyntheticModel(seed);
+  const reg = new ImportRegister(BigInt(startWh) * 3_600_000n);
+  const out: ReadingBatch[] = [];
+  for (let i = 0; i < minutes; i += batch) {
+    const prevWh = reg.wh;
+    const readings = [];
+    for (let j = i; j < Math.min(minutes, i + batch); j++) {
+      const time = start + j * 60;
+      const { importWh, powerW } = reg.integrate(model.powerMilliW(time), 60);
+      readings.push({ time, period: 60, importWh, powerW, status: 0 });
+    }
+    out.push({ prevWh, readings });
+  }
+  return out;
+}
+
+/** Publishes stream messages as the PES does (pes/core/pes.ts `stream`): sealed per UTC-day epoch key, QoS 1. */
+export class FakePes {
+  private readonly keys = new Map<string, StreamKey>();
+  private constructor(private readonly client: mqtt.MqttClient) {}
+
+  static async connect(brokerUrl: string, keys: string): Promise<FakePes> {
+    const c = await mqtt.connectAsync(brokerUrl, { ...loadCredentials(keys, 'pes'), clientId: `pes-fake-${Math.random().toString(36).slice(2)}`, reconnectPeriod: 0 });
+    return new FakePes(c);
+  }
+
+  /** The body of `batch` of `meter`, sealed to `pub` on the household's topic. */
+  seal(hh: string, pub: KeyObject, meter: string, batch: ReadingBatch): Buffer {
+    const epoch = Math.floor(batch.readings[0]!.time / 86400);
+    const id = `${hh}:${epoch}:${pub.export({ type: 'spki', format: 'der' }).toString('hex').slice(-32)}`;
+    let sk = this.keys.get(id);
+    if (!sk) this.keys.set(id, (sk = newStreamKey(pub, epoch)));
+    const topic = topics.household(hh);
+    return sealStream(sk, topic, { meter, prevWh: batch.prevWh, readings: batch.readings.map((r) => [r.time, r.period, r.importWh, r.powerW, r.status]) });
+  }
+
+  async publish(hh: string, pub: KeyObject, meter: string, batch: ReadingBatch): Promise<Buffer> {
+    const payload = this.seal(hh, pub, meter, batch);
+    await this.client.publishAsync(topics.household(hh), payload, { qos: 1 });
+    return payload;
+  }
+
+  /** Publishes bytes as they are on a household's topic (a redelivery, or garbage). */
+  async publishRaw(hh: string, payload: Uint8Array): Promise<void> {
+    await this.client.publishAsync(topics.household(hh), Buffer.from(payload), { qos: 1 });
+  }
+
+  close(): Promise<void> {
+    return this.client.endAsync();
+  }
+}
+
+/** The household key the UCS published for `hh` (read back from the retained topic, as the PES does). */
+export async function retainedHouseholdKey(brokerUrl: string, keys: string, hh: string): Promise<KeyObject> {
+  const c = await mqtt.connectAsync(brokerUrl, { ...loadCredentials(keys, 'pes'), clientId: `pes-probe-${Math.random().toString(36).slice(2)}`, reconnectPeriod: 0 });
+  try {
+    const got = new Promise<Buffer>((resolve) => c.on('message', (t, p) => t === topics.householdKey(hh) && resolve(p)));
+    await c.subscribeAsync(topics.householdKey(hh), { qos: 1 });
+    const a = cborDecode(await got) as [number, string, Uint8Array];
+    return createPublicKey({ key: Buffer.from(a[2]), format: 'der', type: 'spki' });
+  } finally {
+    await c.endAsync();
+  }
+}
+
+/**
+ * What the browser does, done in Node with the same modules (WebCrypto + @noble/hashes): a cookie jar and
+ * the registration and login flows. `kdfCost` lowers scrypt for speed in server tests only.
+ */
+export class NodeHousehold {
+  cookie = '';
+  constructor(
+    readonly base: string,
+    readonly household: string,
+    readonly kdfCost = { N: 1 << 15, r: 8, p: 1 },
+  ) {}
+
+  async call(method: 'GET' | 'POST', path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: Record<string, unknown> }> {
+    const res = await fetch(this.base + path, {
+      method,
+      headers: { ...(this.cookie ? { cookie: this.cookie } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+    const set = res.headers.get('set-cookie');
+    if (set) {
+      const m = /ucs_session=([^;]*)/.exec(set);
+      if (m) this.cookie = m[1] ? `ucs_session=${m[1]}` : '';
+    }
+    return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+  }
+
+  /** Registers with `code` and `password`; returns the server's reply and the key pair made. */
+  async register(code: string, password: string): Promise<{ status: number; json: Record<string, unknown>; spki?: Uint8Array; pkcs8?: Uint8Array }> {
+    const begin = await this.call('POST', '/api/register/begin', { household: this.household, code });
+    if (begin.status !== 200) return begin;
+    const { spki, pkcs8 } = await generateHouseholdKey(2048);
+    const kdf = newKdfParams(this.kdfCost);
+    const { wrapKey, auth } = await deriveSecrets(password, kdf);
+    const sealed = await sealPrivateKey(pkcs8, wrapKey, this.household);
+    const r = await this.call('POST', '/api/register/finish', {
+      household: this.household,
+      ticket: begin.json.ticket,
+      spki: b64u(spki),
+      kdf,
+      key: { iv: b64u(sealed.iv), ct: b64u(sealed.ct) },
+      auth: b64u(auth),
+    });
+    return { ...r, spki, pkcs8 };
+  }
+
+  /** Logs in; on success also unwraps the private key as the browser would. */
+  async login(password: string): Promise<{ status: number; json: Record<string, unknown>; pkcs8?: Uint8Array }> {
+    const k = await this.call('GET', `/api/kdf?household=${this.household}`);
+    if (k.status !== 200) return k;
+    const s = await deriveSecrets(password, k.json.kdf as KdfParams);
+    const r = await this.call('POST', '/api/login', { household: this.household, auth: b64u(s.auth) });
+    if (r.status !== 200) return r;
+    const key = r.json.key as { iv: string; ct: string };
+    const pkcs8 = await openPrivateKey({ iv: fromB64u(key.iv, 'iv'), ct: fromB64u(key.ct, 'ct') }, s.wrapKey, this.household);
+    return { ...r, pkcs8 };
+  }
+}

@@ -1,0 +1,286 @@
+/**
+ * The UCS server's database (SQLite via better-sqlite3). It holds nothing that reveals a reading:
+ * - `accounts`: per household the public key (SPKI), its kid, the scrypt parameters and the private key
+ *   encrypted in the browser (AES-256-GCM under a password-derived key the server never sees), and a scrypt
+ *   hash of the login authenticator (itself derived from the password in the browser);
+ * - `used_codes`: which activation code (by its provisioning hash) registered which household, when;
+ * - `tickets`, `sessions`: SHA-256 of random tokens (a dump cannot be replayed as a cookie);
+ * - `failures`: times of failed activation and login attempts, for the per-household limits;
+ * - `archive`: the household streams exactly as the PES sealed them (ciphertext), for history re-fetch.
+ * @module
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import Database from 'better-sqlite3';
+import { b64u } from './web/bytes.js';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS accounts (
+  household TEXT PRIMARY KEY,
+  spki BLOB NOT NULL,
+  kid BLOB NOT NULL,
+  kdf TEXT NOT NULL,
+  key_iv BLOB NOT NULL,
+  key_ct BLOB NOT NULL,
+  auth_hash TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  key_published INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS used_codes (
+  household TEXT NOT NULL,
+  code_hash TEXT NOT NULL,
+  used_at INTEGER NOT NULL,
+  PRIMARY KEY (household, code_hash)
+);
+CREATE TABLE IF NOT EXISTS tickets (
+  token TEXT PRIMARY KEY,
+  household TEXT NOT NULL,
+  code_hash TEXT NOT NULL,
+  expires_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+  token TEXT PRIMARY KEY,
+  household TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  last_seen INTEGER NOT NULL,
+  ended INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS sessions_household ON sessions (household);
+CREATE TABLE IF NOT EXISTS failures (kind TEXT NOT NULL, household TEXT NOT NULL, at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS failures_by ON failures (kind, household, at);
+CREATE TABLE IF NOT EXISTS archive (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  household TEXT NOT NULL,
+  kid BLOB NOT NULL,
+  epoch INTEGER NOT NULL,
+  digest BLOB NOT NULL UNIQUE,
+  payload BLOB NOT NULL,
+  received_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS archive_household ON archive (household, kid, seq);
+`;
+
+/** An account as stored (public key, wrapped private key, login hash). */
+export interface Account {
+  household: string;
+  spki: Buffer;
+  kid: Buffer;
+  /** JSON of the browser's {@link import('./web/kdf.js').KdfParams}. */
+  kdf: string;
+  keyIv: Buffer;
+  keyCt: Buffer;
+  authHash: string;
+  createdAt: number;
+  updatedAt: number;
+  keyPublished: boolean;
+}
+
+/** Session lifetimes, milliseconds. */
+export interface SessionPolicy {
+  /** A session ends this long after its last request. */
+  idleMs: number;
+  /** ... and at the latest this long after login. */
+  maxMs: number;
+}
+
+/** What a session cookie is worth. */
+export type SessionState = { state: 'ok'; household: string; expiresAt: number } | { state: 'expired' | 'ended' | 'unknown' };
+
+const tokenHash = (token: string) => createHash('sha256').update(token).digest('hex');
+
+interface AccountRow {
+  household: string;
+  spki: Buffer;
+  kid: Buffer;
+  kdf: string;
+  key_iv: Buffer;
+  key_ct: Buffer;
+  auth_hash: string;
+  created_at: number;
+  updated_at: number;
+  key_published: number;
+}
+
+const toAccount = (r: AccountRow): Account => ({
+  household: r.household,
+  spki: r.spki,
+  kid: r.kid,
+  kdf: r.kdf,
+  keyIv: r.key_iv,
+  keyCt: r.key_ct,
+  authHash: r.auth_hash,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+  keyPublished: r.key_published === 1,
+});
+
+/**
+ * The UCS repositories over one SQLite file.
+ * @example
+ * ```ts
+ * const db = new UcsDb('ucs.sqlite', { idleMs: 30 * 60_000, maxMs: 12 * 3600_000 });
+ * db.account('hh1');
+ * ```
+ */
+export class UcsDb {
+  readonly db: Database.Database;
+
+  constructor(
+    path: string,
+    readonly sessions: SessionPolicy,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('secure_delete = ON'); // deleted accounts and tokens are overwritten, not left in free pages
+    this.db.exec(SCHEMA);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  // --- accounts -------------------------------------------------------------------------------------------
+
+  account(household: string): Account | undefined {
+    const r = this.db.prepare('SELECT * FROM accounts WHERE household = ?').get(household) as AccountRow | undefined;
+    return r && toAccount(r);
+  }
+
+  /** Accounts whose public key the broker has not acknowledged yet. */
+  unpublishedKeys(): Account[] {
+    return (this.db.prepare('SELECT * FROM accounts WHERE key_published = 0').all() as AccountRow[]).map(toAccount);
+  }
+
+  markKeyPublished(household: string, spki: Buffer): void {
+    this.db.prepare('UPDATE accounts SET key_published = 1 WHERE household = ? AND spki = ?').run(household, spki);
+  }
+
+  /**
+   * Registers (or re-registers, with a new activation code) a household: consumes the code and the ticket
+   * and writes the account in one transaction. Returns false if the code was used in the meantime.
+   */
+  register(ticket: string, a: Omit<Account, 'createdAt' | 'updatedAt' | 'keyPublished'>): { ok: true } | { ok: false; why: 'ticket' | 'used' } {
+    return this.db.transaction(() => {
+      const t = this.db.prepare('DELETE FROM tickets WHERE token = ? AND household = ? RETURNING code_hash, expires_at').get(tokenHash(ticket), a.household) as
+        | { code_hash: string; expires_at: number }
+        | undefined;
+      if (!t || t.expires_at < this.now()) return { ok: false as const, why: 'ticket' as const };
+      const used = this.db.prepare('INSERT OR IGNORE INTO used_codes (household, code_hash, used_at) VALUES (?, ?, ?)').run(a.household, t.code_hash, this.now());
+      if (used.changes === 0) return { ok: false as const, why: 'used' as const };
+      const now = this.now();
+      const old = this.account(a.household);
+      if (old && !old.kid.equals(a.kid)) this.db.prepare('DELETE FROM archive WHERE household = ?').run(a.household);
+      this.db
+        .prepare(
+          `INSERT INTO accounts (household, spki, kid, kdf, key_iv, key_ct, auth_hash, created_at, updated_at, key_published)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
+           ON CONFLICT (household) DO UPDATE SET spki = excluded.spki, kid = excluded.kid, kdf = excluded.kdf, key_iv = excluded.key_iv,
+             key_ct = excluded.key_ct, auth_hash = excluded.auth_hash, updated_at = excluded.updated_at, key_published = 0`,
+        )
+        .run(a.household, a.spki, a.kid, a.kdf, a.keyIv, a.keyCt, a.authHash, now, now);
+      this.db.prepare('UPDATE sessions SET ended = 1 WHERE household = ?').run(a.household);
+      return { ok: true as const };
+    })();
+  }
+
+  /** Replaces the wrapped key and login hash after a password change (the key pair stays). */
+  changePassword(household: string, kdf: string, keyIv: Buffer, keyCt: Buffer, authHash: string, keepSession: string): void {
+    this.db.transaction(() => {
+      this.db.prepare('UPDATE accounts SET kdf = ?, key_iv = ?, key_ct = ?, auth_hash = ?, updated_at = ? WHERE household = ?').run(kdf, keyIv, keyCt, authHash, this.now(), household);
+      this.db.prepare('UPDATE sessions SET ended = 1 WHERE household = ? AND token != ?').run(household, tokenHash(keepSession));
+    })();
+  }
+
+  /** Deletes the account, its sessions and its archive; the activation code stays used. */
+  deleteAccount(household: string): void {
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM accounts WHERE household = ?').run(household);
+      this.db.prepare('DELETE FROM archive WHERE household = ?').run(household);
+      this.db.prepare('DELETE FROM sessions WHERE household = ?').run(household);
+    })();
+  }
+
+  // --- activation codes and attempts ----------------------------------------------------------------------
+
+  codeUsed(household: string, codeHash: string): boolean {
+    return this.db.prepare('SELECT 1 FROM used_codes WHERE household = ? AND code_hash = ?').get(household, codeHash) !== undefined;
+  }
+
+  /** A registration ticket: proof that the code was right, valid for `ttlMs`. */
+  newTicket(household: string, codeHash: string, ttlMs: number): string {
+    const token = b64u(randomBytes(32));
+    this.db.prepare('DELETE FROM tickets WHERE expires_at < ?').run(this.now());
+    this.db.prepare('INSERT INTO tickets (token, household, code_hash, expires_at) VALUES (?, ?, ?, ?)').run(tokenHash(token), household, codeHash, this.now() + ttlMs);
+    return token;
+  }
+
+  recordFailure(kind: 'activation' | 'login', household: string): void {
+    this.db.prepare('INSERT INTO failures (kind, household, at) VALUES (?, ?, ?)').run(kind, household, this.now());
+  }
+
+  /** Failures within the last `windowMs`, and when the oldest of them leaves the window. */
+  recentFailures(kind: 'activation' | 'login', household: string, windowMs: number): { count: number; oldest: number | null } {
+    const since = this.now() - windowMs;
+    this.db.prepare('DELETE FROM failures WHERE at < ?').run(since - 86_400_000);
+    const r = this.db.prepare('SELECT COUNT(*) AS n, MIN(at) AS oldest FROM failures WHERE kind = ? AND household = ? AND at >= ?').get(kind, household, since) as { n: number; oldest: number | null };
+    return { count: r.n, oldest: r.oldest };
+  }
+
+  clearFailures(kind: 'activation' | 'login', household: string): void {
+    this.db.prepare('DELETE FROM failures WHERE kind = ? AND household = ?').run(kind, household);
+  }
+
+  // --- sessions -------------------------------------------------------------------------------------------
+
+  newSession(household: string): string {
+    const token = b64u(randomBytes(32));
+    const now = this.now();
+    this.db.prepare('DELETE FROM sessions WHERE last_seen < ? OR created_at < ?').run(now - this.sessions.idleMs - 86_400_000, now - this.sessions.maxMs - 86_400_000);
+    this.db.prepare('INSERT INTO sessions (token, household, created_at, last_seen) VALUES (?, ?, ?, ?)').run(tokenHash(token), household, now, now);
+    return token;
+  }
+
+  /** What a session token is worth now; `touch` extends the idle timeout of a live session. */
+  session(token: string | undefined, touch: boolean): SessionState {
+    if (!token) return { state: 'unknown' };
+    const h = tokenHash(token);
+    const r = this.db.prepare('SELECT household, created_at, last_seen, ended FROM sessions WHERE token = ?').get(h) as
+      | { household: string; created_at: number; last_seen: number; ended: number }
+      | undefined;
+    if (!r) return { state: 'unknown' };
+    if (r.ended) return { state: 'ended' };
+    const now = this.now();
+    const { idleMs, maxMs } = this.sessions;
+    if (now > r.last_seen + idleMs || now > r.created_at + maxMs) return { state: 'expired' };
+    let last = r.last_seen;
+    if (touch) {
+      last = now;
+      this.db.prepare('UPDATE sessions SET last_seen = ? WHERE token = ?').run(now, h);
+    }
+    return { state: 'ok', household: r.household, expiresAt: Math.min(last + idleMs, r.created_at + maxMs) };
+  }
+
+  endSession(token: string): void {
+    this.db.prepare('UPDATE sessions SET ended = 1 WHERE token = ?').run(tokenHash(token));
+  }
+
+  // --- archive --------------------------------------------------------------------------------------------
+
+  /** Stores one sealed stream message; false if the identical message is already there (a redelivery). */
+  archive(household: string, kid: Uint8Array, epoch: number, payload: Uint8Array): boolean {
+    const digest = createHash('sha256').update(payload).digest();
+    return this.db.prepare('INSERT OR IGNORE INTO archive (household, kid, epoch, digest, payload, received_at) VALUES (?, ?, ?, ?, ?, ?)').run(household, Buffer.from(kid), epoch, digest, Buffer.from(payload), this.now()).changes === 1;
+  }
+
+  /** Archived messages of a household for key `kid` after `after`, oldest first. */
+  archived(household: string, kid: Buffer, after: number, limit: number): { seq: number; payload: Buffer }[] {
+    return this.db.prepare('SELECT seq, payload FROM archive WHERE household = ? AND kid = ? AND seq > ? ORDER BY seq LIMIT ?').all(household, kid, after, limit) as { seq: number; payload: Buffer }[];
+  }
+
+  /** Drops archived messages received before `before` (ms). */
+  pruneArchive(before: number): number {
+    return this.db.prepare('DELETE FROM archive WHERE received_at < ?').run(before).changes;
+  }
+}
