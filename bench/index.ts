@@ -14,7 +14,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-/** Benchmark sections in run order; a missing file is skipped (others add theirs over time). */
+/** Benchmark sections in run order; a missing file is skipped (others add theirs over time), e.g. SECTIONS.includes('pes'). */
 export const SECTIONS = ['paillier', 'aead', 'pipeline', 'pes', 'replay'] as const;
 
 export interface Timing {
@@ -102,12 +102,24 @@ export function measurePair(ours: () => unknown, baseline: () => unknown, option
   return { ours: summary(sides[0]!.times), baseline: summary(sides[1]!.times) };
 }
 
-/** Rounds to 3 significant digits (enough for benchmark figures, keeps the JSON readable). */
+/**
+ * Rounds to 3 significant digits (enough for benchmark figures, keeps the JSON readable).
+ * @example
+ * ```ts
+ * round(12.3456); // 12.3
+ * ```
+ */
 export function round(x: number): number {
   return x === 0 || !Number.isFinite(x) ? x : Number(x.toPrecision(3));
 }
 
-/** Prints progress to stderr (stdout is reserved for the tables and the final JSON line). */
+/**
+ * Prints progress to stderr (stdout is reserved for the tables and the final JSON line).
+ * @example
+ * ```ts
+ * progress('pes: ingest 10k frames');
+ * ```
+ */
 export function progress(message: string): void {
   process.stderr.write(`[bench] ${message}\n`);
 }
@@ -118,7 +130,13 @@ function fmt(v: unknown): string {
   return JSON.stringify(v);
 }
 
-/** Renders one section as aligned rows: figure | value | baseline | ratio. */
+/**
+ * Renders one section as aligned rows: figure | value | baseline | ratio.
+ * @example
+ * ```ts
+ * console.log(table('aead', { encrypt_us: 4, encrypt_us_baseline: 16 })); // ... 4x
+ * ```
+ */
 export function table(title: string, section: Record<string, unknown>): string {
   const rows: string[][] = [['figure', 'value', 'baseline', 'baseline/value']];
   const nested: string[] = [];
@@ -138,7 +156,13 @@ export function table(title: string, section: Record<string, unknown>): string {
   return [out.join('\n'), ...nested].join('\n\n');
 }
 
-/** Runs the named sections (all existing ones by default); returns the JSON object. */
+/**
+ * Runs the named sections (all existing ones by default); returns the JSON object.
+ * @example
+ * ```ts
+ * const { results } = await runBenchmarks(['aead']);
+ * ```
+ */
 export async function runBenchmarks(names: readonly string[] = []): Promise<{ results: Record<string, unknown>; failed: boolean }> {
   const here = dirname(fileURLToPath(import.meta.url));
   for (const name of names) {

@@ -116,7 +116,13 @@ export function ciphertextToBytes(key: PaillierPublic, c: bigint): Buffer {
   return toBytes(c, ciphertextLength(key));
 }
 
-/** Length in bytes of a serialised ciphertext under `key`. */
+/**
+ * Length in bytes of a serialised ciphertext under `key`: ceil(2 |n| / 8).
+ * @example
+ * ```ts
+ * ciphertextLength(key); // 512 at 2048 bits
+ * ```
+ */
 export function ciphertextLength(key: PaillierPublic): number {
   return Math.ceil((2 * key.bits) / 8);
 }

@@ -15,13 +15,43 @@ export interface RandomiserSource {
   /** h_s^r mod n^2 for a fresh random r of `bits` bits. */
   next(): bigint;
 }
-/** Fixed-base window table over Z_m: row i holds base^(d 2^(w i)) for d in [0, 2^w). */
+/**
+ * Fixed-base window table over Z_m: row i holds base^(d 2^(w i)) for d in [0, 2^w).
+ * @example
+ * ```ts
+ * const t = buildTable(hs, n2, 448, 10); tablePow(t, r); // hs^r mod n2
+ * ```
+ */
 export function buildTable(base: bigint, m: bigint, bits: number, w: number): FixedBaseTable;
-/** base^r mod m = prod_i row_i[digit_i(r)] mod m. */
+/**
+ * base^r mod m = prod_i row_i[digit_i(r)] mod m.
+ * @example
+ * ```ts
+ * tablePow(buildTable(3n, 7n, 8, 2), 5n); // 5n
+ * ```
+ */
 export function tablePow(table: FixedBaseTable, r: bigint): bigint;
-/** Garner's CRT: x mod a b from x mod a and x mod b, given a^{-1} mod b. */
+/**
+ * Garner's CRT: x mod a b from x mod a and x mod b, given a^{-1} mod b.
+ * @example
+ * ```ts
+ * crt(2n, 3n, 5n, 7n, 3n); // 17n
+ * ```
+ */
 export function crt(xa: bigint, xb: bigint, a: bigint, b: bigint, aInvB: bigint): bigint;
-/** Uniform r in [0, 2^bits) from the OS CSPRNG. */
+/**
+ * Uniform r in [0, 2^bits) from the OS CSPRNG.
+ * @example
+ * ```ts
+ * randomExponent(448); // 0n <= r < 2n ** 448n
+ * ```
+ */
 export function randomExponent(bits: number): bigint;
-/** h_s^r from a public table over Z_{n^2} or CRT tables over Z_{p^2}, Z_{q^2}. */
+/**
+ * h_s^r from a public table over Z_{n^2} or CRT tables over Z_{p^2}, Z_{q^2}.
+ * @example
+ * ```ts
+ * randomiserSource({ kind: 'public', hs, n2, bits: 448, w: 10 }).next(); // a fresh h_s^r
+ * ```
+ */
 export function randomiserSource(spec: RandomiserSpec): RandomiserSource;

@@ -22,7 +22,7 @@ import { deriveH, randomiserBits, type ExponentChoice } from './params.js';
 import { RandomiserPool, type PoolOptions } from './pool.js';
 import type { PaillierPrivate, PaillierPublic } from './types.js';
 
-/** Smallest and largest |n| the engine accepts (below 2048 bits: tests only). */
+/** Smallest and largest |n| the engine accepts (below 2048 bits: tests only), e.g. `if (bits < MIN_KEY_BITS) ...`. */
 export const MIN_KEY_BITS = 512;
 export const MAX_KEY_BITS = 16384;
 
@@ -35,12 +35,24 @@ export interface EngineOptions {
 
 const SMALL_SCALAR_BITS = 12; // below this, BigInt square-and-multiply beats OpenSSL's fixed cost
 
-/** Encoding of a public key: CBOR [1, n] (n big-endian, minimal). Its SHA-256 names the key. */
+/**
+ * Encoding of a public key: CBOR [1, n] (n big-endian, minimal). Its SHA-256 names the key.
+ * @example
+ * ```ts
+ * publicKeyEncoding(key.n); // <Buffer 82 01 59 01 00 ...>
+ * ```
+ */
 export function publicKeyEncoding(n: bigint): Buffer {
   return cborEncode([1, toBytes(n)]);
 }
 
-/** Key id bytes: SHA-256(CBOR [1, n])[0..8]. */
+/**
+ * Key id bytes: SHA-256(CBOR [1, n])[0..8].
+ * @example
+ * ```ts
+ * keyIdBytes(key.n).toString('hex') === key.keyId; // true
+ * ```
+ */
 export function keyIdBytes(n: bigint): Buffer {
   return createHash('sha256').update(publicKeyEncoding(n)).digest().subarray(0, 8);
 }
@@ -159,6 +171,7 @@ export class PublicKey implements PaillierPublic {
     return r >= this.n2 ? r - this.n2 : r;
   }
 
+  /** E(m; r) = (1 + m n) h_s^r mod n^2, r fresh (DJN 2010 §4.3). */
   encrypt(m: bigint): bigint {
     return this.timesOnePlusMN(this.randomiser(), this.residue(m));
   }
@@ -172,14 +185,17 @@ export class PublicKey implements PaillierPublic {
     return this.timesOnePlusMN(this.source().pow(r), this.residue(m));
   }
 
+  /** E(a + b) = E(a) E(b) mod n^2. */
   add(a: bigint, b: bigint): bigint {
     return (this.operand(a) * this.operand(b)) % this.n2;
   }
 
+  /** E(a + m) = c (1 + m n) mod n^2. */
   addPlain(c: bigint, m: bigint): bigint {
     return this.timesOnePlusMN(this.operand(c), this.residue(m));
   }
 
+  /** E(k a) = c^k mod n^2; for k < 0, (c^-1)^|k|. */
   mulPlain(c: bigint, k: bigint): bigint {
     this.operand(c);
     if (typeof k !== 'bigint') throw new TypeError('scalar must be a bigint');
@@ -201,10 +217,12 @@ export class PublicKey implements PaillierPublic {
     }
   }
 
+  /** E(a; r + r') = c h_s^r' mod n^2. */
   rerandomize(c: bigint): bigint {
     return (this.operand(c) * this.randomiser()) % this.n2;
   }
 
+  /** c in Z*_{n^2}: 0 < c < n^2 and gcd(c mod n, n) = 1. */
   isCiphertext(c: bigint): boolean {
     return typeof c === 'bigint' && c > 0n && c < this.n2 && gcd(c % this.n, this.n) === 1n;
   }
@@ -314,11 +332,13 @@ export class PrivateKey extends PublicKey implements PaillierPrivate {
     }
   }
 
+  /** c in Z*_{n^2}: 0 < c < n^2, p does not divide c, q does not divide c. */
   override isCiphertext(c: bigint): boolean {
     const s = this.secret;
     return typeof c === 'bigint' && c > 0n && c < this.n2 && c % s.p !== 0n && c % s.q !== 0n;
   }
 
+  /** m = CRT(L_p(c^(p-1) mod p^2) h_p mod p, L_q(c^(q-1) mod q^2) h_q mod q) (Paillier 1999 §7). */
   decrypt(c: bigint): bigint {
     const s = this.secret;
     this.operand(c);
