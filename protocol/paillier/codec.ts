@@ -81,7 +81,14 @@ export function decodePublicKey(bytes: Uint8Array, options: DecodeKeyOptions = {
 export function encodePrivateKey(key: PaillierPrivate): Buffer {
   if (!(key instanceof PrivateKey)) throw new TypeError('not a private key of this engine');
   const { p, q } = key.primes;
-  return cborEncode([PAILLIER_FORMAT, toBytes(key.n), toBytes(p), toBytes(q)]);
+  const pb = toBytes(p);
+  const qb = toBytes(q);
+  try {
+    return cborEncode([PAILLIER_FORMAT, toBytes(key.n), pb, qb]);
+  } finally {
+    pb.fill(0);
+    qb.fill(0);
+  }
 }
 
 /**
