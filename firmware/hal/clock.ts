@@ -5,8 +5,6 @@
  * (the meter then paces itself on the line and on acknowledgements instead).
  * @module
  */
-import { setTimeout as sleep } from 'node:timers/promises';
-
 /** Simulated-time speed: a positive factor over real time, or `'max'` for no waiting. */
 export type Speed = number | 'max';
 
@@ -73,9 +71,24 @@ export function createClock(speed: Speed): Clock {
         if (anchorSim === undefined) this.start(simTime);
         const dueWall = anchorWall + ((simTime - anchorSim!) * 1000) / speed;
         const delay = dueWall - nowMs();
-        if (delay > 0) await sleep(delay, undefined, { signal });
+        if (delay > 0) await sleep(delay, signal);
       }
       signal?.throwIfAborted();
     },
   };
+}
+
+/** Resolves after `ms`, or rejects with the signal's reason when it aborts first (global timers, so fakeable). */
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
 }
