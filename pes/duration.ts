@@ -24,12 +24,24 @@ export function parseBillingPeriod(text: string, flag = '--billing-period'): Bil
   throw new TypeError(`${flag}: expected 1d, 1mo or Nh with N dividing 24, got "${text}"`);
 }
 
-/** Text form of a billing period (inverse of {@link parseBillingPeriod}). */
+/**
+ * Text form of a billing period (inverse of {@link parseBillingPeriod}).
+ * @example
+ * ```ts
+ * formatBillingPeriod({ unit: 'month', count: 1 }); // '1mo'
+ * ```
+ */
 export function formatBillingPeriod(p: BillingPeriod): string {
   return p.unit === 'month' ? '1mo' : p.unit === 'day' ? '1d' : `${p.count}h`;
 }
 
-/** Nominal length of a billing period in seconds (31 days for a month), for retention defaults. */
+/**
+ * Nominal length of a billing period in seconds (31 days for a month), for retention defaults.
+ * @example
+ * ```ts
+ * nominalSeconds({ unit: 'day', count: 1 }); // 86400
+ * ```
+ */
 export function nominalSeconds(p: BillingPeriod): number {
   return p.unit === 'month' ? 31 * 86400 : p.unit === 'day' ? 86400 : p.count * 3600;
 }

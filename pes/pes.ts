@@ -96,7 +96,14 @@ export interface PesHandle {
   abandon(): void;
 }
 
-/** Resolves the settings from options, validating them. */
+/**
+ * Resolves the settings from options (defaults filled in), validating them; throws `RangeError` naming the
+ * setting.
+ * @example
+ * ```ts
+ * resolveSettings({ k: 20, billing: '1mo' }).retentionS; // 62 days
+ * ```
+ */
 export function resolveSettings(o: Omit<CreatePesOptions, 'keys'>): PesSettings {
   const tariff = o.tariff ?? FLAT_TARIFF;
   const billing = typeof o.billing === 'string' || o.billing === undefined ? parseBillingPeriod(o.billing ?? '1d') : o.billing;

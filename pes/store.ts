@@ -42,7 +42,13 @@ export interface StoredOutMessage extends OutMessage {
   id: number;
 }
 
-/** Raised when a state file cannot be used with the given keys or settings. */
+/**
+ * Raised when a state file cannot be used with the given keys or settings.
+ * @example
+ * ```ts
+ * try { PesStore.open(file, opts); } catch (e) { if (e instanceof StateMismatchError) console.error(e.message); }
+ * ```
+ */
 export class StateMismatchError extends Error {
   override name = 'StateMismatchError';
 }
