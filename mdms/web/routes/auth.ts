@@ -31,13 +31,14 @@ function safeNext(v: unknown): string {
   return typeof v === 'string' && /^\/(?![/\\])[\x21-\x7e]*$/.test(v) && !v.startsWith('/login') ? v : '/';
 }
 
-function loginPage(req: FastifyRequest, reply: FastifyReply, opts: { next: string; error?: string; username?: string; status?: number; flash?: string | null }): Promise<FastifyReply> {
+async function loginPage(req: FastifyRequest, reply: FastifyReply, opts: { next: string; error?: string; username?: string; status?: number; flash?: string | null }): Promise<FastifyReply> {
+  const { utilityName } = await req.server.mdms.web.settings.all();
   return sendPage(
     req,
     reply,
     { title: 'Sign in', status: opts.status ?? 200, flash: opts.error ? { kind: 'error', text: opts.error } : opts.flash ? { kind: 'ok', text: opts.flash } : null },
     (csrf) => html`<div class="card login">
-  <div class="brand"><span class="logo" aria-hidden="true">⚡</span><span>Meter data management<small>Sign in with your utility account</small></span></div>
+  <div class="brand"><span class="logo" aria-hidden="true">⚡</span><span>${utilityName}<small>Meter data management · sign in with your utility account</small></span></div>
   <form method="post" action="/login" class="stack">
     ${csrfField(csrf)}
     <input type="hidden" name="next" value="${opts.next}">

@@ -110,21 +110,29 @@ export async function billingRoutes(app: FastifyInstance): Promise<void> {
   }
 
   // ---- pages
-  app.get('/accounts', { config: { access: 'billing.read' }, schema: { hide: true, response: { 200: { type: 'string' } } } }, async (req, reply) => {
+  app.get(
+    '/accounts',
+    { config: { access: 'billing.read' }, schema: { hide: true, querystring: { type: 'object', properties: { q: { type: 'string', maxLength: 40 } } }, response: { 200: { type: 'string' } } } },
+    async (req, reply) => {
     await syncAccounts();
-    const accounts = await web.accounts.list();
+    const q = ((req.query as { q?: string }).q ?? '').trim().toUpperCase();
+    const all = await web.accounts.list();
+    // Find by account number or meter id (a clerk on the phone has one or the other).
+    const accounts = q ? all.filter((a) => a.accountNumber.includes(q) || metersOf(a.household).some((m) => m.meter.toUpperCase().includes(q))) : all;
     const settings = await web.settings.all();
-    await audit(req, 'view.accounts', 'all accounts', { count: accounts.length });
+    await audit(req, 'view.accounts', q ? `search ${q}` : 'all accounts', { count: accounts.length });
     return sendPage(req, reply, { title: 'Accounts', active: '/accounts' }, () => html`
 <h1>Billing accounts</h1>
 <p class="sub">One account per household. The MDMS knows a household only by its pseudonymous PES key and this account number.</p>
+<div class="card no-print"><form method="get" action="/accounts" class="row"><label>Account number or meter id <input name="q" value="${q}" maxlength="40" placeholder="SM-… or 534d52…"></label><button type="submit">Find</button>${q ? html`<a href="/accounts">Show all</a>` : ''}</form></div>
 <div class="card table-wrap"><table data-testid="accounts"><thead><tr><th>Account</th><th>Tariff</th><th>Meters</th><th>Neighbourhood</th></tr></thead><tbody>
 ${accounts.map((a) => {
   const ms = metersOf(a.household);
   return html`<tr><td><a class="mono" href="${`/accounts/${a.accountNumber}`}">${a.accountNumber}</a></td><td>${a.tariffCode ?? html`<span class="muted">default${settings.defaultTariff ? ` (${settings.defaultTariff})` : ' — none set'}</span>`}</td><td class="mono">${ms.map((m) => m.meter).join(', ') || '–'}</td><td>${[...new Set(ms.map((m) => m.neighbourhood))].join(', ') || '–'}</td></tr>`;
 })}
-</tbody></table>${accounts.length === 0 ? html`<p class="muted">No households yet.</p>` : ''}</div>`);
-  });
+</tbody></table>${accounts.length === 0 ? html`<p class="muted">${q ? 'No account matches.' : 'No households yet.'}</p>` : ''}</div>`);
+    },
+  );
 
   app.get(
     '/accounts/:account',

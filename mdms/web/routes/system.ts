@@ -137,12 +137,32 @@ ${Object.entries(PERMISSIONS).map(([p, rs]) => html`<tr><td class="mono">${p}</t
       stats.push({ label: 'Tariff versions', value: String((await web.tariffs.list()).length), href: '/tariffs' });
       stats.push({ label: 'Database', value: store.dialect === 'sqlite' ? 'SQLite' : 'PostgreSQL', hint: `web schema v${WEB_SCHEMA_VERSION}, store v${await store.schemaVersion()}` });
     }
+    const nbs = can(u.roles, 'neighbourhood.read') ? await store.listNeighbourhoods() : [];
+    const recent = can(u.roles, 'audit.read') ? await web.audit.list({ limit: 8 }) : [];
     return sendPage(req, reply, { title: 'Overview', active: '/' }, () =>
       html`<h1>Good to see you, ${u.username}</h1><p class="sub">${settings.utilityName} · meter data management. The MDMS holds neighbourhood aggregates of several meters and each household's energy per billing period and band — nothing finer.</p>
 <div class="grid">${stats.map(
         (s) =>
           html`<div class="stat"><div class="label">${s.label}</div><div class="value">${s.href ? html`<a href="${s.href}">${s.value}</a>` : s.value}</div>${s.hint ? html`<div class="hint">${s.hint}</div>` : ''}</div>`,
-      )}</div>`,
+      )}</div>
+${
+  nbs.length
+    ? html`<div class="card"><h2>Neighbourhoods</h2><div class="checks">${nbs.map((nb) => html`<a class="button secondary" href="${`/neighbourhoods?nb=${encodeURIComponent(nb)}`}">${nb}</a>`)}
+<a class="button" href="${`/neighbourhoods?${nbs.slice(0, 6).map((nb) => `nb=${encodeURIComponent(nb)}`).join('&')}&range=week`}">Compare this week</a></div></div>`
+    : ''
+}
+${
+  can(u.roles, 'billing.read')
+    ? html`<div class="card"><h2>Billing</h2><div class="checks"><a class="button" href="/bills">Open the bill run</a><a class="button secondary" href="/accounts">Find an account</a><a class="button secondary" href="/api/v1/exports/billing.csv" download>Billing CSV</a></div></div>`
+    : ''
+}
+${
+  recent.length
+    ? html`<div class="card table-wrap"><h2>Recent activity</h2><table><thead><tr><th>When</th><th>Who</th><th>Action</th><th>What</th><th>Outcome</th></tr></thead><tbody>
+${recent.map((e) => html`<tr><td>${fmtTime(Math.floor(e.atMs / 1000), tz)}</td><td>${e.username}</td><td class="mono">${e.action}</td><td class="mono">${e.target}</td><td>${e.outcome === 'ok' ? html`<span class="badge ok">ok</span>` : html`<span class="badge err">${e.outcome}</span>`}</td></tr>`)}
+</tbody></table><p><a href="/admin/audit">The whole audit log →</a></p></div>`
+    : ''
+}`,
     );
   });
 }

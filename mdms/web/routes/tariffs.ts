@@ -114,13 +114,13 @@ export async function tariffRoutes(app: FastifyInstance): Promise<void> {
       const codes = [...new Set(all.map((t) => t.code))];
       const now = nowS();
       return sendPage(req, reply, { title: 'Tariffs', active: '/tariffs', flash: flashOf(req.query, { created: 'Tariff version added.', withdrawn: 'Tariff version withdrawn.' }) }, (csrf) => html`
-<div class="toolbar"><div><h1>Tariffs</h1><p class="sub">Each version takes effect at local midnight of its date and stays until the next version of the same tariff. Prices in thousandths of the minor unit are exact; nothing is a float.</p></div>
+<div class="head"><div><h1>Tariffs</h1><p class="sub">Each version takes effect at local midnight of its date and stays until the next version of the same tariff. Prices in thousandths of the minor unit are exact; nothing is a float.</p></div>
 ${admin ? html`<a class="button" href="/tariffs/new">New tariff</a>` : ''}</div>
 ${codes.length === 0 ? html`<div class="card"><p class="muted">No tariffs yet.${admin ? ' Add one to start billing.' : ''}</p></div>` : ''}
 ${codes.map((code) => {
   const versions = all.filter((t) => t.code === code);
   const current = [...versions].reverse().find((v) => effectiveStart(v) <= now);
-  return html`<div class="card table-wrap" data-testid="${`tariff-${code}`}"><div class="toolbar"><h2>${versions[versions.length - 1]!.name} <span class="muted mono">${code}</span>${settings.defaultTariff === code ? html` <span class="badge ok">default</span>` : ''}</h2>
+  return html`<div class="card table-wrap" data-testid="${`tariff-${code}`}"><div class="head"><h2>${versions[versions.length - 1]!.name} <span class="muted mono">${code}</span>${settings.defaultTariff === code ? html` <span class="badge ok">default</span>` : ''}</h2>
 ${admin ? html`<a class="button secondary" href="${`/tariffs/new?from=${versions[versions.length - 1]!.id}`}">New version</a>` : ''}</div>
 <table><thead><tr><th>Effective from</th><th>Bands (price per kWh)</th><th class="num">Standing / day</th><th class="num">VAT</th><th>Status</th><th>Added</th>${admin ? html`<th></th>` : ''}</tr></thead><tbody>
 ${versions.map((v) => {

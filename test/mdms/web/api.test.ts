@@ -382,6 +382,24 @@ describe('sessions, CSRF and rate limiting', () => {
     expect((await fx.web.audit.list({ action: 'logout' }))[0]!.username).toBe('billing');
   });
 
+  it('never redirects to another site after login', async () => {
+    for (const next of ['//evil.example/x', 'https://evil.example/', '/\\evil.example', 'javascript:alert(1)']) {
+      const r = await app.inject({ url: `/login?next=${encodeURIComponent(next)}`, headers: { cookie: auth.billing!.cookie } });
+      expect(r.statusCode).toBe(303);
+      expect(r.headers.location).toBe('/');
+    }
+  });
+
+  it('finds an account by meter id or account number', async () => {
+    const r = await app.inject({ url: '/accounts?q=0000000003', headers: headers('billing') });
+    const hh3 = (await fx.web.accounts.byHousehold('hh03'))!.accountNumber;
+    expect(r.body).toContain(hh3);
+    expect(r.body).not.toContain(account1);
+    const byNumber = await app.inject({ url: `/accounts?q=${account1.toLowerCase()}`, headers: headers('billing') });
+    expect(byNumber.body).toContain(`/accounts/${account1}`);
+    expect(byNumber.body).not.toContain(`/accounts/${hh3}`);
+  });
+
   it('marks cookies Secure unless the request is plain HTTP between loopback addresses', async () => {
     const r = await app.inject({ url: '/login', headers: { host: 'mdms.utility.example' } });
     expect(r.cookies.find((c) => c.name === 'mdms_csrf')?.secure).toBe(true);
