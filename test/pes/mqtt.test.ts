@@ -99,6 +99,27 @@ describe('PES over MQTT', () => {
     expect(bill.bands.flat).toBe(45 * 100);
   });
 
+  it('subscribes again when a restarted broker has lost its session', async () => {
+    const first = await startBroker({ port: 0, logger: log });
+    const port = first.port;
+    const f = await makeFleet({ n: 1, start: T0 });
+    const svc = startPesService({ keys: f.keys, k: 1, logger: log, mqtt: { url: first.url, clientId: 'pes-resub', reconnectPeriod: 100 } });
+    cleanup.push(() => svc.close());
+    await svc.ready;
+    await first.close();
+    const second = await startBroker({ port, logger: log }); // in-memory: no session, no subscriptions
+    cleanup.push(() => second.close());
+    let resubscribed = false;
+    second.aedes.on('subscribe', (subs, client) => {
+      if (client?.id === 'pes-resub' && subs.some((x) => x.topic === topics.framesAll)) resubscribed = true;
+    });
+    await until(() => resubscribed, 'the PES to subscribe again');
+    const gw = await connect(second.url, 'gw-resub');
+    const m = f.meters[0]!;
+    await gw.publishAsync(topics.frames('gw-nb0'), uplink([m.frame(m.batch(3))]), { qos: 1 });
+    await until(() => svc.pes.counters.framesOk === 1, 'the uplink through the new broker');
+  });
+
   it('reports the broker refusing its subscriptions', async () => {
     const broker = await startBroker({
       port: 0,
