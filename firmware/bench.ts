@@ -54,7 +54,13 @@ async function meterRun(nv: NvStore, days: number, n: number): Promise<{ reading
   return { readingsPerS: Math.round(c.readings / s), framesPerS: Math.round(c.frames / s) };
 }
 
-/** Runs the firmware benchmarks; returns the JSON section. */
+/**
+ * Runs the firmware benchmarks; returns the JSON section.
+ * @example
+ * ```ts
+ * console.log((await run()).meterReadingsPerS_fileNv);
+ * ```
+ */
 export async function run(): Promise<Record<string, unknown>> {
   const dir = mkdtempSync(join(tmpdir(), 'sm-fwbench-'));
   try {

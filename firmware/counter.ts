@@ -14,7 +14,13 @@ import { MAX_IC } from '../protocol/frame.js';
 /** Default number of counters reserved per NV write. */
 export const DEFAULT_COUNTER_BLOCK = 64;
 
-/** Thrown when the counter would pass 2^32 - 1: the meter must stop sending until its key is renewed. */
+/**
+ * Thrown when the counter would pass 2^32 - 1: the meter must stop sending until its key is renewed.
+ * @example
+ * ```ts
+ * meter.done().catch((e) => { if (e instanceof CounterExhaustedError) alarm('renew key'); });
+ * ```
+ */
 export class CounterExhaustedError extends Error {
   constructor() {
     super('invocation counter exhausted (2^32 - 1 reached): the key must be renewed');

@@ -72,7 +72,13 @@ export interface MeterCounters {
   duplicateAcks: number;
 }
 
-/** Thrown (or rejected) once a meter was stopped or halted. */
+/**
+ * Thrown (or rejected) once a meter was stopped or halted.
+ * @example
+ * ```ts
+ * await meter.done().catch((e) => { if (!(e instanceof MeterStoppedError)) throw e; });
+ * ```
+ */
 export class MeterStoppedError extends Error {
   constructor(how: 'stopped' | 'halted') {
     super(`meter ${how}`);

@@ -15,6 +15,7 @@ import type { RingFrame } from './ring.js';
 /** Largest register accepted, Wh (as in protocol/reading.ts: exact in a double, far beyond any meter). */
 const MAX_REGISTER_WH = 2 ** 48;
 
+/** Version of the NV record layout; a record of another version is refused. */
 export const STATE_VERSION = 1;
 
 export interface MeterState {

@@ -87,6 +87,11 @@ const LINE = /^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2}),([^,]+)$/;
 /**
  * Converts local wall-clock fields in `zone` to Unix seconds, choosing among the possible instants as the
  * module documentation says (earliest after `after`; luxon's forward shift for a gap).
+ * @example
+ * ```ts
+ * const r = new LocalTimeResolver('America/New_York');
+ * r.resolve(LocalTimeResolver.wallSeconds(2016, 11, 6, 1, 30, 0)!); // 01:30 EDT = 1478410200
+ * ```
  */
 export class LocalTimeResolver {
   private readonly zone: IANAZone;
