@@ -137,7 +137,9 @@ export function buildAcl(fleet: { gateways: string[]; households: string[] }): R
       subscribe: [topics.framesAll, topics.householdKeysAll],
     },
     mdms: { publish: [], subscribe: [topics.aggregatesAll] },
-    ucs: { publish: [topics.householdKeysAll], subscribe: [] },
+    // The UCS server publishes household public keys and keeps each household's encrypted archive: it reads
+    // the sealed streams (ciphertext under household keys it never holds), never aggregates or frames.
+    ucs: { publish: [topics.householdKeysAll], subscribe: [HOUSEHOLD_READINGS_ALL] },
   };
   for (const gw of fleet.gateways) acl[`gateway-${gw}`] = { publish: [topics.frames(gw)], subscribe: [] };
   for (const hh of fleet.households) acl[`household-${hh}`] = { publish: [], subscribe: [topics.householdAll(hh)] };

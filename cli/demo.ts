@@ -1,6 +1,153 @@
+/**
+ * `smartermeter demo` (what `npm start` runs): provisions a synthetic demo fleet, starts every component in
+ * one process on embedded defaults (aedes, SQLite), replays accelerated so that a day passes in about a
+ * minute, and prints the URLs and the generated credentials. Nothing is hard-coded: every password and
+ * activation code is generated for this run and printed once.
+ * @module
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-export function registerDemoCommand(program: Command): void {
-  program.command('demo').description('(being written)').action(() => {
-    throw new Error('demo not yet available');
+import { DateTime } from 'luxon';
+import { pino } from 'pino';
+import { provision } from '../provision/keys.js';
+import { intOption } from './options.js';
+import { startSystem, type SystemHandle } from './system.js';
+
+/** `port` if it is free on 127.0.0.1, else a free one. */
+export async function preferPort(port: number): Promise<{ port: number; preferred: boolean }> {
+  const tryListen = (p: number) =>
+    new Promise<number | null>((res) => {
+      const s = createServer();
+      s.once('error', () => res(null));
+      s.listen(p, '127.0.0.1', () => {
+        const got = (s.address() as { port: number }).port;
+        s.close(() => res(got));
+      });
+    });
+  const got = await tryListen(port);
+  if (got !== null) return { port: got, preferred: true };
+  return { port: (await tryListen(0))!, preferred: false };
+}
+
+export interface DemoOptions {
+  dir: string;
+  neighbourhoods: number;
+  householdsPerNeighbourhood: number;
+  k: number;
+  speed: number;
+  days?: number;
+  brokerPort: number;
+  wsPort: number;
+  mdmsPort: number;
+  ucsPort: number;
+}
+
+export interface DemoHandle {
+  system: SystemHandle;
+  urls: Record<string, string>;
+  /** Things the operator should know (a preferred port was busy, ...). */
+  notes: string[];
+  close(): Promise<void>;
+}
+
+/** Starts the demo and returns once everything is up. */
+export async function startDemo(o: DemoOptions): Promise<DemoHandle> {
+  mkdirSync(o.dir, { recursive: true, mode: 0o700 });
+  const rows = ['meter,household,neighbourhood,source'];
+  for (let n = 1; n <= o.neighbourhoods; n++) {
+    for (let h = 1; h <= o.householdsPerNeighbourhood; h++) {
+      const id = `${String(n).padStart(2, '0')}${String(h).padStart(3, '0')}`;
+      rows.push(`m${id},hh${id},nb${String(n).padStart(2, '0')},synthetic:${n * 1000 + h}`);
+    }
+  }
+  const fleetCsv = join(o.dir, 'fleet.csv');
+  writeFileSync(fleetCsv, rows.join('\n') + '\n');
+  const keysDir = join(o.dir, 'keys');
+  const fleet = await provision({ fleetCsv, out: keysDir });
+  const broker = await preferPort(o.brokerPort);
+  const ws = await preferPort(o.wsPort);
+  // Two days ago at midnight UTC: the first two days pass in about two minutes at the default speed.
+  const start = DateTime.utc().startOf('day').minus({ days: 2 }).toSeconds();
+  const system = await startSystem({
+    keysDir,
+    fleet,
+    db: join(o.dir, 'mdms.sqlite'),
+    stateDir: join(o.dir, 'state'),
+    intervalS: 900,
+    billing: '1d',
+    k: o.k,
+    latenessS: 1800,
+    tz: 'UTC',
+    speed: o.speed,
+    synthetic: { start, days: o.days },
+    brokerPort: broker.port,
+    wsPort: ws.port,
+    pool: true,
+    log: pino({ level: process.env.SM_LOG ?? 'warn' }),
   });
+  const urls: Record<string, string> = { broker: system.mqttUrl };
+  if (system.broker?.wsUrl) urls.brokerWebSocket = system.broker.wsUrl;
+  const notes: string[] = [];
+  if (!broker.preferred) notes.push(`port ${o.brokerPort} is busy (Mosquitto?): the embedded broker listens on ${broker.port} instead`);
+  if (!ws.preferred) notes.push(`port ${o.wsPort} is busy: the broker's WebSocket listener is on ${ws.port} instead`);
+  return { system, urls, notes, close: () => system.close() };
+}
+
+/** Registers `smartermeter demo`. */
+export function registerDemoCommand(program: Command): void {
+  program
+    .command('demo')
+    .description('run the whole system on embedded defaults with a synthetic fleet, a day per minute (npm start)')
+    .option('--dir <dir>', 'where the demo keeps its keys, databases and state (default .smartermeter/demo-<time>)')
+    .option('--neighbourhoods <n>', 'neighbourhoods', intOption('--neighbourhoods', 1, 50), 3)
+    .option('--households <n>', 'households per neighbourhood', intOption('--households', 1, 500), 20)
+    .option('--k <n>', 'fewest meters in a released neighbourhood aggregate', intOption('--k', 1, 100000), 20)
+    .option('--speed <n>', 'simulated seconds per second (1440: a day per minute)', intOption('--speed', 1, 1_000_000), 1440)
+    .option('--days <n>', 'stop the meters after this many simulated days (default: run until interrupted)', intOption('--days', 1, 3660))
+    .option('--broker-port <n>', 'MQTT port (a busy port is replaced by a free one)', intOption('--broker-port', 0, 65535), 1883)
+    .option('--ws-port <n>', 'MQTT-over-WebSocket port', intOption('--ws-port', 0, 65535), 8083)
+    .option('--mdms-port <n>', 'MDMS web app port', intOption('--mdms-port', 0, 65535), 8080)
+    .option('--ucs-port <n>', 'household app port', intOption('--ucs-port', 0, 65535), 8081)
+    .action(async (f) => {
+      const dir = resolve(f.dir ?? join('.smartermeter', `demo-${DateTime.utc().toFormat("yyyyLLdd'T'HHmmss")}`));
+      console.log(`Smarter Metering demo — provisioning ${f.neighbourhoods * f.households} synthetic households into ${dir} ...`);
+      const demo = await startDemo({
+        dir,
+        neighbourhoods: f.neighbourhoods,
+        householdsPerNeighbourhood: f.households,
+        k: f.k,
+        speed: f.speed,
+        days: f.days,
+        brokerPort: f.brokerPort,
+        wsPort: f.wsPort,
+        mdmsPort: f.mdmsPort,
+        ucsPort: f.ucsPort,
+      });
+      for (const n of demo.notes) console.log(`note: ${n}`);
+      console.log(Object.entries(demo.urls).map(([k, v]) => `  ${k.padEnd(16)} ${v}`).join('\n'));
+      const code = readFileSync(join(dir, 'keys/households/hh01001.activation'), 'utf8').trim();
+      console.log(`  activation code of household hh01001: ${code}`);
+      const pc = demo.system.pes.pes.counters;
+      const timer = setInterval(() => {
+        const wm = demo.system.pes.pes.watermark;
+        console.log(
+          `[${wm ? new Date(wm * 1000).toISOString().slice(0, 16).replace('T', ' ') : '—'}] readings folded ${pc.readings}, aggregates released ${pc.released}, ` +
+            `suppressed ${pc.suppressed}, stored by MDMS ${demo.system.mdms.counters.stored}`,
+        );
+      }, 10_000);
+      const stop = () => {
+        clearInterval(timer);
+        console.log('stopping ...');
+        void demo.close().then(() => process.exit(0));
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      if (f.days !== undefined) {
+        await demo.system.metersDone();
+        await demo.system.drain();
+        console.log('all simulated days replayed; services stay up until Ctrl-C');
+      }
+    });
 }

@@ -5,6 +5,8 @@
 import { Command, CommanderError } from 'commander';
 import { registerProvisionCommand } from '../provision/cli.js';
 
+let errorShown = false;
+
 /** Every actor's command registrar, in the order `--help` lists them. */
 const registrars: [string, string][] = [
   ['../provision/cli.js', 'registerProvisionCommand'],
@@ -28,7 +30,12 @@ export async function buildProgram(): Promise<Command> {
   const program = new Command('smartermeter')
     .description('Smarter Metering: privacy-enhancing smart metering (meters, concentrator, PES, MDMS, household app)')
     .showHelpAfterError()
-    .configureOutput({ outputError: (s, write) => write(s) });
+    .configureOutput({
+      outputError: (s, write) => {
+        errorShown = true;
+        write(s);
+      },
+    });
   registerProvisionCommand(program);
   for (const [path, name] of registrars.slice(1)) {
     const mod = (await import(path)) as Record<string, (p: Command) => void>;
@@ -46,7 +53,11 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await program.parseAsync(argv);
   } catch (e) {
-    if (e instanceof CommanderError) process.exit(e.exitCode);
+    if (e instanceof CommanderError) {
+      // Commander prints its own parse errors; an InvalidArgumentError thrown inside an action it does not.
+      if (e.exitCode !== 0 && !errorShown) console.error(`smartermeter: ${e.message.replace(/^error: /, '')}`);
+      process.exit(e.exitCode);
+    }
     console.error(`smartermeter: ${(e as Error).message}`);
     if (process.env.SM_DEBUG) console.error(e);
     process.exit(1);

@@ -132,5 +132,9 @@ describe('buildAcl', () => {
     expect(canSub('household-h1', topics.household('h2'))).toBe(false);
     expect(canPub('ucs', topics.householdKey('h1'))).toBe(true);
     expect(canSub('ucs', topics.householdKeysAll)).toBe(false);
+    expect(canSub('ucs', 'sm/v1/household/+/readings')).toBe(true);
+    expect(canSub('ucs', topics.household('h1'))).toBe(true);
+    expect(canSub('ucs', topics.aggregatesAll)).toBe(false);
+    expect(canSub('ucs', topics.framesAll)).toBe(false);
   });
 });

@@ -142,6 +142,8 @@ describe('subscribe ACL (requested filter must be covered by a granted one)', ()
     ['mdms', topics.framesAll, false],
     ['gateway-gw-n1', topics.frames('gw-n1'), false],
     ['ucs', topics.householdKeysAll, false],
+    ['ucs', 'sm/v1/household/+/readings', true],
+    ['ucs', topics.aggregatesAll, false],
   ])('%s subscribing to %s: granted=%s', async (user, filter, allowed) => {
     const c = await as(user);
     const denied = broker.counters.subscribeDenied;
