@@ -213,6 +213,8 @@ export async function startUcs(opts: UcsOptions): Promise<UcsHandle> {
       directives: {
         defaultSrc: ["'self'"],
         scriptSrc: ["'self'"],
+        // mqtt.js runs its keepalive timers in a Worker made from a blob (timers in a hidden tab are throttled).
+        workerSrc: ["'self'", 'blob:'],
         styleSrc: ["'self'"],
         imgSrc: ["'self'", 'data:'],
         connectSrc: ["'self'", new URL(opts.brokerWsUrl).origin],

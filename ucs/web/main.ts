@@ -1,0 +1,574 @@
+/**
+ * The household app in the browser: registration (key pair made here), login (private key unwrapped here),
+ * the household's sealed stream from the broker and the server's archive opened here, views and exports
+ * made here. The server never receives a reading, a password or an unwrapped key.
+ * @module
+ */
+import 'uplot/dist/uPlot.min.css';
+import './style.css';
+import { DateTime } from 'luxon';
+import uPlot from 'uplot';
+import { topics } from '../../protocol/topics.js';
+import { api, ApiError } from './api.js';
+import { bodyRows, parseStreamBody, type Row } from './body.js';
+import { fromB64u, hex } from './bytes.js';
+import { toCsv, toEspiXml } from './export.js';
+import { checkKdf, deriveSecrets, newKdfParams, passwordProblem, type KdfParams } from './kdf.js';
+import { generateHouseholdKey, importPrivateKey, keyIdOf, openPrivateKey, pkcs8Pem, sealPrivateKey, WrongPasswordError } from './keys.js';
+import { connectLive, type Live, type LiveStatus } from './live.js';
+import { OpenError, StreamOpener, type OpenFailure } from './seal.js';
+import { bucketBounds, compare, cumulative, formatKwh, intervalBounds, liveNow, powerSeries, shiftRange, spanRange, sumEnergy, type Span } from './series.js';
+import { ReadingStore } from './store.js';
+
+const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+
+// --- DOM helpers -------------------------------------------------------------------------------------------
+const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
+  const el = document.getElementById(id);
+  if (!el) throw new Error(`missing #${id}`);
+  return el as T;
+};
+const input = (id: string) => $<HTMLInputElement>(id);
+const setText = (id: string, text: string) => {
+  $(id).textContent = text;
+};
+const localTime = (t: number, fmt = 'yyyy-LL-dd HH:mm') => DateTime.fromSeconds(t, { zone }).toFormat(fmt);
+
+function notice(kind: 'error' | 'info' | 'success', message: string): void {
+  const n = $('notice');
+  n.dataset.kind = kind;
+  n.textContent = message;
+  n.hidden = false;
+}
+const clearNotice = () => {
+  $('notice').hidden = true;
+};
+
+function screen(name: 'loading' | 'login' | 'register' | 'app'): void {
+  for (const s of ['loading', 'login', 'register', 'app']) $(`screen-${s}`).hidden = s !== name;
+  $('logout').hidden = name !== 'app';
+  $('conn').hidden = name !== 'app';
+}
+
+/** Runs a form action with its button disabled; shows ApiError/WrongPasswordError messages as notices. */
+async function busy(button: string, progress: string | null, work: (say: (s: string) => void) => Promise<void>): Promise<void> {
+  const b = $<HTMLButtonElement>(button);
+  const say = (s: string) => progress && setText(progress, s);
+  b.disabled = true;
+  clearNotice();
+  try {
+    await work(say);
+  } catch (e) {
+    if (e instanceof ApiError && (e.code === 'session-expired' || e.code === 'no-session') && state.household) lock(e.message);
+    else notice('error', e instanceof ApiError || e instanceof WrongPasswordError ? e.message : `Something went wrong: ${(e as Error).message}`);
+  } finally {
+    b.disabled = false;
+    say('');
+  }
+}
+
+// --- state -------------------------------------------------------------------------------------------------
+interface State {
+  household?: string;
+  spki?: Uint8Array;
+  opener?: StreamOpener;
+  store?: ReadingStore;
+  live?: Live;
+  received: number;
+  failures: Record<OpenFailure | 'invalid', number>;
+  archive: 'unknown' | 'on' | 'off';
+  sessionTimer?: ReturnType<typeof setInterval>;
+  activity: boolean;
+  queue: Promise<void>;
+}
+const state: State = { received: 0, failures: { malformed: 0, otherKey: 0, tampered: 0, invalid: 0 }, archive: 'unknown', activity: false, queue: Promise.resolve() };
+
+// --- login, registration, lock ------------------------------------------------------------------------------
+interface AccountReply {
+  household: string;
+  kdf: KdfParams;
+  key: { iv: string; ct: string };
+  spki: string;
+}
+
+/** Checks the password with the server (rate-limited there) and returns the account's wrapped key. */
+async function authenticate(household: string, password: string, say: (s: string) => void): Promise<{ account: AccountReply; wrapKey: Uint8Array }> {
+  say('Looking up your account…');
+  const { kdf } = await api<{ kdf: unknown }>('GET', `/api/kdf?household=${encodeURIComponent(household)}`);
+  say('Deriving your keys from the password (a second or two)…');
+  const secrets = await deriveSecrets(password, checkKdf(kdf));
+  const account = await api<AccountReply>('POST', '/api/login', { household, auth: b64(secrets.auth) });
+  return { account, wrapKey: secrets.wrapKey };
+}
+const b64 = (u: Uint8Array) => btoa(String.fromCharCode(...u)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+
+async function unwrapAccount(account: AccountReply, wrapKey: Uint8Array): Promise<{ pkcs8: Uint8Array; spki: Uint8Array }> {
+  const pkcs8 = await openPrivateKey({ iv: fromB64u(account.key.iv, 'key.iv'), ct: fromB64u(account.key.ct, 'key.ct') }, wrapKey, account.household);
+  return { pkcs8, spki: fromB64u(account.spki, 'spki') };
+}
+
+$('login-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  void busy('login-submit', 'login-progress', async (say) => {
+    const household = input('login-household').value.trim();
+    const { account, wrapKey } = await authenticate(household, input('login-password').value, say);
+    say('Unlocking your key…');
+    const { pkcs8, spki } = await unwrapAccount(account, wrapKey);
+    wrapKey.fill(0);
+    input('login-password').value = '';
+    await enterApp(account.household, pkcs8, spki);
+  });
+});
+
+$('register-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  void busy('reg-submit', 'reg-progress', async (say) => {
+    const household = input('reg-household').value.trim();
+    const password = input('reg-password').value;
+    if (password !== input('reg-password2').value) throw new ApiError(0, 'mismatch', 'The two passwords differ.');
+    const problem = passwordProblem(password, household);
+    if (problem) throw new ApiError(0, 'weak-password', problem);
+    say('Checking your activation code…');
+    const { ticket } = await api<{ ticket: string }>('POST', '/api/register/begin', { household, code: input('reg-code').value });
+    say('Creating your key pair in this browser…');
+    const { spki, pkcs8 } = await generateHouseholdKey();
+    say('Protecting your private key with your password (a second or two)…');
+    const kdf = newKdfParams();
+    const { wrapKey, auth } = await deriveSecrets(password, kdf);
+    const sealed = await sealPrivateKey(pkcs8, wrapKey, household);
+    wrapKey.fill(0);
+    say('Registering…');
+    const r = await api<{ household: string; keyPublished: boolean }>('POST', '/api/register/finish', {
+      household,
+      ticket,
+      spki: b64(spki),
+      kdf,
+      key: { iv: b64(sealed.iv), ct: b64(sealed.ct) },
+      auth: b64(auth),
+    });
+    for (const id of ['reg-password', 'reg-password2', 'reg-code']) input(id).value = '';
+    await enterApp(r.household, pkcs8, spki);
+    notice(
+      'success',
+      r.keyPublished
+        ? `Household ${r.household} is registered. Your public key has been sent to the PES; your readings will appear here as they arrive. Download a copy of your key in Settings.`
+        : `Household ${r.household} is registered. The broker is not reachable right now; your public key will be sent to the PES as soon as it is.`,
+    );
+  });
+});
+
+$('to-register').addEventListener('click', (ev) => {
+  ev.preventDefault();
+  clearNotice();
+  screen('register');
+});
+$('to-login').addEventListener('click', (ev) => {
+  ev.preventDefault();
+  clearNotice();
+  screen('login');
+});
+$('logout').addEventListener('click', () => {
+  void api('POST', '/api/logout').finally(() => lock('You have logged out. Your readings stay in this browser until you choose “Forget” in Settings.', 'info'));
+});
+
+/** Drops the key and the connection and goes back to the login screen with `message`. */
+function lock(message: string, kind: 'error' | 'info' = 'error'): void {
+  const hh = state.household;
+  void state.live?.close();
+  state.store?.close();
+  if (state.sessionTimer) clearInterval(state.sessionTimer);
+  Object.assign(state, { household: undefined, spki: undefined, opener: undefined, store: undefined, live: undefined, sessionTimer: undefined });
+  for (const c of Object.values(charts)) c?.destroy();
+  charts.live = charts.today = charts.history = undefined;
+  if (hh) input('login-household').value = hh;
+  setText('who', '');
+  screen('login');
+  notice(kind, message);
+}
+
+/** Tells the server the household is active (and locks at once if the session has expired). */
+function touchSession(): void {
+  if (!state.household) return;
+  state.activity = false;
+  api('POST', '/api/session/touch').catch((e: unknown) => {
+    if (e instanceof ApiError && (e.code === 'session-expired' || e.code === 'no-session')) lock(e.message);
+  });
+}
+
+/** Keeps the server session alive while the household is active, and locks when it expires. */
+function watchSession(idleS: number): void {
+  const every = Math.max(1, Math.min(30, Math.floor(idleS / 3))) * 1000;
+  for (const ev of ['pointerdown', 'keydown', 'wheel']) document.addEventListener(ev, () => (state.activity = true), { passive: true });
+  state.sessionTimer = setInterval(() => {
+    const touch = state.activity;
+    state.activity = false;
+    api(touch ? 'POST' : 'GET', touch ? '/api/session/touch' : '/api/session').catch((e: unknown) => {
+      if (e instanceof ApiError && (e.code === 'session-expired' || e.code === 'no-session')) lock(e.message);
+    });
+  }, every);
+}
+
+// --- the app -------------------------------------------------------------------------------------------------
+async function enterApp(household: string, pkcs8: Uint8Array, spki: Uint8Array): Promise<void> {
+  const key = await importPrivateKey(pkcs8);
+  pkcs8.fill(0);
+  const kid = await keyIdOf(spki);
+  Object.assign(state, { household, spki, opener: new StreamOpener(key, kid), store: await ReadingStore.open(household), received: 0 });
+  state.failures = { malformed: 0, otherKey: 0, tampered: 0, invalid: 0 };
+  setText('who', `Household ${household}`);
+  screen('app');
+  showTab('live');
+  const session = await api<{ idleS: number }>('GET', '/api/session');
+  watchSession(session.idleS);
+  setText('ha-help', helpText(household, hex(kid)));
+  await refresh();
+  const broker = await api<{ wsUrl: string; username: string; password: string; topic: string; archive: boolean }>('GET', '/api/broker');
+  state.archive = broker.archive ? 'on' : 'off';
+  await syncArchive();
+  let wasOffline = false;
+  state.live = connectLive(
+    { ...broker, clientId: deviceClientId(household), clean: broker.archive },
+    (payload) => enqueue(payload),
+    (status: LiveStatus, detail?: string) => {
+      const c = $('conn');
+      c.dataset.status = status;
+      c.textContent = { connecting: 'connecting…', live: 'live', offline: 'offline', refused: 'refused' }[status];
+      if (status === 'refused' && detail) notice('error', detail);
+      if (status === 'offline') wasOffline = true;
+      if (status === 'live' && wasOffline) {
+        wasOffline = false;
+        void syncArchive().catch(() => undefined); // fill the gap from the server's archive
+      }
+    },
+  );
+}
+
+/** A stable client id per device and household, so the broker can keep this device's session. */
+function deviceClientId(household: string): string {
+  const k = `smartermeter-device-${household}`;
+  let id = localStorage.getItem(k);
+  if (!id) localStorage.setItem(k, (id = hex(crypto.getRandomValues(new Uint8Array(6)))));
+  return `household-${household}-web-${id}`;
+}
+
+function helpText(household: string, kid: string): string {
+  return [
+    `Key id ${kid}. With the downloaded key on your own computer:`,
+    `  smartermeter ucs watch --household ${household} --key ${household}.key.pem --mqtt <broker URL> --username household-${household} --password-file <file>`,
+    `  smartermeter ucs ha-bridge --household ${household} --key ${household}.key.pem --mqtt <broker URL> --username household-${household} --password-file <file> --ha-mqtt mqtt://homeassistant.local:1883`,
+  ].join('\n');
+}
+
+/** Messages are opened and stored one at a time, in arrival order. */
+function enqueue(payload: Uint8Array): void {
+  state.queue = state.queue.then(async () => void (await ingest(payload))).catch(() => undefined);
+}
+
+async function ingest(payload: Uint8Array): Promise<number> {
+  const { opener, store, household } = state;
+  if (!opener || !store || !household) return 0;
+  let rows: Row[];
+  try {
+    rows = bodyRows(parseStreamBody(await opener.open(topics.household(household), payload)));
+  } catch (e) {
+    const reason = e instanceof OpenError ? e.reason : 'invalid';
+    state.failures[reason]++;
+    if (reason === 'otherKey' && state.failures.otherKey === 1) {
+      notice('info', 'Some messages were sealed for another key of your household (before you registered this one); they cannot be opened here.');
+    }
+    return 0;
+  }
+  if (state.store !== store) return 0; // logged out while opening
+  await store.put(rows);
+  state.received += rows.length;
+  scheduleRefresh();
+  return rows.length;
+}
+
+/** Fetches the server's archive (sealed messages) after the last one this browser has seen. */
+async function syncArchive(): Promise<void> {
+  const store = state.store;
+  if (!store || state.archive !== 'on') return;
+  let after = (await store.getMeta<number>('archiveSeq')) ?? 0;
+  for (;;) {
+    const page = await api<{ items: [number, string][]; more: boolean }>('GET', `/api/archive?after=${after}&limit=500`);
+    for (const [seq, payload] of page.items) {
+      await ingest(fromB64u(payload, 'archived message'));
+      after = seq;
+    }
+    if (state.store !== store) return;
+    await store.setMeta('archiveSeq', after);
+    if (!page.more) break;
+  }
+}
+
+// --- views ---------------------------------------------------------------------------------------------------
+let refreshTimer: ReturnType<typeof setTimeout> | undefined;
+function scheduleRefresh(): void {
+  refreshTimer ??= setTimeout(() => {
+    refreshTimer = undefined;
+    void refresh();
+  }, 300);
+}
+
+let activeTab = 'live';
+function showTab(tab: string): void {
+  activeTab = tab;
+  touchSession();
+  for (const b of Array.from(document.querySelectorAll<HTMLButtonElement>('#tabs button'))) b.classList.toggle('active', b.dataset.tab === tab);
+  for (const t of ['live', 'today', 'history', 'export', 'settings']) $(`tab-${t}`).hidden = t !== tab;
+  void refresh();
+}
+for (const b of Array.from(document.querySelectorAll<HTMLButtonElement>('#tabs button'))) b.addEventListener('click', () => showTab(b.dataset.tab!));
+
+const charts: { live?: uPlot; today?: uPlot; history?: uPlot } = {};
+let historyAnchor: number | undefined;
+
+/** The time the views are anchored at: the newest reading, so a replayed (old) dataset still shows. */
+async function anchor(store: ReadingStore): Promise<number> {
+  const newest = (await store.newest(1))[0];
+  return newest ? newest.time : Math.floor(Date.now() / 1000);
+}
+
+async function refresh(): Promise<void> {
+  const store = state.store;
+  if (!store) return;
+  try {
+    await draw(store);
+  } catch (e) {
+    if (state.store === store) throw e; // otherwise the household logged out meanwhile
+  }
+}
+
+async function draw(store: ReadingStore): Promise<void> {
+  const newest = await store.newest(64);
+  const now = liveNow(newest);
+  setText('live-power', now ? String(now.watts) : '—');
+  setText('live-at', now ? localTime(now.at, 'yyyy-LL-dd HH:mm:ss') : 'none yet');
+  setText('live-register', now ? formatKwh(now.registerWh) : '—');
+  setText('live-count', String(await store.count()));
+  if (activeTab === 'live') await drawLive(store);
+  else if (activeTab === 'today') await drawToday(store);
+  else if (activeTab === 'history') await drawHistory(store);
+  else if (activeTab === 'export') await fillExportDates(store);
+  else if (activeTab === 'settings') {
+    const f = state.failures;
+    setText(
+      'device-info',
+      `${await store.count()} readings stored in this browser; ${state.received} received since login. Archive on the server: ${state.archive}. ` +
+        `Messages that could not be opened: ${f.otherKey} for another key, ${f.tampered} failed authentication, ${f.malformed + f.invalid} malformed.`,
+    );
+  }
+}
+
+function chart(name: keyof typeof charts, el: HTMLElement, opts: Omit<uPlot.Options, 'width' | 'height'>, data: uPlot.AlignedData): void {
+  const existing = charts[name];
+  el.dataset.points = String(data[0].length);
+  if (existing && existing.series.length === opts.series.length) {
+    existing.setData(data);
+    return;
+  }
+  existing?.destroy();
+  charts[name] = new uPlot({ ...opts, width: Math.max(320, el.clientWidth - 16), height: 300 } as uPlot.Options, data, el);
+}
+
+const bars = uPlot.paths.bars!({ size: [0.8, 64] });
+
+async function drawLive(store: ReadingStore): Promise<void> {
+  const windowS = Number(input('live-window').value);
+  const end = await anchor(store);
+  const { times, watts } = powerSeries(await store.between(end - windowS, end + 1));
+  chart('live', $('live-chart'), { series: [{}, { label: 'Power (W)', stroke: '#1f6f5c', width: 2, fill: 'rgba(31,111,92,.12)' }], axes: [{}, { label: 'W' }], scales: { x: { time: true } } }, [times, watts]);
+}
+input('live-window').addEventListener('change', () => void refresh());
+
+async function drawToday(store: ReadingStore): Promise<void> {
+  const at = await anchor(store);
+  const day = spanRange('day', at, zone);
+  const prev = shiftRange('day', day, -1, zone);
+  const isToday = day.start <= Date.now() / 1000 && Date.now() / 1000 < day.end;
+  setText('today-title', isToday ? 'Today' : `Latest day with readings: ${localTime(day.start, 'cccc d LLLL yyyy')}`);
+  const rows = await store.between(prev.start, day.end);
+  const bounds = intervalBounds(day, Number(input('today-interval').value));
+  const wh = sumEnergy(rows, bounds);
+  const c = compare(rows, day, prev, at + 1);
+  setText('today-total', formatKwh(c.current));
+  setText('today-prev', formatKwh(c.previousSameSpan));
+  setText('today-change', c.changePct === null ? '—' : `${c.changePct > 0 ? '+' : ''}${c.changePct} %`);
+  chart('today', $('today-chart'), { series: [{}, { label: 'Energy (Wh)', stroke: '#1f6f5c', fill: 'rgba(31,111,92,.5)', paths: bars, points: { show: false } }], axes: [{}, { label: 'Wh' }], scales: { x: { time: true } } }, [bounds.slice(0, -1), wh]);
+}
+input('today-interval').addEventListener('change', () => void refresh());
+
+async function drawHistory(store: ReadingStore): Promise<void> {
+  const span = input('history-span').value as Span;
+  historyAnchor ??= await anchor(store);
+  const cur = spanRange(span, historyAnchor, zone);
+  const prev = shiftRange(span, cur, -1, zone);
+  const latest = await anchor(store);
+  const rows = await store.between(prev.start, cur.end);
+  const bounds = bucketBounds(span, cur, zone);
+  const prevBounds = bucketBounds(span, prev, zone);
+  const wh = sumEnergy(rows, bounds);
+  const prevWh = sumEnergy(rows, prevBounds).slice(0, wh.length);
+  while (prevWh.length < wh.length) prevWh.push(0);
+  const c = compare(rows, cur, prev, latest + 1);
+  const fmt = span === 'day' ? 'cccc d LLLL yyyy' : span === 'week' ? "'Week' W, kkkk" : 'LLLL yyyy';
+  setText('history-title', localTime(cur.start, fmt));
+  setText('history-total', formatKwh(c.current));
+  setText('history-prev-same', formatKwh(c.previousSameSpan));
+  setText('history-change', c.changePct === null ? '—' : `${c.changePct > 0 ? '+' : ''}${c.changePct} %`);
+  setText('history-prev-total', formatKwh(c.previousTotal));
+  const inPeriod = rows.filter((r) => r.time >= cur.start && r.time < cur.end);
+  setText('history-register', inPeriod.length ? formatKwh(liveNow(inPeriod)!.registerWh) : '—');
+  chart(
+    'history',
+    $('history-chart'),
+    {
+      series: [
+        {},
+        { label: 'This period (Wh)', stroke: '#1f6f5c', fill: 'rgba(31,111,92,.5)', paths: bars, points: { show: false }, scale: 'wh' },
+        { label: 'Previous period (Wh)', stroke: '#c07a1a', width: 2, scale: 'wh' },
+        { label: 'Cumulative (kWh)', stroke: '#3558a8', width: 1, dash: [6, 4], scale: 'kwh' },
+      ],
+      axes: [{}, { scale: 'wh', label: 'Wh' }, { scale: 'kwh', side: 1, label: 'kWh', grid: { show: false } }],
+      scales: { x: { time: true } },
+    },
+    [bounds.slice(0, -1), wh, prevWh, cumulative(wh).map((v) => v / 1000)],
+  );
+}
+$('history-span').addEventListener('change', () => void refresh());
+for (const [id, by] of [['history-prev', -1], ['history-next', 1]] as const) {
+  $(id).addEventListener('click', () => {
+    if (historyAnchor === undefined) return;
+    const span = input('history-span').value as Span;
+    historyAnchor = shiftRange(span, spanRange(span, historyAnchor, zone), by, zone).start;
+    void refresh();
+  });
+}
+
+// --- export --------------------------------------------------------------------------------------------------
+async function fillExportDates(store: ReadingStore): Promise<void> {
+  const oldest = await store.oldest();
+  const newest = (await store.newest(1))[0];
+  if (!input('export-from').value && oldest) input('export-from').value = localTime(oldest.time, 'yyyy-LL-dd');
+  if (!input('export-to').value && newest) input('export-to').value = localTime(newest.time, 'yyyy-LL-dd');
+}
+
+async function exportRows(): Promise<{ rows: Row[]; from: string; to: string }> {
+  const store = state.store!;
+  const from = input('export-from').value;
+  const to = input('export-to').value;
+  const start = DateTime.fromISO(from, { zone });
+  const end = DateTime.fromISO(to, { zone }).plus({ days: 1 });
+  if (!start.isValid || !end.isValid || end <= start) throw new ApiError(0, 'bad-range', 'Choose a start date on or before the end date.');
+  return { rows: await store.between(start.toSeconds(), end.toSeconds()), from, to };
+}
+
+function download(name: string, type: string, text: string): void {
+  const url = URL.createObjectURL(new Blob([text], { type }));
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+$('export-csv').addEventListener('click', () => {
+  void busy('export-csv', null, async () => {
+    const { rows, from, to } = await exportRows();
+    download(`smartermeter-${state.household}-${from}-${to}.csv`, 'text/csv', toCsv(rows));
+    setText('export-result', `${rows.length} readings exported as CSV.`);
+  });
+});
+$('export-xml').addEventListener('click', () => {
+  void busy('export-xml', null, async () => {
+    const { rows, from, to } = await exportRows();
+    download(`smartermeter-${state.household}-${from}-${to}.xml`, 'application/atom+xml', toEspiXml(rows, { household: state.household! }));
+    setText('export-result', `${rows.length} readings exported as Green Button XML.`);
+  });
+});
+
+// --- settings ------------------------------------------------------------------------------------------------
+$('key-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  void busy('key-download', null, async (say) => {
+    const hh = state.household!;
+    const { account, wrapKey } = await authenticate(hh, input('key-password').value, say);
+    const { pkcs8 } = await unwrapAccount(account, wrapKey);
+    input('key-password').value = '';
+    download(`${hh}.key.pem`, 'application/x-pem-file', pkcs8Pem(pkcs8));
+    pkcs8.fill(0);
+    notice('success', 'Your private key was downloaded. Keep it as safe as your password.');
+  });
+});
+
+$('pw-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  void busy('pw-submit', null, async (say) => {
+    const hh = state.household!;
+    const next = input('pw-new').value;
+    if (next !== input('pw-new2').value) throw new ApiError(0, 'mismatch', 'The two new passwords differ.');
+    const problem = passwordProblem(next, hh);
+    if (problem) throw new ApiError(0, 'weak-password', problem);
+    const { kdf } = await api<{ kdf: unknown }>('GET', `/api/kdf?household=${encodeURIComponent(hh)}`);
+    const old = await deriveSecrets(input('pw-old').value, checkKdf(kdf));
+    const { key } = await api<AccountReply>('POST', '/api/login', { household: hh, auth: b64(old.auth) });
+    const pkcs8 = await openPrivateKey({ iv: fromB64u(key.iv, 'key.iv'), ct: fromB64u(key.ct, 'key.ct') }, old.wrapKey, hh);
+    const newKdf = newKdfParams();
+    const fresh = await deriveSecrets(next, newKdf);
+    const sealed = await sealPrivateKey(pkcs8, fresh.wrapKey, hh);
+    pkcs8.fill(0);
+    await api('POST', '/api/password', { auth: b64(old.auth), newAuth: b64(fresh.auth), kdf: newKdf, key: { iv: b64(sealed.iv), ct: b64(sealed.ct) } });
+    for (const id of ['pw-old', 'pw-new', 'pw-new2']) input(id).value = '';
+    say('');
+    notice('success', 'Your password was changed. Other devices have been logged out.');
+  });
+});
+
+$('forget-device').addEventListener('click', () => {
+  void busy('forget-device', null, async () => {
+    const hh = state.household!;
+    if (!confirm('Delete every reading stored in this browser? They can be fetched again from the server archive, if it is on.')) return;
+    state.store?.close();
+    await ReadingStore.forget(hh);
+    state.store = await ReadingStore.open(hh);
+    await syncArchive();
+    await refresh();
+    notice('info', 'The readings stored in this browser were deleted.');
+  });
+});
+
+$('delete-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  void busy('delete-submit', null, async (say) => {
+    const hh = state.household!;
+    if (!confirm(`Delete the account of household ${hh}? Registering again needs a new activation code.`)) return;
+    const { kdf } = await api<{ kdf: unknown }>('GET', `/api/kdf?household=${encodeURIComponent(hh)}`);
+    say('');
+    const { auth } = await deriveSecrets(input('delete-password').value, checkKdf(kdf));
+    await api('POST', '/api/account/delete', { auth: b64(auth) });
+    state.store?.close();
+    await ReadingStore.forget(hh);
+    lock(`The account of household ${hh} was deleted, and the readings in this browser with it.`, 'info');
+  });
+});
+
+// --- start ---------------------------------------------------------------------------------------------------
+async function boot(): Promise<void> {
+  if (!globalThis.crypto?.subtle) {
+    screen('login');
+    notice('error', 'This page must be opened over HTTPS (or from this computer as localhost): browsers offer the cryptography it needs only on secure connections.');
+    return;
+  }
+  try {
+    const s = await api<{ household: string }>('GET', '/api/session');
+    input('login-household').value = s.household;
+    setText('login-hint', `You are signed in as household ${s.household}. Enter your password to unlock your readings in this browser.`);
+  } catch (e) {
+    if (e instanceof ApiError && e.code === 'session-expired') notice('info', e.message);
+  }
+  screen(location.hash === '#register' ? 'register' : 'login');
+}
+void boot();
