@@ -127,28 +127,20 @@ export function startPesService(opts: PesServiceOptions): PesService {
       }
     };
     c.on('error', onError);
-    let subscribed = false;
-    // Subscribe on the first connection, and again whenever the broker lost the session (sessionPresent
-    // false: e.g. a restarted broker without persistence), or the PES would silently receive nothing.
-    c.on('connect', (connack) => {
-      if (subscribed && connack.sessionPresent) return;
-      c.subscribe({ [topics.framesAll]: { qos: 1 }, [topics.householdKeysAll]: { qos: 1 } }, (err, granted) => {
-        c.off('error', onError);
-        const bad = (granted ?? []).filter((g) => g.qos !== 1);
-        const failure = err
-          ? new Error(`the broker refused the PES subscriptions: ${err.message}`)
-          : !granted || granted.length !== 2 || bad.length
-            ? new Error(`the broker refused the PES subscriptions at QoS 1: ${JSON.stringify(granted)}`)
-            : null;
-        if (failure) {
-          if (subscribed) log.error({ err: failure.message }, 'pes: re-subscription refused');
-          return reject(failure);
-        }
-        if (!subscribed) log.info({ url: opts.mqtt.url, k: pes.settings.k, intervalS: pes.settings.intervalS }, 'pes: subscribed');
-        else log.warn('pes: the broker had lost the session; subscribed again');
-        subscribed = true;
-        resolve();
-      });
+    // Subscribe once: when a reconnection finds the session gone (sessionPresent false, e.g. a restarted
+    // in-memory broker), MQTT.js subscribes again by itself (option `resubscribe`, default true; tested).
+    c.once('connect', () => {
+      c.subscribe(
+        { [topics.framesAll]: { qos: 1 }, [topics.householdKeysAll]: { qos: 1 } },
+        (err, granted) => {
+          c.off('error', onError);
+          if (err) return reject(new Error(`the broker refused the PES subscriptions: ${err.message}`));
+          const bad = (granted ?? []).filter((g) => g.qos !== 1);
+          if (!granted || granted.length !== 2 || bad.length) return reject(new Error(`the broker refused the PES subscriptions at QoS 1: ${JSON.stringify(granted)}`));
+          log.info({ url: opts.mqtt.url, k: pes.settings.k, intervalS: pes.settings.intervalS }, 'pes: subscribed');
+          resolve();
+        },
+      );
     });
   });
   ready.catch(() => undefined);
