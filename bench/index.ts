@@ -36,6 +36,21 @@ export interface MeasureOptions {
   maxReps?: number;
   /** Untimed warm-up calls (default 3). */
   warmup?: number;
+  /**
+   * 'wall' (default): elapsed time. 'cpu': the process's user + system CPU time (process.cpuUsage, all its
+   * threads): on a shared machine a long call is preempted many times while a short one often runs in one
+   * slice, so wall-clock medians flatter short operations; CPU time does not. Do not use 'cpu' while a
+   * worker thread of the same process is busy (its CPU would be counted).
+   */
+  clock?: 'wall' | 'cpu';
+}
+
+function clockNs(clock: 'wall' | 'cpu'): () => number {
+  if (clock === 'wall') return () => Number(process.hrtime.bigint());
+  return () => {
+    const u = process.cpuUsage();
+    return (u.user + u.system) * 1000;
+  };
 }
 
 /**
@@ -47,15 +62,16 @@ export interface MeasureOptions {
  * ```
  */
 export function measure(fn: () => unknown, options: MeasureOptions = {}): Timing {
-  const { unit = 'us', minReps = 15, minMs = 1000, maxReps = 100_000, warmup = 3 } = options;
+  const { unit = 'us', minReps = 15, minMs = 1000, maxReps = 100_000, warmup = 3, clock = 'wall' } = options;
   const scale = unit === 'ns' ? 1 : unit === 'us' ? 1e3 : 1e6;
+  const now = clockNs(clock);
   for (let i = 0; i < warmup; i++) fn();
   const times: number[] = [];
   let total = 0;
   while (times.length < maxReps && (times.length < minReps || total < minMs * 1e6)) {
-    const t0 = process.hrtime.bigint();
+    const t0 = now();
     fn();
-    const dt = Number(process.hrtime.bigint() - t0);
+    const dt = now() - t0;
     times.push(dt);
     total += dt;
   }
@@ -74,7 +90,8 @@ export function measure(fn: () => unknown, options: MeasureOptions = {}): Timing
  * ```
  */
 export function measurePair(ours: () => unknown, baseline: () => unknown, options: MeasureOptions = {}): { ours: Timing; baseline: Timing } {
-  const { unit = 'us', minReps = 15, minMs = 1000, maxReps = 100_000, warmup = 3 } = options;
+  const { unit = 'us', minReps = 15, minMs = 1000, maxReps = 100_000, warmup = 3, clock = 'wall' } = options;
+  const now = clockNs(clock);
   const sides = [ours, baseline].map((fn) => ({ fn, times: [] as number[], total: 0 }));
   for (const s of sides) for (let i = 0; i < warmup; i++) s.fn();
   const done = (s: (typeof sides)[number]): boolean => s.times.length >= maxReps || (s.times.length >= minReps && s.total >= minMs * 1e6);
@@ -84,9 +101,9 @@ export function measurePair(ours: () => unknown, baseline: () => unknown, option
       // A round lasts ~20 ms or 3 calls, whichever is more.
       const t0 = process.hrtime.bigint();
       for (let i = 0; i < 3 || Number(process.hrtime.bigint() - t0) < 20e6; i++) {
-        const a = process.hrtime.bigint();
+        const a = now();
         s.fn();
-        const dt = Number(process.hrtime.bigint() - a);
+        const dt = now() - a;
         s.times.push(dt);
         s.total += dt;
         if (s.times.length >= maxReps) break;

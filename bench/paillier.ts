@@ -1,7 +1,9 @@
 /**
  * Paillier engine vs paillier-bigint (the `_baseline` figures), same key (same n), same process, one core
  * for every timed operation (the randomiser pool's worker fills on the other core in the background, which
- * is what the pool is for). 2048 bits at the top level, 3072 bits under `at_3072`.
+ * is what the pool is for). 2048 bits at the top level, 3072 bits under `at_3072`. Figures are medians of
+ * the process's CPU time per call (robust on a shared, loaded machine; see measure's `clock`), except the
+ * pool figures, which are wall-clock because the refilling worker's CPU would be counted.
  *
  * - encrypt_ms: public-key encryption, no pool (DJN fixed-base table, 4 kappa-bit r) — what a meter does;
  *   baseline PublicKey.encrypt (g^m r^n, 2048-bit exponent).
@@ -49,11 +51,11 @@ async function figures(bits: number, withHalf: boolean): Promise<Figures> {
   const c1 = key.encrypt(reading());
   const c2 = key.encrypt(reading());
   const k32 = 0xfedcba98n;
-  const slow = { unit: 'ms' as const, minReps: 15, minMs: 1500 };
-  const fast = { unit: 'us' as const, minReps: 200, minMs: 500 };
+  const slow = { unit: 'ms' as const, minReps: 15, minMs: 1500, clock: 'cpu' as const };
+  const fast = { unit: 'us' as const, minReps: 200, minMs: 500, clock: 'cpu' as const };
 
   progress(`paillier ${bits}: encryption`);
-  const out: Figures = { bits, exponent_bits: key.exponentBits, window_bits: key.window };
+  const out: Figures = { bits, clock: 'cpu (pool figures: wall)', exponent_bits: key.exponentBits, window_bits: key.window };
   const pair = (key: string, ours: () => unknown, baseline: () => unknown, opts: typeof slow | typeof fast): void => {
     const t = measurePair(ours, baseline, opts);
     out[key] = t.ours.median;
