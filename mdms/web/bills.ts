@@ -49,9 +49,32 @@ export function periodsOf(rows: readonly BillingRow[]): StoredPeriod[] {
   return out;
 }
 
+/**
+ * What a run of bills can share: the default tariff and each tariff's versions, read once (a bill run over
+ * every account would otherwise read them once per account).
+ */
+export interface BillContext {
+  defaultTariff: string;
+  versions: Map<string, StoredTariff[]>;
+}
+
+/**
+ * Reads the shared context of a bill run.
+ * @example
+ * ```ts
+ * const ctx = await billContext(web);
+ * for (const a of accounts) await accountBill(store, web, a, from, to, ctx);
+ * ```
+ */
+export async function billContext(web: WebDb): Promise<BillContext> {
+  const versions = new Map<string, StoredTariff[]>();
+  for (const v of await web.tariffs.list()) versions.set(v.code, [...(versions.get(v.code) ?? []), v]);
+  return { defaultTariff: (await web.settings.all()).defaultTariff, versions };
+}
+
 /** The tariff code an account is billed on; throws {@link BillingError} when there is none. */
-export async function tariffCodeOf(web: WebDb, account: Account): Promise<string> {
-  const code = account.tariffCode ?? (await web.settings.all()).defaultTariff;
+export async function tariffCodeOf(web: WebDb, account: Account, ctx?: BillContext): Promise<string> {
+  const code = account.tariffCode ?? (ctx ? ctx.defaultTariff : (await web.settings.all()).defaultTariff);
   if (!code) throw new BillingError(`account ${account.accountNumber} has no tariff and no default tariff is set (Settings)`);
   return code;
 }
@@ -64,9 +87,9 @@ export async function tariffCodeOf(web: WebDb, account: Account): Promise<string
  * const { bill } = await accountBill(store, web, account, from, to);
  * ```
  */
-export async function accountBill(store: Store, web: WebDb, account: Account, from: number, to: number): Promise<AccountBill> {
-  const code = await tariffCodeOf(web, account);
-  const versions = await web.tariffs.versions(code);
+export async function accountBill(store: Store, web: WebDb, account: Account, from: number, to: number, ctx?: BillContext): Promise<AccountBill> {
+  const code = await tariffCodeOf(web, account, ctx);
+  const versions = ctx ? (ctx.versions.get(code) ?? []) : await web.tariffs.versions(code);
   if (versions.length === 0) throw new BillingError(`tariff "${code}" has no versions`);
   const all = periodsOf(await store.latestBilling({ household: account.household, from, to }));
   const periods = all.filter((p) => p.start >= from && p.end <= to);

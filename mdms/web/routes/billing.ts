@@ -9,7 +9,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Account } from '../accounts.js';
 import { ACCOUNT_NUMBER } from '../accounts.js';
 import type { AuditAction } from '../audit.js';
-import { accountBill, pricedPeriods, tariffCodeOf, type AccountBill } from '../bills.js';
+import { accountBill, billContext, pricedPeriods, tariffCodeOf, type AccountBill, type BillContext } from '../bills.js';
 import { BillingError, formatKwh, formatMoney, formatScaled, type BillLine } from '../billing.js';
 import { clientIp, HttpError, userOf } from '../context.js';
 import { html, type SafeHtml } from '../html.js';
@@ -91,9 +91,9 @@ export async function billingRoutes(app: FastifyInstance): Promise<void> {
   });
 
   /** Computes a bill, counting successes and refusals. */
-  async function bill(a: Account, from: number, to: number): Promise<AccountBill> {
+  async function bill(a: Account, from: number, to: number, ctx?: BillContext): Promise<AccountBill> {
     try {
-      const b = await accountBill(store, web, a, from, to);
+      const b = await accountBill(store, web, a, from, to, ctx);
       metrics.bills.inc({ outcome: 'ok' });
       return b;
     } catch (e) {
@@ -302,10 +302,11 @@ ${newest.find((p) => p.error) ? html`<p class="flash flash-error">Some periods c
       }
       await syncAccounts();
       const accounts = await web.accounts.list();
+      const ctx = await billContext(web);
       const rows = await Promise.all(
         accounts.map(async (a) => {
           try {
-            const b = await bill(a, from!, to!);
+            const b = await bill(a, from!, to!, ctx);
             return { a, b, error: null as string | null };
           } catch (e) {
             if (!(e instanceof BillingError)) throw e;
