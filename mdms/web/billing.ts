@@ -109,7 +109,13 @@ export interface Bill {
   totalMinor: number;
 }
 
-/** A bill that cannot be computed (no tariff in effect, a band without a price, ...): a 4xx, not a 500. */
+/**
+ * A bill that cannot be computed (no tariff in effect, a band without a price, ...): a 4xx, not a 500.
+ * @example
+ * ```ts
+ * throw new BillingError('no tariff version is in effect');
+ * ```
+ */
 export class BillingError extends Error {
   override name = 'BillingError';
 }
@@ -264,7 +270,13 @@ function countMidnights(start: number, end: number, tz: string): number {
   return n;
 }
 
-/** The versions of one tariff in effect over [start, end): (version, segment start, segment end), in time order. */
+/**
+ * The versions of one tariff in effect over [start, end): (version, segment start, segment end), in time order.
+ * @example
+ * ```ts
+ * tariffSegments(start, end, versions); // [{ version, from, to }, ...]
+ * ```
+ */
 export function tariffSegments(
   start: number,
   end: number,

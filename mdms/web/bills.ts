@@ -72,7 +72,13 @@ export async function billContext(web: WebDb): Promise<BillContext> {
   return { defaultTariff: (await web.settings.all()).defaultTariff, versions };
 }
 
-/** The tariff code an account is billed on; throws {@link BillingError} when there is none. */
+/**
+ * The tariff code an account is billed on; throws {@link BillingError} when there is none.
+ * @example
+ * ```ts
+ * const code = await tariffCodeOf(web, account); // 'tou'
+ * ```
+ */
 export async function tariffCodeOf(web: WebDb, account: Account, ctx?: BillContext): Promise<string> {
   const code = account.tariffCode ?? (ctx ? ctx.defaultTariff : (await web.settings.all()).defaultTariff);
   if (!code) throw new BillingError(`account ${account.accountNumber} has no tariff and no default tariff is set (Settings)`);

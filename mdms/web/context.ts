@@ -47,7 +47,13 @@ declare module 'fastify' {
   }
 }
 
-/** A client error with a clear message (rendered as JSON for the API, as a page otherwise). */
+/**
+ * A client error with a clear message (rendered as JSON for the API, as a page otherwise).
+ * @example
+ * ```ts
+ * throw new HttpError(404, `unknown account ${number}`);
+ * ```
+ */
 export class HttpError extends Error {
   override name = 'HttpError';
   constructor(
@@ -70,18 +76,36 @@ export function wantsJson(req: FastifyRequest): boolean {
   return path.startsWith('/api/') || path === '/openapi.json' || path === '/healthz' || path === '/metrics';
 }
 
-/** The client's address for the audit log. */
+/**
+ * The client's address for the audit log.
+ * @example
+ * ```ts
+ * await audit.record({ ..., ip: clientIp(req) });
+ * ```
+ */
 export function clientIp(req: FastifyRequest): string {
   return req.ip ?? 'unknown';
 }
 
-/** Shorthand for handlers: the signed-in user (routes with access other than 'public' always have one). */
+/**
+ * Shorthand for handlers: the signed-in user (routes with access other than 'public' always have one).
+ * @example
+ * ```ts
+ * const { username, roles } = userOf(req);
+ * ```
+ */
 export function userOf(req: FastifyRequest): NonNullable<FastifyRequest['session']>['user'] {
   if (!req.session) throw new HttpError(401, 'sign in first');
   return req.session.user;
 }
 
-/** Sends HTML. */
+/**
+ * Sends HTML.
+ * @example
+ * ```ts
+ * return sendHtml(reply, html`<h1>Hello</h1>`);
+ * ```
+ */
 export function sendHtml(reply: FastifyReply, body: { value: string } | string, status = 200): FastifyReply {
   return reply
     .code(status)

@@ -6,7 +6,13 @@
 import { can, type Permission } from './roles.js';
 import type { User } from './users.js';
 
-/** HTML that is already escaped (built by {@link html}). */
+/**
+ * HTML that is already escaped (built by {@link html}).
+ * @example
+ * ```ts
+ * new SafeHtml('<br>').toString(); // '<br>' (not escaped again)
+ * ```
+ */
 export class SafeHtml {
   constructor(readonly value: string) {}
   toString(): string {

@@ -7,7 +7,13 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { sendHtml } from './context.js';
 import { html, layout, type SafeHtml } from './html.js';
 
-/** Cookie flags: Secure unless this is plain HTTP between loopback addresses (local development). */
+/**
+ * Cookie flags: Secure unless this is plain HTTP between loopback addresses (local development).
+ * @example
+ * ```ts
+ * reply.setCookie(SESSION_COOKIE, token, cookieFlags(req));
+ * ```
+ */
 export function cookieFlags(req: FastifyRequest): { path: string; httpOnly: boolean; sameSite: 'strict'; secure: boolean } {
   return { path: '/', httpOnly: true, sameSite: 'strict', secure: secureRequest(req) };
 }

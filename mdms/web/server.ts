@@ -91,7 +91,13 @@ function classify(err: FastifyError | Error): { status: number; message: string 
   return { status: status >= 500 && status < 600 ? status : 500, message: 'internal error: the problem has been logged' };
 }
 
-/** Sends an error as JSON or as a page. */
+/**
+ * Sends an error as JSON or as a page.
+ * @example
+ * ```ts
+ * return sendError(req, reply, 404, 'unknown account');
+ * ```
+ */
 export async function sendError(req: FastifyRequest, reply: FastifyReply, status: number, message: string): Promise<FastifyReply> {
   if (status === 405) reply.header('allow', 'GET, HEAD, POST');
   if (wantsJson(req) || reply.sent) {

@@ -78,7 +78,13 @@ export function generatePassword(): string {
   return [0, 5, 10, 15].map((i) => chars.slice(i, i + 5).join('')).join('-');
 }
 
-/** Thrown for a user operation that cannot be done (duplicate username, bad password): a 4xx. */
+/**
+ * Thrown for a user operation that cannot be done (duplicate username, bad password): a 4xx.
+ * @example
+ * ```ts
+ * throw new UserError('user "ann" already exists');
+ * ```
+ */
 export class UserError extends Error {
   override name = 'UserError';
 }

@@ -28,7 +28,13 @@ const auditQuery = {
   },
 } as const;
 
-/** Registers the admin routes. */
+/**
+ * Registers the admin routes.
+ * @example
+ * ```ts
+ * await app.register(adminRoutes);
+ * ```
+ */
 export async function adminRoutes(app: FastifyInstance): Promise<void> {
   const { web } = app.mdms;
 

@@ -50,7 +50,13 @@ async function loginPage(req: FastifyRequest, reply: FastifyReply, opts: { next:
   );
 }
 
-/** Registers the auth routes. */
+/**
+ * Registers the auth routes.
+ * @example
+ * ```ts
+ * await app.register(authRoutes);
+ * ```
+ */
 export async function authRoutes(app: FastifyInstance): Promise<void> {
   const { web, metrics, loginRateLimit } = app.mdms;
   const rateLimit = { max: loginRateLimit.max, timeWindow: loginRateLimit.timeWindowMs, groupId: 'login' };

@@ -46,7 +46,13 @@ function bandHours(v: StoredTariff | undefined, band: string): string {
   return b.rules.map((r) => `${days(r.days)} ${hm(r.from)}–${hm(r.to)}`).join('; ');
 }
 
-/** Registers the billing routes. */
+/**
+ * Registers the billing routes.
+ * @example
+ * ```ts
+ * await app.register(billingRoutes);
+ * ```
+ */
 export async function billingRoutes(app: FastifyInstance): Promise<void> {
   const { store, web, fleet, metrics } = app.mdms;
 

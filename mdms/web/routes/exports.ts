@@ -63,7 +63,13 @@ export async function* billingCsv(store: Store, household?: string, from?: numbe
   }
 }
 
-/** Registers the export routes. */
+/**
+ * Registers the export routes.
+ * @example
+ * ```ts
+ * await app.register(exportRoutes);
+ * ```
+ */
 export async function exportRoutes(app: FastifyInstance): Promise<void> {
   const { store, web, metrics } = app.mdms;
   const csvResponse = { 200: { type: 'string', description: 'text/csv' }, ...errors } as const;

@@ -57,7 +57,13 @@ function kw(r: NeighbourhoodRow): string {
   return (w10 / 10).toFixed(1);
 }
 
-/** Registers the neighbourhood routes. */
+/**
+ * Registers the neighbourhood routes.
+ * @example
+ * ```ts
+ * await app.register(neighbourhoodRoutes);
+ * ```
+ */
 export async function neighbourhoodRoutes(app: FastifyInstance): Promise<void> {
   const { store, web, fleet } = app.mdms;
 

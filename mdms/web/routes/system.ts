@@ -22,7 +22,13 @@ function sameSecret(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
-/** Registers the system routes. */
+/**
+ * Registers the system routes.
+ * @example
+ * ```ts
+ * await app.register(systemRoutes, { assets: await assets() });
+ * ```
+ */
 export async function systemRoutes(app: FastifyInstance, opts: { assets: Asset[] }): Promise<void> {
   const { store, web, metrics, fleet } = app.mdms;
   const byPath = new Map(opts.assets.map((a) => [a.path, a]));

@@ -83,7 +83,13 @@ export function formToTariff(f: TariffForm): NewTariff {
   };
 }
 
-/** Registers the tariff routes. */
+/**
+ * Registers the tariff routes.
+ * @example
+ * ```ts
+ * await app.register(tariffRoutes);
+ * ```
+ */
 export async function tariffRoutes(app: FastifyInstance): Promise<void> {
   const { web } = app.mdms;
   const nowS = (): number => Math.floor(app.mdms.now() / 1000);
