@@ -18,8 +18,9 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Fleet } from '../../provision/keys.js';
 import type { Driver } from '../store/driver.js';
-import { openStore, isPostgresUrl } from '../store/index.js';
-import { openPostgres } from '../store/postgres.js';
+import { isPostgresUrl } from '../store/index.js';
+import { openPostgres, redactUrl } from '../store/postgres.js';
+import { SqlStore } from '../store/sql-store.js';
 import { openSqlite } from '../store/sqlite.js';
 import type { Store } from '../store/types.js';
 import { assets } from './assets.js';
@@ -311,15 +312,16 @@ export async function startMdmsWeb(opts: StartMdmsWebOptions): Promise<MdmsWeb> 
   let driver = opts.driver;
   try {
     if (!store || !driver) {
-      if (!opts.db) throw new TypeError('startMdmsWeb needs { store, driver } or { db }');
-      const schema = opts.dbSchema ? { schema: opts.dbSchema } : {};
-      if (!store) {
-        store = await openStore(opts.db, schema);
-        owned.push(store);
-      }
-      if (!driver) {
-        driver = isPostgresUrl(opts.db) ? openPostgres(opts.db, schema) : openSqlite(opts.db);
-        owned.push(driver);
+      if (!opts.db || store || driver) throw new TypeError('startMdmsWeb needs { store, driver } (the same database) or { db }');
+      // One connection (pool) for the store's reads and the web tables: the store is built over our driver.
+      const db = opts.db;
+      const own = isPostgresUrl(db) ? openPostgres(db, opts.dbSchema ? { schema: opts.dbSchema } : {}) : openSqlite(db);
+      owned.push(own);
+      driver = own;
+      try {
+        store = await new SqlStore(own).init();
+      } catch (e) {
+        throw new Error(`cannot open the MDMS database ${isPostgresUrl(db) ? redactUrl(db) : db}: ${(e as Error).message}`);
       }
     }
     const web = await openWebDb(driver, { ...(opts.now ? { now: opts.now } : {}), ...(opts.sessions ? { sessions: opts.sessions } : {}) });
