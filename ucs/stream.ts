@@ -1,0 +1,151 @@
+/**
+ * The household's own stream on the household's own machine (Node): subscribe to `topics.household(hh)`
+ * with the household's broker credentials, open each message with the household's private key
+ * (protocol/seal.ts `openStream`, one RSA unwrap per epoch) and hand over the rows. Used by `ucs watch` and
+ * `ucs ha-bridge`. Messages that do not open are counted and reported without their content, never fatal.
+ * @module
+ */
+import { createPrivateKey, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import mqtt, { type MqttClient } from 'mqtt';
+import { openStream } from '../protocol/seal.js';
+import { topics } from '../protocol/topics.js';
+import { bodyRows, parseStreamBody, type Row } from './web/body.js';
+
+export interface StreamCounters {
+  messages: number;
+  readings: number;
+  /** Messages that did not open or did not validate. */
+  rejected: number;
+}
+
+export interface HouseholdStreamOptions {
+  household: string;
+  privateKey: KeyObject;
+  url: string;
+  username?: string;
+  password?: string;
+  /** Default `household-<hh>-<purpose>-<random>`. */
+  clientId?: string;
+  purpose?: string;
+  /** Rows of each message, in order. */
+  onRows(rows: Row[]): void | Promise<void>;
+  /** A message that did not open (reason only: never its content). */
+  onReject?(reason: string): void;
+}
+
+export interface HouseholdStream {
+  client: MqttClient;
+  counters: StreamCounters;
+  /** Resolves once subscribed; rejects if the broker refuses the credentials or the subscription. */
+  ready: Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * Reads a household private key (PKCS#8 or PKCS#1 PEM, as downloaded from the app or made by provisioning;
+ * encrypted PEM needs SM_KEY_PASSPHRASE).
+ * @example
+ * ```ts
+ * const key = readHouseholdKey('hh1.key.pem');
+ * ```
+ */
+export function readHouseholdKey(path: string): KeyObject {
+  let pem: Buffer;
+  try {
+    pem = readFileSync(path);
+  } catch (e) {
+    throw new Error(`cannot read --key ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  try {
+    const key = createPrivateKey({ key: pem, format: 'pem', passphrase: process.env.SM_KEY_PASSPHRASE || undefined });
+    if (key.asymmetricKeyType !== 'rsa') throw new Error('not an RSA key');
+    return key;
+  } catch (e) {
+    throw new Error(`--key ${path} is not a household private key: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Subscribes to the household's stream and opens it.
+ * @example
+ * ```ts
+ * const s = subscribeHouseholdStream({ household: 'hh1', privateKey, url, username, password, onRows: (rows) => print(rows) });
+ * await s.ready;
+ * ```
+ */
+export function subscribeHouseholdStream(o: HouseholdStreamOptions): HouseholdStream {
+  const topic = topics.household(o.household);
+  const counters: StreamCounters = { messages: 0, readings: 0, rejected: 0 };
+  const cache = new Map<string, Buffer>();
+  const client = mqtt.connect(o.url, {
+    clientId: o.clientId ?? `household-${o.household}-${o.purpose ?? 'stream'}-${Math.random().toString(16).slice(2, 10)}`,
+    clean: true,
+    protocolVersion: 4,
+    reconnectPeriod: 2000,
+    connectTimeout: 10_000,
+    ...(o.username !== undefined ? { username: o.username } : {}),
+    ...(o.password !== undefined ? { password: o.password } : {}),
+  });
+  let chain = Promise.resolve();
+  client.on('message', (t, payload) => {
+    if (t !== topic) return;
+    chain = chain.then(async () => {
+      let rows: Row[];
+      try {
+        rows = bodyRows(parseStreamBody(openStream(o.privateKey, topic, payload, cache)));
+      } catch (e) {
+        counters.rejected++;
+        o.onReject?.((e as Error).message);
+        return;
+      }
+      counters.messages++;
+      counters.readings += rows.length;
+      await o.onRows(rows);
+    });
+  });
+  const ready = new Promise<void>((resolve, reject) => {
+    const onError = (e: Error & { code?: number | string }) => {
+      if (e.code === 4 || e.code === 5) {
+        client.off('error', onError);
+        void client.endAsync(true);
+        reject(new Error(`the broker refused the credentials of household ${o.household}: ${e.message}`));
+      }
+    };
+    client.on('error', onError);
+    client.on('connect', () => {
+      client.subscribe(topic, { qos: 1 }, (err, granted) => {
+        if (err || granted?.[0]?.qos !== 1) {
+          client.off('error', onError);
+          void client.endAsync(true);
+          reject(new Error(`the broker refused the subscription to ${topic} (is this household ${o.household}'s broker user?)`));
+        } else {
+          client.off('error', onError);
+          resolve();
+        }
+      });
+    });
+  });
+  ready.catch(() => undefined);
+  return {
+    client,
+    counters,
+    ready,
+    async close() {
+      await client.endAsync();
+      await chain;
+    },
+  };
+}
+
+/**
+ * The line `ucs watch` prints for a reading: ISO 8601 UTC period start, period (s), import register (Wh),
+ * power (W), meter id.
+ * @example
+ * ```ts
+ * formatRow(row); // '2024-06-01T00:00:00Z 60 1234567 230 534d520000000001'
+ * ```
+ */
+export function formatRow(r: Row): string {
+  return `${new Date(r.time * 1000).toISOString().replace('.000Z', 'Z')} ${r.period} ${r.importWh} ${r.powerW} ${r.meter}`;
+}
