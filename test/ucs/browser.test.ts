@@ -8,12 +8,15 @@
  * meter's synthetic source integrated as firmware/ does, to the key the UCS server published for the PES.
  * Needs /usr/bin/chromium (or SM_CHROMIUM): skipped without it, except in CI where it fails.
  */
+import { createPrivateKey } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DateTime } from 'luxon';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ReadingBatch } from '../../protocol/reading.js';
+import { keyId, openStream } from '../../protocol/seal.js';
+import { topics } from '../../protocol/topics.js';
 import { CSV_HEADER } from '../../ucs/web/export.js';
 import { FakePes, retainedHouseholdKey, sourceBatches, startStack, waitFor, type Stack } from './helpers.js';
 
@@ -181,6 +184,21 @@ describe.skipIf(!haveChromium && process.env.CI !== 'true')('household app in Ch
     expect(parsed!.uom).toBe('72');
     expect(parsed!.usagePoints).toBe(1);
     expect(parsed!.readings).toEqual(rowsOf(batches).map((r) => [r.time, r.energyWh]));
+  });
+
+  it('downloads the household key (after the password) for `ucs watch` and the HA bridge', async () => {
+    await page.click('#tabs button[data-tab=settings]');
+    await page.fill('#key-password', PASSWORD);
+    const [dl] = await Promise.all([page.waitForEvent('download', { timeout: 30_000 }), page.click('#key-download')]);
+    expect(dl.suggestedFilename()).toBe('hh1.key.pem');
+    const priv = createPrivateKey(readFileSync((await dl.path())!));
+    expect(keyId(priv)).toEqual(stack.ucs.db.account('hh1')!.kid);
+    const pub = await retainedHouseholdKey(stack.broker.url, stack.set.keys, 'hh1');
+    const opened = openStream(priv, topics.household('hh1'), pes.seal('hh1', pub, meter, batches[0]!)) as { prevWh: number };
+    expect(opened.prevWh).toBe(batches[0]!.prevWh);
+    await expect.poll(() => notice(page).textContent()).toMatch(/Your private key was downloaded/);
+    expect(await page.locator('#device-info').textContent()).toMatch(/^150 readings stored in this browser/);
+    await shot(page, 'settings');
   });
 
   it('says so when the session has expired', async () => {

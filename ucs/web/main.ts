@@ -180,6 +180,7 @@ function lock(message: string, kind: 'error' | 'info' = 'error'): void {
   Object.assign(state, { household: undefined, spki: undefined, opener: undefined, store: undefined, live: undefined, sessionTimer: undefined });
   for (const c of Object.values(charts)) c?.destroy();
   charts.live = charts.today = charts.history = undefined;
+  historyAnchor = undefined;
   if (hh) input('login-household').value = hh;
   setText('who', '');
   screen('login');
