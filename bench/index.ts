@@ -4,18 +4,22 @@
  * `{"<section>": {...}, ...}` for machines. Progress goes to stderr.
  *
  * A section is a module bench/<name>.ts exporting `run(): Promise<Record<string, unknown>>` that returns its
- * JSON section. Convention: a figure `x` with a baseline measured in the same run has a sibling
+ * JSON section (every bench/*.ts but this one is a section). Convention: a figure `x` with a baseline measured in the same run has a sibling
  * `x_baseline`; the table shows both and the ratio baseline / x ("x faster" when above 1). Nested objects
- * are printed as sub-tables. Sections listed in {@link SECTIONS} whose file does not exist yet are skipped.
+ * are printed as sub-tables. {@link SECTIONS} fixes the order; other section files run after them.
  * Medians over adaptive repetitions ({@link measure}); nothing here asserts a timing.
  * @module
  */
-import { existsSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-/** Benchmark sections in run order; a missing file is skipped (others add theirs over time), e.g. SECTIONS.includes('pes'). */
-export const SECTIONS = ['paillier', 'aead', 'pipeline', 'pes', 'replay'] as const;
+/**
+ * Preferred run order of the sections; a listed file that does not exist is skipped, and any other
+ * bench/<name>.ts is run after these (in name order), so a new section needs no edit here.
+ * e.g. SECTIONS.includes('pes').
+ */
+export const SECTIONS = ['paillier', 'aead', 'firmware', 'pipeline', 'pes', 'replay'] as const;
 
 export interface Timing {
   /** Median time of one call, in the unit asked for. */
@@ -182,10 +186,15 @@ export function table(title: string, section: Record<string, unknown>): string {
  */
 export async function runBenchmarks(names: readonly string[] = []): Promise<{ results: Record<string, unknown>; failed: boolean }> {
   const here = dirname(fileURLToPath(import.meta.url));
+  const found = readdirSync(here)
+    .filter((f) => /^[a-z][a-z0-9-]*\.ts$/.test(f) && f !== 'index.ts')
+    .map((f) => f.slice(0, -3))
+    .sort();
   for (const name of names) {
-    if (!/^[a-z][a-z0-9-]*$/.test(name) || !existsSync(join(here, `${name}.ts`))) throw new Error(`unknown benchmark section '${name}' (known: ${SECTIONS.join(', ')})`);
+    if (!found.includes(name)) throw new Error(`unknown benchmark section '${name}' (known: ${found.join(', ')})`);
   }
-  const chosen = names.length > 0 ? names : SECTIONS.filter((s) => existsSync(join(here, `${s}.ts`)));
+  const ordered: string[] = [...SECTIONS.filter((s) => found.includes(s)), ...found.filter((f) => !(SECTIONS as readonly string[]).includes(f))];
+  const chosen = names.length > 0 ? names : ordered;
   const results: Record<string, unknown> = {};
   let failed = false;
   for (const name of chosen) {
