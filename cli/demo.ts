@@ -11,7 +11,10 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { DateTime } from 'luxon';
 import { pino } from 'pino';
-import { provision } from '../provision/keys.js';
+import { startMdmsWeb } from '../mdms/web/server.js';
+import { generatePassword } from '../mdms/web/users.js';
+import { parseTariff } from '../pes/tariff.js';
+import { loadFleet, provision } from '../provision/keys.js';
 import { intOption } from './options.js';
 import { startSystem, type SystemHandle } from './system.js';
 
@@ -44,8 +47,23 @@ export interface DemoOptions {
   ucsPort: number;
 }
 
+/**
+ * The demo's time-of-use tariff: the PES splits household energy by these bands, the MDMS prices them.
+ * Evening peak 16:00-20:00 every day, day rate 07:00-16:00 and 20:00-23:00, night otherwise.
+ */
+export const DEMO_TARIFF = parseTariff({
+  tz: 'UTC',
+  bands: [
+    { name: 'peak', rules: [{ days: [1, 2, 3, 4, 5, 6, 7], from: '16:00', to: '20:00' }] },
+    { name: 'day', rules: [{ days: [1, 2, 3, 4, 5, 6, 7], from: '07:00', to: '16:00' }, { days: [1, 2, 3, 4, 5, 6, 7], from: '20:00', to: '23:00' }] },
+    { name: 'night', default: true },
+  ],
+});
+
 export interface DemoHandle {
   system: SystemHandle;
+  /** Generated credentials, printed once by the command. */
+  credentials: Record<string, string>;
   urls: Record<string, string>;
   /** Things the operator should know (a preferred port was busy, ...). */
   notes: string[];
@@ -80,6 +98,7 @@ export async function startDemo(o: DemoOptions): Promise<DemoHandle> {
     k: o.k,
     latenessS: 1800,
     tz: 'UTC',
+    tariff: DEMO_TARIFF,
     speed: o.speed,
     synthetic: { start, days: o.days },
     brokerPort: broker.port,
@@ -90,9 +109,47 @@ export async function startDemo(o: DemoOptions): Promise<DemoHandle> {
   const urls: Record<string, string> = { broker: system.mqttUrl };
   if (system.broker?.wsUrl) urls.brokerWebSocket = system.broker.wsUrl;
   const notes: string[] = [];
+  const credentials: Record<string, string> = {};
+  const closers: (() => Promise<void>)[] = [() => system.close()];
+
+  const mdmsPort = await preferPort(o.mdmsPort);
+  if (!mdmsPort.preferred) notes.push(`port ${o.mdmsPort} is busy: the MDMS web app listens on ${mdmsPort.port} instead`);
+  const mdms = await startMdmsWeb({ db: join(o.dir, 'mdms.sqlite'), fleet: loadFleet(keysDir), port: mdmsPort.port, host: '127.0.0.1' });
+  closers.unshift(() => mdms.close());
+  const adminPassword = generatePassword();
+  await mdms.web.users.create({ username: 'admin', roles: ['admin', 'analyst', 'billing'], password: adminPassword });
+  await mdms.web.tariffs.create(
+    {
+      code: 'demo-tou',
+      name: 'Demo time of use',
+      currency: 'GBP',
+      minorDigits: 2,
+      tz: 'UTC',
+      effectiveFrom: DateTime.fromSeconds(start, { zone: 'utc' }).toISODate()!,
+      standingMilliPerDay: 53_350,
+      vatBasisPoints: 500,
+      bands: [
+        { band: 'peak', priceMilliPerKwh: 38_000 },
+        { band: 'day', priceMilliPerKwh: 26_000 },
+        { band: 'night', priceMilliPerKwh: 14_000 },
+      ],
+    },
+    'admin',
+  );
+  await mdms.web.settings.set({ defaultTariff: 'demo-tou' });
+  urls.mdms = mdms.url;
+  credentials['MDMS web login'] = `admin / ${adminPassword}`;
   if (!broker.preferred) notes.push(`port ${o.brokerPort} is busy (Mosquitto?): the embedded broker listens on ${broker.port} instead`);
   if (!ws.preferred) notes.push(`port ${o.wsPort} is busy: the broker's WebSocket listener is on ${ws.port} instead`);
-  return { system, urls, notes, close: () => system.close() };
+  return {
+    system,
+    urls,
+    notes,
+    credentials,
+    close: async () => {
+      for (const c of closers) await c().catch(() => undefined);
+    },
+  };
 }
 
 /** Registers `smartermeter demo`. */
@@ -126,7 +183,9 @@ export function registerDemoCommand(program: Command): void {
         ucsPort: f.ucsPort,
       });
       for (const n of demo.notes) console.log(`note: ${n}`);
-      console.log(Object.entries(demo.urls).map(([k, v]) => `  ${k.padEnd(16)} ${v}`).join('\n'));
+      console.log(Object.entries(demo.urls).map(([k, v]) => `  ${k.padEnd(18)} ${v}`).join('\n'));
+      console.log('Generated for this run (shown once, not stored in clear anywhere):');
+      console.log(Object.entries(demo.credentials).map(([k, v]) => `  ${k.padEnd(18)} ${v}`).join('\n'));
       const code = readFileSync(join(dir, 'keys/households/hh01001.activation'), 'utf8').trim();
       console.log(`  activation code of household hh01001: ${code}`);
       const pc = demo.system.pes.pes.counters;

@@ -43,6 +43,8 @@ export async function buildProgram(): Promise<Command> {
     if (typeof register !== 'function') throw new Error(`${path} does not export ${name}`);
     register(program);
   }
+  const { registerMdmsWebCommands } = await import('../mdms/web/cli.js');
+  registerMdmsWebCommands(program.commands.find((c) => c.name() === 'mdms')!);
   return program;
 }
 

@@ -115,6 +115,8 @@ export async function replay(o: ReplayOptions): Promise<ReplaySummary> {
       batch: o.batch,
       mqttUrl: o.mqttUrl,
       pool: o.pool,
+      // A throwaway state directory cannot be resumed, so the meters need not fsync their NV stores.
+      volatileMeters: o.stateDir === undefined,
     });
     const s = sys;
     const pc = s.pes.pes.counters;

@@ -10,10 +10,10 @@ import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { startBroker, type BrokerHandle } from '../broker/broker.js';
 import { loadUsers } from '../broker/users.js';
-import { createClock, type Speed } from '../firmware/hal/clock.js';
+import { createClock, type Clock, type Speed } from '../firmware/hal/clock.js';
 import { openCrossedMockPair, type CrossedPair } from '../firmware/hal/crossed-mock.js';
 import { streamLine } from '../firmware/hal/line.js';
-import { FileNvStore } from '../firmware/hal/nv.js';
+import { FileNvStore, MemoryNvStore } from '../firmware/hal/nv.js';
 import type { Source } from '../firmware/hal/source.js';
 import { Meter } from '../firmware/meter.js';
 import { parseSyntheticSpec, SyntheticSource } from '../firmware/sources/synthetic.js';
@@ -50,6 +50,11 @@ export interface SystemOptions {
   /** Embedded broker ports (0 = free). */
   brokerPort?: number;
   wsPort?: number | false;
+  /**
+   * Keep meter NV stores in memory (no fsync per frame): for replays whose state is thrown away anyway.
+   * Default false: each meter persists to `<stateDir>/nv/<meter>.cbor` before every transmission.
+   */
+  volatileMeters?: boolean;
   /** Use the PES's background randomiser pool. */
   pool?: boolean;
   log?: Logger;
@@ -70,6 +75,75 @@ export interface SystemHandle {
   /** Waits until the PES has taken every frame the meters sealed, then closes all windows and waits for the MDMS. */
   drain(opts?: { stallMs?: number; onProgress?: () => void }): Promise<void>;
   close(): Promise<void>;
+}
+
+/**
+ * Keeps meters running at speed `max` within `slackS` of event time of each other, as real meters are by
+ * their wall clocks. Without it one fast meter drags the PES watermark hours ahead of the others and their
+ * readings arrive after their windows closed (revisions, and windows closed below k). Each meter gets a clock
+ * whose `waitUntil(t)` returns once every unfinished meter has reached `t - slackS`; a meter whose source is
+ * exhausted is finished and no longer holds anyone back.
+ * @example
+ * ```ts
+ * const step = lockstep(300); const clock = step.clock(); const source = step.track(src, clock);
+ * ```
+ */
+export function lockstep(slackS: number): { clock(): Clock; track(source: Source, clock: Clock): Source } {
+  const progress: number[] = [];
+  const waiters: { need: number; resolve: () => void }[] = [];
+  let min = -Infinity;
+  const update = () => {
+    min = progress.reduce((a, b) => Math.min(a, b), Infinity);
+    for (let i = waiters.length - 1; i >= 0; i--) {
+      if (waiters[i]!.need <= min) waiters.splice(i, 1)[0]!.resolve();
+    }
+  };
+  const slots = new WeakMap<Clock, number>();
+  return {
+    clock() {
+      const slot = progress.push(-Infinity) - 1;
+      const c: Clock = {
+        speed: 'max',
+        nowMs: () => performance.now(),
+        start: (t) => {
+          progress[slot] = Math.max(progress[slot]!, t);
+          update();
+        },
+        async waitUntil(t, signal) {
+          signal?.throwIfAborted();
+          progress[slot] = Math.max(progress[slot]!, t);
+          update();
+          if (t - slackS > min) {
+            await new Promise<void>((resolve, reject) => {
+              const onAbort = () => reject(signal!.reason);
+              waiters.push({
+                need: t - slackS,
+                resolve: () => {
+                  signal?.removeEventListener('abort', onAbort);
+                  resolve();
+                },
+              });
+              signal?.addEventListener('abort', onAbort, { once: true });
+            });
+          } else await new Promise<void>((r) => setImmediate(r));
+          signal?.throwIfAborted();
+        },
+      };
+      slots.set(c, slot);
+      return c;
+    },
+    track(source, clock) {
+      const slot = slots.get(clock)!;
+      return {
+        name: source.name,
+        async *samples(from) {
+          yield* source.samples(from);
+          progress[slot] = Infinity;
+          update();
+        },
+      };
+    },
+  };
 }
 
 /** Opens a fleet entry's measurement source. */
@@ -165,15 +239,19 @@ export async function startSystem(o: SystemOptions): Promise<SystemHandle> {
 
     const started: Meter[] = [];
     const startWh = new Map<string, number>();
+    // At speed max, meters keep within half the allowed lateness (at least two frames) of each other (see lockstep).
+    const step = o.speed === 'max' ? lockstep(Math.max(1800, Math.floor(o.latenessS / 2))) : null;
     for (const m of o.fleet.meters) {
       const key = loadMeterKey(o.keysDir, m.meter);
+      const clock = step ? step.clock() : createClock(o.speed);
+      const source = openSource(m.source, o.tz, o.synthetic);
       const meter = await Meter.start({
         systemTitle: Buffer.from(m.meter, 'hex'),
         key,
         line: streamLine(pairs.get(m.meter)![0]),
-        source: openSource(m.source, o.tz, o.synthetic),
-        nv: new FileNvStore(join(o.stateDir, 'nv', `${m.meter}.cbor`)),
-        clock: createClock(o.speed),
+        source: step ? step.track(source, clock) : source,
+        nv: o.volatileMeters ? new MemoryNvStore() : new FileNvStore(join(o.stateDir, 'nv', `${m.meter}.cbor`)),
+        clock,
         batch: o.batch ?? 15,
         log: log.child({ c: 'meter' }),
       });
