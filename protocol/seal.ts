@@ -154,7 +154,10 @@ export function parseStream(payload: Uint8Array): StreamEnvelope {
  */
 export function openStream(privateKey: KeyObject, topic: string, payload: Uint8Array, cache?: Map<string, Buffer>): unknown {
   const e = parseStream(payload);
-  const id = `${Buffer.from(e.kid).toString('hex')}:${e.epoch}:${Buffer.from(e.wrapped).subarray(0, 16).toString('hex')}`;
+  // The whole wrapped key is part of the cache key (§11.2: "per (kid, epoch, wrappedKey)"): with only a prefix,
+  // an envelope whose wrapped key was altered after that prefix opened from the cache, although the RSA-OAEP
+  // unwrap it stands for would fail.
+  const id = `${Buffer.from(e.kid).toString('hex')}:${e.epoch}:${Buffer.from(e.wrapped).toString('base64')}`;
   let key = cache?.get(id);
   if (!key) {
     const mine = keyId(createPublicKey(privateKey));
