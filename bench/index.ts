@@ -4,13 +4,13 @@
  * `{"<section>": {...}, ...}` for machines. Progress goes to stderr.
  *
  * A section is a module bench/<name>.ts exporting `run(): Promise<Record<string, unknown>>` that returns its
- * JSON section (every bench/*.ts but this one is a section). Convention: a figure `x` with a baseline measured in the same run has a sibling
+ * JSON section (every bench/*.ts that exports run() is a section). Convention: a figure `x` with a baseline measured in the same run has a sibling
  * `x_baseline`; the table shows both and the ratio baseline / x ("x faster" when above 1). Nested objects
  * are printed as sub-tables. {@link SECTIONS} fixes the order; other section files run after them.
  * Medians over adaptive repetitions ({@link measure}); nothing here asserts a timing.
  * @module
  */
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -186,8 +186,11 @@ export function table(title: string, section: Record<string, unknown>): string {
  */
 export async function runBenchmarks(names: readonly string[] = []): Promise<{ results: Record<string, unknown>; failed: boolean }> {
   const here = dirname(fileURLToPath(import.meta.url));
+  // A section is a bench/*.ts whose source exports run(); other scripts there (e.g. fuzz.ts, which runs on
+  // import) are not imported.
   const found = readdirSync(here)
     .filter((f) => /^[a-z][a-z0-9-]*\.ts$/.test(f) && f !== 'index.ts')
+    .filter((f) => /export\s+(async\s+)?function\s+run\s*\(|export\s*\{[^}]*\brun\b[^}]*\}/.test(readFileSync(join(here, f), 'utf8')))
     .map((f) => f.slice(0, -3))
     .sort();
   for (const name of names) {
