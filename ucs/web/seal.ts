@@ -61,7 +61,9 @@ export class StreamOpener {
       throw new OpenError('malformed', `malformed stream message: ${(e as Error).message}`);
     }
     if (!sameBytes(kid, this.kid)) throw new OpenError('otherKey', `sealed for key ${hex(kid)}, not ours (${hex(this.kid)})`);
-    const id = `${epoch}:${hex(wrapped.subarray(0, 16))}`;
+    // The whole wrapped key (§11.2: cache per (kid, epoch, wrappedKey)); a prefix let an envelope whose wrapped
+    // key was altered further on open from the cache.
+    const id = `${epoch}:${hex(wrapped)}`;
     let key = this.cache.get(id);
     if (!key) {
       key = this.unwrap(wrapped);
