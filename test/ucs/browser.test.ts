@@ -147,9 +147,12 @@ describe.skipIf(!haveChromium && process.env.CI !== 'true')('household app in Ch
     await shot(page, 'today');
     await page.click('#tabs button[data-tab=history]');
     await page.selectOption('#history-span', 'day');
-    await expect.poll(() => page.locator('#history-total').textContent()).toBe(kwh(today));
+    await expect.poll(() => page.locator('#history-title').textContent()).toBe(day.toFormat('cccc d LLLL yyyy'));
+    expect(await page.locator('#history-total').textContent()).toBe(kwh(today));
+    expect(Number(await page.locator('#history-chart').getAttribute('data-points'))).toBe(Math.round((day.plus({ days: 1 }).toSeconds() - day.toSeconds()) / 3600));
     await page.selectOption('#history-span', 'month');
     const month = DateTime.fromSeconds(newest, { zone: ZONE }).startOf('month');
+    await expect.poll(() => page.locator('#history-title').textContent()).toBe(month.toFormat('LLLL yyyy'));
     const monthWh = rows.filter((r) => r.time >= month.toSeconds()).reduce((s, r) => s + r.energyWh, 0);
     await expect.poll(() => page.locator('#history-total').textContent()).toBe(kwh(monthWh));
     expect(await page.locator('#history-register').textContent()).toBe(kwh(rows.at(-1)!.importWh));

@@ -331,13 +331,28 @@ async function anchor(store: ReadingStore): Promise<number> {
   return newest ? newest.time : Math.floor(Date.now() / 1000);
 }
 
+let drawing = false;
+let redraw = false;
+/** Redraws the active view; calls made while drawing coalesce into one more draw, so the last request wins. */
 async function refresh(): Promise<void> {
-  const store = state.store;
-  if (!store) return;
+  if (drawing) {
+    redraw = true;
+    return;
+  }
+  drawing = true;
   try {
-    await draw(store);
-  } catch (e) {
-    if (state.store === store) throw e; // otherwise the household logged out meanwhile
+    do {
+      redraw = false;
+      const store = state.store;
+      if (!store) return;
+      try {
+        await draw(store);
+      } catch (e) {
+        if (state.store === store) throw e; // otherwise the household logged out meanwhile
+      }
+    } while (redraw);
+  } finally {
+    drawing = false;
   }
 }
 
