@@ -79,7 +79,13 @@ const TICKET_TTL_MS = 15 * 60_000;
 const COOKIE = 'ucs_session';
 const AUTH_SCRYPT = { N: 1 << 14, r: 8, p: 1 };
 
-/** An error with a machine code and a message meant for the household. */
+/**
+ * An error with a machine code and a message meant for the household (sent as `{error, message}`).
+ * @example
+ * ```ts
+ * throw new ApiError(403, 'wrong-password', 'Wrong password for household hh1.');
+ * ```
+ */
 export class ApiError extends Error {
   constructor(
     readonly statusCode: number,
@@ -259,7 +265,7 @@ export async function startUcs(opts: UcsOptions): Promise<UcsHandle> {
     return reply.header('etag', a.etag).header('cache-control', 'no-cache').type(a.type).send(a.body);
   };
   for (const [path, a] of Object.entries(bundle)) app.get(path, serve(a));
-  app.get('/healthz', async () => ({ ok: true, broker: link.client.connected, archiving: link.archiving }));
+  app.get('/healthz', async () => ({ ok: true, broker: link.client.connected, archiving: link.archiving, counters: link.counters }));
 
   // --- sessions -------------------------------------------------------------------------------------------
   const plural = (n: number, unit: string) => `${n} ${unit}${n === 1 ? '' : 's'}`;

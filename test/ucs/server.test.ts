@@ -233,6 +233,23 @@ describe('broker credentials and the ciphertext archive', () => {
     expect((await a.call('GET', '/api/archive?after=-1')).status).toBe(400);
   });
 
+  it('archives only stream seals of fleet households, counting (and acknowledging) the rest', async () => {
+    const before = { ...stack.ucs.link.counters };
+    const pes = await FakePes.connect(stack.broker.url, stack.set.keys);
+    try {
+      await pes.publishRaw('hh1', Buffer.from('not a sealed message'));
+      await pes.publishRaw('hh9', sent[0]!); // not a household of this fleet
+      await pes.publishRaw('hh1', Buffer.alloc(20_000, 1)); // too large
+    } finally {
+      await pes.close();
+    }
+    await waitFor(() => stack.ucs.link.counters.rejected === before.rejected + 3, 'three rejected');
+    expect(stack.ucs.link.counters.archived).toBe(before.archived);
+    expect(((await a.call('GET', '/api/archive')).json.items as unknown[]).length).toBe(batches.length);
+    expect((await (await fetch(stack.ucs.url + '/healthz')).json()).counters).toMatchObject({ rejected: before.rejected + 3 });
+    expect(stack.log()).toMatch(/stream message not archived/);
+  });
+
   it('keeps no plaintext reading, password, code or unwrapped key in its database or logs', async () => {
     stack.ucs.db.db.pragma('wal_checkpoint(TRUNCATE)');
     const files = [stack.dbPath, `${stack.dbPath}-wal`].filter(existsSync).map((f) => readFileSync(f));

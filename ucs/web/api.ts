@@ -4,7 +4,13 @@
  * @module
  */
 
-/** A refused request: `code` is the server's machine code (`wrong-password`, `session-expired`, …). */
+/**
+ * A refused request: `code` is the server's machine code (`wrong-password`, `session-expired`, …).
+ * @example
+ * ```ts
+ * if (e instanceof ApiError && e.code === 'session-expired') lock(e.message);
+ * ```
+ */
 export class ApiError extends Error {
   constructor(
     readonly status: number,

@@ -17,7 +17,13 @@ export interface SealedPrivateKey {
   ct: Uint8Array;
 }
 
-/** A wrong password (or a blob for another household): the GCM tag did not verify. */
+/**
+ * A wrong password (or a blob for another household): the GCM tag did not verify.
+ * @example
+ * ```ts
+ * if (e instanceof WrongPasswordError) notice('error', e.message);
+ * ```
+ */
 export class WrongPasswordError extends Error {
   constructor() {
     super('Wrong password.');

@@ -14,7 +14,13 @@ const CACHE_MAX = 64;
 /** Why a message did not open: counted by the app and shown to the household. */
 export type OpenFailure = 'malformed' | 'otherKey' | 'tampered';
 
-/** A message that could not be opened. */
+/**
+ * A message that could not be opened, and why.
+ * @example
+ * ```ts
+ * if (e instanceof OpenError && e.reason === 'otherKey') counters.otherKey++;
+ * ```
+ */
 export class OpenError extends Error {
   constructor(
     readonly reason: OpenFailure,
