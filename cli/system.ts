@@ -78,8 +78,8 @@ export interface SystemHandle {
 }
 
 /**
- * Keeps meters running at speed `max` within `slackS` of event time of each other, as real meters are by
- * their wall clocks. Without it one fast meter drags the PES watermark hours ahead of the others and their
+ * Keeps meters within `slackS` of event time of each other, as real meters are by their wall clocks, while
+ * pacing each at `speed`. Without it one fast meter drags the PES watermark hours ahead of the others and their
  * readings arrive after their windows closed (revisions, and windows closed below k). Each meter gets a clock
  * whose `waitUntil(t)` returns once every unfinished meter has reached `t - slackS`; a meter whose source is
  * exhausted is finished and no longer holds anyone back.
@@ -88,7 +88,7 @@ export interface SystemHandle {
  * const step = lockstep(300); const clock = step.clock(); const source = step.track(src, clock);
  * ```
  */
-export function lockstep(slackS: number): { clock(): Clock; track(source: Source, clock: Clock): Source } {
+export function lockstep(slackS: number, speed: Speed): { clock(): Clock; track(source: Source, clock: Clock): Source } {
   const progress: number[] = [];
   const waiters: { need: number; resolve: () => void }[] = [];
   let min = -Infinity;
@@ -102,31 +102,31 @@ export function lockstep(slackS: number): { clock(): Clock; track(source: Source
   return {
     clock() {
       const slot = progress.push(-Infinity) - 1;
+      const paced = createClock(speed); // wall-clock pacing at the chosen speed ('max': none)
       const c: Clock = {
-        speed: 'max',
-        nowMs: () => performance.now(),
+        speed,
+        nowMs: () => paced.nowMs(),
         start: (t) => {
+          paced.start(t);
           progress[slot] = Math.max(progress[slot]!, t);
           update();
         },
         async waitUntil(t, signal) {
-          signal?.throwIfAborted();
+          await paced.waitUntil(t, signal);
           progress[slot] = Math.max(progress[slot]!, t);
           update();
-          if (t - slackS > min) {
-            await new Promise<void>((resolve, reject) => {
-              const onAbort = () => reject(signal!.reason);
-              waiters.push({
-                need: t - slackS,
-                resolve: () => {
-                  signal?.removeEventListener('abort', onAbort);
-                  resolve();
-                },
-              });
-              signal?.addEventListener('abort', onAbort, { once: true });
+          if (t - slackS <= min) return;
+          await new Promise<void>((resolve, reject) => {
+            const onAbort = () => reject(signal!.reason);
+            waiters.push({
+              need: t - slackS,
+              resolve: () => {
+                signal?.removeEventListener('abort', onAbort);
+                resolve();
+              },
             });
-          } else await new Promise<void>((r) => setImmediate(r));
-          signal?.throwIfAborted();
+            signal?.addEventListener('abort', onAbort, { once: true });
+          });
         },
       };
       slots.set(c, slot);
@@ -239,17 +239,19 @@ export async function startSystem(o: SystemOptions): Promise<SystemHandle> {
 
     const started: Meter[] = [];
     const startWh = new Map<string, number>();
-    // At speed max, meters keep within half the allowed lateness (at least two frames) of each other (see lockstep).
-    const step = o.speed === 'max' ? lockstep(Math.max(1800, Math.floor(o.latenessS / 2))) : null;
+    // Meters keep within half the allowed lateness (at least two frames) of each other in event time, as
+    // real meters do by their wall clocks (see lockstep); otherwise a meter that falls behind an accelerated
+    // clock has its readings arrive after their windows closed.
+    const step = lockstep(Math.max(1800, Math.floor(o.latenessS / 2)), o.speed);
     for (const m of o.fleet.meters) {
       const key = loadMeterKey(o.keysDir, m.meter);
-      const clock = step ? step.clock() : createClock(o.speed);
+      const clock = step.clock();
       const source = openSource(m.source, o.tz, o.synthetic);
       const meter = await Meter.start({
         systemTitle: Buffer.from(m.meter, 'hex'),
         key,
         line: streamLine(pairs.get(m.meter)![0]),
-        source: step ? step.track(source, clock) : source,
+        source: step.track(source, clock),
         nv: o.volatileMeters ? new MemoryNvStore() : new FileNvStore(join(o.stateDir, 'nv', `${m.meter}.cbor`)),
         clock,
         batch: o.batch ?? 15,
