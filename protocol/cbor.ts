@@ -8,7 +8,8 @@
  *   rejects any input that carries one;
  * - integers always as CBOR integers in preferred (shortest) form — cbor-x on its own writes integers of
  *   2^32 and more as float64, we write them as 8-byte integers (RFC 8949 §4.2.1);
- * - definite-length strings; arrays and maps may be definite or indefinite (RFC 8949 §3.2.2) when decoding;
+ * - definite-length strings whose length is not in the 8-byte form; arrays and maps may be definite or
+ *   indefinite (RFC 8949 §3.2.2) when decoding;
  * - nesting at most {@link MAX_CBOR_DEPTH} levels, and every length must be backed by bytes of the input.
  *
  * {@link cborDecode} checks the input against these rules with a linear, non-recursive scan (the
@@ -146,6 +147,9 @@ function checkPlainCbor(b: Uint8Array): void {
       case 3:
         if (ai === 31) malformed(p, 'indefinite-length strings are not supported');
         if (arg > n - p) malformed(p, `string of ${arg} bytes but only ${n - p} left`);
+        // No string here needs an 8-byte length, and cbor-x (its native string extractor, cbor-extract 2)
+        // refuses one whenever a long text string came before it: refuse it always, not by accident.
+        if (ai === 27) malformed(p, 'string length in the 8-byte form');
         p += arg;
         break;
       case 4:
