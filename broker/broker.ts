@@ -8,6 +8,7 @@ import { Aedes, type AedesOptions } from 'aedes';
 import { pino, type Logger } from 'pino';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import { createAccessControl, type AccessControl, type AccessCounters } from './access.js';
+import { SqlitePersistence, type StoredPacket } from './persistence.js';
 import type { UsersFile } from './users.js';
 
 export interface BrokerOptions {
@@ -24,6 +25,12 @@ export interface BrokerOptions {
   authenticate?: AccessControl['authenticate'];
   authorizePublish?: AccessControl['authorizePublish'];
   authorizeSubscribe?: AccessControl['authorizeSubscribe'];
+  /**
+   * SQLite file holding the broker's sessions (subscriptions of `clean: false` clients, queued and in-flight
+   * QoS 1/2 messages, retained messages, wills), so that they survive a crash (broker/persistence.ts).
+   * Without it they are kept in memory and die with the process. Ignored when `aedes.persistence` is given.
+   */
+  stateFile?: string;
   /** Further aedes options (persistence, limits). */
   aedes?: AedesOptions;
 }
@@ -69,6 +76,52 @@ function listen(server: TcpServer | HttpServer, port: number, host: string, flag
   });
 }
 
+/**
+ * aedes answers a QoS 1 PUBLISH with PUBACK *before* it enqueues the message for its subscribers (aedes 1.2
+ * lib/handlers/publish.js), so a crash in between loses a message its publisher has already dropped. The
+ * ACL hook runs before that PUBACK: after the ACL allows a QoS 1 message, it is journaled (durably); the
+ * `published` hook, which aedes calls once the message is enqueued and handed to online subscribers,
+ * clears the entry. {@link republishJournal} re-publishes what a crash left in the journal.
+ */
+function journalQos1(hooks: Partial<AedesOptions>, persistence: SqlitePersistence, published?: AedesOptions['published']): void {
+  const entries = new WeakMap<object, number>();
+  const authorize = hooks.authorizePublish ?? ((_client: unknown, _packet: unknown, done: (err?: Error | null) => void) => done(null));
+  hooks.authorizePublish = ((client, packet, done) =>
+    authorize(client, packet, (err?: Error | null) => {
+      if (err || packet.qos !== 1) return done(err);
+      try {
+        entries.set(packet, persistence.journal(packet as unknown as StoredPacket));
+      } catch (e) {
+        return done(e as Error); // not durable: no PUBACK, the publisher keeps the message
+      }
+      done(null);
+    })) as AedesOptions['authorizePublish'];
+  hooks.published = ((packet, client, done) => {
+    const id = entries.get(packet);
+    if (id !== undefined) {
+      entries.delete(packet);
+      try {
+        persistence.unjournal(id);
+      } catch {
+        // left in the journal: re-published after a restart (a harmless duplicate)
+      }
+    }
+    if (published) published(packet, client, done);
+    else done(null);
+  }) as AedesOptions['published'];
+}
+
+/** Publishes again the QoS 1 messages that were acknowledged but whose enqueueing a crash interrupted. */
+async function republishJournal(aedes: Aedes, persistence: SqlitePersistence, logger: Logger): Promise<void> {
+  const pending = persistence.journaled();
+  for (const { id, packet } of pending) {
+    await new Promise<void>((resolve, reject) => aedes.publish(packet as never, (err) => (err ? reject(err) : resolve())));
+    persistence.unjournal(id);
+  }
+  const stats = persistence.stats();
+  logger.info({ stateFile: persistence.path, republished: pending.length, subscriptions: stats.subscriptions, queued: stats.outgoing }, 'broker: sessions restored from the state file');
+}
+
 const closeServer = (s: TcpServer | HttpServer) => new Promise<void>((resolve) => (s.listening ? s.close(() => resolve()) : resolve()));
 
 /**
@@ -98,7 +151,12 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<BrokerHandl
   }
   for (const k of ['authenticate', 'authorizePublish', 'authorizeSubscribe'] as const) if (opts[k]) hooks[k] = opts[k] as never;
 
-  const aedes = await Aedes.createBroker({ ...opts.aedes, ...hooks });
+  const persistence = opts.stateFile !== undefined && !opts.aedes?.persistence ? new SqlitePersistence(opts.stateFile) : undefined;
+  if (persistence) journalQos1(hooks, persistence, opts.aedes?.published);
+  else if (!opts.aedes?.persistence) logger.warn('broker: sessions are kept in memory: queued QoS 1 messages are lost if the process dies (pass a state file)');
+
+  const aedes = await Aedes.createBroker({ ...opts.aedes, ...hooks, ...(persistence ? { persistence } : {}) });
+  if (persistence) await republishJournal(aedes, persistence, logger);
   aedes.on('clientError', (client, err) => logger.debug({ clientId: client?.id, err: err.message }, 'broker: client error'));
   aedes.on('connectionError', (client, err) => logger.debug({ clientId: client?.id, err: err.message }, 'broker: connection error'));
 
@@ -143,6 +201,7 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<BrokerHandl
           http?.closeAllConnections();
           for (const s of sockets) s.destroy(); // connections that never sent CONNECT
           await Promise.all([closeServer(tcp), http ? closeServer(http) : undefined]);
+          await persistence?.destroy();
           logger.info(counters, 'broker: closed');
         })();
         return closing;
@@ -151,6 +210,7 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<BrokerHandl
   } catch (err) {
     wss?.close();
     await Promise.all([closeAedes(), closeServer(tcp), http ? closeServer(http) : undefined]);
+    await persistence?.destroy();
     throw err;
   }
 }

@@ -6,8 +6,10 @@ import { startBroker } from './broker.js';
 import { loadUsers } from './users.js';
 
 /**
- * `smartermeter broker --keys <dir> [--port 1883] [--ws-port 8080] [--host 127.0.0.1]`: the embedded
- * aedes broker with the users and ACLs of `<dir>/broker/users.json`. Stops cleanly on SIGINT/SIGTERM.
+ * `smartermeter broker --keys <dir> [--port 1883] [--ws-port 8080] [--host 127.0.0.1] [--state file]`: the
+ * embedded aedes broker with the users and ACLs of `<dir>/broker/users.json`. With `--state` its sessions
+ * (persistent subscriptions, queued QoS 1 messages) are kept in that SQLite file and survive a crash; without
+ * it they are kept in memory. Stops cleanly on SIGINT/SIGTERM.
  * @example
  * ```ts
  * registerBrokerCommand(program);
@@ -21,9 +23,10 @@ export function registerBrokerCommand(program: Command): void {
     .option('--port <n>', 'MQTT/TCP port (0 = any free port)', intOption('--port', 0, 65535), 1883)
     .option('--ws-port <n>', 'MQTT-over-WebSocket port (0 = any free port)', intOption('--ws-port', 0, 65535), 8080)
     .option('--host <addr>', 'interface to listen on', '127.0.0.1')
-    .action(async (o: { keys: string; port: number; wsPort: number; host: string }) => {
+    .option('--state <file>', 'SQLite file for sessions and queued messages, so they survive a crash (default: in memory)')
+    .action(async (o: { keys: string; port: number; wsPort: number; host: string; state?: string }) => {
       const logger = pino({ name: 'broker' });
-      const broker = await startBroker({ users: loadUsers(brokerUsersPath(o.keys)), host: o.host, port: o.port, wsPort: o.wsPort, logger });
+      const broker = await startBroker({ users: loadUsers(brokerUsersPath(o.keys)), host: o.host, port: o.port, wsPort: o.wsPort, stateFile: o.state, logger });
       console.log(`broker listening on ${broker.url} and ${broker.wsUrl}`);
       await new Promise<void>((resolve) => {
         const stop = () => void broker.close().then(resolve);
