@@ -7,14 +7,15 @@
  * exactly (no register reset), without keeping any plaintext history. Per meter we keep only the baseline,
  * the end of the latest processed period (`lastTime`, `lastWh`) and a bounded list of unfilled gaps.
  *
- * - The first batch ever seen sets the baseline.
+ * - The first batch ever seen sets the baseline; a batch from before it (the meter's first frames, overtaken)
+ *   moves the baseline back to its own start, the stretch in between becoming a gap as below.
  * - A batch starting at or after `lastTime` is preceded by a gap `[lastTime, start)` whose energy
  *   (`prevWh - lastWh`) goes to the window of the batch's first reading ("a frame lost for good shifts its
  *   energy to the next interval"); a gap of positive length is remembered.
  * - A batch that arrives late and lies inside a remembered gap is folded into its own windows, and the gap's
  *   attribution is corrected by an op of `e(left) + e(right) - e(gap)` at the gap's target time (normally the
  *   negative of the batch's energy). The gap shrinks or splits; the remainders stay attributed where they were.
- * - A batch overlapping processed time without a matching gap is rejected (`timeBackwards`).
+ * - A batch overlapping processed time (or the baseline) without a matching gap is rejected (`timeBackwards`).
  * - A register that decreases across a gap, or at a contiguous boundary, is rejected (`registerDecrease`):
  *   the batch is not folded, and the meter is re-based at the batch's end so that its following batches flow
  *   again (a meter exchanged or reset without the flag would otherwise be stuck for ever). The energy of the
@@ -105,6 +106,7 @@ export function attribute(state: EnergyState | null, batch: ReadingBatch): Attri
     if (gapsForgotten) gaps.splice(0, gapsForgotten);
     return { ok: true, state: { ...state, lastTime: end, lastWh: last, gaps }, ops, gapOpened, gapFilled: false, gapsForgotten };
   }
+  if (end <= state.baseTime) return extendBaseline(state, batch, start, end, last);
   const i = state.gaps.findIndex((g) => g.fromTime <= start && end <= g.toTime);
   if (i < 0) return { ok: false, reason: 'timeBackwards', state };
   const g = state.gaps[i]!;
@@ -119,6 +121,25 @@ export function attribute(state: EnergyState | null, batch: ReadingBatch): Attri
   if (end < g.toTime) parts.push({ fromTime: end, toTime: g.toTime, fromWh: last, toWh: g.toWh, at: g.at });
   const gaps = state.gaps.slice(0, i).concat(parts, state.gaps.slice(i + 1));
   return { ok: true, state: { ...state, gaps }, ops, gapOpened: false, gapFilled: true, gapsForgotten: 0 };
+}
+
+/**
+ * A batch that ends at or before the baseline: the meter's first frames overtaken by later ones (sent
+ * before its gateway was up, or lost to line noise and retransmitted). Their readings were never counted,
+ * so they are folded into their own windows and the PES's knowledge now starts at the batch; the stretch
+ * between the batch and the old baseline, if any, is a gap like any lost frame: its energy goes to the old
+ * baseline's first reading, and a batch filling it later moves it back.
+ */
+function extendBaseline(state: EnergyState, batch: ReadingBatch, start: number, end: number, last: number): Attribution {
+  const gapWh = state.baseWh - last;
+  if (gapWh < 0) return { ok: false, reason: 'registerDecrease', state };
+  const ops = readingOps(batch);
+  if (gapWh !== 0) ops.push({ time: state.baseTime, wh: gapWh });
+  const gapOpened = end < state.baseTime;
+  const gaps = gapOpened ? [{ fromTime: end, toTime: state.baseTime, fromWh: last, toWh: state.baseWh, at: state.baseTime }, ...state.gaps] : state.gaps.slice();
+  const gapsForgotten = Math.max(0, gaps.length - MAX_GAPS);
+  if (gapsForgotten) gaps.splice(0, gapsForgotten);
+  return { ok: true, state: { ...state, baseTime: start, baseWh: batch.prevWh, gaps }, ops, gapOpened, gapFilled: false, gapsForgotten };
 }
 
 /**

@@ -95,6 +95,45 @@ describe('energy attribution', () => {
     );
   });
 
+  it('every batch delivered, in any order (first one included): per-window energy equals the true readings exactly', () => {
+    fc.assert(
+      fc.property(
+        arbSeries.chain((batches) => fc.tuple(fc.constant(batches), fc.shuffledSubarray(batches, { minLength: batches.length }))),
+        ([batches, arrived]) => {
+          const { perTime, rejected, state } = run(arrived);
+          expect(rejected).toEqual([]);
+          expect(state.gaps).toEqual([]);
+          expect(state.baseWh).toBe(batches[0]!.prevWh);
+          let prev = batches[0]!.prevWh;
+          for (const r of batches.flatMap((x) => x.readings)) {
+            expect(perTime.get(r.time) ?? 0).toBe(r.importWh - prev);
+            prev = r.importWh;
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it("a meter's first frames overtaken by later ones move the baseline back instead of being lost", () => {
+    const [b1, b2, b3] = series(60_000, 100, [2, 2, 2], [10, 20, 30, 40, 50, 60]);
+    let a = attribute(null, b3!);
+    a = attribute(a.state, b1!);
+    // b1's own readings, and the stretch b2 covers (30 + 40) as a gap attributed to b3's first reading.
+    expect(a.ok && a.ops).toEqual([
+      { time: b1!.readings[0]!.time, wh: 10 },
+      { time: b1!.readings[1]!.time, wh: 20 },
+      { time: b3!.readings[0]!.time, wh: 70 },
+    ]);
+    expect(a.ok && a.gapOpened).toBe(true);
+    expect(a.state).toMatchObject({ baseTime: b1!.readings[0]!.time, baseWh: 100 });
+    a = attribute(a.state, b2!);
+    expect(a.ok && a.gapFilled).toBe(true);
+    expect(a.state!.gaps).toEqual([]);
+    // A batch overlapping the baseline without a gap is still refused.
+    expect(attribute(a.state, { prevWh: 100, readings: [{ ...b1!.readings[0]!, period: 180 }] })).toMatchObject({ ok: false, reason: 'timeBackwards' });
+  });
+
   it('a lost frame shifts its energy to the next window; its late arrival moves it back', () => {
     const [b1, b2, b3] = series(60_000, 100, [2, 2, 2], [10, 20, 30, 40, 50, 60]);
     let a = attribute(null, b1!);
