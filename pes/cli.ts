@@ -32,6 +32,7 @@ export interface PesFlags {
   revisionK?: number;
   retention?: number;
   maxSkew: number;
+  clientId?: string;
 }
 
 const duration = (flag: string, allowZero = false) => (v: string) => (allowZero && /^0[smhdw]?$/.test(v) ? 0 : parseDuration(v, flag));
@@ -104,8 +105,19 @@ async function run(flags: PesFlags): Promise<void> {
     maxSkewS: flags.maxSkew,
     pool: true,
     logger: log,
-    mqtt: { url: flags.mqtt, ...credentials(flags) },
+    mqtt: { url: flags.mqtt, ...credentials(flags), ...(flags.clientId !== undefined ? { clientId: flags.clientId } : {}) },
   });
+  // End of stream (replays, tests): SIGUSR2 closes every open window now and releases what may be released.
+  // Messages are handled synchronously, so this runs between two of them; later readings make revisions.
+  const onFlush = () => {
+    try {
+      svc.pes.flush();
+      log.info({ counters: svc.pes.counters }, 'pes: flushed on SIGUSR2: every window closed');
+    } catch (e) {
+      log.error({ err: (e as Error).message }, 'pes: flush failed');
+    }
+  };
+  process.on('SIGUSR2', onFlush);
   let stop!: () => void;
   const stopped = new Promise<null>((resolve) => (stop = () => resolve(null)));
   process.once('SIGINT', stop);
@@ -115,6 +127,7 @@ async function run(flags: PesFlags): Promise<void> {
     (e: Error) => e,
   );
   const outcome = await Promise.race([stopped, refused, svc.failed]);
+  process.off('SIGUSR2', onFlush);
   if (outcome instanceof Error) {
     await svc.kill();
     throw outcome;
@@ -149,5 +162,6 @@ export function registerPesCommand(program: Command): void {
     .option('--revision-k <n>', 'fewest meters that must change a released neighbourhood window before a revision is released (default: k)', intOption('--revision-k', 1, 1_000_000))
     .option('--retention <duration>', 'how long closed windows accept late readings (default: 2 billing periods)', duration('--retention'))
     .option('--max-skew <duration>', 'reject readings further than this from the watermark', duration('--max-skew'), 7 * 86400)
+    .option('--client-id <id>', 'MQTT client id of the persistent session (default: pes); unique per PES on a shared broker')
     .action((flags: PesFlags) => run(flags));
 }
