@@ -25,6 +25,7 @@ interface IngestFlags {
   passwordFile?: string;
   minBillingPeriod: number;
   k: number;
+  clientId?: string;
 }
 
 interface ExportFlags {
@@ -102,7 +103,7 @@ async function runIngest(flags: IngestFlags): Promise<void> {
   const ingest = startMdmsIngest({
     store,
     privateKey,
-    mqtt: { url: flags.mqtt, ...credentials },
+    mqtt: { url: flags.mqtt, ...credentials, ...(flags.clientId !== undefined ? { clientId: flags.clientId } : {}) },
     minBillingPeriodS: flags.minBillingPeriod,
     k: flags.k,
     log,
@@ -161,6 +162,7 @@ export function registerMdmsCommand(program: Command): void {
       86_400,
     )
     .option('--k <n>', 'refuse neighbourhood aggregates of fewer meters (the PES enforces the real k)', intOption('--k', 1, 1_000_000), 1)
+    .option('--client-id <id>', 'MQTT client id of the persistent session (default: mdms); unique per MDMS on a shared broker')
     .action((flags: IngestFlags) => runIngest(flags));
 
   mdms
