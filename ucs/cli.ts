@@ -106,7 +106,8 @@ export function registerUcsCommand(program: Command): void {
     .option('--session-max <duration>', 'log out this long after login', durationOption('--session-max'), 43_200)
     .option('--no-archive', 'keep no ciphertext archive of household streams')
     .option('--archive-days <n>', 'drop archived messages after this many days', intOption('--archive-days', 1, 36_600), 400)
-    .action(async (o: { http?: number; host: string; keys?: string; db: string; mqtt: string; ws: string; tlsKey?: string; tlsCert?: string; sessionIdle: number; sessionMax: number; archive: boolean; archiveDays: number }) => {
+    .option('--client-id <id>', 'MQTT client id of the persistent session (unique per UCS on a shared broker)', 'ucs')
+    .action(async (o: { clientId: string; http?: number; host: string; keys?: string; db: string; mqtt: string; ws: string; tlsKey?: string; tlsCert?: string; sessionIdle: number; sessionMax: number; archive: boolean; archiveDays: number }) => {
       if (o.http === undefined) throw new InvalidArgumentError('give --http <port> to run the server (or use `ucs watch` or `ucs ha-bridge`)');
       if (!o.keys) throw new InvalidArgumentError('--keys <dir> is required');
       if ((o.tlsKey === undefined) !== (o.tlsCert === undefined)) throw new InvalidArgumentError('--tls-key and --tls-cert go together');
@@ -123,6 +124,7 @@ export function registerUcsCommand(program: Command): void {
         sessionMaxS: o.sessionMax,
         archive: o.archive,
         archiveDays: o.archiveDays,
+        clientId: o.clientId,
         ...(o.tlsKey ? { https: { key: readFileSync(o.tlsKey), cert: readFileSync(o.tlsCert!) } } : {}),
       });
       console.log(`household app at ${server.url}`);

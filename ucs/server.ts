@@ -58,6 +58,8 @@ export interface UcsOptions {
   archiveDays?: number;
   /** Per-address request limits on the activation and login routes, per minute. Default 20. */
   attemptsPerMinute?: number;
+  /** MQTT client id of the server's persistent session (unique per UCS on a shared broker). Default `ucs`. */
+  clientId?: string;
   /** Clock (tests). Default `Date.now`. */
   now?: () => number;
 }
@@ -192,6 +194,7 @@ export async function startUcs(opts: UcsOptions): Promise<UcsHandle> {
   const link: BrokerLink = startBrokerLink({
     url: opts.brokerUrl,
     ...ucsCreds,
+    ...(opts.clientId !== undefined ? { clientId: opts.clientId } : {}),
     archive: opts.archive ?? true,
     households,
     store: (hh, kid, epoch, payload) => db.archive(hh, kid, epoch, payload),
