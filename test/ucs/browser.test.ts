@@ -28,6 +28,13 @@ const SHOTS = process.env.UCS_SCREENSHOTS;
 /** expect.poll with room for a busy 2-core machine (its default is one second). */
 const poll = <T>(fn: () => T | Promise<T>) => expect.poll(fn, { timeout: 30_000 });
 
+/** Debian's Chromium, headless; playwright-core gives every launch a fresh temporary user-data-dir (and refuses --user-data-dir). */
+const launch = () =>
+  chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],
+  });
+
 describe.skipIf(!haveChromium && process.env.CI !== 'true')('household app in Chromium', () => {
   let stack: Stack;
   let browser: Browser;
@@ -40,11 +47,7 @@ describe.skipIf(!haveChromium && process.env.CI !== 'true')('household app in Ch
   beforeAll(async () => {
     if (!haveChromium) throw new Error(`Chromium not found at ${CHROMIUM} (CI=true: this test must run)`);
     stack = await startStack({ ucs: { now: () => Date.now() + skew } });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],
-      // playwright-core gives every launch a fresh temporary user-data-dir (and refuses --user-data-dir).
-    });
+    browser = await launch();
     pes = await FakePes.connect(stack.broker.url, stack.set.keys);
     meter = stack.set.fleet.meters.find((m) => m.household === 'hh1')!.meter;
     // Two and a half hours of minute readings ending now, in batches of 15 (a meter's frame).
@@ -228,5 +231,46 @@ describe.skipIf(!haveChromium && process.env.CI !== 'true')('household app in Ch
     expect(await p2.locator('#screen-app').isVisible()).toBe(false);
     await c2.close();
     expect(consoleErrors).toEqual([]);
+  });
+});
+
+describe.skipIf(!haveChromium && process.env.CI !== 'true')('household app without the server archive', () => {
+  it('keeps a persistent broker session per device, so readings sealed while logged out arrive at the next login', async () => {
+    if (!haveChromium) throw new Error(`Chromium not found at ${CHROMIUM} (CI=true: this test must run)`);
+    const stack = await startStack({ archiveAcl: false }); // the broker refuses the UCS archive subscription
+    const browser = await launch();
+    const pes = await FakePes.connect(stack.broker.url, stack.set.keys);
+    try {
+      expect(stack.ucs.link.archiving).toBe(false);
+      const meter = stack.set.fleet.meters.find((m) => m.household === 'hh2')!.meter;
+      const batches = sourceBatches(12, Math.floor(Date.now() / 60_000) * 60 - 60 * 60, 60, 15, 3_000_000);
+      const context = await browser.newContext({ timezoneId: ZONE });
+      const page = await context.newPage();
+      await page.goto(stack.ucs.url + '/#register');
+      await page.fill('#reg-household', 'hh2');
+      await page.fill('#reg-code', stack.set.code('hh2'));
+      await page.fill('#reg-password', PASSWORD);
+      await page.fill('#reg-password2', PASSWORD);
+      await page.click('#reg-submit');
+      await page.waitForSelector('#screen-app:not([hidden])', { timeout: 60_000 });
+      await poll(() => page.locator('#conn').getAttribute('data-status')).toBe('live');
+      const pub = await retainedHouseholdKey(stack.broker.url, stack.set.keys, 'hh2');
+      await pes.publish('hh2', pub, meter, batches[0]!);
+      await poll(() => page.locator('#live-count').textContent()).toBe('15');
+      await page.click('#logout');
+      await poll(() => page.locator('#screen-login').isVisible()).toBe(true);
+      for (const b of batches.slice(1)) await pes.publish('hh2', pub, meter, b); // queued by the broker for this device
+      await page.fill('#login-password', PASSWORD);
+      await page.click('#login-submit');
+      await page.waitForSelector('#screen-app:not([hidden])', { timeout: 30_000 });
+      await poll(() => page.locator('#live-count').textContent()).toBe('60');
+      await page.click('#tabs button[data-tab=settings]');
+      await poll(() => page.locator('#device-info').textContent()).toMatch(/Archive on the server: off/);
+      await context.close();
+    } finally {
+      await pes.close();
+      await browser.close();
+      await stack.close();
+    }
   });
 });

@@ -45,12 +45,14 @@ export async function makeKeySet(opts: { householdKeys?: boolean } = {}): Promis
 }
 
 /**
- * The broker users of a key set, with what the lead's ACL change will add: `ucs` may subscribe to household
- * streams (for the archive). `archiveAcl: false` keeps the provisioned ACL.
+ * The broker users of a key set, with (default) or without `ucs` being allowed to subscribe to household
+ * streams for its archive (broker/acl.ts grants it; `archiveAcl: false` plays a broker that does not).
  */
 export function usersOf(keys: string, archiveAcl = true) {
   const users = loadUsers(brokerUsersPath(keys));
-  if (archiveAcl) users.users.ucs!.subscribe = [...users.users.ucs!.subscribe, HOUSEHOLD_STREAMS];
+  const ucs = users.users.ucs!;
+  ucs.subscribe = ucs.subscribe.filter((f) => f !== HOUSEHOLD_STREAMS);
+  if (archiveAcl) ucs.subscribe.push(HOUSEHOLD_STREAMS);
   return users;
 }
 
