@@ -262,43 +262,53 @@ function helpText(household: string, kid: string): string {
 
 /** Messages are opened and stored one at a time, in arrival order. */
 function enqueue(payload: Uint8Array): void {
-  state.queue = state.queue.then(async () => void (await ingest(payload))).catch(() => undefined);
+  state.queue = state.queue.then(() => ingest(payload)).catch(() => undefined);
 }
 
-async function ingest(payload: Uint8Array): Promise<number> {
-  const { opener, store, household } = state;
-  if (!opener || !store || !household) return 0;
-  let rows: Row[];
+/** Opens one message into rows, or counts why it did not open (null). */
+async function openRows(payload: Uint8Array): Promise<Row[] | null> {
+  const { opener, household } = state;
+  if (!opener || !household) return null;
   try {
-    rows = bodyRows(parseStreamBody(await opener.open(topics.household(household), payload)));
+    return bodyRows(parseStreamBody(await opener.open(topics.household(household), payload)));
   } catch (e) {
     const reason = e instanceof OpenError ? e.reason : 'invalid';
     state.failures[reason]++;
     if (reason === 'otherKey' && state.failures.otherKey === 1) {
       notice('info', 'Some messages were sealed for another key of your household (before you registered this one); they cannot be opened here.');
     }
-    return 0;
+    return null;
   }
-  if (state.store !== store) return 0; // logged out while opening
-  await store.put(rows);
-  state.received += rows.length;
-  scheduleRefresh();
-  return rows.length;
 }
 
-/** Fetches the server's archive (sealed messages) after the last one this browser has seen. */
+async function keep(rows: Row[], into: ReadingStore): Promise<void> {
+  if (state.store !== into || rows.length === 0) return; // logged out meanwhile
+  await into.put(rows);
+  state.received += rows.length;
+  scheduleRefresh();
+}
+
+async function ingest(payload: Uint8Array): Promise<void> {
+  const into = state.store;
+  const rows = await openRows(payload);
+  if (into && rows) await keep(rows, into);
+}
+
+/** Fetches the server's archive (sealed messages) after the last one this browser has seen, a page per transaction. */
 async function syncArchive(): Promise<void> {
-  const store = state.store;
-  if (!store || state.archive !== 'on') return;
-  let after = (await store.getMeta<number>('archiveSeq')) ?? 0;
+  const into = state.store;
+  if (!into || state.archive !== 'on') return;
+  let after = (await into.getMeta<number>('archiveSeq')) ?? 0;
   for (;;) {
     const page = await api<{ items: [number, string][]; more: boolean }>('GET', `/api/archive?after=${after}&limit=500`);
+    const rows: Row[] = [];
     for (const [seq, payload] of page.items) {
-      await ingest(fromB64u(payload, 'archived message'));
+      rows.push(...((await openRows(fromB64u(payload, 'archived message'))) ?? []));
       after = seq;
     }
-    if (state.store !== store) return;
-    await store.setMeta('archiveSeq', after);
+    if (state.store !== into) return;
+    await keep(rows, into);
+    await into.setMeta('archiveSeq', after);
     if (!page.more) break;
   }
 }
