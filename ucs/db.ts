@@ -10,6 +10,7 @@
  * @module
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { b64u } from './web/bytes.js';
 
@@ -130,6 +131,8 @@ export class UcsDb {
     readonly sessions: SessionPolicy,
     private readonly now: () => number = Date.now,
   ) {
+    if (path !== ':memory:' && !existsSync(path)) closeSync(openSync(path, 'a', 0o600));
+    if (path !== ':memory:') chmodSync(path, 0o600); // wrapped keys and login hashes: a secret file (its -wal/-shm inherit the mode)
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');

@@ -4,7 +4,7 @@
  * The browser's side is played in Node with the browser's own modules (test/ucs/helpers.ts NodeHousehold).
  */
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
@@ -266,6 +266,7 @@ describe('broker credentials and the ciphertext archive', () => {
     needles.push(['the private exponent', Buffer.from(keyA.export({ format: 'jwk' }).d!, 'base64url').subarray(0, 32)]);
     expect(stack.log()).toContain('ucs: household registered'); // the log is really captured
     expect(files[0]!.includes(sent[0]!.subarray(-40))).toBe(true); // and the database really holds the ciphertext
+    for (const f of [stack.dbPath, `${stack.dbPath}-wal`].filter(existsSync)) expect(statSync(f).mode & 0o777, f).toBe(0o600);
     for (const h of haystacks) for (const [what, n] of needles) expect(h.includes(n), what).toBe(false);
   });
 });
