@@ -6,11 +6,18 @@
  * Invariants:
  * - a frame is in the store before it is published, and leaves it only after PUBACK;
  * - a frame is acknowledged (selective ack, per meter and invocation counter) only after that PUBACK;
- * - at most one copy of a (meter, ic) is queued; retransmissions join the queued copy and are acknowledged
- *   with it; a retransmission of a frame forwarded recently is acknowledged at once (its ack was lost);
+ * - at most one copy of a frame (meter, ic and the exact bytes) is queued; retransmissions join the queued
+ *   copy and are acknowledged with it; a retransmission of a frame forwarded recently is acknowledged at once
+ *   (its ack was lost);
+ * - a frame with the (meter, ic) of another but other bytes is forwarded too (docs/protocol.md §8.6: the
+ *   gateway cannot authenticate, so it never drops by counter): it is a forgery, line damage that passed the
+ *   FCS, or a meter reusing counters after a wiped store, and only the PES can tell. The ack of a (meter, ic)
+ *   goes out once every copy carrying it has its PUBACK, so a forged copy cannot get the genuine frame
+ *   acknowledged (and freed by the meter) before the genuine frame is upstream;
  * - uplinks leave in queue order; after a failed publish the frames go back to the head of the queue.
  * @module
  */
+import { createHash } from 'node:crypto';
 import { encodeUplink, MAX_FRAMES_PER_UPLINK } from '../protocol/uplink.js';
 import { classifyPayload, type OpaqueFrame } from './core.js';
 
@@ -57,10 +64,16 @@ export interface ForwarderOptions<L> {
   onStoreError?: (err: Error) => void;
 }
 
-interface Entry<L> {
+interface Entry {
   seq: number;
   frame: OpaqueFrame;
-  lines: Set<L>;
+  /** `frame.key` plus a digest of the bytes: the identity of this copy. */
+  copy: string;
+}
+
+/** The identity of one copy of a frame: (meter, ic) and its exact bytes. */
+function copyKey(frame: OpaqueFrame): string {
+  return `${frame.key}#${createHash('sha256').update(frame.bytes).digest('base64').slice(0, 22)}`;
 }
 
 function intOpt(v: number | undefined, def: number, min: number, max: number, name: string): number {
@@ -90,8 +103,11 @@ export class Forwarder<L> {
   storeErrors = 0;
 
   private readonly o: Required<Omit<ForwarderOptions<L>, 'onCorrupt' | 'onStoreError'>> & Pick<ForwarderOptions<L>, 'onCorrupt' | 'onStoreError'>;
-  private readonly entries = new Map<string, Entry<L>>();
-  private waiting: Entry<L>[] = [];
+  /** Queued copies by {@link copyKey}. */
+  private readonly entries = new Map<string, Entry>();
+  /** Per (meter, ic): queued copies not yet PUBACKed, and the lines waiting for its ack. */
+  private readonly pendingAck = new Map<string, { copies: number; lines: Set<L> }>();
+  private waiting: Entry[] = [];
   private head = 0;
   private bytes = 0;
   private inflight = 0;
@@ -132,13 +148,15 @@ export class Forwarder<L> {
     let n = 0;
     for (const { seq, bytes } of this.o.store.load()) {
       const c = classifyPayload(bytes);
-      if (c.kind !== 'frame' || this.entries.has(c.frame.key)) {
+      const copy = c.kind === 'frame' ? copyKey(c.frame) : '';
+      if (c.kind !== 'frame' || this.entries.has(copy)) {
         this.o.store.remove([seq]);
         this.o.onCorrupt?.(seq, c.kind === 'frame' ? 'duplicate in store' : c.reason);
         continue;
       }
-      const e: Entry<L> = { seq, frame: c.frame, lines: new Set() };
-      this.entries.set(c.frame.key, e);
+      const e: Entry = { seq, frame: c.frame, copy };
+      this.entries.set(copy, e);
+      this.ackState(c.frame.key).copies++;
       this.waiting.push(e);
       this.bytes += bytes.length;
       n++;
@@ -153,18 +171,23 @@ export class Forwarder<L> {
    * neither stored nor acknowledged, so the meter keeps it and retransmits.
    */
   offer(line: L, frame: OpaqueFrame): OfferResult {
-    const queued = this.entries.get(frame.key);
-    if (queued) {
-      queued.lines.add(line);
+    const copy = copyKey(frame);
+    if (this.entries.has(copy)) {
+      this.ackState(frame.key).lines.add(line);
       return 'duplicate';
     }
-    if (this.recent.has(frame.key)) {
-      this.o.ack(line, frame);
+    if (this.recent.has(copy)) {
+      const waiting = this.pendingAck.get(frame.key);
+      if (waiting) waiting.lines.add(line); // another copy of this (meter, ic) is not upstream yet
+      else this.o.ack(line, frame);
       return 'reacked';
     }
     if (this.closed || this.entries.size >= this.o.maxQueueFrames || this.bytes + frame.bytes.length > this.o.maxQueueBytes) return 'full';
-    const e: Entry<L> = { seq: this.o.store.add(frame.bytes), frame, lines: new Set([line]) };
-    this.entries.set(frame.key, e);
+    const e: Entry = { seq: this.o.store.add(frame.bytes), frame, copy };
+    this.entries.set(copy, e);
+    const state = this.ackState(frame.key);
+    state.copies++;
+    state.lines.add(line);
     this.waiting.push(e);
     this.bytes += frame.bytes.length;
     this.pump();
@@ -212,7 +235,13 @@ export class Forwarder<L> {
     return this.waiting.length - this.head;
   }
 
-  private take(n: number): Entry<L>[] {
+  private ackState(key: string): { copies: number; lines: Set<L> } {
+    let s = this.pendingAck.get(key);
+    if (!s) this.pendingAck.set(key, (s = { copies: 0, lines: new Set() }));
+    return s;
+  }
+
+  private take(n: number): Entry[] {
     const batch = this.waiting.slice(this.head, this.head + n);
     this.head += n;
     if (this.head > 4096 && this.head * 2 > this.waiting.length) {
@@ -239,7 +268,7 @@ export class Forwarder<L> {
     }
   }
 
-  private publishBatch(batch: Entry<L>[]): void {
+  private publishBatch(batch: Entry[]): void {
     this.inflight++;
     const payload = encodeUplink({ gateway: this.o.gatewayId, frames: batch.map((e) => e.frame.bytes) });
     let called = false;
@@ -277,24 +306,27 @@ export class Forwarder<L> {
     }
   }
 
-  private acknowledged(batch: Entry<L>[]): void {
+  private acknowledged(batch: Entry[]): void {
     // The broker has the frames, so they are acked even if the delete fails (they would be re-published
     // after a restart: a harmless duplicate).
     this.storeOk(() => this.o.store.remove(batch.map((e) => e.seq)));
     for (const e of batch) {
-      this.entries.delete(e.frame.key);
+      this.entries.delete(e.copy);
       this.bytes -= e.frame.bytes.length;
       if (this.o.recentAcks > 0) {
         if (this.recent.size >= this.o.recentAcks) this.recent.delete(this.recent.keys().next().value!);
-        this.recent.set(e.frame.key, true);
+        this.recent.set(e.copy, true);
       }
-      for (const line of e.lines) this.o.ack(line, e.frame);
+      const state = this.pendingAck.get(e.frame.key)!;
+      if (--state.copies > 0) continue; // another copy of this (meter, ic) is still on its way
+      this.pendingAck.delete(e.frame.key);
+      for (const line of state.lines) this.o.ack(line, e.frame);
     }
     this.forwarded += batch.length;
     this.uplinks++;
   }
 
-  private failed(batch: Entry<L>[]): void {
+  private failed(batch: Entry[]): void {
     this.publishErrors++;
     // Back to the head of the queue, in queue order, for the next connection (or a retry).
     this.waiting = [...batch, ...this.waiting.slice(this.head)].sort((a, b) => a.seq - b.seq);
