@@ -6,8 +6,17 @@ export interface FixedBaseTable {
   readonly rows: bigint[][];
 }
 export type RandomiserSpec =
-  | { kind: 'public'; hs: bigint; n2: bigint; bits: number; w: number }
-  | { kind: 'crt'; hs: bigint; p2: bigint; q2: bigint; p2InvQ2: bigint; bits: number; w: number };
+  | { kind: 'public'; hs: bigint; n: bigint; n2: bigint; bits: number; w: number }
+  | { kind: 'crt'; hs: bigint; p: bigint; q: bigint; p2: bigint; q2: bigint; p2InvQ2: bigint; bits: number; w: number };
+/** A fixed-base table over Z_{m^2} in split form: entry = a (1 + m beta), a < m, beta < m. */
+export interface SplitTable {
+  readonly m: bigint;
+  readonly m2: bigint;
+  readonly w: number;
+  readonly bits: number;
+  readonly a: bigint[][];
+  readonly beta: bigint[][];
+}
 export interface RandomiserSource {
   readonly bits: number;
   /** h_s^r mod n^2 for 0 <= r < 2^bits. */
@@ -32,6 +41,23 @@ export function buildTable(base: bigint, m: bigint, bits: number, w: number): Fi
  */
 export function tablePow(table: FixedBaseTable, r: bigint): bigint;
 /**
+ * Fixed-base window table over Z_{m^2} in split form (row i: a and beta of base^(d 2^(w i)), d < 2^w); the
+ * fast path behind {@link randomiserSource}.
+ * @example
+ * ```ts
+ * const t = buildSplitTable(hs, n, 448, 10); splitTablePow(t, r); // hs^r mod n^2
+ * ```
+ */
+export function buildSplitTable(base: bigint, m: bigint, bits: number, w: number): SplitTable;
+/**
+ * base^r mod m^2 = (prod_i a_i mod m^2) (1 + m sum_i beta_i): one |m|-bit by 2|m|-bit product per digit.
+ * @example
+ * ```ts
+ * splitTablePow(buildSplitTable(2n, 7n, 8, 2), 5n); // 32n (mod 49)
+ * ```
+ */
+export function splitTablePow(table: SplitTable, r: bigint): bigint;
+/**
  * Garner's CRT: x mod a b from x mod a and x mod b, given a^{-1} mod b.
  * @example
  * ```ts
@@ -51,7 +77,7 @@ export function randomExponent(bits: number): bigint;
  * h_s^r from a public table over Z_{n^2} or CRT tables over Z_{p^2}, Z_{q^2}.
  * @example
  * ```ts
- * randomiserSource({ kind: 'public', hs, n2, bits: 448, w: 10 }).next(); // a fresh h_s^r
+ * randomiserSource({ kind: 'public', hs, n, n2, bits: 448, w: 10 }).next(); // a fresh h_s^r
  * ```
  */
 export function randomiserSource(spec: RandomiserSpec): RandomiserSource;

@@ -124,7 +124,7 @@ export class PublicKey implements PaillierPublic {
 
   /** What the randomiser tables are built from (the pool's workers build their own from it). */
   protected spec(): RandomiserSpec {
-    return { kind: 'public', hs: this.hs, n2: this.n2, bits: this.exponentBits, w: this.window };
+    return { kind: 'public', hs: this.hs, n: this.n, n2: this.n2, bits: this.exponentBits, w: this.window };
   }
 
   private source(): RandomiserSource {
@@ -319,7 +319,7 @@ export class PrivateKey extends PublicKey implements PaillierPrivate {
 
   protected override spec(): RandomiserSpec {
     const s = this.secret;
-    return { kind: 'crt', hs: this.hs, p2: s.p2, q2: s.q2, p2InvQ2: s.p2InvQ2, bits: this.exponentBits, w: this.window };
+    return { kind: 'crt', hs: this.hs, p: s.p, q: s.q, p2: s.p2, q2: s.q2, p2InvQ2: s.p2InvQ2, bits: this.exponentBits, w: this.window };
   }
 
   /** c^-1 by CRT: each half by extended Euclid mod p^2, q^2 (4x cheaper than mod n^2). */

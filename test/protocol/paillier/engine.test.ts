@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { modPowRef } from '../../../protocol/paillier/arith.js';
 import { decodeSigned, generatePaillier, PrivateKey, PublicKey, randomiserBits, securityBits, type PaillierPrivate } from '../../../protocol/paillier/engine.js';
-import { buildTable, randomiserSource, tablePow } from '../../../protocol/paillier/kernel.js';
+import { buildSplitTable, buildTable, randomiserSource, splitTablePow, tablePow } from '../../../protocol/paillier/kernel.js';
 import { Modulus } from '../../../protocol/paillier/modexp.js';
 
 let key: PrivateKey;
@@ -28,14 +28,30 @@ describe('fast paths against the BigInt reference', () => {
     }
   });
 
+  it('split table over Z_{m^2}: splitTablePow = tablePow = modPowRef, mod n^2 and mod p^2, every window width', () => {
+    const { p } = key.primes;
+    for (const [m, base] of [[key.n, key.hs], [p, key.hs % (p * p)], [key.n, 2n], [key.n, key.n2 - 1n]] as const) {
+      const m2 = m * m;
+      for (const w of [1, 3, 8, 11]) {
+        const ref = buildTable(base, m2, 100, w);
+        const t = buildSplitTable(base, m, 100, w);
+        const exps = fc.oneof(fc.constantFrom(0n, 1n, (1n << 100n) - 1n, 1n << BigInt(w)), fc.bigInt({ min: 0n, max: (1n << 100n) - 1n }));
+        fc.assert(fc.property(exps, (r) => splitTablePow(t, r) === tablePow(ref, r) && splitTablePow(t, r) === modPowRef(base, r, m2)), { numRuns: 30 });
+        expect(() => splitTablePow(t, 1n << 100n)).toThrow(RangeError);
+        expect(() => splitTablePow(t, -1n)).toThrow(RangeError);
+      }
+    }
+    expect(() => buildSplitTable(key.primes.p, key.n, 100, 4)).toThrow(/unit/); // p | base: not in Z*_{n^2}
+  });
+
   it('CRT randomisers equal public ones for the same exponent', () => {
     const bits = key.exponentBits;
     const spec = { hs: key.hs, bits, w: 6 };
-    const pubSrc = randomiserSource({ kind: 'public', n2: key.n2, ...spec });
+    const pubSrc = randomiserSource({ kind: 'public', n: key.n, n2: key.n2, ...spec });
     const p2 = key.primes.p ** 2n;
     const q2 = key.primes.q ** 2n;
     const inv = modPowRef(p2, q2 - q2 / key.primes.q - 1n, q2); // p^-2 mod q^2 by Euler: phi(q^2) = q(q-1)
-    const crtSrc = randomiserSource({ kind: 'crt', p2, q2, p2InvQ2: inv, ...spec });
+    const crtSrc = randomiserSource({ kind: 'crt', p: key.primes.p, q: key.primes.q, p2, q2, p2InvQ2: inv, ...spec });
     fc.assert(fc.property(fc.bigInt({ min: 0n, max: (1n << BigInt(bits)) - 1n }), (r) => crtSrc.pow(r) === pubSrc.pow(r) && pubSrc.pow(r) === modPowRef(key.hs, r, key.n2)), { numRuns: 20 });
   });
 

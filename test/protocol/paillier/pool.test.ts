@@ -32,7 +32,7 @@ describe('randomiser pool', () => {
   });
 
   it('refills to full capacity after takes that leave less than a batch missing', async () => {
-    const pool = new RandomiserPool({ kind: 'public', hs: key.hs, n2: key.n2, bits: 64, w: 4 }, { capacity: 10, batch: 4, workers: 1 });
+    const pool = new RandomiserPool({ kind: 'public', hs: key.hs, n: key.n, n2: key.n2, bits: 64, w: 4 }, { capacity: 10, batch: 4, workers: 1 });
     try {
       const timeout = (ms: number) => new Promise((_, reject) => setTimeout(() => reject(new Error('pool never refilled')), ms).unref());
       await Promise.race([pool.filled(10), timeout(10_000)]);
@@ -65,7 +65,7 @@ describe('randomiser pool', () => {
   });
 
   it('reports a worker that fails instead of hanging', async () => {
-    const pool = new RandomiserPool({ kind: 'public', hs: 2n, n2: 15n, bits: 8, w: 99 }, { capacity: 4, batch: 2, workers: 1 });
+    const pool = new RandomiserPool({ kind: 'public', hs: 2n, n: 3n, n2: 9n, bits: 8, w: 99 }, { capacity: 4, batch: 2, workers: 1 });
     await expect(pool.filled(1)).rejects.toThrow(/window/);
     expect(pool.counters.errors).toBe(1);
     expect(pool.take()).toBeUndefined();
@@ -73,7 +73,7 @@ describe('randomiser pool', () => {
   });
 
   it('validates its options', () => {
-    const spec = { kind: 'public' as const, hs: 4n, n2: 15n, bits: 8, w: 4 };
+    const spec = { kind: 'public' as const, hs: 4n, n: 3n, n2: 9n, bits: 8, w: 4 };
     expect(() => new RandomiserPool(spec, { capacity: 0 })).toThrow(RangeError);
     expect(() => new RandomiserPool(spec, { capacity: 4, batch: 5 })).toThrow(RangeError);
     expect(() => new RandomiserPool(spec, { workers: 0 })).toThrow(RangeError);
@@ -84,11 +84,12 @@ describe('randomiser pool', () => {
     try {
       const script = join(dir, 'alive.mts');
       const engine = pathToFileURL(join(process.cwd(), 'protocol/paillier/engine.ts')).href;
-      // A table of 293 rows x 16383 products mod a 2048-bit modulus: the worker is busy for minutes.
+      // A table of 293 rows x 16383 products mod a 4096-bit modulus: the worker is busy for minutes.
       writeFileSync(
         script,
         `import { RandomiserPool } from '${engine}';\n` +
-          `new RandomiserPool({ kind: 'public', hs: 3n, n2: (1n << 2048n) + 1n, bits: 4096, w: 14 }, { capacity: 4, batch: 2 });\n` +
+          `const n = (1n << 2048n) + 1n;\n` +
+          `new RandomiserPool({ kind: 'public', hs: 3n, n, n2: n * n, bits: 4096, w: 14 }, { capacity: 4, batch: 2 });\n` +
           `console.log('started');\n`,
       );
       const r = spawnSync(process.execPath, ['--import', 'tsx', script], { encoding: 'utf8', timeout: 20_000 });
