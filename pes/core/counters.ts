@@ -8,11 +8,11 @@ export const COUNTER_NAMES = [
   'framesOk',
   /** Readings folded (energy of accepted frames). */
   'readings',
-  /** GCM tag did not verify (tampered frame, wrong key, re-labelled system title). */
+  /** GCM tag did not verify (tampered frame, wrong key, re-labelled system title), whatever its counter. */
   'badTag',
   /** System title of no provisioned meter. */
   'unknownMeter',
-  /** Invocation counter already accepted or below the anti-replay window. */
+  /** Authenticated frame whose invocation counter was already accepted or is below the anti-replay window. */
   'replay',
   /** Bursts of replays from one meter (e.g. firmware restarted with a wiped counter store). */
   'replayAlarm',

@@ -285,7 +285,19 @@ export class PesCore {
       return;
     }
     const rt = this.runtime(id);
-    if (rt.replay.check(frame.ic) !== 'ok') {
+    const fresh = rt.replay.check(frame.ic) === 'ok';
+    // The tag is checked for a counter already seen too (one AES-GCM): only a frame made with the meter's key
+    // is a replay and counts towards the alarm. A frame that does not authenticate is a forgery (badTag)
+    // whatever its counter, so nobody without the key can raise the alarm or have forgeries counted as replays.
+    let plaintext: Uint8Array;
+    try {
+      plaintext = openFrame(info.key, frame);
+    } catch {
+      this.counters.badTag++;
+      return;
+    }
+    if (!fresh) {
+      plaintext.fill(0);
       this.counters.replay++;
       rt.replayStreak++;
       this.dirtyMeters.add(id);
@@ -293,13 +305,6 @@ export class PesCore {
         this.counters.replayAlarm++;
         this.log.warn({ meter: id, replays: rt.replayStreak, highestIc: rt.replay.highest }, 'pes: burst of replayed invocation counters (wiped meter store or replay attack?)');
       }
-      return;
-    }
-    let plaintext: Uint8Array;
-    try {
-      plaintext = openFrame(info.key, frame);
-    } catch {
-      this.counters.badTag++;
       return;
     }
     rt.replay.mark(frame.ic);
