@@ -188,7 +188,13 @@ export async function startSystem(o: SystemOptions): Promise<SystemHandle> {
     let broker: BrokerHandle | null = null;
     let url = o.mqttUrl;
     if (!url) {
-      broker = await startBroker({ users: loadUsers(brokerUsersPath(o.keysDir)), port: o.brokerPort ?? 0, wsPort: o.wsPort ?? false, logger: log.child({ c: 'broker' }) });
+      broker = await startBroker({
+        users: loadUsers(brokerUsersPath(o.keysDir)),
+        port: o.brokerPort ?? 0,
+        wsPort: o.wsPort ?? false,
+        stateFile: join(o.stateDir, 'broker.sqlite'),
+        logger: log.child({ c: 'broker' }),
+      });
       closers.push(() => broker!.close());
       url = broker.url;
     }
