@@ -14,6 +14,7 @@ import { pino } from 'pino';
 import { startMdmsWeb } from '../mdms/web/server.js';
 import { generatePassword } from '../mdms/web/users.js';
 import { parseTariff } from '../pes/tariff.js';
+import { startUcs } from '../ucs/server.js';
 import { loadFleet, provision } from '../provision/keys.js';
 import { intOption } from './options.js';
 import { startSystem, type SystemHandle } from './system.js';
@@ -139,6 +140,23 @@ export async function startDemo(o: DemoOptions): Promise<DemoHandle> {
   await mdms.web.settings.set({ defaultTariff: 'demo-tou' });
   urls.mdms = mdms.url;
   credentials['MDMS web login'] = `admin / ${adminPassword}`;
+
+  const ucsPort = await preferPort(o.ucsPort);
+  if (!ucsPort.preferred) notes.push(`port ${o.ucsPort} is busy: the household app listens on ${ucsPort.port} instead`);
+  const ucs = await startUcs({
+    keysDir,
+    dbPath: join(o.dir, 'ucs.sqlite'),
+    brokerUrl: system.mqttUrl,
+    brokerWsUrl: system.broker!.wsUrl!,
+    port: ucsPort.port,
+    host: '127.0.0.1',
+    logger: pino({ level: process.env.SM_LOG ?? 'warn' }),
+  });
+  closers.unshift(() => ucs.close());
+  urls.household = ucs.url;
+  for (const hh of fleet.households.slice(0, 3)) {
+    credentials[`household ${hh}`] = `activation code ${readFileSync(join(keysDir, 'households', `${hh}.activation`), 'utf8').trim()}`;
+  }
   if (!broker.preferred) notes.push(`port ${o.brokerPort} is busy (Mosquitto?): the embedded broker listens on ${broker.port} instead`);
   if (!ws.preferred) notes.push(`port ${o.wsPort} is busy: the broker's WebSocket listener is on ${ws.port} instead`);
   return {
@@ -184,10 +202,10 @@ export function registerDemoCommand(program: Command): void {
       });
       for (const n of demo.notes) console.log(`note: ${n}`);
       console.log(Object.entries(demo.urls).map(([k, v]) => `  ${k.padEnd(18)} ${v}`).join('\n'));
-      console.log('Generated for this run (shown once, not stored in clear anywhere):');
+      console.log('Generated for this run (the admin password is shown only here; the activation codes are also in keys/households/, mode 0600):');
       console.log(Object.entries(demo.credentials).map(([k, v]) => `  ${k.padEnd(18)} ${v}`).join('\n'));
-      const code = readFileSync(join(dir, 'keys/households/hh01001.activation'), 'utf8').trim();
-      console.log(`  activation code of household hh01001: ${code}`);
+      console.log('Register a household at the household app with its id and activation code; its readings then');
+      console.log('stream to your browser, sealed to a key that never leaves it.');
       const pc = demo.system.pes.pes.counters;
       const timer = setInterval(() => {
         const wm = demo.system.pes.pes.watermark;

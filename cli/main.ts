@@ -15,6 +15,7 @@ const registrars: [string, string][] = [
   ['../broker/cli.js', 'registerBrokerCommand'],
   ['../pes/cli.js', 'registerPesCommand'],
   ['../mdms/cli.js', 'registerMdmsCommand'],
+  ['../ucs/cli.js', 'registerUcsCommand'],
   ['./replay.js', 'registerReplayCommand'],
   ['./demo.js', 'registerDemoCommand'],
 ];
