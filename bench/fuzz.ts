@@ -76,14 +76,16 @@ rows.push({
   violations: sum('violations'),
   forged: sum('forged'),
   'heap+ MB': '-',
-  'peak RSS+ MB': Math.round((process.resourceUsage().maxRSS / 1024) * 10) / 10,
+  'peak RSS+ MB': '-',
   'inputs/s': Math.round(sum('inputs') / results.reduce((s, r) => s + r.seconds, 0)),
   result: results.some(bad) ? 'FAIL' : 'ok',
 });
 console.table(rows);
+const peakRssMB = Math.round((process.resourceUsage().maxRSS / 1024) * 10) / 10;
+console.log(`peak RSS of the process: ${peakRssMB} MB; seed ${seed} (--seed ${seed} replays this run)`);
 for (const r of results) {
   if (Object.keys(r.figures).length) console.log(`${r.target} figures: ${JSON.stringify(r.figures)}`);
   for (const e of r.examples) console.log(`${r.target} ${e}`);
 }
-console.log(JSON.stringify({ seed, total: sum('inputs'), limits: { heapMB: HEAP_LIMIT_MB, peakRssMB: RSS_LIMIT_MB }, targets: results }));
+console.log(JSON.stringify({ seed, total: sum('inputs'), peakRssMB, limits: { heapMB: HEAP_LIMIT_MB, peakRssMB: RSS_LIMIT_MB }, targets: results }));
 if (results.some(bad)) process.exitCode = 1;
