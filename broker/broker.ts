@@ -79,7 +79,7 @@ function listen(server: TcpServer | HttpServer, port: number, host: string, flag
 /**
  * aedes answers a QoS 1 PUBLISH with PUBACK *before* it enqueues the message for its subscribers (aedes 1.2
  * lib/handlers/publish.js), so a crash in between loses a message its publisher has already dropped. The
- * ACL hook runs before that PUBACK: after the ACL allows a QoS 1 message, it is journaled (durably); the
+ * ACL hook runs before that PUBACK: after the ACL allows a QoS > 0 message, it is journaled (durably); the
  * `published` hook, which aedes calls once the message is enqueued and handed to online subscribers,
  * clears the entry. {@link republishJournal} re-publishes what a crash left in the journal.
  */
@@ -88,13 +88,14 @@ function journalQos1(hooks: Partial<AedesOptions>, persistence: SqlitePersistenc
   const authorize = hooks.authorizePublish ?? ((_client: unknown, _packet: unknown, done: (err?: Error | null) => void) => done(null));
   hooks.authorizePublish = ((client, packet, done) =>
     authorize(client, packet, (err?: Error | null) => {
-      if (err || packet.qos !== 1) return done(err);
-      try {
-        entries.set(packet, persistence.journal(packet as unknown as StoredPacket));
-      } catch (e) {
-        return done(e as Error); // not durable: no PUBACK, the publisher keeps the message
-      }
-      done(null);
+      if (err || !(packet.qos > 0)) return done(err);
+      persistence.journal(packet as unknown as StoredPacket).then(
+        (id) => {
+          entries.set(packet, id);
+          done(null);
+        },
+        (e: Error) => done(e), // not durable: no PUBACK, the publisher keeps the message
+      );
     })) as AedesOptions['authorizePublish'];
   hooks.published = ((packet, client, done) => {
     const id = entries.get(packet);

@@ -18,9 +18,11 @@
  * and clears the entry once aedes has enqueued it; the broker re-publishes what the journal still holds at
  * start-up (a duplicate at worst, which every consumer here discards by its idempotency key).
  *
- * Durability: `synchronous = FULL` for everything that creates an obligation (a subscription, a queued
- * message, a journal entry, a will, a retained message); deletions and message-id updates, whose loss can
- * only cause a redelivery, are written with `synchronous = NORMAL` (still safe against a process crash).
+ * Durability: every write is durable against a process crash (WAL). Against a power cut: the journal entry
+ * of each QoS > 0 message is fsynced (`synchronous = FULL`, group-committed per event-loop turn) before
+ * aedes acknowledges it, and so are subscriptions, wills and retained messages; the enqueueing, message-id
+ * updates and deletions are not (`NORMAL`): SQLite recovers a prefix of the WAL, so a lost enqueue comes
+ * with a lost journal deletion, and the journal re-publishes the message (a duplicate at worst).
  * @module
  */
 import { mkdirSync, chmodSync } from 'node:fs';
@@ -90,6 +92,7 @@ export class SqlitePersistence {
   private broker: { id: string } | undefined;
   private destroyed = false;
   private synchronous: 'FULL' | 'NORMAL' = 'FULL';
+  private readonly pending: { fn: () => void; resolve: () => void; reject: (e: Error) => void }[] = [];
   private readonly s;
 
   /** Opens (creating if needed, mode 0600) the state file; `':memory:'` for tests. */
@@ -139,6 +142,32 @@ export class SqlitePersistence {
       unjournal: db.prepare<[number]>('DELETE FROM journal WHERE id = ?'),
       journaled: db.prepare<[], { id: number; packet: Buffer }>('SELECT id, packet FROM journal ORDER BY id'),
     };
+  }
+
+  /**
+   * Group commit: journal entries requested in the same event-loop turn share one transaction (one fsync);
+   * aedes handles the packets of one socket read concurrently, and several publishers send at once.
+   */
+  private commitSoon(fn: () => void): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ fn, resolve, reject });
+      if (this.pending.length === 1) setImmediate(() => this.commitPending());
+    });
+  }
+
+  private commitPending(): void {
+    const batch = this.pending.splice(0);
+    if (batch.length === 0) return;
+    try {
+      if (this.destroyed) throw new Error('broker state file is closed');
+      this.write(true, () => {
+        for (const b of batch) b.fn();
+      });
+    } catch (e) {
+      for (const b of batch) b.reject(e as Error);
+      return;
+    }
+    for (const b of batch) b.resolve();
   }
 
   /** Runs `fn` in one transaction, durable (`FULL`) or crash-safe only (`NORMAL`: losing it only redelivers). */
@@ -219,12 +248,15 @@ export class SqlitePersistence {
     await this.outgoingEnqueueCombi([sub], packet);
   }
 
-  /** Queues `packet` for every subscription's client, in one durable transaction. */
+  /** Queues `packet` for every subscription's client, in one transaction. */
   async outgoingEnqueueCombi(subs: { clientId: string }[], packet: StoredPacket): Promise<void> {
     if (!subs || subs.length === 0) return;
     const p = new Packet(packet);
     const bytes = pack(p);
-    this.write(true, () => {
+    // Written at once (aedes stamps a message's brokerCounter before this call and its clients drop a counter
+    // lower than one they already got, so enqueueing must not let a later message overtake), and without an
+    // fsync: a client's QoS > 0 message is already durable in the journal, which is cleared only after this.
+    this.write(false, () => {
       for (const sub of subs) this.s.enqueue.run(sub.clientId, str(p.brokerId), int(p.brokerCounter), int(p.messageId), bytes);
     });
   }
@@ -297,16 +329,19 @@ export class SqlitePersistence {
   }
 
   /**
-   * Makes an incoming QoS 1 message durable before it is acknowledged; returns the entry's id for
-   * {@link unjournal}.
+   * Makes an incoming QoS 1 message durable before it is acknowledged; resolves with the entry's id for
+   * {@link unjournal} once it is (group-committed with the other writes of the same turn).
    * @example
    * ```ts
-   * const id = persistence.journal(packet); // then PUBACK
+   * const id = await persistence.journal(packet); // then PUBACK
    * ```
    */
-  journal(packet: StoredPacket): number {
+  async journal(packet: StoredPacket): Promise<number> {
     const p = { cmd: 'publish', topic: packet.topic, payload: packet.payload, qos: packet.qos, retain: packet.retain === true };
-    return Number(this.write(true, () => this.s.journal.run(pack(p))).lastInsertRowid);
+    const bytes = pack(p);
+    let id = 0;
+    await this.commitSoon(() => (id = Number(this.s.journal.run(bytes).lastInsertRowid)));
+    return id;
   }
 
   /** Forgets a journal entry once its message is enqueued for every subscriber. */
@@ -333,6 +368,7 @@ export class SqlitePersistence {
 
   async destroy(): Promise<void> {
     if (this.destroyed) throw new Error('destroyed called twice!');
+    this.commitPending();
     this.destroyed = true;
     if (this.db.open) this.db.close();
   }

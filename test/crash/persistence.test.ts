@@ -99,7 +99,7 @@ describe('SQLite persistence for aedes', () => {
     await b1.close();
     // What a kill -9 between aedes's PUBACK and its enqueueing leaves behind: a journal entry only.
     const p = new SqlitePersistence(file);
-    p.journal({ cmd: 'publish', topic: 'sm/v1/test/j', payload: Buffer.from('journaled'), qos: 1, retain: false });
+    await p.journal({ cmd: 'publish', topic: 'sm/v1/test/j', payload: Buffer.from('journaled'), qos: 1, retain: false });
     expect(p.stats().journal).toBe(1);
     await p.destroy();
 
