@@ -62,7 +62,7 @@ const rows = results.map((r) => ({
   violations: r.violations,
   forged: r.forged,
   'heap+ MB': r.heapGrowthMB ?? '-',
-  'peak RSS+ MB': r.peakRssGrowthMB,
+  'peak RSS+ MB': r.peakRssGrowthMB as number | string,
   'inputs/s': r.inputsPerSecond,
   result: bad(r) ? 'FAIL' : 'ok',
 }));
