@@ -90,6 +90,8 @@ interface Transmission {
   /** Wall ms of the last send while in flight; `null` when not in flight. */
   sentAt: number | null;
   sends: number;
+  /** Whether the NV store holds the frame: never sent before (durability chain step 1). */
+  durable: boolean;
 }
 
 function check(cond: boolean, message: string): void {
@@ -329,9 +331,10 @@ export class Meter {
     const bytes = encodeFrame(sealFrame(this.key, { systemTitle: this.st, sc: SC_AES256GCM, ic }, plaintext));
     plaintext.fill(0);
     this.committed = { milliWs: this.register.milliWs, resumeAt: this.batchEnd, samples: this.committed.samples + readings.length };
-    this.keep(ic, bytes, 0);
+    const t = this.keep(ic, bytes, 0);
     this.counters.frames++;
     await this.persist();
+    t.durable = true; // an acknowledgement during the save may wake pump(): until now it had to skip this frame
     this.pump();
     if (this.clock.speed === 'max') {
       await this.lastWrite;
@@ -339,15 +342,21 @@ export class Meter {
     }
   }
 
-  /** Puts a frame in the ring (`sends` = 1 for frames restored from NV: they may have been sent). */
-  private keep(ic: number, bytes: Uint8Array, sends: number): void {
+  /**
+   * Puts a frame in the ring (`sends` = 1 for frames restored from NV: they may have been sent, and are
+   * durable). A new frame is not durable until the save that follows: a meter killed during that save
+   * comes back without it and rebuilds its readings under a new counter, so it must not have left.
+   */
+  private keep(ic: number, bytes: Uint8Array, sends: number): Transmission {
     const lost = this.ring.push({ ic, bytes });
-    this.tx.set(ic, { sentAt: null, sends });
+    const t: Transmission = { sentAt: null, sends, durable: sends > 0 };
+    this.tx.set(ic, t);
     if (lost) {
       this.tx.delete(lost.ic);
       this.counters.droppedFromRing++;
       this.log.warn({ ic: lost.ic, dropped: this.counters.droppedFromRing }, 'ring full: oldest frame dropped');
     }
+    return t;
   }
 
   /** Counter hook: makes a new reservation mark durable before any counter under it is used. */
@@ -381,7 +390,7 @@ export class Meter {
     for (const f of this.ring.list()) {
       if (inFlight >= this.window) break;
       const t = this.tx.get(f.ic)!;
-      if (t.sentAt !== null) continue;
+      if (t.sentAt !== null || !t.durable) continue;
       if (t.sends > 0) this.counters.retransmits++;
       t.sends++;
       t.sentAt = now;
