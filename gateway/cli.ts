@@ -44,7 +44,7 @@ export function registerGatewayCommand(program: Command): void {
     })
     .requiredOption('--line <path>', 'serial device of a meter line (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--mqtt <url>', 'broker URL', 'mqtt://127.0.0.1:1883')
-    .option('--queue <file>', 'on-disk queue (SQLite); default state/gateway-<id>.queue.db')
+    .option('--queue <file>', 'on-disk queue (SQLite); default .smartermeter/gateway/<id>.queue.db')
     .option('--batch <n>', 'frames per uplink', intOption('--batch', 1, 1024), 256)
     .option('--batch-delay <ms>', 'longest wait for a batch to fill, ms', intOption('--batch-delay', 0, 60_000), 20)
     .option('--baud <n>', 'serial baud rate (8N1)', intOption('--baud', 50, 4_000_000), 115200)
@@ -59,7 +59,7 @@ export function registerGatewayCommand(program: Command): void {
         id: o.id,
         lines: o.line,
         mqtt: { url: o.mqtt, username: creds.username, password: creds.password },
-        queuePath: resolve(o.queue ?? join('state', `gateway-${o.id}.queue.db`)),
+        queuePath: resolve(o.queue ?? join('.smartermeter', 'gateway', `${o.id}.queue.db`)),
         baudRate: o.baud,
         maxBatch: o.batch,
         maxDelayMs: o.batchDelay,
