@@ -9,6 +9,7 @@ import { IANAZone } from 'luxon';
 import { pino } from 'pino';
 import { intOption, parseDuration } from '../cli/options.js';
 import { loadCredentials, loadFleet, loadPesKeys } from '../provision/keys.js';
+import { topicId } from '../protocol/topics.js';
 import { parseBillingPeriod, type BillingPeriod } from './duration.js';
 import { startPesService } from './mqtt.js';
 import type { MeterInfo } from './core/pes.js';
@@ -33,6 +34,7 @@ export interface PesFlags {
   retention?: number;
   maxSkew: number;
   clientId?: string;
+  gateway: string[];
 }
 
 const duration = (flag: string, allowZero = false) => (v: string) => (allowZero && /^0[smhdw]?$/.test(v) ? 0 : parseDuration(v, flag));
@@ -46,6 +48,14 @@ function interval(v: string): number {
 function billingPeriod(v: string): BillingPeriod {
   try {
     return parseBillingPeriod(v, '--billing-period');
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+}
+
+function gatewayOption(v: string, acc: string[]): string[] {
+  try {
+    return [...acc, topicId(v, '--gateway')];
   } catch (e) {
     throw new InvalidArgumentError((e as Error).message);
   }
@@ -106,6 +116,7 @@ async function run(flags: PesFlags): Promise<void> {
     pool: true,
     logger: log,
     mqtt: { url: flags.mqtt, ...credentials(flags), ...(flags.clientId !== undefined ? { clientId: flags.clientId } : {}) },
+    ...(flags.gateway.length ? { gateways: flags.gateway } : {}),
   });
   // End of stream (replays, tests): SIGUSR2 closes every open window now and releases what may be released.
   // Messages are handled synchronously, so this runs between two of them; later readings make revisions.
@@ -163,5 +174,6 @@ export function registerPesCommand(program: Command): void {
     .option('--retention <duration>', 'how long closed windows accept late readings (default: 2 billing periods)', duration('--retention'))
     .option('--max-skew <duration>', 'reject readings further than this from the watermark', duration('--max-skew'), 7 * 86400)
     .option('--client-id <id>', 'MQTT client id of the persistent session (default: pes); unique per PES on a shared broker')
+    .option('--gateway <id>', 'take the uplinks of this gateway only (repeatable; default: every gateway)', gatewayOption, [] as string[])
     .action((flags: PesFlags) => run(flags));
 }

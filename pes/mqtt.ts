@@ -31,6 +31,12 @@ export interface PesServiceOptions extends Omit<CreatePesOptions, 'publish' | 'a
     reconnectPeriod?: number;
   };
   /**
+   * Gateways whose uplinks this PES takes (`sm/v1/frames/<id>` each); default every gateway
+   * (`sm/v1/frames/+`). PES instances partition the gateways of a large fleet (ARCHITECTURE.md, Scale), and
+   * on a shared broker a PES must not take the frames of another fleet.
+   */
+  gateways?: string[];
+  /**
    * Hooks (aedes style; defaults do nothing). `beforeCommit` runs after a message was processed and before
    * its state is committed and acknowledged; throwing from it leaves the message unacknowledged and
    * resolves `failed` (a crash before commit, for tests).
@@ -75,6 +81,7 @@ export function startPesService(opts: PesServiceOptions): PesService {
   // would belong to the new session); the broker redelivers it instead.
   let generation = 0;
 
+  const frameFilters = opts.gateways?.length ? opts.gateways.map((g) => topics.frames(g)) : [topics.framesAll];
   const c = mqtt.connect(opts.mqtt.url, {
     clientId: opts.mqtt.clientId ?? 'pes',
     clean: false,
@@ -131,12 +138,12 @@ export function startPesService(opts: PesServiceOptions): PesService {
     // in-memory broker), MQTT.js subscribes again by itself (option `resubscribe`, default true; tested).
     c.once('connect', () => {
       c.subscribe(
-        { [topics.framesAll]: { qos: 1 }, [topics.householdKeysAll]: { qos: 1 } },
+        Object.fromEntries([...frameFilters, topics.householdKeysAll].map((t) => [t, { qos: 1 as const }])),
         (err, granted) => {
           c.off('error', onError);
           if (err) return reject(new Error(`the broker refused the PES subscriptions: ${err.message}`));
           const bad = (granted ?? []).filter((g) => g.qos !== 1);
-          if (!granted || granted.length !== 2 || bad.length) return reject(new Error(`the broker refused the PES subscriptions at QoS 1: ${JSON.stringify(granted)}`));
+          if (!granted || granted.length !== frameFilters.length + 1 || bad.length) return reject(new Error(`the broker refused the PES subscriptions at QoS 1: ${JSON.stringify(granted)}`));
           log.info({ url: opts.mqtt.url, k: pes.settings.k, intervalS: pes.settings.intervalS }, 'pes: subscribed');
           resolve();
         },
