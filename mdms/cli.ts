@@ -6,6 +6,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
+import { isValidFilter } from '../broker/acl.js';
 import { durationOption, intOption } from '../cli/options.js';
 import { loadCredentials, loadMdmsKey } from '../provision/keys.js';
 import { EXPORT_WHATS, exportCsvFile, writeCsv, type ExportWhat } from './export.js';
@@ -26,6 +27,7 @@ interface IngestFlags {
   minBillingPeriod: number;
   k: number;
   clientId?: string;
+  topic: string[];
 }
 
 interface ExportFlags {
@@ -104,6 +106,7 @@ async function runIngest(flags: IngestFlags): Promise<void> {
     store,
     privateKey,
     mqtt: { url: flags.mqtt, ...credentials, ...(flags.clientId !== undefined ? { clientId: flags.clientId } : {}) },
+    ...(flags.topic.length ? { topics: flags.topic } : {}),
     minBillingPeriodS: flags.minBillingPeriod,
     k: flags.k,
     log,
@@ -163,6 +166,10 @@ export function registerMdmsCommand(program: Command): void {
     )
     .option('--k <n>', 'refuse neighbourhood aggregates of fewer meters (the PES enforces the real k)', intOption('--k', 1, 1_000_000), 1)
     .option('--client-id <id>', 'MQTT client id of the persistent session (default: mdms); unique per MDMS on a shared broker')
+    .option('--topic <filter>', 'subscribe to this filter under sm/v1/agg/ only (repeatable; default sm/v1/agg/#)', (v: string, acc: string[]) => {
+      if (!v.startsWith('sm/v1/agg/') || !isValidFilter(v)) throw new InvalidArgumentError(`--topic must be an MQTT topic filter under sm/v1/agg/, got "${v}"`);
+      return [...acc, v];
+    }, [] as string[])
     .action((flags: IngestFlags) => runIngest(flags));
 
   mdms

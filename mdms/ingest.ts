@@ -33,6 +33,7 @@ import { pino, type Logger } from 'pino';
 import { asArray, asBytes, asUint, cborDecode } from '../protocol/cbor.js';
 import { keyId, openAggregate, SEAL_AGGREGATE } from '../protocol/seal.js';
 import { topics } from '../protocol/topics.js';
+import { isValidFilter } from '../broker/acl.js';
 import { DEFAULT_POLICY, MalformedAggregateError, parseAggregate, privacyViolation, type Aggregate, type PrivacyPolicy } from './aggregate.js';
 import type { InsertOutcome, Store } from './store/types.js';
 
@@ -77,6 +78,12 @@ export interface MdmsIngestOptions {
     /** Milliseconds between reconnection attempts. Default 1000. */
     reconnectPeriod?: number;
   };
+  /**
+   * Topic filters to subscribe to, each under `sm/v1/agg/`; default `sm/v1/agg/#` (every aggregate). On a
+   * broker shared by several fleets an MDMS takes only its own neighbourhoods and households: aggregates
+   * sealed for another MDMS are never acknowledged (see the table above) and would fill its in-flight window.
+   */
+  topics?: string[];
   /** Shortest billing period stored, seconds. Default 1 day (production: 28 days). */
   minBillingPeriodS?: number;
   /** Fewest meters a stored neighbourhood aggregate may cover. Default 1 (the PES enforces the real k). */
@@ -148,6 +155,10 @@ export function startMdmsIngest(opts: MdmsIngestOptions): MdmsIngest {
     minBillingPeriodS: checkPositiveInt(opts.minBillingPeriodS ?? DEFAULT_POLICY.minBillingPeriodS, 'minBillingPeriodS'),
     k: checkPositiveInt(opts.k ?? DEFAULT_POLICY.k, 'k'),
   };
+  const filters = opts.topics?.length ? opts.topics : [topics.aggregatesAll];
+  for (const f of filters) {
+    if (typeof f !== 'string' || !f.startsWith('sm/v1/agg/') || !isValidFilter(f)) throw new TypeError(`topic filter ${String(f)} must be a valid MQTT filter under sm/v1/agg/`);
+  }
   const initialMs = checkPositiveInt(opts.retry?.initialMs ?? 250, 'retry.initialMs');
   const maxMs = checkPositiveInt(opts.retry?.maxMs ?? 30_000, 'retry.maxMs');
   const log = opts.log ?? pino({ name: 'mdms' });
@@ -294,11 +305,12 @@ export function startMdmsIngest(opts: MdmsIngestOptions): MdmsIngest {
     };
     client.on('error', onError);
     client.once('connect', () => {
-      client.subscribe(topics.aggregatesAll, { qos: 1 }, (err, granted) => {
+      client.subscribe(filters, { qos: 1 }, (err, granted) => {
         client.off('error', onError);
-        const g = granted?.[0];
         if (err) return reject(err);
-        if (!g || g.qos !== 1) return reject(new Error(`the broker refused the subscription to ${topics.aggregatesAll} at QoS 1`));
+        if (!granted || granted.length !== filters.length || granted.some((g) => g.qos !== 1)) {
+          return reject(new Error(`the broker refused the subscription to ${filters.join(', ')} at QoS 1`));
+        }
         log.info({ url: opts.mqtt.url, keyId: mineHex, minBillingPeriodS: policy.minBillingPeriodS, k: policy.k, store: store.location }, 'MDMS ingest subscribed');
         resolve();
       });
