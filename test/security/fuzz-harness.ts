@@ -45,6 +45,11 @@ export interface FuzzTarget<I = unknown> {
   weight: number;
   /** Whether `run` returns promises (asyncProperty) or not (property; faster). */
   async: boolean;
+  /**
+   * For targets driving live services (an MQTT client, a broker): give the event loop a turn every this many
+   * inputs, so that keep-alives and publishes proceed as they would in production. Needs `async`.
+   */
+  yieldEvery?: number;
   open(): Promise<TargetRun<I>>;
 }
 
@@ -141,6 +146,7 @@ export async function runTarget<I>(target: FuzzTarget<I>, o: { runs: number; see
     if (target.async) {
       await fc.assert(
         fc.asyncProperty(t.arbitrary, async (input) => {
+          if (target.yieldEvery && res.inputs % target.yieldEvery === 0) await new Promise((r) => setImmediate(r));
           try {
             tally(input, await t.run(input));
           } catch (e) {

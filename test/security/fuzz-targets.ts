@@ -726,7 +726,8 @@ export function pesTarget(o: TargetOptions = {}): FuzzTarget<PesInput> {
     name: 'pes',
     what: 'PES MQTT handler (handleMessage -> ingestUplink -> commit) with uplinks of genuine, replayed, mutated, re-labelled, re-keyed, truncated and random frames',
     weight: 8,
-    async: false,
+    async: true,
+    yieldEvery: 25,
     async open() {
       const rig = await openPesRig(o, 'pes-fuzz');
       const { meters, svc } = rig;
@@ -915,7 +916,8 @@ export function householdKeyTarget(o: TargetOptions = {}): FuzzTarget<KeyInput> 
     name: 'household-key',
     what: 'PES MQTT handler on household-key topics: mutated SPKI DER, weak and non-RSA keys, wrong household, bad topics',
     weight: 3,
-    async: false,
+    async: true,
+    yieldEvery: 25,
     async open() {
       const rig = await openPesRig({ ...o, framesPerMeter: 0 }, 'pes-hk-fuzz');
       const hhs = [...rig.households.keys()];
