@@ -6,7 +6,7 @@
  *
  * Options (all optional):
  *   --broker embedded|mosquitto|both   (default both; mosquitto = mqtt://127.0.0.1:1883, skipped if unreachable)
- *   --meters N (default 10)  --neighbourhoods N (default 2)  --days N (default 4)  --speed N (default 4800)
+ *   --meters N (default 10)  --neighbourhoods N (default 2)  --days N (default 7)  --speed N (default 4800)
  *   --rounds N    times the kill sequence is repeated within one run (default 3)
  *   --runs N      runs per broker (default 1)
  *   --keep        keep the run directories (logs, state files)
@@ -70,7 +70,7 @@ async function main(): Promise<void> {
   if (!['embedded', 'mosquitto', 'both'].includes(which)) throw new Error('--broker must be embedded, mosquitto or both');
   const rounds = int(a.rounds, 3, 'rounds');
   const runs = int(a.runs, 1, 'runs');
-  const base = { meters: int(a.meters, 10, 'meters'), neighbourhoods: int(a.neighbourhoods, 2, 'neighbourhoods'), days: int(a.days, 4, 'days'), speed: int(a.speed, 4800, 'speed') };
+  const base = { meters: int(a.meters, 10, 'meters'), neighbourhoods: int(a.neighbourhoods, 2, 'neighbourhoods'), days: int(a.days, 7, 'days'), speed: int(a.speed, 4800, 'speed') };
   const brokers: ('embedded' | 'mosquitto')[] = which === 'both' ? ['embedded', 'mosquitto'] : [which as 'embedded' | 'mosquitto'];
   const results: Record<string, unknown> = {};
   let failed = false;

@@ -19,6 +19,7 @@ import { join, resolve } from 'node:path';
 import mqtt from 'mqtt';
 import { parseSyntheticSpec } from '../../../firmware/sources/synthetic.js';
 import { provision, type Fleet } from '../../../provision/keys.js';
+import { compareExport } from './check.js';
 import { expectedTotals, type Expected } from './expected.js';
 import { meterRing, meterSamples, parseExport, probeBroker, probeGatewayQueue, probeMdms, probePes, type PesProbe } from './probes.js';
 import { poll, Proc, sleep, socatPair } from './procs.js';
@@ -189,9 +190,7 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
   try {
     // The fleet: unique names per run, deterministic seeds.
     const rows = ['meter,household,neighbourhood,source'];
-    const seeds: number[] = [];
     for (let i = 0; i < nMeters; i++) {
-      seeds.push(1000 + i);
       rows.push(`m${i + 1},hh-${runId}-${i + 1},nb-${runId}-${String.fromCharCode(97 + (i % nNb))},synthetic:${1000 + i}`);
     }
     writeFileSync(join(dir, 'fleet.csv'), rows.join('\n') + '\n');
@@ -220,10 +219,17 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
     }
     const mdmsDb = join(dir, 'mdms.sqlite');
     const pesState = join(dir, 'pes.sqlite');
-    const mdms = new Proc('mdms', ['mdms', '--keys', keys, '--db', mdmsDb, '--mqtt', url, ...(mdmsClient ? ['--client-id', mdmsClient] : [])], logs);
+    // On a shared broker this run's PES and MDMS take this run's traffic only (its gateways, its aggregates).
+    const own = embedded
+      ? { pes: [], mdms: [] }
+      : {
+          pes: ['--client-id', pesClient!, ...fleet.gateways.flatMap((g) => ['--gateway', g])],
+          mdms: ['--client-id', mdmsClient!, ...fleet.neighbourhoods.flatMap((n) => ['--topic', `sm/v1/agg/neighbourhood/${n}`]), ...fleet.households.flatMap((h) => ['--topic', `sm/v1/agg/billing/${h}`])],
+        };
+    const mdms = new Proc('mdms', ['mdms', '--keys', keys, '--db', mdmsDb, '--mqtt', url, ...own.mdms], logs);
     const pes = new Proc('pes', [
       'pes', '--keys', keys, '--state', pesState, '--mqtt', url, '--k', String(o.k ?? 2), '--revision-k', '1',
-      '--interval', `${intervalS}s`, '--billing-period', '1d', '--lateness', `${latenessS}s`, ...(pesClient ? ['--client-id', pesClient] : []),
+      '--interval', `${intervalS}s`, '--billing-period', '1d', '--lateness', `${latenessS}s`, ...own.pes,
     ], logs);
     procs.push(mdms, pes);
     const gateways = new Map<string, Proc>();
@@ -260,7 +266,7 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
     const streamS = (days * 86400) / speed;
     log(`all ${procs.length} processes up after ${((tStream - t0) / 1000).toFixed(1)} s; stream lasts ~${streamS.toFixed(0)} s`);
 
-    // The kill schedule: spread over the stream, each one mid-stream.
+    // The kill schedule: the victims one after another, each while the meters stream.
     const produced = () => nvFiles.reduce((s, f) => s + meterSamples(f), 0);
     const folded = () => probePes(pesState)?.counters.readings ?? 0;
     const victimProc = (v: Victim): Proc => {
@@ -367,33 +373,8 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
     const rejected = Object.fromEntries(PES_FAIL_COUNTERS.map((n) => [n, c[n] ?? 0]));
     for (const [n, v] of Object.entries(rejected)) if (v !== 0) problems.push(`PES counter ${n} = ${v}`);
     if (mdmsEnd.rows !== c.released) problems.push(`the PES released ${c.released} aggregates, the MDMS holds ${mdmsEnd.rows} rows`);
-    let billingPeriodsChecked = 0;
-    const households = fleet.households.map((hh) => {
-      const want = expected.billing.get(hh) ?? new Map<number, number>();
-      const got = billed.get(hh) ?? new Map<number, number>();
-      for (const [t, wh] of want) {
-        billingPeriodsChecked++;
-        if (got.get(t) !== wh) problems.push(`household ${hh}, day ${new Date(t * 1000).toISOString().slice(0, 10)}: billed ${got.get(t)} Wh, metered ${wh} Wh`);
-      }
-      for (const t of got.keys()) if (!want.has(t)) problems.push(`household ${hh}: billed a period that has no readings (${t})`);
-      const sum = (m: Map<number, number>) => [...m.values()].reduce((a, b) => a + b, 0);
-      return { household: hh, meteredWh: expected.meteredWh.get(hh) ?? 0, billedWh: sum(got) };
-    });
-    let neighbourhoodWindowsChecked = 0;
-    const neighbourhoods = fleet.neighbourhoods.map((nb) => {
-      const want = expected.neighbourhood.get(nb) ?? new Map<number, number>();
-      const got = nbs.get(nb) ?? new Map<number, number>();
-      let mismatched = 0;
-      for (const [t, wh] of want) {
-        neighbourhoodWindowsChecked++;
-        if (got.get(t) !== wh) mismatched++;
-      }
-      const expectedWh = [...want.values()].reduce((a, b) => a + b, 0);
-      const exportedWh = [...got.values()].reduce((a, b) => a + b, 0);
-      if (mismatched) problems.push(`neighbourhood ${nb}: ${mismatched} of ${want.size} intervals differ from the register deltas`);
-      if (expectedWh !== exportedWh) problems.push(`neighbourhood ${nb}: ${exportedWh} Wh exported over all intervals, ${expectedWh} Wh metered`);
-      return { neighbourhood: nb, expectedWh, exportedWh };
-    });
+    const cmp = compareExport(expected, billed, nbs);
+    problems.push(...cmp.problems);
     for (const k of kills) if (k.metersRunning === 0) problems.push(`the kill of ${k.process} landed after the stream ended`);
     const mdmsStop = mdms.output().split('\n').reverse().find((l) => l.includes('MDMS ingest stopped'));
     let mdmsDuplicates: number | null = null;
@@ -421,10 +402,10 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
       lateRevisions: c.lateRevisions ?? 0,
       mdmsRows: mdmsEnd.rows,
       mdmsDuplicates,
-      households,
-      billingPeriodsChecked,
-      neighbourhoodWindowsChecked,
-      neighbourhoods,
+      households: cmp.households,
+      billingPeriodsChecked: cmp.billingPeriodsChecked,
+      neighbourhoodWindowsChecked: cmp.neighbourhoodWindowsChecked,
+      neighbourhoods: cmp.neighbourhoods,
       seconds: (performance.now() - t0) / 1000,
       problems,
       ok: problems.length === 0,
