@@ -145,7 +145,13 @@ export function encodeNode(n: CNode): Uint8Array {
   return Uint8Array.from(out);
 }
 
-/** Shortcuts for trees of the protocol's plain values. */
+/**
+ * Shortcuts for trees of the protocol's plain values.
+ * @example
+ * ```ts
+ * C.array(C.uint(1), C.text('gw-nb1'), C.array(C.bytes(frame)));
+ * ```
+ */
 export const C = {
   uint: (v: number | bigint): CNode => ({ k: 'int', v: BigInt(v) }),
   bytes: (v: Uint8Array): CNode => ({ k: 'bytes', v }),
@@ -303,13 +309,25 @@ function halfToNumber(h: number): number {
 // ---------------------------------------------------------------------------------------------------------
 // Spec validators on reference values (docs/protocol.md), independent of protocol/*.ts
 
-/** An unsigned integer <= max; a float with an integer value counts (§1 says the reference decoder accepts it). */
+/**
+ * An unsigned integer <= max; a float with an integer value counts (§1 says the reference decoder accepts it).
+ * @example
+ * ```ts
+ * isUint(5, 255); // true
+ * ```
+ */
 export const isUint = (v: unknown, max = Number.MAX_SAFE_INTEGER): v is number =>
   typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max;
 const isBytes = (v: unknown, len?: number): v is Uint8Array => v instanceof Uint8Array && (len === undefined || v.length === len);
 export const TOPIC_ID = /^[A-Za-z0-9_.-]{1,64}$/;
 
-/** §4, §6, §7: is this a valid serial-line message? */
+/**
+ * §4, §6, §7: is this a valid serial-line message?
+ * @example
+ * ```ts
+ * const r = refDecode(bytes); if (r.ok) specMessage(r.value); // 'frame' | 'ack' | null
+ * ```
+ */
 export function specMessage(v: RefValue): 'frame' | 'ack' | null {
   if (!Array.isArray(v)) return null;
   if (!isUint(v[1], 255) || v[1] !== 1 || !isUint(v[0], 255)) return null;
@@ -320,7 +338,13 @@ export function specMessage(v: RefValue): 'frame' | 'ack' | null {
   return null;
 }
 
-/** §5: is this a valid reading batch? */
+/**
+ * §5: is this a valid reading batch?
+ * @example
+ * ```ts
+ * specBatch([1000, [[1700000000, 60, 1002, 120, 0]]]); // true
+ * ```
+ */
 export function specBatch(v: RefValue): boolean {
   if (!Array.isArray(v) || v.length !== 2) return false;
   const [prevWh, list] = v;
@@ -340,7 +364,13 @@ export function specBatch(v: RefValue): boolean {
   return true;
 }
 
-/** §9: is this a valid uplink? Returns its frames, or null. */
+/**
+ * §9: is this a valid uplink? Returns its frames, or null.
+ * @example
+ * ```ts
+ * specUplink([1, 'gw-nb1', [frame]]); // { gateway: 'gw-nb1', frames: [frame] }
+ * ```
+ */
 export function specUplink(v: RefValue): { gateway: string; frames: Uint8Array[] } | null {
   if (!Array.isArray(v) || v.length !== 3 || !isUint(v[0], 255) || v[0] !== 1) return null;
   const [, gw, frames] = v;
@@ -420,7 +450,13 @@ function children(n: CNode): CNode[] | undefined {
   return undefined;
 }
 
-/** Returns a copy of `root` with `edit` applied (the original is not changed). */
+/**
+ * Returns a copy of `root` with `edit` applied (the original is not changed).
+ * @example
+ * ```ts
+ * applyEdit(frameTree, { op: 'lie', path: [5], n: 2n ** 32n }); // the ciphertext claims 4 GB
+ * ```
+ */
 export function applyEdit(root: CNode, edit: TreeEdit): CNode {
   const rec = (n: CNode, path: number[]): CNode => {
     const kids = children(n);
@@ -535,7 +571,13 @@ export function mutateBytes(input: Uint8Array, mutations: ByteMutation[]): Buffe
   return b;
 }
 
-/** Deep equality of reference values / decoded protocol values (bytes by content, -0 equal to 0). */
+/**
+ * Deep equality of reference values / decoded protocol values (bytes by content, -0 equal to 0).
+ * @example
+ * ```ts
+ * sameValue([1, Uint8Array.of(2)], [1, Buffer.from([2])]); // true
+ * ```
+ */
 export function sameValue(a: unknown, b: unknown): boolean {
   if (a instanceof Uint8Array && b instanceof Uint8Array) return Buffer.from(a).equals(Buffer.from(b));
   if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => sameValue(x, b[i]));

@@ -72,7 +72,13 @@ export interface FuzzResult {
 }
 
 let gcFn: (() => void) | null | undefined;
-/** A full GC, if the runtime lets us expose one (V8 flag set at run time, then fetched from a fresh context). */
+/**
+ * A full GC, if the runtime lets us expose one (V8 flag set at run time, then fetched from a fresh context).
+ * @example
+ * ```ts
+ * if (fullGc()) console.log(process.memoryUsage().heapUsed);
+ * ```
+ */
 export function fullGc(): boolean {
   if (gcFn === undefined) {
     try {

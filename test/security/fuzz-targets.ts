@@ -9,6 +9,7 @@
  * | batch | decodeReadingBatch | accept iff §5 accepts; same values; energies non-negative and summing to the register delta |
  * | uplink | decodeUplink | accept iff §9 accepts; same values |
  * | seal | openAggregate, openStream (with a long-lived key cache) | opens only envelopes equal (as values) to one sealed for that topic, with that body |
+ * | ucs-stream | the household app's WebCrypto opener (ucs/web/seal.ts), one long-lived opener | as for seal |
  * | pes | the PES MQTT handler (pes/mqtt.ts handleMessage -> ingestUplink -> commit) on a live PES | no forged or replayed frame folded; every frame counted once; every household stream message published is a genuine batch, once |
  * | mdms | the MDMS ingest handler (mdms/ingest.ts handleMessage -> openAggregate -> parseAggregate -> store) | only genuine seals on their own topic, or bodies sealed by a key-holder that pass §11.3 and the policy, are stored; sealed-for-another-key is never acknowledged |
  * | household-key | the PES MQTT handler on `sm/v1/pes/household-key/<hh>` | accept iff §10.1 (own household, RSA >= 2048) |
@@ -484,6 +485,13 @@ function spliceArb(sealed: Sealed[], otherKid: Buffer): fc.Arbitrary<{ seed: num
   });
 }
 
+/**
+ * The `seal` target (see the table at the top).
+ * @example
+ * ```ts
+ * await runTarget(sealTarget({ rsaBits: 2048 }), { runs: 10_000, seed: 1 });
+ * ```
+ */
 export function sealTarget(o: TargetOptions = {}): FuzzTarget<SealInput> {
   return {
     name: 'seal',
@@ -559,6 +567,10 @@ export function sealTarget(o: TargetOptions = {}): FuzzTarget<SealInput> {
 /**
  * The household app's stream opener (ucs/web/seal.ts, WebCrypto — the code that runs in the browser), fed the
  * same kinds of envelopes as the seal target, with one long-lived opener (and so one key cache).
+ * @example
+ * ```ts
+ * await runTarget(ucsStreamTarget({ rsaBits: 2048 }), { runs: 10_000, seed: 1 });
+ * ```
  */
 export function ucsStreamTarget(o: TargetOptions = {}): FuzzTarget<SealInput> {
   return {
@@ -721,6 +733,13 @@ async function openPesRig(o: TargetOptions, clientId: string) {
   };
 }
 
+/**
+ * The `pes` target (see the table at the top).
+ * @example
+ * ```ts
+ * await runTarget(pesTarget({ rsaBits: 2048 }), { runs: 10_000, seed: 1 });
+ * ```
+ */
 export function pesTarget(o: TargetOptions = {}): FuzzTarget<PesInput> {
   return {
     name: 'pes',
@@ -911,6 +930,13 @@ interface KeyInput {
   payload: Uint8Array;
 }
 
+/**
+ * The `householdKey` target (see the table at the top).
+ * @example
+ * ```ts
+ * await runTarget(householdKeyTarget({ rsaBits: 2048 }), { runs: 10_000, seed: 1 });
+ * ```
+ */
 export function householdKeyTarget(o: TargetOptions = {}): FuzzTarget<KeyInput> {
   return {
     name: 'household-key',
@@ -1021,6 +1047,13 @@ function storableBody(topic: string, body: unknown, k: number, minBillingS: numb
   return names.length >= 1 && names.length <= 64 && names.every((n) => /^[A-Za-z0-9_.-]{1,32}$/.test(n) && int((b as Record<string, unknown>)[n], Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER));
 }
 
+/**
+ * The `mdms` target (see the table at the top).
+ * @example
+ * ```ts
+ * await runTarget(mdmsTarget({ rsaBits: 2048 }), { runs: 10_000, seed: 1 });
+ * ```
+ */
 export function mdmsTarget(o: TargetOptions = {}): FuzzTarget<MdmsInput> {
   return {
     name: 'mdms',
@@ -1142,7 +1175,13 @@ function sealRaw(pub: KeyObject, topic: string, body: Uint8Array): Buffer {
   return cborEncode([1, kid, wrapped, iv, ct]);
 }
 
-/** Every target, in the order the script runs them. */
+/**
+ * Every target, in the order the script runs them.
+ * @example
+ * ```ts
+ * for (const t of allTargets({ rsaBits: 2048 })) await runTarget(t, { runs: 1000, seed: 1 });
+ * ```
+ */
 export function allTargets(o: TargetOptions = {}): FuzzTarget<never>[] {
   return [linkTarget, messageTarget, batchTarget, uplinkTarget, sealTarget(o), ucsStreamTarget(o), pesTarget(o), householdKeyTarget(o), mdmsTarget(o)] as unknown as FuzzTarget<never>[];
 }

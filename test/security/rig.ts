@@ -162,7 +162,13 @@ function firstSamples(source: Source, n: number): Source {
   };
 }
 
-/** Polls `cond` every 20 ms; throws naming `what` after `ms`. */
+/**
+ * Polls `cond` every 20 ms; throws naming `what` after `ms`.
+ * @example
+ * ```ts
+ * await until(() => pes.counters.framesOk === 96, () => 'all frames');
+ * ```
+ */
 export async function until(cond: () => boolean | Promise<boolean>, what: () => string, ms = 30_000): Promise<void> {
   const end = Date.now() + ms;
   while (!(await cond())) {

@@ -31,10 +31,22 @@ import { decodeReadingBatch } from '../../protocol/reading.js';
 import { topics } from '../../protocol/topics.js';
 import { decodeUplink } from '../../protocol/uplink.js';
 
-/** Whether socat is installed. */
+/**
+ * Whether socat is installed.
+ * @example
+ * ```ts
+ * describe.skipIf(!haveSocat() && process.env.CI !== 'true')('...', () => {});
+ * ```
+ */
 export const haveSocat = (): boolean => spawnSync('socat', ['-V']).status === 0;
 
-/** A socat pty pair: `socat -d -d pty,raw,echo=0 pty,raw,echo=0`, paths read from its stderr. */
+/**
+ * A socat pty pair: `socat -d -d pty,raw,echo=0 pty,raw,echo=0`, paths read from its stderr.
+ * @example
+ * ```ts
+ * const { a, b, stop } = await socatPair(); // open a and b with serialport; await stop()
+ * ```
+ */
 export function socatPair(): Promise<{ a: string; b: string; stop(): Promise<void> }> {
   const proc: ChildProcess = spawn('socat', ['-d', '-d', 'pty,raw,echo=0', 'pty,raw,echo=0'], { stdio: ['ignore', 'ignore', 'pipe'] });
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
@@ -91,7 +103,13 @@ function openPort(path: string): Promise<SerialPort> {
   });
 }
 
-/** The noisy wire between two pty ends. */
+/**
+ * The noisy wire between two pty ends.
+ * @example
+ * ```ts
+ * const relay = await NoiseRelay.open(meterPairEnd, gatewayPairEnd, DEFAULT_NOISE);
+ * ```
+ */
 export class NoiseRelay {
   readonly counters: Record<'up' | 'down', RelayCounters> = {
     up: { bytes: 0, flipped: 0, dropped: 0, inserted: 0, bursts: 0 },
