@@ -229,7 +229,10 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
     const mdms = new Proc('mdms', ['mdms', '--keys', keys, '--db', mdmsDb, '--mqtt', url, ...own.mdms], logs);
     const pes = new Proc('pes', [
       'pes', '--keys', keys, '--state', pesState, '--mqtt', url, '--k', String(o.k ?? 2), '--revision-k', '1',
-      '--interval', `${intervalS}s`, '--billing-period', '1d', '--lateness', `${latenessS}s`, ...own.pes,
+      '--interval', `${intervalS}s`, '--billing-period', '1d', '--lateness', `${latenessS}s`,
+      // A killed meter falls behind by (dead + restart time) x speed and stays behind; retention and skew
+      // cover the whole run, so that no reading is refused as too old (a policy, not a crash, would lose it).
+      '--retention', `${days + 2}d`, '--max-skew', `${days + 2}d`, ...own.pes,
     ], logs);
     procs.push(mdms, pes);
     const gateways = new Map<string, Proc>();
