@@ -75,6 +75,9 @@ export function socatPair(): Promise<{ a: string; b: string; stop(): Promise<voi
   });
 }
 
+/** Bytes the relay holds per direction before it stops reading (a UART's FIFO and driver buffer). */
+const UART_BUFFER = 1024;
+
 export interface NoiseOptions {
   /** Probability per byte of one flipped bit. */
   flip: number;
@@ -116,6 +119,7 @@ export class NoiseRelay {
     down: { bytes: 0, flipped: 0, dropped: 0, inserted: 0, bursts: 0 },
   };
   private readonly queues: Record<'up' | 'down', Buffer[]> = { up: [], down: [] };
+  private readonly queued: Record<'up' | 'down', number> = { up: 0, down: 0 };
   private timer: NodeJS.Timeout | undefined;
   private last = performance.now();
   private nextBurst: Record<'up' | 'down', number>;
@@ -126,8 +130,17 @@ export class NoiseRelay {
     private readonly o: NoiseOptions,
   ) {
     this.nextBurst = { up: this.burstAt(), down: this.burstAt() };
-    meterSide.on('data', (b: Buffer) => this.queues.up.push(this.damage(b, 'up')));
-    gatewaySide.on('data', (b: Buffer) => this.queues.down.push(this.damage(b, 'down')));
+    // Like a UART, the wire holds little: past UART_BUFFER bytes queued the relay stops reading, the pty fills
+    // and the sender's writes wait (an unbounded queue would add seconds of latency and trigger ack timeouts).
+    const take = (from: SerialPort, dir: 'up' | 'down') =>
+      from.on('data', (b: Buffer) => {
+        const d = this.damage(b, dir);
+        this.queues[dir].push(d);
+        this.queued[dir] += d.length;
+        if (this.queued[dir] > UART_BUFFER) from.pause();
+      });
+    take(meterSide, 'up');
+    take(gatewaySide, 'down');
     this.timer = setInterval(() => this.pace(), 5);
   }
 
@@ -200,7 +213,11 @@ export class NoiseRelay {
           left = 0;
         }
       }
+      const sent = budget - left;
+      this.queued[dir] = Math.max(0, this.queued[dir] - sent);
       if (parts.length) (dir === 'up' ? this.gatewaySide : this.meterSide).write(Buffer.concat(parts));
+      const from = dir === 'up' ? this.meterSide : this.gatewaySide;
+      if (from.isPaused() && this.queued[dir] <= UART_BUFFER / 2) from.resume();
     }
   }
 }
