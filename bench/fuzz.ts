@@ -43,8 +43,11 @@ const weights = targets.reduce((s, t) => s + t.weight, 0);
 console.error(`fuzz: ${total} inputs over ${targets.length} targets, seed ${seed}${fullGc() ? '' : ' (no gc: heap growth not measured)'}`);
 
 const results: FuzzResult[] = [];
-for (const t of targets) {
-  const runs = Math.max(1, Math.round((total * t.weight) / weights));
+let assigned = 0;
+for (const [i, t] of targets.entries()) {
+  // Shares by weight; the last target takes the rounding remainder, so the total is exact.
+  const runs = i === targets.length - 1 ? Math.max(1, total - assigned) : Math.max(1, Math.round((total * t.weight) / weights));
+  assigned += runs;
   process.stderr.write(`fuzz: ${t.name}: ${runs} inputs — ${t.what}\n`);
   const r = await runTarget(t, { runs, seed, onProgress: (n) => process.stderr.write(`\r  ${t.name}: ${n}/${runs}`) });
   process.stderr.write(`\r  ${t.name}: ${r.inputs} inputs in ${r.seconds.toFixed(1)} s\n`);
