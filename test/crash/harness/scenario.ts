@@ -24,7 +24,13 @@ import { expectedTotals, type Expected } from './expected.js';
 import { meterRing, meterSamples, parseExport, probeBroker, probeGatewayQueue, probeMdms, probePes, type PesProbe } from './probes.js';
 import { poll, Proc, sleep, socatPair } from './procs.js';
 
-export type Victim = 'meter' | 'gateway' | 'broker' | 'pes' | 'mdms';
+/** A component the harness kills. */
+export type Component = 'meter' | 'gateway' | 'broker' | 'pes' | 'mdms';
+/**
+ * One kill of the schedule: a component, or `'pes+broker'`: the PES is killed, and while it is down (the
+ * broker holding its uplinks for its offline session) the broker is killed too; both come back.
+ */
+export type Victim = Component | 'pes+broker';
 
 export interface CrashOptions {
   /** `'embedded'`: our broker as a process with a state file (a victim too); else an external broker URL. */
@@ -94,7 +100,8 @@ export interface CrashReport {
   days: number;
   speed: number;
   kills: KillRecord[];
-  killsByVictim: Partial<Record<Victim, number>>;
+  /** Kills per component (a `'pes+broker'` kill counts for both). */
+  killsByVictim: Partial<Record<Component, number>>;
   readingsExpected: number;
   readingsProduced: number;
   readingsFolded: number;
@@ -173,7 +180,7 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
   const downMs = o.downMs ?? 1000;
   const log = o.log ?? (() => undefined);
   const embedded = o.broker === 'embedded';
-  if (!embedded && o.kills.includes('broker')) throw new Error('an external broker is not ours to kill');
+  if (!embedded && o.kills.some((k) => k.includes('broker'))) throw new Error('an external broker is not ours to kill');
   const runId = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
   const dir = mkdtempSync(join(tmpdir(), 'sm-crash-'));
   const logs = join(dir, 'logs');
@@ -273,6 +280,7 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
     const produced = () => nvFiles.reduce((s, f) => s + meterSamples(f), 0);
     const folded = () => probePes(pesState)?.counters.readings ?? 0;
     const victimProc = (v: Victim): Proc => {
+      if (v === 'pes+broker') return pes;
       if (v === 'meter') return meters[0]!;
       if (v === 'gateway') return gateways.values().next().value!;
       if (v === 'broker') return broker!;
@@ -288,7 +296,7 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
         const b = probeBroker(brokerState, 'pes');
         return b.queued + b.journal;
       }
-      if (v === 'pes') return embedded ? probeBroker(brokerState, 'pes').queuedFor : produced() - folded();
+      if (v === 'pes' || v === 'pes+broker') return embedded ? probeBroker(brokerState, 'pes').queuedFor : produced() - folded();
       return (probePes(pesState)?.counters.released ?? 0) - (probeMdms(mdmsDb)?.rows ?? 0);
     };
     const kills: KillRecord[] = [];
@@ -306,6 +314,20 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
       await p.kill9();
       log(`kill -9 ${p.name} at ${rec.atS.toFixed(1)} s holding ${inFlight} unfinished (${running} meters streaming, ${rec.producedAtKill} readings framed, ${rec.foldedAtKill} folded)`);
       await sleep(downMs);
+      if (victim === 'pes+broker') {
+        if (!broker) throw new Error('pes+broker needs the embedded broker');
+        // The PES is down: the broker acknowledges uplinks and queues them for its session. Kill it holding some.
+        rec.process = 'pes+broker';
+        rec.inFlight = await poll(() => {
+          const n = probeBroker(brokerState, 'pes').queuedFor;
+          return n > 0 ? n : undefined;
+        }, () => '', 3000, 5).catch(() => 0);
+        await broker.kill9();
+        log(`kill -9 broker while the PES is down, holding ${rec.inFlight} uplinks for it`);
+        await sleep(downMs);
+        broker.start();
+        await ready(broker);
+      }
       const tr = performance.now();
       p.start();
       await ready(p);
@@ -386,8 +408,8 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
     } catch {
       mdmsDuplicates = null;
     }
-    const killsByVictim: Partial<Record<Victim, number>> = {};
-    for (const k of kills) killsByVictim[k.victim] = (killsByVictim[k.victim] ?? 0) + 1;
+    const killsByVictim: Partial<Record<Component, number>> = {};
+    for (const k of kills) for (const c of (k.victim === 'pes+broker' ? ['pes', 'broker'] : [k.victim]) as Component[]) killsByVictim[c] = (killsByVictim[c] ?? 0) + 1;
     const report: CrashReport = {
       broker: embedded ? 'embedded' : url,
       runId,
