@@ -21,7 +21,7 @@ import { parseSyntheticSpec } from '../../../firmware/sources/synthetic.js';
 import { provision, type Fleet } from '../../../provision/keys.js';
 import { compareExport } from './check.js';
 import { expectedTotals, type Expected } from './expected.js';
-import { meterRing, meterSamples, parseExport, probeBroker, probeGatewayQueue, probeMdms, probePes, type PesProbe } from './probes.js';
+import { lastLogLine, meterRing, meterSamples, parseExport, probeBroker, probeGatewayQueue, probeMdms, probePes, type PesProbe } from './probes.js';
 import { poll, Proc, sleep, socatPair } from './procs.js';
 
 /** A component the harness kills. */
@@ -401,13 +401,9 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
     const cmp = compareExport(expected, billed, nbs);
     problems.push(...cmp.problems);
     for (const k of kills) if (k.metersRunning === 0) problems.push(`the kill of ${k.process} landed after the stream ended`);
-    const mdmsStop = mdms.output().split('\n').reverse().find((l) => l.includes('MDMS ingest stopped'));
-    let mdmsDuplicates: number | null = null;
-    try {
-      mdmsDuplicates = mdmsStop ? ((JSON.parse(mdmsStop) as { counters: { duplicates: number } }).counters.duplicates ?? null) : null;
-    } catch {
-      mdmsDuplicates = null;
-    }
+    // Killed MDMS processes log nothing at the end: the counters are those of the last, cleanly stopped one.
+    const mdmsStop = lastLogLine(mdms.log, /^MDMS ingest stopped$/) as { counters?: { duplicates?: number } } | undefined;
+    const mdmsDuplicates = mdmsStop?.counters?.duplicates ?? null;
     const killsByVictim: Partial<Record<Component, number>> = {};
     for (const k of kills) for (const c of (k.victim === 'pes+broker' ? ['pes', 'broker'] : [k.victim]) as Component[]) killsByVictim[c] = (killsByVictim[c] ?? 0) + 1;
     const report: CrashReport = {
