@@ -4,6 +4,7 @@
  * @module
  */
 import { InvalidArgumentError } from 'commander';
+import { IANAZone } from 'luxon';
 
 /**
  * An integer flag within [min, max].
@@ -41,4 +42,16 @@ export function parseDuration(v: string, flag = 'duration'): number {
 /** A commander parser for {@link parseDuration}. */
 export function durationOption(flag: string): (v: string) => number {
   return (v) => parseDuration(v, flag);
+}
+
+/**
+ * A `--tz` value: an IANA time zone.
+ * @example
+ * ```ts
+ * program.option('--tz <zone>', 'time zone', zoneOption, 'UTC');
+ * ```
+ */
+export function zoneOption(v: string): string {
+  if (!IANAZone.isValidZone(v)) throw new InvalidArgumentError(`--tz must be an IANA time zone such as UTC or America/New_York, got "${v}"`);
+  return v;
 }

@@ -9,11 +9,11 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { InvalidArgumentError, type Command } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
-import { DateTime, IANAZone } from 'luxon';
+import { DateTime } from 'luxon';
 import { parseSyntheticSpec } from '../firmware/sources/synthetic.js';
 import { loadTariff, type Tariff } from '../pes/tariff.js';
 import { loadFleet, parseFleetCsv, provision, type Fleet } from '../provision/keys.js';
-import { durationOption, intOption } from './options.js';
+import { durationOption, intOption, zoneOption } from './options.js';
 import { billedEnergy, startSystem, type SystemHandle } from './system.js';
 
 export interface ReplayOptions {
@@ -187,11 +187,6 @@ export function formatSummary(s: ReplaySummary): string {
   ];
   lines.push(s.ok ? 'check             every reading accounted for: billed energy equals the register deltas for every household' : `check             FAILED:\n  ${s.problems.join('\n  ')}`);
   return lines.join('\n');
-}
-
-function zoneOption(v: string): string {
-  if (!IANAZone.isValidZone(v)) throw new InvalidArgumentError(`--tz must be an IANA time zone, got "${v}"`);
-  return v;
 }
 
 /** Registers `smartermeter replay`. */

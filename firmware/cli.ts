@@ -5,9 +5,9 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
-import { DateTime, IANAZone } from 'luxon';
+import { DateTime } from 'luxon';
 import pino from 'pino';
-import { intOption } from '../cli/options.js';
+import { intOption, zoneOption } from '../cli/options.js';
 import { loadFleet, loadMeterKey } from '../provision/keys.js';
 import { createClock, parseSpeed, type Speed } from './hal/clock.js';
 import { FileNvStore } from './hal/nv.js';
@@ -16,11 +16,6 @@ import { Meter } from './meter.js';
 import { ReconnectingSerialLine } from './serial.js';
 import { parseSyntheticSpec, SyntheticSource, writeGroundTruth, writeSyntheticCsv, type SyntheticOptions } from './sources/synthetic.js';
 import { UmassSource } from './sources/umass.js';
-
-function zoneOption(v: string): string {
-  if (!IANAZone.isValidZone(v)) throw new InvalidArgumentError(`--tz must be an IANA time zone such as UTC or America/New_York, got "${v}"`);
-  return v;
-}
 
 function speedOption(v: string): Speed {
   try {
