@@ -1,6 +1,7 @@
 /**
  * AES-256-GCM for Node processes, via node:crypto (measured ~4x faster than @noble/ciphers for short
- * frames; `npm run bench` reports both). Browser code uses @noble/ciphers' `gcm` with the same layout.
+ * frames; `npm run bench` reports both). Browser code (ucs/web/seal.ts) uses WebCrypto's AES-GCM with the
+ * same layout; @noble/ciphers is the independent implementation the tests check both against.
  * @module
  */
 import { createCipheriv, createDecipheriv } from 'node:crypto';

@@ -12,12 +12,9 @@
  * @module
  */
 import { constants, createHash, createPublicKey, privateDecrypt, publicEncrypt, randomBytes, type KeyObject } from 'node:crypto';
-import { asArray, asBytes, asUint, cborDecode, cborEncode } from './cbor.js';
 import { gcmDecrypt, gcmEncrypt } from './aead.js';
-
-export const SEAL_AGGREGATE = 1;
-export const SEAL_STREAM = 2;
-const SEAL_TAG_LEN = 16;
+import { asUint, cborDecode, cborEncode } from './cbor.js';
+import { aggregateAad, CONTENT_KEY_BYTES, parseAggregateEnvelope, parseStream, SEAL_AGGREGATE, SEAL_IV_BYTES, SEAL_STREAM, SEAL_TAG_BYTES, streamAad } from './envelope.js';
 
 /**
  * Key id of a public key: SHA-256(SPKI DER)[0..8].
@@ -55,10 +52,10 @@ export function unwrapKey(privateKey: KeyObject, wrapped: Uint8Array): Buffer {
  */
 export function sealAggregate(publicKey: KeyObject, topic: string, body: unknown): Buffer {
   const kid = keyId(publicKey);
-  const key = randomBytes(32);
-  const iv = randomBytes(12);
+  const key = randomBytes(CONTENT_KEY_BYTES);
+  const iv = randomBytes(SEAL_IV_BYTES);
   try {
-    const ct = gcmEncrypt(key, iv, cborEncode(body), cborEncode([SEAL_AGGREGATE, topic, kid]), SEAL_TAG_LEN);
+    const ct = gcmEncrypt(key, iv, cborEncode(body), aggregateAad(topic, kid), SEAL_TAG_BYTES);
     return cborEncode([SEAL_AGGREGATE, kid, wrapKey(publicKey, key), iv, ct]);
   } finally {
     key.fill(0);
@@ -74,14 +71,12 @@ export function sealAggregate(publicKey: KeyObject, topic: string, body: unknown
  * ```
  */
 export function openAggregate(privateKey: KeyObject, topic: string, payload: Uint8Array): unknown {
-  const a = asArray(cborDecode(payload), 'sealed aggregate', 5, 5);
-  if (asUint(a[0], 'seal type', 255) !== SEAL_AGGREGATE) throw new TypeError('not an aggregate seal');
-  const kid = asBytes(a[1], 'kid', 8);
+  const e = parseAggregateEnvelope(payload);
   const mine = keyId(createPublicKey(privateKey));
-  if (!mine.equals(kid)) throw new Error(`sealed for key ${Buffer.from(kid).toString('hex')}, not ours (${mine.toString('hex')})`);
-  const key = unwrapKey(privateKey, asBytes(a[2], 'wrapped key'));
+  if (!mine.equals(e.kid)) throw new Error(`sealed for key ${Buffer.from(e.kid).toString('hex')}, not ours (${mine.toString('hex')})`);
+  const key = unwrapKey(privateKey, e.wrapped);
   try {
-    const pt = gcmDecrypt(key, asBytes(a[3], 'iv', 12), asBytes(a[4], 'ciphertext'), cborEncode([SEAL_AGGREGATE, topic, kid]), SEAL_TAG_LEN);
+    const pt = gcmDecrypt(key, e.iv, e.ciphertext, aggregateAad(topic, e.kid), SEAL_TAG_BYTES);
     return cborDecode(pt);
   } finally {
     key.fill(0);
@@ -105,7 +100,7 @@ export interface StreamKey {
  */
 export function newStreamKey(publicKey: KeyObject, epoch: number): StreamKey {
   asUint(epoch, 'epoch', 0xffffffff);
-  const key = randomBytes(32);
+  const key = randomBytes(CONTENT_KEY_BYTES);
   return { kid: keyId(publicKey), epoch, key, wrapped: wrapKey(publicKey, key) };
 }
 
@@ -117,31 +112,9 @@ export function newStreamKey(publicKey: KeyObject, epoch: number): StreamKey {
  * ```
  */
 export function sealStream(sk: StreamKey, topic: string, body: unknown): Buffer {
-  const iv = randomBytes(12);
-  const ct = gcmEncrypt(sk.key, iv, cborEncode(body), cborEncode([SEAL_STREAM, topic, sk.kid, sk.epoch]), SEAL_TAG_LEN);
+  const iv = randomBytes(SEAL_IV_BYTES);
+  const ct = gcmEncrypt(sk.key, iv, cborEncode(body), streamAad(topic, sk.kid, sk.epoch), SEAL_TAG_BYTES);
   return cborEncode([SEAL_STREAM, sk.kid, sk.epoch, sk.wrapped, iv, ct]);
-}
-
-/** The parsed outer layer of a stream message (what a browser needs before WebCrypto unwrap). */
-export interface StreamEnvelope {
-  kid: Uint8Array;
-  epoch: number;
-  wrapped: Uint8Array;
-  iv: Uint8Array;
-  ciphertext: Uint8Array;
-}
-
-/** Parses a stream envelope without opening it. */
-export function parseStream(payload: Uint8Array): StreamEnvelope {
-  const a = asArray(cborDecode(payload), 'sealed stream message', 6, 6);
-  if (asUint(a[0], 'seal type', 255) !== SEAL_STREAM) throw new TypeError('not a stream seal');
-  return {
-    kid: asBytes(a[1], 'kid', 8),
-    epoch: asUint(a[2], 'epoch', 0xffffffff),
-    wrapped: asBytes(a[3], 'wrapped key'),
-    iv: asBytes(a[4], 'iv', 12),
-    ciphertext: asBytes(a[5], 'ciphertext'),
-  };
 }
 
 /**
@@ -165,6 +138,6 @@ export function openStream(privateKey: KeyObject, topic: string, payload: Uint8A
     key = unwrapKey(privateKey, e.wrapped);
     cache?.set(id, key);
   }
-  const pt = gcmDecrypt(key, e.iv, e.ciphertext, cborEncode([SEAL_STREAM, topic, e.kid, e.epoch]), SEAL_TAG_LEN);
+  const pt = gcmDecrypt(key, e.iv, e.ciphertext, streamAad(topic, e.kid, e.epoch), SEAL_TAG_BYTES);
   return cborDecode(pt);
 }

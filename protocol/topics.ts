@@ -26,4 +26,46 @@ export const topics = {
   /** UCS server / provisioning -> PES: a household's public key (retained). */
   householdKey: (hh: string) => `sm/v1/pes/household-key/${topicId(hh, 'household')}`,
   householdKeysAll: 'sm/v1/pes/household-key/+',
+  /** Every household's stream (the PES publishes them all; the household app's server archives them). */
+  householdStreamsAll: 'sm/v1/household/+/readings',
+} as const;
+
+/** The prefix every aggregate topic starts with (an MDMS may subscribe to filters under it only). */
+export const AGGREGATE_PREFIX = 'sm/v1/agg/';
+
+const FRAMES = /^sm\/v1\/frames\/([^/]+)$/;
+const AGGREGATE = /^sm\/v1\/agg\/(neighbourhood|billing)\/([^/]+)$/;
+const HOUSEHOLD_STREAM = /^sm\/v1\/household\/([^/]+)\/readings$/;
+const HOUSEHOLD_KEY = /^sm\/v1\/pes\/household-key\/([^/]+)$/;
+
+function level(re: RegExp, topic: string): string[] | null {
+  const m = typeof topic === 'string' ? re.exec(topic) : null;
+  if (!m) return null;
+  return ID.test(m[m.length - 1]!) ? m.slice(1) : null;
+}
+
+/**
+ * Parses a topic name back into what it names, or `null` when it is not a topic of that kind (or its id
+ * level is not a valid {@link topicId}). The inverse of {@link topics}.
+ * @example
+ * ```ts
+ * parseTopic.frames('sm/v1/frames/gw-nb1');               // 'gw-nb1'
+ * parseTopic.aggregate('sm/v1/agg/billing/hh7');          // { kind: 'billing', key: 'hh7' }
+ * parseTopic.household('sm/v1/household/hh7/readings');   // 'hh7'
+ * parseTopic.householdKey('sm/v1/pes/household-key/hh7'); // 'hh7'
+ * parseTopic.frames('sm/v1/frames/+');                    // null
+ * ```
+ */
+export const parseTopic = {
+  /** Gateway id of an uplink topic. */
+  frames: (topic: string): string | null => level(FRAMES, topic)?.[0] ?? null,
+  /** Kind and key of an aggregate topic. */
+  aggregate(topic: string): { kind: 'neighbourhood' | 'billing'; key: string } | null {
+    const m = level(AGGREGATE, topic);
+    return m ? { kind: m[0] as 'neighbourhood' | 'billing', key: m[1]! } : null;
+  },
+  /** Household of a stream topic. */
+  household: (topic: string): string | null => level(HOUSEHOLD_STREAM, topic)?.[0] ?? null,
+  /** Household of a household-key topic. */
+  householdKey: (topic: string): string | null => level(HOUSEHOLD_KEY, topic)?.[0] ?? null,
 } as const;

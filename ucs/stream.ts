@@ -10,7 +10,8 @@ import { readFileSync } from 'node:fs';
 import mqtt, { type MqttClient } from 'mqtt';
 import { openStream } from '../protocol/seal.js';
 import { topics } from '../protocol/topics.js';
-import { bodyRows, parseStreamBody, type Row } from './web/body.js';
+import { parseStreamBody } from '../protocol/stream.js';
+import { bodyRows, type Row } from './web/body.js';
 
 export interface StreamCounters {
   messages: number;

@@ -7,7 +7,7 @@
  * content a `conflict` (nothing is written either way); otherwise inserts (one row per band for billing).
  * @module
  */
-import type { BillingAggregate, NeighbourhoodAggregate } from '../aggregate.js';
+import type { BillingAggregate, NeighbourhoodAggregate } from '../../protocol/aggregate.js';
 import type { Driver, Param, Querier } from './driver.js';
 import { migrate } from './migrations.js';
 import type {

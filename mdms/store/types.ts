@@ -6,7 +6,7 @@
  * is a plain JS number (safe integer) — never a float, never a string.
  * @module
  */
-import type { BillingAggregate, NeighbourhoodAggregate } from '../aggregate.js';
+import type { BillingAggregate, NeighbourhoodAggregate } from '../../protocol/aggregate.js';
 
 /** One stored neighbourhood aggregate (one revision). */
 export interface NeighbourhoodRow {

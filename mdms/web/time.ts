@@ -5,7 +5,7 @@
  * @module
  */
 import { DateTime } from 'luxon';
-import { MAX_TIME_S } from '../aggregate.js';
+import { MAX_TIME_S } from '../../protocol/aggregate.js';
 import { HttpError } from './context.js';
 
 export const DATE_PATTERN = '^\\d{4}-\\d{2}-\\d{2}$';

@@ -14,15 +14,17 @@
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
-import { asArray, asBytes, asUint, cborDecode } from '../../protocol/cbor.js';
 import { decodeFrame, meterId, openFrame, type CipheredFrame } from '../../protocol/frame.js';
 import { ciphertextFromBytes, ciphertextToBytes, decodeSigned, type PaillierPrivate } from '../../protocol/paillier/engine.js';
 import { decodeReadingBatch, type ReadingBatch } from '../../protocol/reading.js';
+import type { BillingAggregate, NeighbourhoodAggregate } from '../../protocol/aggregate.js';
+import { decodeHouseholdKey } from '../../protocol/household-key.js';
 import { newStreamKey, sealAggregate, sealStream, type StreamKey } from '../../protocol/seal.js';
+import { streamBody } from '../../protocol/stream.js';
 import { topicId, topics } from '../../protocol/topics.js';
 import { decodeUplink } from '../../protocol/uplink.js';
 import type { BillingPeriod } from '../duration.js';
-import type { Tariff } from '../tariff.js';
+import type { Tariff } from '../../lib/tariff.js';
 import { Calendar } from './calendar.js';
 import { newCounters, type PesCounters } from './counters.js';
 import { attribute, pruneGaps, type EnergyOp, type EnergyState } from './energy.js';
@@ -69,25 +71,6 @@ export interface OutMessage {
   kind: 'neighbourhood' | 'billing' | 'household';
   topic: string;
   payload: Buffer;
-}
-
-/** Released aggregate bodies (CBOR maps inside the aggregate seal). */
-export interface NeighbourhoodBody {
-  kind: 'neighbourhood';
-  key: string;
-  start: number;
-  end: number;
-  revision: number;
-  meters: number;
-  energyWh: number;
-}
-export interface BillingBody {
-  kind: 'billing';
-  key: string;
-  start: number;
-  end: number;
-  revision: number;
-  bands: Record<string, number>;
 }
 
 type Kind = 'neighbourhood' | 'billing';
@@ -158,7 +141,6 @@ interface MeterRuntime {
   replayStreak: number;
 }
 
-const HOUSEHOLD_KEY_PREFIX = 'sm/v1/pes/household-key/';
 /** Largest uplink accepted: 1024 frames (the uplink maximum) of a full link payload each. */
 export const MAX_UPLINK_BYTES = 1024 * 2048 + 1024;
 const STREAM_KEYS_PER_HOUSEHOLD = 4;
@@ -439,31 +421,25 @@ export class PesCore {
       if (list.length > STREAM_KEYS_PER_HOUSEHOLD) list.shift()!.key.fill(0);
     }
     const topic = topics.household(hh);
-    const body = { meter, prevWh: batch.prevWh, readings: batch.readings.map((r) => [r.time, r.period, r.importWh, r.powerW, r.status]) };
-    this.outbox.push({ kind: 'household', topic, payload: sealStream(sk, topic, body) });
+    this.outbox.push({ kind: 'household', topic, payload: sealStream(sk, topic, streamBody(meter, batch)) });
     this.counters.streamMessages++;
   }
 
   /**
-   * Handles a household public key message (retained, topic `topics.householdKey(hh)`, payload CBOR
-   * `[1, hh, spkiDer]`; an empty payload withdraws the key). Returns false (and counts) if rejected.
+   * Handles a household public key message (protocol/household-key.ts; an empty payload withdraws the key).
+   * Returns false (and counts) if rejected.
    */
   householdKey(topic: string, payload: Uint8Array): boolean {
     try {
-      if (!topic.startsWith(HOUSEHOLD_KEY_PREFIX)) throw new TypeError('not a household key topic');
-      const hh = topicId(topic.slice(HOUSEHOLD_KEY_PREFIX.length), 'household');
+      const { household: hh, spki } = decodeHouseholdKey(topic, payload);
       if (!this.households.has(hh)) throw new TypeError('unknown household');
-      if (payload.length === 0) {
+      if (spki === null) {
         this.householdKeys.delete(hh);
         this.dropStreamKeys(hh);
         this.dirtyHouseholds.set(hh, null);
         this.log.info({ household: hh }, 'pes: household key withdrawn');
         return true;
       }
-      const a = asArray(cborDecode(payload), 'household key message', 3, 3);
-      if (asUint(a[0], 'version', 255) !== 1) throw new TypeError('unsupported household key version');
-      if (a[1] !== hh) throw new TypeError('household in payload differs from topic');
-      const spki = asBytes(a[2], 'spki');
       const key = createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
       const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
       if (key.asymmetricKeyType !== 'rsa' || bits < 2048) throw new TypeError('household key must be RSA >= 2048 bits');
@@ -561,7 +537,7 @@ export class PesCore {
     w.suppressed = false;
     this.dirtyWindows.add(w);
     let topic: string;
-    let body: NeighbourhoodBody | BillingBody;
+    let body: NeighbourhoodAggregate | BillingAggregate;
     if (w.kind === 'neighbourhood') {
       topic = topics.neighbourhood(w.key);
       body = { kind: 'neighbourhood', key: w.key, start: w.start, end: w.end, revision: w.revision, meters: w.meters.size, energyWh: totals.get('') ?? 0 };

@@ -2,15 +2,15 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { cborDecode, cborEncode } from '../../protocol/cbor.js';
 import { topics } from '../../protocol/topics.js';
+import { privacyViolation } from '../../mdms/aggregate.js';
 import {
   MalformedAggregateError,
   MAX_TIME_S,
   aggregateTopic,
   parseAggregate,
-  privacyViolation,
   type BillingAggregate,
   type NeighbourhoodAggregate,
-} from '../../mdms/aggregate.js';
+} from '../../protocol/aggregate.js';
 import { billingAgg, nbAgg } from './helpers.js';
 
 /** What the body looks like after a CBOR round trip (as the ingest sees it). */

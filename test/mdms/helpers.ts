@@ -8,7 +8,7 @@ import { createServer, connect, type AddressInfo, type Server, type Socket } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import type { BillingAggregate, NeighbourhoodAggregate } from '../../mdms/aggregate.js';
+import type { BillingAggregate, NeighbourhoodAggregate } from '../../protocol/aggregate.js';
 import { openStore, type OpenStoreOptions } from '../../mdms/store/index.js';
 import type { Store } from '../../mdms/store/types.js';
 

@@ -13,7 +13,7 @@ import { startBroker, type BrokerHandle } from '../../broker/broker.js';
 import { cborDecode, cborEncode } from '../../protocol/cbor.js';
 import { sealAggregate } from '../../protocol/seal.js';
 import { topics } from '../../protocol/topics.js';
-import type { Aggregate } from '../../mdms/aggregate.js';
+import type { Aggregate } from '../../protocol/aggregate.js';
 import { startMdmsIngest, type MdmsIngest, type MdmsIngestOptions } from '../../mdms/ingest.js';
 import { openStore } from '../../mdms/store/index.js';
 import type { Store } from '../../mdms/store/types.js';

@@ -7,14 +7,15 @@ import Database from 'better-sqlite3';
 import mqtt, { type MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { startBroker } from '../../broker/broker.js';
-import { loadUsers } from '../../broker/users.js';
+import { loadUsers } from '../../lib/broker-users.js';
 import { encodeFrame, SC_AES256GCM, sealFrame, systemTitle } from '../../protocol/frame.js';
 import { encodeReadingBatch, type Reading } from '../../protocol/reading.js';
 import { openAggregate } from '../../protocol/seal.js';
 import { topics } from '../../protocol/topics.js';
 import { encodeUplink } from '../../protocol/uplink.js';
-import { brokerUsersPath, loadCredentials, loadMdmsKey, loadMeterKey, provision } from '../../provision/keys.js';
-import type { NeighbourhoodBody } from '../../pes/core/pes.js';
+import { brokerUsersPath, loadCredentials, loadMdmsKey, loadMeterKey } from '../../lib/keyset.js';
+import { provision } from '../../provision/keys.js';
+import type { NeighbourhoodAggregate } from '../../protocol/aggregate.js';
 
 const cleanup: (() => unknown)[] = [];
 afterEach(async () => {
@@ -75,7 +76,7 @@ describe('smartermeter pes (process)', () => {
       await gw.publishAsync(topics.frames('gw-nb1'), encodeUplink({ gateway: 'gw-nb1', frames }), { qos: 1 });
     }
     await until(() => got.some((m) => m.topic === topics.neighbourhood('nb1')), 'the neighbourhood aggregate');
-    const body = openAggregate(loadMdmsKey(keys), topics.neighbourhood('nb1'), got.find((m) => m.topic === topics.neighbourhood('nb1'))!.payload) as NeighbourhoodBody;
+    const body = openAggregate(loadMdmsKey(keys), topics.neighbourhood('nb1'), got.find((m) => m.topic === topics.neighbourhood('nb1'))!.payload) as NeighbourhoodAggregate;
     expect(body).toEqual({ kind: 'neighbourhood', key: 'nb1', start: t0, end: t0 + 900, revision: 0, meters: 2, energyWh: 2 * 15 * 10 });
 
     child.kill('SIGTERM');

@@ -6,7 +6,7 @@ import { encodeReadingBatch, type Reading, type ReadingBatch } from '../../proto
 import { openAggregate } from '../../protocol/seal.js';
 import { encodeUplink } from '../../protocol/uplink.js';
 import type { MeterInfo, OutMessage, PesKeySet } from '../../pes/pes.js';
-import type { BillingBody, NeighbourhoodBody } from '../../pes/core/pes.js';
+import type { BillingAggregate, NeighbourhoodAggregate } from '../../protocol/aggregate.js';
 
 const paillierCache = new Map<number, Promise<PaillierPrivate>>();
 /** One Paillier key per size per test file (key generation dominates otherwise). */
@@ -98,13 +98,13 @@ export async function makeFleet(opts: { n: number; nbs?: number; start: number; 
 export const uplink = (frames: Uint8Array[], gateway = 'gw-nb0'): Buffer => encodeUplink({ gateway, frames });
 
 /** Opens every aggregate the PES sent to the MDMS. */
-export function openAggregates(mdms: KeyObject, sent: OutMessage[]): (NeighbourhoodBody | BillingBody)[] {
-  return sent.filter((m) => m.kind !== 'household').map((m) => openAggregate(mdms, m.topic, m.payload) as NeighbourhoodBody | BillingBody);
+export function openAggregates(mdms: KeyObject, sent: OutMessage[]): (NeighbourhoodAggregate | BillingAggregate)[] {
+  return sent.filter((m) => m.kind !== 'household').map((m) => openAggregate(mdms, m.topic, m.payload) as NeighbourhoodAggregate | BillingAggregate);
 }
 
 /** The latest revision of every (kind, key, start): what an MDMS export shows. */
-export function latest(bodies: (NeighbourhoodBody | BillingBody)[]): Map<string, NeighbourhoodBody | BillingBody> {
-  const out = new Map<string, NeighbourhoodBody | BillingBody>();
+export function latest(bodies: (NeighbourhoodAggregate | BillingAggregate)[]): Map<string, NeighbourhoodAggregate | BillingAggregate> {
+  const out = new Map<string, NeighbourhoodAggregate | BillingAggregate>();
   for (const b of bodies) {
     const id = `${b.kind}|${b.key}|${b.start}`;
     const prev = out.get(id);

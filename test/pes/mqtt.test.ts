@@ -8,7 +8,7 @@ import { startBroker, type BrokerHandle } from '../../broker/broker.js';
 import { openAggregate } from '../../protocol/seal.js';
 import { topics } from '../../protocol/topics.js';
 import { startPesService } from '../../pes/mqtt.js';
-import type { BillingBody } from '../../pes/core/pes.js';
+import type { BillingAggregate } from '../../protocol/aggregate.js';
 import { makeFleet, uplink } from './helpers.js';
 
 const log = pino({ level: 'silent' });
@@ -94,7 +94,7 @@ describe('PES over MQTT', () => {
     svc.pes.flush();
     await until(() => aggregates.some((m) => m.topic === topics.billing('hh0')), 'the billing aggregate');
     await svc.pes.idle();
-    const bill = openAggregate(f.mdms, topics.billing('hh0'), aggregates.find((m) => m.topic === topics.billing('hh0'))!.payload) as BillingBody;
+    const bill = openAggregate(f.mdms, topics.billing('hh0'), aggregates.find((m) => m.topic === topics.billing('hh0'))!.payload) as BillingAggregate;
     expect(bill.bands.flat).toBe(a!.register - a!.registers[0]!);
     expect(bill.bands.flat).toBe(45 * 100);
   });
@@ -130,6 +130,6 @@ describe('PES over MQTT', () => {
     const f = await makeFleet({ n: 1, start: T0 });
     const svc = startPesService({ keys: f.keys, k: 1, logger: log, mqtt: { url: broker.url, clientId: 'pes-refused' } });
     cleanup.push(() => svc.close());
-    await expect(svc.ready).rejects.toThrow(/refused the PES subscriptions/);
+    await expect(svc.ready).rejects.toThrow(/refused the PES's subscription/);
   });
 });

@@ -6,7 +6,7 @@ import { encodeReadingBatch } from '../../protocol/reading.js';
 import { openStream } from '../../protocol/seal.js';
 import { topics } from '../../protocol/topics.js';
 import { createPes, type CreatePesOptions } from '../../pes/pes.js';
-import type { BillingBody, NeighbourhoodBody } from '../../pes/core/pes.js';
+import type { BillingAggregate, NeighbourhoodAggregate } from '../../protocol/aggregate.js';
 import { latest, makeFleet, openAggregates, SimMeter, uplink, type TestFleet } from './helpers.js';
 
 const log = pino({ level: 'silent' });
@@ -21,7 +21,7 @@ async function bodies(fleet: TestFleet, pes: ReturnType<typeof createPes>) {
   await pes.idle();
   return openAggregates(fleet.mdms, pes.sent);
 }
-const nbs = (b: (NeighbourhoodBody | BillingBody)[]) => b.filter((x): x is NeighbourhoodBody => x.kind === 'neighbourhood');
+const nbs = (b: (NeighbourhoodAggregate | BillingAggregate)[]) => b.filter((x): x is NeighbourhoodAggregate => x.kind === 'neighbourhood');
 
 describe('late readings produce revisions', () => {
   it('a reading after its window closed re-releases it with revision + 1 and the full new total', async () => {
@@ -89,7 +89,7 @@ describe('late readings produce revisions', () => {
     pes.ingestUplink(uplink([a.frame(a2), b.frame(b2)]));
     pes.ingestUplink(uplink([b.frame(b3)])); // closes window 2
     let l = latest(await bodies(f, pes));
-    const at = (i: number) => l.get(`neighbourhood|nb0|${T0 + i * 900}`) as NeighbourhoodBody;
+    const at = (i: number) => l.get(`neighbourhood|nb0|${T0 + i * 900}`) as NeighbourhoodAggregate;
     expect(at(1).energyWh).toBe(15); // b only
     expect(at(2).energyWh).toBe(15 + 15 * 11 + 15 * 13); // the gap's energy moved here
     expect(pes.counters.gapsOpened).toBe(1);
@@ -100,7 +100,7 @@ describe('late readings produce revisions', () => {
     expect([at(1).revision, at(2).revision]).toEqual([1, 1]);
     pes.flush();
     l = latest(await bodies(f, pes));
-    const bill = l.get(`billing|hh0|${T0}`) as BillingBody;
+    const bill = l.get(`billing|hh0|${T0}`) as BillingAggregate;
     expect(bill.bands).toEqual({ flat: a.register - a.registers[0]! });
     await pes.close();
   });
@@ -128,8 +128,8 @@ describe('energy is conserved end to end', () => {
           const base = batches[Math.min(...order)]!;
           const lastBatch = batches[Math.max(...order)]!;
           const expected = lastBatch.readings[lastBatch.readings.length - 1]!.importWh - base.prevWh;
-          const nbTotal = sum(l.filter((b): b is NeighbourhoodBody => b.kind === 'neighbourhood').map((b) => b.energyWh));
-          const billTotal = sum(l.filter((b): b is BillingBody => b.kind === 'billing').map((b) => b.bands.flat!));
+          const nbTotal = sum(l.filter((b): b is NeighbourhoodAggregate => b.kind === 'neighbourhood').map((b) => b.energyWh));
+          const billTotal = sum(l.filter((b): b is BillingAggregate => b.kind === 'billing').map((b) => b.bands.flat!));
           expect([nbTotal, billTotal]).toEqual([expected, expected]);
           expect(pes.counters.negativeTotal).toBe(0);
           await pes.close();
@@ -156,7 +156,7 @@ describe('replay protection', () => {
     expect(pes.counters.framesOk).toBe(3);
     expect(pes.counters.readings).toBe(15);
     pes.flush();
-    const bill = latest(await bodies(f, pes)).get(`billing|hh0|${T0}`) as BillingBody;
+    const bill = latest(await bodies(f, pes)).get(`billing|hh0|${T0}`) as BillingAggregate;
     expect(bill.bands.flat).toBe(15 * 100);
     await pes.close();
   });
@@ -299,7 +299,7 @@ describe('household streams', () => {
     pes.ingestUplink(uplink([a.frame(a.batch(3))]));
     await pes.idle();
     const s2 = pes.sent.filter((m) => m.kind === 'household');
-    const { parseStream } = await import('../../protocol/seal.js');
+    const { parseStream } = await import('../../protocol/envelope.js');
     expect(Buffer.from(parseStream(s2[1]!.payload).wrapped)).toEqual(Buffer.from(parseStream(s2[0]!.payload).wrapped));
 
     // hh1 publishes its key at runtime; bad key messages are rejected and counted.

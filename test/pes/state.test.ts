@@ -7,7 +7,7 @@ import Database from 'better-sqlite3';
 import { cborDecode, cborEncode } from '../../protocol/cbor.js';
 import { openStream } from '../../protocol/seal.js';
 import { createPes, type CreatePesOptions, type OutMessage } from '../../pes/pes.js';
-import type { BillingBody, NeighbourhoodBody } from '../../pes/core/pes.js';
+import type { BillingAggregate, NeighbourhoodAggregate } from '../../protocol/aggregate.js';
 import { StateMismatchError } from '../../pes/store.js';
 import { latest, makeFleet, openAggregates, uplink, type TestFleet } from './helpers.js';
 
@@ -54,8 +54,8 @@ const opts = (f: TestFleet, stateFile?: string): CreatePesOptions => ({
 });
 
 /** Every released (kind, key, start, revision) with its body; fails on two different bodies for one id. */
-function releases(f: TestFleet, sent: OutMessage[]): Map<string, NeighbourhoodBody | BillingBody> {
-  const out = new Map<string, NeighbourhoodBody | BillingBody>();
+function releases(f: TestFleet, sent: OutMessage[]): Map<string, NeighbourhoodAggregate | BillingAggregate> {
+  const out = new Map<string, NeighbourhoodAggregate | BillingAggregate>();
   for (const b of openAggregates(f.mdms, sent)) {
     const id = `${b.kind}|${b.key}|${b.start}|${b.revision}`;
     const prev = out.get(id);
@@ -255,9 +255,9 @@ describe('2048-bit Paillier', () => {
     await pes.idle();
     const l = latest(openAggregates(f.mdms, pes.sent));
     const expected = f.meters.reduce((s, m) => s + (m.register - m.registers[0]!), 0);
-    const nbTotal = [...l.values()].filter((b): b is NeighbourhoodBody => b.kind === 'neighbourhood').reduce((s, b) => s + b.energyWh, 0);
+    const nbTotal = [...l.values()].filter((b): b is NeighbourhoodAggregate => b.kind === 'neighbourhood').reduce((s, b) => s + b.energyWh, 0);
     expect(nbTotal).toBe(expected);
-    f.meters.forEach((m, i) => expect((l.get(`billing|hh${i}|${T0}`) as BillingBody).bands.flat).toBe(m.register - m.registers[0]!));
+    f.meters.forEach((m, i) => expect((l.get(`billing|hh${i}|${T0}`) as BillingAggregate).bands.flat).toBe(m.register - m.registers[0]!));
     await pes.close();
   });
 });

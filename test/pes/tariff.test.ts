@@ -2,9 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { Calendar } from '../../pes/core/calendar.js';
 import { parseBillingPeriod } from '../../pes/duration.js';
-import { bandAt, parseTariff } from '../../pes/tariff.js';
+import { bandAt, parseTariff } from '../../lib/tariff.js';
 import { createPes } from '../../pes/pes.js';
-import type { BillingBody } from '../../pes/core/pes.js';
+import type { BillingAggregate } from '../../protocol/aggregate.js';
 import { latest, makeFleet, openAggregates, uplink } from './helpers.js';
 
 const LONDON = {
@@ -98,7 +98,7 @@ describe('billing periods and bands', () => {
     pes.flush();
     await pes.idle();
     const bills = latest(openAggregates(f.mdms, pes.sent));
-    const dst = bills.get(`billing|hh0|${Date.UTC(2024, 2, 31) / 1000}`) as BillingBody;
+    const dst = bills.get(`billing|hh0|${Date.UTC(2024, 2, 31) / 1000}`) as BillingAggregate;
     expect(dst.end - dst.start).toBe(23 * 3600);
     // Expected by UTC hour of 2024-03-31, worked out by hand: 00:00 UTC = 00:00 GMT; from 01:00 UTC the
     // clock reads BST (UTC+1). Night 00:00-07:00 local = UTC 00..05; peak 16:00-19:00 local = UTC 15..17.
@@ -107,7 +107,7 @@ describe('billing periods and bands', () => {
     const total = (hs: number[]) => hs.reduce((s, x) => s + e(x), 0);
     expect(dst.bands).toEqual({ night: total(range(0, 5)), peak: total(range(15, 17)), day: total([...range(6, 14), ...range(18, 22)]) });
     // The Saturday before (GMT all day): night 00..06 UTC local = UTC, peak 16..18.
-    const sat = bills.get(`billing|hh0|${Date.UTC(2024, 2, 30) / 1000}`) as BillingBody;
+    const sat = bills.get(`billing|hh0|${Date.UTC(2024, 2, 30) / 1000}`) as BillingAggregate;
     const es = (utcHour: number) => hourEnergy(utcHour - 12);
     const totalS = (hs: number[]) => hs.reduce((s, x) => s + es(x), 0);
     expect(sat.bands).toEqual({ night: 0, peak: totalS(range(16, 18)), day: totalS([...range(12, 15), ...range(19, 23)]) });

@@ -13,7 +13,11 @@ import { crc16x25 } from '../../protocol/crc.js';
 import { decodeMessage, encodeAck, encodeFrame, frameAad, frameIv, MSG_ACK, MSG_FRAME, openFrame, SC_AES256GCM, sealFrame, systemTitle } from '../../protocol/frame.js';
 import { encodeLinkFrame } from '../../protocol/link.js';
 import { decodeReadingBatch, readingEnergies } from '../../protocol/reading.js';
-import { keyId, openAggregate, openStream, parseStream, unwrapKey } from '../../protocol/seal.js';
+import { parseAggregate } from '../../protocol/aggregate.js';
+import { aggregateAad, parseAggregateEnvelope, parseStream, streamAad } from '../../protocol/envelope.js';
+import { decodeHouseholdKey, encodeHouseholdKey } from '../../protocol/household-key.js';
+import { parseStreamBody, streamBody } from '../../protocol/stream.js';
+import { keyId, openAggregate, openStream, unwrapKey } from '../../protocol/seal.js';
 import { topics } from '../../protocol/topics.js';
 import { decodeUplink, encodeUplink } from '../../protocol/uplink.js';
 import { docBlock, docBlocks, docHex, parseDiag } from './doc.js';
@@ -108,18 +112,24 @@ describe('docs/protocol.md vectors', () => {
 
     it('household key message carries the SPKI the kid is computed from', () => {
       const spki = createPublicKey(priv).export({ type: 'spki', format: 'der' });
-      expect(cborEncode([1, 'hh1', spki])).toEqual(vec('household-key.cbor'));
+      expect(Buffer.from(encodeHouseholdKey('hh1', spki))).toEqual(vec('household-key.cbor'));
+      expect(Buffer.from(decodeHouseholdKey(topics.householdKey('hh1'), vec('household-key.cbor')).spki!)).toEqual(spki);
+      expect(() => decodeHouseholdKey(topics.householdKey('hh2'), vec('household-key.cbor'))).toThrow(/differs from topic/);
     });
 
     it('kid and AADs', () => {
       expect(keyId(priv)).toEqual(vec('seal.kid'));
-      expect(cborEncode([1, aggTopic, keyId(priv)])).toEqual(vec('seal.aggregate.aad'));
-      expect(cborEncode([2, streamTopic, keyId(priv), 19675])).toEqual(vec('seal.stream.aad'));
+      expect(Buffer.from(aggregateAad(aggTopic, keyId(priv)))).toEqual(vec('seal.aggregate.aad'));
+      expect(Buffer.from(streamAad(streamTopic, keyId(priv), 19675))).toEqual(vec('seal.stream.aad'));
+      expect(Buffer.from(parseAggregateEnvelope(vec('seal.aggregate.payload')).kid)).toEqual(vec('seal.kid'));
     });
 
     it('aggregate: the reference opener and an independent GCM both find the documented body', () => {
       const payload = vec('seal.aggregate.payload');
       expect(cborEncode(openAggregate(priv, aggTopic, payload))).toEqual(vec('seal.aggregate.body'));
+      // the body is exactly what protocol/aggregate.ts accepts on that topic, and nothing it accepts elsewhere
+      expect(cborEncode(parseAggregate(aggTopic, cborDecode(vec('seal.aggregate.body'))))).toEqual(vec('seal.aggregate.body'));
+      expect(() => parseAggregate(topics.neighbourhood('nb2'), cborDecode(vec('seal.aggregate.body')))).toThrow(/key must equal/);
       const env = cborDecode(payload) as [number, Uint8Array, Uint8Array, Uint8Array, Uint8Array];
       const cek = unwrapKey(priv, env[2]);
       expect(cek).toEqual(vec('seal.aggregate.content-key'));
@@ -129,6 +139,9 @@ describe('docs/protocol.md vectors', () => {
     it('stream: the reference opener and an independent GCM both find the documented body', () => {
       const payload = vec('seal.stream.payload');
       expect(cborEncode(openStream(priv, streamTopic, payload))).toEqual(vec('seal.stream.body'));
+      // protocol/stream.ts parses the documented body and builds the same bytes from it
+      const body = parseStreamBody(cborDecode(vec('seal.stream.body')));
+      expect(cborEncode(streamBody(body.meter, body))).toEqual(vec('seal.stream.body'));
       const env = parseStream(payload);
       expect(env.epoch).toBe(19675);
       const cek = unwrapKey(priv, env.wrapped);

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { topicId, topics } from '../../protocol/topics.js';
+import { buildAcl } from '../../protocol/acl.js';
+import { parseTopic, topicId, topics } from '../../protocol/topics.js';
 import { PROTOCOL_MD } from './doc.js';
 
 /** MQTT 3.1.1 §4.7.1 matching, minimal: '+' one level, '#' the rest. */
@@ -46,11 +47,16 @@ describe('MQTT topic table in docs/protocol.md', () => {
       'topics.aggregatesAll': topics.aggregatesAll,
       'topics.householdKeysAll': topics.householdKeysAll,
       'topics.householdAll(hh)': topics.householdAll(ids.hh),
+      'topics.householdStreamsAll': topics.householdStreamsAll,
     };
     for (const [topic, , , , sub] of topicRows) {
-      const [, filter, constant] = ticks(sub!);
-      expect(constants[constant!], constant).toBe(fill(filter!));
-      expect(matches(fill(filter!), fill(ticks(topic!)[0]!))).toBe(true);
+      const t = ticks(sub!);
+      expect(t.length % 3, `subscriber cell ${sub}`).toBe(0);
+      for (let i = 0; i < t.length; i += 3) {
+        const [, filter, constant] = t.slice(i, i + 3);
+        expect(constants[constant!], constant).toBe(fill(filter!));
+        expect(matches(fill(filter!), fill(ticks(topic!)[0]!))).toBe(true);
+      }
     }
     expect(matches(topics.householdAll('hh1'), topics.household('hh2'))).toBe(false);
   });
@@ -60,12 +66,21 @@ describe('MQTT topic table in docs/protocol.md', () => {
     for (const [topic, , , pub, sub] of topicRows) {
       const t = fill(ticks(topic!)[0]!);
       const publisher = fill(ticks(pub!)[0]!);
-      const [subscriber, filter] = ticks(sub!).map(fill);
       expect(users.get(publisher)!.publish.some((f) => matches(f, t)), `${publisher} publishes ${t}`).toBe(true);
-      expect(users.get(subscriber!)!.subscribe, `${subscriber} subscribes`).toContain(filter);
+      const subs = ticks(sub!).map(fill);
+      for (let i = 0; i < subs.length; i += 3) {
+        const [subscriber, filter] = subs.slice(i, i + 2);
+        expect(users.get(subscriber!)!.subscribe, `${subscriber} subscribes`).toContain(filter);
+      }
       // nobody else may publish there
       for (const [u, acl] of users) if (u !== publisher) expect(acl.publish.some((f) => matches(f, t)), `${u} must not publish ${t}`).toBe(false);
     }
+  });
+
+  it('is the ACL that protocol/acl.ts builds', () => {
+    const acl = buildAcl({ gateways: [ids.gw], households: [ids.hh] });
+    expect(Object.keys(acl).sort()).toEqual([...users.keys()].sort());
+    for (const [u, a] of users) expect({ publish: [...acl[u]!.publish].sort(), subscribe: [...acl[u]!.subscribe].sort() }, u).toEqual({ publish: [...a.publish].sort(), subscribe: [...a.subscribe].sort() });
   });
 
   it('retains only household keys', () => {
@@ -79,5 +94,27 @@ describe('topicId', () => {
   it('accepts plain ids and rejects separators, wildcards and oversize', () => {
     expect(topicId('gw-nb1.a_2')).toBe('gw-nb1.a_2');
     for (const bad of ['', 'a/b', '+', '#', 'a+b', 'x'.repeat(65), '$SYS', 'é', 'a b']) expect(() => topics.frames(bad)).toThrow(TypeError);
+  });
+});
+
+describe('parseTopic', () => {
+  it('inverts every topic builder', () => {
+    expect(parseTopic.frames(topics.frames('gw-nb1'))).toBe('gw-nb1');
+    expect(parseTopic.aggregate(topics.neighbourhood('nb1'))).toEqual({ kind: 'neighbourhood', key: 'nb1' });
+    expect(parseTopic.aggregate(topics.billing('hh.7'))).toEqual({ kind: 'billing', key: 'hh.7' });
+    expect(parseTopic.household(topics.household('hh1'))).toBe('hh1');
+    expect(parseTopic.householdKey(topics.householdKey('hh1'))).toBe('hh1');
+  });
+
+  it('refuses other kinds, wildcards, extra levels and bad ids', () => {
+    for (const t of [topics.framesAll, topics.householdStreamsAll, topics.householdKeysAll, 'sm/v1/frames/a/b', 'sm/v1/frames/', `sm/v1/frames/${'x'.repeat(65)}`, 'sm/v2/frames/gw']) {
+      expect(parseTopic.frames(t), t).toBeNull();
+      expect(parseTopic.household(t), t).toBeNull();
+      expect(parseTopic.householdKey(t), t).toBeNull();
+    }
+    expect(parseTopic.aggregate('sm/v1/agg/other/nb1')).toBeNull();
+    expect(parseTopic.aggregate(topics.household('hh1'))).toBeNull();
+    expect(parseTopic.frames(topics.household('hh1'))).toBeNull();
+    expect(parseTopic.household(undefined as unknown as string)).toBeNull();
   });
 });

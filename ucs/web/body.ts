@@ -1,19 +1,10 @@
 /**
- * The household stream body (docs/protocol.md §11.3, built by the PES in pes/core/pes.ts):
- * `{meter, prevWh, readings: [[time, period, importWh, powerW, status], …]}`, validated exactly as the
- * PES validated the meter's batch (protocol/reading.ts), and turned into rows with each reading's energy.
+ * Rows of a household stream body (protocol/stream.ts, docs/protocol.md §11.3): each reading with its energy.
  * Browser-safe: used by the app, `ucs watch` and the HA bridge alike.
  * @module
  */
-import { asArray, cborEncode } from '../../protocol/cbor.js';
-import { decodeReadingBatch, readingEnergies, type Reading } from '../../protocol/reading.js';
-
-/** One decrypted stream message. */
-export interface StreamBody {
-  meter: string;
-  prevWh: number;
-  readings: Reading[];
-}
+import { readingEnergies } from '../../protocol/reading.js';
+import type { StreamBody } from '../../protocol/stream.js';
 
 /** One reading with its energy (register difference), as the app stores and exports it. */
 export interface Row {
@@ -27,25 +18,6 @@ export interface Row {
   status: number;
   /** Energy of the period, Wh (register difference to the previous reading or to `prevWh`). */
   energyWh: number;
-}
-
-const METER = /^[0-9a-f]{16}$/;
-
-/**
- * Validates a decrypted body; throws `TypeError` naming the bad field.
- * @example
- * ```ts
- * const body = parseStreamBody(await opener.open(topic, payload));
- * ```
- */
-export function parseStreamBody(v: unknown): StreamBody {
-  const o = v as { meter?: unknown; prevWh?: unknown; readings?: unknown } | null;
-  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new TypeError('stream body must be a map');
-  if (typeof o.meter !== 'string' || !METER.test(o.meter)) throw new TypeError('stream body meter must be 16 hex digits');
-  asArray(o.readings, 'stream body readings', 1);
-  // The same checks as the meter's own batch: integer fields in range, time order, register never decreasing.
-  const batch = decodeReadingBatch(cborEncode([o.prevWh, o.readings]));
-  return { meter: o.meter, ...batch };
 }
 
 /**

@@ -2,13 +2,14 @@
  * Opens household stream messages with WebCrypto (docs/protocol.md §11.2):
  * `[2, kid, epoch, wrappedKey, iv, ciphertext‖tag]`, AAD = CBOR `[2, topic, kid, epoch]`. The content key of
  * each (kid, epoch, wrappedKey) is unwrapped once (RSA-OAEP-SHA-256) and cached as a non-extractable AES key.
- * This is protocol/seal.ts `openStream` for the browser, where node:crypto does not exist.
+ * This is protocol/seal.ts `openStream` for the browser, where node:crypto does not exist; both read the
+ * envelope with protocol/envelope.ts.
  * @module
  */
-import { asArray, asBytes, asUint, cborDecode, cborEncode } from '../../protocol/cbor.js';
+import { cborDecode } from '../../protocol/cbor.js';
+import { CONTENT_KEY_BYTES, KID_BYTES, parseStream, SEAL_TAG_BYTES, streamAad, type StreamEnvelope } from '../../protocol/envelope.js';
 import { ab, hex, sameBytes } from './bytes.js';
 
-const SEAL_STREAM = 2;
 const CACHE_MAX = 64;
 
 /** Why a message did not open: counted by the app and shown to the household. */
@@ -48,24 +49,18 @@ export class StreamOpener {
     private readonly privateKey: CryptoKey,
     private readonly kid: Uint8Array,
   ) {
-    if (kid.length !== 8) throw new TypeError('kid must be 8 bytes');
+    if (kid.length !== KID_BYTES) throw new TypeError(`kid must be ${KID_BYTES} bytes`);
   }
 
   /** Decrypts one message and returns its decoded CBOR body; throws {@link OpenError}. */
   async open(topic: string, payload: Uint8Array): Promise<unknown> {
-    let kid: Uint8Array, epoch: number, wrapped: Uint8Array, iv: Uint8Array, ct: Uint8Array;
+    let e: StreamEnvelope;
     try {
-      const a = asArray(cborDecode(payload), 'sealed stream message', 6, 6);
-      if (asUint(a[0], 'seal type', 255) !== SEAL_STREAM) throw new TypeError('not a stream seal');
-      kid = asBytes(a[1], 'kid', 8);
-      epoch = asUint(a[2], 'epoch', 0xffffffff);
-      wrapped = asBytes(a[3], 'wrapped key');
-      iv = asBytes(a[4], 'iv', 12);
-      ct = asBytes(a[5], 'ciphertext');
-      if (ct.length < 16) throw new TypeError('ciphertext shorter than the tag');
-    } catch (e) {
-      throw new OpenError('malformed', `malformed stream message: ${(e as Error).message}`);
+      e = parseStream(payload);
+    } catch (err) {
+      throw new OpenError('malformed', `malformed stream message: ${(err as Error).message}`);
     }
+    const { kid, epoch, wrapped, iv, ciphertext: ct } = e;
     if (!sameBytes(kid, this.kid)) throw new OpenError('otherKey', `sealed for key ${hex(kid)}, not ours (${hex(this.kid)})`);
     // The whole wrapped key (§11.2: cache per (kid, epoch, wrappedKey)); a prefix let an envelope whose wrapped
     // key was altered further on open from the cache.
@@ -79,8 +74,8 @@ export class StreamOpener {
     }
     let pt: ArrayBuffer;
     try {
-      const aad = cborEncode([SEAL_STREAM, topic, kid, epoch]);
-      pt = await crypto.subtle.decrypt({ name: 'AES-GCM', iv: ab(iv), additionalData: ab(aad), tagLength: 128 }, await key, ab(ct));
+      const aad = streamAad(topic, kid, epoch);
+      pt = await crypto.subtle.decrypt({ name: 'AES-GCM', iv: ab(iv), additionalData: ab(aad), tagLength: SEAL_TAG_BYTES * 8 }, await key, ab(ct));
     } catch (e) {
       if (e instanceof OpenError) throw e;
       throw new OpenError('tampered', 'stream message failed authentication (tampered, or sealed for another topic)');
@@ -101,7 +96,7 @@ export class StreamOpener {
     }
     this.unwraps++;
     try {
-      if (raw.length !== 32) throw new OpenError('malformed', 'content key must be 32 bytes');
+      if (raw.length !== CONTENT_KEY_BYTES) throw new OpenError('malformed', 'content key must be 32 bytes');
       return await crypto.subtle.importKey('raw', raw, 'AES-GCM', false, ['decrypt']);
     } finally {
       raw.fill(0);

@@ -1,0 +1,103 @@
+/**
+ * The outer layer of the two seals (docs/protocol.md §11), without any cryptography: constants, the AAD
+ * each seal authenticates, and parsers that check the envelope's shape. Browser-safe (no node:crypto): the
+ * Node sealer (protocol/seal.ts) and the browser opener (ucs/web/seal.ts) both build on it, so the two can
+ * not disagree on a byte.
+ *
+ * - Aggregate seal: `[1, kid(8), wrappedKey, iv(12), ciphertext||tag(16)]`, AAD = CBOR `[1, topic, kid]`.
+ * - Stream seal: `[2, kid(8), epoch, wrappedKey, iv(12), ciphertext||tag(16)]`, AAD = CBOR `[2, topic, kid, epoch]`.
+ * @module
+ */
+import { asArray, asBytes, asUint, cborDecode, cborEncode } from './cbor.js';
+
+/** Seal type of a PES -> MDMS aggregate (the envelope's first element). */
+export const SEAL_AGGREGATE = 1;
+/** Seal type of a PES -> household stream message. */
+export const SEAL_STREAM = 2;
+/** Bytes of a key id: SHA-256(SPKI DER)[0..8]. */
+export const KID_BYTES = 8;
+/** Bytes of an AES-GCM IV in a seal. */
+export const SEAL_IV_BYTES = 12;
+/** Bytes of the AES-GCM tag in a seal (appended to the ciphertext). */
+export const SEAL_TAG_BYTES = 16;
+/** Bytes of a content key (AES-256). */
+export const CONTENT_KEY_BYTES = 32;
+
+/** The parsed outer layer of an aggregate seal. */
+export interface AggregateEnvelope {
+  kid: Uint8Array;
+  wrapped: Uint8Array;
+  iv: Uint8Array;
+  /** Ciphertext followed by the 16-byte tag. */
+  ciphertext: Uint8Array;
+}
+
+/** The parsed outer layer of a stream message (what a browser needs before its WebCrypto unwrap). */
+export interface StreamEnvelope {
+  kid: Uint8Array;
+  epoch: number;
+  wrapped: Uint8Array;
+  iv: Uint8Array;
+  /** Ciphertext followed by the 16-byte tag. */
+  ciphertext: Uint8Array;
+}
+
+/**
+ * The AAD of an aggregate seal: CBOR `[1, topic, kid]`.
+ * @example
+ * ```ts
+ * aggregateAad('sm/v1/agg/neighbourhood/nb1', kid); // bytes 83 01 78 1b ...
+ * ```
+ */
+export function aggregateAad(topic: string, kid: Uint8Array): Uint8Array {
+  return cborEncode([SEAL_AGGREGATE, topic, asBytes(kid, 'kid', KID_BYTES)]);
+}
+
+/**
+ * The AAD of a stream message: CBOR `[2, topic, kid, epoch]`.
+ * @example
+ * ```ts
+ * streamAad('sm/v1/household/hh1/readings', kid, 20410);
+ * ```
+ */
+export function streamAad(topic: string, kid: Uint8Array, epoch: number): Uint8Array {
+  return cborEncode([SEAL_STREAM, topic, asBytes(kid, 'kid', KID_BYTES), asUint(epoch, 'epoch', 0xffffffff)]);
+}
+
+function ciphertext(v: unknown): Uint8Array {
+  const ct = asBytes(v, 'ciphertext');
+  if (ct.length < SEAL_TAG_BYTES) throw new TypeError('ciphertext shorter than the tag');
+  return ct;
+}
+
+/**
+ * Parses an aggregate envelope without opening it; throws `TypeError` naming the bad element.
+ * @example
+ * ```ts
+ * const { kid } = parseAggregateEnvelope(payload); // which key it was sealed for
+ * ```
+ */
+export function parseAggregateEnvelope(payload: Uint8Array): AggregateEnvelope {
+  const a = asArray(cborDecode(payload), 'sealed aggregate', 5, 5);
+  if (asUint(a[0], 'seal type', 255) !== SEAL_AGGREGATE) throw new TypeError('not an aggregate seal');
+  return { kid: asBytes(a[1], 'kid', KID_BYTES), wrapped: asBytes(a[2], 'wrapped key'), iv: asBytes(a[3], 'iv', SEAL_IV_BYTES), ciphertext: ciphertext(a[4]) };
+}
+
+/**
+ * Parses a stream envelope without opening it; throws `TypeError` naming the bad element.
+ * @example
+ * ```ts
+ * const { kid, epoch } = parseStream(payload);
+ * ```
+ */
+export function parseStream(payload: Uint8Array): StreamEnvelope {
+  const a = asArray(cborDecode(payload), 'sealed stream message', 6, 6);
+  if (asUint(a[0], 'seal type', 255) !== SEAL_STREAM) throw new TypeError('not a stream seal');
+  return {
+    kid: asBytes(a[1], 'kid', KID_BYTES),
+    epoch: asUint(a[2], 'epoch', 0xffffffff),
+    wrapped: asBytes(a[3], 'wrapped key'),
+    iv: asBytes(a[4], 'iv', SEAL_IV_BYTES),
+    ciphertext: ciphertext(a[5]),
+  };
+}
