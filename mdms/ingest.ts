@@ -3,10 +3,8 @@
  * `mdms`), unseals each with the MDMS private key, validates it, and stores it — acknowledging (PUBACK)
  * only after the row is committed (ARCHITECTURE.md, durability chain step 4).
  *
- * How the acknowledgement is controlled: MQTT.js calls `client.handleMessage(packet, callback)` for every
- * incoming PUBLISH and sends the PUBACK when `callback()` is called without an error; `callback(err)` skips
- * the PUBACK and moves on to the next packet (mqtt@5 build/lib/handlers/publish.js, QoS 1 branch). MQTT.js
- * handles incoming packets one at a time, so messages are stored in arrival order.
+ * The acknowledgement is controlled by lib/durable-subscriber.ts (one packet at a time, so messages are stored
+ * in arrival order); the verdicts below are its `'ack'` and `'hold'`.
  *
  * What happens to each message:
  * | case | counter | acknowledged? |
@@ -28,13 +26,15 @@
  * @module
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
+import type { IPublishPacket, MqttClient } from 'mqtt';
 import { pino, type Logger } from 'pino';
-import { asArray, asBytes, asUint, cborDecode } from '../protocol/cbor.js';
-import { keyId, openAggregate, SEAL_AGGREGATE } from '../protocol/seal.js';
-import { topics } from '../protocol/topics.js';
-import { isValidFilter } from '../broker/acl.js';
-import { DEFAULT_POLICY, MalformedAggregateError, parseAggregate, privacyViolation, type Aggregate, type PrivacyPolicy } from './aggregate.js';
+import { startDurableSubscriber, type Verdict } from '../lib/durable-subscriber.js';
+import { isValidFilter } from '../protocol/acl.js';
+import { parseAggregateEnvelope } from '../protocol/envelope.js';
+import { keyId, openAggregate } from '../protocol/seal.js';
+import { AGGREGATE_PREFIX, topics } from '../protocol/topics.js';
+import { MalformedAggregateError, parseAggregate, type Aggregate } from '../protocol/aggregate.js';
+import { DEFAULT_POLICY, privacyViolation, type PrivacyPolicy } from './aggregate.js';
 import type { InsertOutcome, Store } from './store/types.js';
 
 /** Largest payload accepted (an aggregate seal is well under 1 KiB with a 3072-bit key). */
@@ -114,9 +114,6 @@ export interface MdmsIngest {
   close(): Promise<void>;
 }
 
-/** The verdict on one delivery. */
-type Verdict = { ack: true } | { ack: false };
-
 function checkPositiveInt(v: number, name: string): number {
   if (!Number.isSafeInteger(v) || v < 1) throw new TypeError(`${name} must be a positive integer`);
   return v;
@@ -125,9 +122,7 @@ function checkPositiveInt(v: number, name: string): number {
 /** The key id an aggregate envelope names, or `null` if it is not an aggregate envelope. */
 function envelopeKeyId(payload: Uint8Array): Buffer | null {
   try {
-    const a = asArray(cborDecode(payload), 'sealed aggregate', 5, 5);
-    if (asUint(a[0], 'seal type', 255) !== SEAL_AGGREGATE) return null;
-    return Buffer.from(asBytes(a[1], 'kid', 8));
+    return Buffer.from(parseAggregateEnvelope(payload).kid);
   } catch {
     return null;
   }
@@ -148,16 +143,13 @@ export function startMdmsIngest(opts: MdmsIngestOptions): MdmsIngest {
   if (!privateKey || privateKey.type !== 'private' || privateKey.asymmetricKeyType !== 'rsa') {
     throw new TypeError('privateKey must be the MDMS RSA private key (KeyObject)');
   }
-  if (typeof opts.mqtt?.url !== 'string' || !/^(mqtts?|wss?|tcp|tls):\/\//.test(opts.mqtt.url)) {
-    throw new TypeError('mqtt.url must be an mqtt://, mqtts://, ws:// or wss:// URL');
-  }
   const policy: PrivacyPolicy = {
     minBillingPeriodS: checkPositiveInt(opts.minBillingPeriodS ?? DEFAULT_POLICY.minBillingPeriodS, 'minBillingPeriodS'),
     k: checkPositiveInt(opts.k ?? DEFAULT_POLICY.k, 'k'),
   };
   const filters = opts.topics?.length ? opts.topics : [topics.aggregatesAll];
   for (const f of filters) {
-    if (typeof f !== 'string' || !f.startsWith('sm/v1/agg/') || !isValidFilter(f)) throw new TypeError(`topic filter ${String(f)} must be a valid MQTT filter under sm/v1/agg/`);
+    if (typeof f !== 'string' || !f.startsWith(AGGREGATE_PREFIX) || !isValidFilter(f)) throw new TypeError(`topic filter ${String(f)} must be a valid MQTT filter under ${AGGREGATE_PREFIX}`);
   }
   const initialMs = checkPositiveInt(opts.retry?.initialMs ?? 250, 'retry.initialMs');
   const maxMs = checkPositiveInt(opts.retry?.maxMs ?? 30_000, 'retry.maxMs');
@@ -182,8 +174,6 @@ export function startMdmsIngest(opts: MdmsIngestOptions): MdmsIngest {
   };
 
   let closing = false;
-  /** Bumped whenever the connection closes: a handler from an older connection must not acknowledge. */
-  let generation = 0;
   const sleepers = new Set<() => void>();
   const sleep = (ms: number): Promise<void> =>
     new Promise((resolve) => {
@@ -196,10 +186,10 @@ export function startMdmsIngest(opts: MdmsIngestOptions): MdmsIngest {
       sleepers.add(wake);
     });
 
-  async function store_(agg: Aggregate, topic: string, gen: number): Promise<InsertOutcome | null> {
+  async function store_(agg: Aggregate, topic: string, live: () => boolean): Promise<InsertOutcome | null> {
     let wait = initialMs;
     for (let attempt = 1; ; attempt++) {
-      if (closing || gen !== generation) return null;
+      if (closing || !live()) return null;
       try {
         return agg.kind === 'neighbourhood' ? await store.insertNeighbourhood(agg) : await store.insertBilling(agg);
       } catch (e) {
@@ -216,14 +206,14 @@ export function startMdmsIngest(opts: MdmsIngestOptions): MdmsIngest {
     }
   }
 
-  async function handle(packet: IPublishPacket, gen: number): Promise<Verdict> {
+  async function handle(packet: IPublishPacket, live: () => boolean): Promise<Verdict> {
     counters.received++;
     const topic = packet.topic;
     const payload = packet.payload;
     if (typeof payload === 'string' || payload.length > MAX_PAYLOAD) {
       counters.malformed++;
       log.warn({ topic, bytes: payload.length, malformed: counters.malformed }, 'aggregate payload too large: dropped');
-      return { ack: true };
+      return 'ack';
     }
     const kid = envelopeKeyId(payload);
     if (kid && !kid.equals(mine)) {
@@ -232,7 +222,7 @@ export function startMdmsIngest(opts: MdmsIngestOptions): MdmsIngest {
         { topic, sealedFor: kid.toString('hex'), ourKey: mineHex, unsealFailed: counters.unsealFailed },
         'aggregate sealed for another key: is this MDMS running with the right key set? Message left unacknowledged (the broker redelivers it on reconnect)',
       );
-      return { ack: false };
+      return 'hold';
     }
     let agg: Aggregate;
     try {
@@ -240,16 +230,16 @@ export function startMdmsIngest(opts: MdmsIngestOptions): MdmsIngest {
     } catch (e) {
       counters.malformed++;
       log.warn({ topic, reason: (e as Error).message, malformed: counters.malformed }, e instanceof MalformedAggregateError ? 'not a valid aggregate: dropped' : 'seal does not open: dropped');
-      return { ack: true };
+      return 'ack';
     }
     const violation = privacyViolation(agg, policy);
     if (violation) {
       counters.rejectedPrivacy++;
       log.warn({ topic, start: agg.start, revision: agg.revision, reason: violation, rejectedPrivacy: counters.rejectedPrivacy }, 'aggregate refused by the privacy policy: dropped');
-      return { ack: true };
+      return 'ack';
     }
-    const outcome = await store_(agg, topic, gen);
-    if (outcome === null) return { ack: false };
+    const outcome = await store_(agg, topic, live);
+    if (outcome === null) return 'hold';
     if (outcome === 'stored' || outcome === 'revision') {
       counters.stored++;
       if (outcome === 'revision') counters.revisions++;
@@ -260,68 +250,37 @@ export function startMdmsIngest(opts: MdmsIngestOptions): MdmsIngest {
       counters.conflicts++;
       log.warn({ topic, start: agg.start, revision: agg.revision, conflicts: counters.conflicts }, 'revision already stored with different content: kept the first (a PES must raise the revision)');
     }
-    return { ack: true };
+    return 'ack';
   }
 
-  const client = mqtt.connect(opts.mqtt.url, {
+  const sub = startDurableSubscriber({
+    ...opts.mqtt,
     clientId: opts.mqtt.clientId ?? 'mdms',
-    clean: false,
-    protocolVersion: 4,
-    keepalive: opts.mqtt.keepalive ?? 30,
-    reconnectPeriod: opts.mqtt.reconnectPeriod ?? 1000,
-    ...(opts.mqtt.username !== undefined ? { username: opts.mqtt.username } : {}),
-    ...(opts.mqtt.password !== undefined ? { password: opts.mqtt.password } : {}),
-  });
-
-  client.handleMessage = (packet, done) => {
-    const gen = generation;
-    handle(packet, gen).then(
-      (v) => {
-        changed();
-        if (closing || gen !== generation) return;
-        if (v.ack) done();
-        else done(new Error('left unacknowledged'));
-      },
-      (e: unknown) => {
-        // Unreachable by design (every path above returns a verdict); never acknowledge on a surprise.
+    filters,
+    who: 'the MDMS',
+    logger: log,
+    async handle(packet, live) {
+      try {
+        return await handle(packet, live);
+      } catch (e) {
+        // Unreachable by design (every path of `handle` returns a verdict); never acknowledge on a surprise.
         log.error({ topic: packet.topic, error: (e as Error).message }, 'ingest bug: message left unacknowledged');
-        if (!closing && gen === generation) done(e as Error);
-      },
-    );
-  };
-
-  client.on('close', () => {
-    generation++;
-  });
-  client.on('error', (e) => log.error({ error: e.message, code: (e as NodeJS.ErrnoException).code }, 'MQTT error'));
-
-  const ready = new Promise<void>((resolve, reject) => {
-    const onError = (e: Error & { code?: number | string }): void => {
-      // CONNACK 4 (bad credentials) and 5 (not authorized) will not fix themselves.
-      if (e.code === 4 || e.code === 5 || e.code === 134 || e.code === 135) {
-        client.off('error', onError);
-        reject(new Error(`the broker refused the MDMS's credentials: ${e.message}`));
+        return 'hold';
+      } finally {
+        changed();
       }
-    };
-    client.on('error', onError);
-    client.once('connect', () => {
-      client.subscribe(filters, { qos: 1 }, (err, granted) => {
-        client.off('error', onError);
-        if (err) return reject(err);
-        if (!granted || granted.length !== filters.length || granted.some((g) => g.qos !== 1)) {
-          return reject(new Error(`the broker refused the subscription to ${filters.join(', ')} at QoS 1`));
-        }
-        log.info({ url: opts.mqtt.url, keyId: mineHex, minBillingPeriodS: policy.minBillingPeriodS, k: policy.k, store: store.location }, 'MDMS ingest subscribed');
-        resolve();
-      });
-    });
+    },
   });
-  ready.catch(() => undefined);
+  const client = sub.client;
+  sub.ready.then(
+    () => log.info({ url: opts.mqtt.url, keyId: mineHex, minBillingPeriodS: policy.minBillingPeriodS, k: policy.k, store: store.location }, 'MDMS ingest subscribed'),
+    () => undefined,
+  );
 
   return {
     counters,
     client,
-    ready,
+    ready: sub.ready,
     keyId: mineHex,
     waitFor(predicate, timeoutMs = 10_000) {
       return new Promise<void>((resolve, reject) => {
@@ -343,7 +302,7 @@ export function startMdmsIngest(opts: MdmsIngestOptions): MdmsIngest {
       if (closing) return;
       closing = true;
       for (const wake of [...sleepers]) wake();
-      await new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
+      await sub.close();
     },
   };
 }

@@ -1,21 +1,18 @@
 /**
- * The UCS server's one MQTT connection (user `ucs`, client id `ucs`, persistent session):
- * - publishes each registered household's public key, retained at QoS 1, on `topics.householdKey(hh)` as
- *   CBOR `[1, hh, spki]` (docs/protocol.md §10.1; the PES reads it) or withdraws it with an empty retained
- *   payload;
- * - if the broker ACL lets `ucs` subscribe `sm/v1/household/+/readings`, archives every household stream
+ * The UCS server's one MQTT connection (user `ucs`, client id `ucs`, a persistent session through
+ * lib/durable-subscriber.ts):
+ * - publishes each registered household's public key, retained at QoS 1 (protocol/household-key.ts,
+ *   docs/protocol.md §10.1; the PES reads it) or withdraws it with an empty retained payload;
+ * - if the broker ACL lets `ucs` subscribe `topics.householdStreamsAll`, archives every household stream
  *   message as it is (ciphertext) and acknowledges it only after the archive insert committed.
  * @module
  */
-import mqtt, { type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
-import { cborEncode } from '../protocol/cbor.js';
-import { parseStream } from '../protocol/seal.js';
-import { topics } from '../protocol/topics.js';
-
-/** Wildcard form of `topics.household` (protocol/topics.ts builds only concrete topics). */
-export const HOUSEHOLD_STREAMS = 'sm/v1/household/+/readings';
-const STREAM = /^sm\/v1\/household\/([A-Za-z0-9_.-]{1,64})\/readings$/;
+import { startDurableSubscriber } from '../lib/durable-subscriber.js';
+import { parseStream } from '../protocol/envelope.js';
+import { encodeHouseholdKey } from '../protocol/household-key.js';
+import { parseTopic, topics } from '../protocol/topics.js';
 /** Largest stream message archived (a batch of 60 readings seals to well under 2 kB with a 4096-bit key). */
 export const MAX_ARCHIVED = 16 * 1024;
 
@@ -67,52 +64,48 @@ export interface BrokerLink {
  */
 export function startBrokerLink(o: BrokerLinkOptions): BrokerLink {
   const counters: LinkCounters = { archived: 0, duplicates: 0, rejected: 0, keysPublished: 0 };
-  let archiving = false;
-  const client = mqtt.connect(o.url, {
-    clientId: o.clientId ?? 'ucs',
-    clean: false,
-    protocolVersion: 4,
-    keepalive: 30,
-    reconnectPeriod: 2000,
-    connectTimeout: 10_000,
+  const sub = startDurableSubscriber({
+    url: o.url,
     ...(o.username !== undefined ? { username: o.username } : {}),
     ...(o.password !== undefined ? { password: o.password } : {}),
+    clientId: o.clientId ?? 'ucs',
+    reconnectPeriod: 2000,
+    connectTimeout: 10_000,
+    filters: o.archive ? [topics.householdStreamsAll] : [],
+    required: false,
+    who: 'the household app',
+    logger: o.logger,
+    handle(packet) {
+      const hh = parseTopic.household(packet.topic);
+      const payload = packet.payload as Buffer;
+      try {
+        if (hh === null || !o.households.has(hh)) throw new TypeError('not a stream of a fleet household');
+        if (payload.length > MAX_ARCHIVED) throw new TypeError(`message of ${payload.length} bytes exceeds ${MAX_ARCHIVED}`);
+        const env = parseStream(payload);
+        if (o.store(hh, env.kid, env.epoch, payload)) counters.archived++;
+        else counters.duplicates++;
+      } catch (e) {
+        if (!(e instanceof TypeError)) {
+          // The database failed: leave the message unacknowledged so the broker redelivers it.
+          o.logger.error({ topic: packet.topic, err: (e as Error).message }, 'ucs: archive insert failed; message left unacknowledged');
+          return 'hold';
+        }
+        counters.rejected++;
+        o.logger.warn({ topic: packet.topic, bytes: payload.length, err: e.message }, 'ucs: stream message not archived');
+      }
+      return 'ack';
+    },
   });
-  let generation = 0;
-  client.on('close', () => generation++);
-  client.on('error', (e) => o.logger.warn({ err: e.message }, 'ucs: broker error'));
+  const client = sub.client;
   client.on('connect', () => {
     o.logger.info({ url: o.url }, 'ucs: connected to the broker');
     o.onConnect();
-    if (!o.archive) return;
-    client.subscribe(HOUSEHOLD_STREAMS, { qos: 1 }, (err, granted) => {
-      archiving = !err && granted?.[0]?.qos === 1;
-      if (archiving) o.logger.info('ucs: archiving household streams (ciphertext)');
-      else o.logger.warn({ err: err?.message }, `ucs: the broker refused the archive subscription (${HOUSEHOLD_STREAMS}); history comes only from the browser's own store`);
-    });
   });
-
-  client.handleMessage = (packet, done) => {
-    const gen = generation;
-    const m = STREAM.exec(packet.topic);
-    const payload = packet.payload as Buffer;
-    try {
-      if (!m || !o.households.has(m[1]!)) throw new TypeError('not a stream of a fleet household');
-      if (payload.length > MAX_ARCHIVED) throw new TypeError(`message of ${payload.length} bytes exceeds ${MAX_ARCHIVED}`);
-      const env = parseStream(payload);
-      if (o.store(m[1]!, env.kid, env.epoch, payload)) counters.archived++;
-      else counters.duplicates++;
-    } catch (e) {
-      if (!(e instanceof TypeError)) {
-        // The database failed: leave the message unacknowledged so the broker redelivers it.
-        o.logger.error({ topic: packet.topic, err: (e as Error).message }, 'ucs: archive insert failed; message left unacknowledged');
-        return;
-      }
-      counters.rejected++;
-      o.logger.warn({ topic: packet.topic, bytes: payload.length, err: e.message }, 'ucs: stream message not archived');
-    }
-    if (gen === generation) done();
-  };
+  const archiving = (): boolean => o.archive && sub.granted;
+  sub.ready.then(() => {
+    if (archiving()) o.logger.info('ucs: archiving household streams (ciphertext)');
+    else if (o.archive) o.logger.warn(`ucs: no archive subscription (${topics.householdStreamsAll}); history comes only from the browser's own store`);
+  }, () => undefined);
 
   const publish = (topic: string, payload: Buffer, timeoutMs: number, onAck?: () => void) =>
     new Promise<boolean>((resolve) => {
@@ -129,10 +122,10 @@ export function startBrokerLink(o: BrokerLinkOptions): BrokerLink {
     client,
     counters,
     get archiving() {
-      return archiving;
+      return archiving();
     },
     async publishKey(household, spki, timeoutMs = 5000) {
-      const ok = await publish(topics.householdKey(household), cborEncode([1, household, spki]), timeoutMs, () => {
+      const ok = await publish(topics.householdKey(household), Buffer.from(encodeHouseholdKey(household, spki)), timeoutMs, () => {
         counters.keysPublished++;
         o.onKeyAcked(household, spki);
       });
@@ -143,6 +136,6 @@ export function startBrokerLink(o: BrokerLinkOptions): BrokerLink {
       o.logger.info({ household }, 'ucs: household public key withdrawn');
       return publish(topics.householdKey(household), Buffer.alloc(0), timeoutMs);
     },
-    close: () => client.endAsync(),
+    close: () => sub.close(),
   };
 }

@@ -7,15 +7,15 @@ import { Writable } from 'node:stream';
 import mqtt from 'mqtt';
 import { pino, type Logger } from 'pino';
 import { startBroker, type BrokerHandle } from '../../broker/broker.js';
-import { loadUsers } from '../../broker/users.js';
+import { loadUsers } from '../../lib/broker-users.js';
 import { ImportRegister } from '../../firmware/register.js';
 import { SyntheticModel } from '../../firmware/sources/synthetic.js';
 import { cborDecode } from '../../protocol/cbor.js';
 import type { ReadingBatch } from '../../protocol/reading.js';
 import { newStreamKey, sealStream, type StreamKey } from '../../protocol/seal.js';
 import { topics } from '../../protocol/topics.js';
-import { brokerUsersPath, loadCredentials, loadFleet, provision, type Fleet } from '../../provision/keys.js';
-import { HOUSEHOLD_STREAMS } from '../../ucs/link.js';
+import { brokerUsersPath, loadCredentials, loadFleet, type Fleet } from '../../lib/keyset.js';
+import { provision } from '../../provision/keys.js';
 import { startUcs, type UcsHandle, type UcsOptions } from '../../ucs/server.js';
 import { b64u, fromB64u } from '../../ucs/web/bytes.js';
 import { deriveSecrets, newKdfParams, type KdfParams } from '../../ucs/web/kdf.js';
@@ -51,8 +51,8 @@ export async function makeKeySet(opts: { householdKeys?: boolean } = {}): Promis
 export function usersOf(keys: string, archiveAcl = true) {
   const users = loadUsers(brokerUsersPath(keys));
   const ucs = users.users.ucs!;
-  ucs.subscribe = ucs.subscribe.filter((f) => f !== HOUSEHOLD_STREAMS);
-  if (archiveAcl) ucs.subscribe.push(HOUSEHOLD_STREAMS);
+  ucs.subscribe = ucs.subscribe.filter((f) => f !== topics.householdStreamsAll);
+  if (archiveAcl) ucs.subscribe.push(topics.householdStreamsAll);
   return users;
 }
 

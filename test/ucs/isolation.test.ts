@@ -9,8 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cborDecode, cborEncode } from '../../protocol/cbor.js';
 import type { ReadingBatch } from '../../protocol/reading.js';
 import { topics } from '../../protocol/topics.js';
-import { loadCredentials } from '../../provision/keys.js';
-import { HOUSEHOLD_STREAMS } from '../../ucs/link.js';
+import { loadCredentials } from '../../lib/keyset.js';
 import { keyIdOf, importPrivateKey } from '../../ucs/web/keys.js';
 import { OpenError, StreamOpener } from '../../ucs/web/seal.js';
 import { FakePes, NodeHousehold, sourceBatches, startStack, waitFor, type Stack } from './helpers.js';
@@ -55,7 +54,7 @@ describe('the broker keeps households apart', () => {
       const c = await as('household-hh2', url);
       expect(await grants(c, topics.household('hh1'))).toEqual([128]);
       expect(await grants(c, topics.householdAll('hh1'))).toEqual([128]);
-      expect(await grants(c, HOUSEHOLD_STREAMS)).toEqual([128]);
+      expect(await grants(c, topics.householdStreamsAll)).toEqual([128]);
       expect(await grants(c, '#')).toEqual([128]);
       expect(await grants(c, topics.household('hh2'))).toEqual([1]);
     }
@@ -75,7 +74,7 @@ describe('a raw copy of hh1’s stream is ciphertext to everyone but hh1', () =>
     // A forged subscription: the broker operator taps every household stream server-side.
     await new Promise<void>((resolve) =>
       stack.broker.aedes.subscribe(
-        HOUSEHOLD_STREAMS,
+        topics.householdStreamsAll,
         (packet, cb) => {
           raw.push(packet.payload as Buffer);
           cb();
