@@ -5,8 +5,9 @@
  */
 import type { AuthenticateError, Client, PublishPacket, Subscription } from 'aedes';
 import type { Logger } from 'pino';
-import { filterCovers, isValidFilter, topicMatches } from './acl.js';
-import { hashPassword, verifyPassword, type UsersFile } from './users.js';
+import { filterCovers, isValidFilter, topicMatches } from '../protocol/acl.js';
+import type { UsersFile } from '../lib/broker-users.js';
+import { hashPassword, verifyPassword } from '../lib/password.js';
 
 /** Denials seen by the broker. All counters only grow. */
 export interface AccessCounters {

@@ -9,7 +9,7 @@ import { pino, type Logger } from 'pino';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import { createAccessControl, type AccessControl, type AccessCounters } from './access.js';
 import { SqlitePersistence, type StoredPacket } from './persistence.js';
-import type { UsersFile } from './users.js';
+import type { UsersFile } from '../lib/broker-users.js';
 
 export interface BrokerOptions {
   /** Users and ACLs; without it the broker accepts anyone (development only; a warning is logged). */

@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
 import { pino } from 'pino';
-import { intOption } from '../cli/options.js';
-import { brokerUsersPath } from '../provision/keys.js';
+import { intOption } from '../lib/flags.js';
+import { brokerUsersPath } from '../lib/keyset.js';
 import { startBroker } from './broker.js';
-import { loadUsers } from './users.js';
+import { loadUsers } from '../lib/broker-users.js';
 
 /**
  * `smartermeter broker --keys <dir> [--port 1883] [--ws-port 8080] [--host 127.0.0.1] [--state file]`: the

@@ -13,10 +13,11 @@ import { DateTime } from 'luxon';
 import { pino } from 'pino';
 import { startMdmsWeb } from '../mdms/web/server.js';
 import { generatePassword } from '../mdms/web/users.js';
-import { parseTariff } from '../pes/tariff.js';
+import { parseTariff } from '../lib/tariff.js';
 import { startUcs } from '../ucs/server.js';
-import { loadFleet, provision } from '../provision/keys.js';
-import { intOption } from './options.js';
+import { loadFleet } from '../lib/keyset.js';
+import { provision } from '../provision/keys.js';
+import { intOption } from '../lib/flags.js';
 import { startSystem, type SystemHandle } from './system.js';
 
 /** `port` if it is free on 127.0.0.1, else a free one. */

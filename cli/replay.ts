@@ -11,9 +11,10 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
 import { DateTime } from 'luxon';
 import { parseSyntheticSpec } from '../firmware/sources/synthetic.js';
-import { loadTariff, type Tariff } from '../pes/tariff.js';
-import { loadFleet, parseFleetCsv, provision, type Fleet } from '../provision/keys.js';
-import { durationOption, intOption, zoneOption } from './options.js';
+import { loadTariff, type Tariff } from '../lib/tariff.js';
+import { loadFleet, type Fleet } from '../lib/keyset.js';
+import { parseFleetCsv, provision } from '../provision/keys.js';
+import { durationOption, intOption, zoneOption } from '../lib/flags.js';
 import { billedEnergy, startSystem, type SystemHandle } from './system.js';
 
 export interface ReplayOptions {

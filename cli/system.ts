@@ -9,7 +9,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { startBroker, type BrokerHandle } from '../broker/broker.js';
-import { loadUsers } from '../broker/users.js';
+import { loadUsers } from '../lib/broker-users.js';
 import { createClock, type Clock, type Speed } from '../firmware/hal/clock.js';
 import { openCrossedMockPair, type CrossedPair } from '../firmware/hal/crossed-mock.js';
 import { streamLine } from '../firmware/hal/line.js';
@@ -23,9 +23,9 @@ import { startMdmsIngest, type MdmsIngest } from '../mdms/ingest.js';
 import { openStore } from '../mdms/store/index.js';
 import type { Store } from '../mdms/store/types.js';
 import { startPesService, type PesService } from '../pes/mqtt.js';
-import type { Tariff } from '../pes/tariff.js';
+import type { Tariff } from '../lib/tariff.js';
 import type { MeterInfo } from '../pes/pes.js';
-import { brokerUsersPath, loadCredentials, loadMdmsKey, loadMeterKey, loadPesKeys, type Fleet } from '../provision/keys.js';
+import { brokerUsersPath, loadCredentials, loadMdmsKey, loadMeterKey, loadPesKeys, type Fleet } from '../lib/keyset.js';
 
 export interface SystemOptions {
   keysDir: string;

@@ -1,8 +1,8 @@
 import { join, resolve } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { pino } from 'pino';
-import { durationOption, intOption } from '../cli/options.js';
-import { loadCredentials } from '../provision/keys.js';
+import { durationOption, intOption } from '../lib/flags.js';
+import { loadCredentials } from '../lib/keyset.js';
 import { topicId } from '../protocol/topics.js';
 import { startGateway } from './gateway.js';
 

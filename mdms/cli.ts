@@ -6,9 +6,10 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
-import { isValidFilter } from '../broker/acl.js';
-import { durationOption, intOption } from '../cli/options.js';
-import { loadCredentials, loadMdmsKey } from '../provision/keys.js';
+import { isValidFilter } from '../protocol/acl.js';
+import { AGGREGATE_PREFIX, topics } from '../protocol/topics.js';
+import { durationOption, intOption } from '../lib/flags.js';
+import { loadCredentials, loadMdmsKey } from '../lib/keyset.js';
 import { EXPORT_WHATS, exportCsvFile, writeCsv, type ExportWhat } from './export.js';
 import { startMdmsIngest } from './ingest.js';
 import { isPostgresUrl, openStore, type OpenStoreOptions } from './store/index.js';
@@ -166,8 +167,8 @@ export function registerMdmsCommand(program: Command): void {
     )
     .option('--k <n>', 'refuse neighbourhood aggregates of fewer meters (the PES enforces the real k)', intOption('--k', 1, 1_000_000), 1)
     .option('--client-id <id>', 'MQTT client id of the persistent session (default: mdms); unique per MDMS on a shared broker')
-    .option('--topic <filter>', 'subscribe to this filter under sm/v1/agg/ only (repeatable; default sm/v1/agg/#)', (v: string, acc: string[]) => {
-      if (!v.startsWith('sm/v1/agg/') || !isValidFilter(v)) throw new InvalidArgumentError(`--topic must be an MQTT topic filter under sm/v1/agg/, got "${v}"`);
+    .option('--topic <filter>', `subscribe to this filter under ${AGGREGATE_PREFIX} only (repeatable; default ${topics.aggregatesAll})`, (v: string, acc: string[]) => {
+      if (!v.startsWith(AGGREGATE_PREFIX) || !isValidFilter(v)) throw new InvalidArgumentError(`--topic must be an MQTT topic filter under ${AGGREGATE_PREFIX}, got "${v}"`);
       return [...acc, v];
     }, [] as string[])
     .action((flags: IngestFlags) => runIngest(flags));

@@ -7,13 +7,13 @@ import { join } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { IANAZone } from 'luxon';
 import { pino } from 'pino';
-import { intOption, parseDuration } from '../cli/options.js';
-import { loadCredentials, loadFleet, loadPesKeys } from '../provision/keys.js';
+import { intOption, parseDuration } from '../lib/flags.js';
+import { loadCredentials, loadFleet, loadPesKeys } from '../lib/keyset.js';
 import { topicId } from '../protocol/topics.js';
 import { parseBillingPeriod, type BillingPeriod } from './duration.js';
 import { startPesService } from './mqtt.js';
 import type { MeterInfo } from './core/pes.js';
-import { FLAT_TARIFF, loadTariff } from './tariff.js';
+import { FLAT_TARIFF, loadTariff } from '../lib/tariff.js';
 
 /** Default state file (in the working directory). */
 export const DEFAULT_STATE = 'pes-state.sqlite';

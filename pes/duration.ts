@@ -1,6 +1,6 @@
 /**
  * Billing periods (`1d`, `1mo`, `Nh`), validated with clear errors. Fixed-length durations use
- * cli/options.ts `parseDuration`.
+ * lib/flags.ts `parseDuration`.
  * @module
  */
 

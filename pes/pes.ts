@@ -12,7 +12,7 @@ import type { KeyObject } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import type { PaillierPrivate, PoolOptions } from '../protocol/paillier/engine.js';
 import { formatBillingPeriod, nominalSeconds, parseBillingPeriod, type BillingPeriod } from './duration.js';
-import { FLAT_TARIFF, type Tariff } from './tariff.js';
+import { FLAT_TARIFF, type Tariff } from '../lib/tariff.js';
 import type { PesCounters } from './core/counters.js';
 import { PesCore, type MeterInfo, type OutMessage, type PesSettings } from './core/pes.js';
 import { PesStore, type StoredOutMessage } from './store.js';

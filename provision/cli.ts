@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { provision } from './keys.js';
-import { intOption } from '../cli/options.js';
+import { intOption } from '../lib/flags.js';
 
 /**
  * `smartermeter provision --fleet fleet.csv --out <dir>`.

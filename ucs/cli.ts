@@ -10,9 +10,9 @@
 import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
 import { pino } from 'pino';
-import { durationOption, intOption } from '../cli/options.js';
+import { durationOption, intOption } from '../lib/flags.js';
 import { topicId } from '../protocol/topics.js';
-import { loadCredentials, loadHouseholdKey } from '../provision/keys.js';
+import { loadCredentials, loadHouseholdKey } from '../lib/keyset.js';
 import { removeFromHomeAssistant, startHaBridge } from './ha-bridge.js';
 import { startUcs } from './server.js';
 import { formatRow, readHouseholdKey, subscribeHouseholdStream } from './stream.js';

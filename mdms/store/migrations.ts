@@ -64,29 +64,49 @@ export const MIGRATIONS: readonly Migration[] = [
 /** The schema version this code expects. */
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
 
+/** A list of migrations and the table that records which of them a database has. */
+export interface MigrationSet {
+  /** Version table name (a constant identifier: never from input). */
+  table: 'schema_version' | 'web_schema_version';
+  /** What the set covers, for the "newer than this MDMS" error. */
+  what: string;
+  migrations: readonly Migration[];
+}
+
 /**
- * Brings the database to {@link SCHEMA_VERSION}; refuses a database newer than this code.
+ * Brings a database to the last version of `set` in one transaction (PostgreSQL takes an advisory lock on the
+ * table name, so two MDMS processes starting together do not race); refuses a database newer than this code.
+ * The one runner of the MDMS: the store's aggregates and the web app's tables each have their own set.
+ * @example
+ * ```ts
+ * const version = await runMigrations(driver, { table: 'schema_version', what: 'database schema', migrations: MIGRATIONS }, Date.now);
+ * ```
+ */
+export async function runMigrations(driver: Driver, set: MigrationSet, now: () => number): Promise<number> {
+  const latest = set.migrations[set.migrations.length - 1]!.version;
+  const int = driver.dialect === 'sqlite' ? 'INTEGER' : 'BIGINT';
+  return driver.transaction(async (tx) => {
+    await tx.lock(set.table);
+    await tx.exec(`CREATE TABLE IF NOT EXISTS ${set.table} (version ${int} PRIMARY KEY, description TEXT NOT NULL, applied_at_ms ${int} NOT NULL)`);
+    const [row] = await tx.query(`SELECT max(version) AS v FROM ${set.table}`, []);
+    const current = row?.v == null ? 0 : Number(row.v);
+    if (current > latest) throw new Error(`${set.what} version ${current} is newer than this MDMS understands (${latest}); upgrade the MDMS`);
+    for (const m of set.migrations) {
+      if (m.version <= current) continue;
+      await tx.exec(m[driver.dialect]);
+      await tx.run(`INSERT INTO ${set.table} (version, description, applied_at_ms) VALUES (?, ?, ?)`, [m.version, m.description, now()]);
+    }
+    return latest;
+  });
+}
+
+/**
+ * Brings the store's tables to {@link SCHEMA_VERSION}; refuses a database newer than this code.
  * @example
  * ```ts
  * const version = await migrate(driver, Date.now);
  * ```
  */
-export async function migrate(driver: Driver, now: () => number): Promise<number> {
-  return driver.transaction(async (tx) => {
-    await tx.lock('schema_version');
-    await tx.exec(
-      `CREATE TABLE IF NOT EXISTS schema_version (version ${driver.dialect === 'sqlite' ? 'INTEGER' : 'BIGINT'} PRIMARY KEY, description TEXT NOT NULL, applied_at_ms ${driver.dialect === 'sqlite' ? 'INTEGER' : 'BIGINT'} NOT NULL)`,
-    );
-    const [row] = await tx.query('SELECT max(version) AS v FROM schema_version', []);
-    const current = row?.v == null ? 0 : Number(row.v);
-    if (current > SCHEMA_VERSION) {
-      throw new Error(`database schema version ${current} is newer than this MDMS understands (${SCHEMA_VERSION}); upgrade the MDMS`);
-    }
-    for (const m of MIGRATIONS) {
-      if (m.version <= current) continue;
-      await tx.exec(m[driver.dialect]);
-      await tx.run('INSERT INTO schema_version (version, description, applied_at_ms) VALUES (?, ?, ?)', [m.version, m.description, now()]);
-    }
-    return SCHEMA_VERSION;
-  });
+export function migrate(driver: Driver, now: () => number): Promise<number> {
+  return runMigrations(driver, { table: 'schema_version', what: 'database schema', migrations: MIGRATIONS }, now);
 }

@@ -4,7 +4,7 @@
  * @module
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { Fleet } from '../../provision/keys.js';
+import type { Fleet } from '../../lib/keyset.js';
 import type { Store } from '../store/types.js';
 import type { WebDb } from './db.js';
 import type { Metrics } from './metrics.js';

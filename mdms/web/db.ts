@@ -5,7 +5,7 @@
 import type { Driver } from '../store/driver.js';
 import { Accounts } from './accounts.js';
 import { AuditLog, type AuditEvent } from './audit.js';
-import { migrateWeb } from './schema.js';
+import { migrateWeb } from './migrations.js';
 import { Settings } from './settings.js';
 import { Tariffs } from './tariffs.js';
 import { DEFAULT_SESSION_POLICY, Users, type SessionPolicy } from './users.js';

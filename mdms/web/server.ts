@@ -16,7 +16,7 @@ import swagger from '@fastify/swagger';
 import { STATUS_CODES } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import type { Fleet } from '../../provision/keys.js';
+import type { Fleet } from '../../lib/keyset.js';
 import type { Driver } from '../store/driver.js';
 import { isPostgresUrl } from '../store/index.js';
 import { openPostgres, redactUrl } from '../store/postgres.js';

@@ -7,7 +7,7 @@
  * @module
  */
 import type { Driver } from '../store/driver.js';
-import { parseTariff, type Tariff } from '../../pes/tariff.js';
+import { parseTariff, type Tariff } from '../../lib/tariff.js';
 import { BillingError, checkTariffVersion, effectiveStart, type BandPrice, type TariffVersion } from './billing.js';
 import { int, text, textOrNull } from './rows.js';
 

@@ -12,7 +12,7 @@
  * @module
  */
 import { createHash, randomBytes, randomInt, scrypt } from 'node:crypto';
-import { verifyPassword } from '../../broker/users.js';
+import { verifyPassword } from '../../lib/password.js';
 import type { Driver } from '../store/driver.js';
 import { parseRoles, type Role } from './roles.js';
 import { int, text } from './rows.js';

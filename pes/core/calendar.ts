@@ -6,7 +6,7 @@
  */
 import { DateTime } from 'luxon';
 import type { BillingPeriod } from '../duration.js';
-import { bandOfLocal, type Tariff } from '../tariff.js';
+import { bandOfLocal, type Tariff } from '../../lib/tariff.js';
 
 export interface BillingSlot {
   /** Billing period start and end, Unix seconds. */

@@ -4,7 +4,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBroker, type BrokerHandle } from '../../broker/broker.js';
-import { buildUsers } from '../../broker/users.js';
+import { buildUsers } from '../../lib/broker-users.js';
 import { topics } from '../../protocol/topics.js';
 
 const fleet = { gateways: ['gw-n1', 'gw-n2'], households: ['h1', 'h2'] };

@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { buildUsers, hashPassword, loadUsers, parseUsers, verifyPassword } from '../../broker/users.js';
+import { buildUsers, loadUsers, parseUsers } from '../../lib/broker-users.js';
+import { hashPassword, verifyPassword } from '../../lib/password.js';
 
 describe('scrypt password hashes', () => {
   const stored = hashPassword('correct horse');

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SerialPort } from 'serialport';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { buildUsers } from '../../broker/users.js';
+import { buildUsers } from '../../lib/broker-users.js';
 import { topics } from '../../protocol/topics.js';
 import { ackReader, freePort, testMeter, until, uplinkSubscriber } from './helpers.js';
 

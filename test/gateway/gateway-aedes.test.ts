@@ -10,7 +10,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { startBroker, type BrokerHandle, type BrokerOptions } from '../../broker/broker.js';
-import { buildUsers } from '../../broker/users.js';
+import { buildUsers } from '../../lib/broker-users.js';
 import { MockBinding, openCrossedMockPair } from '../../firmware/hal/crossed-mock.js';
 import { startGateway, type GatewayHandle, type GatewayOptions } from '../../gateway/gateway.js';
 import { topics } from '../../protocol/topics.js';

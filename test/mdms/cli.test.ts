@@ -9,10 +9,11 @@ import mqtt from 'mqtt';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBroker, type BrokerHandle } from '../../broker/broker.js';
-import { loadUsers } from '../../broker/users.js';
+import { loadUsers } from '../../lib/broker-users.js';
 import { sealAggregate } from '../../protocol/seal.js';
 import { topics } from '../../protocol/topics.js';
-import { brokerUsersPath, loadCredentials, loadPesKeys, provision } from '../../provision/keys.js';
+import { brokerUsersPath, loadCredentials, loadPesKeys } from '../../lib/keyset.js';
+import { provision } from '../../provision/keys.js';
 import { openStore } from '../../mdms/store/index.js';
 import { PG_UP, PG_URL, RUN_PG, billingAgg, dropSchema, nbAgg, tempDir, uniqueSchema } from './helpers.js';
 

@@ -3,19 +3,10 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, readdirSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createPublicKey } from 'node:crypto';
-import {
-  brokerUsersPath,
-  loadCredentials,
-  loadFleet,
-  loadHouseholdKey,
-  loadMdmsKey,
-  loadMeterKey,
-  loadPesKeys,
-  parseFleetCsv,
-  provision,
-} from '../../provision/keys.js';
+import { brokerUsersPath, loadCredentials, loadFleet, loadHouseholdKey, loadMdmsKey, loadMeterKey, loadPesKeys } from '../../lib/keyset.js';
+import { parseFleetCsv, provision } from '../../provision/keys.js';
 import { keyId, openAggregate, sealAggregate } from '../../protocol/seal.js';
-import { verifyPassword } from '../../broker/users.js';
+import { verifyPassword } from '../../lib/password.js';
 
 function walk(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : [join(dir, e.name)]));

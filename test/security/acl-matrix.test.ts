@@ -12,8 +12,8 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBroker, type BrokerHandle } from '../../broker/broker.js';
-import { loadUsers } from '../../broker/users.js';
-import { brokerUsersPath, loadCredentials } from '../../provision/keys.js';
+import { loadUsers } from '../../lib/broker-users.js';
+import { brokerUsersPath, loadCredentials } from '../../lib/keyset.js';
 import { provisionFleet } from './rig.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sm-acl-'));

@@ -25,7 +25,7 @@ import { encodeReadingBatch, type ReadingBatch } from '../../protocol/reading.js
 import { keyId, openStream } from '../../protocol/seal.js';
 import { topics } from '../../protocol/topics.js';
 import { decodeUplink } from '../../protocol/uplink.js';
-import { loadCredentials, loadHouseholdKey, loadMeterKey, type Fleet } from '../../provision/keys.js';
+import { loadCredentials, loadHouseholdKey, loadMeterKey, type Fleet } from '../../lib/keyset.js';
 import { DAY0, provisionFleet, startRig, until, type Rig } from './rig.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sm-misuse-'));

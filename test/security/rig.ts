@@ -10,7 +10,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { startBroker, type BrokerHandle } from '../../broker/broker.js';
-import { loadUsers } from '../../broker/users.js';
+import { loadUsers } from '../../lib/broker-users.js';
 import { openCrossedMockPair, type CrossedPair } from '../../firmware/hal/crossed-mock.js';
 import { streamLine } from '../../firmware/hal/line.js';
 import { MemoryNvStore, type NvStore } from '../../firmware/hal/nv.js';
@@ -23,7 +23,8 @@ import { openStore } from '../../mdms/store/index.js';
 import type { Store } from '../../mdms/store/types.js';
 import { startPesService, type PesService } from '../../pes/mqtt.js';
 import type { MeterInfo } from '../../pes/pes.js';
-import { brokerUsersPath, loadCredentials, loadMdmsKey, loadMeterKey, loadPesKeys, provision, type Fleet } from '../../provision/keys.js';
+import { brokerUsersPath, loadCredentials, loadMdmsKey, loadMeterKey, loadPesKeys, type Fleet } from '../../lib/keyset.js';
+import { provision } from '../../provision/keys.js';
 
 /** A UTC midnight, so day-long synthetic runs fill whole billing days. */
 export const DAY0 = 1_717_200_000 - (1_717_200_000 % 86400);

@@ -24,7 +24,7 @@ import { decodeFrame, meterId, openFrame } from '../../protocol/frame.js';
 import { decodePrivateKey } from '../../protocol/paillier/engine.js';
 import { decodeReadingBatch } from '../../protocol/reading.js';
 import { decodeUplink } from '../../protocol/uplink.js';
-import { loadCredentials, loadFleet, loadMeterKey, type Fleet } from '../../provision/keys.js';
+import { loadCredentials, loadFleet, loadMeterKey, type Fleet } from '../../lib/keyset.js';
 
 const root = resolve(import.meta.dirname, '../..');
 const fleetCsv = join(root, 'data/sample/fleet.csv');

@@ -12,7 +12,7 @@ import mqtt from 'mqtt';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBroker, type BrokerHandle } from '../../broker/broker.js';
-import { loadCredentials, loadHouseholdKey } from '../../provision/keys.js';
+import { loadCredentials, loadHouseholdKey } from '../../lib/keyset.js';
 import { removeFromHomeAssistant, startHaBridge } from '../../ucs/ha-bridge.js';
 import { formatRow } from '../../ucs/stream.js';
 import { bodyRows } from '../../ucs/web/body.js';

@@ -18,7 +18,7 @@ import { keyId, openStream } from '../../protocol/seal.js';
 import { topics } from '../../protocol/topics.js';
 import { encodeUplink } from '../../protocol/uplink.js';
 import { createPes } from '../../pes/pes.js';
-import { loadCredentials, loadMeterKey, loadPesKeys } from '../../provision/keys.js';
+import { loadCredentials, loadMeterKey, loadPesKeys } from '../../lib/keyset.js';
 import { startUcs } from '../../ucs/server.js';
 import { fromB64u } from '../../ucs/web/bytes.js';
 import { FakePes, makeKeySet, memoryLogger, NodeHousehold, retainedHouseholdKey, sourceBatches, startStack, waitFor, type Stack } from './helpers.js';

@@ -11,7 +11,7 @@ import { html } from '../html.js';
 import { sendPage } from '../render.js';
 import { can, PERMISSIONS, ROLES } from '../roles.js';
 import { errors } from '../schemas.js';
-import { WEB_SCHEMA_VERSION } from '../schema.js';
+import { WEB_SCHEMA_VERSION } from '../migrations.js';
 import { fmtTime, latestEnd } from '../time.js';
 
 const isLoopback = (a: string | undefined): boolean => !!a && (a === '::1' || a.startsWith('127.') || a.startsWith('::ffff:127.'));

@@ -13,7 +13,7 @@ import {
   type BillingPeriod,
   type TariffVersion,
 } from '../../../mdms/web/billing.js';
-import { bandAt, parseTariff } from '../../../pes/tariff.js';
+import { bandAt, parseTariff } from '../../../lib/tariff.js';
 
 const LONDON = 'Europe/London';
 /** Unix seconds of a local wall-clock time. */

@@ -4,7 +4,7 @@
  * and one user per role.
  */
 import { DateTime } from 'luxon';
-import type { Fleet } from '../../../provision/keys.js';
+import type { Fleet } from '../../../lib/keyset.js';
 import { openStore } from '../../../mdms/store/index.js';
 import type { Store } from '../../../mdms/store/types.js';
 import { openWebDb, type WebDb } from '../../../mdms/web/db.js';

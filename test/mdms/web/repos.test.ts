@@ -5,7 +5,7 @@ import { ACCOUNT_NUMBER } from '../../../mdms/web/accounts.js';
 import { accountBill, pricedPeriods } from '../../../mdms/web/bills.js';
 import { BillingError } from '../../../mdms/web/billing.js';
 import { openWebDb, type WebDb } from '../../../mdms/web/db.js';
-import { migrateWeb, WEB_SCHEMA_VERSION } from '../../../mdms/web/schema.js';
+import { migrateWeb, WEB_SCHEMA_VERSION } from '../../../mdms/web/migrations.js';
 import { generatePassword, UserError } from '../../../mdms/web/users.js';
 import { postgresDb, postgresReachable, sqliteDb, type TestDb } from './db-helpers.js';
 

@@ -1,5 +1,7 @@
 /**
- * Topic access control: MQTT 3.1.1 topic-filter matching and filter coverage, and the fleet's ACL.
+ * Topic access control (docs/protocol.md §10): MQTT 3.1.1 topic-filter syntax, matching and coverage, and
+ * the fleet's ACL (who may publish and subscribe what), which the embedded broker enforces and any other
+ * broker's configuration is generated from.
  *
  * Spec clauses (OASIS MQTT 3.1.1, §4.7 "Topic Names and Topic Filters"):
  * - §4.7.1.1 the level separator `/` divides a topic into levels; empty levels are allowed;
@@ -11,7 +13,7 @@
  *   wildcards [MQTT-4.7.3-2], and neither contains U+0000 [MQTT-4.7.3-2].
  * @module
  */
-import { topics } from '../protocol/topics.js';
+import { topics } from './topics.js';
 
 /** What one broker user may publish to and subscribe to, as MQTT topic filters. */
 export interface AclEntry {
@@ -112,12 +114,6 @@ export function filterCovers(granted: string, requested: string): boolean {
 }
 
 /**
- * The `+`-wildcard form of {@link topics.household}, for the PES: it publishes every household's stream.
- * protocol/topics.ts builds only concrete topics, so this is spelled out here.
- */
-const HOUSEHOLD_READINGS_ALL = 'sm/v1/household/+/readings';
-
-/**
  * The broker ACL of a fleet, per user name (see docs/protocol.md for who may publish/subscribe what):
  * - `gateway-<gw>`: publish its own frames topic;
  * - `pes`: subscribe all frames and household keys; publish aggregates and household streams;
@@ -133,13 +129,13 @@ const HOUSEHOLD_READINGS_ALL = 'sm/v1/household/+/readings';
 export function buildAcl(fleet: { gateways: string[]; households: string[] }): Record<string, AclEntry> {
   const acl: Record<string, AclEntry> = {
     pes: {
-      publish: [topics.aggregatesAll, HOUSEHOLD_READINGS_ALL],
+      publish: [topics.aggregatesAll, topics.householdStreamsAll],
       subscribe: [topics.framesAll, topics.householdKeysAll],
     },
     mdms: { publish: [], subscribe: [topics.aggregatesAll] },
     // The UCS server publishes household public keys and keeps each household's encrypted archive: it reads
     // the sealed streams (ciphertext under household keys it never holds), never aggregates or frames.
-    ucs: { publish: [topics.householdKeysAll], subscribe: [HOUSEHOLD_READINGS_ALL] },
+    ucs: { publish: [topics.householdKeysAll], subscribe: [topics.householdStreamsAll] },
   };
   for (const gw of fleet.gateways) acl[`gateway-${gw}`] = { publish: [topics.frames(gw)], subscribe: [] };
   for (const hh of fleet.households) acl[`household-${hh}`] = { publish: [], subscribe: [topics.householdAll(hh)] };

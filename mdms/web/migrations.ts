@@ -9,14 +9,7 @@
  * @module
  */
 import type { Driver } from '../store/driver.js';
-
-/** One schema version: the DDL for each dialect. */
-export interface WebMigration {
-  version: number;
-  description: string;
-  sqlite: string;
-  postgres: string;
-}
+import { runMigrations, type Migration } from '../store/migrations.js';
 
 function v1(d: 'sqlite' | 'postgres'): string {
   const int = d === 'sqlite' ? 'INTEGER' : 'BIGINT';
@@ -87,7 +80,7 @@ CREATE TABLE web_setting (
 }
 
 /** Every web migration, in order. */
-export const WEB_MIGRATIONS: readonly WebMigration[] = [
+export const WEB_MIGRATIONS: readonly Migration[] = [
   { version: 1, description: 'users, sessions, tariffs, billing accounts, audit log, settings', sqlite: v1('sqlite'), postgres: v1('postgres') },
 ];
 
@@ -95,28 +88,13 @@ export const WEB_MIGRATIONS: readonly WebMigration[] = [
 export const WEB_SCHEMA_VERSION = WEB_MIGRATIONS[WEB_MIGRATIONS.length - 1]!.version;
 
 /**
- * Brings the web tables to {@link WEB_SCHEMA_VERSION} in one transaction (PostgreSQL: under an advisory lock,
- * so two MDMS processes starting together do not race); refuses a database newer than this code.
+ * Brings the web tables to {@link WEB_SCHEMA_VERSION} (mdms/store/migrations.ts's runner, with the
+ * `web_schema_version` table); refuses a database newer than this code.
  * @example
  * ```ts
  * await migrateWeb(openSqlite('mdms.sqlite'));
  * ```
  */
-export async function migrateWeb(driver: Driver, now: () => number = Date.now): Promise<number> {
-  const int = driver.dialect === 'sqlite' ? 'INTEGER' : 'BIGINT';
-  return driver.transaction(async (tx) => {
-    await tx.lock('web_schema_version');
-    await tx.exec(`CREATE TABLE IF NOT EXISTS web_schema_version (version ${int} PRIMARY KEY, description TEXT NOT NULL, applied_at_ms ${int} NOT NULL)`);
-    const [row] = await tx.query('SELECT max(version) AS v FROM web_schema_version', []);
-    const current = row?.v == null ? 0 : Number(row.v);
-    if (current > WEB_SCHEMA_VERSION) {
-      throw new Error(`web schema version ${current} is newer than this MDMS understands (${WEB_SCHEMA_VERSION}); upgrade the MDMS`);
-    }
-    for (const m of WEB_MIGRATIONS) {
-      if (m.version <= current) continue;
-      await tx.exec(m[driver.dialect]);
-      await tx.run('INSERT INTO web_schema_version (version, description, applied_at_ms) VALUES (?, ?, ?)', [m.version, m.description, now()]);
-    }
-    return WEB_SCHEMA_VERSION;
-  });
+export function migrateWeb(driver: Driver, now: () => number = Date.now): Promise<number> {
+  return runMigrations(driver, { table: 'web_schema_version', what: 'web schema', migrations: WEB_MIGRATIONS }, now);
 }

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { buildAcl, filterCovers, isValidFilter, isValidTopicName, topicMatches } from '../../broker/acl.js';
+import { buildAcl, filterCovers, isValidFilter, isValidTopicName, topicMatches } from '../../protocol/acl.js';
 import { topics } from '../../protocol/topics.js';
 
 describe('topic filter syntax (MQTT 3.1.1 §4.7.1, §4.7.3)', () => {

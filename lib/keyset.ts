@@ -1,0 +1,223 @@
+/**
+ * The key set of a fleet: its layout (what `provision` writes, provision/keys.ts) and the loaders each
+ * component uses to read its part of it. A contract like protocol/: every actor reads its keys through here.
+ *
+ * Layout of a key directory (every secret file mode 0600, directories 0700):
+ * ```
+ * fleet.json                      public: meters (system titles), households, neighbourhoods, gateways, sources
+ * meters/<meter>.key              the meter's AES-256 key (hex) — the meter's own secret
+ * pes/pes.key.pem                 PES RSA private key (PKCS#8; encrypted when SM_KEY_PASSPHRASE is set)
+ * pes/meter-keys.cbor             every meter key wrapped to the PES key with RSA-OAEP-SHA-256
+ * pes/paillier.key                PES Paillier private key (engine serialisation; encrypted with the passphrase when set)
+ * pes/mdms.pub.pem                the MDMS public key the PES seals aggregates to
+ * pes/households/<hh>.pub.pem     household public keys known at provisioning (optional)
+ * mdms/mdms.key.pem               MDMS RSA private key
+ * households/<hh>.key.pem         household private key (only with --household-keys: for `ucs watch` and tests)
+ * households/<hh>.activation      the household's one-time activation code
+ * ucs/activation.json             scrypt hashes of the activation codes (what the UCS server checks)
+ * broker/users.json               broker users: scrypt password hashes and topic ACLs
+ * credentials/<user>.json         each component's broker username/password
+ * ```
+ * @module
+ */
+import { createPrivateKey, createPublicKey, randomBytes, scryptSync, type KeyObject } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { cborDecode } from '../protocol/cbor.js';
+import { gcmDecrypt, gcmEncrypt } from '../protocol/aead.js';
+import { topicId } from '../protocol/topics.js';
+import { unwrapKey } from '../protocol/seal.js';
+import { decodePrivateKey, type PaillierPrivate } from '../protocol/paillier/engine.js';
+
+export interface FleetMeter {
+  /** Hex system title: the meter id everywhere. */
+  meter: string;
+  /** The name the fleet file gave the meter. */
+  label: string;
+  household: string;
+  neighbourhood: string;
+  gateway: string;
+  /** Absolute path of a UMass-format CSV, or `synthetic:<seed>`. */
+  source: string;
+}
+
+export interface Fleet {
+  version: 1;
+  meters: FleetMeter[];
+  gateways: string[];
+  households: string[];
+  neighbourhoods: string[];
+}
+
+export interface PesKeys {
+  rsa: KeyObject;
+  meterKeys: Map<string, Buffer>;
+  paillier: PaillierPrivate;
+  mdmsPublic: KeyObject;
+  householdPublic: Map<string, KeyObject>;
+}
+
+/** The passphrase that encrypts private keys at rest, if the operator set one. */
+function passphrase(): string | undefined {
+  const p = process.env.SM_KEY_PASSPHRASE;
+  return p && p.length > 0 ? p : undefined;
+}
+
+export function writeSecret(path: string, data: string | Uint8Array): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  writeFileSync(path, data, { mode: 0o600 });
+  chmodSync(path, 0o600);
+}
+
+export function writePublic(path: string, data: string | Uint8Array): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  writeFileSync(path, data, { mode: 0o644 });
+}
+
+export function readFile(path: string, what: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new Error(`cannot read ${what} at ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+export function privatePem(key: KeyObject): string {
+  const pass = passphrase();
+  return key.export(pass ? { type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: pass } : { type: 'pkcs8', format: 'pem' }) as string;
+}
+
+function loadPrivatePem(path: string, what: string): KeyObject {
+  const pem = readFile(path, what);
+  try {
+    return createPrivateKey({ key: pem, format: 'pem', passphrase: passphrase() });
+  } catch (e) {
+    throw new Error(`cannot load ${what} from ${path}: ${(e as Error).message}${pem.includes('ENCRYPTED') && !passphrase() ? ' (set SM_KEY_PASSPHRASE)' : ''}`);
+  }
+}
+
+/** Secret blobs: `SMK1 | salt(16) | iv(12) | AES-256-GCM(scrypt(passphrase, salt))` when a passphrase is set. */
+export function sealBlob(data: Uint8Array): Uint8Array {
+  const pass = passphrase();
+  if (!pass) return data;
+  const salt = randomBytes(16);
+  const iv = randomBytes(12);
+  const key = scryptSync(pass, salt, 32, { N: 1 << 15, r: 8, p: 1, maxmem: 64 << 20 });
+  try {
+    return Buffer.concat([Buffer.from('SMK1'), salt, iv, gcmEncrypt(key, iv, data, Buffer.from('SMK1'), 16)]);
+  } finally {
+    key.fill(0);
+  }
+}
+
+function openBlob(data: Buffer, path: string): Buffer {
+  if (data.subarray(0, 4).toString() !== 'SMK1') return data;
+  const pass = passphrase();
+  if (!pass) throw new Error(`${path} is encrypted: set SM_KEY_PASSPHRASE`);
+  const key = scryptSync(pass, data.subarray(4, 20), 32, { N: 1 << 15, r: 8, p: 1, maxmem: 64 << 20 });
+  try {
+    return Buffer.from(gcmDecrypt(key, data.subarray(20, 32), data.subarray(32), Buffer.from('SMK1'), 16));
+  } catch {
+    throw new Error(`${path}: wrong SM_KEY_PASSPHRASE`);
+  } finally {
+    key.fill(0);
+  }
+}
+
+/**
+ * Reads and validates `fleet.json`.
+ * @example
+ * ```ts
+ * for (const m of loadFleet(dir).meters) console.log(m.meter, m.neighbourhood);
+ * ```
+ */
+export function loadFleet(dir: string): Fleet {
+  const path = join(dir, 'fleet.json');
+  let f: Fleet;
+  try {
+    f = JSON.parse(readFile(path, 'fleet').toString('utf8')) as Fleet;
+  } catch (e) {
+    throw new Error(`${path}: ${(e as Error).message}`);
+  }
+  if (f?.version !== 1 || !Array.isArray(f.meters) || f.meters.length === 0) throw new Error(`${path}: not a version-1 fleet with meters`);
+  for (const m of f.meters) {
+    if (!/^[0-9a-f]{16}$/.test(m.meter)) throw new Error(`${path}: bad meter id ${String(m.meter)}`);
+    topicId(m.household, 'household');
+    topicId(m.neighbourhood, 'neighbourhood');
+    topicId(m.gateway, 'gateway');
+  }
+  return f;
+}
+
+/**
+ * The meter's own AES-256 key.
+ * @example
+ * ```ts
+ * const key = loadMeterKey(dir, '534d520000000001');
+ * ```
+ */
+export function loadMeterKey(dir: string, meter: string): Buffer {
+  if (!/^[0-9a-f]{16}$/.test(meter)) throw new TypeError(`bad meter id ${meter}`);
+  const path = join(dir, 'meters', `${meter}.key`);
+  const hex = readFile(path, `key of meter ${meter}`).toString('utf8').trim();
+  if (!/^[0-9a-f]{64}$/.test(hex)) throw new Error(`${path}: not a 32-byte hex key`);
+  return Buffer.from(hex, 'hex');
+}
+
+/**
+ * Everything the PES needs: its RSA key, the unwrapped meter keys, its Paillier key, the MDMS public key and
+ * the household public keys known at provisioning.
+ * @example
+ * ```ts
+ * const keys = loadPesKeys(dir);
+ * ```
+ */
+export function loadPesKeys(dir: string): PesKeys {
+  const rsa = loadPrivatePem(join(dir, 'pes/pes.key.pem'), 'PES private key');
+  const blob = cborDecode(readFile(join(dir, 'pes/meter-keys.cbor'), 'wrapped meter keys')) as { version: number; keys: Record<string, Uint8Array> };
+  if (blob?.version !== 1 || typeof blob.keys !== 'object') throw new Error(`${join(dir, 'pes/meter-keys.cbor')}: not a version-1 key file`);
+  const meterKeys = new Map<string, Buffer>();
+  for (const [id, w] of Object.entries(blob.keys)) meterKeys.set(id, unwrapKey(rsa, w));
+  const paillierPath = join(dir, 'pes/paillier.key');
+  const paillier = decodePrivateKey(openBlob(readFile(paillierPath, 'Paillier key'), paillierPath));
+  const mdmsPublic = createPublicKey(readFile(join(dir, 'pes/mdms.pub.pem'), 'MDMS public key'));
+  const householdPublic = new Map<string, KeyObject>();
+  const hhDir = join(dir, 'pes/households');
+  if (existsSync(hhDir)) {
+    for (const hh of loadFleet(dir).households) {
+      const p = join(hhDir, `${hh}.pub.pem`);
+      if (existsSync(p)) householdPublic.set(hh, createPublicKey(readFileSync(p)));
+    }
+  }
+  return { rsa, meterKeys, paillier, mdmsPublic, householdPublic };
+}
+
+/** The MDMS RSA private key. */
+export function loadMdmsKey(dir: string): KeyObject {
+  return loadPrivatePem(join(dir, 'mdms/mdms.key.pem'), 'MDMS private key');
+}
+
+/** A household's private key (present only when provisioned with household keys). */
+export function loadHouseholdKey(dir: string, household: string): KeyObject {
+  topicId(household, 'household');
+  return loadPrivatePem(join(dir, 'households', `${household}.key.pem`), `key of household ${household}`);
+}
+
+/**
+ * A component's broker credentials.
+ * @example
+ * ```ts
+ * const { username, password } = loadCredentials(dir, 'pes');
+ * ```
+ */
+export function loadCredentials(dir: string, username: string): { username: string; password: string } {
+  const path = join(dir, 'credentials', `${username}.json`);
+  const c = JSON.parse(readFile(path, `credentials of ${username}`).toString('utf8')) as { username?: unknown; password?: unknown };
+  if (c.username !== username || typeof c.password !== 'string') throw new Error(`${path}: malformed credentials`);
+  return { username, password: c.password };
+}
+
+/** Path of the broker's users file. */
+export function brokerUsersPath(dir: string): string {
+  return join(dir, 'broker/users.json');
+}
