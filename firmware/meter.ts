@@ -13,6 +13,7 @@
  * time goes backwards (or overlaps the previous sample) stops the meter with an error.
  * @module
  */
+import { timingSafeEqual } from 'node:crypto';
 import pino, { type Logger } from 'pino';
 import { encodeLinkFrame, LinkParser, type LinkCounters } from '../protocol/link.js';
 import { decodeMessage, encodeFrame, meterId, MSG_ACK, SC_AES256GCM, sealFrame } from '../protocol/frame.js';
@@ -98,8 +99,9 @@ function check(cond: boolean, message: string): void {
   if (!cond) throw new RangeError(message);
 }
 
+/** Byte equality in constant time for equal lengths (the system title is public, but the habit costs nothing). */
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
+  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 /**
