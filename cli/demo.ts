@@ -5,6 +5,7 @@
  * activation code is generated for this run and printed once.
  * @module
  */
+import { DEFAULT_K } from '../lib/policy.js';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
@@ -179,7 +180,7 @@ export function registerDemoCommand(program: Command): void {
     .option('--dir <dir>', 'where the demo keeps its keys, databases and state (default .smartermeter/demo-<time>)')
     .option('--neighbourhoods <n>', 'neighbourhoods', intOption('--neighbourhoods', 1, 50), 3)
     .option('--households <n>', 'households per neighbourhood', intOption('--households', 1, 500), 20)
-    .option('--k <n>', 'fewest meters in a released neighbourhood aggregate', intOption('--k', 1, 100000), 20)
+    .option('--k <n>', 'fewest meters in a released neighbourhood aggregate', intOption('--k', 1, 100000), DEFAULT_K)
     .option('--speed <n>', 'simulated seconds per second (1440: a day per minute)', intOption('--speed', 1, 1_000_000), 1440)
     .option('--days <n>', 'stop the meters after this many simulated days (default: run until interrupted)', intOption('--days', 1, 3660))
     .option('--broker-port <n>', 'MQTT port (a busy port is replaced by a free one)', intOption('--broker-port', 0, 65535), 1883)

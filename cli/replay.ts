@@ -3,6 +3,7 @@
  * every reading is accounted for in the MDMS store. A user feature (backfilling) and the end-to-end benchmark.
  * @module
  */
+import { DEFAULT_K } from '../lib/policy.js';
 import { createReadStream, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -201,7 +202,7 @@ export function registerReplayCommand(program: Command): void {
     .option('--state <dir>', 'keep PES state, gateway queues and meter NV stores here (default: a temporary directory)')
     .option('--interval <d>', 'neighbourhood interval', durationOption('--interval'), 900)
     .option('--billing-period <p>', 'billing period: 1d, 1mo or Nh', '1d')
-    .option('--k <n>', 'fewest meters in a released neighbourhood aggregate', intOption('--k', 1, 1_000_000), 20)
+    .option('--k <n>', 'fewest meters in a released neighbourhood aggregate', intOption('--k', 1, 1_000_000), DEFAULT_K)
     .option('--lateness <d>', 'allowed lateness before a window closes', durationOption('--lateness'), 1800)
     .option('--tz <zone>', 'time zone of the source CSVs and of billing days', zoneOption, 'UTC')
     .option('--tariff <file>', 'tariff bands (JSON); default flat')

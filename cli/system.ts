@@ -20,7 +20,11 @@ import { parseSyntheticSpec, SyntheticSource } from '../firmware/sources/synthet
 import { UmassSource } from '../firmware/sources/umass.js';
 import { startGateway, type GatewayHandle } from '../gateway/gateway.js';
 import { startMdmsIngest, type MdmsIngest } from '../mdms/ingest.js';
-import { openStore } from '../mdms/store/index.js';
+import { auditRefusals } from '../mdms/refusal-audit.js';
+import { isPostgresUrl, openStoreOn } from '../mdms/store/index.js';
+import { openPostgres } from '../mdms/store/postgres.js';
+import { openSqlite } from '../mdms/store/sqlite.js';
+import { openWebDb } from '../mdms/web/db.js';
 import type { Store } from '../mdms/store/types.js';
 import { startPesService, type PesService } from '../pes/mqtt.js';
 import type { Tariff } from '../lib/tariff.js';
@@ -200,9 +204,20 @@ export async function startSystem(o: SystemOptions): Promise<SystemHandle> {
     }
     const creds = (user: string) => (o.mqttUrl && !existsSync(join(o.keysDir, 'credentials', `${user}.json`)) ? {} : loadCredentials(o.keysDir, user));
 
-    const store = await openStore(o.db);
+    const driver = isPostgresUrl(o.db) ? openPostgres(o.db) : openSqlite(o.db);
+    const store = await openStoreOn(driver);
     closers.push(() => store.close());
-    const mdms = startMdmsIngest({ store, privateKey: loadMdmsKey(o.keysDir), mqtt: { url, ...creds('mdms') }, log: log.child({ c: 'mdms' }) });
+    const audit = (await openWebDb(driver)).audit;
+    // The MDMS enforces the PES's own k and the fleet (one setting: o.k), and audits what it refuses.
+    const mdms = startMdmsIngest({
+      store,
+      privateKey: loadMdmsKey(o.keysDir),
+      mqtt: { url, ...creds('mdms') },
+      k: o.k,
+      fleet: o.fleet,
+      onRefused: auditRefusals(audit),
+      log: log.child({ c: 'mdms' }),
+    });
     closers.push(() => mdms.close());
     await mdms.ready;
 

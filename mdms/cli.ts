@@ -9,7 +9,12 @@ import { pino, type Logger } from 'pino';
 import { isValidFilter } from '../protocol/acl.js';
 import { AGGREGATE_PREFIX, topics } from '../protocol/topics.js';
 import { durationOption, intOption } from '../lib/flags.js';
-import { loadCredentials, loadMdmsKey } from '../lib/keyset.js';
+import { loadCredentials, loadFleet, loadMdmsKey } from '../lib/keyset.js';
+import { DEFAULT_K } from '../lib/policy.js';
+import { auditRefusals } from './refusal-audit.js';
+import { openPostgres } from './store/postgres.js';
+import { openSqlite } from './store/sqlite.js';
+import { openWebDb } from './web/db.js';
 import { EXPORT_WHATS, exportCsvFile, writeCsv, type ExportWhat } from './export.js';
 import { startMdmsIngest } from './ingest.js';
 import { isPostgresUrl, openStore, type OpenStoreOptions } from './store/index.js';
@@ -103,6 +108,12 @@ async function runIngest(flags: IngestFlags): Promise<void> {
   process.once('SIGTERM', onSignal);
   const store = await openStoreRetrying(flags.db, storeOptions(flags, log), log, () => stopping);
   if (!store) return;
+  // Refusals go to the web app's audit log in the same database (its tables are created if missing).
+  const auditDriver = isPostgresUrl(flags.db) ? openPostgres(flags.db, storeOptions(flags, log)) : openSqlite(flags.db);
+  const audit = (await openWebDb(auditDriver)).audit;
+  const fleetFile = join(flags.keys, 'fleet.json');
+  const fleet = existsSync(fleetFile) ? loadFleet(flags.keys) : null;
+  if (!fleet) log.warn({ fleetFile }, 'no fleet.json in the key set: aggregates for unknown households and neighbourhoods are not refused');
   const ingest = startMdmsIngest({
     store,
     privateKey,
@@ -110,6 +121,8 @@ async function runIngest(flags: IngestFlags): Promise<void> {
     ...(flags.topic.length ? { topics: flags.topic } : {}),
     minBillingPeriodS: flags.minBillingPeriod,
     k: flags.k,
+    ...(fleet ? { fleet } : {}),
+    onRefused: auditRefusals(audit),
     log,
   });
   // A refused login or subscription will not fix itself: stop with a clear error.
@@ -120,6 +133,7 @@ async function runIngest(flags: IngestFlags): Promise<void> {
   const outcome = await Promise.race([stopped.then(() => null), failure]);
   await ingest.close();
   await store.close();
+  await auditDriver.close();
   log.info({ counters: ingest.counters }, 'MDMS ingest stopped');
   if (outcome instanceof Error) throw outcome;
 }
@@ -165,7 +179,7 @@ export function registerMdmsCommand(program: Command): void {
       durationOption('--min-billing-period'),
       86_400,
     )
-    .option('--k <n>', 'refuse neighbourhood aggregates of fewer meters (the PES enforces the real k)', intOption('--k', 1, 1_000_000), 1)
+    .option('--k <n>', 'refuse neighbourhood aggregates of fewer meters: the same k as the PES', intOption('--k', 1, 1_000_000), DEFAULT_K)
     .option('--client-id <id>', 'MQTT client id of the persistent session (default: mdms); unique per MDMS on a shared broker')
     .option('--topic <filter>', `subscribe to this filter under ${AGGREGATE_PREFIX} only (repeatable; default ${topics.aggregatesAll})`, (v: string, acc: string[]) => {
       if (!v.startsWith(AGGREGATE_PREFIX) || !isValidFilter(v)) throw new InvalidArgumentError(`--topic must be an MQTT topic filter under ${AGGREGATE_PREFIX}, got "${v}"`);

@@ -15,6 +15,11 @@
  * | sealed for another key (key id differs) — a configuration error | unsealFailed | NO: the broker keeps it in the session and redelivers it when the MDMS reconnects (MQTT 3.1.1 §4.4), e.g. restarted with the right key |
  * | unopenable seal (tampered, wrong topic), or a body that is not exactly an aggregate | malformed | yes: a poison message would be redelivered forever; it is counted and logged (ids only) |
  * | billing period shorter than the minimum, or fewer than k meters | rejectedPrivacy | yes: the MDMS must never store it, and redelivery cannot make it acceptable |
+ * | a household or neighbourhood that is not in the fleet | rejectedUnknown | yes (as above) |
+ * | a negative energy | rejectedNegative | yes (as above) |
+ * | a revision that does not follow the highest stored one (0 first, then +1) | rejectedGap | yes: the PES releases revisions in order on one topic (MQTT 3.1.1 §4.6), so a gap is a forgery or a fault |
+ *
+ * Every refusal of the last four rows is also handed to `onRefused` (the CLI records it in the audit log).
  * | database unreachable or failing | dbErrors (per attempt) | NO: retried with backoff while holding the message; meanwhile later messages wait too, so nothing is acknowledged until the database is back |
  *
  * While a message waits for the database, MQTT.js processes no other packet (not even PINGRESP), so after
@@ -34,7 +39,7 @@ import { parseAggregateEnvelope } from '../protocol/envelope.js';
 import { keyId, openAggregate } from '../protocol/seal.js';
 import { AGGREGATE_PREFIX, topics } from '../protocol/topics.js';
 import { MalformedAggregateError, parseAggregate, type Aggregate } from '../protocol/aggregate.js';
-import { DEFAULT_POLICY, privacyViolation, type PrivacyPolicy } from './aggregate.js';
+import { DEFAULT_POLICY, policyViolation, type PolicyRule, type PrivacyPolicy } from './aggregate.js';
 import type { InsertOutcome, Store } from './store/types.js';
 
 /** Largest payload accepted (an aggregate seal is well under 1 KiB with a 3072-bit key). */
@@ -56,8 +61,14 @@ export interface IngestCounters {
   unsealFailed: number;
   /** Deliveries that cannot be opened or are not an aggregate (acknowledged and dropped). */
   malformed: number;
-  /** Aggregates the privacy policy refuses (acknowledged and dropped). */
+  /** Aggregates the privacy policy refuses (k, shortest billing period; acknowledged and dropped). */
   rejectedPrivacy: number;
+  /** Aggregates for a household or neighbourhood outside the fleet (acknowledged and dropped). */
+  rejectedUnknown: number;
+  /** Aggregates with a negative energy (acknowledged and dropped). */
+  rejectedNegative: number;
+  /** Revisions out of sequence (acknowledged and dropped). */
+  rejectedGap: number;
   /** Failed database attempts (each retry counts). */
   dbErrors: number;
 }
@@ -86,11 +97,26 @@ export interface MdmsIngestOptions {
   topics?: string[];
   /** Shortest billing period stored, seconds. Default 1 day (production: 28 days). */
   minBillingPeriodS?: number;
-  /** Fewest meters a stored neighbourhood aggregate may cover. Default 1 (the PES enforces the real k). */
+  /** Fewest meters a stored neighbourhood aggregate may cover: the PES's k. Default lib/policy.ts DEFAULT_K. */
   k?: number;
+  /** The fleet (`loadFleet(keys)`): aggregates for other households and neighbourhoods are refused. */
+  fleet?: { households: readonly string[]; neighbourhoods: readonly string[] };
+  /** Called for every aggregate refused by a policy rule (aedes-style hook; default does nothing). */
+  onRefused?: (r: Refusal) => void | Promise<void>;
   /** Database retry backoff: first wait and ceiling, ms. Default 250 and 30000, doubling. */
   retry?: { initialMs?: number; maxMs?: number };
   log?: Logger;
+}
+
+/** An aggregate the ingest refused, named by ids only (never an energy). */
+export interface Refusal {
+  topic: string;
+  kind: Aggregate['kind'];
+  key: string;
+  start: number;
+  revision: number;
+  rule: PolicyRule | 'gap';
+  reason: string;
 }
 
 /** A running ingest. */
@@ -146,6 +172,7 @@ export function startMdmsIngest(opts: MdmsIngestOptions): MdmsIngest {
   const policy: PrivacyPolicy = {
     minBillingPeriodS: checkPositiveInt(opts.minBillingPeriodS ?? DEFAULT_POLICY.minBillingPeriodS, 'minBillingPeriodS'),
     k: checkPositiveInt(opts.k ?? DEFAULT_POLICY.k, 'k'),
+    ...(opts.fleet ? { fleet: { households: new Set(opts.fleet.households), neighbourhoods: new Set(opts.fleet.neighbourhoods) } } : {}),
   };
   const filters = opts.topics?.length ? opts.topics : [topics.aggregatesAll];
   for (const f of filters) {
@@ -166,6 +193,9 @@ export function startMdmsIngest(opts: MdmsIngestOptions): MdmsIngest {
     unsealFailed: 0,
     malformed: 0,
     rejectedPrivacy: 0,
+    rejectedUnknown: 0,
+    rejectedNegative: 0,
+    rejectedGap: 0,
     dbErrors: 0,
   };
   const watchers = new Set<() => void>();
@@ -186,11 +216,19 @@ export function startMdmsIngest(opts: MdmsIngestOptions): MdmsIngest {
       sleepers.add(wake);
     });
 
-  async function store_(agg: Aggregate, topic: string, live: () => boolean): Promise<InsertOutcome | null> {
+  /** The highest stored revision of the aggregate's (key, start), -1 if none. */
+  async function latestRevision(agg: Aggregate): Promise<number> {
+    const rows = agg.kind === 'neighbourhood' ? await store.revisions({ kind: 'neighbourhood', neighbourhood: agg.key, start: agg.start }) : await store.revisions({ kind: 'billing', household: agg.key, start: agg.start });
+    return rows.reduce((m, r) => Math.max(m, r.revision), -1);
+  }
+
+  async function store_(agg: Aggregate, topic: string, live: () => boolean): Promise<InsertOutcome | 'gap' | null> {
     let wait = initialMs;
     for (let attempt = 1; ; attempt++) {
       if (closing || !live()) return null;
       try {
+        // A revision already stored goes on to the store (duplicate or conflict); a new one must be the next.
+        if (agg.revision > (await latestRevision(agg)) + 1) return 'gap';
         return agg.kind === 'neighbourhood' ? await store.insertNeighbourhood(agg) : await store.insertBilling(agg);
       } catch (e) {
         counters.dbErrors++;
@@ -204,6 +242,21 @@ export function startMdmsIngest(opts: MdmsIngestOptions): MdmsIngest {
         wait = Math.min(wait * 2, maxMs);
       }
     }
+  }
+
+  const COUNTER = { privacy: 'rejectedPrivacy', unknown: 'rejectedUnknown', negative: 'rejectedNegative', gap: 'rejectedGap' } as const;
+
+  /** Counts, logs and reports a refused aggregate; it is acknowledged (redelivery cannot make it acceptable). */
+  async function refuse(agg: Aggregate, topic: string, rule: Refusal['rule'], reason: string): Promise<Verdict> {
+    const counter = COUNTER[rule];
+    counters[counter]++;
+    log.warn({ topic, start: agg.start, revision: agg.revision, rule, reason, [counter]: counters[counter] }, 'aggregate refused by the privacy policy: dropped');
+    try {
+      await opts.onRefused?.({ topic, kind: agg.kind, key: agg.key, start: agg.start, revision: agg.revision, rule, reason });
+    } catch (e) {
+      log.error({ topic, error: (e as Error).message }, 'could not record a refused aggregate in the audit log');
+    }
+    return 'ack';
   }
 
   async function handle(packet: IPublishPacket, live: () => boolean): Promise<Verdict> {
@@ -232,14 +285,11 @@ export function startMdmsIngest(opts: MdmsIngestOptions): MdmsIngest {
       log.warn({ topic, reason: (e as Error).message, malformed: counters.malformed }, e instanceof MalformedAggregateError ? 'not a valid aggregate: dropped' : 'seal does not open: dropped');
       return 'ack';
     }
-    const violation = privacyViolation(agg, policy);
-    if (violation) {
-      counters.rejectedPrivacy++;
-      log.warn({ topic, start: agg.start, revision: agg.revision, reason: violation, rejectedPrivacy: counters.rejectedPrivacy }, 'aggregate refused by the privacy policy: dropped');
-      return 'ack';
-    }
+    const violation = policyViolation(agg, policy);
+    if (violation) return refuse(agg, topic, violation.rule, violation.reason);
     const outcome = await store_(agg, topic, live);
     if (outcome === null) return 'hold';
+    if (outcome === 'gap') return refuse(agg, topic, 'gap', 'revision does not follow the highest stored one');
     if (outcome === 'stored' || outcome === 'revision') {
       counters.stored++;
       if (outcome === 'revision') counters.revisions++;

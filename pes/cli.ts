@@ -2,6 +2,7 @@
  * `smartermeter pes`: the Privacy Enhancing System as an MQTT service.
  * @module
  */
+import { DEFAULT_K } from '../lib/policy.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
@@ -169,7 +170,7 @@ export function registerPesCommand(program: Command): void {
     .option('--tariff <file.json>', 'time-of-use bands (default: one flat band)')
     .option('--tz <zone>', 'time zone of billing periods (default: the tariff\'s, else UTC)', zone)
     .option('--lateness <duration>', 'allowed lateness before a window closes', duration('--lateness', true), 1800)
-    .option('--k <n>', 'fewest meters in a released neighbourhood aggregate', intOption('--k', 1, 1_000_000), 20)
+    .option('--k <n>', 'fewest meters in a released neighbourhood aggregate', intOption('--k', 1, 1_000_000), DEFAULT_K)
     .option('--revision-k <n>', 'fewest meters that must change a released neighbourhood window before a revision is released (default: k)', intOption('--revision-k', 1, 1_000_000))
     .option('--retention <duration>', 'how long closed windows accept late readings (default: 2 billing periods)', duration('--retention'))
     .option('--max-skew <duration>', 'reject readings further than this from the watermark', duration('--max-skew'), 7 * 86400)

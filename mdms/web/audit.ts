@@ -29,6 +29,7 @@ export const AUDIT_ACTIONS = [
   'export.neighbourhood',
   'export.billing',
   'access.denied',
+  'ingest.refused',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 export type AuditOutcome = 'ok' | 'denied' | 'failed';

@@ -76,7 +76,7 @@ describe('durable subscriber', () => {
     await first.kill();
 
     const again: string[] = [];
-    const second = subscriber(async (p) => {
+    const second = subscriber(async (p): Promise<Verdict> => {
       again.push(p.payload.toString());
       return 'ack';
     });

@@ -68,7 +68,7 @@ describe('smartermeter mdms (ingest)', () => {
       if (client?.id === 'mdms' && packet && typeof packet === 'object' && 'topic' in packet) acked.push(String(packet.topic));
     };
     broker.aedes.on('ack', onAck);
-    const ingest = start(['mdms', '--keys', keys, '--db', db, '--mqtt', broker.url, '--min-billing-period', '1d']);
+    const ingest = start(['mdms', '--keys', keys, '--db', db, '--mqtt', broker.url, '--min-billing-period', '1d', '--k', '2']);
     try {
       // First start: the MDMS session does not exist yet, so wait for the subscription before publishing.
       for (let t = 0; !/MDMS ingest subscribed/.test(ingest.stdout()); t++) {

@@ -14,8 +14,11 @@ import { cborDecode, cborEncode } from '../../protocol/cbor.js';
 import { sealAggregate } from '../../protocol/seal.js';
 import { topics } from '../../protocol/topics.js';
 import type { Aggregate } from '../../protocol/aggregate.js';
-import { startMdmsIngest, type MdmsIngest, type MdmsIngestOptions } from '../../mdms/ingest.js';
-import { openStore } from '../../mdms/store/index.js';
+import { startMdmsIngest, type MdmsIngest, type MdmsIngestOptions, type Refusal } from '../../mdms/ingest.js';
+import { auditRefusals } from '../../mdms/refusal-audit.js';
+import { openStore, openStoreOn } from '../../mdms/store/index.js';
+import { openSqlite } from '../../mdms/store/sqlite.js';
+import { openWebDb } from '../../mdms/web/db.js';
 import type { Store } from '../../mdms/store/types.js';
 import { BACKENDS, PG_UP, PG_URL, RUN_PG, TcpProxy, billingAgg, dropSchema, nbAgg, tempDir, uniqueSchema, type Backend } from './helpers.js';
 
@@ -84,6 +87,7 @@ class World {
       mqtt: { url: this.broker.url, reconnectPeriod: 200 },
       log: pino({ level: 'silent' }),
       retry: { initialMs: 20, maxMs: 100 },
+      k: 1,
       ...opts,
     });
     this.defer(() => ingest.close());
@@ -199,6 +203,63 @@ describe.each(BACKENDS)('ingest into $name', (backend: Backend) => {
       expect(logged).toMatch(/refused by the privacy policy/);
       for (const s of [...secret, 100, 101, 77, 3000, 4500]) expect(logged).not.toMatch(new RegExp(`\\b${s}\\b`));
     });
+  });
+});
+
+describe('ingest: the MDMS enforces its own policy (security finding: forged and out-of-policy aggregates were stored)', () => {
+  it('refuses, counts, logs and audits aggregates below k, outside the fleet, with negative energy or a revision out of sequence', async () => {
+    world = await new World().start();
+    const t = tempDir();
+    world.defer(t.remove);
+    const driver = openSqlite(`${t.dir}/mdms.sqlite`);
+    const store = await openStoreOn(driver);
+    world.defer(() => store.close());
+    const web = await openWebDb(driver);
+    const { log, text } = captureLog();
+    const refusals: Refusal[] = [];
+    const audited = auditRefusals(web.audit);
+    const ingest = world.ingest(store, {
+      k: 20,
+      fleet: { households: ['hh1'], neighbourhoods: ['nb1'] },
+      onRefused: async (r) => {
+        refusals.push(r);
+        await audited(r);
+      },
+      log,
+    });
+    await ingest.ready;
+
+    // The genuine bill, then what the probe stored with only the PES's broker password.
+    await world.sealAndPublish(billingAgg({ key: 'hh1', start: T0, end: T0 + DAY, bands: { flat: 1234 } }));
+    const forged = [
+      await world.sealAndPublish(billingAgg({ key: 'hh1', start: T0, end: T0 + DAY, revision: 999, bands: { flat: 9_999_999 } })),
+      await world.sealAndPublish(nbAgg({ key: 'nb1', meters: 1, energyWh: 555_001 })),
+      await world.sealAndPublish(nbAgg({ key: 'nb-elsewhere', meters: 25, energyWh: 555_002 })),
+      await world.sealAndPublish(billingAgg({ key: 'hh-elsewhere', start: T0, end: T0 + DAY, bands: { flat: 555_003 } })),
+      await world.sealAndPublish(nbAgg({ key: 'nb1', start: T0 + 900, meters: 25, energyWh: -555_004 })),
+    ];
+    // In sequence, revisions still go in.
+    const next = await world.sealAndPublish(billingAgg({ key: 'hh1', start: T0, end: T0 + DAY, revision: 1, bands: { flat: 1240 } }));
+    await world.waitAck(next);
+    for (const p of forged) expect(world.acked(p), 'a refused aggregate is acknowledged (redelivery cannot make it acceptable)').toBe(true);
+
+    expect(ingest.counters).toMatchObject({ stored: 2, revisions: 1, rejectedGap: 1, rejectedPrivacy: 1, rejectedUnknown: 2, rejectedNegative: 1 });
+    expect(refusals.map((r) => r.rule).sort()).toEqual(['gap', 'negative', 'privacy', 'unknown', 'unknown']);
+    const bill = await store.latestBilling({ household: 'hh1' });
+    expect(bill.map((r) => [r.revision, r.energyWh])).toEqual([[1, 1240]]);
+    expect(await store.latestNeighbourhood()).toEqual([]);
+    expect(await store.listHouseholds()).toEqual(['hh1']);
+
+    const entries = await web.audit.list({ action: 'ingest.refused' });
+    expect(entries).toHaveLength(5);
+    expect(entries.every((e) => e.outcome === 'denied' && e.username === 'mdms-ingest')).toBe(true);
+    expect(new Set(entries.map((e) => e.target))).toEqual(new Set([topics.billing('hh1'), topics.neighbourhood('nb1'), topics.neighbourhood('nb-elsewhere'), topics.billing('hh-elsewhere')]));
+    expect((await web.audit.verify()).ok).toBe(true);
+    // Ids and rules in the log and the audit, never the forged values.
+    const logged = text() + JSON.stringify(entries);
+    expect(logged).toContain('aggregate refused by the privacy policy');
+    for (const v of ['9999999', '555001', '555002', '555003', '555004']) expect(logged).not.toContain(v);
+    await ingest.close();
   });
 });
 
