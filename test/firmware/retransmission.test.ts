@@ -93,20 +93,25 @@ describe('the transmit queue', () => {
     let maxCopiesPending = 0;
     let listener: ((b: Buffer) => void) | undefined;
     const parser = new LinkParser();
-    let lastIc = -1;
-    parser.on('data', (p: Buffer) => (lastIc = decodeFrame(p).ic));
+    let inWrite: number[] = [];
+    parser.on('data', (p: Buffer) => inWrite.push(decodeFrame(p).ic));
     const line: SerialLine & { writes: number[]; maxCopiesPending: () => number } = {
       writes,
       maxCopiesPending: () => maxCopiesPending,
       write: async (bytes) => {
+        inWrite = [];
         parser.write(bytes);
-        const ic = lastIc;
-        writes.push(ic);
-        pending.set(ic, (pending.get(ic) ?? 0) + 1);
-        maxCopiesPending = Math.max(maxCopiesPending, pending.get(ic)!);
+        const ics = inWrite; // a write may carry several frames
+        for (const ic of ics) {
+          writes.push(ic);
+          pending.set(ic, (pending.get(ic) ?? 0) + 1);
+          maxCopiesPending = Math.max(maxCopiesPending, pending.get(ic)!);
+        }
         await new Promise((r) => setTimeout(r, writeMs));
-        pending.set(ic, pending.get(ic)! - 1);
-        setTimeout(() => listener?.(encodeLinkFrame(encodeAck({ systemTitle: ST, ic }))), 5);
+        for (const ic of ics) {
+          pending.set(ic, pending.get(ic)! - 1);
+          setTimeout(() => listener?.(encodeLinkFrame(encodeAck({ systemTitle: ST, ic }))), 5);
+        }
       },
       onData: (l) => {
         listener = l;
