@@ -7,10 +7,10 @@
  * only on the gateway's selective acknowledgement; unacknowledged frames are retransmitted, oldest first,
  * with at most `window` frames queued or in flight.
  *
- * Retransmission (issue 15): frames go to the line one at a time from a transmit queue, and a frame's timer
- * starts once its write has drained (the frame is on the wire), not when it was queued: at 9600 baud a
- * window of frames takes seconds to leave, and timing it from the queue retransmitted frames that were
- * still waiting their turn. The timeout is estimated from the round trips like TCP's (RFC 6298,
+ * Retransmission (issue 15): frames go to the line from a transmit queue, one write (of up to 4 frames) at
+ * a time, and a frame's timer starts once its write has drained (it is on the wire), not when it was
+ * queued: at 9600 baud a window of frames takes seconds to leave, and timing it from the queue retransmitted
+ * frames that were still waiting their turn. The timeout is estimated from the round trips like TCP's (RFC 6298,
  * firmware/rto.ts: SRTT + 4 RTTVAR, Karn's algorithm, exponential backoff, clamped). A frame already queued
  * is never queued again. `retransmission: 'fixed'` keeps the timer as it was before (a fixed
  * `ackTimeoutMs` from queueing, no drain wait), as a baseline for `npm run bench -- serial`.
@@ -193,7 +193,7 @@ export class Meter {
     this.fixedTimer = o.retransmission === 'fixed';
     this.ackTimeoutMs = o.ackTimeoutMs ?? 1000;
     const minMs = o.minAckTimeoutMs ?? Math.min(200, this.ackTimeoutMs);
-    this.rto = newRto({ initialMs: this.ackTimeoutMs, minMs, maxMs: o.maxAckTimeoutMs ?? Math.max(60_000, this.ackTimeoutMs), granularityMs: sweepMs(minMs) });
+    this.rto = newRto({ initialMs: this.ackTimeoutMs, minMs, maxMs: o.maxAckTimeoutMs ?? Math.max(60_000, this.ackTimeoutMs, minMs), granularityMs: sweepMs(minMs) });
     this.window = o.window ?? 32;
     this.drainTimeoutMs = o.drainTimeoutMs ?? Infinity;
     this.log = (o.log ?? pino({ enabled: false })).child({ meter: this.id });
@@ -226,7 +226,7 @@ export class Meter {
     int(o.ackTimeoutMs, 'ackTimeoutMs', 1, 3_600_000);
     int(o.minAckTimeoutMs, 'minAckTimeoutMs', 1, 3_600_000);
     int(o.maxAckTimeoutMs, 'maxAckTimeoutMs', 1, 3_600_000);
-    check((o.minAckTimeoutMs ?? 1) <= (o.maxAckTimeoutMs ?? 3_600_000), '"minAckTimeoutMs" must not exceed "maxAckTimeoutMs"');
+    check((o.minAckTimeoutMs ?? Math.min(200, o.ackTimeoutMs ?? 1000)) <= (o.maxAckTimeoutMs ?? 3_600_000), '"minAckTimeoutMs" must not exceed "maxAckTimeoutMs"');
     int(o.window, 'window', 1, 65536);
     check(o.drainTimeoutMs === undefined || o.drainTimeoutMs === Infinity || (Number.isSafeInteger(o.drainTimeoutMs) && o.drainTimeoutMs >= 0), '"drainTimeoutMs" must be a non-negative integer or Infinity');
     const record = await o.nv.load();

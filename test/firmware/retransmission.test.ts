@@ -82,6 +82,15 @@ describe('retransmission on a 9600-baud line', () => {
   }, 30_000);
 });
 
+describe('retransmission options', () => {
+  it('refuses an unknown timer or a floor above the ceiling', async () => {
+    const line: SerialLine = { write: async () => undefined, onData: () => () => undefined };
+    await expect(meterOn(line, { retransmission: 'tcp' as 'fixed' })).rejects.toThrow(/"retransmission" must be "adaptive" or "fixed"/);
+    await expect(meterOn(line, { minAckTimeoutMs: 5000, maxAckTimeoutMs: 1000 })).rejects.toThrow(/"minAckTimeoutMs" must not exceed "maxAckTimeoutMs"/);
+    await expect(meterOn(line, { minAckTimeoutMs: 0 })).rejects.toThrow(/"minAckTimeoutMs" must be an integer/);
+  });
+});
+
 describe('the transmit queue', () => {
   /**
    * A line whose writes each take `writeMs` to be accepted (a stalled driver); it records how many copies of
