@@ -5,7 +5,15 @@
  * batch. A full batch (or the last, partial one when the source ends) becomes a frame: sealed with the next
  * invocation counter, stored in the ring, persisted to NV, and only then transmitted. Frames leave the ring
  * only on the gateway's selective acknowledgement; unacknowledged frames are retransmitted, oldest first,
- * after `ackTimeoutMs`, with at most `window` frames in flight.
+ * with at most `window` frames queued or in flight.
+ *
+ * Retransmission (issue 15): frames go to the line from a transmit queue, one write (of up to 4 frames) at
+ * a time, and a frame's timer starts once its write has drained (it is on the wire), not when it was
+ * queued: at 9600 baud a window of frames takes seconds to leave, and timing it from the queue retransmitted
+ * frames that were still waiting their turn. The timeout is estimated from the round trips like TCP's (RFC 6298,
+ * firmware/rto.ts: SRTT + 4 RTTVAR, Karn's algorithm, exponential backoff, clamped). A frame already queued
+ * is never queued again. `retransmission: 'fixed'` keeps the timer as it was before (a fixed
+ * `ackTimeoutMs` from queueing, no drain wait), as a baseline for `npm run bench -- serial`.
  *
  * Status flags set on readings: POWER_FAILURE on the first reading produced after a boot from persisted
  * state (every restart is treated as a power cut; the readings themselves are complete, because the source
@@ -25,6 +33,7 @@ import type { Sample, Source } from './hal/source.js';
 import { DEFAULT_COUNTER_BLOCK, InvocationCounter } from './counter.js';
 import { ImportRegister, MILLIWS_PER_WH } from './register.js';
 import { DEFAULT_RING_CAPACITY, FrameRing } from './ring.js';
+import { newRto, rtoOnAck, rtoOnTimeout, type Rto } from './rto.js';
 import { decodeMeterState, encodeMeterState, type MeterState } from './state.js';
 
 export interface MeterOptions {
@@ -39,9 +48,19 @@ export interface MeterOptions {
   clock?: Clock;
   /** Readings per frame, 1..60 (default 15). */
   batch?: number;
-  /** Wall-clock ms after which an unacknowledged frame is sent again (default 1000). */
+  /**
+   * How the acknowledgement timeout is chosen: `'adaptive'` (default) estimates it from round trips timed
+   * from the moment a frame has left the line (RFC 6298); `'fixed'` is the timer before issue 15, kept as a
+   * benchmark baseline: `ackTimeoutMs` from when a frame is queued.
+   */
+  retransmission?: 'adaptive' | 'fixed';
+  /** Adaptive: the timeout before the first round trip is measured; fixed: the timeout. Wall ms (default 1000). */
   ackTimeoutMs?: number;
-  /** Most frames in flight (sent, not yet acknowledged or timed out) at once (default 32). */
+  /** Adaptive: lowest timeout, ms (default 200, or `ackTimeoutMs` if lower). */
+  minAckTimeoutMs?: number;
+  /** Adaptive: highest timeout after backoff, ms (default 60000, or `ackTimeoutMs` if higher). */
+  maxAckTimeoutMs?: number;
+  /** Most frames queued or in flight (sent, not yet acknowledged or timed out) at once (default 32). */
   window?: number;
   /** Unacknowledged frames kept (default 256). */
   ringCapacity?: number;
@@ -63,6 +82,8 @@ export interface MeterCounters {
   bytesSent: number;
   /** Frame transmissions after the first (timeouts, and ring frames restored at boot). */
   retransmits: number;
+  /** Acknowledgement timers that expired (each queues the frame again). */
+  timeouts: number;
   /** Frames freed by an acknowledgement. */
   acked: number;
   /** Frames dropped from a full ring (their energy moves to the next frame, their readings are lost). */
@@ -88,8 +109,12 @@ export class MeterStoppedError extends Error {
 }
 
 interface Transmission {
-  /** Wall ms of the last send while in flight; `null` when not in flight. */
+  /** Wall ms its acknowledgement timer started at; `null` when the timer is not running. */
   sentAt: number | null;
+  /** Wall ms the last copy had left the line (adaptive), for the round-trip sample. */
+  onWireAt: number | null;
+  /** In the transmit queue or being written: never queued a second time. */
+  queued: boolean;
   sends: number;
   /** Whether the NV store holds the frame: never sent before (durability chain step 1). */
   durable: boolean;
@@ -117,7 +142,7 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 export class Meter {
   /** The meter id (hex system title). */
   readonly id: string;
-  readonly counters: MeterCounters = { readings: 0, frames: 0, bytesSent: 0, retransmits: 0, acked: 0, droppedFromRing: 0, badDownlink: 0, duplicateAcks: 0 };
+  readonly counters: MeterCounters = { readings: 0, frames: 0, bytesSent: 0, retransmits: 0, timeouts: 0, acked: 0, droppedFromRing: 0, badDownlink: 0, duplicateAcks: 0 };
   private readonly st: Uint8Array;
   private readonly key: Uint8Array;
   private readonly line: SerialLine;
@@ -125,7 +150,9 @@ export class Meter {
   private readonly nv: NvStore;
   private readonly clock: Clock;
   private readonly batchSize: number;
+  private readonly fixedTimer: boolean;
   private readonly ackTimeoutMs: number;
+  private rto: Rto;
   private readonly window: number;
   private readonly drainTimeoutMs: number;
   private readonly log: Logger;
@@ -134,6 +161,9 @@ export class Meter {
   private readonly ring: FrameRing;
   private readonly counter: InvocationCounter;
   private readonly tx = new Map<number, Transmission>();
+  /** Counters of frames waiting for the line, oldest first. */
+  private readonly txQueue: number[] = [];
+  private writing = false;
   private readonly abort = new AbortController();
   /** The state as of the last frame (what NV holds, or is about to). */
   private committed: { milliWs: bigint; resumeAt: number; samples: number };
@@ -147,7 +177,6 @@ export class Meter {
   private timer: NodeJS.Timeout | undefined;
   private unsubscribe: () => void = () => undefined;
   private roomWaiters: (() => void)[] = [];
-  private lastWrite: Promise<void> = Promise.resolve();
   private saveChain: Promise<void> = Promise.resolve();
   private queuedSave: Promise<void> | undefined;
   private loop: Promise<void> = Promise.resolve();
@@ -163,7 +192,10 @@ export class Meter {
     this.nv = o.nv;
     this.clock = o.clock ?? createClock('max');
     this.batchSize = o.batch ?? 15;
+    this.fixedTimer = o.retransmission === 'fixed';
     this.ackTimeoutMs = o.ackTimeoutMs ?? 1000;
+    const minMs = o.minAckTimeoutMs ?? Math.min(200, this.ackTimeoutMs);
+    this.rto = newRto({ initialMs: this.ackTimeoutMs, minMs, maxMs: o.maxAckTimeoutMs ?? Math.max(60_000, this.ackTimeoutMs, minMs), granularityMs: sweepMs(minMs) });
     this.window = o.window ?? 32;
     this.drainTimeoutMs = o.drainTimeoutMs ?? Infinity;
     this.log = (o.log ?? pino({ enabled: false })).child({ meter: this.id });
@@ -192,7 +224,11 @@ export class Meter {
     const int = (v: number | undefined, name: string, lo: number, hi: number) =>
       check(v === undefined || (Number.isSafeInteger(v) && v >= lo && v <= hi), `"${name}" must be an integer in ${lo}..${hi}`);
     int(o.batch, 'batch', 1, MAX_READINGS_PER_BATCH);
+    check(o.retransmission === undefined || o.retransmission === 'adaptive' || o.retransmission === 'fixed', '"retransmission" must be "adaptive" or "fixed"');
     int(o.ackTimeoutMs, 'ackTimeoutMs', 1, 3_600_000);
+    int(o.minAckTimeoutMs, 'minAckTimeoutMs', 1, 3_600_000);
+    int(o.maxAckTimeoutMs, 'maxAckTimeoutMs', 1, 3_600_000);
+    check((o.minAckTimeoutMs ?? Math.min(200, o.ackTimeoutMs ?? 1000)) <= (o.maxAckTimeoutMs ?? 3_600_000), '"minAckTimeoutMs" must not exceed "maxAckTimeoutMs"');
     int(o.window, 'window', 1, 65536);
     check(o.drainTimeoutMs === undefined || o.drainTimeoutMs === Infinity || (Number.isSafeInteger(o.drainTimeoutMs) && o.drainTimeoutMs >= 0), '"drainTimeoutMs" must be a non-negative integer or Infinity');
     const record = await o.nv.load();
@@ -215,6 +251,11 @@ export class Meter {
   /** Frames waiting for an acknowledgement. */
   get unacked(): number {
     return this.ring.size;
+  }
+
+  /** The acknowledgement timeout now, ms (adaptive: the current RTO estimate). */
+  get ackTimeout(): number {
+    return this.fixedTimer ? this.ackTimeoutMs : this.rto.rto;
   }
 
   /** Counters of the downlink link parser (bad CRCs, garbage, resyncs). */
@@ -271,7 +312,7 @@ export class Meter {
     this.parser.on('data', (payload: Buffer) => this.onDownlink(payload));
     this.parser.on('error', () => undefined); // LinkParser counts bad input itself and does not error
     this.unsubscribe = this.line.onData((chunk) => this.parser.write(chunk));
-    this.timer = setInterval(() => this.expire(), Math.max(5, Math.floor(this.ackTimeoutMs / 4)));
+    this.timer = setInterval(() => this.expire(), this.fixedTimer ? sweepMs(this.ackTimeoutMs) : this.rto.options.granularityMs);
     this.log.info({ resumed, unacked: this.ring.size, reservedIc: this.mark, source: this.source.name }, 'meter booted');
     this.pump();
     this.loop = this.run().catch((e: Error) => this.fail(e));
@@ -339,8 +380,8 @@ export class Meter {
     t.durable = true; // an acknowledgement during the save may wake pump(): until now it had to skip this frame
     this.pump();
     if (this.clock.speed === 'max') {
-      await this.lastWrite;
-      while (this.ring.size >= this.window && !this.stopped) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
+      // Seal the next frames while these are on the line, not faster than the line carries them.
+      while ((this.txQueue.length >= FRAMES_AHEAD || this.ring.size >= this.window) && !this.stopped) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
     }
   }
 
@@ -351,7 +392,7 @@ export class Meter {
    */
   private keep(ic: number, bytes: Uint8Array, sends: number): Transmission {
     const lost = this.ring.push({ ic, bytes });
-    const t: Transmission = { sentAt: null, sends, durable: sends > 0 };
+    const t: Transmission = { sentAt: null, onWireAt: null, queued: false, sends, durable: sends > 0 };
     this.tx.set(ic, t);
     if (lost) {
       this.tx.delete(lost.ic);
@@ -383,35 +424,74 @@ export class Meter {
     return save;
   }
 
-  /** Sends frames not in flight, oldest first, while the window has room. */
+  /** Queues frames neither queued nor in flight, oldest first, while the window has room, and transmits. */
   private pump(): void {
     if (this.stopped) return;
-    let inFlight = 0;
-    for (const t of this.tx.values()) if (t.sentAt !== null) inFlight++;
+    let busy = 0;
+    for (const t of this.tx.values()) if (t.sentAt !== null || t.queued) busy++;
     const now = this.clock.nowMs();
     for (const f of this.ring.list()) {
-      if (inFlight >= this.window) break;
+      if (busy >= this.window) break;
       const t = this.tx.get(f.ic)!;
-      if (t.sentAt !== null || !t.durable) continue;
-      if (t.sends > 0) this.counters.retransmits++;
-      t.sends++;
-      t.sentAt = now;
-      inFlight++;
-      const wire = encodeLinkFrame(f.bytes);
-      this.counters.bytesSent += wire.length;
-      this.lastWrite = this.line.write(wire);
+      if (t.sentAt !== null || t.queued || !t.durable) continue;
+      t.queued = true;
+      if (this.fixedTimer) t.sentAt = now; // the old timer: it runs from queueing
+      busy++;
+      this.txQueue.push(f.ic);
     }
+    this.transmit();
   }
 
-  /** Timer: frames unacknowledged for `ackTimeoutMs` leave flight and are sent again. */
+  /**
+   * Writes the queued frames, oldest first, up to {@link FRAMES_PER_WRITE} per write, one write at a time.
+   * Adaptive: the frames' timers start once the write has drained (they are on the wire; for all but the last
+   * of a write that is a little late, which only delays a retransmission); fixed: once the driver took them,
+   * the timer having run since queueing. Several frames per write spread the turnaround between a drain and
+   * the next write (an idle line) over several frames.
+   */
+  private transmit(): void {
+    if (this.writing || this.stopped) return;
+    const batch: { ic: number; t: Transmission; wire: Buffer }[] = [];
+    while (batch.length < FRAMES_PER_WRITE && this.txQueue.length > 0) {
+      const ic = this.txQueue.shift()!;
+      const t = this.tx.get(ic);
+      if (!t) continue; // acknowledged or dropped while it waited
+      if (t.sends > 0) this.counters.retransmits++;
+      t.sends++;
+      t.onWireAt = null;
+      batch.push({ ic, t, wire: encodeLinkFrame(this.ring.get(ic)!.bytes) });
+    }
+    this.wakeRoom(); // the queue has room: the loop may seal the next frame while these are on the line
+    if (batch.length === 0) return;
+    const wire = batch.length === 1 ? batch[0]!.wire : Buffer.concat(batch.map((b) => b.wire));
+    this.counters.bytesSent += wire.length;
+    this.writing = true;
+    const written = this.fixedTimer ? this.line.write(wire) : this.line.write(wire).then(() => this.line.drain?.());
+    const sent = () => {
+      this.writing = false;
+      const now = this.clock.nowMs();
+      let expired = false;
+      for (const { ic, t } of batch) {
+        t.queued = false;
+        if (!this.fixedTimer && this.tx.get(ic) === t) t.sentAt = t.onWireAt = now;
+        if (this.fixedTimer && t.sentAt === null) expired = true; // its timer expired while it waited: send it again
+      }
+      if (expired) this.pump();
+      else this.transmit();
+    };
+    written.then(sent, sent); // a failed write lost the bytes, as on a wire: the timer recovers the frames
+  }
+
+  /** Timer: frames unacknowledged for the timeout leave flight and are queued again (adaptive: backoff). */
   private expire(): void {
     const now = this.clock.nowMs();
     let any = false;
     for (const t of this.tx.values()) {
-      if (t.sentAt !== null && now - t.sentAt >= this.ackTimeoutMs) {
-        t.sentAt = null;
-        any = true;
-      }
+      if (t.sentAt === null || now - t.sentAt < this.ackTimeout) continue;
+      if (!this.fixedTimer) this.rto = rtoOnTimeout(this.rto, t.sentAt, now);
+      t.sentAt = null;
+      this.counters.timeouts++;
+      any = true;
     }
     if (any) this.pump();
   }
@@ -431,6 +511,9 @@ export class Meter {
       this.counters.duplicateAcks++;
       return;
     }
+    const t = this.tx.get(ic)!;
+    // Karn: a frame sent more than once gives no sample; nor one acknowledged before its write drained.
+    if (!this.fixedTimer && t.onWireAt !== null) this.rto = rtoOnAck(this.rto, { rttMs: this.clock.nowMs() - t.onWireAt, retransmitted: t.sends > 1 });
     this.tx.delete(ic);
     this.counters.acked++;
     this.persist().catch((e: Error) => this.fail(e));
@@ -449,6 +532,16 @@ export class Meter {
     this.log.info({ ...this.counters }, 'all frames acknowledged');
     this.finish.resolve({ ...this.counters });
   }
+}
+
+/** Most frames in one write to the line. */
+const FRAMES_PER_WRITE = 4;
+/** At speed max, frames sealed ahead of the line (waiting in the transmit queue). */
+const FRAMES_AHEAD = 2;
+
+/** How often the timers are checked for a timeout of `ms` (the timer granularity G). */
+function sweepMs(ms: number): number {
+  return Math.max(5, Math.floor(ms / 4));
 }
 
 function checkSample(s: Sample, lastEnd: number, source: string): void {

@@ -53,6 +53,17 @@ export class FrameRing {
   }
 
   /**
+   * The frame with counter `ic`, if held.
+   * @example
+   * ```ts
+   * const f = ring.get(7); if (f) await line.write(encodeLinkFrame(f.bytes));
+   * ```
+   */
+  get(ic: number): RingFrame | undefined {
+    return this.frames.find((f) => f.ic === ic);
+  }
+
+  /**
    * Appends a frame; returns the frame dropped to make room, if any. Counters must increase.
    * @example
    * ```ts

@@ -103,6 +103,13 @@ export class ReconnectingSerialLine implements SerialLine {
     return new Promise((resolve) => port.write(bytes, () => resolve()));
   }
 
+  /** Resolves once the bytes written so far have left the UART (`tcdrain`), or at once while the port is down. */
+  drain(): Promise<void> {
+    const port = this.current;
+    if (!port?.isOpen) return Promise.resolve();
+    return new Promise((resolve) => port.drain(() => resolve()));
+  }
+
   onData(listener: (chunk: Buffer) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);

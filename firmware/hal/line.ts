@@ -15,6 +15,11 @@ import type { Duplex } from 'node:stream';
 export interface SerialLine {
   /** Queues bytes for transmission; resolves once the driver took them (not necessarily delivered). */
   write(bytes: Buffer): Promise<void>;
+  /**
+   * Resolves once every byte written so far has left the transmitter (`tcdrain`): the meter starts a frame's
+   * acknowledgement timer then. Without it, a write's completion stands for it.
+   */
+  drain?(): Promise<void>;
   /** Subscribes to received bytes; returns the unsubscribe function. */
   onData(listener: (chunk: Buffer) => void): () => void;
 }
@@ -22,7 +27,8 @@ export interface SerialLine {
 /**
  * Wraps an open duplex stream (a `SerialPortStream`, one end of a crossed mock pair, a socket) as a
  * {@link SerialLine}. A write to a stream that has gone away resolves (the bytes are lost on the line, as on
- * a real wire; the meter retransmits unacknowledged frames) rather than rejecting.
+ * a real wire; the meter retransmits unacknowledged frames) rather than rejecting. `drain` uses the stream's
+ * own `drain(callback)` when it has one (a `SerialPortStream`: `tcdrain`).
  * @example
  * ```ts
  * const [meterEnd, gatewayEnd] = await openCrossedMockPair('/dev/m1', '/dev/g1');
@@ -35,6 +41,12 @@ export function streamLine(stream: Duplex): SerialLine {
       new Promise((resolve) => {
         if (stream.destroyed || !stream.writable) return resolve();
         stream.write(bytes, () => resolve());
+      }),
+    drain: () =>
+      new Promise((resolve) => {
+        const port = stream as Duplex & { drain?: (cb: (err?: Error | null) => void) => void };
+        if (stream.destroyed || !stream.writable || typeof port.drain !== 'function') return resolve();
+        port.drain(() => resolve());
       }),
     onData(listener) {
       stream.on('data', listener);

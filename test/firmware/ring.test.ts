@@ -24,6 +24,8 @@ describe('FrameRing', () => {
     expect(ring.list().map((f) => f.ic)).toEqual([11, 13, 14]);
     expect(ring.has(13)).toBe(true);
     expect(ring.has(12)).toBe(false);
+    expect(ring.get(13)?.ic).toBe(13);
+    expect(ring.get(12)).toBeUndefined();
     expect(ring.dropped).toBe(0);
   });
 

@@ -47,6 +47,19 @@ describe('ReconnectingSerialLine', () => {
     await vi.waitFor(() => expect(got).toEqual(['again']));
   });
 
+  it('drain() waits for the port to drain (tcdrain: the meter starts a frame timer then), or resolves at once while down', async () => {
+    MockBinding.createPort('/dev/ttyDRAIN', { echo: false, record: false });
+    const line = open('/dev/ttyDRAIN');
+    await line.opened();
+    const drain = vi.spyOn(binding(line), 'drain');
+    await line.write(Buffer.from('frame'));
+    await line.drain();
+    expect(drain).toHaveBeenCalledTimes(1);
+    await new Promise<void>((resolve) => line.port!.close(() => resolve()));
+    await line.drain();
+    expect(drain).toHaveBeenCalledTimes(1);
+  });
+
   it('stops reconnecting once closed, and validates its options', async () => {
     MockBinding.createPort('/dev/ttyEND', { echo: false, record: false });
     const line = open('/dev/ttyEND');

@@ -22,7 +22,7 @@ import { SerialPort } from 'serialport';
 import { startBroker } from '../../broker/broker.js';
 import { MemoryNvStore } from '../../firmware/hal/nv.js';
 import type { Sample, Source } from '../../firmware/hal/source.js';
-import { Meter } from '../../firmware/meter.js';
+import { Meter, type MeterOptions } from '../../firmware/meter.js';
 import { ReconnectingSerialLine } from '../../firmware/serial.js';
 import { SyntheticSource } from '../../firmware/sources/synthetic.js';
 import { startGateway } from '../../gateway/gateway.js';
@@ -245,6 +245,8 @@ export interface NoisyRunOptions {
   quietDrain?: boolean;
   /** Longest drain after the source stopped, ms. */
   drainMs?: number;
+  /** Meter options over the defaults used here (e.g. `retransmission: 'fixed'` for the old timer). */
+  meter?: Partial<Pick<MeterOptions, 'retransmission' | 'ackTimeoutMs' | 'batch' | 'window'>>;
   /** Called every few seconds with a progress line. */
   progress?: (line: string) => void;
   log?: Logger;
@@ -326,7 +328,7 @@ export async function runNoisyLine(o: NoisyRunOptions): Promise<NoisyRunResult> 
 
     const start = 1_704_067_200;
     const source = stoppable(new SyntheticSource({ seed: 7, start, tz: 'UTC' }));
-    const meter = await Meter.start({ systemTitle: st, key, line, source, nv: new MemoryNvStore(), batch: 15, ackTimeoutMs: 1000, window: 32, log });
+    const meter = await Meter.start({ systemTitle: st, key, line, source, nv: new MemoryNvStore(), batch: 15, ackTimeoutMs: 1000, window: 32, log, ...o.meter });
     cleanups.push(() => meter.stop());
 
     const progress = setInterval(() => {
