@@ -7,8 +7,9 @@
  * - Resynchronises on `/`: a `/` inside a telegram (the meter restarted mid-telegram, or the reader missed
  *   its end) drops the partial telegram (counted) and starts a new one there. `/` occurs nowhere else in a
  *   telegram.
- * - Checks the CRC-16/ARC from `/` to `!` against the 4 hex digits after `!`; a mismatch (or a trailer that
- *   is neither 4 hex digits nor empty) is counted and the telegram is never emitted. A telegram without a
+ * - Checks the CRC-16/ARC from `/` to `!` against the 4 upper-case hex digits after `!` (fewer are accepted:
+ *   some meters drop leading zeros); a mismatch, or a trailer that is neither hex nor empty, is counted and
+ *   the telegram is never emitted. A telegram without a
  *   CRC (DSMR 2.2/3) is emitted unless `crc: 'required'`.
  * - Bounded: a telegram longer than `maxTelegramBytes` is dropped (counted) and the parser waits for the
  *   next `/`, so a line that never sends `!` cannot grow memory.
@@ -139,7 +140,7 @@ export class P1TelegramParser extends Transform {
       if (size > this.max) {
         this.reject('oversize', size);
         ok = false;
-      } else if (/^[0-9A-F]{4}$/.test(trailer)) {
+      } else if (/^[0-9A-F]{1,4}$/.test(trailer)) {
         ok = crc16arc(this.buf, 0, bang + 1) === parseInt(trailer, 16);
         if (!ok) this.reject('crc', size);
       } else if (trailer === '') {

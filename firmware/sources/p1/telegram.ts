@@ -9,7 +9,7 @@
  * - the clock 0-0:1.0.0 `YYMMDDhhmmssX` (X = S summer, W winter), read in the meter's time zone;
  * - the equipment id 0-0:96.1.1, the tariff indicator 0-0:96.14.0 and the version lines 1-3:0.2.8
  *   (DSMR) and 0-0:96.1.4 (Belgian e-MUCS).
- * Units come from the telegram (kWh, Wh, kW, W), never from the dialect. Energy becomes integer Wh (the
+ * An OBIS code may carry the `*255` suffix some meters append. Units come from the telegram (kWh, Wh, kW, W), never from the dialect. Energy becomes integer Wh (the
  * register resolution; finer digits are cut, as a register display does) and power integer mW, by exact
  * decimal arithmetic. Any other well-formed OBIS line is ignored and counted; lines that are not OBIS at all
  * (text some gateways append) are ignored and counted apart. A value we read that is malformed rejects the
@@ -114,7 +114,7 @@ export class P1ParseError extends Error {
 }
 
 const MAX_REGISTER_WH = 2 ** 48;
-const OBIS_LINE = /^(\d{1,3}-\d{1,3}:\d{1,3}\.\d{1,3}\.\d{1,3})((?:\([^()]*\))+)$/;
+const OBIS_LINE = /^(\d{1,3}-\d{1,3}:\d{1,3}\.\d{1,3}\.\d{1,3})(?:\*255)?((?:\([^()]*\))+)$/;
 const ENERGY = /^(\d{1,15})(?:\.(\d{1,9}))?\*(kWh|Wh)$/;
 const POWER = /^(\d{1,12})(?:\.(\d{1,9}))?\*(kW|W)$/;
 const TIMESTAMP = /^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})([SW])$/;
@@ -208,7 +208,7 @@ export function parseTelegram(telegram: Uint8Array | string, tz: string | IANAZo
   if (bang < 0) throw new P1ParseError('telegram has no "!" end line');
   const rawLines = text.slice(1, bang).split(/\r?\n/);
   const header = rawLines.shift()!.trim();
-  const hasCrc = /^[0-9A-Fa-f]{4}\s*$/.test(text.slice(bang + 1));
+  const hasCrc = /^[0-9A-F]{1,4}\s*$/.test(text.slice(bang + 1));
   // Logical lines: a line starting with "(" continues the previous one (DSMR 2.2/3 gas readings).
   const lines: string[] = [];
   for (const raw of rawLines) {
@@ -275,7 +275,7 @@ export function parseTelegram(telegram: Uint8Array | string, tz: string | IANAZo
   const equipmentId = id === undefined ? undefined : hexAscii(id);
   let dialect: Dialect;
   if (beVersion !== undefined || /^FLU/i.test(header)) dialect = 'emucs';
-  else if (importTotalWh !== undefined) dialect = 'smarty';
+  else if (importTotalWh !== undefined && /\*Wh$/.test(values.get('1-0:1.8.0')!.at(-1)!)) dialect = 'smarty';
   else if (dsmrVersion?.startsWith('5')) dialect = 'dsmr5';
   else if (dsmrVersion !== undefined || hasCrc) dialect = 'dsmr4';
   else dialect = id !== undefined && equipmentId !== id ? 'dsmr3' : 'dsmr2.2';
