@@ -22,6 +22,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import pino, { type Logger } from 'pino';
 import { IANAZone } from 'luxon';
 import type { SerialPortStream } from '@serialport/stream';
+import type { SerialLine } from '../../hal/line.js';
 import type { Sample, Source } from '../../hal/source.js';
 import { ReconnectingSerialLine } from '../../serial.js';
 import { DlmsFrameParser, openP1Frame, type DlmsFrame, type DlmsParserCounters, type P1Keys } from './dlms.js';
@@ -49,6 +50,8 @@ export interface P1SourceOptions {
   now?: () => number;
   /** serialport binding (tests pass the mock binding). */
   binding?: BindingInterface;
+  /** An already-open line to read instead of opening `target` (tests, a crossed mock pair); it is live. */
+  line?: SerialLine;
   /** pino logger (give it the meter id); counters and reasons only, never values or keys. */
   log?: Logger;
 }
@@ -123,7 +126,7 @@ export class P1Source implements Source {
     if (!Number.isSafeInteger(maxPeriod) || maxPeriod < 1 || maxPeriod > 86400) throw new RangeError('"maxPeriod" must be an integer in 1..86400');
     if (options.start !== undefined && (!Number.isSafeInteger(options.start) || options.start < 0)) throw new RangeError('"start" must be a Unix time in seconds');
     if (options.keys && (options.keys.key?.length !== 16 || options.keys.authKey?.length !== 16)) throw new RangeError('P1 keys must be 16 bytes each');
-    let live = target.startsWith('/dev/');
+    let live = target.startsWith('/dev/') || options.line !== undefined;
     if (!live) {
       try {
         const st = statSync(target);
@@ -229,7 +232,8 @@ export class P1Source implements Source {
       return { input, close: async () => void input.destroy() };
     }
     const s = this.serial;
-    const line = new ReconnectingSerialLine({ path: this.target, baudRate: s.baudRate, dataBits: s.dataBits, parity: s.parity, binding: this.o.binding, log: this.log });
+    const given = this.o.line;
+    const line = given ?? new ReconnectingSerialLine({ path: this.target, baudRate: s.baudRate, dataBits: s.dataBits, parity: s.parity, binding: this.o.binding, log: this.log });
     const input = new PassThrough();
     const off = line.onData((chunk) => input.write(chunk));
     return {
@@ -237,7 +241,7 @@ export class P1Source implements Source {
       close: async () => {
         off();
         input.destroy();
-        await line.close();
+        if (!given) await (line as ReconnectingSerialLine).close();
       },
     };
   }
