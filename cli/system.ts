@@ -16,8 +16,8 @@ import { streamLine } from '../firmware/hal/line.js';
 import { FileNvStore, MemoryNvStore } from '../firmware/hal/nv.js';
 import type { Source } from '../firmware/hal/source.js';
 import { Meter } from '../firmware/meter.js';
-import { parseSyntheticSpec, SyntheticSource } from '../firmware/sources/synthetic.js';
-import { UmassSource } from '../firmware/sources/umass.js';
+import { openSource } from '../firmware/sources/open.js';
+import type { P1SourceOptions } from '../firmware/sources/p1/source.js';
 import { startGateway, type GatewayHandle } from '../gateway/gateway.js';
 import { startMdmsIngest, type MdmsIngest } from '../mdms/ingest.js';
 import { openStore } from '../mdms/store/index.js';
@@ -43,6 +43,8 @@ export interface SystemOptions {
   speed: Speed;
   /** Synthetic sources: first sample (Unix s) and length in days (omitted = endless). */
   synthetic: { start: number; days?: number };
+  /** P1 sources (`p1:<capture>` in the fleet file): dialect and serial settings; the zone is `tz`. */
+  p1?: Omit<P1SourceOptions, 'tz' | 'log'>;
   /** Readings per frame. Default 15. */
   batch?: number;
   /** External broker URL; default: an embedded broker on a free port. */
@@ -146,13 +148,6 @@ export function lockstep(slackS: number, speed: Speed): { clock(): Clock; track(
   };
 }
 
-/** Opens a fleet entry's measurement source. */
-export function openSource(spec: string, tz: string, synthetic: { start: number; days?: number }): Source {
-  const seed = parseSyntheticSpec(spec);
-  if (seed === undefined) return new UmassSource(spec, { tz });
-  return new SyntheticSource({ seed, start: synthetic.start, days: synthetic.days, tz });
-}
-
 async function until(check: () => boolean, what: () => string, stallMs: number, progress: () => number, tick?: () => void): Promise<void> {
   let last = progress();
   let lastChange = Date.now();
@@ -252,7 +247,7 @@ export async function startSystem(o: SystemOptions): Promise<SystemHandle> {
     for (const m of o.fleet.meters) {
       const key = loadMeterKey(o.keysDir, m.meter);
       const clock = step.clock();
-      const source = openSource(m.source, o.tz, o.synthetic);
+      const source = openSource(m.source, { tz: o.tz, synthetic: o.synthetic, p1: { ...o.p1, log: log.child({ c: 'meter', meter: m.meter }) } });
       const meter = await Meter.start({
         systemTitle: Buffer.from(m.meter, 'hex'),
         key,

@@ -12,7 +12,7 @@ import { loadFleet, loadMeterKey } from '../provision/keys.js';
 import { createClock, parseSpeed, type Speed } from './hal/clock.js';
 import { FileNvStore } from './hal/nv.js';
 import type { Source } from './hal/source.js';
-import { Meter } from './meter.js';
+import { Meter, MeterStoppedError } from './meter.js';
 import { ReconnectingSerialLine } from './serial.js';
 import { openSource } from './sources/open.js';
 import type { P1Keys } from './sources/p1/dlms.js';
@@ -168,8 +168,11 @@ async function runMeter(f: RunFlags): Promise<void> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    const counters = await meter.done();
-    log.info({ meter: meter.id, ...counters, registerWh: meter.registerWh }, 'meter finished: source exhausted, every frame acknowledged');
+    const counters = await meter.done().catch((e: Error) => {
+      if (e instanceof MeterStoppedError) return undefined; // a signal stopped it: a clean end
+      throw e;
+    });
+    if (counters) log.info({ meter: meter.id, ...counters, registerWh: meter.registerWh }, 'meter finished: source exhausted, every frame acknowledged');
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

@@ -302,7 +302,7 @@ export class Meter {
     this.batchEnd = lastEnd;
     let started = false;
     const signal = this.abort.signal;
-    for await (const s of this.source.samples(lastEnd >= 0 ? lastEnd : undefined)) {
+    for await (const s of untilAborted(this.source.samples(lastEnd >= 0 ? lastEnd : undefined), signal)) {
       if (this.stopped) return;
       checkSample(s, lastEnd, this.source.name);
       if (!started) {
@@ -474,6 +474,36 @@ export class Meter {
     clearInterval(this.timer);
     this.log.info({ ...this.counters }, 'all frames acknowledged');
     this.finish.resolve({ ...this.counters });
+  }
+}
+
+/**
+ * Iterates `samples` until they end or `signal` aborts. A live source (a P1 port) may wait for its next
+ * sample indefinitely; a stopped meter must not wait with it. On abort the source is asked to return (it
+ * releases its port once its pending read settles) and the iteration ends at once.
+ */
+async function* untilAborted(samples: AsyncIterable<Sample>, signal: AbortSignal): AsyncGenerator<Sample> {
+  const it = samples[Symbol.asyncIterator]();
+  let onAbort = () => undefined as void;
+  const aborted = new Promise<IteratorResult<Sample>>((resolve) => {
+    onAbort = () => resolve({ done: true, value: undefined });
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  let done = false;
+  try {
+    while (!signal.aborted) {
+      const next = it.next();
+      next.catch(() => undefined); // settles after an abort: nobody waits for it any more
+      const r = await Promise.race([next, aborted]);
+      if (r.done) {
+        done = !signal.aborted;
+        return;
+      }
+      yield r.value;
+    }
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    if (!done) void it.return?.(undefined)?.catch(() => undefined);
   }
 }
 

@@ -1,10 +1,11 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { MockBinding, openCrossedMockPair, type CrossedPair } from '../../firmware/hal/crossed-mock.js';
 import { streamLine } from '../../firmware/hal/line.js';
 import { FileNvStore, MemoryNvStore, type NvStore } from '../../firmware/hal/nv.js';
+import type { Sample, Source } from '../../firmware/hal/source.js';
 import { Meter } from '../../firmware/meter.js';
 import { ImportRegister } from '../../firmware/register.js';
 import { buildTelegram } from '../../firmware/sources/p1/generate.js';
@@ -122,6 +123,24 @@ describe('a meter on a P1 capture', () => {
     expect(readings.at(-1)!.importWh).toBe(all.at(-1)!.wh);
     // Everything from the first frame onwards arrives, restored frames included, with exact registers.
     expect(readings.map((r) => r.importWh)).toEqual(all.filter((t) => t.time >= firstTime).map((t) => t.wh));
+  });
+});
+
+describe('a meter on a live source', () => {
+  it('stops promptly while the source waits for a telegram that never comes (cable pulled)', async () => {
+    const pair = await openCrossedMockPair(`/dev/p1m${n}`, `/dev/p1g${n++}`);
+    pairs.push(pair);
+    const silent: Source = {
+      name: 'silent',
+      async *samples(): AsyncGenerator<Sample> {
+        yield { time: T0, period: 1, powerMilliW: 0, importWh: 5 };
+        await new Promise(() => undefined); // no telegram, ever
+      },
+    };
+    const meter = await Meter.start({ systemTitle: ST, key: KEY, line: streamLine(pair[0]), source: silent, nv: new MemoryNvStore() });
+    await vi.waitFor(() => expect(meter.counters.readings).toBe(1));
+    const outcome = await Promise.race([meter.stop().then(() => 'stopped'), new Promise((r) => setTimeout(() => r('hung'), 2000))]);
+    expect(outcome).toBe('stopped');
   });
 });
 
