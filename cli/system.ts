@@ -70,8 +70,6 @@ export interface SystemHandle {
   pes: PesService;
   gateways: GatewayHandle[];
   meters: Meter[];
-  /** The register each meter started from (its NV state when it booted). */
-  startWh: Map<string, number>;
   /** Resolves when every meter's source is exhausted and every frame acknowledged. */
   metersDone(): Promise<void>;
   /** Waits until the PES has taken every frame the meters sealed, then closes all windows and waits for the MDMS. */
@@ -239,7 +237,6 @@ export async function startSystem(o: SystemOptions): Promise<SystemHandle> {
     }
 
     const started: Meter[] = [];
-    const startWh = new Map<string, number>();
     // Meters keep within half the allowed lateness (at least two frames) of each other in event time, as
     // real meters do by their wall clocks (see lockstep); otherwise a meter that falls behind an accelerated
     // clock has its readings arrive after their windows closed.
@@ -258,7 +255,6 @@ export async function startSystem(o: SystemOptions): Promise<SystemHandle> {
         batch: o.batch ?? 15,
         log: log.child({ c: 'meter' }),
       });
-      startWh.set(meter.id, meter.registerWh);
       started.push(meter);
       closers.push(() => meter.stop());
     }
@@ -273,7 +269,6 @@ export async function startSystem(o: SystemOptions): Promise<SystemHandle> {
       pes,
       gateways,
       meters: started,
-      startWh,
       metersDone: async () => {
         await Promise.all(started.map((m) => m.done()));
       },

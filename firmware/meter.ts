@@ -149,6 +149,7 @@ export class Meter {
   private powerFailurePending: boolean;
   /** A fresh meter takes its starting register from the first sample that carries one. */
   private baselinePending: boolean;
+  private startMilliWs: bigint;
   private sourceDone = false;
   private halted = false;
   private stopped = false;
@@ -183,6 +184,7 @@ export class Meter {
     for (const f of state?.ring ?? []) this.keep(f.ic, f.bytes, 1);
     this.powerFailurePending = state !== undefined;
     this.baselinePending = state === undefined;
+    this.startMilliWs = this.register.milliWs;
     this.finished = new Promise((resolve, reject) => (this.finish = { resolve, reject }));
     this.finished.catch(() => undefined); // reported through done()
   }
@@ -209,6 +211,14 @@ export class Meter {
     const meter = new Meter(o, state);
     meter.boot(state !== undefined);
     return meter;
+  }
+
+  /**
+   * Register at the start of the first reading of this boot, Wh: where the energy this meter sends begins
+   * (its NV register, or for a fresh meter on a P1 source the P1 register it started from).
+   */
+  get startWh(): number {
+    return Number(this.startMilliWs / MILLIWS_PER_WH);
   }
 
   /** Register at the end of the last reading produced, Wh. */
@@ -330,6 +340,7 @@ export class Meter {
       if (this.baselinePending) {
         this.register.adopt(s.importWh);
         this.committed = { ...this.committed, milliWs: this.register.milliWs };
+        this.startMilliWs = this.register.milliWs;
       }
       const adopted = this.register.adopt(s.importWh);
       importWh = adopted.importWh;

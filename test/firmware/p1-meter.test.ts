@@ -81,6 +81,7 @@ describe('a meter on a P1 capture', () => {
     // A fresh meter starts at the P1 register: energies are the telegrams' differences, the first one 0.
     const frames = peer.frames();
     expect(frames[0]!.batch.prevWh).toBe(kept[0]!.wh);
+    expect(meter.startWh).toBe(kept[0]!.wh);
     const energies = frames.flatMap((f) => readingEnergies(f.batch));
     expect(energies).toEqual(kept.map((t, i) => (i === 0 ? 0 : t.wh - kept[i - 1]!.wh)));
     expect(energies.reduce((a, b) => a + b, 0)).toBe(all.at(-1)!.wh - all[0]!.wh);
