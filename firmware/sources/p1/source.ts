@@ -25,7 +25,7 @@ import type { SerialPortStream } from '@serialport/stream';
 import type { SerialLine } from '../../hal/line.js';
 import type { Sample, Source } from '../../hal/source.js';
 import { ReconnectingSerialLine } from '../../serial.js';
-import { DlmsFrameParser, openP1Frame, type DlmsFrame, type DlmsParserCounters, type P1Keys } from './dlms.js';
+import { DlmsFrameParser, openP1Frame, type DlmsFrame, type P1Keys } from './dlms.js';
 import { P1TelegramParser, type P1ParserCounters, type P1RejectReason } from './parser.js';
 import { DIALECTS, isDialect, P1ParseError, parseTelegram, type Dialect, type SerialSettings } from './telegram.js';
 
@@ -221,6 +221,7 @@ export class P1Source implements Source {
     } finally {
       input.off('error', onError);
       input.unpipe();
+      this.frames?.destroy();
       parser.destroy();
       await close();
     }
@@ -265,7 +266,10 @@ export class P1Source implements Source {
         return;
       }
       lastIc = f.ic;
-      parser.write(telegram);
+      if (!parser.write(telegram)) {
+        frames.pause(); // a capture decrypts faster than the meter consumes: do not buffer all of it
+        parser.once('drain', () => frames.resume());
+      }
     });
     frames.on('end', () => parser.end());
     frames.on('error', (e: Error) => parser.destroy(e));
