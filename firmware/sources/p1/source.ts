@@ -173,8 +173,8 @@ export class P1Source implements Source {
     const { input, close } = this.open();
     const onError = (e: Error) => parser.destroy(e);
     input.on('error', onError);
-    if (this.o.keys) this.pipeEncrypted(input, parser, this.o.keys);
-    else input.pipe(parser);
+    const frames = this.o.keys ? this.pipeEncrypted(input, parser, this.o.keys) : undefined;
+    if (!frames) input.pipe(parser);
 
     let untimed = this.live ? undefined : (this.o.start ?? Math.floor(statSync(this.target).mtimeMs / 1000));
     let last: number | undefined;
@@ -221,7 +221,7 @@ export class P1Source implements Source {
     } finally {
       input.off('error', onError);
       input.unpipe();
-      this.frames?.destroy();
+      frames?.destroy();
       parser.destroy();
       await close();
     }
@@ -247,7 +247,7 @@ export class P1Source implements Source {
     };
   }
 
-  private pipeEncrypted(input: Readable, parser: P1TelegramParser, keys: P1Keys): void {
+  private pipeEncrypted(input: Readable, parser: P1TelegramParser, keys: P1Keys): DlmsFrameParser {
     const frames = (this.frames = new DlmsFrameParser());
     const c = this.own;
     let lastIc = -1;
@@ -274,5 +274,6 @@ export class P1Source implements Source {
     frames.on('end', () => parser.end());
     frames.on('error', (e: Error) => parser.destroy(e));
     input.pipe(frames);
+    return frames;
   }
 }
