@@ -58,16 +58,20 @@ export interface ReplaySummary {
   problems: string[];
 }
 
-async function countLines(file: string): Promise<number> {
+async function countLines(file: string, counts: (line: string) => boolean = (l) => l.trim() !== ''): Promise<number> {
   let n = 0;
-  for await (const line of createInterface({ input: createReadStream(file), crlfDelay: Infinity })) if (line.trim()) n++;
+  for await (const line of createInterface({ input: createReadStream(file), crlfDelay: Infinity })) if (counts(line)) n++;
   return n;
 }
 
 /** Readings the fleet's sources will produce (for the progress bar only). */
 async function expectedReadings(fleet: Fleet, days: number): Promise<number> {
   let n = 0;
-  for (const m of fleet.meters) n += parseSyntheticSpec(m.source) === undefined ? await countLines(m.source) : days * 1440;
+  for (const m of fleet.meters) {
+    if (parseSyntheticSpec(m.source) !== undefined) n += days * 1440;
+    else if (m.source.startsWith('p1:')) n += m.source.startsWith('p1:/dev/') ? 0 : await countLines(m.source.slice(3), (l) => l.startsWith('/')); // a telegram per "/" line
+    else n += await countLines(m.source);
+  }
   return n;
 }
 
@@ -143,7 +147,7 @@ export async function replay(o: ReplayOptions): Promise<ReplaySummary> {
     const byId = new Map(fleet.meters.map((m) => [m.meter, m]));
     for (const m of s.meters) {
       const hh = byId.get(m.id)!.household;
-      metered.set(hh, (metered.get(hh) ?? 0) + m.registerWh - s.startWh.get(m.id)!);
+      metered.set(hh, (metered.get(hh) ?? 0) + m.registerWh - m.startWh);
     }
     const billed = await billedEnergy(s.store);
     const households = fleet.households.map((h) => ({ household: h, meteredWh: metered.get(h) ?? 0, billedWh: billed.get(h) ?? 0 }));

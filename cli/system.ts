@@ -16,8 +16,8 @@ import { streamLine } from '../firmware/hal/line.js';
 import { FileNvStore, MemoryNvStore } from '../firmware/hal/nv.js';
 import type { Source } from '../firmware/hal/source.js';
 import { Meter } from '../firmware/meter.js';
-import { parseSyntheticSpec, SyntheticSource } from '../firmware/sources/synthetic.js';
-import { UmassSource } from '../firmware/sources/umass.js';
+import { openSource } from '../firmware/sources/open.js';
+import type { P1SourceOptions } from '../firmware/sources/p1/source.js';
 import { startGateway, type GatewayHandle } from '../gateway/gateway.js';
 import { startMdmsIngest, type MdmsIngest } from '../mdms/ingest.js';
 import { auditRefusals } from '../mdms/refusal-audit.js';
@@ -47,6 +47,8 @@ export interface SystemOptions {
   speed: Speed;
   /** Synthetic sources: first sample (Unix s) and length in days (omitted = endless). */
   synthetic: { start: number; days?: number };
+  /** P1 sources (`p1:<capture>` in the fleet file): dialect and serial settings; the zone is `tz`. */
+  p1?: Omit<P1SourceOptions, 'tz' | 'log'>;
   /** Readings per frame. Default 15. */
   batch?: number;
   /** External broker URL; default: an embedded broker on a free port. */
@@ -72,8 +74,6 @@ export interface SystemHandle {
   pes: PesService;
   gateways: GatewayHandle[];
   meters: Meter[];
-  /** The register each meter started from (its NV state when it booted). */
-  startWh: Map<string, number>;
   /** Resolves when every meter's source is exhausted and every frame acknowledged. */
   metersDone(): Promise<void>;
   /** Waits until the PES has taken every frame the meters sealed, then closes all windows and waits for the MDMS. */
@@ -148,13 +148,6 @@ export function lockstep(slackS: number, speed: Speed): { clock(): Clock; track(
       };
     },
   };
-}
-
-/** Opens a fleet entry's measurement source. */
-export function openSource(spec: string, tz: string, synthetic: { start: number; days?: number }): Source {
-  const seed = parseSyntheticSpec(spec);
-  if (seed === undefined) return new UmassSource(spec, { tz });
-  return new SyntheticSource({ seed, start: synthetic.start, days: synthetic.days, tz });
 }
 
 async function until(check: () => boolean, what: () => string, stallMs: number, progress: () => number, tick?: () => void): Promise<void> {
@@ -259,7 +252,6 @@ export async function startSystem(o: SystemOptions): Promise<SystemHandle> {
     }
 
     const started: Meter[] = [];
-    const startWh = new Map<string, number>();
     // Meters keep within half the allowed lateness (at least two frames) of each other in event time, as
     // real meters do by their wall clocks (see lockstep); otherwise a meter that falls behind an accelerated
     // clock has its readings arrive after their windows closed.
@@ -267,7 +259,7 @@ export async function startSystem(o: SystemOptions): Promise<SystemHandle> {
     for (const m of o.fleet.meters) {
       const key = loadMeterKey(o.keysDir, m.meter);
       const clock = step.clock();
-      const source = openSource(m.source, o.tz, o.synthetic);
+      const source = openSource(m.source, { tz: o.tz, synthetic: o.synthetic, p1: { ...o.p1, log: log.child({ c: 'meter', meter: m.meter }) } });
       const meter = await Meter.start({
         systemTitle: Buffer.from(m.meter, 'hex'),
         key,
@@ -278,7 +270,6 @@ export async function startSystem(o: SystemOptions): Promise<SystemHandle> {
         batch: o.batch ?? 15,
         log: log.child({ c: 'meter' }),
       });
-      startWh.set(meter.id, meter.registerWh);
       started.push(meter);
       closers.push(() => meter.stop());
     }
@@ -293,7 +284,6 @@ export async function startSystem(o: SystemOptions): Promise<SystemHandle> {
       pes,
       gateways,
       meters: started,
-      startWh,
       metersDone: async () => {
         await Promise.all(started.map((m) => m.done()));
       },

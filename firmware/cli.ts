@@ -6,16 +6,20 @@ import { mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { DateTime } from 'luxon';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import { intOption, zoneOption } from '../lib/flags.js';
 import { loadFleet, loadMeterKey } from '../lib/keyset.js';
 import { createClock, parseSpeed, type Speed } from './hal/clock.js';
 import { FileNvStore } from './hal/nv.js';
 import type { Source } from './hal/source.js';
-import { Meter } from './meter.js';
+import { Meter, MeterStoppedError } from './meter.js';
 import { ReconnectingSerialLine } from './serial.js';
-import { parseSyntheticSpec, SyntheticSource, writeGroundTruth, writeSyntheticCsv, type SyntheticOptions } from './sources/synthetic.js';
-import { UmassSource } from './sources/umass.js';
+import { openSource } from './sources/open.js';
+import type { P1Keys } from './sources/p1/dlms.js';
+import { loadP1KeyFile, parseP1Keys } from './sources/p1/keys.js';
+import { parseP1Spec } from './sources/p1/source.js';
+import { DIALECTS, isDialect, type Dialect, type SerialSettings } from './sources/p1/telegram.js';
+import { parseSyntheticSpec, writeGroundTruth, writeSyntheticCsv, type SyntheticOptions } from './sources/synthetic.js';
 
 function speedOption(v: string): Speed {
   try {
@@ -31,6 +35,25 @@ function seedOption(v: string): number {
   } catch (e) {
     throw new InvalidArgumentError(`--seed: ${(e as Error).message}`);
   }
+}
+
+function dialectOption(v: string): Dialect | 'auto' {
+  if (v !== 'auto' && !isDialect(v)) throw new InvalidArgumentError(`--p1-dialect must be auto or one of ${Object.keys(DIALECTS).join(', ')}, got "${v}"`);
+  return v;
+}
+
+/**
+ * Parses `--p1-serial`: `<baud>,<7E1|8N1>`.
+ * @example
+ * ```ts
+ * p1SerialOption('9600,7E1'); // { baudRate: 9600, dataBits: 7, parity: 'even', stopBits: 1 }
+ * ```
+ */
+export function p1SerialOption(v: string): SerialSettings {
+  const m = /^(\d{3,7}),(7E1|8N1)$/.exec(v);
+  const baudRate = Number(m?.[1]);
+  if (!m || baudRate < 300 || baudRate > 4_000_000) throw new InvalidArgumentError(`--p1-serial must look like 115200,8N1 or 9600,7E1, got "${v}"`);
+  return m[2] === '7E1' ? { baudRate, dataBits: 7, parity: 'even', stopBits: 1 } : { baudRate, dataBits: 8, parity: 'none', stopBits: 1 };
 }
 
 function meterIdOption(v: string): string {
@@ -69,22 +92,46 @@ interface RunFlags {
   groundTruth?: string;
   ackTimeout: number;
   window: number;
+  p1Dialect: Dialect | 'auto';
+  p1Serial?: SerialSettings;
+  p1Key?: string;
+  p1AuthKey?: string;
+  p1KeyFile?: string;
 }
 
-/** Builds the meter's source from a `--source` spec (a UMass CSV path or `synthetic:<seed>`). */
-function openSource(spec: string, f: RunFlags): { source: Source; synthetic?: SyntheticOptions } {
+/**
+ * Builds the meter's source from a `--source` spec (a UMass CSV path, `synthetic:<seed>` or `p1:<port or
+ * capture>`) with the flags that apply to it.
+ */
+function meterSource(spec: string, f: RunFlags, log: Logger): { source: Source; synthetic?: SyntheticOptions } {
   const seed = parseSyntheticSpec(spec);
-  if (seed === undefined) {
-    if (f.start !== undefined || f.days !== undefined || f.groundTruth !== undefined) {
-      throw new InvalidArgumentError('--start, --days and --ground-truth apply to synthetic sources only');
-    }
-    return { source: new UmassSource(resolve(spec), { tz: f.tz }) };
+  if (seed === undefined && (f.start !== undefined || f.days !== undefined || f.groundTruth !== undefined)) {
+    throw new InvalidArgumentError('--start, --days and --ground-truth apply to synthetic sources only');
+  }
+  const isP1 = parseP1Spec(spec) !== undefined;
+  if (!isP1 && (f.p1Dialect !== 'auto' || f.p1Serial !== undefined || f.p1Key !== undefined || f.p1AuthKey !== undefined || f.p1KeyFile !== undefined)) {
+    throw new InvalidArgumentError('--p1-* flags apply to p1: sources only');
   }
   // Without --start a synthetic meter starts at the current minute; pass --start for a reproducible series
   // (a restarted meter resumes from its NV store on the grid of the start it is given).
   const start = f.start !== undefined ? parseStart(f.start, f.tz) : Math.floor(Date.now() / 60_000) * 60;
-  const synthetic = { seed, start, days: f.days, tz: f.tz };
-  return { source: new SyntheticSource(synthetic), synthetic };
+  const synthetic = seed === undefined ? undefined : { seed, start, days: f.days, tz: f.tz };
+  const source = openSource(spec, { tz: f.tz, synthetic, p1: isP1 ? { dialect: f.p1Dialect, serial: f.p1Serial, keys: p1Keys(f), log } : undefined });
+  return { source, synthetic };
+}
+
+function p1Keys(f: RunFlags): P1Keys | undefined {
+  if (f.p1KeyFile !== undefined) {
+    if (f.p1Key !== undefined || f.p1AuthKey !== undefined) throw new InvalidArgumentError('--p1-key-file and --p1-key/--p1-auth-key exclude each other');
+    return loadP1KeyFile(f.p1KeyFile);
+  }
+  if ((f.p1Key === undefined) !== (f.p1AuthKey === undefined)) throw new InvalidArgumentError('--p1-key and --p1-auth-key go together');
+  if (f.p1Key === undefined) return undefined;
+  try {
+    return parseP1Keys(f.p1Key, f.p1AuthKey!);
+  } catch (e) {
+    throw new InvalidArgumentError(`--p1-key/--p1-auth-key: ${(e as Error).message}`);
+  }
 }
 
 async function runMeter(f: RunFlags): Promise<void> {
@@ -92,7 +139,7 @@ async function runMeter(f: RunFlags): Promise<void> {
   const key = loadMeterKey(f.keys, f.meter);
   const entry = loadFleet(f.keys).meters.find((m) => m.meter === f.meter);
   if (!entry && f.source === undefined) throw new Error(`meter ${f.meter} is not in ${join(f.keys, 'fleet.json')}; pass --source`);
-  const { source, synthetic } = openSource(f.source ?? entry!.source, f);
+  const { source, synthetic } = meterSource(f.source ?? entry!.source, f, log.child({ meter: f.meter }));
   if (f.groundTruth !== undefined) {
     if (synthetic?.days === undefined) throw new InvalidArgumentError('--ground-truth needs a synthetic source and --days');
     await writeGroundTruth(f.groundTruth, synthetic);
@@ -121,8 +168,11 @@ async function runMeter(f: RunFlags): Promise<void> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    const counters = await meter.done();
-    log.info({ meter: meter.id, ...counters, registerWh: meter.registerWh }, 'meter finished: source exhausted, every frame acknowledged');
+    const counters = await meter.done().catch((e: Error) => {
+      if (e instanceof MeterStoppedError) return undefined; // a signal stopped it: a clean end
+      throw e;
+    });
+    if (counters) log.info({ meter: meter.id, ...counters, registerWh: meter.registerWh }, 'meter finished: source exhausted, every frame acknowledged');
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -149,8 +199,13 @@ export function registerMeterCommand(program: Command): void {
     .option('--meter <id>', 'meter id (hex system title)', meterIdOption)
     .option('--port <path>', 'serial device, e.g. /dev/ttyUSB0')
     .option('--baud <n>', 'baud rate (8N1)', intOption('--baud', 50, 4_000_000), 115200)
-    .option('--source <spec>', 'UMass-format CSV or synthetic:<seed> (default: the fleet entry)')
-    .option('--tz <zone>', 'time zone of the CSV timestamps / the synthetic routine', zoneOption, 'UTC')
+    .option('--source <spec>', 'UMass-format CSV, synthetic:<seed>, or p1:<serial device or capture file> (default: the fleet entry)')
+    .option('--tz <zone>', 'time zone of the CSV timestamps / the synthetic routine / the P1 meter clock', zoneOption, 'UTC')
+    .option('--p1-dialect <name>', `p1 source: auto or ${Object.keys(DIALECTS).join(', ')} (sets serial settings; CRC required from dsmr4 on)`, dialectOption, 'auto')
+    .option('--p1-serial <baud,format>', 'p1 source: serial settings overriding the dialect, e.g. 9600,7E1 (default: the dialect\'s; auto: 115200,8N1)', p1SerialOption)
+    .option('--p1-key-file <file>', 'p1 source, encrypted (Luxembourg): JSON {"key","authKey"} in hex, mode 0600')
+    .option('--p1-key <hex>', 'p1 source, encrypted: the 16-byte key (prefer --p1-key-file: flags show in ps)')
+    .option('--p1-auth-key <hex>', 'p1 source, encrypted: the 16-byte authentication key')
     .option('--speed <n|max>', 'simulated time per real time: 1, 60, ... or max', speedOption, 1 as Speed)
     .option('--batch <n>', 'readings per frame', intOption('--batch', 1, 60), 15)
     .option('--nv <file>', 'NV store file (default .smartermeter/nv/<id>.cbor)')

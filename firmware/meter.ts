@@ -15,10 +15,16 @@
  * is never queued again. `retransmission: 'fixed'` keeps the timer as it was before (a fixed
  * `ackTimeoutMs` from queueing, no drain wait), as a baseline for `npm run bench -- serial`.
  *
+ * A sample that carries the metered meter's own register (`importWh`, from a P1 port) is not integrated: the
+ * register adopts it exactly. A fresh meter (no NV state) starts from the first such value, so its first
+ * reading has no energy (a meter counts from its installation, not the P1 meter's whole history).
+ *
  * Status flags set on readings: POWER_FAILURE on the first reading produced after a boot from persisted
  * state (every restart is treated as a power cut; the readings themselves are complete, because the source
- * resumes where the last persisted frame ended). CLOCK_SET and REGISTER_RESET are never set: a source whose
- * time goes backwards (or overlaps the previous sample) stops the meter with an error.
+ * resumes where the last persisted frame ended). REGISTER_RESET when an adopted register goes backwards (the
+ * P1 meter was replaced, or a corrupt line): the reading's energy is then its register itself (§5 of
+ * docs/protocol.md). CLOCK_SET is never set: a source whose time goes backwards (or overlaps the previous
+ * sample) stops the meter with an error.
  * @module
  */
 import { timingSafeEqual } from 'node:crypto';
@@ -31,7 +37,7 @@ import type { SerialLine } from './hal/line.js';
 import type { NvStore } from './hal/nv.js';
 import type { Sample, Source } from './hal/source.js';
 import { DEFAULT_COUNTER_BLOCK, InvocationCounter } from './counter.js';
-import { ImportRegister, MILLIWS_PER_WH } from './register.js';
+import { averagePowerW, ImportRegister, MILLIWS_PER_WH } from './register.js';
 import { DEFAULT_RING_CAPACITY, FrameRing } from './ring.js';
 import { newRto, rtoOnAck, rtoOnTimeout, type Rto } from './rto.js';
 import { decodeMeterState, encodeMeterState, type MeterState } from './state.js';
@@ -92,6 +98,8 @@ export interface MeterCounters {
   badDownlink: number;
   /** Acknowledgements for frames no longer held (already acknowledged, or dropped). */
   duplicateAcks: number;
+  /** Readings flagged REGISTER_RESET (an adopted register went backwards). */
+  registerResets: number;
 }
 
 /**
@@ -142,7 +150,7 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 export class Meter {
   /** The meter id (hex system title). */
   readonly id: string;
-  readonly counters: MeterCounters = { readings: 0, frames: 0, bytesSent: 0, retransmits: 0, timeouts: 0, acked: 0, droppedFromRing: 0, badDownlink: 0, duplicateAcks: 0 };
+  readonly counters: MeterCounters = { readings: 0, frames: 0, bytesSent: 0, retransmits: 0, timeouts: 0, acked: 0, droppedFromRing: 0, badDownlink: 0, duplicateAcks: 0, registerResets: 0 };
   private readonly st: Uint8Array;
   private readonly key: Uint8Array;
   private readonly line: SerialLine;
@@ -171,6 +179,9 @@ export class Meter {
   private batch: Reading[] = [];
   private batchEnd = -1;
   private powerFailurePending: boolean;
+  /** A fresh meter takes its starting register from the first sample that carries one. */
+  private baselinePending: boolean;
+  private startMilliWs: bigint;
   private sourceDone = false;
   private halted = false;
   private stopped = false;
@@ -206,6 +217,8 @@ export class Meter {
     this.ring = new FrameRing(o.ringCapacity ?? DEFAULT_RING_CAPACITY);
     for (const f of state?.ring ?? []) this.keep(f.ic, f.bytes, 1);
     this.powerFailurePending = state !== undefined;
+    this.baselinePending = state === undefined;
+    this.startMilliWs = this.register.milliWs;
     this.finished = new Promise((resolve, reject) => (this.finish = { resolve, reject }));
     this.finished.catch(() => undefined); // reported through done()
   }
@@ -236,6 +249,14 @@ export class Meter {
     const meter = new Meter(o, state);
     meter.boot(state !== undefined);
     return meter;
+  }
+
+  /**
+   * Register at the start of the first reading of this boot, Wh: where the energy this meter sends begins
+   * (its NV register, or for a fresh meter on a P1 source the P1 register it started from).
+   */
+  get startWh(): number {
+    return Number(this.startMilliWs / MILLIWS_PER_WH);
   }
 
   /** Register at the end of the last reading produced, Wh. */
@@ -334,7 +355,7 @@ export class Meter {
     this.batchEnd = lastEnd;
     let started = false;
     const signal = this.abort.signal;
-    for await (const s of this.source.samples(lastEnd >= 0 ? lastEnd : undefined)) {
+    for await (const s of untilAborted(this.source.samples(lastEnd >= 0 ? lastEnd : undefined), signal)) {
       if (this.stopped) return;
       checkSample(s, lastEnd, this.source.name);
       if (!started) {
@@ -354,8 +375,26 @@ export class Meter {
   }
 
   private tick(s: Sample): void {
-    const { importWh, powerW } = this.register.integrate(s.powerMilliW, s.period);
     let status = 0;
+    let importWh: number;
+    let powerW: number;
+    if (s.importWh === undefined) ({ importWh, powerW } = this.register.integrate(s.powerMilliW, s.period));
+    else {
+      if (this.baselinePending) {
+        this.register.adopt(s.importWh);
+        this.committed = { ...this.committed, milliWs: this.register.milliWs };
+        this.startMilliWs = this.register.milliWs;
+      }
+      const adopted = this.register.adopt(s.importWh);
+      importWh = adopted.importWh;
+      powerW = averagePowerW(s.powerMilliW);
+      if (adopted.reset) {
+        status |= Status.REGISTER_RESET;
+        this.counters.registerResets++;
+        this.log.warn({ time: s.time, resets: this.counters.registerResets }, 'register went backwards: reading flagged REGISTER_RESET');
+      }
+    }
+    this.baselinePending = false;
     if (this.powerFailurePending) {
       status |= Status.POWER_FAILURE;
       this.powerFailurePending = false;
@@ -544,9 +583,40 @@ function sweepMs(ms: number): number {
   return Math.max(5, Math.floor(ms / 4));
 }
 
+/**
+ * Iterates `samples` until they end or `signal` aborts. A live source (a P1 port) may wait for its next
+ * sample indefinitely; a stopped meter must not wait with it. On abort the source is asked to return (it
+ * releases its port once its pending read settles) and the iteration ends at once.
+ */
+async function* untilAborted(samples: AsyncIterable<Sample>, signal: AbortSignal): AsyncGenerator<Sample> {
+  const it = samples[Symbol.asyncIterator]();
+  let onAbort = () => undefined as void;
+  const aborted = new Promise<IteratorResult<Sample>>((resolve) => {
+    onAbort = () => resolve({ done: true, value: undefined });
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  let done = false;
+  try {
+    while (!signal.aborted) {
+      const next = it.next();
+      next.catch(() => undefined); // settles after an abort: nobody waits for it any more
+      const r = await Promise.race([next, aborted]);
+      if (r.done) {
+        done = !signal.aborted;
+        return;
+      }
+      yield r.value;
+    }
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    if (!done) void it.return?.(undefined)?.catch(() => undefined);
+  }
+}
+
 function checkSample(s: Sample, lastEnd: number, source: string): void {
   if (!Number.isSafeInteger(s.time) || s.time < 0 || s.time > 0xffffffff) throw new RangeError(`${source}: sample time ${s.time} is not a Unix time`);
   if (!Number.isSafeInteger(s.period) || s.period < 1 || s.period > 86400) throw new RangeError(`${source}: sample at ${s.time} has period ${s.period} (must be 1..86400 s)`);
   if (!Number.isSafeInteger(s.powerMilliW) || s.powerMilliW < 0 || s.powerMilliW > 4e12) throw new RangeError(`${source}: sample at ${s.time} has invalid power`);
+  if (s.importWh !== undefined && (!Number.isSafeInteger(s.importWh) || s.importWh < 0 || s.importWh > 2 ** 48)) throw new RangeError(`${source}: sample at ${s.time} has an invalid register`);
   if (s.time < lastEnd) throw new RangeError(`${source}: sample at ${s.time} starts before the previous one ended (${lastEnd}); clock set backwards is not supported`);
 }

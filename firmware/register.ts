@@ -5,11 +5,21 @@
  * exactly `p * s` mW·s), in a `bigint` so it can neither round nor overflow. The register value shown in
  * readings is `floor(total / 3_600_000)` Wh, so the energy of any run of periods, taken as a register
  * difference, is exact by construction: differences telescope, nothing is ever rounded twice.
+ * A meter reading a real meter (P1) does not integrate: it adopts that meter's own register (`adopt`), so a
+ * lost or corrupted telegram only shifts energy to the next reading.
  * @module
  */
 
 /** Milliwatt-seconds in one watt-hour. */
 export const MILLIWS_PER_WH = 3_600_000n;
+
+/** The outcome of adopting a meter's own register value. */
+export interface Adoption {
+  /** Register now, integer Wh. */
+  importWh: number;
+  /** Whether the value went backwards (meter replaced, or a corrupt line): the reading is a REGISTER_RESET. */
+  reset: boolean;
+}
 
 /** The outcome of integrating one sample. */
 export interface Integration {
@@ -58,6 +68,24 @@ export class ImportRegister {
     if (!Number.isSafeInteger(periodS) || periodS <= 0) throw new RangeError('period must be a positive integer in seconds');
     this.total += BigInt(powerMilliW) * BigInt(periodS);
     return { importWh: this.wh, powerW: averagePowerW(powerMilliW) };
+  }
+
+  /**
+   * Sets the register to `wh`, a real meter's own register reading (P1): exact, nothing integrated. A value
+   * below the current register cannot be consumption (the meter was replaced, or the line is corrupt): it is
+   * adopted all the same and reported as a reset, which the reading flags REGISTER_RESET.
+   * @example
+   * ```ts
+   * reg.adopt(1_234_567); // { importWh: 1234567, reset: false }
+   * reg.adopt(12); // { importWh: 12, reset: true }
+   * ```
+   */
+  adopt(wh: number): Adoption {
+    if (!Number.isSafeInteger(wh) || wh < 0) throw new RangeError('register must be a non-negative integer in Wh');
+    const total = BigInt(wh) * MILLIWS_PER_WH;
+    const reset = wh < this.wh;
+    this.total = total;
+    return { importWh: wh, reset };
   }
 }
 

@@ -1,5 +1,5 @@
 /**
- * The meter's serial port: a {@link SerialLine} over a real device (serialport, 8N1), reopened with
+ * The meter's serial port: a {@link SerialLine} over a real device (serialport, 8N1 unless told), reopened with
  * exponential backoff whenever it disappears (USB adapter unplugged, pty closed) or cannot be opened.
  *
  * While the port is down, writes are dropped and counted: the frames stay in the meter's ring and are
@@ -22,6 +22,10 @@ export interface SerialLineOptions {
   path: string;
   /** Default 115200. */
   baudRate?: number;
+  /** Default 8 (a P1 port of DSMR 2.2/3 uses 7 with even parity). */
+  dataBits?: 7 | 8;
+  /** Default 'none'. */
+  parity?: 'none' | 'even';
   /** serialport binding (default: the platform binding; tests pass the mock binding). */
   binding?: BindingInterface;
   /** First reconnect delay, ms (default 250); doubles per failure. */
@@ -53,6 +57,8 @@ export class ReconnectingSerialLine implements SerialLine {
   readonly counters: SerialLineCounters = { opens: 0, openFailures: 0, disconnects: 0, droppedBytes: 0 };
   private readonly path: string;
   private readonly baudRate: number;
+  private readonly dataBits: 7 | 8;
+  private readonly parity: 'none' | 'even';
   private readonly binding: BindingInterface;
   private readonly minBackoffMs: number;
   private readonly maxBackoffMs: number;
@@ -65,13 +71,17 @@ export class ReconnectingSerialLine implements SerialLine {
   private openWaiters: (() => void)[] = [];
 
   constructor(options: SerialLineOptions) {
-    const { path, baudRate = 115200, binding = SerialPort.binding, minBackoffMs = 250, maxBackoffMs = 10_000, log } = options;
+    const { path, baudRate = 115200, dataBits = 8, parity = 'none', binding = SerialPort.binding, minBackoffMs = 250, maxBackoffMs = 10_000, log } = options;
     if (typeof path !== 'string' || path.length === 0) throw new TypeError('"path" must be a non-empty device path');
     if (!Number.isSafeInteger(baudRate) || baudRate < 50 || baudRate > 4_000_000) throw new RangeError('"baudRate" must be an integer in 50..4000000');
+    if (dataBits !== 7 && dataBits !== 8) throw new RangeError('"dataBits" must be 7 or 8');
+    if (parity !== 'none' && parity !== 'even') throw new RangeError('"parity" must be "none" or "even"');
     if (!Number.isSafeInteger(minBackoffMs) || minBackoffMs < 1) throw new RangeError('"minBackoffMs" must be a positive integer');
     if (!Number.isSafeInteger(maxBackoffMs) || maxBackoffMs < minBackoffMs) throw new RangeError('"maxBackoffMs" must be an integer >= minBackoffMs');
     this.path = path;
     this.baudRate = baudRate;
+    this.dataBits = dataBits;
+    this.parity = parity;
     this.binding = binding;
     this.minBackoffMs = this.backoff = minBackoffMs;
     this.maxBackoffMs = maxBackoffMs;
@@ -126,7 +136,7 @@ export class ReconnectingSerialLine implements SerialLine {
 
   private connect(): void {
     if (this.closed) return;
-    const port = new SerialPortStream({ binding: this.binding, path: this.path, baudRate: this.baudRate, dataBits: 8, stopBits: 1, parity: 'none', autoOpen: false });
+    const port = new SerialPortStream({ binding: this.binding, path: this.path, baudRate: this.baudRate, dataBits: this.dataBits, stopBits: 1, parity: this.parity, autoOpen: false });
     port.on('error', (err: Error) => this.log.warn({ err: err.message }, 'serial port error'));
     port.open((err) => {
       if (err) {

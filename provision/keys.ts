@@ -17,8 +17,8 @@ import { privatePem, readFile, sealBlob, writePublic, writeSecret, type Fleet, t
 const MANUFACTURER = 'SMR';
 
 /**
- * Parses a fleet CSV (`meter,household,neighbourhood,source`; `source` relative to the file or
- * `synthetic:<seed>`). Errors name the file and line.
+ * Parses a fleet CSV (`meter,household,neighbourhood,source`; `source` relative to the file,
+ * `synthetic:<seed>`, or `p1:<capture file or serial device>`). Errors name the file and line.
  * @example
  * ```ts
  * parseFleetCsv('data/sample/fleet.csv');
@@ -53,8 +53,12 @@ export function parseFleetCsv(path: string): Omit<FleetMeter, 'meter' | 'gateway
     if (/^synthetic:\d{1,10}$/.test(src)) source = src;
     else if (src.startsWith('synthetic:')) throw new Error(`${where}: synthetic source must be synthetic:<integer seed>`);
     else {
-      source = isAbsolute(src) ? src : resolve(dirname(path), src);
-      if (!existsSync(source)) throw new Error(`${where}: source file not found: ${source}`);
+      const p1 = src.startsWith('p1:'); // p1:<capture file or serial device>, the path as for a CSV
+      const file = p1 ? src.slice(3) : src;
+      if (file === '') throw new Error(`${where}: p1 source must be p1:<capture file or serial device>`);
+      const full = isAbsolute(file) ? file : resolve(dirname(path), file);
+      if (!existsSync(full)) throw new Error(`${where}: source file not found: ${full}`);
+      source = p1 ? `p1:${full}` : full;
     }
     out.push({ label, household, neighbourhood, source });
   });

@@ -3,14 +3,26 @@
  * @module
  */
 
-/** One measurement: constant power `powerMilliW` over `[time, time + period)`. */
+/**
+ * One measurement: constant power `powerMilliW` over `[time, time + period)`, or, from a source that reads a
+ * real meter (P1), that meter's own import register at the end of the period in `importWh`.
+ */
 export interface Sample {
   /** Start of the period, Unix seconds. */
   time: number;
   /** Length of the period, seconds (1..86400). */
   period: number;
-  /** Average import power over the period, integer milliwatts. */
+  /**
+   * Average import power over the period, integer milliwatts. With `importWh` it is only reported (the
+   * reading's `powerW`), never integrated.
+   */
   powerMilliW: number;
+  /**
+   * The metered meter's own cumulative import register at the end of the period, integer Wh. When present
+   * the meter adopts it exactly instead of integrating `powerMilliW`, so a lost sample only shifts energy
+   * (see firmware/register.ts `adopt`). Sources that model power leave it out.
+   */
+  importWh?: number;
 }
 
 /**
