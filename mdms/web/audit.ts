@@ -26,8 +26,12 @@ export const AUDIT_ACTIONS = [
   'view.bill',
   'view.meters',
   'view.audit',
+  'bill.run',
+  'bill.issue',
+  'bill.note',
   'export.neighbourhood',
   'export.billing',
+  'export.bills',
   'access.denied',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];

@@ -37,6 +37,7 @@ import { authRoutes, SESSION_COOKIE } from './routes/auth.js';
 import { systemRoutes } from './routes/system.js';
 import { neighbourhoodRoutes } from './routes/neighbourhoods.js';
 import { billingRoutes } from './routes/billing.js';
+import { issuedRoutes } from './routes/issued.js';
 import { exportRoutes } from './routes/exports.js';
 import { tariffRoutes } from './routes/tariffs.js';
 import { adminRoutes } from './routes/admin.js';
@@ -273,6 +274,7 @@ export async function buildMdmsWeb(opts: MdmsWebAppOptions): Promise<FastifyInst
   await app.register(authRoutes);
   await app.register(neighbourhoodRoutes);
   await app.register(billingRoutes);
+  await app.register(issuedRoutes);
   await app.register(exportRoutes);
   await app.register(tariffRoutes);
   await app.register(adminRoutes);

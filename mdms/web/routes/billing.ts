@@ -14,6 +14,7 @@ import { BillingError, formatKwh, formatMoney, formatScaled, type BillLine } fro
 import { clientIp, HttpError, userOf } from '../context.js';
 import { html, type SafeHtml } from '../html.js';
 import { csrfField, flashOf, sendPage } from '../render.js';
+import { documentTable } from './issued.js';
 import { can } from '../roles.js';
 import { accountSchema, billSchema, errors, meterSchema, periodSchema, rangeQuery } from '../schemas.js';
 import type { StoredTariff } from '../tariffs.js';
@@ -154,6 +155,7 @@ ${accounts.map((a) => {
       await audit(req, 'view.account', a.accountNumber, { periods: priced.periods.length });
       const newest = [...priced.periods].reverse();
       const btz = await billingTz(a);
+      const issued = await web.bills.list({ household: a.household });
       const lastEnd = newest[0]?.end;
       const defaultMonth = lastEnd ? calendarRange('month', localDate(lastEnd - 1, btz), btz) : null;
       return sendPage(req, reply, { title: `Account ${a.accountNumber}`, active: '/accounts', flash: flashOf(req.query, { tariff: 'Tariff changed.' }) }, (csrf) => html`
@@ -189,7 +191,8 @@ ${newest.map(
 <td><a href="${`/accounts/${a.accountNumber}/bill?from=${isoZ(p.start)}&to=${isoZ(p.end)}`}">Bill</a></td></tr>`,
 )}
 </tbody></table>${newest.length === 0 ? html`<p class="muted">No billing data yet.</p>` : ''}
-${newest.find((p) => p.error) ? html`<p class="flash flash-error">Some periods cannot be priced: ${newest.find((p) => p.error)!.error}</p>` : ''}</div>`);
+${newest.find((p) => p.error) ? html`<p class="flash flash-error">Some periods cannot be priced: ${newest.find((p) => p.error)!.error}</p>` : ''}</div>
+<div class="card table-wrap"><h2>Issued bills and notes</h2>${documentTable(issued, tz)}</div>`);
     },
   );
 
@@ -293,7 +296,7 @@ ${newest.find((p) => p.error) ? html`<p class="flash flash-error">Some periods c
     '/bills',
     {
       config: { access: 'billing.read' },
-      schema: { hide: true, querystring: { type: 'object', properties: rangeQuery }, response: { 200: { type: 'string' } } },
+      schema: { hide: true, querystring: { type: 'object', properties: { ...rangeQuery, done: { type: 'string', maxLength: 20 } } }, response: { 200: { type: 'string' } } },
     },
     async (req, reply) => {
       const q = req.query as { from?: string; to?: string };
@@ -327,9 +330,21 @@ ${newest.find((p) => p.error) ? html`<p class="flash flash-error">Some periods c
       const prev = month.minus({ months: 1 }).startOf('month');
       const next = month.plus({ months: 1 }).startOf('month');
       const csv = `/api/v1/exports/billing.csv?from=${isoZ(from)}&to=${isoZ(to)}`;
-      return sendPage(req, reply, { title: 'Bill run', active: '/bills' }, () => html`
-<h1>Bill run</h1>
-<p class="sub">Every account billed over ${fmtTime(from!, tz)} – ${fmtTime(to!, tz)} (${tz}).</p>
+      const issued = await web.bills.list({ from, to, limit: 10_000 });
+      const flash = flashOf(req.query, { run: 'Bill run finished: the bills and notes it issued are listed below.', runSkipped: 'Bill run finished, but some periods could not be billed (no tariff or a band without a price): fix the tariff and run again.' });
+      return sendPage(req, reply, { title: 'Bills', active: '/bills', flash }, (csrf) => html`
+<h1>Bills</h1>
+<div class="card table-wrap"><h2>Issued bills and notes</h2>
+<p class="sub">Frozen when their billing period has ended: numbered, never edited; revised billing data gets a credit or debit note. Billing periods starting ${fmtTime(from!, tz)} – ${fmtTime(to!, tz)}.</p>
+${
+  can(userOf(req).roles, 'bill.issue')
+    ? html`<form method="post" action="/bills/run" class="row no-print">${csrfField(csrf)}<button type="submit">Issue bills now</button><span class="muted">bills every ended period not yet billed, and a note for every billed period revised since</span></form>`
+    : ''
+}
+<a class="button secondary no-print" href="${`/api/v1/exports/bills.csv?from=${isoZ(from)}&to=${isoZ(to)}`}" download>Issued bills CSV</a>
+${documentTable(issued, tz)}</div>
+<h2>Preview</h2>
+<p class="sub">Every account priced over ${fmtTime(from!, tz)} – ${fmtTime(to!, tz)} (${tz}) from the latest billing data: what a bill would say now, not a bill.</p>
 <div class="card no-print"><form method="get" action="/bills" class="row">
   <label>From <input type="date" name="from" value="${localDate(from, tz)}" required></label>
   <label>To (exclusive) <input type="date" name="to" value="${localDate(to, tz)}" required></label>

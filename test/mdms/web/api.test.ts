@@ -5,6 +5,7 @@
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CSV_HEADERS, exportCsv } from '../../../mdms/export.js';
+import { runBills } from '../../../mdms/web/issued.js';
 import { buildMdmsWeb } from '../../../mdms/web/server.js';
 import { appOf, DAY, fixture, HOUSEHOLDS, PASSWORDS, WEEK_START, type Fixture } from './fixture.js';
 
@@ -67,8 +68,11 @@ describe('authorisation of every route', () => {
   type Row = { method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'; url: () => string; route: string; body?: () => unknown; form?: boolean; ok: number };
   let spareUser = 0;
   let futureTariff = 0;
+  let issuedNumber = '';
   beforeAll(async () => {
     spareUser = (await fx.web.users.create({ username: 'spare', roles: ['analyst'], password: 'spare-password-001' })).id;
+    const run = await runBills(fx.store, fx.web, { by: 'billing', nowMs: Date.now(), tz: 'Europe/London' });
+    issuedNumber = run.issued[0]!.number;
     futureTariff = (await fx.web.tariffs.create({ code: 'future', name: 'Future', currency: 'GBP', minorDigits: 2, tz: 'UTC', effectiveFrom: '2999-01-01', standingMilliPerDay: 1, vatBasisPoints: 0, bands: [{ band: 'peak', priceMilliPerKwh: 1 }] }, 'admin')).id;
   });
   const nbStart = (): string => iso(WEEK_START);
@@ -85,6 +89,10 @@ describe('authorisation of every route', () => {
     { method: 'GET', route: '/api/v1/accounts/:account/periods', url: () => `/api/v1/accounts/${account1}/periods`, ok: 200 },
     { method: 'PUT', route: '/api/v1/accounts/:account/tariff', url: () => `/api/v1/accounts/${account1}/tariff`, body: () => ({ tariff: null }), ok: 200 },
     { method: 'GET', route: '/api/v1/accounts/:account/bill', url: () => `/api/v1/accounts/${account1}/bill?${range}`, ok: 200 },
+    { method: 'POST', route: '/api/v1/bills/run', url: () => '/api/v1/bills/run', body: () => ({}), ok: 200 },
+    { method: 'GET', route: '/api/v1/bills', url: () => `/api/v1/bills?account=${account1}&${range}`, ok: 200 },
+    { method: 'GET', route: '/api/v1/bills/:number', url: () => `/api/v1/bills/${issuedNumber}`, ok: 200 },
+    { method: 'GET', route: '/api/v1/exports/bills.csv', url: () => `/api/v1/exports/bills.csv?number=${issuedNumber}`, ok: 200 },
     { method: 'GET', route: '/api/v1/meters', url: () => '/api/v1/meters', ok: 200 },
     { method: 'GET', route: '/api/v1/tariffs', url: () => '/api/v1/tariffs', ok: 200 },
     {
@@ -114,6 +122,8 @@ describe('authorisation of every route', () => {
     { method: 'POST', route: '/accounts/:account/tariff', url: () => `/accounts/${account1}/tariff`, body: () => 'tariff=', form: true, ok: 303 },
     { method: 'GET', route: '/accounts/:account/bill', url: () => `/accounts/${account1}/bill?${range}`, ok: 200 },
     { method: 'GET', route: '/bills', url: () => `/bills?${range}`, ok: 200 },
+    { method: 'GET', route: '/bills/:number', url: () => `/bills/${issuedNumber}`, ok: 200 },
+    { method: 'POST', route: '/bills/run', url: () => '/bills/run', form: true, body: () => '', ok: 303 },
     { method: 'GET', route: '/meters', url: () => '/meters', ok: 200 },
     { method: 'GET', route: '/tariffs', url: () => '/tariffs', ok: 200 },
     { method: 'GET', route: '/tariffs/new', url: () => '/tariffs/new?from=1', ok: 200 },
@@ -151,7 +161,7 @@ describe('authorisation of every route', () => {
       access === 'public' ||
       (who !== 'anonymous' &&
         (access === 'user' ||
-          ({ 'neighbourhood.read': ['analyst'], 'neighbourhood.export': ['analyst'], 'billing.read': ['billing'], 'billing.export': ['billing'], 'account.write': ['billing'], 'meter.read': ['admin', 'billing'], 'tariff.read': ['admin', 'billing'] } as Record<string, string[]>)[access]?.includes(who) ||
+          ({ 'neighbourhood.read': ['analyst'], 'neighbourhood.export': ['analyst'], 'billing.read': ['billing'], 'billing.export': ['billing'], 'account.write': ['billing'], 'bill.issue': ['billing'], 'meter.read': ['admin', 'billing'], 'tariff.read': ['admin', 'billing'] } as Record<string, string[]>)[access]?.includes(who) ||
           (['tariff.write', 'user.admin', 'settings.write', 'audit.read'].includes(access) && who === 'admin')));
     const api = row.route.startsWith('/api/');
     for (const who of ['anonymous', 'analyst', 'billing', 'admin'] as const) {
