@@ -13,7 +13,7 @@
  * @module
  */
 import { DateTime } from 'luxon';
-import type { Driver, Param } from '../store/driver.js';
+import type { Driver, Param, Querier } from '../store/driver.js';
 import type { Store } from '../store/types.js';
 import type { Account } from './accounts.js';
 import { BillingError, priceBill, type Bill, type BillLine } from './billing.js';
@@ -21,6 +21,7 @@ import { periodsOf, tariffCodeOf, type StoredPeriod } from './bills.js';
 import type { WebDb } from './db.js';
 import { int, intOrNull, text } from './rows.js';
 import type { StoredTariff } from './tariffs.js';
+import { isoZ } from './time.js';
 
 /** What a document is. */
 export type DocumentKind = 'bill' | 'credit' | 'debit';
@@ -176,9 +177,10 @@ export class IssuedBills {
    * Numbers and stores a document. Returns null, storing nothing, when the period's documents are not what the
    * caller computed from: a bill when the period already has one, a note when the period's latest document is
    * not at revision `after` (two runs at once issue each document once, and never a note from a stale base).
-   * Its series is `<prefix>-<year of issue in tz>`.
+   * Its series is `<prefix>-<year of issue in tz>`. `onIssued` runs in the same transaction (the audit entry),
+   * so a document is never stored without it.
    */
-  async issue(d: NewDocument, issuedBy: string, tz = 'UTC', after?: number): Promise<IssuedDocument | null> {
+  async issue(d: NewDocument, issuedBy: string, tz = 'UTC', after?: number, onIssued?: (tx: Querier, doc: IssuedDocument) => Promise<unknown>): Promise<IssuedDocument | null> {
     const at = this.now();
     const series = `${NUMBER_PREFIX[d.kind]}-${DateTime.fromMillis(at, { zone: tz }).toFormat('yyyy')}`;
     return this.db.transaction(async (tx) => {
@@ -221,7 +223,9 @@ export class IssuedBills {
         ],
       );
       const [stored] = await tx.query(`SELECT ${COLS} FROM web_bill b LEFT JOIN web_bill r ON r.id = b.refers_to WHERE b.id = ?`, [int(r?.id, 'bill id')]);
-      return row(stored!);
+      const doc = row(stored!);
+      await onIssued?.(tx, doc);
+      return doc;
     });
   }
 
@@ -260,6 +264,8 @@ export interface BillRun {
 export interface BillRunOptions {
   /** Who runs it (recorded on each document). */
   by: string;
+  /** Who runs it, for the audit entry (`bill.issue` / `bill.note`) each document commits with. */
+  audit?: { userId: number | null; ip: string };
   /** Now (ms): only periods that have ended are billed. */
   nowMs: number;
   /** Zone of the year in document numbers. */
@@ -273,7 +279,7 @@ export interface BillRunOptions {
  * billed period whose aggregate has a newer revision than its last document.
  * @example
  * ```ts
- * const run = await runBills(store, web, { by: 'billing', nowMs: Date.now(), tz: 'Europe/London' });
+ * const run = await runBills(store, web, { by: 'billing', audit: { userId: 3, ip: '10.0.0.5' }, nowMs: Date.now(), tz: 'Europe/London' });
  * run.issued.map((d) => d.number); // ['B-2026-000001', ...]
  * ```
  */
@@ -290,7 +296,23 @@ export async function runBills(store: Store, web: WebDb, opts: BillRunOptions): 
         const doc = mine.length === 0 ? await freeze(web, account, p) : noteFor(mine, p, versionsById);
         if (doc === 'unchanged') out.unchanged++;
         else if (doc) {
-          const issued = await web.bills.issue(doc, opts.by, opts.tz, mine.length ? Math.max(...mine.map((d) => d.revision)) : undefined);
+          const audit = opts.audit;
+          const record = audit
+            ? (tx: Querier, d: IssuedDocument) =>
+                web.audit.record(
+                  {
+                    userId: audit.userId,
+                    username: opts.by,
+                    action: d.kind === 'bill' ? 'bill.issue' : 'bill.note',
+                    target: d.number,
+                    outcome: 'ok',
+                    ip: audit.ip,
+                    detail: { kind: d.kind, account: d.accountNumber, period: isoZ(d.periodStart), revision: d.revision, refersTo: d.refersTo?.number ?? null },
+                  },
+                  tx,
+                )
+            : undefined;
+          const issued = await web.bills.issue(doc, opts.by, opts.tz, mine.length ? Math.max(...mine.map((d) => d.revision)) : undefined, record);
           if (issued) out.issued.push(issued);
         }
       } catch (e) {
@@ -373,8 +395,7 @@ export const DOCUMENTS_CSV_HEADER =
  * ```
  */
 export function documentCsvRows(d: IssuedDocument): (string | number)[][] {
-  const iso = (s: number): string => new Date(s * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
-  const head = [d.number, d.kind, d.refersTo?.number ?? '', d.accountNumber, iso(d.periodStart), iso(d.periodEnd), d.revision, iso(Math.floor(d.issuedAtMs / 1000)), d.currency];
+  const head = [d.number, d.kind, d.refersTo?.number ?? '', d.accountNumber, isoZ(d.periodStart), isoZ(d.periodEnd), d.revision, isoZ(Math.floor(d.issuedAtMs / 1000)), d.currency];
   return [
     ...d.lines.map((l) =>
       l.kind === 'energy'

@@ -92,20 +92,11 @@ export async function issuedRoutes(app: FastifyInstance): Promise<void> {
     return d;
   }
 
-  /** Runs the bills and audits the run and every document it issued. */
+  /** Runs the bills: each document commits with its audit entry; then the run is audited. */
   async function run(req: FastifyRequest): Promise<BillRun> {
     await web.accounts.ensure([...(await store.listHouseholds()), ...(fleet?.households ?? [])]);
     const u = userOf(req);
-    const r = await runBills(store, web, { by: u.username, nowMs: app.mdms.now(), tz: (await web.settings.all()).timezone });
-    for (const d of r.issued) {
-      await audit(req, d.kind === 'bill' ? 'bill.issue' : 'bill.note', d.number, {
-        kind: d.kind,
-        account: d.accountNumber,
-        period: isoZ(d.periodStart),
-        revision: d.revision,
-        refersTo: d.refersTo?.number ?? null,
-      });
-    }
+    const r = await runBills(store, web, { by: u.username, audit: { userId: u.id, ip: clientIp(req) }, nowMs: app.mdms.now(), tz: (await web.settings.all()).timezone });
     await audit(req, 'bill.run', 'all accounts', { issued: r.issued.length, notes: r.issued.filter((d) => d.kind !== 'bill').length, skipped: r.skipped.length, unchanged: r.unchanged });
     return r;
   }

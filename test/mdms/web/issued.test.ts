@@ -159,6 +159,19 @@ for (const kind of ['sqlite', 'postgres'] as const) {
       expect([...a.issued, ...b.issued].map((d) => d.number)).toEqual([`B-${YEAR}-000011`]);
       expectGapFree(await fx.web.bills.list());
     });
+
+    it('a document commits with its audit entry, or not at all', async () => {
+      await fx.store.insertBilling({ kind: 'billing', key: 'hh02', start: WEEK_START + 2 * DAY, end: WEEK_START + 3 * DAY, revision: 0, bands: { peak: 400, offpeak: 500 } });
+      const audit = { userId: 3, ip: '10.0.0.5' };
+      const brokenAudit = Object.assign(Object.create(fx.web.audit) as WebDb['audit'], { record: async () => Promise.reject(new Error('audit log unavailable')) });
+      await expect(runBills(fx.store, { ...fx.web, audit: brokenAudit }, { by: 'billing', audit, nowMs: NOW, tz: TZ })).rejects.toThrow('audit log unavailable');
+      expect(await fx.web.bills.list({ household: 'hh02', from: WEEK_START + 2 * DAY })).toEqual([]);
+      const r = await runBills(fx.store, fx.web, { by: 'billing', audit, nowMs: NOW, tz: TZ });
+      expect(r.issued.map((d) => d.number)).toEqual([`B-${YEAR}-000012`]); // the failed attempt used no number
+      expect((await fx.web.audit.list({ action: 'bill.issue' }))[0]).toMatchObject({ target: `B-${YEAR}-000012`, userId: 3, username: 'billing', ip: '10.0.0.5', detail: { kind: 'bill', revision: 0 } });
+      expect((await fx.web.audit.verify()).ok).toBe(true);
+      expectGapFree(await fx.web.bills.list());
+    });
   });
 }
 
