@@ -10,7 +10,7 @@ import type { Account } from '../accounts.js';
 import { ACCOUNT_NUMBER } from '../accounts.js';
 import type { AuditAction } from '../audit.js';
 import { accountBill, billContext, pricedPeriods, tariffCodeOf, type AccountBill, type BillContext } from '../bills.js';
-import { BillingError, formatKwh, formatMoney, formatScaled, type BillLine } from '../billing.js';
+import { BillingError, formatKwh, formatMoney, formatScaled, minorUnitLabel, type BillLine } from '../billing.js';
 import { clientIp, HttpError, userOf } from '../context.js';
 import { html, type SafeHtml } from '../html.js';
 import { csrfField, flashOf, sendPage } from '../render.js';
@@ -27,10 +27,6 @@ const accountParams = {
   required: ['account'],
 } as const;
 
-/** Minor-unit label of a currency (for rates). */
-function minorLabel(currency: string): string {
-  return ({ GBP: 'p', EUR: 'c', USD: '¢' } as Record<string, string>)[currency] ?? `${currency}/100`;
-}
 
 /** A band's schedule in words, from the PES tariff schedule if the version has one. */
 function bandHours(v: StoredTariff | undefined, band: string): string {
@@ -224,7 +220,7 @@ ${newest.find((p) => p.error) ? html`<p class="flash flash-error">Some periods c
 
   function billLineText(l: BillLine, versions: StoredTariff[], currency: string, digits: number): { what: SafeHtml; qty: string; rate: string } {
     const v = versions.find((x) => x.id === l.tariffId);
-    const unit = minorLabel(currency);
+    const unit = minorUnitLabel(currency);
     if (l.kind === 'energy') {
       const hours = bandHours(v, l.band);
       return {
@@ -287,7 +283,7 @@ ${newest.find((p) => p.error) ? html`<p class="flash flash-error">Some periods c
   <div class="table-wrap"><table><thead><tr><th>Period</th>${Object.keys(b.periods[0]!.bands).map((band) => html`<th class="num">${band} (kWh)</th>`)}<th>Revision</th></tr></thead><tbody>
   ${b.periods.map((p) => html`<tr><td>${fmtTime(p.start, tz)} – ${fmtTime(p.end, tz)}</td>${Object.keys(b.periods[0]!.bands).map((band) => html`<td class="num">${p.bands[band] === undefined ? '–' : formatKwh(p.bands[band]!)}</td>`)}<td>${p.revision > 0 ? html`<span class="badge rev">r${p.revision}</span>` : 'r0'}</td></tr>`)}
   </tbody></table></div>
-  <footer>${settings.billFooter}<br>Each line is rounded once to the nearest ${minorLabel(x.currency)} (halves to even); energy of a period under two tariff versions is shared between them in proportion to time.</footer>
+  <footer>${settings.billFooter}<br>Each line is rounded once to the nearest ${minorUnitLabel(x.currency)} (halves to even); energy of a period under two tariff versions is shared between them in proportion to time.</footer>
 </article>`);
     },
   );

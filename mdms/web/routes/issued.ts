@@ -8,7 +8,7 @@ import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ACCOUNT_NUMBER } from '../accounts.js';
 import type { AuditAction } from '../audit.js';
-import { formatKwh, formatMoney, formatScaled } from '../billing.js';
+import { formatKwh, formatMoney, formatScaled, minorUnitLabel } from '../billing.js';
 import { clientIp, HttpError, userOf } from '../context.js';
 import { html, type SafeHtml } from '../html.js';
 import { DOCUMENT_NUMBER, DOCUMENTS_CSV_HEADER, documentCsvRows, runBills, type BillRun, type IssuedDocument } from '../issued.js';
@@ -132,6 +132,7 @@ export async function issuedRoutes(app: FastifyInstance): Promise<void> {
       const tz = settings.timezone;
       const versions = (await Promise.all(d.tariffIds.map((id) => web.tariffs.get(id)))).filter((v) => v !== null);
       const money = (m: number): string => formatMoney(m, d.currency, d.minorDigits);
+      const unit = minorUnitLabel(d.currency);
       const title = DOCUMENT_TITLE[d.kind];
       await audit(req, 'view.bill', d.number, { format: 'html', account: d.accountNumber });
       return sendPage(req, reply, { title: `${title} ${d.number}`, active: '/bills' }, () => html`
@@ -152,8 +153,8 @@ export async function issuedRoutes(app: FastifyInstance): Promise<void> {
   <div class="table-wrap"><table data-testid="document-lines"><thead><tr><th>Charge</th><th class="num">Quantity</th><th class="num">Rate</th><th class="num">Amount</th></tr></thead><tbody>
   ${d.lines.map((l) =>
     l.kind === 'energy'
-      ? html`<tr><td><strong>${l.band} energy</strong></td><td class="num">${formatKwh(l.energyWh)} kWh</td><td class="num">${formatScaled(l.priceMilliPerKwh, 3)}/kWh</td><td class="num">${money(l.amountMinor)}</td></tr>`
-      : html`<tr><td><strong>Standing charge</strong></td><td class="num">${l.days} day${Math.abs(l.days) === 1 ? '' : 's'}</td><td class="num">${formatScaled(l.standingMilliPerDay, 3)}/day</td><td class="num">${money(l.amountMinor)}</td></tr>`,
+      ? html`<tr><td><strong>${l.band[0]!.toUpperCase() + l.band.slice(1)} energy</strong></td><td class="num">${formatKwh(l.energyWh)} kWh</td><td class="num">${formatScaled(l.priceMilliPerKwh, 3)}${unit}/kWh</td><td class="num">${money(l.amountMinor)}</td></tr>`
+      : html`<tr><td><strong>Standing charge</strong></td><td class="num">${l.days} day${Math.abs(l.days) === 1 ? '' : 's'}</td><td class="num">${formatScaled(l.standingMilliPerDay, 3)}${unit}/day</td><td class="num">${money(l.amountMinor)}</td></tr>`,
   )}
   <tr><td colspan="3" class="right">Subtotal</td><td class="num">${money(d.subtotalMinor)}</td></tr>
   ${d.vat.map((v) => html`<tr><td colspan="3" class="right">VAT ${formatScaled(v.basisPoints, 2)}% on ${money(v.baseMinor)}</td><td class="num">${money(v.amountMinor)}</td></tr>`)}
