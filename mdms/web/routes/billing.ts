@@ -259,8 +259,8 @@ ${newest.find((p) => p.error) ? html`<p class="flash flash-error">Some periods c
 <div class="toolbar no-print bill-tools"><a href="${`/accounts/${a.accountNumber}`}">← Account</a><button type="button" class="secondary" data-action="print">Print</button></div>
 <article class="card bill" data-testid="bill">
   <div class="bill-head">
-    <div><h1>${settings.utilityName}</h1><div class="muted">Electricity bill</div></div>
-    <div class="to"><div>Account <strong class="mono" data-testid="bill-account">${a.accountNumber}</strong></div><div class="muted">Issued ${fmtTime(Math.floor(app.mdms.now() / 1000), tz, 'date')}</div></div>
+    <div><h1>${settings.utilityName}</h1><div class="muted">Bill preview: priced now from the latest data; the bills sent are the issued ones (Bills)</div></div>
+    <div class="to"><div>Account <strong class="mono" data-testid="bill-account">${a.accountNumber}</strong></div><div class="muted">Priced ${fmtTime(Math.floor(app.mdms.now() / 1000), tz, 'date')}</div></div>
   </div>
   <dl>
     <dt>Reference</dt><dd class="mono" data-testid="bill-reference">${`${a.accountNumber}-${localDate(x.from, tz).replace(/-/g, '')}-${localDate(x.to, tz).replace(/-/g, '')}`}</dd>

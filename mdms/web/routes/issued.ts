@@ -139,7 +139,7 @@ export async function issuedRoutes(app: FastifyInstance): Promise<void> {
 <div class="toolbar no-print bill-tools"><a href="/bills">← Bills</a><a href="${`/api/v1/exports/bills.csv?number=${d.number}`}" download>CSV</a><button type="button" class="secondary" data-action="print">Print</button></div>
 <article class="card bill" data-testid="document" data-kind="${d.kind}">
   <div class="bill-head">
-    <div><h1>${settings.utilityName}</h1><div class="muted">${title}</div></div>
+    <div><h1>${settings.utilityName}</h1><div class="muted">${d.kind === 'bill' ? 'Electricity bill' : title}</div></div>
     <div class="to"><div>Account <strong class="mono">${d.accountNumber}</strong></div><div class="muted">Issued ${fmtTime(Math.floor(d.issuedAtMs / 1000), tz, 'date')}</div></div>
   </div>
   <dl>
