@@ -7,7 +7,7 @@
  * @module
  */
 import { createHash } from 'node:crypto';
-import type { Driver, Param } from '../store/driver.js';
+import type { Driver, Param, Querier } from '../store/driver.js';
 import { int, intOrNull, text } from './rows.js';
 
 /** What happened. */
@@ -26,8 +26,12 @@ export const AUDIT_ACTIONS = [
   'view.bill',
   'view.meters',
   'view.audit',
+  'bill.run',
+  'bill.issue',
+  'bill.note',
   'export.neighbourhood',
   'export.billing',
+  'export.bills',
   'access.denied',
   'ingest.refused',
 ] as const;
@@ -107,8 +111,11 @@ export class AuditLog {
     private readonly onRecord: (e: AuditEvent) => void = () => undefined,
   ) {}
 
-  /** Appends an entry (serialised with other writers so the chain stays linear). */
-  async record(e: AuditEvent): Promise<number> {
+  /**
+   * Appends an entry (serialised with other writers so the chain stays linear). Given `within`, a transaction
+   * of the caller, the entry commits or rolls back with what it records (an issued bill and its entry).
+   */
+  async record(e: AuditEvent, within?: Querier): Promise<number> {
     const entry = {
       atMs: this.now(),
       userId: e.userId,
@@ -119,7 +126,7 @@ export class AuditLog {
       ip: e.ip.slice(0, 64),
       detail: JSON.stringify(e.detail ?? {}).slice(0, 2000),
     };
-    const id = await this.db.transaction(async (tx) => {
+    const append = async (tx: Querier): Promise<number> => {
       await tx.lock('web_audit');
       const [last] = await tx.query('SELECT hash FROM web_audit ORDER BY id DESC LIMIT 1', []);
       const prev = last ? text(last.hash, 'hash') : GENESIS;
@@ -128,7 +135,8 @@ export class AuditLog {
         [entry.atMs, entry.userId, entry.username, entry.action, entry.target, entry.outcome, entry.ip, entry.detail, prev, chain(prev, entry)],
       );
       return int(r?.id, 'audit id');
-    });
+    };
+    const id = within ? await append(within) : await this.db.transaction(append);
     this.onRecord(e);
     return id;
   }

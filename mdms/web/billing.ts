@@ -484,3 +484,14 @@ export function formatMoney(minor: number, currency: string, minorDigits: number
 export function formatKwh(wh: number): string {
   return formatScaled(wh, 3);
 }
+
+/**
+ * The minor unit of a currency as printed after a rate (24.567p/kWh).
+ * @example
+ * ```ts
+ * minorUnitLabel('GBP'); // 'p'
+ * ```
+ */
+export function minorUnitLabel(currency: string): string {
+  return ({ GBP: 'p', EUR: 'c', USD: '¢' } as Record<string, string>)[currency] ?? `${currency}/100`;
+}

@@ -21,7 +21,7 @@ export interface AppServices {
   fleet: Fleet | null;
   metrics: Metrics;
   assets: { js: string; css: string };
-  /** Login attempts allowed per client IP per window. */
+  /** Password attempts allowed per client IP, and failures per account, per window (shared by every login route). */
   loginRateLimit: { max: number; timeWindowMs: number };
   /** Bearer token for /metrics (otherwise loopback clients only). */
   metricsToken: string | null;

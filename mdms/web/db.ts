@@ -5,6 +5,7 @@
 import type { Driver } from '../store/driver.js';
 import { Accounts } from './accounts.js';
 import { AuditLog, type AuditEvent } from './audit.js';
+import { IssuedBills } from './issued.js';
 import { migrateWeb } from './migrations.js';
 import { Settings } from './settings.js';
 import { Tariffs } from './tariffs.js';
@@ -18,6 +19,8 @@ export interface WebDb {
   accounts: Accounts;
   audit: AuditLog;
   settings: Settings;
+  /** Issued bills and credit/debit notes (insert-only). */
+  bills: IssuedBills;
 }
 
 /** Options of {@link openWebDb}. */
@@ -47,5 +50,6 @@ export async function openWebDb(driver: Driver, opts: WebDbOptions = {}): Promis
     accounts: new Accounts(driver, now),
     audit: new AuditLog(driver, now, opts.onAudit),
     settings: new Settings(driver),
+    bills: new IssuedBills(driver, now),
   };
 }

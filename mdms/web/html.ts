@@ -81,7 +81,7 @@ const NAV: { href: string; label: string; permission: Permission | null; icon: s
   { href: '/', label: 'Overview', permission: null, icon: '◧' },
   { href: '/neighbourhoods', label: 'Neighbourhood demand', permission: 'neighbourhood.read', icon: '▤' },
   { href: '/accounts', label: 'Accounts', permission: 'billing.read', icon: '☰' },
-  { href: '/bills', label: 'Bill run', permission: 'billing.read', icon: '£' },
+  { href: '/bills', label: 'Bills', permission: 'billing.read', icon: '£' },
   { href: '/meters', label: 'Meters', permission: 'meter.read', icon: '⌁' },
   { href: '/tariffs', label: 'Tariffs', permission: 'tariff.read', icon: '⚖' },
   { href: '/admin/users', label: 'Users', permission: 'user.admin', icon: '☺' },

@@ -79,9 +79,94 @@ CREATE TABLE web_setting (
 `;
 }
 
+/**
+ * Issued bills and credit/debit notes, and their number series. Immutable in the database itself: UPDATE and
+ * DELETE of a document fail (a correction is a note); a series counter only moves forward one at a time and is
+ * never deleted; a document must carry its series' current number (so numbers have no gaps and no reuse).
+ */
+function v2(d: 'sqlite' | 'postgres'): string {
+  const int = d === 'sqlite' ? 'INTEGER' : 'BIGINT';
+  const id = d === 'sqlite' ? 'INTEGER PRIMARY KEY AUTOINCREMENT' : 'BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY';
+  const key = d === 'sqlite' ? 'TEXT' : 'TEXT COLLATE "C"';
+  const strict = d === 'sqlite' ? ' STRICT' : '';
+  const tables = `
+CREATE TABLE web_bill_series (
+  series ${key} PRIMARY KEY,
+  last_seq ${int} NOT NULL CHECK (last_seq > 0)
+)${strict};
+CREATE TABLE web_bill (
+  id ${id},
+  number ${key} NOT NULL UNIQUE,
+  kind ${key} NOT NULL CHECK (kind IN ('bill', 'credit', 'debit')),
+  series ${key} NOT NULL REFERENCES web_bill_series (series),
+  seq ${int} NOT NULL,
+  refers_to ${int} REFERENCES web_bill (id),
+  account_number ${key} NOT NULL,
+  household ${key} NOT NULL,
+  period_start ${int} NOT NULL,
+  period_end ${int} NOT NULL,
+  revision ${int} NOT NULL,
+  tariff_code ${key} NOT NULL,
+  tariff_ids TEXT NOT NULL,
+  currency TEXT NOT NULL,
+  minor_digits ${int} NOT NULL,
+  bands_json TEXT NOT NULL,
+  lines_json TEXT NOT NULL,
+  vat_json TEXT NOT NULL,
+  subtotal_minor ${int} NOT NULL,
+  vat_minor ${int} NOT NULL,
+  total_minor ${int} NOT NULL,
+  issued_at_ms ${int} NOT NULL,
+  issued_by TEXT NOT NULL,
+  UNIQUE (series, seq),
+  UNIQUE (household, period_start, revision),
+  CHECK ((kind = 'bill') = (refers_to IS NULL))
+)${strict};
+CREATE UNIQUE INDEX web_bill_one_per_period ON web_bill (household, period_start) WHERE kind = 'bill';
+CREATE INDEX web_bill_period ON web_bill (period_start);
+`;
+  if (d === 'sqlite') {
+    return `${tables}
+CREATE TRIGGER web_bill_no_update BEFORE UPDATE ON web_bill BEGIN SELECT RAISE(ABORT, 'issued bills and notes are immutable: issue a credit or debit note'); END;
+CREATE TRIGGER web_bill_no_delete BEFORE DELETE ON web_bill BEGIN SELECT RAISE(ABORT, 'issued bills and notes are immutable: issue a credit or debit note'); END;
+CREATE TRIGGER web_bill_numbered BEFORE INSERT ON web_bill
+  WHEN NEW.seq IS NOT (SELECT last_seq FROM web_bill_series WHERE series = NEW.series)
+  BEGIN SELECT RAISE(ABORT, 'a bill number must be the next of its series'); END;
+CREATE TRIGGER web_bill_series_forward BEFORE UPDATE ON web_bill_series
+  WHEN NEW.series IS NOT OLD.series OR NEW.last_seq IS NOT OLD.last_seq + 1
+  BEGIN SELECT RAISE(ABORT, 'bill numbers only move forward, one at a time'); END;
+CREATE TRIGGER web_bill_series_no_delete BEFORE DELETE ON web_bill_series BEGIN SELECT RAISE(ABORT, 'bill numbers are never reused'); END;
+`;
+  }
+  return `${tables}
+CREATE FUNCTION web_bill_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'issued bills and notes are immutable: issue a credit or debit note'; END $$;
+CREATE TRIGGER web_bill_no_change BEFORE UPDATE OR DELETE ON web_bill FOR EACH ROW EXECUTE FUNCTION web_bill_immutable();
+CREATE TRIGGER web_bill_no_truncate BEFORE TRUNCATE ON web_bill FOR EACH STATEMENT EXECUTE FUNCTION web_bill_immutable();
+CREATE FUNCTION web_bill_numbered() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.seq IS DISTINCT FROM (SELECT last_seq FROM web_bill_series WHERE series = NEW.series) THEN
+    RAISE EXCEPTION 'a bill number must be the next of its series';
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER web_bill_numbered BEFORE INSERT ON web_bill FOR EACH ROW EXECUTE FUNCTION web_bill_numbered();
+CREATE FUNCTION web_bill_series_forward() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP <> 'UPDATE' OR NEW.series IS DISTINCT FROM OLD.series OR NEW.last_seq IS DISTINCT FROM OLD.last_seq + 1 THEN
+    RAISE EXCEPTION 'bill numbers only move forward, one at a time, and are never reused';
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER web_bill_series_forward BEFORE UPDATE OR DELETE ON web_bill_series FOR EACH ROW EXECUTE FUNCTION web_bill_series_forward();
+CREATE TRIGGER web_bill_series_no_truncate BEFORE TRUNCATE ON web_bill_series FOR EACH STATEMENT EXECUTE FUNCTION web_bill_immutable();
+`;
+}
+
 /** Every web migration, in order. */
 export const WEB_MIGRATIONS: readonly Migration[] = [
   { version: 1, description: 'users, sessions, tariffs, billing accounts, audit log, settings', sqlite: v1('sqlite'), postgres: v1('postgres') },
+  { version: 2, description: 'issued bills and credit/debit notes (immutable), bill number series', sqlite: v2('sqlite'), postgres: v2('postgres') },
 ];
 
 /** The web schema version this code expects. */

@@ -8,6 +8,7 @@
  * | billing.read         |       |         |    x    |
  * | billing.export       |       |         |    x    |
  * | account.write        |       |         |    x    |
+ * | bill.issue           |       |         |    x    |
  * | meter.read           |   x   |         |    x    |
  * | tariff.read          |   x   |         |    x    |
  * | tariff.write         |   x   |         |         |
@@ -29,6 +30,7 @@ export const PERMISSIONS = {
   'billing.read': ['billing'],
   'billing.export': ['billing'],
   'account.write': ['billing'],
+  'bill.issue': ['billing'],
   'meter.read': ['admin', 'billing'],
   'tariff.read': ['admin', 'billing'],
   'tariff.write': ['admin'],

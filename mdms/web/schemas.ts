@@ -96,7 +96,7 @@ export const periodSchema = {
   required: ['start', 'end', 'revision', 'bands', 'energyWh', 'totalMinor', 'error'],
 } as const;
 
-const lineSchema = {
+export const lineSchema = {
   type: 'object',
   properties: {
     kind: { type: 'string', enum: ['energy', 'standing'] },
@@ -215,4 +215,32 @@ export const settingsSchema = {
 export const rangeQuery = {
   from: { type: 'string', pattern: TIME_PATTERN, description: 'YYYY-MM-DD (local midnight in the display time zone) or an ISO 8601 time' },
   to: { type: 'string', pattern: TIME_PATTERN, description: 'exclusive; same forms as from' },
+} as const;
+
+/** An issued bill or credit/debit note. */
+export const documentSchema = {
+  type: 'object',
+  properties: {
+    number: { type: 'string', description: 'B-YYYY-NNNNNN (bill), CN-… (credit note), DN-… (debit note); never reused' },
+    kind: { type: 'string', enum: ['bill', 'credit', 'debit'] },
+    refersTo: { ...nullable(str), description: 'the bill a note settles' },
+    account: str,
+    periodStart: iso,
+    periodEnd: iso,
+    revision: { type: 'integer', description: 'the billing aggregate revision this document brings the period to' },
+    bands: { ...bands, description: 'Wh per tariff band of that revision' },
+    tariff: str,
+    tariffVersions: { type: 'array', items: int, description: 'ids of the tariff versions the amounts are priced under' },
+    currency: str,
+    minorDigits: int,
+    lines: { type: 'array', items: lineSchema, description: 'for a note: the change of each line (energy, days, amount)' },
+    vat: { type: 'array', items: { type: 'object', properties: { basisPoints: int, baseMinor: int, amountMinor: int }, required: ['basisPoints', 'baseMinor', 'amountMinor'] } },
+    subtotalMinor: int,
+    vatMinor: int,
+    totalMinor: { type: 'integer', description: 'minor units; negative for a credit note' },
+    total: str,
+    issuedAt: iso,
+    issuedBy: str,
+  },
+  required: ['number', 'kind', 'refersTo', 'account', 'periodStart', 'periodEnd', 'revision', 'bands', 'tariff', 'tariffVersions', 'currency', 'minorDigits', 'lines', 'vat', 'subtotalMinor', 'vatMinor', 'totalMinor', 'total', 'issuedAt', 'issuedBy'],
 } as const;

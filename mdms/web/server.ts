@@ -37,6 +37,7 @@ import { authRoutes, SESSION_COOKIE } from './routes/auth.js';
 import { systemRoutes } from './routes/system.js';
 import { neighbourhoodRoutes } from './routes/neighbourhoods.js';
 import { billingRoutes } from './routes/billing.js';
+import { issuedRoutes } from './routes/issued.js';
 import { exportRoutes } from './routes/exports.js';
 import { tariffRoutes } from './routes/tariffs.js';
 import { adminRoutes } from './routes/admin.js';
@@ -51,7 +52,7 @@ export interface MdmsWebAppOptions {
   web: WebDb;
   fleet?: Fleet | null;
   logger?: Logger | false;
-  /** Login attempts per client IP per window. Default 10 per minute. */
+  /** Password attempts per client IP, and failed ones per account, per window (every login route shares both budgets). Default 10 per minute. */
   loginRateLimit?: { max: number; timeWindowMs: number };
   /** Bearer token that /metrics requires; without it only loopback clients may scrape. */
   metricsToken?: string | null;
@@ -208,6 +209,12 @@ export async function buildMdmsWeb(opts: MdmsWebAppOptions): Promise<FastifyInst
     hideUntagged: true,
   });
 
+  // ASVS 8.2.1: no page or API answer may stay in a browser or proxy cache (a shared computer's back button,
+  // a proxy): every response is no-store unless its route says otherwise (only the content-hashed assets do).
+  app.addHook('onRequest', async (_req, reply) => {
+    reply.header('cache-control', 'no-store');
+  });
+
   // Who is asking: the session cookie, looked up once per request (not for assets and probes).
   app.addHook('onRequest', async (req) => {
     const path = req.url.split('?')[0]!;
@@ -256,7 +263,6 @@ export async function buildMdmsWeb(opts: MdmsWebAppOptions): Promise<FastifyInst
     const { status, message } = classify(err as FastifyError);
     if (status >= 500) req.log.error({ err }, 'request failed');
     else req.log.info({ status, reason: message }, 'request refused');
-    if (status === 429 && req.routeOptions.config?.rateLimit) services.metrics.logins.inc({ outcome: 'limited' });
     return sendError(req, reply, status, message);
   });
   app.setNotFoundHandler(
@@ -268,6 +274,7 @@ export async function buildMdmsWeb(opts: MdmsWebAppOptions): Promise<FastifyInst
   await app.register(authRoutes);
   await app.register(neighbourhoodRoutes);
   await app.register(billingRoutes);
+  await app.register(issuedRoutes);
   await app.register(exportRoutes);
   await app.register(tariffRoutes);
   await app.register(adminRoutes);

@@ -1,7 +1,9 @@
 /**
- * Sign-in, sign-out and password change — as pages and as API calls. Logins are rate-limited per client IP
- * (both forms share one budget), every attempt is audited, and the session cookie is HttpOnly,
- * SameSite=Strict and Secure (see `secureRequest`).
+ * Sign-in, sign-out and password change — as pages and as API calls. Password guesses are rate-limited by
+ * two budgets that every route checking a password shares (`POST /login`, `POST /api/v1/session` and both
+ * password changes): one per client IP (every attempt counts) and one per account (failed attempts count),
+ * each `loginRateLimit.max` per fixed window of `loginRateLimit.timeWindowMs` (default 10 a minute). Every
+ * attempt is audited, and the session cookie is HttpOnly, SameSite=Strict and Secure (see `secureRequest`).
  * @module
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -24,6 +26,20 @@ export const SESSION_COOKIE = 'mdms_session';
  */
 export function userJson(u: User): Record<string, unknown> {
   return { id: u.id, username: u.username, roles: u.roles, disabled: u.disabled, createdAt: isoZ(Math.floor(u.createdAtMs / 1000)), passwordChangedAt: isoZ(Math.floor(u.passwordChangedAtMs / 1000)) };
+}
+
+/**
+ * The account a password attempt is for: the username of a login body (as stored: trimmed, lower case), or
+ * the signed-in user for a password change.
+ * @example
+ * ```ts
+ * attemptedAccount(req); // 'billing'
+ * ```
+ */
+export function attemptedAccount(req: FastifyRequest): string {
+  const body = req.body as { username?: unknown } | undefined;
+  if (typeof body?.username === 'string') return body.username.trim().toLowerCase().slice(0, 64);
+  return req.session?.user.username ?? '';
 }
 
 /** A local path to go back to after login (never another site). */
@@ -59,14 +75,38 @@ async function loginPage(req: FastifyRequest, reply: FastifyReply, opts: { next:
  */
 export async function authRoutes(app: FastifyInstance): Promise<void> {
   const { web, metrics, loginRateLimit } = app.mdms;
-  const rateLimit = { max: loginRateLimit.max, timeWindow: loginRateLimit.timeWindowMs, groupId: 'login' };
+  // One limiter (one store) per budget, shared by every route that checks a password: a per-route
+  // `config.rateLimit` would give each route a budget of its own.
+  const budget = { max: loginRateLimit.max, timeWindow: loginRateLimit.timeWindowMs };
+  const bySource = app.createRateLimit({ ...budget, keyGenerator: (req) => `source:${clientIp(req)}` });
+  const byAccount = app.createRateLimit({ ...budget, keyGenerator: (req) => `account:${attemptedAccount(req)}` });
+
+  /**
+   * Refuses (429) a password check when the client IP has used its budget of attempts or the account its
+   * budget of failures in the current window; counts this attempt against the IP.
+   */
+  async function guard(req: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const source = await bySource(req);
+    const account = await byAccount(req, { increment: false });
+    const over = !source.isAllowed && source.isExceeded ? { r: source, why: 'from this address' } : !account.isAllowed && account.remaining === 0 ? { r: account, why: 'for this account' } : null;
+    if (over) {
+      metrics.logins.inc({ outcome: 'limited' });
+      reply.header('retry-after', String(over.r.ttlInSeconds));
+      throw new HttpError(429, `Rate limit exceeded: too many password attempts ${over.why}; try again in ${over.r.ttlInSeconds} s`);
+    }
+  }
+
+  /** Counts a wrong password against the account's budget. */
+  const failed = async (req: FastifyRequest): Promise<void> => void (await byAccount(req));
   const html200 = { 200: { type: 'string' } } as const;
 
   /** Checks credentials, audits the attempt, and on success starts a session and sets its cookie. */
   async function signIn(req: FastifyRequest, reply: FastifyReply, username: string, password: string) {
+    await guard(req, reply);
     const user = await web.users.verify(username, password);
     const ip = clientIp(req);
     if (!user) {
+      await failed(req);
       metrics.logins.inc({ outcome: 'failed' });
       await web.audit.record({ userId: null, username: username.slice(0, 64), action: 'login', target: req.routeOptions.url ?? '', outcome: 'failed', ip });
       return null;
@@ -85,10 +125,12 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
     reply.clearCookie(SESSION_COOKIE, cookieFlags(req));
   }
 
-  async function changePassword(req: FastifyRequest, current: string, next: string): Promise<void> {
+  async function changePassword(req: FastifyRequest, reply: FastifyReply, current: string, next: string): Promise<void> {
     const u = userOf(req);
+    await guard(req, reply);
     const ok = await web.users.verify(u.username, current);
     if (!ok) {
+      await failed(req);
       await web.audit.record({ userId: u.id, username: u.username, action: 'password.change', target: u.username, outcome: 'failed', ip: clientIp(req) });
       throw new HttpError(400, 'the current password is wrong');
     }
@@ -113,7 +155,7 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
   app.post(
     '/login',
     {
-      config: { access: 'public', rateLimit },
+      config: { access: 'public' },
       schema: {
         hide: true,
         body: {
@@ -162,7 +204,7 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
   app.post(
     '/account/password',
     {
-      config: { access: 'user', rateLimit },
+      config: { access: 'user' },
       schema: {
         hide: true,
         body: {
@@ -177,9 +219,9 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
       const b = req.body as { current: string; password: string; confirm: string };
       if (b.password !== b.confirm) return passwordForm(req, reply, 'The two new passwords differ.', 400);
       try {
-        await changePassword(req, b.current, b.password);
+        await changePassword(req, reply, b.current, b.password);
       } catch (e) {
-        if (e instanceof HttpError || e instanceof UserError) return passwordForm(req, reply, e.message, 400);
+        if (e instanceof HttpError || e instanceof UserError) return passwordForm(req, reply, e.message, e instanceof HttpError ? e.statusCode : 400);
         throw e;
       }
       return reply.redirect('/account/password?done=changed', 303);
@@ -191,11 +233,11 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
   app.post(
     '/api/v1/session',
     {
-      config: { access: 'public', csrf: false, rateLimit },
+      config: { access: 'public', csrf: false },
       schema: {
         tags,
         summary: 'Sign in',
-        description: 'Starts a session (cookie) and returns the CSRF token to send with state-changing calls. Rate-limited per client IP. Public.',
+        description: 'Starts a session (cookie) and returns the CSRF token to send with state-changing calls. Rate-limited per client IP and per account, one budget shared with the login form (default 10 a minute each). Public.',
         security: [],
         body: {
           type: 'object',
@@ -232,7 +274,7 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
   app.post(
     '/api/v1/session/password',
     {
-      config: { access: 'user', rateLimit },
+      config: { access: 'user' },
       schema: {
         tags,
         summary: 'Change my password',
@@ -249,7 +291,7 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
     },
     async (req, reply) => {
       const b = req.body as { currentPassword: string; newPassword: string };
-      await changePassword(req, b.currentPassword, b.newPassword);
+      await changePassword(req, reply, b.currentPassword, b.newPassword);
       return reply.code(204).send();
     },
   );

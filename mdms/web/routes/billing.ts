@@ -10,10 +10,11 @@ import type { Account } from '../accounts.js';
 import { ACCOUNT_NUMBER } from '../accounts.js';
 import type { AuditAction } from '../audit.js';
 import { accountBill, billContext, pricedPeriods, tariffCodeOf, type AccountBill, type BillContext } from '../bills.js';
-import { BillingError, formatKwh, formatMoney, formatScaled, type BillLine } from '../billing.js';
+import { BillingError, formatKwh, formatMoney, formatScaled, minorUnitLabel, type BillLine } from '../billing.js';
 import { clientIp, HttpError, userOf } from '../context.js';
 import { html, type SafeHtml } from '../html.js';
 import { csrfField, flashOf, sendPage } from '../render.js';
+import { documentTable } from './issued.js';
 import { can } from '../roles.js';
 import { accountSchema, billSchema, errors, meterSchema, periodSchema, rangeQuery } from '../schemas.js';
 import type { StoredTariff } from '../tariffs.js';
@@ -26,10 +27,6 @@ const accountParams = {
   required: ['account'],
 } as const;
 
-/** Minor-unit label of a currency (for rates). */
-function minorLabel(currency: string): string {
-  return ({ GBP: 'p', EUR: 'c', USD: '¢' } as Record<string, string>)[currency] ?? `${currency}/100`;
-}
 
 /** A band's schedule in words, from the PES tariff schedule if the version has one. */
 function bandHours(v: StoredTariff | undefined, band: string): string {
@@ -154,6 +151,7 @@ ${accounts.map((a) => {
       await audit(req, 'view.account', a.accountNumber, { periods: priced.periods.length });
       const newest = [...priced.periods].reverse();
       const btz = await billingTz(a);
+      const issued = await web.bills.list({ household: a.household });
       const lastEnd = newest[0]?.end;
       const defaultMonth = lastEnd ? calendarRange('month', localDate(lastEnd - 1, btz), btz) : null;
       return sendPage(req, reply, { title: `Account ${a.accountNumber}`, active: '/accounts', flash: flashOf(req.query, { tariff: 'Tariff changed.' }) }, (csrf) => html`
@@ -189,7 +187,8 @@ ${newest.map(
 <td><a href="${`/accounts/${a.accountNumber}/bill?from=${isoZ(p.start)}&to=${isoZ(p.end)}`}">Bill</a></td></tr>`,
 )}
 </tbody></table>${newest.length === 0 ? html`<p class="muted">No billing data yet.</p>` : ''}
-${newest.find((p) => p.error) ? html`<p class="flash flash-error">Some periods cannot be priced: ${newest.find((p) => p.error)!.error}</p>` : ''}</div>`);
+${newest.find((p) => p.error) ? html`<p class="flash flash-error">Some periods cannot be priced: ${newest.find((p) => p.error)!.error}</p>` : ''}</div>
+<div class="card table-wrap"><h2>Issued bills and notes</h2>${documentTable(issued, tz)}</div>`);
     },
   );
 
@@ -221,7 +220,7 @@ ${newest.find((p) => p.error) ? html`<p class="flash flash-error">Some periods c
 
   function billLineText(l: BillLine, versions: StoredTariff[], currency: string, digits: number): { what: SafeHtml; qty: string; rate: string } {
     const v = versions.find((x) => x.id === l.tariffId);
-    const unit = minorLabel(currency);
+    const unit = minorUnitLabel(currency);
     if (l.kind === 'energy') {
       const hours = bandHours(v, l.band);
       return {
@@ -260,8 +259,8 @@ ${newest.find((p) => p.error) ? html`<p class="flash flash-error">Some periods c
 <div class="toolbar no-print bill-tools"><a href="${`/accounts/${a.accountNumber}`}">← Account</a><button type="button" class="secondary" data-action="print">Print</button></div>
 <article class="card bill" data-testid="bill">
   <div class="bill-head">
-    <div><h1>${settings.utilityName}</h1><div class="muted">Electricity bill</div></div>
-    <div class="to"><div>Account <strong class="mono" data-testid="bill-account">${a.accountNumber}</strong></div><div class="muted">Issued ${fmtTime(Math.floor(app.mdms.now() / 1000), tz, 'date')}</div></div>
+    <div><h1>${settings.utilityName}</h1><div class="muted">Bill preview: priced now from the latest data; the bills sent are the issued ones (Bills)</div></div>
+    <div class="to"><div>Account <strong class="mono" data-testid="bill-account">${a.accountNumber}</strong></div><div class="muted">Priced ${fmtTime(Math.floor(app.mdms.now() / 1000), tz, 'date')}</div></div>
   </div>
   <dl>
     <dt>Reference</dt><dd class="mono" data-testid="bill-reference">${`${a.accountNumber}-${localDate(x.from, tz).replace(/-/g, '')}-${localDate(x.to, tz).replace(/-/g, '')}`}</dd>
@@ -284,7 +283,7 @@ ${newest.find((p) => p.error) ? html`<p class="flash flash-error">Some periods c
   <div class="table-wrap"><table><thead><tr><th>Period</th>${Object.keys(b.periods[0]!.bands).map((band) => html`<th class="num">${band} (kWh)</th>`)}<th>Revision</th></tr></thead><tbody>
   ${b.periods.map((p) => html`<tr><td>${fmtTime(p.start, tz)} – ${fmtTime(p.end, tz)}</td>${Object.keys(b.periods[0]!.bands).map((band) => html`<td class="num">${p.bands[band] === undefined ? '–' : formatKwh(p.bands[band]!)}</td>`)}<td>${p.revision > 0 ? html`<span class="badge rev">r${p.revision}</span>` : 'r0'}</td></tr>`)}
   </tbody></table></div>
-  <footer>${settings.billFooter}<br>Each line is rounded once to the nearest ${minorLabel(x.currency)} (halves to even); energy of a period under two tariff versions is shared between them in proportion to time.</footer>
+  <footer>${settings.billFooter}<br>Each line is rounded once to the nearest ${minorUnitLabel(x.currency)} (halves to even); energy of a period under two tariff versions is shared between them in proportion to time.</footer>
 </article>`);
     },
   );
@@ -293,7 +292,7 @@ ${newest.find((p) => p.error) ? html`<p class="flash flash-error">Some periods c
     '/bills',
     {
       config: { access: 'billing.read' },
-      schema: { hide: true, querystring: { type: 'object', properties: rangeQuery }, response: { 200: { type: 'string' } } },
+      schema: { hide: true, querystring: { type: 'object', properties: { ...rangeQuery, done: { type: 'string', maxLength: 20 } } }, response: { 200: { type: 'string' } } },
     },
     async (req, reply) => {
       const q = req.query as { from?: string; to?: string };
@@ -327,9 +326,21 @@ ${newest.find((p) => p.error) ? html`<p class="flash flash-error">Some periods c
       const prev = month.minus({ months: 1 }).startOf('month');
       const next = month.plus({ months: 1 }).startOf('month');
       const csv = `/api/v1/exports/billing.csv?from=${isoZ(from)}&to=${isoZ(to)}`;
-      return sendPage(req, reply, { title: 'Bill run', active: '/bills' }, () => html`
-<h1>Bill run</h1>
-<p class="sub">Every account billed over ${fmtTime(from!, tz)} – ${fmtTime(to!, tz)} (${tz}).</p>
+      const issued = await web.bills.list({ from, to, limit: 10_000 });
+      const flash = flashOf(req.query, { run: 'Bill run finished: the bills and notes it issued are listed below.', runSkipped: 'Bill run finished, but some periods could not be billed (no tariff or a band without a price): fix the tariff and run again.' });
+      return sendPage(req, reply, { title: 'Bills', active: '/bills', flash }, (csrf) => html`
+<h1>Bills</h1>
+<div class="card table-wrap"><h2>Issued bills and notes</h2>
+<p class="sub">Frozen when their billing period has ended: numbered, never edited; revised billing data gets a credit or debit note. Billing periods starting ${fmtTime(from!, tz)} – ${fmtTime(to!, tz)}.</p>
+${
+  can(userOf(req).roles, 'bill.issue')
+    ? html`<form method="post" action="/bills/run" class="row no-print">${csrfField(csrf)}<button type="submit">Issue bills now</button><span class="muted">bills every ended period not yet billed, and a note for every billed period revised since</span></form>`
+    : ''
+}
+<a class="button secondary no-print" href="${`/api/v1/exports/bills.csv?from=${isoZ(from)}&to=${isoZ(to)}`}" download>Issued bills CSV</a>
+${documentTable(issued, tz)}</div>
+<h2>Preview</h2>
+<p class="sub">Every account priced over ${fmtTime(from!, tz)} – ${fmtTime(to!, tz)} (${tz}) from the latest billing data: what a bill would say now, not a bill.</p>
 <div class="card no-print"><form method="get" action="/bills" class="row">
   <label>From <input type="date" name="from" value="${localDate(from, tz)}" required></label>
   <label>To (exclusive) <input type="date" name="to" value="${localDate(to, tz)}" required></label>

@@ -21,7 +21,14 @@ function field(v: string | number): string {
   const s = String(v);
   return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
-const line = (...fields: (string | number)[]): string => fields.map(field).join(',') + '\n';
+/**
+ * One CSV line (RFC 4180 quoting where needed).
+ * @example
+ * ```ts
+ * csvLine('a', 1, 'b,c'); // 'a,1,"b,c"\n'
+ * ```
+ */
+export const csvLine = (...fields: (string | number)[]): string => fields.map(field).join(',') + '\n';
 
 /**
  * Neighbourhood CSV lines (header first) for some neighbourhoods over [from, to).
@@ -37,7 +44,7 @@ export async function* neighbourhoodCsv(store: Store, nbs: readonly string[], fr
     for (;;) {
       const rows = await store.latestNeighbourhood({ neighbourhood: nb, from, to, after, limit: PAGE });
       if (rows.length === 0) break;
-      yield rows.map((r) => line(r.neighbourhood, isoTime(r.start), isoTime(r.end), r.meters, r.energyWh)).join('');
+      yield rows.map((r) => csvLine(r.neighbourhood, isoTime(r.start), isoTime(r.end), r.meters, r.energyWh)).join('');
       const last = rows[rows.length - 1]!;
       after = { neighbourhood: last.neighbourhood, start: last.start };
     }
@@ -57,7 +64,7 @@ export async function* billingCsv(store: Store, household?: string, from?: numbe
   for (;;) {
     const rows = await store.latestBilling({ household, from, to, after, limit: PAGE });
     if (rows.length === 0) return;
-    yield rows.map((r) => line(r.household, isoTime(r.start), isoTime(r.end), r.band, r.energyWh)).join('');
+    yield rows.map((r) => csvLine(r.household, isoTime(r.start), isoTime(r.end), r.band, r.energyWh)).join('');
     const last = rows[rows.length - 1]!;
     after = { household: last.household, start: last.start };
   }

@@ -3,8 +3,10 @@
  * API's answers against the seeded store, bad input, CSRF, rate limiting, audit and metrics.
  */
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CSV_HEADERS, exportCsv } from '../../../mdms/export.js';
+import { runBills } from '../../../mdms/web/issued.js';
+import { buildMdmsWeb } from '../../../mdms/web/server.js';
 import { appOf, DAY, fixture, HOUSEHOLDS, PASSWORDS, WEEK_START, type Fixture } from './fixture.js';
 
 type Who = 'anonymous' | 'analyst' | 'billing' | 'admin';
@@ -27,6 +29,12 @@ async function login(username: string, password: string): Promise<Auth> {
   expect(r.statusCode, r.body).toBe(200);
   const cookie = r.cookies.map((c) => `${c.name}=${c.value}`).join('; ');
   return { cookie, csrf: (r.json() as { csrfToken: string }).csrfToken };
+}
+
+/** Creates an analyst `username` (password `cache-password-01`) and signs in. */
+async function login2(username: string): Promise<Auth> {
+  await fx.web.users.create({ username, roles: ['analyst'], password: 'cache-password-01' });
+  return login(username, 'cache-password-01');
 }
 
 function headers(who: Who, extra: Record<string, string> = {}): Record<string, string> {
@@ -60,8 +68,11 @@ describe('authorisation of every route', () => {
   type Row = { method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'; url: () => string; route: string; body?: () => unknown; form?: boolean; ok: number };
   let spareUser = 0;
   let futureTariff = 0;
+  let issuedNumber = '';
   beforeAll(async () => {
     spareUser = (await fx.web.users.create({ username: 'spare', roles: ['analyst'], password: 'spare-password-001' })).id;
+    const run = await runBills(fx.store, fx.web, { by: 'billing', nowMs: Date.now(), tz: 'Europe/London' });
+    issuedNumber = run.issued[0]!.number;
     futureTariff = (await fx.web.tariffs.create({ code: 'future', name: 'Future', currency: 'GBP', minorDigits: 2, tz: 'UTC', effectiveFrom: '2999-01-01', standingMilliPerDay: 1, vatBasisPoints: 0, bands: [{ band: 'peak', priceMilliPerKwh: 1 }] }, 'admin')).id;
   });
   const nbStart = (): string => iso(WEEK_START);
@@ -78,6 +89,10 @@ describe('authorisation of every route', () => {
     { method: 'GET', route: '/api/v1/accounts/:account/periods', url: () => `/api/v1/accounts/${account1}/periods`, ok: 200 },
     { method: 'PUT', route: '/api/v1/accounts/:account/tariff', url: () => `/api/v1/accounts/${account1}/tariff`, body: () => ({ tariff: null }), ok: 200 },
     { method: 'GET', route: '/api/v1/accounts/:account/bill', url: () => `/api/v1/accounts/${account1}/bill?${range}`, ok: 200 },
+    { method: 'POST', route: '/api/v1/bills/run', url: () => '/api/v1/bills/run', body: () => ({}), ok: 200 },
+    { method: 'GET', route: '/api/v1/bills', url: () => `/api/v1/bills?account=${account1}&${range}`, ok: 200 },
+    { method: 'GET', route: '/api/v1/bills/:number', url: () => `/api/v1/bills/${issuedNumber}`, ok: 200 },
+    { method: 'GET', route: '/api/v1/exports/bills.csv', url: () => `/api/v1/exports/bills.csv?number=${issuedNumber}`, ok: 200 },
     { method: 'GET', route: '/api/v1/meters', url: () => '/api/v1/meters', ok: 200 },
     { method: 'GET', route: '/api/v1/tariffs', url: () => '/api/v1/tariffs', ok: 200 },
     {
@@ -107,6 +122,8 @@ describe('authorisation of every route', () => {
     { method: 'POST', route: '/accounts/:account/tariff', url: () => `/accounts/${account1}/tariff`, body: () => 'tariff=', form: true, ok: 303 },
     { method: 'GET', route: '/accounts/:account/bill', url: () => `/accounts/${account1}/bill?${range}`, ok: 200 },
     { method: 'GET', route: '/bills', url: () => `/bills?${range}`, ok: 200 },
+    { method: 'GET', route: '/bills/:number', url: () => `/bills/${issuedNumber}`, ok: 200 },
+    { method: 'POST', route: '/bills/run', url: () => '/bills/run', form: true, body: () => '', ok: 303 },
     { method: 'GET', route: '/meters', url: () => '/meters', ok: 200 },
     { method: 'GET', route: '/tariffs', url: () => '/tariffs', ok: 200 },
     { method: 'GET', route: '/tariffs/new', url: () => '/tariffs/new?from=1', ok: 200 },
@@ -144,7 +161,7 @@ describe('authorisation of every route', () => {
       access === 'public' ||
       (who !== 'anonymous' &&
         (access === 'user' ||
-          ({ 'neighbourhood.read': ['analyst'], 'neighbourhood.export': ['analyst'], 'billing.read': ['billing'], 'billing.export': ['billing'], 'account.write': ['billing'], 'meter.read': ['admin', 'billing'], 'tariff.read': ['admin', 'billing'] } as Record<string, string[]>)[access]?.includes(who) ||
+          ({ 'neighbourhood.read': ['analyst'], 'neighbourhood.export': ['analyst'], 'billing.read': ['billing'], 'billing.export': ['billing'], 'account.write': ['billing'], 'bill.issue': ['billing'], 'meter.read': ['admin', 'billing'], 'tariff.read': ['admin', 'billing'] } as Record<string, string[]>)[access]?.includes(who) ||
           (['tariff.write', 'user.admin', 'settings.write', 'audit.read'].includes(access) && who === 'admin')));
     const api = row.route.startsWith('/api/');
     for (const who of ['anonymous', 'analyst', 'billing', 'admin'] as const) {
@@ -159,6 +176,7 @@ describe('authorisation of every route', () => {
       );
       const want = allowed(who) ? row.ok : who === 'anonymous' ? (api || row.method !== 'GET' ? 401 : 303) : 403;
       expect(r.statusCode, `${who}: ${r.body.slice(0, 200)}`).toBe(want);
+      expect(r.headers['cache-control'], `${who}: Cache-Control`).toBe('no-store'); // ASVS 8.2.1
       if (want === 303 && who === 'anonymous') expect(r.headers.location).toMatch(/^\/login\?next=/);
       if (want === 401 || want === 403) {
         if (api) expect(r.json()).toMatchObject({ statusCode: want, message: expect.any(String) });
@@ -168,6 +186,31 @@ describe('authorisation of every route', () => {
         expect(r.body).not.toContain('nb-east');
       }
     }
+  });
+
+  it('answers no-store on the routes tested elsewhere too; only the hashed assets may be cached', async () => {
+    const login = await app.inject({ url: '/login' });
+    const token = /name="_csrf" value="([^"]+)"/.exec(login.body)![1]!;
+    const csrfCookie = login.cookies.find((c) => c.name === 'mdms_csrf')!.value;
+    const spare = await login2('cache-user');
+    const answers: [string, LightMyRequestResponse][] = [
+      ['GET /login', login],
+      ['POST /login', await app.inject({ method: 'POST', url: '/login', headers: { cookie: `mdms_csrf=${csrfCookie}`, 'content-type': 'application/x-www-form-urlencoded' }, payload: `username=nobody&password=wrong-password-1&_csrf=${encodeURIComponent(token)}` })],
+      ['POST /api/v1/session', await app.inject({ method: 'POST', url: '/api/v1/session', payload: { username: 'cache-user', password: 'cache-password-01' } })],
+      ['POST /api/v1/session/password', await app.inject({ method: 'POST', url: '/api/v1/session/password', headers: { cookie: spare.cookie, 'x-csrf-token': spare.csrf }, payload: { currentPassword: 'wrong-password-1', newPassword: 'cache-password-02' } })],
+      ['POST /account/password', await app.inject({ method: 'POST', url: '/account/password', headers: { cookie: spare.cookie, 'x-csrf-token': spare.csrf, 'content-type': 'application/x-www-form-urlencoded' }, payload: 'current=x&password=y&confirm=y' })],
+      ['POST /logout', await app.inject({ method: 'POST', url: '/logout', headers: { cookie: spare.cookie, 'x-csrf-token': spare.csrf, 'content-type': 'application/x-www-form-urlencoded' }, payload: '' })],
+      ['DELETE /api/v1/session', await app.inject({ method: 'DELETE', url: '/api/v1/session', headers: { cookie: spare.cookie, 'x-csrf-token': spare.csrf } })],
+      ['GET /healthz', await app.inject({ url: '/healthz' })],
+      ['GET /metrics', await app.inject({ url: '/metrics' })],
+      ['GET /openapi.json', await app.inject({ url: '/openapi.json' })],
+      ['GET /favicon.ico', await app.inject({ url: '/favicon.ico' })],
+      ['GET /assets/:name (unknown)', await app.inject({ url: '/assets/app.000000000000.js' })],
+      ['unknown route', await app.inject({ url: '/api/v1/bananas', headers: headers('admin') })],
+    ];
+    for (const [name, r] of answers) expect(r.headers['cache-control'], name).toBe('no-store');
+    const js = /src="(\/assets\/app\.[0-9a-f]{12}\.js)"/.exec(login.body)![1]!;
+    expect((await app.inject({ url: js })).headers['cache-control']).toBe('public, max-age=31536000, immutable');
   });
 
   it('records refusals of signed-in users in the audit log', async () => {
@@ -440,15 +483,61 @@ describe('sessions, CSRF and rate limiting', () => {
       const codes: number[] = [];
       let last: LightMyRequestResponse | undefined;
       for (let i = 0; i < 5; i++) {
-        last = clean(await limited.inject({ method: 'POST', url: '/api/v1/session', payload: { username: 'analyst', password: 'guess-number-' + i } }));
+        last = clean(await limited.inject({ method: 'POST', url: '/api/v1/session', payload: { username: `someone-${i}`, password: 'guess-number-' + i } }));
         codes.push(last.statusCode);
       }
       expect(codes).toEqual([401, 401, 401, 429, 429]);
-      expect(last!.json().message).toMatch(/Rate limit exceeded/);
+      expect(last!.json().message).toMatch(/Rate limit exceeded: too many password attempts from this address/);
+      expect(Number(last!.headers['retry-after'])).toBeGreaterThan(0);
       // The right password does not get through either while limited.
       expect((await limited.inject({ method: 'POST', url: '/api/v1/session', payload: { username: 'analyst', password: PASSWORDS.analyst } })).statusCode).toBe(429);
       expect(await (await limited.inject({ url: '/metrics' })).body).toMatch(/mdms_web_logins_total\{outcome="limited"\} 3/);
     } finally {
+      await limited.close();
+    }
+  });
+
+  it('one budget per account and one per source across /login and /api/v1/session; the window ends the lock', async () => {
+    const windowMs = 60_000; // the default
+    const limited = await buildMdmsWeb({ store: fx.store, web: fx.web, loginRateLimit: { max: 10, timeWindowMs: windowMs } });
+    // The limiter's clock (Date) stands still, so slow scrypt checks cannot end the window early; it is moved
+    // on by hand below.
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const page = await limited.inject({ url: '/login' });
+      const token = encodeURIComponent(/name="_csrf" value="([^"]+)"/.exec(page.body)![1]!);
+      const csrfCookie = `mdms_csrf=${page.cookies.find((c) => c.name === 'mdms_csrf')!.value}`;
+      const form = (username: string, password: string, remoteAddress: string) =>
+        limited.inject({ method: 'POST', url: '/login', remoteAddress, headers: { cookie: csrfCookie, 'content-type': 'application/x-www-form-urlencoded' }, payload: `username=${username}&password=${encodeURIComponent(password)}&_csrf=${token}` });
+      const api = (username: string, password: string, remoteAddress: string) => limited.inject({ method: 'POST', url: '/api/v1/session', remoteAddress, payload: { username, password } });
+      // 10 failures for one account on the API, each from another address (no source budget is spent up)...
+      for (let i = 0; i < 10; i++) expect((await api('billing', `wrong-guess-${i}`, `10.0.1.${i}`)).statusCode).toBe(401);
+      // ...and the form is limited for that account too, from yet another address, even with the right password.
+      const viaForm = clean(await form('billing', PASSWORDS.billing!, '10.0.2.1'));
+      expect(viaForm.statusCode).toBe(429);
+      expect(viaForm.body).toContain('too many password attempts for this account');
+      expect((await api('Billing', PASSWORDS.billing!, '10.0.2.2')).statusCode).toBe(429); // usernames are case-blind
+      // Another account from a fresh address is not affected.
+      expect((await api('analyst', PASSWORDS.analyst!, '10.0.3.1')).statusCode).toBe(200);
+      // One address guessing many accounts: 10 attempts spread over both routes, then both refuse.
+      for (let i = 0; i < 10; i++) {
+        const r = i % 2 ? await api(`user-${i}`, 'wrong-guess-x', '10.0.4.1') : await form(`user-${i}`, 'wrong-guess-x', '10.0.4.1');
+        expect(r.statusCode).toBe(401);
+      }
+      expect((await api('analyst', PASSWORDS.analyst!, '10.0.4.1')).statusCode).toBe(429);
+      const lastRefusal = await form('admin', PASSWORDS.admin!, '10.0.4.1');
+      expect(lastRefusal.statusCode).toBe(429);
+      // The owner is locked out for the rest of the window only (Retry-After says how long).
+      const retryAfter = Number(lastRefusal.headers['retry-after']);
+      expect(retryAfter).toBeGreaterThan(0);
+      expect(retryAfter).toBeLessThanOrEqual(windowMs / 1000);
+      vi.setSystemTime(Date.now() + retryAfter * 1000 - 1000);
+      expect((await api('billing', PASSWORDS.billing!, '10.0.2.2')).statusCode).toBe(429); // a second before
+      vi.setSystemTime(Date.now() + 1000);
+      expect((await api('billing', PASSWORDS.billing!, '10.0.2.2')).statusCode).toBe(200);
+      expect((await form('admin', PASSWORDS.admin!, '10.0.4.1')).statusCode).toBe(303);
+    } finally {
+      vi.useRealTimers();
       await limited.close();
     }
   });

@@ -165,6 +165,20 @@ describe.skipIf(!present)('MDMS web app in Chromium', () => {
     await p.screenshot({ path: join(SHOTS, '10-bill-run.png'), fullPage: true });
     const audit = await fx.web.audit.list({ action: 'view.bill', username: 'billing' });
     expect(audit.map((e) => e.target)).toContain(account);
+
+    // Issue the bills: one per account and day of June 2024, each a printable page.
+    await Promise.all([p.waitForURL(/\/bills\?done=run$/), p.click('text=Issue bills now')]);
+    expect(await p.locator('[data-testid="issued"] tbody tr').count()).toBe(4 * 7);
+    const first = (await p.textContent('[data-testid="issued"] tbody tr:first-child a'))!;
+    await Promise.all([p.waitForURL(new RegExp(`/bills/${first}$`)), p.click(`text=${first}`)]);
+    const doc = (await fx.web.bills.byNumber(first))!;
+    expect(await p.textContent('[data-testid="document-number"]')).toBe(first);
+    expect(Number(await p.getAttribute('[data-testid="document-total"]', 'data-minor'))).toBe(doc.totalMinor);
+    await p.emulateMedia({ media: 'print' });
+    expect(await p.locator('.sidebar').isVisible()).toBe(false);
+    expect(await p.locator('.bill-tools').isVisible()).toBe(false);
+    await p.screenshot({ path: join(SHOTS, '10b-issued-bill-print.png'), fullPage: true });
+    await p.emulateMedia({ media: 'screen' });
     await p.close();
   });
 
