@@ -24,6 +24,7 @@ import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyError, type FastifySchemaValidationError } from 'fastify';
 import { pino, type Logger } from 'pino';
+import { hashPassword } from '../broker/users.js';
 import { loadCredentials, loadFleet } from '../provision/keys.js';
 import { loadActivation } from './activation.js';
 import { appBundle } from './bundle.js';
@@ -155,6 +156,7 @@ export async function startUcs(opts: UcsOptions): Promise<UcsHandle> {
     now,
     decoyKey: db.secret('decoy-kdf'),
     decoyAuthHash: await hashAuth(randomBytes(32)),
+    decoyCodeHash: hashPassword(randomBytes(16).toString('hex')), // provisioning's parameters (broker/users.ts)
     publishKey: (a) => link.publishKey(a.household, a.spki),
   };
   const archiveDays = opts.archiveDays ?? 400;

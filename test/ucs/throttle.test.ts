@@ -1,7 +1,8 @@
 /**
  * Throttling that cannot lock a household out (issue 17 items 6 and 7): the pauses fall on the source of
  * wrong guesses, with a backoff that doubles; the household's owner, from another address, gets in at once;
- * bogus registration finishes do no scrypt work and are rate-limited. Sources are faked with
+ * bogus registration finishes do no scrypt work and are rate-limited; `/api/kdf`, `/api/login` and
+ * `/api/register/begin` do not tell which households exist or have an account. Sources are faked with
  * X-Forwarded-For on a server that trusts it (`trustProxy`).
  */
 import * as nodeCrypto from 'node:crypto';
@@ -179,5 +180,56 @@ describe('registration finish (issue 17 item 6)', () => {
     } finally {
       await ucs.close();
     }
+  });
+});
+
+describe('no oracle of which households exist or have an account', () => {
+  const ip = '192.0.2.150';
+  const ids = { registered: 'hh1', unregistered: 'hh2x', unknown: 'zz-no-such-household' };
+
+  it('/api/kdf gives every id parameters of the same shape; an id without an account always the same ones', async () => {
+    const kdfOf = async (hh: string) => (await new From(stack.ucs.url, hh, ip).call('GET', `/api/kdf?household=${hh}`)) as { status: number; json: { kdf: Record<string, unknown> } };
+    const real = await kdfOf(ids.registered);
+    const decoy = await kdfOf(ids.unknown);
+    expect(real.status).toBe(200);
+    expect(decoy.status).toBe(200);
+    expect(Object.keys(decoy.json.kdf).sort()).toEqual(Object.keys(real.json.kdf).sort());
+    expect(decoy.json.kdf).toMatchObject({ alg: 'scrypt', N: 131072, r: 8, p: 1 });
+    expect((decoy.json.kdf.salt as string).length).toBe(22); // 16 bytes, as the browser makes them
+    expect((await kdfOf(ids.unknown)).json).toEqual(decoy.json);
+    expect((await kdfOf(ids.unregistered)).json.kdf.salt).not.toBe(decoy.json.kdf.salt);
+  });
+
+  it('a login for an id without an account is a wrong password, after the same scrypt work, and counts as one', async () => {
+    const answers = [];
+    for (const hh of Object.values(ids)) {
+      const before = scryptCalls();
+      const r = await wrongLogin(ip, hh);
+      expect(scryptCalls() - before, hh).toBe(1);
+      answers.push({ ...r, json: { ...r.json, message: (r.json.message as string).replace(hh, '<hh>') } });
+    }
+    expect(answers[1]).toEqual(answers[0]);
+    expect(answers[2]).toEqual(answers[0]);
+    expect(answers[0]).toMatchObject({ status: 403, json: { error: 'wrong-password', message: 'Wrong password for household <hh>.' } });
+  });
+
+  it('/api/register/begin answers a wrong code the same for a household of the fleet and an unknown id', async () => {
+    const answers = [];
+    for (const hh of ['hh1', ids.unknown]) {
+      const before = scryptCalls();
+      const r = await new From(stack.ucs.url, hh, ip).call('POST', '/api/register/begin', { household: hh, code: 'AAAA-BBBB-CCCC' });
+      expect(scryptCalls() - before, hh).toBe(1);
+      answers.push({ ...r, json: { ...r.json, message: (r.json.message as string).replace(hh, '<hh>') } });
+    }
+    expect(answers[1]).toEqual(answers[0]);
+    expect(answers[0]).toMatchObject({ status: 403, json: { error: 'wrong-code' } });
+  });
+
+  it('an address spraying wrong passwords over many ids is paused after 30 of them', async () => {
+    const sprayer = '192.0.2.151';
+    for (let i = 0; i < 30; i++) expect((await wrongLogin(sprayer, `spray${i}`)).status).toBe(403);
+    const r = await wrongLogin(sprayer, 'hh1');
+    expect(r).toMatchObject({ status: 429, json: { error: 'too-many-attempts' } });
+    expect((await new From(stack.ucs.url, 'hh1', OWNER).login(PASSWORD)).status).toBe(200);
   });
 });

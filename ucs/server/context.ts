@@ -41,6 +41,8 @@ export interface UcsContext {
   decoyKey: Buffer;
   /** A login hash no authenticator matches (checked for households without an account: same cost). */
   decoyAuthHash: string;
+  /** An activation code hash no code matches (checked for households not in the fleet: same cost). */
+  decoyCodeHash: string;
   /** Publishes a household's key to the PES; true once the broker acknowledged it. */
   publishKey(a: Pick<Account, 'household' | 'spki'>): Promise<boolean>;
 }
@@ -198,7 +200,9 @@ export const LOGIN: SecretCheck = {
 };
 
 /**
- * The household's account after a right login authenticator (or a 403/404/429).
+ * The household's account after a right login authenticator (or a 403/429). A household without an account
+ * is answered exactly like a wrong password, after the same scrypt work and counted the same (no oracle of
+ * which households have an account).
  * @example
  * ```ts
  * const account = await checkAuth(app.ucs, req, 'hh1', auth);
@@ -206,17 +210,6 @@ export const LOGIN: SecretCheck = {
  */
 export async function checkAuth(ctx: UcsContext, req: FastifyRequest, household: string, auth: Uint8Array): Promise<Account> {
   const a = ctx.db.account(household);
-  if (!a) throw noAccount(household);
-  await checkSecret(ctx, req, LOGIN, household, () => verifyPassword(auth, a.authHash));
-  return a;
+  await checkSecret(ctx, req, LOGIN, household, async () => (await verifyPassword(auth, a?.authHash ?? ctx.decoyAuthHash)) && a !== undefined);
+  return a!;
 }
-
-/**
- * The refusal for a household without an account.
- * @example
- * ```ts
- * throw noAccount('hh1');
- * ```
- */
-export const noAccount = (household: string): ApiError =>
-  new ApiError(404, 'no-account', `There is no account for household ${household} yet. Register first with the activation code from your letter.`);

@@ -1,12 +1,13 @@
 /**
  * Login: the KDF parameters of a household's account (`/api/kdf`), then its login authenticator
- * (`/api/login`), answered with the wrapped private key that only the browser can open.
+ * (`/api/login`), answered with the wrapped private key that only the browser can open. A household without
+ * an account gets decoy KDF parameters and "wrong password": neither route tells who has an account.
  * @module
  */
 import type { FastifyInstance } from 'fastify';
 import { b64u } from '../web/bytes.js';
 import type { Account } from '../db.js';
-import { checkAuth, noAccount, startSession } from './context.js';
+import { checkAuth, decoyKdf, startSession } from './context.js';
 import { bytesOf } from './registration.js';
 import { accountReply, kdfQuery, kdfReply, loginBody, replies } from './schemas.js';
 
@@ -38,8 +39,8 @@ export async function loginRoutes(app: FastifyInstance): Promise<void> {
   app.get('/api/kdf', { config: limited, schema: { querystring: kdfQuery, response: replies(kdfReply) } }, async (req) => {
     const hh = (req.query as { household: string }).household;
     const a = ctx.db.account(hh);
-    if (!a) throw noAccount(hh);
-    return { kdf: JSON.parse(a.kdf) as unknown };
+    // No account: parameters that look like an account's and stay the same (no oracle of who registered).
+    return { kdf: a ? (JSON.parse(a.kdf) as unknown) : decoyKdf(ctx.decoyKey, hh) };
   });
 
   app.post('/api/login', { config: limited, schema: { body: loginBody, response: replies(accountReply) } }, async (req, reply) => {
