@@ -57,18 +57,19 @@ describe('the backoff policy (pure)', () => {
   const f = (pair: number, source = pair, account = pair, last = t) => ({ pair: { count: pair, last }, source: { count: source, last }, account: { count: account, last } });
 
   it('lets a source fail `free` times, then makes it wait 15 minutes, doubling with each further failure', () => {
-    expect(verdict(LOGIN_THROTTLE, f(9), t + 1)).toEqual({ refuse: false, delayMs: 0, left: 1 });
+    expect(verdict(LOGIN_THROTTLE, f(8), t + 1)).toEqual({ refuse: false, delayMs: 0, left: 2, pauseIfWrongMs: 0 });
+    expect(verdict(LOGIN_THROTTLE, f(9), t + 1)).toEqual({ refuse: false, delayMs: 0, left: 1, pauseIfWrongMs: 15 * 60_000 });
     expect(verdict(LOGIN_THROTTLE, f(10), t + 1)).toEqual({ refuse: true, waitMs: 15 * 60_000 - 1 });
     expect(verdict(LOGIN_THROTTLE, f(11), t)).toEqual({ refuse: true, waitMs: 30 * 60_000 });
     expect(verdict(LOGIN_THROTTLE, f(13), t)).toEqual({ refuse: true, waitMs: 120 * 60_000 });
     expect(verdict(LOGIN_THROTTLE, f(60), t)).toEqual({ refuse: true, waitMs: 24 * 3600_000 });
-    expect(verdict(LOGIN_THROTTLE, f(10, 10, 10), t + 15 * 60_000)).toMatchObject({ refuse: false });
+    expect(verdict(LOGIN_THROTTLE, f(10, 10, 10), t + 15 * 60_000)).toEqual({ refuse: false, delayMs: 100, left: 0, pauseIfWrongMs: 30 * 60_000 });
   });
 
   it('counts a source spraying many households, and only slows attempts on a household many sources failed on', () => {
     expect(verdict(LOGIN_THROTTLE, f(0, 30, 0), t)).toEqual({ refuse: true, waitMs: 15 * 60_000 });
-    expect(verdict(LOGIN_THROTTLE, f(0, 0, 12), t)).toEqual({ refuse: false, delayMs: 400, left: 10 });
-    expect(verdict(LOGIN_THROTTLE, f(0, 0, 10_000), t)).toEqual({ refuse: false, delayMs: 2_000, left: 10 });
+    expect(verdict(LOGIN_THROTTLE, f(0, 0, 12), t)).toEqual({ refuse: false, delayMs: 400, left: 10, pauseIfWrongMs: 0 });
+    expect(verdict(LOGIN_THROTTLE, f(0, 0, 10_000), t)).toEqual({ refuse: false, delayMs: 2_000, left: 10, pauseIfWrongMs: 0 });
   });
 
   it('keys IPv6 clients by their /64 and IPv4-mapped addresses as IPv4', () => {
@@ -102,7 +103,7 @@ describe('an attacker cannot lock the owner out', () => {
 
     // The attacker's address, 16 minutes later: one more guess, then a 30-minute pause (it doubles).
     skew += 16 * 60_000;
-    expect((await wrongLogin(ATTACKER, 'hh1')).status).toBe(403);
+    expect(await wrongLogin(ATTACKER, 'hh1')).toMatchObject({ status: 403, json: { message: 'Wrong password for household hh1. Try again in 30 minutes.' } });
     const again = await wrongLogin(ATTACKER, 'hh1');
     expect(again).toMatchObject({ status: 429, json: { error: 'too-many-attempts' } });
     expect(again.json.message).toMatch(/Try again in 30 minutes/);

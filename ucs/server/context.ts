@@ -159,7 +159,7 @@ export interface SecretCheck {
   policy: ThrottlePolicy;
   /** "wrong activation codes", "wrong passwords". */
   what: string;
-  /** The 403 for a wrong secret, given the failures left before a pause. */
+  /** The 403 for a wrong secret, given the failures still left before a pause and that pause (minutes). */
   wrong(household: string, left: number, pauseMin: number): ApiError;
 }
 
@@ -186,7 +186,7 @@ export async function checkSecret(ctx: UcsContext, req: FastifyRequest, c: Secre
   if (!(await verify())) {
     ctx.db.recordFailure(c.kind, household, source);
     ctx.logger.warn({ household, source, kind: c.kind }, 'ucs: wrong secret');
-    throw c.wrong(household, v.left - 1, minutes(p.pauseMs));
+    throw c.wrong(household, v.left - 1, minutes(v.pauseIfWrongMs || p.pauseMs));
   }
   ctx.db.clearFailures(c.kind, household, source);
 }
@@ -196,7 +196,8 @@ export const LOGIN: SecretCheck = {
   kind: 'login',
   policy: LOGIN_THROTTLE,
   what: 'wrong passwords',
-  wrong: (hh, n, pauseMin) => new ApiError(403, 'wrong-password', `Wrong password for household ${hh}.${n <= 3 ? ` ${plural(n, 'attempt')} left before a ${pauseMin}-minute pause.` : ''}`),
+  wrong: (hh, n, pauseMin) =>
+    new ApiError(403, 'wrong-password', `Wrong password for household ${hh}.${n > 3 ? '' : n > 0 ? ` ${plural(n, 'attempt')} left before a ${pauseMin}-minute pause.` : ` Try again in ${pauseMin} minutes.`}`),
 };
 
 /**

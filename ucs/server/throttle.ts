@@ -42,8 +42,11 @@ export const LOGIN_THROTTLE: ThrottlePolicy = { ...common, free: 10, sourceFree:
 export type Verdict =
   /** Refuse without checking: the source must wait `waitMs` more. */
   | { refuse: true; waitMs: number }
-  /** Check the secret after `delayMs`; `left` failures of this source on this household before a pause. */
-  | { refuse: false; delayMs: number; left: number };
+  /**
+   * Check the secret after `delayMs`; `left` failures of this source on this household before a pause, and
+   * the pause that a wrong secret now starts (0 while `left` > 1).
+   */
+  | { refuse: false; delayMs: number; left: number; pauseIfWrongMs: number };
 
 const pause = (failures: number, free: number, p: ThrottlePolicy) => (failures < free ? 0 : Math.min(p.maxPauseMs, p.pauseMs * 2 ** Math.min(failures - free, 30)));
 
@@ -61,7 +64,7 @@ export function verdict(p: ThrottlePolicy, f: FailureCounts, now: number): Verdi
   if (now < until) return { refuse: true, waitMs: until - now };
   const over = f.account.count - p.accountFree;
   const delayMs = over < 0 ? 0 : Math.min(p.maxAccountDelayMs, p.accountDelayMs * 2 ** Math.min(over, 30));
-  return { refuse: false, delayMs, left: Math.max(0, p.free - f.pair.count) };
+  return { refuse: false, delayMs, left: Math.max(0, p.free - f.pair.count), pauseIfWrongMs: pause(f.pair.count + 1, p.free, p) };
 }
 
 /**
