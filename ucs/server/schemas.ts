@@ -41,11 +41,12 @@ export const finishBody = object({ household, ticket: { type: 'string', maxLengt
 export const loginBody = object({ household, auth });
 export const passwordBody = object({ auth, newAuth: auth, kdf, key: wrappedKey });
 export const deleteBody = object({ auth });
-export const kdfQuery = object({ household });
-export const archiveQuery = object(
-  { after: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER }, limit: { type: 'integer', minimum: 0, maximum: 2000 } },
-  [],
-);
+// Query strings tolerate parameters they do not know (ignored); bodies do not.
+export const kdfQuery = { ...object({ household }), additionalProperties: true } as const;
+export const archiveQuery = {
+  ...object({ after: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER }, limit: { type: 'integer', minimum: 0, maximum: 2000 } }, []),
+  additionalProperties: true,
+} as const;
 
 export const ticketReply = object({ ticket: str });
 export const registeredReply = object({ household: str, keyPublished: bool });
