@@ -107,7 +107,8 @@ export function registerUcsCommand(program: Command): void {
     .option('--no-archive', 'keep no ciphertext archive of household streams')
     .option('--archive-days <n>', 'drop archived messages after this many days', intOption('--archive-days', 1, 36_600), 400)
     .option('--client-id <id>', 'MQTT client id of the persistent session (unique per UCS on a shared broker)', 'ucs')
-    .action(async (o: { clientId: string; http?: number; host: string; keys?: string; db: string; mqtt: string; ws: string; tlsKey?: string; tlsCert?: string; sessionIdle: number; sessionMax: number; archive: boolean; archiveDays: number }) => {
+    .option('--trust-proxy <addresses>', 'take client addresses from X-Forwarded-For set by these proxies (comma-separated addresses or CIDRs), for the per-address throttling behind a TLS proxy')
+    .action(async (o: { trustProxy?: string; clientId: string; http?: number; host: string; keys?: string; db: string; mqtt: string; ws: string; tlsKey?: string; tlsCert?: string; sessionIdle: number; sessionMax: number; archive: boolean; archiveDays: number }) => {
       if (o.http === undefined) throw new InvalidArgumentError('give --http <port> to run the server (or use `ucs watch` or `ucs ha-bridge`)');
       if (!o.keys) throw new InvalidArgumentError('--keys <dir> is required');
       if ((o.tlsKey === undefined) !== (o.tlsCert === undefined)) throw new InvalidArgumentError('--tls-key and --tls-cert go together');
@@ -125,6 +126,7 @@ export function registerUcsCommand(program: Command): void {
         archive: o.archive,
         archiveDays: o.archiveDays,
         clientId: o.clientId,
+        ...(o.trustProxy ? { trustProxy: o.trustProxy.split(',').map((a) => a.trim()) } : {}),
         ...(o.tlsKey ? { https: { key: readFileSync(o.tlsKey), cert: readFileSync(o.tlsCert!) } } : {}),
       });
       console.log(`household app at ${server.url}`);

@@ -5,7 +5,9 @@
  *   hash of the login authenticator (itself derived from the password in the browser);
  * - `used_codes`: which activation code (by its provisioning hash) registered which household, when;
  * - `tickets`, `sessions`: SHA-256 of random tokens (a dump cannot be replayed as a cookie);
- * - `failures`: times of failed activation and login attempts, for the per-household limits;
+ * - `attempt_failures`: times of failed activation and login attempts, by household and source address, for
+ *   the throttling (ucs/server/throttle.ts);
+ * - `secrets`: random server secrets (the key of the decoy KDF parameters);
  * - `archive`: the household streams exactly as the PES sealed them (ciphertext), for history re-fetch.
  * @module
  */
@@ -47,8 +49,11 @@ CREATE TABLE IF NOT EXISTS sessions (
   ended INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS sessions_household ON sessions (household);
-CREATE TABLE IF NOT EXISTS failures (kind TEXT NOT NULL, household TEXT NOT NULL, at INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS failures_by ON failures (kind, household, at);
+DROP TABLE IF EXISTS failures;
+CREATE TABLE IF NOT EXISTS attempt_failures (kind TEXT NOT NULL, household TEXT NOT NULL, source TEXT NOT NULL, at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS attempt_failures_household ON attempt_failures (kind, household, at);
+CREATE INDEX IF NOT EXISTS attempt_failures_source ON attempt_failures (kind, source, at);
+CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS archive (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   household TEXT NOT NULL,
@@ -74,6 +79,19 @@ export interface Account {
   createdAt: number;
   updatedAt: number;
   keyPublished: boolean;
+}
+
+/** What a throttled attempt is: an activation code or a login authenticator. */
+export type AttemptKind = 'activation' | 'login';
+
+/** Failure counts in a window, with the time (ms) of the latest failure (0 if none). */
+export interface FailureCounts {
+  /** This source on this household. */
+  pair: { count: number; last: number };
+  /** This source on any household. */
+  source: { count: number; last: number };
+  /** Any source on this household. */
+  account: { count: number; last: number };
 }
 
 /** Session lifetimes, milliseconds. */
@@ -219,20 +237,46 @@ export class UcsDb {
     return token;
   }
 
-  recordFailure(kind: 'activation' | 'login', household: string): void {
-    this.db.prepare('INSERT INTO failures (kind, household, at) VALUES (?, ?, ?)').run(kind, household, this.now());
+  /**
+   * The ticket's code hash if `ticket` is a live ticket of `household` (a cheap look-up, before any costly
+   * work; {@link register} checks it again in its transaction).
+   */
+  ticket(ticket: string, household: string): { codeHash: string } | undefined {
+    const r = this.db.prepare('SELECT code_hash FROM tickets WHERE token = ? AND household = ? AND expires_at >= ?').get(tokenHash(ticket), household, this.now()) as { code_hash: string } | undefined;
+    return r && { codeHash: r.code_hash };
   }
 
-  /** Failures within the last `windowMs`, and when the oldest of them leaves the window. */
-  recentFailures(kind: 'activation' | 'login', household: string, windowMs: number): { count: number; oldest: number | null } {
-    const since = this.now() - windowMs;
-    this.db.prepare('DELETE FROM failures WHERE at < ?').run(since - 86_400_000);
-    const r = this.db.prepare('SELECT COUNT(*) AS n, MIN(at) AS oldest FROM failures WHERE kind = ? AND household = ? AND at >= ?').get(kind, household, since) as { n: number; oldest: number | null };
-    return { count: r.n, oldest: r.oldest };
+  /** Records a failed attempt of `source` (a client address) on `household`. */
+  recordFailure(kind: AttemptKind, household: string, source: string): void {
+    this.db.prepare('INSERT INTO attempt_failures (kind, household, source, at) VALUES (?, ?, ?, ?)').run(kind, household, source, this.now());
   }
 
-  clearFailures(kind: 'activation' | 'login', household: string): void {
-    this.db.prepare('DELETE FROM failures WHERE kind = ? AND household = ?').run(kind, household);
+  /**
+   * Failures since `since` (ms): of `source` on `household`, of `source` on any household, and of any source
+   * on `household`, each with the time of its latest. Forgets failures older than `forgetBefore`.
+   */
+  failures(kind: AttemptKind, household: string, source: string, since: number, accountSince: number, forgetBefore: number): FailureCounts {
+    this.db.prepare('DELETE FROM attempt_failures WHERE at < ?').run(forgetBefore);
+    const q = (where: string, ...args: (string | number)[]) => {
+      const r = this.db.prepare(`SELECT COUNT(*) AS n, MAX(at) AS last FROM attempt_failures WHERE kind = ? AND ${where}`).get(kind, ...args) as { n: number; last: number | null };
+      return { count: r.n, last: r.last ?? 0 };
+    };
+    return {
+      pair: q('household = ? AND source = ? AND at >= ?', household, source, since),
+      source: q('source = ? AND at >= ?', source, since),
+      account: q('household = ? AND at >= ?', household, accountSince),
+    };
+  }
+
+  /** Forgets the failures of `source` on `household` (it has just proved the secret). */
+  clearFailures(kind: AttemptKind, household: string, source: string): void {
+    this.db.prepare('DELETE FROM attempt_failures WHERE kind = ? AND household = ? AND source = ?').run(kind, household, source);
+  }
+
+  /** A random 32-byte server secret called `name`, made on first use and kept. */
+  secret(name: string): Buffer {
+    this.db.prepare('INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)').run(name, randomBytes(32));
+    return (this.db.prepare('SELECT value FROM secrets WHERE name = ?').get(name) as { value: Buffer }).value;
   }
 
   // --- sessions -------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@
  * household gets its own key and archive whatever household another parameter names.
  */
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appOf, fixture, PASSWORDS, type Fixture } from '../mdms/web/fixture.js';
@@ -128,8 +128,9 @@ describe('MDMS web app: every route, anonymous and each role', () => {
 describe('household app (UCS server): sessions and households', () => {
   let stack: Stack;
   const root = resolve(import.meta.dirname, '../..');
-  /** Every route the server declares, read from its source (it does not expose its route list). */
-  const declared = [...readFileSync(join(root, 'ucs/server.ts'), 'utf8').matchAll(/app\.(get|post|put|patch|delete)\('(\/api\/[^']+)'/g)].map((m) => `${m[1]!.toUpperCase()} ${m[2]}`);
+  /** Every route the server declares, read from its route plugins' source (it does not expose its route list). */
+  const sources = readdirSync(join(root, 'ucs/server')).filter((f) => f.endsWith('.ts')).map((f) => readFileSync(join(root, 'ucs/server', f), 'utf8'));
+  const declared = sources.flatMap((src) => [...src.matchAll(/app\.(get|post|put|patch|delete)\('(\/api\/[^']+)'/g)].map((m) => `${m[1]!.toUpperCase()} ${m[2]}`));
   /** Routes a household uses before it has a session (registration, login); the rest need one. */
   const PUBLIC = ['POST /api/register/begin', 'POST /api/register/finish', 'GET /api/kdf', 'POST /api/login', 'POST /api/logout'];
   let hh1: NodeHousehold;

@@ -108,7 +108,8 @@ describe('registration bound to the meter', () => {
 
   it('explains unknown households, malformed codes and wrong codes, and pauses after five wrong codes', async () => {
     const x = hh('hh9');
-    expect(await x.call('POST', '/api/register/begin', { household: 'hh9', code: 'AAAA-BBBB-CCCC' })).toMatchObject({ status: 404, json: { error: 'unknown-household' } });
+    // A household not in the fleet is answered as a wrong code (no oracle of which ids exist).
+    expect(await x.call('POST', '/api/register/begin', { household: 'hh9', code: 'AAAA-BBBB-CCCC' })).toMatchObject({ status: 403, json: { error: 'wrong-code' } });
     expect(await x.call('POST', '/api/register/begin', { household: 'hh2', code: 'short' })).toMatchObject({ status: 400, json: { error: 'bad-code' } });
     expect(await x.call('POST', '/api/register/begin', { household: 'a/b', code: 'AAAA-BBBB-CCCC' })).toMatchObject({ status: 400, json: { error: 'bad-household' } });
     // hh2 is registered, but wrong codes are still counted (and the right one would say "already used").
@@ -136,7 +137,10 @@ describe('registration bound to the meter', () => {
     expect(ok.status).toBe(200);
     expect(Buffer.from(ok.pkcs8!)).toEqual(Buffer.from(pkcs8));
     expect(fromB64u(ok.json.spki, 'spki')).toEqual(spki);
-    expect(await hh('hh2x').call('GET', '/api/kdf?household=hh2x')).toMatchObject({ status: 404, json: { error: 'no-account' } });
+    // No account: decoy parameters, the same at every request (no oracle of who registered).
+    const decoy = await hh('hh2x').call('GET', '/api/kdf?household=hh2x');
+    expect(decoy).toMatchObject({ status: 200, json: { kdf: { alg: 'scrypt', N: 131072, r: 8, p: 1 } } });
+    expect((await hh('hh2x').call('GET', '/api/kdf?household=hh2x')).json).toEqual(decoy.json);
   });
 
   it('expires idle sessions with a clear message, and logout ends them', async () => {
@@ -314,7 +318,7 @@ describe('password change and account deletion', () => {
     await c.endAsync();
     expect(got).toEqual([]);
     expect((await b.call('GET', '/api/session')).status).toBe(401);
-    expect((await hh('hh2').login(PASSWORD)).json.error).toBe('no-account');
+    expect((await hh('hh2').login(PASSWORD)).json.error).toBe('wrong-password'); // as for any household without an account
     expect((await hh('hh2').register(stack.set.code('hh2'), PASSWORD)).json.error).toBe('code-used');
   });
 });

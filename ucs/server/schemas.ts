@@ -1,0 +1,72 @@
+/**
+ * JSON Schemas of the UCS routes: fastify validates every body and query with them (a bad field is a 400
+ * naming it) and serialises every answer with them (fast-json-stringify drops what is not declared, so a
+ * handler cannot leak a login hash or a code hash by accident).
+ * @module
+ */
+
+const str = { type: 'string' } as const;
+const int = { type: 'integer' } as const;
+const bool = { type: 'boolean' } as const;
+/** base64url (no padding) of `min`..`max` bytes (the exact byte count is checked when decoding). */
+const b64u = (min: number, max: number) => ({ type: 'string', pattern: '^[A-Za-z0-9_-]*$', minLength: Math.ceil((min * 4) / 3), maxLength: Math.ceil((max * 4) / 3) }) as const;
+const object = <P extends Record<string, unknown>>(properties: P, required: (keyof P & string)[] = Object.keys(properties)) =>
+  ({ type: 'object', properties, required, additionalProperties: false }) as const;
+
+/** A household id as printed on the activation letter (protocol/topics.ts `topicId`). */
+export const household = { type: 'string', pattern: '^[A-Za-z0-9_.-]{1,64}$' } as const;
+/** The 32-byte login authenticator. */
+export const auth = b64u(32, 32);
+
+/** Every refusal: a machine code and a message for the household. */
+export const errorReply = object({ error: str, message: str });
+const errors = { '4xx': errorReply, '5xx': errorReply } as const;
+
+/**
+ * Answers of a route: `ok` for 200, the error shape for the rest.
+ * @example
+ * ```ts
+ * app.get('/api/session', { schema: { response: replies(sessionReply) } }, handler);
+ * ```
+ */
+export const replies = (ok: Record<string, unknown>) => ({ 200: ok, ...errors });
+
+/** scrypt parameters of the browser's key derivation (values checked by ucs/web/kdf.ts `checkKdf`). */
+export const kdf = object({ alg: { type: 'string', enum: ['scrypt'] }, N: int, r: int, p: int, salt: b64u(16, 64) });
+/** The private key as the browser wrapped it (AES-256-GCM). */
+export const wrappedKey = object({ iv: b64u(12, 12), ct: b64u(600, 8192) });
+
+export const beginBody = object({ household, code: { type: 'string', maxLength: 64 } });
+export const finishBody = object({ household, ticket: { type: 'string', maxLength: 64 }, spki: b64u(200, 1024), kdf, key: wrappedKey, auth });
+export const loginBody = object({ household, auth });
+export const passwordBody = object({ auth, newAuth: auth, kdf, key: wrappedKey });
+export const deleteBody = object({ auth });
+// Query strings tolerate parameters they do not know (ignored); bodies do not.
+export const kdfQuery = { ...object({ household }), additionalProperties: true } as const;
+export const archiveQuery = {
+  ...object({ after: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER }, limit: { type: 'integer', minimum: 0, maximum: 2000 } }, []),
+  additionalProperties: true,
+} as const;
+
+export const ticketReply = object({ ticket: str });
+export const registeredReply = object({ household: str, keyPublished: bool });
+export const kdfReply = object({ kdf });
+/** What login gives the browser: its wrapped key and public key, never the server's login hash. */
+export const accountReply = object({ household: str, kdf, key: wrappedKey, spki: str });
+export const sessionReply = object({ household: str, expiresAt: int, idleS: int });
+export const okReply = object({ ok: bool });
+export const deletedReply = object({ ok: bool, keyWithdrawn: bool });
+export const brokerReply = object({ wsUrl: str, username: str, password: str, topic: str, archive: bool });
+export const archiveReply = object({
+  items: { type: 'array', items: { type: 'array', items: [int, str], minItems: 2, maxItems: 2 } },
+  more: bool,
+  archiving: bool,
+});
+const perRoute = { type: 'object', additionalProperties: int } as const;
+export const healthReply = object({
+  ok: bool,
+  broker: bool,
+  archiving: bool,
+  counters: object({ archived: int, duplicates: int, rejected: int, keysPublished: int }),
+  requests: object({ badInput: perRoute, throttled: perRoute }),
+});
