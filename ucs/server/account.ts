@@ -5,7 +5,7 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { topics } from '../../protocol/topics.js';
-import { loadCredentials } from '../../provision/keys.js';
+import { loadCredentials } from '../../lib/keyset.js';
 import { b64u } from '../web/bytes.js';
 import { ApiError, checkAuth, COOKIE, hashAuth, sessionOf } from './context.js';
 import { accountJson } from './login.js';

@@ -7,7 +7,7 @@
 import { createHmac, randomBytes, scrypt } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { verifyPassword } from '../../broker/users.js';
+import { verifyPassword } from '../../lib/password.js';
 import type { Account, AttemptKind, UcsDb } from '../db.js';
 import type { BrokerLink } from '../link.js';
 import { b64u } from '../web/bytes.js';

@@ -6,7 +6,7 @@
  */
 import { createPublicKey } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import { verifyPassword } from '../../broker/users.js';
+import { verifyPassword } from '../../lib/password.js';
 import { keyId } from '../../protocol/seal.js';
 import { loadActivation, normaliseCode } from '../activation.js';
 import { fromB64u } from '../web/bytes.js';
