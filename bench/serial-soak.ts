@@ -1,13 +1,13 @@
 /**
  * `npm run soak:serial [-- --minutes 10] [--flip 2e-4] [--drop 1e-4] [--insert 1e-4] [--burst-ms 1500]`: the
  * firmware meter and the gateway on real serial devices (two socat pty pairs, paced at 115200 baud 8N1) with
- * line noise in both directions for a long run (test/serial/noisy-line.ts), then checks at the MQTT side that
+ * line noise in both directions for a long run (bench/harness/noisy-line.ts), then checks at the MQTT side that
  * every reading arrived exactly once and that the register chain equals the source's integral. Prints the
  * line error counters of both ends and what the noise relay did; the LAST line of stdout is one JSON object.
  * Exits 1 on any problem, 2 if socat is missing.
  * @module
  */
-import { DEFAULT_NOISE, haveSocat, runNoisyLine } from '../test/serial/noisy-line.js';
+import { DEFAULT_NOISE, haveSocat, runNoisyLine } from './harness/noisy-line.js';
 
 function num(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);

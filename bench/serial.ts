@@ -6,7 +6,7 @@
  * For each of 9600, 38400 and 115200 baud 8N1 (960, 3840, 11520 bytes/s per direction): one meter (synthetic
  * source, speed max, 15 readings per frame, window 32) and the real gateway (embedded broker, QoS 1, acks
  * after PUBACK) on an in-process paced cable with a 4 kB transmit buffer per end and the same line noise in
- * both directions (test/serial/paced-line.ts), for {@link SECONDS} s per timer. `useful_fraction_<baud>` =
+ * both directions (bench/harness/paced-line.ts), for {@link SECONDS} s per timer. `useful_fraction_<baud>` =
  * link-framed bytes of the frames the gateway received intact for the first time / the line's capacity over
  * the run (bytes/s x seconds); `_baseline` is the fixed timer. Per run, `detail_<baud>` gives the meter's
  * retransmissions and timer expiries, the bytes it put on the line per byte of capacity, and the final
@@ -22,7 +22,7 @@ import { SyntheticSource } from '../firmware/sources/synthetic.js';
 import { startGateway } from '../gateway/gateway.js';
 import { decodeFrame, systemTitle } from '../protocol/frame.js';
 import { encodeLinkFrame, LinkParser } from '../protocol/link.js';
-import { PacedLine, type PacedNoise } from '../test/serial/paced-line.js';
+import { PacedLine, type PacedNoise } from './harness/paced-line.js';
 import { progress, round } from './index.js';
 
 /** Seconds per run (6 runs). */

@@ -17,8 +17,8 @@
  * @module
  */
 import { table } from './index.js';
-import { reachable } from '../test/crash/harness/probes.js';
-import { runCrashScenario, type CrashReport, type Victim } from '../test/crash/harness/scenario.js';
+import { reachable } from './harness/crash/probes.js';
+import { runCrashScenario, type CrashReport, type Victim } from './harness/crash/scenario.js';
 
 function args(argv: string[]): Record<string, string | true> {
   const out: Record<string, string | true> = {};

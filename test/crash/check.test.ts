@@ -5,9 +5,9 @@
 import { describe, expect, it } from 'vitest';
 import { ImportRegister } from '../../firmware/register.js';
 import { SyntheticModel } from '../../firmware/sources/synthetic.js';
-import { compareExport } from './harness/check.js';
-import { expectedTotals, registerDeltas } from './harness/expected.js';
-import { parseExport } from './harness/probes.js';
+import { compareExport } from '../../bench/harness/crash/check.js';
+import { expectedTotals, registerDeltas } from '../../bench/harness/crash/expected.js';
+import { parseExport } from '../../bench/harness/crash/probes.js';
 
 const T0 = Date.UTC(2024, 0, 1) / 1000;
 const meters = [

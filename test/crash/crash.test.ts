@@ -12,8 +12,8 @@
  */
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { reachable } from './harness/probes.js';
-import { runCrashScenario, type CrashReport, type Victim } from './harness/scenario.js';
+import { reachable } from '../../bench/harness/crash/probes.js';
+import { runCrashScenario, type CrashReport, type Victim } from '../../bench/harness/crash/scenario.js';
 
 const inCi = process.env.CI === 'true';
 const haveSocat = spawnSync('socat', ['-V']).status === 0;

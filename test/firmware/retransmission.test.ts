@@ -11,7 +11,7 @@ import type { Sample, Source } from '../../firmware/hal/source.js';
 import { Meter, type MeterOptions } from '../../firmware/meter.js';
 import { decodeFrame, encodeAck, systemTitle } from '../../protocol/frame.js';
 import { encodeLinkFrame, LinkParser } from '../../protocol/link.js';
-import { PacedLine } from '../serial/paced-line.js';
+import { PacedLine } from '../../bench/harness/paced-line.js';
 import { TestPeer } from './helpers/peer.js';
 
 const KEY = Buffer.alloc(32, 0x3c);

@@ -4,7 +4,7 @@
  * the last byte has left, and damages bytes only when noise is set.
  */
 import { describe, expect, it } from 'vitest';
-import { PacedLine } from './paced-line.js';
+import { PacedLine } from '../../bench/harness/paced-line.js';
 
 describe('PacedLine', () => {
   it('carries bytes at the line rate; a write completes at the buffer, drain when the bytes are out', async () => {

@@ -6,7 +6,7 @@
  * same for 10+ minutes. Skipped when socat is missing, except under CI=true where that is a failure.
  */
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_NOISE, haveSocat, runNoisyLine } from './noisy-line.js';
+import { DEFAULT_NOISE, haveSocat, runNoisyLine } from '../../bench/harness/noisy-line.js';
 
 const socat = haveSocat();
 const inCi = process.env.CI === 'true';

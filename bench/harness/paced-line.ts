@@ -9,7 +9,7 @@
  * time if bytes were waiting, so the line carries exactly its rate however busy the event loop is. Noise, if
  * any, hits the bytes as they arrive (flipped bits, lost and inserted bytes, bursts of garbage), from a seeded
  * generator so that two runs see the same kind of damage. Faster to set up than socat ptys
- * (test/serial/noisy-line.ts), and a write's completion means what it means on a real UART.
+ * (bench/harness/noisy-line.ts), and a write's completion means what it means on a real UART.
  * @module
  */
 import { Duplex } from 'node:stream';
