@@ -13,7 +13,7 @@
 import type { IPublishPacket, MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { startDurableSubscriber } from '../lib/durable-subscriber.js';
-import { parseTopic, topics } from '../protocol/topics.js';
+import { FRAMES_PREFIX, HOUSEHOLD_KEY_PREFIX, topics } from '../protocol/topics.js';
 import { createPes, type CreatePesOptions, type PesHandle } from './pes.js';
 
 export interface PesServiceOptions extends Omit<CreatePesOptions, 'publish' | 'autoCommit'> {
@@ -82,9 +82,9 @@ export function startPesService(opts: PesServiceOptions): PesService {
     // `failed`; the caller (the CLI) exits and the supervisor restarts the PES, which gets the message again.
     handle(packet) {
       const payload = packet.payload as Buffer;
-      const gateway = parseTopic.frames(packet.topic);
-      if (gateway !== null) pes.ingestUplink(payload, gateway);
-      else if (parseTopic.householdKey(packet.topic) !== null) pes.householdKey(packet.topic, payload);
+      const topic = packet.topic;
+      if (topic.startsWith(FRAMES_PREFIX)) pes.ingestUplink(payload, topic.slice(FRAMES_PREFIX.length));
+      else if (topic.startsWith(HOUSEHOLD_KEY_PREFIX)) pes.householdKey(topic, payload);
       else {
         unexpected++;
         log.warn({ topic: packet.topic }, 'pes: message on an unexpected topic ignored');

@@ -32,6 +32,12 @@ export const topics = {
 
 /** The prefix every aggregate topic starts with (an MDMS may subscribe to filters under it only). */
 export const AGGREGATE_PREFIX = 'sm/v1/agg/';
+/**
+ * The prefixes a subscriber routes by: a message under one goes to that kind's handler, which validates the
+ * rest of the topic itself and counts it as malformed (rather than as a stray topic) if it is not.
+ */
+export const FRAMES_PREFIX = 'sm/v1/frames/';
+export const HOUSEHOLD_KEY_PREFIX = 'sm/v1/pes/household-key/';
 
 const FRAMES = /^sm\/v1\/frames\/([^/]+)$/;
 const AGGREGATE = /^sm\/v1\/agg\/(neighbourhood|billing)\/([^/]+)$/;

@@ -836,7 +836,7 @@ export function pesTarget(o: TargetOptions = {}): FuzzTarget<PesInput> {
       let unexpected = 0;
       return {
         arbitrary,
-        show: (i) => JSON.stringify(i, (_k, v: unknown) => (v instanceof Uint8Array ? hex(v) : v)).slice(0, 900),
+        show: (i) => JSON.stringify(i, (_k, v: unknown) => (v instanceof Uint8Array ? hex(v) : typeof v === "bigint" ? `${v}n` : v)).slice(0, 900),
         figures: () => ({ ...svc.pes.counters, genuineFrames: genuine.length, genuinePresented: presented.size, streamMessagesCaptured: rig.captured.length }),
         run(input): Verdict {
           const frames = input.picks.map(frameOf);
@@ -1115,7 +1115,7 @@ export function mdmsTarget(o: TargetOptions = {}): FuzzTarget<MdmsInput> {
         { weight: 1, arbitrary: fc.tuple(fc.uint8Array({ maxLength: 200 }), fc.nat({ max: topicList.length - 1 })).map(([b, t]) => ({ how: 'random', topic: topicList[t]!, payload: b, seed: -1, attacker: false })) },
       );
       const c = ingest.counters;
-      const OUTCOMES = ['stored', 'duplicates', 'conflicts', 'unsealFailed', 'malformed', 'rejectedPrivacy'] as const;
+      const OUTCOMES = ['stored', 'duplicates', 'conflicts', 'unsealFailed', 'malformed', 'rejectedPrivacy', 'rejectedGap', 'rejectedNegative', 'rejectedUnknown'] as const;
       return {
         arbitrary,
         show: (i) => `${i.how} ${i.topic} ${hex(i.payload).slice(0, 600)}`,

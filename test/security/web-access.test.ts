@@ -32,6 +32,7 @@ const MDMS_POLICY: [RegExp, 'public' | 'user' | (typeof ROLES)[number][]][] = [
   [/^GET \/api\/v1\/exports\/neighbourhood\.csv$/, ['analyst']],
   [/^\w+ (\/api\/v1)?\/(accounts|bills)(\/|$)/, ['billing']],
   [/^GET \/api\/v1\/exports\/billing\.csv$/, ['billing']],
+  [/^GET \/api\/v1\/exports\/bills\.csv$/, ['billing']], // issued bills and notes
   [/^GET (\/api\/v1)?\/meters$/, ['admin', 'billing']],
   [/^GET (\/api\/v1)?\/tariffs$/, ['admin', 'billing']],
   [/^\w+ (\/api\/v1)?\/tariffs(\/|$)/, ['admin']], // new, create, withdraw, delete

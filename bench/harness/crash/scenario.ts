@@ -234,7 +234,7 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
           pes: ['--client-id', pesClient!, ...fleet.gateways.flatMap((g) => ['--gateway', g])],
           mdms: ['--client-id', mdmsClient!, ...fleet.neighbourhoods.flatMap((n) => ['--topic', `sm/v1/agg/neighbourhood/${n}`]), ...fleet.households.flatMap((h) => ['--topic', `sm/v1/agg/billing/${h}`])],
         };
-    const mdms = new Proc('mdms', ['mdms', '--keys', keys, '--db', mdmsDb, '--mqtt', url, ...own.mdms], logs);
+    const mdms = new Proc('mdms', ['mdms', '--keys', keys, '--db', mdmsDb, '--mqtt', url, '--k', String(o.k ?? 2), ...own.mdms], logs);
     const pes = new Proc('pes', [
       'pes', '--keys', keys, '--state', pesState, '--mqtt', url, '--k', String(o.k ?? 2), '--revision-k', '1',
       '--interval', `${intervalS}s`, '--billing-period', '1d', '--lateness', `${latenessS}s`,
