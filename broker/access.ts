@@ -10,12 +10,49 @@ import { hashPassword, verifyPassword, type UsersFile } from './users.js';
 
 /** Denials seen by the broker. All counters only grow. */
 export interface AccessCounters {
-  /** CONNECTs refused: unknown user, wrong password, missing credentials, reserved client id. */
+  /** CONNECTs refused, for any reason (unknown user, wrong password, missing credentials, client id, ...). */
   authFailures: number;
+  /** Of {@link authFailures}: right password, but a client id that belongs to another user ({@link clientIdOwner}). */
+  clientIdRejected: number;
   /** PUBLISHes refused by the ACL (the client is disconnected, MQTT 3.1.1 [MQTT-3.3.5-2]). */
   publishDenied: number;
   /** Subscriptions refused by the ACL (SUBACK return code 0x80, §3.9.3). */
   subscribeDenied: number;
+  /** Retained PUBLISHes (or wills) on a topic that may not retain ({@link mayRetain}); the client is disconnected. */
+  retainDenied: number;
+}
+
+/**
+ * Fresh counters, all zero.
+ * @example
+ * ```ts
+ * const counters = newAccessCounters(); // { authFailures: 0, ... }
+ * ```
+ */
+export function newAccessCounters(): AccessCounters {
+  return { authFailures: 0, clientIdRejected: 0, publishDenied: 0, subscribeDenied: 0, retainDenied: 0 };
+}
+
+/**
+ * The user a client id belongs to: the user whose name it is, or whose name followed by `-` begins it
+ * (`household-h1-web-3f2a` belongs to `household-h1`). When several names fit, the longest wins, so
+ * `household-h1` does not own the ids of a user `household-h1-x`. Undefined when no user owns the id: then
+ * nobody may use it, so no persistent session can be shared by two users (docs/protocol.md §10).
+ * @example
+ * ```ts
+ * const users = { 'household-h1': u1, 'household-h1-x': u2 };
+ * clientIdOwner('household-h1-web-1', users);   // 'household-h1'
+ * clientIdOwner('household-h1-x-web-1', users); // 'household-h1-x'
+ * clientIdOwner('session-1', users);            // undefined
+ * ```
+ */
+export function clientIdOwner(clientId: string, users: Readonly<Record<string, unknown>>): string | undefined {
+  if (Object.hasOwn(users, clientId)) return clientId;
+  for (let i = clientId.lastIndexOf('-'); i > 0; i = clientId.lastIndexOf('-', i - 1)) {
+    const name = clientId.slice(0, i);
+    if (Object.hasOwn(users, name)) return name;
+  }
+  return undefined;
 }
 
 /** The three aedes hooks plus their counters. */
@@ -38,9 +75,9 @@ function authError(message: string, returnCode: number): AuthenticateError {
  * Builds the access-control hooks for `users`.
  *
  * - authenticate: the user must exist and the password must verify (scrypt, constant-time compare); an
- *   unknown user costs one scrypt too, so timing does not reveal which names exist. A client id equal to
- *   another user's name is refused, so nobody can take over (and drain) e.g. the persistent session of
- *   `gateway-gw-n1` or `pes`.
+ *   unknown user costs one scrypt too, so timing does not reveal which names exist. The client id must
+ *   belong to the user ({@link clientIdOwner}: its name or `<name>-...`), so nobody can take over (and drain)
+ *   another user's persistent session, e.g. that of `gateway-gw-n1` or of a household's browser.
  * - authorizePublish: the topic must match one of the user's publish filters; `$` topics never.
  * - authorizeSubscribe: the requested filter must be covered by one of the user's subscribe filters
  *   ({@link filterCovers}); a refused subscription gets SUBACK 0x80 rather than a disconnect.
@@ -51,7 +88,7 @@ function authError(message: string, returnCode: number): AuthenticateError {
  * ```
  */
 export function createAccessControl(users: UsersFile, logger: Logger): AccessControl {
-  const counters: AccessCounters = { authFailures: 0, publishDenied: 0, subscribeDenied: 0 };
+  const counters = newAccessCounters();
   const userOf = new WeakMap<Client, string>();
   let dummy: string | undefined;
 
@@ -68,8 +105,9 @@ export function createAccessControl(users: UsersFile, logger: Logger): AccessCon
       .then(
         (ok) => {
           if (!user || !ok) return refuse(user ? 'wrong password' : 'unknown user');
-          if (client.id !== username && Object.hasOwn(users.users, client.id)) {
-            return refuse(`client id ${client.id} belongs to another user`, IDENTIFIER_REJECTED);
+          if (clientIdOwner(client.id, users.users) !== username) {
+            counters.clientIdRejected++;
+            return refuse(`client id ${client.id} is not ${username} or ${username}-...`, IDENTIFIER_REJECTED);
           }
           userOf.set(client, username);
           done(null, true);

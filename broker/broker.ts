@@ -7,7 +7,8 @@ import { createServer as createTcpServer, type AddressInfo, type Server as TcpSe
 import { Aedes, type AedesOptions } from 'aedes';
 import { pino, type Logger } from 'pino';
 import { WebSocketServer, createWebSocketStream } from 'ws';
-import { createAccessControl, type AccessControl, type AccessCounters } from './access.js';
+import { createAccessControl, newAccessCounters, type AccessControl, type AccessCounters } from './access.js';
+import { mayRetain } from './acl.js';
 import { SqlitePersistence, type StoredPacket } from './persistence.js';
 import type { UsersFile } from './users.js';
 
@@ -112,6 +113,24 @@ function journalQos1(hooks: Partial<AedesOptions>, persistence: SqlitePersistenc
   }) as AedesOptions['published'];
 }
 
+/**
+ * Refuses a retained PUBLISH (or will) on a topic where the protocol allows none ({@link mayRetain}), before
+ * the ACL and before aedes stores it: the client is disconnected (MQTT 3.1.1 has no negative PUBACK), the
+ * refusal counted in `retainDenied` and logged. Applies with or without a users file.
+ */
+function enforceRetainRule(hooks: Partial<AedesOptions>, counters: AccessCounters, logger: Logger): void {
+  const authorize = hooks.authorizePublish;
+  hooks.authorizePublish = ((client, packet, done) => {
+    if (packet.retain && !mayRetain(packet.topic)) {
+      counters.retainDenied++;
+      logger.warn({ clientId: client?.id, topic: packet.topic }, 'broker: retained publish refused (only household keys are retained)');
+      return done(new Error(`retained messages are not allowed on ${packet.topic}`));
+    }
+    if (authorize) authorize(client, packet, done);
+    else done(null);
+  }) as AedesOptions['authorizePublish'];
+}
+
 /** Publishes again the QoS 1 messages that were acknowledged but whose enqueueing a crash interrupted. */
 async function republishJournal(aedes: Aedes, persistence: SqlitePersistence, logger: Logger): Promise<void> {
   const pending = persistence.journaled();
@@ -141,7 +160,7 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<BrokerHandl
   const wsPort = opts.wsPort === undefined || opts.wsPort === false ? false : checkPort(opts.wsPort, '--ws-port');
   const logger = opts.logger ?? pino({ name: 'broker' });
 
-  let counters: AccessCounters = { authFailures: 0, publishDenied: 0, subscribeDenied: 0 };
+  let counters: AccessCounters = newAccessCounters();
   const hooks: Partial<AedesOptions> = {};
   if (opts.users) {
     const access = createAccessControl(opts.users, logger);
@@ -151,6 +170,7 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<BrokerHandl
     logger.warn('broker: no users file, every client is accepted (development only)');
   }
   for (const k of ['authenticate', 'authorizePublish', 'authorizeSubscribe'] as const) if (opts[k]) hooks[k] = opts[k] as never;
+  enforceRetainRule(hooks, counters, logger);
 
   const persistence = opts.stateFile !== undefined && !opts.aedes?.persistence ? new SqlitePersistence(opts.stateFile) : undefined;
   if (persistence) journalQos1(hooks, persistence, opts.aedes?.published);
