@@ -18,6 +18,8 @@ export interface AccessCounters {
   publishDenied: number;
   /** Subscriptions refused by the ACL (SUBACK return code 0x80, §3.9.3). */
   subscribeDenied: number;
+  /** Connections closed for a packet over the size limit (a small one before CONNACK), or a malformed length. */
+  oversizedPackets: number;
   /** Retained PUBLISHes (or wills) on a topic that may not retain ({@link mayRetain}); the client is disconnected. */
   retainDenied: number;
 }
@@ -30,7 +32,7 @@ export interface AccessCounters {
  * ```
  */
 export function newAccessCounters(): AccessCounters {
-  return { authFailures: 0, clientIdRejected: 0, publishDenied: 0, subscribeDenied: 0, retainDenied: 0 };
+  return { authFailures: 0, clientIdRejected: 0, publishDenied: 0, subscribeDenied: 0, oversizedPackets: 0, retainDenied: 0 };
 }
 
 /**

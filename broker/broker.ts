@@ -2,13 +2,15 @@
  * The embedded MQTT broker: aedes 1.x behind a TCP listener and, optionally, a WebSocket listener.
  * @module
  */
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { Aedes, type AedesOptions } from 'aedes';
 import { pino, type Logger } from 'pino';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import { createAccessControl, newAccessCounters, type AccessControl, type AccessCounters } from './access.js';
 import { mayRetain } from './acl.js';
+import { MAX_PACKET_BYTES, MAX_PACKET_BYTES_BEFORE_CONNACK, PacketSizeGuard } from './packet-guard.js';
 import { SqlitePersistence, type StoredPacket } from './persistence.js';
 import type { UsersFile } from './users.js';
 
@@ -32,6 +34,13 @@ export interface BrokerOptions {
    * Without it they are kept in memory and die with the process. Ignored when `aedes.persistence` is given.
    */
   stateFile?: string;
+  /**
+   * Largest MQTT packet accepted from an authenticated client, in bytes (fixed header included); a larger one
+   * closes the connection. Also the WebSocket listener's largest message. Default {@link MAX_PACKET_BYTES}.
+   */
+  maxPacketBytes?: number;
+  /** Largest packet accepted before CONNACK (the CONNECT). Default {@link MAX_PACKET_BYTES_BEFORE_CONNACK}. */
+  maxPacketBytesBeforeConnack?: number;
   /** Further aedes options (persistence, limits). */
   aedes?: AedesOptions;
 }
@@ -57,6 +66,13 @@ function checkPort(port: unknown, flag: string): number {
     throw new TypeError(`${flag} must be an integer port between 0 and 65535`);
   }
   return port as number;
+}
+
+function checkSize(n: unknown, name: string): number {
+  if (!Number.isInteger(n) || (n as number) < 2 || (n as number) > 268_435_455 + 5) {
+    throw new TypeError(`${name} must be an integer number of bytes between 2 and 268435460 (MQTT's largest packet)`);
+  }
+  return n as number;
 }
 
 function listen(server: TcpServer | HttpServer, port: number, host: string, flag: string): Promise<number> {
@@ -159,6 +175,8 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<BrokerHandl
   const port = checkPort(opts.port ?? 0, '--port');
   const wsPort = opts.wsPort === undefined || opts.wsPort === false ? false : checkPort(opts.wsPort, '--ws-port');
   const logger = opts.logger ?? pino({ name: 'broker' });
+  const maxPacket = checkSize(opts.maxPacketBytes ?? MAX_PACKET_BYTES, 'maxPacketBytes');
+  const maxBeforeConnack = Math.min(maxPacket, checkSize(opts.maxPacketBytesBeforeConnack ?? MAX_PACKET_BYTES_BEFORE_CONNACK, 'maxPacketBytesBeforeConnack'));
 
   let counters: AccessCounters = newAccessCounters();
   const hooks: Partial<AedesOptions> = {};
@@ -181,11 +199,32 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<BrokerHandl
   aedes.on('clientError', (client, err) => logger.debug({ clientId: client?.id, err: err.message }, 'broker: client error'));
   aedes.on('connectionError', (client, err) => logger.debug({ clientId: client?.id, err: err.message }, 'broker: connection error'));
 
+  // Every connection starts with the small limit; CONNACK raises it (aedes emits 'connackSent' only on success).
+  const guards = new WeakMap<object, PacketSizeGuard>();
+  aedes.on('connackSent', (_packet, client) => {
+    const g = guards.get(client);
+    if (g) g.limit = maxPacket;
+  });
+  const handle = (conn: Duplex, listener: 'tcp' | 'ws', req?: IncomingMessage) => {
+    const client = aedes.handle(conn, req);
+    const guard = new PacketSizeGuard(maxBeforeConnack);
+    guards.set(client, guard);
+    // With aedes' 'readable' listener in place, 'data' fires for exactly the chunks aedes reads, before its
+    // parser sees them (node:stream: 'readable' keeps control of the flow).
+    conn.on('data', (chunk: Buffer) => {
+      const size = guard.feed(chunk);
+      if (size === 0) return;
+      counters.oversizedPackets++;
+      logger.warn({ listener, clientId: client.id || undefined, announced: Number.isFinite(size) ? size : 'malformed length', limit: guard.limit }, 'broker: packet too large, connection closed');
+      conn.destroy();
+    });
+  };
+
   const sockets = new Set<Socket>();
   const tcp = createTcpServer((socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
-    aedes.handle(socket);
+    handle(socket, 'tcp');
   });
   let http: HttpServer | undefined;
   let wss: WebSocketServer | undefined;
@@ -195,12 +234,12 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<BrokerHandl
     let actualWsPort: number | null = null;
     if (wsPort !== false) {
       http = createHttpServer((_req, res) => res.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket only\n'));
-      wss = new WebSocketServer({ server: http });
+      wss = new WebSocketServer({ server: http, maxPayload: maxPacket });
       wss.on('error', () => {}); // ws re-emits the HTTP server's errors; listen() below reports them
       wss.on('connection', (ws, req) => {
         const stream = createWebSocketStream(ws);
         stream.on('error', (err) => logger.debug({ err: err.message }, 'broker: websocket stream error'));
-        aedes.handle(stream, req);
+        handle(stream, 'ws', req);
       });
       actualWsPort = await listen(http, wsPort, host, '--ws-port');
     }

@@ -168,7 +168,7 @@ describe('retained messages (docs/protocol.md §10: retained only for household 
   const stored = (topic: string) =>
     new Promise<string[]>((resolve, reject) => {
       const out: string[] = [];
-      broker.aedes.persistence
+      (broker.aedes as unknown as { persistence: { createRetainedStream(t: string): NodeJS.ReadableStream } }).persistence
         .createRetainedStream(topic)
         .on('data', (p: { payload: Buffer }) => out.push(String(p.payload)))
         .on('end', () => resolve(out))
