@@ -5,13 +5,21 @@
  */
 import type { AuthenticateError, Client, PublishPacket, Subscription } from 'aedes';
 import type { Logger } from 'pino';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { filterCovers, isValidFilter, topicMatches } from './acl.js';
+import { createRefusalLog, type RefusalLog } from './refusal-log.js';
+import { AuthThrottle, FairQueue, type FairQueueOptions, type ThrottleOptions } from './throttle.js';
 import { hashPassword, verifyPassword, type UsersFile } from './users.js';
 
 /** Denials seen by the broker. All counters only grow. */
 export interface AccessCounters {
   /** CONNECTs refused, for any reason (unknown user, wrong password, missing credentials, client id, ...). */
   authFailures: number;
+  /** Of {@link authFailures}: refused without a password check, in a backoff after failed logins ({@link AuthThrottle}). */
+  authThrottled: number;
+  /** Of {@link authFailures}: refused without a password check, too many checks waiting ({@link FairQueue}). */
+  authBusy: number;
   /** Of {@link authFailures}: right password, but a client id that belongs to another user ({@link clientIdOwner}). */
   clientIdRejected: number;
   /** PUBLISHes refused by the ACL (the client is disconnected, MQTT 3.1.1 [MQTT-3.3.5-2]). */
@@ -32,7 +40,7 @@ export interface AccessCounters {
  * ```
  */
 export function newAccessCounters(): AccessCounters {
-  return { authFailures: 0, clientIdRejected: 0, publishDenied: 0, subscribeDenied: 0, oversizedPackets: 0, retainDenied: 0 };
+  return { authFailures: 0, authThrottled: 0, authBusy: 0, clientIdRejected: 0, publishDenied: 0, subscribeDenied: 0, oversizedPackets: 0, retainDenied: 0 };
 }
 
 /**
@@ -57,6 +65,34 @@ export function clientIdOwner(clientId: string, users: Readonly<Record<string, u
   return undefined;
 }
 
+/** Tuning of {@link createAccessControl}'s defences; the defaults suit a fleet of thousands. */
+export interface AccessOptions {
+  /** Backoff after failed logins, per address, user and pair ({@link AuthThrottle}). */
+  throttle?: ThrottleOptions;
+  /** Password checks (scrypt) at once, and waiting per address and in all ({@link FairQueue}); beyond, refused at once. */
+  verify?: FairQueueOptions;
+  /** Where refused connections are logged. Default: {@link createRefusalLog} on the logger. */
+  refusals?: RefusalLog;
+  /** Counters to count into. Default: new ones. */
+  counters?: AccessCounters;
+  /** Clock, ms. Default Date.now. */
+  now?: () => number;
+}
+
+/**
+ * The address a client connects from: the TCP peer, or for WebSocket the HTTP request's peer (proxy headers
+ * are not trusted). IPv4-mapped IPv6 addresses are written as IPv4.
+ * @example
+ * ```ts
+ * sourceAddress(client); // '10.0.0.7'
+ * ```
+ */
+export function sourceAddress(client: Client): string {
+  const peer = client.req?.socket ?? (client.conn as Partial<Socket>);
+  const a = peer.remoteAddress ?? 'unknown';
+  return a.startsWith('::ffff:') ? a.slice(7) : a;
+}
+
 /** The three aedes hooks plus their counters. */
 export interface AccessControl {
   authenticate: (client: Client, username: Readonly<string | undefined>, password: Readonly<Buffer | undefined>, done: (error: AuthenticateError | null, success: boolean | null) => void) => void;
@@ -67,6 +103,7 @@ export interface AccessControl {
 
 /** CONNACK return codes of MQTT 3.1.1 §3.2.2.3. */
 const IDENTIFIER_REJECTED = 2;
+const SERVER_UNAVAILABLE = 3;
 const BAD_USERNAME_OR_PASSWORD = 4;
 
 function authError(message: string, returnCode: number): AuthenticateError {
@@ -77,7 +114,10 @@ function authError(message: string, returnCode: number): AuthenticateError {
  * Builds the access-control hooks for `users`.
  *
  * - authenticate: the user must exist and the password must verify (scrypt, constant-time compare); an
- *   unknown user costs one scrypt too, so timing does not reveal which names exist. The client id must
+ *   unknown user costs one scrypt too, so timing does not reveal which names exist. Failed logins back off
+ *   per address, user and pair ({@link AuthThrottle}); at most three scrypts run at once, two per address,
+ *   waiting checks are served address by address and, beyond a bound, refused at once ({@link FairQueue}); refusals are
+ *   logged one line per interval ({@link createRefusalLog}). Throttled or busy: CONNACK 3 (server unavailable). The client id must
  *   belong to the user ({@link clientIdOwner}: its name or `<name>-...`), so nobody can take over (and drain)
  *   another user's persistent session, e.g. that of `gateway-gw-n1` or of a household's browser.
  * - authorizePublish: the topic must match one of the user's publish filters; `$` topics never.
@@ -89,33 +129,62 @@ function authError(message: string, returnCode: number): AuthenticateError {
  * const aedes = await Aedes.createBroker({ ...access });
  * ```
  */
-export function createAccessControl(users: UsersFile, logger: Logger): AccessControl {
-  const counters = newAccessCounters();
+export function createAccessControl(users: UsersFile, logger: Logger, options: AccessOptions = {}): AccessControl {
+  const counters = options.counters ?? newAccessCounters();
+  const refusals = options.refusals ?? createRefusalLog(logger);
+  const throttle = new AuthThrottle(options.throttle);
+  const checks = new FairQueue(options.verify);
+  const now = options.now ?? Date.now;
   const userOf = new WeakMap<Client, string>();
   let dummy: string | undefined;
 
   const authenticate: AccessControl['authenticate'] = (client, username, password, done) => {
+    const address = sourceAddress(client);
     const refuse = (reason: string, code = BAD_USERNAME_OR_PASSWORD) => {
       counters.authFailures++;
-      logger.warn({ clientId: client.id, username, reason }, 'broker: connection refused');
+      refusals.note({ reason, address, username, clientId: client.id });
       done(authError(`connection refused: ${reason}`, code), null);
     };
+    // Costs no scrypt, so it does not count towards the backoff.
     if (typeof username !== 'string' || !Buffer.isBuffer(password)) return refuse('missing credentials');
-    const user = Object.hasOwn(users.users, username) ? users.users[username] : undefined;
-    // Verify against a throw-away hash for unknown users so both paths cost one scrypt.
-    verifyPassword(password, user ? user.scrypt : (dummy ??= hashPassword('unknown-user')))
-      .then(
-        (ok) => {
-          if (!user || !ok) return refuse(user ? 'wrong password' : 'unknown user');
-          if (clientIdOwner(client.id, users.users) !== username) {
-            counters.clientIdRejected++;
-            return refuse(`client id ${client.id} is not ${username} or ${username}-...`, IDENTIFIER_REJECTED);
-          }
-          userOf.set(client, username);
-          done(null, true);
-        },
-        (err: Error) => refuse(`password check failed: ${err.message}`),
-      );
+    const name = Object.hasOwn(users.users, username) ? username : undefined;
+    const throttled = () => {
+      if (throttle.check(name, address, now()).allowed) return false;
+      counters.authThrottled++;
+      refuse('too many failed logins, retry later', SERVER_UNAVAILABLE);
+      return true;
+    };
+    if (throttled()) return;
+    // A known (user, address) pair has a lane of its own: a flood from its address does not queue before it.
+    const lane = throttle.isKnown(name, address, now()) ? `${address} ${name}` : address;
+    const verdict = checks.run(lane, async () => {
+      if (client.closed || (client.conn as Partial<Duplex>).destroyed) return 'gone' as const;
+      if (!throttle.check(name, address, now()).allowed) return 'throttled' as const; // failures while it waited
+      // Verify against a throw-away hash for unknown users so both paths cost one scrypt.
+      return (await verifyPassword(password, name !== undefined ? users.users[name]!.scrypt : (dummy ??= hashPassword('unknown-user')))) ? ('ok' as const) : ('wrong' as const);
+    });
+    if (!verdict) {
+      counters.authBusy++;
+      return refuse('too many password checks waiting, retry later', SERVER_UNAVAILABLE);
+    }
+    verdict.then(
+      (v) => {
+        if (v === 'gone') return done(authError('connection closed before its password check', SERVER_UNAVAILABLE), null);
+        if (v === 'throttled') return void throttled();
+        if (v === 'wrong' || name === undefined) {
+          throttle.failed(name, address, now());
+          return refuse(name !== undefined ? 'wrong password' : 'unknown user');
+        }
+        if (clientIdOwner(client.id, users.users) !== name) {
+          counters.clientIdRejected++;
+          return refuse(`client id not under the user's name`, IDENTIFIER_REJECTED);
+        }
+        throttle.succeeded(name, address, now());
+        userOf.set(client, name);
+        done(null, true);
+      },
+      (err: Error) => refuse(`password check failed: ${err.message}`),
+    );
   };
 
   const authorizePublish: AccessControl['authorizePublish'] = (client, packet, done) => {

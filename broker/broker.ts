@@ -8,9 +8,10 @@ import type { Duplex } from 'node:stream';
 import { Aedes, type AedesOptions } from 'aedes';
 import { pino, type Logger } from 'pino';
 import { WebSocketServer, createWebSocketStream } from 'ws';
-import { createAccessControl, newAccessCounters, type AccessControl, type AccessCounters } from './access.js';
+import { createAccessControl, newAccessCounters, sourceAddress, type AccessControl, type AccessCounters, type AccessOptions } from './access.js';
 import { mayRetain } from './acl.js';
 import { MAX_PACKET_BYTES, MAX_PACKET_BYTES_BEFORE_CONNACK, PacketSizeGuard } from './packet-guard.js';
+import { createRefusalLog } from './refusal-log.js';
 import { SqlitePersistence, type StoredPacket } from './persistence.js';
 import type { UsersFile } from './users.js';
 
@@ -41,6 +42,10 @@ export interface BrokerOptions {
   maxPacketBytes?: number;
   /** Largest packet accepted before CONNACK (the CONNECT). Default {@link MAX_PACKET_BYTES_BEFORE_CONNACK}. */
   maxPacketBytesBeforeConnack?: number;
+  /** Backoff after failed logins and the bound on password checks (broker/access.ts). */
+  access?: Pick<AccessOptions, 'throttle' | 'verify'>;
+  /** Interval of the refused-connection summary lines, ms. Default 10 000. */
+  refusalLogIntervalMs?: number;
   /** Further aedes options (persistence, limits). */
   aedes?: AedesOptions;
 }
@@ -178,11 +183,11 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<BrokerHandl
   const maxPacket = checkSize(opts.maxPacketBytes ?? MAX_PACKET_BYTES, 'maxPacketBytes');
   const maxBeforeConnack = Math.min(maxPacket, checkSize(opts.maxPacketBytesBeforeConnack ?? MAX_PACKET_BYTES_BEFORE_CONNACK, 'maxPacketBytesBeforeConnack'));
 
-  let counters: AccessCounters = newAccessCounters();
+  const counters: AccessCounters = newAccessCounters();
+  const refusals = createRefusalLog(logger, opts.refusalLogIntervalMs);
   const hooks: Partial<AedesOptions> = {};
   if (opts.users) {
-    const access = createAccessControl(opts.users, logger);
-    counters = access.counters;
+    const access = createAccessControl(opts.users, logger, { ...opts.access, counters, refusals });
     Object.assign(hooks, { authenticate: access.authenticate, authorizePublish: access.authorizePublish, authorizeSubscribe: access.authorizeSubscribe });
   } else {
     logger.warn('broker: no users file, every client is accepted (development only)');
@@ -199,11 +204,11 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<BrokerHandl
   aedes.on('clientError', (client, err) => logger.debug({ clientId: client?.id, err: err.message }, 'broker: client error'));
   aedes.on('connectionError', (client, err) => logger.debug({ clientId: client?.id, err: err.message }, 'broker: connection error'));
 
-  // Every connection starts with the small limit; CONNACK raises it (aedes emits 'connackSent' only on success).
+  // Every connection starts with the small limit; an accepting CONNACK raises it (a refusing one closes it).
   const guards = new WeakMap<object, PacketSizeGuard>();
-  aedes.on('connackSent', (_packet, client) => {
+  aedes.on('connackSent', (packet, client) => {
     const g = guards.get(client);
-    if (g) g.limit = maxPacket;
+    if (g && packet.returnCode === 0) g.limit = maxPacket;
   });
   const handle = (conn: Duplex, listener: 'tcp' | 'ws', req?: IncomingMessage) => {
     const client = aedes.handle(conn, req);
@@ -215,7 +220,8 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<BrokerHandl
       const size = guard.feed(chunk);
       if (size === 0) return;
       counters.oversizedPackets++;
-      logger.warn({ listener, clientId: client.id || undefined, announced: Number.isFinite(size) ? size : 'malformed length', limit: guard.limit }, 'broker: packet too large, connection closed');
+      const reason = Number.isFinite(size) ? `packet too large (limit ${guard.limit} bytes)` : 'malformed packet length';
+      refusals.note({ reason, address: sourceAddress(client), listener, ...(client.id ? { clientId: client.id } : {}) });
       conn.destroy();
     });
   };
@@ -262,6 +268,7 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<BrokerHandl
           for (const s of sockets) s.destroy(); // connections that never sent CONNECT
           await Promise.all([closeServer(tcp), http ? closeServer(http) : undefined]);
           await persistence?.destroy();
+          refusals.close();
           logger.info(counters, 'broker: closed');
         })();
         return closing;

@@ -26,7 +26,7 @@ const sockets: Socket[] = [];
 
 beforeAll(async () => {
   const sink = new Writable({ write: (chunk, _e, cb) => ((logText += String(chunk)), cb()) });
-  broker = await startBroker({ users, port: 0, wsPort: 0, logger: pino({ level: 'info' }, sink) });
+  broker = await startBroker({ users, port: 0, wsPort: 0, logger: pino({ level: 'info' }, sink), refusalLogIntervalMs: 500 });
 });
 
 afterAll(async () => {
@@ -143,4 +143,79 @@ describe('oversized packets (issue 17 item 4)', () => {
     await closed;
     expect(broker.counters.oversizedPackets).toBe(before + 1);
   });
+});
+
+/** Connects as `user` from `localAddress` (mqtt.js has no such option: its stream builder does it). */
+function loginFrom(localAddress: string, user: string, clientId = `${user}-dos-${Math.random().toString(36).slice(2)}`): Promise<MqttClient> {
+  const c = new mqtt.MqttClient(() => tcpConnect({ host: '127.0.0.1', port: broker.port, localAddress }), {
+    username: user,
+    password: password(user),
+    clientId,
+    reconnectPeriod: 0,
+    connectTimeout: 30_000,
+    protocolVersion: 4,
+  });
+  clients.push(c);
+  return new Promise((resolve, reject) => {
+    c.once('connect', () => resolve(c));
+    c.once('error', reject);
+  });
+}
+
+/** Opens `n` raw connections from `localAddress` at once, each sending a CONNECT with a wrong password. */
+async function wrongPasswordFlood(n: number, localAddress: string, user = 'pes'): Promise<Socket[]> {
+  const flood = await Promise.all(Array.from({ length: n }, () => rawSocket(localAddress)));
+  for (const [i, s] of flood.entries()) {
+    s.on('error', () => {});
+    s.write(connectPacket(`${user}-guess-${i}`, user, `guess-${i}`));
+  }
+  return flood;
+}
+
+async function timed<T>(f: () => Promise<T>): Promise<[T, number]> {
+  const t0 = performance.now();
+  const v = await f();
+  return [v, performance.now() - t0];
+}
+
+describe('password checks as a denial of service (issue 17 item 5)', () => {
+  it('under 300 concurrent wrong-password CONNECTs from one address, others still connect promptly; the flood costs a few scrypts and a few log lines', async () => {
+    // Known (user, address) pairs: mdms from 127.0.0.2 (the address the flood will come from), pes from 127.0.0.1.
+    await loginFrom('127.0.0.2', 'mdms');
+    await loginFrom('127.0.0.1', 'pes');
+    const alone: number[] = [];
+    for (let i = 0; i < 3; i++) alone.push((await timed(() => loginFrom('127.0.0.1', 'mdms')))[1]);
+    const baseline = alone.sort((a, b) => a - b)[1]!;
+    const before = { ...broker.counters };
+    const linesBefore = logText.split('\n').filter((l) => l.includes('connection refused')).length;
+
+    const flood = await wrongPasswordFlood(300, '127.0.0.2', 'pes');
+    const [fromElsewhere, elsewhereMs] = await timed(() => loginFrom('127.0.0.1', 'mdms'));
+    const [owner, ownerMs] = await timed(() => loginFrom('127.0.0.1', 'pes')); // the user under attack, from its usual address
+    const [sameAddress, sameAddressMs] = await timed(() => loginFrom('127.0.0.2', 'mdms')); // known pair on the flooding address
+    console.log(
+      `legitimate CONNECT: ${baseline.toFixed(0)} ms alone; under a flood of 300 wrong passwords: ${elsewhereMs.toFixed(0)} ms from another address, ` +
+        `${ownerMs.toFixed(0)} ms for the attacked user from its own, ${sameAddressMs.toFixed(0)} ms for a known client on the flooding address`,
+    );
+    for (const c of [fromElsewhere, owner, sameAddress]) expect(c.connected).toBe(true);
+    // Unthrottled, the same flood delayed the first of these by 22.5 s (alone: 0.37 s) on this machine.
+    const bound = Math.max(3000, 5 * baseline); // generous: this machine is shared and its load varies
+    for (const ms of [elsewhereMs, ownerMs, sameAddressMs]) expect(ms).toBeLessThan(bound);
+
+    // A newcomer from the flooding address waits out the backoff: refused at once, "server unavailable".
+    await expect(loginFrom('127.0.0.2', 'household-h2')).rejects.toThrow(/Server unavailable/);
+
+    // Every flood connection was answered; few of them cost a scrypt.
+    await new Promise((r) => setTimeout(r, 1500));
+    const d = (k: keyof typeof before) => broker.counters[k] - before[k];
+    expect(d('authFailures')).toBe(300 + 1);
+    const scrypts = d('authFailures') - d('authThrottled') - d('authBusy') - 1;
+    console.log(`flood: ${scrypts} password checks, ${d('authThrottled')} refused in backoff, ${d('authBusy')} refused as busy`);
+    expect(scrypts).toBeLessThanOrEqual(10 + 2); // the free failures, plus those already running
+    // One line for the first refusal, then summaries (one per 500 ms interval here), not 300 lines.
+    const lines = logText.split('\n').filter((l) => l.includes('connection refused'));
+    expect(lines.length - linesBefore).toBeLessThanOrEqual(8);
+    expect(lines.some((l) => /"refused":\d+/.test(l) && l.includes('"byReason"') && l.includes('127.0.0.2'))).toBe(true);
+    for (const s of flood) s.destroy();
+  }, 120_000);
 });
