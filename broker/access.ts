@@ -10,7 +10,7 @@ import type { Duplex } from 'node:stream';
 import { filterCovers, isValidFilter, topicMatches } from './acl.js';
 import { createRefusalLog, type RefusalLog } from './refusal-log.js';
 import { AuthThrottle, FairQueue, type FairQueueOptions, type ThrottleOptions } from './throttle.js';
-import { hashPassword, verifyPassword, type UsersFile } from './users.js';
+import { hashPassword, USER_NAME, verifyPassword, type UsersFile } from './users.js';
 
 /** Denials seen by the broker. All counters only grow. */
 export interface AccessCounters {
@@ -148,18 +148,19 @@ export function createAccessControl(users: UsersFile, logger: Logger, options: A
     // Costs no scrypt, so it does not count towards the backoff.
     if (typeof username !== 'string' || !Buffer.isBuffer(password)) return refuse('missing credentials');
     const name = Object.hasOwn(users.users, username) ? username : undefined;
-    const throttled = () => {
-      if (throttle.check(name, address, now()).allowed) return false;
+    // Unknown names are throttled like users (else the backoff would tell which names exist), as long as they
+    // could be user names: longer ones would only bloat the throttle's tables and go by their address alone.
+    const throttleName = name ?? (USER_NAME.test(username) ? username : undefined);
+    const refuseThrottled = () => {
       counters.authThrottled++;
       refuse('too many failed logins, retry later', SERVER_UNAVAILABLE);
-      return true;
     };
-    if (throttled()) return;
+    if (!throttle.check(throttleName, address, now()).allowed) return refuseThrottled();
     // A known (user, address) pair has a lane of its own: a flood from its address does not queue before it.
     const lane = throttle.isKnown(name, address, now()) ? `${address} ${name}` : address;
     const verdict = checks.run(lane, async () => {
       if (client.closed || (client.conn as Partial<Duplex>).destroyed) return 'gone' as const;
-      if (!throttle.check(name, address, now()).allowed) return 'throttled' as const; // failures while it waited
+      if (!throttle.check(throttleName, address, now()).allowed) return 'throttled' as const; // failures while it waited
       // Verify against a throw-away hash for unknown users so both paths cost one scrypt.
       return (await verifyPassword(password, name !== undefined ? users.users[name]!.scrypt : (dummy ??= hashPassword('unknown-user')))) ? ('ok' as const) : ('wrong' as const);
     });
@@ -170,9 +171,9 @@ export function createAccessControl(users: UsersFile, logger: Logger, options: A
     verdict.then(
       (v) => {
         if (v === 'gone') return done(authError('connection closed before its password check', SERVER_UNAVAILABLE), null);
-        if (v === 'throttled') return void throttled();
+        if (v === 'throttled') return refuseThrottled();
         if (v === 'wrong' || name === undefined) {
-          throttle.failed(name, address, now());
+          throttle.failed(throttleName, address, now());
           return refuse(name !== undefined ? 'wrong password' : 'unknown user');
         }
         if (clientIdOwner(client.id, users.users) !== name) {

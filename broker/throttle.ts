@@ -16,7 +16,7 @@ export interface ThrottleOptions {
   forgetAfterMs?: number;
   /** How long a (user, address) pair that logged in stays known. Default 7 days. */
   knownForMs?: number;
-  /** Most entries per table; the oldest go first. Default 50 000. */
+  /** Most entries per table; the oldest go first. Default 20 000. */
   maxEntries?: number;
 }
 
@@ -48,8 +48,8 @@ class BoundedMap<V> extends Map<string, V> {
  * password check. A pair that logged in recently is *known*; the address and user backoffs do not apply to
  * it, so a flood from elsewhere (or against the same user from other addresses) never locks the rightful
  * owner out of its usual address; only its own pair's backoff does, which guessing from that very address
- * triggers. Failures of known pairs count only on the pair. Unknown user names get no ledger of their own
- * (the address's covers them), so random names cannot fill the tables.
+ * triggers. Failures of known pairs count only on the pair. `user` undefined (a name not worth a ledger)
+ * counts on the address only. Tables are bounded ({@link ThrottleOptions.maxEntries}).
  * @example
  * ```ts
  * const t = new AuthThrottle();
@@ -65,12 +65,12 @@ export class AuthThrottle {
   private readonly known: BoundedMap<number>;
 
   constructor(options: ThrottleOptions = {}) {
-    this.o = { freeFailures: 10, baseDelayMs: 1000, maxDelayMs: 60_000, forgetAfterMs: 15 * 60_000, knownForMs: 7 * 86_400_000, maxEntries: 50_000, ...options };
+    this.o = { freeFailures: 10, baseDelayMs: 1000, maxDelayMs: 60_000, forgetAfterMs: 15 * 60_000, knownForMs: 7 * 86_400_000, maxEntries: 20_000, ...options };
     this.ledgers = new BoundedMap(this.o.maxEntries * 3);
     this.known = new BoundedMap(this.o.maxEntries);
   }
 
-  /** Whether `user` (undefined: not a user of the broker) may try a password from `address` now. */
+  /** Whether `user` may try a password from `address` now. */
   check(user: string | undefined, address: string, now: number): ThrottleVerdict {
     const wait = (key: string) => Math.max(0, (this.ledgers.get(key)?.until ?? 0) - now);
     const pair = user !== undefined ? wait(pairKey(user, address)) : 0;

@@ -27,7 +27,14 @@ export interface UsersFile {
 export const SCRYPT_PARAMS = { N: 1 << 14, r: 8, p: 1 } as const;
 const SALT_LEN = 16;
 const HASH_LEN = 32;
-const USER_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
+/**
+ * The syntax of a broker user name.
+ * @example
+ * ```ts
+ * USER_NAME.test('household-hh1'); // true
+ * ```
+ */
+export const USER_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
 
 interface ScryptHash {
   N: number;

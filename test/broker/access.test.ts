@@ -1,5 +1,8 @@
+import type { Client } from 'aedes';
+import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { clientIdOwner } from '../../broker/access.js';
+import { clientIdOwner, createAccessControl, type AccessControl } from '../../broker/access.js';
+import { buildUsers } from '../../broker/users.js';
 import { mayRetain } from '../../broker/acl.js';
 import { topics } from '../../protocol/topics.js';
 
@@ -38,4 +41,41 @@ describe('mayRetain (docs/protocol.md §10: retained only for household keys)', 
     ['sm/v1/pes/household-key/hh1/x', false],
     ['other', false],
   ])('%s: %s', (topic, ok) => expect(mayRetain(topic)).toBe(ok));
+});
+
+describe('createAccessControl: authenticate under a flood (fake clients, injected clock)', () => {
+  const users = buildUsers({ gateways: [], households: [] }, { pes: 'right-pw-1', mdms: 'right-pw-2', ucs: 'right-pw-3' });
+  const fakeClient = (id: string, remoteAddress: string) => ({ id, closed: false, conn: { remoteAddress, destroyed: false } }) as unknown as Client;
+  const attempt = (auth: AccessControl['authenticate'], client: Client, user: string, pw: string) =>
+    new Promise<{ code: number; calls: number }>((resolve) => {
+      let calls = 0;
+      auth(client, user, Buffer.from(pw), (err) => {
+        calls++;
+        setTimeout(() => resolve({ code: err ? (err as { returnCode: number }).returnCode : 0, calls }), 20);
+      });
+    });
+
+  it('answers every CONNECT exactly once, even when a backoff ends while a check waits', async () => {
+    let t = 0;
+    const access = createAccessControl(users, pino({ level: 'silent' }), {
+      throttle: { freeFailures: 2, baseDelayMs: 50, maxDelayMs: 50 },
+      verify: { concurrency: 1 },
+      now: () => (t += 7), // the clock moves on every look: backoffs start and end between the checks
+    });
+    const results = await Promise.all(Array.from({ length: 40 }, (_, i) => attempt(access.authenticate, fakeClient(`pes-${i}`, '10.0.0.1'), 'pes', 'wrong')));
+    expect(results.every((r) => r.calls === 1)).toBe(true);
+    expect(new Set(results.map((r) => r.code))).toEqual(new Set([3, 4])); // throttled or wrong password, nothing else
+    expect(access.counters.authFailures).toBe(40);
+    expect(await attempt(access.authenticate, fakeClient('mdms-ok', '10.0.0.9'), 'mdms', 'right-pw-2')).toEqual({ code: 0, calls: 1 });
+  });
+
+  it('does not tell unknown names from users by the backoff', async () => {
+    const access = createAccessControl(users, pino({ level: 'silent' }), { throttle: { freeFailures: 2 } });
+    for (const user of ['pes', 'nobody']) {
+      for (let i = 0; i < 3; i++) await attempt(access.authenticate, fakeClient(`${user}-${i}`, `192.0.2.${i}`), user, 'wrong');
+    }
+    // From a fresh address, both names are now in a user backoff: the same answer, without a password check.
+    for (const user of ['pes', 'nobody']) expect((await attempt(access.authenticate, fakeClient(`${user}-x`, '198.51.100.1'), user, 'wrong')).code).toBe(3);
+    expect(access.counters.authThrottled).toBe(2);
+  });
 });
