@@ -5,7 +5,7 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { Aedes, type AedesOptions } from 'aedes';
+import { Aedes, type AedesOptions, type Client } from 'aedes';
 import { pino, type Logger } from 'pino';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import { createAccessControl, newAccessCounters, sourceAddress, type AccessControl, type AccessCounters, type AccessOptions } from './access.js';
@@ -205,25 +205,31 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<BrokerHandl
   aedes.on('connectionError', (client, err) => logger.debug({ clientId: client?.id, err: err.message }, 'broker: connection error'));
 
   // Every connection starts with the small limit; an accepting CONNACK raises it (a refusing one closes it).
-  const guards = new WeakMap<object, PacketSizeGuard>();
+  const raiseLimits = new WeakMap<object, () => void>();
   aedes.on('connackSent', (packet, client) => {
-    const g = guards.get(client);
-    if (g && packet.returnCode === 0) g.limit = maxPacket;
+    if (packet.returnCode === 0) raiseLimits.get(client)?.();
   });
-  const handle = (conn: Duplex, listener: 'tcp' | 'ws', req?: IncomingMessage) => {
+  const oversized = (client: Client, listener: 'tcp' | 'ws', limit: number, size: number) => {
+    counters.oversizedPackets++;
+    const reason = Number.isFinite(size) ? `packet too large (limit ${limit} bytes)` : 'malformed packet length';
+    refusals.note({ reason, address: sourceAddress(client), listener, ...(client.id ? { clientId: client.id } : {}) });
+  };
+  const handle = (conn: Duplex, listener: 'tcp' | 'ws', req?: IncomingMessage, raise?: () => void): Client => {
     const client = aedes.handle(conn, req);
     const guard = new PacketSizeGuard(maxBeforeConnack);
-    guards.set(client, guard);
+    raiseLimits.set(client, () => {
+      guard.limit = maxPacket;
+      raise?.();
+    });
     // With aedes' 'readable' listener in place, 'data' fires for exactly the chunks aedes reads, before its
     // parser sees them (node:stream: 'readable' keeps control of the flow).
     conn.on('data', (chunk: Buffer) => {
       const size = guard.feed(chunk);
       if (size === 0) return;
-      counters.oversizedPackets++;
-      const reason = Number.isFinite(size) ? `packet too large (limit ${guard.limit} bytes)` : 'malformed packet length';
-      refusals.note({ reason, address: sourceAddress(client), listener, ...(client.id ? { clientId: client.id } : {}) });
+      oversized(client, listener, guard.limit, size);
       conn.destroy();
     });
+    return client;
   };
 
   const sockets = new Set<Socket>();
@@ -243,9 +249,22 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<BrokerHandl
       wss = new WebSocketServer({ server: http, maxPayload: maxPacket });
       wss.on('error', () => {}); // ws re-emits the HTTP server's errors; listen() below reports them
       wss.on('connection', (ws, req) => {
+        // ws buffers a whole message (up to maxPayload) before the stream sees a byte, and has no public way
+        // to change maxPayload per connection; its receiver reads `_maxPayload` (ws 8) for every frame. Until
+        // CONNACK it gets the small limit too, so an unauthenticated client cannot make ws buffer 4 MiB.
+        // Should ws rename it, the listener's maxPayload (the large limit) still applies.
+        const receiver = (ws as unknown as { _receiver?: { _maxPayload?: number } })._receiver;
+        const tunable = receiver !== undefined && typeof receiver._maxPayload === 'number';
+        if (tunable) receiver._maxPayload = maxBeforeConnack;
         const stream = createWebSocketStream(ws);
-        stream.on('error', (err) => logger.debug({ err: err.message }, 'broker: websocket stream error'));
-        handle(stream, 'ws', req);
+        const client = handle(stream, 'ws', req, tunable ? () => (receiver._maxPayload = maxPacket) : undefined);
+        stream.on('error', (err: Error & { code?: string }) => {
+          if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
+            const limit = tunable ? receiver._maxPayload! : maxPacket;
+            oversized(client, 'ws', limit, limit + 1);
+          }
+          else logger.debug({ err: err.message }, 'broker: websocket stream error');
+        });
       });
       actualWsPort = await listen(http, wsPort, host, '--ws-port');
     }

@@ -124,6 +124,17 @@ describe('oversized packets (issue 17 item 4)', () => {
     expect(broker.counters.oversizedPackets).toBe(before + 1);
   });
 
+  it('over WebSocket, a message above the CONNECT limit is refused before ws buffers it', async () => {
+    const before = broker.counters.oversizedPackets;
+    const ws = new WebSocket(broker.wsUrl!, 'mqtt');
+    await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+    const code = new Promise<number>((resolve) => ws.once('close', (c) => resolve(c)));
+    ws.send(Buffer.alloc(64 * 1024)); // one frame: its header alone exceeds the limit
+    expect(await code).toBe(1009); // RFC 6455 §7.4.1: message too big
+    await new Promise((r) => setTimeout(r, 50));
+    expect(broker.counters.oversizedPackets).toBe(before + 1);
+  });
+
   it('a legitimate client still connects and, once connected, publishes packets far above the CONNECT limit', async () => {
     const mdms = await login('mdms');
     const got = new Promise<number>((resolve) => mdms.once('message', (_t, p) => resolve(p.length)));
@@ -131,8 +142,13 @@ describe('oversized packets (issue 17 item 4)', () => {
     const pes = await login('pes');
     await pes.publishAsync(topics.neighbourhood('n1'), Buffer.alloc(1 * MB, 7), { qos: 1 });
     expect(await got).toBe(1 * MB);
-    const ws = await login('mdms', {}, broker.wsUrl!);
-    expect(ws.connected).toBe(true);
+    // Over WebSocket too: after CONNACK the large limit applies.
+    const wsMdms = await login('mdms', {}, broker.wsUrl!);
+    const wsGot = new Promise<number>((resolve) => wsMdms.once('message', (_t, p) => resolve(p.length)));
+    await wsMdms.subscribeAsync(topics.aggregatesAll, { qos: 1 });
+    const wsPes = await login('pes', {}, broker.wsUrl!);
+    await wsPes.publishAsync(topics.neighbourhood('n2'), Buffer.alloc(1 * MB, 8), { qos: 1 });
+    expect(await wsGot).toBe(1 * MB);
   });
 
   it('closes an authenticated client that sends more than the maximum packet size', async () => {
