@@ -137,7 +137,9 @@ function journalQos1(hooks: Partial<AedesOptions>, persistence: SqlitePersistenc
 /**
  * Refuses a retained PUBLISH (or will) on a topic where the protocol allows none ({@link mayRetain}), before
  * the ACL and before aedes stores it: the client is disconnected (MQTT 3.1.1 has no negative PUBACK), the
- * refusal counted in `retainDenied` and logged. Applies with or without a users file.
+ * refusal counted in `retainDenied` and logged. Applies with a users file, i.e. when the broker serves this
+ * protocol; without one it is a plain development broker (tests also use it as a Home Assistant broker,
+ * whose discovery and availability topics are retained).
  */
 function enforceRetainRule(hooks: Partial<AedesOptions>, counters: AccessCounters, logger: Logger): void {
   const authorize = hooks.authorizePublish;
@@ -193,7 +195,7 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<BrokerHandl
     logger.warn('broker: no users file, every client is accepted (development only)');
   }
   for (const k of ['authenticate', 'authorizePublish', 'authorizeSubscribe'] as const) if (opts[k]) hooks[k] = opts[k] as never;
-  enforceRetainRule(hooks, counters, logger);
+  if (opts.users) enforceRetainRule(hooks, counters, logger);
 
   const persistence = opts.stateFile !== undefined && !opts.aedes?.persistence ? new SqlitePersistence(opts.stateFile) : undefined;
   if (persistence) journalQos1(hooks, persistence, opts.aedes?.published);
