@@ -114,12 +114,13 @@ function authError(message: string, returnCode: number): AuthenticateError {
  * Builds the access-control hooks for `users`.
  *
  * - authenticate: the user must exist and the password must verify (scrypt, constant-time compare); an
- *   unknown user costs one scrypt too, so timing does not reveal which names exist. Failed logins back off
- *   per address, user and pair ({@link AuthThrottle}); at most three scrypts run at once, two per address,
- *   waiting checks are served address by address and, beyond a bound, refused at once ({@link FairQueue}); refusals are
- *   logged one line per interval ({@link createRefusalLog}). Throttled or busy: CONNACK 3 (server unavailable). The client id must
+ *   unknown user costs one scrypt too, so timing does not reveal which names exist. The client id must
  *   belong to the user ({@link clientIdOwner}: its name or `<name>-...`), so nobody can take over (and drain)
  *   another user's persistent session, e.g. that of `gateway-gw-n1` or of a household's browser.
+ *   Failed logins back off per address, user and pair ({@link AuthThrottle}); at most three scrypts run at
+ *   once, two per address, waiting checks are served address by address and, beyond a bound, refused at
+ *   once ({@link FairQueue}). Throttled or busy: CONNACK 3 (server unavailable), without a password check.
+ *   Refusals are logged one line per interval ({@link createRefusalLog}).
  * - authorizePublish: the topic must match one of the user's publish filters; `$` topics never.
  * - authorizeSubscribe: the requested filter must be covered by one of the user's subscribe filters
  *   ({@link filterCovers}); a refused subscription gets SUBACK 0x80 rather than a disconnect.

@@ -186,7 +186,7 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<BrokerHandl
   const maxBeforeConnack = Math.min(maxPacket, checkSize(opts.maxPacketBytesBeforeConnack ?? MAX_PACKET_BYTES_BEFORE_CONNACK, 'maxPacketBytesBeforeConnack'));
 
   const counters: AccessCounters = newAccessCounters();
-  const refusals = createRefusalLog(logger, opts.refusalLogIntervalMs);
+  const refusals = createRefusalLog(logger, opts.refusalLogIntervalMs, () => ({ ...counters }));
   const hooks: Partial<AedesOptions> = {};
   if (opts.users) {
     const access = createAccessControl(opts.users, logger, { ...opts.access, counters, refusals });

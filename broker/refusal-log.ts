@@ -29,14 +29,15 @@ const MAX_ADDRESSES = 10_000;
 
 /**
  * Builds the log. With a flood of 300 refusals, two lines: the first refusal, then
- * `broker: connection refused 299 more times in the last 10 s` with `{ byReason, byAddress }`.
+ * `broker: connection refused 299 more times in the last 10 s` with `{ byReason, byAddress }`, and
+ * `totals` (e.g. the broker's counters) if given.
  * @example
  * ```ts
  * const refusals = createRefusalLog(logger, 10_000);
  * refusals.note({ reason: 'wrong password', address: '10.0.0.7', username: 'pes' });
  * ```
  */
-export function createRefusalLog(logger: Logger, intervalMs = 10_000): RefusalLog {
+export function createRefusalLog(logger: Logger, intervalMs = 10_000, totals?: () => object): RefusalLog {
   let timer: NodeJS.Timeout | undefined;
   let count = 0;
   let byReason = new Map<string, number>();
@@ -50,7 +51,12 @@ export function createRefusalLog(logger: Logger, intervalMs = 10_000): RefusalLo
     const top = [...byAddress].sort((a, b) => b[1] - a[1]).slice(0, TOP_ADDRESSES);
     const others = count - top.reduce((n, [, c]) => n + c, 0);
     logger.warn(
-      { refused: count, byReason: Object.fromEntries(byReason), byAddress: Object.fromEntries(others > 0 ? [...top, ['others', others]] : top) },
+      {
+        refused: count,
+        byReason: Object.fromEntries(byReason),
+        byAddress: Object.fromEntries(others > 0 ? [...top, ['others', others]] : top),
+        ...(totals ? { totals: totals() } : {}),
+      },
       `broker: connection refused ${count} more times in the last ${Math.round(intervalMs / 1000)} s`,
     );
     count = 0;
