@@ -6,12 +6,23 @@
  * @module
  */
 
-/** Largest uplink the protocol allows (1024 frames of at most 2048 bytes, §9) is about 2.1 MB; twice that. */
+/**
+ * Default largest packet after CONNACK. The largest uplink the protocol allows (1024 frames of at most 2048
+ * bytes, docs/protocol.md §9) is about 2.1 MB; this is twice that.
+ * @example
+ * ```ts
+ * await startBroker({ users, maxPacketBytes: MAX_PACKET_BYTES });
+ * ```
+ */
 export const MAX_PACKET_BYTES = 4 * 1024 * 1024;
 
 /**
- * Before CONNACK: a CONNECT of this protocol is client id, user name and password (well under 1 kB); a will
- * of a third-party client fits too.
+ * Default largest packet before CONNACK: a CONNECT of this protocol is client id, user name and password
+ * (well under 1 kB); a small will of a third-party client fits too.
+ * @example
+ * ```ts
+ * await startBroker({ users, maxPacketBytesBeforeConnack: MAX_PACKET_BYTES_BEFORE_CONNACK });
+ * ```
  */
 export const MAX_PACKET_BYTES_BEFORE_CONNACK = 4096;
 
