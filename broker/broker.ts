@@ -2,12 +2,16 @@
  * The embedded MQTT broker: aedes 1.x behind a TCP listener and, optionally, a WebSocket listener.
  * @module
  */
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer, type Socket } from 'node:net';
-import { Aedes, type AedesOptions } from 'aedes';
+import type { Duplex } from 'node:stream';
+import { Aedes, type AedesOptions, type Client } from 'aedes';
 import { pino, type Logger } from 'pino';
 import { WebSocketServer, createWebSocketStream } from 'ws';
-import { createAccessControl, type AccessControl, type AccessCounters } from './access.js';
+import { createAccessControl, newAccessCounters, sourceAddress, type AccessControl, type AccessCounters, type AccessOptions } from './access.js';
+import { mayRetain } from '../protocol/acl.js';
+import { MAX_PACKET_BYTES, MAX_PACKET_BYTES_BEFORE_CONNACK, PacketSizeGuard } from './packet-guard.js';
+import { createRefusalLog } from './refusal-log.js';
 import { SqlitePersistence, type StoredPacket } from './persistence.js';
 import type { UsersFile } from '../lib/broker-users.js';
 
@@ -31,6 +35,17 @@ export interface BrokerOptions {
    * Without it they are kept in memory and die with the process. Ignored when `aedes.persistence` is given.
    */
   stateFile?: string;
+  /**
+   * Largest MQTT packet accepted from an authenticated client, in bytes (fixed header included); a larger one
+   * closes the connection. Also the WebSocket listener's largest message. Default {@link MAX_PACKET_BYTES}.
+   */
+  maxPacketBytes?: number;
+  /** Largest packet accepted before CONNACK (the CONNECT). Default {@link MAX_PACKET_BYTES_BEFORE_CONNACK}. */
+  maxPacketBytesBeforeConnack?: number;
+  /** Backoff after failed logins and the bound on password checks (broker/access.ts). */
+  access?: Pick<AccessOptions, 'throttle' | 'verify'>;
+  /** Interval of the refused-connection summary lines, ms. Default 10 000. */
+  refusalLogIntervalMs?: number;
   /** Further aedes options (persistence, limits). */
   aedes?: AedesOptions;
 }
@@ -56,6 +71,13 @@ function checkPort(port: unknown, flag: string): number {
     throw new TypeError(`${flag} must be an integer port between 0 and 65535`);
   }
   return port as number;
+}
+
+function checkSize(n: unknown, name: string): number {
+  if (!Number.isInteger(n) || (n as number) < 2 || (n as number) > 268_435_455 + 5) {
+    throw new TypeError(`${name} must be an integer number of bytes between 2 and 268435460 (MQTT's largest packet)`);
+  }
+  return n as number;
 }
 
 function listen(server: TcpServer | HttpServer, port: number, host: string, flag: string): Promise<number> {
@@ -112,6 +134,26 @@ function journalQos1(hooks: Partial<AedesOptions>, persistence: SqlitePersistenc
   }) as AedesOptions['published'];
 }
 
+/**
+ * Refuses a retained PUBLISH (or will) on a topic where the protocol allows none ({@link mayRetain}), before
+ * the ACL and before aedes stores it: the client is disconnected (MQTT 3.1.1 has no negative PUBACK), the
+ * refusal counted in `retainDenied` and logged. Applies with a users file, i.e. when the broker serves this
+ * protocol; without one it is a plain development broker (tests also use it as a Home Assistant broker,
+ * whose discovery and availability topics are retained).
+ */
+function enforceRetainRule(hooks: Partial<AedesOptions>, counters: AccessCounters, logger: Logger): void {
+  const authorize = hooks.authorizePublish;
+  hooks.authorizePublish = ((client, packet, done) => {
+    if (packet.retain && !mayRetain(packet.topic)) {
+      counters.retainDenied++;
+      logger.warn({ clientId: client?.id, topic: packet.topic }, 'broker: retained publish refused (only household keys are retained)');
+      return done(new Error(`retained messages are not allowed on ${packet.topic}`));
+    }
+    if (authorize) authorize(client, packet, done);
+    else done(null);
+  }) as AedesOptions['authorizePublish'];
+}
+
 /** Publishes again the QoS 1 messages that were acknowledged but whose enqueueing a crash interrupted. */
 async function republishJournal(aedes: Aedes, persistence: SqlitePersistence, logger: Logger): Promise<void> {
   const pending = persistence.journaled();
@@ -140,17 +182,20 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<BrokerHandl
   const port = checkPort(opts.port ?? 0, '--port');
   const wsPort = opts.wsPort === undefined || opts.wsPort === false ? false : checkPort(opts.wsPort, '--ws-port');
   const logger = opts.logger ?? pino({ name: 'broker' });
+  const maxPacket = checkSize(opts.maxPacketBytes ?? MAX_PACKET_BYTES, 'maxPacketBytes');
+  const maxBeforeConnack = Math.min(maxPacket, checkSize(opts.maxPacketBytesBeforeConnack ?? MAX_PACKET_BYTES_BEFORE_CONNACK, 'maxPacketBytesBeforeConnack'));
 
-  let counters: AccessCounters = { authFailures: 0, publishDenied: 0, subscribeDenied: 0 };
+  const counters: AccessCounters = newAccessCounters();
+  const refusals = createRefusalLog(logger, opts.refusalLogIntervalMs, () => ({ ...counters }));
   const hooks: Partial<AedesOptions> = {};
   if (opts.users) {
-    const access = createAccessControl(opts.users, logger);
-    counters = access.counters;
+    const access = createAccessControl(opts.users, logger, { ...opts.access, counters, refusals });
     Object.assign(hooks, { authenticate: access.authenticate, authorizePublish: access.authorizePublish, authorizeSubscribe: access.authorizeSubscribe });
   } else {
     logger.warn('broker: no users file, every client is accepted (development only)');
   }
   for (const k of ['authenticate', 'authorizePublish', 'authorizeSubscribe'] as const) if (opts[k]) hooks[k] = opts[k] as never;
+  if (opts.users) enforceRetainRule(hooks, counters, logger);
 
   const persistence = opts.stateFile !== undefined && !opts.aedes?.persistence ? new SqlitePersistence(opts.stateFile) : undefined;
   if (persistence) journalQos1(hooks, persistence, opts.aedes?.published);
@@ -161,11 +206,39 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<BrokerHandl
   aedes.on('clientError', (client, err) => logger.debug({ clientId: client?.id, err: err.message }, 'broker: client error'));
   aedes.on('connectionError', (client, err) => logger.debug({ clientId: client?.id, err: err.message }, 'broker: connection error'));
 
+  // Every connection starts with the small limit; an accepting CONNACK raises it (a refusing one closes it).
+  const raiseLimits = new WeakMap<object, () => void>();
+  aedes.on('connackSent', (packet, client) => {
+    if (packet.returnCode === 0) raiseLimits.get(client)?.();
+  });
+  const oversized = (client: Client, listener: 'tcp' | 'ws', limit: number, size: number) => {
+    counters.oversizedPackets++;
+    const reason = Number.isFinite(size) ? `packet too large (limit ${limit} bytes)` : 'malformed packet length';
+    refusals.note({ reason, address: sourceAddress(client), listener, ...(client.id ? { clientId: client.id } : {}) });
+  };
+  const handle = (conn: Duplex, listener: 'tcp' | 'ws', req?: IncomingMessage, raise?: () => void): Client => {
+    const client = aedes.handle(conn, req);
+    const guard = new PacketSizeGuard(maxBeforeConnack);
+    raiseLimits.set(client, () => {
+      guard.limit = maxPacket;
+      raise?.();
+    });
+    // With aedes' 'readable' listener in place, 'data' fires for exactly the chunks aedes reads, before its
+    // parser sees them (node:stream: 'readable' keeps control of the flow).
+    conn.on('data', (chunk: Buffer) => {
+      const size = guard.feed(chunk);
+      if (size === 0) return;
+      oversized(client, listener, guard.limit, size);
+      conn.destroy();
+    });
+    return client;
+  };
+
   const sockets = new Set<Socket>();
   const tcp = createTcpServer((socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
-    aedes.handle(socket);
+    handle(socket, 'tcp');
   });
   let http: HttpServer | undefined;
   let wss: WebSocketServer | undefined;
@@ -175,12 +248,25 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<BrokerHandl
     let actualWsPort: number | null = null;
     if (wsPort !== false) {
       http = createHttpServer((_req, res) => res.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket only\n'));
-      wss = new WebSocketServer({ server: http });
+      wss = new WebSocketServer({ server: http, maxPayload: maxPacket });
       wss.on('error', () => {}); // ws re-emits the HTTP server's errors; listen() below reports them
       wss.on('connection', (ws, req) => {
+        // ws buffers a whole message (up to maxPayload) before the stream sees a byte, and has no public way
+        // to change maxPayload per connection; its receiver reads `_maxPayload` (ws 8) for every frame. Until
+        // CONNACK it gets the small limit too, so an unauthenticated client cannot make ws buffer 4 MiB.
+        // Should ws rename it, the listener's maxPayload (the large limit) still applies.
+        const receiver = (ws as unknown as { _receiver?: { _maxPayload?: number } })._receiver;
+        const tunable = receiver !== undefined && typeof receiver._maxPayload === 'number';
+        if (tunable) receiver._maxPayload = maxBeforeConnack;
         const stream = createWebSocketStream(ws);
-        stream.on('error', (err) => logger.debug({ err: err.message }, 'broker: websocket stream error'));
-        aedes.handle(stream, req);
+        const client = handle(stream, 'ws', req, tunable ? () => (receiver._maxPayload = maxPacket) : undefined);
+        stream.on('error', (err: Error & { code?: string }) => {
+          if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
+            const limit = tunable ? receiver._maxPayload! : maxPacket;
+            oversized(client, 'ws', limit, limit + 1);
+          }
+          else logger.debug({ err: err.message }, 'broker: websocket stream error');
+        });
       });
       actualWsPort = await listen(http, wsPort, host, '--ws-port');
     }
@@ -203,6 +289,7 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<BrokerHandl
           for (const s of sockets) s.destroy(); // connections that never sent CONNECT
           await Promise.all([closeServer(tcp), http ? closeServer(http) : undefined]);
           await persistence?.destroy();
+          refusals.close();
           logger.info(counters, 'broker: closed');
         })();
         return closing;

@@ -21,7 +21,14 @@ export interface UsersFile {
   users: Record<string, UserEntry>;
 }
 
-const USER_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
+/**
+ * The syntax of a broker user name.
+ * @example
+ * ```ts
+ * USER_NAME.test('household-hh1'); // true
+ * ```
+ */
+export const USER_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
 
 /**
  * Validates a parsed users file; throws `TypeError` naming the first bad field.

@@ -113,6 +113,23 @@ export function filterCovers(granted: string, requested: string): boolean {
   return r.length === g.length;
 }
 
+/** Topics on which a retained message may be stored (docs/protocol.md §10: retained only for household keys). */
+const RETAINED_TOPICS = [topics.householdKeysAll];
+
+/**
+ * Whether a PUBLISH (or will) with the retain flag is allowed on `topic`: only household-key topics
+ * (`sm/v1/pes/household-key/<hh>`, docs/protocol.md §10) carry retained messages; anywhere else a retained
+ * message would be stored and re-delivered to every new subscriber, e.g. a stale uplink to a restarted PES.
+ * @example
+ * ```ts
+ * mayRetain('sm/v1/pes/household-key/hh1'); // true
+ * mayRetain('sm/v1/frames/gw-n1');          // false
+ * ```
+ */
+export function mayRetain(topic: string): boolean {
+  return RETAINED_TOPICS.some((f) => topicMatches(f, topic));
+}
+
 /**
  * The broker ACL of a fleet, per user name (see docs/protocol.md for who may publish/subscribe what):
  * - `gateway-<gw>`: publish its own frames topic;

@@ -80,7 +80,7 @@ export function subscribeHouseholdStream(o: HouseholdStreamOptions): HouseholdSt
   const counters: StreamCounters = { messages: 0, readings: 0, rejected: 0 };
   const cache = new Map<string, Buffer>();
   const client = mqtt.connect(o.url, {
-    clientId: o.clientId ?? `household-${o.household}-${o.purpose ?? 'stream'}-${Math.random().toString(16).slice(2, 10)}`,
+    clientId: o.clientId ?? `${o.username ?? `household-${o.household}`}-${o.purpose ?? 'stream'}-${Math.random().toString(16).slice(2, 10)}`,
     clean: true,
     protocolVersion: 4,
     reconnectPeriod: 2000,

@@ -44,7 +44,9 @@ afterAll(async () => {
 });
 
 async function connect(username: string | undefined, pw: string | undefined, opts: mqtt.IClientOptions = {}, url = broker.url): Promise<MqttClient> {
-  const c = await mqtt.connectAsync(url, { username, password: pw, reconnectPeriod: 0, connectTimeout: 5000, ...opts });
+  // A client id under the user's own prefix (docs/protocol.md §10), unless the test chooses one.
+  const clientId = username !== undefined ? `${username}-t-${Math.random().toString(36).slice(2)}` : undefined;
+  const c = await mqtt.connectAsync(url, { username, password: pw, clientId, reconnectPeriod: 0, connectTimeout: 5000, ...opts });
   clients.push(c);
   return c;
 }
@@ -78,6 +80,46 @@ describe('authentication', () => {
     await expect(connect('household-h1', password('household-h1'), { clientId: 'gateway-gw-n1' })).rejects.toThrow(/Identifier rejected/);
     const own = await connect('gateway-gw-n1', password('gateway-gw-n1'), { clientId: 'gateway-gw-n1' });
     expect(own.connected).toBe(true);
+  });
+
+  it('session takeover: another household cannot resume a persistent session under the owner\'s client id', async () => {
+    // household-h1's browser keeps a persistent session under an id that is not its user name.
+    const id = 'household-h1-web-0a1b2c';
+    const first = await connect('household-h1', password('household-h1'), { clientId: id, clean: false });
+    await first.subscribeAsync(topics.householdAll('h1'), { qos: 1 });
+    await first.endAsync();
+    const pes = await as('pes');
+    await pes.publishAsync(topics.household('h1'), 'queued for h1', { qos: 1 });
+
+    // The attack: household-h2, with its own valid password, asks for h1's client id to drain the queue.
+    const rejected = broker.counters.clientIdRejected;
+    await expect(connect('household-h2', password('household-h2'), { clientId: id, clean: false })).rejects.toThrow(/Identifier rejected/);
+    expect(broker.counters.clientIdRejected).toBe(rejected + 1);
+
+    // The queue is intact: h1 gets its session and its message back.
+    const again = mqtt.connect(broker.url, { username: 'household-h1', password: password('household-h1'), clientId: id, clean: false, reconnectPeriod: 0 });
+    clients.push(again);
+    const [connack, got] = await Promise.all([
+      new Promise<mqtt.IConnackPacket>((resolve) => again.once('connect', resolve)),
+      new Promise<string>((resolve) => again.once('message', (_t, p) => resolve(String(p)))),
+    ]);
+    expect(connack.sessionPresent).toBe(true);
+    expect(got).toBe('queued for h1');
+  });
+
+  it.each([
+    ['household-h1', 'household-h1', true],
+    ['household-h1', 'household-h1-stream-1', true],
+    ['pes', 'pes-2', true],
+    ['household-h1', 'household-h2-web-1', false],
+    ['household-h1', 'household-h1x', false], // no '-' after the name: not under its prefix
+    ['household-h1', 'session-1', false], // nobody's id: refused for everyone
+    ['pes', 'mqttjs_1f2e3d', false],
+    ['mdms', 'pes', false],
+  ])('%s with client id %s: accepted=%s', async (user, clientId, ok) => {
+    const attempt = connect(user, password(user), { clientId });
+    if (ok) expect((await attempt).connected).toBe(true);
+    else await expect(attempt).rejects.toThrow(/Identifier rejected/);
   });
 
   it('never logs a password', () => {
@@ -118,6 +160,52 @@ describe('publish ACL', () => {
       expect(routed.some((m) => m.payload === payload)).toBe(false);
       expect(broker.counters.publishDenied).toBe(denied + 1);
     }
+  });
+});
+
+describe('retained messages (docs/protocol.md §10: retained only for household keys)', () => {
+  /** Retained messages the broker has stored on `topic`. */
+  const stored = (topic: string) =>
+    new Promise<string[]>((resolve, reject) => {
+      const out: string[] = [];
+      (broker.aedes as unknown as { persistence: { createRetainedStream(t: string): NodeJS.ReadableStream } }).persistence
+        .createRetainedStream(topic)
+        .on('data', (p: { payload: Buffer }) => out.push(String(p.payload)))
+        .on('end', () => resolve(out))
+        .on('error', reject);
+    });
+
+  it('stores a retained household key', async () => {
+    const ucs = await as('ucs');
+    await ucs.publishAsync(topics.householdKey('h1'), 'key of h1', { qos: 1, retain: true });
+    expect(await stored(topics.householdKey('h1'))).toEqual(['key of h1']);
+  });
+
+  it('refuses, counts and logs a retained uplink (not stored, not routed; the client is disconnected)', async () => {
+    const gw = await as('gateway-gw-n1');
+    const denied = broker.counters.retainDenied;
+    const closed = new Promise<void>((resolve) => gw.once('close', () => resolve()));
+    const payload = `retained uplink ${Math.random()}`;
+    gw.publish(topics.frames('gw-n1'), payload, { qos: 1, retain: true });
+    await closed;
+    await tick(50);
+    expect(broker.counters.retainDenied).toBe(denied + 1);
+    expect(await stored(topics.frames('gw-n1'))).toEqual([]);
+    expect(routed.some((m) => m.payload === payload)).toBe(false);
+    expect(logText).toContain('retained publish refused');
+    // The same gateway publishing without retain is fine.
+    const again = await as('gateway-gw-n1');
+    await again.publishAsync(topics.frames('gw-n1'), 'plain uplink', { qos: 1 });
+    expect(routed.some((m) => m.payload === 'plain uplink')).toBe(true);
+  });
+
+  it('refuses a retained will on such a topic too', async () => {
+    const denied = broker.counters.retainDenied;
+    const gw = await connect('gateway-gw-n2', password('gateway-gw-n2'), { will: { topic: topics.frames('gw-n2'), payload: Buffer.from('will'), qos: 1, retain: true } });
+    gw.stream.destroy(); // an unclean disconnect publishes the will
+    await tick(200);
+    expect(broker.counters.retainDenied).toBe(denied + 1);
+    expect(await stored(topics.frames('gw-n2'))).toEqual([]);
   });
 });
 

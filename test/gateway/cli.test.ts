@@ -81,7 +81,7 @@ describe.skipIf(!haveSocat && !inCi)('smartermeter broker + gateway processes', 
     await until(() => broker.out.some((l) => l.startsWith('broker listening on')), 'the broker to listen', 30_000);
     expect(broker.out).toContain(`broker listening on mqtt://127.0.0.1:${port} and ws://127.0.0.1:${wsPort}`);
     const url = `mqtt://127.0.0.1:${port}`;
-    const sub = await uplinkSubscriber(url, topics.frames('gw-c'), { username: 'pes', password: pw('pes') });
+    const sub = await uplinkSubscriber(url, topics.frames('gw-c'), { username: 'pes', password: pw('pes'), clientId: 'pes-test-sub' });
     cleanups.push(() => sub.client.endAsync());
 
     const [meterPath, gwPath] = await socatPair();

@@ -215,7 +215,7 @@ describe('gateway -> aedes', () => {
 
     // Credentials of another gateway: connected, but its publishes are refused and nothing is acked.
     const stolen = await pair();
-    const mis = await gateway({ id: 'gw-x', lines: [stolen.gatewaySide], mqtt: { url: b.url, username: 'gateway-gw-t', password: 'pw-gateway-gw-t' } });
+    const mis = await gateway({ id: 'gw-t-x', lines: [stolen.gatewaySide], mqtt: { url: b.url, username: 'gateway-gw-t', password: 'pw-gateway-gw-t' } });
     stolen.meterSide.write(m.link(3));
     await until(() => b.counters.publishDenied >= 1 && mis.counters.publishErrors >= 1, 'a refused publish');
     expect(stolen.acks.acks).toEqual([]);

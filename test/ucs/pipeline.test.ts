@@ -44,7 +44,7 @@ describe('UCS -> PES -> household over MQTT', () => {
   it('streams the meter’s readings sealed to the key registered in the app, and only after registration', async () => {
     const meter = stack.set.fleet.meters.find((m) => m.household === 'hh1')!;
     const batches = sourceBatches(11, Math.floor(Date.now() / 60_000) * 60 - 3600, 60, 15, 42_000_000);
-    const gw = await mqtt.connectAsync(stack.broker.url, { ...loadCredentials(stack.set.keys, `gateway-${meter.gateway}`), reconnectPeriod: 0 });
+    const gw = await mqtt.connectAsync(stack.broker.url, { ...loadCredentials(stack.set.keys, `gateway-${meter.gateway}`), clientId: `gateway-${meter.gateway}-test`, reconnectPeriod: 0 });
     let ic = 1;
     const send = (i: number) => {
       const frame = encodeFrame(sealFrame(loadMeterKey(stack.set.keys, meter.meter), { systemTitle: Buffer.from(meter.meter, 'hex'), sc: SC_AES256GCM, ic: ic++ }, encodeReadingBatch(batches[i]!)));
