@@ -222,7 +222,7 @@ export async function startSystem(o: SystemOptions): Promise<SystemHandle> {
       meters.set(m.meter, { key, household: m.household, neighbourhood: m.neighbourhood });
     }
     const pes = startPesService({
-      keys: { rsa: pk.rsa, paillier: pk.paillier, mdmsPublic: pk.mdmsPublic, householdPublic: pk.householdPublic, meters },
+      keys: { rsa: pk.rsa, paillier: pk.paillier, mdmsPublic: pk.mdmsPublic, bindingKeys: pk.bindingKeys, householdPublic: pk.householdPublic, meters },
       stateFile: join(o.stateDir, 'pes.sqlite'),
       intervalS: o.intervalS,
       billing: o.billing,

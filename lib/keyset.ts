@@ -10,6 +10,7 @@
  * pes/meter-keys.cbor             every meter key wrapped to the PES key with RSA-OAEP-SHA-256
  * pes/paillier.key                PES Paillier private key (engine serialisation; encrypted with the passphrase when set)
  * pes/mdms.pub.pem                the MDMS public key the PES seals aggregates to
+ * pes/binding-keys.cbor           per household, the key derived from its activation code (docs/protocol.md §10.1)
  * pes/households/<hh>.pub.pem     household public keys known at provisioning (optional)
  * mdms/mdms.key.pem               MDMS RSA private key
  * households/<hh>.key.pem         household private key (only with --household-keys: for `ucs watch` and tests)
@@ -51,6 +52,8 @@ export interface Fleet {
 
 export interface PesKeys {
   rsa: KeyObject;
+  /** Per household, the binding key derived from its activation code (protocol/household-key.ts). */
+  bindingKeys: Map<string, Uint8Array>;
   meterKeys: Map<string, Buffer>;
   paillier: PaillierPrivate;
   mdmsPublic: KeyObject;
@@ -189,8 +192,18 @@ export function loadPesKeys(dir: string): PesKeys {
       if (existsSync(p)) householdPublic.set(hh, createPublicKey(readFileSync(p)));
     }
   }
-  return { rsa, meterKeys, paillier, mdmsPublic, householdPublic };
+  const bindingPath = join(dir, PES_BINDING_KEYS);
+  const bindingKeys = new Map<string, Uint8Array>();
+  if (existsSync(bindingPath)) {
+    const b = cborDecode(openBlob(readFile(bindingPath, 'binding keys'), bindingPath)) as { version?: number; keys?: Record<string, Uint8Array> };
+    if (b?.version !== 1 || typeof b.keys !== 'object' || b.keys === null) throw new Error(`${bindingPath}: not a version-1 key file`);
+    for (const [hh, k] of Object.entries(b.keys)) if (k instanceof Uint8Array && k.length === 32) bindingKeys.set(hh, k);
+  }
+  return { rsa, bindingKeys, meterKeys, paillier, mdmsPublic, householdPublic };
 }
+
+/** Where the PES's household binding keys live in a key set. */
+export const PES_BINDING_KEYS = 'pes/binding-keys.cbor';
 
 /** The MDMS RSA private key. */
 export function loadMdmsKey(dir: string): KeyObject {

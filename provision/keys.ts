@@ -7,12 +7,13 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { buildAcl } from '../protocol/acl.js';
 import { cborEncode } from '../protocol/cbor.js';
+import { bindingKeySync } from '../protocol/household-key.js';
 import { meterId, systemTitle } from '../protocol/frame.js';
 import { encodePrivateKey, generatePaillier } from '../protocol/paillier/engine.js';
 import { wrapKey } from '../protocol/seal.js';
 import { topicId } from '../protocol/topics.js';
 import { hashPassword } from '../lib/password.js';
-import { privatePem, readFile, sealBlob, writePublic, writeSecret, type Fleet, type FleetMeter } from '../lib/keyset.js';
+import { PES_BINDING_KEYS, privatePem, readFile, sealBlob, writePublic, writeSecret, type Fleet, type FleetMeter } from '../lib/keyset.js';
 
 const MANUFACTURER = 'SMR';
 
@@ -122,11 +123,13 @@ export async function provision(opts: ProvisionOptions): Promise<Fleet> {
   };
 
   const codes: Record<string, string> = {};
+  const bindingKeys: Record<string, Uint8Array> = {};
   for (const hh of fleet.households) {
     const code = randomBytes(10).toString('base64url').toUpperCase().replace(/[^A-Z0-9]/g, 'X').slice(0, 12);
     const pretty = code.match(/.{4}/g)!.join('-');
     writeSecret(join(out, 'households', `${hh}.activation`), pretty + '\n');
     codes[hh] = hashPassword(pretty);
+    bindingKeys[hh] = bindingKeySync(pretty, hh);
     if (opts.householdKeys) {
       const kp = generateKeyPairSync('rsa', { modulusLength: 2048 });
       writeSecret(join(out, 'households', `${hh}.key.pem`), privatePem(kp.privateKey));
@@ -134,6 +137,8 @@ export async function provision(opts: ProvisionOptions): Promise<Fleet> {
     }
   }
   writeSecret(join(out, 'ucs/activation.json'), JSON.stringify({ version: 1, codes }, null, 2));
+  // The PES checks a household's first key binding with these; the household app's server never sees them.
+  writeSecret(join(out, PES_BINDING_KEYS), sealBlob(cborEncode({ version: 1, keys: bindingKeys })));
 
   const acl = buildAcl(fleet);
   const users: Record<string, { scrypt: string; publish: string[]; subscribe: string[] }> = {};

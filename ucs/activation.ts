@@ -39,18 +39,4 @@ export function loadActivation(keysDir: string): ActivationFile {
   return { version: 1, codes };
 }
 
-/**
- * The canonical form of a typed code (upper case, groups of four joined by `-`), or null if it cannot be a
- * code.
- * @example
- * ```ts
- * normaliseCode(' abcd efgh-jklm '); // 'ABCD-EFGH-JKLM'
- * normaliseCode('abc');              // null
- * ```
- */
-export function normaliseCode(typed: unknown): string | null {
-  if (typeof typed !== 'string' || typed.length > 64) return null;
-  const s = typed.toUpperCase().replace(/[\s-]/g, '');
-  if (!/^[A-Z0-9]{12}$/.test(s)) return null;
-  return s.match(/.{4}/g)!.join('-');
-}
+export { normaliseCode } from '../protocol/household-key.js';

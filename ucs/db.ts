@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS accounts (
   auth_hash TEXT NOT NULL,
   created_at INTEGER NOT NULL,
   updated_at INTEGER NOT NULL,
-  key_published INTEGER NOT NULL DEFAULT 0
+  key_published INTEGER NOT NULL DEFAULT 0,
+  binding BLOB
 );
 CREATE TABLE IF NOT EXISTS used_codes (
   household TEXT NOT NULL,
@@ -79,6 +80,8 @@ export interface Account {
   createdAt: number;
   updatedAt: number;
   keyPublished: boolean;
+  /** The household-key message the browser made (protocol/household-key.ts), published as it is. */
+  binding: Buffer | null;
 }
 
 /** What a throttled attempt is: an activation code or a login authenticator. */
@@ -118,6 +121,7 @@ interface AccountRow {
   created_at: number;
   updated_at: number;
   key_published: number;
+  binding: Buffer | null;
 }
 
 const toAccount = (r: AccountRow): Account => ({
@@ -131,6 +135,7 @@ const toAccount = (r: AccountRow): Account => ({
   createdAt: r.created_at,
   updatedAt: r.updated_at,
   keyPublished: r.key_published === 1,
+  binding: r.binding,
 });
 
 /**
@@ -156,6 +161,9 @@ export class UcsDb {
     this.db.pragma('synchronous = FULL');
     this.db.pragma('secure_delete = ON'); // deleted accounts and tokens are overwritten, not left in free pages
     this.db.exec(SCHEMA);
+    // Databases made before key bindings carried proofs lack the column (their keys are re-registered).
+    const cols = this.db.prepare('PRAGMA table_info(accounts)').all() as { name: string }[];
+    if (!cols.some((c) => c.name === 'binding')) this.db.exec('ALTER TABLE accounts ADD COLUMN binding BLOB');
   }
 
   close(): void {
@@ -195,12 +203,12 @@ export class UcsDb {
       if (old && !old.kid.equals(a.kid)) this.db.prepare('DELETE FROM archive WHERE household = ?').run(a.household);
       this.db
         .prepare(
-          `INSERT INTO accounts (household, spki, kid, kdf, key_iv, key_ct, auth_hash, created_at, updated_at, key_published)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
+          `INSERT INTO accounts (household, spki, kid, kdf, key_iv, key_ct, auth_hash, created_at, updated_at, key_published, binding)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)
            ON CONFLICT (household) DO UPDATE SET spki = excluded.spki, kid = excluded.kid, kdf = excluded.kdf, key_iv = excluded.key_iv,
-             key_ct = excluded.key_ct, auth_hash = excluded.auth_hash, updated_at = excluded.updated_at, key_published = 0`,
+             key_ct = excluded.key_ct, auth_hash = excluded.auth_hash, updated_at = excluded.updated_at, key_published = 0, binding = excluded.binding`,
         )
-        .run(a.household, a.spki, a.kid, a.kdf, a.keyIv, a.keyCt, a.authHash, now, now);
+        .run(a.household, a.spki, a.kid, a.kdf, a.keyIv, a.keyCt, a.authHash, now, now, a.binding);
       this.db.prepare('UPDATE sessions SET ended = 1 WHERE household = ?').run(a.household);
       return { ok: true as const };
     })();

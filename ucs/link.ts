@@ -11,7 +11,6 @@ import type { MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { startDurableSubscriber } from '../lib/durable-subscriber.js';
 import { parseStream } from '../protocol/envelope.js';
-import { encodeHouseholdKey } from '../protocol/household-key.js';
 import { parseTopic, topics } from '../protocol/topics.js';
 /** Largest stream message archived (a batch of 60 readings seals to well under 2 kB with a 4096-bit key). */
 export const MAX_ARCHIVED = 16 * 1024;
@@ -47,8 +46,11 @@ export interface BrokerLink {
   counters: LinkCounters;
   /** Whether the broker granted the archive subscription (false until it did). */
   readonly archiving: boolean;
-  /** Publishes a household's key (retained, QoS 1); resolves true on PUBACK, false after `timeoutMs`. */
-  publishKey(household: string, spki: Uint8Array, timeoutMs?: number): Promise<boolean>;
+  /**
+   * Publishes a household's key-binding message as the browser made it (retained, QoS 1); resolves true on
+   * PUBACK, false after `timeoutMs`. This server cannot make one: it lacks the activation code and the key.
+   */
+  publishKey(household: string, spki: Uint8Array, binding: Uint8Array, timeoutMs?: number): Promise<boolean>;
   /** Withdraws a household's key (empty retained payload). */
   withdrawKey(household: string, timeoutMs?: number): Promise<boolean>;
   close(): Promise<void>;
@@ -124,8 +126,8 @@ export function startBrokerLink(o: BrokerLinkOptions): BrokerLink {
     get archiving() {
       return archiving();
     },
-    async publishKey(household, spki, timeoutMs = 5000) {
-      const ok = await publish(topics.householdKey(household), Buffer.from(encodeHouseholdKey(household, spki)), timeoutMs, () => {
+    async publishKey(household, spki, binding, timeoutMs = 5000) {
+      const ok = await publish(topics.householdKey(household), Buffer.from(binding), timeoutMs, () => {
         counters.keysPublished++;
         o.onKeyAcked(household, spki);
       });

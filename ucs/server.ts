@@ -114,7 +114,7 @@ export async function startUcs(opts: UcsOptions): Promise<UcsHandle> {
     store: (hh, kid, epoch, payload) => db.archive(hh, kid, epoch, payload),
     // The broker may answer after close() (a CONNACK in flight): the database is closed by then.
     onConnect: () => {
-      if (!closing) for (const a of db.unpublishedKeys()) void ctx.publishKey(a);
+      if (!closing) for (const a of db.unpublishedKeys()) if (a.binding) void ctx.publishKey(a);
     },
     onKeyAcked: (hh, spki) => {
       if (!closing) db.markKeyPublished(hh, Buffer.from(spki));
@@ -138,7 +138,7 @@ export async function startUcs(opts: UcsOptions): Promise<UcsHandle> {
     decoyKey: db.secret('decoy-kdf'),
     decoyAuthHash,
     decoyCodeHash: hashPassword(randomBytes(16).toString('hex')), // provisioning's parameters (broker/users.ts)
-    publishKey: (a) => link.publishKey(a.household, a.spki),
+    publishKey: (a) => (a.binding ? link.publishKey(a.household, a.spki, a.binding) : Promise.resolve(false)),
   };
   const archiveDays = opts.archiveDays ?? 400;
   const prune = setInterval(() => {

@@ -12,14 +12,14 @@
  * revisions); windows past the retention horizon are dropped.
  * @module
  */
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import { constants, createPublicKey, timingSafeEqual, verify, type KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import { decodeFrame, meterId, openFrame, type CipheredFrame } from '../../protocol/frame.js';
 import { ciphertextFromBytes, ciphertextToBytes, decodeSigned, type PaillierPrivate } from '../../protocol/paillier/engine.js';
 import { decodeReadingBatch, type ReadingBatch } from '../../protocol/reading.js';
 import type { BillingAggregate, NeighbourhoodAggregate } from '../../protocol/aggregate.js';
-import { decodeHouseholdKey } from '../../protocol/household-key.js';
-import { newStreamKey, sealAggregate, sealStream, type StreamKey } from '../../protocol/seal.js';
+import { activationMac, bindingSigned, decodeHouseholdKey, popSigned, PSS_SALT_BYTES, type HouseholdKeyMessage } from '../../protocol/household-key.js';
+import { keyId, newStreamKey, sealAggregate, sealStream, type StreamKey } from '../../protocol/seal.js';
 import { streamBody } from '../../protocol/stream.js';
 import { topicId, topics } from '../../protocol/topics.js';
 import { decodeUplink } from '../../protocol/uplink.js';
@@ -62,6 +62,8 @@ export interface PesSettings {
 export interface PesCoreKeys {
   paillier: PaillierPrivate;
   mdmsPublic: KeyObject;
+  /** Per household, the key derived from its activation code (protocol/household-key.ts `bindingKey`). */
+  bindingKeys?: Map<string, Uint8Array>;
   householdPublic: Map<string, KeyObject>;
   meters: Map<string, MeterInfo>;
 }
@@ -135,6 +137,13 @@ export interface Snapshot {
   counters: Partial<PesCounters>;
 }
 
+/** How a household's current key was bound. */
+interface Binding {
+  boundAt: number;
+  /** Bound with a proof (activation or rotation); provisioned keys are not. */
+  activated: boolean;
+}
+
 interface MeterRuntime {
   replay: ReplayWindow;
   energy: EnergyState | null;
@@ -169,6 +178,8 @@ export class PesCore {
   private readonly windows = new Map<string, Window>();
   private readonly meterState = new Map<string, MeterRuntime>();
   private readonly householdKeys: Map<string, KeyObject>;
+  /** How each bound key was bound (keys from provisioning: at 0, not by activation). */
+  private readonly bindings = new Map<string, Binding>();
   private readonly households: Set<string>;
   private readonly streamKeys = new Map<string, StreamKey[]>();
 
@@ -198,6 +209,7 @@ export class PesCore {
       topicId(m.neighbourhood, `meter ${id} neighbourhood`);
     }
     this.householdKeys = new Map(keys.householdPublic);
+    for (const hh of this.householdKeys.keys()) this.bindings.set(hh, { boundAt: 0, activated: false });
     this.households = new Set([...keys.meters.values()].map((m) => m.household));
   }
 
@@ -225,9 +237,23 @@ export class PesCore {
       else this.nextEvict = Math.min(this.nextEvict, w.end + this.settings.retentionS);
     }
     for (const [id, m] of s.meters) this.meterState.set(id, { replay: new ReplayWindow(m.replay), energy: m.energy, replayStreak: m.replayStreak });
-    for (const [hh, spki] of s.households) {
-      if (spki === null) this.householdKeys.delete(hh);
-      else this.householdKeys.set(hh, createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' }));
+    for (const [hh, stored] of s.households) {
+      if (stored === null) {
+        this.householdKeys.delete(hh);
+        this.bindings.delete(hh);
+        continue;
+      }
+      // Stored is the binding message itself; a bare SPKI is a key from before proofs (bound at 0).
+      let spki: Uint8Array = stored;
+      let binding: Binding = { boundAt: 0, activated: false };
+      try {
+        const m = decodeHouseholdKey(topics.householdKey(hh), stored);
+        if (m.spki) [spki, binding] = [m.spki, { boundAt: m.boundAt, activated: true }];
+      } catch {
+        // a bare SPKI
+      }
+      this.householdKeys.set(hh, createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' }));
+      this.bindings.set(hh, binding);
     }
   }
 
@@ -431,28 +457,60 @@ export class PesCore {
    */
   householdKey(topic: string, payload: Uint8Array): boolean {
     try {
-      const { household: hh, spki } = decodeHouseholdKey(topic, payload);
+      const m = decodeHouseholdKey(topic, payload);
+      const hh = m.household;
       if (!this.households.has(hh)) throw new TypeError('unknown household');
-      if (spki === null) {
+      if (m.spki === null) {
         this.householdKeys.delete(hh);
+        this.bindings.delete(hh);
         this.dropStreamKeys(hh);
         this.dirtyHouseholds.set(hh, null);
-        this.log.info({ household: hh }, 'pes: household key withdrawn');
+        this.log.info({ household: hh, audit: 'household-key.withdrawn' }, 'pes: household key withdrawn');
         return true;
       }
-      const key = createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
+      const key = createPublicKey({ key: Buffer.from(m.spki), format: 'der', type: 'spki' });
       const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
       if (key.asymmetricKeyType !== 'rsa' || bits < 2048) throw new TypeError('household key must be RSA >= 2048 bits');
+      this.checkBinding(m, key);
       this.householdKeys.set(hh, key);
+      this.bindings.set(hh, { boundAt: m.boundAt, activated: true });
       this.dropStreamKeys(hh);
-      this.dirtyHouseholds.set(hh, Uint8Array.from(spki));
+      this.dirtyHouseholds.set(hh, Uint8Array.from(payload));
       this.counters.householdKeys++;
-      this.log.info({ household: hh }, 'pes: household key replaced');
+      this.log.info({ household: hh, kid: keyId(key).toString('hex'), boundAt: m.boundAt, by: m.auth.type, audit: 'household-key.bound' }, 'pes: household key bound');
       return true;
     } catch (e) {
       this.counters.badHouseholdKey++;
       this.log.warn({ topic, err: (e as Error).message }, 'pes: household key message rejected');
       return false;
+    }
+  }
+
+  /**
+   * Throws unless the binding is authorised (docs/protocol.md §10.1): newer than the current one; by the
+   * activation code (its binding key) while no key has been bound with a proof, or else by the current key;
+   * and signed by the new key.
+   */
+  private checkBinding(m: Extract<HouseholdKeyMessage, { spki: Uint8Array }>, key: KeyObject): void {
+    const hh = m.household;
+    const current = this.bindings.get(hh);
+    if (current && m.boundAt <= current.boundAt) throw new TypeError('binding is not newer than the bound key (replayed or out of order)');
+    const signed = bindingSigned(hh, m.spki, m.boundAt);
+    if (m.auth.type === 'activation') {
+      if (current?.activated) throw new TypeError('the activation code was already used: only the current key can bind another');
+      const bk = this.keys.bindingKeys?.get(hh);
+      if (!bk) throw new TypeError('no binding key provisioned for this household');
+      const mac = Buffer.from(activationMac(bk, hh, m.spki, m.boundAt));
+      if (!timingSafeEqual(mac, Buffer.from(m.auth.mac))) throw new TypeError('activation MAC does not verify (wrong activation code)');
+    } else {
+      const bound = this.householdKeys.get(hh);
+      if (!bound || !current) throw new TypeError('a rotation needs a bound key');
+      if (!verify('sha256', signed, { key: bound, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: PSS_SALT_BYTES }, m.auth.sig)) {
+        throw new TypeError('rotation signature of the bound key does not verify');
+      }
+    }
+    if (!verify('sha256', popSigned(hh, m.spki, m.boundAt, m.auth), { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: PSS_SALT_BYTES }, m.pop)) {
+      throw new TypeError('the new key did not sign the binding (no proof of possession)');
     }
   }
 

@@ -67,6 +67,8 @@ export interface TestFleet {
   mdms: KeyObject;
   households: Map<string, KeyObject>;
   info: Map<string, MeterInfo>;
+  /** Each household's binding key (what provisioning derives from its activation code). */
+  bindingKeys: Map<string, Uint8Array>;
 }
 
 /**
@@ -86,12 +88,14 @@ export async function makeFleet(opts: { n: number; nbs?: number; start: number; 
     households.set(`hh${i}`, kp.privateKey);
     householdPublic.set(`hh${i}`, kp.publicKey);
   }
+  const bindingKeys = new Map(meters.map((_, i) => [`hh${i}`, new Uint8Array(randomBytes(32))]));
   return {
     meters,
     info,
     mdms: mdms.privateKey,
     households,
-    keys: { rsa: pes.privateKey, paillier: await paillierKey(opts.paillierBits ?? 512), mdmsPublic: mdms.publicKey, householdPublic, meters: info },
+    bindingKeys,
+    keys: { rsa: pes.privateKey, paillier: await paillierKey(opts.paillierBits ?? 512), mdmsPublic: mdms.publicKey, bindingKeys, householdPublic, meters: info },
   };
 }
 

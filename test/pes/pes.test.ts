@@ -6,6 +6,7 @@ import { encodeReadingBatch } from '../../protocol/reading.js';
 import { openStream } from '../../protocol/seal.js';
 import { topics } from '../../protocol/topics.js';
 import { createPes, type CreatePesOptions } from '../../pes/pes.js';
+import { activationMessage } from '../protocol/binding-fixture.js';
 import type { BillingAggregate, NeighbourhoodAggregate } from '../../protocol/aggregate.js';
 import { latest, makeFleet, openAggregates, SimMeter, uplink, type TestFleet } from './helpers.js';
 
@@ -313,7 +314,7 @@ describe('household streams', () => {
     const small = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ type: 'spki', format: 'der' });
     expect(pes.householdKey(topics.householdKey('hh1'), cborEncode([1, 'hh1', small]))).toBe(false);
     expect(pes.counters.badHouseholdKey).toBe(4);
-    expect(pes.householdKey(topics.householdKey('hh1'), cborEncode([1, 'hh1', spki]))).toBe(true);
+    expect(pes.householdKey(topics.householdKey('hh1'), activationMessage('hh1', f.bindingKeys.get('hh1')!, hh1.privateKey))).toBe(true);
     const bb = b.batch(2);
     pes.ingestUplink(uplink([b.frame(bb)]));
     await pes.idle();

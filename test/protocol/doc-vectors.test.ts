@@ -3,7 +3,7 @@
  * AES-GCM results are checked with a second, independent implementation (@noble/ciphers) as well.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { createPrivateKey, createPublicKey } from 'node:crypto';
+import { constants, createPrivateKey, createPublicKey, verify } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +15,7 @@ import { encodeLinkFrame } from '../../protocol/link.js';
 import { decodeReadingBatch, readingEnergies } from '../../protocol/reading.js';
 import { parseAggregate } from '../../protocol/aggregate.js';
 import { aggregateAad, parseAggregateEnvelope, parseStream, streamAad } from '../../protocol/envelope.js';
-import { decodeHouseholdKey, encodeHouseholdKey } from '../../protocol/household-key.js';
+import { activationMac, bindingKeySync, bindingSigned, decodeHouseholdKey, encodeHouseholdKey, popSigned, PSS_SALT_BYTES } from '../../protocol/household-key.js';
 import { parseStreamBody, streamBody } from '../../protocol/stream.js';
 import { keyId, openAggregate, openStream, unwrapKey } from '../../protocol/seal.js';
 import { topics } from '../../protocol/topics.js';
@@ -112,8 +112,19 @@ describe('docs/protocol.md vectors', () => {
 
     it('household key message carries the SPKI the kid is computed from', () => {
       const spki = createPublicKey(priv).export({ type: 'spki', format: 'der' });
-      expect(Buffer.from(encodeHouseholdKey('hh1', spki))).toEqual(vec('household-key.cbor'));
-      expect(Buffer.from(decodeHouseholdKey(topics.householdKey('hh1'), vec('household-key.cbor')).spki!)).toEqual(spki);
+      const bk = bindingKeySync('ABCD-EFGH-JKLM', 'hh1');
+      expect(Buffer.from(bk)).toEqual(vec('household-key.binding-key'));
+      expect(Buffer.from(bindingSigned('hh1', spki, 1_765_000_000))).toEqual(vec('household-key.signed'));
+      expect(Buffer.from(activationMac(bk, 'hh1', spki, 1_765_000_000))).toEqual(vec('household-key.mac'));
+      const m = decodeHouseholdKey(topics.householdKey('hh1'), vec('household-key.cbor'));
+      if (m.spki === null || m.auth.type !== 'activation') throw new Error('the documented message binds by activation');
+      expect(Buffer.from(m.spki)).toEqual(spki);
+      expect(m.boundAt).toBe(1_765_000_000);
+      expect(Buffer.from(m.auth.mac)).toEqual(hex('household-key.mac'));
+      // pop: RSA-PSS by the documented key over [2, hh, spki, boundAt, auth]; re-encoding gives the same bytes
+      const pss = { key: createPublicKey(priv), padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: PSS_SALT_BYTES };
+      expect(verify('sha256', popSigned('hh1', spki, m.boundAt, m.auth), pss, m.pop)).toBe(true);
+      expect(Buffer.from(encodeHouseholdKey({ ...m, spki: m.spki }))).toEqual(hex('household-key.cbor'));
       expect(() => decodeHouseholdKey(topics.householdKey('hh2'), vec('household-key.cbor'))).toThrow(/differs from topic/);
     });
 

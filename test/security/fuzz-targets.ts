@@ -940,7 +940,7 @@ interface KeyInput {
 export function householdKeyTarget(o: TargetOptions = {}): FuzzTarget<KeyInput> {
   return {
     name: 'household-key',
-    what: 'PES MQTT handler on household-key topics: mutated SPKI DER, weak and non-RSA keys, wrong household, bad topics',
+    what: 'PES MQTT handler on household-key topics: unproven (v1) and mutated key messages, weak and non-RSA keys, wrong household, bad topics: none binds a key',
     weight: 3,
     async: true,
     yieldEvery: 25,
@@ -977,23 +977,13 @@ export function householdKeyTarget(o: TargetOptions = {}): FuzzTarget<KeyInput> 
         show: (i) => `${i.how} ${i.topic} ${hex(i.payload).slice(0, 600)}`,
         figures: () => ({ keysAccepted: accepted, householdKeys: rig.svc.pes.counters.householdKeys, badHouseholdKey: rig.svc.pes.counters.badHouseholdKey }),
         run({ topic, payload }): Verdict {
-          // §10.1, independently: own household's topic, [1, hh, spki] with hh = the topic's level, RSA >= 2048.
+          // §10.1, independently: on its own household's topic, only a withdrawal (empty payload) takes effect.
+          // Every key message here is version 1 or a mutation of one: none carries the activation MAC or the
+          // new key's signature, so none may bind a key (the probe's attack; valid bindings are tested in
+          // test/pes/household-binding.test.ts).
           const prefix = 'sm/v1/pes/household-key/';
           const hh = topic.startsWith(prefix) ? topic.slice(prefix.length) : '';
-          let expect = TOPIC_ID.test(hh) && rig.households.has(hh);
-          if (expect && payload.length > 0) {
-            const r = refDecode(payload);
-            const a = r.ok && Array.isArray(r.value) ? r.value : [];
-            expect = a.length === 3 && a[0] === 1 && a[1] === hh && a[2] instanceof Uint8Array;
-            if (expect) {
-              try {
-                const k = createPublicKey({ key: Buffer.from(a[2] as Uint8Array), format: 'der', type: 'spki' });
-                expect = k.asymmetricKeyType === 'rsa' && (k.asymmetricKeyDetails?.modulusLength ?? 0) >= 2048;
-              } catch {
-                expect = false;
-              }
-            }
-          }
+          const expect = TOPIC_ID.test(hh) && rig.households.has(hh) && payload.length === 0;
           const c = rig.svc.pes.counters;
           const before = { ok: c.householdKeys, bad: c.badHouseholdKey, unexpected: rig.svc.unexpected };
           if (!rig.deliver(topic, Buffer.from(payload))) throw new Violation('household key message not acknowledged');

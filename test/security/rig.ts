@@ -91,7 +91,7 @@ export async function startRig(o: { dir: string; keysDir: string; fleet: Fleet; 
     const pk = loadPesKeys(o.keysDir);
     const meters = new Map<string, MeterInfo>(o.fleet.meters.map((m) => [m.meter, { key: pk.meterKeys.get(m.meter)!, household: m.household, neighbourhood: m.neighbourhood }]));
     const pes = startPesService({
-      keys: { rsa: pk.rsa, paillier: pk.paillier, mdmsPublic: pk.mdmsPublic, householdPublic: pk.householdPublic, meters },
+      keys: { rsa: pk.rsa, paillier: pk.paillier, mdmsPublic: pk.mdmsPublic, bindingKeys: pk.bindingKeys, householdPublic: pk.householdPublic, meters },
       stateFile: join(o.dir, 'pes.sqlite'),
       intervalS: 900,
       billing: '1d',

@@ -19,7 +19,7 @@ import { provision } from '../../provision/keys.js';
 import { startUcs, type UcsHandle, type UcsOptions } from '../../ucs/server.js';
 import { b64u, fromB64u } from '../../ucs/web/bytes.js';
 import { deriveSecrets, newKdfParams, type KdfParams } from '../../ucs/web/kdf.js';
-import { generateHouseholdKey, openPrivateKey, sealPrivateKey } from '../../ucs/web/keys.js';
+import { activationBinding, generateHouseholdKey, openPrivateKey, sealPrivateKey } from '../../ucs/web/keys.js';
 
 /** A provisioned key set in a temp dir: households hh1 and hh2, one synthetic meter each. */
 export interface KeySet {
@@ -211,10 +211,12 @@ export class NodeHousehold {
     const kdf = newKdfParams(this.kdfCost);
     const { wrapKey, auth } = await deriveSecrets(password, kdf);
     const sealed = await sealPrivateKey(pkcs8, wrapKey, this.household);
+    const binding = await activationBinding(this.household, code, spki, pkcs8);
     const r = await this.call('POST', '/api/register/finish', {
       household: this.household,
       ticket: begin.json.ticket,
       spki: b64u(spki),
+      binding: b64u(binding),
       kdf,
       key: { iv: b64u(sealed.iv), ct: b64u(sealed.ct) },
       auth: b64u(auth),

@@ -28,7 +28,7 @@ beforeAll(async () => {
   const keys = loadPesKeys(stack.set.keys);
   const meters = new Map(stack.set.fleet.meters.map((m) => [m.meter, { key: keys.meterKeys.get(m.meter)!, household: m.household, neighbourhood: m.neighbourhood }]));
   pes = startPesService({
-    keys: { rsa: keys.rsa, paillier: keys.paillier, mdmsPublic: keys.mdmsPublic, meters },
+    keys: { rsa: keys.rsa, paillier: keys.paillier, mdmsPublic: keys.mdmsPublic, bindingKeys: keys.bindingKeys, meters },
     k: 1,
     logger: pino({ level: 'silent' }),
     mqtt: { url: stack.broker.url, ...loadCredentials(stack.set.keys, 'pes') },

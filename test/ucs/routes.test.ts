@@ -147,7 +147,7 @@ describe('nothing leaks through the answers', () => {
     app.get('/careless', { schema: { response: replies(accountReply) } }, async () => ({ ...account, ...accountJson(account), authHash: account.authHash }));
     const res = await app.inject({ url: '/careless' });
     expect(res.statusCode).toBe(200);
-    expect(Object.keys(res.json()).sort()).toEqual(['household', 'kdf', 'key', 'spki']);
+    expect(Object.keys(res.json()).sort()).toEqual(['boundAt', 'household', 'kdf', 'key', 'spki']);
     expect(res.body).not.toContain(account.authHash.split(':')[4]);
     await app.close();
   });

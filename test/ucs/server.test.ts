@@ -3,6 +3,8 @@
  * the real PES core, login, sessions, limits, the ciphertext archive, and no plaintext in its database or logs.
  * The browser's side is played in Node with the browser's own modules (test/ucs/helpers.ts NodeHousehold).
  */
+import { activationMessage } from '../protocol/binding-fixture.js';
+import { generateKeyPairSync } from 'node:crypto';
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
@@ -61,9 +63,15 @@ describe('registration bound to the meter', () => {
     const keys = loadPesKeys(stack.set.keys);
     const meter = stack.set.fleet.meters.find((m) => m.household === 'hh1')!;
     const meters = new Map(stack.set.fleet.meters.map((m) => [m.meter, { key: keys.meterKeys.get(m.meter)!, household: m.household, neighbourhood: m.neighbourhood }]));
-    const pes = createPes({ keys: { rsa: keys.rsa, paillier: keys.paillier, mdmsPublic: keys.mdmsPublic, meters }, k: 1, logger: pino({ level: 'silent' }) });
+    const pes = createPes({ keys: { rsa: keys.rsa, paillier: keys.paillier, mdmsPublic: keys.mdmsPublic, bindingKeys: keys.bindingKeys, meters }, k: 1, logger: pino({ level: 'silent' }) });
     try {
-      const payload = cborEncode([1, 'hh1', spki]);
+      // What the household app's server and its broker password alone can make is refused (security finding 1):
+      // the old proof-less message, and a binding under a made-up code.
+      expect(pes.householdKey(topics.householdKey('hh1'), cborEncode([1, 'hh1', spki]))).toBe(false);
+      const forger = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+      expect(pes.householdKey(topics.householdKey('hh1'), activationMessage('hh1', 'ZZZZ-ZZZZ-ZZZZ', forger))).toBe(false);
+      // The binding the browser made with the activation code, exactly as the server published it, is accepted.
+      const payload = stack.ucs.db.account('hh1')!.binding!;
       expect(pes.householdKey(topics.householdKey('hh1'), payload)).toBe(true);
       const batch = sourceBatches(11, 1_717_200_000, 15)[0]!;
       const frame = encodeFrame(sealFrame(loadMeterKey(stack.set.keys, meter.meter), { systemTitle: Buffer.from(meter.meter, 'hex'), sc: SC_AES256GCM, ic: 1 }, encodeReadingBatch(batch)));

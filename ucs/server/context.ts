@@ -44,7 +44,7 @@ export interface UcsContext {
   /** An activation code hash no code matches (checked for households not in the fleet: same cost). */
   decoyCodeHash: string;
   /** Publishes a household's key to the PES; true once the broker acknowledged it. */
-  publishKey(a: Pick<Account, 'household' | 'spki'>): Promise<boolean>;
+  publishKey(a: Pick<Account, 'household' | 'spki' | 'binding'>): Promise<boolean>;
 }
 
 declare module 'fastify' {

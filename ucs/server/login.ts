@@ -4,6 +4,8 @@
  * an account gets decoy KDF parameters and "wrong password": neither route tells who has an account.
  * @module
  */
+import { decodeHouseholdKey } from '../../protocol/household-key.js';
+import { topics } from '../../protocol/topics.js';
 import type { FastifyInstance } from 'fastify';
 import { b64u } from '../web/bytes.js';
 import type { Account } from '../db.js';
@@ -23,7 +25,19 @@ export const accountJson = (a: Account) => ({
   kdf: JSON.parse(a.kdf) as unknown,
   key: { iv: b64u(a.keyIv), ct: b64u(a.keyCt) },
   spki: b64u(a.spki),
+  boundAt: boundAtOf(a),
 });
+
+/** When the account's key was bound (the `boundAt` of its binding message), or null. */
+function boundAtOf(a: Account): number | null {
+  if (!a.binding) return null;
+  try {
+    const m = decodeHouseholdKey(topics.householdKey(a.household), a.binding);
+    return m.spki ? m.boundAt : null;
+  } catch {
+    return null;
+  }
+}
 
 /**
  * Registers `/api/kdf` and `/api/login` (limited per address).

@@ -7,7 +7,9 @@
 import { createPublicKey } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { verifyPassword } from '../../lib/password.js';
+import { decodeHouseholdKey } from '../../protocol/household-key.js';
 import { keyId } from '../../protocol/seal.js';
+import { topics } from '../../protocol/topics.js';
 import { loadActivation, normaliseCode } from '../activation.js';
 import { fromB64u } from '../web/bytes.js';
 import { checkKdf } from '../web/kdf.js';
@@ -71,6 +73,26 @@ function publicKeyOf(v: string): { spki: Buffer; kid: Buffer } {
   return { spki, kid: keyId(key) };
 }
 
+/**
+ * Checks the browser's key-binding message (docs/protocol.md §10.1) for shape only: this household, this key,
+ * bound by its activation code. Its MAC and signature are the PES's to verify: this server cannot make or
+ * check them (it never sees the code's binding key), which is the point.
+ */
+function bindingOf(v: string | undefined, hh: string, spki: Buffer): Buffer {
+  if (v === undefined) throw new ApiError(400, 'bad-binding', 'The registration lacks the key binding made with the activation code; reload the page and register again.');
+  const bytes = Buffer.from(bytesOf(v, 'binding', 300, 4096));
+  let m;
+  try {
+    m = decodeHouseholdKey(topics.householdKey(hh), bytes);
+  } catch (e) {
+    throw new ApiError(400, 'bad-binding', `The key binding is malformed: ${(e as Error).message}.`);
+  }
+  if (m.spki === null || !spki.equals(Buffer.from(m.spki)) || m.auth.type !== 'activation') {
+    throw new ApiError(400, 'bad-binding', 'The key binding must bind this public key with the activation code.');
+  }
+  return bytes;
+}
+
 const ACTIVATION: SecretCheck = {
   kind: 'activation',
   policy: ACTIVATION_THROTTLE,
@@ -114,23 +136,24 @@ export async function registrationRoutes(app: FastifyInstance): Promise<void> {
   });
 
   app.post('/api/register/finish', { config: limited, schema: { body: finishBody, response: replies(registeredReply) } }, async (req, reply) => {
-    const b = req.body as { household: string; ticket: string; spki: string; auth: string } & SealedKeyBody;
+    const b = req.body as { household: string; ticket: string; spki: string; binding?: string; auth: string } & SealedKeyBody;
     const hh = b.household;
     // The ticket first: a request without a live one costs a database look-up, not a scrypt hash.
     const ticket = db.ticket(b.ticket, hh);
     if (!ticket) throw new ApiError(400, 'ticket-expired', 'This registration took too long or was already completed. Please enter your activation code again.');
     if (db.codeUsed(hh, ticket.codeHash)) throw codeUsed(hh);
     const { spki, kid } = publicKeyOf(b.spki);
+    const binding = bindingOf(b.binding, hh, spki);
     const sealed = sealedKeyOf(b);
     const authHash = await hashAuth(bytesOf(b.auth, 'auth', 32, 32));
-    const r = db.register(b.ticket, { household: hh, spki, kid, ...sealed, authHash });
+    const r = db.register(b.ticket, { household: hh, spki, kid, ...sealed, authHash, binding });
     if (!r.ok) {
       if (r.why === 'used') throw codeUsed(hh);
       throw new ApiError(400, 'ticket-expired', 'This registration took too long or was already completed. Please enter your activation code again.');
     }
     logger.info({ household: hh, kid: kid.toString('hex') }, 'ucs: household registered');
     startSession(ctx, reply, hh);
-    const keyPublished = await ctx.publishKey({ household: hh, spki });
+    const keyPublished = await ctx.publishKey({ household: hh, spki, binding });
     return { household: hh, keyPublished };
   });
 }

@@ -37,7 +37,8 @@ export const kdf = object({ alg: { type: 'string', enum: ['scrypt'] }, N: int, r
 export const wrappedKey = object({ iv: b64u(12, 12), ct: b64u(600, 8192) });
 
 export const beginBody = object({ household, code: { type: 'string', maxLength: 64 } });
-export const finishBody = object({ household, ticket: { type: 'string', maxLength: 64 }, spki: b64u(200, 1024), kdf, key: wrappedKey, auth });
+// `binding` is checked by the handler after the ticket (a request without a live ticket costs no more than a look-up).
+export const finishBody = object({ household, ticket: { type: 'string', maxLength: 64 }, spki: b64u(200, 1024), binding: b64u(300, 4096), kdf, key: wrappedKey, auth }, ['household', 'ticket', 'spki', 'kdf', 'key', 'auth']);
 export const loginBody = object({ household, auth });
 export const passwordBody = object({ auth, newAuth: auth, kdf, key: wrappedKey });
 export const deleteBody = object({ auth });
@@ -52,7 +53,7 @@ export const ticketReply = object({ ticket: str });
 export const registeredReply = object({ household: str, keyPublished: bool });
 export const kdfReply = object({ kdf });
 /** What login gives the browser: its wrapped key and public key, never the server's login hash. */
-export const accountReply = object({ household: str, kdf, key: wrappedKey, spki: str });
+export const accountReply = object({ household: str, kdf, key: wrappedKey, spki: str, boundAt: { type: ['integer', 'null'] } });
 export const sessionReply = object({ household: str, expiresAt: int, idleS: int });
 export const okReply = object({ ok: bool });
 export const deletedReply = object({ ok: bool, keyWithdrawn: bool });

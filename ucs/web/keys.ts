@@ -5,6 +5,7 @@
  * ciphertext under the password-derived `wrapKey` (ucs/web/kdf.ts), bound to the household id by the AAD.
  * @module
  */
+import { activationMac, bindingKey, encodeHouseholdKey, popSigned, PSS_SALT_BYTES } from '../../protocol/household-key.js';
 import { ab, b64u, utf8 } from './bytes.js';
 
 /** Modulus of new household keys: 3072 bits, about 128-bit security (NIST SP 800-57 Part 1, Table 2). */
@@ -114,4 +115,25 @@ export function pkcs8Pem(pkcs8: Uint8Array): string {
   const b64 = b64u(pkcs8).replace(/-/g, '+').replace(/_/g, '/');
   const padded = b64 + '='.repeat((4 - (b64.length % 4)) % 4);
   return `-----BEGIN PRIVATE KEY-----\n${padded.match(/.{1,64}/g)!.join('\n')}\n-----END PRIVATE KEY-----\n`;
+}
+
+/**
+ * The household-key message that binds a new key with the activation code (docs/protocol.md §10.1), made in
+ * the browser: the household app's server only forwards it, and could not have made it (it never sees the
+ * binding key derived from the code). `pop` is an RSA-PSS signature by the new key itself.
+ * @example
+ * ```ts
+ * const binding = await activationBinding('hh1', 'ABCD-EFGH-JKLM', spki, pkcs8);
+ * ```
+ */
+export async function activationBinding(household: string, code: string, spki: Uint8Array, pkcs8: Uint8Array, boundAt = Math.floor(Date.now() / 1000)): Promise<Uint8Array> {
+  const key = await bindingKey(code, household);
+  try {
+    const auth = { type: 'activation' as const, mac: activationMac(key, household, spki, boundAt) };
+    const pss = await crypto.subtle.importKey('pkcs8', ab(pkcs8), { name: 'RSA-PSS', hash: 'SHA-256' }, false, ['sign']);
+    const pop = new Uint8Array(await crypto.subtle.sign({ name: 'RSA-PSS', saltLength: PSS_SALT_BYTES }, pss, ab(popSigned(household, spki, boundAt, auth))));
+    return encodeHouseholdKey({ household, spki, boundAt, auth, pop });
+  } finally {
+    key.fill(0);
+  }
 }

@@ -15,7 +15,7 @@ import { bodyRows, type Row } from './body.js';
 import { fromB64u, hex } from './bytes.js';
 import { toCsv, toEspiXml } from './export.js';
 import { checkKdf, deriveSecrets, newKdfParams, passwordProblem, type KdfParams } from './kdf.js';
-import { generateHouseholdKey, importPrivateKey, keyIdOf, openPrivateKey, pkcs8Pem, sealPrivateKey, WrongPasswordError } from './keys.js';
+import { activationBinding, generateHouseholdKey, importPrivateKey, keyIdOf, openPrivateKey, pkcs8Pem, sealPrivateKey, WrongPasswordError } from './keys.js';
 import { connectLive, type Live, type LiveStatus } from './live.js';
 import { OpenError, StreamOpener, type OpenFailure } from './seal.js';
 import { bucketBounds, compare, cumulative, formatKwh, intervalBounds, liveNow, powerSeries, shiftRange, spanRange, sumEnergy, type Span } from './series.js';
@@ -133,6 +133,8 @@ $('register-form').addEventListener('submit', (ev) => {
     const { ticket } = await api<{ ticket: string }>('POST', '/api/register/begin', { household, code: input('reg-code').value });
     say('Creating your key pair in this browser…');
     const { spki, pkcs8 } = await generateHouseholdKey();
+    say('Binding your key to your household with the activation code…');
+    const binding = await activationBinding(household, input('reg-code').value, spki, pkcs8);
     say('Protecting your private key with your password (a second or two)…');
     const kdf = newKdfParams();
     const { wrapKey, auth } = await deriveSecrets(password, kdf);
@@ -143,6 +145,7 @@ $('register-form').addEventListener('submit', (ev) => {
       household,
       ticket,
       spki: b64(spki),
+      binding: b64(binding),
       kdf,
       key: { iv: b64(sealed.iv), ct: b64(sealed.ct) },
       auth: b64(auth),
@@ -222,7 +225,8 @@ async function enterApp(household: string, pkcs8: Uint8Array, spki: Uint8Array):
   showTab('live');
   const session = await api<{ idleS: number }>('GET', '/api/session');
   watchSession(session.idleS);
-  setText('ha-help', helpText(household, hex(kid)));
+  const { boundAt } = await api<{ boundAt: number | null }>('GET', '/api/key');
+  setText('ha-help', helpText(household, hex(kid), boundAt));
   await refresh();
   const broker = await api<{ wsUrl: string; username: string; password: string; topic: string; archive: boolean }>('GET', '/api/broker');
   state.archive = broker.archive ? 'on' : 'off';
@@ -253,9 +257,10 @@ function deviceClientId(household: string): string {
   return `household-${household}-web-${id}`;
 }
 
-function helpText(household: string, kid: string): string {
+function helpText(household: string, kid: string, boundAt: number | null): string {
+  const bound = boundAt === null ? '' : ` bound to household ${household} on ${new Date(boundAt * 1000).toLocaleString()} (only your activation code or this key can bind another)`;
   return [
-    `Key id ${kid}. With the downloaded key on your own computer:`,
+    `Key id ${kid}${bound}. With the downloaded key on your own computer:`,
     `  smartermeter ucs watch --household ${household} --key ${household}.key.pem --mqtt <broker URL> --username household-${household} --password-file <file>`,
     `  smartermeter ucs ha-bridge --household ${household} --key ${household}.key.pem --mqtt <broker URL> --username household-${household} --password-file <file> --ha-mqtt mqtt://homeassistant.local:1883`,
   ].join('\n');
