@@ -16,6 +16,8 @@ export const COUNTER_NAMES = [
   'replay',
   /** Bursts of replays from one meter (e.g. firmware restarted with a wiped counter store). */
   'replayAlarm',
+  /** Authenticated frame identical to the one already accepted with its counter (a gateway re-published it). */
+  'duplicateFrame',
   /** Frame or reading batch that does not decode. */
   'malformedFrame',
   /** Uplink payload that does not decode, or names another gateway than its topic. */

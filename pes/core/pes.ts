@@ -304,6 +304,14 @@ export class PesCore {
       this.counters.badTag++;
       return;
     }
+    // The first 4 bytes of the GCM tag: the same counter with the same tag is the same frame again.
+    const tag = frame.ciphertext.subarray(frame.ciphertext.length - 12);
+    const digest = ((tag[0]! << 24) | (tag[1]! << 16) | (tag[2]! << 8) | tag[3]!) >>> 0;
+    if (!fresh && rt.replay.duplicate(frame.ic, digest)) {
+      plaintext.fill(0);
+      this.counters.duplicateFrame++;
+      return;
+    }
     if (!fresh) {
       plaintext.fill(0);
       this.counters.replay++;
@@ -315,7 +323,7 @@ export class PesCore {
       }
       return;
     }
-    rt.replay.mark(frame.ic);
+    rt.replay.mark(frame.ic, digest);
     rt.replayStreak = 0;
     this.dirtyMeters.add(id);
     let batch: ReadingBatch;

@@ -153,12 +153,28 @@ describe('replay protection', () => {
     pes.ingestUplink(uplink([f2])); // ic 2 < highest 3, never seen: accepted
     expect(pes.counters.framesOk).toBe(3);
     pes.ingestUplink(uplink([f2, f1, f3]));
-    expect(pes.counters.replay).toBe(3);
+    // The same frames again, byte for byte: exact duplicates, refused but not replays.
+    expect(pes.counters.duplicateFrame).toBe(3);
+    expect(pes.counters.replay).toBe(0);
     expect(pes.counters.framesOk).toBe(3);
     expect(pes.counters.readings).toBe(15);
     pes.flush();
     const bill = latest(await bodies(f, pes)).get(`billing|hh0|${T0}`) as BillingAggregate;
     expect(bill.bands.flat).toBe(15 * 100);
+    await pes.close();
+  });
+
+  it('a gateway re-publishing the same frames many times raises no replay alarm; the same counter with another frame still does', async () => {
+    const f = await makeFleet({ n: 1, start: T0 });
+    const m = f.meters[0]!;
+    const pes = open(f, { k: 1 });
+    const sent = Array.from({ length: 12 }, () => m.frame(m.batch(2)));
+    pes.ingestUplink(uplink(sent));
+    for (let i = 0; i < 3; i++) pes.ingestUplink(uplink(sent)); // 36 exact duplicates, far beyond the alarm's 8
+    expect(pes.counters).toMatchObject({ framesOk: 12, duplicateFrame: 36, replay: 0, replayAlarm: 0 });
+    m.ic = 1; // a wiped store: counters 1.. again under the same key, other readings
+    for (let i = 0; i < 8; i++) pes.ingestUplink(uplink([m.frame(m.batch(3))]));
+    expect(pes.counters).toMatchObject({ framesOk: 12, replay: 8, replayAlarm: 1 });
     await pes.close();
   });
 
