@@ -25,9 +25,8 @@
  * with a lost journal deletion, and the journal re-publishes the message (a duplicate at worst).
  * @module
  */
-import { mkdirSync, chmodSync } from 'node:fs';
+import { privateFile } from '../lib/private-file.js';
 import { createRequire } from 'node:module';
-import { dirname } from 'node:path';
 import { Readable } from 'node:stream';
 import { deserialize, serialize } from 'node:v8';
 import Database from 'better-sqlite3';
@@ -99,8 +98,8 @@ export class SqlitePersistence {
   constructor(path: string) {
     if (typeof path !== 'string' || path.length === 0) throw new TypeError('broker state file must be a non-empty path');
     this.path = path;
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     try {
+      privateFile(path);
       this.db = new Database(path);
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = FULL');
@@ -108,7 +107,6 @@ export class SqlitePersistence {
     } catch (e) {
       throw new Error(`cannot open broker state file ${path}: ${(e as Error).message}`);
     }
-    if (path !== ':memory:') chmodSync(path, 0o600);
     const db = this.db;
     this.s = {
       putSub: db.prepare<[string, string, Buffer]>('INSERT INTO subscriptions (client_id, topic, sub) VALUES (?, ?, ?) ON CONFLICT (client_id, topic) DO UPDATE SET sub = excluded.sub'),

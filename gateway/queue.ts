@@ -8,8 +8,7 @@
  * the meter still holds (and retransmits) anything the queue could lose.
  * @module
  */
-import { chmodSync, mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { privateFile } from '../lib/private-file.js';
 import Database from 'better-sqlite3';
 import type { FrameStore } from './forwarder.js';
 
@@ -32,9 +31,9 @@ export interface FrameQueue extends FrameStore {
  */
 export function openFrameQueue(path: string, onError: (err: Error) => void = () => undefined): FrameQueue {
   if (typeof path !== 'string' || path.length === 0) throw new TypeError('queue path must be a non-empty string');
-  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   let db: Database.Database;
   try {
+    privateFile(path);
     db = new Database(path);
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL');
@@ -42,7 +41,6 @@ export function openFrameQueue(path: string, onError: (err: Error) => void = () 
   } catch (e) {
     throw new Error(`cannot open gateway queue ${path}: ${(e as Error).message}`);
   }
-  if (path !== ':memory:') chmodSync(path, 0o600);
   const insert = db.prepare<[number, Buffer]>('INSERT INTO frames (seq, frame) VALUES (?, ?)');
   const del = db.prepare<[number]>('DELETE FROM frames WHERE seq = ?');
   const all = db.prepare<[], { seq: number; frame: Buffer }>('SELECT seq, frame FROM frames ORDER BY seq');

@@ -24,6 +24,7 @@ import { gcmDecrypt, gcmEncrypt } from '../protocol/aead.js';
 import { cborDecode, cborEncode } from '../protocol/cbor.js';
 import { unwrapKey, wrapKey } from '../protocol/seal.js';
 import { DIGEST_DEPTH } from './core/replay.js';
+import { privateFile } from '../lib/private-file.js';
 import type { Checkpoint, MeterRecord, OutMessage, Snapshot, WindowRecord } from './core/pes.js';
 import type { PesCounters } from './core/counters.js';
 
@@ -103,6 +104,7 @@ export class PesStore {
   static open(file: string, opts: StoreOptions): PesStore {
     let db: Database.Database;
     try {
+      privateFile(file);
       db = new Database(file);
     } catch (e) {
       throw new Error(`cannot open PES state file ${file}: ${(e as Error).message}`);

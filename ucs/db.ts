@@ -11,8 +11,8 @@
  * - `archive`: the household streams exactly as the PES sealed them (ciphertext), for history re-fetch.
  * @module
  */
+import { privateFile } from '../lib/private-file.js';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { b64u } from './web/bytes.js';
 
@@ -154,8 +154,7 @@ export class UcsDb {
     readonly sessions: SessionPolicy,
     private readonly now: () => number = Date.now,
   ) {
-    if (path !== ':memory:' && !existsSync(path)) closeSync(openSync(path, 'a', 0o600));
-    if (path !== ':memory:') chmodSync(path, 0o600); // wrapped keys and login hashes: a secret file (its -wal/-shm inherit the mode)
+    privateFile(path); // wrapped keys and login hashes: a secret file (its -wal/-shm inherit the mode)
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');

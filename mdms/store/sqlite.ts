@@ -8,8 +8,8 @@
  * default is short) and then fails with SQLITE_BUSY, which the ingest treats like an unreachable database.
  * @module
  */
+import { privateFile } from '../../lib/private-file.js';
 import Database from 'better-sqlite3';
-import { closeSync, existsSync, openSync } from 'node:fs';
 import type { Driver, Param, Querier } from './driver.js';
 
 /** SQLite options. */
@@ -29,9 +29,9 @@ export function openSqlite(path: string, opts: SqliteOptions = {}): Driver {
   if (typeof path !== 'string' || path.length === 0) throw new TypeError('SQLite path must be a non-empty string');
   const busy = opts.busyTimeoutMs ?? 2000;
   if (!Number.isInteger(busy) || busy < 0) throw new TypeError('busyTimeoutMs must be a non-negative integer');
-  if (path !== ':memory:' && !existsSync(path)) {
+  if (path !== ':memory:') {
     try {
-      closeSync(openSync(path, 'a', 0o600));
+      privateFile(path);
     } catch (e) {
       throw new Error(`cannot create SQLite database ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }

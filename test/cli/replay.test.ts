@@ -4,7 +4,7 @@
  * expectation).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { replay, type ReplaySummary } from '../../cli/replay.js';
@@ -78,6 +78,7 @@ describe('replay of a fleet with known data', () => {
       start: 0,
       days: 1,
       paillierBits: 1024,
+      stateDir: join(dir, 'state'),
     });
     const store = await openStore(dbPath);
     neighbourhoodCsv = await exportCsv(store, 'neighbourhood');
@@ -85,6 +86,31 @@ describe('replay of a fleet with known data', () => {
     await store.close();
   }, 240_000);
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('leaves every state file private (0600, folders 0700), SQLite -wal and -shm included (security finding 11)', () => {
+    const seen: string[] = [];
+    const walk = (d: string): void => {
+      for (const e of readdirSync(d, { withFileTypes: true })) {
+        const p = join(d, e.name);
+        const mode = statSync(p).mode & 0o777;
+        if (e.isDirectory()) {
+          expect(mode, p).toBe(0o700);
+          walk(p);
+        } else {
+          expect(mode, p).toBe(0o600);
+          seen.push(e.name);
+        }
+      }
+    };
+    walk(join(dir, 'state'));
+    for (const f of readdirSync(dir).filter((f) => f.startsWith('out.sqlite'))) {
+      expect(statSync(join(dir, f)).mode & 0o777, f).toBe(0o600);
+      seen.push(f);
+    }
+    // The run left the PES state and the broker state (their -wal/-shm are checked while open in test/lib/private-file.test.ts).
+    expect(seen).toContain('pes.sqlite');
+    expect(seen).toContain('broker.sqlite');
+  });
 
   it('accounts for every reading', () => {
     expect(summary.problems).toEqual([]);
