@@ -1132,7 +1132,7 @@ export function mdmsTarget(o: TargetOptions = {}): FuzzTarget<MdmsInput> {
         { weight: 1, arbitrary: fc.tuple(fc.uint8Array({ maxLength: 200 }), fc.nat({ max: topicList.length - 1 })).map(([b, t]) => ({ how: 'random', topic: topicList[t]!, payload: b, seed: -1, attacker: false })) },
       );
       const c = ingest.counters;
-      const OUTCOMES = ['stored', 'duplicates', 'conflicts', 'unsealFailed', 'malformed', 'badSignature', 'rejectedPrivacy'] as const;
+      const OUTCOMES = ['stored', 'duplicates', 'conflicts', 'unsealFailed', 'malformed', 'badSignature', 'rejectedPrivacy', 'rejectedUnknown', 'rejectedNegative', 'rejectedGap'] as const;
       return {
         arbitrary,
         show: (i) => `${i.how} ${i.topic} ${hex(i.payload).slice(0, 600)}`,
