@@ -3,10 +3,12 @@
  *
  * - Aggregate seal (PES -> MDMS), one per message: a fresh AES-256 key wrapped with RSA-OAEP-SHA-256
  *   (RFC 8017 §7.1) to the recipient, then AES-256-GCM over the CBOR body.
- *   Envelope: `[1, kid(8), wrappedKey, iv(12), ciphertext||tag(16)]`, AAD = CBOR `[1, topic, kid]`.
+ *   Envelope: `[1, kid(8), wrappedKey, iv(12), ciphertext||tag(16), sig(64)]`, AAD = CBOR `[1, topic, kid]`;
+ *   `sig` is the PES's Ed25519 signature over CBOR `[1, topic, kid, wrappedKey, iv, ciphertext||tag]`.
  * - Stream seal (PES -> household): a content key per (household, epoch), wrapped once per epoch and carried
  *   in every message so each can be opened alone; one AES-GCM per message, no RSA operation per reading.
- *   Envelope: `[2, kid(8), epoch, wrappedKey, iv(12), ciphertext||tag(16)]`, AAD = CBOR `[2, topic, kid, epoch]`.
+ *   Envelope: `[2, kid(8), epoch, wrappedKey, epochSig(64), iv(12), ciphertext||tag(16)]`, AAD = CBOR
+ *   `[2, topic, kid, epoch]`; `epochSig` is the PES's Ed25519 signature over CBOR `[2, topic, kid, epoch, wrappedKey]`.
  * Binding the topic in the AAD means a sealed message re-published on another topic fails to open.
  * `kid` is the first 8 bytes of SHA-256 over the recipient's SubjectPublicKeyInfo (DER).
  * @module

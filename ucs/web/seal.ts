@@ -1,7 +1,8 @@
 /**
  * Opens household stream messages with WebCrypto (docs/protocol.md §11.2):
- * `[2, kid, epoch, wrappedKey, iv, ciphertext‖tag]`, AAD = CBOR `[2, topic, kid, epoch]`. The content key of
- * each (kid, epoch, wrappedKey) is unwrapped once (RSA-OAEP-SHA-256) and cached as a non-extractable AES key.
+ * `[2, kid, epoch, wrappedKey, epochSig, iv, ciphertext‖tag]`, AAD = CBOR `[2, topic, kid, epoch]`. The PES's
+ * Ed25519 epoch signature is verified first; the content key of each (topic, epoch, wrappedKey, epochSig) is then
+ * unwrapped once (RSA-OAEP-SHA-256) and cached as a non-extractable AES key.
  * This is protocol/seal.ts `openStream` for the browser, where node:crypto does not exist; both read the
  * envelope with protocol/envelope.ts.
  * @module
@@ -36,7 +37,7 @@ export class OpenError extends Error {
  * Opens stream messages for one household key.
  * @example
  * ```ts
- * const opener = new StreamOpener(privateKey, await keyIdOf(spki));
+ * const opener = new StreamOpener(privateKey, await keyIdOf(spki), await importPesVerifyKey(pesSpki));
  * const body = parseStreamBody(await opener.open(topics.household('hh1'), payload));
  * ```
  */
@@ -122,11 +123,12 @@ export class StreamOpener {
 }
 
 /**
- * Imports the PES's Ed25519 public key (SubjectPublicKeyInfo DER, as `/api/broker` serves it) for
+ * Imports the PES's Ed25519 public key (SubjectPublicKeyInfo DER, as `GET /api/pes-key` serves it) for
  * {@link StreamOpener}.
  * @example
  * ```ts
- * const opener = new StreamOpener(privateKey, kid, await importPesVerifyKey(base64ToBytes(broker.pesVerifyKey)));
+ * const { spki } = await (await fetch('/api/pes-key')).json();
+ * const opener = new StreamOpener(privateKey, kid, await importPesVerifyKey(fromB64u(spki, 'spki')));
  * ```
  */
 export function importPesVerifyKey(spki: Uint8Array): Promise<CryptoKey> {
