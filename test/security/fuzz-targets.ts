@@ -843,7 +843,7 @@ export function pesTarget(o: TargetOptions = {}): FuzzTarget<PesInput> {
       let unexpected = 0;
       return {
         arbitrary,
-        show: (i) => JSON.stringify(i, (_k, v: unknown) => (v instanceof Uint8Array ? hex(v) : v)).slice(0, 900),
+        show: (i) => JSON.stringify(i, (_k, v: unknown) => (v instanceof Uint8Array ? hex(v) : typeof v === 'bigint' ? `${v}n` : v)).slice(0, 900),
         figures: () => ({ ...svc.pes.counters, genuineFrames: genuine.length, genuinePresented: presented.size, streamMessagesCaptured: rig.captured.length }),
         run(input): Verdict {
           const frames = input.picks.map(frameOf);
@@ -859,7 +859,7 @@ export function pesTarget(o: TargetOptions = {}): FuzzTarget<PesInput> {
           // What the spec says should happen, from the bytes alone.
           const ref = refDecode(payload);
           const up = ref.ok ? specUplink(ref.value) : null;
-          const framesTopic = topic.startsWith('sm/v1/frames/');
+          const framesTopic = /^sm\/v1\/frames\/[A-Za-z0-9_.-]{1,64}$/.test(topic); // §10: a topic id is 1..64 of these
           const valid = framesTopic && up !== null && payload.length <= 1024 * 2048 + 1024 && up.gateway === topic.slice('sm/v1/frames/'.length);
           const fresh = new Map<string, Genuine>();
           if (valid) for (const f of up.frames) {
