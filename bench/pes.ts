@@ -88,7 +88,7 @@ async function once(w: Workload, paillier: PaillierPrivate, pool: boolean) {
   const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const mdms = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const pes = createPes({
-    keys: { rsa: rsa.privateKey, paillier: timedEngine(paillier, ns, calls), mdmsPublic: mdms.publicKey, meters: w.meters },
+    keys: { rsa: rsa.privateKey, signer: generateKeyPairSync('ed25519').privateKey, paillier: timedEngine(paillier, ns, calls), mdmsPublic: mdms.publicKey, meters: w.meters },
     stateFile: join(dir, 'pes.db'),
     k: 20,
     pool,

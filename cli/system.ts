@@ -29,7 +29,7 @@ import type { Store } from '../mdms/store/types.js';
 import { startPesService, type PesService } from '../pes/mqtt.js';
 import type { Tariff } from '../lib/tariff.js';
 import type { MeterInfo } from '../pes/pes.js';
-import { brokerUsersPath, loadCredentials, loadMdmsKey, loadMeterKey, loadPesKeys, type Fleet } from '../lib/keyset.js';
+import { brokerUsersPath, loadCredentials, loadMdmsKey, loadPesVerifyKey, loadMeterKey, loadPesKeys, type Fleet } from '../lib/keyset.js';
 
 export interface SystemOptions {
   keysDir: string;
@@ -205,6 +205,7 @@ export async function startSystem(o: SystemOptions): Promise<SystemHandle> {
     const mdms = startMdmsIngest({
       store,
       privateKey: loadMdmsKey(o.keysDir),
+      pesVerifyKey: loadPesVerifyKey(o.keysDir),
       mqtt: { url, ...creds('mdms') },
       k: o.k,
       fleet: o.fleet,
@@ -222,7 +223,7 @@ export async function startSystem(o: SystemOptions): Promise<SystemHandle> {
       meters.set(m.meter, { key, household: m.household, neighbourhood: m.neighbourhood });
     }
     const pes = startPesService({
-      keys: { rsa: pk.rsa, paillier: pk.paillier, mdmsPublic: pk.mdmsPublic, bindingKeys: pk.bindingKeys, householdPublic: pk.householdPublic, meters },
+      keys: { rsa: pk.rsa, paillier: pk.paillier, mdmsPublic: pk.mdmsPublic, signer: pk.signer, bindingKeys: pk.bindingKeys, householdPublic: pk.householdPublic, meters },
       stateFile: join(o.stateDir, 'pes.sqlite'),
       intervalS: o.intervalS,
       billing: o.billing,

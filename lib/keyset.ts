@@ -6,7 +6,9 @@
  * ```
  * fleet.json                      public: meters (system titles), households, neighbourhoods, gateways, sources
  * meters/<meter>.key              the meter's AES-256 key (hex) — the meter's own secret
+ * pes-sign.pub.pem                public: the PES's Ed25519 key that signs every seal (MDMS, household app, `ucs watch`)
  * pes/pes.key.pem                 PES RSA private key (PKCS#8; encrypted when SM_KEY_PASSPHRASE is set)
+ * pes/pes-sign.key.pem            PES Ed25519 signing key (PKCS#8; encrypted when SM_KEY_PASSPHRASE is set)
  * pes/meter-keys.cbor             every meter key wrapped to the PES key with RSA-OAEP-SHA-256
  * pes/paillier.key                PES Paillier private key (engine serialisation; encrypted with the passphrase when set)
  * pes/mdms.pub.pem                the MDMS public key the PES seals aggregates to
@@ -54,6 +56,8 @@ export interface PesKeys {
   rsa: KeyObject;
   /** Per household, the binding key derived from its activation code (protocol/household-key.ts). */
   bindingKeys: Map<string, Uint8Array>;
+  /** Ed25519: signs every aggregate seal and stream epoch (docs/protocol.md §11). */
+  signer: KeyObject;
   meterKeys: Map<string, Buffer>;
   paillier: PaillierPrivate;
   mdmsPublic: KeyObject;
@@ -199,7 +203,32 @@ export function loadPesKeys(dir: string): PesKeys {
     if (b?.version !== 1 || typeof b.keys !== 'object' || b.keys === null) throw new Error(`${bindingPath}: not a version-1 key file`);
     for (const [hh, k] of Object.entries(b.keys)) if (k instanceof Uint8Array && k.length === 32) bindingKeys.set(hh, k);
   }
-  return { rsa, bindingKeys, meterKeys, paillier, mdmsPublic, householdPublic };
+  const signer = loadPrivatePem(join(dir, PES_SIGNING_KEY), 'PES signing key');
+  return { rsa, signer, bindingKeys, meterKeys, paillier, mdmsPublic, householdPublic };
+}
+
+/** Where the PES's signing key and its public half live in a key set. */
+export const PES_SIGNING_KEY = 'pes/pes-sign.key.pem';
+export const PES_VERIFY_KEY = 'pes-sign.pub.pem';
+
+/**
+ * The PES's Ed25519 public key, which every receiver of a seal verifies with (public, at the top of the key
+ * set like fleet.json).
+ * @example
+ * ```ts
+ * openAggregate(loadMdmsKey(dir), topic, payload, loadPesVerifyKey(dir));
+ * ```
+ */
+export function loadPesVerifyKey(dir: string): KeyObject {
+  const path = join(dir, PES_VERIFY_KEY);
+  let key: KeyObject;
+  try {
+    key = createPublicKey(readFile(path, 'PES signature key'));
+  } catch (e) {
+    throw new Error(`cannot load the PES signature key from ${path}: ${(e as Error).message}`);
+  }
+  if (key.asymmetricKeyType !== 'ed25519') throw new Error(`${path}: not an Ed25519 public key`);
+  return key;
 }
 
 /** Where the PES's household binding keys live in a key set. */

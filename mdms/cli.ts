@@ -9,7 +9,7 @@ import { pino, type Logger } from 'pino';
 import { isValidFilter } from '../protocol/acl.js';
 import { AGGREGATE_PREFIX, topics } from '../protocol/topics.js';
 import { durationOption, intOption } from '../lib/flags.js';
-import { loadCredentials, loadFleet, loadMdmsKey } from '../lib/keyset.js';
+import { loadCredentials, loadFleet, loadMdmsKey, loadPesVerifyKey } from '../lib/keyset.js';
 import { DEFAULT_K } from '../lib/policy.js';
 import { auditRefusals } from './refusal-audit.js';
 import { openPostgres } from './store/postgres.js';
@@ -117,6 +117,7 @@ async function runIngest(flags: IngestFlags): Promise<void> {
   const ingest = startMdmsIngest({
     store,
     privateKey,
+    pesVerifyKey: loadPesVerifyKey(flags.keys),
     mqtt: { url: flags.mqtt, ...credentials, ...(flags.clientId !== undefined ? { clientId: flags.clientId } : {}) },
     ...(flags.topic.length ? { topics: flags.topic } : {}),
     minBillingPeriodS: flags.minBillingPeriod,

@@ -14,6 +14,7 @@
  * | same (key, start, revision) stored with different content — first one kept | conflicts | yes |
  * | sealed for another key (key id differs) — a configuration error | unsealFailed | NO: the broker keeps it in the session and redelivers it when the MDMS reconnects (MQTT 3.1.1 §4.4), e.g. restarted with the right key |
  * | unopenable seal (tampered, wrong topic), or a body that is not exactly an aggregate | malformed | yes: a poison message would be redelivered forever; it is counted and logged (ids only) |
+ * | no PES signature, or one that does not verify (docs/protocol.md §11.1) | badSignature | yes (as above); logged as an error |
  * | billing period shorter than the minimum, or fewer than k meters | rejectedPrivacy | yes: the MDMS must never store it, and redelivery cannot make it acceptable |
  * | a household or neighbourhood that is not in the fleet | rejectedUnknown | yes (as above) |
  * | a negative energy | rejectedNegative | yes (as above) |
@@ -30,13 +31,13 @@
  * Logs carry ids, topics, key ids and counters — never an energy value or a key.
  * @module
  */
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import { createPublicKey, verify, type KeyObject } from 'node:crypto';
 import type { IPublishPacket, MqttClient } from 'mqtt';
 import { pino, type Logger } from 'pino';
 import { startDurableSubscriber, type Verdict } from '../lib/durable-subscriber.js';
 import { isValidFilter } from '../protocol/acl.js';
-import { parseAggregateEnvelope } from '../protocol/envelope.js';
-import { keyId, openAggregate } from '../protocol/seal.js';
+import { aggregateSigned, parseAggregateEnvelope, type AggregateEnvelope } from '../protocol/envelope.js';
+import { keyId, openAggregate, SignatureError } from '../protocol/seal.js';
 import { AGGREGATE_PREFIX, topics } from '../protocol/topics.js';
 import { MalformedAggregateError, parseAggregate, type Aggregate } from '../protocol/aggregate.js';
 import { DEFAULT_POLICY, policyViolation, type PolicyRule, type PrivacyPolicy } from './aggregate.js';
@@ -61,6 +62,8 @@ export interface IngestCounters {
   unsealFailed: number;
   /** Deliveries that cannot be opened or are not an aggregate (acknowledged and dropped). */
   malformed: number;
+  /** Deliveries without a valid PES signature (acknowledged and dropped): forged, or another PES. */
+  badSignature: number;
   /** Aggregates the privacy policy refuses (k, shortest billing period; acknowledged and dropped). */
   rejectedPrivacy: number;
   /** Aggregates for a household or neighbourhood outside the fleet (acknowledged and dropped). */
@@ -78,6 +81,8 @@ export interface MdmsIngestOptions {
   store: Store;
   /** The MDMS RSA private key (`loadMdmsKey(dir)`). */
   privateKey: KeyObject;
+  /** The PES's Ed25519 public key (`loadPesVerifyKey(dir)`): a seal it did not sign is refused. */
+  pesVerifyKey: KeyObject;
   mqtt: {
     url: string;
     username?: string;
@@ -145,10 +150,10 @@ function checkPositiveInt(v: number, name: string): number {
   return v;
 }
 
-/** The key id an aggregate envelope names, or `null` if it is not an aggregate envelope. */
-function envelopeKeyId(payload: Uint8Array): Buffer | null {
+/** The aggregate envelope, or `null` if it is not a (signed) aggregate envelope. */
+function envelopeOf(payload: Uint8Array): AggregateEnvelope | null {
   try {
-    return Buffer.from(parseAggregateEnvelope(payload).kid);
+    return parseAggregateEnvelope(payload);
   } catch {
     return null;
   }
@@ -166,6 +171,9 @@ function envelopeKeyId(payload: Uint8Array): Buffer | null {
 export function startMdmsIngest(opts: MdmsIngestOptions): MdmsIngest {
   const { store, privateKey } = opts;
   if (!store || typeof store.insertBilling !== 'function') throw new TypeError('store must be an MDMS Store');
+  if (!opts.pesVerifyKey || opts.pesVerifyKey.asymmetricKeyType !== 'ed25519' || opts.pesVerifyKey.type !== 'public') {
+    throw new TypeError('pesVerifyKey must be the PES Ed25519 public key (KeyObject)');
+  }
   if (!privateKey || privateKey.type !== 'private' || privateKey.asymmetricKeyType !== 'rsa') {
     throw new TypeError('privateKey must be the MDMS RSA private key (KeyObject)');
   }
@@ -192,6 +200,7 @@ export function startMdmsIngest(opts: MdmsIngestOptions): MdmsIngest {
     conflicts: 0,
     unsealFailed: 0,
     malformed: 0,
+    badSignature: 0,
     rejectedPrivacy: 0,
     rejectedUnknown: 0,
     rejectedNegative: 0,
@@ -268,7 +277,14 @@ export function startMdmsIngest(opts: MdmsIngestOptions): MdmsIngest {
       log.warn({ topic, bytes: payload.length, malformed: counters.malformed }, 'aggregate payload too large: dropped');
       return 'ack';
     }
-    const kid = envelopeKeyId(payload);
+    const env = envelopeOf(payload);
+    const kid = env ? Buffer.from(env.kid) : null;
+    if (env && kid && !kid.equals(mine) && !verify(null, aggregateSigned(topic, env), opts.pesVerifyKey, env.sig)) {
+      // Held messages are redelivered on every reconnect: only the PES's own seals deserve that.
+      counters.badSignature++;
+      log.error({ topic, badSignature: counters.badSignature }, 'aggregate not signed by the PES: refused (forged with a broker password, or a PES with another signing key)');
+      return 'ack';
+    }
     if (kid && !kid.equals(mine)) {
       counters.unsealFailed++;
       log.error(
@@ -279,8 +295,13 @@ export function startMdmsIngest(opts: MdmsIngestOptions): MdmsIngest {
     }
     let agg: Aggregate;
     try {
-      agg = parseAggregate(topic, openAggregate(privateKey, topic, payload));
+      agg = parseAggregate(topic, openAggregate(privateKey, topic, payload, opts.pesVerifyKey));
     } catch (e) {
+      if (e instanceof SignatureError) {
+        counters.badSignature++;
+        log.error({ topic, reason: e.message, badSignature: counters.badSignature }, 'aggregate not signed by the PES: refused (forged with a broker password, or a PES with another signing key)');
+        return 'ack';
+      }
       counters.malformed++;
       log.warn({ topic, reason: (e as Error).message, malformed: counters.malformed }, e instanceof MalformedAggregateError ? 'not a valid aggregate: dropped' : 'seal does not open: dropped');
       return 'ack';

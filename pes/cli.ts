@@ -103,7 +103,7 @@ async function run(flags: PesFlags): Promise<void> {
   const tariff = flags.tariff ? loadTariff(flags.tariff) : FLAT_TARIFF;
   if (flags.k < 20) log.warn({ k: flags.k }, 'pes: k below 20 — aggregates of fewer households leak individual behaviour (Buescher et al., PoPETs 2017)');
   const svc = startPesService({
-    keys: { rsa: keys.rsa, paillier: keys.paillier, mdmsPublic: keys.mdmsPublic, bindingKeys: keys.bindingKeys, householdPublic: keys.householdPublic, meters },
+    keys: { rsa: keys.rsa, paillier: keys.paillier, mdmsPublic: keys.mdmsPublic, signer: keys.signer, bindingKeys: keys.bindingKeys, householdPublic: keys.householdPublic, meters },
     stateFile: flags.state,
     intervalS: flags.interval,
     billing: flags.billingPeriod ?? parseBillingPeriod('1d'),

@@ -27,6 +27,8 @@ export interface PesKeySet {
   mdmsPublic: KeyObject;
   /** Per household, the key derived from its activation code: what lets the PES check a first binding. */
   bindingKeys?: Map<string, Uint8Array>;
+  /** Ed25519 private key that signs every seal (`loadPesKeys(dir).signer`). */
+  signer: KeyObject;
   /** Household public keys known at provisioning (more may arrive at runtime). */
   householdPublic?: Map<string, KeyObject>;
   /** Every provisioned meter by id (hex system title). */
@@ -153,7 +155,7 @@ export function createPes(opts: CreatePesOptions): PesHandle {
   const settings = resolveSettings(opts);
   const log = opts.logger ?? pino({ name: 'pes' });
   const keys = opts.keys;
-  const core = new PesCore(settings, { paillier: keys.paillier, mdmsPublic: keys.mdmsPublic, ...(keys.bindingKeys ? { bindingKeys: keys.bindingKeys } : {}), householdPublic: keys.householdPublic ?? new Map(), meters: keys.meters }, log);
+  const core = new PesCore(settings, { paillier: keys.paillier, mdmsPublic: keys.mdmsPublic, signer: keys.signer, ...(keys.bindingKeys ? { bindingKeys: keys.bindingKeys } : {}), householdPublic: keys.householdPublic ?? new Map(), meters: keys.meters }, log);
   const store = PesStore.open(opts.stateFile ?? ':memory:', {
     rsa: keys.rsa,
     paillierKeyId: keys.paillier.keyId,

@@ -4,8 +4,12 @@
  * Node sealer (protocol/seal.ts) and the browser opener (ucs/web/seal.ts) both build on it, so the two can
  * not disagree on a byte.
  *
- * - Aggregate seal: `[1, kid(8), wrappedKey, iv(12), ciphertext||tag(16)]`, AAD = CBOR `[1, topic, kid]`.
- * - Stream seal: `[2, kid(8), epoch, wrappedKey, iv(12), ciphertext||tag(16)]`, AAD = CBOR `[2, topic, kid, epoch]`.
+ * - Aggregate seal: `[1, kid(8), wrappedKey, iv(12), ciphertext||tag(16), sig(64)]`, AAD = CBOR `[1, topic, kid]`;
+ *   `sig` is the PES's Ed25519 signature (RFC 8032) over CBOR `[1, topic, kid, wrappedKey, iv, ciphertext||tag]`.
+ * - Stream seal: `[2, kid(8), epoch, wrappedKey, epochSig(64), iv(12), ciphertext||tag(16)]`, AAD = CBOR
+ *   `[2, topic, kid, epoch]`; `epochSig` is the PES's Ed25519 signature over CBOR `[2, topic, kid, epoch,
+ *   wrappedKey]`, made once per epoch: it proves the content key came from the PES, so nobody else (a stolen
+ *   broker password included) can get a message accepted on a household's stream.
  * @module
  */
 import { asArray, asBytes, asUint, cborDecode, cborEncode } from './cbor.js';
@@ -22,6 +26,8 @@ export const SEAL_IV_BYTES = 12;
 export const SEAL_TAG_BYTES = 16;
 /** Bytes of a content key (AES-256). */
 export const CONTENT_KEY_BYTES = 32;
+/** Bytes of an Ed25519 signature (RFC 8032 §5.1.6). */
+export const SIG_BYTES = 64;
 
 /** The parsed outer layer of an aggregate seal. */
 export interface AggregateEnvelope {
@@ -30,6 +36,8 @@ export interface AggregateEnvelope {
   iv: Uint8Array;
   /** Ciphertext followed by the 16-byte tag. */
   ciphertext: Uint8Array;
+  /** The PES's Ed25519 signature over {@link aggregateSigned}. */
+  sig: Uint8Array;
 }
 
 /** The parsed outer layer of a stream message (what a browser needs before its WebCrypto unwrap). */
@@ -37,9 +45,34 @@ export interface StreamEnvelope {
   kid: Uint8Array;
   epoch: number;
   wrapped: Uint8Array;
+  /** The PES's Ed25519 signature over {@link streamEpochSigned}. */
+  epochSig: Uint8Array;
   iv: Uint8Array;
   /** Ciphertext followed by the 16-byte tag. */
   ciphertext: Uint8Array;
+}
+
+/**
+ * What the PES signs for an aggregate: CBOR `[1, topic, kid, wrappedKey, iv, ciphertext||tag]` (the whole
+ * envelope but the signature, and the topic it is published on).
+ * @example
+ * ```ts
+ * verify(null, aggregateSigned(topic, env), pesSigningPublicKey, env.sig);
+ * ```
+ */
+export function aggregateSigned(topic: string, e: Omit<AggregateEnvelope, 'sig'>): Uint8Array {
+  return cborEncode([SEAL_AGGREGATE, topic, e.kid, e.wrapped, e.iv, e.ciphertext]);
+}
+
+/**
+ * What the PES signs once per stream epoch: CBOR `[2, topic, kid, epoch, wrappedKey]`.
+ * @example
+ * ```ts
+ * const epochSig = sign(null, streamEpochSigned(topic, kid, epoch, wrapped), pesSigningKey);
+ * ```
+ */
+export function streamEpochSigned(topic: string, kid: Uint8Array, epoch: number, wrapped: Uint8Array): Uint8Array {
+  return cborEncode([SEAL_STREAM, topic, asBytes(kid, 'kid', KID_BYTES), asUint(epoch, 'epoch', 0xffffffff), wrapped]);
 }
 
 /**
@@ -78,9 +111,10 @@ function ciphertext(v: unknown): Uint8Array {
  * ```
  */
 export function parseAggregateEnvelope(payload: Uint8Array): AggregateEnvelope {
-  const a = asArray(cborDecode(payload), 'sealed aggregate', 5, 5);
+  const a = asArray(cborDecode(payload), 'sealed aggregate', 5, 6);
   if (asUint(a[0], 'seal type', 255) !== SEAL_AGGREGATE) throw new TypeError('not an aggregate seal');
-  return { kid: asBytes(a[1], 'kid', KID_BYTES), wrapped: asBytes(a[2], 'wrapped key'), iv: asBytes(a[3], 'iv', SEAL_IV_BYTES), ciphertext: ciphertext(a[4]) };
+  if (a.length !== 6) throw new TypeError('unsigned aggregate seal (no PES signature)');
+  return { kid: asBytes(a[1], 'kid', KID_BYTES), wrapped: asBytes(a[2], 'wrapped key'), iv: asBytes(a[3], 'iv', SEAL_IV_BYTES), ciphertext: ciphertext(a[4]), sig: asBytes(a[5], 'signature', SIG_BYTES) };
 }
 
 /**
@@ -91,13 +125,15 @@ export function parseAggregateEnvelope(payload: Uint8Array): AggregateEnvelope {
  * ```
  */
 export function parseStream(payload: Uint8Array): StreamEnvelope {
-  const a = asArray(cborDecode(payload), 'sealed stream message', 6, 6);
+  const a = asArray(cborDecode(payload), 'sealed stream message', 6, 7);
   if (asUint(a[0], 'seal type', 255) !== SEAL_STREAM) throw new TypeError('not a stream seal');
+  if (a.length !== 7) throw new TypeError('unsigned stream seal (no PES epoch signature)');
   return {
     kid: asBytes(a[1], 'kid', KID_BYTES),
     epoch: asUint(a[2], 'epoch', 0xffffffff),
     wrapped: asBytes(a[3], 'wrapped key'),
-    iv: asBytes(a[4], 'iv', SEAL_IV_BYTES),
-    ciphertext: ciphertext(a[5]),
+    epochSig: asBytes(a[4], 'epoch signature', SIG_BYTES),
+    iv: asBytes(a[5], 'iv', SEAL_IV_BYTES),
+    ciphertext: ciphertext(a[6]),
   };
 }

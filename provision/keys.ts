@@ -13,7 +13,7 @@ import { encodePrivateKey, generatePaillier } from '../protocol/paillier/engine.
 import { wrapKey } from '../protocol/seal.js';
 import { topicId } from '../protocol/topics.js';
 import { hashPassword } from '../lib/password.js';
-import { PES_BINDING_KEYS, privatePem, readFile, sealBlob, writePublic, writeSecret, type Fleet, type FleetMeter } from '../lib/keyset.js';
+import { PES_BINDING_KEYS, PES_SIGNING_KEY, PES_VERIFY_KEY, privatePem, readFile, sealBlob, writePublic, writeSecret, type Fleet, type FleetMeter } from '../lib/keyset.js';
 
 const MANUFACTURER = 'SMR';
 
@@ -98,6 +98,9 @@ export async function provision(opts: ProvisionOptions): Promise<Fleet> {
   const mdmsPub = mdms.publicKey.export({ type: 'spki', format: 'pem' }) as string;
   writePublic(join(out, 'mdms/mdms.pub.pem'), mdmsPub);
   writePublic(join(out, 'pes/mdms.pub.pem'), mdmsPub);
+  const signing = generateKeyPairSync('ed25519');
+  writeSecret(join(out, PES_SIGNING_KEY), privatePem(signing.privateKey));
+  writePublic(join(out, PES_VERIFY_KEY), signing.publicKey.export({ type: 'spki', format: 'pem' }) as string);
   const paillier = await generatePaillier(paillierBits);
   writeSecret(join(out, 'pes/paillier.key'), sealBlob(encodePrivateKey(paillier)));
 

@@ -7,12 +7,13 @@
  *   the Home Assistant companion (ucs/ha-bridge.ts).
  * @module
  */
+import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
 import { pino } from 'pino';
 import { durationOption, intOption } from '../lib/flags.js';
 import { topicId } from '../protocol/topics.js';
-import { loadCredentials, loadHouseholdKey } from '../lib/keyset.js';
+import { loadCredentials, loadHouseholdKey, loadPesVerifyKey } from '../lib/keyset.js';
 import { removeFromHomeAssistant, startHaBridge } from './ha-bridge.js';
 import { startUcs } from './server.js';
 import { formatRow, readHouseholdKey, subscribeHouseholdStream } from './stream.js';
@@ -53,6 +54,18 @@ interface HouseholdFlags {
   username?: string;
   passwordFile?: string;
   keys?: string;
+  pesKey?: string;
+}
+
+/** The PES's Ed25519 public key from a PEM file. */
+function readPesKey(path: string): KeyObject {
+  try {
+    const key = createPublicKey(readFileSync(path));
+    if (key.asymmetricKeyType !== 'ed25519') throw new Error('not an Ed25519 public key');
+    return key;
+  } catch (e) {
+    throw new Error(`cannot read --pes-key ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
 }
 
 /** The household's key and broker credentials from the flags (explicit ones first, then the key set). */
@@ -60,9 +73,11 @@ function householdAccess(o: HouseholdFlags) {
   if ((o.username === undefined) !== (o.passwordFile === undefined)) throw new InvalidArgumentError('--username and --password-file go together');
   if (!o.key && !o.keys) throw new InvalidArgumentError('give --key <pem> (downloaded from the app) or --keys <dir> (a provisioned key set with household keys)');
   if (!o.username && !o.keys) throw new InvalidArgumentError('give --username and --password-file (your broker credentials) or --keys <dir>');
+  if (!o.pesKey && !o.keys) throw new InvalidArgumentError("give --pes-key <pem> (the utility's signature key, shown in the app) or --keys <dir>");
   const privateKey = o.key ? readHouseholdKey(o.key) : loadHouseholdKey(o.keys!, o.household);
+  const pesVerifyKey = o.pesKey ? readPesKey(o.pesKey) : loadPesVerifyKey(o.keys!);
   const creds = o.username ? { username: o.username, password: readSecret(o.passwordFile!, '--password-file') } : loadCredentials(o.keys!, `household-${o.household}`);
-  return { privateKey, ...creds };
+  return { privateKey, pesVerifyKey, ...creds };
 }
 
 const untilSignal = () =>
@@ -75,6 +90,7 @@ function householdOptions(cmd: Command): Command {
   return cmd
     .requiredOption('--household <hh>', 'household id', household)
     .option('--key <pem>', "the household's private key (PEM, as downloaded from the app)")
+    .option('--pes-key <pem>', "the utility's (PES's) public signature key (PEM, as shown in the app); default from --keys")
     .requiredOption('--mqtt <url>', 'utility broker URL (mqtt://, mqtts://, ws:// or wss://)', url('--mqtt', BROKER))
     .option('--username <name>', 'broker username (household-<hh>)')
     .option('--password-file <file>', 'file holding the broker password')
@@ -184,6 +200,7 @@ export function registerUcsCommand(program: Command): void {
       const bridge = startHaBridge({
         household: o.household,
         privateKey: access.privateKey,
+        pesVerifyKey: access.pesVerifyKey,
         utility: { url: o.mqtt, username: access.username, password: access.password },
         ha,
         discoveryPrefix: o.discoveryPrefix,

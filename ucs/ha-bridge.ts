@@ -15,6 +15,8 @@ import { latestByMeter } from './web/series.js';
 export interface HaBridgeOptions {
   household: string;
   privateKey: KeyObject;
+  /** The PES's Ed25519 public key (the stream's signer). */
+  pesVerifyKey: KeyObject;
   /** The utility broker and the household's credentials there. */
   utility: { url: string; username?: string; password?: string };
   /** The household's Home Assistant broker. */
@@ -69,6 +71,7 @@ export function startHaBridge(o: HaBridgeOptions): HaBridge {
   const stream = subscribeHouseholdStream({
     household: o.household,
     privateKey: o.privateKey,
+    pesVerifyKey: o.pesVerifyKey,
     ...o.utility,
     purpose: 'ha',
     onReject: (reason) => o.logger.warn({ reason }, 'ha-bridge: stream message not opened'),

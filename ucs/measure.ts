@@ -4,7 +4,7 @@
  * messages with the app's own modules; in Node, the same KDF and opener.
  * @module
  */
-import { createPublicKey } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { build } from 'esbuild';
@@ -15,7 +15,7 @@ import { appBundle } from './bundle.js';
 import { b64u } from './web/bytes.js';
 import { deriveSecrets, newKdfParams } from './web/kdf.js';
 import { generateHouseholdKey, importPrivateKey, keyIdOf } from './web/keys.js';
-import { StreamOpener } from './web/seal.js';
+import { importPesVerifyKey, StreamOpener } from './web/seal.js';
 
 const ms = (t0: number) => `${(performance.now() - t0).toFixed(0)} ms`;
 const N = 500;
@@ -31,10 +31,11 @@ const { spki, pkcs8 } = await generateHouseholdKey();
 const pub = createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
 const topic = topics.household('hh1');
 const body = { meter: '534d520000000001', prevWh: 1000, readings: Array.from({ length: 15 }, (_, i) => [1_717_200_000 + 60 * i, 60, 1001 + i, 60, 0]) };
-const sk = newStreamKey(pub, 19875);
+const pesSign = generateKeyPairSync('ed25519');
+const sk = newStreamKey(pub, 19875, topic, pesSign.privateKey);
 const payloads = Array.from({ length: N }, () => sealStream(sk, topic, body));
 console.log(`stream message of 15 readings (3072-bit key): ${payloads[0]!.length} B`);
-const opener = new StreamOpener(await importPrivateKey(pkcs8), await keyIdOf(spki));
+const opener = new StreamOpener(await importPrivateKey(pkcs8), await keyIdOf(spki), await importPesVerifyKey(pesSign.publicKey.export({ type: 'spki', format: 'der' })));
 t = performance.now();
 for (const p of payloads) await opener.open(topic, p);
 console.log(`node: opened ${N} stream messages in ${ms(t)} (${opener.unwraps} RSA unwrap)`);

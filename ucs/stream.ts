@@ -23,6 +23,8 @@ export interface StreamCounters {
 export interface HouseholdStreamOptions {
   household: string;
   privateKey: KeyObject;
+  /** The PES's Ed25519 public key: messages it did not sign are rejected. */
+  pesVerifyKey: KeyObject;
   url: string;
   username?: string;
   password?: string;
@@ -94,7 +96,7 @@ export function subscribeHouseholdStream(o: HouseholdStreamOptions): HouseholdSt
     chain = chain.then(async () => {
       let rows: Row[];
       try {
-        rows = bodyRows(parseStreamBody(openStream(o.privateKey, topic, payload, cache)));
+        rows = bodyRows(parseStreamBody(openStream(o.privateKey, o.pesVerifyKey, topic, payload, cache)));
       } catch (e) {
         counters.rejected++;
         o.onReject?.((e as Error).message);

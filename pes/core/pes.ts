@@ -64,6 +64,8 @@ export interface PesCoreKeys {
   mdmsPublic: KeyObject;
   /** Per household, the key derived from its activation code (protocol/household-key.ts `bindingKey`). */
   bindingKeys?: Map<string, Uint8Array>;
+  /** Ed25519 private key that signs every aggregate seal and stream epoch. */
+  signer: KeyObject;
   householdPublic: Map<string, KeyObject>;
   meters: Map<string, MeterInfo>;
 }
@@ -448,13 +450,13 @@ export class PesCore {
     const epoch = Math.floor(batch.readings[0]!.time / 86400);
     let list = this.streamKeys.get(hh);
     if (!list) this.streamKeys.set(hh, (list = []));
+    const topic = topics.household(hh);
     let sk = list.find((k) => k.epoch === epoch);
     if (!sk) {
-      sk = newStreamKey(pub, epoch);
+      sk = newStreamKey(pub, epoch, topic, this.keys.signer);
       list.push(sk);
       if (list.length > STREAM_KEYS_PER_HOUSEHOLD) list.shift()!.key.fill(0);
     }
-    const topic = topics.household(hh);
     this.outbox.push({ kind: 'household', topic, payload: sealStream(sk, topic, streamBody(meter, batch)) });
     this.counters.streamMessages++;
   }
@@ -614,7 +616,7 @@ export class PesCore {
       body = { kind: 'billing', key: w.key, start: w.start, end: w.end, revision: w.revision, bands };
     }
     totals.clear();
-    this.outbox.push({ kind: w.kind, topic, payload: sealAggregate(this.keys.mdmsPublic, topic, body) });
+    this.outbox.push({ kind: w.kind, topic, payload: sealAggregate(this.keys.mdmsPublic, topic, body, this.keys.signer) });
     this.counters.released++;
     if (w.revision > 0) this.counters.lateRevisions++;
   }

@@ -76,7 +76,7 @@ describe('smartermeter mdms (ingest)', () => {
         await new Promise((r) => setTimeout(r, 50));
       }
       // The PES, with its own credentials and the MDMS public key from the key set.
-      const { mdmsPublic } = loadPesKeys(keys);
+      const { mdmsPublic, signer } = loadPesKeys(keys);
       const pes = await mqtt.connectAsync(broker.url, { ...loadCredentials(keys, 'pes'), clientId: 'pes', clean: true });
       const aggs = [
         nbAgg({ key: 'nb1', start: T0 + 900, meters: 2, energyWh: 20 }),
@@ -87,7 +87,7 @@ describe('smartermeter mdms (ingest)', () => {
       ];
       for (const a of aggs) {
         const topic = a.kind === 'neighbourhood' ? topics.neighbourhood(a.key) : topics.billing(a.key);
-        await pes.publishAsync(topic, sealAggregate(mdmsPublic, topic, a), { qos: 1 });
+        await pes.publishAsync(topic, sealAggregate(mdmsPublic, topic, a, signer), { qos: 1 });
       }
       await pes.endAsync();
       for (let t = 0; acked.length < aggs.length; t++) {

@@ -27,6 +27,8 @@ const DAY = 86_400;
 
 let mdmsKey: { publicKey: KeyObject; privateKey: KeyObject };
 let otherKey: { publicKey: KeyObject; privateKey: KeyObject };
+/** The PES's Ed25519 signing key: every seal the stand-in PES publishes is signed with it. */
+const pesKey = generateKeyPairSync('ed25519');
 beforeAll(() => {
   mdmsKey = generateKeyPairSync('rsa', { modulusLength: 2048 });
   otherKey = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -77,13 +79,14 @@ class World {
   /** Seals `agg` for `key` on its topic and publishes it. */
   sealAndPublish(agg: Aggregate, key: KeyObject = mdmsKey.publicKey): Promise<Buffer> {
     const t = topicOf(agg);
-    return this.publish(t, sealAggregate(key, t, agg));
+    return this.publish(t, sealAggregate(key, t, agg, pesKey.privateKey));
   }
 
   ingest(store: Store, opts: Partial<MdmsIngestOptions> = {}): MdmsIngest {
     const ingest = startMdmsIngest({
       store,
       privateKey: mdmsKey.privateKey,
+      pesVerifyKey: pesKey.publicKey,
       mqtt: { url: this.broker.url, reconnectPeriod: 200 },
       log: pino({ level: 'silent' }),
       retry: { initialMs: 20, maxMs: 100 },
@@ -307,30 +310,34 @@ describe('ingest: bad input', () => {
     await ingest.ready;
 
     const nbTopic = topics.neighbourhood('nb1');
-    const good = sealAggregate(mdmsKey.publicKey, nbTopic, nbAgg());
+    const good = sealAggregate(mdmsKey.publicKey, nbTopic, nbAgg(), pesKey.privateKey);
     const tampered = Buffer.from(good);
-    tampered[tampered.length - 3]! ^= 0x01;
+    tampered[tampered.length - 3]! ^= 0x01; // in the signature
     const env = cborDecode(good) as unknown[];
     const poison = [
       Buffer.from('garbage'),
       cborEncode([1, 2, 3]),
-      tampered,
-      cborEncode([env[0], env[1], env[2], env[3], Buffer.alloc(40)]),
-      sealAggregate(mdmsKey.publicKey, topics.neighbourhood('nb2'), nbAgg({ key: 'nb2' })), // sealed for another topic
-      sealAggregate(mdmsKey.publicKey, nbTopic, { ...nbAgg(), extra: 1 }),
-      sealAggregate(mdmsKey.publicKey, nbTopic, nbAgg({ key: 'nb2' })),
-      sealAggregate(mdmsKey.publicKey, nbTopic, billingAgg({ key: 'nb1' })),
+      sealAggregate(mdmsKey.publicKey, nbTopic, { ...nbAgg(), extra: 1 }, pesKey.privateKey),
+      sealAggregate(mdmsKey.publicKey, nbTopic, nbAgg({ key: 'nb2' }), pesKey.privateKey),
+      sealAggregate(mdmsKey.publicKey, nbTopic, billingAgg({ key: 'nb1' }), pesKey.privateKey),
       Buffer.alloc(70_000),
     ];
-    for (const p of poison) await world.publish(nbTopic, p);
-    await world.publish('sm/v1/agg/other/nb1', good);
+    // Not signed by the PES for this topic: refused on the signature, before any RSA.
+    const unsigned = [
+      tampered,
+      cborEncode([env[0], env[1], env[2], env[3], Buffer.alloc(40)]),
+      cborEncode([env[0], env[1], env[2], env[3], env[4]]),
+      sealAggregate(mdmsKey.publicKey, topics.neighbourhood('nb2'), nbAgg({ key: 'nb2' }), pesKey.privateKey), // sealed for another topic
+    ];
+    for (const p of [...poison, ...unsigned]) await world.publish(nbTopic, p);
+    await world.publish('sm/v1/agg/other/nb1', good); // signed for nb1's topic, not this one
     await world.publish(nbTopic, good);
     // Same (key, start, revision), different content: the first one is kept.
     const conflicting = await world.sealAndPublish(nbAgg({ energyWh: 1 }));
     await world.waitAck(conflicting);
 
-    expect(ingest.counters).toMatchObject({ malformed: poison.length + 1, stored: 1, conflicts: 1, unsealFailed: 0, dbErrors: 0 });
-    expect(world.acks).toHaveLength(poison.length + 3);
+    expect(ingest.counters).toMatchObject({ malformed: poison.length, badSignature: unsigned.length + 1, stored: 1, conflicts: 1, unsealFailed: 0, dbErrors: 0 });
+    expect(world.acks).toHaveLength(poison.length + unsigned.length + 3);
     expect((await store.latestNeighbourhood()).map((r) => r.energyWh)).toEqual([nbAgg().energyWh]);
   });
 
@@ -338,8 +345,11 @@ describe('ingest: bad input', () => {
     const t = tempDir();
     const store = await openStore(`${t.dir}/mdms.sqlite`);
     try {
-      const base = { store, privateKey: mdmsKey.privateKey, mqtt: { url: 'mqtt://127.0.0.1:1' } };
+      const base = { store, privateKey: mdmsKey.privateKey, pesVerifyKey: pesKey.publicKey, mqtt: { url: 'mqtt://127.0.0.1:1' } };
       expect(() => startMdmsIngest({ ...base, privateKey: mdmsKey.publicKey })).toThrow(/private key/);
+      expect(() => startMdmsIngest({ ...base, pesVerifyKey: pesKey.privateKey })).toThrow(/pesVerifyKey/);
+      expect(() => startMdmsIngest({ ...base, pesVerifyKey: mdmsKey.publicKey })).toThrow(/pesVerifyKey/);
+      expect(() => startMdmsIngest({ ...base, pesVerifyKey: undefined as unknown as KeyObject })).toThrow(/pesVerifyKey/);
       expect(() => startMdmsIngest({ ...base, mqtt: { url: 'http://x' } })).toThrow(/mqtt.url/);
       expect(() => startMdmsIngest({ ...base, minBillingPeriodS: 0 })).toThrow(/minBillingPeriodS/);
       expect(() => startMdmsIngest({ ...base, k: 1.5 })).toThrow(/\bk\b/);
@@ -469,6 +479,6 @@ describe('ingest: database unreachable', () => {
 
 function sealAggregateKid(pub: KeyObject): string {
   // The key id the PES put in the envelope (protocol/seal.ts keyId), read back from a sealed message.
-  const env = cborDecode(sealAggregate(pub, topics.neighbourhood('x'), {})) as unknown[];
+  const env = cborDecode(sealAggregate(pub, topics.neighbourhood('x'), {}, pesKey.privateKey)) as unknown[];
   return Buffer.from(env[1] as Uint8Array).toString('hex');
 }

@@ -13,7 +13,7 @@ import { encodeReadingBatch, type Reading } from '../../protocol/reading.js';
 import { openAggregate } from '../../protocol/seal.js';
 import { topics } from '../../protocol/topics.js';
 import { encodeUplink } from '../../protocol/uplink.js';
-import { brokerUsersPath, loadCredentials, loadMdmsKey, loadMeterKey } from '../../lib/keyset.js';
+import { brokerUsersPath, loadCredentials, loadMdmsKey, loadMeterKey, loadPesVerifyKey } from '../../lib/keyset.js';
 import { provision } from '../../provision/keys.js';
 import type { NeighbourhoodAggregate } from '../../protocol/aggregate.js';
 
@@ -76,7 +76,7 @@ describe('smartermeter pes (process)', () => {
       await gw.publishAsync(topics.frames('gw-nb1'), encodeUplink({ gateway: 'gw-nb1', frames }), { qos: 1 });
     }
     await until(() => got.some((m) => m.topic === topics.neighbourhood('nb1')), 'the neighbourhood aggregate');
-    const body = openAggregate(loadMdmsKey(keys), topics.neighbourhood('nb1'), got.find((m) => m.topic === topics.neighbourhood('nb1'))!.payload) as NeighbourhoodAggregate;
+    const body = openAggregate(loadMdmsKey(keys), topics.neighbourhood('nb1'), got.find((m) => m.topic === topics.neighbourhood('nb1'))!.payload, loadPesVerifyKey(keys)) as NeighbourhoodAggregate;
     expect(body).toEqual({ kind: 'neighbourhood', key: 'nb1', start: t0, end: t0 + 900, revision: 0, meters: 2, energyWh: 2 * 15 * 10 });
 
     child.kill('SIGTERM');

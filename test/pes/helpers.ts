@@ -65,6 +65,8 @@ export interface TestFleet {
   meters: SimMeter[];
   keys: PesKeySet;
   mdms: KeyObject;
+  /** The public half of `keys.signer`: what the MDMS and the households verify the PES's seals with. */
+  pesVerify: KeyObject;
   households: Map<string, KeyObject>;
   info: Map<string, MeterInfo>;
   /** Each household's binding key (what provisioning derives from its activation code). */
@@ -81,6 +83,7 @@ export async function makeFleet(opts: { n: number; nbs?: number; start: number; 
   meters.forEach((m, i) => info.set(m.id, { key: m.key, household: `hh${i}`, neighbourhood: `nb${i % (opts.nbs ?? 1)}` }));
   const pes = rsaPair(2048);
   const mdms = rsaPair(2048);
+  const signing = generateKeyPairSync('ed25519');
   const households = new Map<string, KeyObject>();
   const householdPublic = new Map<string, KeyObject>();
   for (let i = 0; i < (opts.withHouseholdKeys ?? 0); i++) {
@@ -93,17 +96,18 @@ export async function makeFleet(opts: { n: number; nbs?: number; start: number; 
     meters,
     info,
     mdms: mdms.privateKey,
+    pesVerify: signing.publicKey,
     households,
     bindingKeys,
-    keys: { rsa: pes.privateKey, paillier: await paillierKey(opts.paillierBits ?? 512), mdmsPublic: mdms.publicKey, bindingKeys, householdPublic, meters: info },
+    keys: { rsa: pes.privateKey, signer: signing.privateKey, paillier: await paillierKey(opts.paillierBits ?? 512), mdmsPublic: mdms.publicKey, bindingKeys, householdPublic, meters: info },
   };
 }
 
 export const uplink = (frames: Uint8Array[], gateway = 'gw-nb0'): Buffer => encodeUplink({ gateway, frames });
 
-/** Opens every aggregate the PES sent to the MDMS. */
-export function openAggregates(mdms: KeyObject, sent: OutMessage[]): (NeighbourhoodAggregate | BillingAggregate)[] {
-  return sent.filter((m) => m.kind !== 'household').map((m) => openAggregate(mdms, m.topic, m.payload) as NeighbourhoodAggregate | BillingAggregate);
+/** Opens every aggregate the PES sent to the MDMS (each must carry the fleet's PES signature). */
+export function openAggregates(f: Pick<TestFleet, 'mdms' | 'pesVerify'>, sent: OutMessage[]): (NeighbourhoodAggregate | BillingAggregate)[] {
+  return sent.filter((m) => m.kind !== 'household').map((m) => openAggregate(f.mdms, m.topic, m.payload, f.pesVerify) as NeighbourhoodAggregate | BillingAggregate);
 }
 
 /** The latest revision of every (kind, key, start): what an MDMS export shows. */

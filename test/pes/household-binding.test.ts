@@ -57,8 +57,8 @@ describe('household key binding', () => {
     await pes.idle();
     const s = pes.sent.filter((x) => x.kind === 'household');
     expect(s).toHaveLength(1);
-    expect(() => openStream(household, s[0]!.topic, s[0]!.payload)).toThrow();
-    expect(openStream(next, s[0]!.topic, s[0]!.payload)).toMatchObject({ meter: m.id });
+    expect(() => openStream(household, f.pesVerify, s[0]!.topic, s[0]!.payload)).toThrow();
+    expect(openStream(next, f.pesVerify, s[0]!.topic, s[0]!.payload)).toMatchObject({ meter: m.id });
     await pes.close();
   });
 

@@ -94,7 +94,7 @@ describe('PES over MQTT', () => {
     svc.pes.flush();
     await until(() => aggregates.some((m) => m.topic === topics.billing('hh0')), 'the billing aggregate');
     await svc.pes.idle();
-    const bill = openAggregate(f.mdms, topics.billing('hh0'), aggregates.find((m) => m.topic === topics.billing('hh0'))!.payload) as BillingAggregate;
+    const bill = openAggregate(f.mdms, topics.billing('hh0'), aggregates.find((m) => m.topic === topics.billing('hh0'))!.payload, f.pesVerify) as BillingAggregate;
     expect(bill.bands.flat).toBe(a!.register - a!.registers[0]!);
     expect(bill.bands.flat).toBe(45 * 100);
   });

@@ -20,7 +20,7 @@ function open(fleet: TestFleet, o: Partial<CreatePesOptions> = {}) {
 
 async function bodies(fleet: TestFleet, pes: ReturnType<typeof createPes>) {
   await pes.idle();
-  return openAggregates(fleet.mdms, pes.sent);
+  return openAggregates(fleet, pes.sent);
 }
 const nbs = (b: (NeighbourhoodAggregate | BillingAggregate)[]) => b.filter((x): x is NeighbourhoodAggregate => x.kind === 'neighbourhood');
 
@@ -310,7 +310,7 @@ describe('household streams', () => {
     const streams = pes.sent.filter((m) => m.kind === 'household');
     expect(streams.map((m) => m.topic)).toEqual([topics.household('hh0')]);
     expect(pes.counters.noHouseholdKey).toBe(1);
-    const body = openStream(f.households.get('hh0')!, streams[0]!.topic, streams[0]!.payload) as { meter: string; prevWh: number; readings: number[][] };
+    const body = openStream(f.households.get('hh0')!, f.pesVerify, streams[0]!.topic, streams[0]!.payload) as { meter: string; prevWh: number; readings: number[][] };
     expect(body).toEqual({ meter: a.id, prevWh: ba.prevWh, readings: ba.readings.map((r) => [r.time, r.period, r.importWh, r.powerW, r.status]) });
     // The same epoch reuses one wrapped content key (no RSA operation per reading).
     pes.ingestUplink(uplink([a.frame(a.batch(3))]));
@@ -336,8 +336,8 @@ describe('household streams', () => {
     await pes.idle();
     const last = pes.sent[pes.sent.length - 1]!;
     expect(last.topic).toBe(topics.household('hh1'));
-    expect((openStream(hh1.privateKey, last.topic, last.payload) as { readings: unknown[] }).readings).toHaveLength(2);
-    expect(() => openStream(f.households.get('hh0')!, last.topic, last.payload)).toThrow();
+    expect((openStream(hh1.privateKey, f.pesVerify, last.topic, last.payload) as { readings: unknown[] }).readings).toHaveLength(2);
+    expect(() => openStream(f.households.get('hh0')!, f.pesVerify, last.topic, last.payload)).toThrow();
     await pes.close();
   });
 });

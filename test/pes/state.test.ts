@@ -56,7 +56,7 @@ const opts = (f: TestFleet, stateFile?: string): CreatePesOptions => ({
 /** Every released (kind, key, start, revision) with its body; fails on two different bodies for one id. */
 function releases(f: TestFleet, sent: OutMessage[]): Map<string, NeighbourhoodAggregate | BillingAggregate> {
   const out = new Map<string, NeighbourhoodAggregate | BillingAggregate>();
-  for (const b of openAggregates(f.mdms, sent)) {
+  for (const b of openAggregates(f, sent)) {
     const id = `${b.kind}|${b.key}|${b.start}|${b.revision}`;
     const prev = out.get(id);
     if (prev) expect(b).toEqual(prev);
@@ -185,13 +185,13 @@ describe('no plaintext reading at rest or towards the MDMS', () => {
     await pes.idle();
     const registers = f.meters.flatMap((m) => m.registers);
     const energies = f.meters.flatMap((m) => m.energies);
-    const bodies = openAggregates(f.mdms, pes.sent);
+    const bodies = openAggregates(f, pes.sent);
     const totals = bodies.flatMap((b) => (b.kind === 'neighbourhood' ? [b.energyWh] : Object.values(b.bands))).filter((v) => v > 2 ** 32);
     expect(registers.length).toBeGreaterThan(200);
     expect(totals.length).toBeGreaterThanOrEqual(20);
 
     // Positive control: the scanner finds these values where they are in clear.
-    const clear = pes.sent.filter((m) => m.kind === 'household').map((m) => openStream(f.households.get(m.topic.split('/')[3]!)!, m.topic, m.payload));
+    const clear = pes.sent.filter((m) => m.kind === 'household').map((m) => openStream(f.households.get(m.topic.split('/')[3]!)!, f.pesVerify, m.topic, m.payload));
     expect(findValues(cborEncode(clear), registers)).toEqual(registers);
     expect(findValues(Buffer.from(JSON.stringify(totals)), totals)).toEqual(totals);
 
@@ -254,7 +254,7 @@ describe('2048-bit Paillier', () => {
     for (let s = 0; s < 3; s++) pes.ingestUplink(uplink(f.meters.map((m) => m.frame(m.batch(15, 60, (j) => 1000 + j * 3)))));
     pes.flush();
     await pes.idle();
-    const l = latest(openAggregates(f.mdms, pes.sent));
+    const l = latest(openAggregates(f, pes.sent));
     const expected = f.meters.reduce((s, m) => s + (m.register - m.registers[0]!), 0);
     const nbTotal = [...l.values()].filter((b): b is NeighbourhoodAggregate => b.kind === 'neighbourhood').reduce((s, b) => s + b.energyWh, 0);
     expect(nbTotal).toBe(expected);

@@ -97,7 +97,7 @@ describe('billing periods and bands', () => {
     for (let i = 0; i < 48; i++) pes.ingestUplink(uplink([m.frame(m.batch(1, 3600, () => hourEnergy(h++)))]));
     pes.flush();
     await pes.idle();
-    const bills = latest(openAggregates(f.mdms, pes.sent));
+    const bills = latest(openAggregates(f, pes.sent));
     const dst = bills.get(`billing|hh0|${Date.UTC(2024, 2, 31) / 1000}`) as BillingAggregate;
     expect(dst.end - dst.start).toBe(23 * 3600);
     // Expected by UTC hour of 2024-03-31, worked out by hand: 00:00 UTC = 00:00 GMT; from 01:00 UTC the

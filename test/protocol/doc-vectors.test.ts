@@ -3,7 +3,7 @@
  * AES-GCM results are checked with a second, independent implementation (@noble/ciphers) as well.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { constants, createPrivateKey, createPublicKey, verify } from 'node:crypto';
+import { constants, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, webcrypto } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,10 +14,10 @@ import { decodeMessage, encodeAck, encodeFrame, frameAad, frameIv, MSG_ACK, MSG_
 import { encodeLinkFrame } from '../../protocol/link.js';
 import { decodeReadingBatch, readingEnergies } from '../../protocol/reading.js';
 import { parseAggregate } from '../../protocol/aggregate.js';
-import { aggregateAad, parseAggregateEnvelope, parseStream, streamAad } from '../../protocol/envelope.js';
+import { aggregateAad, aggregateSigned, parseAggregateEnvelope, parseStream, streamAad, streamEpochSigned } from '../../protocol/envelope.js';
 import { activationMac, bindingKeySync, bindingSigned, decodeHouseholdKey, encodeHouseholdKey, popSigned, PSS_SALT_BYTES } from '../../protocol/household-key.js';
 import { parseStreamBody, streamBody } from '../../protocol/stream.js';
-import { keyId, openAggregate, openStream, unwrapKey } from '../../protocol/seal.js';
+import { keyId, openAggregate, openStream, SignatureError, unwrapKey } from '../../protocol/seal.js';
 import { topics } from '../../protocol/topics.js';
 import { decodeUplink, encodeUplink } from '../../protocol/uplink.js';
 import { docBlock, docBlocks, docHex, parseDiag } from './doc.js';
@@ -109,6 +109,53 @@ describe('docs/protocol.md vectors', () => {
     const priv = createPrivateKey(docBlock('pem', 'seal.test-private-key', blocks));
     const aggTopic = topics.neighbourhood('nb1');
     const streamTopic = topics.household('hh1');
+    // The documented test signing key: RFC 8032 §7.1 TEST 1's seed, as PKCS#8 (RFC 8410 §7: fixed prefix + seed).
+    const signer = createPrivateKey({ key: Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), hex('seal.test-signing-key')]), format: 'der', type: 'pkcs8' });
+    const pesPublic = createPublicKey(docBlock('pem', 'seal.test-verify-key', blocks));
+    const subtle = webcrypto.subtle;
+    const webVerify = async (sig: Uint8Array, data: Uint8Array) =>
+      subtle.verify('Ed25519', await subtle.importKey('raw', hex('seal.test-verify-key'), 'Ed25519', false, ['verify']), sig, data);
+
+    it('test signing key: the RFC 8032 §7.1 TEST 1 pair, as node:crypto derives it, and the documented PEM', () => {
+      expect(vec('seal.test-signing-key').toString('hex')).toBe('9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60');
+      const derived = createPublicKey(signer).export({ type: 'spki', format: 'der' });
+      expect(derived.subarray(-32)).toEqual(vec('seal.test-verify-key'));
+      expect(vec('seal.test-verify-key').toString('hex')).toBe('d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a');
+      expect(pesPublic.export({ type: 'spki', format: 'der' })).toEqual(derived);
+      // and RFC 8032 TEST 1's own signature of the empty message, so the key really is that one
+      expect(sign(null, Buffer.alloc(0), signer).toString('hex')).toBe(
+        'e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b',
+      );
+    });
+
+    it('aggregate: the signed bytes and the signature (deterministic), verified by node:crypto and WebCrypto', async () => {
+      const payload = vec('seal.aggregate.payload');
+      const env = parseAggregateEnvelope(payload);
+      const signed = Buffer.from(aggregateSigned(aggTopic, env));
+      expect(signed).toEqual(vec('seal.aggregate.signed'));
+      expect(cborDecode(signed)).toEqual([1, aggTopic, ...(cborDecode(payload) as unknown[]).slice(1, 5)]);
+      expect(Buffer.from(env.sig)).toEqual(vec('seal.aggregate.sig'));
+      expect(sign(null, signed, signer)).toEqual(vec('seal.aggregate.sig'));
+      expect(verify(null, signed, pesPublic, env.sig)).toBe(true);
+      expect(await webVerify(env.sig, signed)).toBe(true);
+      // the payload is the unsigned envelope of the previous version with the signature appended
+      expect(Buffer.from(cborEncode([...(cborDecode(payload) as unknown[]).slice(0, 5), vec('seal.aggregate.sig')])).toString('hex')).toBe(payload.toString('hex'));
+      // another topic: the signature does not verify
+      expect(verify(null, aggregateSigned(topics.neighbourhood('nb2'), env), pesPublic, env.sig)).toBe(false);
+      expect(await webVerify(env.sig, aggregateSigned(topics.neighbourhood('nb2'), env))).toBe(false);
+    });
+
+    it('stream: the epoch signed bytes and the signature (deterministic), verified by node:crypto and WebCrypto', async () => {
+      const env = parseStream(vec('seal.stream.payload'));
+      const signed = Buffer.from(streamEpochSigned(streamTopic, env.kid, env.epoch, env.wrapped));
+      expect(signed).toEqual(vec('seal.stream.signed'));
+      expect(cborDecode(signed)).toEqual([2, streamTopic, Buffer.from(env.kid), 19675, Buffer.from(env.wrapped)]);
+      expect(Buffer.from(env.epochSig)).toEqual(vec('seal.stream.sig'));
+      expect(sign(null, signed, signer)).toEqual(vec('seal.stream.sig'));
+      expect(verify(null, signed, pesPublic, env.epochSig)).toBe(true);
+      expect(await webVerify(env.epochSig, signed)).toBe(true);
+      expect(await webVerify(env.epochSig, streamEpochSigned(topics.household('hh2'), env.kid, env.epoch, env.wrapped))).toBe(false);
+    });
 
     it('household key message carries the SPKI the kid is computed from', () => {
       const spki = createPublicKey(priv).export({ type: 'spki', format: 'der' });
@@ -137,11 +184,14 @@ describe('docs/protocol.md vectors', () => {
 
     it('aggregate: the reference opener and an independent GCM both find the documented body', () => {
       const payload = vec('seal.aggregate.payload');
-      expect(cborEncode(openAggregate(priv, aggTopic, payload))).toEqual(vec('seal.aggregate.body'));
+      expect(cborEncode(openAggregate(priv, aggTopic, payload, pesPublic))).toEqual(vec('seal.aggregate.body'));
+      // unsigned (the previous version's five elements) or under another PES key: refused
+      expect(() => openAggregate(priv, aggTopic, cborEncode((cborDecode(payload) as unknown[]).slice(0, 5)), pesPublic)).toThrow(SignatureError);
+      expect(() => openAggregate(priv, aggTopic, payload, generateKeyPairSync('ed25519').publicKey)).toThrow(SignatureError);
       // the body is exactly what protocol/aggregate.ts accepts on that topic, and nothing it accepts elsewhere
       expect(cborEncode(parseAggregate(aggTopic, cborDecode(vec('seal.aggregate.body'))))).toEqual(vec('seal.aggregate.body'));
       expect(() => parseAggregate(topics.neighbourhood('nb2'), cborDecode(vec('seal.aggregate.body')))).toThrow(/key must equal/);
-      const env = cborDecode(payload) as [number, Uint8Array, Uint8Array, Uint8Array, Uint8Array];
+      const env = cborDecode(payload) as [number, Uint8Array, Uint8Array, Uint8Array, Uint8Array, Uint8Array];
       const cek = unwrapKey(priv, env[2]);
       expect(cek).toEqual(vec('seal.aggregate.content-key'));
       expect(nobleGcmOpen(cek, env[3], env[4], hex('seal.aggregate.aad'), 16)).toEqual(hex('seal.aggregate.body'));
@@ -149,7 +199,7 @@ describe('docs/protocol.md vectors', () => {
 
     it('stream: the reference opener and an independent GCM both find the documented body', () => {
       const payload = vec('seal.stream.payload');
-      expect(cborEncode(openStream(priv, streamTopic, payload))).toEqual(vec('seal.stream.body'));
+      expect(cborEncode(openStream(priv, pesPublic, streamTopic, payload))).toEqual(vec('seal.stream.body'));
       // protocol/stream.ts parses the documented body and builds the same bytes from it
       const body = parseStreamBody(cborDecode(vec('seal.stream.body')));
       expect(cborEncode(streamBody(body.meter, body))).toEqual(vec('seal.stream.body'));
@@ -163,20 +213,30 @@ describe('docs/protocol.md vectors', () => {
     const dir = mkdtempSync(join(tmpdir(), 'sm-seal-doc-'));
     afterAll(() => rmSync(dir, { recursive: true, force: true }));
     writeFileSync(join(dir, 'key.pem'), docBlock('pem', 'seal.test-private-key', blocks), { mode: 0o600 });
+    writeFileSync(join(dir, 'pes-sign.pub.pem'), docBlock('pem', 'seal.test-verify-key', blocks));
 
     it('the documented Node script opens both seals', () => {
       writeFileSync(join(dir, 'open-seal.mjs'), docBlock('js', 'open-seal.mjs', blocks));
       const run = (topic: string, payload: Buffer) => {
         writeFileSync(join(dir, 'payload.bin'), payload);
-        return execFileSync(process.execPath, ['open-seal.mjs', 'key.pem', topic, 'payload.bin'], { cwd: dir, encoding: 'utf8' }).trim();
+        return execFileSync(process.execPath, ['open-seal.mjs', 'key.pem', 'pes-sign.pub.pem', topic, 'payload.bin'], { cwd: dir, encoding: 'utf8' }).trim();
       };
       expect(run(aggTopic, hex('seal.aggregate.payload'))).toBe(hex('seal.aggregate.body').toString('hex'));
       expect(run(streamTopic, hex('seal.stream.payload'))).toBe(hex('seal.stream.body').toString('hex'));
-      // and refuses a seal presented under another topic
-      writeFileSync(join(dir, 'payload.bin'), hex('seal.aggregate.payload'));
-      const wrong = spawnSync(process.execPath, ['open-seal.mjs', 'key.pem', topics.neighbourhood('nb2'), 'payload.bin'], { cwd: dir, encoding: 'utf8' });
-      expect(wrong.status).not.toBe(0);
-      expect(wrong.stderr).toMatch(/authenticate/);
+      const refused = (topic: string, payload: Buffer) => {
+        writeFileSync(join(dir, 'payload.bin'), payload);
+        const r = spawnSync(process.execPath, ['open-seal.mjs', 'key.pem', 'pes-sign.pub.pem', topic, 'payload.bin'], { cwd: dir, encoding: 'utf8' });
+        expect(r.status).not.toBe(0);
+        return r.stderr;
+      };
+      // refuses a seal presented under another topic, an unsigned one, and one whose signature was altered
+      expect(refused(topics.neighbourhood('nb2'), hex('seal.aggregate.payload'))).toMatch(/not signed by the PES/);
+      expect(refused(topics.household('hh2'), hex('seal.stream.payload'))).toMatch(/not signed by the PES/);
+      expect(refused(aggTopic, cborEncode((cborDecode(hex('seal.aggregate.payload')) as unknown[]).slice(0, 5)))).toMatch(/not a signed seal/);
+      const bad = Buffer.from(hex('seal.stream.payload'));
+      const sigAt = bad.indexOf(hex('seal.stream.sig'));
+      bad[sigAt + 10]! ^= 1;
+      expect(refused(streamTopic, bad)).toMatch(/not signed by the PES/);
     });
 
     const openssl = spawnSync('openssl', ['version']).status === 0;
@@ -184,6 +244,20 @@ describe('docs/protocol.md vectors', () => {
       writeFileSync(join(dir, 'payload.bin'), hex('seal.aggregate.payload'));
       execFileSync('sh', ['-e', '-c', docBlock('sh', 'seal.openssl-unwrap', blocks)], { cwd: dir });
       expect(readFileSync(join(dir, 'cek.bin'))).toEqual(hex('seal.aggregate.content-key'));
+    });
+
+    it.skipIf(!openssl)('the documented OpenSSL commands verify the PES signature, and refuse an altered one', () => {
+      writeFileSync(join(dir, 'payload.bin'), hex('seal.aggregate.payload'));
+      const out = execFileSync('sh', ['-e', '-c', docBlock('sh', 'seal.openssl-verify', blocks)], { cwd: dir, encoding: 'utf8' });
+      expect(out).toMatch(/Signature Verified Successfully/);
+      expect(readFileSync(join(dir, 'signed.bin'))).toEqual(hex('seal.aggregate.signed'));
+      expect(readFileSync(join(dir, 'sig.bin'))).toEqual(hex('seal.aggregate.sig'));
+      const bad = Buffer.from(hex('seal.aggregate.payload'));
+      bad[100]! ^= 1; // in the wrapped key
+      writeFileSync(join(dir, 'payload.bin'), bad);
+      const r = spawnSync('sh', ['-e', '-c', docBlock('sh', 'seal.openssl-verify', blocks)], { cwd: dir, encoding: 'utf8' });
+      expect(r.status).not.toBe(0);
+      expect(r.stdout + r.stderr).toMatch(/Signature Verification Failure/);
     });
   });
 

@@ -107,6 +107,7 @@ describe('fuzz: decoders on arbitrary and mutated bytes throw only errors with a
   const batch = encodeReadingBatch({ prevWh: 5, readings: [{ time: 1_700_000_000, period: 900, importWh: 9, powerW: 16, status: 0 }] });
   const frame = encodeFrame(sealFrame(key, { systemTitle: st, sc: SC_AES256GCM, ic: 3 }, batch));
   const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 1024 }); // small: speed only
+  const pes = generateKeyPairSync('ed25519');
   const aggTopic = topics.neighbourhood('nb1');
   const hhTopic = topics.household('hh1');
   const seeds = [
@@ -114,8 +115,8 @@ describe('fuzz: decoders on arbitrary and mutated bytes throw only errors with a
     frame,
     encodeAck({ systemTitle: st, ic: 3 }),
     encodeUplink({ gateway: 'gw-nb1', frames: [frame, frame] }),
-    sealAggregate(publicKey, aggTopic, { kind: 'neighbourhood', energyWh: 1 }),
-    sealStream(newStreamKey(publicKey, 1), hhTopic, { meter: 'x', readings: [[1, 2, 3, 4, 0]] }),
+    sealAggregate(publicKey, aggTopic, { kind: 'neighbourhood', energyWh: 1 }, pes.privateKey),
+    sealStream(newStreamKey(publicKey, 1, hhTopic, pes.privateKey), hhTopic, { meter: 'x', readings: [[1, 2, 3, 4, 0]] }),
     cborEncode({ a: [1, -2, 2 ** 40, 'x', null, true, 1.5, new Uint8Array(3)] }),
   ];
   const decoders: [string, (b: Uint8Array) => unknown, boolean][] = [
@@ -124,8 +125,8 @@ describe('fuzz: decoders on arbitrary and mutated bytes throw only errors with a
     ['decodeReadingBatch', decodeReadingBatch, true],
     ['decodeUplink', decodeUplink, true],
     ['parseStream', parseStream, true],
-    ['openAggregate', (b) => openAggregate(privateKey, aggTopic, b), false],
-    ['openStream', (b) => openStream(privateKey, hhTopic, b, new Map()), false],
+    ['openAggregate', (b) => openAggregate(privateKey, aggTopic, b, pes.publicKey), false],
+    ['openStream', (b) => openStream(privateKey, pes.publicKey, hhTopic, b, new Map()), false],
   ];
   const check = (bytes: Uint8Array) => {
     for (const [name, decode, typeErrorOnly] of decoders) {

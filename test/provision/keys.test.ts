@@ -2,10 +2,10 @@ import { describe, expect, it, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createPublicKey } from 'node:crypto';
-import { brokerUsersPath, loadCredentials, loadFleet, loadHouseholdKey, loadMdmsKey, loadMeterKey, loadPesKeys } from '../../lib/keyset.js';
+import { createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { brokerUsersPath, loadCredentials, loadFleet, loadHouseholdKey, loadMdmsKey, loadMeterKey, loadPesKeys, loadPesVerifyKey } from '../../lib/keyset.js';
 import { parseFleetCsv, provision } from '../../provision/keys.js';
-import { keyId, openAggregate, sealAggregate } from '../../protocol/seal.js';
+import { keyId, openAggregate, sealAggregate, SignatureError } from '../../protocol/seal.js';
 import { verifyPassword } from '../../lib/password.js';
 
 function walk(dir: string): string[] {
@@ -48,8 +48,22 @@ describe('provision', () => {
     const pes = loadPesKeys(keys);
     const mdms = loadMdmsKey(keys);
     expect(keyId(pes.mdmsPublic)).toEqual(keyId(createPublicKey(mdms)));
-    expect(openAggregate(mdms, 't', sealAggregate(pes.mdmsPublic, 't', { x: 1 }))).toEqual({ x: 1 });
+    expect(openAggregate(mdms, 't', sealAggregate(pes.mdmsPublic, 't', { x: 1 }, pes.signer), loadPesVerifyKey(keys))).toEqual({ x: 1 });
     expect(loadHouseholdKey(keys, 'h2').asymmetricKeyType).toBe('rsa');
+  });
+
+  it('gives the PES an Ed25519 signing key (secret, under pes/) whose public half (pes-sign.pub.pem) every receiver verifies with', () => {
+    const { signer, mdmsPublic } = loadPesKeys(keys);
+    const verifyKey = loadPesVerifyKey(keys);
+    expect(signer.asymmetricKeyType).toBe('ed25519');
+    expect(signer.type).toBe('private');
+    expect(verifyKey.type).toBe('public');
+    expect(createPublicKey(signer).export({ type: 'spki', format: 'der' })).toEqual(verifyKey.export({ type: 'spki', format: 'der' }));
+    expect(statSync(join(keys, 'pes/pes-sign.key.pem')).mode & 0o777).toBe(0o600);
+    expect(readFileSync(join(keys, 'pes-sign.pub.pem'), 'utf8')).toMatch(/^-----BEGIN PUBLIC KEY-----/);
+    // a seal signed by anything but the provisioned PES key does not open
+    const stranger = generateKeyPairSync('ed25519').privateKey;
+    expect(() => openAggregate(loadMdmsKey(keys), 't', sealAggregate(mdmsPublic, 't', { x: 1 }, stranger), verifyKey)).toThrow(SignatureError);
   });
 
   it('writes broker users whose passwords match the component credentials', async () => {
@@ -75,6 +89,8 @@ describe('provision', () => {
     try {
       await provision({ fleetCsv: join(dir, 'fleet.csv'), out, rsaBits: 2048, paillierBits: 1024 });
       expect(readFileSync(join(out, 'pes/pes.key.pem'), 'utf8')).toMatch(/ENCRYPTED PRIVATE KEY/);
+      expect(readFileSync(join(out, 'pes/pes-sign.key.pem'), 'utf8')).toMatch(/ENCRYPTED PRIVATE KEY/);
+      expect(loadPesKeys(out).signer.asymmetricKeyType).toBe('ed25519');
       expect(readFileSync(join(out, 'pes/paillier.key')).subarray(0, 4).toString()).toBe('SMK1');
       expect(loadPesKeys(out).meterKeys.size).toBe(3);
       process.env.SM_KEY_PASSPHRASE = 'wrong';

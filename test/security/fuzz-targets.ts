@@ -11,11 +11,11 @@
  * | seal | openAggregate, openStream (with a long-lived key cache) | opens only envelopes equal (as values) to one sealed for that topic, with that body |
  * | ucs-stream | the household app's WebCrypto opener (ucs/web/seal.ts), one long-lived opener | as for seal |
  * | pes | the PES MQTT handler (pes/mqtt.ts handleMessage -> ingestUplink -> commit) on a live PES | no forged or replayed frame folded; every frame counted once; every household stream message published is a genuine batch, once |
- * | mdms | the MDMS ingest handler (mdms/ingest.ts handleMessage -> openAggregate -> parseAggregate -> store) | only genuine seals on their own topic, or bodies sealed by a key-holder that pass §11.3 and the policy, are stored; sealed-for-another-key is never acknowledged |
+ * | mdms | the MDMS ingest handler (mdms/ingest.ts handleMessage -> openAggregate -> parseAggregate -> store) | only genuine seals on their own topic, or bodies sealed and signed by a holder of the PES signing key that pass §11.3 and the policy, are stored; unsigned or otherwise-signed seals never; sealed-for-another-key is never acknowledged |
  * | household-key | the PES MQTT handler on `sm/v1/pes/household-key/<hh>` | accept iff §10.1 (own household, RSA >= 2048) |
  * @module
  */
-import { constants, createCipheriv, createHash, createPublicKey, generateKeyPairSync, publicEncrypt, randomBytes, type KeyObject } from 'node:crypto';
+import { constants, createCipheriv, createHash, createPublicKey, generateKeyPairSync, publicEncrypt, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { Writable } from 'node:stream';
 import fc from 'fast-check';
 import type { IPublishPacket } from 'mqtt';
@@ -503,16 +503,17 @@ export function sealTarget(o: TargetOptions = {}): FuzzTarget<SealInput> {
       const mdms = generateKeyPairSync('rsa', { modulusLength: bits });
       const hh = generateKeyPairSync('rsa', { modulusLength: bits });
       const other = generateKeyPairSync('rsa', { modulusLength: bits });
+      const pes = generateKeyPairSync('ed25519');
       const sealed: Sealed[] = [];
       const agg = (topic: string, body: unknown) => {
-        const payload = sealAggregate(mdms.publicKey, topic, body);
+        const payload = sealAggregate(mdms.publicKey, topic, body, pes.privateKey);
         sealed.push({ kind: 'agg', topic, payload, body, envelope: (refDecode(payload) as { value: RefValue }).value });
       };
       agg(topics.neighbourhood('nb1'), { kind: 'neighbourhood', key: 'nb1', start: T0, end: T0 + 900, revision: 0, meters: 20, energyWh: 2345 });
       agg(topics.neighbourhood('nb2'), { kind: 'neighbourhood', key: 'nb2', start: T0, end: T0 + 900, revision: 0, meters: 20, energyWh: 999 });
       agg(topics.billing('hh1'), { kind: 'billing', key: 'hh1', start: T0, end: T0 + 86400, revision: 1, bands: { flat: 1234 } });
       for (const epoch of [19675, 19676]) {
-        const sk = newStreamKey(hh.publicKey, epoch);
+        const sk = newStreamKey(hh.publicKey, epoch, topics.household('hh1'), pes.privateKey);
         for (const n of [1, 2]) {
           const topic = topics.household('hh1');
           const body = { meter: '534d5200000003e9', prevWh: n, readings: [[epoch * 86400, 900, n + 10, 40, 0]] };
@@ -546,7 +547,7 @@ export function sealTarget(o: TargetOptions = {}): FuzzTarget<SealInput> {
           const kind = sealed[input.seed]!.kind;
           let body: unknown;
           try {
-            body = kind === 'agg' ? openAggregate(mdms.privateKey, topic, input.bytes) : openStream(hh.privateKey, topic, input.bytes, cache);
+            body = kind === 'agg' ? openAggregate(mdms.privateKey, topic, input.bytes, pes.publicKey) : openStream(hh.privateKey, pes.publicKey, topic, input.bytes, cache);
           } catch (e) {
             if (!(e instanceof Error) || e.message.length === 0) throw e;
             return 'rejected';
@@ -579,13 +580,16 @@ export function ucsStreamTarget(o: TargetOptions = {}): FuzzTarget<SealInput> {
     weight: 2,
     async: true,
     async open() {
-      const { StreamOpener } = await import('../../ucs/web/seal.js');
+      const { StreamOpener, importPesVerifyKey } = await import('../../ucs/web/seal.js');
       const hh = generateKeyPairSync('rsa', { modulusLength: o.rsaBits ?? 2048 });
+      const pes = generateKeyPairSync('ed25519');
       const sealed: Sealed[] = [];
       for (const epoch of [19675, 19676]) {
-        const sk = newStreamKey(hh.publicKey, epoch);
+        // One epoch key per topic: the PES signs each (topic, epoch) once.
+        const sks = new Map([topics.household('hh1'), topics.household('hh2')].map((t) => [t, newStreamKey(hh.publicKey, epoch, t, pes.privateKey)]));
         for (const n of [1, 2, 3]) {
           const topic = topics.household(n === 3 ? 'hh2' : 'hh1');
+          const sk = sks.get(topic)!;
           const body = { meter: '534d5200000003e9', prevWh: n, readings: [[epoch * 86400, 900, n + 10, 40, 0]] };
           const payload = sealStream(sk, topic, body);
           sealed.push({ kind: 'stream', topic, payload, body, envelope: (refDecode(payload) as { value: RefValue }).value });
@@ -593,7 +597,7 @@ export function ucsStreamTarget(o: TargetOptions = {}): FuzzTarget<SealInput> {
       }
       const pkcs8 = hh.privateKey.export({ type: 'pkcs8', format: 'der' });
       const key = await crypto.subtle.importKey('pkcs8', pkcs8, { name: 'RSA-OAEP', hash: 'SHA-256' }, false, ['decrypt']);
-      const opener = new StreamOpener(key, keyIdOf(hh.publicKey));
+      const opener = new StreamOpener(key, keyIdOf(hh.publicKey), await importPesVerifyKey(pes.publicKey.export({ type: 'spki', format: 'der' })));
       const topicList = [topics.household('hh1'), topics.household('hh2'), topics.household('hh3'), `${topics.household('hh1')}/`, topics.neighbourhood('hh1')];
       let equivalent = 0;
       const inputArb: fc.Arbitrary<SealInput> = fc.oneof(
@@ -686,8 +690,9 @@ async function openPesRig(o: TargetOptions, clientId: string) {
     },
   });
   const paillier = await generatePaillier(o.paillierBits ?? 1024);
+  const signing = generateKeyPairSync('ed25519');
   const svc: PesService = startPesService({
-    keys: { rsa: generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey, paillier, mdmsPublic: mdms.publicKey, householdPublic: new Map([...households].map(([h, k]) => [h, k.publicKey])), meters: info },
+    keys: { rsa: generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey, signer: signing.privateKey, paillier, mdmsPublic: mdms.publicKey, householdPublic: new Map([...households].map(([h, k]) => [h, k.publicKey])), meters: info },
     intervalS: 900,
     latenessS: 60,
     k: 2,
@@ -723,6 +728,8 @@ async function openPesRig(o: TargetOptions, clientId: string) {
     meters,
     households,
     mdms,
+    /** The PES's Ed25519 public key: every stream message must verify with it. */
+    pesVerify: signing.publicKey,
     captured,
     errors,
     deliver,
@@ -836,7 +843,7 @@ export function pesTarget(o: TargetOptions = {}): FuzzTarget<PesInput> {
       let unexpected = 0;
       return {
         arbitrary,
-        show: (i) => JSON.stringify(i, (_k, v: unknown) => (v instanceof Uint8Array ? hex(v) : typeof v === "bigint" ? `${v}n` : v)).slice(0, 900),
+        show: (i) => JSON.stringify(i, (_k, v: unknown) => (v instanceof Uint8Array ? hex(v) : typeof v === 'bigint' ? `${v}n` : v)).slice(0, 900),
         figures: () => ({ ...svc.pes.counters, genuineFrames: genuine.length, genuinePresented: presented.size, streamMessagesCaptured: rig.captured.length }),
         run(input): Verdict {
           const frames = input.picks.map(frameOf);
@@ -852,6 +859,8 @@ export function pesTarget(o: TargetOptions = {}): FuzzTarget<PesInput> {
           // What the spec says should happen, from the bytes alone.
           const ref = refDecode(payload);
           const up = ref.ok ? specUplink(ref.value) : null;
+          // The PES routes by prefix: anything under sm/v1/frames/ is an uplink, and one whose topic level is not
+          // its gateway id is malformed.
           const framesTopic = topic.startsWith('sm/v1/frames/');
           const valid = framesTopic && up !== null && payload.length <= 1024 * 2048 + 1024 && up.gateway === topic.slice('sm/v1/frames/'.length);
           const fresh = new Map<string, Genuine>();
@@ -900,7 +909,7 @@ export function pesTarget(o: TargetOptions = {}): FuzzTarget<PesInput> {
               continue;
             }
             if (!caches.has(hh)) caches.set(hh, new Map());
-            const body = openStream(keys.privateKey, m.topic, m.payload, caches.get(hh)) as { meter: string; prevWh: number; readings: number[][] };
+            const body = openStream(keys.privateKey, rig.pesVerify, m.topic, m.payload, caches.get(hh)) as { meter: string; prevWh: number; readings: number[][] };
             const g = genuine.find((x) => x.meter === body.meter && x.batch.prevWh === body.prevWh && x.batch.readings[0]!.time === body.readings[0]![0]);
             const meter = meters.find((x) => x.id === body.meter);
             if (!g || meter?.household !== hh || !sameValue(body.readings, g.batch.readings.map((r) => [r.time, r.period, r.importWh, r.powerW, r.status]))) {
@@ -1055,24 +1064,26 @@ export function mdmsTarget(o: TargetOptions = {}): FuzzTarget<MdmsInput> {
       const broker = await startBroker({ port: 0, logger: silent });
       const mdms = generateKeyPairSync('rsa', { modulusLength: bits });
       const other = generateKeyPairSync('rsa', { modulusLength: bits });
+      const pes = generateKeyPairSync('ed25519');
+      const forger = generateKeyPairSync('ed25519');
       const store: Store = await openStore(':memory:');
       const errors: string[] = [];
       const log = pino(
         { level: 'error' },
         new Writable({
           write(chunk, _e, cb) {
-            if (errors.length < 20 && !/sealed for another key/.test(String(chunk))) errors.push(String(chunk).slice(0, 300));
+            if (errors.length < 20 && !/sealed for another key|not signed by the PES/.test(String(chunk))) errors.push(String(chunk).slice(0, 300));
             cb();
           },
         }),
       );
       const K = 2;
       const MIN_BILLING = 86400;
-      const ingest: MdmsIngest = startMdmsIngest({ store, privateKey: mdms.privateKey, mqtt: { url: broker.url, clientId: 'mdms-fuzz' }, k: K, minBillingPeriodS: MIN_BILLING, log });
+      const ingest: MdmsIngest = startMdmsIngest({ store, privateKey: mdms.privateKey, pesVerifyKey: pes.publicKey, mqtt: { url: broker.url, clientId: 'mdms-fuzz' }, k: K, minBillingPeriodS: MIN_BILLING, log });
       await ingest.ready;
       const genuine: { topic: string; body: Record<string, unknown>; payload: Buffer; envelope: RefValue }[] = [];
       const add = (topic: string, body: Record<string, unknown>) => {
-        const payload = sealAggregate(mdms.publicKey, topic, body);
+        const payload = sealAggregate(mdms.publicKey, topic, body, pes.privateKey);
         genuine.push({ topic, body, payload, envelope: (refDecode(payload) as { value: RefValue }).value });
       };
       for (let i = 0; i < 12; i++) {
@@ -1097,15 +1108,23 @@ export function mdmsTarget(o: TargetOptions = {}): FuzzTarget<MdmsInput> {
             const g = genuine[i]!;
             const body = e.reduce(applyEdit, bodyTree(g.body));
             const topic = moved ? topicList[(i * 5 + e.length) % topicList.length]! : g.topic;
-            return { how: 'key-holder-body', topic, payload: sealRaw(mdms.publicKey, topic, encodeNode(body)), seed: -1, attacker: true };
+            return { how: 'key-holder-body', topic, payload: sealRaw(mdms.publicKey, topic, encodeNode(body), pes.privateKey), seed: -1, attacker: true };
           }),
         },
-        { weight: 1, arbitrary: fc.tuple(anyNodeArb, fc.nat({ max: topicList.length - 1 })).map(([n, t]) => ({ how: 'key-holder-any', topic: topicList[t]!, payload: sealRaw(mdms.publicKey, topicList[t]!, encodeNode(n)), seed: -1, attacker: true })) },
-        { weight: 1, arbitrary: fc.tuple(gIdx, fc.boolean()).map(([i, big]) => ({ how: big ? 'oversize' : 'other-key', topic: genuine[i]!.topic, payload: big ? Buffer.alloc(65 * 1024, 1) : sealAggregate(other.publicKey, genuine[i]!.topic, genuine[i]!.body), seed: -1, attacker: false })) },
+        { weight: 1, arbitrary: fc.tuple(anyNodeArb, fc.nat({ max: topicList.length - 1 })).map(([n, t]) => ({ how: 'key-holder-any', topic: topicList[t]!, payload: sealRaw(mdms.publicKey, topicList[t]!, encodeNode(n), pes.privateKey), seed: -1, attacker: true })) },
+        // Anyone else (a stolen broker password and the public MDMS key): unsigned, or signed with their own key. Never stored.
+        {
+          weight: 2,
+          arbitrary: fc.tuple(gIdx, fc.boolean(), fc.nat({ max: topicList.length - 1 }), fc.boolean()).map(([i, signed, t, moved]) => {
+            const topic = moved ? topicList[t]! : genuine[i]!.topic;
+            return { how: signed ? 'forger-signed' : 'forger-unsigned', topic, payload: sealRaw(mdms.publicKey, topic, cborEncode(genuine[i]!.body), signed ? forger.privateKey : undefined), seed: -1, attacker: false };
+          }),
+        },
+        { weight: 1, arbitrary: fc.tuple(gIdx, fc.boolean()).map(([i, big]) => ({ how: big ? 'oversize' : 'other-key', topic: genuine[i]!.topic, payload: big ? Buffer.alloc(65 * 1024, 1) : sealAggregate(other.publicKey, genuine[i]!.topic, genuine[i]!.body, pes.privateKey), seed: -1, attacker: false })) },
         { weight: 1, arbitrary: fc.tuple(fc.uint8Array({ maxLength: 200 }), fc.nat({ max: topicList.length - 1 })).map(([b, t]) => ({ how: 'random', topic: topicList[t]!, payload: b, seed: -1, attacker: false })) },
       );
       const c = ingest.counters;
-      const OUTCOMES = ['stored', 'duplicates', 'conflicts', 'unsealFailed', 'malformed', 'rejectedPrivacy', 'rejectedGap', 'rejectedNegative', 'rejectedUnknown'] as const;
+      const OUTCOMES = ['stored', 'duplicates', 'conflicts', 'unsealFailed', 'malformed', 'badSignature', 'rejectedPrivacy', 'rejectedUnknown', 'rejectedNegative', 'rejectedGap'] as const;
       return {
         arbitrary,
         show: (i) => `${i.how} ${i.topic} ${hex(i.payload).slice(0, 600)}`,
@@ -1131,7 +1150,7 @@ export function mdmsTarget(o: TargetOptions = {}): FuzzTarget<MdmsInput> {
           const g = genuine.find((x) => x.topic === input.topic && ref.ok && sameValue(x.envelope, ref.value));
           if (g) return storableBody(input.topic, g.body, K, MIN_BILLING) ? 'accepted' : 'forged';
           if (!input.attacker) return 'forged';
-          const body = openAggregate(mdms.privateKey, input.topic, input.payload);
+          const body = openAggregate(mdms.privateKey, input.topic, input.payload, pes.publicKey);
           if (!storableBody(input.topic, body, K, MIN_BILLING)) throw new Violation('the MDMS stored a body that §11.3 or its policy refuses');
           return 'accepted';
         },
@@ -1149,11 +1168,14 @@ export function mdmsTarget(o: TargetOptions = {}): FuzzTarget<MdmsInput> {
 }
 
 function keyIdOf(pub: KeyObject): Buffer {
-  return (cborDecode(sealAggregate(pub, 'x', 0)) as [number, Buffer])[1];
+  return (cborDecode(sealAggregate(pub, 'x', 0, generateKeyPairSync('ed25519').privateKey)) as [number, Buffer])[1];
 }
 
-/** An aggregate seal around arbitrary CBOR body bytes (what anyone holding the MDMS public key can make). */
-function sealRaw(pub: KeyObject, topic: string, body: Uint8Array): Buffer {
+/**
+ * An aggregate seal around arbitrary CBOR body bytes (what anyone holding the MDMS public key can make),
+ * signed by `signer` over §11.1's signed bytes, or unsigned (five elements) without one.
+ */
+function sealRaw(pub: KeyObject, topic: string, body: Uint8Array, signer?: KeyObject): Buffer {
   // sealAggregate takes a value and encodes it itself; raw (possibly non-plain) CBOR needs the §11.1 steps by hand.
   const kid = createHash('sha256').update(pub.export({ type: 'spki', format: 'der' })).digest().subarray(0, 8);
   const key = randomBytes(32);
@@ -1162,7 +1184,8 @@ function sealRaw(pub: KeyObject, topic: string, body: Uint8Array): Buffer {
   c.setAAD(cborEncode([1, topic, kid]));
   const ct = Buffer.concat([c.update(body), c.final(), c.getAuthTag()]);
   const wrapped = publicEncrypt({ key: pub, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, key);
-  return cborEncode([1, kid, wrapped, iv, ct]);
+  if (!signer) return cborEncode([1, kid, wrapped, iv, ct]);
+  return cborEncode([1, kid, wrapped, iv, ct, sign(null, cborEncode([1, topic, kid, wrapped, iv, ct]), signer)]);
 }
 
 /**

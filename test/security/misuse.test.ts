@@ -22,10 +22,11 @@ import { cborEncode } from '../../protocol/cbor.js';
 import { decodeFrame, encodeFrame, meterId, SC_AES256GCM, sealFrame, type CipheredFrame } from '../../protocol/frame.js';
 import { encodeLinkFrame } from '../../protocol/link.js';
 import { encodeReadingBatch, type ReadingBatch } from '../../protocol/reading.js';
-import { keyId, openStream } from '../../protocol/seal.js';
+import { parseStream } from '../../protocol/envelope.js';
+import { keyId, openStream, SignatureError } from '../../protocol/seal.js';
 import { topics } from '../../protocol/topics.js';
 import { decodeUplink } from '../../protocol/uplink.js';
-import { loadCredentials, loadHouseholdKey, loadMeterKey, type Fleet } from '../../lib/keyset.js';
+import { loadCredentials, loadHouseholdKey, loadMeterKey, loadPesVerifyKey, type Fleet } from '../../lib/keyset.js';
 import { DAY0, provisionFleet, startRig, until, type Rig } from './rig.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sm-misuse-'));
@@ -219,10 +220,10 @@ describe('frames that do not authenticate (written on the serial line by someone
   });
 });
 
-describe('sealed messages moved to another topic (AAD binds the topic)', () => {
+describe('sealed messages moved to another topic (the PES signature and the AAD bind the topic)', () => {
   it('an aggregate re-published on another topic by a holder of the PES broker credentials is dropped and counted by the MDMS; on its own topic it is a duplicate', async () => {
     await until(() => aggregates.some((a) => a.topic === topics.neighbourhood('nb1')), () => 'a neighbourhood aggregate');
-    const settled = (c: typeof rig.mdms.counters) => c.stored + c.duplicates + c.malformed + c.rejectedPrivacy;
+    const settled = (c: typeof rig.mdms.counters) => c.stored + c.duplicates + c.malformed + c.badSignature + c.rejectedPrivacy;
     await until(() => settled(rig.mdms.counters) >= rig.pes.pes.counters.released, () => 'the MDMS to take every released aggregate');
     const agg = aggregates.find((a) => a.topic === topics.neighbourhood('nb1'))!;
     const nb2Before = await rig.store.latestNeighbourhood({ neighbourhood: 'nb2' });
@@ -233,7 +234,9 @@ describe('sealed messages moved to another topic (AAD binds the topic)', () => {
     await pes.publishAsync(agg.topic, agg.payload, { qos: 1 });
     await pes.endAsync();
     await rig.mdms.waitFor((c) => c.received >= c0.received + 3);
-    expect(rig.mdms.counters.malformed).toBe(c0.malformed + 2);
+    // The PES signed it for its own topic: elsewhere the signature does not verify (the AAD would not either).
+    expect(rig.mdms.counters.badSignature).toBe(c0.badSignature + 2);
+    expect(rig.mdms.counters.malformed).toBe(c0.malformed);
     expect(rig.mdms.counters.duplicates).toBe(c0.duplicates + 1);
     expect(rig.mdms.counters.stored).toBe(c0.stored);
     expect(await rig.store.latestNeighbourhood({ neighbourhood: 'nb2' })).toEqual(nb2Before);
@@ -244,7 +247,8 @@ describe('sealed messages moved to another topic (AAD binds the topic)', () => {
     const msg = streams.find((s) => s.topic === topics.household('hh1'))!;
     const hh1 = loadHouseholdKey(keysDir, 'hh1');
     const hh2 = loadHouseholdKey(keysDir, 'hh2');
-    expect(openStream(hh1, msg.topic, msg.payload)).toMatchObject({ meter: id('m1') });
+    const pesVerify = loadPesVerifyKey(keysDir);
+    expect(openStream(hh1, pesVerify, msg.topic, msg.payload)).toMatchObject({ meter: id('m1') });
     // hh2 subscribes with its own credentials; a compromised broker delivers hh1's message on hh2's topic.
     const sub = await connectAs('household-hh2');
     const got = new Promise<{ topic: string; payload: Buffer }>((resolve) => sub.once('message', (topic, payload) => resolve({ topic, payload })));
@@ -253,8 +257,10 @@ describe('sealed messages moved to another topic (AAD binds the topic)', () => {
     const moved = await got;
     await sub.endAsync();
     expect(moved.topic).toBe(topics.household('hh2'));
-    expect(() => openStream(hh2, moved.topic, moved.payload)).toThrow(new RegExp(`sealed for key ${keyId(hh1).toString('hex')}`));
-    expect(() => openStream(hh1, moved.topic, moved.payload)).toThrow(/authentication failed/);
+    // The PES signed the epoch for hh1's topic: on hh2's, nobody gets as far as the key id or the AAD.
+    expect(() => openStream(hh2, pesVerify, moved.topic, moved.payload)).toThrow(SignatureError);
+    expect(() => openStream(hh1, pesVerify, moved.topic, moved.payload)).toThrow(SignatureError);
+    expect(Buffer.from(parseStream(moved.payload).kid)).toEqual(keyId(hh1)); // still sealed for hh1, not hh2
   });
 });
 
@@ -263,7 +269,7 @@ describe('after all of it', () => {
     rig.pes.pes.flush();
     await rig.pes.pes.idle();
     const released = rig.pes.pes.counters.released;
-    await rig.mdms.waitFor((c) => c.stored + c.duplicates + c.malformed >= released + 3, 30_000);
+    await rig.mdms.waitFor((c) => c.stored + c.duplicates + c.malformed + c.badSignature >= released + 3, 30_000);
     const billed = await billedEnergy(rig.store);
     expect(Object.fromEntries(billed)).toEqual(Object.fromEntries(fleet.meters.map((m) => [m.household, registers.get(m.meter)])));
     const c = pesCounters();

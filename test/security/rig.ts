@@ -23,7 +23,7 @@ import { openStore } from '../../mdms/store/index.js';
 import type { Store } from '../../mdms/store/types.js';
 import { startPesService, type PesService } from '../../pes/mqtt.js';
 import type { MeterInfo } from '../../pes/pes.js';
-import { brokerUsersPath, loadCredentials, loadMdmsKey, loadMeterKey, loadPesKeys, type Fleet } from '../../lib/keyset.js';
+import { brokerUsersPath, loadCredentials, loadMdmsKey, loadMeterKey, loadPesKeys, loadPesVerifyKey, type Fleet } from '../../lib/keyset.js';
 import { provision } from '../../provision/keys.js';
 
 /** A UTC midnight, so day-long synthetic runs fill whole billing days. */
@@ -85,13 +85,13 @@ export async function startRig(o: { dir: string; keysDir: string; fleet: Fleet; 
     const creds = (u: string) => loadCredentials(o.keysDir, u);
     const store = await openStore(join(o.dir, 'mdms.sqlite'));
     closers.push(() => store.close());
-    const mdms = startMdmsIngest({ store, privateKey: loadMdmsKey(o.keysDir), mqtt: { url: broker.url, ...creds('mdms') }, k: o.k ?? 1, log: log.child({ c: 'mdms' }) });
+    const mdms = startMdmsIngest({ store, privateKey: loadMdmsKey(o.keysDir), pesVerifyKey: loadPesVerifyKey(o.keysDir), mqtt: { url: broker.url, ...creds('mdms') }, k: o.k ?? 1, log: log.child({ c: 'mdms' }) });
     closers.push(() => mdms.close());
     await mdms.ready;
     const pk = loadPesKeys(o.keysDir);
     const meters = new Map<string, MeterInfo>(o.fleet.meters.map((m) => [m.meter, { key: pk.meterKeys.get(m.meter)!, household: m.household, neighbourhood: m.neighbourhood }]));
     const pes = startPesService({
-      keys: { rsa: pk.rsa, paillier: pk.paillier, mdmsPublic: pk.mdmsPublic, bindingKeys: pk.bindingKeys, householdPublic: pk.householdPublic, meters },
+      keys: { rsa: pk.rsa, signer: pk.signer, paillier: pk.paillier, mdmsPublic: pk.mdmsPublic, bindingKeys: pk.bindingKeys, householdPublic: pk.householdPublic, meters },
       stateFile: join(o.dir, 'pes.sqlite'),
       intervalS: 900,
       billing: '1d',

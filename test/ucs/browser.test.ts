@@ -16,6 +16,7 @@ import { chromium, type Browser, type BrowserContext, type Page } from 'playwrig
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ReadingBatch } from '../../protocol/reading.js';
 import { keyId, openStream } from '../../protocol/seal.js';
+import { loadPesVerifyKey } from '../../lib/keyset.js';
 import { topics } from '../../protocol/topics.js';
 import { CSV_HEADER } from '../../ucs/web/export.js';
 import { FakePes, retainedHouseholdKey, sourceBatches, startStack, waitFor, type Stack } from './helpers.js';
@@ -202,7 +203,7 @@ describe.skipIf(!haveChromium && process.env.CI !== 'true')('household app in Ch
     const priv = createPrivateKey(readFileSync((await dl.path())!));
     expect(keyId(priv)).toEqual(stack.ucs.db.account('hh1')!.kid);
     const pub = await retainedHouseholdKey(stack.broker.url, stack.set.keys, 'hh1');
-    const opened = openStream(priv, topics.household('hh1'), pes.seal('hh1', pub, meter, batches[0]!)) as { prevWh: number };
+    const opened = openStream(priv, loadPesVerifyKey(stack.set.keys), topics.household('hh1'), pes.seal('hh1', pub, meter, batches[0]!)) as { prevWh: number };
     expect(opened.prevWh).toBe(batches[0]!.prevWh);
     await poll(() => notice(page).textContent()).toMatch(/Your private key was downloaded/);
     expect(await page.locator('#device-info').textContent()).toMatch(/^150 readings stored in this browser/);

@@ -12,7 +12,9 @@ import mqtt from 'mqtt';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBroker, type BrokerHandle } from '../../broker/broker.js';
-import { loadCredentials, loadHouseholdKey } from '../../lib/keyset.js';
+import { loadCredentials, loadHouseholdKey, loadPesVerifyKey } from '../../lib/keyset.js';
+import { newStreamKey, sealStream } from '../../protocol/seal.js';
+import { topics } from '../../protocol/topics.js';
 import { removeFromHomeAssistant, startHaBridge } from '../../ucs/ha-bridge.js';
 import { formatRow } from '../../ucs/stream.js';
 import { bodyRows } from '../../ucs/web/body.js';
@@ -54,19 +56,26 @@ function run(args: string[]) {
 }
 
 describe('ucs watch', () => {
-  it('prints one decrypted line per reading of its own household, and survives a message it cannot open', async () => {
+  it('prints one decrypted line per reading of its own household, and survives a message it cannot open or that the PES did not sign', async () => {
     const w = run(['watch', '--household', 'hh1', '--keys', set.keys, '--mqtt', broker.url, '--limit', '30']);
     await waitFor(() => w.err().includes('subscribed') || w.child.exitCode !== null, 'watch subscribed', 30_000);
     expect(w.err()).toContain("subscribed to household hh1's stream");
     const batches = sourceBatches(11, 1_717_459_200, 30, 15, 700_000_000);
     const stranger = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey;
     await pes.publish('hh1', stranger, meterOf('hh1'), batches[0]!); // sealed for another key
+    // Sealed for hh1 by someone with the PES's broker password but not its signing key: never printed.
+    const forger = generateKeyPairSync('ed25519').privateKey;
+    const hhTopic = topics.household('hh1');
+    const forgedKey = newStreamKey(pubOf('hh1'), Math.floor(batches[0]!.readings[0]!.time / 86400), hhTopic, forger);
+    await pes.publishRaw('hh1', sealStream(forgedKey, hhTopic, { meter: meterOf('hh1'), prevWh: 1, readings: [[batches[0]!.readings[0]!.time, 60, 999_999_999, 1, 0]] }));
     for (const b of batches) await pes.publish('hh1', pubOf('hh1'), meterOf('hh1'), b);
     expect(await w.exited).toBe(0);
     const expected = batches.flatMap((b) => bodyRows({ meter: meterOf('hh1'), ...b }).map(formatRow));
     expect(w.out().trimEnd().split('\n')).toEqual(expected);
     expect(expected[0]).toMatch(/^2024-06-04T00:00:00Z 60 \d+ \d+ [0-9a-f]{16}$/);
     expect(w.err()).toMatch(/message not opened: sealed for key [0-9a-f]{16}, not ours/);
+    expect(w.err()).toMatch(/message not opened: stream seal: the PES epoch signature does not verify/);
+    expect(w.out()).not.toContain('999999999');
   });
 
   it('is refused another household’s topic with a clear message', async () => {
@@ -110,6 +119,7 @@ describe('Home Assistant bridge', () => {
     const bridge = startHaBridge({
       household: 'hh1',
       privateKey: loadHouseholdKey(set.keys, 'hh1'),
+      pesVerifyKey: loadPesVerifyKey(set.keys),
       utility: { url: broker.url, ...loadCredentials(set.keys, 'household-hh1') },
       ha: { url: ha.url },
       logger: pino({ level: 'silent' }),

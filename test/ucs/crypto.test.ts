@@ -2,9 +2,10 @@
  * The browser's cryptography, run in Node (same WebCrypto API): password derivation, private-key wrapping,
  * the household key pair, and opening the PES's stream seal — checked against node:crypto and the document.
  */
-import { createPrivateKey, createPublicKey, generateKeyPairSync, hkdfSync, scryptSync } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, hkdfSync, scryptSync, sign } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { cborEncode } from '../../protocol/cbor.js';
+import { cborDecode, cborEncode } from '../../protocol/cbor.js';
+import { streamEpochSigned } from '../../protocol/envelope.js';
 import { keyId, newStreamKey, sealStream } from '../../protocol/seal.js';
 import { topics } from '../../protocol/topics.js';
 import { b64u, fromB64u, hex } from '../../ucs/web/bytes.js';
@@ -12,7 +13,7 @@ import { parseStreamBody } from '../../protocol/stream.js';
 import { bodyRows } from '../../ucs/web/body.js';
 import { checkKdf, deriveSecrets, INFO_AUTH, INFO_WRAP, KDF_COST, newKdfParams, passwordProblem } from '../../ucs/web/kdf.js';
 import { generateHouseholdKey, importPrivateKey, keyIdOf, openPrivateKey, pkcs8Pem, RSA_BITS, sealPrivateKey, WrongPasswordError } from '../../ucs/web/keys.js';
-import { OpenError, StreamOpener } from '../../ucs/web/seal.js';
+import { importPesVerifyKey, OpenError, StreamOpener } from '../../ucs/web/seal.js';
 import { docBlocks } from '../protocol/doc.js';
 
 const FAST = { N: 1 << 15, r: 8, p: 1 };
@@ -22,6 +23,10 @@ async function webKeyPair(bits = 2048) {
   const { spki, pkcs8 } = await generateHouseholdKey(bits);
   return { spki, pkcs8, pub: createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' }), key: await importPrivateKey(pkcs8) };
 }
+
+/** The PES's Ed25519 key pair, and the browser's import of its public half (as `GET /api/pes-key` serves it). */
+const pes = generateKeyPairSync('ed25519');
+const pesVerify = () => importPesVerifyKey(pes.publicKey.export({ type: 'spki', format: 'der' }));
 
 const body = (meter = '534d520000000001') => ({ meter, prevWh: 1000, readings: [[1_700_000_000, 60, 1002, 120, 0], [1_700_000_060, 60, 1005, 180, 0]] });
 
@@ -91,12 +96,47 @@ describe('household key pair and its wrapping', () => {
 describe('StreamOpener (the browser side of protocol/seal.ts openStream)', () => {
   it('opens the PES stream seal made by node:crypto, one RSA unwrap per epoch', async () => {
     const k = await webKeyPair();
-    const opener = new StreamOpener(k.key, await keyIdOf(k.spki));
-    const sk = newStreamKey(k.pub, 19675);
+    const opener = new StreamOpener(k.key, await keyIdOf(k.spki), await pesVerify());
+    const sk = newStreamKey(k.pub, 19675, topic, pes.privateKey);
     for (let i = 0; i < 3; i++) expect(await opener.open(topic, sealStream(sk, topic, body()))).toEqual(body());
     expect(opener.unwraps).toBe(1);
-    await opener.open(topic, sealStream(newStreamKey(k.pub, 19676), topic, body()));
+    await opener.open(topic, sealStream(newStreamKey(k.pub, 19676, topic, pes.privateKey), topic, body()));
     expect(opener.unwraps).toBe(2);
+  });
+
+  it('refuses a stream whose epoch signature is missing, forged, from another key or for another topic, even once a genuine epoch is cached; never unwraps for it', async () => {
+    const k = await webKeyPair();
+    const opener = new StreamOpener(k.key, await keyIdOf(k.spki), await pesVerify());
+    const reason = async (p: Promise<unknown>) => ((await p.then(() => null, (e: unknown) => e)) as OpenError | null)?.reason;
+    const sk = newStreamKey(k.pub, 19675, topic, pes.privateKey);
+    const good = sealStream(sk, topic, body());
+    expect(await opener.open(topic, good)).toEqual(body()); // the genuine epoch is now cached
+    expect(opener.unwraps).toBe(1);
+    const env = cborDecode(good) as unknown[];
+    // missing: the six-element envelope of the unsigned format
+    expect(await reason(opener.open(topic, cborEncode(env.filter((_v, i) => i !== 4))))).toBe('malformed');
+    // forged: same kid, epoch and wrapped key as the cached epoch, signature altered
+    const flipped = Buffer.from(env[4] as Uint8Array);
+    flipped[7]! ^= 1;
+    expect(await reason(opener.open(topic, cborEncode([...env.slice(0, 4), flipped, ...env.slice(5)])))).toBe('tampered');
+    // signed by another Ed25519 key over the genuine bytes
+    const forger = generateKeyPairSync('ed25519').privateKey;
+    const foreign = sign(null, streamEpochSigned(topic, env[1] as Uint8Array, env[2] as number, env[3] as Uint8Array), forger);
+    await expect(opener.open(topic, cborEncode([...env.slice(0, 4), foreign, ...env.slice(5)]))).rejects.toThrow(/not signed by the PES/);
+    // a forger's own epoch: a real RSA wrap to this household, signed with their key
+    expect(await reason(opener.open(topic, sealStream(newStreamKey(k.pub, 19675, topic, forger), topic, body('534d520000000002'))))).toBe('tampered');
+    // the genuine message on another household's topic (the signature covers the topic)
+    expect(await reason(opener.open(topics.household('hh2'), good))).toBe('tampered');
+    expect(opener.unwraps).toBe(1); // nothing forged got as far as the RSA unwrap
+    expect(await opener.open(topic, good)).toEqual(body());
+  });
+
+  it('a key that is not the PES key (another Ed25519 key) opens nothing', async () => {
+    const k = await webKeyPair();
+    const wrongPes = await importPesVerifyKey(generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'der' }));
+    const opener = new StreamOpener(k.key, await keyIdOf(k.spki), wrongPes);
+    await expect(opener.open(topic, sealStream(newStreamKey(k.pub, 1, topic, pes.privateKey), topic, body()))).rejects.toThrow(/not signed by the PES/);
+    expect(opener.unwraps).toBe(0);
   });
 
   it('opens the stream vector of docs/protocol.md §11.4 with its published test key', async () => {
@@ -105,18 +145,21 @@ describe('StreamOpener (the browser side of protocol/seal.ts openStream)', () =>
     const pem = blocks.find((b) => b.name === 'seal.test-private-key')!.text;
     const priv = createPrivateKey(pem);
     const pkcs8 = priv.export({ type: 'pkcs8', format: 'der' });
-    const opener = new StreamOpener(await importPrivateKey(pkcs8), keyId(priv));
+    // the documented verify key (RFC 8032 §7.1 TEST 1's public key) as SubjectPublicKeyInfo DER, as /api/pes-key serves it
+    const spki = createPublicKey(blocks.find((b) => b.kind === 'pem' && b.name === 'seal.test-verify-key')!.text).export({ type: 'spki', format: 'der' });
+    expect(spki.subarray(-32)).toEqual(vec('seal.test-verify-key'));
+    const opener = new StreamOpener(await importPrivateKey(pkcs8), keyId(priv), await importPesVerifyKey(spki));
     const out = await opener.open(topics.household('hh1'), vec('seal.stream.payload'));
     expect(cborEncode(out)).toEqual(vec('seal.stream.body'));
   });
 
   it('refuses another key, another topic, tampering and garbage, each with its reason', async () => {
     const k = await webKeyPair();
-    const opener = new StreamOpener(k.key, await keyIdOf(k.spki));
+    const opener = new StreamOpener(k.key, await keyIdOf(k.spki), await pesVerify());
     const other = generateKeyPairSync('rsa', { modulusLength: 2048 });
     const reason = async (p: Promise<unknown>) => ((await p.then(() => null, (e: unknown) => e)) as OpenError | null)?.reason;
-    expect(await reason(opener.open(topic, sealStream(newStreamKey(other.publicKey, 1), topic, body())))).toBe('otherKey');
-    const sk = newStreamKey(k.pub, 2);
+    expect(await reason(opener.open(topic, sealStream(newStreamKey(other.publicKey, 1, topic, pes.privateKey), topic, body())))).toBe('otherKey');
+    const sk = newStreamKey(k.pub, 2, topic, pes.privateKey);
     expect(await reason(opener.open(topics.household('hh2'), sealStream(sk, topic, body())))).toBe('tampered');
     const good = sealStream(sk, topic, body());
     const flipped = Buffer.from(good);

@@ -14,12 +14,13 @@ import { cborDecode } from '../../protocol/cbor.js';
 import type { ReadingBatch } from '../../protocol/reading.js';
 import { newStreamKey, sealStream, type StreamKey } from '../../protocol/seal.js';
 import { topics } from '../../protocol/topics.js';
-import { brokerUsersPath, loadCredentials, loadFleet, type Fleet } from '../../lib/keyset.js';
+import { brokerUsersPath, loadCredentials, loadFleet, loadPesKeys, loadPesVerifyKey, type Fleet } from '../../lib/keyset.js';
 import { provision } from '../../provision/keys.js';
 import { startUcs, type UcsHandle, type UcsOptions } from '../../ucs/server.js';
 import { b64u, fromB64u } from '../../ucs/web/bytes.js';
 import { deriveSecrets, newKdfParams, type KdfParams } from '../../ucs/web/kdf.js';
 import { activationBinding, generateHouseholdKey, openPrivateKey, sealPrivateKey } from '../../ucs/web/keys.js';
+import { importPesVerifyKey } from '../../ucs/web/seal.js';
 
 /** A provisioned key set in a temp dir: households hh1 and hh2, one synthetic meter each. */
 export interface KeySet {
@@ -128,23 +129,37 @@ export function sourceBatches(seed: number, start: number, minutes: number, batc
   return out;
 }
 
-/** Publishes stream messages as the PES does (pes/core/pes.ts `stream`): sealed per UTC-day epoch key, QoS 1. */
+/**
+ * The key set's PES verify key (`pes-sign.pub.pem`) imported for the browser's {@link StreamOpener}, as the
+ * app imports what `GET /api/pes-key` serves.
+ */
+export function webPesKey(keys: string): Promise<CryptoKey> {
+  return importPesVerifyKey(loadPesVerifyKey(keys).export({ type: 'spki', format: 'der' }));
+}
+
+/**
+ * Publishes stream messages as the PES does (pes/core/pes.ts `stream`): sealed per UTC-day epoch key, the epoch
+ * signed with the key set's PES signing key, QoS 1.
+ */
 export class FakePes {
   private readonly keys = new Map<string, StreamKey>();
-  private constructor(private readonly client: mqtt.MqttClient) {}
+  private constructor(
+    private readonly client: mqtt.MqttClient,
+    private readonly signer: KeyObject,
+  ) {}
 
   static async connect(brokerUrl: string, keys: string): Promise<FakePes> {
     const c = await mqtt.connectAsync(brokerUrl, { ...loadCredentials(keys, 'pes'), clientId: `pes-fake-${Math.random().toString(36).slice(2)}`, reconnectPeriod: 0 });
-    return new FakePes(c);
+    return new FakePes(c, loadPesKeys(keys).signer);
   }
 
   /** The body of `batch` of `meter`, sealed to `pub` on the household's topic. */
   seal(hh: string, pub: KeyObject, meter: string, batch: ReadingBatch): Buffer {
     const epoch = Math.floor(batch.readings[0]!.time / 86400);
     const id = `${hh}:${epoch}:${pub.export({ type: 'spki', format: 'der' }).toString('hex').slice(-32)}`;
-    let sk = this.keys.get(id);
-    if (!sk) this.keys.set(id, (sk = newStreamKey(pub, epoch)));
     const topic = topics.household(hh);
+    let sk = this.keys.get(id);
+    if (!sk) this.keys.set(id, (sk = newStreamKey(pub, epoch, topic, this.signer)));
     return sealStream(sk, topic, { meter, prevWh: batch.prevWh, readings: batch.readings.map((r) => [r.time, r.period, r.importWh, r.powerW, r.status]) });
   }
 

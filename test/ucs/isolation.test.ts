@@ -12,7 +12,7 @@ import { topics } from '../../protocol/topics.js';
 import { loadCredentials } from '../../lib/keyset.js';
 import { keyIdOf, importPrivateKey } from '../../ucs/web/keys.js';
 import { OpenError, StreamOpener } from '../../ucs/web/seal.js';
-import { FakePes, NodeHousehold, sourceBatches, startStack, waitFor, type Stack } from './helpers.js';
+import { FakePes, NodeHousehold, sourceBatches, startStack, waitFor, webPesKey, type Stack } from './helpers.js';
 
 let stack: Stack;
 const keys: Record<string, { spki: Uint8Array; pkcs8: Uint8Array }> = {};
@@ -102,7 +102,7 @@ describe('a raw copy of hh1’s stream is ciphertext to everyone but hh1', () =>
   });
 
   it('does not open with hh2’s key, even with the key id forged to hh2’s', async () => {
-    const opener2 = new StreamOpener(await importPrivateKey(keys.hh2!.pkcs8), await keyIdOf(keys.hh2!.spki));
+    const opener2 = new StreamOpener(await importPrivateKey(keys.hh2!.pkcs8), await keyIdOf(keys.hh2!.spki), await webPesKey(stack.set.keys));
     const reasonOf = async (p: Uint8Array) => {
       try {
         await opener2.open(topics.household('hh1'), p);
@@ -116,12 +116,12 @@ describe('a raw copy of hh1’s stream is ciphertext to everyone but hh1', () =>
     forged[1] = await keyIdOf(keys.hh2!.spki);
     expect(await reasonOf(cborEncode(forged))).toBe('tampered');
     // On hh2's own topic too (the AAD binds the topic and kid, the RSA wrap binds the key).
-    const opener2own = new StreamOpener(await importPrivateKey(keys.hh2!.pkcs8), await keyIdOf(keys.hh2!.spki));
+    const opener2own = new StreamOpener(await importPrivateKey(keys.hh2!.pkcs8), await keyIdOf(keys.hh2!.spki), await webPesKey(stack.set.keys));
     await expect(opener2own.open(topics.household('hh2'), cborEncode(forged))).rejects.toBeInstanceOf(OpenError);
   });
 
   it('opens with hh1’s key to exactly the source readings', async () => {
-    const opener1 = new StreamOpener(await importPrivateKey(keys.hh1!.pkcs8), await keyIdOf(keys.hh1!.spki));
+    const opener1 = new StreamOpener(await importPrivateKey(keys.hh1!.pkcs8), await keyIdOf(keys.hh1!.spki), await webPesKey(stack.set.keys));
     const bodies = [];
     for (const p of raw) bodies.push(await opener1.open(topics.household('hh1'), p));
     expect(bodies.map((b) => (b as { readings: number[][] }).readings)).toEqual(batches.map((b) => b.readings.map((r) => [r.time, r.period, r.importWh, r.powerW, r.status])));

@@ -18,7 +18,7 @@ import { bodyRows } from '../../ucs/web/body.js';
 import { fromB64u } from '../../ucs/web/bytes.js';
 import { importPrivateKey, keyIdOf } from '../../ucs/web/keys.js';
 import { StreamOpener } from '../../ucs/web/seal.js';
-import { NodeHousehold, sourceBatches, startStack, waitFor, type Stack } from './helpers.js';
+import { NodeHousehold, sourceBatches, startStack, waitFor, webPesKey, type Stack } from './helpers.js';
 
 let stack: Stack;
 let pes: PesService;
@@ -28,7 +28,7 @@ beforeAll(async () => {
   const keys = loadPesKeys(stack.set.keys);
   const meters = new Map(stack.set.fleet.meters.map((m) => [m.meter, { key: keys.meterKeys.get(m.meter)!, household: m.household, neighbourhood: m.neighbourhood }]));
   pes = startPesService({
-    keys: { rsa: keys.rsa, paillier: keys.paillier, mdmsPublic: keys.mdmsPublic, bindingKeys: keys.bindingKeys, meters },
+    keys: { rsa: keys.rsa, signer: keys.signer, paillier: keys.paillier, mdmsPublic: keys.mdmsPublic, bindingKeys: keys.bindingKeys, meters },
     k: 1,
     logger: pino({ level: 'silent' }),
     mqtt: { url: stack.broker.url, ...loadCredentials(stack.set.keys, 'pes') },
@@ -61,7 +61,7 @@ describe('UCS -> PES -> household over MQTT', () => {
       for (let i = 1; i < batches.length; i++) await send(i);
       await waitFor(() => stack.ucs.link.counters.archived === batches.length - 1, 'archived streams');
 
-      const opener = new StreamOpener(await importPrivateKey(reg.pkcs8!), await keyIdOf(reg.spki!));
+      const opener = new StreamOpener(await importPrivateKey(reg.pkcs8!), await keyIdOf(reg.spki!), await webPesKey(stack.set.keys));
       const items = (await hh.call('GET', '/api/archive')).json.items as [number, string][];
       const rows = [];
       for (const [, p] of items) rows.push(...bodyRows(parseStreamBody(await opener.open(topics.household('hh1'), fromB64u(p, 'payload')))));

@@ -20,7 +20,7 @@ import { keyId, openStream } from '../../protocol/seal.js';
 import { topics } from '../../protocol/topics.js';
 import { encodeUplink } from '../../protocol/uplink.js';
 import { createPes } from '../../pes/pes.js';
-import { loadCredentials, loadMeterKey, loadPesKeys } from '../../lib/keyset.js';
+import { loadCredentials, loadMeterKey, loadPesKeys, loadPesVerifyKey } from '../../lib/keyset.js';
 import { startUcs } from '../../ucs/server.js';
 import { fromB64u } from '../../ucs/web/bytes.js';
 import { FakePes, makeKeySet, memoryLogger, NodeHousehold, retainedHouseholdKey, sourceBatches, startStack, waitFor, type Stack } from './helpers.js';
@@ -63,7 +63,7 @@ describe('registration bound to the meter', () => {
     const keys = loadPesKeys(stack.set.keys);
     const meter = stack.set.fleet.meters.find((m) => m.household === 'hh1')!;
     const meters = new Map(stack.set.fleet.meters.map((m) => [m.meter, { key: keys.meterKeys.get(m.meter)!, household: m.household, neighbourhood: m.neighbourhood }]));
-    const pes = createPes({ keys: { rsa: keys.rsa, paillier: keys.paillier, mdmsPublic: keys.mdmsPublic, bindingKeys: keys.bindingKeys, meters }, k: 1, logger: pino({ level: 'silent' }) });
+    const pes = createPes({ keys: { rsa: keys.rsa, signer: keys.signer, paillier: keys.paillier, mdmsPublic: keys.mdmsPublic, bindingKeys: keys.bindingKeys, meters }, k: 1, logger: pino({ level: 'silent' }) });
     try {
       // What the household app's server and its broker password alone can make is refused (security finding 1):
       // the old proof-less message, and a binding under a made-up code.
@@ -80,7 +80,7 @@ describe('registration bound to the meter', () => {
       const sent = pes.sent.filter((m) => m.kind === 'household');
       expect(sent).toHaveLength(1);
       expect(sent[0]!.topic).toBe(topics.household('hh1'));
-      const body = openStream(privOf(pkcs8), sent[0]!.topic, sent[0]!.payload) as { meter: string; prevWh: number; readings: number[][] };
+      const body = openStream(privOf(pkcs8), loadPesVerifyKey(stack.set.keys), sent[0]!.topic, sent[0]!.payload) as { meter: string; prevWh: number; readings: number[][] };
       expect(body).toEqual({ meter: meter.meter, prevWh: batch.prevWh, readings: batch.readings.map((r) => [r.time, r.period, r.importWh, r.powerW, r.status]) });
     } finally {
       await pes.close();
@@ -239,7 +239,7 @@ describe('broker credentials and the ciphertext archive', () => {
     expect(page2.json.more).toBe(false);
     expect(items.map(([, p]) => Buffer.from(fromB64u(p, 'payload')))).toEqual(sent);
     const cache = new Map<string, Buffer>();
-    const opened = items.map(([, p]) => openStream(keyA, topics.household('hh1'), fromB64u(p, 'payload'), cache));
+    const opened = items.map(([, p]) => openStream(keyA, loadPesVerifyKey(stack.set.keys), topics.household('hh1'), fromB64u(p, 'payload'), cache));
     expect(opened.map((o) => (o as { prevWh: number }).prevWh)).toEqual(batches.map((x) => x.prevWh));
     expect((await b.call('GET', '/api/archive')).json.items).toEqual([]);
     expect((await a.call('GET', '/api/archive?after=-1')).status).toBe(400);

@@ -53,6 +53,8 @@ export const ticketReply = object({ ticket: str });
 export const registeredReply = object({ household: str, keyPublished: bool });
 export const kdfReply = object({ kdf });
 /** What login gives the browser: its wrapped key and public key, never the server's login hash. */
+/** `/api/pes-key`: the PES's Ed25519 public key, SPKI DER in base64url. */
+export const pesKeyReply = object({ spki: str });
 export const accountReply = object({ household: str, kdf, key: wrappedKey, spki: str, boundAt: { type: ['integer', 'null'] } });
 export const sessionReply = object({ household: str, expiresAt: int, idleS: int });
 export const okReply = object({ ok: bool });

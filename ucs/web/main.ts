@@ -17,7 +17,7 @@ import { toCsv, toEspiXml } from './export.js';
 import { checkKdf, deriveSecrets, newKdfParams, passwordProblem, type KdfParams } from './kdf.js';
 import { activationBinding, generateHouseholdKey, importPrivateKey, keyIdOf, openPrivateKey, pkcs8Pem, sealPrivateKey, WrongPasswordError } from './keys.js';
 import { connectLive, type Live, type LiveStatus } from './live.js';
-import { OpenError, StreamOpener, type OpenFailure } from './seal.js';
+import { importPesVerifyKey, OpenError, StreamOpener, type OpenFailure } from './seal.js';
 import { bucketBounds, compare, cumulative, formatKwh, intervalBounds, liveNow, powerSeries, shiftRange, spanRange, sumEnergy, type Span } from './series.js';
 import { ReadingStore } from './store.js';
 
@@ -218,7 +218,10 @@ async function enterApp(household: string, pkcs8: Uint8Array, spki: Uint8Array):
   const key = await importPrivateKey(pkcs8);
   pkcs8.fill(0);
   const kid = await keyIdOf(spki);
-  Object.assign(state, { household, spki, opener: new StreamOpener(key, kid), store: await ReadingStore.open(household), received: 0 });
+  // The PES's signature key: a stream epoch it did not sign never opens (docs/protocol.md §11.2).
+  const pes = await api<{ spki: string }>('GET', '/api/pes-key');
+  const pesKey = await importPesVerifyKey(fromB64u(pes.spki, 'PES key'));
+  Object.assign(state, { household, spki, opener: new StreamOpener(key, kid, pesKey), store: await ReadingStore.open(household), received: 0 });
   state.failures = { malformed: 0, otherKey: 0, tampered: 0, invalid: 0 };
   setText('who', `Household ${household}`);
   screen('app');

@@ -1,13 +1,14 @@
 /**
  * Opens household stream messages with WebCrypto (docs/protocol.md §11.2):
- * `[2, kid, epoch, wrappedKey, iv, ciphertext‖tag]`, AAD = CBOR `[2, topic, kid, epoch]`. The content key of
- * each (kid, epoch, wrappedKey) is unwrapped once (RSA-OAEP-SHA-256) and cached as a non-extractable AES key.
+ * `[2, kid, epoch, wrappedKey, epochSig, iv, ciphertext‖tag]`, AAD = CBOR `[2, topic, kid, epoch]`. The PES's
+ * Ed25519 epoch signature is verified first; the content key of each (topic, epoch, wrappedKey, epochSig) is then
+ * unwrapped once (RSA-OAEP-SHA-256) and cached as a non-extractable AES key.
  * This is protocol/seal.ts `openStream` for the browser, where node:crypto does not exist; both read the
  * envelope with protocol/envelope.ts.
  * @module
  */
 import { cborDecode } from '../../protocol/cbor.js';
-import { CONTENT_KEY_BYTES, KID_BYTES, parseStream, SEAL_TAG_BYTES, streamAad, type StreamEnvelope } from '../../protocol/envelope.js';
+import { CONTENT_KEY_BYTES, KID_BYTES, parseStream, SEAL_TAG_BYTES, streamAad, streamEpochSigned, type StreamEnvelope } from '../../protocol/envelope.js';
 import { ab, hex, sameBytes } from './bytes.js';
 
 const CACHE_MAX = 64;
@@ -36,7 +37,7 @@ export class OpenError extends Error {
  * Opens stream messages for one household key.
  * @example
  * ```ts
- * const opener = new StreamOpener(privateKey, await keyIdOf(spki));
+ * const opener = new StreamOpener(privateKey, await keyIdOf(spki), await importPesVerifyKey(pesSpki));
  * const body = parseStreamBody(await opener.open(topics.household('hh1'), payload));
  * ```
  */
@@ -45,9 +46,14 @@ export class StreamOpener {
   /** RSA unwraps done (one per epoch when all goes well). */
   unwraps = 0;
 
+  /**
+   * @param pesVerifyKey the PES's Ed25519 public key ({@link importPesVerifyKey}): a content key whose epoch
+   *   signature does not verify is never unwrapped (a forged stream counts as tampered).
+   */
   constructor(
     private readonly privateKey: CryptoKey,
     private readonly kid: Uint8Array,
+    private readonly pesVerifyKey: CryptoKey,
   ) {
     if (kid.length !== KID_BYTES) throw new TypeError(`kid must be ${KID_BYTES} bytes`);
   }
@@ -63,11 +69,12 @@ export class StreamOpener {
     const { kid, epoch, wrapped, iv, ciphertext: ct } = e;
     if (!sameBytes(kid, this.kid)) throw new OpenError('otherKey', `sealed for key ${hex(kid)}, not ours (${hex(this.kid)})`);
     // The whole wrapped key (§11.2: cache per (kid, epoch, wrappedKey)); a prefix let an envelope whose wrapped
-    // key was altered further on open from the cache.
-    const id = `${epoch}:${hex(wrapped)}`;
+    // key was altered further on open from the cache. The signature and topic too: a forged one must not open
+    // from the cache of a genuine one.
+    const id = `${topic}:${epoch}:${hex(wrapped)}:${hex(e.epochSig)}`;
     let key = this.cache.get(id);
     if (!key) {
-      key = this.unwrap(wrapped);
+      key = this.verified(topic, e).then(() => this.unwrap(wrapped));
       this.cache.set(id, key);
       if (this.cache.size > CACHE_MAX) this.cache.delete(this.cache.keys().next().value!);
       key.catch(() => this.cache.delete(id));
@@ -87,6 +94,17 @@ export class StreamOpener {
     }
   }
 
+  private async verified(topic: string, e: StreamEnvelope): Promise<void> {
+    const signed = streamEpochSigned(topic, e.kid, e.epoch, e.wrapped);
+    let ok = false;
+    try {
+      ok = await crypto.subtle.verify({ name: 'Ed25519' }, this.pesVerifyKey, ab(e.epochSig), ab(signed));
+    } catch {
+      ok = false;
+    }
+    if (!ok) throw new OpenError('tampered', 'stream epoch not signed by the PES (forged, or another PES)');
+  }
+
   private async unwrap(wrapped: Uint8Array): Promise<CryptoKey> {
     let raw: Uint8Array<ArrayBuffer>;
     try {
@@ -102,4 +120,17 @@ export class StreamOpener {
       raw.fill(0);
     }
   }
+}
+
+/**
+ * Imports the PES's Ed25519 public key (SubjectPublicKeyInfo DER, as `GET /api/pes-key` serves it) for
+ * {@link StreamOpener}.
+ * @example
+ * ```ts
+ * const { spki } = await (await fetch('/api/pes-key')).json();
+ * const opener = new StreamOpener(privateKey, kid, await importPesVerifyKey(fromB64u(spki, 'spki')));
+ * ```
+ */
+export function importPesVerifyKey(spki: Uint8Array): Promise<CryptoKey> {
+  return crypto.subtle.importKey('spki', ab(spki), { name: 'Ed25519' }, false, ['verify']);
 }
