@@ -9,8 +9,8 @@
  * Default total: 1,200,000 inputs, split by each target's weight; seed: random (printed, to replay a run).
  * @module
  */
-import { allTargets } from '../test/security/fuzz-targets.js';
-import { fullGc, runTarget, type FuzzResult } from '../test/security/fuzz-harness.js';
+import { allTargets } from './harness/fuzz-targets.js';
+import { fullGc, runTarget, type FuzzResult } from './harness/fuzz-harness.js';
 
 const HEAP_LIMIT_MB = 64;
 const RSS_LIMIT_MB = 512;

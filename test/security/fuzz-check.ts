@@ -5,7 +5,7 @@
  * Seed: SM_FUZZ_SEED, else random (printed in the failure message, to replay it).
  */
 import { expect } from 'vitest';
-import { runTarget, type FuzzResult, type FuzzTarget } from './fuzz-harness.js';
+import { runTarget, type FuzzResult, type FuzzTarget } from '../../bench/harness/fuzz-harness.js';
 
 export const FUZZ_SEED = Number(process.env.SM_FUZZ_SEED ?? (Date.now() % 2 ** 31));
 

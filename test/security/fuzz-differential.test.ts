@@ -7,8 +7,8 @@
 import { describe, expect, it } from 'vitest';
 import { cborDecode } from '../../protocol/cbor.js';
 import { fuzzCheck } from './fuzz-check.js';
-import { refDecode } from './fuzz-cbor.js';
-import { batchTarget, linkTarget, messageTarget, uplinkTarget } from './fuzz-targets.js';
+import { refDecode } from '../../bench/harness/fuzz-cbor.js';
+import { batchTarget, linkTarget, messageTarget, uplinkTarget } from '../../bench/harness/fuzz-targets.js';
 
 describe('fuzz: decoders agree with the spec', () => {
   it('CBOR and serial-line messages', async () => {

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { fuzzCheck } from './fuzz-check.js';
-import { mdmsTarget } from './fuzz-targets.js';
+import { mdmsTarget } from '../../bench/harness/fuzz-targets.js';
 
 describe('fuzz: MDMS ingest handler', () => {
   it('stores only genuine aggregates on their own topic and valid key-holder bodies; never acks a seal for another key; counts every message once', async () => {

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { fuzzCheck } from './fuzz-check.js';
-import { householdKeyTarget, pesTarget } from './fuzz-targets.js';
+import { householdKeyTarget, pesTarget } from '../../bench/harness/fuzz-targets.js';
 
 describe('fuzz: PES MQTT handler', () => {
   it('uplinks: no crash, every frame counted once, nothing forged or replayed folded, every published reading genuine', async () => {

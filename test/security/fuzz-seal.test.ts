@@ -6,7 +6,7 @@
  */
 import { describe, it } from 'vitest';
 import { fuzzCheck } from './fuzz-check.js';
-import { sealTarget, ucsStreamTarget } from './fuzz-targets.js';
+import { sealTarget, ucsStreamTarget } from '../../bench/harness/fuzz-targets.js';
 
 describe('fuzz: seal openers', () => {
   it('openAggregate / openStream open only what was sealed for that topic', async () => {
