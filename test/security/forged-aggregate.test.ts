@@ -73,7 +73,7 @@ afterAll(async () => {
 
 /** Publishes as the holder of the PES's broker password (and nothing else of the PES). */
 async function publishAsPes(topic: string, payload: Buffer): Promise<void> {
-  const c = await mqtt.connectAsync(broker.url, { ...loadCredentials(keysDir, 'pes'), clientId: `stolen-pes-${Math.random().toString(36).slice(2)}`, reconnectPeriod: 0 });
+  const c = await mqtt.connectAsync(broker.url, { ...loadCredentials(keysDir, 'pes'), clientId: `pes-stolen-${Math.random().toString(36).slice(2)}`, reconnectPeriod: 0 });
   try {
     await c.publishAsync(topic, payload, { qos: 1 });
   } finally {
