@@ -18,7 +18,14 @@ export interface MosquittoProcess {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-function accepts(host: string, port: number): Promise<boolean> {
+/**
+ * Whether something accepts TCP connections on `host:port` right now.
+ * @example
+ * ```ts
+ * await accepts('127.0.0.1', 1883); // true when a broker listens
+ * ```
+ */
+export function accepts(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = connect({ host, port }, () => {
       s.destroy();
