@@ -93,6 +93,23 @@ export async function provision(opts: ProvisionOptions): Promise<Fleet> {
   if (![2048, 3072, 4096].includes(rsaBits)) throw new RangeError('rsaBits must be 2048, 3072 or 4096');
   if (existsSync(join(out, 'fleet.json'))) throw new Error(`${out} already holds a key set (fleet.json); refusing to overwrite`);
   const rows = parseFleetCsv(opts.fleetCsv);
+  // Mosquitto's configuration first: a bad listener option fails before any key is made.
+  const abs = resolve(out);
+  const m = opts.mosquitto ?? {};
+  const persistenceDir = resolve(m.persistenceDir ?? join(abs, MOSQUITTO_DATA));
+  const mosquittoConfText = mosquittoConf({
+    passwordFile: join(abs, MOSQUITTO_PASSWD),
+    aclFile: join(abs, MOSQUITTO_ACL),
+    persistenceDir,
+    meters: rows.length,
+    port: m.port,
+    wsPort: m.wsPort,
+    host: m.host,
+    tls: m.tls && { cert: resolve(m.tls.cert), key: resolve(m.tls.key) },
+    maxPacketBytes: MAX_PACKET_BYTES,
+    // Started by root, Mosquitto would switch to the `mosquitto` account, which cannot read these 0600 files.
+    user: userInfo().username,
+  });
   mkdirSync(out, { recursive: true, mode: 0o700 });
 
   const rsa = () => generateKeyPairSync('rsa', { modulusLength: rsaBits });
@@ -156,26 +173,10 @@ export async function provision(opts: ProvisionOptions): Promise<Fleet> {
   }
   writeSecret(join(out, 'broker/users.json'), JSON.stringify({ version: 1, users }, null, 2));
   // The same users and rules for Mosquitto 2.x (`mosquitto -c <out>/broker/mosquitto/mosquitto.conf`).
-  const abs = resolve(out);
-  const m = opts.mosquitto ?? {};
-  const persistenceDir = resolve(m.persistenceDir ?? join(abs, MOSQUITTO_DATA));
   mkdirSync(persistenceDir, { recursive: true, mode: 0o700 });
   writeSecret(join(out, MOSQUITTO_PASSWD), mosquittoPasswd(passwords));
   writeSecret(join(out, MOSQUITTO_ACL), mosquittoAcl(acl));
-  const conf = mosquittoConf({
-    passwordFile: join(abs, MOSQUITTO_PASSWD),
-    aclFile: join(abs, MOSQUITTO_ACL),
-    persistenceDir,
-    meters: meters.length,
-    port: m.port,
-    wsPort: m.wsPort,
-    host: m.host,
-    tls: m.tls && { cert: resolve(m.tls.cert), key: resolve(m.tls.key) },
-    maxPacketBytes: MAX_PACKET_BYTES,
-    // Started by root, Mosquitto would switch to the `mosquitto` account, which cannot read these 0600 files.
-    user: userInfo().username,
-  });
-  writeSecret(join(out, MOSQUITTO_CONF), conf);
+  writeSecret(join(out, MOSQUITTO_CONF), mosquittoConfText);
   writePublic(join(out, 'fleet.json'), JSON.stringify(fleet, null, 2) + '\n');
   return fleet;
 }

@@ -112,6 +112,19 @@ describe('mosquitto.conf', () => {
   });
 });
 
+describe('provision with a bad Mosquitto option', () => {
+  it('fails before it makes any key', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sm-mqbad-'));
+    try {
+      writeFileSync(join(dir, 'fleet.csv'), 'meter,household,neighbourhood,source\nm1,h1,nb1,synthetic:1\n');
+      await expect(provision({ fleetCsv: join(dir, 'fleet.csv'), out: join(dir, 'keys'), rsaBits: 2048, paillierBits: 1024, mosquitto: { host: '0.0.0.0\nallow_anonymous true' } })).rejects.toThrow(/host must be an address/);
+      expect(existsSync(join(dir, 'keys'))).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe.skipIf(!haveMosquitto && !inCi)('provision writes them, and a real Mosquitto runs from them', () => {
   const dir = mkdtempSync(join(tmpdir(), 'sm-mqprov-'));
   const keys = join(dir, 'keys');
