@@ -70,6 +70,16 @@ export function parseFleetCsv(path: string): Omit<FleetMeter, 'meter' | 'gateway
   return out;
 }
 
+/** The account running provision, for Mosquitto's `user` line; undefined when it has no name (a bare uid in a container). */
+function currentUser(): string | undefined {
+  try {
+    const name = userInfo().username;
+    return /^[A-Za-z0-9_.][A-Za-z0-9_.-]*$/.test(name) ? name : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export interface ProvisionOptions {
   fleetCsv: string;
   out: string;
@@ -108,7 +118,7 @@ export async function provision(opts: ProvisionOptions): Promise<Fleet> {
     tls: m.tls && { cert: resolve(m.tls.cert), key: resolve(m.tls.key) },
     maxPacketBytes: MAX_PACKET_BYTES,
     // Started by root, Mosquitto would switch to the `mosquitto` account, which cannot read these 0600 files.
-    user: userInfo().username,
+    user: currentUser(),
   });
   mkdirSync(out, { recursive: true, mode: 0o700 });
 

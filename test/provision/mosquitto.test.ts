@@ -109,6 +109,7 @@ describe('mosquitto.conf', () => {
     expect(() => mosquittoConf({ ...base, aclFile: '/k/acl\nallow_anonymous true' })).toThrow(/single-line/);
     expect(() => mosquittoConf({ ...base, host: '0.0.0.0\nallow_anonymous true' })).toThrow(/address/);
     expect(() => mosquittoConf({ ...base, port: 70000 })).toThrow(RangeError);
+    expect(() => mosquittoConf({ ...base, user: 'root\nallow_anonymous true' })).toThrow(/account name/);
   });
 });
 
@@ -163,9 +164,11 @@ describe.skipIf(!haveMosquitto && !inCi)('provision writes them, and a real Mosq
       await pub.endAsync();
       await mq.stop('SIGTERM'); // Mosquitto saves its persistence on a clean stop
       mq = await startMosquitto(conf, port, log);
-      const back = await mqtt.connectAsync(url, { ...pes, clientId: 'pes-1', clean: false, reconnectPeriod: 0 });
+      // Listen before connecting: Mosquitto sends the queued message right behind the CONNACK.
+      const back = mqtt.connect(url, { ...pes, clientId: 'pes-1', clean: false, reconnectPeriod: 0 });
       const got = await new Promise<string>((resolve, reject) => {
         back.once('message', (_t, p) => resolve(String(p)));
+        back.once('error', reject);
         setTimeout(() => reject(new Error('the queued message did not survive the restart')), 5000);
       });
       await back.endAsync();
