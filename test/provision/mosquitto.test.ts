@@ -17,6 +17,8 @@ import { buildAcl } from '../../protocol/acl.js';
 import { mosquittoAcl, mosquittoConf, mosquittoPasswd, mosquittoPasswdLine, queuedMessagesFor } from '../../provision/mosquitto.js';
 import { provision } from '../../provision/keys.js';
 import { freePort } from '../gateway/helpers.js';
+import { makeTestCerts } from '../broker/tls-certs.js';
+import { userInfo } from 'node:os';
 
 const inCi = process.env.CI === 'true';
 const haveMosquitto = existsSync(MOSQUITTO_BIN);
@@ -175,6 +177,31 @@ describe.skipIf(!haveMosquitto && !inCi)('provision writes them, and a real Mosq
       expect(got).toBe('queued while the PES was away');
     } finally {
       await mq.stop();
+    }
+  }, 60_000);
+});
+
+describe.skipIf(!haveMosquitto && !inCi)('a Mosquitto conf with a certificate', () => {
+  it('runs a real Mosquitto whose mqtts and wss listeners take a client that trusts the CA, with the ACL applied', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sm-mqtls-'));
+    const certs = makeTestCerts(dir);
+    const [port, wsPort] = [await freePort(), await freePort()];
+    writeFileSync(join(dir, 'passwd'), mosquittoPasswd({ 'household-h1': 'h1 password' }), { mode: 0o600 });
+    writeFileSync(join(dir, 'acl'), mosquittoAcl(buildAcl({ gateways: [], households: ['h1'] })), { mode: 0o600 });
+    const conf = mosquittoConf({ passwordFile: join(dir, 'passwd'), aclFile: join(dir, 'acl'), persistenceDir: dir, meters: 1, maxPacketBytes: 1 << 20, port, wsPort, tls: { cert: certs.certFile, key: certs.keyFile }, user: userInfo().username });
+    writeFileSync(join(dir, 'mosquitto.conf'), conf, { mode: 0o600 });
+    const mq = await startMosquitto(join(dir, 'mosquitto.conf'), port, join(dir, 'mosquitto.log'));
+    try {
+      const creds = { username: 'household-h1', password: 'h1 password', ca: certs.ca, reconnectPeriod: 0, connectTimeout: 5000 };
+      const tls = await mqtt.connectAsync(`mqtts://127.0.0.1:${port}`, { ...creds, clientId: 'household-h1-a' });
+      const ws = await mqtt.connectAsync(`wss://127.0.0.1:${wsPort}`, { ...creds, clientId: 'household-h1-b' });
+      expect(tls.connected && ws.connected).toBe(true);
+      await tls.endAsync();
+      await ws.endAsync();
+      await expect(mqtt.connectAsync(`mqtts://127.0.0.1:${port}`, { ...creds, ca: undefined, clientId: 'household-h1-c' })).rejects.toThrow(/self[- ]signed|unable to (get|verify)/i);
+    } finally {
+      await mq.stop();
+      rmSync(dir, { recursive: true, force: true });
     }
   }, 60_000);
 });
