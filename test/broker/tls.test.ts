@@ -3,11 +3,12 @@
  * over TLS on its two ports, with its ACL unchanged; the MDMS web app and the household app answer over
  * HTTPS. The certificates are made by the openssl CLI for each run (test/broker/tls-certs.ts).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -144,4 +145,50 @@ describe('--tls-cert/--tls-key', () => {
     expect(() => readTlsFlags({ tlsCert: certs.certFile, tlsKey: join(dir, 'missing.key') })).toThrow(/cannot read --tls-key .*missing\.key: ENOENT/);
     expect(readTlsFlags({ tlsCert: certs.certFile, tlsKey: certs.keyFile })).toEqual({ cert: certs.cert, key: certs.key });
   });
+});
+
+/** Runs `smartermeter <args>`, resolves with the first match of `ready` in its output, then stops it (SIGTERM). */
+async function runUntil(args: string[], ready: RegExp, use: (m: RegExpMatchArray) => Promise<void>): Promise<void> {
+  const child = spawn(process.execPath, [resolve(import.meta.dirname, '../../bin/smartermeter.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  let out = '';
+  try {
+    const m = await new Promise<RegExpMatchArray>((ok, fail) => {
+      const look = (c: Buffer) => {
+        out += String(c);
+        const hit = ready.exec(out);
+        if (hit) ok(hit);
+      };
+      child.stdout!.on('data', look);
+      child.stderr!.on('data', look);
+      child.once('exit', (code) => fail(new Error(`smartermeter ${args[0]} exited ${code}:\n${out}`)));
+      setTimeout(() => fail(new Error(`smartermeter ${args[0]} did not print ${ready} in 60 s:\n${out}`)), 60_000);
+    });
+    await use(m);
+  } finally {
+    child.kill('SIGTERM');
+    await exited;
+  }
+}
+
+describe('the commands take --tls-cert/--tls-key', () => {
+  it('`smartermeter broker` listens with mqtts and wss', async () => {
+    const keys = join(dir, 'cli-keys');
+    mkdirSync(join(keys, 'broker'), { recursive: true });
+    const users = { version: 1, users: { mdms: { scrypt: hashPassword('mdms password'), publish: [], subscribe: ['sm/v1/agg/#'] } } };
+    writeFileSync(join(keys, 'broker/users.json'), JSON.stringify(users));
+    await runUntil(['broker', '--keys', keys, '--port', '0', '--ws-port', '0', '--tls-cert', certs.certFile, '--tls-key', certs.keyFile], /broker listening on (mqtts:\/\/\S+) and (wss:\/\/\S+)/, async (m) => {
+      for (const url of [m[1]!, m[2]!]) {
+        const c = await mqtt.connectAsync(url, { ca: certs.ca, username: 'mdms', password: 'mdms password', clientId: `mdms-cli-${url.slice(0, 3)}`, reconnectPeriod: 0 });
+        expect(c.connected, url).toBe(true);
+        await c.endAsync();
+      }
+    });
+  }, 90_000);
+
+  it('`smartermeter mdms web` serves HTTPS', async () => {
+    await runUntil(['mdms', 'web', '--db', join(dir, 'cli-mdms.sqlite'), '--http', '0', '--tls-cert', certs.certFile, '--tls-key', certs.keyFile], /"url":"(https:\/\/[^"]+)"/, async (m) => {
+      expect((await httpsGet(`${m[1]}/healthz`, certs.ca)).status).toBe(200);
+    });
+  }, 90_000);
 });
