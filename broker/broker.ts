@@ -1,8 +1,11 @@
 /**
- * The embedded MQTT broker: aedes 1.x behind a TCP listener and, optionally, a WebSocket listener.
+ * The embedded MQTT broker: aedes 1.x behind a TCP listener and, optionally, a WebSocket listener; with a
+ * certificate, both speak TLS (mqtts, wss).
  * @module
  */
-import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createTlsServer } from 'node:tls';
 import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Aedes, type AedesOptions, type Client } from 'aedes';
@@ -48,6 +51,11 @@ export interface BrokerOptions {
   refusalLogIntervalMs?: number;
   /** Further aedes options (persistence, limits). */
   aedes?: AedesOptions;
+  /**
+   * Certificate chain and private key (PEM): then the TCP listener speaks MQTT over TLS (`mqtts://`) and the
+   * WebSocket listener HTTPS (`wss://`), on the same ports; there is no plain listener beside them.
+   */
+  tls?: { cert: string | Buffer; key: string | Buffer };
 }
 
 export interface BrokerHandle {
@@ -57,9 +65,9 @@ export interface BrokerHandle {
   port: number;
   /** Actual WebSocket port, or null without a WebSocket listener. */
   wsPort: number | null;
-  /** `mqtt://host:port`. */
+  /** `mqtt://host:port`, or `mqtts://` with TLS. */
   url: string;
-  /** `ws://host:wsPort`, or null. */
+  /** `ws://host:wsPort` (`wss://` with TLS), or null. */
   wsUrl: string | null;
   /** Access denials (all zero without a users file). */
   counters: AccessCounters;
@@ -235,11 +243,15 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<BrokerHandl
   };
 
   const sockets = new Set<Socket>();
-  const tcp = createTcpServer((socket) => {
+  const tls = opts.tls ? { cert: opts.tls.cert, key: opts.tls.key } : undefined;
+  const onSocket = (socket: Socket) => void handle(socket, 'tcp');
+  // With TLS the handler gets the socket once the handshake is done; the raw one is tracked from 'connection'.
+  const tcp: TcpServer = tls ? createTlsServer(tls, onSocket) : createTcpServer(onSocket);
+  tcp.on('connection', (socket: Socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
-    handle(socket, 'tcp');
   });
+  if (tls) tcp.on('tlsClientError', (err: Error) => logger.debug({ err: err.message }, 'broker: TLS handshake failed'));
   let http: HttpServer | undefined;
   let wss: WebSocketServer | undefined;
   const closeAedes = () => new Promise<void>((resolve) => aedes.close(() => resolve()));
@@ -247,7 +259,8 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<BrokerHandl
     const actualPort = await listen(tcp, port, host, '--port');
     let actualWsPort: number | null = null;
     if (wsPort !== false) {
-      http = createHttpServer((_req, res) => res.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket only\n'));
+      const upgradeOnly = (_req: IncomingMessage, res: ServerResponse) => res.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket only\n');
+      http = tls ? createHttpsServer(tls, upgradeOnly) : createHttpServer(upgradeOnly);
       wss = new WebSocketServer({ server: http, maxPayload: maxPacket });
       wss.on('error', () => {}); // ws re-emits the HTTP server's errors; listen() below reports them
       wss.on('connection', (ws, req) => {
@@ -271,15 +284,15 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<BrokerHandl
       actualWsPort = await listen(http, wsPort, host, '--ws-port');
     }
     const hostForUrl = host.includes(':') ? `[${host}]` : host;
-    logger.info({ host, port: actualPort, wsPort: actualWsPort, auth: Boolean(opts.users) }, 'broker: listening');
+    logger.info({ host, port: actualPort, wsPort: actualWsPort, auth: Boolean(opts.users), tls: Boolean(tls) }, 'broker: listening');
     let closing: Promise<void> | undefined;
     return {
       aedes,
       host,
       port: actualPort,
       wsPort: actualWsPort,
-      url: `mqtt://${hostForUrl}:${actualPort}`,
-      wsUrl: actualWsPort === null ? null : `ws://${hostForUrl}:${actualWsPort}`,
+      url: `${tls ? 'mqtts' : 'mqtt'}://${hostForUrl}:${actualPort}`,
+      wsUrl: actualWsPort === null ? null : `${tls ? 'wss' : 'ws'}://${hostForUrl}:${actualWsPort}`,
       counters,
       close() {
         closing ??= (async () => {

@@ -6,15 +6,7 @@
  * @module
  */
 
-/**
- * Default largest packet after CONNACK. The largest uplink the protocol allows (1024 frames of at most 2048
- * bytes, docs/protocol.md §9) is about 2.1 MB; this is twice that.
- * @example
- * ```ts
- * await startBroker({ users, maxPacketBytes: MAX_PACKET_BYTES });
- * ```
- */
-export const MAX_PACKET_BYTES = 4 * 1024 * 1024;
+export { MAX_PACKET_BYTES } from '../protocol/acl.js';
 
 /**
  * Default largest packet before CONNACK: a CONNECT of this protocol is client id, user name and password

@@ -3,6 +3,7 @@
  * that throws `InvalidArgumentError` with a message naming the flag.
  * @module
  */
+import { readFileSync } from 'node:fs';
 import { InvalidArgumentError } from 'commander';
 import { IANAZone } from 'luxon';
 
@@ -54,4 +55,25 @@ export function durationOption(flag: string): (v: string) => number {
 export function zoneOption(v: string): string {
   if (!IANAZone.isValidZone(v)) throw new InvalidArgumentError(`--tz must be an IANA time zone such as UTC or America/New_York, got "${v}"`);
   return v;
+}
+
+/**
+ * The certificate and key of `--tls-cert/--tls-key`, read from their files; neither flag gives undefined.
+ * Throws a usage error when only one is given or a file cannot be read.
+ * @example
+ * ```ts
+ * readTlsFlags({ tlsCert: 'cert.pem', tlsKey: 'key.pem' }); // { cert: <Buffer>, key: <Buffer> }
+ * ```
+ */
+export function readTlsFlags(o: { tlsCert?: string; tlsKey?: string }): { cert: Buffer; key: Buffer } | undefined {
+  if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new InvalidArgumentError('--tls-cert and --tls-key go together');
+  if (o.tlsCert === undefined) return undefined;
+  const read = (path: string, flag: string) => {
+    try {
+      return readFileSync(path);
+    } catch (e) {
+      throw new InvalidArgumentError(`cannot read ${flag} ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  };
+  return { cert: read(o.tlsCert, '--tls-cert'), key: read(o.tlsKey!, '--tls-key') };
 }

@@ -19,6 +19,10 @@
  * households/<hh>.activation      the household's one-time activation code
  * ucs/activation.json             scrypt hashes of the activation codes (what the UCS server checks)
  * broker/users.json               broker users: scrypt password hashes and topic ACLs
+ * broker/mosquitto/passwd         the same users for Mosquitto 2.x (PBKDF2-SHA512 `$7$` lines)
+ * broker/mosquitto/acl            the same topic ACL in Mosquitto's format
+ * broker/mosquitto/mosquitto.conf `mosquitto -c` this file to run Mosquitto as the system's broker
+ * broker/mosquitto/data/          Mosquitto's persistence (unless provisioned elsewhere)
  * credentials/<user>.json         each component's broker username/password
  * ```
  * @module
@@ -258,6 +262,12 @@ export function loadCredentials(dir: string, username: string): { username: stri
   if (c.username !== username || typeof c.password !== 'string') throw new Error(`${path}: malformed credentials`);
   return { username, password: c.password };
 }
+
+/** Mosquitto's files in a key set (provision/mosquitto.ts), relative to the key directory. */
+export const MOSQUITTO_PASSWD = 'broker/mosquitto/passwd';
+export const MOSQUITTO_ACL = 'broker/mosquitto/acl';
+export const MOSQUITTO_CONF = 'broker/mosquitto/mosquitto.conf';
+export const MOSQUITTO_DATA = 'broker/mosquitto/data';
 
 /** Path of the broker's users file. */
 export function brokerUsersPath(dir: string): string {

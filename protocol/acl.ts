@@ -158,3 +158,14 @@ export function buildAcl(fleet: { gateways: string[]; households: string[] }): R
   for (const hh of fleet.households) acl[`household-${hh}`] = { publish: [], subscribe: [topics.householdAll(hh)] };
   return acl;
 }
+
+/**
+ * Largest MQTT packet a broker of this system accepts after CONNACK (the embedded broker, and the Mosquitto
+ * configuration `provision` writes). The largest uplink the protocol allows (1024 frames of at most 2048
+ * bytes, docs/protocol.md §9) is about 2.1 MB; this is twice that.
+ * @example
+ * ```ts
+ * await startBroker({ users, maxPacketBytes: MAX_PACKET_BYTES });
+ * ```
+ */
+export const MAX_PACKET_BYTES = 4 * 1024 * 1024;

@@ -3,7 +3,8 @@ import { provision } from './keys.js';
 import { intOption } from '../lib/flags.js';
 
 /**
- * `smartermeter provision --fleet fleet.csv --out <dir>`.
+ * `smartermeter provision --fleet fleet.csv --out <dir> [--mosquitto-port 1883 --mosquitto-host 127.0.0.1
+ * --mosquitto-ws-port n --mosquitto-data dir]` (the last four shape broker/mosquitto/mosquitto.conf).
  * @example
  * ```ts
  * registerProvisionCommand(program);
@@ -18,8 +19,13 @@ export function registerProvisionCommand(program: Command): void {
     .option('--rsa-bits <n>', 'RSA modulus size for PES and MDMS keys', intOption('--rsa-bits', 2048, 4096), 3072)
     .option('--paillier-bits <n>', 'Paillier modulus size', intOption('--paillier-bits', 1024, 4096), 2048)
     .option('--household-keys', 'also generate household key pairs (for `ucs watch`, the HA bridge and tests)', false)
-    .action(async (o: { fleet: string; out: string; rsaBits: number; paillierBits: number; householdKeys: boolean }) => {
-      const fleet = await provision({ fleetCsv: o.fleet, out: o.out, rsaBits: o.rsaBits, paillierBits: o.paillierBits, householdKeys: o.householdKeys });
+    .option('--mosquitto-port <n>', 'MQTT port of broker/mosquitto/mosquitto.conf', intOption('--mosquitto-port', 1, 65535), 1883)
+    .option('--mosquitto-ws-port <n>', 'also a MQTT-over-WebSocket listener on this port in mosquitto.conf', intOption('--mosquitto-ws-port', 1, 65535))
+    .option('--mosquitto-host <addr>', 'interface of the Mosquitto listeners', '127.0.0.1')
+    .option('--mosquitto-data <dir>', "Mosquitto's persistence folder (default <out>/broker/mosquitto/data)")
+    .action(async (o: { fleet: string; out: string; rsaBits: number; paillierBits: number; householdKeys: boolean; mosquittoPort: number; mosquittoWsPort?: number; mosquittoHost: string; mosquittoData?: string }) => {
+      const mosquitto = { port: o.mosquittoPort, host: o.mosquittoHost, ...(o.mosquittoWsPort ? { wsPort: o.mosquittoWsPort } : {}), ...(o.mosquittoData ? { persistenceDir: o.mosquittoData } : {}) };
+      const fleet = await provision({ fleetCsv: o.fleet, out: o.out, rsaBits: o.rsaBits, paillierBits: o.paillierBits, householdKeys: o.householdKeys, mosquitto });
       console.log(
         `provisioned ${fleet.meters.length} meters, ${fleet.households.length} households, ${fleet.neighbourhoods.length} neighbourhoods, ` +
           `${fleet.gateways.length} gateways into ${o.out} (secrets are in files with mode 0600; nothing secret was printed)`,

@@ -4,6 +4,7 @@
  */
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { buildAcl } from '../protocol/acl.js';
 import { cborEncode } from '../protocol/cbor.js';
@@ -13,7 +14,9 @@ import { encodePrivateKey, generatePaillier } from '../protocol/paillier/engine.
 import { wrapKey } from '../protocol/seal.js';
 import { topicId } from '../protocol/topics.js';
 import { hashPassword } from '../lib/password.js';
-import { PES_BINDING_KEYS, PES_SIGNING_KEY, PES_VERIFY_KEY, privatePem, readFile, sealBlob, writePublic, writeSecret, type Fleet, type FleetMeter } from '../lib/keyset.js';
+import { MAX_PACKET_BYTES } from '../protocol/acl.js';
+import { mosquittoAcl, mosquittoConf, mosquittoPasswd } from './mosquitto.js';
+import { MOSQUITTO_ACL, MOSQUITTO_CONF, MOSQUITTO_DATA, MOSQUITTO_PASSWD, PES_BINDING_KEYS, PES_SIGNING_KEY, PES_VERIFY_KEY, privatePem, readFile, sealBlob, writePublic, writeSecret, type Fleet, type FleetMeter } from '../lib/keyset.js';
 
 const MANUFACTURER = 'SMR';
 
@@ -67,6 +70,16 @@ export function parseFleetCsv(path: string): Omit<FleetMeter, 'meter' | 'gateway
   return out;
 }
 
+/** The account running provision, for Mosquitto's `user` line; undefined when it has no name (a bare uid in a container). */
+function currentUser(): string | undefined {
+  try {
+    const name = userInfo().username;
+    return /^[A-Za-z0-9_.][A-Za-z0-9_.-]*$/.test(name) ? name : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export interface ProvisionOptions {
   fleetCsv: string;
   out: string;
@@ -74,6 +87,8 @@ export interface ProvisionOptions {
   rsaBits?: number;
   /** Also generate household key pairs (for `ucs watch`, the HA bridge and tests). */
   householdKeys?: boolean;
+  /** The Mosquitto listener written into `broker/mosquitto/mosquitto.conf` (provision/mosquitto.ts). */
+  mosquitto?: { port?: number; wsPort?: number; host?: string; persistenceDir?: string; tls?: { cert: string; key: string } };
 }
 
 /**
@@ -88,6 +103,23 @@ export async function provision(opts: ProvisionOptions): Promise<Fleet> {
   if (![2048, 3072, 4096].includes(rsaBits)) throw new RangeError('rsaBits must be 2048, 3072 or 4096');
   if (existsSync(join(out, 'fleet.json'))) throw new Error(`${out} already holds a key set (fleet.json); refusing to overwrite`);
   const rows = parseFleetCsv(opts.fleetCsv);
+  // Mosquitto's configuration first: a bad listener option fails before any key is made.
+  const abs = resolve(out);
+  const m = opts.mosquitto ?? {};
+  const persistenceDir = resolve(m.persistenceDir ?? join(abs, MOSQUITTO_DATA));
+  const mosquittoConfText = mosquittoConf({
+    passwordFile: join(abs, MOSQUITTO_PASSWD),
+    aclFile: join(abs, MOSQUITTO_ACL),
+    persistenceDir,
+    meters: rows.length,
+    port: m.port,
+    wsPort: m.wsPort,
+    host: m.host,
+    tls: m.tls && { cert: resolve(m.tls.cert), key: resolve(m.tls.key) },
+    maxPacketBytes: MAX_PACKET_BYTES,
+    // Started by root, Mosquitto would switch to the `mosquitto` account, which cannot read these 0600 files.
+    user: currentUser(),
+  });
   mkdirSync(out, { recursive: true, mode: 0o700 });
 
   const rsa = () => generateKeyPairSync('rsa', { modulusLength: rsaBits });
@@ -145,12 +177,19 @@ export async function provision(opts: ProvisionOptions): Promise<Fleet> {
 
   const acl = buildAcl(fleet);
   const users: Record<string, { scrypt: string; publish: string[]; subscribe: string[] }> = {};
+  const passwords: Record<string, string> = {};
   for (const [name, rule] of Object.entries(acl)) {
     const password = randomBytes(18).toString('base64url');
     users[name] = { scrypt: hashPassword(password), ...rule };
+    passwords[name] = password;
     writeSecret(join(out, 'credentials', `${name}.json`), JSON.stringify({ username: name, password }) + '\n');
   }
   writeSecret(join(out, 'broker/users.json'), JSON.stringify({ version: 1, users }, null, 2));
+  // The same users and rules for Mosquitto 2.x (`mosquitto -c <out>/broker/mosquitto/mosquitto.conf`).
+  mkdirSync(persistenceDir, { recursive: true, mode: 0o700 });
+  writeSecret(join(out, MOSQUITTO_PASSWD), mosquittoPasswd(passwords));
+  writeSecret(join(out, MOSQUITTO_ACL), mosquittoAcl(acl));
+  writeSecret(join(out, MOSQUITTO_CONF), mosquittoConfText);
   writePublic(join(out, 'fleet.json'), JSON.stringify(fleet, null, 2) + '\n');
   return fleet;
 }

@@ -11,7 +11,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
 import { pino } from 'pino';
-import { durationOption, intOption } from '../lib/flags.js';
+import { durationOption, intOption, readTlsFlags } from '../lib/flags.js';
 import { topicId } from '../protocol/topics.js';
 import { loadCredentials, loadHouseholdKey, loadPesVerifyKey } from '../lib/keyset.js';
 import { removeFromHomeAssistant, startHaBridge } from './ha-bridge.js';
@@ -127,7 +127,7 @@ export function registerUcsCommand(program: Command): void {
     .action(async (o: { trustProxy?: string; clientId: string; http?: number; host: string; keys?: string; db: string; mqtt: string; ws: string; tlsKey?: string; tlsCert?: string; sessionIdle: number; sessionMax: number; archive: boolean; archiveDays: number }) => {
       if (o.http === undefined) throw new InvalidArgumentError('give --http <port> to run the server (or use `ucs watch` or `ucs ha-bridge`)');
       if (!o.keys) throw new InvalidArgumentError('--keys <dir> is required');
-      if ((o.tlsKey === undefined) !== (o.tlsCert === undefined)) throw new InvalidArgumentError('--tls-key and --tls-cert go together');
+      const https = readTlsFlags(o);
       const logger = pino({ name: 'ucs' });
       const server = await startUcs({
         keysDir: o.keys,
@@ -143,7 +143,7 @@ export function registerUcsCommand(program: Command): void {
         archiveDays: o.archiveDays,
         clientId: o.clientId,
         ...(o.trustProxy ? { trustProxy: o.trustProxy.split(',').map((a) => a.trim()) } : {}),
-        ...(o.tlsKey ? { https: { key: readFileSync(o.tlsKey), cert: readFileSync(o.tlsCert!) } } : {}),
+        ...(https ? { https } : {}),
       });
       console.log(`household app at ${server.url}`);
       await untilSignal();

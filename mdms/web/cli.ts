@@ -1,6 +1,6 @@
 /**
  * Command-line wiring of the MDMS web app, added to the `mdms` command that mdms/cli.ts registers:
- * - `mdms [ingest] --keys k --db d --http <port> [--http-host h]`: the ingest and the web app in one process
+ * - `mdms [ingest] --keys k --db d --http <port> [--http-host h] [--tls-cert c --tls-key k]`: the ingest and the web app in one process
  *   (the flags go on the `ingest` subcommand, the default one; the web app starts before the ingest's action
  *   and stops after it);
  * - `mdms web --http <port>`: the web app alone (no MQTT), e.g. on another host reading the same PostgreSQL;
@@ -15,7 +15,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
-import { intOption } from '../../lib/flags.js';
+import { intOption, readTlsFlags } from '../../lib/flags.js';
 import { loadFleet, type Fleet } from '../../lib/keyset.js';
 import { isPostgresUrl } from '../store/index.js';
 import { openPostgres } from '../store/postgres.js';
@@ -37,6 +37,8 @@ interface HttpFlags extends DbFlags {
   metricsTokenFile?: string;
   trustProxy?: boolean;
   secureCookies?: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
 const SCHEMA = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -94,7 +96,9 @@ async function startFromFlags(flags: HttpFlags, log: Logger): Promise<MdmsWeb> {
     }
     if (metricsToken.length < 16) throw new InvalidArgumentError('the metrics token must have at least 16 characters');
   }
+  const https = readTlsFlags(flags);
   const web = await startMdmsWeb({
+    ...(https ? { https } : {}),
     db,
     ...(schema ? { dbSchema: schema } : {}),
     fleet: fleetOf(keys, log),
@@ -107,7 +111,7 @@ async function startFromFlags(flags: HttpFlags, log: Logger): Promise<MdmsWeb> {
   });
   if ((await web.web.users.count()) === 0) log.warn('no users yet: create the first administrator with `smartermeter mdms user add --role admin`');
   const loopback = ['127.0.0.1', 'localhost', '::1'].includes(flags.httpHost);
-  if (!loopback && !flags.trustProxy) log.warn('serving plain HTTP beyond loopback: put the MDMS behind a TLS proxy (--trust-proxy); cookies are marked Secure, so browsers will not send them over plain HTTP');
+  if (!loopback && !flags.trustProxy && !https) log.warn('serving plain HTTP beyond loopback: put the MDMS behind a TLS proxy (--trust-proxy); cookies are marked Secure, so browsers will not send them over plain HTTP');
   log.info({ url: web.url }, 'MDMS web app listening');
   return web;
 }
@@ -118,7 +122,9 @@ function httpOptions(c: Command, withHttp: boolean): Command {
     .option('--http-host <host>', 'address the web app listens on', '127.0.0.1')
     .option('--metrics-token-file <path>', 'file with the bearer token /metrics requires (default: loopback clients only)')
     .option('--trust-proxy', 'trust X-Forwarded-* from a TLS-terminating proxy in front of the web app')
-    .option('--secure-cookies', 'mark cookies Secure even on plain HTTP to loopback (default: Secure except there)');
+    .option('--secure-cookies', 'mark cookies Secure even on plain HTTP to loopback (default: Secure except there)')
+    .option('--tls-cert <pem>', 'TLS certificate chain: serve HTTPS (with --tls-key)')
+    .option('--tls-key <pem>', 'TLS private key (with --tls-cert)');
 }
 
 /**

@@ -60,6 +60,8 @@ export interface MdmsWebAppOptions {
   trustProxy?: boolean | string | string[];
   /** See {@link AppServices.secureCookies}. Default `auto`. */
   secureCookies?: 'auto' | 'always';
+  /** Certificate chain and private key (PEM): serve HTTPS (cookies are then Secure). Default plain HTTP. */
+  https?: { cert: string | Buffer; key: string | Buffer };
   now?: () => number;
   /** Called for every route added (introspection: tests check that each one is covered). */
   onRoute?: (route: { method: string; url: string; access: Access }) => void;
@@ -130,6 +132,7 @@ export async function buildMdmsWeb(opts: MdmsWebAppOptions): Promise<FastifyInst
     ...(opts.logger ? { loggerInstance: opts.logger } : { logger: false }),
     bodyLimit: BODY_LIMIT,
     trustProxy: opts.trustProxy ?? false,
+    ...(opts.https ? { https: { cert: opts.https.cert, key: opts.https.key } } : {}),
     routerOptions: { maxParamLength: 200 },
     return503OnClosing: true,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
@@ -340,7 +343,7 @@ export async function startMdmsWeb(opts: StartMdmsWebOptions): Promise<MdmsWeb> 
     purge.unref();
     let closing: Promise<void> | undefined;
     return {
-      url: `http://${host}:${addr.port}`,
+      url: `${opts.https ? 'https' : 'http'}://${host}:${addr.port}`,
       app,
       web,
       close: () =>

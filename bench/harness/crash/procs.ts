@@ -38,10 +38,15 @@ export class Proc {
   private logOffset = 0;
   readonly log: string;
 
+  /**
+   * @param args the `smartermeter` command line, or, with `command`, that program's arguments
+   * @param command another program to run instead of `node bin/smartermeter.js` (e.g. Mosquitto)
+   */
   constructor(
     readonly name: string,
     readonly args: string[],
     logDir: string,
+    readonly command?: string,
   ) {
     this.log = join(logDir, `${name}.log`);
   }
@@ -66,7 +71,8 @@ export class Proc {
     this.logOffset = existsSync(this.log) ? statSync(this.log).size : 0;
     const fd = openSync(this.log, 'a');
     try {
-      const child = spawn(process.execPath, [CLI, ...this.args], { cwd: ROOT, stdio: ['ignore', fd, fd], env: { ...process.env, SM_DEBUG: '1' } });
+      const [bin, argv] = this.command ? [this.command, this.args] : [process.execPath, [CLI, ...this.args]];
+      const child = spawn(bin, argv, { cwd: ROOT, stdio: ['ignore', fd, fd], env: { ...process.env, SM_DEBUG: '1' } });
       this.child = child;
       this.exit = new Promise((r) => child.once('exit', (code, signal) => r({ code, signal })));
     } finally {

@@ -9,6 +9,9 @@
  * With an external broker (Mosquitto), the broker is not a victim (it belongs to the machine) and the
  * components connect anonymously (the key set carries no broker credentials); gateway ids, households,
  * neighbourhoods and the PES/MDMS client ids carry a run id, so runs sharing the broker do not collide.
+ * With `broker: 'mosquitto'` the run starts its own Mosquitto from the provisioned files (users, ACL,
+ * persistence: provision/mosquitto.ts) on a free port; the components use their credentials, and Mosquitto
+ * can be a victim like the embedded broker.
  * @module
  */
 import { spawn } from 'node:child_process';
@@ -18,11 +21,12 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import mqtt from 'mqtt';
 import { parseSyntheticSpec } from '../../../firmware/sources/synthetic.js';
-import { type Fleet } from '../../../lib/keyset.js';
+import { MOSQUITTO_CONF, type Fleet } from '../../../lib/keyset.js';
 import { provision } from '../../../provision/keys.js';
 import { compareExport } from './check.js';
 import { expectedTotals, type Expected } from './expected.js';
 import { lastLogLine, meterRing, meterSamples, parseExport, probeBroker, probeGatewayQueue, probeMdms, probePes, type PesProbe } from './probes.js';
+import { accepts, MOSQUITTO_BIN } from './mosquitto.js';
 import { poll, Proc, sleep, socatPair } from './procs.js';
 
 /** A component the harness kills. */
@@ -34,8 +38,12 @@ export type Component = 'meter' | 'gateway' | 'broker' | 'pes' | 'mdms';
 export type Victim = Component | 'pes+broker';
 
 export interface CrashOptions {
-  /** `'embedded'`: our broker as a process with a state file (a victim too); else an external broker URL. */
-  broker: 'embedded' | { url: string };
+  /**
+   * `'embedded'`: our broker as a process with a state file (a victim too); `'mosquitto'`: Mosquitto started
+   * from the key set's provisioned files (`broker/mosquitto/mosquitto.conf`, its users and ACL, its
+   * persistence; a victim too); else an external broker URL (anonymous, not ours to kill).
+   */
+  broker: 'embedded' | 'mosquitto' | { url: string };
   /**
    * Give the embedded broker its state file (default true). `false` is the control experiment: sessions in
    * memory, as aedes keeps them by default, so that a broker kill is expected to lose readings.
@@ -149,6 +157,16 @@ function runCli(args: string[]): Promise<string> {
   });
 }
 
+/** Resolves once `p` (Mosquitto, which logs no pino lines) accepts connections on `port`. */
+async function listening(p: Proc, port: number): Promise<void> {
+  const t0 = Date.now();
+  while (!(await accepts('127.0.0.1', port))) {
+    if (!p.running) throw new Error(`${p.name} exited before listening; see ${p.log}:\n${p.output().slice(-2000)}`);
+    if (Date.now() - t0 > 30_000) throw new Error(`${p.name} did not listen on ${port} in 30 s; see ${p.log}`);
+    await sleep(50);
+  }
+}
+
 /** Removes persistent sessions a run left on an external broker (connect with clean: true, disconnect). */
 async function dropSessions(url: string, clientIds: string[]): Promise<void> {
   for (const clientId of clientIds) {
@@ -181,7 +199,10 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
   const downMs = o.downMs ?? 1000;
   const log = o.log ?? (() => undefined);
   const embedded = o.broker === 'embedded';
-  if (!embedded && o.kills.some((k) => k.includes('broker'))) throw new Error('an external broker is not ours to kill');
+  const mosquitto = o.broker === 'mosquitto';
+  /** A broker the run starts (and may kill), with the provisioned users; else a shared external one. */
+  const ours = embedded || mosquitto;
+  if (!ours && o.kills.some((k) => k.includes('broker'))) throw new Error('an external broker is not ours to kill');
   const runId = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
   const dir = mkdtempSync(join(tmpdir(), 'sm-crash-'));
   const logs = join(dir, 'logs');
@@ -203,8 +224,9 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
     }
     writeFileSync(join(dir, 'fleet.csv'), rows.join('\n') + '\n');
     const keys = join(dir, 'keys');
-    const fleet: Fleet = await provision({ fleetCsv: join(dir, 'fleet.csv'), out: keys, rsaBits: 2048, paillierBits: o.paillierBits ?? 1024 });
-    if (!embedded) rmSync(join(keys, 'credentials'), { recursive: true, force: true }); // anonymous on Mosquitto
+    const brokerPort = ours ? await freePort() : 0;
+    const fleet: Fleet = await provision({ fleetCsv: join(dir, 'fleet.csv'), out: keys, rsaBits: 2048, paillierBits: o.paillierBits ?? 1024, ...(mosquitto ? { mosquitto: { port: brokerPort } } : {}) });
+    if (!ours) rmSync(join(keys, 'credentials'), { recursive: true, force: true }); // anonymous on the shared Mosquitto
     const start = Date.parse(`${startIso}T00:00:00Z`) / 1000;
     const expected: Expected = expectedTotals(
       fleet.meters.map((m) => ({ seed: parseSyntheticSpec(m.source)!, household: m.household, neighbourhood: m.neighbourhood })),
@@ -215,10 +237,13 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
     // Processes.
     let broker: Proc | undefined;
     if (embedded) {
-      const port = await freePort();
-      url = `mqtt://127.0.0.1:${port}`;
+      url = `mqtt://127.0.0.1:${brokerPort}`;
       const state = o.brokerState === false ? [] : ['--state', join(dir, 'broker.sqlite')];
-      broker = new Proc('broker', ['broker', '--keys', keys, '--port', String(port), '--ws-port', '0', ...state], logs);
+      broker = new Proc('broker', ['broker', '--keys', keys, '--port', String(brokerPort), '--ws-port', '0', ...state], logs);
+      procs.push(broker);
+    } else if (mosquitto) {
+      url = `mqtt://127.0.0.1:${brokerPort}`;
+      broker = new Proc('broker', ['-c', join(keys, MOSQUITTO_CONF)], logs, MOSQUITTO_BIN);
       procs.push(broker);
     } else {
       url = (o.broker as { url: string }).url;
@@ -228,7 +253,7 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
     const mdmsDb = join(dir, 'mdms.sqlite');
     const pesState = join(dir, 'pes.sqlite');
     // On a shared broker this run's PES and MDMS take this run's traffic only (its gateways, its aggregates).
-    const own = embedded
+    const own = ours
       ? { pes: [], mdms: [] }
       : {
           pes: ['--client-id', pesClient!, ...fleet.gateways.flatMap((g) => ['--gateway', g])],
@@ -257,11 +282,14 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
         meters.push(new Proc(`meter-${m.label}`, ['meter', '--keys', keys, '--meter', m.meter, '--port', cable.a, '--nv', nv, '--speed', String(speed), '--start', startIso, '--days', String(days)], logs));
       }
       gatewayClients.push(`gateway-${gw}`);
-      gateways.set(gw, new Proc(gw, ['gateway', ...(embedded ? ['--keys', keys] : []), '--id', gw, ...lines, '--mqtt', url, '--queue', join(dir, `${gw}.queue.sqlite`), '--stats', '5s'], logs));
+      gateways.set(gw, new Proc(gw, ['gateway', ...(ours ? ['--keys', keys] : []), '--id', gw, ...lines, '--mqtt', url, '--queue', join(dir, `${gw}.queue.sqlite`), '--stats', '5s'], logs));
     }
     procs.push(...gateways.values(), ...meters);
     const readyLine: Record<string, RegExp> = { broker: /^broker: listening$/, mdms: /^MDMS ingest subscribed$/, pes: /^pes: subscribed$/ };
-    const ready = (p: Proc) => p.ready(readyLine[p.name] ?? (p.name.startsWith('gw-') ? /^gateway: connected to broker$/ : /^meter booted$/), 90_000);
+    const ready = (p: Proc) =>
+      mosquitto && p === broker
+        ? listening(p, brokerPort)
+        : p.ready(readyLine[p.name] ?? (p.name.startsWith('gw-') ? /^gateway: connected to broker$/ : /^meter booted$/), 90_000);
 
     if (broker) {
       broker.start();
@@ -293,6 +321,7 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
     const holding = (v: Victim): number => {
       if (v === 'meter') return meterRing(nvFiles[0]!);
       if (v === 'gateway') return probeGatewayQueue(join(dir, `${firstGateway}.queue.sqlite`));
+      if (mosquitto && v.includes('broker')) return produced() - folded(); // Mosquitto's queues are not ours to read
       if (v === 'broker') {
         const b = probeBroker(brokerState, 'pes');
         return b.queued + b.journal;
@@ -320,7 +349,7 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
         // The PES is down: the broker acknowledges uplinks and queues them for its session. Kill it holding some.
         rec.process = 'pes+broker';
         rec.inFlight = await poll(() => {
-          const n = probeBroker(brokerState, 'pes').queuedFor;
+          const n = mosquitto ? produced() - folded() : probeBroker(brokerState, 'pes').queuedFor;
           return n > 0 ? n : undefined;
         }, () => '', 3000, 5).catch(() => 0);
         await broker.kill9();
@@ -408,7 +437,7 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
     const killsByVictim: Partial<Record<Component, number>> = {};
     for (const k of kills) for (const c of (k.victim === 'pes+broker' ? ['pes', 'broker'] : [k.victim]) as Component[]) killsByVictim[c] = (killsByVictim[c] ?? 0) + 1;
     const report: CrashReport = {
-      broker: embedded ? 'embedded' : url,
+      broker: embedded ? 'embedded' : mosquitto ? 'mosquitto (provisioned files)' : url,
       runId,
       meters: nMeters,
       days,
@@ -439,7 +468,7 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
   } finally {
     await Promise.all(procs.map((p) => p.stop(5000)));
     await Promise.all(cables.map((c) => c.close()));
-    if (!embedded && url) await dropSessions(url, [...(pesClient ? [pesClient] : []), ...(mdmsClient ? [mdmsClient] : []), ...gatewayClients]);
+    if (!ours && url) await dropSessions(url, [...(pesClient ? [pesClient] : []), ...(mdmsClient ? [mdmsClient] : []), ...gatewayClients]);
     if (!o.keep && !failed) rmSync(dir, { recursive: true, force: true });
     else log(`run directory kept: ${dir}`);
   }
