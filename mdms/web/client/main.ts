@@ -1,6 +1,6 @@
 /**
  * The browser side of the MDMS web app (bundled by esbuild into /assets/app.*.js): the neighbourhood demand
- * chart (uPlot), print buttons, confirmations, the tariff form's "add a band" row, auto-submitting filters.
+ * chart and the forecast chart with its interval band (uPlot), print buttons, confirmations, the tariff form's "add a band" row, auto-submitting filters.
  * Everything works without it except the chart, which has a table next to it.
  * @module
  */
@@ -118,10 +118,51 @@ function chart(el: HTMLElement, data: ChartData): void {
   el.dataset.ready = '1';
 }
 
+/** The forecast page's data: points are [start s, forecast Wh, lower Wh, upper Wh, actual Wh | null]. */
+export interface ForecastData {
+  tz: string;
+  from: number;
+  to: number;
+  level: number;
+  points: [number, number, number, number, number | null][];
+}
+
+/** Forecast line, its prediction interval as a filled band (uPlot `bands` between two series), actual as dots. */
+function forecastChart(el: HTMLElement, data: ForecastData): void {
+  const kwh = (i: number) => data.points.map((p) => (p[i] === null ? null : (p[i] as number) / 1000));
+  const fullFmt = new Intl.DateTimeFormat('en-GB', { timeZone: data.tz, weekday: 'short', day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
+  const timeFmt = new Intl.DateTimeFormat('en-GB', { timeZone: data.tz, hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
+  const value = (_u: uPlot, v: number | null) => (v == null ? '–' : `${v.toFixed(3)} kWh`);
+  const pct = Math.round(data.level * 100);
+  const opts: uPlot.Options = {
+    width: Math.max(320, el.clientWidth),
+    height: 380,
+    scales: { x: { time: true, range: () => [data.from, data.to] }, y: { range: (_u, _min, max) => [0, Math.max(max, 0.001) * 1.1] } },
+    axes: [{ values: (_u, splits) => splits.map((ts) => timeFmt.format(ts * 1000)) }, { label: 'Energy per interval (kWh)', size: 70 }],
+    series: [
+      { value: (_u, v) => (v == null ? '–' : fullFmt.format(v * 1000)) },
+      { label: `${pct} % low`, stroke: 'rgba(37,99,235,0.35)', width: 1, value },
+      { label: `${pct} % high`, stroke: 'rgba(37,99,235,0.35)', width: 1, value },
+      { label: 'forecast', stroke: '#2563eb', width: 2, value },
+      { label: 'actual', stroke: '#c2410c', width: 0, points: { show: true, size: 5, fill: '#c2410c' }, value },
+    ],
+    bands: [{ series: [2, 1], fill: 'rgba(37,99,235,0.15)' }],
+    legend: { live: true },
+  };
+  el.textContent = '';
+  const u = new uPlot(opts, [data.points.map((p) => p[0]), kwh(2), kwh(3), kwh(1), kwh(4)] as uPlot.AlignedData, el);
+  new ResizeObserver(() => u.setSize({ width: Math.max(320, el.clientWidth), height: 380 })).observe(el);
+  el.dataset.points = String(data.points.length);
+  el.dataset.ready = '1';
+}
+
 function start(): void {
   const el = document.getElementById('demand-chart');
   const src = document.getElementById('chart-data');
   if (el && src?.textContent) chart(el, JSON.parse(src.textContent) as ChartData);
+  const fEl = document.getElementById('forecast-chart');
+  const fSrc = document.getElementById('forecast-data');
+  if (fEl && fSrc?.textContent) forecastChart(fEl, JSON.parse(fSrc.textContent) as ForecastData);
   document.querySelectorAll<HTMLElement>('[data-action="print"]').forEach((b) => b.addEventListener('click', () => window.print()));
   document.querySelectorAll<HTMLFormElement>('form[data-confirm]').forEach((f) =>
     f.addEventListener('submit', (e: SubmitEvent) => {
