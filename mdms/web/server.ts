@@ -42,6 +42,7 @@ import { exportRoutes } from './routes/exports.js';
 import { tariffRoutes } from './routes/tariffs.js';
 import { adminRoutes } from './routes/admin.js';
 import { forecastRoutes } from './routes/forecast.js';
+import { qualityRoutes } from './routes/quality.js';
 
 /** Largest request body accepted (forms and JSON are small; a tariff with 64 bands is ~4 KiB). */
 export const BODY_LIMIT = 64 * 1024;
@@ -275,6 +276,7 @@ export async function buildMdmsWeb(opts: MdmsWebAppOptions): Promise<FastifyInst
   await app.register(authRoutes);
   await app.register(neighbourhoodRoutes);
   await app.register(forecastRoutes);
+  await app.register(qualityRoutes);
   await app.register(billingRoutes);
   await app.register(issuedRoutes);
   await app.register(exportRoutes);

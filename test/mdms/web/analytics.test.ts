@@ -1,15 +1,20 @@
 /**
  * The forecast page and API over the seeded web fixture (7 days of three neighbourhoods): shapes, the actuals
  * beside a past day's forecast, bad input (400), too little history (422), unknown neighbourhood (404), the
- * Prometheus counter.
+ * Prometheus counter. Data quality: a gap, a silent meter and a spike injected into a synthetic
+ * neighbourhood's stored windows are each flagged on the right window through the API, recorded once,
+ * audited and counted, the gap's estimate is kept apart and marked, and a bill is unchanged.
  */
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { syntheticNeighbourhood } from '../../../bench/forecast.js';
+import { nbAgg } from '../helpers.js';
 import { appOf, fixture, PASSWORDS, WEEK_START, type Fixture } from './fixture.js';
 
 let fx: Fixture;
 let app: FastifyInstance;
 let cookie = '';
+let csrf = '';
 
 beforeAll(async () => {
   fx = await fixture();
@@ -17,6 +22,7 @@ beforeAll(async () => {
   await app.ready();
   const r = await app.inject({ method: 'POST', url: '/api/v1/session', payload: { username: 'analyst', password: PASSWORDS.analyst } });
   cookie = r.cookies.map((c) => `${c.name}=${c.value}`).join('; ');
+  csrf = (r.json() as { csrfToken: string }).csrfToken;
 }, 120_000);
 afterAll(async () => {
   await app?.close();
@@ -95,5 +101,76 @@ describe('forecast page', () => {
     const r = await get('/forecast?nb=nb-west&date=2024-06-04');
     expect(r.statusCode).toBe(200);
     expect(r.body).toMatch(/data-testid="forecast-problem">a forecast needs at least two days/);
+  });
+});
+
+describe('data quality', () => {
+  const nb = syntheticNeighbourhood(Array.from({ length: 20 }, (_, i) => 900 + i), WEEK_START, 8);
+  const [G, M, S] = [5 * 96 + 20, 6 * 96 + 40, 7 * 96 + 60];
+  const at = (i: number) => new Date((WEEK_START + i * 900) * 1000).toISOString().replace('.000Z', 'Z');
+  let billing = '';
+  let account = '';
+  const bill = async () => {
+    const r = await app.inject({ url: `/api/v1/accounts/${account}/bill?from=2024-06-03&to=2024-06-10`, headers: { cookie: billing } });
+    expect(r.statusCode, r.body).toBe(200);
+    return r.body;
+  };
+
+  beforeAll(async () => {
+    for (const [i, e] of nb.total.values.entries()) {
+      if (i === G) continue; // a window the PES never released
+      const meters = i === M ? 19 : 20; // a meter silent for one interval
+      const energyWh = i === M ? e! - nb.households[3]!.values[i]! : i === S ? e! * 3 : e!;
+      await fx.store.insertNeighbourhood(nbAgg({ key: 'nb-vee', start: WEEK_START + i * 900, end: WEEK_START + (i + 1) * 900, meters, energyWh }));
+    }
+    const r = await app.inject({ method: 'POST', url: '/api/v1/session', payload: { username: 'billing', password: PASSWORDS.billing } });
+    billing = r.cookies.map((c) => `${c.name}=${c.value}`).join('; ');
+    account = (await fx.web.accounts.byHousehold('hh01'))!.accountNumber;
+  }, 60_000);
+
+  it('flags the injected gap, silent meter and spike on their windows, once, audited and counted; bills unchanged', async () => {
+    const before = await bill();
+    const stored = await fx.store.latestNeighbourhood({ neighbourhood: 'nb-vee' });
+    const post = () => app.inject({ method: 'POST', url: '/api/v1/quality/check', headers: { cookie, 'x-csrf-token': csrf }, payload: { neighbourhood: 'nb-vee' } });
+    const r = await post();
+    expect(r.statusCode, r.body).toBe(200);
+    expect(r.json()).toEqual([{ neighbourhood: 'nb-vee', from: expect.any(String), to: at(8 * 96), windows: 8 * 96 - 1, newFindings: { gap: 1, 'meter-drop': 1, spike: 1 }, newEstimates: 1 }]);
+    expect((await post()).json()[0].newFindings).toEqual({}); // recorded once
+
+    const findings = (await get('/api/v1/quality/findings?nb=nb-vee')).json();
+    expect(findings.map((f: { rule: string; start: string }) => [f.rule, f.start])).toEqual([
+      ['gap', at(G)],
+      ['meter-drop', at(M)],
+      ['spike', at(S)],
+    ]);
+    expect(findings[1].evidence).toEqual({ meters: 19, expected: 20 });
+
+    const estimates = (await get('/api/v1/quality/estimates?nb=nb-vee')).json();
+    expect(estimates).toEqual([{ start: at(G), end: at(G + 1), energyWh: nb.total.values[G - 96], method: 'same-window-yesterday', estimated: true }]);
+
+    // Nothing measured changed: the aggregates are as stored (the gap stays a gap) and the bill is the same.
+    expect(await fx.store.latestNeighbourhood({ neighbourhood: 'nb-vee' })).toEqual(stored);
+    expect(await bill()).toBe(before);
+    expect(before).toMatch(/"energyWh":[1-9]/);
+
+    const audit = await fx.web.audit.list({ action: 'quality.run' });
+    expect(audit.find((e) => e.target === 'nb-vee')).toMatchObject({ username: 'analyst', outcome: 'ok' });
+    expect(JSON.stringify(audit.map((e) => e.detail))).not.toContain(String(nb.total.values[S]! * 3));
+    const m = (await app.inject({ url: '/metrics' })).body;
+    for (const rule of ['gap', 'meter-drop', 'spike']) expect(m).toMatch(new RegExp(`mdms_web_quality_findings_total\\{rule="${rule}"\\} 1\\b`));
+  }, 30_000);
+
+  it('shows findings with evidence and estimates marked on the page; the form check redirects', async () => {
+    const page = await get('/quality?nb=nb-vee');
+    expect(page.statusCode).toBe(200);
+    expect(page.body).toContain('data-testid="quality-findings"');
+    expect(page.body).toMatch(/meters 19, expected 20/);
+    expect(page.body).toMatch(/data-testid="quality-estimates"[\s\S]*estimated/);
+    const form = await app.inject({ method: 'POST', url: '/quality/check', headers: { cookie, 'x-csrf-token': csrf, 'content-type': 'application/x-www-form-urlencoded' }, payload: 'nb=nb-vee&from=&to=' });
+    expect(form.statusCode, form.body).toBe(303);
+    expect(form.headers.location).toBe('/quality?nb=nb-vee&checked=0');
+    expect((await app.inject({ method: 'POST', url: '/api/v1/quality/check', headers: { cookie, 'x-csrf-token': csrf }, payload: { neighbourhood: 'nowhere' } })).statusCode).toBe(404);
+    expect((await app.inject({ method: 'POST', url: '/api/v1/quality/check', headers: { cookie, 'x-csrf-token': csrf }, payload: { neighbourhood: 'nb-vee', from: '2024-01-01', to: '2024-06-10' } })).statusCode).toBe(400);
+    expect((await get('/api/v1/quality/findings?rule=bogus')).statusCode).toBe(400);
   });
 });
