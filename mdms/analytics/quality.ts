@@ -7,7 +7,7 @@
  * Rules (thresholds in {@link QualityRules}):
  * - `gap`: a window of the grid with no aggregate (missing, or suppressed by the PES under k);
  * - `meter-drop`: fewer contributing meters than the reference (the fleet's count for the neighbourhood, or
- *   else the most seen over the previous day): a meter silent for that interval;
+ *   the most seen over the previous day if that is more): a meter silent for that interval;
  * - `spike`: an isolated excursion: far from the mean of its two neighbouring windows in robust units (MAD of
  *   those residuals over the range), and relatively far from both that mean and the median of the same window
  *   on the previous days;
@@ -114,8 +114,9 @@ export function validateWindows(
 
   // meter-drop
   for (const [i, r] of byIndex) {
+    // The fleet's count, or more if more meters reported in the previous day (a fleet file out of date).
     let reference = opts.fleetMeters ?? 0;
-    if (!opts.fleetMeters) for (let j = Math.max(0, i - day); j <= i; j++) reference = Math.max(reference, byIndex.get(j)?.meters ?? 0);
+    for (let j = Math.max(0, i - day); j <= i; j++) reference = Math.max(reference, byIndex.get(j)?.meters ?? 0);
     if (r.meters < reference) findings.push({ ...at(i), rule: 'meter-drop', evidence: { meters: r.meters, expected: reference } });
   }
 

@@ -19,10 +19,13 @@ export interface ChartData {
   from: number;
   to: number;
   series: ChartSeries[];
+  /** The day-ahead forecast of a single neighbourhood's day: [start s, forecast Wh, lower Wh, upper Wh]. */
+  forecast?: { level: number; points: [number, number, number, number][] } | null;
 }
 
 function chart(el: HTMLElement, data: ChartData): void {
-  const xs = [...new Set(data.series.flatMap((s) => s.points.map((p) => p[0])))].sort((a, b) => a - b);
+  const fc = data.forecast?.points ?? [];
+  const xs = [...new Set([...data.series.flatMap((s) => s.points.map((p) => p[0])), ...fc.map((p) => p[0])])].sort((a, b) => a - b);
   const index = new Map(xs.map((x, i) => [x, i]));
   const energy = data.series.map((s) => {
     const ys: (number | null)[] = new Array(xs.length).fill(null);
@@ -32,6 +35,11 @@ function chart(el: HTMLElement, data: ChartData): void {
   const meters = data.series.map((s) => {
     const ys: (number | null)[] = new Array(xs.length).fill(null);
     for (const p of s.points) ys[index.get(p[0])!] = p[2];
+    return ys;
+  });
+  const forecastCols = [1, 2, 3].map((k) => {
+    const ys: (number | null)[] = new Array(xs.length).fill(null);
+    for (const p of fc) ys[index.get(p[0])!] = p[k]! / 1000;
     return ys;
   });
   // Indices (in xs) of revised intervals and of each series' peak.
@@ -65,7 +73,18 @@ function chart(el: HTMLElement, data: ChartData): void {
       }),
     ),
   ];
+  const pct = Math.round((data.forecast?.level ?? 0.8) * 100);
+  if (fc.length) {
+    const value = (_u: uPlot, v: number | null) => (v == null ? '–' : `${v.toFixed(3)} kWh`);
+    series.push(
+      { label: 'forecast', stroke: '#2563eb', width: 1, scale: 'kWh', value, points: { show: false } },
+      { label: `${pct} % low`, stroke: 'rgba(37,99,235,0.3)', width: 1, scale: 'kWh', value, points: { show: false } },
+      { label: `${pct} % high`, stroke: 'rgba(37,99,235,0.3)', width: 1, scale: 'kWh', value, points: { show: false } },
+    );
+  }
+  const nSeries = series.length;
   const opts: uPlot.Options = {
+    ...(fc.length ? { bands: [{ series: [nSeries - 1, nSeries - 2] as [number, number], fill: 'rgba(37,99,235,0.12)' }] } : {}),
     width: Math.max(320, el.clientWidth),
     height: 380,
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), data.tz),
@@ -112,7 +131,7 @@ function chart(el: HTMLElement, data: ChartData): void {
     },
   };
   el.textContent = '';
-  const u = new uPlot(opts, [xs, ...energy, ...meters] as uPlot.AlignedData, el);
+  const u = new uPlot(opts, [xs, ...energy, ...meters, ...(fc.length ? forecastCols : [])] as uPlot.AlignedData, el);
   new ResizeObserver(() => u.setSize({ width: Math.max(320, el.clientWidth), height: 380 })).observe(el);
   el.dataset.points = String(energy.reduce((a, ys) => a + ys.filter((v) => v !== null).length, 0));
   el.dataset.ready = '1';

@@ -97,6 +97,19 @@ describe('forecast page', () => {
     expect(r.body).toMatch(/96 intervals with actuals: mean absolute error [\d.]+ kWh, \d+ of 96 inside the interval/);
   });
 
+  it("the demand page overlays the day-ahead forecast with its band on a single neighbourhood's day", async () => {
+    const chart = (body: string) => JSON.parse(/<script type="application\/json" id="chart-data">([^<]*)<\/script>/.exec(body)![1]!);
+    const day = await get('/neighbourhoods?nb=nb-east&range=day&date=2024-06-09');
+    expect(day.statusCode).toBe(200);
+    const data = chart(day.body);
+    expect(data.forecast.level).toBe(0.8);
+    expect(data.forecast.points.map((p: number[]) => p[0])).toEqual(data.series[0].points.map((p: number[]) => p[0]));
+    expect(data.forecast.points.every((p: number[]) => p[2]! <= p[1]! && p[1]! <= p[3]!)).toBe(true);
+    expect(day.body).toContain('data-testid="forecast-note"');
+    expect(chart((await get('/neighbourhoods?nb=nb-east&nb=nb-west&range=day&date=2024-06-09')).body).forecast).toBeNull();
+    expect(chart((await get('/neighbourhoods?nb=nb-east&range=day&date=2024-06-03')).body).forecast).toBeNull(); // no history before
+  });
+
   it('explains too little history instead of failing', async () => {
     const r = await get('/forecast?nb=nb-west&date=2024-06-04');
     expect(r.statusCode).toBe(200);
