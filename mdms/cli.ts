@@ -1,5 +1,5 @@
 /**
- * `smartermeter mdms` (ingest) and `smartermeter mdms export` (CSV).
+ * `smartermeter mdms` (ingest), `smartermeter mdms export` (CSV) and `smartermeter mdms forecast` (forecasts, back-tests).
  * @module
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
@@ -15,10 +15,13 @@ import { auditRefusals } from './refusal-audit.js';
 import { openPostgres } from './store/postgres.js';
 import { openSqlite } from './store/sqlite.js';
 import { openWebDb } from './web/db.js';
+import { NAME_PATTERN } from './web/schemas.js';
 import { EXPORT_WHATS, exportCsvFile, writeCsv, type ExportWhat } from './export.js';
 import { startMdmsIngest } from './ingest.js';
 import { isPostgresUrl, openStore, type OpenStoreOptions } from './store/index.js';
 import type { Store } from './store/types.js';
+import { ForecastError } from './analytics/forecast.js';
+import { backtestCsv, backtestNeighbourhood, forecastCsv, forecastNeighbourhood, MAX_HORIZON_S } from './analytics/neighbourhood.js';
 
 /** Default SQLite file of the MDMS (in the working directory). */
 export const DEFAULT_DB = 'mdms.sqlite';
@@ -150,6 +153,58 @@ async function runExport(flags: ExportFlags): Promise<void> {
   }
 }
 
+interface ForecastFlags {
+  db: string;
+  dbSchema?: string;
+  neighbourhood: string[];
+  horizon: number;
+  until?: number;
+  level: number;
+  format: 'csv' | 'json';
+  backtest?: boolean;
+  days: number;
+}
+
+function untilOption(v: string): number {
+  const s = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2}))?$/.test(v) ? Date.parse(v.length === 10 ? `${v}T00:00:00Z` : v) / 1000 : NaN;
+  if (!Number.isInteger(s) || s < 0) throw new InvalidArgumentError(`--until must be a date (YYYY-MM-DD, UTC midnight) or an ISO 8601 time with an offset, got "${v.slice(0, 40)}"`);
+  return s;
+}
+
+function levelOption(v: string): number {
+  const x = Number(v);
+  if (!/^0\.\d+$/.test(v) || !(x > 0 && x < 1)) throw new InvalidArgumentError(`--level must be a decimal between 0 and 1 such as 0.8, got "${v.slice(0, 20)}"`);
+  return x;
+}
+
+async function runForecast(flags: ForecastFlags): Promise<void> {
+  if (!isPostgresUrl(flags.db) && !existsSync(flags.db)) throw new Error(`no MDMS database at ${flags.db}`);
+  if (flags.horizon > MAX_HORIZON_S) throw new Error(`--horizon may be at most ${MAX_HORIZON_S / 86_400}d`);
+  const store = await openStore(flags.db, storeOptions(flags));
+  try {
+    const known = await store.listNeighbourhoods();
+    const nbs = flags.neighbourhood.length ? [...new Set(flags.neighbourhood)] : known;
+    for (const nb of nbs) if (!known.includes(nb)) throw new Error(`no stored aggregate of neighbourhood "${nb.slice(0, 64)}"`);
+    const until = flags.until === undefined ? {} : { until: flags.until };
+    try {
+      if (flags.backtest) {
+        const results = [];
+        for (const nb of nbs) results.push(await backtestNeighbourhood(store, nb, { days: flags.days, level: flags.level, ...until }));
+        process.stdout.write(flags.format === 'json' ? JSON.stringify(results) + '\n' : backtestCsv(results).join('\n') + '\n');
+      } else {
+        const results = [];
+        for (const nb of nbs) results.push(await forecastNeighbourhood(store, nb, { horizonS: flags.horizon, level: flags.level, ...until }));
+        process.stdout.write(flags.format === 'json' ? JSON.stringify(results) + '\n' : forecastCsv(results).join('\n') + '\n');
+      }
+    } catch (e) {
+      if (e instanceof ForecastError) throw new Error(e.message);
+      throw e;
+    }
+  } finally {
+    await store.close();
+  }
+}
+
 /**
  * Adds `mdms` (ingest) and `mdms export` to the program.
  * @example
@@ -197,4 +252,21 @@ export function registerMdmsCommand(program: Command): void {
     .addOption(new Option('--format <format>', 'output format').choices(['csv']).default('csv'))
     .option('--out <file>', 'write to this file (mode 0600) instead of stdout')
     .action((flags: ExportFlags) => runExport(flags));
+
+  mdms
+    .command('forecast')
+    .description('forecast neighbourhood demand from the released aggregates (MSTL + ETS, 80 % interval), or back-test it against seasonal naive')
+    .addOption(dbOption().makeOptionMandatory())
+    .addOption(schemaOption())
+    .option('--neighbourhood <name>', 'neighbourhood to forecast (repeatable; default: every stored one)', (v: string, acc: string[]) => {
+      if (!new RegExp(NAME_PATTERN).test(v)) throw new InvalidArgumentError(`--neighbourhood must be a neighbourhood id, got "${v.slice(0, 64)}"`);
+      return [...acc, v];
+    }, [] as string[])
+    .option('--horizon <duration>', 'how far ahead (e.g. 24h, 7d)', durationOption('--horizon'), 86_400)
+    .option('--until <time>', 'cut-off: use only data before this time (default: the latest stored interval)', untilOption)
+    .option('--level <p>', 'coverage of the prediction interval', levelOption, 0.8)
+    .addOption(new Option('--format <format>', 'output format').choices(['csv', 'json']).default('csv'))
+    .option('--backtest', 'report MAPE and MASE of the day-ahead forecast over the last --days days, beside seasonal naive')
+    .option('--days <n>', 'back-test days', intOption('--days', 1, 60), 7)
+    .action((flags: ForecastFlags) => runForecast(flags));
 }

@@ -34,6 +34,7 @@ export const AUDIT_ACTIONS = [
   'export.bills',
   'access.denied',
   'ingest.refused',
+  'quality.run',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 export type AuditOutcome = 'ok' | 'denied' | 'failed';

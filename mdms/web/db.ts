@@ -7,6 +7,7 @@ import { Accounts } from './accounts.js';
 import { AuditLog, type AuditEvent } from './audit.js';
 import { IssuedBills } from './issued.js';
 import { migrateWeb } from './migrations.js';
+import { QualityFindings } from './quality.js';
 import { Settings } from './settings.js';
 import { Tariffs } from './tariffs.js';
 import { DEFAULT_SESSION_POLICY, Users, type SessionPolicy } from './users.js';
@@ -21,6 +22,8 @@ export interface WebDb {
   settings: Settings;
   /** Issued bills and credit/debit notes (insert-only). */
   bills: IssuedBills;
+  /** Data-quality findings and gap estimates (apart from the aggregates). */
+  quality: QualityFindings;
 }
 
 /** Options of {@link openWebDb}. */
@@ -51,5 +54,6 @@ export async function openWebDb(driver: Driver, opts: WebDbOptions = {}): Promis
     audit: new AuditLog(driver, now, opts.onAudit),
     settings: new Settings(driver),
     bills: new IssuedBills(driver, now),
+    quality: new QualityFindings(driver, now),
   };
 }

@@ -80,6 +80,8 @@ export interface PageContext {
 const NAV: { href: string; label: string; permission: Permission | null; icon: string }[] = [
   { href: '/', label: 'Overview', permission: null, icon: '◧' },
   { href: '/neighbourhoods', label: 'Neighbourhood demand', permission: 'neighbourhood.read', icon: '▤' },
+  { href: '/forecast', label: 'Demand forecast', permission: 'neighbourhood.read', icon: '↗' },
+  { href: '/quality', label: 'Data quality', permission: 'neighbourhood.read', icon: '⚑' },
   { href: '/accounts', label: 'Accounts', permission: 'billing.read', icon: '☰' },
   { href: '/bills', label: 'Bills', permission: 'billing.read', icon: '£' },
   { href: '/meters', label: 'Meters', permission: 'meter.read', icon: '⌁' },

@@ -13,6 +13,8 @@ export interface Metrics {
   audit: Counter<'action' | 'outcome'>;
   bills: Counter<'outcome'>;
   exports: Counter<'what'>;
+  forecasts: Counter<'outcome'>;
+  qualityFindings: Counter<'rule'>;
 }
 
 /**
@@ -40,5 +42,7 @@ export function createMetrics(): Metrics {
     audit: new Counter({ name: 'mdms_web_audit_events_total', help: 'Audit log entries by action and outcome', labelNames: ['action', 'outcome'], registers: [registry] }),
     bills: new Counter({ name: 'mdms_web_bills_total', help: 'Bills computed (ok) or refused (error)', labelNames: ['outcome'], registers: [registry] }),
     exports: new Counter({ name: 'mdms_web_exports_total', help: 'CSV exports by kind', labelNames: ['what'], registers: [registry] }),
+    forecasts: new Counter({ name: 'mdms_web_forecasts_total', help: 'Demand forecasts computed (ok) or refused for too little history (refused)', labelNames: ['outcome'], registers: [registry] }),
+    qualityFindings: new Counter({ name: 'mdms_web_quality_findings_total', help: 'New data-quality findings stored, by rule (gap, meter-drop, spike, flat, changepoint)', labelNames: ['rule'], registers: [registry] }),
   };
 }

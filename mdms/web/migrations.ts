@@ -5,7 +5,8 @@
  * `schema_version`. Migrations are append-only: never edit a released one, add a version.
  *
  * Nothing here holds a reading or anything finer than the store's billing periods: the web app only adds
- * who may look, what they looked at, and the prices.
+ * who may look, what they looked at, the prices, and what it derived from the aggregates (data-quality
+ * findings and estimates, kept in tables of their own so the received aggregates stay as the PES sent them).
  * @module
  */
 import type { Driver } from '../store/driver.js';
@@ -163,10 +164,43 @@ CREATE TRIGGER web_bill_series_no_truncate BEFORE TRUNCATE ON web_bill_series FO
 `;
 }
 
+function v3(d: 'sqlite' | 'postgres'): string {
+  const int = d === 'sqlite' ? 'INTEGER' : 'BIGINT';
+  const key = d === 'sqlite' ? 'TEXT' : 'TEXT COLLATE "C"';
+  const strict = d === 'sqlite' ? ' STRICT' : '';
+  return `
+CREATE TABLE web_quality_finding (
+  neighbourhood ${key} NOT NULL,
+  start_s ${int} NOT NULL,
+  end_s ${int} NOT NULL,
+  rule ${key} NOT NULL,
+  evidence_json TEXT NOT NULL,
+  detected_at_ms ${int} NOT NULL,
+  PRIMARY KEY (neighbourhood, start_s, rule)
+)${strict};
+CREATE INDEX web_quality_finding_rule ON web_quality_finding (rule, start_s);
+CREATE TABLE web_estimate (
+  neighbourhood ${key} NOT NULL,
+  start_s ${int} NOT NULL,
+  end_s ${int} NOT NULL,
+  energy_wh ${int} NOT NULL CHECK (energy_wh >= 0),
+  method TEXT NOT NULL,
+  created_at_ms ${int} NOT NULL,
+  PRIMARY KEY (neighbourhood, start_s)
+)${strict};
+`;
+}
+
 /** Every web migration, in order. */
 export const WEB_MIGRATIONS: readonly Migration[] = [
   { version: 1, description: 'users, sessions, tariffs, billing accounts, audit log, settings', sqlite: v1('sqlite'), postgres: v1('postgres') },
   { version: 2, description: 'issued bills and credit/debit notes (immutable), bill number series', sqlite: v2('sqlite'), postgres: v2('postgres') },
+  {
+    version: 3,
+    description: 'data-quality findings on neighbourhood windows, and estimates for missing windows (apart from the aggregates, never billed)',
+    sqlite: v3('sqlite'),
+    postgres: v3('postgres'),
+  },
 ];
 
 /** The web schema version this code expects. */

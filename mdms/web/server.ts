@@ -41,6 +41,8 @@ import { issuedRoutes } from './routes/issued.js';
 import { exportRoutes } from './routes/exports.js';
 import { tariffRoutes } from './routes/tariffs.js';
 import { adminRoutes } from './routes/admin.js';
+import { forecastRoutes } from './routes/forecast.js';
+import { qualityRoutes } from './routes/quality.js';
 
 /** Largest request body accepted (forms and JSON are small; a tariff with 64 bands is ~4 KiB). */
 export const BODY_LIMIT = 64 * 1024;
@@ -276,6 +278,8 @@ export async function buildMdmsWeb(opts: MdmsWebAppOptions): Promise<FastifyInst
   await app.register(systemRoutes, { assets: [js!, css!] });
   await app.register(authRoutes);
   await app.register(neighbourhoodRoutes);
+  await app.register(forecastRoutes);
+  await app.register(qualityRoutes);
   await app.register(billingRoutes);
   await app.register(issuedRoutes);
   await app.register(exportRoutes);

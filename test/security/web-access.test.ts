@@ -29,6 +29,7 @@ const MDMS_POLICY: [RegExp, 'public' | 'user' | (typeof ROLES)[number][]][] = [
   [/^GET \/metrics$/, 'public'], // loopback or bearer token, checked inside; counters only
   [/^(GET \/|GET \/api\/docs|POST \/logout|(GET|POST) \/account\/password|(GET|DELETE) \/api\/v1\/session|POST \/api\/v1\/session\/password)$/, 'user'],
   [/^\w+ (\/api\/v1)?\/neighbourhoods(\/|$)/, ['analyst']],
+  [/^\w+ (\/api\/v1)?\/(forecast|quality)(\/|$)/, ['analyst']], // demand forecasts and data-quality findings, made from aggregates
   [/^GET \/api\/v1\/exports\/neighbourhood\.csv$/, ['analyst']],
   [/^\w+ (\/api\/v1)?\/(accounts|bills)(\/|$)/, ['billing']],
   [/^GET \/api\/v1\/exports\/billing\.csv$/, ['billing']],

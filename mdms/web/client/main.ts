@@ -1,6 +1,6 @@
 /**
  * The browser side of the MDMS web app (bundled by esbuild into /assets/app.*.js): the neighbourhood demand
- * chart (uPlot), print buttons, confirmations, the tariff form's "add a band" row, auto-submitting filters.
+ * chart and the forecast chart with its interval band (uPlot), print buttons, confirmations, the tariff form's "add a band" row, auto-submitting filters.
  * Everything works without it except the chart, which has a table next to it.
  * @module
  */
@@ -19,10 +19,13 @@ export interface ChartData {
   from: number;
   to: number;
   series: ChartSeries[];
+  /** The day-ahead forecast of a single neighbourhood's day: [start s, forecast Wh, lower Wh, upper Wh]. */
+  forecast?: { level: number; points: [number, number, number, number][] } | null;
 }
 
 function chart(el: HTMLElement, data: ChartData): void {
-  const xs = [...new Set(data.series.flatMap((s) => s.points.map((p) => p[0])))].sort((a, b) => a - b);
+  const fc = data.forecast?.points ?? [];
+  const xs = [...new Set([...data.series.flatMap((s) => s.points.map((p) => p[0])), ...fc.map((p) => p[0])])].sort((a, b) => a - b);
   const index = new Map(xs.map((x, i) => [x, i]));
   const energy = data.series.map((s) => {
     const ys: (number | null)[] = new Array(xs.length).fill(null);
@@ -32,6 +35,11 @@ function chart(el: HTMLElement, data: ChartData): void {
   const meters = data.series.map((s) => {
     const ys: (number | null)[] = new Array(xs.length).fill(null);
     for (const p of s.points) ys[index.get(p[0])!] = p[2];
+    return ys;
+  });
+  const forecastCols = [1, 2, 3].map((k) => {
+    const ys: (number | null)[] = new Array(xs.length).fill(null);
+    for (const p of fc) ys[index.get(p[0])!] = p[k]! / 1000;
     return ys;
   });
   // Indices (in xs) of revised intervals and of each series' peak.
@@ -65,7 +73,18 @@ function chart(el: HTMLElement, data: ChartData): void {
       }),
     ),
   ];
+  const pct = Math.round((data.forecast?.level ?? 0.8) * 100);
+  if (fc.length) {
+    const value = (_u: uPlot, v: number | null) => (v == null ? '–' : `${v.toFixed(3)} kWh`);
+    series.push(
+      { label: 'forecast', stroke: '#2563eb', width: 1, scale: 'kWh', value, points: { show: false } },
+      { label: `${pct} % low`, stroke: 'rgba(37,99,235,0.3)', width: 1, scale: 'kWh', value, points: { show: false } },
+      { label: `${pct} % high`, stroke: 'rgba(37,99,235,0.3)', width: 1, scale: 'kWh', value, points: { show: false } },
+    );
+  }
+  const nSeries = series.length;
   const opts: uPlot.Options = {
+    ...(fc.length ? { bands: [{ series: [nSeries - 1, nSeries - 2] as [number, number], fill: 'rgba(37,99,235,0.12)' }] } : {}),
     width: Math.max(320, el.clientWidth),
     height: 380,
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), data.tz),
@@ -112,9 +131,47 @@ function chart(el: HTMLElement, data: ChartData): void {
     },
   };
   el.textContent = '';
-  const u = new uPlot(opts, [xs, ...energy, ...meters] as uPlot.AlignedData, el);
+  const u = new uPlot(opts, [xs, ...energy, ...meters, ...(fc.length ? forecastCols : [])] as uPlot.AlignedData, el);
   new ResizeObserver(() => u.setSize({ width: Math.max(320, el.clientWidth), height: 380 })).observe(el);
   el.dataset.points = String(energy.reduce((a, ys) => a + ys.filter((v) => v !== null).length, 0));
+  el.dataset.ready = '1';
+}
+
+/** The forecast page's data: points are [start s, forecast Wh, lower Wh, upper Wh, actual Wh | null]. */
+export interface ForecastData {
+  tz: string;
+  from: number;
+  to: number;
+  level: number;
+  points: [number, number, number, number, number | null][];
+}
+
+/** Forecast line, its prediction interval as a filled band (uPlot `bands` between two series), actual as dots. */
+function forecastChart(el: HTMLElement, data: ForecastData): void {
+  const kwh = (i: number) => data.points.map((p) => (p[i] === null ? null : (p[i] as number) / 1000));
+  const fullFmt = new Intl.DateTimeFormat('en-GB', { timeZone: data.tz, weekday: 'short', day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
+  const timeFmt = new Intl.DateTimeFormat('en-GB', { timeZone: data.tz, hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
+  const value = (_u: uPlot, v: number | null) => (v == null ? '–' : `${v.toFixed(3)} kWh`);
+  const pct = Math.round(data.level * 100);
+  const opts: uPlot.Options = {
+    width: Math.max(320, el.clientWidth),
+    height: 380,
+    scales: { x: { time: true, range: () => [data.from, data.to] }, y: { range: (_u, _min, max) => [0, Math.max(max, 0.001) * 1.1] } },
+    axes: [{ values: (_u, splits) => splits.map((ts) => timeFmt.format(ts * 1000)) }, { label: 'Energy per interval (kWh)', size: 70 }],
+    series: [
+      { value: (_u, v) => (v == null ? '–' : fullFmt.format(v * 1000)) },
+      { label: `${pct} % low`, stroke: 'rgba(37,99,235,0.35)', width: 1, value },
+      { label: `${pct} % high`, stroke: 'rgba(37,99,235,0.35)', width: 1, value },
+      { label: 'forecast', stroke: '#2563eb', width: 2, value },
+      { label: 'actual', stroke: '#c2410c', width: 0, points: { show: true, size: 5, fill: '#c2410c' }, value },
+    ],
+    bands: [{ series: [2, 1], fill: 'rgba(37,99,235,0.15)' }],
+    legend: { live: true },
+  };
+  el.textContent = '';
+  const u = new uPlot(opts, [data.points.map((p) => p[0]), kwh(2), kwh(3), kwh(1), kwh(4)] as uPlot.AlignedData, el);
+  new ResizeObserver(() => u.setSize({ width: Math.max(320, el.clientWidth), height: 380 })).observe(el);
+  el.dataset.points = String(data.points.length);
   el.dataset.ready = '1';
 }
 
@@ -122,6 +179,9 @@ function start(): void {
   const el = document.getElementById('demand-chart');
   const src = document.getElementById('chart-data');
   if (el && src?.textContent) chart(el, JSON.parse(src.textContent) as ChartData);
+  const fEl = document.getElementById('forecast-chart');
+  const fSrc = document.getElementById('forecast-data');
+  if (fEl && fSrc?.textContent) forecastChart(fEl, JSON.parse(fSrc.textContent) as ForecastData);
   document.querySelectorAll<HTMLElement>('[data-action="print"]').forEach((b) => b.addEventListener('click', () => window.print()));
   document.querySelectorAll<HTMLFormElement>('form[data-confirm]').forEach((f) =>
     f.addEventListener('submit', (e: SubmitEvent) => {

@@ -6,6 +6,8 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { NeighbourhoodRow } from '../../store/types.js';
+import { ForecastError } from '../../analytics/forecast.js';
+import { forecastNeighbourhood } from '../../analytics/neighbourhood.js';
 import { formatKwh } from '../billing.js';
 import { HttpError } from '../context.js';
 import { html, jsonScript } from '../html.js';
@@ -126,11 +128,24 @@ export async function neighbourhoodRoutes(app: FastifyInstance): Promise<void> {
         p.set('to', isoZ(range.to));
         return `/api/v1/exports/neighbourhood.csv?${p}`;
       })();
+      // One neighbourhood over a day: its day-ahead forecast from the data before the day, against the actuals.
+      let forecast: { level: number; points: number[][] } | null = null;
+      if (series.length === 1 && kind === 'day') {
+        try {
+          const f = await forecastNeighbourhood(store, series[0]!.nb, { horizonS: range.to - range.from, until: range.from });
+          forecast = { level: f.level, points: f.points.map((p) => [p.start, p.energyWh, p.lowerWh, p.upperWh]) };
+          app.mdms.metrics.forecasts.inc({ outcome: 'ok' });
+        } catch (e) {
+          if (!(e instanceof ForecastError)) throw e;
+          app.mdms.metrics.forecasts.inc({ outcome: 'refused' });
+        }
+      }
       const chartData = {
         tz,
         from: range.from,
         to: range.to,
         series: series.map((s) => ({ neighbourhood: s.nb, color: s.color, peak: s.peakIndex, points: s.rows.map((r) => [r.start, r.end, r.meters, r.energyWh, r.revision]) })),
+        forecast,
       };
       const points = series.reduce((a, s) => a + s.rows.length, 0);
       const one = series.length === 1 ? series[0]! : null;
@@ -157,7 +172,7 @@ export async function neighbourhoodRoutes(app: FastifyInstance): Promise<void> {
   ${points === 0 ? html`<p class="muted" data-testid="no-data">No data for this range.</p>` : ''}
   <div id="demand-chart" class="chart" role="img" aria-label="Energy per interval chart" data-testid="demand-chart"><p class="muted">The chart needs JavaScript; the table below has the same figures.</p></div>
   <script type="application/json" id="chart-data">${jsonScript(chartData)}</script>
-  <p class="legend-note">Solid line: energy per interval (left axis). Dashed: contributing meters (right axis). Circled: peak interval. Dots: intervals revised by the PES.</p>
+  <p class="legend-note">Solid line: energy per interval (left axis). Dashed: contributing meters (right axis). Circled: peak interval. Dots: intervals revised by the PES.${forecast ? html` <span data-testid="forecast-note">Thin blue line and band: the day-ahead forecast made from the data before this day, with its ${Math.round(forecast.level * 100)} % interval (<a href="${`/forecast?nb=${encodeURIComponent(series[0]!.nb)}&date=${date}`}">details</a>).</span>` : ''}</p>
 </div>
 <div class="card table-wrap">
   <h2>Summary</h2>
