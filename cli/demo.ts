@@ -5,6 +5,7 @@
  * activation code is generated for this run and printed once.
  * @module
  */
+import { randomBytes } from 'node:crypto';
 import { DEFAULT_K } from '../lib/policy.js';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -80,7 +81,10 @@ export async function startDemo(o: DemoOptions): Promise<DemoHandle> {
   for (let n = 1; n <= o.neighbourhoods; n++) {
     for (let h = 1; h <= o.householdsPerNeighbourhood; h++) {
       const id = `${String(n).padStart(2, '0')}${String(h).padStart(3, '0')}`;
-      rows.push(`m${id},hh${id},nb${String(n).padStart(2, '0')},synthetic:${n * 1000 + h}`);
+      // Household ids are not guessable (security finding 7: a sequential id let anyone aim at a household):
+      // 40 random bits, in the alphabet of topic ids.
+      const hh = `hh-${randomBytes(5).toString('hex')}`;
+      rows.push(`m${id},${hh},nb${String(n).padStart(2, '0')},synthetic:${n * 1000 + h}`);
     }
   }
   const fleetCsv = join(o.dir, 'fleet.csv');
