@@ -4,7 +4,8 @@
  * @module
  */
 import { DEFAULT_K } from '../lib/policy.js';
-import { createReadStream, mkdtempSync, rmSync } from 'node:fs';
+import { createReadStream, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { isPostgresUrl, openStore } from '../mdms/store/index.js';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -21,6 +22,8 @@ import { billedEnergy, startSystem, type SystemHandle } from './system.js';
 export interface ReplayOptions {
   fleetCsv: string;
   db: string;
+  /** Add to a database that already holds aggregates (default: refuse it, so that a re-run is not mistaken for a fresh one). */
+  append?: boolean;
   keysDir?: string;
   stateDir?: string;
   intervalS: number;
@@ -90,6 +93,7 @@ function sameFleet(fromKeys: Fleet, csv: string): void {
  * ```
  */
 export async function replay(o: ReplayOptions): Promise<ReplaySummary> {
+  if (!o.append) await refuseNonEmpty(o.db);
   const scratch = mkdtempSync(join(tmpdir(), 'smartermeter-replay-'));
   let keysDir = o.keysDir;
   let sys: SystemHandle | undefined;
@@ -195,6 +199,24 @@ export function formatSummary(s: ReplaySummary): string {
   return lines.join('\n');
 }
 
+/**
+ * Throws if the MDMS database already holds aggregates: re-running a replay into it would store nothing new
+ * (every aggregate a duplicate) and look like a run that did nothing.
+ */
+async function refuseNonEmpty(db: string): Promise<void> {
+  if (!isPostgresUrl(db) && !existsSync(db)) return;
+  const store = await openStore(db);
+  try {
+    const [nbs, hhs] = [await store.listNeighbourhoods(), await store.listHouseholds()];
+    if (nbs.length || hhs.length) {
+      const n = (k: number, what: string) => `${k} ${what}${k === 1 ? '' : 's'}`;
+      throw new Error(`${db} already holds aggregates (${n(nbs.length, 'neighbourhood')}, ${n(hhs.length, 'household')}): pass --append to add to it, or give a new --db`);
+    }
+  } finally {
+    await store.close();
+  }
+}
+
 /** Registers `smartermeter replay`. */
 export function registerReplayCommand(program: Command): void {
   program
@@ -215,6 +237,7 @@ export function registerReplayCommand(program: Command): void {
     .option('--batch <n>', 'readings per frame', intOption('--batch', 1, 60), 15)
     .option('--paillier-bits <n>', 'Paillier modulus of a throwaway key set', intOption('--paillier-bits', 1024, 4096), 2048)
     .option('--mqtt <url>', 'use this broker instead of an embedded one')
+    .option('--append', 'add to a database that already holds aggregates (default: refuse it)')
     .option('--no-progress', 'no progress bar')
     .action(async (f) => {
       const start = DateTime.fromISO(f.start, { zone: f.tz });
@@ -222,6 +245,7 @@ export function registerReplayCommand(program: Command): void {
       const summary = await replay({
         fleetCsv: resolve(f.fleet),
         db: f.db,
+        append: f.append === true,
         keysDir: f.keys,
         stateDir: f.state,
         intervalS: f.interval,

@@ -112,6 +112,11 @@ describe('replay of a fleet with known data', () => {
     expect(seen).toContain('broker.sqlite');
   });
 
+  it('refuses to replay into a database that already holds aggregates unless told to append', async () => {
+    const again = { fleetCsv: join(dir, 'fleet.csv'), db: dbPath, intervalS: INTERVAL, billing: '1d', k: 3, tz: 'UTC', latenessS: 1800, start: 0, days: 1, paillierBits: 1024 };
+    await expect(replay(again)).rejects.toThrow(/already holds aggregates \(1 neighbourhood, 4 households\): pass --append/);
+  });
+
   it('accounts for every reading', () => {
     expect(summary.problems).toEqual([]);
     expect(summary.ok).toBe(true);
