@@ -26,6 +26,8 @@ export interface ReplayOptions {
   intervalS: number;
   billing: string;
   k: number;
+  /** The PES's differencing guard (docs/privacy.md); default on. */
+  membershipGuard?: boolean;
   tz: string;
   latenessS: number;
   tariff?: Tariff;
@@ -113,6 +115,7 @@ export async function replay(o: ReplayOptions): Promise<ReplaySummary> {
       intervalS: o.intervalS,
       billing: o.billing,
       k: o.k,
+      membershipGuard: o.membershipGuard,
       latenessS: o.latenessS,
       tz: o.tz,
       tariff: o.tariff,
@@ -207,6 +210,7 @@ export function registerReplayCommand(program: Command): void {
     .option('--interval <d>', 'neighbourhood interval', durationOption('--interval'), 900)
     .option('--billing-period <p>', 'billing period: 1d, 1mo or Nh', '1d')
     .option('--k <n>', 'fewest meters in a released neighbourhood aggregate', intOption('--k', 1, 1_000_000), DEFAULT_K)
+    .option('--no-membership-guard', 'release neighbourhood aggregates whose membership differs from a released one by fewer than k meters (the differencing attack: for measuring it only, docs/privacy.md)')
     .option('--lateness <d>', 'allowed lateness before a window closes', durationOption('--lateness'), 1800)
     .option('--tz <zone>', 'time zone of the source CSVs and of billing days', zoneOption, 'UTC')
     .option('--tariff <file>', 'tariff bands (JSON); default flat')
@@ -227,6 +231,7 @@ export function registerReplayCommand(program: Command): void {
         intervalS: f.interval,
         billing: f.billingPeriod,
         k: f.k,
+        membershipGuard: f.membershipGuard,
         tz: f.tz,
         latenessS: f.lateness,
         tariff: f.tariff ? loadTariff(f.tariff) : undefined,

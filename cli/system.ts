@@ -41,6 +41,8 @@ export interface SystemOptions {
   intervalS: number;
   billing: string;
   k: number;
+  /** The PES's differencing guard (docs/privacy.md); default on. */
+  membershipGuard?: boolean;
   latenessS: number;
   tz: string;
   tariff?: Tariff;
@@ -230,6 +232,7 @@ export async function startSystem(o: SystemOptions): Promise<SystemHandle> {
       tz: o.tz,
       latenessS: o.latenessS,
       k: o.k,
+      ...(o.membershipGuard === false ? { membershipGuard: false } : {}),
       pool: o.pool,
       mqtt: { url, ...creds('pes') },
       logger: log.child({ c: 'pes' }),

@@ -32,6 +32,7 @@ export interface PesFlags {
   lateness: number;
   k: number;
   revisionK?: number;
+  membershipGuard: boolean;
   retention?: number;
   maxSkew: number;
   clientId?: string;
@@ -102,6 +103,7 @@ async function run(flags: PesFlags): Promise<void> {
   const meters = fleetMeters(loadFleet(flags.keys).meters, keys.meterKeys);
   const tariff = flags.tariff ? loadTariff(flags.tariff) : FLAT_TARIFF;
   if (flags.k < 20) log.warn({ k: flags.k }, 'pes: k below 20 — aggregates of fewer households leak individual behaviour (Buescher et al., PoPETs 2017)');
+  if (!flags.membershipGuard) log.warn('pes: membership guard off — two releases differing by one meter reveal that household (docs/privacy.md)');
   const svc = startPesService({
     keys: { rsa: keys.rsa, paillier: keys.paillier, mdmsPublic: keys.mdmsPublic, bindingKeys: keys.bindingKeys, householdPublic: keys.householdPublic, meters },
     stateFile: flags.state,
@@ -112,6 +114,7 @@ async function run(flags: PesFlags): Promise<void> {
     latenessS: flags.lateness,
     k: flags.k,
     ...(flags.revisionK !== undefined ? { revisionK: flags.revisionK } : {}),
+    membershipGuard: flags.membershipGuard,
     ...(flags.retention !== undefined ? { retentionS: flags.retention } : {}),
     maxSkewS: flags.maxSkew,
     pool: true,
@@ -172,6 +175,7 @@ export function registerPesCommand(program: Command): void {
     .option('--lateness <duration>', 'allowed lateness before a window closes', duration('--lateness', true), 1800)
     .option('--k <n>', 'fewest meters in a released neighbourhood aggregate', intOption('--k', 1, 1_000_000), DEFAULT_K)
     .option('--revision-k <n>', 'fewest meters that must change a released neighbourhood window before a revision is released (default: k)', intOption('--revision-k', 1, 1_000_000))
+    .option('--no-membership-guard', 'release neighbourhood aggregates whose membership differs from a released one by 1 to revision-k - 1 meters (lets the MDMS subtract a household out: docs/privacy.md)')
     .option('--retention <duration>', 'how long closed windows accept late readings (default: 2 billing periods)', duration('--retention'))
     .option('--max-skew <duration>', 'reject readings further than this from the watermark', duration('--max-skew'), 7 * 86400)
     .option('--client-id <id>', 'MQTT client id of the persistent session (default: pes); unique per PES on a shared broker')

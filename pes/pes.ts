@@ -51,6 +51,8 @@ export interface CreatePesOptions {
   k?: number;
   /** Distinct meters needed to release a neighbourhood revision. Default: k. */
   revisionK?: number;
+  /** The differencing guard (docs/privacy.md): hold releases whose membership differs from a released one by 1 to revisionK - 1 meters. Default true. */
+  membershipGuard?: boolean;
   /** Default: two nominal billing periods. */
   retentionS?: number;
   /** Default 7 days. */
@@ -120,6 +122,7 @@ export function resolveSettings(o: Omit<CreatePesOptions, 'keys'>): PesSettings 
     latenessS,
     k,
     revisionK: o.revisionK ?? k,
+    membershipGuard: o.membershipGuard ?? true,
     retentionS: o.retentionS ?? 2 * nominalSeconds(billing),
     maxSkewS: o.maxSkewS ?? 7 * 86400,
     replayAlarmAfter: o.replayAlarmAfter ?? 8,
