@@ -49,6 +49,8 @@ export interface ReplaySummary {
   retransmits: number;
   released: number;
   suppressed: number;
+  /** Neighbourhood release evaluations held by the membership guard (docs/privacy.md). */
+  membershipHeld: number;
   stored: number;
   seconds: number;
   readingsPerSecond: number;
@@ -169,6 +171,7 @@ export async function replay(o: ReplayOptions): Promise<ReplaySummary> {
       retransmits: s.meters.reduce((a, m) => a + m.counters.retransmits, 0),
       released: pc.released,
       suppressed: pc.suppressed,
+      membershipHeld: pc.membershipHeld,
       stored: s.mdms.counters.stored,
       seconds,
       readingsPerSecond: Math.round(readings / seconds),
