@@ -227,6 +227,7 @@ export async function privacyReport(o: PrivacyReportOptions): Promise<PrivacySum
           intervals: score.intervals,
           subtracted: score.subtracted,
           membership_held: r.membershipHeld,
+          released: releases.length,
           errors_wh: score.errorsWh.map((e) => Math.round(e.errorWh * 10) / 10),
         });
       }

@@ -18,6 +18,8 @@ export type AttackResult =
       intervals: number;
       subtracted: number;
       membership_held: number;
+      /** Neighbourhood windows of the target's neighbourhood the MDMS holds after the run. */
+      released: number;
       /** Error per attacked interval, Wh, in order. */
       errors_wh: number[];
     };

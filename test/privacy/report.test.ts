@@ -72,5 +72,6 @@ describe('privacy-report', () => {
     expect(on.membership_held).toBeGreaterThanOrEqual(on.intervals);
     expect(on.mae_wh).toBe(on.baseline_mae_wh); // with the guard the attacker only has the bill
     expect(off.errors_wh).toHaveLength(off.intervals);
+    expect(on.released).toBe(off.released - on.intervals); // the cost: exactly the silenced intervals are missing
   }, 60_000);
 });
