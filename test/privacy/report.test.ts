@@ -46,7 +46,7 @@ describe('privacy-report', () => {
       ['occupancy', 'raw'],
       ['occupancy', 'released'],
     ]);
-    const [evRaw, evRel, occRaw] = file.attacks as [{ f1: number; chance_f1: number }, { f1: number; chance_f1: number }, { accuracy: number; chance: number }];
+    const [evRaw, evRel, occRaw] = file.attacks as unknown as [{ f1: number; chance_f1: number }, { f1: number; chance_f1: number }, { accuracy: number; chance: number }];
     expect(evRaw.f1).toBeGreaterThanOrEqual(0.9);
     expect(evRaw.f1).toBeGreaterThan(10 * evRaw.chance_f1);
     expect(evRel.f1).toBeLessThan(evRaw.f1);
