@@ -17,6 +17,7 @@ import { loadFleet, type Fleet } from '../lib/keyset.js';
 import { parseFleetCsv, provision } from '../provision/keys.js';
 import { durationOption, intOption, zoneOption } from '../lib/flags.js';
 import { billedEnergy, startSystem, type SystemHandle } from './system.js';
+import { epsilonOption } from '../pes/cli.js';
 
 export interface ReplayOptions {
   fleetCsv: string;
@@ -28,6 +29,8 @@ export interface ReplayOptions {
   k: number;
   /** The PES's differencing guard (docs/privacy.md); default on. */
   membershipGuard?: boolean;
+  /** Differential privacy on neighbourhood releases (docs/privacy.md); default none. */
+  dpEpsilon?: number;
   tz: string;
   latenessS: number;
   tariff?: Tariff;
@@ -118,6 +121,7 @@ export async function replay(o: ReplayOptions): Promise<ReplaySummary> {
       billing: o.billing,
       k: o.k,
       membershipGuard: o.membershipGuard,
+      dpEpsilon: o.dpEpsilon,
       latenessS: o.latenessS,
       tz: o.tz,
       tariff: o.tariff,
@@ -214,6 +218,7 @@ export function registerReplayCommand(program: Command): void {
     .option('--billing-period <p>', 'billing period: 1d, 1mo or Nh', '1d')
     .option('--k <n>', 'fewest meters in a released neighbourhood aggregate', intOption('--k', 1, 1_000_000), DEFAULT_K)
     .option('--no-membership-guard', 'release neighbourhood aggregates whose membership differs from a released one by fewer than k meters (the differencing attack: for measuring it only, docs/privacy.md)')
+    .option('--dp-epsilon <e>', 'differential privacy: discrete Laplace noise on every neighbourhood release, epsilon per release (docs/privacy.md)', epsilonOption)
     .option('--lateness <d>', 'allowed lateness before a window closes', durationOption('--lateness'), 1800)
     .option('--tz <zone>', 'time zone of the source CSVs and of billing days', zoneOption, 'UTC')
     .option('--tariff <file>', 'tariff bands (JSON); default flat')
@@ -235,6 +240,7 @@ export function registerReplayCommand(program: Command): void {
         billing: f.billingPeriod,
         k: f.k,
         membershipGuard: f.membershipGuard,
+        dpEpsilon: f.dpEpsilon,
         tz: f.tz,
         latenessS: f.lateness,
         tariff: f.tariff ? loadTariff(f.tariff) : undefined,

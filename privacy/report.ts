@@ -130,7 +130,9 @@ export function renderReport(s: PrivacySummary, days: DayView[]): string {
     })
     .join('\n');
   const dp = s.dp.length
-    ? `<table><tr><th>epsilon</th><th>aggregate MAPE</th><th>events F1 (released)</th></tr>${s.dp.map((p) => `<tr><td>${p.epsilon}</td><td>${fmt(p.aggregate_mape)}</td><td>${fmt(p.events_f1)}</td></tr>`).join('')}</table>`
+    ? `<table><tr><th>epsilon</th><th>aggregate MAPE</th><th>events F1 (released)</th></tr>${s.dp.map((p) => `<tr><td>${p.epsilon}</td><td>${fmt(p.aggregate_mape)}</td><td>${fmt(p.events_f1)}</td></tr>`).join('')}</table>
+${barChart(s.dp.map((p) => ({ label: `epsilon ${p.epsilon}: aggregate MAPE`, value: p.aggregate_mape })), 1, '', 'Error of the neighbourhood aggregates against the noise-free ones (MAPE; bars end at 1 = 100 %)')}
+${barChart(s.dp.map((p) => ({ label: `epsilon ${p.epsilon}: events F1`, value: p.events_f1 })), 1, '', 'Appliance-event attack on the noisy aggregates (F1) against epsilon')}`
     : '<p>No differential-privacy runs in this report.</p>';
   const method = Object.entries(s.method)
     .map(([k, v]) => `<tr><td>${esc(k)}</td><td>${esc(String(v))}</td></tr>`)

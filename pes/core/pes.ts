@@ -29,6 +29,7 @@ import { Calendar } from './calendar.js';
 import { newCounters, type PesCounters } from './counters.js';
 import { attribute, pruneGaps, type EnergyOp, type EnergyState } from './energy.js';
 import { ReplayWindow, type ReplayState } from './replay.js';
+import { discreteLaplace, DP_MAX_POWER_W, intervalSensitivityWh } from './dp.js';
 
 /** What the PES knows about one provisioned meter. */
 export interface MeterInfo {
@@ -56,6 +57,10 @@ export interface PesSettings {
    * released for the same neighbourhood by 1 to revisionK - 1 meters is held. Default true.
    */
   membershipGuard?: boolean;
+  /** Differential privacy (pes/core/dp.ts): epsilon per neighbourhood release; absent = no noise. */
+  dpEpsilon?: number;
+  /** Most power one meter can draw, W: the DP sensitivity is this over one interval. */
+  dpMaxPowerW?: number;
   /** Closed windows are kept (for revisions) until the watermark passes end + retention. */
   retentionS: number;
   /** Readings further than this from the watermark (either way) are rejected as absurd. */
@@ -615,8 +620,19 @@ export class PesCore {
     }
     const pk = this.keys.paillier;
     const totals = new Map<string, number>();
-    for (const [band, c] of w.acc) {
-      const v = decodeSigned(pk.decrypt(c), pk.n);
+    const acc = new Map(w.acc);
+    const eps = this.settings.dpEpsilon;
+    if (eps !== undefined && w.kind === 'neighbourhood') {
+      // The noise joins the total as a ciphertext (fresh for every release, never kept in the window), so it
+      // needs no plaintext total; negative noisy totals are released as 0 (post-processing).
+      const noise = discreteLaplace(eps, intervalSensitivityWh(this.settings.dpMaxPowerW ?? DP_MAX_POWER_W, this.settings.intervalS));
+      const c = acc.get('');
+      acc.set('', c === undefined ? pk.encrypt(BigInt(noise)) : pk.add(c, pk.encrypt(BigInt(noise))));
+      this.counters.dpReleases++;
+    }
+    for (const [band, c] of acc) {
+      let v = decodeSigned(pk.decrypt(c), pk.n);
+      if (eps !== undefined && w.kind === 'neighbourhood' && v < 0n) v = 0n;
       if (v < 0n || v > BigInt(Number.MAX_SAFE_INTEGER)) {
         this.counters.negativeTotal++;
         this.log.error({ window: w.id }, 'pes: aggregate decrypts to a negative or oversized total; not released');

@@ -23,4 +23,11 @@ describe('membership guard flags', () => {
     expect(parse(registerReplayCommand, 'replay', ['--fleet', 'f', '--db', 'd'])?.membershipGuard).toBe(true);
     expect(parse(registerReplayCommand, 'replay', ['--fleet', 'f', '--db', 'd', '--no-membership-guard'])?.membershipGuard).toBe(false);
   });
+
+  it('--dp-epsilon takes a positive number on pes and replay, and nothing else', () => {
+    expect(parse(registerPesCommand, 'pes', ['--keys', 'k', '--dp-epsilon', '0.5'])?.dpEpsilon).toBe(0.5);
+    expect(parse(registerReplayCommand, 'replay', ['--fleet', 'f', '--db', 'd', '--dp-epsilon', '2'])?.dpEpsilon).toBe(2);
+    expect(parse(registerPesCommand, 'pes', ['--keys', 'k'])?.dpEpsilon).toBeUndefined();
+    for (const bad of ['0', '-1', 'x', '1e3', 'NaN']) expect(() => parse(registerPesCommand, 'pes', ['--keys', 'k', '--dp-epsilon', bad]), bad).toThrow();
+  });
 });

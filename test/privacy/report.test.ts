@@ -36,7 +36,7 @@ const opts = () => ({ fleetCsv: fleet, db, tz: 'UTC', intervalS: 900, k: 2, star
 describe('privacy-report', () => {
   it('writes summary.json in the issue\'s shape and a self-contained report.html; the raw attacks beat chance, released data far less', async () => {
     const out = join(dir, 'out');
-    const s = await privacyReport({ ...opts(), out, differencing: false });
+    const s = await privacyReport({ ...opts(), out, differencing: false, dpEpsilons: [100] });
     const file = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as PrivacySummary;
     expect(file).toEqual(JSON.parse(JSON.stringify(s)));
     expect(file.households).toBe(3);
@@ -52,13 +52,16 @@ describe('privacy-report', () => {
     expect(evRel.f1).toBeLessThan(evRaw.f1);
     expect(evRel.chance_f1).toBeGreaterThan(0);
     expect(occRaw.accuracy).toBeGreaterThan(occRaw.chance);
-    expect(file.dp).toEqual([]);
+    expect(file.dp).toHaveLength(1);
+    expect(file.dp[0]).toMatchObject({ epsilon: 100 });
+    expect(file.dp[0]!.aggregate_mape).toBeGreaterThan(0); // noised
+    expect(file.dp[0]!.events_f1).toBeGreaterThanOrEqual(0);
     expect(file.method).toMatchObject({ events_threshold_w: 400, chance_seed: 13, interval_s: 900 });
     const html = readFileSync(join(out, 'report.html'), 'utf8');
     expect(html).toMatch(/^<!doctype html>/);
     expect(html).toContain('<svg');
     expect(html).not.toMatch(/<script|<link|src=|https?:\/\/(?!www\.w3\.org)/); // nothing fetched, nothing run
-  }, 30_000);
+  }, 45_000);
 
   it('differencing: without the guard the silenced household is subtracted out of two releases; with it no such pair is released', async () => {
     const s = await privacyReport({ ...opts(), out: join(dir, 'out2') });
