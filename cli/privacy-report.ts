@@ -130,8 +130,8 @@ export async function privacyReport(o: PrivacyReportOptions): Promise<PrivacySum
     await store.close();
   }
   if (nbRows.length === 0) throw new Error(`${o.db} holds no neighbourhood aggregate: replay the fleet into it first`);
-  const from = Math.min(...nbRows.map((r) => r.start));
-  const to = Math.max(...nbRows.map((r) => r.end));
+  const from = nbRows.reduce((a, r) => Math.min(a, r.start), Infinity);
+  const to = nbRows.reduce((a, r) => Math.max(a, r.end), -Infinity);
   const steps = Math.round((to - from) / o.intervalS);
 
   const hh: HouseholdData[] = [];

@@ -9,7 +9,8 @@
  *
  * Per message (uplink), after its frames: windows whose end + lateness the watermark passed are closed;
  * closed windows that changed are evaluated for release (k rule for neighbourhoods, revision-k for their
- * revisions); windows past the retention horizon are dropped.
+ * revisions, the membership guard against differencing: docs/privacy.md); windows past the retention horizon
+ * are dropped.
  * @module
  */
 import { constants, createPublicKey, timingSafeEqual, verify, type KeyObject } from 'node:crypto';
