@@ -63,7 +63,7 @@ const fmt = (v: number, d = 3) => (Number.isFinite(v) ? v.toFixed(d) : '–');
 function lineChart(series: { values: ArrayLike<number>; stepS: number; colour: string; label: string }[], title: string): string {
   const W = 720;
   const H = 220;
-  const pad = 40;
+  const pad = 56;
   let max = 1;
   for (const s of series) for (let i = 0; i < s.values.length; i++) if (Number.isFinite(s.values[i]!)) max = Math.max(max, s.values[i]!);
   const x = (t: number) => pad + (t / 86400) * (W - 2 * pad);
@@ -92,16 +92,16 @@ ${paths.join('\n')}${ticks.join('')}${legend.join('')}
 }
 
 /** Horizontal bars (score beside its baseline), as an SVG string. */
-function barChart(rows: { label: string; value: number; baseline?: number }[], max: number, unit: string, title: string): string {
+function barChart(rows: { label: string; value: number; baseline?: number }[], max: number, unit: string, title: string, baselineName = 'chance'): string {
   const W = 720;
   const rowH = 22;
   const left = 220;
   const H = rows.length * rowH + 20;
-  const sx = (v: number) => ((W - left - 80) * Math.min(v, max)) / max;
+  const sx = (v: number) => ((W - left - 190) * Math.min(v, max)) / max;
   const bars = rows.map((r, i) => {
     const yy = 10 + i * rowH;
     const base = r.baseline === undefined ? '' : `<rect x="${left}" y="${yy + 12}" width="${sx(r.baseline).toFixed(1)}" height="5" fill="#999"/>`;
-    return `<text x="${left - 6}" y="${yy + 11}" text-anchor="end">${esc(r.label)}</text><rect x="${left}" y="${yy}" width="${sx(r.value).toFixed(1)}" height="11" fill="#3465a4"/>${base}<text x="${left + sx(r.value) + 4}" y="${yy + 10}">${fmt(r.value, unit === 'Wh' ? 1 : 3)}${unit === 'Wh' ? ' Wh' : ''}${r.baseline === undefined ? '' : ` (chance ${fmt(r.baseline)})`}</text>`;
+    return `<text x="${left - 6}" y="${yy + 11}" text-anchor="end">${esc(r.label)}</text><rect x="${left}" y="${yy}" width="${sx(r.value).toFixed(1)}" height="11" fill="#3465a4"/>${base}<text x="${left + sx(r.value) + 4}" y="${yy + 10}">${fmt(r.value, unit === 'Wh' ? 1 : 3)}${unit === 'Wh' ? ' Wh' : ''}${r.baseline === undefined ? '' : ` (${baselineName} ${fmt(r.baseline, unit === 'Wh' ? 1 : 3)})`}</text>`;
   });
   return `<figure><svg viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${esc(title)}" font-size="11">${bars.join('\n')}</svg><figcaption>${esc(title)}</figcaption></figure>`;
 }
@@ -162,7 +162,7 @@ An attack is only evidence if it works on raw data: compare each score with its 
 ${rows}
 </table>
 ${barChart(scoreRows, 1, '', 'Attack scores (blue) beside their chance baselines (grey): F1 for events, accuracy for occupancy')}
-${diff.length ? barChart(diff.map((x) => ({ label: `differencing, guard ${x.guard ? 'on' : 'off'}`, value: x.mae_wh })), diffMax, 'Wh', 'Differencing: mean absolute error of the recovered household energy per interval (higher is better for the household)') : ''}
+${diff.length ? barChart(diff.map((x) => ({ label: `differencing, guard ${x.guard ? 'on' : 'off'}`, value: x.mae_wh, baseline: x.baseline_mae_wh })), diffMax, 'Wh', 'Differencing: mean absolute error of the recovered household energy per interval (blue), beside a guess from the bill alone (grey); with the guard on the attacker has only the bill', 'bill only') : ''}
 <h2>What each attack follows</h2>
 <ul>
 <li><b>Appliance events</b>: the edge-detection stage of Hart's NILM (Proc. IEEE 1992): a step of at least the threshold between two samples is a switch.
