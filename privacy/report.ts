@@ -120,7 +120,7 @@ export function renderReport(s: PrivacySummary, days: DayView[]): string {
     .filter((x) => x.attack !== 'differencing')
     .map((x) => ({ label: `${x.attack} (${'data' in x ? x.data : ''})`, value: score(x), baseline: 'chance_f1' in x ? x.chance_f1 : 'chance' in x ? x.chance : undefined }));
   const diff = a.filter((x): x is Extract<AttackResult, { attack: 'differencing' }> => x.attack === 'differencing');
-  const diffMax = Math.max(1, ...diff.map((x) => x.mae_wh));
+  const diffMax = Math.max(1, ...diff.map((x) => Math.max(x.mae_wh, x.baseline_mae_wh)));
   const rows = a
     .map((x) => {
       const what = x.attack === 'differencing' ? `guard ${x.guard ? 'on' : 'off'}` : x.data;
