@@ -18,6 +18,7 @@ const registrars: [string, string][] = [
   ['../ucs/cli.js', 'registerUcsCommand'],
   ['./replay.js', 'registerReplayCommand'],
   ['./demo.js', 'registerDemoCommand'],
+  ['./privacy-report.js', 'registerPrivacyReportCommand'],
 ];
 
 /**

@@ -18,6 +18,7 @@ import { loadFleet, type Fleet } from '../lib/keyset.js';
 import { parseFleetCsv, provision } from '../provision/keys.js';
 import { durationOption, intOption, zoneOption } from '../lib/flags.js';
 import { billedEnergy, startSystem, type SystemHandle } from './system.js';
+import { epsilonOption } from '../pes/cli.js';
 
 export interface ReplayOptions {
   fleetCsv: string;
@@ -29,6 +30,10 @@ export interface ReplayOptions {
   intervalS: number;
   billing: string;
   k: number;
+  /** The PES's differencing guard (docs/privacy.md); default on. */
+  membershipGuard?: boolean;
+  /** Differential privacy on neighbourhood releases (docs/privacy.md); default none. */
+  dpEpsilon?: number;
   tz: string;
   latenessS: number;
   tariff?: Tariff;
@@ -50,6 +55,8 @@ export interface ReplaySummary {
   retransmits: number;
   released: number;
   suppressed: number;
+  /** Neighbourhood release evaluations held by the membership guard (docs/privacy.md). */
+  membershipHeld: number;
   stored: number;
   seconds: number;
   readingsPerSecond: number;
@@ -117,6 +124,8 @@ export async function replay(o: ReplayOptions): Promise<ReplaySummary> {
       intervalS: o.intervalS,
       billing: o.billing,
       k: o.k,
+      membershipGuard: o.membershipGuard,
+      dpEpsilon: o.dpEpsilon,
       latenessS: o.latenessS,
       tz: o.tz,
       tariff: o.tariff,
@@ -170,6 +179,7 @@ export async function replay(o: ReplayOptions): Promise<ReplaySummary> {
       retransmits: s.meters.reduce((a, m) => a + m.counters.retransmits, 0),
       released: pc.released,
       suppressed: pc.suppressed,
+      membershipHeld: pc.membershipHeld,
       stored: s.mdms.counters.stored,
       seconds,
       readingsPerSecond: Math.round(readings / seconds),
@@ -229,6 +239,8 @@ export function registerReplayCommand(program: Command): void {
     .option('--interval <d>', 'neighbourhood interval', durationOption('--interval'), 900)
     .option('--billing-period <p>', 'billing period: 1d, 1mo or Nh', '1d')
     .option('--k <n>', 'fewest meters in a released neighbourhood aggregate', intOption('--k', 1, 1_000_000), DEFAULT_K)
+    .option('--no-membership-guard', 'release neighbourhood aggregates whose membership differs from a released one by fewer than k meters (the differencing attack: for measuring it only, docs/privacy.md)')
+    .option('--dp-epsilon <e>', 'differential privacy: discrete Laplace noise on every neighbourhood release, epsilon per release (docs/privacy.md)', epsilonOption)
     .option('--lateness <d>', 'allowed lateness before a window closes', durationOption('--lateness'), 1800)
     .option('--tz <zone>', 'time zone of the source CSVs and of billing days', zoneOption, 'UTC')
     .option('--tariff <file>', 'tariff bands (JSON); default flat')
@@ -251,6 +263,8 @@ export function registerReplayCommand(program: Command): void {
         intervalS: f.interval,
         billing: f.billingPeriod,
         k: f.k,
+        membershipGuard: f.membershipGuard,
+        dpEpsilon: f.dpEpsilon,
         tz: f.tz,
         latenessS: f.lateness,
         tariff: f.tariff ? loadTariff(f.tariff) : undefined,

@@ -41,6 +41,10 @@ export interface SystemOptions {
   intervalS: number;
   billing: string;
   k: number;
+  /** The PES's differencing guard (docs/privacy.md); default on. */
+  membershipGuard?: boolean;
+  /** Differential privacy on neighbourhood releases (docs/privacy.md); default none. */
+  dpEpsilon?: number;
   latenessS: number;
   tz: string;
   tariff?: Tariff;
@@ -231,6 +235,8 @@ export async function startSystem(o: SystemOptions): Promise<SystemHandle> {
       tz: o.tz,
       latenessS: o.latenessS,
       k: o.k,
+      ...(o.membershipGuard === false ? { membershipGuard: false } : {}),
+      ...(o.dpEpsilon !== undefined ? { dpEpsilon: o.dpEpsilon } : {}),
       pool: o.pool,
       mqtt: { url, ...creds('pes') },
       logger: log.child({ c: 'pes' }),

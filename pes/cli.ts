@@ -32,6 +32,9 @@ export interface PesFlags {
   lateness: number;
   k: number;
   revisionK?: number;
+  membershipGuard: boolean;
+  dpEpsilon?: number;
+  dpMaxPower?: number;
   retention?: number;
   maxSkew: number;
   clientId?: string;
@@ -60,6 +63,19 @@ function gatewayOption(v: string, acc: string[]): string[] {
   } catch (e) {
     throw new InvalidArgumentError((e as Error).message);
   }
+}
+
+/**
+ * Parses `--dp-epsilon`: a positive decimal.
+ * @example
+ * ```ts
+ * epsilonOption('0.5'); // 0.5
+ * ```
+ */
+export function epsilonOption(v: string): number {
+  const e = Number(v);
+  if (!/^\d+(\.\d+)?$/.test(v) || !(e > 0) || e > 1000) throw new InvalidArgumentError(`--dp-epsilon must be a positive number up to 1000, got "${v}"`);
+  return e;
 }
 
 function zone(v: string): string {
@@ -102,6 +118,7 @@ async function run(flags: PesFlags): Promise<void> {
   const meters = fleetMeters(loadFleet(flags.keys).meters, keys.meterKeys);
   const tariff = flags.tariff ? loadTariff(flags.tariff) : FLAT_TARIFF;
   if (flags.k < 20) log.warn({ k: flags.k }, 'pes: k below 20 — aggregates of fewer households leak individual behaviour (Buescher et al., PoPETs 2017)');
+  if (!flags.membershipGuard) log.warn('pes: membership guard off — two releases differing by one meter reveal that household (docs/privacy.md)');
   const svc = startPesService({
     keys: { rsa: keys.rsa, paillier: keys.paillier, mdmsPublic: keys.mdmsPublic, signer: keys.signer, bindingKeys: keys.bindingKeys, householdPublic: keys.householdPublic, meters },
     stateFile: flags.state,
@@ -112,6 +129,9 @@ async function run(flags: PesFlags): Promise<void> {
     latenessS: flags.lateness,
     k: flags.k,
     ...(flags.revisionK !== undefined ? { revisionK: flags.revisionK } : {}),
+    membershipGuard: flags.membershipGuard,
+    ...(flags.dpEpsilon !== undefined ? { dpEpsilon: flags.dpEpsilon } : {}),
+    ...(flags.dpMaxPower !== undefined ? { dpMaxPowerW: flags.dpMaxPower } : {}),
     ...(flags.retention !== undefined ? { retentionS: flags.retention } : {}),
     maxSkewS: flags.maxSkew,
     pool: true,
@@ -172,6 +192,9 @@ export function registerPesCommand(program: Command): void {
     .option('--lateness <duration>', 'allowed lateness before a window closes', duration('--lateness', true), 1800)
     .option('--k <n>', 'fewest meters in a released neighbourhood aggregate', intOption('--k', 1, 1_000_000), DEFAULT_K)
     .option('--revision-k <n>', 'fewest meters that must change a released neighbourhood window before a revision is released (default: k)', intOption('--revision-k', 1, 1_000_000))
+    .option('--no-membership-guard', 'release neighbourhood aggregates whose membership differs from a released one by 1 to revision-k - 1 meters (lets the MDMS subtract a household out: docs/privacy.md)')
+    .option('--dp-epsilon <e>', 'differential privacy: discrete Laplace noise on every neighbourhood release, epsilon per release (docs/privacy.md; default none)', epsilonOption)
+    .option('--dp-max-power <W>', 'most power one meter draws, the DP sensitivity per interval (default 7360)', intOption('--dp-max-power', 1, 1_000_000))
     .option('--retention <duration>', 'how long closed windows accept late readings (default: 2 billing periods)', duration('--retention'))
     .option('--max-skew <duration>', 'reject readings further than this from the watermark', duration('--max-skew'), 7 * 86400)
     .option('--client-id <id>', 'MQTT client id of the persistent session (default: pes); unique per PES on a shared broker')

@@ -53,6 +53,12 @@ export interface CreatePesOptions {
   k?: number;
   /** Distinct meters needed to release a neighbourhood revision. Default: k. */
   revisionK?: number;
+  /** The differencing guard (docs/privacy.md): hold releases whose membership differs from a released one by 1 to revisionK - 1 meters. Default true. */
+  membershipGuard?: boolean;
+  /** Differential privacy: epsilon per neighbourhood release (pes/core/dp.ts); default none. */
+  dpEpsilon?: number;
+  /** Most power one meter can draw, W (the DP sensitivity over an interval). Default 7360. */
+  dpMaxPowerW?: number;
   /** Default: two nominal billing periods. */
   retentionS?: number;
   /** Default 7 days. */
@@ -122,6 +128,9 @@ export function resolveSettings(o: Omit<CreatePesOptions, 'keys'>): PesSettings 
     latenessS,
     k,
     revisionK: o.revisionK ?? k,
+    membershipGuard: o.membershipGuard ?? true,
+    ...(o.dpEpsilon !== undefined ? { dpEpsilon: o.dpEpsilon } : {}),
+    ...(o.dpMaxPowerW !== undefined ? { dpMaxPowerW: o.dpMaxPowerW } : {}),
     retentionS: o.retentionS ?? 2 * nominalSeconds(billing),
     maxSkewS: o.maxSkewS ?? 7 * 86400,
     replayAlarmAfter: o.replayAlarmAfter ?? 8,
@@ -137,6 +146,8 @@ export function resolveSettings(o: Omit<CreatePesOptions, 'keys'>): PesSettings 
   int(s.maxSkewS, 'max-skew', 60);
   int(s.replayAlarmAfter, 'replay alarm threshold', 1);
   int(s.retentionS, 'retention', 1);
+  if (s.dpEpsilon !== undefined && !(Number.isFinite(s.dpEpsilon) && s.dpEpsilon > 0)) throw new RangeError('dp-epsilon must be a positive number');
+  if (s.dpMaxPowerW !== undefined) int(s.dpMaxPowerW, 'dp-max-power', 1);
   if (s.retentionS <= s.latenessS) throw new RangeError('retention must be longer than the allowed lateness');
   return s;
 }

@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT RO
 CREATE TABLE IF NOT EXISTS windows (
   kind TEXT NOT NULL, key TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL,
   revision INTEGER NOT NULL, closed INTEGER NOT NULL, suppressed INTEGER NOT NULL,
-  acc BLOB NOT NULL, meters BLOB NOT NULL, changed BLOB NOT NULL,
+  acc BLOB NOT NULL, meters BLOB NOT NULL, changed BLOB NOT NULL, released BLOB,
   PRIMARY KEY (kind, key, start)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meters (meter TEXT PRIMARY KEY, sealed BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS households (household TEXT PRIMARY KEY, spki BLOB) WITHOUT ROWID;
@@ -89,7 +89,7 @@ export class PesStore {
     this.stateKey = stateKey;
     this.stmts = {
       putWindow: db.prepare(
-        'INSERT OR REPLACE INTO windows (kind, key, start, end, revision, closed, suppressed, acc, meters, changed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        'INSERT OR REPLACE INTO windows (kind, key, start, end, revision, closed, suppressed, acc, meters, changed, released) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
       ),
       delWindow: db.prepare('DELETE FROM windows WHERE kind = ? AND key = ? AND start = ?'),
       putMeter: db.prepare('INSERT OR REPLACE INTO meters (meter, sealed) VALUES (?, ?)'),
@@ -113,6 +113,8 @@ export class PesStore {
       db.pragma('journal_mode = WAL');
       db.pragma(`synchronous = ${opts.synchronous === 'NORMAL' ? 'NORMAL' : 'FULL'}`);
       db.exec(SCHEMA);
+      // State files from before the membership guard: the released membership of each window (null = unknown).
+      if (!(db.prepare('SELECT name FROM pragma_table_info(\'windows\')').all() as { name: string }[]).some((c) => c.name === 'released')) db.exec('ALTER TABLE windows ADD COLUMN released BLOB');
       const get = (k: string) => (db.prepare('SELECT v FROM meta WHERE k = ?').get(k) as { v: Buffer | string } | undefined)?.v;
       const paillierId = opts.paillierKeyId;
       const config = fingerprint(opts.config);
@@ -186,6 +188,7 @@ export class PesStore {
       acc: cborDecode(r.acc as Buffer) as [string, Uint8Array][],
       meters: cborDecode(r.meters as Buffer) as string[],
       changed: cborDecode(r.changed as Buffer) as string[],
+      released: r.released == null ? null : (cborDecode(r.released as Buffer) as string[]),
     }));
     const meters = new Map<string, MeterRecord>();
     for (const r of this.db.prepare('SELECT meter, sealed FROM meters').all() as { meter: string; sealed: Buffer }[]) {
@@ -207,7 +210,7 @@ export class PesStore {
     const s = this.stmts;
     return this.db.transaction(() => {
       for (const w of cp.windows) {
-        s.putWindow.run(w.kind, w.key, w.start, w.end, w.revision, w.closed ? 1 : 0, w.suppressed ? 1 : 0, cborEncode(w.acc), cborEncode(w.meters), cborEncode(w.changed));
+        s.putWindow.run(w.kind, w.key, w.start, w.end, w.revision, w.closed ? 1 : 0, w.suppressed ? 1 : 0, cborEncode(w.acc), cborEncode(w.meters), cborEncode(w.changed), w.released ? cborEncode(w.released) : null);
       }
       for (const e of cp.evicted) s.delWindow.run(e.kind, e.key, e.start);
       for (const [id, m] of cp.meters) s.putMeter.run(id, this.seal(id, m));

@@ -44,6 +44,10 @@ export const COUNTER_NAMES = [
   'suppressed',
   /** Evaluations where a neighbourhood revision was held back because fewer than revision-k meters changed it. */
   'revisionHeld',
+  /** Evaluations where a neighbourhood release was held because its membership differs from a released one by 1 to revision-k - 1 meters (the differencing guard). */
+  'membershipHeld',
+  /** Neighbourhood releases noised for differential privacy (each spends dpEpsilon of its neighbourhood's budget). */
+  'dpReleases',
   /** Release attempts whose total decrypted to a negative number (not published). */
   'negativeTotal',
   /** Household stream messages queued. */

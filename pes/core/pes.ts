@@ -9,7 +9,8 @@
  *
  * Per message (uplink), after its frames: windows whose end + lateness the watermark passed are closed;
  * closed windows that changed are evaluated for release (k rule for neighbourhoods, revision-k for their
- * revisions); windows past the retention horizon are dropped.
+ * revisions, the membership guard against differencing: docs/privacy.md); windows past the retention horizon
+ * are dropped.
  * @module
  */
 import { constants, createPublicKey, timingSafeEqual, verify, type KeyObject } from 'node:crypto';
@@ -29,6 +30,7 @@ import { Calendar } from './calendar.js';
 import { newCounters, type PesCounters } from './counters.js';
 import { attribute, pruneGaps, type EnergyOp, type EnergyState } from './energy.js';
 import { ReplayWindow, type ReplayState } from './replay.js';
+import { discreteLaplace, DP_MAX_POWER_W, intervalSensitivityWh } from './dp.js';
 
 /** What the PES knows about one provisioned meter. */
 export interface MeterInfo {
@@ -51,6 +53,15 @@ export interface PesSettings {
   k: number;
   /** Fewest distinct meters that must have changed a released neighbourhood window before a revision is released. */
   revisionK: number;
+  /**
+   * The differencing guard (docs/privacy.md): a neighbourhood release whose membership differs from one already
+   * released for the same neighbourhood by 1 to revisionK - 1 meters is held. Default true.
+   */
+  membershipGuard?: boolean;
+  /** Differential privacy (pes/core/dp.ts): epsilon per neighbourhood release; absent = no noise. */
+  dpEpsilon?: number;
+  /** Most power one meter can draw, W: the DP sensitivity is this over one interval. */
+  dpMaxPowerW?: number;
   /** Closed windows are kept (for revisions) until the watermark passes end + retention. */
   retentionS: number;
   /** Readings further than this from the watermark (either way) are rejected as absurd. */
@@ -94,6 +105,8 @@ interface Window {
   changed: Set<string>;
   /** Last released revision, -1 if never released. */
   revision: number;
+  /** Neighbourhood windows: the meters the last released revision covered (sorted), null if never released. */
+  released: string[] | null;
   closed: boolean;
   suppressed: boolean;
 }
@@ -110,6 +123,8 @@ export interface WindowRecord {
   acc: [string, Uint8Array][];
   meters: string[];
   changed: string[];
+  /** The meters of the last released revision (neighbourhood windows; absent in state files from before it). */
+  released?: string[] | null;
 }
 
 /** Persistent form of a meter's state (the store seals it: it holds registers). */
@@ -184,6 +199,10 @@ export class PesCore {
   private readonly bindings = new Map<string, Binding>();
   private readonly households: Set<string>;
   private readonly streamKeys = new Map<string, StreamKey[]>();
+  /** Per neighbourhood, its provisioned meters: the reference membership before anything is released. */
+  private readonly provisioned = new Map<string, Set<string>>();
+  /** Per neighbourhood, the distinct memberships of its retained released windows, with how many windows have each. */
+  private readonly releasedMemberships = new Map<string, Map<string, { meters: Set<string>; windows: number }>>();
 
   // Changes since the last checkpoint.
   private readonly dirtyWindows = new Set<Window>();
@@ -213,6 +232,11 @@ export class PesCore {
     this.householdKeys = new Map(keys.householdPublic);
     for (const hh of this.householdKeys.keys()) this.bindings.set(hh, { boundAt: 0, activated: false });
     this.households = new Set([...keys.meters.values()].map((m) => m.household));
+    for (const [id, m] of keys.meters) {
+      let set = this.provisioned.get(m.neighbourhood);
+      if (!set) this.provisioned.set(m.neighbourhood, (set = new Set()));
+      set.add(id);
+    }
   }
 
   /** Restores a state loaded from the store (call once, before any ingest). */
@@ -231,10 +255,13 @@ export class PesCore {
         meters: new Set(r.meters),
         changed: new Set(r.changed),
         revision: r.revision,
+        // A state file from before the guard: the released membership is at most what changed since not in it.
+        released: r.kind !== 'neighbourhood' || r.revision < 0 ? null : (r.released ?? r.meters.filter((m) => !r.changed.includes(m))).slice().sort(),
         closed: r.closed,
         suppressed: r.suppressed,
       };
       this.windows.set(w.id, w);
+      if (w.released) this.remember(w.key, w.released, +1);
       if (!w.closed) this.nextClose = Math.min(this.nextClose, w.end + this.settings.latenessS);
       else this.nextEvict = Math.min(this.nextEvict, w.end + this.settings.retentionS);
     }
@@ -423,7 +450,7 @@ export class PesCore {
     if (!w) {
       const closeAt = end + this.settings.latenessS;
       const closed = this.watermark !== null && this.watermark > closeAt;
-      w = { id, kind, key, start, end, acc: new Map(), touched: new Set(), meters: new Set(), changed: new Set(), revision: -1, closed, suppressed: false };
+      w = { id, kind, key, start, end, acc: new Map(), touched: new Set(), meters: new Set(), changed: new Set(), revision: -1, released: null, closed, suppressed: false };
       this.windows.set(id, w);
       if (!closed) this.nextClose = Math.min(this.nextClose, closeAt);
       else this.nextEvict = Math.min(this.nextEvict, end + this.settings.retentionS);
@@ -588,11 +615,27 @@ export class PesCore {
         this.counters.revisionHeld++;
         return;
       }
+      // The differencing guard: held like a revision, re-evaluated whenever the window changes again.
+      if (this.settings.membershipGuard !== false && this.differencing(w)) {
+        this.counters.membershipHeld++;
+        return;
+      }
     }
     const pk = this.keys.paillier;
     const totals = new Map<string, number>();
-    for (const [band, c] of w.acc) {
-      const v = decodeSigned(pk.decrypt(c), pk.n);
+    const acc = new Map(w.acc);
+    const eps = this.settings.dpEpsilon;
+    if (eps !== undefined && w.kind === 'neighbourhood') {
+      // The noise joins the total as a ciphertext (fresh for every release, never kept in the window), so it
+      // needs no plaintext total; negative noisy totals are released as 0 (post-processing).
+      const noise = discreteLaplace(eps, intervalSensitivityWh(this.settings.dpMaxPowerW ?? DP_MAX_POWER_W, this.settings.intervalS));
+      const c = acc.get('');
+      acc.set('', c === undefined ? pk.encrypt(BigInt(noise)) : pk.add(c, pk.encrypt(BigInt(noise))));
+      this.counters.dpReleases++;
+    }
+    for (const [band, c] of acc) {
+      let v = decodeSigned(pk.decrypt(c), pk.n);
+      if (eps !== undefined && w.kind === 'neighbourhood' && v < 0n) v = 0n;
       if (v < 0n || v > BigInt(Number.MAX_SAFE_INTEGER)) {
         this.counters.negativeTotal++;
         this.log.error({ window: w.id }, 'pes: aggregate decrypts to a negative or oversized total; not released');
@@ -603,6 +646,11 @@ export class PesCore {
     w.revision++;
     w.changed.clear();
     w.suppressed = false;
+    if (w.kind === 'neighbourhood') {
+      if (w.released) this.remember(w.key, w.released, -1);
+      w.released = [...w.meters].sort();
+      this.remember(w.key, w.released, +1);
+    }
     this.dirtyWindows.add(w);
     let topic: string;
     let body: NeighbourhoodAggregate | BillingAggregate;
@@ -621,6 +669,41 @@ export class PesCore {
     if (w.revision > 0) this.counters.lateRevisions++;
   }
 
+  /**
+   * The differencing rule: would releasing `w` now let the MDMS subtract two releases of its neighbourhood
+   * that differ by fewer than revision-k meters? Its membership is compared with every distinct membership
+   * released for the neighbourhood by another retained window (any interval, earlier or later); before the
+   * first release, with the neighbourhood's provisioned meters, so that the first membership released (the one
+   * later releases must match) is the full one and not that of an interval a meter happened to miss. A
+   * difference of 0 (the same meters) or of at least revision-k meters is allowed: two releases then differ by
+   * a sum over at least revision-k households, which is what revision-k already accepts for revisions.
+   */
+  private differencing(w: Window): boolean {
+    const kg = this.settings.revisionK;
+    if (kg <= 1) return false;
+    const own = w.released?.join(',');
+    const refs: Set<string>[] = [];
+    for (const [key, m] of this.releasedMemberships.get(w.key) ?? []) if (m.windows > (key === own ? 1 : 0)) refs.push(m.meters);
+    if (refs.length === 0) refs.push(this.provisioned.get(w.key) ?? new Set());
+    return refs.some((ref) => {
+      let d = 0;
+      for (const m of w.meters) if (!ref.has(m)) d++;
+      for (const m of ref) if (!w.meters.has(m)) d++;
+      return d > 0 && d < kg;
+    });
+  }
+
+  /** Counts a released membership of a neighbourhood in (+1) or out (-1). */
+  private remember(nb: string, meters: string[], delta: 1 | -1): void {
+    let byKey = this.releasedMemberships.get(nb);
+    if (!byKey) this.releasedMemberships.set(nb, (byKey = new Map()));
+    const key = meters.join(',');
+    const m = byKey.get(key);
+    if (m) m.windows += delta;
+    else if (delta > 0) byKey.set(key, { meters: new Set(meters), windows: 1 });
+    if (m && m.windows <= 0) byKey.delete(key);
+  }
+
   private evict(wm: number): void {
     if (wm <= this.nextEvict) return;
     const r = this.settings.retentionS;
@@ -633,8 +716,12 @@ export class PesCore {
         this.dirtyWindows.delete(w);
         this.toEvaluate.delete(w);
         this.evicted.push({ kind: w.kind, key: w.key, start: w.start });
+        if (w.released) this.remember(w.key, w.released, -1);
         if (w.kind === 'neighbourhood' && w.changed.size > 0 && w.revision >= 0) {
           this.log.warn({ window: w.id, meters: w.changed.size }, 'pes: held neighbourhood revision dropped at the retention horizon');
+        }
+        if (w.kind === 'neighbourhood' && w.revision < 0 && !w.suppressed) {
+          this.log.warn({ window: w.id, meters: w.meters.size }, 'pes: neighbourhood window held by the membership guard dropped at the retention horizon');
         }
         any = true;
       }
@@ -672,6 +759,7 @@ export class PesCore {
         acc: [...w.acc].map(([b, c]) => [b, ciphertextToBytes(pk, c)]),
         meters: [...w.meters],
         changed: [...w.changed],
+        released: w.released,
       });
     }
     this.dirtyWindows.clear();
