@@ -22,7 +22,7 @@ function open(f: TestFleet, o: Partial<CreatePesOptions> = {}) {
 
 async function nbReleases(f: TestFleet, pes: ReturnType<typeof createPes>): Promise<NeighbourhoodAggregate[]> {
   await pes.idle();
-  return openAggregates(f.mdms, pes.sent).filter((x): x is NeighbourhoodAggregate => x.kind === 'neighbourhood');
+  return openAggregates(f, pes.sent).filter((x): x is NeighbourhoodAggregate => x.kind === 'neighbourhood');
 }
 
 /** Per meter a steady energy per minute, so that any two releases subtract to exactly the missing meters. */

@@ -41,7 +41,7 @@ describe('PES with --dp-epsilon', () => {
     for (let step = 0; step < 6; step++) pes.ingestUplink(uplink(ms.map((m) => m.frame(m.batch(15, 60, () => 10)))));
     pes.flush();
     await pes.idle();
-    const bodies = openAggregates(f.mdms, pes.sent);
+    const bodies = openAggregates(f, pes.sent);
     const nb = bodies.filter((b): b is NeighbourhoodAggregate => b.kind === 'neighbourhood');
     expect(nb).toHaveLength(6);
     // True total 3 x 15 x 10 = 450 Wh each; noise of scale 18400 Wh (clamped at 0) leaves hardly any unchanged.
