@@ -55,3 +55,15 @@ export function zoneOption(v: string): string {
   if (!IANAZone.isValidZone(v)) throw new InvalidArgumentError(`--tz must be an IANA time zone such as UTC or America/New_York, got "${v}"`);
   return v;
 }
+
+/**
+ * Parser for `--meter <id>`: a meter id (16 lower-case hex digits, the system title).
+ * @example
+ * ```ts
+ * cmd.requiredOption('--meter <id>', 'meter id', meterIdOption);
+ * ```
+ */
+export function meterIdOption(v: string): string {
+  if (!/^[0-9a-f]{16}$/.test(v)) throw new InvalidArgumentError(`--meter must be a meter id (16 lower-case hex digits, the system title), got "${v}"`);
+  return v;
+}
