@@ -31,6 +31,9 @@
  * line. The meter then drains: it seals no frame under the new key while a frame sealed under the old one is
  * unacknowledged, so every old-key frame is upstream before the first new-key frame, and switches with the next
  * frame. The invocation counter continues across the switch (one counter, never reused whatever the key).
+ * While it drains (normally one round trip; as long as the gateway is unreachable otherwise) the loop seals
+ * nothing and reads no sample: a file or synthetic source resumes where it stopped; for a live P1 port the
+ * register is cumulative, so the energy of that time reaches the next reading.
  * @module
  */
 import { timingSafeEqual } from 'node:crypto';

@@ -364,18 +364,18 @@ export class PesCore {
    * else tells whether an older, retired key authenticates it. One AES-GCM open in the common case.
    */
   private open(info: MeterInfo, rt: MeterRuntime, frame: CipheredFrame): { plaintext: Uint8Array; generation: number } | 'retired' | 'badTag' {
-    const keys = [info.key, ...(info.rotated ?? [])];
-    const order = [...keys.keys()].filter((g) => g >= rt.keyGeneration);
-    for (const g of order) {
+    const rotated = info.rotated ?? [];
+    const n = 1 + rotated.length;
+    for (let g = rt.keyGeneration; g < n; g++) {
       try {
-        return { plaintext: openFrame(keys[g]!, frame), generation: g };
+        return { plaintext: openFrame(g === 0 ? info.key : rotated[g - 1]!, frame), generation: g };
       } catch {
         // not under this generation
       }
     }
-    for (let g = Math.min(rt.keyGeneration, keys.length) - 1; g >= 0; g--) {
+    for (let g = Math.min(rt.keyGeneration, n) - 1; g >= 0; g--) {
       try {
-        openFrame(keys[g]!, frame).fill(0);
+        openFrame(g === 0 ? info.key : rotated[g - 1]!, frame).fill(0);
         return 'retired';
       } catch {
         // not under this generation
