@@ -11,6 +11,9 @@ import { MockBinding, openCrossedMockPair } from '../../firmware/hal/crossed-moc
 import { streamLine } from '../../firmware/hal/line.js';
 import { FileNvStore } from '../../firmware/hal/nv.js';
 import { Meter } from '../../firmware/meter.js';
+import { decodeMeterState, encodeMeterState } from '../../firmware/state.js';
+import { cborDecode, cborEncode } from '../../protocol/cbor.js';
+import { writeFileSync } from 'node:fs';
 import { SyntheticSource } from '../../firmware/sources/synthetic.js';
 import { decodeFrame, decodeMessage, encodeAck, encodeKeyTransfer, MSG_FRAME, MSG_KEY_ACK, openFrame, systemTitle } from '../../protocol/frame.js';
 import { wrapMeterKey } from '../../protocol/key-wrap.js';
@@ -157,4 +160,22 @@ describe('meter key transfer', () => {
     await meter.done(60_000);
     expect(meter.counters.badKeyTransfer).toBe(0);
   }, 90_000);
+
+  it('refuses to boot from NV whose transferred key does not unwrap, or whose pending key is not newer', async () => {
+    const r = await rig(4);
+    const base = { systemTitle: ST, reservedIc: 64, registerMilliWs: 0n, resumeAt: -1, samples: 0, ring: [] };
+    const good = { generation: 2, wrapped: wrapMeterKey(r.kek, 2, r.key1) };
+    const tampered = { generation: 2, wrapped: Buffer.from(good.wrapped).fill(0x55, 10, 11) };
+    writeFileSync(r.nvPath, cborEncode(encodeMeterState({ ...base, key: tampered })));
+    await expect(r.start()).rejects.toThrow(/does not authenticate/);
+    writeFileSync(r.nvPath, cborEncode(encodeMeterState({ ...base, key: { ...good, generation: 3 } }))); // re-labelled in NV
+    await expect(r.start()).rejects.toThrow(/does not authenticate/);
+    const stale = cborDecode(cborEncode(encodeMeterState({ ...base, key: good, next: { generation: 1, wrapped: wrapMeterKey(r.kek, 1, r.key0) } })));
+    expect(() => decodeMeterState(stale, ST)).toThrow(/not above/);
+    writeFileSync(r.nvPath, cborEncode(encodeMeterState({ ...base, key: good })));
+    const meter = await r.start();
+    expect(meter.keyGeneration).toBe(2);
+    await until(() => r.peer.frames.size >= 2, 'frames');
+    expect([...r.peer.frames.values()].every((k) => k === 1)).toBe(true); // sealed under the key from NV
+  });
 });
