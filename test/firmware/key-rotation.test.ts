@@ -13,7 +13,12 @@ import { FileNvStore } from '../../firmware/hal/nv.js';
 import { Meter } from '../../firmware/meter.js';
 import { decodeMeterState, encodeMeterState } from '../../firmware/state.js';
 import { cborDecode, cborEncode } from '../../protocol/cbor.js';
-import { writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { Command } from 'commander';
+import { SerialPort } from 'serialport';
+import { registerMeterCommand } from '../../firmware/cli.js';
+import { meterId } from '../../protocol/frame.js';
 import { SyntheticSource } from '../../firmware/sources/synthetic.js';
 import { decodeFrame, decodeMessage, encodeAck, encodeKeyTransfer, MSG_FRAME, MSG_KEY_ACK, openFrame, systemTitle } from '../../protocol/frame.js';
 import { wrapMeterKey } from '../../protocol/key-wrap.js';
@@ -178,4 +183,42 @@ describe('meter key transfer', () => {
     await until(() => r.peer.frames.size >= 2, 'frames');
     expect([...r.peer.frames.values()].every((k) => k === 1)).toBe(true); // sealed under the key from NV
   });
+});
+
+describe('smartermeter meter --key-transfer', () => {
+  // A real serial line: a socat pty pair (as test/firmware/cli.test.ts).
+  const socat = spawnSync('socat', ['-V']).status === 0;
+  it.skipIf(!socat && process.env.CI !== 'true')('applies the transfer file with the KEK from the key set: acknowledged, kept in NV, every frame from the switch on under the new key', async () => {
+    expect(socat, 'socat is required in CI').toBe(true);
+    const dir = mkdtempSync(join(tmpdir(), 'meter-rot-cli-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const id = meterId(ST);
+    const [key0, key1, kek] = [randomBytes(32), randomBytes(32), randomBytes(32)];
+    mkdirSync(join(dir, 'keys', 'meters'), { recursive: true, mode: 0o700 });
+    writeFileSync(join(dir, 'keys', 'meters', `${id}.key`), key0.toString('hex'), { mode: 0o600 });
+    writeFileSync(join(dir, 'keys', 'meters', `${id}.kek`), kek.toString('hex'), { mode: 0o600 });
+    const transferFile = join(dir, 'keys', 'meters', `${id}.transfer`);
+    writeFileSync(transferFile, encodeKeyTransfer({ systemTitle: ST, generation: 1, wrapped: wrapMeterKey(kek, 1, key1) }), { mode: 0o600 });
+    const fleet = { version: 1, meters: [{ meter: id, label: 'm', household: 'hh', neighbourhood: 'nb', gateway: 'gw-nb', source: 'synthetic:5' }], gateways: ['gw-nb'], households: ['hh'], neighbourhoods: ['nb'] };
+    writeFileSync(join(dir, 'keys', 'fleet.json'), JSON.stringify(fleet));
+    const [ttyMeter, ttyGateway] = [join(dir, 'ttyM'), join(dir, 'ttyG')];
+    const pty = spawn('socat', [`pty,raw,echo=0,link=${ttyMeter}`, `pty,raw,echo=0,link=${ttyGateway}`], { stdio: 'ignore' });
+    cleanups.push(() => pty.kill());
+    await until(() => existsSync(ttyMeter) && existsSync(ttyGateway), 'the pty pair', 10_000);
+    const gw = new SerialPort({ path: ttyGateway, baudRate: 115200 });
+    await new Promise((resolve, reject) => (gw.once('open', resolve), gw.once('error', reject)));
+    cleanups.push(() => new Promise((r) => (gw.isOpen ? gw.close(r) : r(null))));
+    const peer = new Peer(gw, [key0, key1]);
+    const program = new Command('smartermeter').exitOverride().configureOutput({ writeErr: () => undefined, writeOut: () => undefined });
+    registerMeterCommand(program);
+    const nv = join(dir, 'nv.cbor');
+    await program.parseAsync(['meter', '--keys', join(dir, 'keys'), '--meter', id, '--port', ttyMeter, '--speed', 'max', '--start', '2016-05-06', '--days', '1', '--nv', nv, '--key-transfer', transferFile], { from: 'user' });
+    expect(peer.keyAcks).toEqual([1]);
+    const byIc = [...peer.frames.entries()].sort((a, b) => a[0] - b[0]);
+    expect(byIc).toHaveLength(96);
+    const firstNew = byIc.findIndex(([, k]) => k === 1);
+    expect(firstNew).toBeGreaterThanOrEqual(0);
+    expect(byIc.slice(firstNew).every(([, k]) => k === 1)).toBe(true);
+    expect(decodeMeterState(cborDecode(readFileSync(nv)), ST).key?.generation).toBe(1);
+  }, 60_000);
 });
