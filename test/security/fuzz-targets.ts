@@ -669,7 +669,7 @@ interface PesInput {
   special: 'none' | 'huge' | 'oversize' | 'empty';
 }
 
-const PER_FRAME = ['framesOk', 'badTag', 'unknownMeter', 'replay', 'malformedFrame', 'timeBackwards', 'registerDecrease', 'absurdTime', 'tooOld'] as const;
+const PER_FRAME = ['framesOk', 'badTag', 'unknownMeter', 'retiredKey', 'replay', 'duplicateFrame', 'malformedFrame', 'timeBackwards', 'registerDecrease', 'absurdTime', 'tooOld'] as const;
 
 /** A PES, a broker and a fleet of meters with pre-sealed genuine frames; every published household stream message is captured server-side. */
 async function openPesRig(o: TargetOptions, clientId: string) {
