@@ -72,7 +72,15 @@ describe('meter key rotation through line, gateway stand-in and PES', () => {
     const keyAcks: number[] = [];
       const underKey = new Map<number, 'old' | 'new'>(); // distinct counters by the key that seals them
     const bytesByIc = new Map<number, Buffer>();
+    const handlerErrors: string[] = [];
     gwEnd.pipe(new LinkParser()).on('data', (payload: Buffer) => {
+      try {
+        relay(payload);
+      } catch (e) {
+        handlerErrors.push((e as Error).message);
+      }
+    });
+    const relay = (payload: Buffer) => {
       const m = decodeMessage(payload);
       if (m.type === MSG_KEY_ACK) return void keyAcks.push(m.generation);
       if (m.type !== MSG_FRAME) return;
@@ -90,7 +98,7 @@ describe('meter key rotation through line, gateway stand-in and PES', () => {
       bytesByIc.set(m.ic, payload);
       pes.ingestUplink(uplink([payload]));
       gwEnd.write(encodeLinkFrame(encodeAck({ systemTitle: m.systemTitle, ic: m.ic })));
-    });
+    };
 
     const source = new SyntheticSource({ seed: 17, start: START, days: 2 });
     const nv = new MemoryNvStore();
@@ -104,29 +112,32 @@ describe('meter key rotation through line, gateway stand-in and PES', () => {
       await new Promise((r) => setTimeout(r, 150));
     }
     const counters = await meter.done(120_000);
+    expect(handlerErrors).toEqual([]);
 
-    expect(transferCopies).toBeGreaterThanOrEqual(2); // the first copy was lost and the transfer repeated
+    // Every figure in the message of each check below: a failure under load must say what happened.
+    const why = () => JSON.stringify({ meter: counters, pes: pes.counters, transferCopies, keyAcks, ics: [...underKey].sort((a, b) => a[0] - b[0]) });
+    expect(transferCopies, why()).toBeGreaterThanOrEqual(2); // the first copy was lost and the transfer repeated
     expect(keyAcks.every((g) => g === 1)).toBe(true);
-    expect(counters.retransmits).toBeGreaterThan(0); // lost acknowledgements were repaired around the switch
-    expect([counters.keyTransfers, counters.keySwitches, counters.badKeyTransfer, meter.keyGeneration]).toEqual([1, 1, 0, 1]);
+    expect(counters.retransmits, why()).toBeGreaterThan(0); // lost acknowledgements were repaired around the switch
+    expect([counters.keyTransfers, counters.keySwitches, counters.badKeyTransfer, meter.keyGeneration], why()).toEqual([1, 1, 0, 1]);
     // The switch is one boundary: every counter below it under the old key, every one above under the new.
     const ics = [...underKey.keys()].sort((a, b) => a - b);
     const firstNew = ics.findIndex((ic) => underKey.get(ic) === 'new');
-    expect(firstNew).toBeGreaterThan(20);
-    expect(ics.slice(0, firstNew).every((ic) => underKey.get(ic) === 'old')).toBe(true);
-    expect(ics.slice(firstNew).every((ic) => underKey.get(ic) === 'new')).toBe(true);
-    expect(ics.length).toBe(counters.frames);
+    expect(firstNew, why()).toBeGreaterThan(20);
+    expect(ics.slice(0, firstNew).every((ic) => underKey.get(ic) === 'old'), why()).toBe(true);
+    expect(ics.slice(firstNew).every((ic) => underKey.get(ic) === 'new'), why()).toBe(true);
+    expect(ics.length, why()).toBe(counters.frames);
 
     // Nothing lost, nothing counted twice.
     const c = pes.counters;
-    expect(c.framesOk).toBe(counters.frames);
-    expect(c.readings).toBe(counters.readings);
-    expect([c.badTag, c.replay, c.retiredKey, c.keySwitches, c.malformedFrame]).toEqual([0, 0, 0, 1, 0]);
+    expect(c.framesOk, why()).toBe(counters.frames);
+    expect(c.readings, why()).toBe(counters.readings);
+    expect([c.badTag, c.replay, c.retiredKey, c.keySwitches, c.malformedFrame], why()).toEqual([0, 0, 0, 1, 0]);
     pes.flush();
     await pes.idle();
     const billed = [...latest(openAggregates(f.mdms, pes.sent)).values()].filter((b): b is BillingAggregate => b.kind === 'billing');
     const energy = billed.reduce((a, b) => a + Object.values(b.bands).reduce((x, y) => x + y, 0), 0);
-    expect(energy).toBe(meter.registerWh - meter.startWh);
+    expect(energy, why()).toBe(meter.registerWh - meter.startWh);
     expect(energy).toBeGreaterThan(0);
 
     // A frame under the retired key, fresh counter, valid batch: refused and counted, not folded.
