@@ -224,7 +224,8 @@ export async function startSystem(o: SystemOptions): Promise<SystemHandle> {
     for (const m of o.fleet.meters) {
       const key = pk.meterKeys.get(m.meter);
       if (!key) throw new Error(`no PES key for meter ${m.meter}`);
-      meters.set(m.meter, { key, household: m.household, neighbourhood: m.neighbourhood });
+      const rotated = pk.meterRotations.get(m.meter);
+      meters.set(m.meter, { key, household: m.household, neighbourhood: m.neighbourhood, ...(rotated?.length ? { rotated } : {}) });
     }
     const pes = startPesService({
       keys: { rsa: pk.rsa, paillier: pk.paillier, mdmsPublic: pk.mdmsPublic, signer: pk.signer, bindingKeys: pk.bindingKeys, householdPublic: pk.householdPublic, meters },

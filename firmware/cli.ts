@@ -2,13 +2,13 @@
  * `smartermeter meter ...`: run a simulated meter on a serial port, or write a synthetic dataset.
  * @module
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { DateTime } from 'luxon';
 import pino, { type Logger } from 'pino';
-import { intOption, zoneOption } from '../lib/flags.js';
-import { loadFleet, loadMeterKey } from '../lib/keyset.js';
+import { intOption, meterIdOption, zoneOption } from '../lib/flags.js';
+import { loadFleet, loadMeterKek, loadMeterKey, readFile } from '../lib/keyset.js';
 import { createClock, parseSpeed, type Speed } from './hal/clock.js';
 import { FileNvStore } from './hal/nv.js';
 import type { Source } from './hal/source.js';
@@ -56,11 +56,6 @@ export function p1SerialOption(v: string): SerialSettings {
   return m[2] === '7E1' ? { baudRate, dataBits: 7, parity: 'even', stopBits: 1 } : { baudRate, dataBits: 8, parity: 'none', stopBits: 1 };
 }
 
-function meterIdOption(v: string): string {
-  if (!/^[0-9a-f]{16}$/.test(v)) throw new InvalidArgumentError(`--meter must be a meter id (16 lower-case hex digits, the system title), got "${v}"`);
-  return v;
-}
-
 /**
  * Parses `--start`: an ISO 8601 date or date-time, read in `tz` when it carries no offset; must fall on a
  * whole minute. Returns Unix seconds.
@@ -97,6 +92,7 @@ interface RunFlags {
   p1Key?: string;
   p1AuthKey?: string;
   p1KeyFile?: string;
+  keyTransfer?: string;
 }
 
 /**
@@ -137,6 +133,8 @@ function p1Keys(f: RunFlags): P1Keys | undefined {
 async function runMeter(f: RunFlags): Promise<void> {
   const log = pino({ name: 'meter' });
   const key = loadMeterKey(f.keys, f.meter);
+  const kek = existsSync(join(f.keys, 'meters', `${f.meter}.kek`)) ? loadMeterKek(f.keys, f.meter) : undefined;
+  const transfer = f.keyTransfer === undefined ? undefined : readFile(f.keyTransfer, 'key transfer');
   const entry = loadFleet(f.keys).meters.find((m) => m.meter === f.meter);
   if (!entry && f.source === undefined) throw new Error(`meter ${f.meter} is not in ${join(f.keys, 'fleet.json')}; pass --source`);
   const { source, synthetic } = meterSource(f.source ?? entry!.source, f, log.child({ meter: f.meter }));
@@ -158,8 +156,15 @@ async function runMeter(f: RunFlags): Promise<void> {
     ackTimeoutMs: f.ackTimeout,
     window: f.window,
     log,
+    ...(kek ? { kek } : {}),
   });
   key.fill(0);
+  kek?.fill(0);
+  if (transfer) {
+    const r = await meter.acceptKeyTransfer(transfer);
+    if (r === 'refused') log.error({ file: f.keyTransfer }, 'key transfer refused (see the warning above); the meter keeps its key');
+    else log.info({ file: f.keyTransfer, generation: meter.keyGeneration }, r === 'accepted' ? 'key transfer accepted: the meter switches once its frames under the old key are acknowledged' : 'key transfer already held');
+  }
   const shutdown = async () => {
     await meter.stop();
     await line.close();
@@ -214,6 +219,7 @@ export function registerMeterCommand(program: Command): void {
     .option('--ground-truth <file>', 'synthetic source: write appliance and occupancy intervals as JSON')
     .option('--ack-timeout <ms>', 'retransmit a frame unacknowledged for this long', intOption('--ack-timeout', 1, 3_600_000), 1000)
     .option('--window <n>', 'most frames in flight', intOption('--window', 1, 65536), 32)
+    .option('--key-transfer <file>', 'a key transfer from `provision rotate` (meters/<id>.transfer), applied at boot as a technician\'s tool would')
     .action(async (f: RunFlags) => {
       for (const flag of ['keys', 'meter', 'port'] as const) {
         if (f[flag] === undefined) throw new InvalidArgumentError(`--${flag} is required`);

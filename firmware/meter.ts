@@ -25,12 +25,22 @@
  * P1 meter was replaced, or a corrupt line): the reading's energy is then its register itself (§5 of
  * docs/protocol.md). CLOCK_SET is never set: a source whose time goes backwards (or overlaps the previous
  * sample) stops the meter with an error.
+ *
+ * Key transfer (docs/protocol.md §7.1, the DLMS `global_key_transfer`): a valid transfer for this meter (its KEK
+ * unwraps it, generation above the one in use) is saved to NV, still wrapped, and only then acknowledged on the
+ * line. The meter then drains: it seals no frame under the new key while a frame sealed under the old one is
+ * unacknowledged, so every old-key frame is upstream before the first new-key frame, and switches with the next
+ * frame. The invocation counter continues across the switch (one counter, never reused whatever the key).
+ * While it drains (normally one round trip; as long as the gateway is unreachable otherwise) the loop seals
+ * nothing and reads no sample: a file or synthetic source resumes where it stopped; for a live P1 port the
+ * register is cumulative, so the energy of that time reaches the next reading.
  * @module
  */
 import { timingSafeEqual } from 'node:crypto';
 import pino, { type Logger } from 'pino';
 import { encodeLinkFrame, LinkParser, type LinkCounters } from '../protocol/link.js';
-import { decodeMessage, encodeFrame, meterId, MSG_ACK, SC_AES256GCM, sealFrame } from '../protocol/frame.js';
+import { decodeMessage, encodeFrame, encodeKeyAck, meterId, MSG_ACK, MSG_KEY_TRANSFER, SC_AES256GCM, sealFrame, type KeyTransfer } from '../protocol/frame.js';
+import { unwrapMeterKey } from '../protocol/key-wrap.js';
 import { encodeReadingBatch, MAX_READINGS_PER_BATCH, Status, type Reading } from '../protocol/reading.js';
 import { createClock, type Clock } from './hal/clock.js';
 import type { SerialLine } from './hal/line.js';
@@ -40,13 +50,18 @@ import { DEFAULT_COUNTER_BLOCK, InvocationCounter } from './counter.js';
 import { averagePowerW, ImportRegister, MILLIWS_PER_WH } from './register.js';
 import { DEFAULT_RING_CAPACITY, FrameRing } from './ring.js';
 import { newRto, rtoOnAck, rtoOnTimeout, type Rto } from './rto.js';
-import { decodeMeterState, encodeMeterState, type MeterState } from './state.js';
+import { decodeMeterState, encodeMeterState, type MeterState, type StoredKey } from './state.js';
 
 export interface MeterOptions {
   /** The meter's 8-byte system title (its id is `meterId(systemTitle)`). */
   systemTitle: Uint8Array;
-  /** The meter's AES-256 key (copied: the caller may wipe its buffer once the meter started). */
+  /** The meter's provisioned AES-256 key, generation 0 (copied: the caller may wipe its buffer once the meter started). */
   key: Uint8Array;
+  /**
+   * The meter's key-encryption key (32 bytes): unwraps key transfers and the transferred key kept in NV. Without
+   * it the meter refuses transfers, and refuses to boot from NV that holds a transferred key.
+   */
+  kek?: Uint8Array;
   line: SerialLine;
   source: Source;
   nv: NvStore;
@@ -100,6 +115,12 @@ export interface MeterCounters {
   duplicateAcks: number;
   /** Readings flagged REGISTER_RESET (an adopted register went backwards). */
   registerResets: number;
+  /** Key transfers accepted (saved and acknowledged; a repeat of the pending one is acknowledged again, not counted). */
+  keyTransfers: number;
+  /** Key transfers refused: no KEK, generation not above the one in use, or the wrapped key did not authenticate. */
+  badKeyTransfer: number;
+  /** Switches to a transferred key. */
+  keySwitches: number;
 }
 
 /**
@@ -150,9 +171,14 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 export class Meter {
   /** The meter id (hex system title). */
   readonly id: string;
-  readonly counters: MeterCounters = { readings: 0, frames: 0, bytesSent: 0, retransmits: 0, timeouts: 0, acked: 0, droppedFromRing: 0, badDownlink: 0, duplicateAcks: 0, registerResets: 0 };
+  readonly counters: MeterCounters = { readings: 0, frames: 0, bytesSent: 0, retransmits: 0, timeouts: 0, acked: 0, droppedFromRing: 0, badDownlink: 0, duplicateAcks: 0, registerResets: 0, keyTransfers: 0, badKeyTransfer: 0, keySwitches: 0 };
   private readonly st: Uint8Array;
-  private readonly key: Uint8Array;
+  private key: Uint8Array;
+  private readonly kek: Uint8Array | undefined;
+  /** The key in use when transferred (absent: the provisioned key, generation 0). */
+  private keyStored: StoredKey | undefined;
+  /** An acknowledged transfer not switched to yet. */
+  private next: StoredKey | undefined;
   private readonly line: SerialLine;
   private readonly source: Source;
   private readonly nv: NvStore;
@@ -197,7 +223,11 @@ export class Meter {
   private constructor(o: MeterOptions, state: MeterState | undefined) {
     this.st = o.systemTitle;
     this.id = meterId(o.systemTitle);
-    this.key = Uint8Array.from(o.key); // our own copy: the caller may wipe theirs
+    this.kek = o.kek && Uint8Array.from(o.kek);
+    this.keyStored = state?.key;
+    this.next = state?.next;
+    // Our own copy: the caller may wipe theirs. A transferred key comes from NV, unwrapped with the KEK.
+    this.key = this.keyStored ? Uint8Array.from(unwrapMeterKey(this.kek!, this.keyStored.generation, this.keyStored.wrapped)) : Uint8Array.from(o.key);
     this.line = o.line;
     this.source = o.source;
     this.nv = o.nv;
@@ -231,6 +261,7 @@ export class Meter {
     const o = options;
     check(o.systemTitle instanceof Uint8Array && o.systemTitle.length === 8, '"systemTitle" must be 8 bytes');
     check(o.key instanceof Uint8Array && o.key.length === 32, '"key" must be 32 bytes (AES-256)');
+    check(o.kek === undefined || (o.kek instanceof Uint8Array && o.kek.length === 32), '"kek" must be 32 bytes (AES-256)');
     check(typeof o.line?.write === 'function' && typeof o.line.onData === 'function', '"line" must be a SerialLine');
     check(typeof o.source?.samples === 'function', '"source" must be a Source');
     check(typeof o.nv?.load === 'function' && typeof o.nv.save === 'function', '"nv" must be an NvStore');
@@ -246,6 +277,7 @@ export class Meter {
     check(o.drainTimeoutMs === undefined || o.drainTimeoutMs === Infinity || (Number.isSafeInteger(o.drainTimeoutMs) && o.drainTimeoutMs >= 0), '"drainTimeoutMs" must be a non-negative integer or Infinity');
     const record = await o.nv.load();
     const state = record === undefined ? undefined : decodeMeterState(record, o.systemTitle);
+    if ((state?.key || state?.next) && !o.kek) throw new Error(`meter ${meterId(o.systemTitle)}: NV holds a transferred key: its KEK is needed to boot`);
     const meter = new Meter(o, state);
     meter.boot(state !== undefined);
     return meter;
@@ -277,6 +309,11 @@ export class Meter {
   /** The acknowledgement timeout now, ms (adaptive: the current RTO estimate). */
   get ackTimeout(): number {
     return this.fixedTimer ? this.ackTimeoutMs : this.rto.rto;
+  }
+
+  /** Generation of the key in use (0: the provisioned key). */
+  get keyGeneration(): number {
+    return this.keyStored?.generation ?? 0;
   }
 
   /** Counters of the downlink link parser (bad CRCs, garbage, resyncs). */
@@ -408,6 +445,8 @@ export class Meter {
     const readings = this.batch;
     this.batch = [];
     const prevWh = Number(this.committed.milliWs / MILLIWS_PER_WH);
+    if (this.next) await this.switchKey();
+    if (this.stopped) return;
     const plaintext = encodeReadingBatch({ prevWh, readings });
     const ic = await this.counter.next();
     const bytes = encodeFrame(sealFrame(this.key, { systemTitle: this.st, sc: SC_AES256GCM, ic }, plaintext));
@@ -422,6 +461,85 @@ export class Meter {
       // Seal the next frames while these are on the line, not faster than the line carries them.
       while ((this.txQueue.length >= FRAMES_AHEAD || this.ring.size >= this.window) && !this.stopped) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
     }
+  }
+
+  /**
+   * Switches to the acknowledged transferred key once no frame sealed under the old key is unacknowledged, so
+   * that the receiver has every old-key frame before it sees the first new-key one. The switch reaches NV with
+   * the frame that follows (a cut before that save boots with the old key and the pending one, and drains again).
+   */
+  private async switchKey(): Promise<void> {
+    while (this.ring.size > 0 && !this.stopped) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
+    const next = this.next;
+    if (this.stopped || !next) return;
+    const key = unwrapMeterKey(this.kek!, next.generation, next.wrapped);
+    this.key.fill(0);
+    this.key = Uint8Array.from(key);
+    key.fill(0);
+    this.keyStored = next;
+    this.next = undefined;
+    this.counters.keySwitches++;
+    this.log.info({ generation: next.generation }, 'switched to the transferred key');
+  }
+
+  /**
+   * A key-transfer message (serial-line type 3) handed over out of band, as a technician's tool on the
+   * meter's optical port would: the same handling as one arriving on the line (see the module doc). Resolves
+   * `'accepted'` once the key is in NV and acknowledged, `'repeat'` for the transfer already held, `'refused'`
+   * (counted in `badKeyTransfer`) for anything else.
+   * @example
+   * ```ts
+   * if ((await meter.acceptKeyTransfer(readFileSync(transferPath))) === 'refused') throw new Error('refused');
+   * ```
+   */
+  async acceptKeyTransfer(message: Uint8Array): Promise<'accepted' | 'repeat' | 'refused'> {
+    let m: ReturnType<typeof decodeMessage>;
+    try {
+      m = decodeMessage(message);
+    } catch (e) {
+      return this.refuse(0, (e as Error).message);
+    }
+    if (m.type !== MSG_KEY_TRANSFER || !sameBytes(m.systemTitle, this.st)) return this.refuse(0, 'not a key transfer for this meter');
+    return this.onKeyTransfer(m);
+  }
+
+  private refuse(generation: number, why: string): 'refused' {
+    this.counters.badKeyTransfer++;
+    this.log.warn({ generation, refused: this.counters.badKeyTransfer }, `key transfer refused: ${why}`);
+    return 'refused';
+  }
+
+  /** A key transfer: refused and counted, or saved to NV, acknowledged, then switched to (see the module doc). */
+  private async onKeyTransfer(t: KeyTransfer): Promise<'accepted' | 'repeat' | 'refused'> {
+    if (this.stopped) return 'refused';
+    const ack = () => {
+      const wire = encodeLinkFrame(encodeKeyAck({ systemTitle: this.st, generation: t.generation }));
+      this.counters.bytesSent += wire.length;
+      this.line.write(wire).catch(() => undefined); // a lost acknowledgement: the sender repeats the transfer
+    };
+    const same = (k: StoredKey | undefined) => k !== undefined && k.generation === t.generation && sameBytes(k.wrapped, t.wrapped);
+    if (same(this.next) || same(this.keyStored)) {
+      ack(); // a repeat: our acknowledgement was lost
+      return 'repeat';
+    }
+    if (!this.kek) return this.refuse(t.generation, 'this meter has no KEK');
+    if (t.generation <= Math.max(this.keyGeneration, this.next?.generation ?? 0)) return this.refuse(t.generation, 'generation not above the one held');
+    try {
+      unwrapMeterKey(this.kek, t.generation, t.wrapped).fill(0);
+    } catch (e) {
+      return this.refuse(t.generation, (e as Error).message);
+    }
+    this.next = { generation: t.generation, wrapped: Uint8Array.from(t.wrapped) };
+    this.counters.keyTransfers++;
+    this.log.info({ generation: t.generation }, 'key transfer accepted');
+    try {
+      await this.persist();
+    } catch (e) {
+      this.fail(e as Error);
+      return 'refused';
+    }
+    ack();
+    return 'accepted';
   }
 
   /**
@@ -456,7 +574,8 @@ export class Meter {
     const save = this.saveChain.then(async () => {
       this.queuedSave = undefined;
       if (this.halted) throw new MeterStoppedError('halted');
-      await this.nv.save(encodeMeterState({ systemTitle: this.st, reservedIc: this.mark, registerMilliWs: this.committed.milliWs, resumeAt: this.committed.resumeAt, samples: this.committed.samples, ring: this.ring.list() }));
+      const keys = { ...(this.keyStored ? { key: this.keyStored } : {}), ...(this.next ? { next: this.next } : {}) };
+      await this.nv.save(encodeMeterState({ systemTitle: this.st, reservedIc: this.mark, registerMilliWs: this.committed.milliWs, resumeAt: this.committed.resumeAt, samples: this.committed.samples, ring: this.ring.list(), ...keys }));
     });
     this.queuedSave = save;
     this.saveChain = save.catch(() => undefined);
@@ -540,7 +659,8 @@ export class Meter {
     let ic: number;
     try {
       const m = decodeMessage(payload);
-      if (m.type !== MSG_ACK || !sameBytes(m.systemTitle, this.st)) throw new TypeError('not an acknowledgement for this meter');
+      if ((m.type !== MSG_ACK && m.type !== MSG_KEY_TRANSFER) || !sameBytes(m.systemTitle, this.st)) throw new TypeError('not an acknowledgement or key transfer for this meter');
+      if (m.type === MSG_KEY_TRANSFER) return void this.onKeyTransfer(m);
       ic = m.ic;
     } catch {
       this.counters.badDownlink++;

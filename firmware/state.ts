@@ -9,6 +9,7 @@
  */
 import { asArray, asBytes, asUint } from '../protocol/cbor.js';
 import { MAX_IC, SYSTEM_TITLE_LEN, meterId } from '../protocol/frame.js';
+import { MAX_KEY_GENERATION, WRAPPED_KEY_LEN } from '../protocol/key-wrap.js';
 import { MILLIWS_PER_WH } from './register.js';
 import type { RingFrame } from './ring.js';
 
@@ -31,6 +32,19 @@ export interface MeterState {
   samples: number;
   /** Unacknowledged frames, oldest first. */
   ring: RingFrame[];
+  /**
+   * The key in use when it is not the provisioned one (generation 0): its generation and the key wrapped under
+   * the meter's KEK, as it arrived (NV holds no meter key in clear).
+   */
+  key?: StoredKey;
+  /** A transferred key the meter acknowledged and switches to once every frame sealed under the old key is acknowledged. */
+  next?: StoredKey;
+}
+
+/** A transferred key as NV keeps it: wrapped under the meter's KEK (protocol/key-wrap.ts). */
+export interface StoredKey {
+  generation: number;
+  wrapped: Uint8Array;
 }
 
 /**
@@ -51,7 +65,17 @@ export function encodeMeterState(s: MeterState): Record<string, unknown> {
     at: s.resumeAt,
     n: s.samples,
     ring: s.ring.map((f) => [f.ic, f.bytes]),
+    ...(s.key ? { key: [s.key.generation, s.key.wrapped] } : {}),
+    ...(s.next ? { next: [s.next.generation, s.next.wrapped] } : {}),
   };
+}
+
+function storedKey(v: unknown, name: string): StoredKey | undefined {
+  if (v === undefined) return undefined;
+  const [g, w] = asArray(v, name, 2, 2);
+  const generation = asUint(g, `${name}.generation`, MAX_KEY_GENERATION);
+  if (generation < 1) throw new TypeError(`${name}.generation must be at least 1`);
+  return { generation, wrapped: Uint8Array.from(asBytes(w, `${name}.wrapped`, WRAPPED_KEY_LEN)) };
 }
 
 /**
@@ -77,7 +101,10 @@ export function decodeMeterState(record: unknown, systemTitle: Uint8Array): Mete
       const [ic, bytes] = asArray(e, `ring[${i}]`, 2, 2);
       return { ic: asUint(ic, `ring[${i}].ic`, MAX_IC), bytes: Buffer.from(asBytes(bytes, `ring[${i}].bytes`)) };
     });
-    return { systemTitle: st, reservedIc: asUint(r.ic, 'ic', MAX_IC + 1), registerMilliWs: reg, resumeAt: at, samples: asUint(r.n, 'n'), ring };
+    const key = storedKey(r.key, 'key');
+    const next = storedKey(r.next, 'next');
+    if (next && next.generation <= (key?.generation ?? 0)) throw new TypeError('next key generation is not above the current one');
+    return { systemTitle: st, reservedIc: asUint(r.ic, 'ic', MAX_IC + 1), registerMilliWs: reg, resumeAt: at, samples: asUint(r.n, 'n'), ring, ...(key ? { key } : {}), ...(next ? { next } : {}) };
   } catch (e) {
     throw new Error(`NV record of meter ${meterId(systemTitle)} is invalid: ${(e as Error).message}`);
   }

@@ -77,3 +77,15 @@ export function readTlsFlags(o: { tlsCert?: string; tlsKey?: string }): { cert: 
   };
   return { cert: read(o.tlsCert, '--tls-cert'), key: read(o.tlsKey!, '--tls-key') };
 }
+
+/**
+ * Parser for `--meter <id>`: a meter id (16 lower-case hex digits, the system title).
+ * @example
+ * ```ts
+ * cmd.requiredOption('--meter <id>', 'meter id', meterIdOption);
+ * ```
+ */
+export function meterIdOption(v: string): string {
+  if (!/^[0-9a-f]{16}$/.test(v)) throw new InvalidArgumentError(`--meter must be a meter id (16 lower-case hex digits, the system title), got "${v}"`);
+  return v;
+}

@@ -5,11 +5,14 @@
  * Layout of a key directory (every secret file mode 0600, directories 0700):
  * ```
  * fleet.json                      public: meters (system titles), households, neighbourhoods, gateways, sources
- * meters/<meter>.key              the meter's AES-256 key (hex) — the meter's own secret
+ * meters/<meter>.key              the meter's AES-256 key (hex), generation 0 — the meter's own secret
+ * meters/<meter>.kek              the meter's key-encryption key (hex): unwraps key transfers (docs/protocol.md §7.1)
+ * meters/<meter>.transfer         the latest key transfer for the meter (CBOR message type 3, the key wrapped under its KEK)
  * pes-sign.pub.pem                public: the PES's Ed25519 key that signs every seal (MDMS, household app, `ucs watch`)
  * pes/pes.key.pem                 PES RSA private key (PKCS#8; encrypted when SM_KEY_PASSPHRASE is set)
  * pes/pes-sign.key.pem            PES Ed25519 signing key (PKCS#8; encrypted when SM_KEY_PASSPHRASE is set)
- * pes/meter-keys.cbor             every meter key wrapped to the PES key with RSA-OAEP-SHA-256
+ * pes/meter-keys.cbor             every meter key (`keys`), KEK (`keks`) and rotated key (`rotations`, generation
+ *                                 1, 2, ... per meter) wrapped to the PES key with RSA-OAEP-SHA-256
  * pes/paillier.key                PES Paillier private key (engine serialisation; encrypted with the passphrase when set)
  * pes/mdms.pub.pem                the MDMS public key the PES seals aggregates to
  * pes/binding-keys.cbor           per household, the key derived from its activation code (docs/protocol.md §10.1)
@@ -28,7 +31,7 @@
  * @module
  */
 import { createPrivateKey, createPublicKey, randomBytes, scryptSync, type KeyObject } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { cborDecode } from '../protocol/cbor.js';
 import { gcmDecrypt, gcmEncrypt } from '../protocol/aead.js';
@@ -63,6 +66,8 @@ export interface PesKeys {
   /** Ed25519: signs every aggregate seal and stream epoch (docs/protocol.md §11). */
   signer: KeyObject;
   meterKeys: Map<string, Buffer>;
+  /** Per meter, the keys `provision rotate` made, generation 1, 2, ... in order. */
+  meterRotations: Map<string, Buffer[]>;
   paillier: PaillierPrivate;
   mdmsPublic: KeyObject;
   householdPublic: Map<string, KeyObject>;
@@ -78,6 +83,19 @@ export function writeSecret(path: string, data: string | Uint8Array): void {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   writeFileSync(path, data, { mode: 0o600 });
   chmodSync(path, 0o600);
+}
+
+/**
+ * Replaces a secret file atomically (write a 0600 temporary file, rename it over the old one): a reader sees
+ * the old content or the new, never a torn file.
+ * @example
+ * ```ts
+ * replaceSecret(join(dir, PES_METER_KEYS), cborEncode(file));
+ * ```
+ */
+export function replaceSecret(path: string, data: string | Uint8Array): void {
+  writeSecret(`${path}.tmp`, data);
+  renameSync(`${path}.tmp`, path);
 }
 
 export function writePublic(path: string, data: string | Uint8Array): void {
@@ -160,6 +178,70 @@ export function loadFleet(dir: string): Fleet {
   return f;
 }
 
+/** Where the wrapped meter keys, KEKs and rotated keys of the PES live in a key set. */
+export const PES_METER_KEYS = 'pes/meter-keys.cbor';
+
+/** The PES's wrapped meter-key file (RSA-OAEP to the PES key): provisioned keys, KEKs, rotated keys. */
+export interface WrappedMeterKeys {
+  version: 1;
+  keys: Record<string, Uint8Array>;
+  keks?: Record<string, Uint8Array>;
+  rotations?: Record<string, Uint8Array[]>;
+}
+
+/**
+ * Reads and checks the PES's wrapped meter-key file (nothing is unwrapped).
+ * @example
+ * ```ts
+ * const generations = (readWrappedMeterKeys(dir).rotations?.[meter] ?? []).length;
+ * ```
+ */
+export function readWrappedMeterKeys(dir: string): WrappedMeterKeys {
+  const path = join(dir, PES_METER_KEYS);
+  const blob = cborDecode(readFile(path, 'wrapped meter keys')) as WrappedMeterKeys;
+  const isMap = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (blob?.version !== 1 || !isMap(blob.keys) || (blob.keks !== undefined && !isMap(blob.keks)) || (blob.rotations !== undefined && !isMap(blob.rotations))) {
+    throw new Error(`${path}: not a version-1 key file`);
+  }
+  for (const [id, list] of Object.entries(blob.rotations ?? {})) {
+    if (!Array.isArray(list) || !list.every((w) => w instanceof Uint8Array)) throw new Error(`${path}: rotations of ${id} must be a list of wrapped keys`);
+  }
+  return blob;
+}
+
+function meterPath(dir: string, meter: string, ext: string): string {
+  if (!/^[0-9a-f]{16}$/.test(meter)) throw new TypeError(`bad meter id ${meter}`);
+  return join(dir, 'meters', `${meter}.${ext}`);
+}
+
+function loadHexKey(path: string, what: string): Buffer {
+  const hex = readFile(path, what).toString('utf8').trim();
+  if (!/^[0-9a-f]{64}$/.test(hex)) throw new Error(`${path}: not a 32-byte hex key`);
+  return Buffer.from(hex, 'hex');
+}
+
+/**
+ * The meter's key-encryption key (unwraps the key transfers of `provision rotate`).
+ * @example
+ * ```ts
+ * const kek = loadMeterKek(dir, '534d520000000001');
+ * ```
+ */
+export function loadMeterKek(dir: string, meter: string): Buffer {
+  return loadHexKey(meterPath(dir, meter, 'kek'), `KEK of meter ${meter}`);
+}
+
+/**
+ * Path of the latest key transfer `provision rotate` made for a meter (the CBOR message for its line).
+ * @example
+ * ```ts
+ * meter.acceptKeyTransfer(readFileSync(meterTransferPath(dir, id)));
+ * ```
+ */
+export function meterTransferPath(dir: string, meter: string): string {
+  return meterPath(dir, meter, 'transfer');
+}
+
 /**
  * The meter's own AES-256 key.
  * @example
@@ -168,11 +250,7 @@ export function loadFleet(dir: string): Fleet {
  * ```
  */
 export function loadMeterKey(dir: string, meter: string): Buffer {
-  if (!/^[0-9a-f]{16}$/.test(meter)) throw new TypeError(`bad meter id ${meter}`);
-  const path = join(dir, 'meters', `${meter}.key`);
-  const hex = readFile(path, `key of meter ${meter}`).toString('utf8').trim();
-  if (!/^[0-9a-f]{64}$/.test(hex)) throw new Error(`${path}: not a 32-byte hex key`);
-  return Buffer.from(hex, 'hex');
+  return loadHexKey(meterPath(dir, meter, 'key'), `key of meter ${meter}`);
 }
 
 /**
@@ -185,10 +263,12 @@ export function loadMeterKey(dir: string, meter: string): Buffer {
  */
 export function loadPesKeys(dir: string): PesKeys {
   const rsa = loadPrivatePem(join(dir, 'pes/pes.key.pem'), 'PES private key');
-  const blob = cborDecode(readFile(join(dir, 'pes/meter-keys.cbor'), 'wrapped meter keys')) as { version: number; keys: Record<string, Uint8Array> };
-  if (blob?.version !== 1 || typeof blob.keys !== 'object') throw new Error(`${join(dir, 'pes/meter-keys.cbor')}: not a version-1 key file`);
+  const blob = readWrappedMeterKeys(dir);
   const meterKeys = new Map<string, Buffer>();
   for (const [id, w] of Object.entries(blob.keys)) meterKeys.set(id, unwrapKey(rsa, w));
+  // The KEKs stay wrapped: the PES holds them as this system's head-end, but deciphers frames with the keys only.
+  const meterRotations = new Map<string, Buffer[]>();
+  for (const [id, list] of Object.entries(blob.rotations ?? {})) meterRotations.set(id, list.map((w) => unwrapKey(rsa, w)));
   const paillierPath = join(dir, 'pes/paillier.key');
   const paillier = decodePrivateKey(openBlob(readFile(paillierPath, 'Paillier key'), paillierPath));
   const mdmsPublic = createPublicKey(readFile(join(dir, 'pes/mdms.pub.pem'), 'MDMS public key'));
@@ -208,7 +288,7 @@ export function loadPesKeys(dir: string): PesKeys {
     for (const [hh, k] of Object.entries(b.keys)) if (k instanceof Uint8Array && k.length === 32) bindingKeys.set(hh, k);
   }
   const signer = loadPrivatePem(join(dir, PES_SIGNING_KEY), 'PES signing key');
-  return { rsa, signer, bindingKeys, meterKeys, paillier, mdmsPublic, householdPublic };
+  return { rsa, signer, bindingKeys, meterKeys, meterRotations, paillier, mdmsPublic, householdPublic };
 }
 
 /** Where the PES's signing key and its public half live in a key set. */
@@ -233,6 +313,17 @@ export function loadPesVerifyKey(dir: string): KeyObject {
   }
   if (key.asymmetricKeyType !== 'ed25519') throw new Error(`${path}: not an Ed25519 public key`);
   return key;
+}
+
+/**
+ * The PES's public RSA key, derived from its private key (what `provision rotate` wraps a new meter key to).
+ * @example
+ * ```ts
+ * wrapKey(loadPesPublicKey(dir), newKey);
+ * ```
+ */
+export function loadPesPublicKey(dir: string): KeyObject {
+  return createPublicKey(loadPrivatePem(join(dir, 'pes/pes.key.pem'), 'PES private key'));
 }
 
 /** Where the PES's household binding keys live in a key set. */

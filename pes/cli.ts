@@ -96,18 +96,20 @@ function credentials(flags: PesFlags): { username?: string; password?: string } 
 }
 
 /**
- * Builds the meter table (id -> key, household, neighbourhood) from a provisioned key set.
+ * Builds the meter table (id -> keys, household, neighbourhood) from a provisioned key set; `rotations` are the
+ * keys `provision rotate` made, generation 1, 2, ... per meter.
  * @example
  * ```ts
- * const meters = fleetMeters(fleet.meters, keys.meterKeys);
+ * const meters = fleetMeters(fleet.meters, keys.meterKeys, keys.meterRotations);
  * ```
  */
-export function fleetMeters(fleet: { meter: string; household: string; neighbourhood: string }[], meterKeys: Map<string, Buffer>): Map<string, MeterInfo> {
+export function fleetMeters(fleet: { meter: string; household: string; neighbourhood: string }[], meterKeys: Map<string, Buffer>, rotations?: Map<string, Buffer[]>): Map<string, MeterInfo> {
   const meters = new Map<string, MeterInfo>();
   for (const m of fleet) {
     const key = meterKeys.get(m.meter);
     if (!key) throw new Error(`the key set has no key for meter ${m.meter}`);
-    meters.set(m.meter, { key, household: m.household, neighbourhood: m.neighbourhood });
+    const rotated = rotations?.get(m.meter);
+    meters.set(m.meter, { key, household: m.household, neighbourhood: m.neighbourhood, ...(rotated?.length ? { rotated } : {}) });
   }
   return meters;
 }
@@ -115,7 +117,7 @@ export function fleetMeters(fleet: { meter: string; household: string; neighbour
 async function run(flags: PesFlags): Promise<void> {
   const log = pino({ name: 'pes' });
   const keys = loadPesKeys(flags.keys);
-  const meters = fleetMeters(loadFleet(flags.keys).meters, keys.meterKeys);
+  const meters = fleetMeters(loadFleet(flags.keys).meters, keys.meterKeys, keys.meterRotations);
   const tariff = flags.tariff ? loadTariff(flags.tariff) : FLAT_TARIFF;
   if (flags.k < 20) log.warn({ k: flags.k }, 'pes: k below 20 — aggregates of fewer households leak individual behaviour (Buescher et al., PoPETs 2017)');
   if (!flags.membershipGuard) log.warn('pes: membership guard off — two releases differing by one meter reveal that household (docs/privacy.md)');

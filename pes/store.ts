@@ -151,7 +151,7 @@ export class PesStore {
   private seal(meter: string, rec: MeterRecord): Buffer {
     const iv = randomBytes(12);
     const digests = rec.replay.digests ? new Uint8Array(rec.replay.digests.buffer, rec.replay.digests.byteOffset, rec.replay.digests.byteLength) : new Uint8Array(0);
-    const body = cborEncode({ r: [rec.replay.highest, rec.replay.bitmap, digests], e: rec.energy, s: rec.replayStreak });
+    const body = cborEncode({ r: [rec.replay.highest, rec.replay.bitmap, digests], e: rec.energy, s: rec.replayStreak, ...(rec.keyGeneration ? { g: rec.keyGeneration } : {}) });
     try {
       return Buffer.concat([iv, gcmEncrypt(this.stateKey, iv, body, Buffer.from(`pes-meter:${meter}`), 16)]);
     } finally {
@@ -162,11 +162,12 @@ export class PesStore {
   private unseal(meter: string, blob: Buffer): MeterRecord {
     const pt = gcmDecrypt(this.stateKey, blob.subarray(0, 12), blob.subarray(12), Buffer.from(`pes-meter:${meter}`), 16);
     try {
-      const o = cborDecode(pt) as { r: [number, Uint8Array, Uint8Array?]; e: MeterRecord['energy']; s: number };
+      const o = cborDecode(pt) as { r: [number, Uint8Array, Uint8Array?]; e: MeterRecord['energy']; s: number; g?: number };
       // Frame digests (4 bytes per counter, platform byte order as written) since duplicates were told apart.
       const d = o.r[2];
       const digests = d && d.length === DIGEST_DEPTH * 4 ? new Uint32Array(Uint8Array.from(d).buffer) : undefined;
-      return { replay: { highest: o.r[0], bitmap: Uint8Array.from(o.r[1]), ...(digests ? { digests } : {}) }, energy: o.e, replayStreak: o.s };
+      const keyGeneration = Number.isSafeInteger(o.g) && o.g! > 0 ? { keyGeneration: o.g! } : {};
+      return { replay: { highest: o.r[0], bitmap: Uint8Array.from(o.r[1]), ...(digests ? { digests } : {}) }, energy: o.e, replayStreak: o.s, ...keyGeneration };
     } finally {
       pt.fill(0);
     }

@@ -5,6 +5,8 @@
  * Every message is a CBOR array whose first item is its type:
  * - ciphered frame (meter -> gateway): `[1, version=1, systemTitle(8 bytes), sc, ic, ciphertext||tag]`
  * - acknowledgement (gateway -> meter): `[2, version=1, systemTitle(8 bytes), ic]`
+ * - key transfer (head-end -> meter): `[3, version=1, systemTitle(8 bytes), generation, wrappedKey(40 bytes)]`
+ * - key-transfer acknowledgement (meter -> head-end): `[4, version=1, systemTitle(8 bytes), generation]`
  *
  * Ciphering (AES-256-GCM, NIST SP 800-38D): IV = systemTitle || ic (4 bytes big-endian) — 12 bytes, unique
  * per (key, frame) because the meter never reuses an invocation counter; AAD = the 15-byte header
@@ -13,9 +15,14 @@
  */
 import { asArray, asBytes, asUint, cborDecode, cborEncode } from './cbor.js';
 import { gcmDecrypt, gcmEncrypt } from './aead.js';
+import { MAX_KEY_GENERATION, WRAPPED_KEY_LEN } from './key-wrap.js';
 
 export const MSG_FRAME = 1;
 export const MSG_ACK = 2;
+/** A new meter key wrapped under the meter's KEK (protocol/key-wrap.ts; docs/protocol.md §7.1). */
+export const MSG_KEY_TRANSFER = 3;
+/** The meter holds the transferred key durably and will switch to it. */
+export const MSG_KEY_ACK = 4;
 export const FRAME_VERSION = 1;
 /** Security control byte: bit 4 authentication + bit 5 encryption, suite 2 (AES-GCM-256). */
 export const SC_AES256GCM = 0x32;
@@ -36,7 +43,22 @@ export interface Ack {
   systemTitle: Uint8Array;
   ic: number;
 }
-export type Message = ({ type: typeof MSG_FRAME } & CipheredFrame) | ({ type: typeof MSG_ACK } & Ack);
+export interface KeyTransfer {
+  systemTitle: Uint8Array;
+  /** 1..2^32 - 1; a meter accepts only a generation above the one it uses. */
+  generation: number;
+  /** The new key, AES-key-wrapped under the meter's KEK with the generation bound (40 bytes). */
+  wrapped: Uint8Array;
+}
+export interface KeyAck {
+  systemTitle: Uint8Array;
+  generation: number;
+}
+export type Message =
+  | ({ type: typeof MSG_FRAME } & CipheredFrame)
+  | ({ type: typeof MSG_ACK } & Ack)
+  | ({ type: typeof MSG_KEY_TRANSFER } & KeyTransfer)
+  | ({ type: typeof MSG_KEY_ACK } & KeyAck);
 
 /**
  * A system title: 3-byte manufacturer (FLAG) id in ASCII followed by a 5-byte serial number.
@@ -138,7 +160,34 @@ export function encodeAck(a: Ack): Buffer {
 }
 
 /**
- * Decodes any serial-line message (frame or ack) without deciphering it; this is all a gateway can do.
+ * Encodes a key transfer: "meter `systemTitle`, here is your key of `generation`, wrapped under your KEK".
+ * @example
+ * ```ts
+ * encodeKeyTransfer({ systemTitle: st, generation: 1, wrapped: wrapMeterKey(kek, 1, newKey) });
+ * ```
+ */
+export function encodeKeyTransfer(t: KeyTransfer): Buffer {
+  asBytes(t.systemTitle, 'systemTitle', SYSTEM_TITLE_LEN);
+  if (asUint(t.generation, 'key generation', MAX_KEY_GENERATION) < 1) throw new RangeError('key generation must be at least 1');
+  asBytes(t.wrapped, 'wrapped key', WRAPPED_KEY_LEN);
+  return cborEncode([MSG_KEY_TRANSFER, FRAME_VERSION, t.systemTitle, t.generation, t.wrapped]);
+}
+
+/**
+ * Encodes a key-transfer acknowledgement: "meter `systemTitle` holds the key of `generation` durably".
+ * @example
+ * ```ts
+ * encodeKeyAck({ systemTitle: st, generation: 1 });
+ * ```
+ */
+export function encodeKeyAck(a: KeyAck): Buffer {
+  asBytes(a.systemTitle, 'systemTitle', SYSTEM_TITLE_LEN);
+  if (asUint(a.generation, 'key generation', MAX_KEY_GENERATION) < 1) throw new RangeError('key generation must be at least 1');
+  return cborEncode([MSG_KEY_ACK, FRAME_VERSION, a.systemTitle, a.generation]);
+}
+
+/**
+ * Decodes any serial-line message (frame, ack, key transfer or key-transfer ack) without deciphering it; this is all a gateway can do.
  * Throws `TypeError` naming the first bad field.
  * @example
  * ```ts
@@ -162,6 +211,13 @@ export function decodeMessage(bytes: Uint8Array): Message {
   }
   if (type === MSG_ACK && a.length === 4) {
     return { type: MSG_ACK, systemTitle: asBytes(a[2], 'systemTitle', SYSTEM_TITLE_LEN), ic: asUint(a[3], 'invocation counter', MAX_IC) };
+  }
+  if ((type === MSG_KEY_TRANSFER && a.length === 5) || (type === MSG_KEY_ACK && a.length === 4)) {
+    const systemTitle = asBytes(a[2], 'systemTitle', SYSTEM_TITLE_LEN);
+    const generation = asUint(a[3], 'key generation', MAX_KEY_GENERATION);
+    if (generation < 1) throw new TypeError('key generation must be at least 1');
+    if (type === MSG_KEY_ACK) return { type: MSG_KEY_ACK, systemTitle, generation };
+    return { type: MSG_KEY_TRANSFER, systemTitle, generation, wrapped: asBytes(a[4], 'wrapped key', WRAPPED_KEY_LEN) };
   }
   throw new TypeError(`unknown message type ${type} with ${a.length} items`);
 }

@@ -1,19 +1,22 @@
 import type { Command } from 'commander';
 import { provision } from './keys.js';
-import { intOption } from '../lib/flags.js';
+import { rotateMeterKey } from './rotate.js';
+import { intOption, meterIdOption } from '../lib/flags.js';
 
 /**
  * `smartermeter provision --fleet fleet.csv --out <dir> [--mosquitto-port 1883 --mosquitto-host 127.0.0.1
- * --mosquitto-ws-port n --mosquitto-data dir]` (the last four shape broker/mosquitto/mosquitto.conf).
+ * --mosquitto-ws-port n --mosquitto-data dir]` (the last four shape broker/mosquitto/mosquitto.conf), and
+ * `smartermeter provision rotate --keys <dir> --meter <id>`.
  * @example
  * ```ts
  * registerProvisionCommand(program);
  * ```
  */
 export function registerProvisionCommand(program: Command): void {
-  program
-    .command('provision')
-    .description('create meter keys and system titles, PES/MDMS key pairs, Paillier key, broker credentials and activation codes for a fleet')
+  const cmd = program.command('provision').description('create a fleet\'s key set, or rotate a meter key in it');
+  cmd
+    .command('create', { isDefault: true })
+    .description('create meter keys and KEKs, system titles, PES/MDMS key pairs, Paillier key, broker credentials and activation codes for a fleet')
     .requiredOption('--fleet <csv>', 'fleet file: meter,household,neighbourhood,source')
     .requiredOption('--out <dir>', 'directory for the key set (must not already hold one)')
     .option('--rsa-bits <n>', 'RSA modulus size for PES and MDMS keys', intOption('--rsa-bits', 2048, 4096), 3072)
@@ -29,6 +32,19 @@ export function registerProvisionCommand(program: Command): void {
       console.log(
         `provisioned ${fleet.meters.length} meters, ${fleet.households.length} households, ${fleet.neighbourhoods.length} neighbourhoods, ` +
           `${fleet.gateways.length} gateways into ${o.out} (secrets are in files with mode 0600; nothing secret was printed)`,
+      );
+    });
+  cmd
+    .command('rotate')
+    .description('make a meter\'s next key: wrapped under its KEK for the meter (meters/<id>.transfer) and to the PES key (pes/meter-keys.cbor)')
+    .requiredOption('--keys <dir>', 'the key set')
+    .requiredOption('--meter <id>', 'meter id (hex system title)', meterIdOption)
+    .action((o: { keys: string; meter: string }) => {
+      const r = rotateMeterKey(o);
+      console.log(
+        `meter ${o.meter}: key generation ${r.generation} made. 1) restart the PES with this key set (it accepts the current key and the new one), ` +
+          `2) deliver ${r.transferPath} to the meter (\`smartermeter meter --key-transfer ${r.transferPath} ...\`); it switches after acknowledging it, ` +
+          `and the PES retires the old key at the first frame under the new one. Nothing secret was printed.`,
       );
     });
 }

@@ -16,7 +16,7 @@ import { topicId } from '../protocol/topics.js';
 import { hashPassword } from '../lib/password.js';
 import { MAX_PACKET_BYTES } from '../protocol/acl.js';
 import { mosquittoAcl, mosquittoConf, mosquittoPasswd } from './mosquitto.js';
-import { MOSQUITTO_ACL, MOSQUITTO_CONF, MOSQUITTO_DATA, MOSQUITTO_PASSWD, PES_BINDING_KEYS, PES_SIGNING_KEY, PES_VERIFY_KEY, privatePem, readFile, sealBlob, writePublic, writeSecret, type Fleet, type FleetMeter } from '../lib/keyset.js';
+import { MOSQUITTO_ACL, MOSQUITTO_CONF, MOSQUITTO_DATA, MOSQUITTO_PASSWD, PES_BINDING_KEYS, PES_METER_KEYS, PES_SIGNING_KEY, PES_VERIFY_KEY, privatePem, readFile, sealBlob, writePublic, writeSecret, type Fleet, type FleetMeter } from '../lib/keyset.js';
 
 const MANUFACTURER = 'SMR';
 
@@ -138,15 +138,18 @@ export async function provision(opts: ProvisionOptions): Promise<Fleet> {
 
   const meters: FleetMeter[] = [];
   const wrapped: Record<string, Uint8Array> = {};
+  const keks: Record<string, Uint8Array> = {};
   rows.forEach((r, i) => {
     const id = meterId(systemTitle(MANUFACTURER, i + 1));
-    const key = randomBytes(32);
-    writeSecret(join(out, 'meters', `${id}.key`), key.toString('hex'));
-    wrapped[id] = wrapKey(pes.publicKey, key);
-    key.fill(0);
+    for (const [ext, into] of [['key', wrapped], ['kek', keks]] as const) {
+      const key = randomBytes(32);
+      writeSecret(join(out, 'meters', `${id}.${ext}`), key.toString('hex'));
+      into[id] = wrapKey(pes.publicKey, key);
+      key.fill(0);
+    }
     meters.push({ meter: id, label: r.label, household: r.household, neighbourhood: r.neighbourhood, gateway: `gw-${r.neighbourhood}`, source: r.source });
   });
-  writeSecret(join(out, 'pes/meter-keys.cbor'), cborEncode({ version: 1, keys: wrapped }));
+  writeSecret(join(out, PES_METER_KEYS), cborEncode({ version: 1, keys: wrapped, keks, rotations: {} }));
 
   const uniq = (xs: string[]) => [...new Set(xs)].sort();
   const fleet: Fleet = {

@@ -322,19 +322,21 @@ const isBytes = (v: unknown, len?: number): v is Uint8Array => v instanceof Uint
 export const TOPIC_ID = /^[A-Za-z0-9_.-]{1,64}$/;
 
 /**
- * §4, §6, §7: is this a valid serial-line message?
+ * §4, §6, §7, §7.1: is this a valid serial-line message?
  * @example
  * ```ts
- * const r = refDecode(bytes); if (r.ok) specMessage(r.value); // 'frame' | 'ack' | null
+ * const r = refDecode(bytes); if (r.ok) specMessage(r.value); // 'frame' | 'ack' | 'keyTransfer' | 'keyAck' | null
  * ```
  */
-export function specMessage(v: RefValue): 'frame' | 'ack' | null {
+export function specMessage(v: RefValue): 'frame' | 'ack' | 'keyTransfer' | 'keyAck' | null {
   if (!Array.isArray(v)) return null;
   if (!isUint(v[1], 255) || v[1] !== 1 || !isUint(v[0], 255)) return null;
   if (v[0] === 1 && v.length === 6) {
     return isBytes(v[2], 8) && isUint(v[3], 255) && v[3] === 0x32 && isUint(v[4], 0xffffffff) && isBytes(v[5]) && v[5].length >= 12 ? 'frame' : null;
   }
   if (v[0] === 2 && v.length === 4) return isBytes(v[2], 8) && isUint(v[3], 0xffffffff) ? 'ack' : null;
+  if (v[0] === 3 && v.length === 5) return isBytes(v[2], 8) && isUint(v[3], 0xffffffff) && v[3] >= 1 && isBytes(v[4], 40) ? 'keyTransfer' : null;
+  if (v[0] === 4 && v.length === 4) return isBytes(v[2], 8) && isUint(v[3], 0xffffffff) && v[3] >= 1 ? 'keyAck' : null;
   return null;
 }
 

@@ -29,7 +29,7 @@ import { startPesService, type PesService } from '../../pes/mqtt.js';
 import type { MeterInfo } from '../../pes/pes.js';
 import { cborDecode, cborEncode } from '../../protocol/cbor.js';
 import { crc16x25 } from '../../protocol/crc.js';
-import { decodeFrame, decodeMessage, encodeAck, encodeFrame, meterId, SC_AES256GCM, sealFrame, systemTitle } from '../../protocol/frame.js';
+import { decodeFrame, decodeMessage, encodeAck, encodeFrame, encodeKeyAck, encodeKeyTransfer, meterId, SC_AES256GCM, sealFrame, systemTitle } from '../../protocol/frame.js';
 import { encodeLinkFrame, LinkParser, MAX_PAYLOAD } from '../../protocol/link.js';
 import { generatePaillier } from '../../protocol/paillier/engine.js';
 import { decodeReadingBatch, encodeReadingBatch, readingEnergies, type ReadingBatch } from '../../protocol/reading.js';
@@ -282,7 +282,7 @@ export const messageTarget: FuzzTarget<BytesInput> = {
     const m = testMeter(9);
     const seal = (ic: number, pt: Uint8Array) => sealFrame(m.key, { systemTitle: m.st, sc: SC_AES256GCM, ic }, pt);
     const frames = [seal(0, new Uint8Array(0)), seal(42, encodeReadingBatch(batchOf(2, T0, 5))), seal(0xffffffff, encodeReadingBatch(batchOf(60, T0, 2 ** 40)))];
-    const seeds = [...frames.map(encodeFrame), encodeAck({ systemTitle: m.st, ic: 7 }), encodeAck({ systemTitle: m.st, ic: 0xffffffff })];
+    const seeds = [...frames.map(encodeFrame), encodeAck({ systemTitle: m.st, ic: 7 }), encodeAck({ systemTitle: m.st, ic: 0xffffffff }), encodeKeyTransfer({ systemTitle: m.st, generation: 1, wrapped: new Uint8Array(40) }), encodeKeyAck({ systemTitle: m.st, generation: 0xffffffff })];
     const trees = [...frames.map((f) => frameTree(f.systemTitle, f.sc, f.ic, f.ciphertext)), C.array(C.uint(2), C.uint(1), C.bytes(m.st), C.uint(7))];
     let frameCount = 0;
     let ackCount = 0;
@@ -306,12 +306,15 @@ export const messageTarget: FuzzTarget<BytesInput> = {
         if (cborOk && ref.ok && !hasMap(ref.value) && !sameValue(decoded, ref.value)) throw new Violation('cborDecode and the reference decode different values');
 
         const spec = ref.ok ? specMessage(ref.value) : null;
-        let got: 'frame' | 'ack' | null = null;
+        let got: 'frame' | 'ack' | 'keyTransfer' | 'keyAck' | null = null;
         try {
           const msg = decodeMessage(bytes);
-          got = msg.type === 1 ? 'frame' : 'ack';
           const r = ref.ok ? (ref.value as RefValue[]) : [];
-          const same = msg.type === 1 ? sameValue([msg.systemTitle, msg.sc, msg.ic, msg.ciphertext], [r[2], r[3], r[4], r[5]]) : sameValue([msg.systemTitle, msg.ic], [r[2], r[3]]);
+          let same: boolean;
+          if (msg.type === 1) [got, same] = ['frame', sameValue([msg.systemTitle, msg.sc, msg.ic, msg.ciphertext], [r[2], r[3], r[4], r[5]])];
+          else if (msg.type === 2) [got, same] = ['ack', sameValue([msg.systemTitle, msg.ic], [r[2], r[3]])];
+          else if (msg.type === 3) [got, same] = ['keyTransfer', sameValue([msg.systemTitle, msg.generation, msg.wrapped], [r[2], r[3], r[4]])];
+          else [got, same] = ['keyAck', sameValue([msg.systemTitle, msg.generation], [r[2], r[3]])];
           if (!same) throw new Violation('decodeMessage returned other values than the bytes carry');
         } catch (e) {
           if (e instanceof Violation) throw e;
@@ -670,7 +673,7 @@ interface PesInput {
   special: 'none' | 'huge' | 'oversize' | 'empty';
 }
 
-const PER_FRAME = ['framesOk', 'badTag', 'unknownMeter', 'replay', 'duplicateFrame', 'malformedFrame', 'timeBackwards', 'registerDecrease', 'absurdTime', 'tooOld'] as const;
+const PER_FRAME = ['framesOk', 'badTag', 'unknownMeter', 'retiredKey', 'replay', 'duplicateFrame', 'malformedFrame', 'timeBackwards', 'registerDecrease', 'absurdTime', 'tooOld'] as const;
 
 /** A PES, a broker and a fleet of meters with pre-sealed genuine frames; every published household stream message is captured server-side. */
 async function openPesRig(o: TargetOptions, clientId: string) {

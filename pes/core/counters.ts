@@ -12,6 +12,10 @@ export const COUNTER_NAMES = [
   'badTag',
   /** System title of no provisioned meter. */
   'unknownMeter',
+  /** Frame authenticated under a meter key retired by a rotation (the meter was seen using a newer key). */
+  'retiredKey',
+  /** Meters seen switching to a rotated key (their first frame authenticated under it). */
+  'keySwitches',
   /** Authenticated frame whose invocation counter was already accepted or is below the anti-replay window. */
   'replay',
   /** Bursts of replays from one meter (e.g. firmware restarted with a wiped counter store). */

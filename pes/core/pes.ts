@@ -34,8 +34,10 @@ import { discreteLaplace, DP_MAX_POWER_W, intervalSensitivityWh } from './dp.js'
 
 /** What the PES knows about one provisioned meter. */
 export interface MeterInfo {
-  /** The meter's AES-256 key (unwrapped from the provisioning file). */
+  /** The meter's AES-256 key from provisioning, generation 0 (unwrapped from the provisioning file). */
   key: Uint8Array;
+  /** Keys made by `provision rotate`, generation 1, 2, ... in order (docs/protocol.md §7.1). */
+  rotated?: Uint8Array[];
   household: string;
   neighbourhood: string;
 }
@@ -132,6 +134,8 @@ export interface MeterRecord {
   replay: ReplayState;
   energy: EnergyState | null;
   replayStreak: number;
+  /** Generation of the meter key last seen in use (absent: 0, the provisioned key). */
+  keyGeneration?: number;
 }
 
 /** Everything that changed since the previous checkpoint. */
@@ -165,6 +169,8 @@ interface MeterRuntime {
   replay: ReplayWindow;
   energy: EnergyState | null;
   replayStreak: number;
+  /** Generation of the key the meter was last seen using: older keys are retired. */
+  keyGeneration: number;
 }
 
 /** Largest uplink accepted: 1024 frames (the uplink maximum) of a full link payload each. */
@@ -225,7 +231,7 @@ export class PesCore {
     this.calendar = new Calendar(settings.intervalS, settings.billing, settings.tz, settings.tariff);
     for (const [id, m] of keys.meters) {
       if (!/^[0-9a-f]{16}$/.test(id)) throw new TypeError(`meter id ${id} is not 16 lower-case hex digits (a system title)`);
-      if (!(m.key instanceof Uint8Array) || m.key.length !== 32) throw new TypeError(`meter ${id}: key must be 32 bytes`);
+      for (const k of [m.key, ...(m.rotated ?? [])]) if (!(k instanceof Uint8Array) || k.length !== 32) throw new TypeError(`meter ${id}: key must be 32 bytes`);
       topicId(m.household, `meter ${id} household`);
       topicId(m.neighbourhood, `meter ${id} neighbourhood`);
     }
@@ -265,7 +271,7 @@ export class PesCore {
       if (!w.closed) this.nextClose = Math.min(this.nextClose, w.end + this.settings.latenessS);
       else this.nextEvict = Math.min(this.nextEvict, w.end + this.settings.retentionS);
     }
-    for (const [id, m] of s.meters) this.meterState.set(id, { replay: new ReplayWindow(m.replay), energy: m.energy, replayStreak: m.replayStreak });
+    for (const [id, m] of s.meters) this.meterState.set(id, { replay: new ReplayWindow(m.replay), energy: m.energy, replayStreak: m.replayStreak, keyGeneration: m.keyGeneration ?? 0 });
     for (const [hh, stored] of s.households) {
       if (stored === null) {
         this.householdKeys.delete(hh);
@@ -326,16 +332,31 @@ export class PesCore {
     // The tag is checked for a counter already seen too (one AES-GCM): only a frame made with the meter's key
     // is a replay and counts towards the alarm. A frame that does not authenticate is a forgery (badTag)
     // whatever its counter, so nobody without the key can raise the alarm or have forgeries counted as replays.
-    let plaintext: Uint8Array;
-    try {
-      plaintext = openFrame(info.key, frame);
-    } catch {
+    const opened = this.open(info, rt, frame);
+    if (opened === 'badTag') {
       this.counters.badTag++;
       return;
     }
     // The first 4 bytes of the GCM tag: the same counter with the same tag is the same frame again.
     const tag = frame.ciphertext.subarray(frame.ciphertext.length - 12);
     const digest = ((tag[0]! << 24) | (tag[1]! << 16) | (tag[2]! << 8) | tag[3]!) >>> 0;
+    if (opened === 'retired') {
+      // A broker re-delivering a frame accepted before the switch is a duplicate; anything else under a
+      // retired key is refused, whatever its counter (the key may have been retired because it leaked).
+      if (!fresh && rt.replay.duplicate(frame.ic, digest)) this.counters.duplicateFrame++;
+      else {
+        this.counters.retiredKey++;
+        this.log.warn({ meter: id, ic: frame.ic, keyGeneration: rt.keyGeneration, retired: this.counters.retiredKey }, 'pes: frame under a retired meter key refused');
+      }
+      return;
+    }
+    if (opened.generation > rt.keyGeneration) {
+      this.counters.keySwitches++;
+      this.log.info({ meter: id, from: rt.keyGeneration, to: opened.generation }, 'pes: meter switched to its new key; the old one is retired');
+      rt.keyGeneration = opened.generation;
+      this.dirtyMeters.add(id);
+    }
+    const plaintext = opened.plaintext;
     if (!fresh && rt.replay.duplicate(frame.ic, digest)) {
       plaintext.fill(0);
       this.counters.duplicateFrame++;
@@ -365,6 +386,31 @@ export class PesCore {
       plaintext.fill(0);
     }
     this.ingestBatch(id, info, rt, batch);
+  }
+
+  /**
+   * Opens a frame under the meter's key in use, else under a newer one (its first frame there is the switch),
+   * else tells whether an older, retired key authenticates it. One AES-GCM open in the common case.
+   */
+  private open(info: MeterInfo, rt: MeterRuntime, frame: CipheredFrame): { plaintext: Uint8Array; generation: number } | 'retired' | 'badTag' {
+    const rotated = info.rotated ?? [];
+    const n = 1 + rotated.length;
+    for (let g = rt.keyGeneration; g < n; g++) {
+      try {
+        return { plaintext: openFrame(g === 0 ? info.key : rotated[g - 1]!, frame), generation: g };
+      } catch {
+        // not under this generation
+      }
+    }
+    for (let g = Math.min(rt.keyGeneration, n) - 1; g >= 0; g--) {
+      try {
+        openFrame(g === 0 ? info.key : rotated[g - 1]!, frame).fill(0);
+        return 'retired';
+      } catch {
+        // not under this generation
+      }
+    }
+    return 'badTag';
   }
 
   private ingestBatch(id: string, info: MeterInfo, rt: MeterRuntime, batch: ReadingBatch): void {
@@ -461,7 +507,7 @@ export class PesCore {
   private runtime(id: string): MeterRuntime {
     let rt = this.meterState.get(id);
     if (!rt) {
-      rt = { replay: new ReplayWindow(), energy: null, replayStreak: 0 };
+      rt = { replay: new ReplayWindow(), energy: null, replayStreak: 0, keyGeneration: 0 };
       this.meterState.set(id, rt);
     }
     return rt;
@@ -766,7 +812,7 @@ export class PesCore {
     const meters = new Map<string, MeterRecord>();
     for (const id of this.dirtyMeters) {
       const rt = this.meterState.get(id)!;
-      meters.set(id, { replay: rt.replay.state(), energy: rt.energy, replayStreak: rt.replayStreak });
+      meters.set(id, { replay: rt.replay.state(), energy: rt.energy, replayStreak: rt.replayStreak, ...(rt.keyGeneration > 0 ? { keyGeneration: rt.keyGeneration } : {}) });
     }
     this.dirtyMeters.clear();
     const households = new Map(this.dirtyHouseholds);

@@ -10,7 +10,9 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cborDecode, cborEncode } from '../../protocol/cbor.js';
 import { crc16x25 } from '../../protocol/crc.js';
-import { decodeMessage, encodeAck, encodeFrame, frameAad, frameIv, MSG_ACK, MSG_FRAME, openFrame, SC_AES256GCM, sealFrame, systemTitle } from '../../protocol/frame.js';
+import { decodeMessage, encodeAck, encodeFrame, encodeKeyAck, encodeKeyTransfer, frameAad, frameIv, MSG_ACK, MSG_FRAME, MSG_KEY_ACK, MSG_KEY_TRANSFER, openFrame, SC_AES256GCM, sealFrame, systemTitle } from '../../protocol/frame.js';
+import { unwrapMeterKey, wrapMeterKey } from '../../protocol/key-wrap.js';
+import { createCipheriv } from 'node:crypto';
 import { encodeLinkFrame } from '../../protocol/link.js';
 import { decodeReadingBatch, readingEnergies } from '../../protocol/reading.js';
 import { parseAggregate } from '../../protocol/aggregate.js';
@@ -96,8 +98,28 @@ describe('docs/protocol.md vectors', () => {
     expect(ack).toEqual(vec('ack.cbor'));
     expect(encodeLinkFrame(ack)).toEqual(vec('ack.wire'));
     const m = decodeMessage((await parse(hex('ack.wire'))).payloads[0]!);
-    expect(m.type).toBe(MSG_ACK);
-    expect(m.ic).toBe(42);
+    expect(m.type === MSG_ACK && m.ic).toBe(42);
+  });
+
+  it('key transfer: RFC 3394 vector, generation-bound wrap, messages and wire bytes', async () => {
+    const kek = vec('keywrap.rfc3394.kek');
+    const key = vec('keywrap.rfc3394.key');
+    // The primitive is RFC 3394 itself: node:crypto with the default initial value gives the RFC's §4.6 vector.
+    const rfc = createCipheriv('id-aes256-wrap', kek, Buffer.from('a6a6a6a6a6a6a6a6', 'hex'));
+    expect(Buffer.concat([rfc.update(key), rfc.final()])).toEqual(vec('keywrap.rfc3394.wrapped'));
+    const wrapped = vec('keywrap.generation1.wrapped');
+    expect(wrapMeterKey(kek, 1, key)).toEqual(wrapped);
+    expect(unwrapMeterKey(kek, 1, wrapped)).toEqual(key);
+    expect(() => unwrapMeterKey(kek, 2, wrapped)).toThrow('does not authenticate'); // the generation is bound
+    const st = hex('frame.system-title');
+    const transfer = encodeKeyTransfer({ systemTitle: st, generation: 1, wrapped });
+    expect(transfer).toEqual(vec('keytransfer.cbor'));
+    expect(encodeLinkFrame(transfer)).toEqual(vec('keytransfer.wire'));
+    const m = decodeMessage((await parse(hex('keytransfer.wire'))).payloads[0]!);
+    expect(m.type === MSG_KEY_TRANSFER && [m.generation, Buffer.from(m.wrapped)]).toEqual([1, wrapped]);
+    expect(encodeKeyAck({ systemTitle: st, generation: 1 })).toEqual(vec('keyack.cbor'));
+    const a = decodeMessage(hex('keyack.cbor'));
+    expect(a.type === MSG_KEY_ACK && a.generation).toBe(1);
   });
 
   it('uplink carries the frame bytes unchanged', () => {
