@@ -104,6 +104,7 @@ export function cborDecode(bytes: Uint8Array): unknown {
 }
 
 const INDEFINITE = -1;
+const PROTO = [...'__proto__'].map((c) => c.charCodeAt(0));
 
 function malformed(at: number, why: string): never {
   throw new TypeError(`malformed CBOR at byte ${at}: ${why}`);
@@ -150,6 +151,10 @@ function checkPlainCbor(b: Uint8Array): void {
         // No string here needs an 8-byte length, and cbor-x (its native string extractor, cbor-extract 2)
         // refuses one whenever a long text string came before it: refuse it always, not by accident.
         if (ai === 27) malformed(p, 'string length in the 8-byte form');
+        // A map key "__proto__" would set the decoded object's prototype instead of adding an entry (cbor-x
+        // assigns keys to a plain object): the entry would vanish silently. No message of this protocol uses the
+        // string, so it is refused wherever it stands.
+        if (major === 3 && arg === PROTO.length && PROTO.every((c, i) => b[p + i] === c)) malformed(p, 'the text string "__proto__" is not allowed');
         p += arg;
         break;
       case 4:

@@ -227,7 +227,10 @@ export function refDecode(bytes: Uint8Array): { ok: true; value: RefValue } | { 
         const len = arg(ai);
         if (len > BigInt(n - p)) throw new Invalid('string longer than the input');
         const s = take(Number(len));
-        return major === 2 ? Uint8Array.from(s) : new TextDecoder().decode(s);
+        if (major === 2) return Uint8Array.from(s);
+        const text = new TextDecoder().decode(s);
+        if (text === '__proto__') throw new Invalid('the text string "__proto__" (§1)');
+        return text;
       }
       case 4:
       case 5: {
