@@ -57,7 +57,9 @@ describe.skipIf(!haveSocat && !inCi)('crash: every component killed with SIGKILL
 
   it('embedded broker with its state file: meter, gateway, broker (twice: once alone, once while the PES is down), PES and MDMS killed; 0 readings lost, 0 double-counted', async () => {
     const kills: Victim[] = ['meter', 'gateway', 'broker', 'pes+broker', 'pes', 'mdms'];
-    const r = await runCrashScenario({ ...SCENARIO, broker: 'embedded', kills });
+    // Six kills, each waiting for its victim's restart (3-9 s each, the PES the slowest): a 72 s stream (x2400)
+    // keeps the last one mid-stream; at x3600 (48 s) the MDMS kill landed after the stream had ended.
+    const r = await runCrashScenario({ ...SCENARIO, speed: 2400, broker: 'embedded', kills });
     expectSurvived(r, kills);
   }, 400_000);
 });
