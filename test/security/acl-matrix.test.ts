@@ -303,9 +303,12 @@ describe.each(BACKENDS)('ACL matrix on $name', ({ start, skip }) => {
       for (const user of USERS) expect([...received.get(user)!].sort(), user).toEqual([...RECEIVES[user]!].sort());
     });
 
-    it.skipIf(skip || isMosquitto)('the denials were counted', () => {
-      const denials = SUBSCRIBE.reduce((n, [, allowed]) => n + USERS.filter((u) => !allowed.includes(u)).length, 0);
-      expect(broker.counters!.subscribeDenied).toBe(denials);
-    });
+    // Mosquitto keeps no denial counters: the check exists for the embedded broker only (not skipped on Mosquitto).
+    if (!isMosquitto) {
+      it.skipIf(skip)('the denials were counted', () => {
+        const denials = SUBSCRIBE.reduce((n, [, allowed]) => n + USERS.filter((u) => !allowed.includes(u)).length, 0);
+        expect(broker.counters!.subscribeDenied).toBe(denials);
+      });
+    }
   });
 });
