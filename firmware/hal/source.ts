@@ -36,6 +36,11 @@ export interface Source {
   /** Short description for logs (a file name or `synthetic:<seed>`); never sample values. */
   readonly name: string;
   /**
+   * Whether the next sample may take indefinitely long to come (a live P1 port): the meter then stops without
+   * waiting for it. Files and models are not live.
+   */
+  readonly live?: boolean;
+  /**
    * Iterates the samples whose period starts at or after `from` (Unix seconds; all samples if omitted).
    * Breaking out of the loop releases any file handle.
    */

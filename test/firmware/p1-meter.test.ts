@@ -133,6 +133,7 @@ describe('a meter on a live source', () => {
     pairs.push(pair);
     const silent: Source = {
       name: 'silent',
+      live: true, // a live port: the meter must not wait for its next sample to stop
       async *samples(): AsyncGenerator<Sample> {
         yield { time: T0, period: 1, powerMilliW: 0, importWh: 5 };
         await new Promise(() => undefined); // no telegram, ever
