@@ -5,9 +5,13 @@
  */
 const ID = /^[A-Za-z0-9_.-]{1,64}$/;
 
-/** Checks an identifier used as a topic level (no wildcards, no separators). */
+/**
+ * Checks an identifier used as a topic level (no wildcards, no separators). `__proto__` is refused too: ids
+ * travel inside CBOR bodies, whose profile refuses that string (docs/protocol.md §1).
+ */
 export function topicId(id: string, what = 'id'): string {
   if (typeof id !== 'string' || !ID.test(id)) throw new TypeError(`${what} must match ${ID.source}`);
+  if (id === '__proto__') throw new TypeError(`${what} must not be "__proto__"`);
   return id;
 }
 
@@ -47,7 +51,8 @@ const HOUSEHOLD_KEY = /^sm\/v1\/pes\/household-key\/([^/]+)$/;
 function level(re: RegExp, topic: string): string[] | null {
   const m = typeof topic === 'string' ? re.exec(topic) : null;
   if (!m) return null;
-  return ID.test(m[m.length - 1]!) ? m.slice(1) : null;
+  const id = m[m.length - 1]!;
+  return ID.test(id) && id !== '__proto__' ? m.slice(1) : null;
 }
 
 /**
