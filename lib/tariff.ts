@@ -76,7 +76,7 @@ export function parseTariff(json: unknown): Tariff {
     const at = `tariff.bands[${i}]`;
     if (!isObject(b)) throw new TypeError(`${at} must be an object`);
     onlyKeys(b, ['name', 'default', 'rules'], at);
-    if (typeof b.name !== 'string' || !NAME.test(b.name)) throw new TypeError(`${at}.name must match ${NAME.source}`);
+    if (typeof b.name !== 'string' || !NAME.test(b.name) || b.name === '__proto__') throw new TypeError(`${at}.name must match ${NAME.source} and not be __proto__`);
     if (b.default !== undefined && typeof b.default !== 'boolean') throw new TypeError(`${at}.default must be true or false`);
     const isDefault = b.default === true;
     const rawRules = b.rules ?? [];

@@ -42,6 +42,7 @@ describe('tariff validation', () => {
     [{ tz: 'UTC', bands: [{ name: 'o', default: true, rules: [{ days: [1], from: '01:00', to: '02:00' }] }] }, /must not have rules/],
     [{ tz: 'UTC', bands: [{ name: 'o', default: true, rule: [] }] }, /unknown field "rule"/],
     [{ tz: 'UTC', bands: [{ name: 'o o', default: true }] }, /name must match/],
+    [{ tz: 'UTC', bands: [{ name: '__proto__', default: true }] }, /not be __proto__/],
   ])('rejects %j', (json, msg) => {
     expect(() => parseTariff(json)).toThrow(msg);
   });

@@ -178,7 +178,7 @@ describe('cborDecode: plain CBOR only, errors are TypeErrors', () => {
       value: fc.oneof(
         { depthSize: 'small' },
         fc.maxSafeInteger(),
-        fc.string(),
+        fc.string().filter((s) => s !== '__proto__'), // refused by the profile (§1)
         fc.boolean(),
         fc.constant(null),
         fc.uint8Array({ maxLength: 40 }).map((u) => Buffer.from(u)),
