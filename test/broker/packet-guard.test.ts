@@ -1,16 +1,8 @@
 import fc from 'fast-check';
+import { remainingLength } from './mqtt-wire.js';
 import { describe, expect, it } from 'vitest';
 import { PacketSizeGuard } from '../../broker/packet-guard.js';
 
-/** The remaining-length encoding of §2.2.3, written out from the spec. */
-function remainingLength(n: number): number[] {
-  const out: number[] = [];
-  do {
-    out.push((n % 128) | (n >= 128 ? 0x80 : 0));
-    n = Math.floor(n / 128);
-  } while (n > 0);
-  return out;
-}
 /** A QoS 0 PUBLISH with a `bytes`-long body (its content does not matter to the guard). */
 const publish = (bytes: number) => Buffer.concat([Buffer.from([0x30, ...remainingLength(bytes)]), Buffer.alloc(bytes)]);
 

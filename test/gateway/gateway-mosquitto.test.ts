@@ -3,7 +3,7 @@
  * Skipped when Mosquitto is unreachable, except under CI=true where that is a failure.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect } from 'node:net';
+import { reachable } from '../../bench/harness/crash/probes.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
@@ -14,17 +14,7 @@ import { topics } from '../../protocol/topics.js';
 import { ackReader, freePort, quiet, sleep, testMeter, until, uplinkSubscriber } from './helpers.js';
 
 const URL = 'mqtt://127.0.0.1:1883';
-const reachable = await new Promise<boolean>((resolve) => {
-  const s = connect({ host: '127.0.0.1', port: 1883, timeout: 1000 }, () => {
-    s.destroy();
-    resolve(true);
-  });
-  s.on('error', () => resolve(false));
-  s.on('timeout', () => {
-    s.destroy();
-    resolve(false);
-  });
-});
+const mosquittoUp = await reachable('127.0.0.1', 1883);
 const inCi = process.env.CI === 'true';
 
 const dir = mkdtempSync(join(tmpdir(), 'sm-gw-mosq-'));
@@ -39,7 +29,7 @@ afterEach(async () => {
 afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
   // Remove the persistent sessions our gateways left in Mosquitto: connect once with clean = true.
-  if (reachable) for (const id of ids) await (await mqtt.connectAsync(URL, { clientId: `gateway-${id}`, clean: true, reconnectPeriod: 0 })).endAsync();
+  if (mosquittoUp) for (const id of ids) await (await mqtt.connectAsync(URL, { clientId: `gateway-${id}`, clean: true, reconnectPeriod: 0 })).endAsync();
 });
 
 function gatewayId(name: string): string {
@@ -54,9 +44,9 @@ async function pair(n: string) {
   return { meterSide, gatewaySide, acks: ackReader(meterSide) };
 }
 
-describe.skipIf(!reachable && !inCi)('gateway -> Mosquitto at 127.0.0.1:1883', () => {
+describe.skipIf(!mosquittoUp && !inCi)('gateway -> Mosquitto at 127.0.0.1:1883', () => {
   it('Mosquitto is reachable (required when CI=true)', () => {
-    expect(reachable, 'Mosquitto must listen on 127.0.0.1:1883 when CI=true').toBe(true);
+    expect(mosquittoUp, 'Mosquitto must listen on 127.0.0.1:1883 when CI=true').toBe(true);
   });
 
   it('delivers every frame exactly once, in order, and acks each after PUBACK', async () => {

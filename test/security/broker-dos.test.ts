@@ -3,6 +3,7 @@
  * packets of 128 MB from unauthenticated sockets, and floods of wrong passwords. Each attack runs for real
  * against a broker on free ports; the assertions are on what the attack achieves.
  */
+import { remainingLength } from '../broker/mqtt-wire.js';
 import { connect as tcpConnect, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -41,15 +42,6 @@ async function login(user: string, opts: mqtt.IClientOptions = {}, url = broker.
   return c;
 }
 
-/** MQTT 3.1.1 §2.2.3 remaining length. */
-function remainingLength(n: number): number[] {
-  const out: number[] = [];
-  do {
-    out.push((n % 128) | (n >= 128 ? 0x80 : 0));
-    n = Math.floor(n / 128);
-  } while (n > 0);
-  return out;
-}
 const str = (s: string | Buffer) => {
   const b = Buffer.from(s);
   return Buffer.concat([Buffer.from([b.length >> 8, b.length & 0xff]), b]);
