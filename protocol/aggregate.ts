@@ -3,11 +3,15 @@
  * subscriber) validates it. Browser-safe.
  *
  * Bodies (CBOR maps inside the aggregate seal; docs/protocol.md §11.1):
- * - `{kind:'neighbourhood', key, start, end, revision, meters, energyWh}` on `sm/v1/agg/neighbourhood/<key>`
- * - `{kind:'billing', key, start, end, revision, bands: {<band>: Wh, ...}}` on `sm/v1/agg/billing/<key>`
+ * - `{kind:'neighbourhood', key, start, end, revision, meters, energyWh[, exportWh][, dp]}` on
+ *   `sm/v1/agg/neighbourhood/<key>`: `energyWh` imported, `exportWh` delivered to the grid (absent = 0), `dp`
+ *   the differential-privacy ledger `{epsilon, spent}` when the PES adds noise;
+ * - `{kind:'billing', key, start, end, revision, bands: {<band>: Wh, ...}[, exportBands: {<band>: Wh, ...}]}`
+ *   on `sm/v1/agg/billing/<key>`: imported energy per band, and exported (fed-in) energy per band (absent = none).
  *
- * Validation is strict: every field is required, no other field is allowed, integers must be safe integers,
- * and `key` must equal the topic's last level (the seal binds the topic, so this ties the body to it).
+ * Validation is strict: every field not marked optional is required, no other field is allowed, integers must
+ * be safe integers, and `key` must equal the topic's last level (the seal binds the topic, so this ties the body
+ * to it).
  * @module
  */
 import { parseTopic } from './topics.js';
@@ -21,7 +25,23 @@ export const MAX_BANDS = 64;
 /** Band names: the same alphabet as topic ids, shorter (they end up in CSV and in tariff tables). */
 export const BAND = /^[A-Za-z0-9_.-]{1,32}$/;
 
-/** A neighbourhood x interval aggregate: total energy of `meters` meters over [start, end). Times in unix s. */
+/** Largest epsilon accepted in a DP ledger (a release with more is no privacy at all, but still reported). */
+export const MAX_EPSILON = 1e6;
+
+/**
+ * The differential-privacy ledger of a noised neighbourhood release: `epsilon` spent by this release, `spent`
+ * the total epsilon the PES has spent on this neighbourhood's releases so far, this one included (basic
+ * sequential composition; docs/privacy.md).
+ */
+export interface DpLedger {
+  epsilon: number;
+  spent: number;
+}
+
+/**
+ * A neighbourhood x interval aggregate: total imported energy (`energyWh`) and exported energy (`exportWh`,
+ * absent = 0) of `meters` meters over [start, end). Times in unix s.
+ */
 export interface NeighbourhoodAggregate {
   kind: 'neighbourhood';
   key: string;
@@ -30,9 +50,11 @@ export interface NeighbourhoodAggregate {
   revision: number;
   meters: number;
   energyWh: number;
+  exportWh?: number;
+  dp?: DpLedger;
 }
 
-/** A household's energy per tariff band over one billing period [start, end). */
+/** A household's imported energy per tariff band over one billing period [start, end), and its exported energy per band. */
 export interface BillingAggregate {
   kind: 'billing';
   key: string;
@@ -40,6 +62,7 @@ export interface BillingAggregate {
   end: number;
   revision: number;
   bands: Record<string, number>;
+  exportBands?: Record<string, number>;
 }
 
 export type Aggregate = NeighbourhoodAggregate | BillingAggregate;
@@ -89,10 +112,37 @@ function plainObject(v: unknown, name: string): Record<string, unknown> {
   return v as Record<string, unknown>;
 }
 
-function exactFields(o: Record<string, unknown>, fields: readonly string[], what: string): void {
-  const extra = Object.keys(o).filter((k) => !fields.includes(k));
+function exactFields(o: Record<string, unknown>, fields: readonly string[], optional: readonly string[], what: string): void {
+  const extra = Object.keys(o).filter((k) => !fields.includes(k) && !optional.includes(k));
   if (extra.length) bad(`${what} has unexpected field(s) ${extra.slice(0, 5).join(', ')}`);
   for (const f of fields) if (!Object.prototype.hasOwnProperty.call(o, f)) bad(`${what} lacks field ${f}`);
+}
+
+const has = (o: Record<string, unknown>, f: string): boolean => Object.prototype.hasOwnProperty.call(o, f);
+
+function epsilon(v: unknown, name: string): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || v > MAX_EPSILON) bad(`${name} must be a number in (0, ${MAX_EPSILON}]`);
+  return v;
+}
+
+function ledger(v: unknown): DpLedger {
+  const o = plainObject(v, 'dp');
+  exactFields(o, ['epsilon', 'spent'], [], 'dp ledger');
+  const dp = { epsilon: epsilon(o.epsilon, 'dp.epsilon'), spent: epsilon(o.spent, 'dp.spent') };
+  if (dp.spent < dp.epsilon) bad('dp.spent must be at least dp.epsilon');
+  return dp;
+}
+
+function bandMap(v: unknown, name: string, min: number): Record<string, number> {
+  const raw = plainObject(v, name);
+  const names = Object.keys(raw);
+  if (names.length < min || names.length > MAX_BANDS) bad(`${name} must have ${min}..${MAX_BANDS} entries`);
+  const bands = names.map((band): [string, number] => {
+    if (!BAND.test(band)) bad(`band names must match ${BAND.source}`);
+    return [band, wh(raw[band], 'band energy')];
+  });
+  // fromEntries defines own properties, so even a band named `__proto__` stays a band.
+  return Object.fromEntries(bands);
 }
 
 function period(o: Record<string, unknown>): { start: number; end: number; revision: number } {
@@ -104,10 +154,13 @@ function period(o: Record<string, unknown>): { start: number; end: number; revis
 
 const NB_FIELDS = ['kind', 'key', 'start', 'end', 'revision', 'meters', 'energyWh'] as const;
 const BILLING_FIELDS = ['kind', 'key', 'start', 'end', 'revision', 'bands'] as const;
+const NB_OPTIONAL = ['exportWh', 'dp'] as const;
+const BILLING_OPTIONAL = ['exportBands'] as const;
 
 /**
  * Validates an unsealed body against the topic it arrived on. Throws {@link MalformedAggregateError}
  * (naming the field, never quoting a value) for anything that is not exactly one of the two body shapes.
+ * Negative energies parse (the MDMS's policy refuses them and counts them); optional fields absent stay absent.
  * @example
  * ```ts
  * const agg = parseAggregate(topic, openAggregate(mdmsKey, topic, payload));
@@ -119,19 +172,15 @@ export function parseAggregate(topic: string, body: unknown): Aggregate {
   if (o.kind !== t.kind) bad(`kind must be '${t.kind}' on this topic`);
   if (o.key !== t.key) bad("key must equal the topic's last level");
   if (t.kind === 'neighbourhood') {
-    exactFields(o, NB_FIELDS, 'neighbourhood aggregate');
-    return { kind: 'neighbourhood', key: t.key, ...period(o), meters: uint(o.meters, 'meters', MAX_METERS), energyWh: wh(o.energyWh, 'energyWh') };
+    exactFields(o, NB_FIELDS, NB_OPTIONAL, 'neighbourhood aggregate');
+    const agg: NeighbourhoodAggregate = { kind: 'neighbourhood', key: t.key, ...period(o), meters: uint(o.meters, 'meters', MAX_METERS), energyWh: wh(o.energyWh, 'energyWh') };
+    if (has(o, 'exportWh')) agg.exportWh = wh(o.exportWh, 'exportWh');
+    if (has(o, 'dp')) agg.dp = ledger(o.dp);
+    return agg;
   }
-  exactFields(o, BILLING_FIELDS, 'billing aggregate');
-  const p = period(o);
-  const raw = plainObject(o.bands, 'bands');
-  const names = Object.keys(raw);
-  if (names.length === 0 || names.length > MAX_BANDS) bad(`bands must have 1..${MAX_BANDS} entries`);
-  const bands = names.map((name): [string, number] => {
-    if (!BAND.test(name)) bad(`band names must match ${BAND.source}`);
-    return [name, wh(raw[name], 'band energy')];
-  });
-  // fromEntries defines own properties, so even a band named `__proto__` stays a band.
-  return { kind: 'billing', key: t.key, ...p, bands: Object.fromEntries(bands) };
+  exactFields(o, BILLING_FIELDS, BILLING_OPTIONAL, 'billing aggregate');
+  const agg: BillingAggregate = { kind: 'billing', key: t.key, ...period(o), bands: bandMap(o.bands, 'bands', 1) };
+  if (has(o, 'exportBands')) agg.exportBands = bandMap(o.exportBands, 'exportBands', 0);
+  return agg;
 }
 

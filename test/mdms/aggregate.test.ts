@@ -22,12 +22,28 @@ const band = fc.stringMatching(/^[A-Za-z0-9_.-]{1,32}$/).filter((n) => n !== '__
 const time = fc.integer({ min: 0, max: MAX_TIME_S - 1 });
 const wh = fc.oneof(fc.integer({ min: -(2 ** 40), max: 2 ** 40 }), fc.constantFrom(0, Number.MAX_SAFE_INTEGER, Number.MIN_SAFE_INTEGER));
 
+const eps = fc.double({ min: 1e-6, max: 1e3, noNaN: true });
+const ledgerArb = fc.tuple(eps, eps).map(([epsilon, more]) => ({ epsilon, spent: epsilon + more }));
+
 const nbArb: fc.Arbitrary<NeighbourhoodAggregate> = fc
-  .record({ key: id, start: time, len: fc.integer({ min: 1, max: 86_400 }), revision: fc.nat(1000), meters: fc.nat(100_000), energyWh: wh })
+  .record(
+    { key: id, start: time, len: fc.integer({ min: 1, max: 86_400 }), revision: fc.nat(1000), meters: fc.nat(100_000), energyWh: wh, exportWh: wh, dp: ledgerArb },
+    { requiredKeys: ['key', 'start', 'len', 'revision', 'meters', 'energyWh'] },
+  )
   .map(({ len, ...r }) => ({ kind: 'neighbourhood', ...r, end: Math.min(r.start + len, MAX_TIME_S) }));
 
 const billingArb: fc.Arbitrary<BillingAggregate> = fc
-  .record({ key: id, start: time, len: fc.integer({ min: 1, max: 90 * 86_400 }), revision: fc.nat(1000), bands: fc.dictionary(band, wh, { minKeys: 1, maxKeys: 8 }) })
+  .record(
+    {
+      key: id,
+      start: time,
+      len: fc.integer({ min: 1, max: 90 * 86_400 }),
+      revision: fc.nat(1000),
+      bands: fc.dictionary(band, wh, { minKeys: 1, maxKeys: 8 }),
+      exportBands: fc.dictionary(band, wh, { minKeys: 0, maxKeys: 8 }),
+    },
+    { requiredKeys: ['key', 'start', 'len', 'revision', 'bands'] },
+  )
   .map(({ len, ...r }) => ({ kind: 'billing', ...r, end: Math.min(r.start + len, MAX_TIME_S) }));
 
 describe('parseAggregate', () => {
@@ -66,6 +82,27 @@ describe('parseAggregate', () => {
     expect(() => parseAggregate(bt, wire({ ...b, bands: { 'peak,1': 5 } }))).toThrow(/band names/);
     expect(() => parseAggregate(bt, wire({ ...b, bands: { peak: '5' } }))).toThrow(/band energy/);
     expect(() => parseAggregate(bt, wire({ ...b, bands: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`b${i}`, 1])) }))).toThrow(/bands/);
+  });
+
+  it('export and the DP ledger are optional, and when present are checked like the rest', () => {
+    const topic = topics.neighbourhood('nb1');
+    const nb = nbAgg();
+    expect(parseAggregate(topic, wire(nb))).not.toHaveProperty('exportWh');
+    expect(parseAggregate(topic, wire({ ...nb, exportWh: 812, dp: { epsilon: 0.5, spent: 3.5 } }))).toEqual({ ...nb, exportWh: 812, dp: { epsilon: 0.5, spent: 3.5 } });
+    for (const bad of ['1', 1.5, null, 2 ** 53]) expect(() => parseAggregate(topic, wire({ ...nb, exportWh: bad }))).toThrow(/exportWh/);
+    for (const dp of [1, [0.5, 1], { epsilon: 0.5 }, { epsilon: 0.5, spent: 1, extra: 1 }, { epsilon: 0, spent: 1 }, { epsilon: -1, spent: 1 },
+      { epsilon: 2, spent: 1 }, { epsilon: 0.5, spent: Infinity }, { epsilon: 'x', spent: 1 }, { epsilon: 1e7, spent: 1e7 }]) {
+      expect(() => parseAggregate(topic, wire({ ...nb, dp })), JSON.stringify(dp)).toThrow(/dp/);
+    }
+    const bt = topics.billing('hh1');
+    const b = billingAgg();
+    expect(parseAggregate(bt, wire({ ...b, exportBands: {} }))).toEqual({ ...b, exportBands: {} });
+    expect((parseAggregate(bt, wire({ ...b, exportBands: { peak: 120 } })) as BillingAggregate).exportBands).toEqual({ peak: 120 });
+    expect(() => parseAggregate(bt, wire({ ...b, exportBands: { 'peak,1': 5 } }))).toThrow(/band names/);
+    expect(() => parseAggregate(bt, wire({ ...b, exportBands: { peak: 1.5 } }))).toThrow(/band energy/);
+    expect(() => parseAggregate(bt, wire({ ...b, exportBands: [1] }))).toThrow(/exportBands/);
+    expect(() => parseAggregate(bt, wire({ ...b, exportWh: 5 }))).toThrow(/unexpected field/);
+    expect(() => parseAggregate(topic, wire({ ...nb, exportBands: {} }))).toThrow(/unexpected field/);
   });
 
   it('rejects empty or reversed periods and times beyond year 9999', () => {

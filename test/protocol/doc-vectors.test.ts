@@ -14,7 +14,7 @@ import { decodeMessage, encodeAck, encodeFrame, encodeKeyAck, encodeKeyTransfer,
 import { unwrapMeterKey, wrapMeterKey } from '../../protocol/key-wrap.js';
 import { createCipheriv } from 'node:crypto';
 import { encodeLinkFrame } from '../../protocol/link.js';
-import { decodeReadingBatch, readingEnergies } from '../../protocol/reading.js';
+import { decodeReadingBatch, encodeReadingBatch, readingEnergies, readingExports } from '../../protocol/reading.js';
 import { parseAggregate } from '../../protocol/aggregate.js';
 import { aggregateAad, aggregateSigned, parseAggregateEnvelope, parseStream, streamAad, streamEpochSigned } from '../../protocol/envelope.js';
 import { activationMac, bindingKeySync, bindingSigned, decodeHouseholdKey, encodeHouseholdKey, popSigned, PSS_SALT_BYTES } from '../../protocol/household-key.js';
@@ -66,6 +66,10 @@ describe('docs/protocol.md vectors', () => {
     expect(readingEnergies(batch)).toEqual([123, 122]);
     expect(batch.readings[1]!.status).toBe(1);
     expect(readingEnergies(decodeReadingBatch(vec('reading.reset')))).toEqual([40]);
+    const prosumer = decodeReadingBatch(vec('reading.export'));
+    expect(readingEnergies(prosumer)).toEqual([3, 11]);
+    expect(readingExports(prosumer)).toEqual([192, 117]);
+    expect(encodeReadingBatch(prosumer)).toEqual(hex('reading.export'));
   });
 
   it('ciphered frame: IV, AAD, ciphertext, CBOR message and wire bytes', async () => {

@@ -17,4 +17,18 @@ describe('household stream body', () => {
     expect(() => parseStreamBody({ meter: '0123456789abcdef', prevWh: 0, readings: [] })).toThrow(/readings/);
     expect(() => parseStreamBody({ meter: '0123456789abcdef', prevWh: 10, readings: [[0, 60, 9, 1, 0]] })).toThrow(/decreases/);
   });
+
+  it('carries the export register in the long form, and only when it is not 0', () => {
+    const prosumer = { prevWh: 100, prevExportWh: 40, readings: batch.readings.map((r, i) => ({ ...r, exportWh: 40 + 5 * i })) };
+    const body = streamBody('0123456789abcdef', prosumer);
+    expect(body.prevExportWh).toBe(40);
+    expect(body.readings[1]).toHaveLength(6);
+    expect(parseStreamBody(cborDecode(cborEncode(body)))).toEqual({ meter: '0123456789abcdef', ...prosumer });
+    const zeros = streamBody('0123456789abcdef', { ...batch, prevExportWh: 0, readings: batch.readings.map((r) => ({ ...r, exportWh: 0 })) });
+    expect(zeros).toEqual(streamBody('0123456789abcdef', batch));
+    expect('prevExportWh' in zeros).toBe(false);
+    const back = { meter: '0123456789abcdef', prevWh: 100, prevExportWh: 40, readings: [[1_700_000_000, 60, 102, 1, 0, 39]] };
+    expect(() => parseStreamBody(back)).toThrow(/exportWh decreases/);
+    expect(() => parseStreamBody({ ...back, readings: [[1_700_000_000, 60, 102, 1, 0]] })).toThrow(/6\.\.6/);
+  });
 });
