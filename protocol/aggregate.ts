@@ -184,3 +184,71 @@ export function parseAggregate(topic: string, body: unknown): Aggregate {
   return agg;
 }
 
+
+/** Largest number of counters in a policy statement. */
+export const MAX_COUNTERS = 64;
+/** Counter names: lower camel case, as the PES's counters are named. */
+export const COUNTER = /^[a-z][A-Za-z0-9]{0,47}$/;
+
+/**
+ * The PES's policy statement (docs/protocol.md §11.3): what it enforces and how often each guard acted, so the
+ * utility's privacy officer sees the guards at work without access to the PES. Sealed and signed like an
+ * aggregate, on `sm/v1/agg/policy/<pes>`; a newer `at` replaces an older one.
+ */
+export interface PolicyStatement {
+  kind: 'policy';
+  /** The PES's id (the topic's last level). */
+  key: string;
+  /** When the PES made the statement, Unix s. */
+  at: number;
+  /** Fewest distinct meters in a released neighbourhood window. */
+  k: number;
+  /** Fewest meters that must have changed before a revision is released. */
+  revisionK: number;
+  /** Whether the differencing (membership) guard is on. */
+  membershipGuard: boolean;
+  /** Epsilon per neighbourhood release when differential privacy is on. */
+  dpEpsilon?: number;
+  /** Counters since the PES's state began (e.g. revisionHeld, membershipHeld, suppressed, dpReleases). */
+  counters: Record<string, number>;
+}
+
+const POLICY_FIELDS = ['kind', 'key', 'at', 'k', 'revisionK', 'membershipGuard', 'counters'] as const;
+
+/**
+ * Validates an unsealed policy statement against its topic; throws {@link MalformedAggregateError} naming the field.
+ * @example
+ * ```ts
+ * const p = parsePolicyStatement(topic, openAggregate(mdmsKey, topic, payload, pesVerifyKey));
+ * p.counters.membershipHeld; // how many releases the differencing guard held
+ * ```
+ */
+export function parsePolicyStatement(topic: string, body: unknown): PolicyStatement {
+  const key = parseTopic.policy(topic);
+  if (key === null) bad(`not a policy topic: ${String(topic).slice(0, 120)}`);
+  const o = plainObject(body, 'policy statement');
+  if (o.kind !== 'policy') bad("kind must be 'policy' on this topic");
+  if (o.key !== key) bad("key must equal the topic's last level");
+  exactFields(o, POLICY_FIELDS, ['dpEpsilon'], 'policy statement');
+  if (typeof o.membershipGuard !== 'boolean') bad('membershipGuard must be a boolean');
+  const raw = plainObject(o.counters, 'counters');
+  const names = Object.keys(raw);
+  if (names.length > MAX_COUNTERS) bad(`counters must have at most ${MAX_COUNTERS} entries`);
+  const counters = Object.fromEntries(
+    names.map((name): [string, number] => {
+      if (!COUNTER.test(name)) bad(`counter names must match ${COUNTER.source}`);
+      return [name, uint(raw[name], 'counter value', Number.MAX_SAFE_INTEGER)];
+    }),
+  );
+  const p: PolicyStatement = {
+    kind: 'policy',
+    key,
+    at: uint(o.at, 'at', MAX_TIME_S),
+    k: uint(o.k, 'k', MAX_METERS),
+    revisionK: uint(o.revisionK, 'revisionK', MAX_METERS),
+    membershipGuard: o.membershipGuard,
+    counters,
+  };
+  if (has(o, 'dpEpsilon')) p.dpEpsilon = epsilon(o.dpEpsilon, 'dpEpsilon');
+  return p;
+}

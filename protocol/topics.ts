@@ -23,6 +23,8 @@ export const topics = {
   neighbourhood: (nb: string) => `sm/v1/agg/neighbourhood/${topicId(nb, 'neighbourhood')}`,
   /** PES -> MDMS: sealed household x billing period x band totals. */
   billing: (hh: string) => `sm/v1/agg/billing/${topicId(hh, 'household')}`,
+  /** PES -> MDMS: the PES's sealed policy statement (its k, guards and their counters), on start and on change. */
+  policy: (pes: string) => `sm/v1/agg/policy/${topicId(pes, 'PES id')}`,
   aggregatesAll: 'sm/v1/agg/#',
   /** PES -> household: the household's own readings, sealed to its key. */
   household: (hh: string) => `sm/v1/household/${topicId(hh, 'household')}/readings`,
@@ -45,6 +47,7 @@ export const HOUSEHOLD_KEY_PREFIX = 'sm/v1/pes/household-key/';
 
 const FRAMES = /^sm\/v1\/frames\/([^/]+)$/;
 const AGGREGATE = /^sm\/v1\/agg\/(neighbourhood|billing)\/([^/]+)$/;
+const POLICY = /^sm\/v1\/agg\/policy\/([^/]+)$/;
 const HOUSEHOLD_STREAM = /^sm\/v1\/household\/([^/]+)\/readings$/;
 const HOUSEHOLD_KEY = /^sm\/v1\/pes\/household-key\/([^/]+)$/;
 
@@ -62,6 +65,7 @@ function level(re: RegExp, topic: string): string[] | null {
  * ```ts
  * parseTopic.frames('sm/v1/frames/gw-nb1');               // 'gw-nb1'
  * parseTopic.aggregate('sm/v1/agg/billing/hh7');          // { kind: 'billing', key: 'hh7' }
+ * parseTopic.policy('sm/v1/agg/policy/pes');              // 'pes'
  * parseTopic.household('sm/v1/household/hh7/readings');   // 'hh7'
  * parseTopic.householdKey('sm/v1/pes/household-key/hh7'); // 'hh7'
  * parseTopic.frames('sm/v1/frames/+');                    // null
@@ -75,6 +79,8 @@ export const parseTopic = {
     const m = level(AGGREGATE, topic);
     return m ? { kind: m[0] as 'neighbourhood' | 'billing', key: m[1]! } : null;
   },
+  /** PES id of a policy-statement topic. */
+  policy: (topic: string): string | null => level(POLICY, topic)?.[0] ?? null,
   /** Household of a stream topic. */
   household: (topic: string): string | null => level(HOUSEHOLD_STREAM, topic)?.[0] ?? null,
   /** Household of a household-key topic. */

@@ -1,13 +1,14 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { cborDecode, cborEncode } from '../../protocol/cbor.js';
-import { topics } from '../../protocol/topics.js';
+import { parseTopic, topics } from '../../protocol/topics.js';
 import { privacyViolation } from '../../mdms/aggregate.js';
 import {
   MalformedAggregateError,
   MAX_TIME_S,
   aggregateTopic,
   parseAggregate,
+  parsePolicyStatement,
   type BillingAggregate,
   type NeighbourhoodAggregate,
 } from '../../protocol/aggregate.js';
@@ -142,5 +143,34 @@ describe('privacyViolation', () => {
     expect(privacyViolation(nbAgg({ meters: 3 }), policy)).toBeNull();
     // A short neighbourhood interval is fine: that is what grid planning needs.
     expect(privacyViolation(nbAgg({ end: nbAgg().start + 60 }), policy)).toBeNull();
+  });
+});
+
+describe('parsePolicyStatement', () => {
+  const topic = topics.policy('pes');
+  const ok = { kind: 'policy', key: 'pes', at: 1_700_000_000, k: 5, revisionK: 5, membershipGuard: true, counters: { revisionHeld: 3, membershipHeld: 0 } };
+
+  it('accepts a statement on its own topic, with or without the DP epsilon', () => {
+    expect(parsePolicyStatement(topic, wire(ok))).toEqual(ok);
+    expect(parsePolicyStatement(topic, wire({ ...ok, dpEpsilon: 0.5 })).dpEpsilon).toBe(0.5);
+    expect(parseTopic.policy(topic)).toBe('pes');
+    expect(() => aggregateTopic(topic)).toThrow(MalformedAggregateError); // never taken for an aggregate
+  });
+
+  it('refuses other topics, other keys, missing or extra fields, and bad counters', () => {
+    expect(() => parsePolicyStatement(topics.neighbourhood('pes'), wire(ok))).toThrow(/not a policy topic/);
+    expect(() => parsePolicyStatement(topics.policy('other'), wire(ok))).toThrow(/topic's last level/);
+    expect(() => parsePolicyStatement(topic, wire({ ...ok, kind: 'billing' }))).toThrow(/kind/);
+    for (const f of ['at', 'k', 'revisionK', 'membershipGuard', 'counters']) {
+      const { [f as keyof typeof ok]: _gone, ...rest } = ok;
+      expect(() => parsePolicyStatement(topic, wire(rest)), f).toThrow(new RegExp(`lacks field ${f}`));
+    }
+    expect(() => parsePolicyStatement(topic, wire({ ...ok, extra: 1 }))).toThrow(/unexpected field/);
+    expect(() => parsePolicyStatement(topic, wire({ ...ok, membershipGuard: 1 }))).toThrow(/membershipGuard/);
+    expect(() => parsePolicyStatement(topic, wire({ ...ok, k: -1 }))).toThrow(/k must/);
+    expect(() => parsePolicyStatement(topic, wire({ ...ok, dpEpsilon: 0 }))).toThrow(/dpEpsilon/);
+    expect(() => parsePolicyStatement(topic, wire({ ...ok, counters: { 'Bad-Name': 1 } }))).toThrow(/counter names/);
+    expect(() => parsePolicyStatement(topic, wire({ ...ok, counters: { held: 1.5 } }))).toThrow(/counter value/);
+    expect(() => parsePolicyStatement(topic, wire({ ...ok, counters: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`c${i}`, 1])) }))).toThrow(/at most 64/);
   });
 });
