@@ -24,7 +24,7 @@ const rows = (first: RegExp) =>
     .filter((l) => first.test(l))
     .map((l) => l.split('|').slice(1, -1).map((c) => c.trim()));
 const ids = { gw: 'gw-nb1', nb: 'nb1', hh: 'hh1' };
-const e2eOnly = { users: ['guardian'], filters: [topics.partialsAll] }; // the end-to-end mode's additions
+const e2eOnly = { users: ['guardian'], filters: [topics.partialsAll] as string[] }; // the end-to-end mode's additions
 const fill = (s: string) => s.replace(/<(gw|nb|hh)>/g, (_m, k: keyof typeof ids) => ids[k]);
 
 describe('MQTT topic table in docs/protocol.md', () => {
