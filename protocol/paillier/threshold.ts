@@ -13,9 +13,9 @@
  * - d = d0 + K n lambda with the smallest K that makes d >= R. Every element of Z*_{n^2} has an order that
  *   divides n lambda, so d is a decryption exponent as good as d0 (d = 0 mod lambda, d = 1 mod n).
  * - d_pes uniform in [1, R), d_guardian = d - d_pes, which lies in (0, R + n lambda): both shares are
- *   positive, so neither holder inverts anything. Each share alone is within statistical distance
- *   2 n lambda / R < 2^(1 - sigma) of the uniform distribution on [0, R), whatever the key: a share says
- *   nothing about lambda, d or the factors.
+ *   positive, so neither holder inverts anything. d_pes is exactly, and d_guardian (uniform on
+ *   [d - R + 1, d], with 0 <= d - R < n lambda) within statistical distance n lambda / R < 2^-sigma of, the
+ *   uniform distribution on [1, R), whatever the key: a share says nothing about lambda, d or the factors.
  * - Partial decryption c_i = c^(d_i) mod n^2 (OpenSSL's constant-time Montgomery exponentiation, modexp.ts:
  *   a share holder knows no factor, so no CRT); combination c_pes c_guardian = c^d = 1 + m n mod n^2 for
  *   c = (1 + n)^m y^n, and m = L(c_pes c_guardian mod n^2) with L(x) = (x - 1) / n.
@@ -48,7 +48,7 @@ import { Modulus } from './modexp.js';
 export const THRESHOLD_FORMAT = 1;
 
 /**
- * sigma: a share is within statistical distance 2^(1 - sigma) of a key-independent distribution.
+ * sigma: a share is within statistical distance 2^-sigma of a key-independent distribution.
  * @example
  * ```ts
  * shareBound(pub) === (pub.n2 << BigInt(STATISTICAL_BITS)) + pub.n2; // true
