@@ -44,7 +44,13 @@ import { ciphertextToBytes, encodeCiphertext } from './codec.js';
 import { keyIdBytes, PrivateKey, PublicKey } from './keys.js';
 import { Modulus } from './modexp.js';
 
-/** Format version of serialised shares and partial decryptions. */
+/**
+ * Format version of serialised shares and partial decryptions (their first CBOR item).
+ * @example
+ * ```ts
+ * (cborDecode(encodeShare(share)) as unknown[])[0] === THRESHOLD_FORMAT; // true
+ * ```
+ */
 export const THRESHOLD_FORMAT = 1;
 
 /**

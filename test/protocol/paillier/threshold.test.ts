@@ -91,6 +91,10 @@ describe('threshold decryption: both shares together', () => {
     const c = big.publicKey.encrypt(123_456_789n);
     expect(combinePartials(big.publicKey, partialDecrypt(s.pes, c), partialDecrypt(s.guardian, c))).toBe(123_456_789n);
     expect(s.pes.exponent.toString(2).length).toBeLessThanOrEqual(2 * 2048 + STATISTICAL_BITS);
+    // a share's exponent is longer than n^2: OpenSSL still takes it (no silent fall-back to the 8x slower BigInt ladder)
+    const mod = new Modulus(big.publicKey.n2);
+    expect(mod.pow(c, s.guardian.exponent)).toBe(partialDecrypt(s.guardian, c).value);
+    expect(mod.usesOpenSsl).toBe(true);
     await big.destroy();
   });
 
