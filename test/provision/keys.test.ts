@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, readdirSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createPublicKey, generateKeyPairSync } from 'node:crypto';
-import { brokerUsersPath, loadCredentials, loadFleet, loadHouseholdKey, loadMdmsKey, loadMeterKey, loadPesKeys, loadPesVerifyKey } from '../../lib/keyset.js';
+import { brokerUsersPath, keySetMode, loadCredentials, loadFleet, loadHouseholdKey, loadMdmsKey, loadMeterKey, loadPesKeys, loadPesVerifyKey } from '../../lib/keyset.js';
 import { parseFleetCsv, provision } from '../../provision/keys.js';
 import { keyId, openAggregate, sealAggregate, SignatureError } from '../../protocol/seal.js';
 import { verifyPassword } from '../../lib/password.js';
@@ -42,6 +42,13 @@ describe('provision', () => {
     expect(pes.householdPublic.size).toBe(3);
     const c = pes.paillier.addPlain(pes.paillier.encrypt(40n), 2n);
     expect(pes.paillier.decrypt(c)).toBe(42n);
+  });
+
+  it('is a classic key set: the PES holds the Paillier key, there is no guardian, and the end-to-end loader refuses it', () => {
+    expect(keySetMode(keys)).toBe('classic');
+    expect(() => loadPesKeys(keys, { e2e: true })).toThrow(/classic key set/);
+    expect(walk(keys).some((f) => f.includes('/guardian') || f.endsWith('paillier.share') || f.endsWith('paillier.pub'))).toBe(false);
+    expect(JSON.parse(readFileSync(brokerUsersPath(keys), 'utf8')).users.guardian).toBeUndefined();
   });
 
   it('lets the PES seal to the MDMS key', () => {
