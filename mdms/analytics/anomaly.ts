@@ -13,10 +13,11 @@
  *   median of the OTHER neighbourhoods on the same day (a fleet-wide cold day or holiday cancels out); augurs'
  *   MAD outlier detector flags the log-departures beyond its threshold, one finding per run of outlying days.
  *
- * Choice and parameters (measured on synthetic fleets, see mdms/README.md): days, not hours (hourly residuals
- * of 20-household neighbourhoods are dominated by ovens and kettles: every threshold either floods or misses
- * a whole day at 1.5x); MAD, not DBSCAN (DBSCAN's epsilon scales with the largest spread in the data, so one
- * big anomaly hides every smaller one, and its scores are only 0 or 1).
+ * Choice and parameters (`npm run bench -- anomaly`, figures in mdms/README.md): days, not hours (in a first
+ * trial on clean 20-household fleets, the largest hourly MAD score, 72-102, came close to that of a whole day
+ * at 1.5x, 105-162: ovens and kettles dominate an hour); MAD, not DBSCAN (as good or better on every injected
+ * case but 1.3x, half as many other findings, a graded score for the evidence, and a threshold that does not
+ * scale with the widest departure in the data).
  * @module
  */
 import type { OutlierOutput } from '@bsull/augurs/outlier';
@@ -32,18 +33,23 @@ export interface AnomalyRules {
   changepointMinDays: number;
   /** Hazard lambda of the change-point detector (augurs' default 250: a change is a priori rare). */
   changepointHazard: number;
-  /** augurs MAD sensitivity in (0, 1): threshold = 7.94 - 7.10 x sqrt(sensitivity) robust sd (0.1 -> 5.7). */
+  /** augurs' detector for peer outliers: 'mad' (the default) or 'dbscan' (kept to measure against, bench/anomaly.ts). */
+  peerDetector: 'mad' | 'dbscan';
+  /**
+   * Sensitivity in (0, 1) of that detector. MAD: threshold = 7.94 - 7.10 x sqrt(sensitivity) robust sd
+   * (0.1 -> 5.7). DBSCAN: epsilon = 1.1 x (1 - sensitivity) x the span of all departures.
+   */
   peerSensitivity: number;
   /** Neighbourhoods with data on a day needed to judge it (one to judge, the others as its peers). */
   peerMin: number;
 }
 
 /**
- * Defaults: days with 75 % of their windows; regimes of 2 days or more; MAD sensitivity 0.1 (threshold 5.7
- * robust sd), which raised nothing on 18 clean synthetic fleets of 3 to 8 neighbourhoods (largest score 4.4)
- * and found every day at 1.5x or 0.7x of its usual level; at least 3 neighbourhoods.
+ * Defaults: days with 75 % of their windows; regimes of 3 days or more; MAD sensitivity 0.1 (threshold 5.7
+ * robust sd), which raised nothing on 18 clean synthetic fleets of 3 to 8 neighbourhoods (largest score 4.7)
+ * and found a day at 1.5x or 0.5x of its usual level in every one; at least 3 neighbourhoods.
  */
-export const DEFAULT_ANOMALY_RULES: AnomalyRules = { dayCoverage: 0.75, changepointMinDays: 3, changepointHazard: 250, peerSensitivity: 0.1, peerMin: 3 };
+export const DEFAULT_ANOMALY_RULES: AnomalyRules = { dayCoverage: 0.75, changepointMinDays: 3, changepointHazard: 250, peerDetector: 'mad', peerSensitivity: 0.1, peerMin: 3 };
 
 /** A regime: consecutive days (indices, inclusive) around one level. */
 export interface Regime {
@@ -213,7 +219,7 @@ export function peerOutliers(input: readonly { neighbourhood: string; daily: rea
   let out: OutlierOutput | undefined;
   for (let pass = 0; pass < 2; pass++) {
     departure = own.map((xs, n) => xs.map((x, d) => (Number.isFinite(x) && judged(d) ? x - median(reference(n, d, odd).map((k) => own[k]![d]!)) : NaN)));
-    const detector = augursOutlier().OutlierDetector.mad({ sensitivity: r.peerSensitivity });
+    const detector = augursOutlier().OutlierDetector[r.peerDetector]({ sensitivity: r.peerSensitivity });
     try {
       out = detector.detect(departure);
     } catch (e) {
