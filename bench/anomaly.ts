@@ -7,6 +7,8 @@
  * - clean: every finding is false (`clean_findings`; `max_clean_score` is the largest MAD score seen);
  * - one neighbourhood's day 15 scaled by f (f = 0.5 ... 2): found if a peer outlier of that neighbourhood
  *   starts on that day (`detect_<f>x`, share of the 18 fleets); any other finding is counted in `extra_findings`;
+ * - a step (x0.7, x1.2, x1.4) from day 5, 14 or 24 in one neighbourhood: found if a change point of that
+ *   neighbourhood is on that day (`step_<f>x`, share of the 54 cases; any other finding in `extra_findings`);
  * - a step of +40 % from day 10 in one neighbourhood together with a 1.5x day in another: both found on their
  *   days (`step_and_day_found`);
  * - a day at 1.5x in every neighbourhood (a cold day): no peer outlier expected (`fleet_wide_findings`).
@@ -21,6 +23,8 @@ const DAY = 86_400;
 const START = Date.UTC(2024, 0, 1) / 1000; // a Monday
 const DAYS = 28;
 const FACTORS = [0.5, 0.7, 0.8, 1.2, 1.3, 1.5, 2] as const;
+const STEPS = [0.7, 1.2, 1.4] as const;
+const STEP_DAYS = [5, 14, 24] as const;
 const SIZES = [3, 5, 8] as const;
 const FLEETS = 6;
 
@@ -57,6 +61,7 @@ export async function run(): Promise<Record<string, unknown>> {
     let wide = 0;
     let maxScore = 0;
     const hits = new Map<number, number>(FACTORS.map((f) => [f, 0]));
+    const steps = new Map<number, number>(STEPS.map((f) => [f, 0]));
     for (const fleet of fleets) {
       for (const size of SIZES) {
         const base = fleet.slice(0, size);
@@ -74,6 +79,13 @@ export async function run(): Promise<Record<string, unknown>> {
           if (found.some((x) => at(x, 1, 15, 'peer-outlier'))) hits.set(f, hits.get(f)! + 1);
           extra += found.filter((x) => !at(x, 1, 15, 'peer-outlier')).length;
         }
+        for (const f of STEPS) {
+          for (const day of STEP_DAYS) {
+            const found = findings(base.map((v, k) => (k === 0 ? scale(v, (d) => d >= day, f) : v)), rules);
+            if (found.some((x) => at(x, 0, day, 'changepoint'))) steps.set(f, steps.get(f)! + 1);
+            extra += found.filter((x) => !at(x, 0, day, 'changepoint')).length;
+          }
+        }
         const mixed = findings(base.map((v, k) => (k === 0 ? scale(v, (d) => d >= 10, 1.4) : k === 1 ? scale(v, (d) => d === 15, 1.5) : v)), rules);
         if (mixed.length === 2 && mixed.some((x) => at(x, 0, 10, 'changepoint')) && mixed.some((x) => at(x, 1, 15, 'peer-outlier'))) both++;
         wide += findings(base.map((v) => scale(v, (d) => d === 12, 1.5)), rules).filter((x) => x.rule === 'peer-outlier').length;
@@ -82,6 +94,7 @@ export async function run(): Promise<Record<string, unknown>> {
     const r3 = (x: number) => Math.round(x * 1000) / 1000;
     figures.clean_findings = clean;
     for (const f of FACTORS) figures[`detect_${String(f).replace('.', '_')}x`] = r3(hits.get(f)! / cases);
+    for (const f of STEPS) figures[`step_${String(f).replace('.', '_')}x`] = r3(steps.get(f)! / (cases * STEP_DAYS.length));
     figures.extra_findings = extra;
     figures.step_and_day_found = r3(both / cases);
     figures.fleet_wide_findings = wide;

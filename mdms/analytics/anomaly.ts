@@ -16,7 +16,7 @@
  * Choice and parameters (`npm run bench -- anomaly`, figures in mdms/README.md): days, not hours (in a first
  * trial on clean 20-household fleets, the largest hourly MAD score, 72-102, came close to that of a whole day
  * at 1.5x, 105-162: ovens and kettles dominate an hour); MAD, not DBSCAN (as good or better on every injected
- * case but 1.3x, half as many other findings, a graded score for the evidence, and a threshold that does not
+ * case but 1.3x, fewer other findings, a graded score for the evidence, and a threshold that does not
  * scale with the widest departure in the data).
  * @module
  */
@@ -118,7 +118,7 @@ function runs(xs: readonly number[], hazard: number): [number, number][] {
  * The regimes of a daily series (`null` days are skipped). Fewer than 4 known days: one regime, unjudged.
  * @example
  * ```ts
- * regimes([10, 11, 10, 10, 15, 16, 15, 15]).map((r) => r.first); // [0, 4]
+ * regimes([100, 104, 97, 101, 99, 103, 98, 140, 144, 137, 141, 139, 143, 138]).map((r) => r.first); // [0, 7]
  * ```
  */
 export function regimes(daily: readonly (number | null)[], rules: Partial<AnomalyRules> = {}): Regime[] {
@@ -228,7 +228,7 @@ export function peerOutliers(input: readonly { neighbourhood: string; daily: rea
     } finally {
       detector.free();
     }
-    if (!out.outlyingSeries.length) break;
+    if (!out.outlyingSeries.length || pass === 1) break;
     // The most outlying neighbourhood of each day with an outlier is left out of the others' reference.
     const results = out.seriesResults;
     odd = new Set();
