@@ -16,7 +16,8 @@ import { topicId } from '../protocol/topics.js';
 import { hashPassword } from '../lib/password.js';
 import { MAX_PACKET_BYTES } from '../protocol/acl.js';
 import { mosquittoAcl, mosquittoConf, mosquittoPasswd } from './mosquitto.js';
-import { MOSQUITTO_ACL, MOSQUITTO_CONF, MOSQUITTO_DATA, MOSQUITTO_PASSWD, PES_BINDING_KEYS, PES_METER_KEYS, PES_SIGNING_KEY, PES_VERIFY_KEY, privatePem, readFile, sealBlob, writePublic, writeSecret, type Fleet, type FleetMeter } from '../lib/keyset.js';
+import { natsAccounts } from './nats.js';
+import { MOSQUITTO_ACL, MOSQUITTO_CONF, MOSQUITTO_DATA, MOSQUITTO_PASSWD, NATS_ACCOUNTS, NATS_ACCOUNTS_SKIPPED, PES_BINDING_KEYS, PES_METER_KEYS, PES_SIGNING_KEY, PES_VERIFY_KEY, privatePem, readFile, sealBlob, writePublic, writeSecret, type Fleet, type FleetMeter } from '../lib/keyset.js';
 
 const MANUFACTURER = 'SMR';
 
@@ -193,6 +194,14 @@ export async function provision(opts: ProvisionOptions): Promise<Fleet> {
   writeSecret(join(out, MOSQUITTO_PASSWD), mosquittoPasswd(passwords));
   writeSecret(join(out, MOSQUITTO_ACL), mosquittoAcl(acl));
   writeSecret(join(out, MOSQUITTO_CONF), mosquittoConfText);
+  // And for a NATS cluster (`smartermeter cluster up --keys <out>`), unless an id cannot be a NATS subject token.
+  let nats: string | undefined;
+  try {
+    nats = natsAccounts(acl, passwords);
+  } catch (e) {
+    writePublic(join(out, NATS_ACCOUNTS_SKIPPED), `${NATS_ACCOUNTS} was not written: ${(e as Error).message}\n`);
+  }
+  if (nats !== undefined) writeSecret(join(out, NATS_ACCOUNTS), nats);
   writePublic(join(out, 'fleet.json'), JSON.stringify(fleet, null, 2) + '\n');
   return fleet;
 }
