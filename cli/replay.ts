@@ -17,6 +17,7 @@ import { loadTariff, type Tariff } from '../lib/tariff.js';
 import { loadFleet, type Fleet } from '../lib/keyset.js';
 import { parseFleetCsv, provision } from '../provision/keys.js';
 import { durationOption, intOption, zoneOption } from '../lib/flags.js';
+import { brokerUrlsOption } from '../lib/broker-url.js';
 import { billedEnergy, startSystem, type SystemHandle } from './system.js';
 import { epsilonOption } from '../pes/cli.js';
 
@@ -248,7 +249,7 @@ export function registerReplayCommand(program: Command): void {
     .option('--days <n>', 'days of synthetic sources', intOption('--days', 1, 3660), 7)
     .option('--batch <n>', 'readings per frame', intOption('--batch', 1, 60), 15)
     .option('--paillier-bits <n>', 'Paillier modulus of a throwaway key set', intOption('--paillier-bits', 1024, 4096), 2048)
-    .option('--mqtt <url>', 'use this broker instead of an embedded one')
+    .option('--mqtt <urls>', 'use this broker (or cluster: URLs comma-separated) instead of an embedded one', brokerUrlsOption('--mqtt'))
     .option('--append', 'add to a database that already holds aggregates (default: refuse it)')
     .option('--no-progress', 'no progress bar')
     .action(async (f) => {

@@ -525,6 +525,14 @@ export const MOSQUITTO_ACL = 'broker/mosquitto/acl';
 export const MOSQUITTO_CONF = 'broker/mosquitto/mosquitto.conf';
 export const MOSQUITTO_DATA = 'broker/mosquitto/data';
 
+/**
+ * The NATS cluster's users and permissions in a key set (provision/nats.ts), relative to the key directory;
+ * every node's configuration includes it (`smartermeter cluster up --keys`).
+ */
+export const NATS_ACCOUNTS = 'nats/accounts.conf';
+/** Written instead of {@link NATS_ACCOUNTS} when the fleet cannot run on NATS 2.9's MQTT: says why. */
+export const NATS_ACCOUNTS_SKIPPED = 'nats/accounts.conf.skipped';
+
 /** Path of the broker's users file. */
 export function brokerUsersPath(dir: string): string {
   return join(dir, 'broker/users.json');

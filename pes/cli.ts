@@ -9,6 +9,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { IANAZone } from 'luxon';
 import { pino } from 'pino';
 import { intOption, parseDuration } from '../lib/flags.js';
+import { brokerUrlsOption } from '../lib/broker-url.js';
 import { loadCredentials, loadFleet, loadPesKeys } from '../lib/keyset.js';
 import { topicId } from '../protocol/topics.js';
 import { parseBillingPeriod, type BillingPeriod } from './duration.js';
@@ -183,7 +184,7 @@ export function registerPesCommand(program: Command): void {
     .command('pes')
     .description('run the Privacy Enhancing System: verify frames, fold readings into Paillier aggregates, release sealed aggregates of >= k meters and household streams')
     .requiredOption('--keys <dir>', 'key set made by `smartermeter provision`')
-    .option('--mqtt <url>', 'broker URL', 'mqtt://127.0.0.1:1883')
+    .option('--mqtt <urls>', 'broker URL, or several comma-separated (the nodes of a cluster; reconnects to the next)', brokerUrlsOption('--mqtt'), 'mqtt://127.0.0.1:1883')
     .option('--username <name>', 'broker username (default: from the key set)')
     .option('--password-file <path>', 'file holding the broker password (with --username)')
     .option('--state <file>', 'SQLite state file (Paillier ciphertexts, sealed counters)', DEFAULT_STATE)

@@ -1,7 +1,10 @@
 import type { Command } from 'commander';
 import { provision } from './keys.js';
 import { rotateMeterKey } from './rotate.js';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { intOption, meterIdOption } from '../lib/flags.js';
+import { NATS_ACCOUNTS_SKIPPED } from '../lib/keyset.js';
 
 /**
  * `smartermeter provision --fleet fleet.csv --out <dir> [--e2e] [--mosquitto-port 1883 --mosquitto-host 127.0.0.1
@@ -40,6 +43,8 @@ export function registerProvisionCommand(program: Command): void {
             `Hand ${o.out}/guardian to the guardian's operator and remove it from this machine.`,
         );
       }
+      const skipped = join(o.out, NATS_ACCOUNTS_SKIPPED);
+      if (existsSync(skipped)) console.warn(`note: ${readFileSync(skipped, 'utf8').trim()} (a NATS cluster cannot serve this fleet)`);
     });
   cmd
     .command('rotate')

@@ -25,6 +25,8 @@ import {
   MOSQUITTO_CONF,
   MOSQUITTO_DATA,
   MOSQUITTO_PASSWD,
+  NATS_ACCOUNTS,
+  NATS_ACCOUNTS_SKIPPED,
   PES_BINDING_KEYS,
   PES_METER_KEYS,
   PES_PAILLIER_KEY,
@@ -40,6 +42,7 @@ import {
   type Fleet,
   type FleetMeter,
 } from '../lib/keyset.js';
+import { natsAccounts } from './nats.js';
 
 const MANUFACTURER = 'SMR';
 
@@ -235,6 +238,14 @@ export async function provision(opts: ProvisionOptions): Promise<Fleet> {
   writeSecret(join(out, MOSQUITTO_ACL), mosquittoAcl(acl));
   writeSecret(join(out, MOSQUITTO_CONF), mosquittoConfText);
   if (opts.e2e) writePublic(join(out, GUARDIAN_DIR, 'fleet.json'), JSON.stringify(fleet, null, 2) + '\n');
+  // And for a NATS cluster (`smartermeter cluster up --keys <out>`), unless an id cannot be a NATS subject token.
+  let nats: string | undefined;
+  try {
+    nats = natsAccounts(acl, passwords);
+  } catch (e) {
+    writePublic(join(out, NATS_ACCOUNTS_SKIPPED), `${NATS_ACCOUNTS} was not written: ${(e as Error).message}\n`);
+  }
+  if (nats !== undefined) writeSecret(join(out, NATS_ACCOUNTS), nats);
   writePublic(join(out, 'fleet.json'), JSON.stringify(fleet, null, 2) + '\n');
   return fleet;
 }
