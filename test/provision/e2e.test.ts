@@ -121,7 +121,7 @@ describe('provision --e2e', () => {
       const folder = rel.includes('/') ? rel.split('/')[0]! : '.';
       byFolder.set(folder, [...(byFolder.get(folder) ?? []), ...ints]);
     }
-    expect([...byFolder.keys()].sort()).toEqual(['.', 'broker', 'credentials', 'guardian', 'households', 'mdms', 'meters', 'pes', 'ucs']);
+    expect([...byFolder.keys()].sort()).toEqual(['.', 'broker', 'credentials', 'guardian', 'households', 'mdms', 'meters', 'nats', 'pes', 'ucs']);
     for (const [folder, ints] of byFolder) {
       for (let i = 0; i < ints.length; i++) for (let j = i + 1; j < ints.length; j++) expect(isExponent(ints[i]! + ints[j]!), `${folder}: two integers sum to a decryption exponent`).toBe(false);
     }
