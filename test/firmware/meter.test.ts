@@ -199,7 +199,7 @@ describe('Meter over a crossed mock line', () => {
   it('stops with "key must be renewed" when the invocation counter runs out', async () => {
     const { peer, start } = await rig();
     const nv = new MemoryNvStore();
-    await nv.save(encodeMeterState({ systemTitle: ST, reservedIc: MAX_IC - 1, registerMilliWs: 0n, resumeAt: -1, samples: 0, ring: [] }));
+    await nv.save(encodeMeterState({ systemTitle: ST, reservedIc: MAX_IC - 1, registerMilliWs: 0n, exportMilliWs: 0n, resumeAt: -1, samples: 0, ring: [] }));
     const meter = await start({ nv });
     await expect(meter.done(30_000)).rejects.toThrow(/key must be renewed/);
     await vi.waitFor(() => expect([...peer.distinct().keys()]).toEqual([MAX_IC - 1, MAX_IC]));
@@ -217,7 +217,7 @@ describe('Meter over a crossed mock line', () => {
     const meter = await start({ source: backwards });
     await expect(meter.done(10_000)).rejects.toThrow(/backwards: sample at 1030 starts before the previous one ended \(1060\)/);
     const nv = new MemoryNvStore();
-    await nv.save(encodeMeterState({ systemTitle: systemTitle('SMR', 1), reservedIc: 0, registerMilliWs: 0n, resumeAt: -1, samples: 0, ring: [] }));
+    await nv.save(encodeMeterState({ systemTitle: systemTitle('SMR', 1), reservedIc: 0, registerMilliWs: 0n, exportMilliWs: 0n, resumeAt: -1, samples: 0, ring: [] }));
     await expect(start({ nv })).rejects.toThrow(/belongs to meter 534d520000000001/);
     await expect(start({ batch: 61 })).rejects.toThrow(/"batch" must be an integer in 1..60/);
     await expect(start({ key: Buffer.alloc(16) })).rejects.toThrow(/"key" must be 32 bytes/);
