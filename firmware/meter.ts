@@ -4,7 +4,8 @@
  * Each tick integrates one sample into the import register (1-0:1.8.0) and the export register (1-0:2.8.0,
  * energy delivered to the grid by a household with panels) and appends a reading to the current batch. A
  * batch goes out in the short form of docs/protocol.md §5 while the export register is 0 (a meter without
- * panels sends exactly version 1's bytes) and in the long form once it has moved (encodeReadingBatch chooses). A full batch (or the last, partial one when the source ends) becomes a frame: sealed with the next
+ * panels sends exactly version 1's bytes) and in the long form once it has moved (encodeReadingBatch
+ * chooses). A full batch (or the last, partial one when the source ends) becomes a frame: sealed with the next
  * invocation counter, stored in the ring, persisted to NV, and only then transmitted. Frames leave the ring
  * only on the gateway's selective acknowledgement; unacknowledged frames are retransmitted, oldest first,
  * with at most `window` frames queued or in flight.
@@ -27,10 +28,10 @@
  * backwards (the P1 meter was replaced, or a corrupt line): both registers are then taken as they come (an
  * absent export register as 0) and the reading's energies are its registers themselves (§5 of
  * docs/protocol.md). A replaced meter resets both registers; an export register that goes backwards while
- * the import register does not is a corrupt line, not a replacement: flagging it REGISTER_RESET would count the
- * whole import register as energy, so the export register keeps its value instead (counted `exportHeld`) and
- * the next good value carries the energy, which only shifts. CLOCK_SET is never set: a source whose time goes backwards (or overlaps the previous
- * sample) stops the meter with an error.
+ * the import register does not is a corrupt line, not a replacement: flagging it REGISTER_RESET would count
+ * the whole import register as energy, so the export register keeps its value instead (counted `exportHeld`) and
+ * the next good value carries the energy, which only shifts. CLOCK_SET is never set: a source whose time goes
+ * backwards (or overlaps the previous sample) stops the meter with an error.
  *
  * Key transfer (docs/protocol.md §7.1, the DLMS `global_key_transfer`): a valid transfer for this meter (its KEK
  * unwraps it, generation above the one in use) is saved to NV, still wrapped, and only then acknowledged on the
