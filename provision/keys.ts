@@ -48,7 +48,7 @@ const MANUFACTURER = 'SMR';
 
 /**
  * Parses a fleet CSV (`meter,household,neighbourhood,source`; `source` relative to the file,
- * `synthetic:<seed>`, or `p1:<capture file or serial device>`). Errors name the file and line.
+ * `synthetic:<seed>[:pv=<kWp>]`, or `p1:<capture file or serial device>`). Errors name the file and line.
  * @example
  * ```ts
  * parseFleetCsv('data/sample/fleet.csv');
@@ -80,8 +80,8 @@ export function parseFleetCsv(path: string): Omit<FleetMeter, 'meter' | 'gateway
     if (seen.has(label)) throw new Error(`${where}: duplicate meter ${label}`);
     seen.add(label);
     let source: string;
-    if (/^synthetic:\d{1,10}$/.test(src)) source = src;
-    else if (src.startsWith('synthetic:')) throw new Error(`${where}: synthetic source must be synthetic:<integer seed>`);
+    if (/^synthetic:\d{1,10}(:pv=\d{1,3}(\.\d{1,2})?)?$/.test(src)) source = src; // firmware/sources/synthetic.ts parseSyntheticSource
+    else if (src.startsWith('synthetic:')) throw new Error(`${where}: synthetic source must be synthetic:<integer seed> or synthetic:<seed>:pv=<kWp>`);
     else {
       const p1 = src.startsWith('p1:'); // p1:<capture file or serial device>, the path as for a CSV
       const file = p1 ? src.slice(3) : src;

@@ -118,6 +118,10 @@ describe('provision', () => {
     expect(() => parseFleetCsv(f)).toThrow(/bad.csv:2: household must match/);
     writeFileSync(f, 'meter,household,neighbourhood,source\nm1,h1,nb1,synthetic:1\nm1,h2,nb1,synthetic:2\n');
     expect(() => parseFleetCsv(f)).toThrow(/bad.csv:3: duplicate meter m1/);
+    writeFileSync(f, 'meter,household,neighbourhood,source\nm1,h1,nb1,synthetic:1:pv=four\n');
+    expect(() => parseFleetCsv(f)).toThrow(/bad.csv:2: synthetic source must be synthetic:<integer seed> or synthetic:<seed>:pv=<kWp>/);
+    writeFileSync(f, 'meter,household,neighbourhood,source\nm1,h1,nb1,synthetic:1:pv=4.5\nm2,h2,nb1,synthetic:2:pv=0\n');
+    expect(parseFleetCsv(f).map((m) => m.source)).toEqual(['synthetic:1:pv=4.5', 'synthetic:2:pv=0']); // panels per household
     expect(() => parseFleetCsv(join(dir, 'nope.csv'))).toThrow(/cannot read fleet file/);
   });
 });
