@@ -35,6 +35,7 @@ export const AUDIT_ACTIONS = [
   'access.denied',
   'ingest.refused',
   'quality.run',
+  'view.privacy',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 export type AuditOutcome = 'ok' | 'denied' | 'failed';

@@ -255,7 +255,7 @@ describe.each(BACKENDS)('store on $name', (backend: Backend) => {
       const b = billingAgg({ bands: { peak: 3000, offpeak: 4500 }, exportBands: { peak: 1200, shoulder: 5 } });
       expect(await store.insertBilling(b)).toBe('stored');
       expect(await store.insertBilling(billingAgg({ bands: { offpeak: 4500, peak: 3000, shoulder: 0 }, exportBands: { shoulder: 5, peak: 1200, offpeak: 0 } }))).toBe('duplicate');
-      for (const exportBands of [undefined, {}, { peak: 1200 }, { peak: 1201, shoulder: 5 }, { peak: 1200, shoulder: 5, offpeak: 1 }]) {
+      for (const exportBands of [undefined, {}, { peak: 1200 }, { peak: 1201, shoulder: 5 }, { peak: 1200, shoulder: 5, offpeak: 1 }] as (Record<string, number> | undefined)[]) {
         expect(await store.insertBilling(billingAgg({ bands: b.bands, exportBands })), JSON.stringify(exportBands)).toBe('conflict');
       }
       expect((await store.latestBilling()).map((r) => [r.band, r.energyWh, r.exportWh])).toEqual([
