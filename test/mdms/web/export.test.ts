@@ -146,8 +146,9 @@ describe('feed-in bills over HTTP', () => {
       { band: 'normal', priceMilliPerKwh: 25_000, feedInMilliPerKwh: 8_500 },
       { band: 'low', priceMilliPerKwh: 22_000, feedInMilliPerKwh: 0 },
     ]);
-    const tooBig = await app.inject({ method: 'POST', url: '/api/v1/tariffs', headers: { cookie: cookie.admin!, 'x-csrf-token': csrf.admin! }, payload: { ...api.json(), id: undefined, createdAt: undefined, createdBy: undefined, code: 'sun-big', bands: [{ band: 'normal', priceMilliPerKwh: 1, feedInMilliPerKwh: 2_000_000_000 }] } });
+    const tooBig = await app.inject({ method: 'POST', url: '/api/v1/tariffs', headers: { cookie: cookie.admin!, 'x-csrf-token': csrf.admin! }, payload: { code: 'sun-big', name: 'Sun', currency: 'EUR', tz: 'Europe/Amsterdam', effectiveFrom: '2024-01-01', standingMilliPerDay: 0, bands: [{ band: 'normal', priceMilliPerKwh: 1, feedInMilliPerKwh: 2_000_000_000 }] } });
     expect(tooBig.statusCode).toBe(400);
+    expect(tooBig.json().message).toMatch(/feedInMilliPerKwh/);
     const page = await app.inject({ url: '/tariffs/new', headers: { cookie: cookie.admin! } });
     const token = /name="_csrf" value="([^"]+)"/.exec(page.body)![1]!;
     expect(page.body).toContain('name="feedin"');
