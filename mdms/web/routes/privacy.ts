@@ -7,6 +7,7 @@
  * @module
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { join } from 'node:path';
 import { Counter } from 'prom-client';
 import type { DpBudgetRow, IngestPolicyRow, PolicyRow } from '../../store/types.js';
 import { clientIp, HttpError, userOf } from '../context.js';
@@ -142,7 +143,7 @@ ${
     if (reportDir === null) throw new HttpError(404, 'no privacy report configured: start the web app with --privacy-report DIR');
     let body: Buffer;
     try {
-      ({ body } = await readBounded(`${reportDir}/report.html`, MAX_REPORT_BYTES));
+      ({ body } = await readBounded(join(reportDir, 'report.html'), MAX_REPORT_BYTES));
     } catch (e) {
       reportErrors.inc();
       throw new HttpError(404, (e as Error).message);
