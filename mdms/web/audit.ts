@@ -36,6 +36,7 @@ export const AUDIT_ACTIONS = [
   'ingest.refused',
   'quality.run',
   'quality.anomaly',
+  'view.privacy',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 export type AuditOutcome = 'ok' | 'denied' | 'failed';
