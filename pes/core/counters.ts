@@ -52,6 +52,8 @@ export const COUNTER_NAMES = [
   'membershipHeld',
   /** Neighbourhood releases noised for differential privacy (each spends dpEpsilon of its neighbourhood's budget). */
   'dpReleases',
+  /** Evaluations where a neighbourhood release was held because it would exceed the neighbourhood's DP budget (--dp-budget per day, or the ledger's 10^6 ceiling). */
+  'dpBudgetHeld',
   /** Release attempts whose total decrypted to a negative number (not published). */
   'negativeTotal',
   /** Household stream messages queued. */
@@ -65,6 +67,13 @@ export const COUNTER_NAMES = [
 ] as const;
 
 export type CounterName = (typeof COUNTER_NAMES)[number];
+
+/**
+ * The counters the policy statement reports (docs/protocol.md §11.3): how often each release guard acted, and
+ * how much was released, so the utility sees the guards at work. A change in one of them is what makes the
+ * PES publish a new statement.
+ */
+export const GUARD_COUNTERS = ['suppressed', 'revisionHeld', 'membershipHeld', 'dpReleases', 'dpBudgetHeld', 'negativeTotal', 'released', 'lateRevisions'] as const satisfies readonly CounterName[];
 export type PesCounters = Record<CounterName, number>;
 
 /**
