@@ -31,6 +31,7 @@ import { GUARD_COUNTERS, newCounters, type PesCounters } from './counters.js';
 import { attribute, pruneGaps, type EnergyOp, type EnergyState } from './energy.js';
 import { ReplayWindow, type ReplayState } from './replay.js';
 import { discreteLaplace, DP_MAX_POWER_W, intervalSensitivityWh } from './dp.js';
+import { packPair, unpackPair } from './pair.js';
 
 /** What the PES knows about one provisioned meter. */
 export interface MeterInfo {
@@ -103,7 +104,10 @@ interface Window {
   key: string;
   start: number;
   end: number;
-  /** Paillier accumulator per band ('' for a neighbourhood window); a missing band is 0. */
+  /**
+   * Paillier accumulator per band ('' for a neighbourhood window) of the band's imported and exported energy
+   * packed in one plaintext (pes/core/pair.ts); a missing band is 0.
+   */
   acc: Map<string, bigint>;
   /** Bands whose ciphertext changed since the last checkpoint (to re-randomise). */
   touched: Set<string>;
@@ -192,10 +196,6 @@ interface MeterRuntime {
   /** Generation of the key the meter was last seen using: older keys are retired. */
   keyGeneration: number;
 }
-
-/** Accumulator of a band's exported energy; a band's imported energy is under the band's own name ('' in a neighbourhood window). */
-const EXPORT_PREFIX = '>';
-const exportKey = (band: string): string => EXPORT_PREFIX + band;
 
 /** Sums epsilons without drifting into 0.30000000000000004 (a ledger is read by people). */
 const addEpsilon = (a: number, b: number): number => Math.round((a + b) * 1e9) / 1e9;
@@ -517,8 +517,7 @@ export class PesCore {
     }
     for (const s of sums.values()) {
       const { w, band } = s;
-      this.add(w, band, s.wh);
-      this.add(w, exportKey(band), s.exportWh);
+      this.add(w, band, packPair(s.wh, s.exportWh));
       w.meters.add(meter);
       w.changed.add(meter);
       this.dirtyWindows.add(w);
@@ -527,12 +526,12 @@ export class PesCore {
   }
 
   /** Adds a signed plaintext to one accumulator of a window (a new accumulator starts with one encryption). */
-  private add(w: Window, key: string, wh: number): void {
-    if (wh === 0) return;
+  private add(w: Window, band: string, m: bigint): void {
+    if (m === 0n) return;
     const pk = this.keys.paillier;
-    const c = w.acc.get(key);
-    w.acc.set(key, c === undefined ? pk.encrypt(BigInt(wh)) : pk.addPlain(c, BigInt(wh)));
-    w.touched.add(key);
+    const c = w.acc.get(band);
+    w.acc.set(band, c === undefined ? pk.encrypt(m) : pk.addPlain(c, m));
+    w.touched.add(band);
   }
 
   private window(kind: Kind, key: string, start: number, end: number): Window {
@@ -725,24 +724,24 @@ export class PesCore {
       // noise joins the total as a ciphertext (fresh for every release, never kept in the window), so it needs
       // no plaintext total; negative noisy totals are released as 0 (post-processing).
       const scale = intervalSensitivityWh(this.settings.dpMaxPowerW ?? DP_MAX_POWER_W, this.settings.intervalS);
-      for (const key of ['', exportKey('')]) {
-        const noise = pk.encrypt(BigInt(discreteLaplace(eps, scale)));
-        const c = acc.get(key);
-        acc.set(key, c === undefined ? noise : pk.add(c, noise));
-      }
+      const noise = pk.encrypt(packPair(discreteLaplace(eps, scale), discreteLaplace(eps, scale)));
+      const c = acc.get('');
+      acc.set('', c === undefined ? noise : pk.add(c, noise));
     }
     const imports = new Map<string, number>();
     const exports = new Map<string, number>();
-    for (const [key, c] of acc) {
-      let v = decodeSigned(pk.decrypt(c), pk.n);
-      if (eps !== undefined && v < 0n) v = 0n;
-      if (v < 0n || v > BigInt(Number.MAX_SAFE_INTEGER)) {
-        this.counters.negativeTotal++;
-        this.log.error({ window: w.id }, 'pes: aggregate decrypts to a negative or oversized total; not released');
-        return;
+    for (const [band, c] of acc) {
+      const pair = unpackPair(decodeSigned(pk.decrypt(c), pk.n));
+      for (let i = 0; i < 2; i++) {
+        if (eps !== undefined && pair[i]! < 0n) pair[i] = 0n;
+        if (pair[i]! < 0n || pair[i]! > BigInt(Number.MAX_SAFE_INTEGER)) {
+          this.counters.negativeTotal++;
+          this.log.error({ window: w.id, register: i === 0 ? 'import' : 'export' }, 'pes: aggregate decrypts to a negative or oversized total; not released');
+          return;
+        }
       }
-      if (key.startsWith(EXPORT_PREFIX)) exports.set(key.slice(EXPORT_PREFIX.length), Number(v));
-      else imports.set(key, Number(v));
+      imports.set(band, Number(pair[0]));
+      exports.set(band, Number(pair[1]));
     }
     w.revision++;
     w.changed.clear();
