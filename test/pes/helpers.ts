@@ -34,6 +34,8 @@ export class SimMeter {
   /** The export register (1-0:2.8.0): 0 until the meter first exports. */
   exportRegister = 0;
   readonly exports: number[] = [];
+  /** Every export register value it sent. */
+  readonly exportRegisters: number[] = [];
   /** Every reading it made: start time, imported and exported energy. */
   readonly log: { time: number; wh: number; exportWh: number }[] = [];
 
@@ -61,6 +63,7 @@ export class SimMeter {
       this.registers.push(this.register);
       this.energies.push(e);
       this.exports.push(x);
+      if (exported) this.exportRegisters.push(this.exportRegister);
       this.log.push({ time: this.time, wh: e, exportWh: x });
       const r: Reading = { time: this.time, period, importWh: this.register, powerW: Math.min(0xffffffff, Math.round((e * 3600) / period)), status: 0 };
       if (exported) r.exportWh = this.exportRegister;
