@@ -5,11 +5,12 @@
  * - `windows`: per open or retained window its Paillier ciphertexts (re-randomised before every write, so
  *   no two versions of a row, in the file or in its -wal, differ by a known factor), the set of contributing
  *   meter ids (the count is public), revision and status;
- * - `meters`: per meter the anti-replay window, baseline / last register / remembered gaps and replay streak,
- *   as CBOR sealed with AES-256-GCM under a random state key (registers over time ARE readings, so they
- *   never touch the file in clear);
+ * - `meters`: per meter the anti-replay window, baseline / last registers (import and export) / remembered
+ *   gaps and replay streak, as CBOR sealed with AES-256-GCM under a random state key (registers over time ARE
+ *   readings, so they never touch the file in clear);
  * - `households`: household public keys received at runtime (public);
  * - `outbox`: sealed messages (to the MDMS or a household) committed but not yet acknowledged by the broker;
+ * - `dp`: the DP ledger, epsilon spent per neighbourhood (day -1) and per neighbourhood and UTC day (no reading);
  * - `meta`: format, configuration fingerprint, Paillier key id, the state key wrapped with RSA-OAEP-SHA-256
  *   to the PES's own RSA key, the watermark and the counters.
  *
