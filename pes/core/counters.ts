@@ -72,6 +72,10 @@ export type CounterName = (typeof COUNTER_NAMES)[number];
  * The counters the policy statement reports (docs/protocol.md §11.3): how often each release guard acted, and
  * how much was released, so the utility sees the guards at work. A change in one of them is what makes the
  * PES publish a new statement.
+ * @example
+ * ```ts
+ * Object.fromEntries(GUARD_COUNTERS.map((n) => [n, counters[n]])); // the statement's `counters`
+ * ```
  */
 export const GUARD_COUNTERS = ['suppressed', 'revisionHeld', 'membershipHeld', 'dpReleases', 'dpBudgetHeld', 'negativeTotal', 'released', 'lateRevisions'] as const satisfies readonly CounterName[];
 export type PesCounters = Record<CounterName, number>;

@@ -810,6 +810,10 @@ export class PesCore {
   /**
    * Queues the PES's policy statement (docs/protocol.md §11.3): its guards and their counters, sealed to the
    * MDMS and signed like an aggregate, on `sm/v1/agg/policy/<pesId>`. Returns the body.
+   * @example
+   * ```ts
+   * core.policyStatement('pes', Math.floor(Date.now() / 1000)); // then checkpoint() and publish its outbox
+   * ```
    */
   policyStatement(pesId: string, at: number): PolicyStatement {
     const topic = topics.policy(pesId);
@@ -828,7 +832,13 @@ export class PesCore {
     return body;
   }
 
-  /** The counters a policy statement reports: how often each guard acted, and how much was released. */
+  /**
+   * The counters a policy statement reports: how often each guard acted, and how much was released.
+   * @example
+   * ```ts
+   * core.guardCounters().membershipHeld; // releases held by the differencing guard so far
+   * ```
+   */
   guardCounters(): Record<string, number> {
     return Object.fromEntries(GUARD_COUNTERS.map((n) => [n, this.counters[n]]));
   }
