@@ -56,6 +56,8 @@ export const COUNTER_NAMES = [
   'dpBudgetHeld',
   /** Release attempts whose total decrypted to a negative number (not published). */
   'negativeTotal',
+  /** Policy statements queued for the MDMS (on start, on guard-counter change, on stop). */
+  'policyStatements',
   /** Household stream messages queued. */
   'streamMessages',
   /** Accepted batches of a household whose public key is unknown (not streamed). */

@@ -829,6 +829,7 @@ export class PesCore {
       ...(dpEpsilon !== undefined ? { dpEpsilon } : {}),
     };
     this.outbox.push({ kind: 'policy', topic, payload: sealAggregate(this.keys.mdmsPublic, topic, body, this.keys.signer) });
+    this.counters.policyStatements++;
     return body;
   }
 

@@ -163,6 +163,7 @@ describe('policy statement', () => {
     for (const name of GUARD_COUNTERS) expect(p.counters[name], name).toBe(pes.counters[name]);
     expect(p.counters.membershipHeld).toBeGreaterThan(0);
     expect(p.counters.dpReleases).toBeGreaterThan(0);
+    expect(pes.counters.policyStatements).toBe(1);
     // Moved to another PES's topic it does not open (the seal binds the topic).
     expect(() => statement(f, topics.policy('pes'), sent[0]!.payload)).toThrow();
     await pes.close();
@@ -202,6 +203,7 @@ describe('policy statement', () => {
     const n = got.length;
     expect(n - 1).toBeLessThan(8); // at most once per interval, not once per release
     for (const name of GUARD_COUNTERS) expect(got[n - 1]!.counters[name], name).toBe(svc.pes.counters[name]);
+    expect(svc.pes.counters.policyStatements).toBe(n);
     await new Promise((r) => setTimeout(r, 1000));
     expect(got).toHaveLength(n);
   });
