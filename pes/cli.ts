@@ -36,6 +36,8 @@ export interface PesFlags {
   membershipGuard: boolean;
   dpEpsilon?: number;
   dpMaxPower?: number;
+  dpBudget?: number;
+  pesId: string;
   retention?: number;
   maxSkew: number;
   clientId?: string;
@@ -77,6 +79,27 @@ export function epsilonOption(v: string): number {
   const e = Number(v);
   if (!/^\d+(\.\d+)?$/.test(v) || !(e > 0) || e > 1000) throw new InvalidArgumentError(`--dp-epsilon must be a positive number up to 1000, got "${v}"`);
   return e;
+}
+
+/**
+ * Parses `--dp-budget`: a positive decimal (epsilon per neighbourhood per day).
+ * @example
+ * ```ts
+ * budgetOption('10'); // 10
+ * ```
+ */
+export function budgetOption(v: string): number {
+  const b = Number(v);
+  if (!/^\d+(\.\d+)?$/.test(v) || !(b > 0) || b > 1_000_000) throw new InvalidArgumentError(`--dp-budget must be a positive number up to 1000000, got "${v}"`);
+  return b;
+}
+
+function pesIdOption(v: string): string {
+  try {
+    return topicId(v, '--pes-id');
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
 }
 
 function zone(v: string): string {
@@ -135,6 +158,8 @@ async function run(flags: PesFlags): Promise<void> {
     membershipGuard: flags.membershipGuard,
     ...(flags.dpEpsilon !== undefined ? { dpEpsilon: flags.dpEpsilon } : {}),
     ...(flags.dpMaxPower !== undefined ? { dpMaxPowerW: flags.dpMaxPower } : {}),
+    ...(flags.dpBudget !== undefined ? { dpBudget: flags.dpBudget } : {}),
+    pesId: flags.pesId,
     ...(flags.retention !== undefined ? { retentionS: flags.retention } : {}),
     maxSkewS: flags.maxSkew,
     pool: true,
@@ -198,6 +223,8 @@ export function registerPesCommand(program: Command): void {
     .option('--no-membership-guard', 'release neighbourhood aggregates whose membership differs from a released one by 1 to revision-k - 1 meters (lets the MDMS subtract a household out: docs/privacy.md)')
     .option('--dp-epsilon <e>', 'differential privacy: discrete Laplace noise on every neighbourhood release, epsilon per release (docs/privacy.md; default none)', epsilonOption)
     .option('--dp-max-power <W>', 'most power one meter draws, the DP sensitivity per interval (default 7360)', intOption('--dp-max-power', 1, 1_000_000))
+    .option('--dp-budget <e>', 'with --dp-epsilon: most epsilon spent per neighbourhood per UTC day; releases beyond it are held (default none)', budgetOption)
+    .option('--pes-id <id>', 'this PES\'s id, the topic of its policy statement sm/v1/agg/policy/<id>', pesIdOption, 'pes')
     .option('--retention <duration>', 'how long closed windows accept late readings (default: 2 billing periods)', duration('--retention'))
     .option('--max-skew <duration>', 'reject readings further than this from the watermark', duration('--max-skew'), 7 * 86400)
     .option('--client-id <id>', 'MQTT client id of the persistent session (default: pes); unique per PES on a shared broker')
