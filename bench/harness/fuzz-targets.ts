@@ -1073,12 +1073,22 @@ function storableBody(topic: string, body: unknown, k: number, minBillingS: numb
   const keys = Object.keys(o).sort().join(',');
   const common = o.kind === m[1] && o.key === m[2] && int(o.start, 253_402_300_799) && int(o.end, 253_402_300_799) && (o.end as number) > (o.start as number) && int(o.revision, 2 ** 31 - 1);
   if (!common) return false;
-  if (m[1] === 'neighbourhood') return keys === 'end,energyWh,key,kind,meters,revision,start' && int(o.meters, 2 ** 31 - 1) && (o.meters as number) >= k && int(o.energyWh, Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER);
-  if (keys !== 'bands,end,key,kind,revision,start' || (o.end as number) - (o.start as number) < minBillingS) return false;
-  const b = o.bands;
-  if (typeof b !== 'object' || b === null || Array.isArray(b) || b instanceof Uint8Array) return false;
-  const names = Object.keys(b);
-  return names.length >= 1 && names.length <= 64 && names.every((n) => /^[A-Za-z0-9_.-]{1,32}$/.test(n) && int((b as Record<string, unknown>)[n], Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER));
+  const wh = (v: unknown) => int(v, Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER);
+  // Optional fields of version 2 (§11.3): present means checked, absent means 0 / none.
+  const without = (...optional: string[]) => Object.keys(o).filter((f) => !optional.includes(f)).sort().join(',');
+  if (m[1] === 'neighbourhood') {
+    const eps = (v: unknown, max = 1e6) => typeof v === 'number' && Number.isFinite(v) && v > 0 && v <= max;
+    const dp = o.dp as Record<string, unknown> | undefined;
+    const dpOk = !('dp' in o) || (typeof dp === 'object' && dp !== null && !Array.isArray(dp) && !(dp instanceof Uint8Array) && Object.keys(dp).sort().join(',') === 'epsilon,spent' && eps(dp.epsilon) && eps(dp.spent, 1e15) && (dp.spent as number) >= (dp.epsilon as number));
+    return without('exportWh', 'dp') === 'end,energyWh,key,kind,meters,revision,start' && int(o.meters, 2 ** 31 - 1) && (o.meters as number) >= k && wh(o.energyWh) && (!('exportWh' in o) || wh(o.exportWh)) && dpOk;
+  }
+  if (without('exportBands') !== 'bands,end,key,kind,revision,start' || (o.end as number) - (o.start as number) < minBillingS) return false;
+  const bandMap = (b: unknown, min: number) => {
+    if (typeof b !== 'object' || b === null || Array.isArray(b) || b instanceof Uint8Array) return false;
+    const names = Object.keys(b);
+    return names.length >= min && names.length <= 64 && names.every((n) => /^[A-Za-z0-9_.-]{1,32}$/.test(n) && wh((b as Record<string, unknown>)[n]));
+  };
+  return bandMap(o.bands, 1) && (!('exportBands' in o) || bandMap(o.exportBands, 0));
 }
 
 /**
@@ -1159,7 +1169,7 @@ export function mdmsTarget(o: TargetOptions = {}): FuzzTarget<MdmsInput> {
         { weight: 1, arbitrary: fc.tuple(fc.uint8Array({ maxLength: 200 }), fc.nat({ max: topicList.length - 1 })).map(([b, t]) => ({ how: 'random', topic: topicList[t]!, payload: b, seed: -1, attacker: false })) },
       );
       const c = ingest.counters;
-      const OUTCOMES = ['stored', 'duplicates', 'conflicts', 'unsealFailed', 'malformed', 'badSignature', 'rejectedPrivacy', 'rejectedUnknown', 'rejectedNegative', 'rejectedGap'] as const;
+      const OUTCOMES = ['stored', 'duplicates', 'conflicts', 'unsealFailed', 'malformed', 'badSignature', 'rejectedPrivacy', 'rejectedUnknown', 'rejectedNegative', 'rejectedGap', 'policyStored', 'policyIgnored'] as const;
       return {
         arbitrary,
         show: (i) => `${i.how} ${i.topic} ${hex(i.payload).slice(0, 600)}`,

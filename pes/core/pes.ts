@@ -19,6 +19,7 @@ import { decodeFrame, meterId, openFrame, type CipheredFrame } from '../../proto
 import { ciphertextFromBytes, ciphertextToBytes, decodeSigned, type PaillierPrivate } from '../../protocol/paillier/engine.js';
 import { decodeReadingBatch, type ReadingBatch } from '../../protocol/reading.js';
 import type { BillingAggregate, NeighbourhoodAggregate, PolicyStatement } from '../../protocol/aggregate.js';
+import { MAX_EPSILON_SPENT } from '../../protocol/aggregate.js';
 import { activationMac, bindingSigned, decodeHouseholdKey, popSigned, PSS_SALT_BYTES, type HouseholdKeyMessage } from '../../protocol/household-key.js';
 import { keyId, newStreamKey, sealAggregate, sealStream, type StreamKey } from '../../protocol/seal.js';
 import { streamBody } from '../../protocol/stream.js';
@@ -199,8 +200,8 @@ interface MeterRuntime {
 
 /** Sums epsilons without drifting into 0.30000000000000004 (a ledger is read by people). */
 const addEpsilon = (a: number, b: number): number => Math.round((a + b) * 1e9) / 1e9;
-/** The most the contract lets a ledger report (protocol/aggregate.ts MAX_EPSILON). */
-const MAX_SPENT = 1e6;
+/** The most the contract lets a ledger report (protocol/aggregate.ts). */
+const MAX_SPENT = MAX_EPSILON_SPENT;
 
 /** Largest uplink accepted: 1024 frames (the uplink maximum) of a full link payload each. */
 export const MAX_UPLINK_BYTES = 1024 * 2048 + 1024;
