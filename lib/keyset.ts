@@ -395,6 +395,7 @@ export const GUARDIAN_VERIFY_KEY = 'guardian-sign.pub.pem';
 export function keySetMode(dir: string): 'classic' | 'e2e' {
   if (existsSync(join(dir, PES_PAILLIER_KEY))) return 'classic';
   if (existsSync(join(dir, PES_PAILLIER_SHARE))) return 'e2e';
+  if (!existsSync(dir)) throw new Error(`${dir}: no such key set (make one with: smartermeter provision --fleet <file> --out ${dir})`);
   throw new Error(`${dir}: no Paillier key material (neither ${PES_PAILLIER_KEY} nor ${PES_PAILLIER_SHARE}): not a key set`);
 }
 
