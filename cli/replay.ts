@@ -319,6 +319,14 @@ export async function replay(o: ReplayOptions): Promise<ReplaySummary> {
 
 const sum = <T>(xs: T[], f: (x: T) => number) => xs.reduce((a, x) => a + f(x), 0);
 
+/** "nb-2 below k" for one or two neighbourhoods, else counts per reason ("12 partial windows, 1 below k"). */
+function reasons(ns: NeighbourhoodCheck[]): string {
+  if (ns.length <= 2) return ns.map((n) => `${n.neighbourhood} ${n.checked}`).join(', ');
+  const by = new Map<string, number>();
+  for (const n of ns) by.set(String(n.checked), (by.get(String(n.checked)) ?? 0) + 1);
+  return [...by].map(([why, n]) => `${n} ${why}`).join(', ');
+}
+
 /**
  * Prints a summary for people.
  * @example
@@ -337,7 +345,7 @@ export function formatSummary(s: ReplaySummary): string {
     `time              ${s.seconds.toFixed(1)} s, ${s.readingsPerSecond} readings/s`,
     `energy            ${sum(s.households, (h) => h.meteredWh)} Wh metered, ${sum(s.households, (h) => h.billedWh)} Wh billed over ${s.households.length} households`,
     `export            ${sum(s.households, (h) => h.meteredExportWh)} Wh metered, ${sum(s.households, (h) => h.billedExportWh)} Wh billed (${s.households.filter((h) => h.meteredExportWh > 0).length} households fed in)`,
-    `neighbourhoods    ${checked.length} of ${s.neighbourhoods.length} released exactly their meters' import and export${unchecked.length ? ` (not comparable: ${unchecked.map((n) => `${n.neighbourhood} ${n.checked}`).join(', ')})` : ''}`,
+    `neighbourhoods    ${checked.length} of ${s.neighbourhoods.length} released exactly their meters' import and export${unchecked.length ? ` (not comparable: ${reasons(unchecked)})` : ''}`,
   ];
   lines.push(
     s.ok

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Command } from 'commander';
-import { checkDp, checkNeighbourhood, pesIdOption, registerReplayCommand } from '../../cli/replay.js';
+import { checkDp, checkNeighbourhood, formatSummary, pesIdOption, registerReplayCommand, type ReplaySummary } from '../../cli/replay.js';
 import { registerDemoCommand, DEMO_PV_SHARE } from '../../cli/demo.js';
 import { aggregatesSettled } from '../../cli/system.js';
 import type { IngestCounters } from '../../mdms/ingest.js';
@@ -77,5 +77,33 @@ describe('replay and demo flags', () => {
     expect(() => checkDp(2, 1)).toThrow('--dp-budget (1) must be at least --dp-epsilon (2)');
     expect(() => checkDp(0.5, 10)).not.toThrow();
     expect(() => checkDp(0.5, undefined)).not.toThrow();
+  });
+});
+
+describe('formatSummary', () => {
+  const nb = (neighbourhood: string, checked: ReplaySummary['neighbourhoods'][number]['checked']) => ({ neighbourhood, checked, meters: 3, meteredWh: 1, meteredExportWh: 0, releasedWh: 1, releasedExportWh: 0, releasedWindows: 1, windows: 1 });
+  const s: ReplaySummary = {
+    meters: 2, readings: 10, readingsFolded: 10, frames: 2, retransmits: 0, released: 3, suppressed: 0, membershipHeld: 0, stored: 3, seconds: 1, readingsPerSecond: 10,
+    households: [
+      { household: 'a', meteredWh: 100, billedWh: 100, meteredExportWh: 30, billedExportWh: 30 },
+      { household: 'b', meteredWh: 50, billedWh: 50, meteredExportWh: 0, billedExportWh: 0 },
+    ],
+    neighbourhoods: [nb('nb-1', true), nb('nb-2', 'below k')],
+    policyStored: 1, rejected: {}, ok: true, problems: [],
+  };
+
+  it('prints import and export, metered and billed, and which neighbourhoods were compared', () => {
+    const text = formatSummary(s);
+    expect(text).toContain('energy            150 Wh metered, 150 Wh billed over 2 households');
+    expect(text).toContain('export            30 Wh metered, 30 Wh billed (1 households fed in)');
+    expect(text).toContain('neighbourhoods    1 of 2 released exactly their meters\' import and export (not comparable: nb-2 below k)');
+    expect(text).toMatch(/every reading accounted for/);
+  });
+
+  it('counts reasons when many neighbourhoods were not comparable, and lists problems on failure', () => {
+    const many = { ...s, neighbourhoods: [nb('a', 'partial windows'), nb('b', 'partial windows'), nb('c', 'below k')], ok: false, problems: ['household a: metered export 30 Wh, billed export 0 Wh'] };
+    const text = formatSummary(many);
+    expect(text).toContain('(not comparable: 2 partial windows, 1 below k)');
+    expect(text).toContain('FAILED:\n  household a: metered export 30 Wh, billed export 0 Wh');
   });
 });
