@@ -21,6 +21,10 @@ import { loadFleet } from '../lib/keyset.js';
 import { provision } from '../provision/keys.js';
 import { intOption } from '../lib/flags.js';
 import { startSystem, type SystemHandle } from './system.js';
+import { checkDp, pesIdOption } from './replay.js';
+import { SyntheticModel } from '../firmware/sources/synthetic.js';
+import { pvShareOption } from '../firmware/cli.js';
+import { budgetOption, epsilonOption } from '../pes/cli.js';
 
 /** `port` if it is free on 127.0.0.1, else a free one. */
 export async function preferPort(port: number): Promise<{ port: number; preferred: boolean }> {
@@ -49,7 +53,21 @@ export interface DemoOptions {
   wsPort: number;
   mdmsPort: number;
   ucsPort: number;
+  /** Share of the synthetic households with solar panels, 0..1 (default {@link DEMO_PV_SHARE}). */
+  pvShare?: number;
+  /** Differential privacy on neighbourhood releases, epsilon per release (default none). */
+  dpEpsilon?: number;
+  /** With `dpEpsilon`: most epsilon per neighbourhood per UTC day (default none). */
+  dpBudget?: number;
+  /** The PES's id, the topic of its policy statement (default `pes`). */
+  pesId?: string;
 }
+
+/**
+ * Share of the demo's households with solar panels: enough that a newcomer sees export (and net below zero at
+ * noon on sunny days) in the MDMS demand chart and the household app.
+ */
+export const DEMO_PV_SHARE = 0.3;
 
 /**
  * The demo's time-of-use tariff: the PES splits household energy by these bands, the MDMS prices them.
@@ -74,10 +92,18 @@ export interface DemoHandle {
   close(): Promise<void>;
 }
 
-/** Starts the demo and returns once everything is up. */
+/**
+ * Starts the demo and returns once everything is up.
+ * @example
+ * ```ts
+ * const demo = await startDemo({ dir, neighbourhoods: 3, householdsPerNeighbourhood: 20, k: 20, speed: 1440, brokerPort: 1883, wsPort: 8083, mdmsPort: 8080, ucsPort: 8081 });
+ * ```
+ */
 export async function startDemo(o: DemoOptions): Promise<DemoHandle> {
+  checkDp(o.dpEpsilon, o.dpBudget);
   mkdirSync(o.dir, { recursive: true, mode: 0o700 });
   const rows = ['meter,household,neighbourhood,source'];
+  const panels = new Set<string>();
   for (let n = 1; n <= o.neighbourhoods; n++) {
     for (let h = 1; h <= o.householdsPerNeighbourhood; h++) {
       const id = `${String(n).padStart(2, '0')}${String(h).padStart(3, '0')}`;
@@ -85,6 +111,7 @@ export async function startDemo(o: DemoOptions): Promise<DemoHandle> {
       // 40 random bits, in the alphabet of topic ids.
       const hh = `hh-${randomBytes(5).toString('hex')}`;
       rows.push(`m${id},${hh},nb${String(n).padStart(2, '0')},synthetic:${n * 1000 + h}`);
+      if (new SyntheticModel(n * 1000 + h, 'UTC', { share: o.pvShare ?? DEMO_PV_SHARE }).pv) panels.add(hh);
     }
   }
   const fleetCsv = join(o.dir, 'fleet.csv');
@@ -107,7 +134,10 @@ export async function startDemo(o: DemoOptions): Promise<DemoHandle> {
     tz: 'UTC',
     tariff: DEMO_TARIFF,
     speed: o.speed,
-    synthetic: { start, days: o.days },
+    synthetic: { start, days: o.days, pv: { share: o.pvShare ?? DEMO_PV_SHARE } },
+    ...(o.dpEpsilon !== undefined ? { dpEpsilon: o.dpEpsilon } : {}),
+    ...(o.dpBudget !== undefined ? { dpBudget: o.dpBudget } : {}),
+    ...(o.pesId !== undefined ? { pesId: o.pesId } : {}),
     brokerPort: broker.port,
     wsPort: ws.port,
     pool: true,
@@ -136,9 +166,10 @@ export async function startDemo(o: DemoOptions): Promise<DemoHandle> {
       standingMilliPerDay: 53_350,
       vatBasisPoints: 500,
       bands: [
-        { band: 'peak', priceMilliPerKwh: 38_000 },
-        { band: 'day', priceMilliPerKwh: 26_000 },
-        { band: 'night', priceMilliPerKwh: 14_000 },
+        // Feed-in paid per band (the households with panels get a credit line on their bills).
+        { band: 'peak', priceMilliPerKwh: 38_000, feedInMilliPerKwh: 15_000 },
+        { band: 'day', priceMilliPerKwh: 26_000, feedInMilliPerKwh: 8_000 },
+        { band: 'night', priceMilliPerKwh: 14_000, feedInMilliPerKwh: 5_000 },
       ],
     },
     'admin',
@@ -160,8 +191,10 @@ export async function startDemo(o: DemoOptions): Promise<DemoHandle> {
   });
   closers.unshift(() => ucs.close());
   urls.household = ucs.url;
-  for (const hh of fleet.households.slice(0, 3)) {
-    credentials[`household ${hh}`] = `activation code ${readFileSync(join(keysDir, 'households', `${hh}.activation`), 'utf8').trim()}`;
+  // Three households to try, one with solar panels among them if the fleet has any (its app shows export).
+  const shown = [...fleet.households.filter((h) => panels.has(h)).slice(0, 1), ...fleet.households.filter((h) => !panels.has(h))].slice(0, 3);
+  for (const hh of shown) {
+    credentials[`household ${hh}${panels.has(hh) ? ' (solar panels)' : ''}`] = `activation code ${readFileSync(join(keysDir, 'households', `${hh}.activation`), 'utf8').trim()}`;
   }
   if (!broker.preferred) notes.push(`port ${o.brokerPort} is busy (Mosquitto?): the embedded broker listens on ${broker.port} instead`);
   if (!ws.preferred) notes.push(`port ${o.wsPort} is busy: the broker's WebSocket listener is on ${ws.port} instead`);
@@ -191,6 +224,10 @@ export function registerDemoCommand(program: Command): void {
     .option('--ws-port <n>', 'MQTT-over-WebSocket port', intOption('--ws-port', 0, 65535), 8083)
     .option('--mdms-port <n>', 'MDMS web app port', intOption('--mdms-port', 0, 65535), 8080)
     .option('--ucs-port <n>', 'household app port', intOption('--ucs-port', 0, 65535), 8081)
+    .option('--pv-share <0..1>', 'share of the synthetic households with solar panels, drawn per seed', pvShareOption, DEMO_PV_SHARE)
+    .option('--dp-epsilon <e>', 'differential privacy: discrete Laplace noise on every neighbourhood release, epsilon per release (docs/privacy.md)', epsilonOption)
+    .option('--dp-budget <e>', 'with --dp-epsilon: most epsilon spent per neighbourhood per UTC day; releases beyond it are held', budgetOption)
+    .option('--pes-id <id>', "the PES's id, the topic of its policy statement sm/v1/agg/policy/<id>", pesIdOption, 'pes')
     .action(async (f) => {
       const dir = resolve(f.dir ?? join('.smartermeter', `demo-${DateTime.utc().toFormat("yyyyLLdd'T'HHmmss")}`));
       console.log(`Smarter Metering demo — provisioning ${f.neighbourhoods * f.households} synthetic households into ${dir} ...`);
@@ -205,6 +242,10 @@ export function registerDemoCommand(program: Command): void {
         wsPort: f.wsPort,
         mdmsPort: f.mdmsPort,
         ucsPort: f.ucsPort,
+        pvShare: f.pvShare,
+        dpEpsilon: f.dpEpsilon,
+        dpBudget: f.dpBudget,
+        pesId: f.pesId,
       });
       for (const n of demo.notes) console.log(`note: ${n}`);
       console.log(Object.entries(demo.urls).map(([k, v]) => `  ${k.padEnd(18)} ${v}`).join('\n'));

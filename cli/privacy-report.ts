@@ -13,7 +13,8 @@ import { DateTime } from 'luxon';
 import { DEFAULT_K } from '../lib/policy.js';
 import { durationOption, intOption, zoneOption } from '../lib/flags.js';
 import { openSource } from '../firmware/sources/open.js';
-import { formatKw, parseSyntheticSpec, syntheticGroundTruth, type GroundTruth } from '../firmware/sources/synthetic.js';
+import { formatKw, parseSyntheticSource, syntheticGroundTruth, type GroundTruth } from '../firmware/sources/synthetic.js';
+import { pvShareOption } from '../firmware/cli.js';
 import { UmassSource } from '../firmware/sources/umass.js';
 import { openStore } from '../mdms/store/index.js';
 import type { BillingRow, NeighbourhoodRow } from '../mdms/store/types.js';
@@ -22,7 +23,7 @@ import { chanceF1, hartEvents, HART_THRESHOLD_W, scoreEvents, truthEvents, type 
 import { ACTIVE_MARGIN_W, guessOccupancy, NIGHT_FROM_H, NIGHT_TO_H, scoreOccupancy, slotMeans, trueOccupancy } from '../privacy/occupancy.js';
 import { differencingAttack, type Release } from '../privacy/differencing.js';
 import { renderReport, type AttackResult, type DayView, type PrivacySummary } from '../privacy/report.js';
-import { loadTruth, readSource, type IntervalEnergy, type MinuteSeries } from '../privacy/series.js';
+import { loadTruth, netPower, readSource, type IntervalEnergy, type MinuteSeries } from '../privacy/series.js';
 import { replay } from './replay.js';
 import { epsilonOption } from '../pes/cli.js';
 
@@ -39,6 +40,8 @@ export interface PrivacyReportOptions {
   /** Synthetic sources: first day (Unix s) and number of days. */
   start: number;
   days: number;
+  /** Synthetic sources: share of households with solar panels, as the replay that wrote `db` had (default 0). */
+  pvShare?: number;
   /** Seed of the chance baselines. */
   seed: number;
   /** Run the differencing replays (default true). */
@@ -68,15 +71,22 @@ function truthFile(source: string, truthDir: string | undefined): string {
 
 const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
 
-/** Mean power (W) of each interval of [from, to) from latest neighbourhood rows; NaN where nothing was released. */
-function releasedPower(rows: NeighbourhoodRow[], from: number, to: number, intervalS: number): number[] {
+/**
+ * Mean power (W) of each interval of [from, to) from latest neighbourhood rows; NaN where nothing was released.
+ * `import` (default) from the imported energy; `net` import minus export, what the events attack reads.
+ */
+function releasedPower(rows: NeighbourhoodRow[], from: number, to: number, intervalS: number, register: 'import' | 'net' = 'import'): number[] {
   const out = new Array<number>(Math.ceil((to - from) / intervalS)).fill(NaN);
   for (const r of rows) {
     const i = (r.start - from) / intervalS;
-    if (Number.isInteger(i) && i >= 0 && i < out.length && r.end - r.start === intervalS) out[i] = (r.energyWh * 3600) / intervalS;
+    const wh = register === 'net' ? r.energyWh - r.exportWh : r.energyWh;
+    if (Number.isInteger(i) && i >= 0 && i < out.length && r.end - r.start === intervalS) out[i] = (wh * 3600) / intervalS;
   }
   return out;
 }
+
+/** The synthetic sources' options of a report: its days and the replay's share of households with panels. */
+const syntheticOf = (o: PrivacyReportOptions) => ({ start: o.start, days: o.days, pv: { share: o.pvShare ?? 0 } });
 
 /** Per day start (UTC), the household's billed Wh (all bands). */
 function billedPerDay(rows: BillingRow[]): Map<number, number> {
@@ -96,7 +106,8 @@ function billedPerDay(rows: BillingRow[]): Map<number, number> {
 async function silencedFleet(dir: string, hh: HouseholdData[], target: string, silent: Set<number>, o: PrivacyReportOptions, from: number, to: number): Promise<string> {
   const lines = ['meter,household,neighbourhood,source'];
   for (const h of hh) {
-    const src = openSource(h.source, { tz: o.tz, synthetic: { start: o.start, days: o.days } });
+    // A UMass CSV carries import only: a household with panels replays its import series (the attack's).
+    const src = openSource(h.source, { tz: o.tz, synthetic: syntheticOf(o) });
     const out: string[] = [];
     for await (const s of src.samples(from)) {
       if (s.time >= to) break;
@@ -136,10 +147,13 @@ export async function privacyReport(o: PrivacyReportOptions): Promise<PrivacySum
 
   const hh: HouseholdData[] = [];
   for (const m of fleet) {
-    const { series, energy } = await readSource(openSource(m.source, { tz: o.tz, synthetic: { start: o.start, days: o.days } }), from, to, o.intervalS);
-    const seed = parseSyntheticSpec(m.source);
+    const { series, energy } = await readSource(openSource(m.source, { tz: o.tz, synthetic: syntheticOf(o) }), from, to, o.intervalS);
+    const synthetic = parseSyntheticSource(m.source);
     let truth: GroundTruth | null = null;
-    if (seed !== undefined) truth = syntheticGroundTruth({ seed, start: o.start, days: o.days, tz: o.tz });
+    if (synthetic !== undefined) {
+      const pv = synthetic.kWp === undefined ? syntheticOf(o).pv : { kWp: synthetic.kWp };
+      truth = syntheticGroundTruth({ seed: synthetic.seed, start: o.start, days: o.days, tz: o.tz, pv });
+    }
     else if (existsSync(truthFile(m.source, o.truthDir))) truth = loadTruth(truthFile(m.source, o.truthDir));
     hh.push({ meter: m.label, household: m.household, neighbourhood: m.neighbourhood, source: m.source, series, energy, truth });
   }
@@ -147,13 +161,16 @@ export async function privacyReport(o: PrivacyReportOptions): Promise<PrivacySum
   const per: PrivacySummary['per_household'] = [];
   const scores = { rawF1: [] as number[], rawChance: [] as number[], relF1: [] as number[], relChance: [] as number[], occRaw: [] as number[], occRawChance: [] as number[], occRel: [] as number[], occRelChance: [] as number[] };
   for (const h of hh) {
-    const agg = releasedPower(nbRows.filter((r) => r.neighbourhood === h.neighbourhood), from, to, o.intervalS);
-    const rawDetected = hartEvents(h.series.powerW, h.series.start, 60);
+    const nb = nbRows.filter((r) => r.neighbourhood === h.neighbourhood);
+    const agg = releasedPower(nb, from, to, o.intervalS);
+    // Events on net power (import - export): the attacker holds both registers, and the load's edges show in
+    // the net whatever the panels produce; without panels it is the import series itself.
+    const rawDetected = hartEvents(netPower(h.series), h.series.start, 60);
     // Without a ground truth, the events in the raw series itself are the truth (the raw attack then scores 1 by construction).
     const truth: ApplianceEvent[] = h.truth ? truthEvents(h.truth, HART_THRESHOLD_W, from, to) : rawDetected;
     const raw = scoreEvents(rawDetected, truth, 60);
     const rawChance = chanceF1(rawDetected.length, truth, h.series.start, 60, h.series.powerW.length, 60, o.seed);
-    const relDetected = hartEvents(agg, from, o.intervalS);
+    const relDetected = hartEvents(releasedPower(nb, from, to, o.intervalS, 'net'), from, o.intervalS);
     const rel = scoreEvents(relDetected, truth, o.intervalS);
     const relChance = chanceF1(relDetected.length, truth, from, o.intervalS, steps, o.intervalS, o.seed);
     scores.rawF1.push(raw.f1);
@@ -264,8 +281,8 @@ export async function privacyReport(o: PrivacyReportOptions): Promise<PrivacySum
           if (t !== undefined && t > 0) ape.push(Math.abs(n.energyWh - t) / t);
         }
         const f1s = hh.map((h) => {
-          const truth = h.truth ? truthEvents(h.truth, HART_THRESHOLD_W, from, to) : hartEvents(h.series.powerW, h.series.start, 60);
-          const agg = releasedPower(noisy.filter((x) => x.neighbourhood === h.neighbourhood), from, to, o.intervalS);
+          const truth = h.truth ? truthEvents(h.truth, HART_THRESHOLD_W, from, to) : hartEvents(netPower(h.series), h.series.start, 60);
+          const agg = releasedPower(noisy.filter((x) => x.neighbourhood === h.neighbourhood), from, to, o.intervalS, 'net');
           return scoreEvents(hartEvents(agg, from, o.intervalS), truth, o.intervalS).f1;
         });
         dp.push({ epsilon, aggregate_mape: mean(ape), events_f1: mean(f1s) });
@@ -286,6 +303,7 @@ export async function privacyReport(o: PrivacyReportOptions): Promise<PrivacySum
       events_threshold_w: HART_THRESHOLD_W,
       events_tolerance_raw_s: 60,
       events_tolerance_released_s: o.intervalS,
+      events_series: 'net power, import minus export (households without panels: import); occupancy and differencing read import',
       events_truth: 'on/off edges of appliances >= threshold in *.truth.json (synthetic sources: the model); without one, the raw series\' own events',
       chance_f1: `mean F1 of as many uniformly random guesses (fair-coin direction), 200 trials of mulberry32(${o.seed})`,
       chance_seed: o.seed,
@@ -335,6 +353,7 @@ export function registerPrivacyReportCommand(program: Command): void {
     .option('--k <n>', 'k of the differencing replays', intOption('--k', 1, 1_000_000), DEFAULT_K)
     .option('--start <date>', 'first day of synthetic sources (ISO date, in --tz)', '2024-01-01')
     .option('--days <n>', 'days of synthetic sources', intOption('--days', 1, 3660), 7)
+    .option('--pv-share <0..1>', 'synthetic sources: share of households with solar panels, as given to the replay', pvShareOption, 0)
     .option('--seed <n>', 'seed of the chance baselines', intOption('--seed', 0, 0xffffffff), 13)
     .option('--no-differencing', 'skip the differencing replays')
     .option('--dp-epsilon <e...>', 'epsilons of the differential-privacy sweep (one replay each)')
@@ -352,6 +371,7 @@ export function registerPrivacyReportCommand(program: Command): void {
         k: f.k,
         start: Math.floor(start.toSeconds() / 60) * 60,
         days: f.days,
+        pvShare: f.pvShare,
         seed: f.seed,
         differencing: f.differencing,
         dpEpsilons: ((f.dpEpsilon as string[] | undefined) ?? []).map(epsilonOption),

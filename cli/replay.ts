@@ -19,8 +19,9 @@ import { loadFleet, type Fleet } from '../lib/keyset.js';
 import { parseFleetCsv, provision } from '../provision/keys.js';
 import { durationOption, intOption, zoneOption } from '../lib/flags.js';
 import { brokerUrlsOption } from '../lib/broker-url.js';
-import { billedEnergy, startSystem, type SystemHandle } from './system.js';
-import { epsilonOption } from '../pes/cli.js';
+import { billedTotals, releasedTotals, startSystem, type EnergyPair, type SystemHandle } from './system.js';
+import { budgetOption, epsilonOption } from '../pes/cli.js';
+import { topicId } from '../protocol/topics.js';
 
 export interface ReplayOptions {
   fleetCsv: string;
@@ -36,6 +37,12 @@ export interface ReplayOptions {
   membershipGuard?: boolean;
   /** Differential privacy on neighbourhood releases (docs/privacy.md); default none. */
   dpEpsilon?: number;
+  /** With `dpEpsilon`: most epsilon spent per neighbourhood per UTC day; default none. */
+  dpBudget?: number;
+  /** The PES's id (its policy statement's topic); default `pes`. */
+  pesId?: string;
+  /** How often the PES checks whether a policy statement is due, ms (default a minute; tests make it flow). */
+  policyIntervalMs?: number;
   tz: string;
   latenessS: number;
   tariff?: Tariff;
@@ -64,12 +71,86 @@ export interface ReplaySummary {
   stored: number;
   seconds: number;
   readingsPerSecond: number;
-  /** Wh per household: metered (register deltas) and billed (latest revisions in the store). */
-  households: { household: string; meteredWh: number; billedWh: number }[];
+  /**
+   * Wh per household: metered (register deltas, import 1-0:1.8.0 and export 1-0:2.8.0) and billed (latest
+   * revisions in the store, all bands).
+   */
+  households: { household: string; meteredWh: number; billedWh: number; meteredExportWh: number; billedExportWh: number }[];
+  /**
+   * Wh per neighbourhood: metered (its meters' register deltas) and released (latest neighbourhood aggregates
+   * in the store), and whether the two had to be equal (`checked`) or why not.
+   */
+  neighbourhoods: NeighbourhoodCheck[];
+  /** Policy statements the MDMS kept (the PES's guards and counters, docs/protocol.md §11.3). */
+  policyStored: number;
   /** PES rejections by counter name (all should be zero on a clean dataset). */
   rejected: Record<string, number>;
   ok: boolean;
   problems: string[];
+}
+
+/** One neighbourhood's metered and released energy, see {@link ReplaySummary.neighbourhoods}. */
+export interface NeighbourhoodCheck {
+  neighbourhood: string;
+  meters: number;
+  meteredWh: number;
+  meteredExportWh: number;
+  releasedWh: number;
+  releasedExportWh: number;
+  /** Windows the MDMS holds (latest revisions) and windows in which the neighbourhood's meters had readings. */
+  releasedWindows: number;
+  windows: number;
+  /**
+   * `true`: released had to equal metered exactly, import and export, window for window count (every window
+   * had every meter, nothing noised or held). Otherwise why the PES rightly released less or other: `below k`
+   * (nothing may be stored), `noised` (--dp-epsilon), `revisions held`, `windows below k` or `partial windows`
+   * (a meter missing from a window: suppressed, or held by the membership guard).
+   */
+  checked: true | 'below k' | 'noised' | 'revisions held' | 'windows below k' | 'partial windows';
+}
+
+/**
+ * Decides, for one neighbourhood, whether released energy must equal metered energy, and says what is wrong if
+ * it does not (pure: the inputs are counts and sums).
+ * @example
+ * ```ts
+ * const { check, problems } = checkNeighbourhood({ neighbourhood: 'nb-1', meters: 3, k: 3, windowMeters: new Map([[0, 3]]), metered: { importWh: 40, exportWh: 0 }, released: { importWh: 40, exportWh: 0, windows: 1 }, noised: false, revisionsHeld: false });
+ * check.checked; // true
+ * ```
+ */
+export function checkNeighbourhood(o: {
+  neighbourhood: string;
+  meters: number;
+  k: number;
+  windowMeters: ReadonlyMap<number, number>;
+  metered: EnergyPair;
+  released: EnergyPair & { windows: number };
+  noised: boolean;
+  revisionsHeld: boolean;
+}): { check: NeighbourhoodCheck; problems: string[] } {
+  const counts = [...o.windowMeters.values()];
+  const checked: NeighbourhoodCheck['checked'] =
+    o.meters < o.k ? 'below k' : o.noised ? 'noised' : o.revisionsHeld ? 'revisions held' : counts.some((n) => n < o.k) ? 'windows below k' : counts.some((n) => n < o.meters) ? 'partial windows' : true;
+  const check: NeighbourhoodCheck = {
+    neighbourhood: o.neighbourhood,
+    meters: o.meters,
+    meteredWh: o.metered.importWh,
+    meteredExportWh: o.metered.exportWh,
+    releasedWh: o.released.importWh,
+    releasedExportWh: o.released.exportWh,
+    releasedWindows: o.released.windows,
+    windows: o.windowMeters.size,
+    checked,
+  };
+  const problems: string[] = [];
+  const nb = `neighbourhood ${o.neighbourhood}`;
+  if (checked === 'below k' && o.released.windows > 0) problems.push(`${nb} has ${o.meters} meters (< k = ${o.k}), yet the MDMS holds ${o.released.windows} of its aggregates`);
+  if (checked === true) {
+    if (o.released.windows !== o.windowMeters.size) problems.push(`${nb}: ${o.windowMeters.size} windows had readings, the MDMS holds ${o.released.windows}`);
+    if (o.released.importWh !== o.metered.importWh) problems.push(`${nb}: metered ${o.metered.importWh} Wh, released ${o.released.importWh} Wh`);
+    if (o.released.exportWh !== o.metered.exportWh) problems.push(`${nb}: metered export ${o.metered.exportWh} Wh, released export ${o.released.exportWh} Wh`);
+  }
+  return { check, problems };
 }
 
 async function countLines(file: string, counts: (line: string) => boolean = (l) => l.trim() !== ''): Promise<number> {
@@ -104,6 +185,7 @@ function sameFleet(fromKeys: Fleet, csv: string): void {
  * ```
  */
 export async function replay(o: ReplayOptions): Promise<ReplaySummary> {
+  checkDp(o.dpEpsilon, o.dpBudget);
   if (!o.append) await refuseNonEmpty(o.db);
   const scratch = mkdtempSync(join(tmpdir(), 'smartermeter-replay-'));
   let keysDir = o.keysDir;
@@ -130,6 +212,9 @@ export async function replay(o: ReplayOptions): Promise<ReplaySummary> {
       k: o.k,
       membershipGuard: o.membershipGuard,
       dpEpsilon: o.dpEpsilon,
+      dpBudget: o.dpBudget,
+      pesId: o.pesId,
+      policyIntervalMs: o.policyIntervalMs,
       latenessS: o.latenessS,
       tz: o.tz,
       tariff: o.tariff,
@@ -160,19 +245,50 @@ export async function replay(o: ReplayOptions): Promise<ReplaySummary> {
     }
     const seconds = (performance.now() - t0) / 1000;
 
-    const metered = new Map<string, number>();
+    // Metered: each meter's register deltas since it booted, import and export, per household and per neighbourhood.
+    const perHousehold = new Map<string, EnergyPair>();
+    const perNeighbourhood = new Map<string, EnergyPair>();
+    const add = (into: Map<string, EnergyPair>, key: string, importWh: number, exportWh: number) => {
+      const t = into.get(key) ?? { importWh: 0, exportWh: 0 };
+      t.importWh += importWh;
+      t.exportWh += exportWh;
+      into.set(key, t);
+    };
     const byId = new Map(fleet.meters.map((m) => [m.meter, m]));
     for (const m of s.meters) {
-      const hh = byId.get(m.id)!.household;
-      metered.set(hh, (metered.get(hh) ?? 0) + m.registerWh - m.startWh);
+      const { household, neighbourhood } = byId.get(m.id)!;
+      add(perHousehold, household, m.registerWh - m.startWh, m.exportRegisterWh - m.startExportWh);
+      add(perNeighbourhood, neighbourhood, m.registerWh - m.startWh, m.exportRegisterWh - m.startExportWh);
     }
-    const billed = await billedEnergy(s.store);
-    const households = fleet.households.map((h) => ({ household: h, meteredWh: metered.get(h) ?? 0, billedWh: billed.get(h) ?? 0 }));
+    const billed = await billedTotals(s.store);
+    const released = await releasedTotals(s.store);
+    const zero: EnergyPair = { importWh: 0, exportWh: 0 };
+    const households = fleet.households.map((h) => {
+      const [m, b] = [perHousehold.get(h) ?? zero, billed.get(h) ?? zero];
+      return { household: h, meteredWh: m.importWh, billedWh: b.importWh, meteredExportWh: m.exportWh, billedExportWh: b.exportWh };
+    });
     const readings = s.meters.reduce((a, m) => a + m.counters.readings, 0);
     const rejectedNames = ['badTag', 'unknownMeter', 'malformedFrame', 'malformedUplink', 'timeBackwards', 'registerDecrease', 'absurdTime', 'tooOld', 'negativeTotal'] as const;
     const rejected = Object.fromEntries(rejectedNames.map((n) => [n, pc[n]]));
     const problems: string[] = [];
-    for (const h of households) if (h.meteredWh !== h.billedWh) problems.push(`household ${h.household}: metered ${h.meteredWh} Wh, billed ${h.billedWh} Wh`);
+    for (const h of households) {
+      if (h.meteredWh !== h.billedWh) problems.push(`household ${h.household}: metered ${h.meteredWh} Wh, billed ${h.billedWh} Wh`);
+      if (h.meteredExportWh !== h.billedExportWh) problems.push(`household ${h.household}: metered export ${h.meteredExportWh} Wh, billed export ${h.billedExportWh} Wh`);
+    }
+    const neighbourhoods = fleet.neighbourhoods.map((nb) => {
+      const r = checkNeighbourhood({
+        neighbourhood: nb,
+        meters: fleet.meters.filter((m) => m.neighbourhood === nb).length,
+        k: o.k,
+        windowMeters: s.windowMeters.get(nb) ?? new Map(),
+        metered: perNeighbourhood.get(nb) ?? zero,
+        released: released.get(nb) ?? { ...zero, windows: 0 },
+        noised: pc.dpReleases > 0,
+        revisionsHeld: pc.revisionHeld > 0,
+      });
+      problems.push(...r.problems);
+      return r.check;
+    });
     if (pc.readings !== readings) problems.push(`meters produced ${readings} readings, the PES folded ${pc.readings}`);
     for (const [n, v] of Object.entries(rejected)) if (v > 0) problems.push(`PES rejected ${v} (${n})`);
     return {
@@ -188,6 +304,8 @@ export async function replay(o: ReplayOptions): Promise<ReplaySummary> {
       seconds,
       readingsPerSecond: Math.round(readings / seconds),
       households,
+      neighbourhoods,
+      policyStored: s.mdms.counters.policyStored,
       rejected,
       ok: problems.length === 0,
       problems,
@@ -199,17 +317,41 @@ export async function replay(o: ReplayOptions): Promise<ReplaySummary> {
   }
 }
 
-/** Prints a summary for people. */
+const sum = <T>(xs: T[], f: (x: T) => number) => xs.reduce((a, x) => a + f(x), 0);
+
+/** "nb-2 below k" for one or two neighbourhoods, else counts per reason ("12 partial windows, 1 below k"). */
+function reasons(ns: NeighbourhoodCheck[]): string {
+  if (ns.length <= 2) return ns.map((n) => `${n.neighbourhood} ${n.checked}`).join(', ');
+  const by = new Map<string, number>();
+  for (const n of ns) by.set(String(n.checked), (by.get(String(n.checked)) ?? 0) + 1);
+  return [...by].map(([why, n]) => `${n} ${why}`).join(', ');
+}
+
+/**
+ * Prints a summary for people.
+ * @example
+ * ```ts
+ * console.log(formatSummary(await replay(options)));
+ * ```
+ */
 export function formatSummary(s: ReplaySummary): string {
+  const checked = s.neighbourhoods.filter((n) => n.checked === true);
+  const unchecked = s.neighbourhoods.filter((n) => n.checked !== true);
   const lines = [
     `meters            ${s.meters}`,
     `readings          ${s.readings} produced, ${s.readingsFolded} folded into encrypted aggregates`,
     `frames            ${s.frames} (${s.retransmits} retransmissions)`,
     `aggregates        ${s.released} released, ${s.suppressed} neighbourhood windows suppressed (< k meters), ${s.stored} stored by the MDMS`,
     `time              ${s.seconds.toFixed(1)} s, ${s.readingsPerSecond} readings/s`,
-    `energy            ${s.households.reduce((a, h) => a + h.billedWh, 0)} Wh billed over ${s.households.length} households`,
+    `energy            ${sum(s.households, (h) => h.meteredWh)} Wh metered, ${sum(s.households, (h) => h.billedWh)} Wh billed over ${s.households.length} households`,
+    `export            ${sum(s.households, (h) => h.meteredExportWh)} Wh metered, ${sum(s.households, (h) => h.billedExportWh)} Wh billed (${s.households.filter((h) => h.meteredExportWh > 0).length} households fed in)`,
+    `neighbourhoods    ${checked.length} of ${s.neighbourhoods.length} released exactly their meters' import and export${unchecked.length ? ` (not comparable: ${reasons(unchecked)})` : ''}`,
   ];
-  lines.push(s.ok ? 'check             every reading accounted for: billed energy equals the register deltas for every household' : `check             FAILED:\n  ${s.problems.join('\n  ')}`);
+  lines.push(
+    s.ok
+      ? 'check             every reading accounted for: billed import and export equal the register deltas for every household, and every neighbourhood released in full equals its meters\' deltas'
+      : `check             FAILED:\n  ${s.problems.join('\n  ')}`,
+  );
   return lines.join('\n');
 }
 
@@ -231,6 +373,36 @@ async function refuseNonEmpty(db: string): Promise<void> {
   }
 }
 
+/**
+ * Refuses a DP budget without an epsilon, or below it, before anything is provisioned (the PES would refuse it
+ * only once started).
+ * @example
+ * ```ts
+ * checkDp(0.5, 10); // fine
+ * checkDp(undefined, 10); // throws InvalidArgumentError
+ * ```
+ */
+export function checkDp(epsilon: number | undefined, budget: number | undefined): void {
+  if (budget === undefined) return;
+  if (epsilon === undefined) throw new InvalidArgumentError('--dp-budget needs --dp-epsilon');
+  if (budget < epsilon) throw new InvalidArgumentError(`--dp-budget (${budget}) must be at least --dp-epsilon (${epsilon})`);
+}
+
+/**
+ * Parses `--pes-id`: a topic id (as `pes --pes-id`).
+ * @example
+ * ```ts
+ * pesIdOption('pes-east'); // 'pes-east'
+ * ```
+ */
+export function pesIdOption(v: string): string {
+  try {
+    return topicId(v, '--pes-id');
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+}
+
 /** Registers `smartermeter replay`. */
 export function registerReplayCommand(program: Command): void {
   program
@@ -245,6 +417,8 @@ export function registerReplayCommand(program: Command): void {
     .option('--k <n>', 'fewest meters in a released neighbourhood aggregate', intOption('--k', 1, 1_000_000), DEFAULT_K)
     .option('--no-membership-guard', 'release neighbourhood aggregates whose membership differs from a released one by fewer than k meters (the differencing attack: for measuring it only, docs/privacy.md)')
     .option('--dp-epsilon <e>', 'differential privacy: discrete Laplace noise on every neighbourhood release, epsilon per release (docs/privacy.md)', epsilonOption)
+    .option('--dp-budget <e>', 'with --dp-epsilon: most epsilon spent per neighbourhood per UTC day; releases beyond it are held', budgetOption)
+    .option('--pes-id <id>', "the PES's id, the topic of its policy statement sm/v1/agg/policy/<id>", pesIdOption, 'pes')
     .option('--lateness <d>', 'allowed lateness before a window closes', durationOption('--lateness'), 1800)
     .option('--tz <zone>', 'time zone of the source CSVs and of billing days', zoneOption, 'UTC')
     .option('--tariff <file>', 'tariff bands (JSON); default flat')
@@ -270,6 +444,8 @@ export function registerReplayCommand(program: Command): void {
         k: f.k,
         membershipGuard: f.membershipGuard,
         dpEpsilon: f.dpEpsilon,
+        dpBudget: f.dpBudget,
+        pesId: f.pesId,
         tz: f.tz,
         latenessS: f.lateness,
         tariff: f.tariff ? loadTariff(f.tariff) : undefined,

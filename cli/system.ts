@@ -19,7 +19,7 @@ import { Meter } from '../firmware/meter.js';
 import { openSource, type OpenSourceOptions } from '../firmware/sources/open.js';
 import type { P1SourceOptions } from '../firmware/sources/p1/source.js';
 import { startGateway, type GatewayHandle } from '../gateway/gateway.js';
-import { startMdmsIngest, type MdmsIngest } from '../mdms/ingest.js';
+import { startMdmsIngest, type IngestCounters, type MdmsIngest } from '../mdms/ingest.js';
 import { auditRefusals } from '../mdms/refusal-audit.js';
 import { isPostgresUrl, openStoreOn } from '../mdms/store/index.js';
 import { openPostgres } from '../mdms/store/postgres.js';
@@ -45,6 +45,12 @@ export interface SystemOptions {
   membershipGuard?: boolean;
   /** Differential privacy on neighbourhood releases (docs/privacy.md); default none. */
   dpEpsilon?: number;
+  /** With `dpEpsilon`: most epsilon spent per neighbourhood per UTC day (pes --dp-budget); default none. */
+  dpBudget?: number;
+  /** The PES's id, the topic of its policy statement `sm/v1/agg/policy/<id>` (pes --pes-id); default `pes`. */
+  pesId?: string;
+  /** How often the PES checks whether its policy statement is due, ms (default the PES's, a minute). */
+  policyIntervalMs?: number;
   latenessS: number;
   tz: string;
   tariff?: Tariff;
@@ -78,6 +84,12 @@ export interface SystemHandle {
   pes: PesService;
   gateways: GatewayHandle[];
   meters: Meter[];
+  /**
+   * Per neighbourhood, per interval start (Unix s): how many of its meters had a sample starting in that
+   * interval so far, i.e. the membership the PES sees for the window (a reading belongs to the interval its
+   * period starts in). Counts, never values.
+   */
+  windowMeters: ReadonlyMap<string, ReadonlyMap<number, number>>;
   /** Resolves when every meter's source is exhausted and every frame acknowledged. */
   metersDone(): Promise<void>;
   /** Waits until the PES has taken every frame the meters sealed, then closes all windows and waits for the MDMS. */
@@ -238,6 +250,9 @@ export async function startSystem(o: SystemOptions): Promise<SystemHandle> {
       k: o.k,
       ...(o.membershipGuard === false ? { membershipGuard: false } : {}),
       ...(o.dpEpsilon !== undefined ? { dpEpsilon: o.dpEpsilon } : {}),
+      ...(o.dpBudget !== undefined ? { dpBudget: o.dpBudget } : {}),
+      ...(o.pesId !== undefined ? { pesId: o.pesId } : {}),
+      ...(o.policyIntervalMs !== undefined ? { policyIntervalMs: o.policyIntervalMs } : {}),
       pool: o.pool,
       mqtt: { url, ...creds('pes') },
       logger: log.child({ c: 'pes' }),
@@ -264,6 +279,7 @@ export async function startSystem(o: SystemOptions): Promise<SystemHandle> {
     // real meters do by their wall clocks (see lockstep); otherwise a meter that falls behind an accelerated
     // clock has its readings arrive after their windows closed.
     const step = lockstep(Math.max(1800, Math.floor(o.latenessS / 2)), o.speed);
+    const windowMeters = new Map<string, Map<number, number>>();
     for (const m of o.fleet.meters) {
       const key = loadMeterKey(o.keysDir, m.meter);
       const clock = step.clock();
@@ -272,7 +288,7 @@ export async function startSystem(o: SystemOptions): Promise<SystemHandle> {
         systemTitle: Buffer.from(m.meter, 'hex'),
         key,
         line: streamLine(pairs.get(m.meter)![0]),
-        source: step.track(source, clock),
+        source: step.track(countWindows(source, o.intervalS, windowMeters, m.neighbourhood), clock),
         nv: o.volatileMeters ? new MemoryNvStore() : new FileNvStore(join(o.stateDir, 'nv', `${m.meter}.cbor`)),
         clock,
         batch: o.batch ?? 15,
@@ -292,6 +308,7 @@ export async function startSystem(o: SystemOptions): Promise<SystemHandle> {
       pes,
       gateways,
       meters: started,
+      windowMeters,
       metersDone: async () => {
         await Promise.all(started.map((m) => m.done()));
       },
@@ -300,8 +317,12 @@ export async function startSystem(o: SystemOptions): Promise<SystemHandle> {
         await until(() => c.framesOk >= sealed(), () => `the PES to take ${sealed()} frames (has ${c.framesOk})`, stallMs, () => c.framesOk, onProgress);
         pes.pes.flush();
         await pes.pes.idle();
-        const settled = () => mdms.counters.stored + mdms.counters.duplicates + mdms.counters.rejectedPrivacy + mdms.counters.malformed;
+        // Aggregates and policy statements are settled apart: a statement is no aggregate (the MDMS counts it
+        // policyStored/policyIgnored), so it can neither stand in for a missing aggregate nor be waited for as one.
+        const settled = () => aggregatesSettled(mdms.counters);
         await until(() => settled() >= c.released, () => `the MDMS to store ${c.released} aggregates (has ${settled()})`, stallMs, settled, onProgress);
+        const statements = () => mdms.counters.policyStored + mdms.counters.policyIgnored;
+        await until(() => statements() >= c.policyStatements, () => `the MDMS to take ${c.policyStatements} policy statements (has ${statements()})`, stallMs, statements, onProgress);
       },
       close,
     };
@@ -312,17 +333,108 @@ export async function startSystem(o: SystemOptions): Promise<SystemHandle> {
   }
 }
 
-/** Sum of the latest billing energy per household in the store. */
-export async function billedEnergy(store: Store): Promise<Map<string, number>> {
-  const out = new Map<string, number>();
+/**
+ * The MDMS ingest's aggregates that are settled (stored, already stored, or refused for good): what a drain
+ * compares with the PES's `released`. Policy statements are not aggregates and are not counted here.
+ * @example
+ * ```ts
+ * aggregatesSettled(mdms.counters) >= pes.pes.counters.released; // the MDMS took every aggregate
+ * ```
+ */
+export function aggregatesSettled(c: Readonly<IngestCounters>): number {
+  return c.stored + c.duplicates + c.conflicts + c.rejectedPrivacy + c.rejectedUnknown + c.rejectedNegative + c.rejectedGap + c.malformed + c.badSignature;
+}
+
+/** Import and export energy, Wh. */
+export interface EnergyPair {
+  importWh: number;
+  exportWh: number;
+}
+
+/**
+ * Sum of the latest billing energy per household in the store, imported and exported (all bands).
+ * @example
+ * ```ts
+ * (await billedTotals(store)).get('hh-2'); // { importWh: 5120, exportWh: 1830 }
+ * ```
+ */
+export async function billedTotals(store: Store): Promise<Map<string, EnergyPair>> {
+  const out = new Map<string, EnergyPair>();
   let after: { household: string; start: number } | undefined;
   for (;;) {
     const rows = await store.latestBilling({ after, limit: 5000 });
     if (rows.length === 0) break;
-    for (const r of rows) out.set(r.household, (out.get(r.household) ?? 0) + r.energyWh);
+    for (const r of rows) {
+      const t = out.get(r.household) ?? { importWh: 0, exportWh: 0 };
+      t.importWh += r.energyWh;
+      t.exportWh += r.exportWh;
+      out.set(r.household, t);
+    }
     const last = rows[rows.length - 1]!;
     after = { household: last.household, start: last.start };
     if (rows.length < 5000) break;
   }
   return out;
+}
+
+/**
+ * Sum of the latest billing import energy per household in the store.
+ * @example
+ * ```ts
+ * (await billedEnergy(store)).get('hh-2'); // 5120
+ * ```
+ */
+export async function billedEnergy(store: Store): Promise<Map<string, number>> {
+  return new Map([...(await billedTotals(store))].map(([h, t]) => [h, t.importWh]));
+}
+
+/**
+ * Sum of the latest neighbourhood aggregates per neighbourhood in the store: import, export, and how many
+ * windows were released.
+ * @example
+ * ```ts
+ * (await releasedTotals(store)).get('nb-1'); // { importWh: 15360, exportWh: 1830, windows: 96 }
+ * ```
+ */
+export async function releasedTotals(store: Store): Promise<Map<string, EnergyPair & { windows: number }>> {
+  const out = new Map<string, EnergyPair & { windows: number }>();
+  let after: { neighbourhood: string; start: number } | undefined;
+  for (;;) {
+    const rows = await store.latestNeighbourhood({ after, limit: 5000 });
+    if (rows.length === 0) break;
+    for (const r of rows) {
+      const t = out.get(r.neighbourhood) ?? { importWh: 0, exportWh: 0, windows: 0 };
+      t.importWh += r.energyWh;
+      t.exportWh += r.exportWh;
+      t.windows++;
+      out.set(r.neighbourhood, t);
+    }
+    const last = rows[rows.length - 1]!;
+    after = { neighbourhood: last.neighbourhood, start: last.start };
+    if (rows.length < 5000) break;
+  }
+  return out;
+}
+
+/**
+ * Wraps a meter's source so that each interval in which it has a sample counts the meter once in
+ * `into[neighbourhood]` (samples come in time order, so a meter is counted once per interval).
+ */
+function countWindows(source: Source, intervalS: number, into: Map<string, Map<number, number>>, neighbourhood: string): Source {
+  return {
+    name: source.name,
+    ...(source.live !== undefined ? { live: source.live } : {}),
+    async *samples(from) {
+      const counts = into.get(neighbourhood) ?? into.set(neighbourhood, new Map()).get(neighbourhood)!;
+      let last: number | undefined;
+      for await (const s of source.samples(from)) {
+        const w = s.time - (s.time % intervalS);
+        if (w !== last) {
+          counts.set(w, (counts.get(w) ?? 0) + 1);
+          last = w;
+        }
+        yield s;
+      }
+    },
+  };
 }

@@ -122,6 +122,12 @@ describe('replay of a fleet with known data', () => {
     expect(summary.ok).toBe(true);
     expect(summary.readings).toBe(4 * 2880);
     expect(summary.readingsFolded).toBe(summary.readings);
+    // nb-1 (3 meters, every window full) released exactly its meters' deltas; nb-2 (1 meter < k) nothing at all.
+    const [nb1, nb2] = summary.neighbourhoods;
+    expect(nb1).toMatchObject({ neighbourhood: 'nb-1', checked: true, releasedExportWh: 0, releasedWindows: nb1!.windows });
+    expect(nb1!.releasedWh).toBe(nb1!.meteredWh);
+    expect(nb2).toMatchObject({ neighbourhood: 'nb-2', checked: 'below k', releasedWh: 0, releasedWindows: 0 });
+    expect(nb2!.meteredWh).toBeGreaterThan(0);
   });
 
   it('exports every neighbourhood interval exactly as summed from the sources, and nothing below k', () => {

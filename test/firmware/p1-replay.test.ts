@@ -2,7 +2,8 @@
  * `replay` over a fleet whose meters read P1 captures: every component runs, and each household's billed
  * energy must equal its capture's register difference (last telegram minus first), computed here from the
  * numbers the captures were generated with. Household 2 is a prosumer: its meter sends long-form batches
- * (docs/protocol.md §5), whose import must be billed as exactly as a short-form meter's.
+ * (docs/protocol.md §5), whose import must be billed as exactly as a short-form meter's, and whose export
+ * register difference must be billed as feed-in, exactly; the others feed in nothing.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -49,6 +50,14 @@ describe('replay of a fleet of P1 captures', () => {
     expect(Object.fromEntries(summary.households.map((h) => [h.household, h.billedWh]))).toEqual(Object.fromEntries(expected));
     expect(summary.households.every((h) => h.meteredWh === h.billedWh)).toBe(true);
     expect(exported.get('hh-2')).toBeGreaterThan(1000);
-    // After the PES and MDMS bill export (issue 18): each household's billed export equals exported.get(household).
+    expect(exported.get('hh-1')).toBe(0);
+    expect(exported.get('hh-3')).toBe(0);
+    // Billed export (the MDMS's feed-in rows) equals each capture's export register difference, exactly.
+    expect(Object.fromEntries(summary.households.map((h) => [h.household, h.billedExportWh]))).toEqual(Object.fromEntries(exported));
+    expect(summary.households.every((h) => h.meteredExportWh === h.billedExportWh)).toBe(true);
+    // The neighbourhood (3 meters = k, every window full) released exactly the meters' import and export.
+    expect(summary.neighbourhoods).toEqual([
+      expect.objectContaining({ neighbourhood: 'nb-1', checked: true, releasedWh: [...expected.values()].reduce((a, b) => a + b), releasedExportWh: exported.get('hh-2') }),
+    ]);
   }, 240_000);
 });
