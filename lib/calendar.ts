@@ -5,8 +5,8 @@
  * @module
  */
 import { DateTime } from 'luxon';
-import type { BillingPeriod } from '../duration.js';
-import { bandOfLocal, type Tariff } from '../../lib/tariff.js';
+import type { BillingPeriod } from './billing-period.js';
+import { bandOfLocal, type Tariff } from './tariff.js';
 
 export interface BillingSlot {
   /** Billing period start and end, Unix seconds. */
