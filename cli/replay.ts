@@ -14,7 +14,7 @@ import { SingleBar, Presets } from 'cli-progress';
 import { DateTime } from 'luxon';
 import { parseSyntheticSpec } from '../firmware/sources/synthetic.js';
 import { loadTariff, type Tariff } from '../lib/tariff.js';
-import { loadFleet, type Fleet } from '../lib/keyset.js';
+import { keySetMode, loadFleet, type Fleet } from '../lib/keyset.js';
 import { parseFleetCsv, provision } from '../provision/keys.js';
 import { durationOption, intOption, zoneOption } from '../lib/flags.js';
 import { billedEnergy, startSystem, type SystemHandle } from './system.js';
@@ -45,6 +45,8 @@ export interface ReplayOptions {
   mqttUrl?: string;
   progress?: boolean;
   pool?: boolean;
+  /** The end-to-end mode (docs/paillier.md): meters encrypt under Paillier, the guardian co-decrypts. */
+  e2e?: boolean;
 }
 
 export interface ReplaySummary {
@@ -110,9 +112,10 @@ export async function replay(o: ReplayOptions): Promise<ReplaySummary> {
     if (keysDir) {
       fleet = loadFleet(keysDir);
       sameFleet(fleet, o.fleetCsv);
+      if ((keySetMode(keysDir) === 'e2e') !== (o.e2e === true)) throw new Error(`${keysDir} is a ${keySetMode(keysDir)} key set: ${o.e2e ? 'provision it with --e2e' : 'pass --e2e'}`);
     } else {
       keysDir = join(scratch, 'keys');
-      fleet = await provision({ fleetCsv: o.fleetCsv, out: keysDir, rsaBits: 2048, paillierBits: o.paillierBits ?? 2048 });
+      fleet = await provision({ fleetCsv: o.fleetCsv, out: keysDir, rsaBits: 2048, paillierBits: o.paillierBits ?? 2048, e2e: o.e2e === true });
     }
     const total = await expectedReadings(fleet, o.days);
     const t0 = performance.now();
@@ -134,6 +137,7 @@ export async function replay(o: ReplayOptions): Promise<ReplaySummary> {
       batch: o.batch,
       mqttUrl: o.mqttUrl,
       pool: o.pool,
+      e2e: o.e2e === true,
       // A throwaway state directory cannot be resumed, so the meters need not fsync their NV stores.
       volatileMeters: o.stateDir === undefined,
     });
@@ -170,6 +174,7 @@ export async function replay(o: ReplayOptions): Promise<ReplaySummary> {
     const problems: string[] = [];
     for (const h of households) if (h.meteredWh !== h.billedWh) problems.push(`household ${h.household}: metered ${h.meteredWh} Wh, billed ${h.billedWh} Wh`);
     if (pc.readings !== readings) problems.push(`meters produced ${readings} readings, the PES folded ${pc.readings}`);
+    if (s.guardian && s.guardian.core.windows.counters.readings !== readings) problems.push(`meters produced ${readings} readings, the guardian took ${s.guardian.core.windows.counters.readings}`);
     for (const [n, v] of Object.entries(rejected)) if (v > 0) problems.push(`PES rejected ${v} (${n})`);
     return {
       meters: fleet.meters.length,
@@ -249,6 +254,7 @@ export function registerReplayCommand(program: Command): void {
     .option('--batch <n>', 'readings per frame', intOption('--batch', 1, 60), 15)
     .option('--paillier-bits <n>', 'Paillier modulus of a throwaway key set', intOption('--paillier-bits', 1024, 4096), 2048)
     .option('--mqtt <url>', 'use this broker instead of an embedded one')
+    .option('--e2e', 'end-to-end mode: meters encrypt under Paillier, the PES folds blind, the guardian recomputes and co-decrypts, the MDMS combines (docs/paillier.md); needs a key set from `provision --e2e` or none')
     .option('--append', 'add to a database that already holds aggregates (default: refuse it)')
     .option('--no-progress', 'no progress bar')
     .action(async (f) => {
@@ -275,6 +281,7 @@ export function registerReplayCommand(program: Command): void {
         mqttUrl: f.mqtt,
         progress: f.progress && process.stderr.isTTY,
         pool: true,
+        e2e: f.e2e === true,
       });
       console.log(formatSummary(summary));
       console.log(JSON.stringify({ replay: { ...summary, households: undefined } }));
