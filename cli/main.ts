@@ -14,6 +14,7 @@ const registrars: [string, string][] = [
   ['../gateway/cli.js', 'registerGatewayCommand'],
   ['../broker/cli.js', 'registerBrokerCommand'],
   ['../pes/cli.js', 'registerPesCommand'],
+  ['../guardian/cli.js', 'registerGuardianCommand'],
   ['../mdms/cli.js', 'registerMdmsCommand'],
   ['../ucs/cli.js', 'registerUcsCommand'],
   ['./replay.js', 'registerReplayCommand'],
