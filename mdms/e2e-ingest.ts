@@ -18,6 +18,7 @@ import { openAggregate } from '../protocol/seal.js';
 import { parseTopic, topics } from '../protocol/topics.js';
 import { policyViolation } from './aggregate.js';
 import { Combiner } from './combine.js';
+import { MAX_PAYLOAD } from './ingest.js';
 import type { Store } from './store/types.js';
 
 /** What the e2e ingest did (all only grow); the first four are named as the classic ingest's. */
@@ -88,6 +89,11 @@ export function startMdmsE2eIngest(o: MdmsE2eIngestOptions): { counters: E2eInge
       counters.received++;
       const topic = packet.topic;
       const payload = packet.payload as Buffer;
+      if (typeof payload === 'string' || payload.length > MAX_PAYLOAD) {
+        counters.malformed++;
+        log.warn({ topic, bytes: payload.length }, 'mdms e2e: payload too large: dropped');
+        return 'ack';
+      }
       const isRelease = parseTopic.aggregate(topic) !== null;
       const isPartial = parseTopic.partial(topic) !== null;
       let opened: unknown;
