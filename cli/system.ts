@@ -389,7 +389,7 @@ async function startE2eParties(
 ): Promise<{ mdms: SystemHandle['mdms']; pes: SystemHandle['pes']; guardian: NonNullable<SystemHandle['guardian']>; payloadOf: (meter: string) => (batch: ReadingBatch) => Uint8Array }> {
   if (o.dpEpsilon !== undefined) throw new Error('--dp-epsilon is not available in the end-to-end mode yet (DP noise shares: next step)');
   const tariff = o.tariff ?? FLAT_TARIFF;
-  const settings: BlindSettings = { intervalS: o.intervalS, billing: parseBillingPeriod(o.billing), tz: o.tz, tariff, latenessS: o.latenessS, k: o.k, revisionK: o.k };
+  const settings: BlindSettings = { intervalS: o.intervalS, billing: parseBillingPeriod(o.billing), tz: o.tz, tariff, latenessS: o.latenessS, k: o.k, revisionK: o.k, ...(o.membershipGuard === false ? { membershipGuard: false } : {}) };
   const paillier = loadMeterPaillierKey(o.keysDir).precompute();
   const ingest = startMdmsE2eIngest({
     store,

@@ -17,7 +17,9 @@
  * Release rules (as the classic PES, pes/core/pes.ts): a window closes when the watermark (latest reading end)
  * passes end + lateness; a closed neighbourhood window is released when it covers >= k distinct meters, and
  * again (a revision) only when >= revision-k meters changed it since; a billing window is released whole
- * (closed), and again whenever it changes. Not yet here: the membership guard (docs/privacy.md).
+ * (closed), and again whenever it changes; the membership guard (docs/privacy.md) holds a neighbourhood release
+ * whose membership differs from a released one (or, before the first, from the provisioned one) by 1 to
+ * revision-k - 1 meters. Windows are not evicted yet (no retention horizon: they live as long as the process).
  * @module
  */
 import { decodeFrame, meterId, openFrame } from '../protocol/frame.js';
@@ -44,6 +46,8 @@ export interface BlindSettings {
   latenessS: number;
   k: number;
   revisionK: number;
+  /** The differencing guard (docs/privacy.md), as the classic PES's; default true. */
+  membershipGuard?: boolean;
 }
 
 /** What the folder did (all only grow). */
@@ -59,6 +63,7 @@ export interface BlindCounters {
   lateSnapshot: number;
   suppressed: number;
   revisionHeld: number;
+  membershipHeld: number;
   released: number;
 }
 
@@ -87,6 +92,8 @@ interface Window {
   meters: Set<string>;
   changed: Set<string>;
   revision: number;
+  /** Neighbourhood windows: the meters of the last released revision (sorted), null before. */
+  released: string[] | null;
   closed: boolean;
   suppressed: boolean;
 }
@@ -108,13 +115,17 @@ const SEEN_KEPT = 4096;
  * ```
  */
 export class BlindWindows {
-  readonly counters: BlindCounters = { frames: 0, readings: 0, snapshots: 0, malformedUplink: 0, malformedFrame: 0, unknownMeter: 0, badTag: 0, replay: 0, lateSnapshot: 0, suppressed: 0, revisionHeld: 0, released: 0 };
+  readonly counters: BlindCounters = { frames: 0, readings: 0, snapshots: 0, malformedUplink: 0, malformedFrame: 0, unknownMeter: 0, badTag: 0, replay: 0, lateSnapshot: 0, suppressed: 0, revisionHeld: 0, membershipHeld: 0, released: 0 };
   readonly calendar: Calendar;
   watermark: number | null = null;
   private readonly windows = new Map<string, Window>();
   private readonly rt = new Map<string, MeterRt>();
   private readonly toEvaluate = new Set<Window>();
   private out: BlindRelease[] = [];
+  /** Per neighbourhood, its provisioned meters: the reference membership before anything is released. */
+  private readonly provisioned = new Map<string, Set<string>>();
+  /** Per neighbourhood, the distinct memberships of its released windows, with how many windows have each. */
+  private readonly releasedMemberships = new Map<string, Map<string, { meters: Set<string>; windows: number }>>();
 
   constructor(
     readonly settings: BlindSettings,
@@ -122,6 +133,11 @@ export class BlindWindows {
     private readonly meters: Map<string, BlindMeter>,
   ) {
     this.calendar = new Calendar(settings.intervalS, settings.billing, settings.tz, settings.tariff);
+    for (const [id, m] of meters) {
+      let set = this.provisioned.get(m.neighbourhood);
+      if (!set) this.provisioned.set(m.neighbourhood, (set = new Set()));
+      set.add(id);
+    }
   }
 
   /** One gateway uplink (CBOR `[1, gateway, [frame, ...]]`); a bad frame never stops the others. */
@@ -228,7 +244,7 @@ export class BlindWindows {
     let w = this.windows.get(id);
     if (!w) {
       const closed = this.watermark !== null && this.watermark > end + this.settings.latenessS;
-      w = { kind, key, start, end, num: 1n, den: 1n, terms: 0, meters: new Set(), changed: new Set(), revision: -1, closed, suppressed: false };
+      w = { kind, key, start, end, num: 1n, den: 1n, terms: 0, meters: new Set(), changed: new Set(), revision: -1, released: null, closed, suppressed: false };
       this.windows.set(id, w);
     }
     return w;
@@ -306,11 +322,51 @@ export class BlindWindows {
         this.counters.revisionHeld++;
         return;
       }
+      if (this.settings.membershipGuard !== false && this.differencing(w)) {
+        this.counters.membershipHeld++;
+        return;
+      }
     } else if (w.changed.size === 0) return;
     w.revision++;
     w.changed.clear();
     w.suppressed = false;
+    if (w.kind === 'neighbourhood') {
+      if (w.released) this.remember(w.key, w.released, -1);
+      w.released = [...w.meters].sort();
+      this.remember(w.key, w.released, +1);
+    }
     this.counters.released++;
     this.out.push({ kind: w.kind, key: w.key, start: w.start, end: w.end, revision: w.revision, meters: w.meters.size, members: [...w.meters].sort(), ciphertext: this.ciphertext(w) });
+  }
+
+  /**
+   * The differencing rule, as the classic PES's (pes/core/pes.ts): would releasing `w` let the MDMS subtract two
+   * releases of its neighbourhood that differ by 1 to revision-k - 1 meters? Compared with every distinct
+   * membership released for the neighbourhood by another window; before the first release, with the
+   * neighbourhood's provisioned meters.
+   */
+  private differencing(w: Window): boolean {
+    const kg = this.settings.revisionK;
+    if (kg <= 1) return false;
+    const own = w.released?.join(',');
+    const refs: Set<string>[] = [];
+    for (const [key, m] of this.releasedMemberships.get(w.key) ?? []) if (m.windows > (key === own ? 1 : 0)) refs.push(m.meters);
+    if (refs.length === 0) refs.push(this.provisioned.get(w.key) ?? new Set());
+    return refs.some((ref) => {
+      let d = 0;
+      for (const m of w.meters) if (!ref.has(m)) d++;
+      for (const m of ref) if (!w.meters.has(m)) d++;
+      return d > 0 && d < kg;
+    });
+  }
+
+  private remember(nb: string, meters: string[], delta: 1 | -1): void {
+    let byKey = this.releasedMemberships.get(nb);
+    if (!byKey) this.releasedMemberships.set(nb, (byKey = new Map()));
+    const key = meters.join(',');
+    const m = byKey.get(key);
+    if (m) m.windows += delta;
+    else if (delta > 0) byKey.set(key, { meters: new Set(meters), windows: 1 });
+    if (m && m.windows <= 0) byKey.delete(key);
   }
 }

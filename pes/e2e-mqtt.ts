@@ -43,7 +43,7 @@ export function startPesE2eService(o: PesE2eServiceOptions): { pes: PesE2eHandle
   let pending = Promise.resolve();
   const sync = () => {
     const c = core.windows.counters;
-    Object.assign(counters, { framesOk: c.frames, readings: c.readings, badTag: c.badTag, unknownMeter: c.unknownMeter, replay: c.replay, malformedFrame: c.malformedFrame, malformedUplink: c.malformedUplink, released: c.released, suppressed: c.suppressed, revisionHeld: c.revisionHeld });
+    Object.assign(counters, { framesOk: c.frames, readings: c.readings, badTag: c.badTag, unknownMeter: c.unknownMeter, replay: c.replay, malformedFrame: c.malformedFrame, malformedUplink: c.malformedUplink, released: c.released, suppressed: c.suppressed, revisionHeld: c.revisionHeld, membershipHeld: c.membershipHeld });
   };
   const publishOutbox = (): Promise<void> => {
     const out = core.takeOutbox();

@@ -253,6 +253,32 @@ describe('end-to-end mode with the real key folders', () => {
     expect(wh).toBe(BigInt(expected));
   });
 
+  it('the membership guard holds, as the classic PES does, every interval a provisioned meter is missing from', () => {
+    const pk = loadPesKeys(keys, { e2e: true });
+    const gk = loadGuardianKeys(join(keys, GUARDIAN_DIR));
+    const m4 = fleet.meters[3]!.meter;
+    const without = (list: Buffer[]) =>
+      list.map((u) => {
+        const up = decodeUplink(u);
+        return encodeUplink({ gateway: up.gateway, frames: up.frames.filter((f) => Buffer.from(decodeFrame(f).systemTitle).toString('hex') !== m4) });
+      });
+    const classic = new PesCore(pesSettings, { paillier: classicKey, mdmsPublic: pk.mdmsPublic, signer: pk.signer, householdPublic: new Map(), meters: blindMeters(pk.meterKeys) }, log);
+    for (const u of without(run.classic)) classic.ingestUplink(u);
+    classic.flush();
+    const g = new GuardianCore(settings, { share: gk.paillierShare, meters: blindMeters(gk.meterKeys) }, log);
+    for (const u of without(run.e2e)) g.ingestUplink(u);
+    g.flush();
+    // nb-a has 3 of its 4 meters (>= k = 3) in every interval: one fewer than provisioned, so each is held.
+    expect(classic.checkpoint().outbox.filter((m) => m.kind === 'neighbourhood')).toHaveLength(0);
+    expect(g.takePartials().filter((p) => p.kind === 'neighbourhood')).toHaveLength(0);
+    expect(g.windows.counters.membershipHeld).toBe(classic.counters.membershipHeld);
+    expect(g.windows.counters.membershipHeld).toBeGreaterThanOrEqual(DAYS * 24);
+    const start = T0 + 3600;
+    const held = g.windows.releasedWindow('neighbourhood', fleet.meters[0]!.neighbourhood, start);
+    expect(held).toMatchObject({ meters: 3, closed: true });
+    expect(g.request({ kind: 'neighbourhood', key: fleet.meters[0]!.neighbourhood, start, end: start + 3600, ciphertext: pk.paillierShare.publicKey.encrypt(0n) })).toMatchObject({ refused: 'notReleased' });
+  });
+
   it('a still-open billing period is refused until it closes', () => {
     const pk = loadPesKeys(keys, { e2e: true });
     const gk = loadGuardianKeys(join(keys, GUARDIAN_DIR));
