@@ -15,6 +15,7 @@ const registrars: [string, string][] = [
   ['../broker/cli.js', 'registerBrokerCommand'],
   ['../broker/cluster-cli.js', 'registerClusterCommand'],
   ['../pes/cli.js', 'registerPesCommand'],
+  ['../guardian/cli.js', 'registerGuardianCommand'],
   ['../mdms/cli.js', 'registerMdmsCommand'],
   ['../ucs/cli.js', 'registerUcsCommand'],
   ['./replay.js', 'registerReplayCommand'],

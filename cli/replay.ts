@@ -15,7 +15,7 @@ import { DateTime } from 'luxon';
 import { parseSyntheticSpec } from '../firmware/sources/synthetic.js';
 import { pvShareOption } from '../firmware/cli.js';
 import { loadTariff, type Tariff } from '../lib/tariff.js';
-import { loadFleet, type Fleet } from '../lib/keyset.js';
+import { keySetMode, loadFleet, type Fleet } from '../lib/keyset.js';
 import { parseFleetCsv, provision } from '../provision/keys.js';
 import { durationOption, intOption, zoneOption } from '../lib/flags.js';
 import { brokerUrlsOption } from '../lib/broker-url.js';
@@ -56,6 +56,8 @@ export interface ReplayOptions {
   mqttUrl?: string;
   progress?: boolean;
   pool?: boolean;
+  /** The end-to-end mode (docs/paillier.md): meters encrypt under Paillier, the guardian co-decrypts. */
+  e2e?: boolean;
 }
 
 export interface ReplaySummary {
@@ -196,9 +198,10 @@ export async function replay(o: ReplayOptions): Promise<ReplaySummary> {
     if (keysDir) {
       fleet = loadFleet(keysDir);
       sameFleet(fleet, o.fleetCsv);
+      if ((keySetMode(keysDir) === 'e2e') !== (o.e2e === true)) throw new Error(`${keysDir} is a ${keySetMode(keysDir)} key set: ${o.e2e ? 'provision it with --e2e' : 'pass --e2e'}`);
     } else {
       keysDir = join(scratch, 'keys');
-      fleet = await provision({ fleetCsv: o.fleetCsv, out: keysDir, rsaBits: 2048, paillierBits: o.paillierBits ?? 2048 });
+      fleet = await provision({ fleetCsv: o.fleetCsv, out: keysDir, rsaBits: 2048, paillierBits: o.paillierBits ?? 2048, e2e: o.e2e === true });
     }
     const total = await expectedReadings(fleet, o.days);
     const t0 = performance.now();
@@ -223,6 +226,7 @@ export async function replay(o: ReplayOptions): Promise<ReplaySummary> {
       batch: o.batch,
       mqttUrl: o.mqttUrl,
       pool: o.pool,
+      e2e: o.e2e === true,
       // A throwaway state directory cannot be resumed, so the meters need not fsync their NV stores.
       volatileMeters: o.stateDir === undefined,
     });
@@ -290,6 +294,7 @@ export async function replay(o: ReplayOptions): Promise<ReplaySummary> {
       return r.check;
     });
     if (pc.readings !== readings) problems.push(`meters produced ${readings} readings, the PES folded ${pc.readings}`);
+    if (s.guardian && s.guardian.core.windows.counters.readings !== readings) problems.push(`meters produced ${readings} readings, the guardian took ${s.guardian.core.windows.counters.readings}`);
     for (const [n, v] of Object.entries(rejected)) if (v > 0) problems.push(`PES rejected ${v} (${n})`);
     return {
       meters: fleet.meters.length,
@@ -305,7 +310,7 @@ export async function replay(o: ReplayOptions): Promise<ReplaySummary> {
       readingsPerSecond: Math.round(readings / seconds),
       households,
       neighbourhoods,
-      policyStored: s.mdms.counters.policyStored,
+      policyStored: 'policyStored' in s.mdms.counters ? s.mdms.counters.policyStored : 0,
       rejected,
       ok: problems.length === 0,
       problems,
@@ -428,6 +433,7 @@ export function registerReplayCommand(program: Command): void {
     .option('--batch <n>', 'readings per frame', intOption('--batch', 1, 60), 15)
     .option('--paillier-bits <n>', 'Paillier modulus of a throwaway key set', intOption('--paillier-bits', 1024, 4096), 2048)
     .option('--mqtt <urls>', 'use this broker (or cluster: URLs comma-separated) instead of an embedded one', brokerUrlsOption('--mqtt'))
+    .option('--e2e', 'end-to-end mode: meters encrypt under Paillier, the PES folds blind, the guardian recomputes and co-decrypts, the MDMS combines (docs/paillier.md); needs a key set from `provision --e2e` or none')
     .option('--append', 'add to a database that already holds aggregates (default: refuse it)')
     .option('--no-progress', 'no progress bar')
     .action(async (f) => {
@@ -457,6 +463,7 @@ export function registerReplayCommand(program: Command): void {
         mqttUrl: f.mqtt,
         progress: f.progress && process.stderr.isTTY,
         pool: true,
+        e2e: f.e2e === true,
       });
       console.log(formatSummary(summary));
       console.log(JSON.stringify({ replay: { ...summary, households: undefined } }));

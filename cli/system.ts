@@ -29,7 +29,27 @@ import type { Store } from '../mdms/store/types.js';
 import { startPesService, type PesService } from '../pes/mqtt.js';
 import type { Tariff } from '../lib/tariff.js';
 import type { MeterInfo } from '../pes/pes.js';
-import { brokerUsersPath, loadCredentials, loadMdmsKey, loadPesVerifyKey, loadMeterKey, loadPesKeys, type Fleet } from '../lib/keyset.js';
+import {
+  brokerUsersPath,
+  GUARDIAN_DIR,
+  loadCredentials,
+  loadGuardianKeys,
+  loadGuardianVerifyKey,
+  loadMdmsKey,
+  loadMeterKey,
+  loadMeterPaillierKey,
+  loadPesKeys,
+  loadPesVerifyKey,
+  type Fleet,
+} from '../lib/keyset.js';
+import { E2eEncoder } from '../firmware/e2e.js';
+import { startGuardianService } from '../guardian/service.js';
+import { parseBillingPeriod } from '../lib/billing-period.js';
+import type { BlindMeter, BlindSettings } from '../lib/e2e-windows.js';
+import { FLAT_TARIFF } from '../lib/tariff.js';
+import { startMdmsE2eIngest, type E2eIngestCounters } from '../mdms/e2e-ingest.js';
+import { startPesE2eService } from '../pes/e2e-mqtt.js';
+import type { ReadingBatch } from '../protocol/reading.js';
 
 export interface SystemOptions {
   keysDir: string;
@@ -73,6 +93,12 @@ export interface SystemOptions {
   volatileMeters?: boolean;
   /** Use the PES's background randomiser pool. */
   pool?: boolean;
+  /**
+   * The end-to-end mode (docs/paillier.md; needs a key set from `provision --e2e`): meters send Paillier
+   * snapshots (firmware/e2e.ts), the PES folds blind (pes/e2e-mqtt.ts), the guardian recomputes and adds its
+   * partial (guardian/service.ts), the MDMS combines (mdms/e2e-ingest.ts).
+   */
+  e2e?: boolean;
   log?: Logger;
 }
 
@@ -80,8 +106,12 @@ export interface SystemHandle {
   broker: BrokerHandle | null;
   mqttUrl: string;
   store: Store;
-  mdms: MdmsIngest;
-  pes: PesService;
+  /** The classic ingest, or the end-to-end mode's (counters named alike). */
+  mdms: Pick<MdmsIngest, 'counters'> | { counters: E2eIngestCounters };
+  /** The classic PES, or the end-to-end mode's blind PES (counters named alike). */
+  pes: { pes: Pick<PesService['pes'], 'counters' | 'watermark' | 'flush' | 'idle'> };
+  /** The end-to-end mode's guardian. */
+  guardian?: ReturnType<typeof startGuardianService>;
   gateways: GatewayHandle[];
   meters: Meter[];
   /**
@@ -217,48 +247,57 @@ export async function startSystem(o: SystemOptions): Promise<SystemHandle> {
     const store = await openStoreOn(driver);
     closers.push(() => store.close());
     const audit = (await openWebDb(driver)).audit;
-    // The MDMS enforces the PES's own k and the fleet (one setting: o.k), and audits what it refuses.
-    const mdms = startMdmsIngest({
-      store,
-      privateKey: loadMdmsKey(o.keysDir),
-      pesVerifyKey: loadPesVerifyKey(o.keysDir),
-      mqtt: { url, ...creds('mdms') },
-      k: o.k,
-      fleet: o.fleet,
-      onRefused: auditRefusals(audit),
-      log: log.child({ c: 'mdms' }),
-    });
-    closers.push(() => mdms.close());
-    await mdms.ready;
+    let mdms: SystemHandle['mdms'];
+    let pes: SystemHandle['pes'];
+    let guardian: SystemHandle['guardian'];
+    let payloadOf: ((meter: string) => (batch: ReadingBatch) => Uint8Array) | undefined;
+    if (o.e2e) ({ mdms, pes, guardian, payloadOf } = await startE2eParties(o, url, creds, store, log, closers));
+    else {
+      // The MDMS enforces the PES's own k and the fleet (one setting: o.k), and audits what it refuses.
+      const ingest = startMdmsIngest({
+        store,
+        privateKey: loadMdmsKey(o.keysDir),
+        pesVerifyKey: loadPesVerifyKey(o.keysDir),
+        mqtt: { url, ...creds('mdms') },
+        k: o.k,
+        fleet: o.fleet,
+        onRefused: auditRefusals(audit),
+        log: log.child({ c: 'mdms' }),
+      });
+      closers.push(() => ingest.close());
+      await ingest.ready;
+      mdms = ingest;
 
-    const pk = loadPesKeys(o.keysDir);
-    const meters = new Map<string, MeterInfo>();
-    for (const m of o.fleet.meters) {
-      const key = pk.meterKeys.get(m.meter);
-      if (!key) throw new Error(`no PES key for meter ${m.meter}`);
-      const rotated = pk.meterRotations.get(m.meter);
-      meters.set(m.meter, { key, household: m.household, neighbourhood: m.neighbourhood, ...(rotated?.length ? { rotated } : {}) });
+      const pk = loadPesKeys(o.keysDir);
+      const meters = new Map<string, MeterInfo>();
+      for (const m of o.fleet.meters) {
+        const key = pk.meterKeys.get(m.meter);
+        if (!key) throw new Error(`no PES key for meter ${m.meter}`);
+        const rotated = pk.meterRotations.get(m.meter);
+        meters.set(m.meter, { key, household: m.household, neighbourhood: m.neighbourhood, ...(rotated?.length ? { rotated } : {}) });
+      }
+      const service = startPesService({
+        keys: { rsa: pk.rsa, paillier: pk.paillier, mdmsPublic: pk.mdmsPublic, signer: pk.signer, bindingKeys: pk.bindingKeys, householdPublic: pk.householdPublic, meters },
+        stateFile: join(o.stateDir, 'pes.sqlite'),
+        intervalS: o.intervalS,
+        billing: o.billing,
+        tariff: o.tariff,
+        tz: o.tz,
+        latenessS: o.latenessS,
+        k: o.k,
+        ...(o.membershipGuard === false ? { membershipGuard: false } : {}),
+        ...(o.dpEpsilon !== undefined ? { dpEpsilon: o.dpEpsilon } : {}),
+        ...(o.dpBudget !== undefined ? { dpBudget: o.dpBudget } : {}),
+        ...(o.pesId !== undefined ? { pesId: o.pesId } : {}),
+        ...(o.policyIntervalMs !== undefined ? { policyIntervalMs: o.policyIntervalMs } : {}),
+        pool: o.pool,
+        mqtt: { url, ...creds('pes') },
+        logger: log.child({ c: 'pes' }),
+      });
+      closers.push(() => service.close());
+      await service.ready;
+      pes = service;
     }
-    const pes = startPesService({
-      keys: { rsa: pk.rsa, paillier: pk.paillier, mdmsPublic: pk.mdmsPublic, signer: pk.signer, bindingKeys: pk.bindingKeys, householdPublic: pk.householdPublic, meters },
-      stateFile: join(o.stateDir, 'pes.sqlite'),
-      intervalS: o.intervalS,
-      billing: o.billing,
-      tariff: o.tariff,
-      tz: o.tz,
-      latenessS: o.latenessS,
-      k: o.k,
-      ...(o.membershipGuard === false ? { membershipGuard: false } : {}),
-      ...(o.dpEpsilon !== undefined ? { dpEpsilon: o.dpEpsilon } : {}),
-      ...(o.dpBudget !== undefined ? { dpBudget: o.dpBudget } : {}),
-      ...(o.pesId !== undefined ? { pesId: o.pesId } : {}),
-      ...(o.policyIntervalMs !== undefined ? { policyIntervalMs: o.policyIntervalMs } : {}),
-      pool: o.pool,
-      mqtt: { url, ...creds('pes') },
-      logger: log.child({ c: 'pes' }),
-    });
-    closers.push(() => pes.close());
-    await pes.ready;
 
     const pairs = new Map<string, CrossedPair>();
     for (const m of o.fleet.meters) pairs.set(m.meter, await openCrossedMockPair(`/mock/${m.meter}/meter`, `/mock/${m.meter}/gateway`));
@@ -290,6 +329,7 @@ export async function startSystem(o: SystemOptions): Promise<SystemHandle> {
         line: streamLine(pairs.get(m.meter)![0]),
         source: step.track(countWindows(source, o.intervalS, windowMeters, m.neighbourhood), clock),
         nv: o.volatileMeters ? new MemoryNvStore() : new FileNvStore(join(o.stateDir, 'nv', `${m.meter}.cbor`)),
+        ...(payloadOf ? { payload: payloadOf(m.meter) } : {}),
         clock,
         batch: o.batch ?? 15,
         log: log.child({ c: 'meter' }),
@@ -306,6 +346,7 @@ export async function startSystem(o: SystemOptions): Promise<SystemHandle> {
       store,
       mdms,
       pes,
+      ...(guardian ? { guardian } : {}),
       gateways,
       meters: started,
       windowMeters,
@@ -316,12 +357,18 @@ export async function startSystem(o: SystemOptions): Promise<SystemHandle> {
         const c = pes.pes.counters;
         await until(() => c.framesOk >= sealed(), () => `the PES to take ${sealed()} frames (has ${c.framesOk})`, stallMs, () => c.framesOk, onProgress);
         pes.pes.flush();
+        if (guardian) {
+          const g = guardian.core.windows.counters;
+          await until(() => g.frames >= sealed(), () => `the guardian to take ${sealed()} frames (has ${g.frames})`, stallMs, () => g.frames, onProgress);
+          guardian.flush();
+          await guardian.idle();
+        }
         await pes.pes.idle();
         // Aggregates and policy statements are settled apart: a statement is no aggregate (the MDMS counts it
         // policyStored/policyIgnored), so it can neither stand in for a missing aggregate nor be waited for as one.
         const settled = () => aggregatesSettled(mdms.counters);
         await until(() => settled() >= c.released, () => `the MDMS to store ${c.released} aggregates (has ${settled()})`, stallMs, settled, onProgress);
-        const statements = () => mdms.counters.policyStored + mdms.counters.policyIgnored;
+        const statements = () => statementsSettled(mdms.counters);
         await until(() => statements() >= c.policyStatements, () => `the MDMS to take ${c.policyStatements} policy statements (has ${statements()})`, stallMs, statements, onProgress);
       },
       close,
@@ -341,8 +388,14 @@ export async function startSystem(o: SystemOptions): Promise<SystemHandle> {
  * aggregatesSettled(mdms.counters) >= pes.pes.counters.released; // the MDMS took every aggregate
  * ```
  */
-export function aggregatesSettled(c: Readonly<IngestCounters>): number {
-  return c.stored + c.duplicates + c.conflicts + c.rejectedPrivacy + c.rejectedUnknown + c.rejectedNegative + c.rejectedGap + c.malformed + c.badSignature;
+export function aggregatesSettled(c: Readonly<Partial<IngestCounters>>): number {
+  const names = ['stored', 'duplicates', 'conflicts', 'rejectedPrivacy', 'rejectedUnknown', 'rejectedNegative', 'rejectedGap', 'malformed', 'badSignature'] as const;
+  return names.reduce((sum, n) => sum + (c[n] ?? 0), 0);
+}
+
+/** Policy statements the MDMS took (kept or ignored as stale); the end-to-end ingest takes none. */
+export function statementsSettled(c: Readonly<Partial<IngestCounters>>): number {
+  return (c.policyStored ?? 0) + (c.policyIgnored ?? 0);
 }
 
 /** Import and export energy, Wh. */
@@ -437,4 +490,59 @@ function countWindows(source: Source, intervalS: number, into: Map<string, Map<n
       }
     },
   };
+}
+
+/**
+ * The end-to-end mode's parties (key set from `provision --e2e`): the MDMS's combining ingest, the blind PES,
+ * the guardian (from its own key folder) and the meters' snapshot encoders (one per meter, sharing the fleet's
+ * Paillier public key and its fixed-base table).
+ */
+async function startE2eParties(
+  o: SystemOptions,
+  url: string,
+  creds: (user: string) => { username?: string; password?: string },
+  store: Store,
+  log: Logger,
+  closers: (() => Promise<void>)[],
+): Promise<{ mdms: SystemHandle['mdms']; pes: SystemHandle['pes']; guardian: NonNullable<SystemHandle['guardian']>; payloadOf: (meter: string) => (batch: ReadingBatch) => Uint8Array }> {
+  if (o.dpEpsilon !== undefined) throw new Error('--dp-epsilon is not available in the end-to-end mode yet (DP noise shares: next step)');
+  const tariff = o.tariff ?? FLAT_TARIFF;
+  const settings: BlindSettings = { intervalS: o.intervalS, billing: parseBillingPeriod(o.billing), tz: o.tz, tariff, latenessS: o.latenessS, k: o.k, revisionK: o.k, ...(o.membershipGuard === false ? { membershipGuard: false } : {}) };
+  const paillier = loadMeterPaillierKey(o.keysDir).precompute();
+  const ingest = startMdmsE2eIngest({
+    store,
+    privateKey: loadMdmsKey(o.keysDir),
+    pesVerifyKey: loadPesVerifyKey(o.keysDir),
+    guardianVerifyKey: loadGuardianVerifyKey(o.keysDir),
+    paillier,
+    mqtt: { url, ...creds('mdms') },
+    k: o.k,
+    fleet: o.fleet,
+    log: log.child({ c: 'mdms' }),
+  });
+  closers.push(() => ingest.close());
+  await ingest.ready;
+
+  const blind = (keys: Map<string, Buffer>, rotations: Map<string, Buffer[]>) =>
+    new Map<string, BlindMeter>(
+      o.fleet.meters.map((m) => {
+        const key = keys.get(m.meter);
+        if (!key) throw new Error(`no key for meter ${m.meter}`);
+        const rotated = rotations.get(m.meter);
+        return [m.meter, { key, household: m.household, neighbourhood: m.neighbourhood, ...(rotated?.length ? { rotated } : {}) }];
+      }),
+    );
+  const pk = loadPesKeys(o.keysDir, { e2e: true });
+  const pes = startPesE2eService({ settings, keys: { share: pk.paillierShare, mdmsPublic: pk.mdmsPublic, signer: pk.signer, meters: blind(pk.meterKeys, pk.meterRotations) }, mqtt: { url, ...creds('pes') }, logger: log.child({ c: 'pes' }) });
+  closers.push(() => pes.close());
+  await pes.ready;
+
+  const gdir = join(o.keysDir, GUARDIAN_DIR);
+  const gk = loadGuardianKeys(gdir);
+  const gcreds = o.mqttUrl && !existsSync(join(gdir, 'credentials', 'guardian.json')) ? {} : loadCredentials(gdir, 'guardian');
+  const guardian = startGuardianService({ settings, keys: { share: gk.paillierShare, meters: blind(gk.meterKeys, gk.meterRotations), signer: gk.signer, mdmsPublic: gk.mdmsPublic }, mqtt: { url, ...gcreds }, logger: log.child({ c: 'guardian' }) });
+  closers.push(() => guardian.close());
+  await guardian.ready;
+
+  return { mdms: ingest, pes, guardian, payloadOf: () => ((enc) => (batch: ReadingBatch) => enc.encode(batch))(new E2eEncoder(paillier, { intervalS: o.intervalS, tariff })) };
 }

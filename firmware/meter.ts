@@ -48,7 +48,7 @@ import pino, { type Logger } from 'pino';
 import { encodeLinkFrame, LinkParser, type LinkCounters } from '../protocol/link.js';
 import { decodeMessage, encodeFrame, encodeKeyAck, meterId, MSG_ACK, MSG_KEY_TRANSFER, SC_AES256GCM, sealFrame, type KeyTransfer } from '../protocol/frame.js';
 import { unwrapMeterKey } from '../protocol/key-wrap.js';
-import { encodeReadingBatch, MAX_READINGS_PER_BATCH, Status, type Reading } from '../protocol/reading.js';
+import { encodeReadingBatch, MAX_READINGS_PER_BATCH, Status, type Reading, type ReadingBatch } from '../protocol/reading.js';
 import { createClock, type Clock } from './hal/clock.js';
 import type { SerialLine } from './hal/line.js';
 import type { NvStore } from './hal/nv.js';
@@ -98,6 +98,8 @@ export interface MeterOptions {
   drainTimeoutMs?: number;
   /** pino logger; counters and ids only, never readings. Default: silent. */
   log?: Logger;
+  /** The frame plaintext of a batch (default: the reading batch, §5; the end-to-end mode: firmware/e2e.ts). */
+  payload?: (batch: ReadingBatch) => Uint8Array;
 }
 
 /** What a meter has done since it booted. All counters only grow. */
@@ -193,6 +195,7 @@ export class Meter {
   private readonly nv: NvStore;
   private readonly clock: Clock;
   private readonly batchSize: number;
+  private readonly payload: MeterOptions['payload'];
   private readonly fixedTimer: boolean;
   private readonly ackTimeoutMs: number;
   private rto: Rto;
@@ -244,6 +247,7 @@ export class Meter {
     this.nv = o.nv;
     this.clock = o.clock ?? createClock('max');
     this.batchSize = o.batch ?? 15;
+    this.payload = o.payload;
     this.fixedTimer = o.retransmission === 'fixed';
     this.ackTimeoutMs = o.ackTimeoutMs ?? 1000;
     const minMs = o.minAckTimeoutMs ?? Math.min(200, this.ackTimeoutMs);
@@ -479,7 +483,7 @@ export class Meter {
     const prevExportWh = Number(this.committed.exportMilliWs / MILLIWS_PER_WH);
     if (this.next) await this.switchKey();
     if (this.stopped) return;
-    const plaintext = encodeReadingBatch({ prevWh, readings, prevExportWh });
+    const plaintext = (this.payload ?? encodeReadingBatch)({ prevWh, readings, prevExportWh });
     const ic = await this.counter.next();
     const bytes = encodeFrame(sealFrame(this.key, { systemTitle: this.st, sc: SC_AES256GCM, ic }, plaintext));
     plaintext.fill(0);

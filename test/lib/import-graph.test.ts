@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const ACTORS = ['firmware', 'gateway', 'broker', 'pes', 'mdms', 'ucs', 'provision'] as const;
+const ACTORS = ['firmware', 'gateway', 'broker', 'pes', 'mdms', 'ucs', 'provision', 'guardian'] as const;
 const BELOW = ['protocol', 'lib'] as const;
 
 function sources(dir: string): string[] {

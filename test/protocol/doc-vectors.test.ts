@@ -22,6 +22,8 @@ import { parseStreamBody, streamBody } from '../../protocol/stream.js';
 import { keyId, openAggregate, openStream, SignatureError, unwrapKey } from '../../protocol/seal.js';
 import { topics } from '../../protocol/topics.js';
 import { decodeUplink, encodeUplink } from '../../protocol/uplink.js';
+import { decodeE2ePayload, encodeE2ePayload, registerLayout, unpackRegisters } from '../../protocol/e2e.js';
+import { PrivateKey } from '../../protocol/paillier/engine.js';
 import { docBlock, docBlocks, docHex, parseDiag } from './doc.js';
 import { runParser } from './link-model.js';
 import { nobleGcmOpen } from './noble.js';
@@ -285,6 +287,26 @@ describe('docs/protocol.md vectors', () => {
       expect(r.status).not.toBe(0);
       expect(r.stdout + r.stderr).toMatch(/Signature Verification Failure/);
     });
+  });
+
+  it('§5.1 e2e payload: the snapshots re-encrypt to the vector and decrypt to the registers', () => {
+    const key = new PrivateKey(BigInt('0x' + vec('e2e.test.p').toString('hex')), BigInt('0x' + vec('e2e.test.q').toString('hex')));
+    const layout = registerLayout(key, 1);
+    const r = 0x0123456789abcdefn;
+    const snapshots = [
+      { at: 1700002680, ciphertext: key.encryptWithRandomness(layout.pack([0n, 0n]), r) },
+      { at: 1700002800, ciphertext: key.encryptWithRandomness(layout.pack([245n, 0n]), r + 1n) },
+    ];
+    const readings = [1700002680, 1700002740].map((time) => ({ time, period: 60, status: 0 }));
+    expect(encodeE2ePayload(key, { readings, snapshots }).toString('hex')).toBe(vec('e2e.payload').toString('hex'));
+    const back = decodeE2ePayload(key, vec('e2e.payload'));
+    expect(back.readings).toEqual(readings);
+    expect(back.snapshots.map((s) => [s.at, unpackRegisters(layout, key.decrypt(s.ciphertext), 1)])).toEqual([
+      [1700002680, { imports: [0n], exports: [0n] }],
+      [1700002800, { imports: [245n], exports: [0n] }],
+    ]);
+    // The difference of the two snapshots is the interval's energy.
+    expect(unpackRegisters(layout, key.decrypt(key.add(back.snapshots[1]!.ciphertext, key.mulPlain(back.snapshots[0]!.ciphertext, -1n))), 1).imports).toEqual([245n]);
   });
 
   afterAll(() => {

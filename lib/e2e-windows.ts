@@ -1,0 +1,372 @@
+/**
+ * Blind windows: the end-to-end mode's aggregation, which the PES and the guardian each run on their own copy
+ * of the uplinks (the guardian to recompute what it helps decrypt; neither imports the other, so the shared
+ * rule lives here). Pure: uplink bytes in, windows to release out; no key that decrypts.
+ *
+ * Per frame: decode -> meter lookup -> anti-replay (invocation counter seen before: dropped) -> AES-GCM open
+ * (authenticity) -> e2e payload (protocol/e2e.ts) -> per snapshot: the first of a meter is its baseline; each
+ * later one contributes Enc(R_at) / Enc(R_prev) to the neighbourhood window of time `at - 1` and to the billing
+ * window (household x period) of that time; a snapshot older than the meter's latest is dropped (counted):
+ * its energy already went forward with the later one, so nothing is lost or counted twice.
+ *
+ * A window keeps the product of its snapshots (numerator) and of their predecessors (denominator); its
+ * ciphertext is num / den, computed at release (one inversion per release, none per reading). The product is
+ * the same whoever computes it from the same uplinks, and it is never re-randomised: the PES's and the
+ * guardian's partial decryptions must be of the same ciphertext to combine.
+ *
+ * Release rules (as the classic PES, pes/core/pes.ts): a window closes when the watermark (latest reading end)
+ * passes end + lateness; a closed neighbourhood window is released when it covers >= k distinct meters, and
+ * again (a revision) only when >= revision-k meters changed it since; a billing window is released whole
+ * (closed), and again whenever it changes; the membership guard (docs/privacy.md) holds a neighbourhood release
+ * whose membership differs from a released one (or, before the first, from the provisioned one) by 1 to
+ * revision-k - 1 meters. Windows are not evicted yet (no retention horizon: they live as long as the process).
+ * @module
+ */
+import { decodeFrame, meterId, openFrame } from '../protocol/frame.js';
+import { decodeE2ePayload, MAX_WINDOW_TERMS } from '../protocol/e2e.js';
+import type { PublicKey } from '../protocol/paillier/keys.js';
+import { decodeUplink } from '../protocol/uplink.js';
+import type { BillingPeriod } from './billing-period.js';
+import { Calendar } from './calendar.js';
+import type { Tariff } from './tariff.js';
+
+/** What a blind aggregator knows of a provisioned meter. */
+export interface BlindMeter {
+  key: Uint8Array;
+  rotated?: Uint8Array[];
+  household: string;
+  neighbourhood: string;
+}
+
+export interface BlindSettings {
+  intervalS: number;
+  billing: BillingPeriod;
+  tz: string;
+  tariff: Tariff;
+  latenessS: number;
+  k: number;
+  revisionK: number;
+  /** The differencing guard (docs/privacy.md), as the classic PES's; default true. */
+  membershipGuard?: boolean;
+}
+
+/** What the folder did (all only grow). */
+export interface BlindCounters {
+  frames: number;
+  readings: number;
+  snapshots: number;
+  malformedUplink: number;
+  malformedFrame: number;
+  unknownMeter: number;
+  badTag: number;
+  replay: number;
+  lateSnapshot: number;
+  suppressed: number;
+  revisionHeld: number;
+  membershipHeld: number;
+  released: number;
+}
+
+/** A window the rules allow to open now. */
+export interface BlindRelease {
+  kind: 'neighbourhood' | 'billing';
+  key: string;
+  start: number;
+  end: number;
+  revision: number;
+  /** Distinct meters that contributed. */
+  meters: number;
+  /** Their ids, sorted. */
+  members: string[];
+  ciphertext: bigint;
+}
+
+interface Window {
+  kind: 'neighbourhood' | 'billing';
+  key: string;
+  start: number;
+  end: number;
+  num: bigint;
+  den: bigint;
+  terms: number;
+  meters: Set<string>;
+  changed: Set<string>;
+  revision: number;
+  /** Neighbourhood windows: the meters of the last released revision (sorted), null before. */
+  released: string[] | null;
+  closed: boolean;
+  suppressed: boolean;
+}
+
+interface MeterRt {
+  seen: Set<number>;
+  highest: number;
+  last: { at: number; c: bigint } | null;
+}
+
+const SEEN_KEPT = 4096;
+
+/**
+ * @example
+ * ```ts
+ * const w = new BlindWindows(settings, pub, meters);
+ * w.ingestUplink(bytes);
+ * for (const r of w.takeReleases()) publish(r);
+ * ```
+ */
+export class BlindWindows {
+  readonly counters: BlindCounters = { frames: 0, readings: 0, snapshots: 0, malformedUplink: 0, malformedFrame: 0, unknownMeter: 0, badTag: 0, replay: 0, lateSnapshot: 0, suppressed: 0, revisionHeld: 0, membershipHeld: 0, released: 0 };
+  readonly calendar: Calendar;
+  watermark: number | null = null;
+  private readonly windows = new Map<string, Window>();
+  private readonly rt = new Map<string, MeterRt>();
+  private readonly toEvaluate = new Set<Window>();
+  private out: BlindRelease[] = [];
+  /** Per neighbourhood, its provisioned meters: the reference membership before anything is released. */
+  private readonly provisioned = new Map<string, Set<string>>();
+  /** Per neighbourhood, the distinct memberships of its released windows, with how many windows have each. */
+  private readonly releasedMemberships = new Map<string, Map<string, { meters: Set<string>; windows: number }>>();
+
+  constructor(
+    readonly settings: BlindSettings,
+    private readonly pub: PublicKey,
+    private readonly meters: Map<string, BlindMeter>,
+  ) {
+    this.calendar = new Calendar(settings.intervalS, settings.billing, settings.tz, settings.tariff);
+    for (const [id, m] of meters) {
+      let set = this.provisioned.get(m.neighbourhood);
+      if (!set) this.provisioned.set(m.neighbourhood, (set = new Set()));
+      set.add(id);
+    }
+  }
+
+  /** One gateway uplink (CBOR `[1, gateway, [frame, ...]]`); a bad frame never stops the others. */
+  ingestUplink(bytes: Uint8Array, topicGateway?: string): void {
+    let frames: Uint8Array[];
+    try {
+      const up = decodeUplink(bytes);
+      if (topicGateway !== undefined && up.gateway !== topicGateway) throw new TypeError('uplink names another gateway than its topic');
+      frames = up.frames;
+    } catch {
+      this.counters.malformedUplink++;
+      return;
+    }
+    for (const f of frames) this.ingestFrame(f);
+    this.settle();
+  }
+
+  /** One ciphered frame; call {@link settle} after a batch of them. */
+  ingestFrame(bytes: Uint8Array): void {
+    let id: string;
+    let plaintext: Uint8Array;
+    let ic: number;
+    try {
+      const frame = decodeFrame(bytes);
+      id = meterId(frame.systemTitle);
+      ic = frame.ic;
+      const info = this.meters.get(id);
+      if (!info) {
+        this.counters.unknownMeter++;
+        return;
+      }
+      const rt = this.runtime(id);
+      if (rt.seen.has(ic) || (rt.highest - ic >= SEEN_KEPT && rt.highest >= 0)) {
+        this.counters.replay++;
+        return;
+      }
+      const opened = [info.key, ...(info.rotated ?? [])].map((k) => {
+        try {
+          return openFrame(k, frame);
+        } catch {
+          return null;
+        }
+      }).find((p) => p !== null);
+      if (!opened) {
+        this.counters.badTag++;
+        return;
+      }
+      plaintext = opened;
+    } catch {
+      this.counters.malformedFrame++;
+      return;
+    }
+    let payload;
+    try {
+      payload = decodeE2ePayload(this.pub, plaintext);
+    } catch {
+      this.counters.malformedFrame++;
+      return;
+    }
+    const rt = this.runtime(id);
+    rt.seen.add(ic);
+    rt.highest = Math.max(rt.highest, ic);
+    if (rt.seen.size > SEEN_KEPT) for (const old of rt.seen) if (rt.highest - old >= SEEN_KEPT) rt.seen.delete(old);
+    const info = this.meters.get(id)!;
+    for (const s of payload.snapshots) {
+      this.counters.snapshots++;
+      if (rt.last === null) {
+        rt.last = { at: s.at, c: s.ciphertext };
+        continue;
+      }
+      if (s.at <= rt.last.at) {
+        this.counters.lateSnapshot++;
+        continue;
+      }
+      const t = s.at - 1;
+      const nbStart = this.calendar.intervalStart(t);
+      const slot = this.calendar.billing(t);
+      for (const w of [this.window('neighbourhood', info.neighbourhood, nbStart, nbStart + this.settings.intervalS), this.window('billing', info.household, slot.start, slot.end)]) {
+        if (w.terms >= MAX_WINDOW_TERMS) throw new RangeError('window packing budget exhausted');
+        w.num = (w.num * s.ciphertext) % this.pub.n2;
+        w.den = (w.den * rt.last.c) % this.pub.n2;
+        w.terms++;
+        w.meters.add(id);
+        w.changed.add(id);
+        if (w.closed) this.toEvaluate.add(w);
+      }
+      rt.last = { at: s.at, c: s.ciphertext };
+    }
+    let end = 0;
+    for (const r of payload.readings) end = Math.max(end, r.time + r.period);
+    this.counters.frames++;
+    this.counters.readings += payload.readings.length;
+    if (this.watermark === null || end > this.watermark) this.watermark = end;
+  }
+
+  private runtime(id: string): MeterRt {
+    let rt = this.rt.get(id);
+    if (!rt) this.rt.set(id, (rt = { seen: new Set(), highest: -1, last: null }));
+    return rt;
+  }
+
+  private window(kind: Window['kind'], key: string, start: number, end: number): Window {
+    const id = `${kind}|${key}|${start}`;
+    let w = this.windows.get(id);
+    if (!w) {
+      const closed = this.watermark !== null && this.watermark > end + this.settings.latenessS;
+      w = { kind, key, start, end, num: 1n, den: 1n, terms: 0, meters: new Set(), changed: new Set(), revision: -1, released: null, closed, suppressed: false };
+      this.windows.set(id, w);
+    }
+    return w;
+  }
+
+  /** Closes the windows the watermark passed and evaluates what changed. */
+  settle(): void {
+    const wm = this.watermark;
+    if (wm !== null) {
+      for (const w of this.windows.values()) {
+        if (!w.closed && wm > w.end + this.settings.latenessS) {
+          w.closed = true;
+          this.toEvaluate.add(w);
+        }
+      }
+    }
+    this.evaluate();
+  }
+
+  /** Closes every window (end of a replay) and evaluates them. */
+  flush(): void {
+    for (const w of this.windows.values()) {
+      if (w.closed) continue;
+      w.closed = true;
+      this.toEvaluate.add(w);
+    }
+    this.evaluate();
+  }
+
+  /** The releases decided since the last call. */
+  takeReleases(): BlindRelease[] {
+    const out = this.out;
+    this.out = [];
+    return out;
+  }
+
+  /**
+   * The window of this kind, key and span as this folder computed it, if the rules released it: its latest
+   * released revision's ciphertext and members; undefined otherwise (never computed, still open, held, or
+   * under k). What the guardian answers a request with.
+   * @example
+   * ```ts
+   * const mine = w.releasedWindow('billing', 'hh1', start, end);
+   * ```
+   */
+  releasedWindow(kind: Window['kind'], key: string, start: number): { end: number; revision: number; ciphertext: bigint; members: string[]; closed: boolean; meters: number } | { unreleased: Window['kind']; meters: number; closed: boolean } | undefined {
+    const w = this.windows.get(`${kind}|${key}|${start}`);
+    if (!w) return undefined;
+    if (w.revision < 0) return { unreleased: kind, meters: w.meters.size, closed: w.closed };
+    return { end: w.end, revision: w.revision, ciphertext: this.ciphertext(w), members: [...w.meters].sort(), closed: w.closed, meters: w.meters.size };
+  }
+
+  private ciphertext(w: Window): bigint {
+    return this.pub.add(w.num, this.pub.mulPlain(w.den, -1n));
+  }
+
+  private evaluate(): void {
+    if (this.toEvaluate.size === 0) return;
+    const list = [...this.toEvaluate].sort((a, b) => a.start - b.start || (a.kind + a.key < b.kind + b.key ? -1 : 1));
+    this.toEvaluate.clear();
+    for (const w of list) this.release(w);
+  }
+
+  private release(w: Window): void {
+    const { k, revisionK } = this.settings;
+    if (w.kind === 'neighbourhood') {
+      if (w.revision < 0 && w.meters.size < k) {
+        if (!w.suppressed) {
+          w.suppressed = true;
+          this.counters.suppressed++;
+        }
+        return;
+      }
+      if (w.revision >= 0 && w.changed.size < revisionK) {
+        this.counters.revisionHeld++;
+        return;
+      }
+      if (this.settings.membershipGuard !== false && this.differencing(w)) {
+        this.counters.membershipHeld++;
+        return;
+      }
+    } else if (w.changed.size === 0) return;
+    w.revision++;
+    w.changed.clear();
+    w.suppressed = false;
+    if (w.kind === 'neighbourhood') {
+      if (w.released) this.remember(w.key, w.released, -1);
+      w.released = [...w.meters].sort();
+      this.remember(w.key, w.released, +1);
+    }
+    this.counters.released++;
+    this.out.push({ kind: w.kind, key: w.key, start: w.start, end: w.end, revision: w.revision, meters: w.meters.size, members: [...w.meters].sort(), ciphertext: this.ciphertext(w) });
+  }
+
+  /**
+   * The differencing rule, as the classic PES's (pes/core/pes.ts): would releasing `w` let the MDMS subtract two
+   * releases of its neighbourhood that differ by 1 to revision-k - 1 meters? Compared with every distinct
+   * membership released for the neighbourhood by another window; before the first release, with the
+   * neighbourhood's provisioned meters.
+   */
+  private differencing(w: Window): boolean {
+    const kg = this.settings.revisionK;
+    if (kg <= 1) return false;
+    const own = w.released?.join(',');
+    const refs: Set<string>[] = [];
+    for (const [key, m] of this.releasedMemberships.get(w.key) ?? []) if (m.windows > (key === own ? 1 : 0)) refs.push(m.meters);
+    if (refs.length === 0) refs.push(this.provisioned.get(w.key) ?? new Set());
+    return refs.some((ref) => {
+      let d = 0;
+      for (const m of w.meters) if (!ref.has(m)) d++;
+      for (const m of ref) if (!w.meters.has(m)) d++;
+      return d > 0 && d < kg;
+    });
+  }
+
+  private remember(nb: string, meters: string[], delta: 1 | -1): void {
+    let byKey = this.releasedMemberships.get(nb);
+    if (!byKey) this.releasedMemberships.set(nb, (byKey = new Map()));
+    const key = meters.join(',');
+    const m = byKey.get(key);
+    if (m) m.windows += delta;
+    else if (delta > 0) byKey.set(key, { meters: new Set(meters), windows: 1 });
+    if (m && m.windows <= 0) byKey.delete(key);
+  }
+}

@@ -1,0 +1,49 @@
+// mdms/combine.ts: a PES release and a guardian partial of the same ciphertext combine into the classic
+// aggregate in either arrival order; halves naming different windows, two halves of one party, or a partial of
+// another ciphertext never combine, and a refused pair is counted.
+import { beforeAll, describe, expect, it } from 'vitest';
+import { Combiner } from '../../mdms/combine.js';
+import { registerLayout, type E2eRelease, type GuardianPartial } from '../../protocol/e2e.js';
+import { generatePaillier, partialDecrypt, splitKey, type PrivateKey } from '../../protocol/paillier/engine.js';
+import type { DecryptionShare } from '../../protocol/paillier/threshold.js';
+
+let key: PrivateKey;
+let s: { pes: DecryptionShare; guardian: DecryptionShare };
+beforeAll(async () => {
+  key = await generatePaillier(1024);
+  s = splitKey(key);
+});
+
+const w = { kind: 'billing' as const, key: 'hh-1', start: 1704067200, end: 1704153600 };
+function halves(values: bigint[]): { r: E2eRelease; g: GuardianPartial; c: bigint } {
+  const c = key.encrypt(registerLayout(key, 2).pack(values));
+  return { c, r: { ...w, revision: 0, meters: 1, bands: ['night', 'day'], ciphertext: c, partial: partialDecrypt(s.pes, c) }, g: { ...w, meters: 1, partial: partialDecrypt(s.guardian, c) } };
+}
+
+describe('Combiner', () => {
+  it('combines in either order into the classic billing aggregate', () => {
+    const { r, g } = halves([120n, 3400n, 7n, 0n]);
+    const a = new Combiner(key);
+    expect(a.release(r)).toBeNull();
+    expect(a.guardian(g)).toEqual({ ...w, revision: 0, bands: { night: 120, day: 3400 } });
+    const b = new Combiner(key);
+    expect(b.guardian(g)).toBeNull();
+    expect(b.release(r)).toEqual({ ...w, revision: 0, bands: { night: 120, day: 3400 } });
+    expect(b.waiting).toBe(0);
+  });
+
+  it('refuses halves that name different windows, and a partial of another ciphertext waits unpaired', () => {
+    const { r, g } = halves([1n, 2n, 0n, 0n]);
+    const c = new Combiner(key);
+    c.release(r);
+    expect(() => c.guardian({ ...g, start: w.start + 86400, end: w.end + 86400 })).toThrow(/different windows/);
+    expect(c.counters.refused).toBe(1);
+    const other = halves([1n, 3n, 0n, 0n]);
+    expect(c.guardian(other.g)).toBeNull();
+    expect(c.waiting).toBe(1);
+    // The PES's own partial posing as the guardian's: one party twice.
+    const d = new Combiner(key);
+    d.release(r);
+    expect(() => d.guardian({ ...g, partial: { ...r.partial } })).toThrow(/one of each party/);
+  });
+});
