@@ -67,16 +67,20 @@ export class Combiner {
       if (r.kind !== g.kind || r.key !== g.key || r.start !== g.start || r.end !== g.end || r.meters !== g.meters) throw new TypeError('the PES and the guardian name different windows for one ciphertext');
       const m = combinePartials(this.pub, r.partial, g.partial, r.ciphertext);
       const layout = registerLayout(this.pub, r.bands.length);
-      const { imports } = unpackRegisters(layout, m, r.bands.length);
+      const { imports, exports } = unpackRegisters(layout, m, r.bands.length);
       const num = (v: bigint) => {
         if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new RangeError('a slot exceeds the largest exact energy');
         return Number(v);
       };
       this.counters.combined++;
       if (r.kind === 'neighbourhood') {
-        return { kind: 'neighbourhood', key: r.key, start: r.start, end: r.end, revision: r.revision, meters: r.meters, energyWh: num(imports.reduce((a, b) => a + b, 0n)) };
+        const energyWh = num(imports.reduce((a, b) => a + b, 0n));
+        return { kind: 'neighbourhood', key: r.key, start: r.start, end: r.end, revision: r.revision, meters: r.meters, energyWh, exportWh: num(exports.reduce((a, b) => a + b, 0n)) };
       }
-      return { kind: 'billing', key: r.key, start: r.start, end: r.end, revision: r.revision, bands: Object.fromEntries(r.bands.map((b, i) => [b, num(imports[i]!)])) };
+      // As the classic PES: every band's export, listed only when the household fed in something over the period.
+      const bill: Aggregate = { kind: 'billing', key: r.key, start: r.start, end: r.end, revision: r.revision, bands: Object.fromEntries(r.bands.map((b, i) => [b, num(imports[i]!)])) };
+      if (exports.some((v) => v !== 0n)) bill.exportBands = Object.fromEntries(r.bands.map((b, i) => [b, num(exports[i]!)]));
+      return bill;
     } catch (e) {
       this.counters.refused++;
       throw e;

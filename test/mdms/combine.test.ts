@@ -25,10 +25,10 @@ describe('Combiner', () => {
     const { r, g } = halves([120n, 3400n, 7n, 0n]);
     const a = new Combiner(key);
     expect(a.release(r)).toBeNull();
-    expect(a.guardian(g)).toEqual({ ...w, revision: 0, bands: { night: 120, day: 3400 } });
+    expect(a.guardian(g)).toEqual({ ...w, revision: 0, bands: { night: 120, day: 3400 }, exportBands: { night: 7, day: 0 } }); // the last two slots are export
     const b = new Combiner(key);
     expect(b.guardian(g)).toBeNull();
-    expect(b.release(r)).toEqual({ ...w, revision: 0, bands: { night: 120, day: 3400 } });
+    expect(b.release(r)).toEqual({ ...w, revision: 0, bands: { night: 120, day: 3400 }, exportBands: { night: 7, day: 0 } });
     expect(b.waiting).toBe(0);
   });
 
