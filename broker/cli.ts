@@ -6,7 +6,7 @@ import { startBroker } from './broker.js';
 import { loadUsers } from '../lib/broker-users.js';
 
 /**
- * `smartermeter broker --keys <dir> [--port 1883] [--ws-port 8080] [--host 127.0.0.1] [--state file]
+ * `smartermeter broker --keys <dir> [--port 1883] [--ws-port 8083] [--host 127.0.0.1] [--state file]
  * [--tls-cert cert.pem --tls-key key.pem]`: the
  * embedded aedes broker with the users and ACLs of `<dir>/broker/users.json`. With `--state` its sessions
  * (persistent subscriptions, queued QoS 1 messages) are kept in that SQLite file and survive a crash; without
@@ -23,7 +23,7 @@ export function registerBrokerCommand(program: Command): void {
     .description('run the embedded MQTT broker (aedes) with the fleet users and topic ACLs')
     .requiredOption('--keys <dir>', 'key set made by `smartermeter provision`')
     .option('--port <n>', 'MQTT/TCP port (0 = any free port)', intOption('--port', 0, 65535), 1883)
-    .option('--ws-port <n>', 'MQTT-over-WebSocket port (0 = any free port)', intOption('--ws-port', 0, 65535), 8080)
+    .option('--ws-port <n>', 'MQTT-over-WebSocket port (0 = any free port; 8083 leaves 8080 to the MDMS web app)', intOption('--ws-port', 0, 65535), 8083)
     .option('--host <addr>', 'interface to listen on', '127.0.0.1')
     .option('--state <file>', 'SQLite file for sessions and queued messages, so they survive a crash (default: in memory)')
     .option('--tls-cert <pem>', 'TLS certificate chain: both listeners speak TLS (mqtts, wss)')

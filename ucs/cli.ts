@@ -23,7 +23,7 @@ const url = (flag: string, schemes: string[]) => (v: string) => {
   try {
     u = new URL(v);
   } catch {
-    throw new InvalidArgumentError(`${flag} must be a URL such as ${schemes[0]}://127.0.0.1:${schemes[0]!.startsWith('ws') ? 8080 : 1883}, got "${v}"`);
+    throw new InvalidArgumentError(`${flag} must be a URL such as ${schemes[0]}://127.0.0.1:${schemes[0]!.startsWith('ws') ? 8083 : 1883}, got "${v}"`);
   }
   if (!schemes.includes(u.protocol.slice(0, -1))) throw new InvalidArgumentError(`${flag} must use ${schemes.map((s) => `${s}://`).join(' or ')}, got "${v}"`);
   return v;
@@ -115,7 +115,7 @@ export function registerUcsCommand(program: Command): void {
     .option('--keys <dir>', 'key set made by `smartermeter provision`')
     .option('--db <file>', 'SQLite database of the server', 'ucs.sqlite')
     .option('--mqtt <url>', 'broker URL for the server', url('--mqtt', BROKER), 'mqtt://127.0.0.1:1883')
-    .option('--ws <url>', "broker MQTT-over-WebSocket URL as households' browsers reach it", url('--ws', ['ws', 'wss']), 'ws://127.0.0.1:8080')
+    .option('--ws <url>', "broker MQTT-over-WebSocket URL as households' browsers reach it", url('--ws', ['ws', 'wss']), 'ws://127.0.0.1:8083')
     .option('--tls-key <pem>', 'TLS private key (serve HTTPS; needed beyond localhost, browsers offer WebCrypto only on secure pages)')
     .option('--tls-cert <pem>', 'TLS certificate chain')
     .option('--session-idle <duration>', 'log out after this long without activity', durationOption('--session-idle'), 1800)

@@ -22,6 +22,7 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
 import { hashPassword } from '../lib/password.js';
+import { bindPort } from '../lib/ports.js';
 import { loadCredentials, loadFleet } from '../lib/keyset.js';
 import { loadActivation } from './activation.js';
 import { appBundle } from './bundle.js';
@@ -44,6 +45,8 @@ export interface UcsOptions {
   brokerWsUrl: string;
   /** HTTP port; 0 picks a free one. Default 0. */
   port?: number;
+  /** The flag that sets `port`, named when the port is taken. Default `--http`. */
+  portFlag?: string;
   /** Interface. Default 127.0.0.1. */
   host?: string;
   logger?: Logger;
@@ -84,7 +87,7 @@ export interface UcsHandle {
  * Starts the UCS server (HTTP + its broker connection).
  * @example
  * ```ts
- * const ucs = await startUcs({ keysDir: 'keys', dbPath: 'ucs.sqlite', brokerUrl: 'mqtt://127.0.0.1:1883', brokerWsUrl: 'ws://127.0.0.1:8080', port: 8443 });
+ * const ucs = await startUcs({ keysDir: 'keys', dbPath: 'ucs.sqlite', brokerUrl: 'mqtt://127.0.0.1:1883', brokerWsUrl: 'ws://127.0.0.1:8083', port: 8443 });
  * console.log(ucs.url);
  * await ucs.close();
  * ```
@@ -150,15 +153,13 @@ export async function startUcs(opts: UcsOptions): Promise<UcsHandle> {
   let app: FastifyInstance | undefined;
   try {
     app = await buildUcsApp(ctx, { bundle, logger, ...(opts.https ? { https: opts.https } : {}), ...(opts.trustProxy !== undefined ? { trustProxy: opts.trustProxy } : {}) });
-    await app.listen({ port: opts.port ?? 0, host: opts.host ?? '127.0.0.1' });
+    await bindPort({ port: opts.port ?? 0, host: opts.host ?? '127.0.0.1', what: 'the household app', flag: opts.portFlag ?? '--http' }, () => app!.listen({ port: opts.port ?? 0, host: opts.host ?? '127.0.0.1' }));
   } catch (e) {
     closing = Promise.resolve();
     clearInterval(prune);
     await app?.close();
     await link.close();
     db.close();
-    const err = e as NodeJS.ErrnoException;
-    if (err.code === 'EADDRINUSE') throw new Error(`port ${opts.port} is in use — choose another with --http or 0`);
     throw e;
   }
   const server = app;

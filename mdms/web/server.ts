@@ -43,6 +43,7 @@ import { tariffRoutes } from './routes/tariffs.js';
 import { adminRoutes } from './routes/admin.js';
 import { forecastRoutes } from './routes/forecast.js';
 import { qualityRoutes } from './routes/quality.js';
+import { bindPort } from '../../lib/ports.js';
 
 /** Largest request body accepted (forms and JSON are small; a tariff with 64 bands is ~4 KiB). */
 export const BODY_LIMIT = 64 * 1024;
@@ -298,6 +299,8 @@ export interface StartMdmsWebOptions extends Omit<MdmsWebAppOptions, 'store' | '
   dbSchema?: string;
   /** Port, 0 = any free one. Default 0. */
   port?: number;
+  /** The flag that sets `port`, named when the port is taken. Default `--http`. */
+  portFlag?: string;
   /** Default 127.0.0.1. */
   host?: string;
   sessions?: SessionPolicy;
@@ -340,7 +343,11 @@ export async function startMdmsWeb(opts: StartMdmsWebOptions): Promise<MdmsWeb> 
     }
     const web = await openWebDb(driver, { ...(opts.now ? { now: opts.now } : {}), ...(opts.sessions ? { sessions: opts.sessions } : {}) });
     const app = await buildMdmsWeb({ ...opts, store, web });
-    await app.listen({ port: opts.port ?? 0, host: opts.host ?? '127.0.0.1' });
+    const at = { port: opts.port ?? 0, host: opts.host ?? '127.0.0.1' };
+    await bindPort({ ...at, what: 'the MDMS web app', flag: opts.portFlag ?? '--http' }, () => app.listen(at)).catch(async (e: unknown) => {
+      await app.close();
+      throw e;
+    });
     const addr = app.server.address() as AddressInfo;
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
     const purge = setInterval(() => void web.users.purgeSessions().catch(() => undefined), 10 * 60_000);
