@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { pino } from 'pino';
+import { createLogger } from '../lib/log.js';
 import { intOption, readTlsFlags } from '../lib/flags.js';
 import { brokerUsersPath } from '../lib/keyset.js';
 import { startBroker } from './broker.js';
@@ -29,7 +29,7 @@ export function registerBrokerCommand(program: Command): void {
     .option('--tls-cert <pem>', 'TLS certificate chain: both listeners speak TLS (mqtts, wss)')
     .option('--tls-key <pem>', 'TLS private key (with --tls-cert)')
     .action(async (o: { keys: string; port: number; wsPort: number; host: string; state?: string; tlsCert?: string; tlsKey?: string }) => {
-      const logger = pino({ name: 'broker' });
+      const logger = createLogger('broker');
       const tls = readTlsFlags(o);
       const broker = await startBroker({ users: loadUsers(brokerUsersPath(o.keys)), host: o.host, port: o.port, wsPort: o.wsPort, stateFile: o.state, logger, ...(tls ? { tls } : {}) });
       console.log(`broker listening on ${broker.url} and ${broker.wsUrl}`);

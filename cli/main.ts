@@ -8,7 +8,8 @@
  * Literal `import()`s only, so that esbuild bundles each actor as its own chunk.
  * @module
  */
-import { Command, CommanderError, Help } from 'commander';
+import { Command, CommanderError, Help, Option } from 'commander';
+import { LOG_FORMATS, setLogFormat, type LogFormat } from '../lib/log.js';
 
 let errorShown = false;
 
@@ -50,14 +51,25 @@ export interface CommandSummary {
  * ```
  */
 export function commandOf(argv: string[]): string | undefined {
-  const operands = argv.slice(2).filter((a) => !a.startsWith('-'));
+  const operands = argv.slice(2).filter((a, i, all) => !a.startsWith('-') && !ROOT_VALUE_OPTIONS.has(all[i - 1] ?? ''));
   const name = operands[0] === 'help' ? operands[1] : operands[0];
   return name !== undefined && Object.hasOwn(COMMANDS, name) ? name : undefined;
 }
 
+/** Options of the root program that take a value (so that the value is not taken for a command). */
+const ROOT_VALUE_OPTIONS = new Set(['--log-format']);
+
 function rootProgram(): Command {
-  return new Command('smartermeter')
+  const program = new Command('smartermeter')
     .description('Smarter Metering: privacy-enhancing smart metering (meters, concentrator, PES, MDMS, household app)')
+    .configureHelp({ showGlobalOptions: true })
+    .addOption(
+      new Option('--log-format <format>', 'log lines for people (pretty) or machines (json); auto: pretty on a terminal, json when piped').choices(LOG_FORMATS).default('auto'),
+    )
+    .hook('preAction', (root) => {
+      const f = root.opts<{ logFormat?: LogFormat }>().logFormat;
+      if (f && f !== 'auto') setLogFormat(f);
+    })
     .showHelpAfterError()
     .configureOutput({
       outputError: (s, write) => {
@@ -65,6 +77,7 @@ function rootProgram(): Command {
         write(s);
       },
     });
+  return program;
 }
 
 /**
@@ -79,6 +92,8 @@ export async function buildProgram(opts: { only?: string; summaries?: CommandSum
   const program = rootProgram();
   if (opts.only !== undefined) {
     (await COMMANDS[opts.only]!())(program);
+    // The root's own help would list this one command only: point at the whole list instead.
+    program.showHelpAfterError('(smartermeter --help lists every command)');
     return program;
   }
   const summaries = opts.summaries?.filter((s) => Object.hasOwn(COMMANDS, s.name));

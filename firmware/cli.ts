@@ -4,10 +4,11 @@
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { InvalidArgumentError, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { DateTime } from 'luxon';
-import pino, { type Logger } from 'pino';
-import { intOption, meterIdOption, zoneOption } from '../lib/flags.js';
+import type { Logger } from 'pino';
+import { createLogger } from '../lib/log.js';
+import { durationOption, intOption, meterIdOption, zoneOption } from '../lib/flags.js';
 import { loadFleet, loadMeterKek, loadMeterKey, readFile } from '../lib/keyset.js';
 import { createClock, parseSpeed, type Speed } from './hal/clock.js';
 import { FileNvStore } from './hal/nv.js';
@@ -87,6 +88,7 @@ interface RunFlags {
   groundTruth?: string;
   ackTimeout: number;
   window: number;
+  portWait: number;
   p1Dialect: Dialect | 'auto';
   p1Serial?: SerialSettings;
   p1Key?: string;
@@ -112,7 +114,8 @@ function meterSource(spec: string, f: RunFlags, log: Logger): { source: Source; 
   // (a restarted meter resumes from its NV store on the grid of the start it is given).
   const start = f.start !== undefined ? parseStart(f.start, f.tz) : Math.floor(Date.now() / 60_000) * 60;
   const synthetic = seed === undefined ? undefined : { seed, start, days: f.days, tz: f.tz };
-  const source = openSource(spec, { tz: f.tz, synthetic, p1: isP1 ? { dialect: f.p1Dialect, serial: f.p1Serial, keys: p1Keys(f), log } : undefined });
+  const p1 = { dialect: f.p1Dialect, serial: f.p1Serial, keys: p1Keys(f), log, openTimeoutMs: f.portWait * 1000 };
+  const source = openSource(spec, { tz: f.tz, synthetic, p1: isP1 ? p1 : undefined });
   return { source, synthetic };
 }
 
@@ -131,7 +134,7 @@ function p1Keys(f: RunFlags): P1Keys | undefined {
 }
 
 async function runMeter(f: RunFlags): Promise<void> {
-  const log = pino({ name: 'meter' });
+  const log = createLogger('meter');
   const key = loadMeterKey(f.keys, f.meter);
   const kek = existsSync(join(f.keys, 'meters', `${f.meter}.kek`)) ? loadMeterKek(f.keys, f.meter) : undefined;
   const transfer = f.keyTransfer === undefined ? undefined : readFile(f.keyTransfer, 'key transfer');
@@ -144,7 +147,10 @@ async function runMeter(f: RunFlags): Promise<void> {
   }
   const nvPath = resolve(f.nv ?? join('.smartermeter', 'nv', `${f.meter}.cbor`));
   mkdirSync(dirname(nvPath), { recursive: true, mode: 0o700 });
-  const line = new ReconnectingSerialLine({ path: f.port, baudRate: f.baud, log });
+  const line = new ReconnectingSerialLine({ path: f.port, baudRate: f.baud, log, openTimeoutMs: f.portWait * 1000 });
+  // A device that is absent or mistyped is an error after --port-wait, not an endless retry loop; once it
+  // has opened, it is reopened for as long as it takes (an unplugged adapter).
+  await line.opened();
   const meter = await Meter.start({
     systemTitle: Buffer.from(f.meter, 'hex'),
     key,
@@ -219,6 +225,7 @@ export function registerMeterCommand(program: Command): void {
     .option('--ground-truth <file>', 'synthetic source: write appliance and occupancy intervals as JSON')
     .option('--ack-timeout <ms>', 'retransmit a frame unacknowledged for this long', intOption('--ack-timeout', 1, 3_600_000), 1000)
     .option('--window <n>', 'most frames in flight', intOption('--window', 1, 65536), 32)
+    .addOption(new Option('--port-wait <duration>', 'give up if the serial port (and a p1: device) has not opened within this time, e.g. 30s, 5m').argParser(durationOption('--port-wait')).default(30, '30s'))
     .option('--key-transfer <file>', 'a key transfer from `provision rotate` (meters/<id>.transfer), applied at boot as a technician\'s tool would')
     .action(async (f: RunFlags) => {
       for (const flag of ['keys', 'meter', 'port'] as const) {

@@ -10,7 +10,7 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
-import { pino } from 'pino';
+import { createLogger } from '../lib/log.js';
 import { durationOption, intOption, readTlsFlags } from '../lib/flags.js';
 import { topicId } from '../protocol/topics.js';
 import { loadCredentials, loadHouseholdKey, loadPesVerifyKey } from '../lib/keyset.js';
@@ -128,7 +128,7 @@ export function registerUcsCommand(program: Command): void {
       if (o.http === undefined) throw new InvalidArgumentError('give --http <port> to run the server (or use `ucs watch` or `ucs ha-bridge`)');
       if (!o.keys) throw new InvalidArgumentError('--keys <dir> is required');
       const https = readTlsFlags(o);
-      const logger = pino({ name: 'ucs' });
+      const logger = createLogger('ucs');
       const server = await startUcs({
         keysDir: o.keys,
         dbPath: o.db,
@@ -196,7 +196,7 @@ export function registerUcsCommand(program: Command): void {
         return;
       }
       const access = householdAccess(o);
-      const logger = pino({ name: 'ha-bridge' });
+      const logger = createLogger('ha-bridge');
       const bridge = startHaBridge({
         household: o.household,
         privateKey: access.privateKey,
