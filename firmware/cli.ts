@@ -217,7 +217,7 @@ export function registerMeterCommand(program: Command): void {
     .option('--p1-key-file <file>', 'p1 source, encrypted (Luxembourg): JSON {"key","authKey"} in hex, mode 0600')
     .option('--p1-key <hex>', 'p1 source, encrypted: the 16-byte key (prefer --p1-key-file: flags show in ps)')
     .option('--p1-auth-key <hex>', 'p1 source, encrypted: the 16-byte authentication key')
-    .option('--speed <n|max>', 'simulated time per real time: 1, 60, ... or max', speedOption, 1 as Speed)
+    .option('--speed <n|max>', 'simulated time per real time: 1, 60, ... or max; live: the wall clock (history up to now at once, then real time)', speedOption, 1 as Speed)
     .option('--batch <n>', 'readings per frame', intOption('--batch', 1, 60), 15)
     .option('--nv <file>', 'NV store file (default .smartermeter/nv/<id>.cbor)')
     .option('--start <iso>', 'synthetic source: first sample time (default: the current minute)')

@@ -25,7 +25,7 @@ import { hashPassword } from '../lib/password.js';
 import { bindPort } from '../lib/ports.js';
 import { loadCredentials, loadFleet } from '../lib/keyset.js';
 import { loadActivation } from './activation.js';
-import { appBundle } from './bundle.js';
+import { appBundle, withBanner } from './bundle.js';
 import { UcsDb } from './db.js';
 import { startBrokerLink, type BrokerLink } from './link.js';
 import { buildUcsApp } from './server/app.js';
@@ -72,6 +72,8 @@ export interface UcsOptions {
   clientId?: string;
   /** Clock (tests). Default `Date.now`. */
   now?: () => number;
+  /** A line of text on top of the app's page (the demo's "simulated time"). */
+  banner?: string;
 }
 
 export interface UcsHandle {
@@ -103,7 +105,7 @@ export async function startUcs(opts: UcsOptions): Promise<UcsHandle> {
   const households = new Set(fleet.households);
   loadActivation(opts.keysDir); // fail at start, not at the first registration
   const ucsCreds = loadCredentials(opts.keysDir, 'ucs');
-  const bundle = await appBundle();
+  const bundle = opts.banner ? withBanner(await appBundle(), opts.banner) : await appBundle();
   const db = new UcsDb(opts.dbPath, { idleMs: idleS * 1000, maxMs: maxS * 1000 }, now);
   const decoyAuthHash = await hashAuth(randomBytes(32));
 

@@ -66,6 +66,8 @@ export interface MdmsWebAppOptions {
   /** Certificate chain and private key (PEM): serve HTTPS (cookies are then Secure). Default plain HTTP. */
   https?: { cert: string | Buffer; key: string | Buffer };
   now?: () => number;
+  /** A line on top of every page, e.g. that the data runs in simulated time (the demo's time-lapse). */
+  banner?: string | null;
   /** Called for every route added (introspection: tests check that each one is covered). */
   onRoute?: (route: { method: string; url: string; access: Access }) => void;
 }
@@ -150,6 +152,7 @@ export async function buildMdmsWeb(opts: MdmsWebAppOptions): Promise<FastifyInst
     metricsToken: opts.metricsToken ?? null,
     secureCookies: opts.secureCookies ?? 'auto',
     now: opts.now ?? Date.now,
+    banner: opts.banner ?? null,
   };
   app.decorate('mdms', services);
   app.decorateRequest('session', null);
