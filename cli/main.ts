@@ -9,6 +9,7 @@
  * @module
  */
 import { Command, CommanderError, Help, Option } from 'commander';
+import { optionHelp } from '../lib/flags.js';
 import { LOG_FORMATS, setLogFormat, type LogFormat } from '../lib/log.js';
 
 let errorShown = false;
@@ -56,13 +57,15 @@ export function commandOf(argv: string[]): string | undefined {
   return name !== undefined && Object.hasOwn(COMMANDS, name) ? name : undefined;
 }
 
+const plainHelp = new Help();
+
 /** Options of the root program that take a value (so that the value is not taken for a command). */
 const ROOT_VALUE_OPTIONS = new Set(['--log-format']);
 
 function rootProgram(): Command {
   const program = new Command('smartermeter')
     .description('Smarter Metering: privacy-enhancing smart metering (meters, concentrator, PES, MDMS, household app)')
-    .configureHelp({ showGlobalOptions: true })
+    .configureHelp({ showGlobalOptions: true, optionDescription: (o) => optionHelp(o, plainHelp) })
     .addOption(
       new Option('--log-format <format>', 'log lines for people (pretty) or machines (json); auto: pretty on a terminal, json when piped').choices(LOG_FORMATS).default('auto'),
     )

@@ -17,6 +17,7 @@ import { loadTariff, type Tariff } from '../lib/tariff.js';
 import { loadFleet, type Fleet } from '../lib/keyset.js';
 import { parseFleetCsv, provision } from '../provision/keys.js';
 import { durationOption, intOption, zoneOption } from '../lib/flags.js';
+import { count } from '../lib/words.js';
 import { billedEnergy, startSystem, type SystemHandle } from './system.js';
 import { epsilonOption } from '../pes/cli.js';
 
@@ -203,7 +204,7 @@ export function formatSummary(s: ReplaySummary): string {
     `frames            ${s.frames} (${s.retransmits} retransmissions)`,
     `aggregates        ${s.released} released, ${s.suppressed} neighbourhood windows suppressed (< k meters), ${s.stored} stored by the MDMS`,
     `time              ${s.seconds.toFixed(1)} s, ${s.readingsPerSecond} readings/s`,
-    `energy            ${s.households.reduce((a, h) => a + h.billedWh, 0)} Wh billed over ${s.households.length} households`,
+    `energy            ${s.households.reduce((a, h) => a + h.billedWh, 0)} Wh billed over ${count(s.households.length, 'household')}`,
   ];
   lines.push(s.ok ? 'check             every reading accounted for: billed energy equals the register deltas for every household' : `check             FAILED:\n  ${s.problems.join('\n  ')}`);
   return lines.join('\n');

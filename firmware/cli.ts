@@ -206,9 +206,9 @@ export function registerMeterCommand(program: Command): void {
   meter
     .command('run', { isDefault: true })
     .description('run a meter: read its source, send ciphered frames on the serial port until every one is acknowledged')
-    .option('--keys <dir>', 'provisioned key directory (fleet.json, meters/<id>.key)')
-    .option('--meter <id>', 'meter id (hex system title)', meterIdOption)
-    .option('--port <path>', 'serial device, e.g. /dev/ttyUSB0')
+    .option('--keys <dir>', 'provisioned key directory (fleet.json, meters/<id>.key) (required)')
+    .option('--meter <id>', 'meter id (hex system title) (required)', meterIdOption)
+    .option('--port <path>', 'serial device, e.g. /dev/ttyUSB0 (required)')
     .option('--baud <n>', 'baud rate (8N1)', intOption('--baud', 50, 4_000_000), 115200)
     .option('--source <spec>', 'UMass-format CSV, synthetic:<seed>, or p1:<serial device or capture file> (default: the fleet entry)')
     .option('--tz <zone>', 'time zone of the CSV timestamps / the synthetic routine / the P1 meter clock', zoneOption, 'UTC')

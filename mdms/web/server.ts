@@ -76,12 +76,24 @@ function statusText(code: number): string {
   return STATUS_CODES[code] ?? 'Error';
 }
 
-/** Turns any error into (status, message) fit for a client: known 4xx keep their message, the rest are 500. */
-function classify(err: FastifyError | Error): { status: number; message: string } {
+/** What a path parameter names, for "unknown account NOPE". */
+const PARAM_NOUNS: Record<string, string> = { account: 'account', nb: 'neighbourhood', number: 'bill', id: 'id', start: 'interval' };
+
+/**
+ * Turns any error into (status, message) fit for a client: known 4xx keep their message, the rest are 500.
+ * A path parameter that cannot name anything (`/accounts/NOPE`) is a 404 "unknown account NOPE", like a
+ * well-formed one that names nothing, not a 400 quoting the schema's regular expression.
+ */
+function classify(err: FastifyError | Error, params?: unknown): { status: number; message: string } {
   const e = err as FastifyError & { validationContext?: string };
   if (e instanceof HttpError) return { status: e.statusCode, message: e.message };
   if (e instanceof BillingError) return { status: 422, message: e.message };
   if (e instanceof UserError) return { status: 400, message: e.message };
+  if (e.validation && e.validationContext === 'params') {
+    const name = e.validation[0]?.instancePath.replace(/^\//, '') ?? '';
+    const value = (params as Record<string, unknown> | undefined)?.[name];
+    return { status: 404, message: `unknown ${PARAM_NOUNS[name] ?? name} ${String(value ?? '').slice(0, 80)}` };
+  }
   if (e.validation) return { status: 400, message: `invalid request: ${e.message}` };
   switch (e.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
@@ -269,7 +281,7 @@ export async function buildMdmsWeb(opts: MdmsWebAppOptions): Promise<FastifyInst
   });
 
   app.setErrorHandler(async (err, req, reply) => {
-    const { status, message } = classify(err as FastifyError);
+    const { status, message } = classify(err as FastifyError, req.params);
     if (status >= 500) req.log.error({ err }, 'request failed');
     else req.log.info({ status, reason: message }, 'request refused');
     return sendError(req, reply, status, message);
