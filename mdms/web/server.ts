@@ -31,7 +31,7 @@ import { html } from './html.js';
 import { createMetrics } from './metrics.js';
 import { sendPage } from './render.js';
 import { can } from './roles.js';
-import { errorSchema } from './schemas.js';
+import { errorSchema, OPERATION_IDS } from './schemas.js';
 import { UserError, type SessionPolicy } from './users.js';
 import { authRoutes, SESSION_COOKIE } from './routes/auth.js';
 import { systemRoutes } from './routes/system.js';
@@ -176,6 +176,12 @@ export async function buildMdmsWeb(opts: MdmsWebAppOptions): Promise<FastifyInst
     const access = route.config?.access;
     if (!access) throw new Error(`route ${String(route.method)} ${route.url} declares no config.access`);
     if (!route.schema) throw new Error(`route ${String(route.method)} ${route.url} declares no schema`);
+    // Every operation of the OpenAPI document has an operationId (the method name a generated client gets).
+    if (!(route.schema as { hide?: boolean }).hide && (route.schema as { tags?: unknown }).tags) {
+      const id = OPERATION_IDS[`${String(route.method)} ${route.url}`];
+      if (!id) throw new Error(`route ${String(route.method)} ${route.url} has no operationId in OPERATION_IDS (mdms/web/schemas.ts)`);
+      (route.schema as { operationId?: string }).operationId ??= id;
+    }
     opts.onRoute?.({ method: String(route.method), url: route.url, access });
   });
 
@@ -226,6 +232,8 @@ export async function buildMdmsWeb(opts: MdmsWebAppOptions): Promise<FastifyInst
         },
       },
       security: [{ session: [] }],
+      // Relative: the document is served by the API itself, so a client generated from it calls this server.
+      servers: [{ url: '/', description: 'the server that serves this document' }],
     },
     hideUntagged: true,
   });

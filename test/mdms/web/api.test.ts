@@ -626,6 +626,16 @@ describe('audit, health, metrics, OpenAPI', () => {
     expect(doc.paths['/api/v1/accounts/{account}/bill']!.get!.parameters!.length).toBeGreaterThanOrEqual(3);
   });
 
+  it('every OpenAPI operation has a unique operationId, and the document a servers entry (for client generators)', async () => {
+    const doc = (await app.inject({ url: '/openapi.json' })).json() as { servers?: { url: string }[]; paths: Record<string, Record<string, { operationId?: string }>> };
+    expect(doc.servers).toEqual([{ url: '/', description: 'the server that serves this document' }]);
+    const ids = Object.entries(doc.paths).flatMap(([path, ops]) => Object.entries(ops).map(([method, op]) => [`${method.toUpperCase()} ${path}`, op.operationId] as const));
+    expect(ids.length).toBeGreaterThan(30);
+    expect(ids.filter(([, id]) => !id || !/^[a-z][A-Za-z]+$/.test(id))).toEqual([]);
+    expect(new Set(ids.map(([, id]) => id)).size).toBe(ids.length);
+    expect(Object.fromEntries(ids)['GET /api/v1/accounts/{account}/bill']).toBe('getAccountBill');
+  });
+
   it('serves the bundled assets with immutable caching, and a strict CSP', async () => {
     const page = await app.inject({ url: '/login' });
     expect(page.headers['content-security-policy']).toMatch(/script-src 'self'/);
