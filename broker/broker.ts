@@ -6,7 +6,7 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { createServer as createTlsServer } from 'node:tls';
-import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer, type Socket } from 'node:net';
+import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Aedes, type AedesOptions, type Client } from 'aedes';
 import { pino, type Logger } from 'pino';
@@ -17,6 +17,7 @@ import { MAX_PACKET_BYTES, MAX_PACKET_BYTES_BEFORE_CONNACK, PacketSizeGuard } fr
 import { createRefusalLog } from './refusal-log.js';
 import { SqlitePersistence, type StoredPacket } from './persistence.js';
 import type { UsersFile } from '../lib/broker-users.js';
+import { listenOn } from '../lib/ports.js';
 
 export interface BrokerOptions {
   /** Users and ACLs; without it the broker accepts anyone (development only; a warning is logged). */
@@ -86,24 +87,6 @@ function checkSize(n: unknown, name: string): number {
     throw new TypeError(`${name} must be an integer number of bytes between 2 and 268435460 (MQTT's largest packet)`);
   }
   return n as number;
-}
-
-function listen(server: TcpServer | HttpServer, port: number, host: string, flag: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException) => {
-      server.off('listening', onListening);
-      if (err.code === 'EADDRINUSE') reject(new Error(`port ${port} is in use (Mosquitto?) — choose another with ${flag} or 0`));
-      else if (err.code === 'EACCES') reject(new Error(`port ${port} needs privileges — choose another with ${flag} or 0`));
-      else reject(new Error(`cannot listen on ${host}:${port}: ${err.message}`));
-    };
-    const onListening = () => {
-      server.off('error', onError);
-      resolve((server.address() as AddressInfo).port);
-    };
-    server.once('error', onError);
-    server.once('listening', onListening);
-    server.listen(port, host);
-  });
 }
 
 /**
@@ -177,7 +160,7 @@ const closeServer = (s: TcpServer | HttpServer) => new Promise<void>((resolve) =
 
 /**
  * Starts aedes with authentication and ACLs from `users`, listening on TCP (and WebSocket if asked).
- * A busy port fails with `port N is in use (Mosquitto?) — choose another with --port or 0`.
+ * A busy port fails with a message naming the port, its holder and the flag to pass (lib/ports.ts).
  * @example
  * ```ts
  * const broker = await startBroker({ users: loadUsers(path), port: 0, wsPort: 0 });
@@ -256,7 +239,7 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<BrokerHandl
   let wss: WebSocketServer | undefined;
   const closeAedes = () => new Promise<void>((resolve) => aedes.close(() => resolve()));
   try {
-    const actualPort = await listen(tcp, port, host, '--port');
+    const actualPort = await listenOn(tcp, { port, host, what: 'the MQTT broker', flag: '--port' });
     let actualWsPort: number | null = null;
     if (wsPort !== false) {
       const upgradeOnly = (_req: IncomingMessage, res: ServerResponse) => res.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket only\n');
@@ -281,7 +264,7 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<BrokerHandl
           else logger.debug({ err: err.message }, 'broker: websocket stream error');
         });
       });
-      actualWsPort = await listen(http, wsPort, host, '--ws-port');
+      actualWsPort = await listenOn(http, { port: wsPort, host, what: "the broker's MQTT-over-WebSocket listener", flag: '--ws-port' });
     }
     const hostForUrl = host.includes(':') ? `[${host}]` : host;
     logger.info({ host, port: actualPort, wsPort: actualWsPort, auth: Boolean(opts.users), tls: Boolean(tls) }, 'broker: listening');

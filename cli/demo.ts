@@ -1,18 +1,20 @@
 /**
  * `smartermeter demo` (what `npm start` runs): provisions a synthetic demo fleet, starts every component in
- * one process on embedded defaults (aedes, SQLite), replays accelerated so that a day passes in about a
- * minute, and prints the URLs and the generated credentials. Nothing is hard-coded: every password and
- * activation code is generated for this run and printed once.
+ * one process on embedded defaults (aedes, SQLite) and prints the URLs and the generated credentials.
+ * Nothing is hard-coded: every password and activation code is generated for this run and printed once.
+ *
+ * The meters are live: they back-fill `--history` days up to now as fast as the system takes them, then
+ * send each reading when the wall clock reaches it, so both apps show today and nothing later, and only
+ * ended billing periods are billed. `--speed N` is a time-lapse instead (N simulated seconds per second,
+ * from the start of the history on); both apps then say on every page that the time is simulated.
  * @module
  */
 import { randomBytes } from 'node:crypto';
 import { DEFAULT_K } from '../lib/policy.js';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { DateTime } from 'luxon';
-import { pino } from 'pino';
 import { startMdmsWeb } from '../mdms/web/server.js';
 import { generatePassword } from '../mdms/web/users.js';
 import { parseTariff } from '../lib/tariff.js';
@@ -20,34 +22,23 @@ import { startUcs } from '../ucs/server.js';
 import { loadFleet } from '../lib/keyset.js';
 import { provision } from '../provision/keys.js';
 import { intOption } from '../lib/flags.js';
+import { createLogger } from '../lib/log.js';
+import { preferPort } from '../lib/ports.js';
 import { startSystem, type SystemHandle } from './system.js';
 import { checkDp, pesIdOption } from './replay.js';
 import { SyntheticModel } from '../firmware/sources/synthetic.js';
 import { pvShareOption } from '../firmware/cli.js';
 import { budgetOption, epsilonOption } from '../pes/cli.js';
 
-/** `port` if it is free on 127.0.0.1, else a free one. */
-export async function preferPort(port: number): Promise<{ port: number; preferred: boolean }> {
-  const tryListen = (p: number) =>
-    new Promise<number | null>((res) => {
-      const s = createServer();
-      s.once('error', () => res(null));
-      s.listen(p, '127.0.0.1', () => {
-        const got = (s.address() as { port: number }).port;
-        s.close(() => res(got));
-      });
-    });
-  const got = await tryListen(port);
-  if (got !== null) return { port: got, preferred: true };
-  return { port: (await tryListen(0))!, preferred: false };
-}
-
 export interface DemoOptions {
   dir: string;
   neighbourhoods: number;
   householdsPerNeighbourhood: number;
   k: number;
-  speed: number;
+  /** `live` (default): history up to now at once, then real time; a number: a time-lapse from the history's start. */
+  speed: number | 'live';
+  /** Days of history before now (live) or of the time-lapse's start before now. Default 2. */
+  historyDays?: number;
   days?: number;
   brokerPort: number;
   wsPort: number;
@@ -89,6 +80,8 @@ export interface DemoHandle {
   urls: Record<string, string>;
   /** Things the operator should know (a preferred port was busy, ...). */
   notes: string[];
+  /** The banner both apps show in a time-lapse, or null when live. */
+  banner: string | null;
   close(): Promise<void>;
 }
 
@@ -120,8 +113,9 @@ export async function startDemo(o: DemoOptions): Promise<DemoHandle> {
   const fleet = await provision({ fleetCsv, out: keysDir });
   const broker = await preferPort(o.brokerPort);
   const ws = await preferPort(o.wsPort);
-  // Two days ago at midnight UTC: the first two days pass in about two minutes at the default speed.
-  const start = DateTime.utc().startOf('day').minus({ days: 2 }).toSeconds();
+  // The history starts at midnight UTC `historyDays` ago: live, it is back-filled as fast as it goes.
+  const start = DateTime.utc().startOf('day').minus({ days: o.historyDays ?? 2 }).toSeconds();
+  const banner = o.speed === 'live' ? null : `Simulated time: this demo runs ${o.speed}x faster than real time, so its dates run ahead of the calendar.`;
   const system = await startSystem({
     keysDir,
     fleet,
@@ -141,7 +135,7 @@ export async function startDemo(o: DemoOptions): Promise<DemoHandle> {
     brokerPort: broker.port,
     wsPort: ws.port,
     pool: true,
-    log: pino({ level: process.env.SM_LOG ?? 'warn' }),
+    log: createLogger(undefined, { level: process.env.SM_LOG ?? 'warn' }),
   });
   const urls: Record<string, string> = { broker: system.mqttUrl };
   if (system.broker?.wsUrl) urls.brokerWebSocket = system.broker.wsUrl;
@@ -149,9 +143,10 @@ export async function startDemo(o: DemoOptions): Promise<DemoHandle> {
   const credentials: Record<string, string> = {};
   const closers: (() => Promise<void>)[] = [() => system.close()];
 
+  const busy = (p: { holder?: string }) => `is busy${p.holder ? ` (${p.holder})` : ''}`;
   const mdmsPort = await preferPort(o.mdmsPort);
-  if (!mdmsPort.preferred) notes.push(`port ${o.mdmsPort} is busy: the MDMS web app listens on ${mdmsPort.port} instead`);
-  const mdms = await startMdmsWeb({ db: join(o.dir, 'mdms.sqlite'), fleet: loadFleet(keysDir), port: mdmsPort.port, host: '127.0.0.1' });
+  if (!mdmsPort.preferred) notes.push(`port ${o.mdmsPort} ${busy(mdmsPort)}: the MDMS web app listens on ${mdmsPort.port} instead (--mdms-port)`);
+  const mdms = await startMdmsWeb({ db: join(o.dir, 'mdms.sqlite'), fleet: loadFleet(keysDir), port: mdmsPort.port, host: '127.0.0.1', portFlag: '--mdms-port', banner });
   closers.unshift(() => mdms.close());
   const adminPassword = generatePassword();
   await mdms.web.users.create({ username: 'admin', roles: ['admin', 'analyst', 'billing'], password: adminPassword });
@@ -179,7 +174,7 @@ export async function startDemo(o: DemoOptions): Promise<DemoHandle> {
   credentials['MDMS web login'] = `admin / ${adminPassword}`;
 
   const ucsPort = await preferPort(o.ucsPort);
-  if (!ucsPort.preferred) notes.push(`port ${o.ucsPort} is busy: the household app listens on ${ucsPort.port} instead`);
+  if (!ucsPort.preferred) notes.push(`port ${o.ucsPort} ${busy(ucsPort)}: the household app listens on ${ucsPort.port} instead (--ucs-port)`);
   const ucs = await startUcs({
     keysDir,
     dbPath: join(o.dir, 'ucs.sqlite'),
@@ -187,7 +182,9 @@ export async function startDemo(o: DemoOptions): Promise<DemoHandle> {
     brokerWsUrl: system.broker!.wsUrl!,
     port: ucsPort.port,
     host: '127.0.0.1',
-    logger: pino({ level: process.env.SM_LOG ?? 'warn' }),
+    portFlag: '--ucs-port',
+    ...(banner ? { banner } : {}),
+    logger: createLogger('ucs', { level: process.env.SM_LOG ?? 'warn' }),
   });
   closers.unshift(() => ucs.close());
   urls.household = ucs.url;
@@ -196,12 +193,13 @@ export async function startDemo(o: DemoOptions): Promise<DemoHandle> {
   for (const hh of shown) {
     credentials[`household ${hh}${panels.has(hh) ? ' (solar panels)' : ''}`] = `activation code ${readFileSync(join(keysDir, 'households', `${hh}.activation`), 'utf8').trim()}`;
   }
-  if (!broker.preferred) notes.push(`port ${o.brokerPort} is busy (Mosquitto?): the embedded broker listens on ${broker.port} instead`);
-  if (!ws.preferred) notes.push(`port ${o.wsPort} is busy: the broker's WebSocket listener is on ${ws.port} instead`);
+  if (!broker.preferred) notes.push(`port ${o.brokerPort} ${busy(broker)}: the embedded broker listens on ${broker.port} instead (--broker-port)`);
+  if (!ws.preferred) notes.push(`port ${o.wsPort} ${busy(ws)}: the broker's WebSocket listener is on ${ws.port} instead (--ws-port)`);
   return {
     system,
     urls,
     notes,
+    banner,
     credentials,
     close: async () => {
       for (const c of closers) await c().catch(() => undefined);
@@ -213,13 +211,14 @@ export async function startDemo(o: DemoOptions): Promise<DemoHandle> {
 export function registerDemoCommand(program: Command): void {
   program
     .command('demo')
-    .description('run the whole system on embedded defaults with a synthetic fleet, a day per minute (npm start)')
+    .description('run the whole system on embedded defaults with a synthetic fleet: history back-filled, then live (npm start)')
     .option('--dir <dir>', 'where the demo keeps its keys, databases and state (default .smartermeter/demo-<time>)')
     .option('--neighbourhoods <n>', 'neighbourhoods', intOption('--neighbourhoods', 1, 50), 3)
     .option('--households <n>', 'households per neighbourhood', intOption('--households', 1, 500), 20)
     .option('--k <n>', 'fewest meters in a released neighbourhood aggregate', intOption('--k', 1, 100000), DEFAULT_K)
-    .option('--speed <n>', 'simulated seconds per second (1440: a day per minute)', intOption('--speed', 1, 1_000_000), 1440)
-    .option('--days <n>', 'stop the meters after this many simulated days (default: run until interrupted)', intOption('--days', 1, 3660))
+    .option('--history <n>', 'days of history before now, back-filled at once', intOption('--history', 0, 366), 2)
+    .option('--speed <n>', 'time-lapse instead of live: simulated seconds per second from the start of the history (1440: a day per minute); both apps then say the time is simulated', intOption('--speed', 1, 1_000_000))
+    .option('--days <n>', 'stop the meters after this many days from the start of the history (default: run until interrupted)', intOption('--days', 1, 3660))
     .option('--broker-port <n>', 'MQTT port (a busy port is replaced by a free one)', intOption('--broker-port', 0, 65535), 1883)
     .option('--ws-port <n>', 'MQTT-over-WebSocket port', intOption('--ws-port', 0, 65535), 8083)
     .option('--mdms-port <n>', 'MDMS web app port', intOption('--mdms-port', 0, 65535), 8080)
@@ -230,13 +229,15 @@ export function registerDemoCommand(program: Command): void {
     .option('--pes-id <id>', "the PES's id, the topic of its policy statement sm/v1/agg/policy/<id>", pesIdOption, 'pes')
     .action(async (f) => {
       const dir = resolve(f.dir ?? join('.smartermeter', `demo-${DateTime.utc().toFormat("yyyyLLdd'T'HHmmss")}`));
+      const speed: number | 'live' = f.speed ?? 'live';
       console.log(`Smarter Metering demo — provisioning ${f.neighbourhoods * f.households} synthetic households into ${dir} ...`);
       const demo = await startDemo({
         dir,
         neighbourhoods: f.neighbourhoods,
         householdsPerNeighbourhood: f.households,
         k: f.k,
-        speed: f.speed,
+        speed,
+        historyDays: f.history,
         days: f.days,
         brokerPort: f.brokerPort,
         wsPort: f.wsPort,
@@ -253,25 +254,44 @@ export function registerDemoCommand(program: Command): void {
       console.log(Object.entries(demo.credentials).map(([k, v]) => `  ${k.padEnd(18)} ${v}`).join('\n'));
       console.log('Register a household at the household app with its id and activation code; its readings then');
       console.log('stream to your browser, sealed to a key that never leaves it.');
+      console.log(
+        speed === 'live'
+          ? `The meters back-fill ${f.history} day${f.history === 1 ? '' : 's'} of history, then run live: a reading a minute, aggregates every 15 minutes (after 30 minutes' allowed lateness), bills for ended days.`
+          : `Time-lapse: ${speed} simulated seconds per second from ${DateTime.utc().startOf('day').minus({ days: f.history }).toISODate()}; both apps say the time is simulated.`,
+      );
       const pc = demo.system.pes.pes.counters;
+      let caughtUp = false;
       const timer = setInterval(() => {
         const wm = demo.system.pes.pes.watermark;
-        console.log(
-          `[${wm ? new Date(wm * 1000).toISOString().slice(0, 16).replace('T', ' ') : '—'}] readings folded ${pc.readings}, aggregates released ${pc.released}, ` +
-            `suppressed ${pc.suppressed}, stored by MDMS ${demo.system.mdms.counters.stored}`,
-        );
+        const when = wm ? `${DateTime.fromSeconds(wm, { zone: 'utc' }).toFormat('yyyy-LL-dd HH:mm')} UTC` : '—';
+        // Live, the watermark trails the wall clock by the open interval: within an hour counts as caught up.
+        const state = speed !== 'live' ? 'simulated time' : wm && wm > Date.now() / 1000 - 3600 ? 'live' : 'back-filling history';
+        if (speed === 'live' && state === 'live' && !caughtUp) {
+          caughtUp = true;
+          console.log('history back-filled: from now on the meters run in real time');
+        }
+        console.log(`[${when} ${state}] readings folded ${pc.readings}, aggregates released ${pc.released}, suppressed ${pc.suppressed}, stored by MDMS ${demo.system.mdms.counters.stored}`);
       }, 10_000);
+      let stopping = false;
       const stop = () => {
+        if (stopping) return;
+        stopping = true;
         clearInterval(timer);
         console.log('stopping ...');
-        void demo.close().then(() => process.exit(0));
+        void demo.close().then(
+          () => process.exit(0),
+          (e: unknown) => {
+            console.error(`smartermeter: demo did not stop cleanly: ${(e as Error).message}`);
+            process.exit(1);
+          },
+        );
       };
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
+      process.on('SIGINT', stop);
+      process.on('SIGTERM', stop);
       if (f.days !== undefined) {
         await demo.system.metersDone();
         await demo.system.drain();
-        console.log('all simulated days replayed; services stay up until Ctrl-C');
+        console.log(`all ${f.days} days sent; services stay up until Ctrl-C`);
       }
     });
 }

@@ -22,6 +22,7 @@ import { brokerUrlsOption } from '../lib/broker-url.js';
 import { billedTotals, releasedTotals, startSystem, type EnergyPair, type SystemHandle } from './system.js';
 import { budgetOption, epsilonOption } from '../pes/cli.js';
 import { topicId } from '../protocol/topics.js';
+import { count } from '../lib/words.js';
 
 export interface ReplayOptions {
   fleetCsv: string;
@@ -348,7 +349,7 @@ export function formatSummary(s: ReplaySummary): string {
     `frames            ${s.frames} (${s.retransmits} retransmissions)`,
     `aggregates        ${s.released} released, ${s.suppressed} neighbourhood windows suppressed (< k meters), ${s.stored} stored by the MDMS`,
     `time              ${s.seconds.toFixed(1)} s, ${s.readingsPerSecond} readings/s`,
-    `energy            ${sum(s.households, (h) => h.meteredWh)} Wh metered, ${sum(s.households, (h) => h.billedWh)} Wh billed over ${s.households.length} households`,
+    `energy            ${sum(s.households, (h) => h.meteredWh)} Wh metered, ${sum(s.households, (h) => h.billedWh)} Wh billed over ${count(s.households.length, 'household')}`,
     `export            ${sum(s.households, (h) => h.meteredExportWh)} Wh metered, ${sum(s.households, (h) => h.billedExportWh)} Wh billed (${s.households.filter((h) => h.meteredExportWh > 0).length} households fed in)`,
     `neighbourhoods    ${checked.length} of ${s.neighbourhoods.length} released exactly their meters' import and export${unchecked.length ? ` (not comparable: ${reasons(unchecked)})` : ''}`,
   ];

@@ -4,10 +4,11 @@
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { InvalidArgumentError, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { DateTime } from 'luxon';
-import pino, { type Logger } from 'pino';
-import { intOption, meterIdOption, zoneOption } from '../lib/flags.js';
+import type { Logger } from 'pino';
+import { createLogger } from '../lib/log.js';
+import { durationOption, intOption, meterIdOption, zoneOption } from '../lib/flags.js';
 import { loadFleet, loadMeterKek, loadMeterKey, readFile } from '../lib/keyset.js';
 import { createClock, parseSpeed, type Speed } from './hal/clock.js';
 import { FileNvStore } from './hal/nv.js';
@@ -101,6 +102,7 @@ interface RunFlags {
   pvShare?: number;
   ackTimeout: number;
   window: number;
+  portWait: number;
   p1Dialect: Dialect | 'auto';
   p1Serial?: SerialSettings;
   p1Key?: string;
@@ -126,7 +128,7 @@ function meterSource(spec: string, f: RunFlags, log: Logger): { source: Source; 
   // (a restarted meter resumes from its NV store on the grid of the start it is given).
   const start = f.start !== undefined ? parseStart(f.start, f.tz) : Math.floor(Date.now() / 60_000) * 60;
   const share = f.pvShare === undefined ? {} : { pv: { share: f.pvShare } };
-  const source = openSource(spec, { tz: f.tz, synthetic: { start, days: f.days, ...share }, p1: isP1 ? { dialect: f.p1Dialect, serial: f.p1Serial, keys: p1Keys(f), log } : undefined });
+  const source = openSource(spec, { tz: f.tz, synthetic: { start, days: f.days, ...share }, p1: isP1 ? { dialect: f.p1Dialect, serial: f.p1Serial, keys: p1Keys(f), log, openTimeoutMs: f.portWait * 1000 } : undefined });
   // The same household as the source's, for its ground truth: the spec's panels override the share.
   const pv = parsed?.kWp === undefined ? share : { pv: { ...share.pv, kWp: parsed.kWp } };
   const synthetic = parsed === undefined ? undefined : { seed: parsed.seed, start, days: f.days, tz: f.tz, ...pv };
@@ -148,7 +150,7 @@ function p1Keys(f: RunFlags): P1Keys | undefined {
 }
 
 async function runMeter(f: RunFlags): Promise<void> {
-  const log = pino({ name: 'meter' });
+  const log = createLogger('meter');
   const key = loadMeterKey(f.keys, f.meter);
   const kek = existsSync(join(f.keys, 'meters', `${f.meter}.kek`)) ? loadMeterKek(f.keys, f.meter) : undefined;
   const transfer = f.keyTransfer === undefined ? undefined : readFile(f.keyTransfer, 'key transfer');
@@ -161,7 +163,10 @@ async function runMeter(f: RunFlags): Promise<void> {
   }
   const nvPath = resolve(f.nv ?? join('.smartermeter', 'nv', `${f.meter}.cbor`));
   mkdirSync(dirname(nvPath), { recursive: true, mode: 0o700 });
-  const line = new ReconnectingSerialLine({ path: f.port, baudRate: f.baud, log });
+  const line = new ReconnectingSerialLine({ path: f.port, baudRate: f.baud, log, openTimeoutMs: f.portWait * 1000 });
+  // A device that is absent or mistyped is an error after --port-wait, not an endless retry loop; once it
+  // has opened, it is reopened for as long as it takes (an unplugged adapter).
+  await line.opened();
   const meter = await Meter.start({
     systemTitle: Buffer.from(f.meter, 'hex'),
     key,
@@ -217,9 +222,9 @@ export function registerMeterCommand(program: Command): void {
   meter
     .command('run', { isDefault: true })
     .description('run a meter: read its source, send ciphered frames on the serial port until every one is acknowledged')
-    .option('--keys <dir>', 'provisioned key directory (fleet.json, meters/<id>.key)')
-    .option('--meter <id>', 'meter id (hex system title)', meterIdOption)
-    .option('--port <path>', 'serial device, e.g. /dev/ttyUSB0')
+    .option('--keys <dir>', 'provisioned key directory (fleet.json, meters/<id>.key) (required)')
+    .option('--meter <id>', 'meter id (hex system title) (required)', meterIdOption)
+    .option('--port <path>', 'serial device, e.g. /dev/ttyUSB0 (required)')
     .option('--baud <n>', 'baud rate (8N1)', intOption('--baud', 50, 4_000_000), 115200)
     .option('--source <spec>', 'UMass-format CSV, synthetic:<seed>[:pv=<kWp>], or p1:<serial device or capture file> (default: the fleet entry)')
     .option('--tz <zone>', 'time zone of the CSV timestamps / the synthetic routine / the P1 meter clock', zoneOption, 'UTC')
@@ -228,7 +233,7 @@ export function registerMeterCommand(program: Command): void {
     .option('--p1-key-file <file>', 'p1 source, encrypted (Luxembourg): JSON {"key","authKey"} in hex, mode 0600')
     .option('--p1-key <hex>', 'p1 source, encrypted: the 16-byte key (prefer --p1-key-file: flags show in ps)')
     .option('--p1-auth-key <hex>', 'p1 source, encrypted: the 16-byte authentication key')
-    .option('--speed <n|max>', 'simulated time per real time: 1, 60, ... or max', speedOption, 1 as Speed)
+    .option('--speed <n|max>', 'simulated time per real time: 1, 60, ... or max; live: the wall clock (history up to now at once, then real time)', speedOption, 1 as Speed)
     .option('--batch <n>', 'readings per frame', intOption('--batch', 1, 60), 15)
     .option('--nv <file>', 'NV store file (default .smartermeter/nv/<id>.cbor)')
     .option('--start <iso>', 'synthetic source: first sample time (default: the current minute)')
@@ -237,6 +242,7 @@ export function registerMeterCommand(program: Command): void {
     .option('--pv-share <0..1>', 'synthetic source: share of households with solar panels, drawn per seed (default 0; synthetic:<seed>:pv=<kWp> sets one)', pvShareOption)
     .option('--ack-timeout <ms>', 'retransmit a frame unacknowledged for this long', intOption('--ack-timeout', 1, 3_600_000), 1000)
     .option('--window <n>', 'most frames in flight', intOption('--window', 1, 65536), 32)
+    .addOption(new Option('--port-wait <duration>', 'give up if the serial port (and a p1: device) has not opened within this time, e.g. 30s, 5m').argParser(durationOption('--port-wait')).default(30, '30s'))
     .option('--key-transfer <file>', 'a key transfer from `provision rotate` (meters/<id>.transfer), applied at boot as a technician\'s tool would')
     .action(async (f: RunFlags) => {
       for (const flag of ['keys', 'meter', 'port'] as const) {

@@ -493,8 +493,9 @@ export class Meter {
     await this.persist();
     t.durable = true; // an acknowledgement during the save may wake pump(): until now it had to skip this frame
     this.pump();
-    if (this.clock.speed === 'max') {
-      // Seal the next frames while these are on the line, not faster than the line carries them.
+    if (this.clock.speed === 'max' || this.clock.speed === 'live') {
+      // Seal the next frames while these are on the line, not faster than the line carries them (a live
+      // meter back-filling its history runs as fast as 'max').
       while ((this.txQueue.length >= FRAMES_AHEAD || this.ring.size >= this.window) && !this.stopped) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
     }
   }

@@ -3,7 +3,10 @@
  * exponential backoff whenever it disappears (USB adapter unplugged, pty closed) or cannot be opened.
  *
  * While the port is down, writes are dropped and counted: the frames stay in the meter's ring and are
- * retransmitted after their acknowledgement timeout, so nothing is queued behind a dead port. Tests and the
+ * retransmitted after their acknowledgement timeout, so nothing is queued behind a dead port. With
+ * `openTimeoutMs`, a port that has never opened within that time is given up ({@link SerialOpenError}: a
+ * mistyped or absent device is a clear error, not an endless retry loop); once open, it is reopened for ever.
+ * Tests and the
  * replay command use an already-open stream instead (`streamLine` over one end of a crossed mock pair).
  * @module
  */
@@ -32,7 +35,29 @@ export interface SerialLineOptions {
   minBackoffMs?: number;
   /** Longest reconnect delay, ms (default 10000). */
   maxBackoffMs?: number;
+  /** Give up if the port has not opened once within this many ms (default: keep trying for ever). */
+  openTimeoutMs?: number;
   log?: Logger;
+}
+
+/**
+ * The port did not open within `openTimeoutMs`: it names the device, how long and how often it was tried,
+ * and the last reason.
+ * @example
+ * ```ts
+ * await line.opened().catch((e) => { if (e instanceof SerialOpenError) console.error(e.message); });
+ * ```
+ */
+export class SerialOpenError extends Error {
+  override name = 'SerialOpenError';
+  constructor(
+    readonly path: string,
+    readonly attempts: number,
+    readonly lastError: string,
+    waitedMs: number,
+  ) {
+    super(`cannot open serial port ${path}: ${lastError} (${attempts} attempt${attempts === 1 ? '' : 's'} over ${Math.round(waitedMs / 1000)} s)`);
+  }
 }
 
 /** Connection statistics of a {@link ReconnectingSerialLine}. All counters only grow. */
@@ -68,16 +93,20 @@ export class ReconnectingSerialLine implements SerialLine {
   private backoff: number;
   private retry: NodeJS.Timeout | undefined;
   private closed = false;
-  private openWaiters: (() => void)[] = [];
+  private openWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  private failure: SerialOpenError | undefined;
+  private giveUp: NodeJS.Timeout | undefined;
+  private lastOpenError = 'not tried yet';
 
   constructor(options: SerialLineOptions) {
-    const { path, baudRate = 115200, dataBits = 8, parity = 'none', binding = SerialPort.binding, minBackoffMs = 250, maxBackoffMs = 10_000, log } = options;
+    const { path, baudRate = 115200, dataBits = 8, parity = 'none', binding = SerialPort.binding, minBackoffMs = 250, maxBackoffMs = 10_000, openTimeoutMs, log } = options;
     if (typeof path !== 'string' || path.length === 0) throw new TypeError('"path" must be a non-empty device path');
     if (!Number.isSafeInteger(baudRate) || baudRate < 50 || baudRate > 4_000_000) throw new RangeError('"baudRate" must be an integer in 50..4000000');
     if (dataBits !== 7 && dataBits !== 8) throw new RangeError('"dataBits" must be 7 or 8');
     if (parity !== 'none' && parity !== 'even') throw new RangeError('"parity" must be "none" or "even"');
     if (!Number.isSafeInteger(minBackoffMs) || minBackoffMs < 1) throw new RangeError('"minBackoffMs" must be a positive integer');
     if (!Number.isSafeInteger(maxBackoffMs) || maxBackoffMs < minBackoffMs) throw new RangeError('"maxBackoffMs" must be an integer >= minBackoffMs');
+    if (openTimeoutMs !== undefined && !(Number.isSafeInteger(openTimeoutMs) && openTimeoutMs >= 0)) throw new RangeError('"openTimeoutMs" must be a non-negative integer');
     this.path = path;
     this.baudRate = baudRate;
     this.dataBits = dataBits;
@@ -86,6 +115,15 @@ export class ReconnectingSerialLine implements SerialLine {
     this.minBackoffMs = this.backoff = minBackoffMs;
     this.maxBackoffMs = maxBackoffMs;
     this.log = (log ?? pino({ enabled: false })).child({ port: path });
+    if (openTimeoutMs !== undefined) {
+      const since = Date.now();
+      this.giveUp = setTimeout(() => {
+        this.failure = new SerialOpenError(path, this.counters.openFailures, this.lastOpenError, Date.now() - since);
+        this.log.error({ attempts: this.counters.openFailures, err: this.lastOpenError }, 'serial port did not open: giving up');
+        this.openWaiters.splice(0).forEach((w) => w.reject(this.failure!));
+        void this.close();
+      }, openTimeoutMs);
+    }
     this.connect();
   }
 
@@ -99,9 +137,11 @@ export class ReconnectingSerialLine implements SerialLine {
     return this.current;
   }
 
-  /** Resolves once the port is open (immediately if it is). */
+  /** Resolves once the port is open (immediately if it is); rejects with {@link SerialOpenError} if it gave up. */
   opened(): Promise<void> {
-    return this.isOpen ? Promise.resolve() : new Promise((resolve) => this.openWaiters.push(resolve));
+    if (this.isOpen) return Promise.resolve();
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => this.openWaiters.push({ resolve, reject }));
   }
 
   write(bytes: Buffer): Promise<void> {
@@ -129,6 +169,7 @@ export class ReconnectingSerialLine implements SerialLine {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.retry);
+    clearTimeout(this.giveUp);
     const port = this.current;
     this.current = undefined;
     if (port?.isOpen) await new Promise<void>((resolve) => port.close(() => resolve()));
@@ -141,6 +182,7 @@ export class ReconnectingSerialLine implements SerialLine {
     port.open((err) => {
       if (err) {
         this.counters.openFailures++;
+        this.lastOpenError = err.message;
         this.log.warn({ err: err.message, retryMs: this.backoff }, 'cannot open serial port');
         this.scheduleReconnect();
         return;
@@ -150,6 +192,7 @@ export class ReconnectingSerialLine implements SerialLine {
         return;
       }
       this.counters.opens++;
+      clearTimeout(this.giveUp);
       this.backoff = this.minBackoffMs;
       this.current = port;
       this.log.info({ baudRate: this.baudRate }, 'serial port open');
@@ -161,7 +204,7 @@ export class ReconnectingSerialLine implements SerialLine {
         this.log.warn({ retryMs: this.backoff }, 'serial port closed; reconnecting');
         this.scheduleReconnect();
       });
-      this.openWaiters.splice(0).forEach((w) => w());
+      this.openWaiters.splice(0).forEach((w) => w.resolve());
     });
   }
 

@@ -1,6 +1,6 @@
 import { join, resolve } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
-import { pino } from 'pino';
+import { createLogger } from '../lib/log.js';
 import { durationOption, intOption } from '../lib/flags.js';
 import { brokerUrlsOption } from '../lib/broker-url.js';
 import { loadCredentials } from '../lib/keyset.js';
@@ -23,7 +23,7 @@ interface GatewayFlags {
 
 /**
  * `smartermeter gateway --keys <dir> --id <gw> --line <path>... [--mqtt url] [--queue file] [--batch 256]
- * [--batch-delay 20]`: the data concentrator. Logs its counters periodically (pino) and closes cleanly on
+ * [--batch-delay 20]`: the data concentrator. Logs its counters periodically (lib/log.ts) and closes cleanly on
  * SIGINT/SIGTERM. Credentials come from the key set (`gateway-<id>`), or from --username/--password for a
  * broker outside it; with neither it connects anonymously (e.g. a local Mosquitto).
  * @example
@@ -55,7 +55,7 @@ export function registerGatewayCommand(program: Command): void {
     .action(async (o: GatewayFlags) => {
       if (o.line.length === 0) throw new InvalidArgumentError('at least one --line is required');
       const creds = o.keys ? loadCredentials(o.keys, `gateway-${o.id}`) : { username: o.username, password: o.password };
-      const logger = pino({ name: 'gateway' });
+      const logger = createLogger('gateway');
       const gw = await startGateway({
         id: o.id,
         lines: o.line,

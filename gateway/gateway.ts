@@ -106,7 +106,9 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
       const line = new Line(typeof name === 'string' && name ? name : `line-${i}`, onFrame, logger);
       lines.push(line);
       line.attach(l as Duplex);
-      (l as Duplex).once('close', () => logger.warn({ line: line.name }, 'gateway: serial line closed by its owner'));
+      (l as Duplex).once('close', () => {
+        if (!closing) logger.warn({ line: line.name }, 'gateway: serial line closed by its owner'); // not news while closing
+      });
     } else {
       throw new TypeError(`lines[${i}] must be a device path or an open serial port stream`);
     }

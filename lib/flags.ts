@@ -4,7 +4,7 @@
  * @module
  */
 import { readFileSync } from 'node:fs';
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, type Help, type Option } from 'commander';
 import { IANAZone } from 'luxon';
 
 /**
@@ -38,6 +38,37 @@ export function parseDuration(v: string, flag = 'duration'): number {
   const s = Number(m[1]) * UNITS[m[2]!]!;
   if (s <= 0) throw new InvalidArgumentError(`${flag} must be positive`);
   return s;
+}
+
+/**
+ * Seconds as the shortest duration flag that says them exactly: `900` → `15m`, `86400` → `1d`, `0` → `0s`.
+ * @example
+ * ```ts
+ * formatDuration(1800); // '30m'
+ * ```
+ */
+export function formatDuration(s: number): string {
+  if (!Number.isSafeInteger(s) || s < 0) return String(s);
+  const unit = (['w', 'd', 'h', 'm'] as const).find((u) => s > 0 && s % UNITS[u]! === 0);
+  return unit ? `${s / UNITS[unit]!}${unit}` : `${s}s`;
+}
+
+/**
+ * The help text of an option the way the README writes it: a duration flag's numeric default (the flag's
+ * argument is `<d>`, `<duration>` or `<interval>`) shows as `15m`, not `900`, and a required option says so.
+ * For commander's `configureHelp({ optionDescription })`.
+ * @example
+ * ```ts
+ * program.configureHelp({ optionDescription: (o) => optionHelp(o, new Help()) });
+ * ```
+ */
+export function optionHelp(opt: Option, plain: Help): string {
+  const durationArg = /<(d|duration|interval)>/.test(opt.flags);
+  if (durationArg && typeof opt.defaultValue === 'number' && opt.defaultValueDescription === undefined) {
+    opt.defaultValueDescription = formatDuration(opt.defaultValue);
+  }
+  const text = plain.optionDescription(opt);
+  return opt.mandatory ? `${text} (required)` : text;
 }
 
 /** A commander parser for {@link parseDuration}. */

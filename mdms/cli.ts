@@ -5,7 +5,8 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
+import { createLogger } from '../lib/log.js';
 import { isValidFilter } from '../protocol/acl.js';
 import { AGGREGATE_PREFIX, topics } from '../protocol/topics.js';
 import { durationOption, intOption } from '../lib/flags.js';
@@ -98,7 +99,7 @@ function mqttCredentials(flags: IngestFlags): { username?: string; password?: st
 }
 
 async function runIngest(flags: IngestFlags): Promise<void> {
-  const log = pino({ name: 'mdms' });
+  const log = createLogger('mdms');
   const privateKey = loadMdmsKey(flags.keys);
   const credentials = mqttCredentials(flags);
   let stopping = false;

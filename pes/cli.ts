@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { IANAZone } from 'luxon';
-import { pino } from 'pino';
+import { createLogger } from '../lib/log.js';
 import { intOption, parseDuration } from '../lib/flags.js';
 import { brokerUrlsOption } from '../lib/broker-url.js';
 import { loadCredentials, loadFleet, loadPesKeys } from '../lib/keyset.js';
@@ -139,7 +139,7 @@ export function fleetMeters(fleet: { meter: string; household: string; neighbour
 }
 
 async function run(flags: PesFlags): Promise<void> {
-  const log = pino({ name: 'pes' });
+  const log = createLogger('pes');
   const keys = loadPesKeys(flags.keys);
   const meters = fleetMeters(loadFleet(flags.keys).meters, keys.meterKeys, keys.meterRotations);
   const tariff = flags.tariff ? loadTariff(flags.tariff) : FLAT_TARIFF;

@@ -5,6 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { intOption, meterIdOption } from '../lib/flags.js';
 import { NATS_ACCOUNTS_SKIPPED } from '../lib/keyset.js';
+import { count } from '../lib/words.js';
 
 /**
  * `smartermeter provision --fleet fleet.csv --out <dir> [--e2e] [--mosquitto-port 1883 --mosquitto-host 127.0.0.1
@@ -34,8 +35,8 @@ export function registerProvisionCommand(program: Command): void {
       const mosquitto = { port: o.mosquittoPort, host: o.mosquittoHost, ...(o.mosquittoWsPort ? { wsPort: o.mosquittoWsPort } : {}), ...(o.mosquittoData ? { persistenceDir: o.mosquittoData } : {}) };
       const fleet = await provision({ fleetCsv: o.fleet, out: o.out, rsaBits: o.rsaBits, paillierBits: o.paillierBits, householdKeys: o.householdKeys, e2e: o.e2e, mosquitto });
       console.log(
-        `provisioned ${fleet.meters.length} meters, ${fleet.households.length} households, ${fleet.neighbourhoods.length} neighbourhoods, ` +
-          `${fleet.gateways.length} gateways into ${o.out} (secrets are in files with mode 0600; nothing secret was printed)`,
+        `provisioned ${count(fleet.meters.length, 'meter')}, ${count(fleet.households.length, 'household')}, ${count(fleet.neighbourhoods.length, 'neighbourhood')}, ` +
+          `${count(fleet.gateways.length, 'gateway')} into ${o.out} (secrets are in files with mode 0600; nothing secret was printed)`,
       );
       if (o.e2e) {
         console.log(

@@ -30,6 +30,19 @@ const asset = (body: Buffer, type: string): Asset => ({ body, type, etag: `"${cr
 let cached: Promise<AppBundle> | undefined;
 
 /**
+ * The bundle with a line of text (escaped) as the first thing in the page's body: the demo's "simulated time".
+ * @example
+ * ```ts
+ * const app = withBanner(await appBundle(), 'Simulated time: 1440x real time');
+ * ```
+ */
+export function withBanner(app: AppBundle, text: string): AppBundle {
+  const escaped = text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+  const page = app['/'].body.toString('utf8').replace('<body>', `<body>\n<p class="banner" role="note" data-testid="banner">${escaped}</p>`);
+  return { ...app, '/': asset(Buffer.from(page), app['/'].type) };
+}
+
+/**
  * The bundled app (built on first call, then reused).
  * @example
  * ```ts

@@ -10,7 +10,7 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
-import { pino } from 'pino';
+import { createLogger } from '../lib/log.js';
 import { durationOption, intOption, readTlsFlags } from '../lib/flags.js';
 import { brokerUrlsOption } from '../lib/broker-url.js';
 import { topicId } from '../protocol/topics.js';
@@ -24,7 +24,7 @@ const url = (flag: string, schemes: string[]) => (v: string) => {
   try {
     u = new URL(v);
   } catch {
-    throw new InvalidArgumentError(`${flag} must be a URL such as ${schemes[0]}://127.0.0.1:${schemes[0]!.startsWith('ws') ? 8080 : 1883}, got "${v}"`);
+    throw new InvalidArgumentError(`${flag} must be a URL such as ${schemes[0]}://127.0.0.1:${schemes[0]!.startsWith('ws') ? 8083 : 1883}, got "${v}"`);
   }
   if (!schemes.includes(u.protocol.slice(0, -1))) throw new InvalidArgumentError(`${flag} must use ${schemes.map((s) => `${s}://`).join(' or ')}, got "${v}"`);
   return v;
@@ -116,7 +116,7 @@ export function registerUcsCommand(program: Command): void {
     .option('--keys <dir>', 'key set made by `smartermeter provision`')
     .option('--db <file>', 'SQLite database of the server', 'ucs.sqlite')
     .option('--mqtt <urls>', 'broker URL for the server, or several comma-separated (a cluster)', brokerUrlsOption('--mqtt'), 'mqtt://127.0.0.1:1883')
-    .option('--ws <url>', "broker MQTT-over-WebSocket URL as households' browsers reach it", url('--ws', ['ws', 'wss']), 'ws://127.0.0.1:8080')
+    .option('--ws <url>', "broker MQTT-over-WebSocket URL as households' browsers reach it", url('--ws', ['ws', 'wss']), 'ws://127.0.0.1:8083')
     .option('--tls-key <pem>', 'TLS private key (serve HTTPS; needed beyond localhost, browsers offer WebCrypto only on secure pages)')
     .option('--tls-cert <pem>', 'TLS certificate chain')
     .option('--session-idle <duration>', 'log out after this long without activity', durationOption('--session-idle'), 1800)
@@ -129,7 +129,7 @@ export function registerUcsCommand(program: Command): void {
       if (o.http === undefined) throw new InvalidArgumentError('give --http <port> to run the server (or use `ucs watch` or `ucs ha-bridge`)');
       if (!o.keys) throw new InvalidArgumentError('--keys <dir> is required');
       const https = readTlsFlags(o);
-      const logger = pino({ name: 'ucs' });
+      const logger = createLogger('ucs');
       const server = await startUcs({
         keysDir: o.keys,
         dbPath: o.db,
@@ -197,7 +197,7 @@ export function registerUcsCommand(program: Command): void {
         return;
       }
       const access = householdAccess(o);
-      const logger = pino({ name: 'ha-bridge' });
+      const logger = createLogger('ha-bridge');
       const bridge = startHaBridge({
         household: o.household,
         privateKey: access.privateKey,

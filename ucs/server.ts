@@ -22,9 +22,10 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
 import { hashPassword } from '../lib/password.js';
+import { bindPort } from '../lib/ports.js';
 import { loadCredentials, loadFleet } from '../lib/keyset.js';
 import { loadActivation } from './activation.js';
-import { appBundle } from './bundle.js';
+import { appBundle, withBanner } from './bundle.js';
 import { UcsDb } from './db.js';
 import { startBrokerLink, type BrokerLink } from './link.js';
 import { buildUcsApp } from './server/app.js';
@@ -44,6 +45,8 @@ export interface UcsOptions {
   brokerWsUrl: string;
   /** HTTP port; 0 picks a free one. Default 0. */
   port?: number;
+  /** The flag that sets `port`, named when the port is taken. Default `--http`. */
+  portFlag?: string;
   /** Interface. Default 127.0.0.1. */
   host?: string;
   logger?: Logger;
@@ -69,6 +72,8 @@ export interface UcsOptions {
   clientId?: string;
   /** Clock (tests). Default `Date.now`. */
   now?: () => number;
+  /** A line of text on top of the app's page (the demo's "simulated time"). */
+  banner?: string;
 }
 
 export interface UcsHandle {
@@ -84,7 +89,7 @@ export interface UcsHandle {
  * Starts the UCS server (HTTP + its broker connection).
  * @example
  * ```ts
- * const ucs = await startUcs({ keysDir: 'keys', dbPath: 'ucs.sqlite', brokerUrl: 'mqtt://127.0.0.1:1883', brokerWsUrl: 'ws://127.0.0.1:8080', port: 8443 });
+ * const ucs = await startUcs({ keysDir: 'keys', dbPath: 'ucs.sqlite', brokerUrl: 'mqtt://127.0.0.1:1883', brokerWsUrl: 'ws://127.0.0.1:8083', port: 8443 });
  * console.log(ucs.url);
  * await ucs.close();
  * ```
@@ -100,7 +105,7 @@ export async function startUcs(opts: UcsOptions): Promise<UcsHandle> {
   const households = new Set(fleet.households);
   loadActivation(opts.keysDir); // fail at start, not at the first registration
   const ucsCreds = loadCredentials(opts.keysDir, 'ucs');
-  const bundle = await appBundle();
+  const bundle = opts.banner ? withBanner(await appBundle(), opts.banner) : await appBundle();
   const db = new UcsDb(opts.dbPath, { idleMs: idleS * 1000, maxMs: maxS * 1000 }, now);
   const decoyAuthHash = await hashAuth(randomBytes(32));
 
@@ -150,15 +155,13 @@ export async function startUcs(opts: UcsOptions): Promise<UcsHandle> {
   let app: FastifyInstance | undefined;
   try {
     app = await buildUcsApp(ctx, { bundle, logger, ...(opts.https ? { https: opts.https } : {}), ...(opts.trustProxy !== undefined ? { trustProxy: opts.trustProxy } : {}) });
-    await app.listen({ port: opts.port ?? 0, host: opts.host ?? '127.0.0.1' });
+    await bindPort({ port: opts.port ?? 0, host: opts.host ?? '127.0.0.1', what: 'the household app', flag: opts.portFlag ?? '--http' }, () => app!.listen({ port: opts.port ?? 0, host: opts.host ?? '127.0.0.1' }));
   } catch (e) {
     closing = Promise.resolve();
     clearInterval(prune);
     await app?.close();
     await link.close();
     db.close();
-    const err = e as NodeJS.ErrnoException;
-    if (err.code === 'EADDRINUSE') throw new Error(`port ${opts.port} is in use — choose another with --http or 0`);
     throw e;
   }
   const server = app;

@@ -2,11 +2,13 @@
  * The meter's clock: wall time for timeouts, and simulated time that advances at a chosen speed.
  *
  * Speed 1 replays a dataset in real time, speed N runs N times faster, and `'max'` does not wait at all
- * (the meter then paces itself on the line and on acknowledgements instead).
+ * (the meter then paces itself on the line and on acknowledgements instead). `'live'` is a real meter's
+ * clock: simulated time is wall-clock time, so samples already in the past go out as fast as `'max'` (a
+ * back-fill of history) and each later one when the wall clock reaches it.
  * @module
  */
-/** Simulated-time speed: a positive factor over real time, or `'max'` for no waiting. */
-export type Speed = number | 'max';
+/** Simulated-time speed: a positive factor over real time, `'max'` for no waiting, or `'live'` (wall-clock time). */
+export type Speed = number | 'max' | 'live';
 
 /**
  * Time as the meter sees it.
@@ -27,7 +29,7 @@ export interface Clock {
 }
 
 /**
- * Parses a speed flag: a positive number or `max`.
+ * Parses a speed flag: a positive number, `max` or `live`.
  * @example
  * ```ts
  * parseSpeed('60'); // 60
@@ -35,9 +37,9 @@ export interface Clock {
  * ```
  */
 export function parseSpeed(text: string): Speed {
-  if (text === 'max') return 'max';
+  if (text === 'max' || text === 'live') return text;
   const n = Number(text);
-  if (!/^\d+(\.\d+)?$/.test(text) || !(n > 0) || n > 1e9) throw new RangeError(`speed must be a positive number or "max", got "${text}"`);
+  if (!/^\d+(\.\d+)?$/.test(text) || !(n > 0) || n > 1e9) throw new RangeError(`speed must be a positive number, "max" or "live", got "${text}"`);
   return n;
 }
 
@@ -49,8 +51,8 @@ export function parseSpeed(text: string): Speed {
  * ```
  */
 export function createClock(speed: Speed): Clock {
-  if (speed !== 'max' && !(typeof speed === 'number' && speed > 0 && Number.isFinite(speed))) {
-    throw new RangeError('speed must be a positive number or "max"');
+  if (speed !== 'max' && speed !== 'live' && !(typeof speed === 'number' && speed > 0 && Number.isFinite(speed))) {
+    throw new RangeError('speed must be a positive number, "max" or "live"');
   }
   let anchorSim: number | undefined;
   let anchorWall = 0;
@@ -64,9 +66,12 @@ export function createClock(speed: Speed): Clock {
     },
     async waitUntil(simTime, signal) {
       signal?.throwIfAborted();
-      if (speed === 'max') {
+      const dueLive = speed === 'live' ? simTime * 1000 - Date.now() : 0;
+      if (speed === 'max' || (speed === 'live' && dueLive <= 0)) {
         // Yield to the event loop so acknowledgements and timers run between ticks.
         await new Promise<void>((resolve) => setImmediate(resolve));
+      } else if (speed === 'live') {
+        await sleep(dueLive, signal);
       } else {
         if (anchorSim === undefined) this.start(simTime);
         const dueWall = anchorWall + ((simTime - anchorSim!) * 1000) / speed;

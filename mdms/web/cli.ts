@@ -15,7 +15,8 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
+import { createLogger } from '../../lib/log.js';
 import { intOption, readTlsFlags } from '../../lib/flags.js';
 import { loadFleet, type Fleet } from '../../lib/keyset.js';
 import { isPostgresUrl } from '../store/index.js';
@@ -147,7 +148,7 @@ function httpOptions(c: Command, withHttp: boolean): Command {
  */
 export function registerMdmsWebCommands(mdms: Command, io: { stdout?: NodeJS.WritableStream; stdin?: NodeJS.ReadableStream; logger?: Logger } = {}): void {
   const out = io.stdout ?? process.stdout;
-  const log = io.logger ?? pino({ name: 'mdms-web' });
+  const log = io.logger ?? createLogger('mdms-web');
   // Flags on `mdms` itself would swallow its subcommands' flags (commander parses a parent's options after
   // the subcommand name), so they go where the ingest's own flags are.
   const ingest = mdms.commands.find((c) => c.name() === 'ingest') ?? mdms;

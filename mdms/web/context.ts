@@ -31,6 +31,8 @@ export interface AppServices {
   secureCookies: 'auto' | 'always';
   /** Clock (tests). */
   now: () => number;
+  /** A line shown on top of every page (the demo's "simulated time"), or null. */
+  banner: string | null;
 }
 
 declare module 'fastify' {

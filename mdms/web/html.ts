@@ -75,6 +75,8 @@ export interface PageContext {
   assets: { js: string; css: string };
   /** A one-line message on top (success or problem). */
   flash?: { kind: 'ok' | 'error'; text: string } | null;
+  /** A line on every page, above everything (the demo's "simulated time"). */
+  banner?: string | null;
 }
 
 const NAV: { href: string; label: string; permission: Permission | null; icon: string }[] = [
@@ -136,6 +138,7 @@ ${
     : ''
 }
 <main id="main">
+${ctx.banner ? html`<div class="banner" role="note" data-testid="banner">${ctx.banner}</div>` : ''}
 ${ctx.flash ? html`<div class="flash flash-${ctx.flash.kind}" role="${ctx.flash.kind === 'error' ? 'alert' : 'status'}">${ctx.flash.text}</div>` : ''}
 ${body}
 </main>

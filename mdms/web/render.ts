@@ -73,6 +73,7 @@ export async function sendPage(req: FastifyRequest, reply: FastifyReply, opts: P
       csrfToken: csrf,
       assets: req.server.mdms.assets,
       flash: opts.flash ?? null,
+      banner: req.server.mdms.banner,
     },
     body(csrf),
   );

@@ -363,3 +363,53 @@ export const privacySchema = {
   },
   required: ['mdms', 'statements', 'budgets', 'refusals', 'warnings', 'report'],
 } as const;
+
+/**
+ * The `operationId` of every operation in the OpenAPI document, keyed `METHOD /path` as fastify routes are
+ * declared: the method names a generated client gets (`client.getAccountBill(...)`). The app refuses to start
+ * with a documented route that is missing here (server.ts), and the API test checks they are unique.
+ * @example
+ * ```ts
+ * OPERATION_IDS['GET /api/v1/accounts/:account/bill']; // 'getAccountBill'
+ * ```
+ */
+export const OPERATION_IDS: Readonly<Record<string, string>> = {
+  'POST /api/v1/session': 'signIn',
+  'GET /api/v1/session': 'getSession',
+  'DELETE /api/v1/session': 'signOut',
+  'POST /api/v1/session/password': 'changeOwnPassword',
+  'GET /api/v1/neighbourhoods': 'listNeighbourhoods',
+  'GET /api/v1/neighbourhoods/:nb/series': 'getNeighbourhoodSeries',
+  'GET /api/v1/neighbourhoods/:nb/intervals/:start/revisions': 'listIntervalRevisions',
+  'GET /api/v1/neighbourhoods/:nb/forecast': 'getNeighbourhoodForecast',
+  'GET /api/v1/neighbourhoods/:nb/backtest': 'getNeighbourhoodBacktest',
+  'GET /api/v1/quality/findings': 'listQualityFindings',
+  'GET /api/v1/quality/estimates': 'listQualityEstimates',
+  'POST /api/v1/quality/check': 'runQualityCheck',
+  'GET /api/v1/exports/neighbourhood.csv': 'exportNeighbourhoodCsv',
+  'GET /api/v1/exports/billing.csv': 'exportBillingCsv',
+  'GET /api/v1/exports/bills.csv': 'exportBillsCsv',
+  'GET /api/v1/accounts': 'listAccounts',
+  'GET /api/v1/accounts/:account': 'getAccount',
+  'GET /api/v1/accounts/:account/periods': 'listAccountPeriods',
+  'PUT /api/v1/accounts/:account/tariff': 'setAccountTariff',
+  'GET /api/v1/accounts/:account/bill': 'getAccountBill',
+  'GET /api/v1/bills': 'listBills',
+  'GET /api/v1/bills/:number': 'getBill',
+  'POST /api/v1/bills/run': 'runBills',
+  'GET /api/v1/meters': 'listMeters',
+  'GET /api/v1/tariffs': 'listTariffs',
+  'POST /api/v1/tariffs': 'createTariff',
+  'DELETE /api/v1/tariffs/:id': 'withdrawTariff',
+  'GET /api/v1/users': 'listUsers',
+  'POST /api/v1/users': 'createUser',
+  'PATCH /api/v1/users/:id': 'updateUser',
+  'POST /api/v1/users/:id/password': 'resetUserPassword',
+  'GET /api/v1/settings': 'getSettings',
+  'PUT /api/v1/settings': 'setSettings',
+  'GET /api/v1/audit': 'listAuditEntries',
+  'GET /api/v1/audit/verify': 'verifyAuditLog',
+  'GET /healthz': 'getHealth',
+  'GET /metrics': 'getMetrics',
+  'GET /openapi.json': 'getOpenApiDocument',
+};

@@ -31,7 +31,7 @@ import { html } from './html.js';
 import { createMetrics } from './metrics.js';
 import { sendPage } from './render.js';
 import { can } from './roles.js';
-import { errorSchema } from './schemas.js';
+import { errorSchema, OPERATION_IDS } from './schemas.js';
 import { UserError, type SessionPolicy } from './users.js';
 import { authRoutes, SESSION_COOKIE } from './routes/auth.js';
 import { systemRoutes } from './routes/system.js';
@@ -44,6 +44,7 @@ import { adminRoutes } from './routes/admin.js';
 import { forecastRoutes } from './routes/forecast.js';
 import { qualityRoutes } from './routes/quality.js';
 import { privacyRoutes } from './routes/privacy.js';
+import { bindPort } from '../../lib/ports.js';
 
 /** Largest request body accepted (forms and JSON are small; a tariff with 64 bands is ~4 KiB). */
 export const BODY_LIMIT = 64 * 1024;
@@ -68,6 +69,8 @@ export interface MdmsWebAppOptions {
   /** Certificate chain and private key (PEM): serve HTTPS (cookies are then Secure). Default plain HTTP. */
   https?: { cert: string | Buffer; key: string | Buffer };
   now?: () => number;
+  /** A line on top of every page, e.g. that the data runs in simulated time (the demo's time-lapse). */
+  banner?: string | null;
   /** Called for every route added (introspection: tests check that each one is covered). */
   onRoute?: (route: { method: string; url: string; access: Access }) => void;
 }
@@ -76,12 +79,24 @@ function statusText(code: number): string {
   return STATUS_CODES[code] ?? 'Error';
 }
 
-/** Turns any error into (status, message) fit for a client: known 4xx keep their message, the rest are 500. */
-function classify(err: FastifyError | Error): { status: number; message: string } {
+/** What a path parameter names, for "unknown account NOPE". */
+const PARAM_NOUNS: Record<string, string> = { account: 'account', nb: 'neighbourhood', number: 'bill', id: 'id', start: 'interval' };
+
+/**
+ * Turns any error into (status, message) fit for a client: known 4xx keep their message, the rest are 500.
+ * A path parameter that cannot name anything (`/accounts/NOPE`) is a 404 "unknown account NOPE", like a
+ * well-formed one that names nothing, not a 400 quoting the schema's regular expression.
+ */
+function classify(err: FastifyError | Error, params?: unknown): { status: number; message: string } {
   const e = err as FastifyError & { validationContext?: string };
   if (e instanceof HttpError) return { status: e.statusCode, message: e.message };
   if (e instanceof BillingError) return { status: 422, message: e.message };
   if (e instanceof UserError) return { status: 400, message: e.message };
+  if (e.validation && e.validationContext === 'params') {
+    const name = e.validation[0]?.instancePath.replace(/^\//, '') ?? '';
+    const value = (params as Record<string, unknown> | undefined)?.[name];
+    return { status: 404, message: `unknown ${PARAM_NOUNS[name] ?? name} ${String(value ?? '').slice(0, 80)}` };
+  }
   if (e.validation) return { status: 400, message: `invalid request: ${e.message}` };
   switch (e.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
@@ -153,6 +168,7 @@ export async function buildMdmsWeb(opts: MdmsWebAppOptions): Promise<FastifyInst
     privacyReport: opts.privacyReport ?? null,
     secureCookies: opts.secureCookies ?? 'auto',
     now: opts.now ?? Date.now,
+    banner: opts.banner ?? null,
   };
   app.decorate('mdms', services);
   app.decorateRequest('session', null);
@@ -164,6 +180,12 @@ export async function buildMdmsWeb(opts: MdmsWebAppOptions): Promise<FastifyInst
     const access = route.config?.access;
     if (!access) throw new Error(`route ${String(route.method)} ${route.url} declares no config.access`);
     if (!route.schema) throw new Error(`route ${String(route.method)} ${route.url} declares no schema`);
+    // Every operation of the OpenAPI document has an operationId (the method name a generated client gets).
+    if (!(route.schema as { hide?: boolean }).hide && (route.schema as { tags?: unknown }).tags) {
+      const id = OPERATION_IDS[`${String(route.method)} ${route.url}`];
+      if (!id) throw new Error(`route ${String(route.method)} ${route.url} has no operationId in OPERATION_IDS (mdms/web/schemas.ts)`);
+      (route.schema as { operationId?: string }).operationId ??= id;
+    }
     opts.onRoute?.({ method: String(route.method), url: route.url, access });
   });
 
@@ -214,6 +236,8 @@ export async function buildMdmsWeb(opts: MdmsWebAppOptions): Promise<FastifyInst
         },
       },
       security: [{ session: [] }],
+      // Relative: the document is served by the API itself, so a client generated from it calls this server.
+      servers: [{ url: '/', description: 'the server that serves this document' }],
     },
     hideUntagged: true,
   });
@@ -269,7 +293,7 @@ export async function buildMdmsWeb(opts: MdmsWebAppOptions): Promise<FastifyInst
   });
 
   app.setErrorHandler(async (err, req, reply) => {
-    const { status, message } = classify(err as FastifyError);
+    const { status, message } = classify(err as FastifyError, req.params);
     if (status >= 500) req.log.error({ err }, 'request failed');
     else req.log.info({ status, reason: message }, 'request refused');
     return sendError(req, reply, status, message);
@@ -303,6 +327,8 @@ export interface StartMdmsWebOptions extends Omit<MdmsWebAppOptions, 'store' | '
   dbSchema?: string;
   /** Port, 0 = any free one. Default 0. */
   port?: number;
+  /** The flag that sets `port`, named when the port is taken. Default `--http`. */
+  portFlag?: string;
   /** Default 127.0.0.1. */
   host?: string;
   sessions?: SessionPolicy;
@@ -345,7 +371,11 @@ export async function startMdmsWeb(opts: StartMdmsWebOptions): Promise<MdmsWeb> 
     }
     const web = await openWebDb(driver, { ...(opts.now ? { now: opts.now } : {}), ...(opts.sessions ? { sessions: opts.sessions } : {}) });
     const app = await buildMdmsWeb({ ...opts, store, web });
-    await app.listen({ port: opts.port ?? 0, host: opts.host ?? '127.0.0.1' });
+    const at = { port: opts.port ?? 0, host: opts.host ?? '127.0.0.1' };
+    await bindPort({ ...at, what: 'the MDMS web app', flag: opts.portFlag ?? '--http' }, () => app.listen(at)).catch(async (e: unknown) => {
+      await app.close();
+      throw e;
+    });
     const addr = app.server.address() as AddressInfo;
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
     const purge = setInterval(() => void web.users.purgeSessions().catch(() => undefined), 10 * 60_000);

@@ -28,6 +28,8 @@ export interface User {
 }
 
 export const USERNAME = /^[a-z0-9][a-z0-9_.-]{2,63}$/;
+/** {@link USERNAME} in words, for people (the CLI's error, the add-user form). */
+export const USERNAME_RULE = 'a username has 3 to 64 characters: letters, digits, _ . - (starting with a letter or digit)';
 export const MIN_PASSWORD = 12;
 export const MAX_PASSWORD = 256;
 const SCRYPT = { N: 1 << 15, r: 8, p: 1 };
@@ -279,6 +281,6 @@ export class Users {
  */
 export function normaliseUsername(v: string): string {
   const u = String(v).trim().toLowerCase();
-  if (!USERNAME.test(u)) throw new UserError('a username has 3..64 characters: letters, digits, _ . - (starting with a letter or digit)');
+  if (!USERNAME.test(u)) throw new UserError(`${USERNAME_RULE}, got "${String(v).slice(0, 80)}"`);
   return u;
 }

@@ -287,9 +287,9 @@ describe('listeners', () => {
 
   it('names a busy port and how to choose another', async () => {
     await expect(startBroker({ port: broker.port, logger: pino({ level: 'silent' }) })).rejects.toThrow(
-      `port ${broker.port} is in use (Mosquitto?) — choose another with --port or 0`,
+      `port ${broker.port} is in use (this very process), so the MQTT broker cannot listen there: pass --port <port> for another port (0: any free port)`,
     );
-    await expect(startBroker({ port: 0, wsPort: broker.port, logger: pino({ level: 'silent' }) })).rejects.toThrow(/--ws-port or 0/);
+    await expect(startBroker({ port: 0, wsPort: broker.port, logger: pino({ level: 'silent' }) })).rejects.toThrow(/WebSocket listener cannot listen there: pass --ws-port <port>/);
   });
 
   it('closes cleanly and frees its ports', async () => {

@@ -53,6 +53,22 @@ describe('smartermeter meter', () => {
     await expect(run('meter', '--baud', 'fast')).rejects.toThrow(/--baud must be an integer/);
     for (const bad of ['1.5', '-0.1', 'a third', '0.3.1']) await expect(run('meter', '--pv-share', bad)).rejects.toThrow(/--pv-share must be a decimal in 0..1/);
     await expect(run('meter', '--keys', join(dir, 'none'), '--meter', '534d520000000001', '--port', '/dev/null')).rejects.toThrow(/cannot read key of meter 534d520000000001/);
+    await expect(run('meter', '--port-wait', 'soon')).rejects.toThrow(/--port-wait must look like 90s, 15m/);
+  });
+
+  it('a serial device that is not there is a clear error after --port-wait, not an endless retry loop', async () => {
+    const id = meterId(systemTitle('SMR', 4343));
+    const keys = join(dir, 'keys-missing-port');
+    mkdirSync(join(keys, 'meters'), { recursive: true });
+    writeFileSync(join(keys, 'meters', `${id}.key`), Buffer.alloc(32, 0x43).toString('hex'), { mode: 0o600 });
+    writeFileSync(join(keys, 'fleet.json'), JSON.stringify({ version: 1, meters: [{ meter: id, label: 'm', household: 'hh-m', neighbourhood: 'nb-m', gateway: 'gw-nb-m', source: 'synthetic:1' }], gateways: ['gw-nb-m'], households: ['hh-m'], neighbourhoods: ['nb-m'] }));
+    const missing = `/dev/ttyUSB-not-plugged-in-${process.pid}`; // under /dev/: a live port, for p1: too
+    const t0 = Date.now();
+    const base = ['meter', '--keys', keys, '--meter', id, '--nv', join(dir, 'nv-missing.cbor'), '--port-wait', '1s'];
+    await expect(run(...base, '--port', missing)).rejects.toThrow(new RegExp(`^cannot open serial port ${missing}: .+ \\(\\d+ attempts? over 1 s\\)$`));
+    expect(Date.now() - t0).toBeLessThan(5000);
+    // The same for a P1 port given as the source: the meter's own line opens (a new pty), the P1 device does not.
+    await expect(run(...base, '--port', '/dev/ptmx', '--source', `p1:${missing}`)).rejects.toThrow(new RegExp(`cannot open serial port ${missing}: `));
   });
 
   // A real serial line: a socat pty pair, the platform serialport binding on both ends.

@@ -47,7 +47,23 @@ describe('clock', () => {
     expect(parseSpeed('60')).toBe(60);
     expect(parseSpeed('0.5')).toBe(0.5);
     expect(parseSpeed('max')).toBe('max');
+    expect(parseSpeed('live')).toBe('live');
     for (const bad of ['0', '-1', 'fast', '', '1e3', 'Infinity']) expect(() => parseSpeed(bad), bad).toThrow(/speed/);
     expect(() => createClock(0)).toThrow(/speed/);
+  });
+
+  it('live: the past at once (a back-fill), the future when the wall clock gets there', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date', 'setImmediate'], now: Date.UTC(2024, 0, 2, 12) });
+    const clock = createClock('live');
+    const now = Date.now() / 1000;
+    clock.start(now - 2 * 86400); // a start in the past does not shift anything: simulated time is wall time
+    const yesterday = settled(clock.waitUntil(now - 86400));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(yesterday()).toBe(true);
+    const nextMinute = settled(clock.waitUntil(now + 60));
+    await vi.advanceTimersByTimeAsync(59_000);
+    expect(nextMinute()).toBe(false);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(nextMinute()).toBe(true);
   });
 });

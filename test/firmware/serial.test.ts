@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MockBinding, type MockPortBinding } from '../../firmware/hal/crossed-mock.js';
-import { ReconnectingSerialLine } from '../../firmware/serial.js';
+import { ReconnectingSerialLine, SerialOpenError } from '../../firmware/serial.js';
 
 const lines: ReconnectingSerialLine[] = [];
 afterEach(async () => {
@@ -71,5 +71,32 @@ describe('ReconnectingSerialLine', () => {
     expect(() => new ReconnectingSerialLine({ path: '' })).toThrow(/path/);
     expect(() => new ReconnectingSerialLine({ path: '/dev/x', baudRate: 0 })).toThrow(/baudRate/);
     expect(() => new ReconnectingSerialLine({ path: '/dev/x', minBackoffMs: 10, maxBackoffMs: 5 })).toThrow(/maxBackoffMs/);
+    expect(() => new ReconnectingSerialLine({ path: '/dev/x', openTimeoutMs: -1 })).toThrow(/openTimeoutMs/);
+  });
+
+  it('with openTimeoutMs, gives up on a device that never appears: opened() rejects naming it, and retries stop', async () => {
+    const line = new ReconnectingSerialLine({ path: '/dev/ttyNEVER', binding: MockBinding, minBackoffMs: 5, maxBackoffMs: 20, openTimeoutMs: 120 });
+    lines.push(line);
+    const err = await line.opened().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SerialOpenError);
+    expect((err as SerialOpenError).message).toMatch(/^cannot open serial port \/dev\/ttyNEVER: .+ \(\d+ attempts over 0 s\)$/);
+    expect((err as SerialOpenError).attempts).toBeGreaterThanOrEqual(2);
+    const tried = line.counters.openFailures;
+    MockBinding.createPort('/dev/ttyNEVER', { echo: false, record: false }); // too late: it gave up
+    await new Promise((r) => setTimeout(r, 60));
+    expect(line.counters.openFailures).toBe(tried);
+    expect(line.isOpen).toBe(false);
+    await expect(line.opened()).rejects.toBe(err);
+  });
+
+  it('with openTimeoutMs, a port that opens in time is kept and reopened for ever after', async () => {
+    const line = new ReconnectingSerialLine({ path: '/dev/ttySOON', binding: MockBinding, minBackoffMs: 5, maxBackoffMs: 20, openTimeoutMs: 150 });
+    lines.push(line);
+    setTimeout(() => MockBinding.createPort('/dev/ttySOON', { echo: false, record: false }), 30);
+    await line.opened();
+    await new Promise<void>((resolve) => line.port!.close(() => resolve())); // unplugged after the deadline window
+    await new Promise((r) => setTimeout(r, 200));
+    await vi.waitFor(() => expect(line.isOpen).toBe(true));
+    expect(line.counters.disconnects).toBe(1);
   });
 });

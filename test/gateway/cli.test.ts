@@ -113,6 +113,8 @@ describe.skipIf(!haveSocat && !inCi)('smartermeter broker + gateway processes', 
     const port = (srv.address() as AddressInfo).port;
     const broker = smartermeter(['broker', '--keys', keys, '--port', String(port), '--ws-port', '0']);
     expect(await broker.exited).toBe(1);
-    expect(broker.err()).toContain(`port ${port} is in use (Mosquitto?) — choose another with --port or 0`);
+    // The holder is this test's process (no guess such as "Mosquitto?"), and the flag to pass instead.
+    expect(broker.err()).toContain(`port ${port} is in use (pid ${process.pid}: `);
+    expect(broker.err()).toContain('so the MQTT broker cannot listen there: pass --port <port> for another port (0: any free port)');
   });
 });

@@ -53,6 +53,8 @@ export interface P1SourceOptions {
   binding?: BindingInterface;
   /** An already-open line to read instead of opening `target` (tests, a crossed mock pair); it is live. */
   line?: SerialLine;
+  /** A live port that has not opened within this many ms fails the source (default: keep trying). */
+  openTimeoutMs?: number;
   /** pino logger (give it the meter id); counters and reasons only, never values or keys. */
   log?: Logger;
 }
@@ -237,15 +239,17 @@ export class P1Source implements Source {
     }
     const s = this.serial;
     const given = this.o.line;
-    const line = given ?? new ReconnectingSerialLine({ path: this.target, baudRate: s.baudRate, dataBits: s.dataBits, parity: s.parity, binding: this.o.binding, log: this.log });
+    const own = given ? undefined : new ReconnectingSerialLine({ path: this.target, baudRate: s.baudRate, dataBits: s.dataBits, parity: s.parity, binding: this.o.binding, log: this.log, ...(this.o.openTimeoutMs !== undefined ? { openTimeoutMs: this.o.openTimeoutMs } : {}) });
+    const line = given ?? own!;
     const input = new PassThrough();
+    own?.opened().catch((e: Error) => input.destroy(e)); // a port that never opened ends the source with its reason
     const off = line.onData((chunk) => input.write(chunk));
     return {
       input,
       close: async () => {
         off();
         input.destroy();
-        if (!given) await (line as ReconnectingSerialLine).close();
+        await own?.close();
       },
     };
   }

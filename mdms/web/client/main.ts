@@ -101,7 +101,7 @@ function chart(el: HTMLElement, data: ChartData): void {
   const nSeries = series.length;
   const opts: uPlot.Options = {
     ...(fc.length ? { bands: [{ series: [nSeries - 1, nSeries - 2] as [number, number], fill: 'rgba(37,99,235,0.12)' }] } : {}),
-    width: Math.max(320, el.clientWidth),
+    width: Math.max(240, el.clientWidth),
     height: 380,
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), data.tz),
     // Net goes below zero when a neighbourhood delivers more than it takes.
@@ -149,7 +149,7 @@ function chart(el: HTMLElement, data: ChartData): void {
   };
   el.textContent = '';
   const u = new uPlot(opts, [xs, ...energy, ...meters, ...exports, ...nets, ...(fc.length ? forecastCols : [])] as uPlot.AlignedData, el);
-  new ResizeObserver(() => u.setSize({ width: Math.max(320, el.clientWidth), height: 380 })).observe(el);
+  new ResizeObserver(() => u.setSize({ width: Math.max(240, el.clientWidth), height: 380 })).observe(el);
   el.dataset.points = String(energy.reduce((a, ys) => a + ys.filter((v) => v !== null).length, 0));
   el.dataset.series = String(series.length - 1);
   if (exported) el.dataset.minNetKwh = String(Math.min(...nets.flatMap((ys) => ys.filter((v): v is number => v !== null))));
@@ -173,7 +173,7 @@ function forecastChart(el: HTMLElement, data: ForecastData): void {
   const value = (_u: uPlot, v: number | null) => (v == null ? '–' : `${v.toFixed(3)} kWh`);
   const pct = Math.round(data.level * 100);
   const opts: uPlot.Options = {
-    width: Math.max(320, el.clientWidth),
+    width: Math.max(240, el.clientWidth),
     height: 380,
     scales: { x: { time: true, range: () => [data.from, data.to] }, y: { range: (_u, _min, max) => [0, Math.max(max, 0.001) * 1.1] } },
     axes: [{ values: (_u, splits) => splits.map((ts) => timeFmt.format(ts * 1000)) }, { label: 'Energy per interval (kWh)', size: 70 }],
@@ -189,7 +189,7 @@ function forecastChart(el: HTMLElement, data: ForecastData): void {
   };
   el.textContent = '';
   const u = new uPlot(opts, [data.points.map((p) => p[0]), kwh(2), kwh(3), kwh(1), kwh(4)] as uPlot.AlignedData, el);
-  new ResizeObserver(() => u.setSize({ width: Math.max(320, el.clientWidth), height: 380 })).observe(el);
+  new ResizeObserver(() => u.setSize({ width: Math.max(240, el.clientWidth), height: 380 })).observe(el);
   el.dataset.points = String(data.points.length);
   el.dataset.ready = '1';
 }

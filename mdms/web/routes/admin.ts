@@ -13,7 +13,7 @@ import { parseRoles, ROLES, type Role } from '../roles.js';
 import { auditSchema, errors, rangeQuery, settingsSchema, userSchema } from '../schemas.js';
 import { checkSettings, type SettingValues } from '../settings.js';
 import { fmtTime, parseRange } from '../time.js';
-import { generatePassword, MAX_PASSWORD, UserError, type User } from '../users.js';
+import { generatePassword, MAX_PASSWORD, USERNAME_RULE, UserError, type User } from '../users.js';
 import { userJson } from './auth.js';
 
 const idParams = { type: 'object', properties: { id: { type: 'integer', minimum: 1 } }, required: ['id'] } as const;
@@ -105,9 +105,10 @@ ${users.map(
 </tbody></table></div>
 <div class="card"><h2>Add a user</h2>
 <form method="post" action="/admin/users" class="stack">${csrfField(csrf)}
-<label>Username <input name="username" required pattern="[A-Za-z0-9][A-Za-z0-9_.\\-]{2,63}" maxlength="64"></label>
+<label>Username <input name="username" required pattern="[A-Za-z0-9][A-Za-z0-9_.\\-]{2,63}" minlength="3" maxlength="64" aria-describedby="username-rule" title="${USERNAME_RULE}"></label>
+<p class="field-hint" id="username-rule" data-testid="username-rule">${USERNAME_RULE[0]!.toUpperCase() + USERNAME_RULE.slice(1)}, e.g. jo.smith.</p>
 <fieldset><legend>Roles</legend><div class="checks">${ROLES.map((r) => html`<label><input type="checkbox" name="roles" value="${r}"> ${r}</label>`)}</div></fieldset>
-<label>Password (leave empty to generate one) <input type="password" name="password" autocomplete="new-password" minlength="12" maxlength="${MAX_PASSWORD}"></label>
+<label>Password (leave empty to generate one) <input type="password" name="password" autocomplete="new-password" minlength="12" maxlength="${MAX_PASSWORD}" title="at least 12 characters"></label>
 <button type="submit">Add user</button></form></div>`);
   };
 

@@ -358,9 +358,10 @@ describe('bad input gets a 4xx with a clear message', () => {
     ['to before from', () => app.inject({ url: '/api/v1/neighbourhoods/nb-east/series?from=2024-06-05&to=2024-06-04', headers: headers('analyst') }), 400, /to must be after from/],
     ['span too long', () => app.inject({ url: '/api/v1/neighbourhoods/nb-east/series?from=2020-01-01&to=2024-01-01', headers: headers('analyst') }), 400, /at most 400 days/],
     ['unknown neighbourhood', () => app.inject({ url: '/api/v1/neighbourhoods/nb-nowhere/series', headers: headers('analyst') }), 404, /unknown neighbourhood/],
-    ['bad neighbourhood id', () => app.inject({ url: '/api/v1/neighbourhoods/%3Cscript%3E/series', headers: headers('analyst') }), 400, /must match pattern/],
+    ['bad neighbourhood id', () => app.inject({ url: '/api/v1/neighbourhoods/%3Cscript%3E/series', headers: headers('analyst') }), 404, /"message":"unknown neighbourhood <script>"/],
     ['unknown account', () => app.inject({ url: '/api/v1/accounts/SM-0000-0000/bill?from=2024-06-03&to=2024-06-04', headers: headers('billing') }), 404, /unknown account/],
-    ['malformed account', () => app.inject({ url: '/api/v1/accounts/12345/bill?from=2024-06-03&to=2024-06-04', headers: headers('billing') }), 400, /must match pattern/],
+    ['malformed account', () => app.inject({ url: '/api/v1/accounts/12345/bill?from=2024-06-03&to=2024-06-04', headers: headers('billing') }), 404, /"message":"unknown account 12345"/],
+    ['page: malformed account (no regular expression quoted)', () => app.inject({ url: '/accounts/NOPE', headers: headers('billing') }), 404, /unknown account NOPE(?![\s\S]*\^SM)/],
     ['bill without range', () => app.inject({ url: `/api/v1/accounts/${account1}/bill`, headers: headers('billing') }), 400, /must have required property 'from'/],
     ['unknown interval', () => app.inject({ url: '/api/v1/neighbourhoods/nb-east/intervals/2001-01-01T00:00:00Z/revisions', headers: headers('analyst') }), 404, /no interval/],
     ['unknown route', () => app.inject({ url: '/api/v1/bananas', headers: headers('admin') }), 404, /nothing at GET \/api\/v1\/bananas/],
@@ -385,6 +386,15 @@ describe('bad input gets a 4xx with a clear message', () => {
     const r = clean(await run());
     expect(r.statusCode, r.body.slice(0, 300)).toBe(status);
     expect(r.body).toMatch(message);
+  });
+
+  it("the add-user form says the username rule instead of the browser's bare 'Please match the requested format'", async () => {
+    const page = clean(await app.inject({ url: '/admin/users', headers: headers('admin') })).body;
+    expect(page).toContain('title="a username has 3 to 64 characters: letters, digits, _ . - (starting with a letter or digit)"');
+    expect(page).toMatch(/<p class="field-hint" id="username-rule" data-testid="username-rule">A username has 3 to 64 characters: letters, digits, _ \. - \(starting with a letter or digit\), e\.g\. jo\.smith\.<\/p>/);
+    const bad = clean(await app.inject({ method: 'POST', url: '/api/v1/users', headers: headers('admin'), payload: { username: 'jo', roles: ['analyst'] } }));
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().message).toBe('a username has 3 to 64 characters: letters, digits, _ . - (starting with a letter or digit), got "jo"');
   });
 
   it('pages answer errors with an HTML page, not JSON', async () => {
@@ -617,6 +627,16 @@ describe('audit, health, metrics, OpenAPI', () => {
     }
     expect(Object.keys(doc.paths).some((p) => !p.startsWith('/api/') && !['/healthz', '/metrics', '/openapi.json'].includes(p))).toBe(false);
     expect(doc.paths['/api/v1/accounts/{account}/bill']!.get!.parameters!.length).toBeGreaterThanOrEqual(3);
+  });
+
+  it('every OpenAPI operation has a unique operationId, and the document a servers entry (for client generators)', async () => {
+    const doc = (await app.inject({ url: '/openapi.json' })).json() as { servers?: { url: string }[]; paths: Record<string, Record<string, { operationId?: string }>> };
+    expect(doc.servers).toEqual([{ url: '/', description: 'the server that serves this document' }]);
+    const ids = Object.entries(doc.paths).flatMap(([path, ops]) => Object.entries(ops).map(([method, op]) => [`${method.toUpperCase()} ${path}`, op.operationId] as const));
+    expect(ids.length).toBeGreaterThan(30);
+    expect(ids.filter(([, id]) => !id || !/^[a-z][A-Za-z]+$/.test(id))).toEqual([]);
+    expect(new Set(ids.map(([, id]) => id)).size).toBe(ids.length);
+    expect(Object.fromEntries(ids)['GET /api/v1/accounts/{account}/bill']).toBe('getAccountBill');
   });
 
   it('serves the bundled assets with immutable caching, and a strict CSP', async () => {

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable, Writable } from 'node:stream';
@@ -76,6 +76,25 @@ describe('smartermeter mdms user ...', () => {
     expect(await (await openWebDb(driver)).users.verify('clerk', fresh)).not.toBeNull();
     await driver.close();
     await expect(program().root.parseAsync(['node', 'sm', 'mdms', 'user', 'list', '--db', join(dir, 'missing.sqlite')])).rejects.toThrow(/no MDMS database/);
+  });
+
+  it("runs the `user` examples of mdms/web/README.md as written, and explains a username that breaks the rule", async () => {
+    const readme = readFileSync(join(__dirname, '../../../mdms/web/README.md'), 'utf8');
+    const examples = readme
+      .split('\n')
+      .map((l) => /^smartermeter (mdms user (?:add|passwd) [^#<]*?)\s*(?:<\s*\S+\s*)?(?:#.*)?$/.exec(l)?.[1])
+      .filter((l): l is string => l !== undefined);
+    expect(examples.length).toBeGreaterThanOrEqual(3);
+    const db = join(dir, 'mdms.sqlite');
+    for (const example of examples) {
+      const args = example.split(/\s+/);
+      const p = program(undefined, Readable.from(['a-long-enough-password\n']));
+      await p.root.parseAsync(['node', 'sm', ...args, '--db', db]);
+      expect(p.out(), example).toMatch(/^(created user|password of jo\.smith changed)/);
+    }
+    await expect(program().root.parseAsync(['node', 'sm', 'mdms', 'user', 'add', '--db', db, '--role', 'analyst', '--username', 'jo'])).rejects.toThrow(
+      'a username has 3 to 64 characters: letters, digits, _ . - (starting with a letter or digit), got "jo"',
+    );
   });
 });
 
