@@ -233,7 +233,7 @@ async function run(flags: PesFlags): Promise<void> {
   let lost: Promise<Error> = new Promise<never>(() => undefined);
   let closePool = async () => undefined as void;
   if (isPostgresUrl(flags.state)) {
-    const pool = await pgPool(flags.state, flags.stateSchema);
+    const pool = await pgPool(flags.state, flags.stateSchema, { idleInTransactionMs: flags.leaseTtl * 1000 });
     closePool = () => pool.end();
     try {
       await migratePesState(pool);

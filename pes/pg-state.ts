@@ -69,13 +69,16 @@ export function isPostgresUrl(s: string): boolean {
 }
 
 /**
- * Opens a pool on `url` with `search_path` set to `schema` (created if missing); BIGINT comes back as a number.
+ * Opens a pool on `url` with `search_path` set to `schema` (created if missing). `idleInTransactionMs` (give
+ * the lease ttl) makes the server end a session that sits inside a transaction longer than that: a PES paused
+ * in the middle of a commit holds the lease row's lock, which would otherwise block every takeover until it
+ * resumes; the server rolls its transaction back instead, and the standby takes over.
  * @example
  * ```ts
- * const pool = await pgPool('postgres://postgres@127.0.0.1:5432/test', 'pes');
+ * const pool = await pgPool('postgres://postgres@127.0.0.1:5432/test', 'pes', { idleInTransactionMs: 10_000 });
  * ```
  */
-export async function pgPool(url: string, schema: string, max = 3): Promise<pg.Pool> {
+export async function pgPool(url: string, schema: string, o: { max?: number; idleInTransactionMs?: number } = {}): Promise<pg.Pool> {
   if (!SCHEMA.test(schema)) throw new TypeError(`--state-schema must match ${SCHEMA.source}, got "${schema}"`);
   const setup = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
   try {
@@ -84,7 +87,8 @@ export async function pgPool(url: string, schema: string, max = 3): Promise<pg.P
   } finally {
     await setup.end().catch(() => undefined);
   }
-  const pool = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: 5000, options: `-c search_path=${schema}` });
+  const idle = o.idleInTransactionMs !== undefined ? ` -c idle_in_transaction_session_timeout=${Math.max(1, Math.floor(o.idleInTransactionMs))}` : '';
+  const pool = new pg.Pool({ connectionString: url, max: o.max ?? 3, connectionTimeoutMillis: 5000, options: `-c search_path=${schema}${idle}` });
   pool.on('error', () => undefined); // idle clients dropped by the server; the next query reconnects
   return pool;
 }
