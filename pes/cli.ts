@@ -243,7 +243,12 @@ async function run(flags: PesFlags): Promise<void> {
       let waiting = false;
       let isStopped = false;
       void stopped.then(() => (isStopped = true));
-      while ((await l.acquire()) === null) {
+      const tryAcquire = () =>
+        l.acquire().catch((e: Error) => {
+          log.warn({ partition: l.partition, err: e.message }, 'pes: cannot reach the lease; retrying');
+          return null;
+        });
+      while ((await tryAcquire()) === null) {
         if (!waiting) log.info({ partition: l.partition, holder: l.holder }, 'pes: standby, waiting for the partition lease');
         waiting = true;
         await Promise.race([stopped, new Promise((r) => setTimeout(r, l.pollMs))]);
@@ -262,21 +267,23 @@ async function run(flags: PesFlags): Promise<void> {
   }
   // End of stream (replays, tests): SIGUSR2 closes every open window now and releases what may be released.
   // Messages are handled synchronously, so this runs between two of them; later readings make revisions.
-  const onFlush = () => {
+  const onFlush = async () => {
     try {
       svc.pes.flush();
+      if (svc.pes.asyncState) await svc.pes.commitAsync(); // the line below means durable
       log.info({ counters: svc.pes.counters }, 'pes: flushed on SIGUSR2: every window closed');
     } catch (e) {
       log.error({ err: (e as Error).message }, 'pes: flush failed');
     }
   };
-  process.on('SIGUSR2', onFlush);
+  const usr2 = () => void onFlush();
+  process.on('SIGUSR2', usr2);
   const refused = svc.ready.then(
     () => new Promise<never>(() => undefined),
     (e: Error) => e,
   );
   const outcome = await Promise.race([stopped, refused, svc.failed, lost]);
-  process.off('SIGUSR2', onFlush);
+  process.off('SIGUSR2', usr2);
   if (outcome instanceof Error) {
     // Lease lost (another instance is active) or a commit refused: step down at once, write nothing more.
     lease?.stop();

@@ -98,15 +98,15 @@ export class Lease {
 
   /** Extends the lease by the ttl; throws {@link LeaseLostError} if another instance took it meanwhile. */
   async renew(): Promise<void> {
-    if (this.current === null) throw new LeaseLostError(`partition ${this.partition}: lease not held`);
+    const epoch = this.current;
+    if (epoch === null) throw new LeaseLostError(`partition ${this.partition}: lease not held`);
     const r = await this.pool.query(
       `UPDATE pes_lease SET expires_at = now() + $4 * interval '1 millisecond' WHERE part = $1 AND holder = $2 AND epoch = $3`,
-      [this.partition, this.holder, this.current, this.ttlMs],
+      [this.partition, this.holder, epoch, this.ttlMs],
     );
     if (r.rowCount !== 1) {
-      const lost = this.current;
-      this.current = null;
-      throw new LeaseLostError(`partition ${this.partition}: lease epoch ${lost} was taken over by another instance`);
+      if (this.current === epoch) this.current = null;
+      throw new LeaseLostError(`partition ${this.partition}: lease epoch ${epoch} was taken over by another instance`);
     }
   }
 
