@@ -13,7 +13,10 @@ import { brokerUrlsOption } from '../lib/broker-url.js';
 import { loadCredentials, loadFleet, loadPesKeys } from '../lib/keyset.js';
 import { topicId } from '../protocol/topics.js';
 import { parseBillingPeriod, type BillingPeriod } from './duration.js';
-import { startPesService } from './mqtt.js';
+import { openPesService, startPesService, type PesService } from './mqtt.js';
+import { Lease } from './lease.js';
+import { PgPesState, isPostgresUrl, migratePesState, pgPool } from './pg-state.js';
+import { selectPartition, type Partition } from './partition.js';
 import type { MeterInfo } from './core/pes.js';
 import { FLAT_TARIFF, loadTariff } from '../lib/tariff.js';
 
@@ -37,11 +40,16 @@ export interface PesFlags {
   dpEpsilon?: number;
   dpMaxPower?: number;
   dpBudget?: number;
-  pesId: string;
+  pesId?: string;
   retention?: number;
   maxSkew: number;
   clientId?: string;
   gateway: string[];
+  stateSchema: string;
+  partition?: string;
+  neighbourhoods?: string[];
+  partitions?: number;
+  leaseTtl: number;
 }
 
 const duration = (flag: string, allowZero = false) => (v: string) => (allowZero && /^0[smhdw]?$/.test(v) ? 0 : parseDuration(v, flag));
@@ -102,6 +110,48 @@ function pesIdOption(v: string): string {
   }
 }
 
+function idList(flag: string) {
+  return (v: string): string[] => {
+    try {
+      const ids = v.split(',').map((x) => topicId(x.trim(), flag));
+      if (new Set(ids).size !== ids.length) throw new TypeError(`${flag} lists a neighbourhood twice`);
+      return ids;
+    } catch (e) {
+      throw new InvalidArgumentError((e as Error).message);
+    }
+  };
+}
+
+function leaseTtl(v: string): number {
+  const s = parseDuration(v, '--lease-ttl');
+  if (s < 1 || s > 600) throw new InvalidArgumentError(`--lease-ttl must be between 1s and 10m, got "${v}"`);
+  return s;
+}
+
+/**
+ * The partition the flags name, resolved against the fleet, or null for the whole fleet; throws an
+ * `InvalidArgumentError` for flags that do not go together.
+ * @example
+ * ```ts
+ * partitionOf({ partition: 'north', neighbourhoods: ['nb1'] }, fleet.meters)?.gateways; // ['gw-nb1']
+ * ```
+ */
+export function partitionOf(flags: Pick<PesFlags, 'partition' | 'neighbourhoods' | 'partitions'>, fleet: { meter: string; neighbourhood: string; gateway: string }[]): Partition | null {
+  const { partition, neighbourhoods, partitions } = flags;
+  if (partition === undefined) {
+    if (neighbourhoods !== undefined || partitions !== undefined) throw new InvalidArgumentError('--neighbourhoods and --partitions need --partition');
+    return null;
+  }
+  if ((neighbourhoods === undefined) === (partitions === undefined)) throw new InvalidArgumentError('--partition needs either --neighbourhoods nb1,nb2 or --partitions N');
+  try {
+    if (neighbourhoods !== undefined) return selectPartition(fleet, { name: topicId(partition, '--partition'), neighbourhoods });
+    if (!/^\d+$/.test(partition)) throw new RangeError(`with --partitions, --partition is a number from 0 to ${partitions! - 1}, got "${partition}"`);
+    return selectPartition(fleet, { index: Number(partition), of: partitions! });
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+}
+
 function zone(v: string): string {
   if (!IANAZone.isValidZone(v)) throw new InvalidArgumentError(`--tz must be an IANA time zone such as UTC or Europe/London, got "${v}"`);
   return v;
@@ -141,13 +191,18 @@ export function fleetMeters(fleet: { meter: string; household: string; neighbour
 async function run(flags: PesFlags): Promise<void> {
   const log = createLogger('pes');
   const keys = loadPesKeys(flags.keys);
-  const meters = fleetMeters(loadFleet(flags.keys).meters, keys.meterKeys, keys.meterRotations);
+  const fleet = loadFleet(flags.keys).meters;
+  const part = partitionOf(flags, fleet);
+  const meters = fleetMeters(part ? fleet.filter((m) => part.meters.has(m.meter)) : fleet, keys.meterKeys, keys.meterRotations);
   const tariff = flags.tariff ? loadTariff(flags.tariff) : FLAT_TARIFF;
   if (flags.k < 20) log.warn({ k: flags.k }, 'pes: k below 20 — aggregates of fewer households leak individual behaviour (Buescher et al., PoPETs 2017)');
   if (!flags.membershipGuard) log.warn('pes: membership guard off — two releases differing by one meter reveal that household (docs/privacy.md)');
-  const svc = startPesService({
+  if (part) {
+    log.info({ partition: part.name, neighbourhoods: part.neighbourhoods.length, meters: part.meters.size, gateways: part.gateways.length }, 'pes: partition');
+    if (part.sharedGateways.length) log.warn({ gateways: part.sharedGateways }, 'pes: these gateways also serve other partitions; their frames for other partitions count as unknownMeter here');
+  }
+  const options = {
     keys: { rsa: keys.rsa, paillier: keys.paillier, mdmsPublic: keys.mdmsPublic, signer: keys.signer, bindingKeys: keys.bindingKeys, householdPublic: keys.householdPublic, meters },
-    stateFile: flags.state,
     intervalS: flags.interval,
     billing: flags.billingPeriod ?? parseBillingPeriod('1d'),
     tariff,
@@ -159,40 +214,89 @@ async function run(flags: PesFlags): Promise<void> {
     ...(flags.dpEpsilon !== undefined ? { dpEpsilon: flags.dpEpsilon } : {}),
     ...(flags.dpMaxPower !== undefined ? { dpMaxPowerW: flags.dpMaxPower } : {}),
     ...(flags.dpBudget !== undefined ? { dpBudget: flags.dpBudget } : {}),
-    pesId: flags.pesId,
+    pesId: flags.pesId ?? (part ? `pes-${part.name}` : 'pes'),
     ...(flags.retention !== undefined ? { retentionS: flags.retention } : {}),
     maxSkewS: flags.maxSkew,
     pool: true,
     logger: log,
-    mqtt: { url: flags.mqtt, ...credentials(flags), ...(flags.clientId !== undefined ? { clientId: flags.clientId } : {}) },
-    ...(flags.gateway.length ? { gateways: flags.gateway } : {}),
-  });
+    // One persistent session per partition (not per instance): whoever holds the lease resumes it.
+    mqtt: { url: flags.mqtt, ...credentials(flags), clientId: flags.clientId ?? (part ? `pes-${part.name}` : 'pes') },
+    ...(flags.gateway.length ? { gateways: flags.gateway } : part ? { gateways: part.gateways } : {}),
+  };
+  let stop!: () => void;
+  const stopped = new Promise<null>((resolve) => (stop = () => resolve(null)));
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+
+  let svc: PesService;
+  let lease: Lease | undefined;
+  let lost: Promise<Error> = new Promise<never>(() => undefined);
+  let closePool = async () => undefined as void;
+  if (isPostgresUrl(flags.state)) {
+    const pool = await pgPool(flags.state, flags.stateSchema, { idleInTransactionMs: flags.leaseTtl * 1000 });
+    closePool = () => pool.end();
+    try {
+      await migratePesState(pool);
+      const l = (lease = new Lease(pool, part?.name ?? 'all', { ttlMs: flags.leaseTtl * 1000 }));
+      // A standby waits for the lease before it opens the state or connects: only the holder may resume the
+      // partition's session (a second client with its id would make the broker drop the first).
+      let waiting = false;
+      let isStopped = false;
+      void stopped.then(() => (isStopped = true));
+      const tryAcquire = () =>
+        l.acquire().catch((e: Error) => {
+          log.warn({ partition: l.partition, err: e.message }, 'pes: cannot reach the lease; retrying');
+          return null;
+        });
+      while ((await tryAcquire()) === null) {
+        if (!waiting) log.info({ partition: l.partition, holder: l.holder }, 'pes: standby, waiting for the partition lease');
+        waiting = true;
+        await Promise.race([stopped, new Promise((r) => setTimeout(r, l.pollMs))]);
+        if (isStopped) return await closePool();
+      }
+      log.info({ partition: l.partition, epoch: l.epoch, holder: l.holder }, 'pes: partition lease acquired; active');
+      lost = new Promise<Error>((resolve) => l.keep(resolve));
+      svc = await openPesService({ ...options, state: (id) => PgPesState.open(pool, { ...id, lease: l }) });
+    } catch (e) {
+      lease?.stop();
+      await closePool();
+      throw e;
+    }
+  } else {
+    svc = startPesService({ ...options, stateFile: flags.state });
+  }
   // End of stream (replays, tests): SIGUSR2 closes every open window now and releases what may be released.
   // Messages are handled synchronously, so this runs between two of them; later readings make revisions.
-  const onFlush = () => {
+  const onFlush = async () => {
     try {
       svc.pes.flush();
+      if (svc.pes.asyncState) await svc.pes.commitAsync(); // the line below means durable
       log.info({ counters: svc.pes.counters }, 'pes: flushed on SIGUSR2: every window closed');
     } catch (e) {
       log.error({ err: (e as Error).message }, 'pes: flush failed');
     }
   };
-  process.on('SIGUSR2', onFlush);
-  let stop!: () => void;
-  const stopped = new Promise<null>((resolve) => (stop = () => resolve(null)));
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  const usr2 = () => void onFlush();
+  process.on('SIGUSR2', usr2);
   const refused = svc.ready.then(
     () => new Promise<never>(() => undefined),
     (e: Error) => e,
   );
-  const outcome = await Promise.race([stopped, refused, svc.failed]);
-  process.off('SIGUSR2', onFlush);
+  const outcome = await Promise.race([stopped, refused, svc.failed, lost]);
+  process.off('SIGUSR2', usr2);
   if (outcome instanceof Error) {
+    // Lease lost (another instance is active) or a commit refused: step down at once, write nothing more.
+    lease?.stop();
     await svc.kill();
+    await closePool();
     throw outcome;
   }
-  await svc.close();
+  try {
+    await svc.close();
+    await lease?.release(); // hands the partition over at once
+  } finally {
+    await closePool();
+  }
   log.info({ counters: svc.pes.counters }, 'pes: stopped');
 }
 
@@ -212,7 +316,12 @@ export function registerPesCommand(program: Command): void {
     .option('--mqtt <urls>', 'broker URL, or several comma-separated (the nodes of a cluster; reconnects to the next)', brokerUrlsOption('--mqtt'), 'mqtt://127.0.0.1:1883')
     .option('--username <name>', 'broker username (default: from the key set)')
     .option('--password-file <path>', 'file holding the broker password (with --username)')
-    .option('--state <file>', 'SQLite state file (Paillier ciphertexts, sealed counters)', DEFAULT_STATE)
+    .option('--state <file|url>', 'SQLite state file, or postgres://… (Paillier ciphertexts, sealed counters; PostgreSQL lets a standby take over)', DEFAULT_STATE)
+    .option('--state-schema <name>', 'PostgreSQL schema of the PES state (one per deployment)', 'pes')
+    .option('--partition <name|i>', 'run one partition of the fleet: a name (with --neighbourhoods) or a number (with --partitions); one active instance per partition with a PostgreSQL state')
+    .option('--neighbourhoods <list>', 'with --partition <name>: its neighbourhoods, comma-separated', idList('--neighbourhoods'))
+    .option('--partitions <n>', 'with --partition <i>: split the fleet into n partitions by neighbourhood hash', intOption('--partitions', 1, 10_000))
+    .option('--lease-ttl <duration>', 'PostgreSQL state: the partition lease expires this long after its last renewal (renewed every third of it); a standby takes over after at most this', leaseTtl, 10)
     .option('--interval <duration>', 'neighbourhood aggregation interval', interval, 900)
     .option('--billing-period <period>', 'household billing period: 1d, 1mo or Nh (N divides 24) (default: 1d)', billingPeriod)
     .option('--tariff <file.json>', 'time-of-use bands (default: one flat band)')
@@ -224,10 +333,10 @@ export function registerPesCommand(program: Command): void {
     .option('--dp-epsilon <e>', 'differential privacy: discrete Laplace noise on every neighbourhood release, epsilon per release (docs/privacy.md; default none)', epsilonOption)
     .option('--dp-max-power <W>', 'most power one meter draws, the DP sensitivity per interval (default 7360)', intOption('--dp-max-power', 1, 1_000_000))
     .option('--dp-budget <e>', 'with --dp-epsilon: most epsilon spent per neighbourhood per UTC day; releases beyond it are held (default none)', budgetOption)
-    .option('--pes-id <id>', 'this PES\'s id, the topic of its policy statement sm/v1/agg/policy/<id>', pesIdOption, 'pes')
+    .option('--pes-id <id>', 'this PES\'s id, the topic of its policy statement sm/v1/agg/policy/<id> (default: pes, or pes-<partition>)', pesIdOption)
     .option('--retention <duration>', 'how long closed windows accept late readings (default: 2 billing periods)', duration('--retention'))
     .option('--max-skew <duration>', 'reject readings further than this from the watermark', duration('--max-skew'), 7 * 86400)
-    .option('--client-id <id>', 'MQTT client id of the persistent session (default: pes); unique per PES on a shared broker')
+    .option('--client-id <id>', 'MQTT client id of the persistent session (default: pes, or pes-<partition>); one per partition, shared by its instances')
     .option('--gateway <id>', 'take the uplinks of this gateway only (repeatable; default: every gateway)', gatewayOption, [] as string[])
     .action((flags: PesFlags) => run(flags));
 }

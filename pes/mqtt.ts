@@ -14,10 +14,10 @@
  * @module
  */
 import type { IPublishPacket, MqttClient } from 'mqtt';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { startDurableSubscriber } from '../lib/durable-subscriber.js';
 import { FRAMES_PREFIX, HOUSEHOLD_KEY_PREFIX, topics } from '../protocol/topics.js';
-import { createPes, type CreatePesOptions, type PesHandle } from './pes.js';
+import { createPes, openPes, type AsyncPesState, type CreatePesOptions, type PesHandle, type StateIdentity } from './pes.js';
 
 export interface PesServiceOptions extends Omit<CreatePesOptions, 'publish' | 'autoCommit'> {
   mqtt: {
@@ -78,6 +78,33 @@ export function startPesService(opts: PesServiceOptions): PesService {
   const publish = (m: { topic: string; payload: Buffer }) =>
     new Promise<void>((resolve, reject) => client!.publish(m.topic, m.payload, { qos: 1 }, (err) => (err ? reject(err) : resolve())));
   const pes = createPes({ ...opts, logger: log, publish, autoCommit: false });
+  return serve(pes, opts, log, (c) => (client = c));
+}
+
+/**
+ * Starts the PES service on a state that commits asynchronously (PostgreSQL, pes/pg-state.ts): loads the state
+ * first (only then connects to the broker: a standby must not take the partition's session), and acknowledges
+ * each message once its commit resolved. A refused commit (the partition's lease lost) resolves `failed`.
+ * @example
+ * ```ts
+ * const svc = await openPesService({ keys, k: 20, mqtt: { url, clientId: 'pes-north' },
+ *   state: (id) => PgPesState.open(pool, { ...id, lease }) });
+ * ```
+ */
+export async function openPesService(opts: PesServiceOptions & { state: (id: StateIdentity) => Promise<AsyncPesState> }): Promise<PesService> {
+  const log = opts.logger ?? pino({ name: 'pes' });
+  let setClient!: (c: MqttClient) => void;
+  const connected = new Promise<MqttClient>((r) => (setClient = r));
+  // Messages left in the outbox are published again as soon as the client exists.
+  const publish = async (m: { topic: string; payload: Buffer }) => {
+    const c = await connected;
+    await new Promise<void>((resolve, reject) => c.publish(m.topic, m.payload, { qos: 1 }, (err) => (err ? reject(err) : resolve())));
+  };
+  const pes = await openPes({ ...opts, logger: log, publish, autoCommit: false });
+  return serve(pes, opts, log, setClient);
+}
+
+function serve(pes: PesHandle, opts: PesServiceOptions, log: Logger, setClient: (c: MqttClient) => void): PesService {
   let unexpected = 0;
 
   const frameFilters = opts.gateways?.length ? opts.gateways.map((g) => topics.frames(g)) : [topics.framesAll];
@@ -99,11 +126,12 @@ export function startPesService(opts: PesServiceOptions): PesService {
         log.warn({ topic: packet.topic }, 'pes: message on an unexpected topic ignored');
       }
       opts.hooks?.beforeCommit?.(packet);
+      if (pes.asyncState) return pes.commitAsync().then(() => 'ack' as const);
       pes.commit();
       return 'ack';
     },
   });
-  client = sub.client;
+  setClient(sub.client);
   // The policy statement (its guards and their counters) for the MDMS: on start, when a guard counter changed
   // (checked every policyIntervalMs), and on a clean stop. Through the outbox like any aggregate.
   let stated: string | null = null;

@@ -14,7 +14,7 @@ import type { PaillierPrivate, PoolOptions } from '../protocol/paillier/engine.j
 import { formatBillingPeriod, nominalSeconds, parseBillingPeriod, type BillingPeriod } from './duration.js';
 import { FLAT_TARIFF, type Tariff } from '../lib/tariff.js';
 import type { PesCounters } from './core/counters.js';
-import { PesCore, type MeterInfo, type OutMessage, type PesSettings } from './core/pes.js';
+import { PesCore, type Checkpoint, type MeterInfo, type OutMessage, type PesSettings, type Snapshot } from './core/pes.js';
 import { PesStore, type StoredOutMessage } from './store.js';
 import { topicId } from '../protocol/topics.js';
 import type { PolicyStatement } from '../protocol/aggregate.js';
@@ -102,8 +102,19 @@ export interface PesHandle {
   publishPolicy(at?: number): PolicyStatement;
   /** The counters a policy statement reports, as they are now (to tell whether a new statement is due). */
   guardCounters(): Record<string, number>;
-  /** Commits the changes since the last commit and publishes what they produced. */
+  /**
+   * Commits the changes since the last commit and publishes what they produced. SQLite state only: a state
+   * that commits asynchronously (PostgreSQL) throws here; use {@link PesHandle.commitAsync}.
+   */
   commit(): void;
+  /**
+   * Commits the changes since the last commit (taken now, written in order after every earlier commit) and
+   * publishes what they produced; resolves once durable. Works with every state. Once a commit failed (e.g. the
+   * partition's lease was lost) every later one rejects too: the state in memory is ahead of the stored one.
+   */
+  commitAsync(): Promise<void>;
+  /** True when the state commits asynchronously (PostgreSQL): flush(), publishPolicy() and autoCommit then queue their commits; await commitAsync(). */
+  readonly asyncState: boolean;
   /** Resolves when every publish started so far has been acknowledged (or failed). */
   idle(): Promise<void>;
   readonly counters: Readonly<PesCounters>;
@@ -117,6 +128,24 @@ export interface PesHandle {
   close(timeoutMs?: number): Promise<void>;
   /** Drops everything not yet committed and closes the state file (what a crash does; for tests). */
   abandon(): void;
+}
+
+/**
+ * A state that commits asynchronously, behind the same contract as the SQLite file: PostgreSQL
+ * (pes/pg-state.ts `PgPesState`).
+ */
+export interface AsyncPesState {
+  load(): Promise<Snapshot & { outbox: StoredOutMessage[] }>;
+  commit(cp: Checkpoint, confirmed: Iterable<number>): Promise<StoredOutMessage[]>;
+  confirm(ids: Iterable<number>): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** What a state must have been made for: the keys, and the settings that shape windows. */
+export interface StateIdentity {
+  rsa: KeyObject;
+  paillierKeyId: string;
+  config: Record<string, unknown>;
 }
 
 /**
@@ -182,16 +211,48 @@ export function resolveSettings(o: Omit<CreatePesOptions, 'keys'>): PesSettings 
  */
 export function createPes(opts: CreatePesOptions): PesHandle {
   const settings = resolveSettings(opts);
+  const store = PesStore.open(opts.stateFile ?? ':memory:', { ...stateIdentity(opts, settings), synchronous: opts.synchronous });
+  return assemble(opts, settings, { sync: store }, store.load());
+}
+
+/**
+ * Opens a PES on a state that commits asynchronously (PostgreSQL); `state` opens it for the given keys and
+ * window settings. `autoCommit` must be false: call `await pes.commitAsync()` after each message.
+ * @example
+ * ```ts
+ * const pes = await openPes({ keys, k: 20, autoCommit: false,
+ *   state: (id) => PgPesState.open(pool, { ...id, lease }) });
+ * pes.ingestUplink(payload);
+ * await pes.commitAsync(); // durable now
+ * ```
+ */
+export async function openPes(opts: CreatePesOptions & { state: (id: StateIdentity) => Promise<AsyncPesState> }): Promise<PesHandle> {
+  if (opts.autoCommit !== false) throw new RangeError('a PES on an asynchronous state needs autoCommit: false (await commitAsync())');
+  const settings = resolveSettings(opts);
+  const state = await opts.state(stateIdentity(opts, settings));
+  let snapshot: Awaited<ReturnType<AsyncPesState['load']>>;
+  try {
+    snapshot = await state.load();
+  } catch (e) {
+    await state.close();
+    throw e;
+  }
+  return assemble(opts, settings, { async: state }, snapshot);
+}
+
+function stateIdentity(opts: CreatePesOptions, settings: PesSettings): StateIdentity {
+  return {
+    rsa: opts.keys.rsa,
+    paillierKeyId: opts.keys.paillier.keyId,
+    config: { intervalS: settings.intervalS, billing: formatBillingPeriod(settings.billing), tz: settings.tz, tariff: settings.tariff },
+  };
+}
+
+function assemble(opts: CreatePesOptions, settings: PesSettings, backend: { sync: PesStore } | { async: AsyncPesState }, snapshot: Snapshot & { outbox: StoredOutMessage[] }): PesHandle {
   const pesId = topicId(opts.pesId ?? 'pes', 'PES id');
   const log = opts.logger ?? pino({ name: 'pes' });
   const keys = opts.keys;
   const core = new PesCore(settings, { paillier: keys.paillier, mdmsPublic: keys.mdmsPublic, signer: keys.signer, ...(keys.bindingKeys ? { bindingKeys: keys.bindingKeys } : {}), householdPublic: keys.householdPublic ?? new Map(), meters: keys.meters }, log);
-  const store = PesStore.open(opts.stateFile ?? ':memory:', {
-    rsa: keys.rsa,
-    paillierKeyId: keys.paillier.keyId,
-    config: { intervalS: settings.intervalS, billing: formatBillingPeriod(settings.billing), tz: settings.tz, tariff: settings.tariff },
-    synchronous: opts.synchronous,
-  });
   if (opts.pool) keys.paillier.startPool(opts.pool === true ? {} : opts.pool);
   const sent: OutMessage[] = [];
   const publish = opts.publish ?? ((m: OutMessage) => void sent.push(m));
@@ -212,41 +273,77 @@ export function createPes(opts: CreatePesOptions): PesHandle {
     inflight.add(p);
   };
 
-  const snapshot = store.load();
   core.restore(snapshot);
   if (snapshot.outbox.length) log.info({ messages: snapshot.outbox.length }, 'pes: re-publishing messages not acknowledged before the last stop');
   snapshot.outbox.forEach(send);
 
+  const store = 'sync' in backend ? backend.sync : null;
+  const state = 'async' in backend ? backend.async : null;
+  /** Asynchronous commits, written one after the other in the order their checkpoints were taken. */
+  let chain: Promise<void> = Promise.resolve();
+  let broken: Error | null = null;
   const commit = () => {
     if (closed) throw new Error('PES is closed');
+    if (!store) throw new Error('this PES state commits asynchronously: use commitAsync()');
     const out = store.commit(core.checkpoint(), confirmed.splice(0));
     out.forEach(send);
+  };
+  const commitAsync = (): Promise<void> => {
+    if (closed) return Promise.reject(new Error('PES is closed'));
+    if (store) {
+      try {
+        commit();
+        return Promise.resolve();
+      } catch (e) {
+        return Promise.reject(e as Error);
+      }
+    }
+    const cp = core.checkpoint();
+    const ids = confirmed.splice(0);
+    const p = chain.then(async () => {
+      if (broken) throw broken;
+      try {
+        (await state!.commit(cp, ids)).forEach(send);
+      } catch (e) {
+        broken ??= e as Error;
+        throw e;
+      }
+    });
+    chain = p.catch(() => undefined);
+    return p;
+  };
+  /** Commits now (SQLite) or queues the commit (asynchronous state; a failure makes every later commit fail). */
+  const commitAny = () => {
+    if (store) return commit();
+    commitAsync().catch((e: Error) => log.error({ err: e.message }, 'pes: commit failed'));
   };
 
   return {
     ingestUplink(bytes, topicGateway) {
       if (closed) throw new Error('PES is closed');
       core.ingestUplink(bytes, topicGateway);
-      if (autoCommit) commit();
+      if (autoCommit) commitAny();
     },
     householdKey(topic, payload) {
       if (closed) throw new Error('PES is closed');
       const ok = core.householdKey(topic, payload);
-      if (autoCommit) commit();
+      if (autoCommit) commitAny();
       return ok;
     },
     flush() {
       core.flush();
-      commit();
+      commitAny();
     },
     publishPolicy(at = Math.floor(Date.now() / 1000)) {
       if (closed) throw new Error('PES is closed');
       const body = core.policyStatement(pesId, at);
-      commit();
+      commitAny();
       return body;
     },
     guardCounters: () => core.guardCounters(),
     commit,
+    commitAsync,
+    asyncState: state !== null,
     async idle() {
       while (inflight.size) await Promise.allSettled([...inflight]);
     },
@@ -263,18 +360,25 @@ export function createPes(opts: CreatePesOptions): PesHandle {
     sent,
     async close(timeoutMs = 10_000) {
       if (closed) return;
-      commit();
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([this.idle(), new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]);
-      clearTimeout(timer);
-      closed = true;
-      store.confirm(confirmed.splice(0));
-      store.close();
-      if (opts.pool) await keys.paillier.closePool();
+      try {
+        await commitAsync();
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([this.idle(), new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]);
+        clearTimeout(timer);
+        closed = true;
+        if (store) store.confirm(confirmed.splice(0));
+        else await state!.confirm(confirmed.splice(0));
+      } finally {
+        closed = true;
+        if (store) store.close();
+        else await state!.close();
+        if (opts.pool) await keys.paillier.closePool();
+      }
     },
     abandon() {
       closed = true;
-      store.close();
+      if (store) store.close();
+      else void state!.close();
       if (opts.pool) void keys.paillier.closePool();
     },
   };

@@ -30,7 +30,8 @@ import { privateFile } from '../lib/private-file.js';
 import type { Checkpoint, MeterRecord, OutMessage, Snapshot, WindowRecord } from './core/pes.js';
 import type { PesCounters } from './core/counters.js';
 
-const FORMAT = '1';
+/** The state's format (both back ends). */
+export const FORMAT = '1';
 
 export interface StoreOptions {
   /** The PES RSA private key: wraps/unwraps the state key. */
@@ -73,8 +74,80 @@ CREATE TABLE IF NOT EXISTS dp (neighbourhood TEXT NOT NULL, day INTEGER NOT NULL
 /** The `day` of a neighbourhood's all-time line in the `dp` table (days are >= 0). */
 const ALL_TIME = -1;
 
-function fingerprint(x: unknown): string {
+/**
+ * SHA-256 of a value's JSON: how a state remembers the settings that shaped it.
+ * @example
+ * ```ts
+ * fingerprint({ intervalS: 900 }); // 64 hex digits
+ * ```
+ */
+export function fingerprint(x: unknown): string {
   return createHash('sha256').update(JSON.stringify(x)).digest('hex');
+}
+
+/**
+ * Seals one meter's record (anti-replay window, registers, gaps) with AES-256-GCM under the state key, the
+ * meter id in the AAD: what every state back end (this file, pes/pg-state.ts) stores for a meter.
+ * @example
+ * ```ts
+ * const blob = sealMeterRecord(stateKey, meterId, record);
+ * unsealMeterRecord(stateKey, meterId, blob); // the record again
+ * ```
+ */
+export function sealMeterRecord(stateKey: Buffer, meter: string, rec: MeterRecord): Buffer {
+  const iv = randomBytes(12);
+  const digests = rec.replay.digests ? new Uint8Array(rec.replay.digests.buffer, rec.replay.digests.byteOffset, rec.replay.digests.byteLength) : new Uint8Array(0);
+  const body = cborEncode({ r: [rec.replay.highest, rec.replay.bitmap, digests], e: rec.energy, s: rec.replayStreak, ...(rec.keyGeneration ? { g: rec.keyGeneration } : {}) });
+  try {
+    return Buffer.concat([iv, gcmEncrypt(stateKey, iv, body, Buffer.from(`pes-meter:${meter}`), 16)]);
+  } finally {
+    body.fill(0);
+  }
+}
+
+/**
+ * Opens a record sealed by {@link sealMeterRecord}; throws if the blob was altered or belongs to another meter.
+ * @example
+ * ```ts
+ * const record = unsealMeterRecord(stateKey, meterId, blob);
+ * ```
+ */
+export function unsealMeterRecord(stateKey: Buffer, meter: string, blob: Buffer): MeterRecord {
+  const pt = gcmDecrypt(stateKey, blob.subarray(0, 12), blob.subarray(12), Buffer.from(`pes-meter:${meter}`), 16);
+  try {
+    const o = cborDecode(pt) as { r: [number, Uint8Array, Uint8Array?]; e: MeterRecord['energy']; s: number; g?: number };
+    // Frame digests (4 bytes per counter, platform byte order as written) since duplicates were told apart.
+    const d = o.r[2];
+    const digests = d && d.length === DIGEST_DEPTH * 4 ? new Uint32Array(Uint8Array.from(d).buffer) : undefined;
+    const keyGeneration = Number.isSafeInteger(o.g) && o.g! > 0 ? { keyGeneration: o.g! } : {};
+    return { replay: { highest: o.r[0], bitmap: Uint8Array.from(o.r[1]), ...(digests ? { digests } : {}) }, energy: energyState(o.e), replayStreak: o.s, ...keyGeneration };
+  } finally {
+    pt.fill(0);
+  }
+}
+
+/**
+ * A `windows` row (columns kind, key, start, end, revision, closed, suppressed and the CBOR blobs acc, meters,
+ * changed, released) as the core's record; `closed`/`suppressed` may be 0/1 or booleans.
+ * @example
+ * ```ts
+ * const windows = rows.map(windowFromRow);
+ * ```
+ */
+export function windowFromRow(r: Record<string, unknown>): WindowRecord {
+  return {
+    kind: r.kind as WindowRecord['kind'],
+    key: r.key as string,
+    start: Number(r.start),
+    end: Number(r.end),
+    revision: Number(r.revision),
+    closed: r.closed === 1 || r.closed === true,
+    suppressed: r.suppressed === 1 || r.suppressed === true,
+    acc: cborDecode(r.acc as Buffer) as [string, Uint8Array][],
+    meters: cborDecode(r.meters as Buffer) as string[],
+    changed: cborDecode(r.changed as Buffer) as string[],
+    released: r.released == null ? null : (cborDecode(r.released as Buffer) as string[]),
+  };
 }
 
 /**
@@ -156,52 +229,15 @@ export class PesStore {
     }
   }
 
-  private seal(meter: string, rec: MeterRecord): Buffer {
-    const iv = randomBytes(12);
-    const digests = rec.replay.digests ? new Uint8Array(rec.replay.digests.buffer, rec.replay.digests.byteOffset, rec.replay.digests.byteLength) : new Uint8Array(0);
-    const body = cborEncode({ r: [rec.replay.highest, rec.replay.bitmap, digests], e: rec.energy, s: rec.replayStreak, ...(rec.keyGeneration ? { g: rec.keyGeneration } : {}) });
-    try {
-      return Buffer.concat([iv, gcmEncrypt(this.stateKey, iv, body, Buffer.from(`pes-meter:${meter}`), 16)]);
-    } finally {
-      body.fill(0);
-    }
-  }
-
-  private unseal(meter: string, blob: Buffer): MeterRecord {
-    const pt = gcmDecrypt(this.stateKey, blob.subarray(0, 12), blob.subarray(12), Buffer.from(`pes-meter:${meter}`), 16);
-    try {
-      const o = cborDecode(pt) as { r: [number, Uint8Array, Uint8Array?]; e: MeterRecord['energy']; s: number; g?: number };
-      // Frame digests (4 bytes per counter, platform byte order as written) since duplicates were told apart.
-      const d = o.r[2];
-      const digests = d && d.length === DIGEST_DEPTH * 4 ? new Uint32Array(Uint8Array.from(d).buffer) : undefined;
-      const keyGeneration = Number.isSafeInteger(o.g) && o.g! > 0 ? { keyGeneration: o.g! } : {};
-      return { replay: { highest: o.r[0], bitmap: Uint8Array.from(o.r[1]), ...(digests ? { digests } : {}) }, energy: energyState(o.e), replayStreak: o.s, ...keyGeneration };
-    } finally {
-      pt.fill(0);
-    }
-  }
-
   /** Reads the whole state, and the messages still waiting for a broker acknowledgement. */
   load(): Snapshot & { outbox: StoredOutMessage[] } {
     const meta = (k: string) => (this.db.prepare('SELECT v FROM meta WHERE k = ?').get(k) as { v: string } | undefined)?.v;
     const wm = meta('watermark');
     const counters = JSON.parse(meta('counters') ?? '{}') as Partial<PesCounters>;
-    const windows: WindowRecord[] = (this.db.prepare('SELECT * FROM windows').all() as Record<string, unknown>[]).map((r) => ({
-      kind: r.kind as WindowRecord['kind'],
-      key: r.key as string,
-      start: r.start as number,
-      end: r.end as number,
-      revision: r.revision as number,
-      closed: r.closed === 1,
-      suppressed: r.suppressed === 1,
-      acc: cborDecode(r.acc as Buffer) as [string, Uint8Array][],
-      meters: cborDecode(r.meters as Buffer) as string[],
-      changed: cborDecode(r.changed as Buffer) as string[],
-      released: r.released == null ? null : (cborDecode(r.released as Buffer) as string[]),
-    }));
+    const windows = (this.db.prepare('SELECT * FROM windows').all() as Record<string, unknown>[]).map(windowFromRow);
     const meters = new Map<string, MeterRecord>();
     for (const r of this.db.prepare('SELECT meter, sealed FROM meters').all() as { meter: string; sealed: Buffer }[]) {
-      meters.set(r.meter, this.unseal(r.meter, r.sealed));
+      meters.set(r.meter, unsealMeterRecord(this.stateKey, r.meter, r.sealed));
     }
     const households = new Map<string, Uint8Array | null>();
     for (const r of this.db.prepare('SELECT household, spki FROM households').all() as { household: string; spki: Buffer | null }[]) {
@@ -223,7 +259,7 @@ export class PesStore {
         s.putWindow.run(w.kind, w.key, w.start, w.end, w.revision, w.closed ? 1 : 0, w.suppressed ? 1 : 0, cborEncode(w.acc), cborEncode(w.meters), cborEncode(w.changed), w.released ? cborEncode(w.released) : null);
       }
       for (const e of cp.evicted) s.delWindow.run(e.kind, e.key, e.start);
-      for (const [id, m] of cp.meters) s.putMeter.run(id, this.seal(id, m));
+      for (const [id, m] of cp.meters) s.putMeter.run(id, sealMeterRecord(this.stateKey, id, m));
       for (const [hh, spki] of cp.households) s.putHousehold.run(hh, spki === null ? null : Buffer.from(spki));
       for (const r of cp.dp) s.putDp.run(r.neighbourhood, r.day ?? ALL_TIME, r.spent);
       for (const r of cp.dpEvicted) s.delDp.run(r.neighbourhood, r.day);

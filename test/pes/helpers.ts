@@ -1,4 +1,5 @@
 /** Test fleets built in memory: meters with random keys, RSA keys, a small Paillier key, and a frame maker. */
+import { expect } from 'vitest';
 import { generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { encodeFrame, meterId, sealFrame, SC_AES256GCM, systemTitle } from '../../protocol/frame.js';
 import { generatePaillier, type PaillierPrivate } from '../../protocol/paillier/engine.js';
@@ -140,3 +141,41 @@ export function latest(bodies: (NeighbourhoodAggregate | BillingAggregate)[]): M
 }
 
 export const silent = { level: 'silent' } as const;
+
+/**
+ * A stream of uplinks with everything that makes state matter: interleaved meters, a frame lost and
+ * delivered late (gap then fill), a late reading after its window closed (revision), a replayed frame.
+ */
+export function scenario(f: TestFleet, perMeter = 12): Buffer[] {
+  const msgs: Buffer[] = [];
+  const held: { at: number; frame: Uint8Array }[] = [];
+  for (let step = 0; step < perMeter; step++) {
+    const frames: Uint8Array[] = [];
+    f.meters.forEach((m, i) => {
+      // Meters 0 and 2 are prosumers: their frames carry the export register (as sensitive as import).
+      const exported = i % 2 === 0 ? (j: number) => 4_000_000_000 + ((step * 15 + j) * 6007 + i * 99_991) % 1_000_000 : undefined;
+      const fr = m.frame(m.batch(15, 60, (j) => 5_000_000_000 + ((step * 15 + j) * 7919 + i * 104_729) % 1_000_000, exported));
+      if (i === 1 && step === 3) held.push({ at: step + 4, frame: fr }); // lost, arrives 4 steps later (gap fill)
+      else if (i === 2 && step === 5) held.push({ at: step + 3, frame: fr }); // arrives after its window closed: revisions
+      else frames.push(fr);
+    });
+    for (const h of held.filter((x) => x.at === step)) frames.push(h.frame);
+    msgs.push(uplink(frames));
+    if (step === 6) msgs.push(uplink([frames[0]!])); // the same frame again, byte for byte
+  }
+  return msgs;
+}
+
+
+/** Every released (kind, key, start, revision) with its body; fails on two different bodies for one id. */
+export function releases(f: TestFleet, sent: OutMessage[]): Map<string, NeighbourhoodAggregate | BillingAggregate> {
+  const out = new Map<string, NeighbourhoodAggregate | BillingAggregate>();
+  for (const b of openAggregates(f, sent)) {
+    const id = `${b.kind}|${b.key}|${b.start}|${b.revision}`;
+    const prev = out.get(id);
+    if (prev) expect(b).toEqual(prev);
+    out.set(id, b);
+  }
+  return out;
+}
+

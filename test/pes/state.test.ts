@@ -9,7 +9,7 @@ import { openStream } from '../../protocol/seal.js';
 import { createPes, type CreatePesOptions, type OutMessage } from '../../pes/pes.js';
 import type { BillingAggregate, NeighbourhoodAggregate } from '../../protocol/aggregate.js';
 import { StateMismatchError } from '../../pes/store.js';
-import { latest, makeFleet, openAggregates, uplink, type TestFleet } from './helpers.js';
+import { latest, makeFleet, openAggregates, releases, scenario, uplink, type TestFleet } from './helpers.js';
 
 const log = pino({ level: 'silent' });
 const T0 = 1_700_000_000 - (1_700_000_000 % 86400);
@@ -21,30 +21,6 @@ const tmp = () => {
 };
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
-/**
- * A stream of uplinks with everything that makes state matter: interleaved meters, a frame lost and
- * delivered late (gap then fill), a late reading after its window closed (revision), a replayed frame.
- */
-function scenario(f: TestFleet, perMeter = 12): Buffer[] {
-  const msgs: Buffer[] = [];
-  const held: { at: number; frame: Uint8Array }[] = [];
-  for (let step = 0; step < perMeter; step++) {
-    const frames: Uint8Array[] = [];
-    f.meters.forEach((m, i) => {
-      // Meters 0 and 2 are prosumers: their frames carry the export register (as sensitive as import).
-      const exported = i % 2 === 0 ? (j: number) => 4_000_000_000 + ((step * 15 + j) * 6007 + i * 99_991) % 1_000_000 : undefined;
-      const fr = m.frame(m.batch(15, 60, (j) => 5_000_000_000 + ((step * 15 + j) * 7919 + i * 104_729) % 1_000_000, exported));
-      if (i === 1 && step === 3) held.push({ at: step + 4, frame: fr }); // lost, arrives 4 steps later (gap fill)
-      else if (i === 2 && step === 5) held.push({ at: step + 3, frame: fr }); // arrives after its window closed: revisions
-      else frames.push(fr);
-    });
-    for (const h of held.filter((x) => x.at === step)) frames.push(h.frame);
-    msgs.push(uplink(frames));
-    if (step === 6) msgs.push(uplink([frames[0]!])); // the same frame again, byte for byte
-  }
-  return msgs;
-}
-
 const opts = (f: TestFleet, stateFile?: string): CreatePesOptions => ({
   keys: f.keys,
   stateFile,
@@ -54,18 +30,6 @@ const opts = (f: TestFleet, stateFile?: string): CreatePesOptions => ({
   revisionK: 1,
   logger: log,
 });
-
-/** Every released (kind, key, start, revision) with its body; fails on two different bodies for one id. */
-function releases(f: TestFleet, sent: OutMessage[]): Map<string, NeighbourhoodAggregate | BillingAggregate> {
-  const out = new Map<string, NeighbourhoodAggregate | BillingAggregate>();
-  for (const b of openAggregates(f, sent)) {
-    const id = `${b.kind}|${b.key}|${b.start}|${b.revision}`;
-    const prev = out.get(id);
-    if (prev) expect(b).toEqual(prev);
-    out.set(id, b);
-  }
-  return out;
-}
 
 describe('restart', () => {
   it('PES closed and reopened mid-stream releases exactly what an uninterrupted run releases', async () => {
