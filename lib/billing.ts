@@ -1,6 +1,8 @@
 /**
- * Pricing household billing aggregates with time-of-use tariffs — the pure core of MDMS billing. No floats:
- * every quantity is an integer and every product is taken in BigInt.
+ * Pricing household billing aggregates with time-of-use tariffs — the pure core of MDMS billing, shared with
+ * the household app (its bill preview prices the household's own readings with this very function, so both
+ * agree to the minor unit). Browser-safe (luxon only). No floats: every quantity is an integer and every
+ * product is taken in BigInt.
  *
  * Units
  * - energy: integer Wh (what the PES releases per household x billing period x band);
@@ -14,6 +16,13 @@
  * does not drift one way); the subtotal is the sum of the rounded lines; VAT is computed once per VAT rate on
  * the subtotal of the lines at that rate, rounded half to even; total = subtotal + VAT. A customer can check
  * every line with a pocket calculator from the figures printed on it.
+ *
+ * Feed-in (energy the household delivered to the grid, `exportBands`): one line per band and tariff version
+ * with exported energy, amount = -(Wh x feed-in price / 10^6) rounded half to even (the rounding is symmetric,
+ * so the credit is exactly the negative of a charge for the same figures); pro-rated between versions like
+ * import. Feed-in lines are netted before VAT: they count in the VAT base of their version's rate, so the
+ * VAT is computed on (charges - feed-in credit); a bill can be a credit (negative total). They are listed in
+ * `Bill.feedIn`, apart from the charge `lines`; the subtotal is the sum of both.
  *
  * Tariff versions: a tariff (`code`) has versions, each effective from local midnight of `effectiveFrom` in
  * the version's time zone until the next version takes effect.
@@ -38,6 +47,8 @@ export interface BandPrice {
   band: string;
   /** Thousandths of a minor unit per kWh (may be negative: some tariffs pay for off-peak use). */
   priceMilliPerKwh: number;
+  /** Thousandths of a minor unit paid per kWh fed into the grid in this band; absent = 0. */
+  feedInMilliPerKwh?: number;
 }
 
 /** One version of a tariff: prices in effect from local midnight of `effectiveFrom`. */
@@ -66,6 +77,8 @@ export interface BillingPeriod {
   start: number;
   end: number;
   bands: Record<string, number>;
+  /** Energy fed into the grid per band, Wh; absent = nothing exported. */
+  exportBands?: Record<string, number>;
 }
 
 interface LineBase {
@@ -83,6 +96,13 @@ export interface EnergyLine extends LineBase {
   band: string;
   energyWh: number;
   priceMilliPerKwh: number;
+}
+/** Energy of one band fed into the grid, credited under one tariff version (a negative amount). */
+export interface FeedInLine extends LineBase {
+  kind: 'feedIn';
+  band: string;
+  energyWh: number;
+  feedInMilliPerKwh: number;
 }
 /** Standing charge under one tariff version. */
 export interface StandingLine extends LineBase {
@@ -102,7 +122,11 @@ export interface Bill {
   periods: number;
   /** Energy over all bands and periods. */
   energyWh: number;
+  /** Energy fed in over all bands and periods. */
+  exportWh: number;
   lines: BillLine[];
+  /** Feed-in credits (negative amounts), apart from `lines` so that a reader of charge lines is unchanged. */
+  feedIn: FeedInLine[];
   subtotalMinor: number;
   vat: { basisPoints: number; baseMinor: number; amountMinor: number }[];
   vatMinor: number;
@@ -173,6 +197,9 @@ export function checkTariffVersion(v: TariffVersion): TariffVersion {
     seen.add(b.band);
     if (!Number.isSafeInteger(b.priceMilliPerKwh) || Math.abs(b.priceMilliPerKwh) > MAX_RATE_MILLI) {
       bad(`price of band "${b.band}" must be an integer of at most ${MAX_RATE_MILLI} thousandths of a minor unit per kWh`);
+    }
+    if (b.feedInMilliPerKwh !== undefined && (!Number.isSafeInteger(b.feedInMilliPerKwh) || b.feedInMilliPerKwh < 0 || b.feedInMilliPerKwh > MAX_RATE_MILLI)) {
+      bad(`feed-in price of band "${b.band}" must be an integer 0..${MAX_RATE_MILLI} thousandths of a minor unit per kWh`);
     }
   }
   return v;
@@ -336,28 +363,37 @@ export function priceBill(periods: readonly BillingPeriod[], versions: readonly 
     if (i > 0 && p.start < ps[i - 1]!.end) throw new BillingError('billing periods overlap');
   }
   const order = new Map(sorted.map((v, i) => [v.id, i]));
-  const energy = new Map<string, { v: TariffVersion; band: string; wh: bigint; from: number; to: number }>();
+  type Share = { v: TariffVersion; band: string; wh: bigint; from: number; to: number };
+  const energy = new Map<string, Share>();
+  const feedIn = new Map<string, Share>();
   const standing = new Map<number, { v: TariffVersion; days: number; from: number; to: number }>();
   let totalWh = 0n;
+  let totalExportWh = 0n;
   for (const p of ps) {
     const segs = segmentsOf(p.start, p.end, sorted);
     const weights = segs.map((s) => s.to - s.from);
-    for (const [band, wh] of Object.entries(p.bands)) {
-      if (!Number.isSafeInteger(wh)) throw new BillingError(`energy of band "${band}" must be an integer number of Wh`);
-      totalWh += BigInt(wh);
-      const split = apportion(wh, weights);
-      segs.forEach((s, i) => {
-        if (!s.version.bands.some((b) => b.band === band)) {
-          throw new BillingError(`tariff "${s.version.name}" (effective ${s.version.effectiveFrom}) has no price for band "${band}"`);
-        }
-        const k = `${s.version.id}\u0000${band}`;
-        const e = energy.get(k) ?? { v: s.version, band, wh: 0n, from: s.from, to: s.to };
-        e.wh += BigInt(split[i]!);
-        e.from = Math.min(e.from, s.from);
-        e.to = Math.max(e.to, s.to);
-        energy.set(k, e);
-      });
-    }
+    const share = (into: Map<string, Share>, bands: Record<string, number>, what: string): bigint => {
+      let sum = 0n;
+      for (const [band, wh] of Object.entries(bands)) {
+        if (!Number.isSafeInteger(wh)) throw new BillingError(`${what} of band "${band}" must be an integer number of Wh`);
+        sum += BigInt(wh);
+        const split = apportion(wh, weights);
+        segs.forEach((s, i) => {
+          if (!s.version.bands.some((b) => b.band === band)) {
+            throw new BillingError(`tariff "${s.version.name}" (effective ${s.version.effectiveFrom}) has no price for band "${band}"`);
+          }
+          const k = `${s.version.id}\u0000${band}`;
+          const e = into.get(k) ?? { v: s.version, band, wh: 0n, from: s.from, to: s.to };
+          e.wh += BigInt(split[i]!);
+          e.from = Math.min(e.from, s.from);
+          e.to = Math.max(e.to, s.to);
+          into.set(k, e);
+        });
+      }
+      return sum;
+    };
+    totalWh += share(energy, p.bands, 'energy');
+    totalExportWh += share(feedIn, p.exportBands ?? {}, 'exported energy');
     for (const s of segs) {
       const st = standing.get(s.version.id) ?? { v: s.version, days: 0, from: s.from, to: s.to };
       st.days += localDays(s.from, s.to, s.version.tz);
@@ -367,8 +403,11 @@ export function priceBill(periods: readonly BillingPeriod[], versions: readonly 
     }
   }
   const lines: BillLine[] = [];
+  const credits: FeedInLine[] = [];
   const bandRank = (v: TariffVersion, band: string): number => v.bands.findIndex((b) => b.band === band);
-  const energyLines = [...energy.values()].sort((a, b) => order.get(a.v.id)! - order.get(b.v.id)! || bandRank(a.v, a.band) - bandRank(b.v, b.band));
+  const byVersionBand = (a: Share, b: Share) => order.get(a.v.id)! - order.get(b.v.id)! || bandRank(a.v, a.band) - bandRank(b.v, b.band);
+  const energyLines = [...energy.values()].sort(byVersionBand);
+  const feedInLines = [...feedIn.values()].filter((f) => f.wh !== 0n).sort(byVersionBand);
   for (const v of sorted) {
     for (const e of energyLines.filter((x) => x.v.id === v.id)) {
       const price = v.bands.find((b) => b.band === e.band)!.priceMilliPerKwh;
@@ -383,6 +422,21 @@ export function priceBill(periods: readonly BillingPeriod[], versions: readonly 
         priceMilliPerKwh: price,
         vatBasisPoints: v.vatBasisPoints,
         amountMinor: toNumber(roundHalfEven(e.wh * BigInt(price), 1_000_000n), 'a line amount'),
+      });
+    }
+    for (const f of feedInLines.filter((x) => x.v.id === v.id)) {
+      const price = v.bands.find((b) => b.band === f.band)!.feedInMilliPerKwh ?? 0;
+      credits.push({
+        kind: 'feedIn',
+        tariffId: v.id,
+        tariffName: v.name,
+        band: f.band,
+        from: f.from,
+        to: f.to,
+        energyWh: toNumber(f.wh, 'exported energy'),
+        feedInMilliPerKwh: price,
+        vatBasisPoints: v.vatBasisPoints,
+        amountMinor: toNumber(-roundHalfEven(f.wh * BigInt(price), 1_000_000n), 'a line amount'),
       });
     }
     const st = standing.get(v.id);
@@ -402,7 +456,7 @@ export function priceBill(periods: readonly BillingPeriod[], versions: readonly 
   }
   const byRate = new Map<number, bigint>();
   let subtotal = 0n;
-  for (const l of lines) {
+  for (const l of [...lines, ...credits]) {
     subtotal += BigInt(l.amountMinor);
     byRate.set(l.vatBasisPoints, (byRate.get(l.vatBasisPoints) ?? 0n) + BigInt(l.amountMinor));
   }
@@ -417,7 +471,9 @@ export function priceBill(periods: readonly BillingPeriod[], versions: readonly 
     to: ps[ps.length - 1]!.end,
     periods: ps.length,
     energyWh: toNumber(totalWh, 'energy'),
+    exportWh: toNumber(totalExportWh, 'exported energy'),
     lines,
+    feedIn: credits,
     subtotalMinor: toNumber(subtotal, 'subtotal'),
     vat,
     vatMinor: toNumber(vatMinor, 'VAT'),
