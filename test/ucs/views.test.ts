@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { Status, encodeReadingBatch, decodeReadingBatch } from '../../protocol/reading.js';
 import { bodyRows, upgradeRow, type Row } from '../../ucs/web/body.js';
 import { CSV_HEADER, toCsv, toEspiXml } from '../../ucs/web/export.js';
-import { attributeGaps, bucketBounds, compare, cumulative, energyBetween, formatKwh, intervalBounds, lastYear, liveNow, powerSeries, shiftRange, spanRange, sumEnergy, sumFlows } from '../../ucs/web/series.js';
+import { attributeGaps, MAX_ATTRIBUTED_GAP_S, bucketBounds, compare, cumulative, energyBetween, formatKwh, intervalBounds, lastYear, liveNow, powerSeries, shiftRange, spanRange, sumEnergy, sumFlows } from '../../ucs/web/series.js';
 
 const utc = (y: number, m: number, d: number, h = 0, min = 0) => Date.UTC(y, m - 1, d, h, min) / 1000;
 const row = (time: number, energyWh: number, meter = 'a000000000000001', extra: Partial<Row> = {}): Row => ({ meter, time, period: 60, importWh: 1000 + energyWh, powerW: energyWh * 60, status: 0, energyWh, exportWh: 0, exportEnergyWh: 0, ...extra });
@@ -116,6 +116,9 @@ describe('energy per bucket and comparisons', () => {
     expect(attributeGaps([r(180, 150, 5)], new Map([[m, r(60, 120, 10)]]))[0]!.energyWh).toBe(30);
     expect(attributeGaps([r(60, 120, 10), r(180, 7, 7, 0, 0, Status.REGISTER_RESET)])[1]!.energyWh).toBe(7);
     expect(attributeGaps([r(60, 120, 10), r(90, 200, 10)])[1]!.energyWh).toBe(10);
+    // A silence of more than a week is not a lost frame: its energy is not piled into one reading.
+    expect(attributeGaps([r(60, 120, 10), r(120 + MAX_ATTRIBUTED_GAP_S, 150, 5)])[1]!.energyWh).toBe(30);
+    expect(attributeGaps([r(60, 120, 10), r(121 + MAX_ATTRIBUTED_GAP_S, 150, 5)])[1]!.energyWh).toBe(5);
   });
 
   it('sums power across meters per period start and headlines each meter’s newest reading', () => {

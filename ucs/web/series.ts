@@ -100,11 +100,19 @@ export function intervalBounds(range: Range, intervalS: number): number[] {
 }
 
 /**
+ * Longest gap whose energy {@link attributeGaps} moves into the reading after it. A longer silence is more
+ * likely a time the household's browser could not see (no key bound, an account registered again) than
+ * frames the meter lost for good, and a week of energy in one quarter hour would hide more than it shows.
+ */
+export const MAX_ATTRIBUTED_GAP_S = 7 * 86_400;
+
+/**
  * Rows whose energies are register differences to the previous row of the same meter that is present (or to
  * `before`, each meter's last row before the first one given): a batch that never reached the household (or
  * a gap before it) then shifts its energy into the next reading instead of losing it, as the PES attributes
  * it (pes/core/energy.ts) — so that day, month and bill totals agree with the utility's. A reading with
- * `REGISTER_RESET`, or a register that went backwards, keeps its own energy.
+ * `REGISTER_RESET`, a register that went backwards, or a gap longer than {@link MAX_ATTRIBUTED_GAP_S} keeps
+ * its own energy.
  * @example
  * ```ts
  * attributeGaps([{ ...r1, importWh: 100 }, { ...r2, importWh: 130, energyWh: 10 }]); // r2 gets 30 when r2 follows a gap
@@ -116,7 +124,7 @@ export function attributeGaps(rows: readonly Row[], before: ReadonlyMap<string, 
   const out = sorted.map((r) => {
     const prev = last.get(r.meter);
     last.set(r.meter, r);
-    if (!prev || r.status & Status.REGISTER_RESET || r.time < prev.time + prev.period) return r;
+    if (!prev || r.status & Status.REGISTER_RESET || r.time < prev.time + prev.period || r.time - (prev.time + prev.period) > MAX_ATTRIBUTED_GAP_S) return r;
     const gapIn = r.importWh - r.energyWh - prev.importWh;
     const gapOut = r.exportWh - r.exportEnergyWh - prev.exportWh;
     if (gapIn < 0 || gapOut < 0 || (gapIn === 0 && gapOut === 0)) return r;
