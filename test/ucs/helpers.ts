@@ -130,18 +130,20 @@ export function sourceBatches(seed: number, start: number, minutes: number, batc
   return out;
 }
 
+const midday = (t: number) => t % 86_400 >= 9 * 3600 && t % 86_400 < 15 * 3600;
+
 /**
- * A prosumer's readings: {@link sourceBatches} with an export register that moves around midday (local solar
- * time of UTC): each reading between 09:00 and 15:00 UTC feeds in `(minute of the day % 7) + 1` Wh, so some
- * windows both import and export, and the batches go in the long form.
+ * A prosumer's readings: {@link sourceBatches} with an export register that moves while `sunny` (default:
+ * between 09:00 and 15:00 UTC): each such reading feeds in `(minute of the day % 7) + 1` Wh, so some windows
+ * both import and export, and the batches go in the long form.
  */
-export function prosumerBatches(seed: number, start: number, minutes: number, batch = 15, startWh = 1_234_567, startExportWh = 80_210): ReadingBatch[] {
+export function prosumerBatches(seed: number, start: number, minutes: number, batch = 15, startWh = 1_234_567, startExportWh = 80_210, sunny: (t: number) => boolean = midday): ReadingBatch[] {
   let exportWh = startExportWh;
   return sourceBatches(seed, start, minutes, batch, startWh).map((b) => {
     const prevExportWh = exportWh;
     const readings = b.readings.map((r) => {
       const minute = Math.floor((r.time % 86_400) / 60);
-      if (minute >= 9 * 60 && minute < 15 * 60) exportWh += (minute % 7) + 1;
+      if (sunny(r.time)) exportWh += (minute % 7) + 1;
       return { ...r, exportWh };
     });
     return { prevWh: b.prevWh, prevExportWh, readings };

@@ -21,8 +21,10 @@ export interface Dates {
   time(t: number): string;
   /** The title of a history period (the day, `Week 49, 2026 (1 Dec – 7 Dec)`, the month, the year). */
   period(span: Span, t: number): string;
-  /** The label of one bucket of a period's chart or table (an hour, a day, a month). */
+  /** The label of one bucket of a period's table (an hour, a day, a month). */
   bucket(span: Span, t: number): string;
+  /** A chart axis tick of a week, month or year view: `6 Dec`, `Dec`. */
+  tick(span: Span, t: number): string;
   /** The zone and its current offset, for the header: `Europe/London (UTC+00:00)`. */
   zoneLabel(at: number): string;
 }
@@ -63,6 +65,7 @@ export function dates(zone: string, locale: string): Dates {
       if (span === 'year') return x.toLocaleString({ month: 'short', year: 'numeric' });
       return x.toLocaleString({ weekday: 'short', day: 'numeric', month: 'short' });
     },
+    tick: (span, t) => at(t).toLocaleString(span === 'year' ? { month: 'short' } : { day: 'numeric', month: 'short' }),
     zoneLabel: (t) => `${zone} (UTC${at(t).toFormat('ZZ')})`,
   };
   return d;

@@ -38,6 +38,17 @@ export const setText = (id: string, text: string) => {
   $(id).textContent = text;
 };
 
+/**
+ * Sets the text of several elements at once (after every figure of a view is computed).
+ * @example
+ * ```ts
+ * setTexts({ 'today-total': '1.234', 'today-export': 'no data' });
+ * ```
+ */
+export const setTexts = (texts: Record<string, string>) => {
+  for (const [id, text] of Object.entries(texts)) setText(id, text);
+};
+
 /** What the page shows where a span has no readings. */
 export const NO_DATA = 'no data';
 

@@ -13,7 +13,7 @@ import { billingParts, billingPeriodsIn, billPreview, priceParts, priceRange, ty
 import type { Row } from './body.js';
 import { bars, drawChart } from './charts.js';
 import type { Dates } from './dates.js';
-import { $, fillTable, input, kwhOrNone, NO_DATA, pct, setText } from './dom.js';
+import { $, fillTable, input, kwhOrNone, NO_DATA, pct, setText, setTexts } from './dom.js';
 import { attributeGaps, bucketBounds, compare, cumulative, energyBetween, formatKwh, intervalBounds, lastYear, liveNow, powerSeries, shiftRange, spanRange, sumFlows, type Range, type Span } from './series.js';
 import type { ReadingStore } from './store.js';
 
@@ -108,7 +108,8 @@ function costText(p: Priced | null, readings: number): string {
   return p.bill ? money(p.bill.totalMinor, p.bill) : `— (${p.error})`;
 }
 
-const axisTime = (d: Dates, span: Span | 'interval') => (_u: uPlot, splits: number[]) => splits.map((t) => (span === 'interval' ? d.time(t) : d.bucket(span, t)));
+/** Short x-axis labels (times of day, day and month, month), so that a phone's narrow chart can hold them. */
+const axisTime = (d: Dates, span: Span | 'interval') => (_u: uPlot, splits: number[]) => splits.map((t) => (span === 'interval' || span === 'day' ? d.time(t) : d.tick(span, t)));
 
 // --- live ------------------------------------------------------------------------------------------------------
 /**
@@ -137,7 +138,7 @@ export async function drawLive(c: ViewContext): Promise<void> {
     $('live-chart'),
     {
       series: [{}, { label: 'Power (W)', stroke: '#1f6f5c', width: 2, fill: 'rgba(31,111,92,.12)' }],
-      axes: [{ values: axisTime(c.dates, 'interval') }, { label: 'W' }],
+      axes: [{ values: axisTime(c.dates, 'interval'), space: 56 }, { label: 'W' }],
       scales: { x: { time: true } },
     },
     [times, watts],
@@ -163,28 +164,31 @@ export async function drawToday(c: ViewContext): Promise<void> {
   const end = await latestEnd(c.store);
   const day = spanRange('day', end - 1, c.dates.zone);
   const now = Date.now() / 1000;
-  setText('today-title', day.start <= now && now < day.end ? 'Today' : `Latest day with readings: ${c.dates.day(day.start)}`);
   const rows = await rowsIn(c.store, day);
   const bounds = intervalBounds(day, Number(input('today-interval').value));
   const starts = bounds.slice(0, -1);
   const flows = sumFlows(rows, bounds);
   const upTo = Math.min(day.end, end);
-  setText('today-total', kwhOrNone(energyBetween(rows, day.start, upTo)));
-  setText('today-export', kwhOrNone(energyBetween(rows, day.start, upTo, 'export')));
-  setText('today-net', kwhOrNone(energyBetween(rows, day.start, upTo, 'net')));
   const prev = shiftRange('day', day, -1, c.dates.zone);
   const ago = lastYear('day', day, c.dates.zone);
   const elapsed = upTo - day.start;
   const prevSame = await summary(c, { start: prev.start, end: Math.min(prev.end, prev.start + elapsed) });
   const agoSame = await summary(c, { start: ago.start, end: Math.min(ago.end, ago.start + elapsed) });
   const current = energyBetween(rows, day.start, upTo);
-  setText('today-prev', kwhOrNone(prevSame.importWh));
-  setText('today-change', pct(changePct(current, prevSame.importWh)));
-  setText('today-year', kwhOrNone(agoSame.importWh));
-  setText('today-cost', c.tariff ? costText(priceRange(rows, c.tariff, { start: day.start, end: upTo }), rows.length) : 'no tariff');
+  // Everything computed first, then shown at once: the page never shows half of one draw and half of another.
+  setTexts({
+    'today-title': day.start <= now && now < day.end ? 'Today' : `Latest day with readings: ${c.dates.day(day.start)}`,
+    'today-total': kwhOrNone(current),
+    'today-export': kwhOrNone(energyBetween(rows, day.start, upTo, 'export')),
+    'today-net': kwhOrNone(energyBetween(rows, day.start, upTo, 'net')),
+    'today-prev': kwhOrNone(prevSame.importWh),
+    'today-change': pct(changePct(current, prevSame.importWh)),
+    'today-year': kwhOrNone(agoSame.importWh),
+    'today-cost': c.tariff ? costText(priceRange(rows, c.tariff, { start: day.start, end: upTo }), rows.length) : 'no tariff',
+  });
   drawChart(
     $('today-chart'),
-    { series: [{}, IMPORT, EXPORT], axes: [{ values: axisTime(c.dates, 'interval') }, { label: 'Wh' }], scales: { x: { time: true } } },
+    { series: [{}, IMPORT, EXPORT], axes: [{ values: axisTime(c.dates, 'interval'), space: 56 }, { label: 'Wh' }], scales: { x: { time: true } } },
     [starts, flows.importWh, negate(flows.exportWh)],
     missingBefore(starts, flows.importWh, upTo),
   );
@@ -256,24 +260,25 @@ export async function drawHistory(c: ViewContext): Promise<void> {
   const upTo = Math.min(Math.max(end, cur.start), cur.end);
   const b = await bucketsOf(c, span, cur, upTo);
   const before = await bucketsOf(c, span, prev, prev.end);
-  setText('history-title', c.dates.period(span, cur.start));
   const sum = (v: (number | null)[]) => v.reduce<number | null>((a, x) => (x === null ? a : (a ?? 0) + x), null);
   const total = sum(b.importWh);
-  setText('history-total', kwhOrNone(total));
-  setText('history-export', kwhOrNone(sum(b.exportWh)));
-  setText('history-net', kwhOrNone(sum(b.netWh)));
-  setText('history-cost', b.periodCost);
   const elapsed = upTo - cur.start;
   const prevSame = await summary(c, { start: prev.start, end: Math.min(prev.end, prev.start + elapsed) });
   const agoSame = await summary(c, { start: ago.start, end: Math.min(ago.end, ago.start + elapsed) });
-  setText('history-prev-same', kwhOrNone(prevSame.importWh));
-  setText('history-change', pct(changePct(total, prevSame.importWh)));
-  setText('history-prev-total', kwhOrNone(sum(before.importWh)));
-  setText('history-year-same', kwhOrNone(agoSame.importWh));
-  setText('history-year-change', pct(changePct(total, agoSame.importWh)));
-  const last = (await c.store.lastBefore(upTo)).values();
-  const inPeriod = [...last].filter((r) => r.time >= cur.start);
-  setText('history-register', inPeriod.length ? formatKwh(liveNow(inPeriod)!.registerWh) : NO_DATA);
+  const inPeriod = [...(await c.store.lastBefore(upTo)).values()].filter((r) => r.time >= cur.start);
+  setTexts({
+    'history-title': c.dates.period(span, cur.start),
+    'history-total': kwhOrNone(total),
+    'history-export': kwhOrNone(sum(b.exportWh)),
+    'history-net': kwhOrNone(sum(b.netWh)),
+    'history-cost': b.periodCost,
+    'history-prev-same': kwhOrNone(prevSame.importWh),
+    'history-change': pct(changePct(total, prevSame.importWh)),
+    'history-prev-total': kwhOrNone(sum(before.importWh)),
+    'history-year-same': kwhOrNone(agoSame.importWh),
+    'history-year-change': pct(changePct(total, agoSame.importWh)),
+    'history-register': inPeriod.length ? formatKwh(liveNow(inPeriod)!.registerWh) : NO_DATA,
+  });
   fillTable(
     'history-rows',
     b.starts.map((s, i) => [c.dates.bucket(span, s), kwhOrNone(b.importWh[i]), kwhOrNone(b.exportWh[i]), kwhOrNone(b.netWh[i]), b.cost[i]!]).filter((_, i) => b.starts[i]! < upTo),
@@ -289,7 +294,7 @@ export async function drawHistory(c: ViewContext): Promise<void> {
         { label: 'Previous period, imported (Wh)', stroke: '#c07a1a', width: 2, scale: 'wh' },
         { label: 'Imported so far (kWh)', stroke: '#3558a8', width: 1, dash: [6, 4], scale: 'kwh' },
       ],
-      axes: [{ values: axisTime(c.dates, span) }, { scale: 'wh', label: 'Wh' }, { scale: 'kwh', side: 1, label: 'kWh', grid: { show: false } }],
+      axes: [{ values: axisTime(c.dates, span), space: 56 }, { scale: 'wh', label: 'Wh' }, { scale: 'kwh', side: 1, label: 'kWh', grid: { show: false } }],
       scales: { x: { time: true } },
     },
     [b.starts, b.importWh, negate(b.exportWh), prevLine, cumulative(b.importWh).map((v) => (v === null ? null : v / 1000))],
@@ -381,7 +386,7 @@ export async function drawUtility(c: ViewContext): Promise<void> {
     return;
   }
   const end = await latestEnd(c.store);
-  const periods = billingPeriodsIn(tariff, { start: oldest.time, end }).slice(-HELD_PERIODS).reverse();
+  const periods = billingPeriodsIn(tariff, { start: oldest.time, end }).reverse();
   const bands = tariff.schedule.bands.map((b) => b.name);
   const head = document.createElement('tr');
   for (const h of ['Billing period', ...bands.map((b) => `Imported, ${b} (kWh)`), ...bands.map((b) => `Returned, ${b} (kWh)`), 'Complete']) {
@@ -392,10 +397,12 @@ export async function drawUtility(c: ViewContext): Promise<void> {
   $('held-head').replaceChildren(head);
   const rows: string[][] = [];
   for (const p of periods) {
+    if (rows.length >= HELD_PERIODS) break;
     const s = await summary(c, p);
+    const running = p.end > end;
+    if (s.readings === 0 && !running) continue; // a period this browser has no readings of
     const part = s.parts ?? [];
     const sumBand = (b: string, which: 'bands' | 'exportBands') => part.reduce((a, x) => a + (x[which]?.[b] ?? 0), 0);
-    const running = p.end > end;
     rows.push([
       `${c.dates.day(p.start)} – ${c.dates.day(p.end - 1)}${running ? ' (running)' : ''}`,
       ...bands.map((b) => (s.readings ? formatKwh(sumBand(b, 'bands')) : NO_DATA)),
@@ -406,7 +413,7 @@ export async function drawUtility(c: ViewContext): Promise<void> {
   fillTable('held-periods', rows);
   setText(
     'held-note',
-    `The utility receives, per billing period (${tariff.billing.period.unit === 'month' ? 'a month' : tariff.billing.period.unit === 'day' ? 'a day' : `${tariff.billing.period.count} hours`}, ${tariff.billing.tz}), your energy per tariff band — nothing finer. These are the same totals, computed in this browser from your own readings.`,
+    `The utility receives, per billing period (${tariff.billing.period.unit === 'month' ? 'a month' : tariff.billing.period.unit === 'day' ? 'a day' : `${tariff.billing.period.count} hours`}, ${tariff.billing.tz}), your energy per tariff band — nothing finer. These are the same totals, computed in this browser from your own readings (the latest ${HELD_PERIODS} periods of which it has readings).`,
   );
 }
 
