@@ -225,7 +225,7 @@ describe('broker credentials and the ciphertext archive', () => {
 
   it('gives the household its own broker user, WebSocket URL and topic', async () => {
     const r = await a.call('GET', '/api/broker');
-    expect(r.json).toEqual({ ...loadCredentials(stack.set.keys, 'household-hh1'), wsUrl: stack.broker.wsUrl, topic: 'sm/v1/household/hh1/readings', archive: true });
+    expect(r.json).toEqual({ ...loadCredentials(stack.set.keys, 'household-hh1'), wsUrl: stack.broker.wsUrl, mqttUrl: stack.broker.wsUrl, topic: 'sm/v1/household/hh1/readings', archive: true });
     expect(await new NodeHousehold(stack.ucs.url, 'hh1').call('GET', '/api/broker')).toMatchObject({ status: 401, json: { error: 'no-session' } });
   });
 
