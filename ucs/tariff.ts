@@ -33,8 +33,19 @@ export function loadHouseholdTariff(file: string): TariffFile {
     throw new Error(`--tariff ${file} is not valid JSON: ${(e as Error).message}`);
   }
   try {
-    return { tariff: parseHouseholdTariff(json), json: json as Record<string, unknown> };
+    return householdTariff(json);
   } catch (e) {
     throw new Error(`--tariff ${file}: ${(e as Error).message}`);
   }
+}
+
+/**
+ * A tariff given as a value (the demo's), validated like a file; throws a `TypeError` naming the field.
+ * @example
+ * ```ts
+ * startUcs({ ...opts, tariff: householdTariff({ tz: 'UTC', bands: [{ name: 'flat', default: true }], billing: { period: '1d' }, prices: [...] }) });
+ * ```
+ */
+export function householdTariff(json: unknown): TariffFile {
+  return { tariff: parseHouseholdTariff(json), json: json as Record<string, unknown> };
 }
