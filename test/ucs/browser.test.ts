@@ -169,6 +169,8 @@ describe.skipIf(!haveChromium && process.env.CI !== 'true')('household app in Ch
     expect(await page.locator('#history-register').textContent()).toBe(kwh(rows.at(-1)!.importWh));
     expect(Number(await page.locator('#history-chart').getAttribute('data-points'))).toBe(month.daysInMonth);
     await page.selectOption('#history-span', 'week');
+    await poll(() => page.locator('#history-title').textContent()).toBe(fmt.period('week', DateTime.fromSeconds(newest, { zone: ZONE }).startOf('week').toSeconds()));
+    expect(await page.locator('#history-rows tr').count()).toBe(DateTime.fromSeconds(newest, { zone: ZONE }).weekday);
     await shot(page, 'history');
   });
 

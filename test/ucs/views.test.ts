@@ -3,10 +3,12 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Status, encodeReadingBatch, decodeReadingBatch } from '../../protocol/reading.js';
 import { bodyRows, upgradeRow, type Row } from '../../ucs/web/body.js';
+import { dates } from '../../ucs/web/dates.js';
 import { CSV_HEADER, toCsv, toEspiXml } from '../../ucs/web/export.js';
+import { commands, shellWord } from '../../ucs/web/settings.js';
 import { attributeGaps, MAX_ATTRIBUTED_GAP_S, bucketBounds, compare, cumulative, energyBetween, formatKwh, intervalBounds, lastYear, liveNow, powerSeries, shiftRange, spanRange, sumEnergy, sumFlows } from '../../ucs/web/series.js';
 
-const utc = (y: number, m: number, d: number, h = 0, min = 0) => Date.UTC(y, m - 1, d, h, min) / 1000;
+const utc = (y: number, m: number, d: number, h = 0, min = 0, sec = 0) => Date.UTC(y, m - 1, d, h, min, sec) / 1000;
 const row = (time: number, energyWh: number, meter = 'a000000000000001', extra: Partial<Row> = {}): Row => ({ meter, time, period: 60, importWh: 1000 + energyWh, powerW: energyWh * 60, status: 0, energyWh, exportWh: 0, exportEnergyWh: 0, ...extra });
 
 describe('calendar ranges in the household time zone', () => {
@@ -199,5 +201,29 @@ describe('exports', () => {
     expect(xml).toContain('<link rel="related" href="RetailCustomer/hh&#60;1&#62;/UsagePoint/1/MeterReading"/>');
     expect(xml).toContain('<LocalTimeParameters xmlns="http://naesb.org/espi"><dstEndRule>AE0E2000</dstEndRule><dstOffset>3600</dstOffset><dstStartRule>3E0E1000</dstStartRule><tzOffset>0</tzOffset></LocalTimeParameters>');
     expect(new Set(xml.match(/urn:uuid:[0-9a-f-]+/g)).size).toBe(xml.match(/<id>/g)!.length);
+  });
+});
+
+describe('Settings walkthrough and date formats', () => {
+  it('quotes shell words only when needed, and fills the household’s values into the commands', () => {
+    expect(shellWord('household-hh1')).toBe('household-hh1');
+    expect(shellWord("it's $HOME")).toBe(`'it'\\''s $HOME'`);
+    const c = commands('hh.1', { mqttUrl: 'wss://broker.example.net:8083', username: 'household-hh.1', password: 'p@ss word' });
+    expect(c.password).toBe(`umask 077 && printf '%s\\n' 'p@ss word' > household-hh.1.password`);
+    expect(c.watch).toBe('npx smartermeter ucs watch --household hh.1 --key hh.1.key.pem --pes-key pes-sign.pub.pem --mqtt wss://broker.example.net:8083 --username household-hh.1 --password-file household-hh.1.password');
+    expect(c.haBridge).toBe(c.watch.replace('ucs watch', 'ucs ha-bridge') + ' --ha-mqtt mqtt://homeassistant.local:1883');
+  });
+
+  it('writes every date in the locale’s format, in the household’s zone, and names the zone with its offset', () => {
+    const d = dates('Europe/London', 'en-GB');
+    const t = utc(2024, 7, 1, 12, 5, 9);
+    expect(d.day(t)).toMatch(/^Mon,? 1 Jul 2024$/);
+    expect(d.dateTimeSeconds(t)).toMatch(/^Mon,? 1 Jul 2024,? 13:05:09$/);
+    expect(d.period('week', utc(2024, 7, 1))).toBe('Week 27, 2024 (1 Jul – 7 Jul)');
+    expect(d.period('month', t)).toBe('July 2024');
+    expect(d.period('year', t)).toBe('2024');
+    expect(d.zoneLabel(t)).toBe('Europe/London (UTC+01:00)');
+    expect(d.zoneLabel(utc(2024, 1, 1))).toBe('Europe/London (UTC+00:00)');
+    expect(dates('America/New_York', 'en-US').day(t)).toBe('Mon, Jul 1, 2024');
   });
 });

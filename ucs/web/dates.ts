@@ -11,7 +11,7 @@ import type { Span } from './series.js';
 export interface Dates {
   zone: string;
   locale: string;
-  /** A calendar day: `Sat 6 Dec 2026` in en-GB. */
+  /** A calendar day: `Sat, 6 Dec 2026` in en-GB. */
   day(t: number): string;
   /** A day and a time to the minute. */
   dateTime(t: number): string;
@@ -34,7 +34,7 @@ export interface Dates {
  * @example
  * ```ts
  * const d = dates('Europe/London', 'en-GB');
- * d.day(1733443200); // 'Fri 6 Dec 2024'
+ * d.day(1733443200); // 'Fri, 6 Dec 2024'
  * ```
  */
 export function dates(zone: string, locale: string): Dates {

@@ -25,7 +25,13 @@ export function shellWord(w: string): string {
   return /^[A-Za-z0-9_./:@%+=,-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`;
 }
 
-/** File names the walkthrough uses: the downloads' own names, and the password file it makes. */
+/**
+ * File names the walkthrough uses: the downloads' own names, and the password file it makes.
+ * @example
+ * ```ts
+ * files('hh1').key; // 'hh1.key.pem'
+ * ```
+ */
 export const files = (household: string) => ({ key: `${household}.key.pem`, pesKey: 'pes-sign.pub.pem', password: `household-${household}.password` });
 
 /**

@@ -129,7 +129,13 @@ export async function drawHeadline(c: ViewContext): Promise<void> {
   setText('zone', `Times in ${c.dates.zoneLabel(now?.at ?? Math.floor(Date.now() / 1000))}`);
 }
 
-/** @see drawHeadline */
+/**
+ * The live tab's power chart over the chosen window, up to the newest reading.
+ * @example
+ * ```ts
+ * await drawLive(ctx);
+ * ```
+ */
 export async function drawLive(c: ViewContext): Promise<void> {
   const windowS = Number(input('live-window').value);
   const end = await latestEnd(c.store);
