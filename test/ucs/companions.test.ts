@@ -195,6 +195,8 @@ describe('Home Assistant bridge', () => {
   it('runs as `ucs ha-bridge` and stops cleanly on SIGTERM', async () => {
     const b = run(['ha-bridge', '--household', 'hh2', '--keys', set.keys, '--mqtt', broker.url, '--ha-mqtt', ha.url, '--discovery-prefix', 'ha-test']);
     await waitFor(async () => (await retained('smartermeter/hh2/status')).get('smartermeter/hh2/status') === 'online', 'bridge online', 30_000);
+    // Online on the HA broker comes before the subscription on the utility broker: wait for both (its log line).
+    await waitFor(() => b.out().includes('ha-bridge: running') || b.child.exitCode !== null, 'bridge subscribed', 30_000);
     await pes.publish('hh2', pubOf('hh2'), meterOf('hh2'), sourceBatches(12, 1_717_545_600, 15)[0]!);
     await waitFor(async () => (await retained('ha-test/#')).size === 4, 'discovery under the chosen prefix', 15_000);
     b.child.kill('SIGTERM');
