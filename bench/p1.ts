@@ -5,7 +5,11 @@
  *   end to end: file stream, P1TelegramParser (CRC-16/ARC, resync), parseTelegram, samples;
  * - `csv_samples_per_s`: the baseline, a 30-day one-minute UMass CSV (43,200 lines) through UmassSource;
  * - `encrypted_telegrams_per_s`: the same telegrams as Luxembourg encrypted frames (DLMS framing, AES-128-GCM);
- * - `parse_us`: parseTelegram alone on one telegram (median).
+ * - `parse_us`: parseTelegram alone on one telegram (median);
+ * - `uplink_bytes_per_reading_import_only` and `_pv`: what the export register costs on the serial uplink, the
+ *   bytes a meter writes to its line (link-framed, ciphered frames of 15 readings) per reading over a June day
+ *   of the same synthetic household, without panels (the short form: version 1's bytes) and with 4 kWp (the
+ *   long form once the export register has moved, i.e. from the first sunny minute on).
  * Medians of 3 passes each, interleaved so that load drifts hit both sources alike. Standalone:
  * `npx tsx bench/p1.ts`.
  * @module
@@ -14,11 +18,17 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { MockBinding, openCrossedMockPair } from '../firmware/hal/crossed-mock.js';
+import { streamLine } from '../firmware/hal/line.js';
+import { MemoryNvStore } from '../firmware/hal/nv.js';
+import { Meter } from '../firmware/meter.js';
 import { sealP1Frame } from '../firmware/sources/p1/dlms.js';
 import { buildTelegram } from '../firmware/sources/p1/generate.js';
 import { P1Source } from '../firmware/sources/p1/source.js';
 import { parseTelegram } from '../firmware/sources/p1/telegram.js';
-import { writeSyntheticCsv } from '../firmware/sources/synthetic.js';
+import { SyntheticSource, writeSyntheticCsv } from '../firmware/sources/synthetic.js';
+import { decodeMessage, encodeAck, MSG_FRAME, systemTitle } from '../protocol/frame.js';
+import { encodeLinkFrame, LinkParser } from '../protocol/link.js';
 import { UmassSource } from '../firmware/sources/umass.js';
 import { measure, progress } from './index.js';
 
@@ -33,6 +43,23 @@ async function perSecond(source: { samples(): AsyncIterable<unknown> }): Promise
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** Bytes a meter writes to its line per reading over a June day of household 3, with or without panels. */
+async function uplinkBytesPerReading(kWp: number): Promise<number> {
+  const [meterEnd, gatewayEnd] = await openCrossedMockPair(`/bench/p1-uplink-m${kWp}`, `/bench/p1-uplink-g${kWp}`);
+  // A peer that acknowledges every frame at once, as a gateway whose broker is instant: no retransmissions.
+  gatewayEnd.pipe(new LinkParser()).on('data', (p: Buffer) => {
+    const m = decodeMessage(p);
+    if (m.type === MSG_FRAME) gatewayEnd.write(encodeLinkFrame(encodeAck({ systemTitle: m.systemTitle, ic: m.ic })));
+  });
+  const source = new SyntheticSource({ seed: 3, start: Date.UTC(2024, 5, 19) / 1000, days: 1, pv: { kWp } });
+  const meter = await Meter.start({ systemTitle: systemTitle('SMR', 1), key: Buffer.alloc(32, 1), line: streamLine(meterEnd), source, nv: new MemoryNvStore() });
+  const c = await meter.done();
+  await meter.stop();
+  await Promise.all([meterEnd, gatewayEnd].map((p) => new Promise((r) => p.close(r))));
+  if (c.retransmits !== 0) throw new Error(`uplink bench: ${c.retransmits} retransmissions`);
+  return c.bytesSent / c.readings;
+}
 
 /**
  * Runs the P1 benchmarks; returns the JSON section.
@@ -76,6 +103,10 @@ export async function run(): Promise<Record<string, unknown>> {
       enc.push(await perSecond(e));
       if (e.counters.parsed !== TELEGRAMS) throw new Error(`encrypted P1 bench read ${e.counters.parsed} of ${TELEGRAMS} telegrams`);
     }
+    progress('p1: uplink bytes per reading, with and without panels');
+    const importOnly = await uplinkBytesPerReading(0);
+    const withPv = await uplinkBytesPerReading(4);
+    MockBinding.reset();
     const one = plain[1234]!;
     const parse = measure(() => parseTelegram(one, 'Europe/Amsterdam'), { unit: 'us', minReps: 2000, minMs: 500 });
     return {
@@ -84,6 +115,8 @@ export async function run(): Promise<Record<string, unknown>> {
       encrypted_telegrams_per_s: Math.round(median(enc)),
       parse_us: Number(parse.median.toFixed(2)),
       telegram_bytes: one.length,
+      uplink_bytes_per_reading_import_only: Number(importOnly.toFixed(2)),
+      uplink_bytes_per_reading_pv: Number(withPv.toFixed(2)),
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });

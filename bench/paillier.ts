@@ -12,12 +12,15 @@
  * - encrypt_half_ms (2048 only): public-key encryption with the |n|/2-bit exponent option.
  * - encrypt_pool_us / rerandomize_pool_us: online cost with a warm pool (one multiplication).
  * - decrypt_ms: CRT decryption via OpenSSL; baseline PrivateKey.decrypt (CRT with lambda).
+ * - partial_decrypt_ms: one share holder's partial decryption c^(d_i) mod n^2 (threshold.ts, end-to-end mode:
+ *   no CRT, a |n^2| + 128-bit exponent), timed in alternating rounds beside decrypt_ms (partial_decrypt_vs_crt
+ *   is their ratio); combine_us: m = L(c_pes c_guardian) from two partials.
  * - add_us, add_plain_us, mul_plain_us (32-bit scalar): homomorphic operations.
  * - table_ms / table_keyholder_ms: one-off fixed-base table build per key; keygen_ms: generatePaillier.
  * @module
  */
 import * as paillier from 'paillier-bigint';
-import { generatePaillier, toPaillierBigint, PrivateKey, type PublicKey } from '../protocol/paillier/engine.js';
+import { combinePartials, generatePaillier, partialDecrypt, splitKey, toPaillierBigint, PrivateKey, type PublicKey } from '../protocol/paillier/engine.js';
 import { measure, measurePair, progress, round } from './index.js';
 
 interface Figures extends Record<string, unknown> {
@@ -83,6 +86,16 @@ async function figures(bits: number, withHalf: boolean): Promise<Figures> {
 
   progress(`paillier ${bits}: decryption`);
   pair('decrypt_ms', () => key.decrypt(c1), () => basePriv.decrypt(c1), slow);
+
+  progress(`paillier ${bits}: threshold (2-of-2) partial decryption`);
+  const shares = splitKey(key);
+  const [pp, pg] = [partialDecrypt(shares.pes, c1), partialDecrypt(shares.guardian, c1)];
+  if (combinePartials(pub, pp, pg) !== key.decrypt(c1)) throw new Error(`paillier ${bits}: threshold decryption disagrees with decrypt`);
+  const t = measurePair(() => partialDecrypt(shares.guardian, c1), () => key.decrypt(c1), slow);
+  out.partial_decrypt_ms = t.ours.median;
+  out.partial_decrypt_crt_ms = t.baseline.median;
+  out.partial_decrypt_vs_crt = round(t.ours.median / t.baseline.median);
+  out.combine_us = measure(() => combinePartials(pub, pp, pg), fast).median;
 
   progress(`paillier ${bits}: homomorphic operations`);
   pair('add_us', () => key.add(c1, c2), () => basePub.addition(c1, c2), fast);

@@ -4,7 +4,9 @@
  * as the MQTT service does), then the flush that closes and releases every window. Shares of the time: AES
  * (frame opening, measured by opening the same frames again on their own), Paillier (every engine call,
  * timed through a proxy) and the rest (CBOR, attribution, SQLite, sealing). `_baseline` figures: the same
- * run without the engine's randomiser pool.
+ * run without the engine's randomiser pool. `_pv` figures: the same fleet in the same run with a share of
+ * prosumers (`PES_BENCH_PV`, default 0.3: solar panels, so their frames carry the export register and their
+ * windows an export total), pooled; `pv_ratio` is its readings/s over the import-only fleet's.
  *
  * Shape: `PES_BENCH_METERS` meters (default 100) in 5 neighbourhoods, `PES_BENCH_HOURS` hours (default 24)
  * of 1-minute readings, 15 readings per frame, one uplink per neighbourhood per 15 minutes.
@@ -52,14 +54,25 @@ interface Workload {
   readings: number;
 }
 
-function workload(nMeters: number, hours: number): Workload {
+/**
+ * A prosumer's solar output in the minute starting `t`, Wh: a clear-sky bell from 06:00 to 18:00 UTC, up to
+ * 60 Wh a minute (3.6 kW) at noon.
+ */
+function solarWh(t: number): number {
+  const h = (t % 86400) / 3600;
+  return h <= 6 || h >= 18 ? 0 : Math.round(60 * Math.sin((Math.PI * (h - 6)) / 12));
+}
+
+function workload(nMeters: number, hours: number, pvShare = 0): Workload {
   const t0 = 1_700_000_000 - (1_700_000_000 % 86400);
   const meters = new Map<string, MeterInfo>();
   const sims = Array.from({ length: nMeters }, (_, i) => {
     const st = systemTitle('SMR', i + 1);
     const key = randomBytes(32);
     meters.set(meterId(st), { key, household: `hh${i}`, neighbourhood: `nb${i % 5}` });
-    return { st, key, register: 1_000_000 + i * 1000, ic: 1, nb: i % 5 };
+    // Every 1 / pvShare-th meter has panels (spread over the neighbourhoods).
+    const pv = pvShare > 0 && Math.floor((i + 1) * pvShare) > Math.floor(i * pvShare);
+    return { st, key, register: 1_000_000 + i * 1000, exportRegister: 0, pv, ic: 1, nb: i % 5 };
   });
   const uplinks: Buffer[] = [];
   let readings = 0;
@@ -67,14 +80,20 @@ function workload(nMeters: number, hours: number): Workload {
     const byNb: Uint8Array[][] = [[], [], [], [], []];
     for (const m of sims) {
       const prevWh = m.register;
+      const prevExportWh = m.exportRegister;
       const rs: Reading[] = [];
       for (let j = 0; j < 15; j++) {
-        const e = 1 + ((slot * 15 + j + m.nb * 7) % 40);
+        const time = t0 + (slot * 15 + j) * 60;
+        const load = 1 + ((slot * 15 + j + m.nb * 7) % 40);
+        const sun = m.pv ? solarWh(time) : 0;
+        const e = Math.max(0, load - sun);
         m.register += e;
-        rs.push({ time: t0 + (slot * 15 + j) * 60, period: 60, importWh: m.register, powerW: e * 60, status: 0 });
+        m.exportRegister += Math.max(0, sun - load);
+        rs.push({ time, period: 60, importWh: m.register, powerW: e * 60, status: 0, ...(m.pv ? { exportWh: m.exportRegister } : {}) });
       }
       readings += rs.length;
-      byNb[m.nb]!.push(encodeFrame(sealFrame(m.key, { systemTitle: m.st, sc: SC_AES256GCM, ic: m.ic++ }, encodeReadingBatch({ prevWh, readings: rs }))));
+      const batch = m.pv ? { prevWh, prevExportWh, readings: rs } : { prevWh, readings: rs };
+      byNb[m.nb]!.push(encodeFrame(sealFrame(m.key, { systemTitle: m.st, sc: SC_AES256GCM, ic: m.ic++ }, encodeReadingBatch(batch))));
     }
     byNb.forEach((frames, nb) => uplinks.push(encodeUplink({ gateway: `gw-nb${nb}`, frames })));
   }
@@ -133,8 +152,10 @@ function aesTime(w: Workload): number {
 export async function run(): Promise<Record<string, unknown>> {
   const nMeters = Number(process.env.PES_BENCH_METERS ?? 100);
   const hours = Number(process.env.PES_BENCH_HOURS ?? 24);
+  const pvShare = Number(process.env.PES_BENCH_PV ?? 0.3);
   progress(`pes: building ${nMeters} meters x ${hours} h of 1-minute readings`);
   const w = workload(nMeters, hours);
+  const wPv = workload(nMeters, hours, pvShare);
   progress('pes: 2048-bit Paillier key');
   const paillier = await generatePaillier(2048);
   paillier.precompute();
@@ -142,12 +163,15 @@ export async function run(): Promise<Record<string, unknown>> {
   const inline = await once(w, paillier, false);
   progress('pes: run with the randomiser pool');
   const pooled = await once(w, paillier, true);
+  progress(`pes: run with ${Math.round(pvShare * 100)} % prosumers (pooled)`);
+  const pv = await once(wPv, paillier, true);
   const aes = aesTime(w);
   const paillierNs = Object.values(pooled.ns).reduce((a, b) => a + b, 0);
   const s = (ns: number) => round(ns / 1e9);
   const perCall: Record<string, unknown> = {};
   for (const k of TIMED) if (pooled.calls[k]) perCall[`${k}_us`] = round(pooled.ns[k]! / pooled.calls[k]! / 1e3);
   for (const k of TIMED) if (pooled.calls[k]) perCall[`${k}_calls`] = pooled.calls[k];
+  for (const k of TIMED) if (pv.calls[k]) perCall[`${k}_calls_pv`] = pv.calls[k];
   return {
     meters: nMeters,
     hours,
@@ -155,6 +179,12 @@ export async function run(): Promise<Record<string, unknown>> {
     uplinks: w.uplinks.length,
     readings_per_s: round(w.readings / (pooled.total / 1e9)),
     readings_per_s_baseline: round(w.readings / (inline.total / 1e9)),
+    pv_share: pvShare,
+    readings_per_s_pv: round(wPv.readings / (pv.total / 1e9)),
+    pv_ratio: round(wPv.readings / (pv.total / 1e9) / (w.readings / (pooled.total / 1e9))),
+    total_s_pv: s(pv.total),
+    paillier_s: s(paillierNs),
+    paillier_s_pv: s(Object.values(pv.ns).reduce((a, b) => a + b, 0)),
     total_s: s(pooled.total),
     total_s_baseline: s(inline.total),
     flush_s: s(pooled.total - pooled.tIngest),

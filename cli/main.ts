@@ -13,6 +13,7 @@ const registrars: [string, string][] = [
   ['../firmware/cli.js', 'registerMeterCommand'],
   ['../gateway/cli.js', 'registerGatewayCommand'],
   ['../broker/cli.js', 'registerBrokerCommand'],
+  ['../broker/cluster-cli.js', 'registerClusterCommand'],
   ['../pes/cli.js', 'registerPesCommand'],
   ['../mdms/cli.js', 'registerMdmsCommand'],
   ['../ucs/cli.js', 'registerUcsCommand'],

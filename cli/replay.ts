@@ -13,10 +13,12 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
 import { DateTime } from 'luxon';
 import { parseSyntheticSpec } from '../firmware/sources/synthetic.js';
+import { pvShareOption } from '../firmware/cli.js';
 import { loadTariff, type Tariff } from '../lib/tariff.js';
 import { loadFleet, type Fleet } from '../lib/keyset.js';
 import { parseFleetCsv, provision } from '../provision/keys.js';
 import { durationOption, intOption, zoneOption } from '../lib/flags.js';
+import { brokerUrlsOption } from '../lib/broker-url.js';
 import { billedEnergy, startSystem, type SystemHandle } from './system.js';
 import { epsilonOption } from '../pes/cli.js';
 
@@ -40,6 +42,8 @@ export interface ReplayOptions {
   /** Synthetic sources: first day (Unix s) and number of days. */
   start: number;
   days: number;
+  /** Synthetic sources: share of households with solar panels, 0..1 (default 0). */
+  pvShare?: number;
   batch?: number;
   paillierBits?: number;
   mqttUrl?: string;
@@ -130,7 +134,7 @@ export async function replay(o: ReplayOptions): Promise<ReplaySummary> {
       tz: o.tz,
       tariff: o.tariff,
       speed: 'max',
-      synthetic: { start: o.start, days: o.days },
+      synthetic: { start: o.start, days: o.days, ...(o.pvShare ? { pv: { share: o.pvShare } } : {}) },
       batch: o.batch,
       mqttUrl: o.mqttUrl,
       pool: o.pool,
@@ -246,9 +250,10 @@ export function registerReplayCommand(program: Command): void {
     .option('--tariff <file>', 'tariff bands (JSON); default flat')
     .option('--start <date>', 'first day of synthetic sources (ISO date, in --tz)', '2024-01-01')
     .option('--days <n>', 'days of synthetic sources', intOption('--days', 1, 3660), 7)
+    .option('--pv-share <0..1>', 'share of synthetic households with solar panels, drawn per seed (synthetic:<seed>:pv=<kWp> sets one)', pvShareOption, 0)
     .option('--batch <n>', 'readings per frame', intOption('--batch', 1, 60), 15)
     .option('--paillier-bits <n>', 'Paillier modulus of a throwaway key set', intOption('--paillier-bits', 1024, 4096), 2048)
-    .option('--mqtt <url>', 'use this broker instead of an embedded one')
+    .option('--mqtt <urls>', 'use this broker (or cluster: URLs comma-separated) instead of an embedded one', brokerUrlsOption('--mqtt'))
     .option('--append', 'add to a database that already holds aggregates (default: refuse it)')
     .option('--no-progress', 'no progress bar')
     .action(async (f) => {
@@ -270,6 +275,7 @@ export function registerReplayCommand(program: Command): void {
         tariff: f.tariff ? loadTariff(f.tariff) : undefined,
         start: Math.floor(start.toSeconds() / 60) * 60,
         days: f.days,
+        pvShare: f.pvShare,
         batch: f.batch,
         paillierBits: f.paillierBits,
         mqttUrl: f.mqtt,

@@ -16,7 +16,7 @@ import { streamLine } from '../firmware/hal/line.js';
 import { FileNvStore, MemoryNvStore } from '../firmware/hal/nv.js';
 import type { Source } from '../firmware/hal/source.js';
 import { Meter } from '../firmware/meter.js';
-import { openSource } from '../firmware/sources/open.js';
+import { openSource, type OpenSourceOptions } from '../firmware/sources/open.js';
 import type { P1SourceOptions } from '../firmware/sources/p1/source.js';
 import { startGateway, type GatewayHandle } from '../gateway/gateway.js';
 import { startMdmsIngest, type MdmsIngest } from '../mdms/ingest.js';
@@ -49,8 +49,8 @@ export interface SystemOptions {
   tz: string;
   tariff?: Tariff;
   speed: Speed;
-  /** Synthetic sources: first sample (Unix s) and length in days (omitted = endless). */
-  synthetic: { start: number; days?: number };
+  /** Synthetic sources: first sample (Unix s), length in days (omitted = endless), solar panels (default none). */
+  synthetic: NonNullable<OpenSourceOptions['synthetic']>;
   /** P1 sources (`p1:<capture>` in the fleet file): dialect and serial settings; the zone is `tz`. */
   p1?: Omit<P1SourceOptions, 'tz' | 'log'>;
   /** Readings per frame. Default 15. */

@@ -76,7 +76,7 @@ export async function run(): Promise<Record<string, unknown>> {
 
     const nv = new FileNvStore(join(dir, 'full.cbor'));
     const ring = Array.from({ length: 256 }, (_, ic) => ({ ic, bytes: Buffer.alloc(330, ic) }));
-    const record = encodeMeterState({ systemTitle: systemTitle('SMR', 1), reservedIc: 320, registerMilliWs: 10n ** 12n, resumeAt: START, samples: 3840, ring });
+    const record = encodeMeterState({ systemTitle: systemTitle('SMR', 1), reservedIc: 320, registerMilliWs: 10n ** 12n, exportMilliWs: 0n, resumeAt: START, samples: 3840, ring });
     const times: number[] = [];
     for (let i = 0; i < 50; i++) {
       const t = performance.now();

@@ -19,7 +19,7 @@ import type { P1Keys } from './sources/p1/dlms.js';
 import { loadP1KeyFile, parseP1Keys } from './sources/p1/keys.js';
 import { parseP1Spec } from './sources/p1/source.js';
 import { DIALECTS, isDialect, type Dialect, type SerialSettings } from './sources/p1/telegram.js';
-import { parseSyntheticSpec, writeGroundTruth, writeSyntheticCsv, type SyntheticOptions } from './sources/synthetic.js';
+import { parseSyntheticSource, parseSyntheticSpec, writeGroundTruth, writeSyntheticCsv, type SyntheticOptions } from './sources/synthetic.js';
 
 function speedOption(v: string): Speed {
   try {
@@ -35,6 +35,19 @@ function seedOption(v: string): number {
   } catch (e) {
     throw new InvalidArgumentError(`--seed: ${(e as Error).message}`);
   }
+}
+
+/**
+ * Parses `--pv-share`: the share of synthetic households with solar panels, a decimal in 0..1.
+ * @example
+ * ```ts
+ * pvShareOption('0.3'); // 0.3
+ * ```
+ */
+export function pvShareOption(v: string): number {
+  const share = Number(v);
+  if (!/^(0(\.\d{1,6})?|1(\.0{1,6})?|\.\d{1,6})$/.test(v) || !(share >= 0 && share <= 1)) throw new InvalidArgumentError(`--pv-share must be a decimal in 0..1, got "${v}"`);
+  return share;
 }
 
 function dialectOption(v: string): Dialect | 'auto' {
@@ -85,6 +98,7 @@ interface RunFlags {
   start?: string;
   days?: number;
   groundTruth?: string;
+  pvShare?: number;
   ackTimeout: number;
   window: number;
   p1Dialect: Dialect | 'auto';
@@ -100,9 +114,9 @@ interface RunFlags {
  * capture>`) with the flags that apply to it.
  */
 function meterSource(spec: string, f: RunFlags, log: Logger): { source: Source; synthetic?: SyntheticOptions } {
-  const seed = parseSyntheticSpec(spec);
-  if (seed === undefined && (f.start !== undefined || f.days !== undefined || f.groundTruth !== undefined)) {
-    throw new InvalidArgumentError('--start, --days and --ground-truth apply to synthetic sources only');
+  const parsed = parseSyntheticSource(spec);
+  if (parsed === undefined && (f.start !== undefined || f.days !== undefined || f.groundTruth !== undefined || f.pvShare !== undefined)) {
+    throw new InvalidArgumentError('--start, --days, --ground-truth and --pv-share apply to synthetic sources only');
   }
   const isP1 = parseP1Spec(spec) !== undefined;
   if (!isP1 && (f.p1Dialect !== 'auto' || f.p1Serial !== undefined || f.p1Key !== undefined || f.p1AuthKey !== undefined || f.p1KeyFile !== undefined)) {
@@ -111,8 +125,11 @@ function meterSource(spec: string, f: RunFlags, log: Logger): { source: Source; 
   // Without --start a synthetic meter starts at the current minute; pass --start for a reproducible series
   // (a restarted meter resumes from its NV store on the grid of the start it is given).
   const start = f.start !== undefined ? parseStart(f.start, f.tz) : Math.floor(Date.now() / 60_000) * 60;
-  const synthetic = seed === undefined ? undefined : { seed, start, days: f.days, tz: f.tz };
-  const source = openSource(spec, { tz: f.tz, synthetic, p1: isP1 ? { dialect: f.p1Dialect, serial: f.p1Serial, keys: p1Keys(f), log } : undefined });
+  const share = f.pvShare === undefined ? {} : { pv: { share: f.pvShare } };
+  const source = openSource(spec, { tz: f.tz, synthetic: { start, days: f.days, ...share }, p1: isP1 ? { dialect: f.p1Dialect, serial: f.p1Serial, keys: p1Keys(f), log } : undefined });
+  // The same household as the source's, for its ground truth: the spec's panels override the share.
+  const pv = parsed?.kWp === undefined ? share : { pv: { ...share.pv, kWp: parsed.kWp } };
+  const synthetic = parsed === undefined ? undefined : { seed: parsed.seed, start, days: f.days, tz: f.tz, ...pv };
   return { source, synthetic };
 }
 
@@ -204,7 +221,7 @@ export function registerMeterCommand(program: Command): void {
     .option('--meter <id>', 'meter id (hex system title)', meterIdOption)
     .option('--port <path>', 'serial device, e.g. /dev/ttyUSB0')
     .option('--baud <n>', 'baud rate (8N1)', intOption('--baud', 50, 4_000_000), 115200)
-    .option('--source <spec>', 'UMass-format CSV, synthetic:<seed>, or p1:<serial device or capture file> (default: the fleet entry)')
+    .option('--source <spec>', 'UMass-format CSV, synthetic:<seed>[:pv=<kWp>], or p1:<serial device or capture file> (default: the fleet entry)')
     .option('--tz <zone>', 'time zone of the CSV timestamps / the synthetic routine / the P1 meter clock', zoneOption, 'UTC')
     .option('--p1-dialect <name>', `p1 source: auto or ${Object.keys(DIALECTS).join(', ')} (sets serial settings; CRC required from dsmr4 on)`, dialectOption, 'auto')
     .option('--p1-serial <baud,format>', 'p1 source: serial settings overriding the dialect, e.g. 9600,7E1 (default: the dialect\'s; auto: 115200,8N1)', p1SerialOption)
@@ -216,7 +233,8 @@ export function registerMeterCommand(program: Command): void {
     .option('--nv <file>', 'NV store file (default .smartermeter/nv/<id>.cbor)')
     .option('--start <iso>', 'synthetic source: first sample time (default: the current minute)')
     .option('--days <n>', 'synthetic source: days to generate (default: endless)', intOption('--days', 1, 36600))
-    .option('--ground-truth <file>', 'synthetic source: write appliance and occupancy intervals as JSON')
+    .option('--ground-truth <file>', 'synthetic source: write appliance and occupancy intervals (and PV production) as JSON')
+    .option('--pv-share <0..1>', 'synthetic source: share of households with solar panels, drawn per seed (default 0; synthetic:<seed>:pv=<kWp> sets one)', pvShareOption)
     .option('--ack-timeout <ms>', 'retransmit a frame unacknowledged for this long', intOption('--ack-timeout', 1, 3_600_000), 1000)
     .option('--window <n>', 'most frames in flight', intOption('--window', 1, 65536), 32)
     .option('--key-transfer <file>', 'a key transfer from `provision rotate` (meters/<id>.transfer), applied at boot as a technician\'s tool would')

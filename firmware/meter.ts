@@ -1,8 +1,11 @@
 /**
  * The meter's main loop: a tick per source sample, over the HAL (serial line, clock, source, NV store).
  *
- * Each tick integrates one sample into the import register (1-0:1.8.0) and appends a reading to the current
- * batch. A full batch (or the last, partial one when the source ends) becomes a frame: sealed with the next
+ * Each tick integrates one sample into the import register (1-0:1.8.0) and the export register (1-0:2.8.0,
+ * energy delivered to the grid by a household with panels) and appends a reading to the current batch. A
+ * batch goes out in the short form of docs/protocol.md §5 while the export register is 0 (a meter without
+ * panels sends exactly version 1's bytes) and in the long form once it has moved (encodeReadingBatch
+ * chooses). A full batch (or the last, partial one when the source ends) becomes a frame: sealed with the next
  * invocation counter, stored in the ring, persisted to NV, and only then transmitted. Frames leave the ring
  * only on the gateway's selective acknowledgement; unacknowledged frames are retransmitted, oldest first,
  * with at most `window` frames queued or in flight.
@@ -15,16 +18,20 @@
  * is never queued again. `retransmission: 'fixed'` keeps the timer as it was before (a fixed
  * `ackTimeoutMs` from queueing, no drain wait), as a baseline for `npm run bench -- serial`.
  *
- * A sample that carries the metered meter's own register (`importWh`, from a P1 port) is not integrated: the
- * register adopts it exactly. A fresh meter (no NV state) starts from the first such value, so its first
- * reading has no energy (a meter counts from its installation, not the P1 meter's whole history).
+ * A sample that carries the metered meter's own registers (`importWh` and `exportWh`, from a P1 port) is not
+ * integrated: the registers adopt them exactly. A fresh meter (no NV state) starts from the first such values,
+ * so its first reading has no energy (a meter counts from its installation, not the P1 meter's whole history).
  *
  * Status flags set on readings: POWER_FAILURE on the first reading produced after a boot from persisted
  * state (every restart is treated as a power cut; the readings themselves are complete, because the source
- * resumes where the last persisted frame ended). REGISTER_RESET when an adopted register goes backwards (the
- * P1 meter was replaced, or a corrupt line): the reading's energy is then its register itself (§5 of
- * docs/protocol.md). CLOCK_SET is never set: a source whose time goes backwards (or overlaps the previous
- * sample) stops the meter with an error.
+ * resumes where the last persisted frame ended). REGISTER_RESET when the adopted import register goes
+ * backwards (the P1 meter was replaced, or a corrupt line): both registers are then taken as they come (an
+ * absent export register as 0) and the reading's energies are its registers themselves (§5 of
+ * docs/protocol.md). A replaced meter resets both registers; an export register that goes backwards while
+ * the import register does not is a corrupt line, not a replacement: flagging it REGISTER_RESET would count
+ * the whole import register as energy, so the export register keeps its value instead (counted `exportHeld`) and
+ * the next good value carries the energy, which only shifts. CLOCK_SET is never set: a source whose time goes
+ * backwards (or overlaps the previous sample) stops the meter with an error.
  *
  * Key transfer (docs/protocol.md §7.1, the DLMS `global_key_transfer`): a valid transfer for this meter (its KEK
  * unwraps it, generation above the one in use) is saved to NV, still wrapped, and only then acknowledged on the
@@ -47,7 +54,7 @@ import type { SerialLine } from './hal/line.js';
 import type { NvStore } from './hal/nv.js';
 import type { Sample, Source } from './hal/source.js';
 import { DEFAULT_COUNTER_BLOCK, InvocationCounter } from './counter.js';
-import { averagePowerW, ImportRegister, MILLIWS_PER_WH } from './register.js';
+import { averagePowerW, EnergyRegister, MILLIWS_PER_WH } from './register.js';
 import { DEFAULT_RING_CAPACITY, FrameRing } from './ring.js';
 import { newRto, rtoOnAck, rtoOnTimeout, type Rto } from './rto.js';
 import { decodeMeterState, encodeMeterState, type MeterState, type StoredKey } from './state.js';
@@ -113,8 +120,10 @@ export interface MeterCounters {
   badDownlink: number;
   /** Acknowledgements for frames no longer held (already acknowledged, or dropped). */
   duplicateAcks: number;
-  /** Readings flagged REGISTER_RESET (an adopted register went backwards). */
+  /** Readings flagged REGISTER_RESET (an adopted import register went backwards). */
   registerResets: number;
+  /** Readings whose adopted export register went backwards while the import register did not: held at its value. */
+  exportHeld: number;
   /** Key transfers accepted (saved and acknowledged; a repeat of the pending one is acknowledged again, not counted). */
   keyTransfers: number;
   /** Key transfers refused: no KEK, generation not above the one in use, or the wrapped key did not authenticate. */
@@ -171,7 +180,7 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 export class Meter {
   /** The meter id (hex system title). */
   readonly id: string;
-  readonly counters: MeterCounters = { readings: 0, frames: 0, bytesSent: 0, retransmits: 0, timeouts: 0, acked: 0, droppedFromRing: 0, badDownlink: 0, duplicateAcks: 0, registerResets: 0, keyTransfers: 0, badKeyTransfer: 0, keySwitches: 0 };
+  readonly counters: MeterCounters = { readings: 0, frames: 0, bytesSent: 0, retransmits: 0, timeouts: 0, acked: 0, droppedFromRing: 0, badDownlink: 0, duplicateAcks: 0, registerResets: 0, exportHeld: 0, keyTransfers: 0, badKeyTransfer: 0, keySwitches: 0 };
   private readonly st: Uint8Array;
   private key: Uint8Array;
   private readonly kek: Uint8Array | undefined;
@@ -191,7 +200,8 @@ export class Meter {
   private readonly drainTimeoutMs: number;
   private readonly log: Logger;
   private readonly parser = new LinkParser();
-  private readonly register: ImportRegister;
+  private readonly importReg: EnergyRegister;
+  private readonly exportReg: EnergyRegister;
   private readonly ring: FrameRing;
   private readonly counter: InvocationCounter;
   private readonly tx = new Map<number, Transmission>();
@@ -200,7 +210,7 @@ export class Meter {
   private writing = false;
   private readonly abort = new AbortController();
   /** The state as of the last frame (what NV holds, or is about to). */
-  private committed: { milliWs: bigint; resumeAt: number; samples: number };
+  private committed: { milliWs: bigint; exportMilliWs: bigint; resumeAt: number; samples: number };
   private mark: number;
   private batch: Reading[] = [];
   private batchEnd = -1;
@@ -208,6 +218,7 @@ export class Meter {
   /** A fresh meter takes its starting register from the first sample that carries one. */
   private baselinePending: boolean;
   private startMilliWs: bigint;
+  private startExportMilliWs: bigint;
   private sourceDone = false;
   private halted = false;
   private stopped = false;
@@ -240,15 +251,17 @@ export class Meter {
     this.window = o.window ?? 32;
     this.drainTimeoutMs = o.drainTimeoutMs ?? Infinity;
     this.log = (o.log ?? pino({ enabled: false })).child({ meter: this.id });
-    this.register = new ImportRegister(state?.registerMilliWs ?? 0n);
-    this.committed = { milliWs: this.register.milliWs, resumeAt: state?.resumeAt ?? -1, samples: state?.samples ?? 0 };
+    this.importReg = new EnergyRegister(state?.registerMilliWs ?? 0n);
+    this.exportReg = new EnergyRegister(state?.exportMilliWs ?? 0n);
+    this.committed = { milliWs: this.importReg.milliWs, exportMilliWs: this.exportReg.milliWs, resumeAt: state?.resumeAt ?? -1, samples: state?.samples ?? 0 };
     this.mark = state?.reservedIc ?? 0;
     this.counter = new InvocationCounter(this.mark, (mark) => this.reserve(mark), o.counterBlock ?? DEFAULT_COUNTER_BLOCK);
     this.ring = new FrameRing(o.ringCapacity ?? DEFAULT_RING_CAPACITY);
     for (const f of state?.ring ?? []) this.keep(f.ic, f.bytes, 1);
     this.powerFailurePending = state !== undefined;
     this.baselinePending = state === undefined;
-    this.startMilliWs = this.register.milliWs;
+    this.startMilliWs = this.importReg.milliWs;
+    this.startExportMilliWs = this.exportReg.milliWs;
     this.finished = new Promise((resolve, reject) => (this.finish = { resolve, reject }));
     this.finished.catch(() => undefined); // reported through done()
   }
@@ -284,21 +297,31 @@ export class Meter {
   }
 
   /**
-   * Register at the start of the first reading of this boot, Wh: where the energy this meter sends begins
-   * (its NV register, or for a fresh meter on a P1 source the P1 register it started from).
+   * Import register at the start of the first reading of this boot, Wh: where the energy this meter sends
+   * begins (its NV register, or for a fresh meter on a P1 source the P1 register it started from).
    */
   get startWh(): number {
     return Number(this.startMilliWs / MILLIWS_PER_WH);
   }
 
-  /** Register at the end of the last reading produced, Wh. */
+  /** Import register at the end of the last reading produced, Wh. */
   get registerWh(): number {
-    return this.register.wh;
+    return this.importReg.wh;
   }
 
-  /** Register at the end of the last reading produced, mW·s (exact). */
+  /** Import register at the end of the last reading produced, mW·s (exact). */
   get registerMilliWs(): bigint {
-    return this.register.milliWs;
+    return this.importReg.milliWs;
+  }
+
+  /** Export register at the start of the first reading of this boot, Wh (as {@link startWh} for import). */
+  get startExportWh(): number {
+    return Number(this.startExportMilliWs / MILLIWS_PER_WH);
+  }
+
+  /** Export register at the end of the last reading produced, Wh. */
+  get exportRegisterWh(): number {
+    return this.exportReg.wh;
   }
 
   /** Frames waiting for an acknowledgement. */
@@ -415,30 +438,36 @@ export class Meter {
 
   private tick(s: Sample): void {
     let status = 0;
-    let importWh: number;
-    let powerW: number;
-    if (s.importWh === undefined) ({ importWh, powerW } = this.register.integrate(s.powerMilliW, s.period));
-    else {
+    const powerW = averagePowerW(s.powerMilliW);
+    if (s.importWh === undefined) {
+      this.importReg.add(s.powerMilliW, s.period);
+      this.exportReg.add(s.exportMilliW ?? 0, s.period);
+    } else {
       if (this.baselinePending) {
-        this.register.adopt(s.importWh);
-        this.committed = { ...this.committed, milliWs: this.register.milliWs };
-        this.startMilliWs = this.register.milliWs;
+        this.importReg.adopt(s.importWh);
+        if (s.exportWh !== undefined) this.exportReg.adopt(s.exportWh);
+        this.committed = { ...this.committed, milliWs: this.importReg.milliWs, exportMilliWs: this.exportReg.milliWs };
+        this.startMilliWs = this.importReg.milliWs;
+        this.startExportMilliWs = this.exportReg.milliWs;
       }
-      const adopted = this.register.adopt(s.importWh);
-      importWh = adopted.importWh;
-      powerW = averagePowerW(s.powerMilliW);
-      if (adopted.reset) {
+      if (this.importReg.adopt(s.importWh).reset) {
+        this.exportReg.adopt(s.exportWh ?? 0); // a new meter: both registers start again
         status |= Status.REGISTER_RESET;
         this.counters.registerResets++;
         this.log.warn({ time: s.time, resets: this.counters.registerResets }, 'register went backwards: reading flagged REGISTER_RESET');
-      }
+      } else if (s.exportWh !== undefined && s.exportWh < this.exportReg.wh) {
+        this.counters.exportHeld++;
+        this.log.warn({ time: s.time, exportHeld: this.counters.exportHeld }, 'export register went backwards without the import register: kept its value');
+      } else if (s.exportWh !== undefined) this.exportReg.adopt(s.exportWh);
     }
+    const importWh = this.importReg.wh;
+    const exportWh = this.exportReg.wh;
     this.baselinePending = false;
     if (this.powerFailurePending) {
       status |= Status.POWER_FAILURE;
       this.powerFailurePending = false;
     }
-    this.batch.push({ time: s.time, period: s.period, importWh, powerW, status });
+    this.batch.push({ time: s.time, period: s.period, importWh, powerW, status, exportWh });
     this.batchEnd = s.time + s.period;
     this.counters.readings++;
   }
@@ -447,13 +476,14 @@ export class Meter {
     const readings = this.batch;
     this.batch = [];
     const prevWh = Number(this.committed.milliWs / MILLIWS_PER_WH);
+    const prevExportWh = Number(this.committed.exportMilliWs / MILLIWS_PER_WH);
     if (this.next) await this.switchKey();
     if (this.stopped) return;
-    const plaintext = encodeReadingBatch({ prevWh, readings });
+    const plaintext = encodeReadingBatch({ prevWh, readings, prevExportWh });
     const ic = await this.counter.next();
     const bytes = encodeFrame(sealFrame(this.key, { systemTitle: this.st, sc: SC_AES256GCM, ic }, plaintext));
     plaintext.fill(0);
-    this.committed = { milliWs: this.register.milliWs, resumeAt: this.batchEnd, samples: this.committed.samples + readings.length };
+    this.committed = { milliWs: this.importReg.milliWs, exportMilliWs: this.exportReg.milliWs, resumeAt: this.batchEnd, samples: this.committed.samples + readings.length };
     const t = this.keep(ic, bytes, 0);
     this.counters.frames++;
     await this.persist();
@@ -577,7 +607,7 @@ export class Meter {
       this.queuedSave = undefined;
       if (this.halted) throw new MeterStoppedError('halted');
       const keys = { ...(this.keyStored ? { key: this.keyStored } : {}), ...(this.next ? { next: this.next } : {}) };
-      await this.nv.save(encodeMeterState({ systemTitle: this.st, reservedIc: this.mark, registerMilliWs: this.committed.milliWs, resumeAt: this.committed.resumeAt, samples: this.committed.samples, ring: this.ring.list(), ...keys }));
+      await this.nv.save(encodeMeterState({ systemTitle: this.st, reservedIc: this.mark, registerMilliWs: this.committed.milliWs, exportMilliWs: this.committed.exportMilliWs, resumeAt: this.committed.resumeAt, samples: this.committed.samples, ring: this.ring.list(), ...keys }));
     });
     this.queuedSave = save;
     this.saveChain = save.catch(() => undefined);
@@ -748,6 +778,8 @@ function checkSample(s: Sample, lastEnd: number, source: string): void {
   if (!Number.isSafeInteger(s.time) || s.time < 0 || s.time > 0xffffffff) throw new RangeError(`${source}: sample time ${s.time} is not a Unix time`);
   if (!Number.isSafeInteger(s.period) || s.period < 1 || s.period > 86400) throw new RangeError(`${source}: sample at ${s.time} has period ${s.period} (must be 1..86400 s)`);
   if (!Number.isSafeInteger(s.powerMilliW) || s.powerMilliW < 0 || s.powerMilliW > 4e12) throw new RangeError(`${source}: sample at ${s.time} has invalid power`);
-  if (s.importWh !== undefined && (!Number.isSafeInteger(s.importWh) || s.importWh < 0 || s.importWh > 2 ** 48)) throw new RangeError(`${source}: sample at ${s.time} has an invalid register`);
+  if (s.exportMilliW !== undefined && (!Number.isSafeInteger(s.exportMilliW) || s.exportMilliW < 0 || s.exportMilliW > 4e12)) throw new RangeError(`${source}: sample at ${s.time} has invalid export power`);
+  for (const r of [s.importWh, s.exportWh]) if (r !== undefined && (!Number.isSafeInteger(r) || r < 0 || r > 2 ** 48)) throw new RangeError(`${source}: sample at ${s.time} has an invalid register`);
+  if (s.exportWh !== undefined && s.importWh === undefined) throw new RangeError(`${source}: sample at ${s.time} has an export register without an import register`);
   if (s.time < lastEnd) throw new RangeError(`${source}: sample at ${s.time} starts before the previous one ended (${lastEnd}); clock set backwards is not supported`);
 }

@@ -16,16 +16,21 @@ import type { RingFrame } from './ring.js';
 /** Largest register accepted, Wh (as in protocol/reading.ts: exact in a double, far beyond any meter). */
 const MAX_REGISTER_WH = 2 ** 48;
 
-/** Version of the NV record layout; a record of another version is refused. */
-export const STATE_VERSION = 1;
+/**
+ * Version of the NV record layout written. Version 1 (before the export register) is read as export 0 and
+ * rewritten as version 2 by the next save; any other version is refused.
+ */
+export const STATE_VERSION = 2;
 
 export interface MeterState {
   /** The meter this record belongs to. */
   systemTitle: Uint8Array;
   /** Invocation-counter high-water mark (exclusive); counting resumes here after a restart. */
   reservedIc: number;
-  /** Register total at the end of the last framed reading, mW·s. */
+  /** Import register total at the end of the last framed reading, mW·s. */
   registerMilliWs: bigint;
+  /** Export register total at the end of the last framed reading, mW·s (0 for a meter that never exported). */
+  exportMilliWs: bigint;
   /** End (Unix s) of the last framed sample: the source resumes at samples starting here; -1 if none yet. */
   resumeAt: number;
   /** Samples consumed into frames since the meter was first started. */
@@ -47,9 +52,19 @@ export interface StoredKey {
   wrapped: Uint8Array;
 }
 
+/** `[whole Wh, remaining mW·s]`: both parts plain CBOR integers. */
+function splitMilliWs(total: bigint): [number, number] {
+  return [Number(total / MILLIWS_PER_WH), Number(total % MILLIWS_PER_WH)];
+}
+
+function joinMilliWs(v: unknown, name: string): bigint {
+  const [wh, rest] = asArray(v, name, 2, 2);
+  return BigInt(asUint(wh, `${name}.wh`, MAX_REGISTER_WH)) * MILLIWS_PER_WH + BigInt(asUint(rest, `${name}.milliWs`, Number(MILLIWS_PER_WH) - 1));
+}
+
 /**
- * The CBOR-ready form of a state: a plain map with short keys. The register is stored as
- * `[whole Wh, remaining mW·s]` so that both parts are plain CBOR integers (the project's CBOR caps
+ * The CBOR-ready form of a state: a plain map with short keys. Each register (`reg` import, `xreg` export) is
+ * stored as `[whole Wh, remaining mW·s]` so that both parts are plain CBOR integers (the project's CBOR caps
  * integers at 2^53 - 1, and the exact total in mW·s can exceed that).
  * @example
  * ```ts
@@ -61,7 +76,8 @@ export function encodeMeterState(s: MeterState): Record<string, unknown> {
     v: STATE_VERSION,
     st: s.systemTitle,
     ic: s.reservedIc,
-    reg: [Number(s.registerMilliWs / MILLIWS_PER_WH), Number(s.registerMilliWs % MILLIWS_PER_WH)],
+    reg: splitMilliWs(s.registerMilliWs),
+    xreg: splitMilliWs(s.exportMilliWs),
     at: s.resumeAt,
     n: s.samples,
     ring: s.ring.map((f) => [f.ic, f.bytes]),
@@ -91,11 +107,13 @@ export function decodeMeterState(record: unknown, systemTitle: Uint8Array): Mete
   try {
     if (typeof record !== 'object' || record === null || Array.isArray(record)) throw new TypeError('record must be a map');
     const r = record as Record<string, unknown>;
-    if (asUint(r.v, 'v') !== STATE_VERSION) throw new TypeError(`unsupported version ${String(r.v)}`);
+    const version = asUint(r.v, 'v');
+    if (version !== 1 && version !== STATE_VERSION) throw new TypeError(`unsupported version ${String(r.v)}`);
     const st = asBytes(r.st, 'st', SYSTEM_TITLE_LEN);
     if (meterId(st) !== meterId(systemTitle)) throw new TypeError(`record belongs to meter ${meterId(st)}`);
-    const [wh, rest] = asArray(r.reg, 'reg', 2, 2);
-    const reg = BigInt(asUint(wh, 'reg.wh', MAX_REGISTER_WH)) * MILLIWS_PER_WH + BigInt(asUint(rest, 'reg.milliWs', Number(MILLIWS_PER_WH) - 1));
+    const reg = joinMilliWs(r.reg, 'reg');
+    // Version 1 records come from before the export register: such a meter had exported nothing.
+    const xreg = version === 1 ? 0n : joinMilliWs(r.xreg, 'xreg');
     const at = r.at === -1 ? -1 : asUint(r.at, 'at');
     const ring = asArray(r.ring, 'ring').map((e, i) => {
       const [ic, bytes] = asArray(e, `ring[${i}]`, 2, 2);
@@ -104,7 +122,7 @@ export function decodeMeterState(record: unknown, systemTitle: Uint8Array): Mete
     const key = storedKey(r.key, 'key');
     const next = storedKey(r.next, 'next');
     if (next && next.generation <= (key?.generation ?? 0)) throw new TypeError('next key generation is not above the current one');
-    return { systemTitle: st, reservedIc: asUint(r.ic, 'ic', MAX_IC + 1), registerMilliWs: reg, resumeAt: at, samples: asUint(r.n, 'n'), ring, ...(key ? { key } : {}), ...(next ? { next } : {}) };
+    return { systemTitle: st, reservedIc: asUint(r.ic, 'ic', MAX_IC + 1), registerMilliWs: reg, exportMilliWs: xreg, resumeAt: at, samples: asUint(r.n, 'n'), ring, ...(key ? { key } : {}), ...(next ? { next } : {}) };
   } catch (e) {
     throw new Error(`NV record of meter ${meterId(systemTitle)} is invalid: ${(e as Error).message}`);
   }

@@ -2,6 +2,7 @@ import { join, resolve } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { pino } from 'pino';
 import { durationOption, intOption } from '../lib/flags.js';
+import { brokerUrlsOption } from '../lib/broker-url.js';
 import { loadCredentials } from '../lib/keyset.js';
 import { topicId } from '../protocol/topics.js';
 import { startGateway } from './gateway.js';
@@ -43,7 +44,7 @@ export function registerGatewayCommand(program: Command): void {
       }
     })
     .requiredOption('--line <path>', 'serial device of a meter line (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
-    .option('--mqtt <url>', 'broker URL', 'mqtt://127.0.0.1:1883')
+    .option('--mqtt <urls>', 'broker URL, or several comma-separated (the nodes of a cluster; reconnects to the next)', brokerUrlsOption('--mqtt'), 'mqtt://127.0.0.1:1883')
     .option('--queue <file>', 'on-disk queue (SQLite); default .smartermeter/gateway/<id>.queue.db')
     .option('--batch <n>', 'frames per uplink', intOption('--batch', 1, 1024), 256)
     .option('--batch-delay <ms>', 'longest wait for a batch to fill, ms', intOption('--batch-delay', 0, 60_000), 20)

@@ -5,14 +5,16 @@
  * MQTT.js's own reconnect timer has a fixed period and its outgoing store is in memory, so this adapter
  * dials each connection itself and fails every publish still awaiting PUBACK when a connection drops;
  * the forwarder then re-publishes those frames from its on-disk queue on the next connection (the PES
- * accepts a (meter, ic) at most once, so a duplicate is harmless).
+ * accepts a (meter, ic) at most once, so a duplicate is harmless). Given several broker URLs (the nodes of a
+ * cluster, lib/broker-url.ts), each dial goes to the next one, so a dead node costs one failed attempt.
  * @module
  */
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
+import { parseBrokerUrls, shownBrokerUrls } from '../lib/broker-url.js';
 
 export interface UplinkOptions {
-  /** Broker URL: mqtt://host:port, mqtts://, ws://, wss://. */
+  /** Broker URL (mqtt://host:port, mqtts://, ws://, wss://), or several comma-separated: the nodes of a cluster. */
   url: string;
   clientId: string;
   username?: string;
@@ -51,19 +53,18 @@ export function connectUplink(o: UplinkOptions): UplinkConnection {
   const minMs = o.minBackoffMs ?? 500;
   const maxMs = o.maxBackoffMs ?? 30_000;
   if (!(Number.isFinite(minMs) && minMs > 0 && Number.isFinite(maxMs) && maxMs >= minMs)) throw new TypeError('backoff must satisfy 0 < min <= max');
-  let url: URL;
+  let urls: string[];
   try {
-    url = new URL(o.url);
-    if (!['mqtt:', 'mqtts:', 'tcp:', 'ws:', 'wss:'].includes(url.protocol)) throw new Error(`unsupported scheme ${url.protocol}`);
+    urls = parseBrokerUrls(o.url);
   } catch (e) {
-    throw new TypeError(`--mqtt must be a broker URL like mqtt://127.0.0.1:1883 (${(e as Error).message})`);
+    throw new TypeError(`--mqtt must be a broker URL like mqtt://127.0.0.1:1883, or several comma-separated (${(e as Error).message})`);
   }
-  if (url.password) url.password = '***'; // the URL is logged; a password in it must not be
-  const shownUrl = url.toString();
   const log = o.logger;
   let client: MqttClient | undefined;
   let online = false;
   let attempts = 0;
+  /** Dials so far: the next one goes to `urls[dials % urls.length]` (round robin over a cluster's nodes). */
+  let dials = 0;
   let closed = false;
   let timer: NodeJS.Timeout | undefined;
   const pending = new Set<(err?: Error | null) => void>();
@@ -79,8 +80,9 @@ export function connectUplink(o: UplinkOptions): UplinkConnection {
   const dial = () => {
     timer = undefined;
     attempts++;
-    log.info({ url: shownUrl, clientId: o.clientId, attempt: attempts }, 'gateway: connecting to broker');
-    const c = mqtt.connect(o.url, {
+    const url = urls[dials++ % urls.length]!;
+    log.info({ url: shownBrokerUrls(url), clientId: o.clientId, attempt: attempts }, 'gateway: connecting to broker');
+    const c = mqtt.connect(url, {
       clientId: o.clientId,
       username: o.username,
       password: o.password,

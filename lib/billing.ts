@@ -1,28 +1,30 @@
 /**
  * Pricing household billing aggregates with time-of-use tariffs — the pure core of MDMS billing, shared with
  * the household app (its bill preview prices the household's own readings with this very function, so both
- * agree to the minor unit). Browser-safe (luxon only). No floats: every quantity is an integer and every
- * product is taken in BigInt.
+ * agree to the minor unit; mdms/web/billing.ts re-exports it). Browser-safe (luxon only). No floats: every
+ * quantity is an integer and every product is taken in BigInt.
  *
  * Units
- * - energy: integer Wh (what the PES releases per household x billing period x band);
+ * - energy: integer Wh (what the PES releases per household x billing period x band), imported and exported;
  * - unit rate: `priceMilliPerKwh`, thousandths of a minor unit per kWh (24.567 p/kWh -> 24567);
+ * - feed-in rate: `feedInMilliPerKwh`, thousandths of a minor unit per kWh paid for energy fed in (default 0);
  * - standing charge: `standingMilliPerDay`, thousandths of a minor unit per day (53.35 p/day -> 53350);
  * - VAT: basis points (500 = 5 %);
  * - amounts: integer minor units (pence, cents).
  *
- * Rounding: each bill line is computed exactly (energy line = Wh x price / 10^6, standing line =
- * days x rate / 10^3) and rounded once, half to even (banker's rounding, so a long run of half-unit lines
- * does not drift one way); the subtotal is the sum of the rounded lines; VAT is computed once per VAT rate on
- * the subtotal of the lines at that rate, rounded half to even; total = subtotal + VAT. A customer can check
- * every line with a pocket calculator from the figures printed on it.
+ * Rounding: each bill line is computed exactly (energy line = Wh x price / 10^6, feed-in line = -(Wh fed in x
+ * feed-in rate) / 10^6, standing line = days x rate / 10^3) and rounded once, half to even (banker's rounding,
+ * so a long run of half-unit lines does not drift one way; it is symmetric, so a feed-in line is exactly the
+ * negative of the same energy bought at the same rate); the subtotal is the sum of the rounded lines; VAT is
+ * computed once per VAT rate on the subtotal of the lines at that rate, rounded half to even; total = subtotal +
+ * VAT. A customer can check every line with a pocket calculator from the figures printed on it.
  *
- * Feed-in (energy the household delivered to the grid, `exportBands`): one line per band and tariff version
- * with exported energy, amount = -(Wh x feed-in price / 10^6) rounded half to even (the rounding is symmetric,
- * so the credit is exactly the negative of a charge for the same figures); pro-rated between versions like
- * import. Feed-in lines are netted before VAT: they count in the VAT base of their version's rate, so the
- * VAT is computed on (charges - feed-in credit); a bill can be a credit (negative total). They are listed in
- * `Bill.feedIn`, apart from the charge `lines`; the subtotal is the sum of both.
+ * Feed-in (export): a band with energy fed in gets a feed-in line, a negative amount (a credit) at the band's
+ * feed-in rate, under the same tariff version and pro-rating as the energy lines. VAT: the feed-in line carries
+ * its version's VAT rate, so it is netted against consumption before VAT (as under the Dutch salderingsregeling
+ * until 2027: VAT is due on the net); when the credit exceeds the charges, the VAT line is negative too and the
+ * total is a credit. This keeps one rule for every line; a supplier that pays feed-in without VAT (a private
+ * producer is no VAT trader) would need a VAT rate per line, which the tariff does not have yet.
  *
  * Tariff versions: a tariff (`code`) has versions, each effective from local midnight of `effectiveFrom` in
  * the version's time zone until the next version takes effect.
@@ -47,7 +49,10 @@ export interface BandPrice {
   band: string;
   /** Thousandths of a minor unit per kWh (may be negative: some tariffs pay for off-peak use). */
   priceMilliPerKwh: number;
-  /** Thousandths of a minor unit paid per kWh fed into the grid in this band; absent = 0. */
+  /**
+   * Thousandths of a minor unit paid per kWh fed in (exported) in this band; absent = 0. May be negative (a
+   * supplier that charges for feed-in).
+   */
   feedInMilliPerKwh?: number;
 }
 
@@ -72,12 +77,13 @@ export interface TariffVersion {
   bands: BandPrice[];
 }
 
-/** One billing aggregate: a household's energy per band over [start, end) (unix s). */
+/** One billing aggregate: a household's energy per band over [start, end) (unix s), imported and exported. */
 export interface BillingPeriod {
   start: number;
   end: number;
+  /** Imported Wh per band. */
   bands: Record<string, number>;
-  /** Energy fed into the grid per band, Wh; absent = nothing exported. */
+  /** Exported (fed-in) Wh per band; absent or a band missing = nothing fed in. */
   exportBands?: Record<string, number>;
 }
 
@@ -97,10 +103,11 @@ export interface EnergyLine extends LineBase {
   energyWh: number;
   priceMilliPerKwh: number;
 }
-/** Energy of one band fed into the grid, credited under one tariff version (a negative amount). */
+/** Energy fed in (exported) in one band under one tariff version: a negative amount. */
 export interface FeedInLine extends LineBase {
-  kind: 'feedIn';
+  kind: 'feedin';
   band: string;
+  /** Wh fed in (positive). */
   energyWh: number;
   feedInMilliPerKwh: number;
 }
@@ -110,7 +117,7 @@ export interface StandingLine extends LineBase {
   days: number;
   standingMilliPerDay: number;
 }
-export type BillLine = EnergyLine | StandingLine;
+export type BillLine = EnergyLine | FeedInLine | StandingLine;
 
 /** A priced bill over one or more billing periods. */
 export interface Bill {
@@ -120,13 +127,11 @@ export interface Bill {
   to: number;
   /** Billing periods covered. */
   periods: number;
-  /** Energy over all bands and periods. */
+  /** Energy imported over all bands and periods. */
   energyWh: number;
   /** Energy fed in over all bands and periods. */
   exportWh: number;
   lines: BillLine[];
-  /** Feed-in credits (negative amounts), apart from `lines` so that a reader of charge lines is unchanged. */
-  feedIn: FeedInLine[];
   subtotalMinor: number;
   vat: { basisPoints: number; baseMinor: number; amountMinor: number }[];
   vatMinor: number;
@@ -198,8 +203,8 @@ export function checkTariffVersion(v: TariffVersion): TariffVersion {
     if (!Number.isSafeInteger(b.priceMilliPerKwh) || Math.abs(b.priceMilliPerKwh) > MAX_RATE_MILLI) {
       bad(`price of band "${b.band}" must be an integer of at most ${MAX_RATE_MILLI} thousandths of a minor unit per kWh`);
     }
-    if (b.feedInMilliPerKwh !== undefined && (!Number.isSafeInteger(b.feedInMilliPerKwh) || b.feedInMilliPerKwh < 0 || b.feedInMilliPerKwh > MAX_RATE_MILLI)) {
-      bad(`feed-in price of band "${b.band}" must be an integer 0..${MAX_RATE_MILLI} thousandths of a minor unit per kWh`);
+    if (b.feedInMilliPerKwh !== undefined && (!Number.isSafeInteger(b.feedInMilliPerKwh) || Math.abs(b.feedInMilliPerKwh) > MAX_RATE_MILLI)) {
+      bad(`feed-in price of band "${b.band}" must be an integer of at most ${MAX_RATE_MILLI} thousandths of a minor unit per kWh`);
     }
   }
   return v;
@@ -345,12 +350,13 @@ const toNumber = (v: bigint, what: string): number => {
 };
 
 /**
- * Prices billing periods under the versions of one tariff. Throws {@link BillingError} when a period lies
- * (partly) before the first version, when a band has no price, or when periods overlap.
+ * Prices billing periods under the versions of one tariff: an energy line per band imported, a feed-in line
+ * (negative) per band with energy fed in, a standing charge per version. Throws {@link BillingError} when a
+ * period lies (partly) before the first version, when a band has no price, or when periods overlap.
  * @example
  * ```ts
- * const bill = priceBill([{ start, end, bands: { peak: 4200, offpeak: 6100 } }], versions);
- * bill.totalMinor; // integer pence
+ * const bill = priceBill([{ start, end, bands: { peak: 4200, offpeak: 6100 }, exportBands: { peak: 2500 } }], versions);
+ * bill.totalMinor; // integer pence (negative: a credit)
  * ```
  */
 export function priceBill(periods: readonly BillingPeriod[], versions: readonly TariffVersion[]): Bill {
@@ -363,37 +369,41 @@ export function priceBill(periods: readonly BillingPeriod[], versions: readonly 
     if (i > 0 && p.start < ps[i - 1]!.end) throw new BillingError('billing periods overlap');
   }
   const order = new Map(sorted.map((v, i) => [v.id, i]));
-  type Share = { v: TariffVersion; band: string; wh: bigint; from: number; to: number };
-  const energy = new Map<string, Share>();
-  const feedIn = new Map<string, Share>();
+  type Part = { v: TariffVersion; band: string; wh: bigint; from: number; to: number };
+  const energy = new Map<string, Part>();
+  const feedIn = new Map<string, Part>();
   const standing = new Map<number, { v: TariffVersion; days: number; from: number; to: number }>();
   let totalWh = 0n;
   let totalExportWh = 0n;
   for (const p of ps) {
     const segs = segmentsOf(p.start, p.end, sorted);
     const weights = segs.map((s) => s.to - s.from);
-    const share = (into: Map<string, Share>, bands: Record<string, number>, what: string): bigint => {
-      let sum = 0n;
-      for (const [band, wh] of Object.entries(bands)) {
-        if (!Number.isSafeInteger(wh)) throw new BillingError(`${what} of band "${band}" must be an integer number of Wh`);
-        sum += BigInt(wh);
-        const split = apportion(wh, weights);
-        segs.forEach((s, i) => {
-          if (!s.version.bands.some((b) => b.band === band)) {
-            throw new BillingError(`tariff "${s.version.name}" (effective ${s.version.effectiveFrom}) has no price for band "${band}"`);
-          }
-          const k = `${s.version.id}\u0000${band}`;
-          const e = into.get(k) ?? { v: s.version, band, wh: 0n, from: s.from, to: s.to };
-          e.wh += BigInt(split[i]!);
-          e.from = Math.min(e.from, s.from);
-          e.to = Math.max(e.to, s.to);
-          into.set(k, e);
-        });
-      }
-      return sum;
+    /** Splits one band's Wh between the versions in effect and adds the parts to `into`. */
+    const add = (into: Map<string, Part>, band: string, wh: number, what: string): void => {
+      if (!Number.isSafeInteger(wh)) throw new BillingError(`${what} of band "${band}" must be an integer number of Wh`);
+      const split = apportion(wh, weights);
+      segs.forEach((s, i) => {
+        if (!s.version.bands.some((b) => b.band === band)) {
+          throw new BillingError(`tariff "${s.version.name}" (effective ${s.version.effectiveFrom}) has no price for band "${band}"${into === feedIn ? ' (energy fed in)' : ''}`);
+        }
+        const k = `${s.version.id}\u0000${band}`;
+        const e = into.get(k) ?? { v: s.version, band, wh: 0n, from: s.from, to: s.to };
+        e.wh += BigInt(split[i]!);
+        e.from = Math.min(e.from, s.from);
+        e.to = Math.max(e.to, s.to);
+        into.set(k, e);
+      });
     };
-    totalWh += share(energy, p.bands, 'energy');
-    totalExportWh += share(feedIn, p.exportBands ?? {}, 'exported energy');
+    for (const [band, wh] of Object.entries(p.bands)) {
+      add(energy, band, wh, 'energy');
+      totalWh += BigInt(wh);
+    }
+    // A band with nothing fed in gets no feed-in line (most bands of most households).
+    for (const [band, wh] of Object.entries(p.exportBands ?? {})) {
+      if (wh === 0) continue;
+      add(feedIn, band, wh, 'energy fed in');
+      totalExportWh += BigInt(wh);
+    }
     for (const s of segs) {
       const st = standing.get(s.version.id) ?? { v: s.version, days: 0, from: s.from, to: s.to };
       st.days += localDays(s.from, s.to, s.version.tz);
@@ -403,11 +413,10 @@ export function priceBill(periods: readonly BillingPeriod[], versions: readonly 
     }
   }
   const lines: BillLine[] = [];
-  const credits: FeedInLine[] = [];
   const bandRank = (v: TariffVersion, band: string): number => v.bands.findIndex((b) => b.band === band);
-  const byVersionBand = (a: Share, b: Share) => order.get(a.v.id)! - order.get(b.v.id)! || bandRank(a.v, a.band) - bandRank(b.v, b.band);
-  const energyLines = [...energy.values()].sort(byVersionBand);
-  const feedInLines = [...feedIn.values()].filter((f) => f.wh !== 0n).sort(byVersionBand);
+  const byBand = (a: Part, b: Part): number => order.get(a.v.id)! - order.get(b.v.id)! || bandRank(a.v, a.band) - bandRank(b.v, b.band);
+  const energyLines = [...energy.values()].sort(byBand);
+  const feedInLines = [...feedIn.values()].sort(byBand);
   for (const v of sorted) {
     for (const e of energyLines.filter((x) => x.v.id === v.id)) {
       const price = v.bands.find((b) => b.band === e.band)!.priceMilliPerKwh;
@@ -424,19 +433,19 @@ export function priceBill(periods: readonly BillingPeriod[], versions: readonly 
         amountMinor: toNumber(roundHalfEven(e.wh * BigInt(price), 1_000_000n), 'a line amount'),
       });
     }
-    for (const f of feedInLines.filter((x) => x.v.id === v.id)) {
-      const price = v.bands.find((b) => b.band === f.band)!.feedInMilliPerKwh ?? 0;
-      credits.push({
-        kind: 'feedIn',
+    for (const e of feedInLines.filter((x) => x.v.id === v.id)) {
+      const rate = v.bands.find((b) => b.band === e.band)!.feedInMilliPerKwh ?? 0;
+      lines.push({
+        kind: 'feedin',
         tariffId: v.id,
         tariffName: v.name,
-        band: f.band,
-        from: f.from,
-        to: f.to,
-        energyWh: toNumber(f.wh, 'exported energy'),
-        feedInMilliPerKwh: price,
+        band: e.band,
+        from: e.from,
+        to: e.to,
+        energyWh: toNumber(e.wh, 'energy fed in'),
+        feedInMilliPerKwh: rate,
         vatBasisPoints: v.vatBasisPoints,
-        amountMinor: toNumber(-roundHalfEven(f.wh * BigInt(price), 1_000_000n), 'a line amount'),
+        amountMinor: toNumber(roundHalfEven(-e.wh * BigInt(rate), 1_000_000n), 'a line amount'),
       });
     }
     const st = standing.get(v.id);
@@ -456,7 +465,7 @@ export function priceBill(periods: readonly BillingPeriod[], versions: readonly 
   }
   const byRate = new Map<number, bigint>();
   let subtotal = 0n;
-  for (const l of [...lines, ...credits]) {
+  for (const l of lines) {
     subtotal += BigInt(l.amountMinor);
     byRate.set(l.vatBasisPoints, (byRate.get(l.vatBasisPoints) ?? 0n) + BigInt(l.amountMinor));
   }
@@ -471,9 +480,8 @@ export function priceBill(periods: readonly BillingPeriod[], versions: readonly 
     to: ps[ps.length - 1]!.end,
     periods: ps.length,
     energyWh: toNumber(totalWh, 'energy'),
-    exportWh: toNumber(totalExportWh, 'exported energy'),
+    exportWh: toNumber(totalExportWh, 'energy fed in'),
     lines,
-    feedIn: credits,
     subtotalMinor: toNumber(subtotal, 'subtotal'),
     vat,
     vatMinor: toNumber(vatMinor, 'VAT'),

@@ -82,7 +82,7 @@ export function loadUsers(path: string): UsersFile {
 
 /**
  * Builds the users file of a fleet: the ACL of {@link buildAcl} plus a scrypt hash of each user's password.
- * Every ACL user must have a password in `passwords`.
+ * Every ACL user must have a password in `passwords` (with `e2e`, the `guardian` too).
  * @example
  * ```ts
  * const file = buildUsers({ gateways: ['gw-n1'], households: ['h1'] }, passwords);
@@ -92,10 +92,11 @@ export function loadUsers(path: string): UsersFile {
 export function buildUsers(
   fleet: { gateways: string[]; households: string[] },
   passwords: Record<string, string> | Map<string, string>,
+  options: { e2e?: boolean } = {},
 ): UsersFile {
   const get = (name: string) => (passwords instanceof Map ? passwords.get(name) : Object.hasOwn(passwords, name) ? passwords[name] : undefined);
   const users: Record<string, UserEntry> = {};
-  for (const [name, a] of Object.entries(buildAcl(fleet))) {
+  for (const [name, a] of Object.entries(buildAcl(fleet, options))) {
     const pw = get(name);
     if (typeof pw !== 'string' || pw.length === 0) throw new TypeError(`no password for broker user ${name}`);
     users[name] = { scrypt: hashPassword(pw), ...a };

@@ -17,7 +17,8 @@
  * the process should exit and be restarted).
  * @module
  */
-import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
+import type { IClientOptions, IPublishPacket, MqttClient } from 'mqtt';
+import { connectBroker, parseBrokerUrls } from './broker-url.js';
 import type { Logger } from 'pino';
 
 /**
@@ -32,6 +33,10 @@ export type Verdict = 'ack' | 'hold';
 
 /** Options of {@link startDurableSubscriber}. */
 export interface DurableSubscriberOptions {
+  /**
+   * Broker URL, or several comma-separated (the nodes of a cluster, lib/broker-url.ts): on a lost connection
+   * the subscriber reconnects to the next node and resumes its persistent session there.
+   */
   url: string;
   username?: string;
   password?: string;
@@ -94,7 +99,7 @@ export interface DurableSubscriber {
  * ```
  */
 export function startDurableSubscriber(o: DurableSubscriberOptions): DurableSubscriber {
-  if (typeof o.url !== 'string' || !/^(mqtts?|wss?|tcp|tls):\/\//.test(o.url)) throw new TypeError('mqtt url must be an mqtt://, mqtts://, ws:// or wss:// URL');
+  parseBrokerUrls(o.url, 'mqtt url'); // throws a TypeError naming the bad entry
   if (typeof o.clientId !== 'string' || o.clientId.length === 0) throw new TypeError('clientId must be a non-empty string');
   if (!Array.isArray(o.filters)) throw new TypeError('filters must be a list');
   const required = o.required ?? true;
@@ -108,7 +113,7 @@ export function startDurableSubscriber(o: DurableSubscriberOptions): DurableSubs
     ...(o.username !== undefined ? { username: o.username } : {}),
     ...(o.password !== undefined ? { password: o.password } : {}),
   };
-  const client = mqtt.connect(o.url, options);
+  const client = connectBroker(o.url, options);
   let stopped = false;
   let granted = false;
   let fail!: (e: Error) => void;

@@ -13,7 +13,8 @@
  * pes/pes-sign.key.pem            PES Ed25519 signing key (PKCS#8; encrypted when SM_KEY_PASSPHRASE is set)
  * pes/meter-keys.cbor             every meter key (`keys`), KEK (`keks`) and rotated key (`rotations`, generation
  *                                 1, 2, ... per meter) wrapped to the PES key with RSA-OAEP-SHA-256
- * pes/paillier.key                PES Paillier private key (engine serialisation; encrypted with the passphrase when set)
+ * pes/paillier.key                PES Paillier private key (engine serialisation; encrypted with the passphrase when set);
+ *                                 classic mode only
  * pes/mdms.pub.pem                the MDMS public key the PES seals aggregates to
  * pes/binding-keys.cbor           per household, the key derived from its activation code (docs/protocol.md §10.1)
  * pes/households/<hh>.pub.pem     household public keys known at provisioning (optional)
@@ -28,6 +29,23 @@
  * broker/mosquitto/data/          Mosquitto's persistence (unless provisioned elsewhere)
  * credentials/<user>.json         each component's broker username/password
  * ```
+ * End-to-end mode (`provision --e2e`, docs/paillier.md "Two-party threshold decryption"): no file holds the
+ * whole Paillier secret; `pes/paillier.key` is not written, and instead:
+ * ```
+ * pes/paillier.share              the PES's share of the decryption exponent (sealed like the private keys)
+ * pes/paillier.pub                the Paillier public key
+ * meters/paillier.pub             the Paillier public key the meters encrypt under
+ * guardian-sign.pub.pem           public: the guardian's Ed25519 key (whoever combines its partials verifies with it)
+ * guardian/                       the guardian's own key directory (`smartermeter guardian --keys <dir>/guardian`):
+ *   fleet.json                    a copy of the fleet (who is in which neighbourhood and household)
+ *   paillier.share                the guardian's share (sealed like the private keys)
+ *   paillier.pub                  the Paillier public key
+ *   guardian.key.pem              its RSA private key (unwraps its meter keys); guardian.pub.pem its public half
+ *   meter-keys.cbor               every meter key and rotated key, wrapped to guardian.pub.pem (it checks uplinks)
+ *   guardian-sign.key.pem         its Ed25519 signing key (signs its partial decryptions)
+ *   mdms.pub.pem                  the MDMS public key
+ *   credentials/guardian.json     its broker username/password (user `guardian`)
+ * ```
  * @module
  */
 import { createPrivateKey, createPublicKey, randomBytes, scryptSync, type KeyObject } from 'node:crypto';
@@ -37,7 +55,7 @@ import { cborDecode } from '../protocol/cbor.js';
 import { gcmDecrypt, gcmEncrypt } from '../protocol/aead.js';
 import { topicId } from '../protocol/topics.js';
 import { unwrapKey } from '../protocol/seal.js';
-import { decodePrivateKey, type PaillierPrivate } from '../protocol/paillier/engine.js';
+import { decodePrivateKey, decodePublicKey, decodeShare, type DecryptionShare, type PaillierPrivate, type Party, type PublicKey } from '../protocol/paillier/engine.js';
 
 export interface FleetMeter {
   /** Hex system title: the meter id everywhere. */
@@ -71,6 +89,25 @@ export interface PesKeys {
   paillier: PaillierPrivate;
   mdmsPublic: KeyObject;
   householdPublic: Map<string, KeyObject>;
+}
+
+/** What the PES loads in the end-to-end mode: everything of {@link PesKeys} but its share instead of the Paillier key. */
+export interface PesE2eKeys extends Omit<PesKeys, 'paillier'> {
+  /** The PES's share of the Paillier decryption exponent (protocol/paillier/threshold.ts); its public key inside. */
+  paillierShare: DecryptionShare;
+}
+
+/** What the guardian loads from its own key directory (`<keys>/guardian`). */
+export interface GuardianKeys {
+  /** The guardian's share of the Paillier decryption exponent. */
+  paillierShare: DecryptionShare;
+  /** Every meter's key, to check (GCM) the uplinks it recomputes aggregates from. */
+  meterKeys: Map<string, Buffer>;
+  /** Per meter, the keys `provision rotate` made, generation 1, 2, ... in order. */
+  meterRotations: Map<string, Buffer[]>;
+  /** Ed25519: signs the guardian's partial decryptions. */
+  signer: KeyObject;
+  mdmsPublic: KeyObject;
 }
 
 /** The passphrase that encrypts private keys at rest, if the operator set one. */
@@ -190,14 +227,15 @@ export interface WrappedMeterKeys {
 }
 
 /**
- * Reads and checks the PES's wrapped meter-key file (nothing is unwrapped).
+ * Reads and checks the PES's wrapped meter-key file (nothing is unwrapped); `file` names another holder's
+ * (the guardian's: `guardian/meter-keys.cbor`).
  * @example
  * ```ts
  * const generations = (readWrappedMeterKeys(dir).rotations?.[meter] ?? []).length;
  * ```
  */
-export function readWrappedMeterKeys(dir: string): WrappedMeterKeys {
-  const path = join(dir, PES_METER_KEYS);
+export function readWrappedMeterKeys(dir: string, file = PES_METER_KEYS): WrappedMeterKeys {
+  const path = join(dir, file);
   const blob = cborDecode(readFile(path, 'wrapped meter keys')) as WrappedMeterKeys;
   const isMap = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v);
   if (blob?.version !== 1 || !isMap(blob.keys) || (blob.keks !== undefined && !isMap(blob.keks)) || (blob.rotations !== undefined && !isMap(blob.rotations))) {
@@ -255,22 +293,27 @@ export function loadMeterKey(dir: string, meter: string): Buffer {
 
 /**
  * Everything the PES needs: its RSA key, the unwrapped meter keys, its Paillier key, the MDMS public key and
- * the household public keys known at provisioning.
+ * the household public keys known at provisioning. With `{ e2e: true }`, the PES's share of the Paillier
+ * secret instead of the key (an end-to-end key set has no Paillier private key); each mode refuses the other's
+ * key set with a message that names it.
  * @example
  * ```ts
  * const keys = loadPesKeys(dir);
+ * const e2e = loadPesKeys(dir, { e2e: true }); // e2e.paillierShare
  * ```
  */
-export function loadPesKeys(dir: string): PesKeys {
+export function loadPesKeys(dir: string, options?: { e2e?: false }): PesKeys;
+export function loadPesKeys(dir: string, options: { e2e: true }): PesE2eKeys;
+export function loadPesKeys(dir: string, options: { e2e?: boolean } = {}): PesKeys | PesE2eKeys {
+  const mode = keySetMode(dir);
+  if (mode === 'e2e' && !options.e2e) throw new Error(`${dir} is an end-to-end key set (provision --e2e): the PES holds a share of the Paillier secret, not the key; run it in the end-to-end mode`);
+  if (mode === 'classic' && options.e2e) throw new Error(`${dir} is a classic key set (pes/paillier.key): provision with --e2e for the end-to-end mode`);
   const rsa = loadPrivatePem(join(dir, 'pes/pes.key.pem'), 'PES private key');
-  const blob = readWrappedMeterKeys(dir);
-  const meterKeys = new Map<string, Buffer>();
-  for (const [id, w] of Object.entries(blob.keys)) meterKeys.set(id, unwrapKey(rsa, w));
+  const { meterKeys, meterRotations } = unwrapMeterKeys(readWrappedMeterKeys(dir), rsa);
   // The KEKs stay wrapped: the PES holds them as this system's head-end, but deciphers frames with the keys only.
-  const meterRotations = new Map<string, Buffer[]>();
-  for (const [id, list] of Object.entries(blob.rotations ?? {})) meterRotations.set(id, list.map((w) => unwrapKey(rsa, w)));
-  const paillierPath = join(dir, 'pes/paillier.key');
-  const paillier = decodePrivateKey(openBlob(readFile(paillierPath, 'Paillier key'), paillierPath));
+  const paillierPath = join(dir, PES_PAILLIER_KEY);
+  const paillier = mode === 'classic' ? decodePrivateKey(openBlob(readFile(paillierPath, 'Paillier key'), paillierPath)) : undefined;
+  const paillierShare = mode === 'e2e' ? loadShare(dir, PES_PAILLIER_PUBLIC, PES_PAILLIER_SHARE, 'pes') : undefined;
   const mdmsPublic = createPublicKey(readFile(join(dir, 'pes/mdms.pub.pem'), 'MDMS public key'));
   const householdPublic = new Map<string, KeyObject>();
   const hhDir = join(dir, 'pes/households');
@@ -288,7 +331,130 @@ export function loadPesKeys(dir: string): PesKeys {
     for (const [hh, k] of Object.entries(b.keys)) if (k instanceof Uint8Array && k.length === 32) bindingKeys.set(hh, k);
   }
   const signer = loadPrivatePem(join(dir, PES_SIGNING_KEY), 'PES signing key');
-  return { rsa, signer, bindingKeys, meterKeys, meterRotations, paillier, mdmsPublic, householdPublic };
+  const common = { rsa, signer, bindingKeys, meterKeys, meterRotations, mdmsPublic, householdPublic };
+  return paillierShare ? { ...common, paillierShare } : { ...common, paillier: paillier! };
+}
+
+function unwrapMeterKeys(blob: WrappedMeterKeys, rsa: KeyObject): { meterKeys: Map<string, Buffer>; meterRotations: Map<string, Buffer[]> } {
+  const meterKeys = new Map<string, Buffer>();
+  for (const [id, w] of Object.entries(blob.keys)) meterKeys.set(id, unwrapKey(rsa, w));
+  const meterRotations = new Map<string, Buffer[]>();
+  for (const [id, list] of Object.entries(blob.rotations ?? {})) meterRotations.set(id, list.map((w) => unwrapKey(rsa, w)));
+  return { meterKeys, meterRotations };
+}
+
+/** A Paillier share file (sealed when a passphrase is set) under the public key file beside it, for `party` only. */
+function loadShare(dir: string, pubFile: string, shareFile: string, party: Party): DecryptionShare {
+  const pub = loadPaillierPublic(join(dir, pubFile));
+  const path = join(dir, shareFile);
+  const bytes = openBlob(readFile(path, `Paillier share of the ${party}`), path);
+  try {
+    return decodeShare(pub, bytes, party);
+  } catch (e) {
+    throw new Error(`${path}: ${(e as Error).message}`);
+  } finally {
+    bytes.fill(0);
+  }
+}
+
+function loadPaillierPublic(path: string): PublicKey {
+  try {
+    return decodePublicKey(readFile(path, 'Paillier public key'));
+  } catch (e) {
+    throw new Error(`${path}: ${(e as Error).message}`);
+  }
+}
+
+/** Where the Paillier key material lives in a key set (classic: the key; end-to-end: shares and public keys). */
+export const PES_PAILLIER_KEY = 'pes/paillier.key';
+export const PES_PAILLIER_SHARE = 'pes/paillier.share';
+export const PES_PAILLIER_PUBLIC = 'pes/paillier.pub';
+export const METER_PAILLIER_PUBLIC = 'meters/paillier.pub';
+/** The guardian's key directory inside a key set, and its files (relative to that directory). */
+export const GUARDIAN_DIR = 'guardian';
+export const GUARDIAN_FILES = {
+  share: 'paillier.share',
+  paillierPublic: 'paillier.pub',
+  rsa: 'guardian.key.pem',
+  rsaPublic: 'guardian.pub.pem',
+  meterKeys: 'meter-keys.cbor',
+  signer: 'guardian-sign.key.pem',
+  mdmsPublic: 'mdms.pub.pem',
+} as const;
+/** The guardian's Ed25519 public key, at the top of the key set (beside pes-sign.pub.pem). */
+export const GUARDIAN_VERIFY_KEY = 'guardian-sign.pub.pem';
+
+/**
+ * Which mode a key set was provisioned for: `classic` (the PES holds the Paillier key) or `e2e` (the PES and
+ * the guardian each hold a share). Throws when the key set has neither.
+ * @example
+ * ```ts
+ * if (keySetMode(dir) === 'e2e') startGuardian(join(dir, GUARDIAN_DIR));
+ * ```
+ */
+export function keySetMode(dir: string): 'classic' | 'e2e' {
+  if (existsSync(join(dir, PES_PAILLIER_KEY))) return 'classic';
+  if (existsSync(join(dir, PES_PAILLIER_SHARE))) return 'e2e';
+  if (!existsSync(dir)) throw new Error(`${dir}: no such key set (make one with: smartermeter provision --fleet <file> --out ${dir})`);
+  throw new Error(`${dir}: no Paillier key material (neither ${PES_PAILLIER_KEY} nor ${PES_PAILLIER_SHARE}): not a key set`);
+}
+
+/**
+ * Everything the guardian needs, from its own key directory (`<keys>/guardian`, which it may hold alone): its
+ * Paillier share, the meter keys it checks uplinks with, its signing key and the MDMS public key. Its fleet is
+ * `loadFleet(dir)`, its broker credentials `loadCredentials(dir, 'guardian')`.
+ * @example
+ * ```ts
+ * const keys = loadGuardianKeys('keys/guardian');
+ * const partial = partialDecrypt(keys.paillierShare, aggregate);
+ * ```
+ */
+export function loadGuardianKeys(dir: string): GuardianKeys {
+  const rsa = loadPrivatePem(join(dir, GUARDIAN_FILES.rsa), 'guardian private key');
+  const { meterKeys, meterRotations } = unwrapMeterKeys(readWrappedMeterKeys(dir, GUARDIAN_FILES.meterKeys), rsa);
+  const paillierShare = loadShare(dir, GUARDIAN_FILES.paillierPublic, GUARDIAN_FILES.share, 'guardian');
+  const signer = loadPrivatePem(join(dir, GUARDIAN_FILES.signer), 'guardian signing key');
+  const mdmsPublic = createPublicKey(readFile(join(dir, GUARDIAN_FILES.mdmsPublic), 'MDMS public key'));
+  return { paillierShare, meterKeys, meterRotations, signer, mdmsPublic };
+}
+
+/**
+ * The public key the guardian's meter keys are wrapped to (what `provision rotate` wraps a new meter key to
+ * in an end-to-end key set), or undefined when the key set has no guardian.
+ * @example
+ * ```ts
+ * const g = loadGuardianPublicKey(dir); // KeyObject | undefined
+ * ```
+ */
+export function loadGuardianPublicKey(dir: string): KeyObject | undefined {
+  const path = join(dir, GUARDIAN_DIR, GUARDIAN_FILES.rsaPublic);
+  return existsSync(path) ? createPublicKey(readFile(path, 'guardian public key')) : undefined;
+}
+
+/**
+ * The Paillier public key a meter encrypts its interval energy under in the end-to-end mode.
+ * @example
+ * ```ts
+ * const pub = loadMeterPaillierKey(dir);
+ * const c = pub.encrypt(layout.pack([wh, whBand1, whBand2]));
+ * ```
+ */
+export function loadMeterPaillierKey(dir: string): PublicKey {
+  return loadPaillierPublic(join(dir, METER_PAILLIER_PUBLIC));
+}
+
+/**
+ * The guardian's Ed25519 public key (public, at the top of the key set): verifies its partial decryptions.
+ * @example
+ * ```ts
+ * const guardianKey = loadGuardianVerifyKey(dir);
+ * ```
+ */
+export function loadGuardianVerifyKey(dir: string): KeyObject {
+  const path = join(dir, GUARDIAN_VERIFY_KEY);
+  const key = createPublicKey(readFile(path, 'guardian signature key'));
+  if (key.asymmetricKeyType !== 'ed25519') throw new Error(`${path}: not an Ed25519 public key`);
+  return key;
 }
 
 /** Where the PES's signing key and its public half live in a key set. */
@@ -359,6 +525,14 @@ export const MOSQUITTO_PASSWD = 'broker/mosquitto/passwd';
 export const MOSQUITTO_ACL = 'broker/mosquitto/acl';
 export const MOSQUITTO_CONF = 'broker/mosquitto/mosquitto.conf';
 export const MOSQUITTO_DATA = 'broker/mosquitto/data';
+
+/**
+ * The NATS cluster's users and permissions in a key set (provision/nats.ts), relative to the key directory;
+ * every node's configuration includes it (`smartermeter cluster up --keys`).
+ */
+export const NATS_ACCOUNTS = 'nats/accounts.conf';
+/** Written instead of {@link NATS_ACCOUNTS} when the fleet cannot run on NATS 2.9's MQTT: says why. */
+export const NATS_ACCOUNTS_SKIPPED = 'nats/accounts.conf.skipped';
 
 /** Path of the broker's users file. */
 export function brokerUsersPath(dir: string): string {

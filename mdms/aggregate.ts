@@ -24,7 +24,7 @@ export type PolicyRule = 'privacy' | 'unknown' | 'negative';
 
 /**
  * Which rule of `policy` an aggregate breaks and why, or `null` if it may be stored. Checked in order:
- * unknown key, negative energy, then the privacy rules (k, shortest billing period). The reason names the
+ * unknown key, negative energy (imported or exported), then the privacy rules (k, shortest billing period). The reason names the
  * rule and the policy figure, never a reading value.
  * @example
  * ```ts
@@ -34,7 +34,8 @@ export type PolicyRule = 'privacy' | 'unknown' | 'negative';
 export function policyViolation(agg: Aggregate, policy: PrivacyPolicy): { rule: PolicyRule; reason: string } | null {
   const known = agg.kind === 'billing' ? policy.fleet?.households : policy.fleet?.neighbourhoods;
   if (known && !known.has(agg.key)) return { rule: 'unknown', reason: `${agg.kind === 'billing' ? 'household' : 'neighbourhood'} ${agg.key} is not in the fleet` };
-  const energies = agg.kind === 'billing' ? Object.values(agg.bands) : [agg.energyWh];
+  // Export is as revealing as import and follows the same rules (k and the billing period cover the whole body).
+  const energies = agg.kind === 'billing' ? [...Object.values(agg.bands), ...Object.values(agg.exportBands ?? {})] : [agg.energyWh, agg.exportWh ?? 0];
   if (energies.some((e) => e < 0)) return { rule: 'negative', reason: 'negative energy' };
   const reason = privacyViolation(agg, policy);
   return reason ? { rule: 'privacy', reason } : null;

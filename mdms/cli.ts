@@ -9,6 +9,7 @@ import { pino, type Logger } from 'pino';
 import { isValidFilter } from '../protocol/acl.js';
 import { AGGREGATE_PREFIX, topics } from '../protocol/topics.js';
 import { durationOption, intOption } from '../lib/flags.js';
+import { brokerUrlsOption } from '../lib/broker-url.js';
 import { loadCredentials, loadFleet, loadMdmsKey, loadPesVerifyKey } from '../lib/keyset.js';
 import { DEFAULT_K } from '../lib/policy.js';
 import { auditRefusals } from './refusal-audit.js';
@@ -226,7 +227,7 @@ export function registerMdmsCommand(program: Command): void {
     .requiredOption('--keys <dir>', 'key set directory (mdms/mdms.key.pem, credentials/mdms.json)')
     .addOption(dbOption().default(DEFAULT_DB))
     .addOption(schemaOption())
-    .option('--mqtt <url>', 'broker URL', 'mqtt://127.0.0.1:1883')
+    .option('--mqtt <urls>', 'broker URL, or several comma-separated (the nodes of a cluster; reconnects to the next)', brokerUrlsOption('--mqtt'), 'mqtt://127.0.0.1:1883')
     .option('--username <name>', 'broker username (default: from the key set)')
     .option('--password-file <path>', 'file holding the broker password (with --username)')
     .option(

@@ -1,8 +1,10 @@
 /**
  * CSV export of the latest revision of every aggregate (RFC 4180 fields, `\n` line ends, header first):
- * - neighbourhood: `neighbourhood,start,end,meters,energy_wh`, sorted by neighbourhood, start;
- * - billing: `household,start,end,band,energy_wh`, one line per band, sorted by household, start, band.
- * Times are ISO 8601 UTC with `Z` and no fraction (`2024-05-01T00:15:00Z`); energy is integer Wh.
+ * - neighbourhood: `neighbourhood,start,end,meters,energy_wh,export_wh`, sorted by neighbourhood, start;
+ * - billing: `household,start,end,band,energy_wh,export_wh`, one line per band, sorted by household, start, band.
+ * Times are ISO 8601 UTC with `Z` and no fraction (`2024-05-01T00:15:00Z`); energy is integer Wh: `energy_wh`
+ * imported from the grid, `export_wh` exported to it (0 when none). The columns of version 1 come first, in
+ * their order, so a consumer that reads columns by position keeps working; new columns are only ever appended.
  * Rows are read in pages (keyset pagination), so a large store streams in bounded memory.
  * @module
  */
@@ -10,15 +12,37 @@ import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import type { Store } from './store/types.js';
+import type { BillingRow, NeighbourhoodRow, Store } from './store/types.js';
 
 export type ExportWhat = 'neighbourhood' | 'billing';
 export const EXPORT_WHATS: readonly ExportWhat[] = ['neighbourhood', 'billing'];
 
 export const CSV_HEADERS: Readonly<Record<ExportWhat, string>> = {
-  neighbourhood: 'neighbourhood,start,end,meters,energy_wh',
-  billing: 'household,start,end,band,energy_wh',
+  neighbourhood: 'neighbourhood,start,end,meters,energy_wh,export_wh',
+  billing: 'household,start,end,band,energy_wh,export_wh',
 };
+
+/**
+ * One neighbourhood row as CSV fields, in {@link CSV_HEADERS} order.
+ * @example
+ * ```ts
+ * line(...neighbourhoodFields(row)); // 'nb1,2024-05-01T00:00:00Z,2024-05-01T00:15:00Z,25,8120,310\n'
+ * ```
+ */
+export function neighbourhoodFields(r: NeighbourhoodRow): (string | number)[] {
+  return [r.neighbourhood, isoTime(r.start), isoTime(r.end), r.meters, r.energyWh, r.exportWh];
+}
+
+/**
+ * One billing band row as CSV fields, in {@link CSV_HEADERS} order.
+ * @example
+ * ```ts
+ * line(...billingFields(row)); // 'hh1,2024-05-01T00:00:00Z,2024-05-02T00:00:00Z,peak,3000,1200\n'
+ * ```
+ */
+export function billingFields(r: BillingRow): (string | number)[] {
+  return [r.household, isoTime(r.start), isoTime(r.end), r.band, r.energyWh, r.exportWh];
+}
 
 /**
  * Unix seconds -> ISO 8601 UTC, second resolution.
@@ -55,7 +79,7 @@ export async function* csvLines(store: Store, what: ExportWhat, pageSize = 5000)
     for (;;) {
       const rows = await store.latestNeighbourhood({ after, limit: pageSize });
       if (rows.length === 0) return;
-      yield rows.map((r) => line(r.neighbourhood, isoTime(r.start), isoTime(r.end), r.meters, r.energyWh)).join('');
+      yield rows.map((r) => line(...neighbourhoodFields(r))).join('');
       const last = rows[rows.length - 1]!;
       after = { neighbourhood: last.neighbourhood, start: last.start };
     }
@@ -64,7 +88,7 @@ export async function* csvLines(store: Store, what: ExportWhat, pageSize = 5000)
   for (;;) {
     const rows = await store.latestBilling({ after, limit: pageSize });
     if (rows.length === 0) return;
-    yield rows.map((r) => line(r.household, isoTime(r.start), isoTime(r.end), r.band, r.energyWh)).join('');
+    yield rows.map((r) => line(...billingFields(r))).join('');
     const last = rows[rows.length - 1]!;
     after = { household: last.household, start: last.start };
   }

@@ -19,8 +19,13 @@
  * | a household or neighbourhood that is not in the fleet | rejectedUnknown | yes (as above) |
  * | a negative energy | rejectedNegative | yes (as above) |
  * | a revision that does not follow the highest stored one (0 first, then +1) | rejectedGap | yes: the PES releases revisions in order on one topic (MQTT 3.1.1 §4.6), so a gap is a forgery or a fault |
+ * | a PES policy statement (`sm/v1/agg/policy/<pes>`, same seal and signature), newer than the one kept | policyStored | yes |
+ * | a policy statement not newer than the one kept (stale, a duplicate, or another body at the same `at`) | policyIgnored | yes |
  *
- * Every refusal of the last four rows is also handed to `onRefused` (the CLI records it in the audit log).
+ * Every refusal by a policy rule (privacy, unknown, negative, gap) is also handed to `onRefused` (the CLI records it
+ * in the audit log). The rules cover export as they cover import: a negative `exportWh` or export band is refused.
+ * A policy statement carries no reading, so k, the fleet and the billing period do not apply to it; a malformed
+ * one is counted `malformed` like a malformed aggregate.
  * | database unreachable or failing | dbErrors (per attempt) | NO: retried with backoff while holding the message; meanwhile later messages wait too, so nothing is acknowledged until the database is back |
  *
  * While a message waits for the database, MQTT.js processes no other packet (not even PINGRESP), so after
@@ -38,10 +43,10 @@ import { startDurableSubscriber, type Verdict } from '../lib/durable-subscriber.
 import { isValidFilter } from '../protocol/acl.js';
 import { aggregateSigned, parseAggregateEnvelope, type AggregateEnvelope } from '../protocol/envelope.js';
 import { keyId, openAggregate, SignatureError } from '../protocol/seal.js';
-import { AGGREGATE_PREFIX, topics } from '../protocol/topics.js';
-import { MalformedAggregateError, parseAggregate, type Aggregate } from '../protocol/aggregate.js';
+import { AGGREGATE_PREFIX, parseTopic, topics } from '../protocol/topics.js';
+import { MalformedAggregateError, parseAggregate, parsePolicyStatement, type Aggregate, type PolicyStatement } from '../protocol/aggregate.js';
 import { DEFAULT_POLICY, policyViolation, type PolicyRule, type PrivacyPolicy } from './aggregate.js';
-import type { InsertOutcome, Store } from './store/types.js';
+import type { InsertOutcome, PolicyOutcome, Store } from './store/types.js';
 
 /** Largest payload accepted (an aggregate seal is well under 1 KiB with a 3072-bit key). */
 export const MAX_PAYLOAD = 64 * 1024;
@@ -72,6 +77,10 @@ export interface IngestCounters {
   rejectedNegative: number;
   /** Revisions out of sequence (acknowledged and dropped). */
   rejectedGap: number;
+  /** PES policy statements kept (the first of a PES, or newer than the one kept). */
+  policyStored: number;
+  /** PES policy statements not kept: older than or as old as the one kept (acknowledged). */
+  policyIgnored: number;
   /** Failed database attempts (each retry counts). */
   dbErrors: number;
 }
@@ -205,6 +214,8 @@ export function startMdmsIngest(opts: MdmsIngestOptions): MdmsIngest {
     rejectedUnknown: 0,
     rejectedNegative: 0,
     rejectedGap: 0,
+    policyStored: 0,
+    policyIgnored: 0,
     dbErrors: 0,
   };
   const watchers = new Set<() => void>();
@@ -231,14 +242,15 @@ export function startMdmsIngest(opts: MdmsIngestOptions): MdmsIngest {
     return rows.reduce((m, r) => Math.max(m, r.revision), -1);
   }
 
-  async function store_(agg: Aggregate, topic: string, live: () => boolean): Promise<InsertOutcome | 'gap' | null> {
+  /** Runs `op` until the database answers (null if the ingest closes or the connection goes meanwhile). */
+  async function withDb<T>(op: () => Promise<T>, topic: string, live: () => boolean): Promise<T | null> {
     let wait = initialMs;
     for (let attempt = 1; ; attempt++) {
       if (closing || !live()) return null;
       try {
-        // A revision already stored goes on to the store (duplicate or conflict); a new one must be the next.
-        if (agg.revision > (await latestRevision(agg)) + 1) return 'gap';
-        return agg.kind === 'neighbourhood' ? await store.insertNeighbourhood(agg) : await store.insertBilling(agg);
+        const r = await op();
+        void recordPolicy();
+        return r;
       } catch (e) {
         counters.dbErrors++;
         changed();
@@ -252,6 +264,46 @@ export function startMdmsIngest(opts: MdmsIngestOptions): MdmsIngest {
       }
     }
   }
+
+  /** A revision already stored goes on to the store (duplicate or conflict); a new one must be the next. */
+  async function store_(agg: Aggregate, topic: string, live: () => boolean): Promise<InsertOutcome | 'gap' | null> {
+    return withDb(
+      async () => {
+        if (agg.revision > (await latestRevision(agg)) + 1) return 'gap';
+        return agg.kind === 'neighbourhood' ? store.insertNeighbourhood(agg) : store.insertBilling(agg);
+      },
+      topic,
+      live,
+    );
+  }
+
+  /** Keeps a policy statement if it is the PES's newest; acknowledged whatever the outcome. */
+  async function storePolicy(p: PolicyStatement, topic: string, live: () => boolean): Promise<Verdict> {
+    const outcome: PolicyOutcome | null = await withDb(() => store.insertPolicy(p), topic, live);
+    if (outcome === null) return 'hold';
+    if (outcome === 'stored') {
+      counters.policyStored++;
+      log.info({ topic, at: p.at, k: p.k, revisionK: p.revisionK, membershipGuard: p.membershipGuard, counters: p.counters }, 'PES policy statement stored');
+    } else {
+      counters.policyIgnored++;
+      const level = outcome === 'conflict' ? 'warn' : 'debug';
+      log[level]({ topic, at: p.at, outcome, policyIgnored: counters.policyIgnored }, outcome === 'conflict' ? 'another policy statement with the same time: kept the first' : 'policy statement not newer than the one kept');
+    }
+    return 'ack';
+  }
+
+  // What this ingest enforces, for the web app's Privacy page (retried after every database success until recorded).
+  let policyRecorded: Promise<void> | null = null;
+  function recordPolicy(): Promise<void> {
+    policyRecorded ??= store
+      .recordIngestPolicy({ k: policy.k, minBillingPeriodS: policy.minBillingPeriodS, fleetChecked: policy.fleet !== undefined })
+      .catch((e: unknown) => {
+        policyRecorded = null;
+        log.warn({ error: (e as Error).message }, 'could not record the ingest policy (retried after the next stored message)');
+      });
+    return policyRecorded;
+  }
+  void recordPolicy();
 
   const COUNTER = { privacy: 'rejectedPrivacy', unknown: 'rejectedUnknown', negative: 'rejectedNegative', gap: 'rejectedGap' } as const;
 
@@ -293,9 +345,12 @@ export function startMdmsIngest(opts: MdmsIngestOptions): MdmsIngest {
       );
       return 'hold';
     }
-    let agg: Aggregate;
+    let agg: Aggregate | null = null;
+    let statement: PolicyStatement | null = null;
     try {
-      agg = parseAggregate(topic, openAggregate(privateKey, topic, payload, opts.pesVerifyKey));
+      const body = openAggregate(privateKey, topic, payload, opts.pesVerifyKey);
+      if (parseTopic.policy(topic) !== null) statement = parsePolicyStatement(topic, body);
+      else agg = parseAggregate(topic, body);
     } catch (e) {
       if (e instanceof SignatureError) {
         counters.badSignature++;
@@ -306,6 +361,8 @@ export function startMdmsIngest(opts: MdmsIngestOptions): MdmsIngest {
       log.warn({ topic, reason: (e as Error).message, malformed: counters.malformed }, e instanceof MalformedAggregateError ? 'not a valid aggregate: dropped' : 'seal does not open: dropped');
       return 'ack';
     }
+    if (statement) return storePolicy(statement, topic, live);
+    if (!agg) return 'hold'; // unreachable: one of the two parsers returned
     const violation = policyViolation(agg, policy);
     if (violation) return refuse(agg, topic, violation.rule, violation.reason);
     const outcome = await store_(agg, topic, live);
@@ -374,6 +431,7 @@ export function startMdmsIngest(opts: MdmsIngestOptions): MdmsIngest {
       closing = true;
       for (const wake of [...sleepers]) wake();
       await sub.close();
+      await policyRecorded;
     },
   };
 }

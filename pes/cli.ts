@@ -9,6 +9,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { IANAZone } from 'luxon';
 import { pino } from 'pino';
 import { intOption, parseDuration } from '../lib/flags.js';
+import { brokerUrlsOption } from '../lib/broker-url.js';
 import { loadCredentials, loadFleet, loadPesKeys } from '../lib/keyset.js';
 import { topicId } from '../protocol/topics.js';
 import { parseBillingPeriod, type BillingPeriod } from './duration.js';
@@ -35,6 +36,8 @@ export interface PesFlags {
   membershipGuard: boolean;
   dpEpsilon?: number;
   dpMaxPower?: number;
+  dpBudget?: number;
+  pesId: string;
   retention?: number;
   maxSkew: number;
   clientId?: string;
@@ -76,6 +79,27 @@ export function epsilonOption(v: string): number {
   const e = Number(v);
   if (!/^\d+(\.\d+)?$/.test(v) || !(e > 0) || e > 1000) throw new InvalidArgumentError(`--dp-epsilon must be a positive number up to 1000, got "${v}"`);
   return e;
+}
+
+/**
+ * Parses `--dp-budget`: a positive decimal (epsilon per neighbourhood per day).
+ * @example
+ * ```ts
+ * budgetOption('10'); // 10
+ * ```
+ */
+export function budgetOption(v: string): number {
+  const b = Number(v);
+  if (!/^\d+(\.\d+)?$/.test(v) || !(b > 0) || b > 1_000_000) throw new InvalidArgumentError(`--dp-budget must be a positive number up to 1000000, got "${v}"`);
+  return b;
+}
+
+function pesIdOption(v: string): string {
+  try {
+    return topicId(v, '--pes-id');
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
 }
 
 function zone(v: string): string {
@@ -134,6 +158,8 @@ async function run(flags: PesFlags): Promise<void> {
     membershipGuard: flags.membershipGuard,
     ...(flags.dpEpsilon !== undefined ? { dpEpsilon: flags.dpEpsilon } : {}),
     ...(flags.dpMaxPower !== undefined ? { dpMaxPowerW: flags.dpMaxPower } : {}),
+    ...(flags.dpBudget !== undefined ? { dpBudget: flags.dpBudget } : {}),
+    pesId: flags.pesId,
     ...(flags.retention !== undefined ? { retentionS: flags.retention } : {}),
     maxSkewS: flags.maxSkew,
     pool: true,
@@ -183,7 +209,7 @@ export function registerPesCommand(program: Command): void {
     .command('pes')
     .description('run the Privacy Enhancing System: verify frames, fold readings into Paillier aggregates, release sealed aggregates of >= k meters and household streams')
     .requiredOption('--keys <dir>', 'key set made by `smartermeter provision`')
-    .option('--mqtt <url>', 'broker URL', 'mqtt://127.0.0.1:1883')
+    .option('--mqtt <urls>', 'broker URL, or several comma-separated (the nodes of a cluster; reconnects to the next)', brokerUrlsOption('--mqtt'), 'mqtt://127.0.0.1:1883')
     .option('--username <name>', 'broker username (default: from the key set)')
     .option('--password-file <path>', 'file holding the broker password (with --username)')
     .option('--state <file>', 'SQLite state file (Paillier ciphertexts, sealed counters)', DEFAULT_STATE)
@@ -197,6 +223,8 @@ export function registerPesCommand(program: Command): void {
     .option('--no-membership-guard', 'release neighbourhood aggregates whose membership differs from a released one by 1 to revision-k - 1 meters (lets the MDMS subtract a household out: docs/privacy.md)')
     .option('--dp-epsilon <e>', 'differential privacy: discrete Laplace noise on every neighbourhood release, epsilon per release (docs/privacy.md; default none)', epsilonOption)
     .option('--dp-max-power <W>', 'most power one meter draws, the DP sensitivity per interval (default 7360)', intOption('--dp-max-power', 1, 1_000_000))
+    .option('--dp-budget <e>', 'with --dp-epsilon: most epsilon spent per neighbourhood per UTC day; releases beyond it are held (default none)', budgetOption)
+    .option('--pes-id <id>', 'this PES\'s id, the topic of its policy statement sm/v1/agg/policy/<id>', pesIdOption, 'pes')
     .option('--retention <duration>', 'how long closed windows accept late readings (default: 2 billing periods)', duration('--retention'))
     .option('--max-skew <duration>', 'reject readings further than this from the watermark', duration('--max-skew'), 7 * 86400)
     .option('--client-id <id>', 'MQTT client id of the persistent session (default: pes); unique per PES on a shared broker')

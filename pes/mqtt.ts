@@ -8,6 +8,9 @@
  * message unacknowledged in the broker's session; it is redelivered on reconnect and, since nothing of it
  * was committed, counted once. Outgoing messages are published only after the commit that produced them, and
  * leave the state file's outbox when their PUBACK arrives.
+ *
+ * The PES's policy statement (`sm/v1/agg/policy/<pesId>`, docs/protocol.md §11.3) goes out once subscribed,
+ * whenever a guard counter changed (checked once a minute), and on a clean stop.
  * @module
  */
 import type { IPublishPacket, MqttClient } from 'mqtt';
@@ -38,6 +41,12 @@ export interface PesServiceOptions extends Omit<CreatePesOptions, 'publish' | 'a
    * resolves `failed` (a crash before commit, for tests).
    */
   hooks?: { beforeCommit?: (packet: IPublishPacket) => void };
+  /**
+   * How often to check whether a guard counter changed since the last policy statement, and publish a new one
+   * if so (docs/protocol.md §11.3: at most once a minute). Default 60 000 ms. A statement is also published
+   * once subscribed and on a clean stop.
+   */
+  policyIntervalMs?: number;
 }
 
 export interface PesService {
@@ -95,7 +104,29 @@ export function startPesService(opts: PesServiceOptions): PesService {
     },
   });
   client = sub.client;
-  sub.ready.then(() => log.info({ url: opts.mqtt.url, k: pes.settings.k, intervalS: pes.settings.intervalS }, 'pes: subscribed'), () => undefined);
+  // The policy statement (its guards and their counters) for the MDMS: on start, when a guard counter changed
+  // (checked every policyIntervalMs), and on a clean stop. Through the outbox like any aggregate.
+  let stated: string | null = null;
+  const state = (why: string) => {
+    try {
+      const body = pes.publishPolicy();
+      stated = JSON.stringify(body.counters);
+      log.debug({ why, counters: body.counters }, 'pes: policy statement published');
+    } catch (e) {
+      log.error({ why, err: (e as Error).message }, 'pes: could not publish the policy statement');
+    }
+  };
+  const policy = setInterval(() => {
+    if (stated !== null && JSON.stringify(pes.guardCounters()) !== stated) state('counters changed');
+  }, opts.policyIntervalMs ?? 60_000);
+  policy.unref();
+  sub.ready.then(
+    () => {
+      log.info({ url: opts.mqtt.url, k: pes.settings.k, intervalS: pes.settings.intervalS }, 'pes: subscribed');
+      state('start');
+    },
+    () => undefined,
+  );
   // Counters (never values) once a minute, for operators.
   const report = setInterval(() => log.info({ counters: pes.counters, windows: pes.windowCount }, 'pes: counters'), 60_000);
   report.unref();
@@ -110,10 +141,20 @@ export function startPesService(opts: PesServiceOptions): PesService {
     },
     async close() {
       clearInterval(report);
-      await sub.close(() => pes.close());
+      clearInterval(policy);
+      await sub.close(async () => {
+        // Only to a broker that is there (a socket it just closed is noticed after one turn of the loop).
+        await new Promise((r) => setImmediate(r));
+        if (stated !== null && sub.client.connected) state('stop');
+        await pes.close();
+        // Whatever is still unacknowledged after close()'s wait is in the state file's outbox (published again
+        // at the next start); MQTT.js's end() would otherwise wait for it for ever with the broker gone.
+        if (Object.keys(sub.client.outgoing).length > 0) await sub.client.endAsync(true);
+      });
     },
     async kill() {
       clearInterval(report);
+      clearInterval(policy);
       pes.abandon();
       await sub.kill();
     },

@@ -16,6 +16,8 @@ import { FLAT_TARIFF, type Tariff } from '../lib/tariff.js';
 import type { PesCounters } from './core/counters.js';
 import { PesCore, type MeterInfo, type OutMessage, type PesSettings } from './core/pes.js';
 import { PesStore, type StoredOutMessage } from './store.js';
+import { topicId } from '../protocol/topics.js';
+import type { PolicyStatement } from '../protocol/aggregate.js';
 
 export type { MeterInfo, OutMessage, PesSettings } from './core/pes.js';
 export type { PesCounters } from './core/counters.js';
@@ -59,6 +61,10 @@ export interface CreatePesOptions {
   dpEpsilon?: number;
   /** Most power one meter can draw, W (the DP sensitivity over an interval). Default 7360. */
   dpMaxPowerW?: number;
+  /** Most epsilon spent per neighbourhood per UTC day (with `dpEpsilon`): releases beyond it are held (`dpBudgetHeld`). Default none. */
+  dpBudget?: number;
+  /** This PES's id: the last level of its policy-statement topic `sm/v1/agg/policy/<id>`. Default `pes`. */
+  pesId?: string;
   /** Default: two nominal billing periods. */
   retentionS?: number;
   /** Default 7 days. */
@@ -89,6 +95,13 @@ export interface PesHandle {
   householdKey(topic: string, payload: Uint8Array): boolean;
   /** Closes every open window now and releases what may be released; durable on return. */
   flush(): void;
+  /**
+   * Queues the policy statement (its guards and their counters; docs/protocol.md §11.3) for the MDMS, commits
+   * and publishes it. `at` defaults to now (Unix s).
+   */
+  publishPolicy(at?: number): PolicyStatement;
+  /** The counters a policy statement reports, as they are now (to tell whether a new statement is due). */
+  guardCounters(): Record<string, number>;
   /** Commits the changes since the last commit and publishes what they produced. */
   commit(): void;
   /** Resolves when every publish started so far has been acknowledged (or failed). */
@@ -131,6 +144,7 @@ export function resolveSettings(o: Omit<CreatePesOptions, 'keys'>): PesSettings 
     membershipGuard: o.membershipGuard ?? true,
     ...(o.dpEpsilon !== undefined ? { dpEpsilon: o.dpEpsilon } : {}),
     ...(o.dpMaxPowerW !== undefined ? { dpMaxPowerW: o.dpMaxPowerW } : {}),
+    ...(o.dpBudget !== undefined ? { dpBudget: o.dpBudget } : {}),
     retentionS: o.retentionS ?? 2 * nominalSeconds(billing),
     maxSkewS: o.maxSkewS ?? 7 * 86400,
     replayAlarmAfter: o.replayAlarmAfter ?? 8,
@@ -148,6 +162,10 @@ export function resolveSettings(o: Omit<CreatePesOptions, 'keys'>): PesSettings 
   int(s.retentionS, 'retention', 1);
   if (s.dpEpsilon !== undefined && !(Number.isFinite(s.dpEpsilon) && s.dpEpsilon > 0)) throw new RangeError('dp-epsilon must be a positive number');
   if (s.dpMaxPowerW !== undefined) int(s.dpMaxPowerW, 'dp-max-power', 1);
+  if (s.dpBudget !== undefined) {
+    if (s.dpEpsilon === undefined) throw new RangeError('dp-budget needs dp-epsilon');
+    if (!(Number.isFinite(s.dpBudget) && s.dpBudget >= s.dpEpsilon)) throw new RangeError('dp-budget must be a number at least dp-epsilon');
+  }
   if (s.retentionS <= s.latenessS) throw new RangeError('retention must be longer than the allowed lateness');
   return s;
 }
@@ -164,6 +182,7 @@ export function resolveSettings(o: Omit<CreatePesOptions, 'keys'>): PesSettings 
  */
 export function createPes(opts: CreatePesOptions): PesHandle {
   const settings = resolveSettings(opts);
+  const pesId = topicId(opts.pesId ?? 'pes', 'PES id');
   const log = opts.logger ?? pino({ name: 'pes' });
   const keys = opts.keys;
   const core = new PesCore(settings, { paillier: keys.paillier, mdmsPublic: keys.mdmsPublic, signer: keys.signer, ...(keys.bindingKeys ? { bindingKeys: keys.bindingKeys } : {}), householdPublic: keys.householdPublic ?? new Map(), meters: keys.meters }, log);
@@ -220,6 +239,13 @@ export function createPes(opts: CreatePesOptions): PesHandle {
       core.flush();
       commit();
     },
+    publishPolicy(at = Math.floor(Date.now() / 1000)) {
+      if (closed) throw new Error('PES is closed');
+      const body = core.policyStatement(pesId, at);
+      commit();
+      return body;
+    },
+    guardCounters: () => core.guardCounters(),
     commit,
     async idle() {
       while (inflight.size) await Promise.allSettled([...inflight]);

@@ -5,11 +5,12 @@
  * - `windows`: per open or retained window its Paillier ciphertexts (re-randomised before every write, so
  *   no two versions of a row, in the file or in its -wal, differ by a known factor), the set of contributing
  *   meter ids (the count is public), revision and status;
- * - `meters`: per meter the anti-replay window, baseline / last register / remembered gaps and replay streak,
- *   as CBOR sealed with AES-256-GCM under a random state key (registers over time ARE readings, so they
- *   never touch the file in clear);
+ * - `meters`: per meter the anti-replay window, baseline / last registers (import and export) / remembered
+ *   gaps and replay streak, as CBOR sealed with AES-256-GCM under a random state key (registers over time ARE
+ *   readings, so they never touch the file in clear);
  * - `households`: household public keys received at runtime (public);
  * - `outbox`: sealed messages (to the MDMS or a household) committed but not yet acknowledged by the broker;
+ * - `dp`: the DP ledger, epsilon spent per neighbourhood (day -1) and per neighbourhood and UTC day (no reading);
  * - `meta`: format, configuration fingerprint, Paillier key id, the state key wrapped with RSA-OAEP-SHA-256
  *   to the PES's own RSA key, the watermark and the counters.
  *
@@ -24,6 +25,7 @@ import { gcmDecrypt, gcmEncrypt } from '../protocol/aead.js';
 import { cborDecode, cborEncode } from '../protocol/cbor.js';
 import { unwrapKey, wrapKey } from '../protocol/seal.js';
 import { DIGEST_DEPTH } from './core/replay.js';
+import { energyState } from './core/energy.js';
 import { privateFile } from '../lib/private-file.js';
 import type { Checkpoint, MeterRecord, OutMessage, Snapshot, WindowRecord } from './core/pes.js';
 import type { PesCounters } from './core/counters.js';
@@ -65,7 +67,11 @@ CREATE TABLE IF NOT EXISTS windows (
 CREATE TABLE IF NOT EXISTS meters (meter TEXT PRIMARY KEY, sealed BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS households (household TEXT PRIMARY KEY, spki BLOB) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS dp (neighbourhood TEXT NOT NULL, day INTEGER NOT NULL, spent REAL NOT NULL, PRIMARY KEY (neighbourhood, day)) WITHOUT ROWID;
 `;
+
+/** The `day` of a neighbourhood's all-time line in the `dp` table (days are >= 0). */
+const ALL_TIME = -1;
 
 function fingerprint(x: unknown): string {
   return createHash('sha256').update(JSON.stringify(x)).digest('hex');
@@ -97,6 +103,8 @@ export class PesStore {
       putOut: db.prepare('INSERT INTO outbox (kind, topic, payload) VALUES (?, ?, ?)'),
       delOut: db.prepare('DELETE FROM outbox WHERE id = ?'),
       putMeta: db.prepare('INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)'),
+      putDp: db.prepare('INSERT OR REPLACE INTO dp (neighbourhood, day, spent) VALUES (?, ?, ?)'),
+      delDp: db.prepare('DELETE FROM dp WHERE neighbourhood = ? AND day = ?'),
     };
   }
 
@@ -167,7 +175,7 @@ export class PesStore {
       const d = o.r[2];
       const digests = d && d.length === DIGEST_DEPTH * 4 ? new Uint32Array(Uint8Array.from(d).buffer) : undefined;
       const keyGeneration = Number.isSafeInteger(o.g) && o.g! > 0 ? { keyGeneration: o.g! } : {};
-      return { replay: { highest: o.r[0], bitmap: Uint8Array.from(o.r[1]), ...(digests ? { digests } : {}) }, energy: o.e, replayStreak: o.s, ...keyGeneration };
+      return { replay: { highest: o.r[0], bitmap: Uint8Array.from(o.r[1]), ...(digests ? { digests } : {}) }, energy: energyState(o.e), replayStreak: o.s, ...keyGeneration };
     } finally {
       pt.fill(0);
     }
@@ -200,7 +208,8 @@ export class PesStore {
       households.set(r.household, r.spki);
     }
     const outbox = (this.db.prepare('SELECT id, kind, topic, payload FROM outbox ORDER BY id').all() as StoredOutMessage[]).map((r) => ({ ...r }));
-    return { windows, meters, households, watermark: wm === undefined ? null : Number(wm), counters, outbox };
+    const dp = (this.db.prepare('SELECT neighbourhood, day, spent FROM dp').all() as { neighbourhood: string; day: number; spent: number }[]).map((r) => ({ ...r, day: r.day === ALL_TIME ? null : r.day }));
+    return { windows, meters, households, watermark: wm === undefined ? null : Number(wm), counters, outbox, dp };
   }
 
   /**
@@ -216,6 +225,8 @@ export class PesStore {
       for (const e of cp.evicted) s.delWindow.run(e.kind, e.key, e.start);
       for (const [id, m] of cp.meters) s.putMeter.run(id, this.seal(id, m));
       for (const [hh, spki] of cp.households) s.putHousehold.run(hh, spki === null ? null : Buffer.from(spki));
+      for (const r of cp.dp) s.putDp.run(r.neighbourhood, r.day ?? ALL_TIME, r.spent);
+      for (const r of cp.dpEvicted) s.delDp.run(r.neighbourhood, r.day);
       for (const id of confirmed) s.delOut.run(id);
       const out = cp.outbox.map((m) => ({ ...m, id: Number(s.putOut.run(m.kind, m.topic, m.payload).lastInsertRowid) }));
       if (cp.watermark !== null) s.putMeta.run('watermark', String(cp.watermark));

@@ -136,14 +136,19 @@ export function mayRetain(topic: string): boolean {
  * - `pes`: subscribe all frames and household keys; publish aggregates and household streams;
  * - `mdms`: subscribe aggregates;
  * - `household-<hh>`: subscribe its own subtree;
- * - `ucs`: publish household keys.
+ * - `ucs`: publish household keys;
+ * - with `e2e` (end-to-end mode, docs/paillier.md): `guardian`: subscribe all frames (it recomputes every
+ *   aggregate it helps decrypt), publish its partial decryptions; `mdms` also subscribes to those (it
+ *   combines them with the PES's, so the PES never learns an aggregate).
  * @example
  * ```ts
  * buildAcl({ gateways: ['gw-n1'], households: ['h1'] })['household-h1'];
  * // { publish: [], subscribe: ['sm/v1/household/h1/#'] }
+ * buildAcl({ gateways: [], households: [] }, { e2e: true }).guardian;
+ * // { publish: ['sm/v1/partial/#'], subscribe: ['sm/v1/frames/+'] }
  * ```
  */
-export function buildAcl(fleet: { gateways: string[]; households: string[] }): Record<string, AclEntry> {
+export function buildAcl(fleet: { gateways: string[]; households: string[] }, options: { e2e?: boolean } = {}): Record<string, AclEntry> {
   const acl: Record<string, AclEntry> = {
     pes: {
       publish: [topics.aggregatesAll, topics.householdStreamsAll],
@@ -154,6 +159,10 @@ export function buildAcl(fleet: { gateways: string[]; households: string[] }): R
     // the sealed streams (ciphertext under household keys it never holds), never aggregates or frames.
     ucs: { publish: [topics.householdKeysAll], subscribe: [topics.householdStreamsAll] },
   };
+  if (options.e2e) {
+    acl.guardian = { publish: [topics.partialsAll], subscribe: [topics.framesAll] };
+    acl.mdms!.subscribe.push(topics.partialsAll);
+  }
   for (const gw of fleet.gateways) acl[`gateway-${gw}`] = { publish: [topics.frames(gw)], subscribe: [] };
   for (const hh of fleet.households) acl[`household-${hh}`] = { publish: [], subscribe: [topics.householdAll(hh)] };
   return acl;

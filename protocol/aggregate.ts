@@ -25,8 +25,10 @@ export const MAX_BANDS = 64;
 /** Band names: the same alphabet as topic ids, shorter (they end up in CSV and in tariff tables). */
 export const BAND = /^[A-Za-z0-9_.-]{1,32}$/;
 
-/** Largest epsilon accepted in a DP ledger (a release with more is no privacy at all, but still reported). */
+/** Largest epsilon accepted for one release (a release with more is no privacy at all, but still reported). */
 export const MAX_EPSILON = 1e6;
+/** Largest running total a DP ledger may report (years of releases at any accepted epsilon). */
+export const MAX_EPSILON_SPENT = 1e15;
 
 /**
  * The differential-privacy ledger of a noised neighbourhood release: `epsilon` spent by this release, `spent`
@@ -120,15 +122,15 @@ function exactFields(o: Record<string, unknown>, fields: readonly string[], opti
 
 const has = (o: Record<string, unknown>, f: string): boolean => Object.prototype.hasOwnProperty.call(o, f);
 
-function epsilon(v: unknown, name: string): number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || v > MAX_EPSILON) bad(`${name} must be a number in (0, ${MAX_EPSILON}]`);
+function epsilon(v: unknown, name: string, max = MAX_EPSILON): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || v > max) bad(`${name} must be a number in (0, ${max}]`);
   return v;
 }
 
 function ledger(v: unknown): DpLedger {
   const o = plainObject(v, 'dp');
   exactFields(o, ['epsilon', 'spent'], [], 'dp ledger');
-  const dp = { epsilon: epsilon(o.epsilon, 'dp.epsilon'), spent: epsilon(o.spent, 'dp.spent') };
+  const dp = { epsilon: epsilon(o.epsilon, 'dp.epsilon'), spent: epsilon(o.spent, 'dp.spent', MAX_EPSILON_SPENT) };
   if (dp.spent < dp.epsilon) bad('dp.spent must be at least dp.epsilon');
   return dp;
 }

@@ -34,7 +34,15 @@ export const topics = {
   householdKeysAll: 'sm/v1/pes/household-key/+',
   /** Every household's stream (the PES publishes them all; the household app's server archives them). */
   householdStreamsAll: 'sm/v1/household/+/readings',
+  /** Guardian -> MDMS (end-to-end mode): the guardian's partial decryption of an aggregate (docs/paillier.md). */
+  partial: (kind: 'neighbourhood' | 'billing', key: string) => `sm/v1/partial/${aggregateKind(kind)}/${topicId(key, kind)}`,
+  partialsAll: 'sm/v1/partial/#',
 } as const;
+
+function aggregateKind(kind: string): string {
+  if (kind !== 'neighbourhood' && kind !== 'billing') throw new TypeError(`aggregate kind must be neighbourhood or billing, got ${String(kind)}`);
+  return kind;
+}
 
 /** The prefix every aggregate topic starts with (an MDMS may subscribe to filters under it only). */
 export const AGGREGATE_PREFIX = 'sm/v1/agg/';
@@ -50,6 +58,7 @@ const AGGREGATE = /^sm\/v1\/agg\/(neighbourhood|billing)\/([^/]+)$/;
 const POLICY = /^sm\/v1\/agg\/policy\/([^/]+)$/;
 const HOUSEHOLD_STREAM = /^sm\/v1\/household\/([^/]+)\/readings$/;
 const HOUSEHOLD_KEY = /^sm\/v1\/pes\/household-key\/([^/]+)$/;
+const PARTIAL = /^sm\/v1\/partial\/(neighbourhood|billing)\/([^/]+)$/;
 
 function level(re: RegExp, topic: string): string[] | null {
   const m = typeof topic === 'string' ? re.exec(topic) : null;
@@ -68,6 +77,7 @@ function level(re: RegExp, topic: string): string[] | null {
  * parseTopic.policy('sm/v1/agg/policy/pes');              // 'pes'
  * parseTopic.household('sm/v1/household/hh7/readings');   // 'hh7'
  * parseTopic.householdKey('sm/v1/pes/household-key/hh7'); // 'hh7'
+ * parseTopic.partial('sm/v1/partial/neighbourhood/nb1');  // { kind: 'neighbourhood', key: 'nb1' }
  * parseTopic.frames('sm/v1/frames/+');                    // null
  * ```
  */
@@ -85,4 +95,9 @@ export const parseTopic = {
   household: (topic: string): string | null => level(HOUSEHOLD_STREAM, topic)?.[0] ?? null,
   /** Household of a household-key topic. */
   householdKey: (topic: string): string | null => level(HOUSEHOLD_KEY, topic)?.[0] ?? null,
+  /** Kind and key of a partial-decryption topic (end-to-end mode). */
+  partial(topic: string): { kind: 'neighbourhood' | 'billing'; key: string } | null {
+    const m = level(PARTIAL, topic);
+    return m ? { kind: m[0] as 'neighbourhood' | 'billing', key: m[1]! } : null;
+  },
 } as const;

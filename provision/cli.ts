@@ -1,10 +1,13 @@
 import type { Command } from 'commander';
 import { provision } from './keys.js';
 import { rotateMeterKey } from './rotate.js';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { intOption, meterIdOption } from '../lib/flags.js';
+import { NATS_ACCOUNTS_SKIPPED } from '../lib/keyset.js';
 
 /**
- * `smartermeter provision --fleet fleet.csv --out <dir> [--mosquitto-port 1883 --mosquitto-host 127.0.0.1
+ * `smartermeter provision --fleet fleet.csv --out <dir> [--e2e] [--mosquitto-port 1883 --mosquitto-host 127.0.0.1
  * --mosquitto-ws-port n --mosquitto-data dir]` (the last four shape broker/mosquitto/mosquitto.conf), and
  * `smartermeter provision rotate --keys <dir> --meter <id>`.
  * @example
@@ -22,17 +25,26 @@ export function registerProvisionCommand(program: Command): void {
     .option('--rsa-bits <n>', 'RSA modulus size for PES and MDMS keys', intOption('--rsa-bits', 2048, 4096), 3072)
     .option('--paillier-bits <n>', 'Paillier modulus size', intOption('--paillier-bits', 1024, 4096), 2048)
     .option('--household-keys', 'also generate household key pairs (for `ucs watch`, the HA bridge and tests)', false)
+    .option('--e2e', 'end-to-end mode: split the Paillier secret between the PES (pes/) and the guardian (guardian/, its own key directory); no file holds the whole secret (docs/paillier.md)', false)
     .option('--mosquitto-port <n>', 'MQTT port of broker/mosquitto/mosquitto.conf', intOption('--mosquitto-port', 1, 65535), 1883)
     .option('--mosquitto-ws-port <n>', 'also a MQTT-over-WebSocket listener on this port in mosquitto.conf', intOption('--mosquitto-ws-port', 1, 65535))
     .option('--mosquitto-host <addr>', 'interface of the Mosquitto listeners', '127.0.0.1')
     .option('--mosquitto-data <dir>', "Mosquitto's persistence folder (default <out>/broker/mosquitto/data)")
-    .action(async (o: { fleet: string; out: string; rsaBits: number; paillierBits: number; householdKeys: boolean; mosquittoPort: number; mosquittoWsPort?: number; mosquittoHost: string; mosquittoData?: string }) => {
+    .action(async (o: { fleet: string; out: string; rsaBits: number; paillierBits: number; householdKeys: boolean; e2e: boolean; mosquittoPort: number; mosquittoWsPort?: number; mosquittoHost: string; mosquittoData?: string }) => {
       const mosquitto = { port: o.mosquittoPort, host: o.mosquittoHost, ...(o.mosquittoWsPort ? { wsPort: o.mosquittoWsPort } : {}), ...(o.mosquittoData ? { persistenceDir: o.mosquittoData } : {}) };
-      const fleet = await provision({ fleetCsv: o.fleet, out: o.out, rsaBits: o.rsaBits, paillierBits: o.paillierBits, householdKeys: o.householdKeys, mosquitto });
+      const fleet = await provision({ fleetCsv: o.fleet, out: o.out, rsaBits: o.rsaBits, paillierBits: o.paillierBits, householdKeys: o.householdKeys, e2e: o.e2e, mosquitto });
       console.log(
         `provisioned ${fleet.meters.length} meters, ${fleet.households.length} households, ${fleet.neighbourhoods.length} neighbourhoods, ` +
           `${fleet.gateways.length} gateways into ${o.out} (secrets are in files with mode 0600; nothing secret was printed)`,
       );
+      if (o.e2e) {
+        console.log(
+          `end-to-end mode: the Paillier secret is split between ${o.out}/pes and ${o.out}/guardian, and no file holds it whole. ` +
+            `Hand ${o.out}/guardian to the guardian's operator and remove it from this machine.`,
+        );
+      }
+      const skipped = join(o.out, NATS_ACCOUNTS_SKIPPED);
+      if (existsSync(skipped)) console.warn(`note: ${readFileSync(skipped, 'utf8').trim()} (a NATS cluster cannot serve this fleet)`);
     });
   cmd
     .command('rotate')

@@ -10,19 +10,45 @@ import { buildAcl } from '../protocol/acl.js';
 import { cborEncode } from '../protocol/cbor.js';
 import { bindingKeySync } from '../protocol/household-key.js';
 import { meterId, systemTitle } from '../protocol/frame.js';
-import { encodePrivateKey, generatePaillier } from '../protocol/paillier/engine.js';
+import { encodePrivateKey, encodePublicKey, encodeShare, generatePaillier, splitKey, type PrivateKey } from '../protocol/paillier/engine.js';
 import { wrapKey } from '../protocol/seal.js';
 import { topicId } from '../protocol/topics.js';
 import { hashPassword } from '../lib/password.js';
 import { MAX_PACKET_BYTES } from '../protocol/acl.js';
 import { mosquittoAcl, mosquittoConf, mosquittoPasswd } from './mosquitto.js';
-import { MOSQUITTO_ACL, MOSQUITTO_CONF, MOSQUITTO_DATA, MOSQUITTO_PASSWD, PES_BINDING_KEYS, PES_METER_KEYS, PES_SIGNING_KEY, PES_VERIFY_KEY, privatePem, readFile, sealBlob, writePublic, writeSecret, type Fleet, type FleetMeter } from '../lib/keyset.js';
+import {
+  GUARDIAN_DIR,
+  GUARDIAN_FILES,
+  GUARDIAN_VERIFY_KEY,
+  METER_PAILLIER_PUBLIC,
+  MOSQUITTO_ACL,
+  MOSQUITTO_CONF,
+  MOSQUITTO_DATA,
+  MOSQUITTO_PASSWD,
+  NATS_ACCOUNTS,
+  NATS_ACCOUNTS_SKIPPED,
+  PES_BINDING_KEYS,
+  PES_METER_KEYS,
+  PES_PAILLIER_KEY,
+  PES_PAILLIER_PUBLIC,
+  PES_PAILLIER_SHARE,
+  PES_SIGNING_KEY,
+  PES_VERIFY_KEY,
+  privatePem,
+  readFile,
+  sealBlob,
+  writePublic,
+  writeSecret,
+  type Fleet,
+  type FleetMeter,
+} from '../lib/keyset.js';
+import { natsAccounts } from './nats.js';
 
 const MANUFACTURER = 'SMR';
 
 /**
  * Parses a fleet CSV (`meter,household,neighbourhood,source`; `source` relative to the file,
- * `synthetic:<seed>`, or `p1:<capture file or serial device>`). Errors name the file and line.
+ * `synthetic:<seed>[:pv=<kWp>]`, or `p1:<capture file or serial device>`). Errors name the file and line.
  * @example
  * ```ts
  * parseFleetCsv('data/sample/fleet.csv');
@@ -54,8 +80,8 @@ export function parseFleetCsv(path: string): Omit<FleetMeter, 'meter' | 'gateway
     if (seen.has(label)) throw new Error(`${where}: duplicate meter ${label}`);
     seen.add(label);
     let source: string;
-    if (/^synthetic:\d{1,10}$/.test(src)) source = src;
-    else if (src.startsWith('synthetic:')) throw new Error(`${where}: synthetic source must be synthetic:<integer seed>`);
+    if (/^synthetic:\d{1,10}(:pv=\d{1,3}(\.\d{1,2})?)?$/.test(src)) source = src; // firmware/sources/synthetic.ts parseSyntheticSource
+    else if (src.startsWith('synthetic:')) throw new Error(`${where}: synthetic source must be synthetic:<integer seed> or synthetic:<seed>:pv=<kWp>`);
     else {
       const p1 = src.startsWith('p1:'); // p1:<capture file or serial device>, the path as for a CSV
       const file = p1 ? src.slice(3) : src;
@@ -87,6 +113,12 @@ export interface ProvisionOptions {
   rsaBits?: number;
   /** Also generate household key pairs (for `ucs watch`, the HA bridge and tests). */
   householdKeys?: boolean;
+  /**
+   * End-to-end mode (docs/paillier.md "Two-party threshold decryption"): split the Paillier secret between
+   * the PES (`pes/paillier.share`) and the guardian (`guardian/`, its own key directory), write no Paillier
+   * private key anywhere, give the meters the public key, and add the `guardian` broker user.
+   */
+  e2e?: boolean;
   /** The Mosquitto listener written into `broker/mosquitto/mosquitto.conf` (provision/mosquitto.ts). */
   mosquitto?: { port?: number; wsPort?: number; host?: string; persistenceDir?: string; tls?: { cert: string; key: string } };
 }
@@ -134,22 +166,33 @@ export async function provision(opts: ProvisionOptions): Promise<Fleet> {
   writeSecret(join(out, PES_SIGNING_KEY), privatePem(signing.privateKey));
   writePublic(join(out, PES_VERIFY_KEY), signing.publicKey.export({ type: 'spki', format: 'pem' }) as string);
   const paillier = await generatePaillier(paillierBits);
-  writeSecret(join(out, 'pes/paillier.key'), sealBlob(encodePrivateKey(paillier)));
+  const guardianRsa = opts.e2e ? rsa() : undefined;
+  if (opts.e2e) await writeShares(out, paillier, mdmsPub);
+  else writeSecret(join(out, PES_PAILLIER_KEY), sealBlob(encodePrivateKey(paillier)));
 
   const meters: FleetMeter[] = [];
   const wrapped: Record<string, Uint8Array> = {};
   const keks: Record<string, Uint8Array> = {};
+  const guardianWrapped: Record<string, Uint8Array> = {};
   rows.forEach((r, i) => {
     const id = meterId(systemTitle(MANUFACTURER, i + 1));
     for (const [ext, into] of [['key', wrapped], ['kek', keks]] as const) {
       const key = randomBytes(32);
       writeSecret(join(out, 'meters', `${id}.${ext}`), key.toString('hex'));
       into[id] = wrapKey(pes.publicKey, key);
+      // The guardian checks uplinks (GCM) with the meter keys; it never needs a KEK.
+      if (guardianRsa && ext === 'key') guardianWrapped[id] = wrapKey(guardianRsa.publicKey, key);
       key.fill(0);
     }
     meters.push({ meter: id, label: r.label, household: r.household, neighbourhood: r.neighbourhood, gateway: `gw-${r.neighbourhood}`, source: r.source });
   });
   writeSecret(join(out, PES_METER_KEYS), cborEncode({ version: 1, keys: wrapped, keks, rotations: {} }));
+  if (guardianRsa) {
+    const g = join(out, GUARDIAN_DIR);
+    writeSecret(join(g, GUARDIAN_FILES.rsa), privatePem(guardianRsa.privateKey));
+    writePublic(join(g, GUARDIAN_FILES.rsaPublic), guardianRsa.publicKey.export({ type: 'spki', format: 'pem' }) as string);
+    writeSecret(join(g, GUARDIAN_FILES.meterKeys), cborEncode({ version: 1, keys: guardianWrapped, rotations: {} }));
+  }
 
   const uniq = (xs: string[]) => [...new Set(xs)].sort();
   const fleet: Fleet = {
@@ -178,14 +221,15 @@ export async function provision(opts: ProvisionOptions): Promise<Fleet> {
   // The PES checks a household's first key binding with these; the household app's server never sees them.
   writeSecret(join(out, PES_BINDING_KEYS), sealBlob(cborEncode({ version: 1, keys: bindingKeys })));
 
-  const acl = buildAcl(fleet);
+  const acl = buildAcl(fleet, { e2e: opts.e2e });
   const users: Record<string, { scrypt: string; publish: string[]; subscribe: string[] }> = {};
   const passwords: Record<string, string> = {};
   for (const [name, rule] of Object.entries(acl)) {
     const password = randomBytes(18).toString('base64url');
     users[name] = { scrypt: hashPassword(password), ...rule };
     passwords[name] = password;
-    writeSecret(join(out, 'credentials', `${name}.json`), JSON.stringify({ username: name, password }) + '\n');
+    // The guardian's credentials live in its own key directory, with the rest of what it holds.
+    writeSecret(join(out, name === 'guardian' ? GUARDIAN_DIR : '', 'credentials', `${name}.json`), JSON.stringify({ username: name, password }) + '\n');
   }
   writeSecret(join(out, 'broker/users.json'), JSON.stringify({ version: 1, users }, null, 2));
   // The same users and rules for Mosquitto 2.x (`mosquitto -c <out>/broker/mosquitto/mosquitto.conf`).
@@ -193,7 +237,45 @@ export async function provision(opts: ProvisionOptions): Promise<Fleet> {
   writeSecret(join(out, MOSQUITTO_PASSWD), mosquittoPasswd(passwords));
   writeSecret(join(out, MOSQUITTO_ACL), mosquittoAcl(acl));
   writeSecret(join(out, MOSQUITTO_CONF), mosquittoConfText);
+  if (opts.e2e) writePublic(join(out, GUARDIAN_DIR, 'fleet.json'), JSON.stringify(fleet, null, 2) + '\n');
+  // And for a NATS cluster (`smartermeter cluster up --keys <out>`), unless an id cannot be a NATS subject token.
+  let nats: string | undefined;
+  try {
+    nats = natsAccounts(acl, passwords);
+  } catch (e) {
+    writePublic(join(out, NATS_ACCOUNTS_SKIPPED), `${NATS_ACCOUNTS} was not written: ${(e as Error).message}\n`);
+  }
+  if (nats !== undefined) writeSecret(join(out, NATS_ACCOUNTS), nats);
   writePublic(join(out, 'fleet.json'), JSON.stringify(fleet, null, 2) + '\n');
   return fleet;
+}
+
+/**
+ * The dealer's step of the end-to-end mode: splits `key` into the PES's and the guardian's shares, writes each
+ * into its holder's folder with the public key (and the public key for the meters), and destroys the key, so
+ * that no file and, as far as JavaScript allows, no memory of provisioning holds the whole secret.
+ */
+async function writeShares(out: string, key: PrivateKey, mdmsPub: string): Promise<void> {
+  try {
+    const shares = splitKey(key);
+    const pub = encodePublicKey(key);
+    const files = {
+      pes: [PES_PAILLIER_SHARE, PES_PAILLIER_PUBLIC],
+      guardian: [join(GUARDIAN_DIR, GUARDIAN_FILES.share), join(GUARDIAN_DIR, GUARDIAN_FILES.paillierPublic)],
+    } as const;
+    for (const party of ['pes', 'guardian'] as const) {
+      const bytes = encodeShare(shares[party]);
+      writeSecret(join(out, files[party][0]), sealBlob(bytes));
+      bytes.fill(0);
+      writePublic(join(out, files[party][1]), pub);
+    }
+    writePublic(join(out, METER_PAILLIER_PUBLIC), pub);
+    writePublic(join(out, GUARDIAN_DIR, GUARDIAN_FILES.mdmsPublic), mdmsPub);
+    const signing = generateKeyPairSync('ed25519');
+    writeSecret(join(out, GUARDIAN_DIR, GUARDIAN_FILES.signer), privatePem(signing.privateKey));
+    writePublic(join(out, GUARDIAN_VERIFY_KEY), signing.publicKey.export({ type: 'spki', format: 'pem' }) as string);
+  } finally {
+    await key.destroy();
+  }
 }
 

@@ -6,7 +6,10 @@
  * Order of operations: rotate, restart the PES (it loads the new key as the meter's next one, and still
  * accepts the current one), then deliver `meters/<id>.transfer` to the meter (`meter --key-transfer`, a
  * technician's tool on its line). The meter acknowledges, drains the frames sealed under the old key and
- * switches; the PES retires the old key at the first frame authenticated under the new one.
+ * switches; the PES retires the old key at the first frame authenticated under the new one. In an end-to-end
+ * key set the new key is also wrapped to the guardian (`guardian/meter-keys.cbor`, to its public key: no
+ * guardian secret is needed), which checks the same uplinks; where the guardian's folder has been handed
+ * over, deliver that file to its operator with the transfer.
  * @module
  */
 import { randomBytes, type KeyObject } from 'node:crypto';
@@ -14,7 +17,7 @@ import { cborEncode } from '../protocol/cbor.js';
 import { encodeKeyTransfer } from '../protocol/frame.js';
 import { MAX_KEY_GENERATION, wrapMeterKey } from '../protocol/key-wrap.js';
 import { wrapKey } from '../protocol/seal.js';
-import { loadFleet, loadMeterKek, loadPesPublicKey, meterTransferPath, PES_METER_KEYS, readWrappedMeterKeys, replaceSecret, type WrappedMeterKeys } from '../lib/keyset.js';
+import { GUARDIAN_DIR, GUARDIAN_FILES, loadFleet, loadGuardianPublicKey, loadMeterKek, loadPesPublicKey, meterTransferPath, PES_METER_KEYS, readWrappedMeterKeys, replaceSecret, type WrappedMeterKeys } from '../lib/keyset.js';
 import { join } from 'node:path';
 
 /** What one rotation produces. */
@@ -24,6 +27,8 @@ export interface Rotation {
   transfer: Buffer;
   /** The PES's key file with the new key appended to the meter's rotations. */
   pesKeys: WrappedMeterKeys;
+  /** The guardian's key file likewise (end-to-end key sets). */
+  guardianKeys?: WrappedMeterKeys;
 }
 
 /**
@@ -34,14 +39,26 @@ export interface Rotation {
  * const r = rotation({ pesKeys, pesPublic, meter: id, kek, key: randomBytes(32) });
  * ```
  */
-export function rotation(o: { pesKeys: WrappedMeterKeys; pesPublic: KeyObject; meter: string; kek: Uint8Array; key: Uint8Array }): Rotation {
+export function rotation(o: {
+  pesKeys: WrappedMeterKeys;
+  pesPublic: KeyObject;
+  meter: string;
+  kek: Uint8Array;
+  key: Uint8Array;
+  guardian?: { keys: WrappedMeterKeys; publicKey: KeyObject };
+}): Rotation {
   if (!o.pesKeys.keys[o.meter]) throw new Error(`the PES key file has no key for meter ${o.meter}`);
   const earlier = o.pesKeys.rotations?.[o.meter] ?? [];
   const generation = earlier.length + 1;
   if (generation > MAX_KEY_GENERATION) throw new RangeError(`meter ${o.meter} has no key generation left`);
   const transfer = encodeKeyTransfer({ systemTitle: Buffer.from(o.meter, 'hex'), generation, wrapped: wrapMeterKey(o.kek, generation, o.key) });
   const pesKeys = { ...o.pesKeys, rotations: { ...o.pesKeys.rotations, [o.meter]: [...earlier, wrapKey(o.pesPublic, o.key)] } };
-  return { generation, transfer, pesKeys };
+  if (!o.guardian) return { generation, transfer, pesKeys };
+  const g = o.guardian.keys;
+  const theirs = g.rotations?.[o.meter] ?? [];
+  if (!g.keys[o.meter] || theirs.length !== earlier.length) throw new Error(`the guardian's key file disagrees with the PES's about meter ${o.meter} (generation ${theirs.length + 1}, not ${generation})`);
+  const guardianKeys = { ...g, rotations: { ...g.rotations, [o.meter]: [...theirs, wrapKey(o.guardian.publicKey, o.key)] } };
+  return { generation, transfer, pesKeys, guardianKeys };
 }
 
 /**
@@ -62,10 +79,14 @@ export function rotateMeterKey(o: { keys: string; meter: string }): { generation
   }
   const key = randomBytes(32);
   try {
-    const r = rotation({ pesKeys: readWrappedMeterKeys(o.keys), pesPublic: loadPesPublicKey(o.keys), meter: o.meter, kek, key });
+    const guardianPublic = loadGuardianPublicKey(o.keys);
+    const guardianFile = join(GUARDIAN_DIR, GUARDIAN_FILES.meterKeys);
+    const guardian = guardianPublic && { keys: readWrappedMeterKeys(o.keys, guardianFile), publicKey: guardianPublic };
+    const r = rotation({ pesKeys: readWrappedMeterKeys(o.keys), pesPublic: loadPesPublicKey(o.keys), meter: o.meter, kek, key, guardian });
     const transferPath = meterTransferPath(o.keys, o.meter);
-    // The PES must know the key before the meter can get it: the key file first, then the transfer.
+    // The PES (and the guardian) must know the key before the meter can get it: the key files first, then the transfer.
     replaceSecret(join(o.keys, PES_METER_KEYS), cborEncode(r.pesKeys));
+    if (r.guardianKeys) replaceSecret(join(o.keys, guardianFile), cborEncode(r.guardianKeys));
     replaceSecret(transferPath, r.transfer);
     return { generation: r.generation, transferPath };
   } finally {

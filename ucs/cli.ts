@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
 import { pino } from 'pino';
 import { durationOption, intOption, readTlsFlags } from '../lib/flags.js';
+import { brokerUrlsOption } from '../lib/broker-url.js';
 import { topicId } from '../protocol/topics.js';
 import { loadCredentials, loadHouseholdKey, loadPesVerifyKey } from '../lib/keyset.js';
 import { removeFromHomeAssistant, startHaBridge } from './ha-bridge.js';
@@ -92,7 +93,7 @@ function householdOptions(cmd: Command): Command {
     .requiredOption('--household <hh>', 'household id', household)
     .option('--key <pem>', "the household's private key (PEM, as downloaded from the app)")
     .option('--pes-key <pem>', "the utility's (PES's) public signature key (PEM, as shown in the app); default from --keys")
-    .requiredOption('--mqtt <url>', 'utility broker URL (mqtt://, mqtts://, ws:// or wss://)', url('--mqtt', BROKER))
+    .requiredOption('--mqtt <urls>', 'utility broker URL (mqtt://, mqtts://, ws:// or wss://), or several comma-separated (a cluster)', brokerUrlsOption('--mqtt'))
     .option('--username <name>', 'broker username (household-<hh>)')
     .option('--password-file <file>', 'file holding the broker password')
     .option('--keys <dir>', 'a provisioned key set (credentials and, without --key, households/<hh>.key.pem)');
@@ -115,7 +116,7 @@ export function registerUcsCommand(program: Command): void {
     .option('--host <addr>', 'interface to listen on', '127.0.0.1')
     .option('--keys <dir>', 'key set made by `smartermeter provision`')
     .option('--db <file>', 'SQLite database of the server', 'ucs.sqlite')
-    .option('--mqtt <url>', 'broker URL for the server', url('--mqtt', BROKER), 'mqtt://127.0.0.1:1883')
+    .option('--mqtt <urls>', 'broker URL for the server, or several comma-separated (a cluster)', brokerUrlsOption('--mqtt'), 'mqtt://127.0.0.1:1883')
     .option('--ws <url>', "broker MQTT-over-WebSocket URL as households' browsers reach it", url('--ws', ['ws', 'wss']), 'ws://127.0.0.1:8080')
     .option('--tls-key <pem>', 'TLS private key (serve HTTPS; needed beyond localhost, browsers offer WebCrypto only on secure pages)')
     .option('--tls-cert <pem>', 'TLS certificate chain')

@@ -7,7 +7,8 @@
  */
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import mqtt, { type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
+import { connectBroker } from '../lib/broker-url.js';
 import { openStream } from '../protocol/seal.js';
 import { topics } from '../protocol/topics.js';
 import { parseStreamBody } from '../protocol/stream.js';
@@ -25,6 +26,7 @@ export interface HouseholdStreamOptions {
   privateKey: KeyObject;
   /** The PES's Ed25519 public key: messages it did not sign are rejected. */
   pesVerifyKey: KeyObject;
+  /** Broker URL, or several comma-separated (a cluster's nodes; lib/broker-url.ts). */
   url: string;
   username?: string;
   password?: string;
@@ -81,7 +83,7 @@ export function subscribeHouseholdStream(o: HouseholdStreamOptions): HouseholdSt
   const topic = topics.household(o.household);
   const counters: StreamCounters = { messages: 0, readings: 0, rejected: 0 };
   const cache = new Map<string, Buffer>();
-  const client = mqtt.connect(o.url, {
+  const client = connectBroker(o.url, {
     clientId: o.clientId ?? `${o.username ?? `household-${o.household}`}-${o.purpose ?? 'stream'}-${Math.random().toString(16).slice(2, 10)}`,
     clean: true,
     protocolVersion: 4,

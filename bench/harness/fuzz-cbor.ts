@@ -344,26 +344,30 @@ export function specMessage(v: RefValue): 'frame' | 'ack' | 'keyTransfer' | 'key
 }
 
 /**
- * §5: is this a valid reading batch?
+ * §5: is this a valid reading batch (short form `[prevWh, readings]` or long form `[prevWh, readings, prevExportWh]`)?
  * @example
  * ```ts
  * specBatch([1000, [[1700000000, 60, 1002, 120, 0]]]); // true
+ * specBatch([1000, [[1700000000, 60, 1002, 120, 0, 7]], 5]); // true
  * ```
  */
 export function specBatch(v: RefValue): boolean {
-  if (!Array.isArray(v) || v.length !== 2) return false;
-  const [prevWh, list] = v;
-  if (!isUint(prevWh, 2 ** 48) || !Array.isArray(list) || list.length < 1 || list.length > 60) return false;
+  if (!Array.isArray(v) || (v.length !== 2 && v.length !== 3)) return false;
+  const long = v.length === 3;
+  const [prevWh, list, prevExportWh = 0] = v;
+  if (!isUint(prevWh, 2 ** 48) || !isUint(prevExportWh, 2 ** 48) || !Array.isArray(list) || list.length < 1 || list.length > 60) return false;
   let reg = prevWh;
+  let exp = prevExportWh;
   let end = -1;
   for (const r of list) {
-    if (!Array.isArray(r) || r.length !== 5) return false;
-    const [time, period, importWh, powerW, status] = r;
+    if (!Array.isArray(r) || r.length !== (long ? 6 : 5)) return false;
+    const [time, period, importWh, powerW, status, exportWh = 0] = r;
     if (!isUint(time, 0xffffffff) || !isUint(period, 86400) || period === 0 || !isUint(importWh, 2 ** 48) || !isUint(powerW, 0xffffffff)) return false;
-    if (!isUint(status, 7)) return false;
+    if (!isUint(exportWh, 2 ** 48) || !isUint(status, 7)) return false;
     if (time < end) return false;
-    if (!(status & 4) && importWh < reg) return false;
+    if (!(status & 4) && (importWh < reg || exportWh < exp)) return false;
     reg = importWh;
+    exp = exportWh;
     end = time + period;
   }
   return true;

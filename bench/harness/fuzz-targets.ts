@@ -6,7 +6,7 @@
  * |---|---|---|
  * | link | LinkParser over chunked streams of good, damaged and oversize frames and noise | only FCS-valid segments come out; every intact frame comes out; every segment counted (§3) |
  * | cbor+message | cborDecode, decodeMessage, decodeFrame, gateway classifyPayload | accept iff the reference decoder and §4/§6/§7 accept; same values |
- * | batch | decodeReadingBatch | accept iff §5 accepts; same values; energies non-negative and summing to the register delta |
+ * | batch | decodeReadingBatch | accept iff §5 accepts (both forms); same values; import and export energies non-negative and each summing to its register delta |
  * | uplink | decodeUplink | accept iff §9 accepts; same values |
  * | seal | openAggregate, openStream (with a long-lived key cache) | opens only envelopes equal (as values) to one sealed for that topic, with that body |
  * | ucs-stream | the household app's WebCrypto opener (ucs/web/seal.ts), one long-lived opener | as for seal |
@@ -32,7 +32,7 @@ import { crc16x25 } from '../../protocol/crc.js';
 import { decodeFrame, decodeMessage, encodeAck, encodeFrame, encodeKeyAck, encodeKeyTransfer, meterId, SC_AES256GCM, sealFrame, systemTitle } from '../../protocol/frame.js';
 import { encodeLinkFrame, LinkParser, MAX_PAYLOAD } from '../../protocol/link.js';
 import { generatePaillier } from '../../protocol/paillier/engine.js';
-import { decodeReadingBatch, encodeReadingBatch, readingEnergies, type ReadingBatch } from '../../protocol/reading.js';
+import { decodeReadingBatch, encodeReadingBatch, readingEnergies, readingExports, type ReadingBatch } from '../../protocol/reading.js';
 import { newStreamKey, openAggregate, openStream, sealAggregate, sealStream } from '../../protocol/seal.js';
 import { topics } from '../../protocol/topics.js';
 import { decodeUplink, encodeUplink } from '../../protocol/uplink.js';
@@ -122,7 +122,10 @@ function frameTree(st: Uint8Array, sc: number, ic: number, ct: Uint8Array): CNod
   return C.array(C.uint(1), C.uint(1), C.bytes(st), C.uint(sc), C.uint(ic), C.bytes(ct));
 }
 function batchTree(b: ReadingBatch): CNode {
-  return C.array(C.uint(b.prevWh), C.array(...b.readings.map((r) => C.array(C.uint(r.time), C.uint(r.period), C.uint(r.importWh), C.uint(r.powerW), C.uint(r.status)))));
+  const long = b.prevExportWh !== undefined;
+  const reading = (r: ReadingBatch['readings'][number]) =>
+    C.array(C.uint(r.time), C.uint(r.period), C.uint(r.importWh), C.uint(r.powerW), C.uint(r.status), ...(long ? [C.uint(r.exportWh ?? 0)] : []));
+  return C.array(C.uint(b.prevWh), C.array(...b.readings.map(reading)), ...(long ? [C.uint(b.prevExportWh!)] : []));
 }
 function uplinkTree(gw: string, frames: Uint8Array[]): CNode {
   return C.array(C.uint(1), C.text(gw), C.array(...frames.map((f) => C.bytes(f))));
@@ -353,25 +356,42 @@ const batchRecordArb = (() => {
     fc.constantFrom(0, 1, 0xffffffff, 0x100000000),
     fc.constantFrom(0, 1, 2, 4, 6, 7, 8, 0x80, 0xff, 0x100),
   );
-  return fc.record({ prevWh: big, readings: fc.array(reading, { minLength: 0, maxLength: 62 }) }).map(({ prevWh, readings }) => ({
-    how: 'record',
-    bytes: encodeNode(C.array(C.uint(prevWh), C.array(...readings.map((r) => C.array(...r.map((x) => C.uint(x))))))),
-  }));
+  // Long form (a third element) about half the time; a reading's export register drawn like the import one, and
+  // dropped now and then so that mixed 5- and 6-element readings appear.
+  return fc
+    .record({ prevWh: big, readings: fc.array(fc.tuple(reading, big, fc.nat(9)), { minLength: 0, maxLength: 62 }), long: fc.option(big) })
+    .map(({ prevWh, readings, long }) => ({
+      how: 'record',
+      bytes: encodeNode(
+        C.array(
+          C.uint(prevWh),
+          C.array(...readings.map(([r, x, drop]) => C.array(...[...r, ...(long === null ? (drop === 0 ? [x] : []) : drop === 0 ? [] : [x])].map((y) => C.uint(y))))),
+          ...(long === null ? [] : [C.uint(long)]),
+        ),
+      ),
+    }));
 })();
 
 /** Batches that are valid by construction, with register resets and gaps. */
 const validBatchArb = fc
-  .record({ prevWh: fc.nat({ max: 2 ** 40 }), t: fc.integer({ min: 0, max: 0xffff0000 }), steps: fc.array(fc.tuple(fc.nat({ max: 5000 }), fc.integer({ min: 1, max: 900 }), fc.nat({ max: 120 }), fc.boolean()), { minLength: 1, maxLength: 60 }) })
-  .map(({ prevWh, t, steps }) => {
+  .record({
+    prevWh: fc.nat({ max: 2 ** 40 }),
+    prevExportWh: fc.oneof(fc.constant(0), fc.nat({ max: 2 ** 40 })),
+    t: fc.integer({ min: 0, max: 0xffff0000 }),
+    steps: fc.array(fc.tuple(fc.nat({ max: 5000 }), fc.integer({ min: 1, max: 900 }), fc.nat({ max: 120 }), fc.boolean(), fc.oneof(fc.constant(0), fc.nat({ max: 5000 }))), { minLength: 1, maxLength: 60 }),
+  })
+  .map(({ prevWh, prevExportWh, t, steps }) => {
     let reg = prevWh;
+    let exp = prevExportWh;
     let time = t;
-    const readings = steps.map(([e, period, gap, reset]) => {
+    const readings = steps.map(([e, period, gap, reset, x]) => {
       reg = reset ? e : reg + e;
-      const r = { time, period, importWh: reg, powerW: e, status: reset ? 4 : 0 };
+      exp = reset ? x : exp + x;
+      const r = { time, period, importWh: reg, powerW: e, status: reset ? 4 : 0, exportWh: exp };
       time += period + gap;
       return r;
     });
-    return { how: 'valid', bytes: encodeReadingBatch({ prevWh, readings }) };
+    return { how: 'valid', bytes: encodeReadingBatch({ prevWh, prevExportWh, readings }) };
   });
 
 export const batchTarget: FuzzTarget<BytesInput> = {
@@ -380,7 +400,13 @@ export const batchTarget: FuzzTarget<BytesInput> = {
   weight: 14,
   async: false,
   async open() {
-    const batches = [batchOf(1, T0, 0), batchOf(15, T0, 1_234_567), batchOf(60, T0, 2 ** 48 - 100_000), { prevWh: 98765, readings: [{ time: T0, period: 900, importWh: 40, powerW: 160, status: 6 }] }];
+    const batches = [
+      batchOf(1, T0, 0),
+      batchOf(15, T0, 1_234_567),
+      batchOf(60, T0, 2 ** 48 - 100_000),
+      { prevWh: 98765, readings: [{ time: T0, period: 900, importWh: 40, powerW: 160, status: 6 }] },
+      { prevWh: 98765, prevExportWh: 500, readings: [{ time: T0, period: 900, importWh: 98770, powerW: 20, status: 0, exportWh: 620 }] },
+    ];
     let readings = 0;
     return {
       arbitrary: bytesArb(batches.map(encodeReadingBatch), batches.map(batchTree), [batchRecordArb, validBatchArb, validBatchArb]),
@@ -398,14 +424,20 @@ export const batchTarget: FuzzTarget<BytesInput> = {
         if (!!b !== spec) throw new Violation(`decodeReadingBatch ${b ? 'accepted' : 'rejected'}, §5 says ${spec ? 'valid' : 'invalid'}`);
         if (!b) return 'rejected';
         const r = (ref as { value: RefValue[] }).value;
-        if (!sameValue([b.prevWh, b.readings.map((x) => [x.time, x.period, x.importWh, x.powerW, x.status])], r)) throw new Violation('decoded values differ from the bytes');
-        const e = readingEnergies(b);
-        if (e.some((x) => !Number.isSafeInteger(x) || x < 0)) throw new Violation('negative or non-integer energy');
+        const long = r.length === 3;
+        const decoded = [b.prevWh, b.readings.map((x) => [x.time, x.period, x.importWh, x.powerW, x.status, ...(long ? [x.exportWh] : [])]), ...(long ? [b.prevExportWh] : [])];
+        if (!sameValue(decoded, r)) throw new Violation('decoded values differ from the bytes');
         let resetAt = -1;
         b.readings.forEach((x, i) => x.status & 4 && (resetAt = i));
-        const base = resetAt < 0 ? b.prevWh : 0;
-        const sum = e.slice(Math.max(0, resetAt)).reduce((s, x) => s + x, 0);
-        if (sum !== b.readings[b.readings.length - 1]!.importWh - base) throw new Violation('energies do not add up to the register delta');
+        const last = b.readings[b.readings.length - 1]!;
+        for (const [e, base, end] of [
+          [readingEnergies(b), b.prevWh, last.importWh],
+          [readingExports(b), b.prevExportWh ?? 0, last.exportWh ?? 0],
+        ] as const) {
+          if (e.some((x) => !Number.isSafeInteger(x) || x < 0)) throw new Violation('negative or non-integer energy');
+          const sum = e.slice(Math.max(0, resetAt)).reduce((s, x) => s + x, 0);
+          if (sum !== end - (resetAt < 0 ? base : 0)) throw new Violation('energies do not add up to the register delta');
+        }
         readings += b.readings.length;
         return 'accepted';
       },
@@ -1041,12 +1073,22 @@ function storableBody(topic: string, body: unknown, k: number, minBillingS: numb
   const keys = Object.keys(o).sort().join(',');
   const common = o.kind === m[1] && o.key === m[2] && int(o.start, 253_402_300_799) && int(o.end, 253_402_300_799) && (o.end as number) > (o.start as number) && int(o.revision, 2 ** 31 - 1);
   if (!common) return false;
-  if (m[1] === 'neighbourhood') return keys === 'end,energyWh,key,kind,meters,revision,start' && int(o.meters, 2 ** 31 - 1) && (o.meters as number) >= k && int(o.energyWh, Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER);
-  if (keys !== 'bands,end,key,kind,revision,start' || (o.end as number) - (o.start as number) < minBillingS) return false;
-  const b = o.bands;
-  if (typeof b !== 'object' || b === null || Array.isArray(b) || b instanceof Uint8Array) return false;
-  const names = Object.keys(b);
-  return names.length >= 1 && names.length <= 64 && names.every((n) => /^[A-Za-z0-9_.-]{1,32}$/.test(n) && int((b as Record<string, unknown>)[n], Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER));
+  const wh = (v: unknown) => int(v, Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER);
+  // Optional fields of version 2 (§11.3): present means checked, absent means 0 / none.
+  const without = (...optional: string[]) => Object.keys(o).filter((f) => !optional.includes(f)).sort().join(',');
+  if (m[1] === 'neighbourhood') {
+    const eps = (v: unknown, max = 1e6) => typeof v === 'number' && Number.isFinite(v) && v > 0 && v <= max;
+    const dp = o.dp as Record<string, unknown> | undefined;
+    const dpOk = !('dp' in o) || (typeof dp === 'object' && dp !== null && !Array.isArray(dp) && !(dp instanceof Uint8Array) && Object.keys(dp).sort().join(',') === 'epsilon,spent' && eps(dp.epsilon) && eps(dp.spent, 1e15) && (dp.spent as number) >= (dp.epsilon as number));
+    return without('exportWh', 'dp') === 'end,energyWh,key,kind,meters,revision,start' && int(o.meters, 2 ** 31 - 1) && (o.meters as number) >= k && wh(o.energyWh) && (!('exportWh' in o) || wh(o.exportWh)) && dpOk;
+  }
+  if (without('exportBands') !== 'bands,end,key,kind,revision,start' || (o.end as number) - (o.start as number) < minBillingS) return false;
+  const bandMap = (b: unknown, min: number) => {
+    if (typeof b !== 'object' || b === null || Array.isArray(b) || b instanceof Uint8Array) return false;
+    const names = Object.keys(b);
+    return names.length >= min && names.length <= 64 && names.every((n) => /^[A-Za-z0-9_.-]{1,32}$/.test(n) && wh((b as Record<string, unknown>)[n]));
+  };
+  return bandMap(o.bands, 1) && (!('exportBands' in o) || bandMap(o.exportBands, 0));
 }
 
 /**
@@ -1127,7 +1169,7 @@ export function mdmsTarget(o: TargetOptions = {}): FuzzTarget<MdmsInput> {
         { weight: 1, arbitrary: fc.tuple(fc.uint8Array({ maxLength: 200 }), fc.nat({ max: topicList.length - 1 })).map(([b, t]) => ({ how: 'random', topic: topicList[t]!, payload: b, seed: -1, attacker: false })) },
       );
       const c = ingest.counters;
-      const OUTCOMES = ['stored', 'duplicates', 'conflicts', 'unsealFailed', 'malformed', 'badSignature', 'rejectedPrivacy', 'rejectedUnknown', 'rejectedNegative', 'rejectedGap'] as const;
+      const OUTCOMES = ['stored', 'duplicates', 'conflicts', 'unsealFailed', 'malformed', 'badSignature', 'rejectedPrivacy', 'rejectedUnknown', 'rejectedNegative', 'rejectedGap', 'policyStored', 'policyIgnored'] as const;
       return {
         arbitrary,
         show: (i) => `${i.how} ${i.topic} ${hex(i.payload).slice(0, 600)}`,

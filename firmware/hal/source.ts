@@ -4,8 +4,9 @@
  */
 
 /**
- * One measurement: constant power `powerMilliW` over `[time, time + period)`, or, from a source that reads a
- * real meter (P1), that meter's own import register at the end of the period in `importWh`.
+ * One measurement: constant import power `powerMilliW` (and export power `exportMilliW`, for a household
+ * with panels) over `[time, time + period)`, or, from a source that reads a real meter (P1), that meter's
+ * own import and export registers at the end of the period in `importWh` and `exportWh`.
  */
 export interface Sample {
   /** Start of the period, Unix seconds. */
@@ -23,6 +24,17 @@ export interface Sample {
    * (see firmware/register.ts `adopt`). Sources that model power leave it out.
    */
   importWh?: number;
+  /**
+   * Average export power over the period (energy delivered to the grid), integer milliwatts; absent = 0.
+   * Integrated into the export register (1-0:2.8.0) as `powerMilliW` is into the import register; a model
+   * that nets load and production per step gives one of the two as 0. Ignored when `importWh` is present.
+   */
+  exportMilliW?: number;
+  /**
+   * The metered meter's own cumulative export register at the end of the period, integer Wh; only beside
+   * `importWh`. Absent: the export register keeps its value (a meter without export lines).
+   */
+  exportWh?: number;
 }
 
 /**

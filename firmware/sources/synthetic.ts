@@ -17,6 +17,22 @@
  * Minutes of a day are counted from local midnight in absolute time, so on a DST day the schedule's wall
  * times are one hour off after the change, and a day has 1380 or 1500 minutes; this is a model, not a clock.
  *
+ * Solar panels (a prosumer): a seeded share of households (`pv.share`, or `pv.kWp` for one household) have
+ * a PV array of 2–8 kWp with a factor of 0.70–0.95 that lumps orientation, tilt, shading, temperature and
+ * inverter losses. Its power in a minute is `kWp × factor × GHI / 1000 W/m² × clearness`, where:
+ * - GHI is the clear-sky global horizontal irradiance of Haurwitz (1945), `1098 cos z · exp(-0.057 / cos z)`
+ *   W/m² (0 with the sun below the horizon), at the middle of the minute;
+ * - the solar zenith z comes from the date, the time and the site (`latitude`, `longitude`; default
+ *   Utrecht, 52.09 N 5.12 E) with NOAA's "General Solar Position Calculations" (Spencer's 1971 series for the
+ *   declination and the equation of time);
+ * - clearness is the day's weather, seeded by the date only (a neighbourhood shares its sky): clear
+ *   (30 % of days, 0.92–1), broken clouds (45 %: sunny spells and cloud passages of random, exponentially
+ *   distributed lengths, the clouds letting 25–55 % through) or overcast (25 %: 0.12–0.37, drifting per
+ *   half hour).
+ * The meter measures the net of load and production per minute: the positive part is imported, the negative
+ * part exported (`Sample.powerMilliW` and `Sample.exportMilliW`). A household without panels gives exactly
+ * the samples it gave before panels existed in the model.
+ *
  * PRNG: mulberry32 by Tommy Ettinger (public domain), as listed in bryc/code "PRNGs.md"; seeds are mixed
  * with the MurmurHash3 32-bit finaliser (fmix32, Austin Appleby, public domain).
  * @module
@@ -52,6 +68,31 @@ export interface OccupancyInterval {
   end: number;
 }
 
+/** Default site of the panels: Utrecht, the Netherlands. */
+export const DEFAULT_PV_SITE = { latitude: 52.09, longitude: 5.12 } as const;
+
+/** A household's solar panels. */
+export interface PvArray {
+  /** Peak power, kWp. */
+  kWp: number;
+  /** Orientation, tilt, shading, temperature and inverter losses in one factor (0.70..0.95). */
+  factor: number;
+  /** Site, degrees (north and east positive). */
+  latitude: number;
+  longitude: number;
+}
+
+/** Which synthetic households have panels, and where the sun is. */
+export interface PvOptions {
+  /** Share of households with panels, 0..1, drawn per seed (default 0). A household drawn at 0.3 has them at 0.5 too. */
+  share?: number;
+  /** This household's panels, kWp (overrides `share`; 0: none). */
+  kWp?: number;
+  /** Site, degrees (default {@link DEFAULT_PV_SITE}). */
+  latitude?: number;
+  longitude?: number;
+}
+
 /** Fixed ratings of one synthetic household. */
 export interface Household {
   baseW: number;
@@ -78,6 +119,14 @@ export interface GroundTruth {
   household: Household;
   occupancy: OccupancyInterval[];
   appliances: ApplianceInterval[];
+  /** The household's panels and what they produced over `[start, end)` (absent: no panels). */
+  pv?: PvTruth;
+}
+
+/** A PV household's panels and production, per local day and in total (floor of the exact mW·s, in Wh). */
+export interface PvTruth extends PvArray {
+  productionWh: number;
+  days: { start: number; productionWh: number }[];
 }
 
 export interface SyntheticOptions {
@@ -89,6 +138,8 @@ export interface SyntheticOptions {
   days?: number;
   /** IANA zone of the household's daily routine (default UTC). */
   tz?: string;
+  /** Solar panels (default: none). */
+  pv?: PvOptions;
 }
 
 /**
@@ -121,8 +172,28 @@ function mix(a: number, b: number): number {
 }
 
 /**
- * Parses a `synthetic:<seed>` source spec; returns the seed, or `undefined` if `spec` is not one.
- * Throws if it is one with a bad seed.
+ * Parses a `synthetic:<seed>` or `synthetic:<seed>:pv=<kWp>` source spec (the second gives this household
+ * panels of that size, 0 none, whatever the share); returns the seed and the panels, or `undefined` if `spec`
+ * is not a synthetic one. Throws if it is one with a bad seed or size.
+ * @example
+ * ```ts
+ * parseSyntheticSource('synthetic:42:pv=4.5'); // { seed: 42, kWp: 4.5 }
+ * parseSyntheticSource('synthetic:42'); // { seed: 42 }
+ * ```
+ */
+export function parseSyntheticSource(spec: string): { seed: number; kWp?: number } | undefined {
+  if (!spec.startsWith('synthetic:')) return undefined;
+  const [text = '', ...rest] = spec.slice('synthetic:'.length).split(':');
+  const seed = Number(text);
+  if (!/^\d{1,10}$/.test(text) || seed > 0xffffffff) throw new RangeError(`synthetic seed must be an integer in 0..4294967295, got "${text}"`);
+  if (rest.length === 0) return { seed };
+  const pv = /^pv=(\d{1,3}(?:\.\d{1,2})?)$/.exec(rest.join(':'));
+  if (!pv) throw new RangeError(`synthetic source must be synthetic:<seed> or synthetic:<seed>:pv=<kWp> (kWp 0..999.99), got "${spec}"`);
+  return { seed, kWp: Number(pv[1]) };
+}
+
+/**
+ * The seed of a synthetic source spec (see {@link parseSyntheticSource}), or `undefined` if `spec` is not one.
  * @example
  * ```ts
  * parseSyntheticSpec('synthetic:42'); // 42
@@ -130,11 +201,71 @@ function mix(a: number, b: number): number {
  * ```
  */
 export function parseSyntheticSpec(spec: string): number | undefined {
-  if (!spec.startsWith('synthetic:')) return undefined;
-  const text = spec.slice('synthetic:'.length);
-  const seed = Number(text);
-  if (!/^\d{1,10}$/.test(text) || seed > 0xffffffff) throw new RangeError(`synthetic seed must be an integer in 0..4294967295, got "${text}"`);
-  return seed;
+  return parseSyntheticSource(spec)?.seed;
+}
+
+/**
+ * Cosine of the solar zenith angle at `time` (Unix s) seen from `latitude`, `longitude` (degrees): NOAA's
+ * "General Solar Position Calculations" (fractional year, Spencer's series for declination and equation of
+ * time, true solar time, hour angle). Negative with the sun below the horizon.
+ * @example
+ * ```ts
+ * sunCosZenith(Date.UTC(2024, 5, 21, 11, 40) / 1000, 52.09, 5.12); // ~0.88 (solar noon at midsummer)
+ * ```
+ */
+export function sunCosZenith(time: number, latitude: number, longitude: number): number {
+  const d = new Date(time * 1000);
+  const year = d.getUTCFullYear();
+  const dayOfYear = Math.floor((Date.UTC(year, d.getUTCMonth(), d.getUTCDate()) - Date.UTC(year, 0, 1)) / 86_400_000);
+  const hours = d.getUTCHours() + d.getUTCMinutes() / 60 + d.getUTCSeconds() / 3600;
+  const daysInYear = (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0 ? 366 : 365;
+  const g = ((2 * Math.PI) / daysInYear) * (dayOfYear + (hours - 12) / 24);
+  const eqTimeMin = 229.18 * (0.000075 + 0.001868 * Math.cos(g) - 0.032077 * Math.sin(g) - 0.014615 * Math.cos(2 * g) - 0.040849 * Math.sin(2 * g));
+  const decl = 0.006918 - 0.399912 * Math.cos(g) + 0.070257 * Math.sin(g) - 0.006758 * Math.cos(2 * g) + 0.000907 * Math.sin(2 * g) - 0.002697 * Math.cos(3 * g) + 0.00148 * Math.sin(3 * g);
+  const solarMin = hours * 60 + eqTimeMin + 4 * longitude;
+  const hourAngle = ((solarMin / 4 - 180) * Math.PI) / 180;
+  const lat = (latitude * Math.PI) / 180;
+  return Math.sin(lat) * Math.sin(decl) + Math.cos(lat) * Math.cos(decl) * Math.cos(hourAngle);
+}
+
+/**
+ * Clear-sky global horizontal irradiance, W/m², from the cosine of the solar zenith: Haurwitz (1945),
+ * `1098 cos z · exp(-0.057 / cos z)`; 0 with the sun at or below the horizon.
+ * @example
+ * ```ts
+ * clearSkyGhi(0.88); // ~905
+ * ```
+ */
+export function clearSkyGhi(cosZenith: number): number {
+  return cosZenith <= 0 ? 0 : 1098 * cosZenith * Math.exp(-0.057 / cosZenith);
+}
+
+/** Seed of the weather: the same for every household (a neighbourhood shares its sky). */
+const WEATHER_SEED = 0x57584552;
+
+/** The clearness of each minute of a local day (0..1): clear, broken clouds or overcast (see the module doc). */
+function weatherDay(ordinal: number, len: number): Float64Array {
+  const r = mulberry32(mix(WEATHER_SEED, ordinal >>> 0));
+  const out = new Float64Array(len);
+  const kind = r();
+  if (kind < 0.3) {
+    out.fill(0.92 + 0.08 * r());
+  } else if (kind < 0.75) {
+    const meanSun = 10 + 30 * r();
+    const meanCloud = 5 + 20 * r();
+    const spell = (mean: number) => 3 + Math.floor(-Math.log(1 - r()) * mean);
+    let cloudy = r() < 0.5;
+    for (let m = 0; m < len; cloudy = !cloudy) {
+      const to = Math.min(len, m + spell(cloudy ? meanCloud : meanSun));
+      const k = cloudy ? 0.25 + 0.3 * r() : 0.9 + 0.1 * r();
+      out.fill(k, m, to);
+      m = to;
+    }
+  } else {
+    const base = 0.12 + 0.25 * r();
+    for (let m = 0; m < len; m += 30) out.fill(base * (0.8 + 0.4 * r()), m, Math.min(len, m + 30));
+  }
+  return out;
 }
 
 /** One local day's plan, in minutes from local midnight. */
@@ -145,6 +276,8 @@ interface DayPlan {
   appliances: { appliance: Appliance; from: number; to: number; powerW: number }[];
   /** Total power per minute, mW. */
   power: Int32Array;
+  /** PV production per minute, mW (households with panels). */
+  pv?: Int32Array;
 }
 
 /**
@@ -157,12 +290,15 @@ interface DayPlan {
  */
 export class SyntheticModel {
   readonly household: Household;
+  /** The household's panels, if it has any. */
+  readonly pv: PvArray | undefined;
   private readonly zone: IANAZone;
   private plan: DayPlan | undefined;
 
-  constructor(readonly seed: number, readonly tz = 'UTC') {
+  constructor(readonly seed: number, readonly tz = 'UTC', pv: PvOptions = {}) {
     if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new RangeError('synthetic seed must be an integer in 0..4294967295');
     if (!IANAZone.isValidZone(tz)) throw new RangeError(`unknown time zone "${tz}"`);
+    this.pv = drawPv(seed, pv);
     this.zone = IANAZone.create(tz);
     const r = mulberry32(mix(seed, 0x48485348));
     const int = (lo: number, span: number) => lo + Math.floor(r() * span);
@@ -179,10 +315,42 @@ export class SyntheticModel {
     };
   }
 
-  /** Power of the minute starting at `time` (Unix s, on a whole minute), mW. */
+  /** The household's load (consumption) in the minute starting at `time` (Unix s, on a whole minute), mW. */
   powerMilliW(time: number): number {
     const plan = this.dayPlan(time);
     return plan.power[Math.floor((time - plan.midnight) / 60)]!;
+  }
+
+  /** PV production in the minute starting at `time`, mW (0 without panels). */
+  pvMilliW(time: number): number {
+    const plan = this.dayPlan(time);
+    return plan.pv?.[Math.floor((time - plan.midnight) / 60)] ?? 0;
+  }
+
+  /**
+   * What the meter sees in the minute starting at `time`: the net of load and production, its positive part
+   * imported, its negative part exported (one of the two is 0), mW.
+   * @example
+   * ```ts
+   * const { importMilliW, exportMilliW } = model.flows(noon); // a sunny noon: { importMilliW: 0, exportMilliW: 2_400_000 }
+   * ```
+   */
+  flows(time: number): { importMilliW: number; exportMilliW: number } {
+    const net = this.powerMilliW(time) - this.pvMilliW(time);
+    return net >= 0 ? { importMilliW: net, exportMilliW: 0 } : { importMilliW: 0, exportMilliW: -net };
+  }
+
+  /** The panels and their production over `[start, end)` (undefined without panels). */
+  pvTruth(start: number, end: number): PvTruth | undefined {
+    if (!this.pv) return undefined;
+    const days: { start: number; milliWs: bigint }[] = [];
+    for (let t = start; t < end; t += SYNTHETIC_PERIOD) {
+      const midnight = this.dayPlan(t).midnight;
+      if (days.at(-1)?.start !== Math.max(midnight, start)) days.push({ start: Math.max(midnight, start), milliWs: 0n });
+      days.at(-1)!.milliWs += BigInt(this.pvMilliW(t) * SYNTHETIC_PERIOD);
+    }
+    const total = days.reduce((a, d) => a + d.milliWs, 0n);
+    return { ...this.pv, productionWh: Number(total / 3_600_000n), days: days.map((d) => ({ start: d.start, productionWh: Number(d.milliWs / 3_600_000n) })) };
   }
 
   /** Ground truth (occupancy and appliance intervals) clipped to `[start, end)`. */
@@ -264,11 +432,38 @@ export class SyntheticModel {
     const power = new Int32Array(len);
     for (let m = 0; m < len; m++) power[m] = h.baseW * 1000 + int(-BASE_NOISE_MILLIW, 2 * BASE_NOISE_MILLIW + 1);
     for (const a of appliances) for (let m = a.from; m < a.to; m++) power[m] = power[m]! + a.powerW * 1000;
-    return { midnight, next, occupancy, appliances, power };
+    return { midnight, next, occupancy, appliances, power, ...(this.pv ? { pv: this.production(midnight, len, ordinal) } : {}) };
+  }
+
+  /** PV production per minute of a day, mW (see the module doc). */
+  private production(midnight: number, len: number, ordinal: number): Int32Array {
+    const { kWp, factor, latitude, longitude } = this.pv!;
+    const clearness = weatherDay(ordinal, len);
+    const out = new Int32Array(len);
+    // kWp x factor x GHI/1000 W/m², in mW: kWp x 1e6 mW x factor x GHI/1000 = kWp x factor x GHI x 1000.
+    for (let m = 0; m < len; m++) out[m] = Math.round(kWp * factor * clearSkyGhi(sunCosZenith(midnight + m * 60 + 30, latitude, longitude)) * 1000 * clearness[m]!);
+    return out;
   }
 }
 
+/** The panels of household `seed` under `o` (a PRNG of their own: the load model's draws are untouched). */
+function drawPv(seed: number, o: PvOptions): PvArray | undefined {
+  const share = o.share ?? 0;
+  if (!(share >= 0 && share <= 1)) throw new RangeError('pv share must be in 0..1');
+  if (o.kWp !== undefined && !(Number.isFinite(o.kWp) && o.kWp >= 0 && o.kWp < 1000)) throw new RangeError('pv kWp must be in 0..999.99');
+  const latitude = o.latitude ?? DEFAULT_PV_SITE.latitude;
+  const longitude = o.longitude ?? DEFAULT_PV_SITE.longitude;
+  if (!(Math.abs(latitude) <= 90 && Math.abs(longitude) <= 180)) throw new RangeError('pv site must be a latitude in -90..90 and a longitude in -180..180');
+  const r = mulberry32(mix(seed, 0x50563031));
+  const has = r() < share;
+  const kWp = 2 + Math.floor(r() * 25) * 0.25;
+  const factor = (70 + Math.floor(r() * 26)) / 100;
+  if (o.kWp !== undefined ? o.kWp === 0 : !has) return undefined;
+  return { kWp: o.kWp ?? kWp, factor, latitude, longitude };
+}
+
 function checkOptions(o: SyntheticOptions): { end: number; tz: string } {
+  if (o.pv !== undefined && (typeof o.pv !== 'object' || o.pv === null)) throw new TypeError('synthetic pv must be an object');
   if (!Number.isSafeInteger(o.start) || o.start % SYNTHETIC_PERIOD !== 0) throw new RangeError('synthetic start must be a Unix time on a whole minute');
   if (o.days !== undefined && !(Number.isSafeInteger(o.days) && o.days > 0 && o.days <= 36600)) throw new RangeError('synthetic days must be an integer in 1..36600');
   return { end: o.days === undefined ? Infinity : o.start + o.days * 86400, tz: o.tz ?? 'UTC' };
@@ -287,17 +482,21 @@ export class SyntheticSource implements Source {
 
   constructor(private readonly options: SyntheticOptions) {
     const { end, tz } = checkOptions(options);
-    new SyntheticModel(options.seed, tz); // validates seed and zone now
+    new SyntheticModel(options.seed, tz, options.pv); // validates seed, zone and panels now
     this.end = end;
     this.name = `synthetic:${options.seed}`;
   }
 
   async *samples(from = -Infinity): AsyncGenerator<Sample> {
-    const model = new SyntheticModel(this.options.seed, this.options.tz);
+    const model = new SyntheticModel(this.options.seed, this.options.tz, this.options.pv);
     const { start } = this.options;
     const first = from > start ? start + Math.ceil((from - start) / SYNTHETIC_PERIOD) * SYNTHETIC_PERIOD : start;
     for (let t = first; t < this.end; t += SYNTHETIC_PERIOD) {
-      yield { time: t, period: SYNTHETIC_PERIOD, powerMilliW: model.powerMilliW(t) };
+      if (!model.pv) yield { time: t, period: SYNTHETIC_PERIOD, powerMilliW: model.powerMilliW(t) };
+      else {
+        const { importMilliW, exportMilliW } = model.flows(t);
+        yield { time: t, period: SYNTHETIC_PERIOD, powerMilliW: importMilliW, exportMilliW };
+      }
     }
   }
 }
@@ -313,8 +512,9 @@ export class SyntheticSource implements Source {
 export function syntheticGroundTruth(options: SyntheticOptions): GroundTruth {
   const { end, tz } = checkOptions(options);
   if (end === Infinity) throw new RangeError('ground truth needs a finite number of days');
-  const model = new SyntheticModel(options.seed, tz);
-  return { version: 1, model: 'synthetic-v1', seed: options.seed, tz, start: options.start, end, periodS: SYNTHETIC_PERIOD, household: model.household, ...model.groundTruth(options.start, end) };
+  const model = new SyntheticModel(options.seed, tz, options.pv);
+  const pv = model.pvTruth(options.start, end);
+  return { version: 1, model: 'synthetic-v1', seed: options.seed, tz, start: options.start, end, periodS: SYNTHETIC_PERIOD, household: model.household, ...model.groundTruth(options.start, end), ...(pv ? { pv } : {}) };
 }
 
 /**
@@ -352,6 +552,7 @@ export function formatKw(milliW: number): string {
 export async function writeSyntheticCsv(file: string, options: SyntheticOptions): Promise<number> {
   const { end, tz } = checkOptions(options);
   if (end === Infinity) throw new RangeError('a CSV needs a finite number of days');
+  if (new SyntheticModel(options.seed, tz, options.pv).pv) throw new RangeError('a UMass-format CSV carries import only: a household with panels cannot be written as one');
   const out = createWriteStream(file);
   const done = once(out, 'finish');
   let lines = 0;

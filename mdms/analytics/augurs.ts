@@ -12,6 +12,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import * as changepoint from '@bsull/augurs/changepoint';
 import * as mstl from '@bsull/augurs/mstl';
+import * as outlier from '@bsull/augurs/outlier';
 
 const require = createRequire(import.meta.url);
 const loaded = new Set<string>();
@@ -45,4 +46,16 @@ export function augursMstl(): typeof mstl {
 export function augursChangepoint(): typeof changepoint {
   load('changepoint', changepoint.initSync);
   return changepoint;
+}
+
+/**
+ * The outlier module (DBSCAN and MAD detectors over a group of series), initialised.
+ * @example
+ * ```ts
+ * augursOutlier().OutlierDetector.mad({ sensitivity: 0.1 }).detect([[0, 0.1], [0.1, 0], [0, 2]]).outlyingSeries;
+ * ```
+ */
+export function augursOutlier(): typeof outlier {
+  load('outlier', outlier.initSync);
+  return outlier;
 }

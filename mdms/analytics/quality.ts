@@ -13,11 +13,14 @@
  *   on the previous days;
  * - `flat`: the same energy in at least `flatIntervals` consecutive windows (a stuck value);
  * - `late-revision`: a revision committed more than `lateRevisionS` after its window ended;
- * - `changepoint`: a day where the neighbourhood's daily energy changes regime (augurs' Bayesian online
- *   change-point detector, normal-gamma model), flagged on that day.
+ * - `changepoint`: a day where the neighbourhood's daily energy changes regime for at least
+ *   `changepointMinDays` (augurs' Bayesian online change-point detector, normal-gamma model; anomaly.ts),
+ *   flagged on that day;
+ * - `peer-outlier`: days where a neighbourhood departs from the other neighbourhoods (anomaly.ts; it needs
+ *   the peers, so it runs in the check of several neighbourhoods, mdms/web/quality.ts, not here).
  * @module
  */
-import { augursChangepoint } from './augurs.js';
+import { changepointFindings, dailyEnergy, DEFAULT_ANOMALY_RULES, type AnomalyRules } from './anomaly.js';
 import { regularSeries } from './forecast.js';
 
 /** The row fields the rules read (a stored NeighbourhoodRow has them all). */
@@ -30,7 +33,7 @@ export interface WindowRow {
   receivedAtMs: number;
 }
 
-export const QUALITY_RULES = ['gap', 'meter-drop', 'spike', 'flat', 'late-revision', 'changepoint'] as const;
+export const QUALITY_RULES = ['gap', 'meter-drop', 'spike', 'flat', 'late-revision', 'changepoint', 'peer-outlier'] as const;
 export type QualityRule = (typeof QUALITY_RULES)[number];
 
 /** One finding on one window. Evidence holds the figures that triggered it (for the data-quality team). */
@@ -51,8 +54,8 @@ export interface Estimate {
   method: 'same-window-last-week' | 'same-window-yesterday';
 }
 
-/** Configurable thresholds. */
-export interface QualityRules {
+/** Configurable thresholds (with those of the anomaly rules). */
+export interface QualityRules extends AnomalyRules {
   /** Flag a spike beyond this many robust standard deviations (1.4826 x MAD) from its neighbours' mean. */
   spikeZ: number;
   /** ... and above (1 + this) times, or below 1 / (1 + this) of, both that mean and the same-window median of previous days. */
@@ -69,7 +72,7 @@ export interface QualityRules {
  * Defaults: spike at 6 robust sd and 2.2 times (or under 1/2.2) its references, after 3 days (on 20 synthetic
  * households, simultaneous ovens reach twice the neighbouring windows); flat over 4 windows; late after 2 days.
  */
-export const DEFAULT_RULES: QualityRules = { spikeZ: 6, spikeRelative: 1.2, spikeMinDays: 3, flatIntervals: 4, lateRevisionS: 2 * 86_400 };
+export const DEFAULT_RULES: QualityRules = { ...DEFAULT_ANOMALY_RULES, spikeZ: 6, spikeRelative: 1.2, spikeMinDays: 3, flatIntervals: 4, lateRevisionS: 2 * 86_400 };
 
 const median = (xs: readonly number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -156,33 +159,8 @@ export function validateWindows(
     if (r.revision > 0 && lateS > rules.lateRevisionS) findings.push({ ...at(i), rule: 'late-revision', evidence: { revision: r.revision, lateS } });
   }
 
-  // change points in daily energy (complete days only)
-  const days = Math.floor(v.length / day);
-  if (days >= 4) {
-    const daily: number[] = [];
-    for (let d = 0; d < days; d++) {
-      const slice = v.slice(d * day, (d + 1) * day);
-      const known = slice.filter((x): x is number => x !== null);
-      daily.push(known.length ? (known.reduce((a, b) => a + b, 0) * day) / known.length : NaN);
-    }
-    if (daily.every(Number.isFinite)) {
-      // Standardised robustly, so the detector's default unit-variance prior fits any neighbourhood's size.
-      const m = median(daily);
-      const mad = median(daily.map((x) => Math.abs(x - m))) * 1.4826 || 1;
-      const detector = augursChangepoint().ChangepointDetector.normalGamma();
-      try {
-        const { indices } = detector.detectChangepoints(daily.map((x) => (x - m) / mad));
-        // An index is the last day of a run (0 always starts the first): the new regime starts the day after.
-        for (const last of indices) {
-          const d = last + 1;
-          if (last === 0 || d >= days) continue;
-          findings.push({ neighbourhood, start: start + d * 86_400, end: start + (d + 1) * 86_400, rule: 'changepoint', evidence: { dayWh: Math.round(daily[d]!), previousDayWh: Math.round(daily[last]!) } });
-        }
-      } finally {
-        detector.free();
-      }
-    }
-  }
+  // change points in daily energy (complete days only; see anomaly.ts)
+  findings.push(...changepointFindings(neighbourhood, dailyEnergy([...byIndex.values()], start, Math.floor(v.length / day), rules.dayCoverage), start, rules));
 
   findings.sort((a, b) => a.start - b.start || a.rule.localeCompare(b.rule));
   return { findings, estimates };

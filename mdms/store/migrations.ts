@@ -51,6 +51,43 @@ CREATE INDEX billing_aggregate_start ON billing_aggregate (start_s);
 `;
 };
 
+/**
+ * Version 2 (protocol v2): the export register and the DP ledger on the aggregates, the PES's policy statements
+ * and what the ingest itself enforces. Rows stored before keep export 0 and no ledger.
+ */
+const v2 = (d: 'sqlite' | 'postgres'): string => {
+  const int = d === 'sqlite' ? 'INTEGER' : 'BIGINT';
+  const real = d === 'sqlite' ? 'REAL' : 'DOUBLE PRECISION';
+  const key = d === 'sqlite' ? 'TEXT' : 'TEXT COLLATE "C"';
+  const strict = d === 'sqlite' ? ' STRICT' : '';
+  // SQLite adds a column with its constraints; PostgreSQL wants a table constraint for the pair.
+  const pair = '(dp_epsilon IS NULL) = (dp_spent IS NULL) AND (dp_epsilon IS NULL OR (dp_epsilon > 0 AND dp_spent >= dp_epsilon))';
+  return `
+ALTER TABLE neighbourhood_aggregate ADD COLUMN export_wh ${int} NOT NULL DEFAULT 0;
+ALTER TABLE neighbourhood_aggregate ADD COLUMN dp_epsilon ${real};
+${d === 'sqlite' ? `ALTER TABLE neighbourhood_aggregate ADD COLUMN dp_spent ${real} CHECK (${pair});` : `ALTER TABLE neighbourhood_aggregate ADD COLUMN dp_spent ${real};
+ALTER TABLE neighbourhood_aggregate ADD CONSTRAINT neighbourhood_aggregate_dp CHECK (${pair});`}
+ALTER TABLE billing_aggregate ADD COLUMN export_wh ${int} NOT NULL DEFAULT 0;
+CREATE TABLE pes_policy (
+  pes ${key} PRIMARY KEY,
+  at_s ${int} NOT NULL,
+  k ${int} NOT NULL,
+  revision_k ${int} NOT NULL,
+  membership_guard ${int} NOT NULL CHECK (membership_guard IN (0, 1)),
+  dp_epsilon ${real},
+  counters_json TEXT NOT NULL,
+  received_at_ms ${int} NOT NULL
+)${strict};
+CREATE TABLE ingest_policy (
+  id ${int} PRIMARY KEY CHECK (id = 1),
+  k ${int} NOT NULL,
+  min_billing_period_s ${int} NOT NULL,
+  fleet_checked ${int} NOT NULL CHECK (fleet_checked IN (0, 1)),
+  recorded_at_ms ${int} NOT NULL
+)${strict};
+`;
+};
+
 /** Every migration, in order. */
 export const MIGRATIONS: readonly Migration[] = [
   {
@@ -58,6 +95,12 @@ export const MIGRATIONS: readonly Migration[] = [
     description: 'neighbourhood and billing aggregates, every revision kept',
     sqlite: table('sqlite'),
     postgres: table('postgres'),
+  },
+  {
+    version: 2,
+    description: 'export per neighbourhood window and per billing band, the DP ledger, PES policy statements, the ingest policy',
+    sqlite: v2('sqlite'),
+    postgres: v2('postgres'),
   },
 ];
 

@@ -7,15 +7,19 @@
  * content a `conflict` (nothing is written either way); otherwise inserts (one row per band for billing).
  * @module
  */
-import type { BillingAggregate, NeighbourhoodAggregate } from '../../protocol/aggregate.js';
+import type { BillingAggregate, DpLedger, NeighbourhoodAggregate, PolicyStatement } from '../../protocol/aggregate.js';
 import type { Driver, Param, Querier } from './driver.js';
 import { migrate } from './migrations.js';
 import type {
   BillingQuery,
   BillingRow,
+  DpBudgetRow,
+  IngestPolicyRow,
   InsertOutcome,
   NeighbourhoodQuery,
   NeighbourhoodRow,
+  PolicyOutcome,
+  PolicyRow,
   RevisionsQuery,
   Store,
   StoreOptions,
@@ -31,6 +35,18 @@ const str = (v: unknown): string => {
   if (typeof v !== 'string') throw new TypeError('database returned a non-text key');
   return v;
 };
+/** A REAL / DOUBLE PRECISION column: a finite number or NULL. */
+const real = (v: unknown): number | null => {
+  if (v === null || v === undefined) return null;
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new TypeError('database returned a non-number where a number was expected');
+  return v;
+};
+
+function ledgerOf(r: Record<string, unknown>): DpLedger | null {
+  const epsilon = real(r.dp_epsilon);
+  const spent = real(r.dp_spent);
+  return epsilon === null || spent === null ? null : { epsilon, spent };
+}
 
 const nbRow = (r: Record<string, unknown>): NeighbourhoodRow => ({
   neighbourhood: str(r.neighbourhood),
@@ -39,6 +55,8 @@ const nbRow = (r: Record<string, unknown>): NeighbourhoodRow => ({
   revision: num(r.revision),
   meters: num(r.meters),
   energyWh: num(r.energy_wh),
+  exportWh: num(r.export_wh),
+  dp: ledgerOf(r),
   receivedAtMs: num(r.received_at_ms),
 });
 
@@ -49,8 +67,40 @@ const billingRow = (r: Record<string, unknown>): BillingRow => ({
   band: str(r.band),
   revision: num(r.revision),
   energyWh: num(r.energy_wh),
+  exportWh: num(r.export_wh),
   receivedAtMs: num(r.received_at_ms),
 });
+
+const policyRow = (r: Record<string, unknown>): PolicyRow => {
+  const counters = JSON.parse(str(r.counters_json)) as unknown;
+  if (typeof counters !== 'object' || counters === null || Array.isArray(counters)) throw new TypeError('database returned counters that are not a map');
+  const p: PolicyRow = {
+    pes: str(r.pes),
+    at: num(r.at_s),
+    k: num(r.k),
+    revisionK: num(r.revision_k),
+    membershipGuard: num(r.membership_guard) === 1,
+    counters: Object.fromEntries(Object.entries(counters).map(([k, v]) => [k, num(v)])),
+    receivedAtMs: num(r.received_at_ms),
+  };
+  const eps = real(r.dp_epsilon);
+  if (eps !== null) p.dpEpsilon = eps;
+  return p;
+};
+
+/** Counters as stored: sorted by name, so that the same counters are the same text. */
+const countersJson = (c: Record<string, number>): string => JSON.stringify(Object.fromEntries(Object.entries(c).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))));
+
+/**
+ * A billing aggregate as rows: one per band named in `bands` or `exportBands` (byte order), with its import and
+ * export Wh (0 where the body names the band in only one of them). The store keeps the energies, not the body's
+ * spelling: an absent `exportBands` and one of zeros are the same content.
+ */
+function billingBands(agg: BillingAggregate): [band: string, importWh: number, exportWh: number][] {
+  const names = [...new Set([...Object.keys(agg.bands), ...Object.keys(agg.exportBands ?? {})])].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const own = (o: Record<string, number> | undefined, k: string): number => (o && Object.prototype.hasOwnProperty.call(o, k) ? o[k]! : 0);
+  return names.map((b) => [b, own(agg.bands, b), own(agg.exportBands, b)]);
+}
 
 /** Builds a WHERE clause from optional conditions. */
 class Where {
@@ -97,6 +147,12 @@ function checkAggregateInts(...vs: number[]): void {
   for (const v of vs) if (!Number.isSafeInteger(v)) throw new TypeError('aggregate fields must be safe integers');
 }
 
+function checkLedger(dp: DpLedger | undefined): void {
+  if (dp === undefined) return;
+  const ok = (v: unknown): boolean => typeof v === 'number' && Number.isFinite(v) && v > 0;
+  if (!ok(dp.epsilon) || !ok(dp.spent) || dp.spent < dp.epsilon) throw new TypeError('a DP ledger needs finite epsilon > 0 and spent >= epsilon');
+}
+
 /**
  * The shared store. Construct through `openStore`, which also migrates.
  * @example
@@ -130,45 +186,57 @@ export class SqlStore implements Store {
   }
 
   async insertNeighbourhood(agg: NeighbourhoodAggregate): Promise<InsertOutcome> {
-    checkAggregateInts(agg.start, agg.end, agg.revision, agg.meters, agg.energyWh);
+    const exportWh = agg.exportWh ?? 0;
+    checkAggregateInts(agg.start, agg.end, agg.revision, agg.meters, agg.energyWh, exportWh);
+    checkLedger(agg.dp);
     const key = checkText(agg.key, 'neighbourhood');
+    const dp = agg.dp ?? null;
     return this.db.transaction(async (tx) => {
       await tx.lock(`nb:${key}:${agg.start}`);
       const [old] = await tx.query(
-        'SELECT end_s, meters, energy_wh FROM neighbourhood_aggregate WHERE neighbourhood = ? AND start_s = ? AND revision = ?',
+        'SELECT end_s, meters, energy_wh, export_wh, dp_epsilon, dp_spent FROM neighbourhood_aggregate WHERE neighbourhood = ? AND start_s = ? AND revision = ?',
         [key, agg.start, agg.revision],
       );
-      if (old) return num(old.end_s) === agg.end && num(old.meters) === agg.meters && num(old.energy_wh) === agg.energyWh ? 'duplicate' : 'conflict';
+      if (old) {
+        const was = ledgerOf(old);
+        const same =
+          num(old.end_s) === agg.end &&
+          num(old.meters) === agg.meters &&
+          num(old.energy_wh) === agg.energyWh &&
+          num(old.export_wh) === exportWh &&
+          (was === null ? dp === null : dp !== null && was.epsilon === dp.epsilon && was.spent === dp.spent);
+        return same ? 'duplicate' : 'conflict';
+      }
       await tx.run(
-        'INSERT INTO neighbourhood_aggregate (neighbourhood, start_s, end_s, revision, meters, energy_wh, received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)',
-        [key, agg.start, agg.end, agg.revision, agg.meters, agg.energyWh, this.now()],
+        'INSERT INTO neighbourhood_aggregate (neighbourhood, start_s, end_s, revision, meters, energy_wh, export_wh, dp_epsilon, dp_spent, received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        [key, agg.start, agg.end, agg.revision, agg.meters, agg.energyWh, exportWh, dp?.epsilon ?? null, dp?.spent ?? null, this.now()],
       );
       return (await otherRevisions(tx, 'neighbourhood_aggregate', 'neighbourhood', key, agg.start, agg.revision)) ? 'revision' : 'stored';
     });
   }
 
   async insertBilling(agg: BillingAggregate): Promise<InsertOutcome> {
-    checkAggregateInts(agg.start, agg.end, agg.revision, ...Object.values(agg.bands));
+    checkAggregateInts(agg.start, agg.end, agg.revision, ...Object.values(agg.bands), ...Object.values(agg.exportBands ?? {}));
     const key = checkText(agg.key, 'household');
-    const bands = Object.entries(agg.bands).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    if (bands.length === 0) throw new TypeError('a billing aggregate needs at least one band');
+    if (Object.keys(agg.bands).length === 0) throw new TypeError('a billing aggregate needs at least one band');
+    const bands = billingBands(agg);
     return this.db.transaction(async (tx) => {
       await tx.lock(`billing:${key}:${agg.start}`);
       const old = await tx.query(
-        'SELECT band, end_s, energy_wh FROM billing_aggregate WHERE household = ? AND start_s = ? AND revision = ? ORDER BY band',
+        'SELECT band, end_s, energy_wh, export_wh FROM billing_aggregate WHERE household = ? AND start_s = ? AND revision = ? ORDER BY band',
         [key, agg.start, agg.revision],
       );
       if (old.length) {
         const same =
           old.length === bands.length &&
-          old.every((r, i) => r.band === bands[i]![0] && num(r.end_s) === agg.end && num(r.energy_wh) === bands[i]![1]);
+          old.every((r, i) => r.band === bands[i]![0] && num(r.end_s) === agg.end && num(r.energy_wh) === bands[i]![1] && num(r.export_wh) === bands[i]![2]);
         return same ? 'duplicate' : 'conflict';
       }
       const at = this.now();
-      for (const [band, wh] of bands) {
+      for (const [band, wh, exportWh] of bands) {
         await tx.run(
-          'INSERT INTO billing_aggregate (household, start_s, end_s, band, revision, energy_wh, received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)',
-          [key, agg.start, agg.end, band, agg.revision, wh, at],
+          'INSERT INTO billing_aggregate (household, start_s, end_s, band, revision, energy_wh, export_wh, received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+          [key, agg.start, agg.end, band, agg.revision, wh, exportWh, at],
         );
       }
       return (await otherRevisions(tx, 'billing_aggregate', 'household', key, agg.start, agg.revision)) ? 'revision' : 'stored';
@@ -228,6 +296,80 @@ export class SqlStore implements Store {
       checkInt(q.start, 'start'),
     ]);
     return rows.map(billingRow);
+  }
+
+  async insertPolicy(p: PolicyStatement): Promise<PolicyOutcome> {
+    const pes = checkText(p.key, 'pes');
+    checkAggregateInts(p.at, p.k, p.revisionK, ...Object.values(p.counters));
+    if (typeof p.membershipGuard !== 'boolean') throw new TypeError('membershipGuard must be a boolean');
+    if (p.dpEpsilon !== undefined && !(Number.isFinite(p.dpEpsilon) && p.dpEpsilon > 0)) throw new TypeError('dpEpsilon must be a finite number > 0');
+    const counters = countersJson(p.counters);
+    const eps = p.dpEpsilon ?? null;
+    const values: Param[] = [p.at, p.k, p.revisionK, p.membershipGuard ? 1 : 0, eps, counters, this.now()];
+    return this.db.transaction(async (tx) => {
+      await tx.lock(`policy:${pes}`);
+      const [old] = await tx.query('SELECT * FROM pes_policy WHERE pes = ?', [pes]);
+      if (!old) {
+        await tx.run('INSERT INTO pes_policy (at_s, k, revision_k, membership_guard, dp_epsilon, counters_json, received_at_ms, pes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)', [...values, pes]);
+        return 'stored';
+      }
+      const at = num(old.at_s);
+      if (p.at < at) return 'stale';
+      if (p.at === at) {
+        const same = num(old.k) === p.k && num(old.revision_k) === p.revisionK && num(old.membership_guard) === (p.membershipGuard ? 1 : 0) && real(old.dp_epsilon) === eps && old.counters_json === counters;
+        return same ? 'duplicate' : 'conflict';
+      }
+      await tx.run('UPDATE pes_policy SET at_s = ?, k = ?, revision_k = ?, membership_guard = ?, dp_epsilon = ?, counters_json = ?, received_at_ms = ? WHERE pes = ?', [...values, pes]);
+      return 'stored';
+    });
+  }
+
+  async policies(): Promise<PolicyRow[]> {
+    return (await this.db.query('SELECT * FROM pes_policy ORDER BY pes', [])).map(policyRow);
+  }
+
+  async recordIngestPolicy(p: Omit<IngestPolicyRow, 'recordedAtMs'>): Promise<void> {
+    checkAggregateInts(p.k, p.minBillingPeriodS);
+    await this.db.transaction(async (tx) => {
+      await tx.lock('ingest_policy');
+      await tx.run('DELETE FROM ingest_policy', []);
+      await tx.run('INSERT INTO ingest_policy (id, k, min_billing_period_s, fleet_checked, recorded_at_ms) VALUES (1, ?, ?, ?, ?)', [p.k, p.minBillingPeriodS, p.fleetChecked ? 1 : 0, this.now()]);
+    });
+  }
+
+  async ingestPolicy(): Promise<IngestPolicyRow | null> {
+    const [r] = await this.db.query('SELECT * FROM ingest_policy WHERE id = 1', []);
+    return r ? { k: num(r.k), minBillingPeriodS: num(r.min_billing_period_s), fleetChecked: num(r.fleet_checked) === 1, recordedAtMs: num(r.recorded_at_ms) } : null;
+  }
+
+  async dpBudgets(): Promise<DpBudgetRow[]> {
+    const heads = await this.db.query(
+      'SELECT neighbourhood, max(dp_spent) AS spent, max(end_s) AS last_end, count(*) AS releases FROM neighbourhood_aggregate WHERE dp_spent IS NOT NULL GROUP BY neighbourhood ORDER BY neighbourhood',
+      [],
+    );
+    const out: DpBudgetRow[] = [];
+    for (const h of heads) {
+      const neighbourhood = str(h.neighbourhood);
+      const lastEnd = num(h.last_end);
+      const [top] = await this.db.query(
+        'SELECT dp_epsilon FROM neighbourhood_aggregate WHERE neighbourhood = ? AND dp_spent IS NOT NULL ORDER BY dp_spent DESC, start_s DESC, revision DESC LIMIT 1',
+        [neighbourhood],
+      );
+      const [day] = await this.db.query(
+        'SELECT count(*) AS n, sum(dp_epsilon) AS eps FROM neighbourhood_aggregate WHERE neighbourhood = ? AND dp_spent IS NOT NULL AND start_s >= ?',
+        [neighbourhood, lastEnd - 86_400],
+      );
+      out.push({
+        neighbourhood,
+        spent: real(h.spent)!,
+        epsilon: real(top?.dp_epsilon)!,
+        releases: Number(h.releases),
+        lastEnd,
+        releasesLastDay: Number(day?.n ?? 0),
+        epsilonLastDay: real(day?.eps) ?? 0,
+      });
+    }
+    return out;
   }
 
   async listNeighbourhoods(): Promise<string[]> {

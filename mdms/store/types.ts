@@ -6,7 +6,7 @@
  * is a plain JS number (safe integer) — never a float, never a string.
  * @module
  */
-import type { BillingAggregate, NeighbourhoodAggregate } from '../../protocol/aggregate.js';
+import type { BillingAggregate, DpLedger, NeighbourhoodAggregate, PolicyStatement } from '../../protocol/aggregate.js';
 
 /** One stored neighbourhood aggregate (one revision). */
 export interface NeighbourhoodRow {
@@ -15,7 +15,12 @@ export interface NeighbourhoodRow {
   end: number;
   revision: number;
   meters: number;
+  /** Energy imported from the grid, Wh. */
   energyWh: number;
+  /** Energy exported to the grid, Wh (0 when the body had none, and for rows stored before schema v2). */
+  exportWh: number;
+  /** The DP ledger of a noised release, or null (no noise, or stored before schema v2). */
+  dp: DpLedger | null;
   /** When the MDMS committed this revision, unix ms. */
   receivedAtMs: number;
 }
@@ -27,9 +32,56 @@ export interface BillingRow {
   end: number;
   band: string;
   revision: number;
+  /** Energy imported in this band, Wh. */
   energyWh: number;
+  /** Energy exported (fed in) in this band, Wh (0: none, or stored before schema v2). */
+  exportWh: number;
   /** When the MDMS committed this revision, unix ms. */
   receivedAtMs: number;
+}
+
+/** The latest policy statement of one PES (docs/protocol.md §11.3), as stored. */
+export interface PolicyRow extends Omit<PolicyStatement, 'kind' | 'key'> {
+  /** The PES's id (the statement's key). */
+  pes: string;
+  /** When the MDMS committed it, unix ms. */
+  receivedAtMs: number;
+}
+
+/**
+ * What storing a policy statement did: `stored` (first or newer `at`), `duplicate` (same `at`, same content),
+ * `stale` (older than the one kept), `conflict` (same `at`, other content: the first one is kept).
+ */
+export type PolicyOutcome = 'stored' | 'duplicate' | 'stale' | 'conflict';
+
+/** What the MDMS's own ingest enforces, as it recorded it when it started (for the Privacy page). */
+export interface IngestPolicyRow {
+  /** Fewest meters of a stored neighbourhood aggregate. */
+  k: number;
+  /** Shortest billing period stored, seconds. */
+  minBillingPeriodS: number;
+  /** Whether aggregates outside the fleet's households and neighbourhoods are refused. */
+  fleetChecked: boolean;
+  recordedAtMs: number;
+}
+
+/**
+ * The differential-privacy budget of one neighbourhood, from the ledgers of its stored releases (every
+ * revision is a release and spends epsilon).
+ */
+export interface DpBudgetRow {
+  neighbourhood: string;
+  /** The highest `spent` of any stored release (the ledger only grows). */
+  spent: number;
+  /** Epsilon of the release that carries that `spent`. */
+  epsilon: number;
+  /** Stored noised releases of this neighbourhood, revisions included. */
+  releases: number;
+  /** End of the latest noised window, unix s. */
+  lastEnd: number;
+  /** Noised releases of windows starting in the 24 h before `lastEnd`, and the epsilon they spent. */
+  releasesLastDay: number;
+  epsilonLastDay: number;
 }
 
 /**
@@ -105,6 +157,16 @@ export interface Store {
   /** Every stored revision of one (key, start), oldest revision first (billing: then by band). */
   revisions(q: { kind: 'neighbourhood'; neighbourhood: string; start: number }): Promise<NeighbourhoodRow[]>;
   revisions(q: { kind: 'billing'; household: string; start: number }): Promise<BillingRow[]>;
+  /** Keeps a PES's policy statement if it is newer (`at`) than the one stored for that PES. */
+  insertPolicy(p: PolicyStatement): Promise<PolicyOutcome>;
+  /** The latest policy statement of every PES, sorted by PES id. */
+  policies(): Promise<PolicyRow[]>;
+  /** Records what the ingest enforces (replacing the previous record). */
+  recordIngestPolicy(p: Omit<IngestPolicyRow, 'recordedAtMs'>): Promise<void>;
+  /** What the ingest recorded it enforces, or null if no ingest has run on this database since schema v2. */
+  ingestPolicy(): Promise<IngestPolicyRow | null>;
+  /** The DP budget of every neighbourhood with at least one noised release, sorted by neighbourhood. */
+  dpBudgets(): Promise<DpBudgetRow[]>;
   /** Every neighbourhood with at least one aggregate, sorted. */
   listNeighbourhoods(): Promise<string[]>;
   /** Every household with at least one billing aggregate, sorted. */

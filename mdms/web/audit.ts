@@ -35,6 +35,8 @@ export const AUDIT_ACTIONS = [
   'access.denied',
   'ingest.refused',
   'quality.run',
+  'quality.anomaly',
+  'view.privacy',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 export type AuditOutcome = 'ok' | 'denied' | 'failed';

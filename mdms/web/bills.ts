@@ -13,6 +13,8 @@ import type { StoredTariff } from './tariffs.js';
 
 /** One stored billing period (latest revision) of a household. */
 export interface StoredPeriod extends BillingPeriod {
+  /** Wh fed in per band, bands with some only. */
+  exportBands: Record<string, number>;
   revision: number;
   receivedAtMs: number;
 }
@@ -30,7 +32,8 @@ export interface AccountBill {
 }
 
 /**
- * Groups band rows into periods (rows come sorted by household, start, band).
+ * Groups band rows into periods (rows come sorted by household, start, band). `exportBands` holds the bands
+ * with energy fed in (none: empty).
  * @example
  * ```ts
  * periodsOf(await store.latestBilling({ household: 'hh1' }));
@@ -41,10 +44,11 @@ export function periodsOf(rows: readonly BillingRow[]): StoredPeriod[] {
   for (const r of rows) {
     let p = out[out.length - 1];
     if (!p || p.start !== r.start) {
-      p = { start: r.start, end: r.end, revision: r.revision, receivedAtMs: r.receivedAtMs, bands: {} };
+      p = { start: r.start, end: r.end, revision: r.revision, receivedAtMs: r.receivedAtMs, bands: {}, exportBands: {} };
       out.push(p);
     }
     p.bands[r.band] = r.energyWh;
+    if (r.exportWh !== 0) p.exportBands[r.band] = r.exportWh;
   }
   return out;
 }
@@ -114,6 +118,8 @@ export async function accountBill(store: Store, web: WebDb, account: Account, fr
 export interface PricedPeriod extends StoredPeriod {
   totalMinor: number | null;
   energyWh: number;
+  /** Energy fed in over every band. */
+  exportWh: number;
   error: string | null;
 }
 
@@ -142,12 +148,13 @@ export async function pricedPeriods(
   }
   const priced = periods.map((p): PricedPeriod => {
     const energyWh = Object.values(p.bands).reduce((a, b) => a + b, 0);
-    if (tariffError) return { ...p, energyWh, totalMinor: null, error: tariffError };
+    const exportWh = Object.values(p.exportBands).reduce((a, b) => a + b, 0);
+    if (tariffError) return { ...p, energyWh, exportWh, totalMinor: null, error: tariffError };
     try {
-      return { ...p, energyWh, totalMinor: priceBill([p], versions).totalMinor, error: null };
+      return { ...p, energyWh, exportWh, totalMinor: priceBill([p], versions).totalMinor, error: null };
     } catch (e) {
       if (!(e instanceof BillingError)) throw e;
-      return { ...p, energyWh, totalMinor: null, error: e.message };
+      return { ...p, energyWh, exportWh, totalMinor: null, error: e.message };
     }
   });
   return { currency: versions[0]?.currency ?? null, minorDigits: versions[0]?.minorDigits ?? 2, periods: priced };

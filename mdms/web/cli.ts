@@ -4,7 +4,8 @@
  *   (the flags go on the `ingest` subcommand, the default one; the web app starts before the ingest's action
  *   and stops after it);
  * - `mdms web --http <port>`: the web app alone (no MQTT), e.g. on another host reading the same PostgreSQL;
- * - `mdms user add --role admin|analyst|billing[,...] [--username x] [--password-stdin]`: creates a user;
+ * - `--privacy-report DIR` on either: the Privacy page shows DIR/summary.json and serves DIR/report.html;
+ * - `mdms user add --role admin|analyst|billing|privacy[,...] [--username x] [--password-stdin]`: creates a user;
  *   without --password-stdin a password is generated and printed once (the only time it exists in clear);
  * - `mdms user passwd --username x [--password-stdin]`: sets a new password (recovery), ending the user's sessions;
  * - `mdms user list`.
@@ -12,8 +13,8 @@
  * @module
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { intOption, readTlsFlags } from '../../lib/flags.js';
 import { loadFleet, type Fleet } from '../../lib/keyset.js';
@@ -39,6 +40,7 @@ interface HttpFlags extends DbFlags {
   secureCookies?: boolean;
   tlsCert?: string;
   tlsKey?: string;
+  privacyReport?: string;
 }
 
 const SCHEMA = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -97,6 +99,11 @@ async function startFromFlags(flags: HttpFlags, log: Logger): Promise<MdmsWeb> {
     if (metricsToken.length < 16) throw new InvalidArgumentError('the metrics token must have at least 16 characters');
   }
   const https = readTlsFlags(flags);
+  const privacyReport = flags.privacyReport === undefined ? null : resolve(flags.privacyReport);
+  if (privacyReport !== null) {
+    if (!existsSync(privacyReport)) log.warn({ privacyReport }, 'the --privacy-report directory does not exist yet: the Privacy page says so until smartermeter privacy-report --out writes it');
+    else if (!statSync(privacyReport).isDirectory()) throw new InvalidArgumentError(`--privacy-report must be the directory smartermeter privacy-report --out wrote, not a file: ${flags.privacyReport}`);
+  }
   const web = await startMdmsWeb({
     ...(https ? { https } : {}),
     db,
@@ -106,6 +113,7 @@ async function startFromFlags(flags: HttpFlags, log: Logger): Promise<MdmsWeb> {
     host: flags.httpHost,
     logger: log,
     metricsToken,
+    privacyReport,
     trustProxy: flags.trustProxy ?? false,
     secureCookies: flags.secureCookies ? 'always' : 'auto',
   });
@@ -124,7 +132,8 @@ function httpOptions(c: Command, withHttp: boolean): Command {
     .option('--trust-proxy', 'trust X-Forwarded-* from a TLS-terminating proxy in front of the web app')
     .option('--secure-cookies', 'mark cookies Secure even on plain HTTP to loopback (default: Secure except there)')
     .option('--tls-cert <pem>', 'TLS certificate chain: serve HTTPS (with --tls-key)')
-    .option('--tls-key <pem>', 'TLS private key (with --tls-cert)');
+    .option('--tls-key <pem>', 'TLS private key (with --tls-cert)')
+    .option('--privacy-report <dir>', 'directory smartermeter privacy-report --out wrote: the Privacy page shows its summary.json and serves its report.html');
 }
 
 /**

@@ -25,6 +25,8 @@ export interface AppServices {
   loginRateLimit: { max: number; timeWindowMs: number };
   /** Bearer token for /metrics (otherwise loopback clients only). */
   metricsToken: string | null;
+  /** Directory `smartermeter privacy-report --out` wrote (report.html, summary.json), shown on the Privacy page; null = none. */
+  privacyReport: string | null;
   /** `auto`: Secure cookies except on plain HTTP between loopback addresses; `always`: Secure everywhere. */
   secureCookies: 'auto' | 'always';
   /** Clock (tests). */

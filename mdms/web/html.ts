@@ -89,6 +89,7 @@ const NAV: { href: string; label: string; permission: Permission | null; icon: s
   { href: '/admin/users', label: 'Users', permission: 'user.admin', icon: '☺' },
   { href: '/admin/settings', label: 'Settings', permission: 'settings.write', icon: '⚙' },
   { href: '/admin/audit', label: 'Audit log', permission: 'audit.read', icon: '✓' },
+  { href: '/privacy', label: 'Privacy', permission: 'privacy.read', icon: '◎' },
   { href: '/api/docs', label: 'API', permission: null, icon: '{}' },
 ];
 

@@ -54,8 +54,10 @@ export interface IssuedDocument extends Amounts {
   periodEnd: number;
   /** The revision of the billing aggregate this document brings the period to. */
   revision: number;
-  /** Energy per band (Wh) of that revision. */
+  /** Energy imported per band (Wh) of that revision. */
   bands: Record<string, number>;
+  /** Energy fed in per band (Wh) of that revision: only bands with some (empty for documents issued before feed-in). */
+  exportBands: Record<string, number>;
   tariffCode: string;
   /** The tariff versions (ids) the amounts are priced under. */
   tariffIds: number[];
@@ -72,11 +74,12 @@ const safe = (v: bigint, what: string): number => {
   if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER)) throw new BillingError(`${what} is out of range`);
   return Number(v);
 };
-const lineKey = (l: BillLine): string => `${l.kind}\u0000${l.tariffId}\u0000${l.kind === 'energy' ? l.band : ''}`;
+const lineKey = (l: BillLine): string => `${l.kind}\u0000${l.tariffId}\u0000${l.kind === 'standing' ? '' : l.band}`;
+const whOf = (l: BillLine | undefined, kind: 'energy' | 'feedin'): number => (l && l.kind === kind ? l.energyWh : 0);
 
 /**
  * The note that takes a priced period from `before` to `after` (both priced under the same tariff versions):
- * the change of every line (energy Wh, days and amount; rates unchanged), of each VAT rate and of the totals.
+ * the change of every line (energy or fed-in Wh, days and amount; rates unchanged), of each VAT rate and of the totals.
  * Lines that do not change are left out. Exact: `before.totalMinor + note.totalMinor === after.totalMinor`.
  * @example
  * ```ts
@@ -93,8 +96,8 @@ export function noteAmounts(before: Amounts, after: Amounts): Amounts {
     const b = old.get(k);
     const base = (a ?? b)!;
     const amount = safe(BigInt(a?.amountMinor ?? 0) - BigInt(b?.amountMinor ?? 0), 'a line difference');
-    if (base.kind === 'energy') {
-      const wh = safe(BigInt(a?.kind === 'energy' ? a.energyWh : 0) - BigInt(b?.kind === 'energy' ? b.energyWh : 0), 'an energy difference');
+    if (base.kind === 'energy' || base.kind === 'feedin') {
+      const wh = safe(BigInt(whOf(a, base.kind)) - BigInt(whOf(b, base.kind)), 'an energy difference');
       if (wh !== 0 || amount !== 0) lines.push({ ...base, energyWh: wh, amountMinor: amount });
     } else {
       const days = (a?.kind === 'standing' ? a.days : 0) - (b?.kind === 'standing' ? b.days : 0);
@@ -136,6 +139,7 @@ const row = (r: Record<string, unknown>): IssuedDocument => {
     periodEnd: int(r.period_end, 'period end'),
     revision: int(r.revision, 'revision'),
     bands: JSON.parse(text(r.bands_json, 'bands')) as Record<string, number>,
+    exportBands: r.export_bands_json == null ? {} : (JSON.parse(text(r.export_bands_json, 'export bands')) as Record<string, number>),
     tariffCode: text(r.tariff_code, 'tariff code'),
     tariffIds: JSON.parse(text(r.tariff_ids, 'tariff ids')) as number[],
     currency: text(r.currency, 'currency'),
@@ -195,8 +199,8 @@ export class IssuedBills {
       const number = `${series}-${String(seq).padStart(6, '0')}`;
       const [r] = await tx.query(
         `INSERT INTO web_bill (number, kind, series, seq, refers_to, account_number, household, period_start, period_end, revision, tariff_code, tariff_ids,
-           currency, minor_digits, bands_json, lines_json, vat_json, subtotal_minor, vat_minor, total_minor, issued_at_ms, issued_by)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+           currency, minor_digits, bands_json, export_bands_json, lines_json, vat_json, subtotal_minor, vat_minor, total_minor, issued_at_ms, issued_by)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
         [
           number,
           d.kind,
@@ -213,6 +217,7 @@ export class IssuedBills {
           d.currency,
           d.minorDigits,
           JSON.stringify(d.bands),
+          JSON.stringify(d.exportBands),
           JSON.stringify(d.lines),
           JSON.stringify(d.vat),
           d.subtotalMinor,
@@ -339,6 +344,7 @@ async function freeze(web: WebDb, account: Account, p: StoredPeriod): Promise<Ne
     periodEnd: p.end,
     revision: p.revision,
     bands: p.bands,
+    exportBands: p.exportBands ?? {},
     tariffCode: code,
     tariffIds: [...new Set(bill.lines.map((l) => l.tariffId))],
     currency: bill.currency,
@@ -361,7 +367,7 @@ function noteFor(docs: IssuedDocument[], p: StoredPeriod, versionsById: Map<numb
     if (!v) throw new BillingError(`tariff version ${id} of bill ${bill.number} is gone`);
     return v;
   });
-  const before = priceBill([{ start: p.start, end: p.end, bands: last.bands }], versions);
+  const before = priceBill([{ start: p.start, end: p.end, bands: last.bands, exportBands: last.exportBands }], versions);
   const after = priceBill([p], versions);
   const note = noteAmounts(before, after);
   if (note.lines.length === 0 && note.totalMinor === 0) return 'unchanged';
@@ -375,6 +381,7 @@ function noteFor(docs: IssuedDocument[], p: StoredPeriod, versionsById: Map<numb
     periodEnd: p.end,
     revision: p.revision,
     bands: p.bands,
+    exportBands: p.exportBands ?? {},
     tariffCode: bill.tariffCode,
     tariffIds: bill.tariffIds,
     currency: bill.currency,
@@ -388,7 +395,8 @@ export const DOCUMENTS_CSV_HEADER =
 
 /**
  * The CSV rows (without the header) of one document; amounts in integer minor units, energy in Wh, rates in
- * thousandths of a minor unit per kWh (energy) or per day (standing charge).
+ * thousandths of a minor unit per kWh (energy, feed-in) or per day (standing charge). A feed-in row has item
+ * `feedin`, the Wh fed in, the feed-in rate and a negative amount.
  * @example
  * ```ts
  * documentCsvRows(doc).at(-1); // ['B-2026-000001', 'bill', '', 'SM-…', …, 'total', …, '1234']
@@ -400,7 +408,9 @@ export function documentCsvRows(d: IssuedDocument): (string | number)[][] {
     ...d.lines.map((l) =>
       l.kind === 'energy'
         ? [...head, 'energy', l.tariffId, l.band, l.energyWh, l.priceMilliPerKwh, '', l.vatBasisPoints, l.amountMinor]
-        : [...head, 'standing', l.tariffId, '', '', l.standingMilliPerDay, l.days, l.vatBasisPoints, l.amountMinor],
+        : l.kind === 'feedin'
+          ? [...head, 'feedin', l.tariffId, l.band, l.energyWh, l.feedInMilliPerKwh, '', l.vatBasisPoints, l.amountMinor]
+          : [...head, 'standing', l.tariffId, '', '', l.standingMilliPerDay, l.days, l.vatBasisPoints, l.amountMinor],
     ),
     ...d.vat.map((v) => [...head, 'vat', '', '', '', '', '', v.basisPoints, v.amountMinor]),
     [...head, 'total', '', '', '', '', '', '', d.totalMinor],

@@ -15,6 +15,7 @@ export interface Metrics {
   exports: Counter<'what'>;
   forecasts: Counter<'outcome'>;
   qualityFindings: Counter<'rule'>;
+  peerChecks: Counter<'outcome'>;
 }
 
 /**
@@ -43,6 +44,7 @@ export function createMetrics(): Metrics {
     bills: new Counter({ name: 'mdms_web_bills_total', help: 'Bills computed (ok) or refused (error)', labelNames: ['outcome'], registers: [registry] }),
     exports: new Counter({ name: 'mdms_web_exports_total', help: 'CSV exports by kind', labelNames: ['what'], registers: [registry] }),
     forecasts: new Counter({ name: 'mdms_web_forecasts_total', help: 'Demand forecasts computed (ok) or refused for too little history (refused)', labelNames: ['outcome'], registers: [registry] }),
-    qualityFindings: new Counter({ name: 'mdms_web_quality_findings_total', help: 'New data-quality findings stored, by rule (gap, meter-drop, spike, flat, changepoint)', labelNames: ['rule'], registers: [registry] }),
+    qualityFindings: new Counter({ name: 'mdms_web_quality_findings_total', help: 'New data-quality findings stored, by rule (gap, meter-drop, spike, flat, late-revision, changepoint, peer-outlier)', labelNames: ['rule'], registers: [registry] }),
+    peerChecks: new Counter({ name: 'mdms_web_peer_checks_total', help: 'Checks of neighbourhoods against each other: judged (ok) or not (skipped: under 3 neighbourhoods or no day with enough data)', labelNames: ['outcome'], registers: [registry] }),
   };
 }

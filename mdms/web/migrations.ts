@@ -191,6 +191,9 @@ CREATE TABLE web_estimate (
 `;
 }
 
+/** Issued documents record the energy fed in per band they billed (NULL for documents issued before: none). */
+const v4 = 'ALTER TABLE web_bill ADD COLUMN export_bands_json TEXT;';
+
 /** Every web migration, in order. */
 export const WEB_MIGRATIONS: readonly Migration[] = [
   { version: 1, description: 'users, sessions, tariffs, billing accounts, audit log, settings', sqlite: v1('sqlite'), postgres: v1('postgres') },
@@ -201,6 +204,7 @@ export const WEB_MIGRATIONS: readonly Migration[] = [
     sqlite: v3('sqlite'),
     postgres: v3('postgres'),
   },
+  { version: 4, description: 'issued bills and notes record the energy fed in per band', sqlite: v4, postgres: v4 },
 ];
 
 /** The web schema version this code expects. */

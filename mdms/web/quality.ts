@@ -1,10 +1,12 @@
 /**
- * Data-quality findings and gap estimates, stored apart from the aggregates (web migration 3), and the check
- * that produces them from the store. A finding is a flag on a window with its evidence, recorded once per
+ * Data-quality findings and gap estimates, stored apart from the aggregates (web migration 3), and the checks
+ * that produce them from the store: {@link checkNeighbourhood} (every rule of one neighbourhood) and
+ * {@link checkPeers} (neighbourhoods against each other, on whole days). A finding is a flag on a window with its evidence, recorded once per
  * (neighbourhood, window start, rule); an estimate fills a missing window for planning views only, is marked
  * with its method, and is never read by billing (bills come from billing aggregates alone).
  * @module
  */
+import { dailyEnergy, peerOutliers } from '../analytics/anomaly.js';
 import { DEFAULT_RULES, validateWindows, type Finding, type QualityRule, type QualityRules } from '../analytics/quality.js';
 import type { Driver } from '../store/driver.js';
 import type { Store } from '../store/types.js';
@@ -162,4 +164,59 @@ export async function checkNeighbourhood(
   const newByRule: CheckResult['newByRule'] = {};
   for (const f of saved.findings) newByRule[f.rule] = (newByRule[f.rule] ?? 0) + 1;
   return { neighbourhood, from, to, windows: rows.filter(inRange).length, newByRule, newFindings: saved.findings, newEstimates: saved.estimates };
+}
+
+/** What one peer check did. */
+export interface PeerCheckResult {
+  /** The days judged: [from, to), whole days ending at `to`. */
+  from: number;
+  to: number;
+  /** Neighbourhoods with at least one judged day. */
+  neighbourhoods: number;
+  daysJudged: number;
+  /** Peer outliers not recorded before (of the target neighbourhoods only). */
+  newFindings: Finding[];
+  /** Why nothing could be judged (too few neighbourhoods or days), if so. */
+  skipped?: string;
+}
+
+const DAY = 86_400;
+
+/**
+ * Compares neighbourhoods with each other over the whole days ending at `to` (default: the last UTC midnight
+ * before the latest stored window) from `from` (default 28 days before), plus a week before as each one's
+ * reference level, and records the peer outliers of `targets` (default: all) that are new.
+ * @example
+ * ```ts
+ * const r = await checkPeers(store, web.quality, { targets: ['nb1'] });
+ * r.newFindings; // days where nb1 departed from the other neighbourhoods
+ * ```
+ */
+export async function checkPeers(
+  store: Store,
+  quality: QualityFindings,
+  opts: { neighbourhoods?: readonly string[]; targets?: readonly string[]; from?: number; to?: number; rules?: Partial<QualityRules> } = {},
+): Promise<PeerCheckResult> {
+  const rules = { ...DEFAULT_RULES, ...opts.rules };
+  const names = opts.neighbourhoods ?? (await store.listNeighbourhoods());
+  let to = opts.to;
+  if (to === undefined) {
+    let latest = 0;
+    for (const n of names) for (const r of await store.latestNeighbourhood({ neighbourhood: n })) latest = Math.max(latest, r.end);
+    to = Math.floor(latest / DAY) * DAY;
+  }
+  const days = Math.max(1, Math.ceil((to - (opts.from ?? to - 28 * DAY)) / DAY));
+  const from = to - days * DAY;
+  const gridStart = from - 7 * DAY;
+  const total = days + 7;
+  const input: { neighbourhood: string; daily: (number | null)[] }[] = [];
+  for (const neighbourhood of names) {
+    const rows = (await store.latestNeighbourhood({ neighbourhood, from: gridStart, to })).filter((r) => r.start >= gridStart && r.end <= to);
+    const daily = dailyEnergy(rows, gridStart, total, rules.dayCoverage);
+    if (daily.some((x) => x !== null)) input.push({ neighbourhood, daily });
+  }
+  const result = peerOutliers(input, gridStart, rules);
+  const targets = new Set(opts.targets ?? names);
+  const saved = await quality.record(result.findings.filter((f) => f.start >= from && targets.has(f.neighbourhood)), []);
+  return { from, to, neighbourhoods: input.length, daysJudged: result.daysJudged, newFindings: saved.findings, ...(result.skipped ? { skipped: result.skipped } : {}) };
 }

@@ -1,27 +1,30 @@
 /**
  * Roles and what they permit — the whole authorisation policy of the MDMS web app in one table.
  *
- * | permission           | admin | analyst | billing |
- * |----------------------|:-----:|:-------:|:-------:|
- * | neighbourhood.read   |       |    x    |         |
- * | neighbourhood.export |       |    x    |         |
- * | billing.read         |       |         |    x    |
- * | billing.export       |       |         |    x    |
- * | account.write        |       |         |    x    |
- * | bill.issue           |       |         |    x    |
- * | meter.read           |   x   |         |    x    |
- * | tariff.read          |   x   |         |    x    |
- * | tariff.write         |   x   |         |         |
- * | user.admin           |   x   |         |         |
- * | settings.write       |   x   |         |         |
- * | audit.read           |   x   |         |         |
+ * | permission           | admin | analyst | billing | privacy |
+ * |----------------------|:-----:|:-------:|:-------:|:-------:|
+ * | neighbourhood.read   |       |    x    |         |         |
+ * | neighbourhood.export |       |    x    |         |         |
+ * | billing.read         |       |         |    x    |         |
+ * | billing.export       |       |         |    x    |         |
+ * | account.write        |       |         |    x    |         |
+ * | bill.issue           |       |         |    x    |         |
+ * | meter.read           |   x   |         |    x    |         |
+ * | tariff.read          |   x   |         |    x    |         |
+ * | tariff.write         |   x   |         |         |         |
+ * | user.admin           |   x   |         |         |         |
+ * | settings.write       |   x   |         |         |         |
+ * | audit.read           |   x   |         |         |         |
+ * | privacy.read         |   x   |         |         |    x    |
  *
  * Separation of duties: the administrator manages people, prices and settings and reads the audit log, but
  * does not read household bills; a person who needs several duties gets several roles (each use audited).
+ * The privacy officer (`privacy`) sees what protects the households — the k and guards of the PES and the
+ * MDMS, their counters, the differential-privacy budget, the privacy report — and nothing of their energy.
  * @module
  */
 
-export const ROLES = ['admin', 'analyst', 'billing'] as const;
+export const ROLES = ['admin', 'analyst', 'billing', 'privacy'] as const;
 export type Role = (typeof ROLES)[number];
 
 export const PERMISSIONS = {
@@ -37,6 +40,7 @@ export const PERMISSIONS = {
   'user.admin': ['admin'],
   'settings.write': ['admin'],
   'audit.read': ['admin'],
+  'privacy.read': ['admin', 'privacy'],
 } as const satisfies Record<string, readonly Role[]>;
 export type Permission = keyof typeof PERMISSIONS;
 

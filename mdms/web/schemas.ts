@@ -44,10 +44,30 @@ export const sessionSchema = {
   required: ['user', 'csrfToken', 'expiresAt'],
 } as const;
 
+/** A neighbourhood release's differential-privacy ledger (docs/protocol.md §11.3). */
+export const dpSchema = {
+  type: ['object', 'null'],
+  properties: {
+    epsilon: { type: 'number', description: 'epsilon this release spent' },
+    spent: { type: 'number', description: "epsilon spent on this neighbourhood's releases so far, this one included" },
+  },
+  required: ['epsilon', 'spent'],
+  description: 'null: the PES added no noise to this release',
+} as const;
+
 export const pointSchema = {
   type: 'object',
-  properties: { start: iso, end: iso, meters: int, energyWh: int, revision: { type: 'integer', description: '0 = first release; higher = revised by the PES' } },
-  required: ['start', 'end', 'meters', 'energyWh', 'revision'],
+  properties: {
+    start: iso,
+    end: iso,
+    meters: int,
+    energyWh: { type: 'integer', description: 'Wh imported from the grid' },
+    exportWh: { type: 'integer', description: 'Wh exported to the grid (0: none)' },
+    netWh: { type: 'integer', description: 'energyWh - exportWh: the net demand, negative when the neighbourhood delivers' },
+    revision: { type: 'integer', description: '0 = first release; higher = revised by the PES' },
+    dp: dpSchema,
+  },
+  required: ['start', 'end', 'meters', 'energyWh', 'exportWh', 'netWh', 'revision', 'dp'],
 } as const;
 
 export const seriesSchema = {
@@ -57,17 +77,19 @@ export const seriesSchema = {
     from: iso,
     to: iso,
     points: { type: 'array', items: pointSchema },
-    peak: { anyOf: [pointSchema, { type: 'null' }] },
-    energyWh: int,
+    peak: { anyOf: [pointSchema, { type: 'null' }], description: 'the interval of highest import' },
+    energyWh: { type: 'integer', description: 'Wh imported over the range' },
+    exportWh: { type: 'integer', description: 'Wh exported over the range' },
+    netWh: { type: 'integer', description: 'energyWh - exportWh' },
     revised: { type: 'integer', description: 'intervals whose latest revision is above 0' },
   },
-  required: ['neighbourhood', 'from', 'to', 'points', 'peak', 'energyWh', 'revised'],
+  required: ['neighbourhood', 'from', 'to', 'points', 'peak', 'energyWh', 'exportWh', 'netWh', 'revised'],
 } as const;
 
 export const revisionSchema = {
   type: 'object',
-  properties: { revision: int, meters: int, energyWh: int, receivedAt: iso },
-  required: ['revision', 'meters', 'energyWh', 'receivedAt'],
+  properties: { revision: int, meters: int, energyWh: int, exportWh: int, dp: dpSchema, receivedAt: iso },
+  required: ['revision', 'meters', 'energyWh', 'exportWh', 'dp', 'receivedAt'],
 } as const;
 
 export const meterSchema = {
@@ -88,25 +110,37 @@ export const accountSchema = {
   required: ['account', 'household', 'tariff', 'effectiveTariff', 'meters'],
 } as const;
 
-const bands = { type: 'object', additionalProperties: { type: 'integer' }, description: 'Wh per tariff band' } as const;
+const bands = { type: 'object', additionalProperties: { type: 'integer' }, description: 'Wh imported per tariff band' } as const;
+const exportBands = { type: 'object', additionalProperties: { type: 'integer' }, description: 'Wh fed in (exported) per tariff band; bands with none are left out' } as const;
 
 export const periodSchema = {
   type: 'object',
-  properties: { start: iso, end: iso, revision: int, bands, energyWh: int, totalMinor: nullable(int), error: nullable(str) },
-  required: ['start', 'end', 'revision', 'bands', 'energyWh', 'totalMinor', 'error'],
+  properties: {
+    start: iso,
+    end: iso,
+    revision: int,
+    bands,
+    exportBands,
+    energyWh: { type: 'integer', description: 'Wh imported over every band' },
+    exportWh: { type: 'integer', description: 'Wh fed in over every band' },
+    totalMinor: { ...nullable(int), description: 'the period priced on its own; negative = a credit' },
+    error: nullable(str),
+  },
+  required: ['start', 'end', 'revision', 'bands', 'exportBands', 'energyWh', 'exportWh', 'totalMinor', 'error'],
 } as const;
 
 export const lineSchema = {
   type: 'object',
   properties: {
-    kind: { type: 'string', enum: ['energy', 'standing'] },
+    kind: { type: 'string', enum: ['energy', 'feedin', 'standing'], description: 'energy imported in a band, energy fed in (a negative amount), or the standing charge' },
     tariffId: int,
     tariffName: str,
     band: str,
     from: iso,
     to: iso,
-    energyWh: int,
+    energyWh: { type: 'integer', description: 'energy: Wh imported; feedin: Wh fed in' },
     priceMilliPerKwh: int,
+    feedInMilliPerKwh: { type: 'integer', description: 'feedin: thousandths of a minor unit paid per kWh fed in' },
     days: int,
     standingMilliPerDay: int,
     vatBasisPoints: int,
@@ -124,22 +158,27 @@ export const billSchema = {
     minorDigits: int,
     from: iso,
     to: iso,
-    periods: { type: 'array', items: { type: 'object', properties: { start: iso, end: iso, revision: int, bands }, required: ['start', 'end', 'revision', 'bands'] } },
+    periods: { type: 'array', items: { type: 'object', properties: { start: iso, end: iso, revision: int, bands, exportBands }, required: ['start', 'end', 'revision', 'bands', 'exportBands'] } },
     leftOut: { type: 'array', items: { type: 'object', properties: { start: iso, end: iso }, required: ['start', 'end'] } },
-    energyWh: int,
+    energyWh: { type: 'integer', description: 'Wh imported' },
+    exportWh: { type: 'integer', description: 'Wh fed in' },
     lines: { type: 'array', items: lineSchema },
     subtotalMinor: int,
     vat: { type: 'array', items: { type: 'object', properties: { basisPoints: int, baseMinor: int, amountMinor: int }, required: ['basisPoints', 'baseMinor', 'amountMinor'] } },
     vatMinor: int,
-    totalMinor: int,
-    total: { type: 'string', description: 'the total for people, e.g. £12.34' },
+    totalMinor: { type: 'integer', description: 'minor units; negative = a credit to the household (feed-in worth more than the charges)' },
+    total: { type: 'string', description: 'the total for people, e.g. £12.34 (-£2.52 for a credit)' },
   },
-  required: ['account', 'tariff', 'currency', 'minorDigits', 'from', 'to', 'periods', 'leftOut', 'energyWh', 'lines', 'subtotalMinor', 'vat', 'vatMinor', 'totalMinor', 'total'],
+  required: ['account', 'tariff', 'currency', 'minorDigits', 'from', 'to', 'periods', 'leftOut', 'energyWh', 'exportWh', 'lines', 'subtotalMinor', 'vat', 'vatMinor', 'totalMinor', 'total'],
 } as const;
 
 const bandPrice = {
   type: 'object',
-  properties: { band: { type: 'string', pattern: '^[A-Za-z0-9_.-]{1,32}$' }, priceMilliPerKwh: { type: 'integer', minimum: -1_000_000_000, maximum: 1_000_000_000 } },
+  properties: {
+    band: { type: 'string', pattern: '^[A-Za-z0-9_.-]{1,32}$' },
+    priceMilliPerKwh: { type: 'integer', minimum: -1_000_000_000, maximum: 1_000_000_000, description: 'thousandths of a minor unit per kWh imported' },
+    feedInMilliPerKwh: { type: 'integer', minimum: -1_000_000_000, maximum: 1_000_000_000, default: 0, description: 'thousandths of a minor unit paid per kWh fed in (exported) in this band; default 0' },
+  },
   required: ['band', 'priceMilliPerKwh'],
   additionalProperties: false,
 } as const;
@@ -228,7 +267,8 @@ export const documentSchema = {
     periodStart: iso,
     periodEnd: iso,
     revision: { type: 'integer', description: 'the billing aggregate revision this document brings the period to' },
-    bands: { ...bands, description: 'Wh per tariff band of that revision' },
+    bands: { ...bands, description: 'Wh imported per tariff band of that revision' },
+    exportBands: { ...exportBands, description: 'Wh fed in per tariff band of that revision (bands with some only)' },
     tariff: str,
     tariffVersions: { type: 'array', items: int, description: 'ids of the tariff versions the amounts are priced under' },
     currency: str,
@@ -237,10 +277,89 @@ export const documentSchema = {
     vat: { type: 'array', items: { type: 'object', properties: { basisPoints: int, baseMinor: int, amountMinor: int }, required: ['basisPoints', 'baseMinor', 'amountMinor'] } },
     subtotalMinor: int,
     vatMinor: int,
-    totalMinor: { type: 'integer', description: 'minor units; negative for a credit note' },
+    totalMinor: { type: 'integer', description: 'minor units; negative for a credit note, or a bill whose feed-in outweighs its charges' },
     total: str,
     issuedAt: iso,
     issuedBy: str,
   },
-  required: ['number', 'kind', 'refersTo', 'account', 'periodStart', 'periodEnd', 'revision', 'bands', 'tariff', 'tariffVersions', 'currency', 'minorDigits', 'lines', 'vat', 'subtotalMinor', 'vatMinor', 'totalMinor', 'total', 'issuedAt', 'issuedBy'],
+  required: ['number', 'kind', 'refersTo', 'account', 'periodStart', 'periodEnd', 'revision', 'bands', 'exportBands', 'tariff', 'tariffVersions', 'currency', 'minorDigits', 'lines', 'vat', 'subtotalMinor', 'vatMinor', 'totalMinor', 'total', 'issuedAt', 'issuedBy'],
+} as const;
+
+const num = { type: 'number' } as const;
+
+/** The Privacy page as JSON (`GET /api/v1/privacy`): guards, counters, the DP budget, the report's figures. */
+export const privacySchema = {
+  type: 'object',
+  properties: {
+    mdms: {
+      type: ['object', 'null'],
+      description: 'what the MDMS ingest enforces, as it recorded it when it started; null if no ingest has run on this database',
+      properties: { k: int, minBillingPeriodS: int, fleetChecked: { type: 'boolean' }, recordedAt: iso },
+      required: ['k', 'minBillingPeriodS', 'fleetChecked', 'recordedAt'],
+    },
+    statements: {
+      type: 'array',
+      description: "each PES's latest policy statement (docs/protocol.md §11.3)",
+      items: {
+        type: 'object',
+        properties: {
+          pes: str,
+          at: { ...iso, description: 'when the PES made the statement' },
+          receivedAt: iso,
+          k: int,
+          revisionK: int,
+          membershipGuard: { type: 'boolean' },
+          dpEpsilon: { type: ['number', 'null'], description: 'epsilon per noised release; null = no noise' },
+          counters: { type: 'object', additionalProperties: { type: 'integer' }, description: 'e.g. suppressed, revisionHeld, membershipHeld, dpReleases' },
+        },
+        required: ['pes', 'at', 'receivedAt', 'k', 'revisionK', 'membershipGuard', 'dpEpsilon', 'counters'],
+      },
+    },
+    budgets: {
+      type: 'array',
+      description: 'the differential-privacy budget of each neighbourhood with noised releases',
+      items: {
+        type: 'object',
+        properties: {
+          neighbourhood: str,
+          spent: { ...num, description: 'epsilon spent so far (the highest ledger total stored)' },
+          epsilon: { ...num, description: 'epsilon per release' },
+          releases: int,
+          lastEnd: iso,
+          releasesLastDay: int,
+          epsilonLastDay: num,
+        },
+        required: ['neighbourhood', 'spent', 'epsilon', 'releases', 'lastEnd', 'releasesLastDay', 'epsilonLastDay'],
+      },
+    },
+    refusals: { type: 'object', additionalProperties: { type: 'integer' }, description: 'aggregates the MDMS refused, by rule, among the latest 1000 refusals' },
+    warnings: { type: 'array', items: str, description: 'where the MDMS and the PES disagree, or a guard is off' },
+    report: {
+      type: ['object', 'null'],
+      description: 'the privacy report (--privacy-report DIR); null if none is configured',
+      properties: {
+        ok: { type: 'boolean' },
+        html: { type: 'boolean', description: 'report.html is there (GET /privacy/report)' },
+        error: str,
+        writtenAt: iso,
+        figures: {
+          type: 'object',
+          properties: {
+            households: int,
+            attacks: { type: 'array', items: { type: 'object', properties: { attack: str, data: str, score: num, chance: num }, required: ['attack', 'data', 'score', 'chance'] } },
+            differencing: {
+              type: 'array',
+              items: { type: 'object', properties: { guard: { type: 'boolean' }, maeWh: num, baselineMaeWh: num, intervals: num, membershipHeld: num }, required: ['guard', 'maeWh', 'baselineMaeWh', 'intervals', 'membershipHeld'] },
+            },
+            dp: { type: 'array', items: { type: 'object', properties: { epsilon: num, aggregateMape: num, eventsF1: num }, required: ['epsilon', 'aggregateMape', 'eventsF1'] } },
+            dataFrom: { type: ['string', 'null'] },
+            dataTo: { type: ['string', 'null'] },
+          },
+          required: ['households', 'attacks', 'differencing', 'dp', 'dataFrom', 'dataTo'],
+        },
+      },
+      required: ['ok', 'html'],
+    },
+  },
+  required: ['mdms', 'statements', 'budgets', 'refusals', 'warnings', 'report'],
 } as const;

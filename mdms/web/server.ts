@@ -43,6 +43,7 @@ import { tariffRoutes } from './routes/tariffs.js';
 import { adminRoutes } from './routes/admin.js';
 import { forecastRoutes } from './routes/forecast.js';
 import { qualityRoutes } from './routes/quality.js';
+import { privacyRoutes } from './routes/privacy.js';
 
 /** Largest request body accepted (forms and JSON are small; a tariff with 64 bands is ~4 KiB). */
 export const BODY_LIMIT = 64 * 1024;
@@ -58,6 +59,8 @@ export interface MdmsWebAppOptions {
   loginRateLimit?: { max: number; timeWindowMs: number };
   /** Bearer token that /metrics requires; without it only loopback clients may scrape. */
   metricsToken?: string | null;
+  /** The privacy report's directory (`--privacy-report DIR`): the Privacy page serves its report.html and shows summary.json. */
+  privacyReport?: string | null;
   /** Trust X-Forwarded-* from a TLS-terminating proxy in front (production). Default false. */
   trustProxy?: boolean | string | string[];
   /** See {@link AppServices.secureCookies}. Default `auto`. */
@@ -147,6 +150,7 @@ export async function buildMdmsWeb(opts: MdmsWebAppOptions): Promise<FastifyInst
     assets: { js: js!.path, css: css!.path },
     loginRateLimit: opts.loginRateLimit ?? { max: 10, timeWindowMs: 60_000 },
     metricsToken: opts.metricsToken ?? null,
+    privacyReport: opts.privacyReport ?? null,
     secureCookies: opts.secureCookies ?? 'auto',
     now: opts.now ?? Date.now,
   };
@@ -285,6 +289,7 @@ export async function buildMdmsWeb(opts: MdmsWebAppOptions): Promise<FastifyInst
   await app.register(exportRoutes);
   await app.register(tariffRoutes);
   await app.register(adminRoutes);
+  await app.register(privacyRoutes);
   return app;
 }
 

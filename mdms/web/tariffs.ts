@@ -3,7 +3,8 @@
  * be withdrawn only while it has not taken effect (so every bill ever shown can be reproduced).
  *
  * A version may carry the band schedule (the PES tariff file, `pes/tariff.ts` format) for people to read on
- * the bill; when it does, it must price exactly the bands the schedule defines.
+ * the bill; when it does, it must price exactly the bands the schedule defines. Each band has a unit rate and a
+ * feed-in rate (`feedInMilliPerKwh`, paid for energy exported in that band; 0 when not given).
  * @module
  */
 import type { Driver } from '../store/driver.js';
@@ -33,7 +34,8 @@ const row = (r: Record<string, unknown>): StoredTariff => ({
   effectiveFrom: text(r.effective_from, 'effective_from'),
   standingMilliPerDay: int(r.standing_milli_per_day, 'standing charge'),
   vatBasisPoints: int(r.vat_basis_points, 'vat'),
-  bands: JSON.parse(text(r.bands_json, 'bands')) as BandPrice[],
+  // Versions stored before feed-in prices existed pay nothing for feed-in.
+  bands: (JSON.parse(text(r.bands_json, 'bands')) as BandPrice[]).map((b) => ({ band: b.band, priceMilliPerKwh: b.priceMilliPerKwh, feedInMilliPerKwh: b.feedInMilliPerKwh ?? 0 })),
   schedule: ((s) => (s === null ? null : parseTariff(JSON.parse(s))))(textOrNull(r.schedule_json, 'schedule')),
   createdAtMs: int(r.created_at_ms, 'created_at_ms'),
   createdBy: text(r.created_by, 'created_by'),
@@ -92,7 +94,7 @@ export class Tariffs {
           t.effectiveFrom,
           t.standingMilliPerDay,
           t.vatBasisPoints,
-          JSON.stringify(t.bands.map((b) => ({ band: b.band, priceMilliPerKwh: b.priceMilliPerKwh }))),
+          JSON.stringify(t.bands.map((b) => ({ band: b.band, priceMilliPerKwh: b.priceMilliPerKwh, feedInMilliPerKwh: b.feedInMilliPerKwh ?? 0 }))),
           schedule ? JSON.stringify(t.schedule) : null,
           this.now(),
           createdBy,

@@ -52,8 +52,12 @@ export const COUNTER_NAMES = [
   'membershipHeld',
   /** Neighbourhood releases noised for differential privacy (each spends dpEpsilon of its neighbourhood's budget). */
   'dpReleases',
+  /** Evaluations where a neighbourhood release was held because it would exceed the neighbourhood's DP budget (--dp-budget per day, or the ledger's 10^6 ceiling). */
+  'dpBudgetHeld',
   /** Release attempts whose total decrypted to a negative number (not published). */
   'negativeTotal',
+  /** Policy statements queued for the MDMS (on start, on guard-counter change, on stop). */
+  'policyStatements',
   /** Household stream messages queued. */
   'streamMessages',
   /** Accepted batches of a household whose public key is unknown (not streamed). */
@@ -65,6 +69,17 @@ export const COUNTER_NAMES = [
 ] as const;
 
 export type CounterName = (typeof COUNTER_NAMES)[number];
+
+/**
+ * The counters the policy statement reports (docs/protocol.md §11.3): how often each release guard acted, and
+ * how much was released, so the utility sees the guards at work. A change in one of them is what makes the
+ * PES publish a new statement.
+ * @example
+ * ```ts
+ * Object.fromEntries(GUARD_COUNTERS.map((n) => [n, counters[n]])); // the statement's `counters`
+ * ```
+ */
+export const GUARD_COUNTERS = ['suppressed', 'revisionHeld', 'membershipHeld', 'dpReleases', 'dpBudgetHeld', 'negativeTotal', 'released', 'lateRevisions'] as const satisfies readonly CounterName[];
 export type PesCounters = Record<CounterName, number>;
 
 /**

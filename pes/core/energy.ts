@@ -21,33 +21,48 @@
  *   again (a meter exchanged or reset without the flag would otherwise be stuck for ever). The energy of the
  *   rejected stretch is not attributed anywhere; the counter and the log line say so.
  * Readings inside a batch obey the REGISTER_RESET flag (see protocol/reading.ts).
+ *
+ * The export register (1-0:2.8.0, protocol v2) runs through the same rules beside the import register: every
+ * op carries both energies, a gap both register differences, and either register decreasing is a
+ * `registerDecrease`; so the identity above holds for import and for export separately. A short-form batch
+ * has an export register of 0 throughout.
  * @module
  */
-import { readingEnergies, type ReadingBatch } from '../../protocol/reading.js';
+import { readingEnergies, readingExports, type ReadingBatch } from '../../protocol/reading.js';
 
-/** A stretch of time with no processed readings, whose energy was attributed to the window of `at`. */
+/**
+ * A stretch of time with no processed readings, whose energy (import and export) was attributed to the
+ * windows of `at`.
+ */
 export interface Gap {
   fromTime: number;
   toTime: number;
   fromWh: number;
   toWh: number;
+  /** Export register at `fromTime` and at `toTime`. */
+  fromExportWh: number;
+  toExportWh: number;
   /** Start time of the reading whose windows received the gap's energy. */
   at: number;
 }
 
+/** Per meter: the baseline and the latest processed end, each with both registers, and the open gaps. */
 export interface EnergyState {
   baseTime: number;
   baseWh: number;
+  baseExportWh: number;
   lastTime: number;
   lastWh: number;
+  lastExportWh: number;
   /** Sorted by `fromTime`, disjoint, all before `lastTime`. */
   gaps: Gap[];
 }
 
-/** One signed contribution of energy to the windows of time `time` (a reading's start). */
+/** One signed contribution of imported (`wh`) and exported (`exportWh`) energy to the windows of time `time` (a reading's start). */
 export interface EnergyOp {
   time: number;
   wh: number;
+  exportWh: number;
 }
 
 export type Attribution =
@@ -62,30 +77,57 @@ function batchEnd(b: ReadingBatch): number {
   const last = b.readings[b.readings.length - 1]!;
   return last.time + last.period;
 }
-const lastRegister = (b: ReadingBatch): number => b.readings[b.readings.length - 1]!.importWh;
+/** The batch's registers at its end: import, export. */
+function lastRegisters(b: ReadingBatch): [number, number] {
+  const last = b.readings[b.readings.length - 1]!;
+  return [last.importWh, last.exportWh ?? 0];
+}
 
 function readingOps(b: ReadingBatch): EnergyOp[] {
   const e = readingEnergies(b);
-  return b.readings.map((r, i) => ({ time: r.time, wh: e[i]! }));
+  const x = readingExports(b);
+  return b.readings.map((r, i) => ({ time: r.time, wh: e[i]!, exportWh: x[i]! }));
+}
+
+/**
+ * A state as persisted by any version: a state file from before the export register has no export fields,
+ * and its meters' export registers were 0 (version 1 batches carry none), so they read as 0.
+ * @example
+ * ```ts
+ * energyState({ baseTime: 0, baseWh: 5, lastTime: 60, lastWh: 9, gaps: [] }).lastExportWh; // 0
+ * ```
+ */
+export function energyState(e: unknown): EnergyState | null {
+  if (e === null || e === undefined) return null;
+  const s = e as Partial<EnergyState> & Pick<EnergyState, 'baseTime' | 'baseWh' | 'lastTime' | 'lastWh' | 'gaps'>;
+  return {
+    ...s,
+    baseExportWh: s.baseExportWh ?? 0,
+    lastExportWh: s.lastExportWh ?? 0,
+    gaps: s.gaps.map((g) => ({ ...g, fromExportWh: g.fromExportWh ?? 0, toExportWh: g.toExportWh ?? 0 })),
+  };
 }
 
 /**
  * Attributes one (validated) batch given the meter's state (null for a meter never seen). Pure: returns the
- * new state and the ops; the caller folds the ops and keeps the state.
+ * new state and the ops; the caller folds the ops and keeps the state. Import and export go through the same
+ * rules side by side: a gap carries both, a late fill moves both back, and a decrease of either register is
+ * `registerDecrease`.
  * @example
  * ```ts
  * const a = attribute(state, batch);
- * if (a.ok) for (const op of a.ops) fold(op.time, op.wh);
+ * if (a.ok) for (const op of a.ops) fold(op.time, op.wh, op.exportWh);
  * ```
  */
 export function attribute(state: EnergyState | null, batch: ReadingBatch): Attribution {
   const start = batchStart(batch);
   const end = batchEnd(batch);
-  const last = lastRegister(batch);
+  const [last, lastX] = lastRegisters(batch);
+  const prevX = batch.prevExportWh ?? 0;
   if (state === null) {
     return {
       ok: true,
-      state: { baseTime: start, baseWh: batch.prevWh, lastTime: end, lastWh: last, gaps: [] },
+      state: { baseTime: start, baseWh: batch.prevWh, baseExportWh: prevX, lastTime: end, lastWh: last, lastExportWh: lastX, gaps: [] },
       ops: readingOps(batch),
       gapOpened: false,
       gapFilled: false,
@@ -94,31 +136,37 @@ export function attribute(state: EnergyState | null, batch: ReadingBatch): Attri
   }
   if (start >= state.lastTime) {
     const gapWh = batch.prevWh - state.lastWh;
-    if (gapWh < 0) {
-      return { ok: false, reason: 'registerDecrease', state: { ...state, lastTime: end, lastWh: last } };
+    const gapX = prevX - state.lastExportWh;
+    if (gapWh < 0 || gapX < 0) {
+      return { ok: false, reason: 'registerDecrease', state: { ...state, lastTime: end, lastWh: last, lastExportWh: lastX } };
     }
     const ops = readingOps(batch);
     const gaps = state.gaps.slice();
     const gapOpened = start > state.lastTime;
-    if (gapWh !== 0) ops.unshift({ time: start, wh: gapWh });
-    if (gapOpened) gaps.push({ fromTime: state.lastTime, toTime: start, fromWh: state.lastWh, toWh: batch.prevWh, at: start });
+    if (gapWh !== 0 || gapX !== 0) ops.unshift({ time: start, wh: gapWh, exportWh: gapX });
+    if (gapOpened) {
+      gaps.push({ fromTime: state.lastTime, toTime: start, fromWh: state.lastWh, toWh: batch.prevWh, fromExportWh: state.lastExportWh, toExportWh: prevX, at: start });
+    }
     const gapsForgotten = Math.max(0, gaps.length - MAX_GAPS);
     if (gapsForgotten) gaps.splice(0, gapsForgotten);
-    return { ok: true, state: { ...state, lastTime: end, lastWh: last, gaps }, ops, gapOpened, gapFilled: false, gapsForgotten };
+    return { ok: true, state: { ...state, lastTime: end, lastWh: last, lastExportWh: lastX, gaps }, ops, gapOpened, gapFilled: false, gapsForgotten };
   }
-  if (end <= state.baseTime) return extendBaseline(state, batch, start, end, last);
+  if (end <= state.baseTime) return extendBaseline(state, batch, start, end, last, lastX);
   const i = state.gaps.findIndex((g) => g.fromTime <= start && end <= g.toTime);
   if (i < 0) return { ok: false, reason: 'timeBackwards', state };
   const g = state.gaps[i]!;
   const left = batch.prevWh - g.fromWh;
   const right = g.toWh - last;
-  if (left < 0 || right < 0) return { ok: false, reason: 'registerDecrease', state };
+  const leftX = prevX - g.fromExportWh;
+  const rightX = g.toExportWh - lastX;
+  if (left < 0 || right < 0 || leftX < 0 || rightX < 0) return { ok: false, reason: 'registerDecrease', state };
   const ops = readingOps(batch);
   const correction = left + right - (g.toWh - g.fromWh);
-  if (correction !== 0) ops.push({ time: g.at, wh: correction });
+  const correctionX = leftX + rightX - (g.toExportWh - g.fromExportWh);
+  if (correction !== 0 || correctionX !== 0) ops.push({ time: g.at, wh: correction, exportWh: correctionX });
   const parts: Gap[] = [];
-  if (start > g.fromTime) parts.push({ fromTime: g.fromTime, toTime: start, fromWh: g.fromWh, toWh: batch.prevWh, at: g.at });
-  if (end < g.toTime) parts.push({ fromTime: end, toTime: g.toTime, fromWh: last, toWh: g.toWh, at: g.at });
+  if (start > g.fromTime) parts.push({ ...g, toTime: start, toWh: batch.prevWh, toExportWh: prevX });
+  if (end < g.toTime) parts.push({ ...g, fromTime: end, fromWh: last, fromExportWh: lastX });
   const gaps = state.gaps.slice(0, i).concat(parts, state.gaps.slice(i + 1));
   return { ok: true, state: { ...state, gaps }, ops, gapOpened: false, gapFilled: true, gapsForgotten: 0 };
 }
@@ -130,16 +178,18 @@ export function attribute(state: EnergyState | null, batch: ReadingBatch): Attri
  * between the batch and the old baseline, if any, is a gap like any lost frame: its energy goes to the old
  * baseline's first reading, and a batch filling it later moves it back.
  */
-function extendBaseline(state: EnergyState, batch: ReadingBatch, start: number, end: number, last: number): Attribution {
+function extendBaseline(state: EnergyState, batch: ReadingBatch, start: number, end: number, last: number, lastX: number): Attribution {
   const gapWh = state.baseWh - last;
-  if (gapWh < 0) return { ok: false, reason: 'registerDecrease', state };
+  const gapX = state.baseExportWh - lastX;
+  if (gapWh < 0 || gapX < 0) return { ok: false, reason: 'registerDecrease', state };
   const ops = readingOps(batch);
-  if (gapWh !== 0) ops.push({ time: state.baseTime, wh: gapWh });
+  if (gapWh !== 0 || gapX !== 0) ops.push({ time: state.baseTime, wh: gapWh, exportWh: gapX });
   const gapOpened = end < state.baseTime;
-  const gaps = gapOpened ? [{ fromTime: end, toTime: state.baseTime, fromWh: last, toWh: state.baseWh, at: state.baseTime }, ...state.gaps] : state.gaps.slice();
+  const gap: Gap = { fromTime: end, toTime: state.baseTime, fromWh: last, toWh: state.baseWh, fromExportWh: lastX, toExportWh: state.baseExportWh, at: state.baseTime };
+  const gaps = gapOpened ? [gap, ...state.gaps] : state.gaps.slice();
   const gapsForgotten = Math.max(0, gaps.length - MAX_GAPS);
   if (gapsForgotten) gaps.splice(0, gapsForgotten);
-  return { ok: true, state: { ...state, baseTime: start, baseWh: batch.prevWh, gaps }, ops, gapOpened, gapFilled: false, gapsForgotten };
+  return { ok: true, state: { ...state, baseTime: start, baseWh: batch.prevWh, baseExportWh: batch.prevExportWh ?? 0, gaps }, ops, gapOpened, gapFilled: false, gapsForgotten };
 }
 
 /**

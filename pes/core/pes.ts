@@ -18,7 +18,8 @@ import type { Logger } from 'pino';
 import { decodeFrame, meterId, openFrame, type CipheredFrame } from '../../protocol/frame.js';
 import { ciphertextFromBytes, ciphertextToBytes, decodeSigned, type PaillierPrivate } from '../../protocol/paillier/engine.js';
 import { decodeReadingBatch, type ReadingBatch } from '../../protocol/reading.js';
-import type { BillingAggregate, NeighbourhoodAggregate } from '../../protocol/aggregate.js';
+import type { BillingAggregate, NeighbourhoodAggregate, PolicyStatement } from '../../protocol/aggregate.js';
+import { MAX_EPSILON_SPENT } from '../../protocol/aggregate.js';
 import { activationMac, bindingSigned, decodeHouseholdKey, popSigned, PSS_SALT_BYTES, type HouseholdKeyMessage } from '../../protocol/household-key.js';
 import { keyId, newStreamKey, sealAggregate, sealStream, type StreamKey } from '../../protocol/seal.js';
 import { streamBody } from '../../protocol/stream.js';
@@ -27,10 +28,11 @@ import { decodeUplink } from '../../protocol/uplink.js';
 import type { BillingPeriod } from '../duration.js';
 import type { Tariff } from '../../lib/tariff.js';
 import { Calendar } from './calendar.js';
-import { newCounters, type PesCounters } from './counters.js';
+import { GUARD_COUNTERS, newCounters, type PesCounters } from './counters.js';
 import { attribute, pruneGaps, type EnergyOp, type EnergyState } from './energy.js';
 import { ReplayWindow, type ReplayState } from './replay.js';
 import { discreteLaplace, DP_MAX_POWER_W, intervalSensitivityWh } from './dp.js';
+import { packPair, unpackPair } from './pair.js';
 
 /** What the PES knows about one provisioned meter. */
 export interface MeterInfo {
@@ -64,6 +66,11 @@ export interface PesSettings {
   dpEpsilon?: number;
   /** Most power one meter can draw, W: the DP sensitivity is this over one interval. */
   dpMaxPowerW?: number;
+  /**
+   * Most epsilon spent per neighbourhood per UTC day of its windows (with `dpEpsilon`); a release that would
+   * exceed it is held (`dpBudgetHeld`). Absent = no budget.
+   */
+  dpBudget?: number;
   /** Closed windows are kept (for revisions) until the watermark passes end + retention. */
   retentionS: number;
   /** Readings further than this from the watermark (either way) are rejected as absurd. */
@@ -85,7 +92,7 @@ export interface PesCoreKeys {
 
 /** A message to publish at QoS 1; the payload is sealed. */
 export interface OutMessage {
-  kind: 'neighbourhood' | 'billing' | 'household';
+  kind: 'neighbourhood' | 'billing' | 'household' | 'policy';
   topic: string;
   payload: Buffer;
 }
@@ -98,7 +105,10 @@ interface Window {
   key: string;
   start: number;
   end: number;
-  /** Paillier accumulator per band ('' for a neighbourhood window); a missing band is 0. */
+  /**
+   * Paillier accumulator per band ('' for a neighbourhood window) of the band's imported and exported energy
+   * packed in one plaintext (pes/core/pair.ts); a missing band is 0.
+   */
   acc: Map<string, bigint>;
   /** Bands whose ciphertext changed since the last checkpoint (to re-randomise). */
   touched: Set<string>;
@@ -138,6 +148,16 @@ export interface MeterRecord {
   keyGeneration?: number;
 }
 
+/**
+ * One line of the DP ledger: the epsilon spent on a neighbourhood's releases, over all time (`day` null: what
+ * each release reports as `dp.spent`) or on the windows of one UTC day (`day` = start / 86400, for `dpBudget`).
+ */
+export interface DpLedgerRow {
+  neighbourhood: string;
+  day: number | null;
+  spent: number;
+}
+
 /** Everything that changed since the previous checkpoint. */
 export interface Checkpoint {
   windows: WindowRecord[];
@@ -147,6 +167,9 @@ export interface Checkpoint {
   outbox: OutMessage[];
   watermark: number | null;
   counters: PesCounters;
+  /** DP ledger rows that changed, and per-day rows past the retention horizon. */
+  dp: DpLedgerRow[];
+  dpEvicted: { neighbourhood: string; day: number }[];
 }
 
 /** A full state, as loaded from the store. */
@@ -156,6 +179,8 @@ export interface Snapshot {
   households: Map<string, Uint8Array | null>;
   watermark: number | null;
   counters: Partial<PesCounters>;
+  /** Absent in state files from before the ledger. */
+  dp?: DpLedgerRow[];
 }
 
 /** How a household's current key was bound. */
@@ -172,6 +197,11 @@ interface MeterRuntime {
   /** Generation of the key the meter was last seen using: older keys are retired. */
   keyGeneration: number;
 }
+
+/** Sums epsilons without drifting into 0.30000000000000004 (a ledger is read by people). */
+const addEpsilon = (a: number, b: number): number => Math.round((a + b) * 1e9) / 1e9;
+/** The most the contract lets a ledger report (protocol/aggregate.ts). */
+const MAX_SPENT = MAX_EPSILON_SPENT;
 
 /** Largest uplink accepted: 1024 frames (the uplink maximum) of a full link payload each. */
 export const MAX_UPLINK_BYTES = 1024 * 2048 + 1024;
@@ -209,6 +239,9 @@ export class PesCore {
   private readonly provisioned = new Map<string, Set<string>>();
   /** Per neighbourhood, the distinct memberships of its retained released windows, with how many windows have each. */
   private readonly releasedMemberships = new Map<string, Map<string, { meters: Set<string>; windows: number }>>();
+  /** The DP ledger: epsilon spent per neighbourhood over all time, and per `neighbourhood|day` (retained days). */
+  private readonly dpSpent = new Map<string, number>();
+  private readonly dpDays = new Map<string, { neighbourhood: string; day: number; spent: number }>();
 
   // Changes since the last checkpoint.
   private readonly dirtyWindows = new Set<Window>();
@@ -216,6 +249,8 @@ export class PesCore {
   private readonly dirtyMeters = new Set<string>();
   private readonly dirtyHouseholds = new Map<string, Uint8Array | null>();
   private outbox: OutMessage[] = [];
+  private readonly dirtyDp = new Map<string, DpLedgerRow>();
+  private readonly dpEvicted: Checkpoint['dpEvicted'] = [];
   /** Closed windows changed since their last release evaluation. */
   private readonly toEvaluate = new Set<Window>();
   /** Earliest end + lateness over open windows (Infinity if none). */
@@ -249,6 +284,10 @@ export class PesCore {
   restore(s: Snapshot): void {
     this.watermark = s.watermark;
     Object.assign(this.counters, s.counters);
+    for (const r of s.dp ?? []) {
+      if (r.day === null) this.dpSpent.set(r.neighbourhood, r.spent);
+      else this.dpDays.set(`${r.neighbourhood}|${r.day}`, { neighbourhood: r.neighbourhood, day: r.day, spent: r.spent });
+    }
     for (const r of s.windows) {
       const w: Window = {
         id: `${r.kind}|${r.key}|${r.start}`,
@@ -457,9 +496,9 @@ export class PesCore {
     return this.calendar.intervalStart(t) + this.settings.intervalS + r < wm || this.calendar.billing(t).end + r < wm;
   }
 
-  /** Folds signed energies into the accumulators: one addPlain per (frame, window, band). */
+  /** Folds signed energies into the accumulators: one addPlain per (frame, window, band) and register. */
   private fold(meter: string, info: MeterInfo, ops: EnergyOp[]): void {
-    const sums = new Map<string, { w: Window; band: string; wh: number }>();
+    const sums = new Map<string, { w: Window; band: string; wh: number; exportWh: number }>();
     for (const op of ops) {
       const nbStart = this.calendar.intervalStart(op.time);
       const nb = this.window('neighbourhood', info.neighbourhood, nbStart, nbStart + this.settings.intervalS);
@@ -471,23 +510,29 @@ export class PesCore {
       ] as const) {
         const key = `${w.id}|${band}`;
         const s = sums.get(key);
-        if (s) s.wh += op.wh;
-        else sums.set(key, { w, band, wh: op.wh });
+        if (s) {
+          s.wh += op.wh;
+          s.exportWh += op.exportWh;
+        } else sums.set(key, { w, band, wh: op.wh, exportWh: op.exportWh });
       }
     }
-    const pk = this.keys.paillier;
     for (const s of sums.values()) {
       const { w, band } = s;
-      if (s.wh !== 0) {
-        const c = w.acc.get(band);
-        w.acc.set(band, c === undefined ? pk.encrypt(BigInt(s.wh)) : pk.addPlain(c, BigInt(s.wh)));
-        w.touched.add(band);
-      }
+      this.add(w, band, packPair(s.wh, s.exportWh));
       w.meters.add(meter);
       w.changed.add(meter);
       this.dirtyWindows.add(w);
       if (w.closed) this.toEvaluate.add(w);
     }
+  }
+
+  /** Adds a signed plaintext to one accumulator of a window (a new accumulator starts with one encryption). */
+  private add(w: Window, band: string, m: bigint): void {
+    if (m === 0n) return;
+    const pk = this.keys.paillier;
+    const c = w.acc.get(band);
+    w.acc.set(band, c === undefined ? pk.encrypt(m) : pk.addPlain(c, m));
+    w.touched.add(band);
   }
 
   private window(kind: Kind, key: string, start: number, end: number): Window {
@@ -667,27 +712,37 @@ export class PesCore {
         return;
       }
     }
-    const pk = this.keys.paillier;
-    const totals = new Map<string, number>();
-    const acc = new Map(w.acc);
-    const eps = this.settings.dpEpsilon;
-    if (eps !== undefined && w.kind === 'neighbourhood') {
-      // The noise joins the total as a ciphertext (fresh for every release, never kept in the window), so it
-      // needs no plaintext total; negative noisy totals are released as 0 (post-processing).
-      const noise = discreteLaplace(eps, intervalSensitivityWh(this.settings.dpMaxPowerW ?? DP_MAX_POWER_W, this.settings.intervalS));
-      const c = acc.get('');
-      acc.set('', c === undefined ? pk.encrypt(BigInt(noise)) : pk.add(c, pk.encrypt(BigInt(noise))));
-      this.counters.dpReleases++;
+    const eps = w.kind === 'neighbourhood' ? this.settings.dpEpsilon : undefined;
+    if (eps !== undefined && this.dpExhausted(w, eps)) {
+      this.counters.dpBudgetHeld++;
+      this.log.debug({ window: w.id }, 'pes: release held: it would exceed the neighbourhood\'s DP budget');
+      return;
     }
+    const pk = this.keys.paillier;
+    const acc = new Map(w.acc);
+    if (eps !== undefined) {
+      // Independent noise on import and on export, each of the pair's L1 sensitivity (docs/privacy.md). The
+      // noise joins the total as a ciphertext (fresh for every release, never kept in the window), so it needs
+      // no plaintext total; negative noisy totals are released as 0 (post-processing).
+      const scale = intervalSensitivityWh(this.settings.dpMaxPowerW ?? DP_MAX_POWER_W, this.settings.intervalS);
+      const noise = pk.encrypt(packPair(discreteLaplace(eps, scale), discreteLaplace(eps, scale)));
+      const c = acc.get('');
+      acc.set('', c === undefined ? noise : pk.add(c, noise));
+    }
+    const imports = new Map<string, number>();
+    const exports = new Map<string, number>();
     for (const [band, c] of acc) {
-      let v = decodeSigned(pk.decrypt(c), pk.n);
-      if (eps !== undefined && w.kind === 'neighbourhood' && v < 0n) v = 0n;
-      if (v < 0n || v > BigInt(Number.MAX_SAFE_INTEGER)) {
-        this.counters.negativeTotal++;
-        this.log.error({ window: w.id }, 'pes: aggregate decrypts to a negative or oversized total; not released');
-        return;
+      const pair = unpackPair(decodeSigned(pk.decrypt(c), pk.n));
+      for (let i = 0; i < 2; i++) {
+        if (eps !== undefined && pair[i]! < 0n) pair[i] = 0n;
+        if (pair[i]! < 0n || pair[i]! > BigInt(Number.MAX_SAFE_INTEGER)) {
+          this.counters.negativeTotal++;
+          this.log.error({ window: w.id, register: i === 0 ? 'import' : 'export' }, 'pes: aggregate decrypts to a negative or oversized total; not released');
+          return;
+        }
       }
-      totals.set(band, Number(v));
+      imports.set(band, Number(pair[0]));
+      exports.set(band, Number(pair[1]));
     }
     w.revision++;
     w.changed.clear();
@@ -702,17 +757,92 @@ export class PesCore {
     let body: NeighbourhoodAggregate | BillingAggregate;
     if (w.kind === 'neighbourhood') {
       topic = topics.neighbourhood(w.key);
-      body = { kind: 'neighbourhood', key: w.key, start: w.start, end: w.end, revision: w.revision, meters: w.meters.size, energyWh: totals.get('') ?? 0 };
+      // exportWh always (a v2 PES), so that the utility's series is uniform; dp only on noised releases.
+      body = { kind: 'neighbourhood', key: w.key, start: w.start, end: w.end, revision: w.revision, meters: w.meters.size, energyWh: imports.get('') ?? 0, exportWh: exports.get('') ?? 0 };
+      if (eps !== undefined) {
+        body.dp = { epsilon: eps, spent: this.spend(w, eps) };
+        this.counters.dpReleases++;
+      }
     } else {
       topic = topics.billing(w.key);
       const bands: Record<string, number> = {};
-      for (const b of this.settings.tariff.bands) bands[b.name] = totals.get(b.name) ?? 0;
+      for (const b of this.settings.tariff.bands) bands[b.name] = imports.get(b.name) ?? 0;
       body = { kind: 'billing', key: w.key, start: w.start, end: w.end, revision: w.revision, bands };
+      // Feed-in lines only for a household that fed in over the period (a billing-level fact, nothing finer).
+      if ([...exports.values()].some((v) => v > 0)) {
+        const exportBands: Record<string, number> = {};
+        for (const b of this.settings.tariff.bands) exportBands[b.name] = exports.get(b.name) ?? 0;
+        body.exportBands = exportBands;
+      }
     }
-    totals.clear();
+    imports.clear();
+    exports.clear();
     this.outbox.push({ kind: w.kind, topic, payload: sealAggregate(this.keys.mdmsPublic, topic, body, this.keys.signer) });
     this.counters.released++;
     if (w.revision > 0) this.counters.lateRevisions++;
+  }
+
+  /**
+   * Whether one more release of `w`'s neighbourhood would exceed its DP budget: `dpBudget` per UTC day of the
+   * window's start, and in any case the most a ledger may report (10^6, protocol/aggregate.ts).
+   */
+  private dpExhausted(w: Window, eps: number): boolean {
+    if (addEpsilon(this.dpSpent.get(w.key) ?? 0, eps) > MAX_SPENT) return true;
+    const budget = this.settings.dpBudget;
+    if (budget === undefined) return false;
+    return addEpsilon(this.dpDays.get(`${w.key}|${Math.floor(w.start / 86400)}`)?.spent ?? 0, eps) > budget;
+  }
+
+  /** Records one noised release of `w` in the DP ledger; returns the neighbourhood's total spent, this one included. */
+  private spend(w: Window, eps: number): number {
+    const nb = w.key;
+    const day = Math.floor(w.start / 86400);
+    const spent = addEpsilon(this.dpSpent.get(nb) ?? 0, eps);
+    this.dpSpent.set(nb, spent);
+    const id = `${nb}|${day}`;
+    const d = this.dpDays.get(id) ?? { neighbourhood: nb, day, spent: 0 };
+    d.spent = addEpsilon(d.spent, eps);
+    this.dpDays.set(id, d);
+    this.dirtyDp.set(`${nb}|`, { neighbourhood: nb, day: null, spent });
+    this.dirtyDp.set(id, { ...d });
+    return spent;
+  }
+
+  /**
+   * Queues the PES's policy statement (docs/protocol.md §11.3): its guards and their counters, sealed to the
+   * MDMS and signed like an aggregate, on `sm/v1/agg/policy/<pesId>`. Returns the body.
+   * @example
+   * ```ts
+   * core.policyStatement('pes', Math.floor(Date.now() / 1000)); // then checkpoint() and publish its outbox
+   * ```
+   */
+  policyStatement(pesId: string, at: number): PolicyStatement {
+    const topic = topics.policy(pesId);
+    const { k, revisionK, membershipGuard, dpEpsilon } = this.settings;
+    const body: PolicyStatement = {
+      kind: 'policy',
+      key: pesId,
+      at,
+      k,
+      revisionK,
+      membershipGuard: membershipGuard !== false,
+      counters: this.guardCounters(),
+      ...(dpEpsilon !== undefined ? { dpEpsilon } : {}),
+    };
+    this.outbox.push({ kind: 'policy', topic, payload: sealAggregate(this.keys.mdmsPublic, topic, body, this.keys.signer) });
+    this.counters.policyStatements++;
+    return body;
+  }
+
+  /**
+   * The counters a policy statement reports: how often each guard acted, and how much was released.
+   * @example
+   * ```ts
+   * core.guardCounters().membershipHeld; // releases held by the differencing guard so far
+   * ```
+   */
+  guardCounters(): Record<string, number> {
+    return Object.fromEntries(GUARD_COUNTERS.map((n) => [n, this.counters[n]]));
   }
 
   /**
@@ -774,6 +904,14 @@ export class PesCore {
     }
     this.nextEvict = next;
     if (!any) return;
+    // A day's ledger line goes when every window of the day has (its last ends at the day's end).
+    for (const [id, d] of this.dpDays) {
+      if ((d.day + 1) * 86400 + r < wm) {
+        this.dpDays.delete(id);
+        this.dirtyDp.delete(id);
+        this.dpEvicted.push({ neighbourhood: d.neighbourhood, day: d.day });
+      }
+    }
     for (const [id, rt] of this.meterState) {
       if (!rt.energy) continue;
       const pruned = pruneGaps(rt.energy, (t) => this.gone(t));
@@ -820,7 +958,9 @@ export class PesCore {
     const outbox = this.outbox;
     this.outbox = [];
     const evicted = this.evicted.splice(0);
-    return { windows, evicted, meters, households, outbox, watermark: this.watermark, counters: { ...this.counters } };
+    const dp = [...this.dirtyDp.values()];
+    this.dirtyDp.clear();
+    return { windows, evicted, meters, households, outbox, watermark: this.watermark, counters: { ...this.counters }, dp, dpEvicted: this.dpEvicted.splice(0) };
   }
 
   /** Number of windows held in memory (open and retained). */

@@ -5,7 +5,8 @@
  * true)`; DJN randomisers (1 + m n) h_s^r with a 4 kappa-bit r (448 bits at 2048, 512 at 3072; params.ts
  * says why); fixed-base window tables (kernel.js); CRT for the key holder; OpenSSL's constant-time
  * exponentiation for decryption (modexp.ts); an optional worker-thread pool of randomisers (pool.ts);
- * packing (packing.ts); signed and fixed-point plaintexts (signed.ts); CBOR serialisation (codec.ts).
+ * packing (packing.ts); signed and fixed-point plaintexts (signed.ts); CBOR serialisation (codec.ts); 2-of-2
+ * threshold decryption for the end-to-end mode (threshold.ts).
  * Design, figures and security notes: docs/paillier.md.
  * @example
  * ```ts
@@ -34,3 +35,22 @@ export { decodeSigned, encodeSigned, formatFixed, maxSignedTerms, parseFixed } f
 export { PackedSum, Packing, type PackingOptions } from './packing.js';
 export { RandomiserPool, type PoolCounters, type PoolOptions } from './pool.js';
 export { randomiserBits, securityBits, type ExponentChoice } from './params.js';
+export {
+  ciphertextId,
+  combinePartials,
+  decodePartial,
+  decodeShare,
+  destroyShare,
+  encodePartial,
+  encodeShare,
+  partialDecrypt,
+  partyOf,
+  PARTY_NUMBER,
+  shareBound,
+  splitKey,
+  STATISTICAL_BITS,
+  THRESHOLD_FORMAT,
+  type DecryptionShare,
+  type PartialDecryption,
+  type Party,
+} from './threshold.js';

@@ -137,9 +137,9 @@ describe('replay of a fleet with known data', () => {
     }
     const expected = [...sums.entries()]
       .sort(([a], [b]) => a - b)
-      .map(([w, s]) => `nb-1,${iso(w)},${iso(w + INTERVAL)},${s.meters.size},${s.wh}`);
+      .map(([w, s]) => `nb-1,${iso(w)},${iso(w + INTERVAL)},${s.meters.size},${s.wh},0`); // no panels: export 0
     const lines = neighbourhoodCsv.trim().split('\n');
-    expect(lines[0]).toBe('neighbourhood,start,end,meters,energy_wh');
+    expect(lines[0]).toBe('neighbourhood,start,end,meters,energy_wh,export_wh');
     expect(lines.slice(1)).toEqual(expected);
     expect(neighbourhoodCsv).not.toContain('nb-2');
   });
@@ -152,10 +152,10 @@ describe('replay of a fleet with known data', () => {
         const d = Math.floor(r.start / DAY) * DAY;
         days.set(d, (days.get(d) ?? 0) + r.wh);
       }
-      for (const [d, wh] of [...days.entries()].sort(([a], [b]) => a - b)) expected.push(`${hh},${iso(d)},${iso(d + DAY)},flat,${wh}`);
+      for (const [d, wh] of [...days.entries()].sort(([a], [b]) => a - b)) expected.push(`${hh},${iso(d)},${iso(d + DAY)},flat,${wh},0`);
     }
     const lines = billingCsv.trim().split('\n');
-    expect(lines[0]).toBe('household,start,end,band,energy_wh');
+    expect(lines[0]).toBe('household,start,end,band,energy_wh,export_wh');
     expect(lines.slice(1)).toEqual(expected);
   });
 

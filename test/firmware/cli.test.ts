@@ -51,6 +51,7 @@ describe('smartermeter meter', () => {
     await expect(run('meter', '--speed', '0')).rejects.toThrow(/--speed/);
     await expect(run('meter', '--batch', '61')).rejects.toThrow(/--batch must be between 1 and 60/);
     await expect(run('meter', '--baud', 'fast')).rejects.toThrow(/--baud must be an integer/);
+    for (const bad of ['1.5', '-0.1', 'a third', '0.3.1']) await expect(run('meter', '--pv-share', bad)).rejects.toThrow(/--pv-share must be a decimal in 0..1/);
     await expect(run('meter', '--keys', join(dir, 'none'), '--meter', '534d520000000001', '--port', '/dev/null')).rejects.toThrow(/cannot read key of meter 534d520000000001/);
   });
 

@@ -168,7 +168,7 @@ describe('meter key transfer', () => {
 
   it('refuses to boot from NV whose transferred key does not unwrap, or whose pending key is not newer', async () => {
     const r = await rig(4);
-    const base = { systemTitle: ST, reservedIc: 64, registerMilliWs: 0n, resumeAt: -1, samples: 0, ring: [] };
+    const base = { systemTitle: ST, reservedIc: 64, registerMilliWs: 0n, exportMilliWs: 0n, resumeAt: -1, samples: 0, ring: [] };
     const good = { generation: 2, wrapped: wrapMeterKey(r.kek, 2, r.key1) };
     const tampered = { generation: 2, wrapped: Buffer.from(good.wrapped).fill(0x55, 10, 11) };
     writeFileSync(r.nvPath, cborEncode(encodeMeterState({ ...base, key: tampered })));

@@ -9,11 +9,11 @@ import { FileNvStore, MemoryNvStore, type PowerCut } from '../../firmware/hal/nv
 import type { Sample, Source } from '../../firmware/hal/source.js';
 import { Meter, type MeterOptions } from '../../firmware/meter.js';
 import { encodeMeterState } from '../../firmware/state.js';
-import { writeSyntheticCsv } from '../../firmware/sources/synthetic.js';
+import { SyntheticModel, SyntheticSource, writeSyntheticCsv } from '../../firmware/sources/synthetic.js';
 import { UmassSource } from '../../firmware/sources/umass.js';
 import { encodeLinkFrame } from '../../protocol/link.js';
-import { encodeAck, encodeFrame, MAX_IC, sealFrame, SC_AES256GCM, systemTitle } from '../../protocol/frame.js';
-import { readingEnergies, Status } from '../../protocol/reading.js';
+import { decodeFrame, encodeAck, encodeFrame, MAX_IC, openFrame, sealFrame, SC_AES256GCM, systemTitle } from '../../protocol/frame.js';
+import { encodeReadingBatch, readingEnergies, readingExports, Status } from '../../protocol/reading.js';
 import { expectedRegisterFromCsv, TestPeer } from './helpers/peer.js';
 
 const KEY = Buffer.alloc(32, 0x5a);
@@ -199,7 +199,7 @@ describe('Meter over a crossed mock line', () => {
   it('stops with "key must be renewed" when the invocation counter runs out', async () => {
     const { peer, start } = await rig();
     const nv = new MemoryNvStore();
-    await nv.save(encodeMeterState({ systemTitle: ST, reservedIc: MAX_IC - 1, registerMilliWs: 0n, resumeAt: -1, samples: 0, ring: [] }));
+    await nv.save(encodeMeterState({ systemTitle: ST, reservedIc: MAX_IC - 1, registerMilliWs: 0n, exportMilliWs: 0n, resumeAt: -1, samples: 0, ring: [] }));
     const meter = await start({ nv });
     await expect(meter.done(30_000)).rejects.toThrow(/key must be renewed/);
     await vi.waitFor(() => expect([...peer.distinct().keys()]).toEqual([MAX_IC - 1, MAX_IC]));
@@ -217,7 +217,7 @@ describe('Meter over a crossed mock line', () => {
     const meter = await start({ source: backwards });
     await expect(meter.done(10_000)).rejects.toThrow(/backwards: sample at 1030 starts before the previous one ended \(1060\)/);
     const nv = new MemoryNvStore();
-    await nv.save(encodeMeterState({ systemTitle: systemTitle('SMR', 1), reservedIc: 0, registerMilliWs: 0n, resumeAt: -1, samples: 0, ring: [] }));
+    await nv.save(encodeMeterState({ systemTitle: systemTitle('SMR', 1), reservedIc: 0, registerMilliWs: 0n, exportMilliWs: 0n, resumeAt: -1, samples: 0, ring: [] }));
     await expect(start({ nv })).rejects.toThrow(/belongs to meter 534d520000000001/);
     await expect(start({ batch: 61 })).rejects.toThrow(/"batch" must be an integer in 1..60/);
     await expect(start({ key: Buffer.alloc(16) })).rejects.toThrow(/"key" must be 32 bytes/);
@@ -291,4 +291,67 @@ describe('Meter restarts', () => {
       });
     }
   }
+});
+
+describe('Meter on a household with solar panels', () => {
+  const JUNE = Date.UTC(2024, 5, 19) / 1000;
+  const pv = { kWp: 4 };
+  /** Both registers after each minute, from the model alone: cumulative mW·s of the net's two parts, floored. */
+  function expectedRegisters(startWh = 0): { time: number; importWh: number; exportWh: number }[] {
+    const model = new SyntheticModel(4, 'UTC', pv);
+    let imp = BigInt(startWh) * 3_600_000n;
+    let exp = 0n;
+    return Array.from({ length: 1440 }, (_, m) => {
+      const time = JUNE + m * 60;
+      const net = model.powerMilliW(time) - model.pvMilliW(time);
+      if (net > 0) imp += BigInt(net) * 60n;
+      else exp += BigInt(-net) * 60n;
+      return { time, importWh: Number(imp / 3_600_000n), exportWh: Number(exp / 3_600_000n) };
+    });
+  }
+
+  it('meters import and export exactly through a power cut; short form until the export register moves, long form after', async () => {
+    const { peer, start } = await rig();
+    const nvFile = join(dir, `nv-pv-${n}.cbor`);
+    const source = () => new SyntheticSource({ seed: 4, start: JUNE, days: 1, pv });
+    peer.ack = (ic) => ic < 40;
+    const first = await start({ nv: new FileNvStore(nvFile), source: source() });
+    await peer.until(50); // past noon: exporting
+    first.halt();
+    peer.ack = () => true;
+    const second = await start({ nv: new FileNvStore(nvFile), source: source(), ackTimeoutMs: 100 });
+    await second.done(30_000);
+
+    const want = expectedRegisters();
+    const frames = peer.frames();
+    expect(frames.flatMap((f) => f.batch.readings).map((r) => [r.time, r.importWh, r.exportWh ?? 0])).toEqual(want.map((w) => [w.time, w.importWh, w.exportWh]));
+    expect(frames.flatMap((f) => readingEnergies(f.batch)).reduce((a, b) => a + b, 0)).toBe(want.at(-1)!.importWh);
+    expect(frames.flatMap((f) => readingExports(f.batch)).reduce((a, b) => a + b, 0)).toBe(want.at(-1)!.exportWh);
+    expect(want.at(-1)!.exportWh).toBeGreaterThan(5000);
+    expect([second.exportRegisterWh, second.registerWh]).toEqual([want.at(-1)!.exportWh, want.at(-1)!.importWh]);
+    // Before sunrise the meter sends version 1's bytes: the short form, no export anywhere.
+    const firstExport = frames.findIndex((f) => f.batch.prevExportWh !== undefined);
+    expect(firstExport).toBeGreaterThan(10);
+    for (const f of frames.slice(0, firstExport)) {
+      expect(f.batch.readings.every((r) => r.exportWh === undefined)).toBe(true);
+      const plain = openFrame(KEY, decodeFrame(Buffer.from(f.bytes, 'hex')));
+      expect(Buffer.from(plain).equals(encodeReadingBatch({ prevWh: f.batch.prevWh, readings: f.batch.readings }))).toBe(true);
+    }
+    // From the first export on, every frame is long, chained on both registers.
+    expect(frames.slice(firstExport).every((f) => f.batch.readings.every((r) => r.exportWh !== undefined))).toBe(true);
+    for (let i = firstExport + 1; i < frames.length; i++) expect(frames[i]!.batch.prevExportWh).toBe(frames[i - 1]!.batch.readings.at(-1)!.exportWh);
+  });
+
+  it('boots from a version 1 NV record (before export existed) and starts exporting from 0', async () => {
+    const { peer, start } = await rig();
+    const nv = new MemoryNvStore();
+    await nv.save({ v: 1, st: ST, ic: 64, reg: [1000, 0], at: JUNE, n: 0, ring: [] });
+    const meter = await start({ nv, source: new SyntheticSource({ seed: 4, start: JUNE, days: 1, pv }) });
+    await meter.done(30_000);
+    const want = expectedRegisters(1000);
+    expect(peer.readings().map((r) => [r.importWh, r.exportWh ?? 0])).toEqual(want.map((w) => [w.importWh, w.exportWh]));
+    expect(peer.frames()[0]!.batch.prevWh).toBe(1000);
+    expect(Math.min(...peer.distinct().keys())).toBe(64);
+    expect((await nv.load() as { v: number }).v).toBe(2);
+  });
 });

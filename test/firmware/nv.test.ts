@@ -63,6 +63,7 @@ describe('meter state record', () => {
     systemTitle: st,
     reservedIc: 128,
     registerMilliWs: 2n ** 60n + 12345n, // beyond 2^53: stored as [Wh, mW·s]
+    exportMilliWs: 2n ** 58n + 777n,
     resumeAt: 1462147200,
     samples: 42,
     ring: [{ ic: 100, bytes: Buffer.from('frame-100') }, { ic: 101, bytes: Buffer.from('frame-101') }],
@@ -79,10 +80,28 @@ describe('meter state record', () => {
   it('refuses a record of another meter or a damaged one', () => {
     const rec = encodeMeterState(state);
     expect(() => decodeMeterState(rec, systemTitle('SMR', 10))).toThrow(/belongs to meter 534d520000000009/);
-    expect(() => decodeMeterState({ ...rec, v: 2 }, st)).toThrow(/unsupported version/);
+    expect(() => decodeMeterState({ ...rec, v: 3 }, st)).toThrow(/unsupported version/);
     expect(() => decodeMeterState({ ...rec, ic: -1 }, st)).toThrow(/NV record of meter 534d520000000009 is invalid: ic/);
     expect(() => decodeMeterState({ ...rec, reg: [1, 3_600_000] }, st)).toThrow(/reg.milliWs/);
+    expect(() => decodeMeterState({ ...rec, xreg: [1, 3_600_000] }, st)).toThrow(/xreg.milliWs/);
+    const { xreg: _, ...noExport } = rec;
+    expect(() => decodeMeterState(noExport, st)).toThrow(/xreg/); // version 2 must carry it
     expect(() => decodeMeterState({ ...rec, ring: [[1]] }, st)).toThrow(/ring\[0\]/);
     expect(() => decodeMeterState([1, 2], st)).toThrow(/map/);
+  });
+
+  it('reads a version 1 record (before the export register) as export 0 and writes version 2', async () => {
+    // A record exactly as the firmware before the export register wrote it.
+    const v1 = { v: 1, st, ic: 128, reg: [12_345, 678], at: 1462147200, n: 42, ring: [[100, Buffer.from('frame-100')]] };
+    const nv = new FileNvStore(join(dir, 'v1.cbor'));
+    await nv.save(v1);
+    const got = decodeMeterState(await nv.load(), st);
+    expect(got.registerMilliWs).toBe(12_345n * 3_600_000n + 678n);
+    expect(got.exportMilliWs).toBe(0n);
+    expect(got.reservedIc).toBe(128);
+    const again = encodeMeterState(got);
+    expect(again.v).toBe(2);
+    expect(again.xreg).toEqual([0, 0]);
+    expect(decodeMeterState(again, st)).toEqual(got);
   });
 });

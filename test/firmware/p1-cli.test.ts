@@ -39,6 +39,8 @@ describe('smartermeter meter --source p1:...', () => {
     const base = ['meter', '--keys', keys, '--meter', id, '--port', '/dev/null'];
     await expect(run(...base, '--p1-dialect', 'dsmr9')).rejects.toThrow(/--p1-dialect must be auto or one of/);
     await expect(run(...base, '--source', 'synthetic:1', '--p1-dialect', 'dsmr5')).rejects.toThrow(/--p1-\* flags apply to p1: sources only/);
+    await expect(run(...base, '--source', 'p1:/dev/ttyUSB0', '--pv-share', '0.3')).rejects.toThrow(/--pv-share apply to synthetic sources only/);
+    await expect(run(...base, '--source', 'synthetic:1:pv=x')).rejects.toThrow(/synthetic:<seed>:pv=<kWp>/);
     await expect(run(...base, '--source', 'p1:/dev/ttyUSB0', '--p1-key', '00'.repeat(16))).rejects.toThrow(/--p1-key and --p1-auth-key go together/);
     await expect(run(...base, '--source', 'p1:/dev/ttyUSB0', '--p1-key', 'zz', '--p1-auth-key', '00'.repeat(16))).rejects.toThrow(/--p1-key\/--p1-auth-key: P1 key must be 32 hex/);
     await expect(run(...base, '--source', `p1:${join(dir, 'none.p1')}`)).rejects.toThrow(/cannot read P1 capture/);

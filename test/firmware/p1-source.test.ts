@@ -32,18 +32,25 @@ async function all(source: { samples(from?: number): AsyncIterable<Sample> }, fr
   for await (const s of source.samples(from)) out.push(s);
   return out;
 }
-const dsmr5 = (dt: number, wh: number, powerW = 500) => buildTelegram({ dialect: 'dsmr5', time: T0 + dt, importWh: [wh, 1000], powerW });
+const dsmr5 = (dt: number, wh: number, powerW = 500, exportWh = 0) => buildTelegram({ dialect: 'dsmr5', time: T0 + dt, importWh: [wh, 1000], exportWh: [exportWh, 250], powerW });
 
 describe('P1Source over a capture file', () => {
   it('turns each telegram into a sample carrying the meter register, ending at the telegram clock', async () => {
-    const source = new P1Source(capture(dsmr5(0, 5000), dsmr5(1, 5001, 3600), dsmr5(2, 5003)), { tz: 'Europe/Amsterdam' });
+    const source = new P1Source(capture(dsmr5(0, 5000, 500, 40), dsmr5(1, 5001, 3600, 40), dsmr5(2, 5003, 0, 47)), { tz: 'Europe/Amsterdam' });
     expect(await all(source)).toEqual([
-      { time: T0 - 1, period: 1, powerMilliW: 500_000, importWh: 6000 }, // first: the dialect's interval (DSMR 5: 1 s)
-      { time: T0, period: 1, powerMilliW: 3_600_000, importWh: 6001 },
-      { time: T0 + 1, period: 1, powerMilliW: 500_000, importWh: 6003 },
+      { time: T0 - 1, period: 1, powerMilliW: 500_000, importWh: 6000, exportWh: 290 }, // first: the dialect's interval (DSMR 5: 1 s)
+      { time: T0, period: 1, powerMilliW: 3_600_000, importWh: 6001, exportWh: 290 }, // export: 2.8.1 + 2.8.2
+      { time: T0 + 1, period: 1, powerMilliW: 0, importWh: 6003, exportWh: 297 },
     ]);
     expect(source.counters).toMatchObject({ telegrams: 3, parsed: 3, malformed: 0, crcErrors: 0 });
     expect(source.name).toMatch(/^p1:.*capture-\d+\.p1$/);
+  });
+
+  it('leaves the export register out of the sample when the telegram has no export line', async () => {
+    const source = new P1Source(capture(buildTelegram({ dialect: 'dsmr4', time: T0, importWh: [10, 20], exportWh: [] })), { tz: 'Europe/Amsterdam' });
+    const [s] = await all(source);
+    expect(s).toEqual({ time: T0 - 10, period: 10, powerMilliW: 0, importWh: 30 });
+    expect('exportWh' in s!).toBe(false);
   });
 
   it('survives garbage, a CRC failure, a meter restart mid-telegram and the cable pulled; energy only shifts', async () => {

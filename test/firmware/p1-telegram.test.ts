@@ -69,7 +69,7 @@ describe('values and clock', () => {
 
 describe('dialects', () => {
   const time = Date.UTC(2023, 9, 29, 0, 30) / 1000; // 02:30 CEST, the first of the two
-  const spec = { time, importWh: [1_234_567, 89_012], exportWh: [5_000, 6_001], powerW: 480 };
+  const spec = { time, importWh: [1_234_567, 89_012], exportWh: [5_000, 6_001], powerW: 480, exportPowerW: 1_250 };
 
   it.each([
     ['dsmr2.2', false, undefined],
@@ -79,7 +79,7 @@ describe('dialects', () => {
     ['emucs', true, '50217'],
   ] as const)('%s: tariff registers summed, export kept, units kWh/kW, CRC as the dialect has it', (dialect, hasCrc, version) => {
     const t = parseTelegram(buildTelegram({ dialect, ...spec }), AMS);
-    expect(t).toMatchObject({ dialect, hasCrc, version, importWh: 1_323_579, importTariffWh: [1_234_567, 89_012], exportWh: 11_001, exportTariffWh: [5_000, 6_001], powerImportMilliW: 480_000, equipmentId: 'E0000000000000001' });
+    expect(t).toMatchObject({ dialect, hasCrc, version, importWh: 1_323_579, importTariffWh: [1_234_567, 89_012], exportWh: 11_001, exportTariffWh: [5_000, 6_001], powerImportMilliW: 480_000, powerExportMilliW: 1_250_000, equipmentId: 'E0000000000000001' });
     expect(t.importTotalWh).toBeUndefined();
     expect(t.time).toBe(hasCrc ? time : undefined); // DSMR 2.2/3 have no clock
   });
@@ -93,7 +93,7 @@ describe('dialects', () => {
 
   it('Luxembourg Smarty: the totals 1.8.0 / 2.8.0 in Wh are the registers, power in W', () => {
     const t = parseTelegram(buildTelegram({ dialect: 'smarty', ...spec, powerW: 286 }), 'Europe/Luxembourg');
-    expect(t).toMatchObject({ dialect: 'smarty', importWh: 1_323_579, importTotalWh: 1_323_579, exportTotalWh: 11_001, powerImportMilliW: 286_000 });
+    expect(t).toMatchObject({ dialect: 'smarty', importWh: 1_323_579, importTotalWh: 1_323_579, exportWh: 11_001, exportTotalWh: 11_001, exportTariffWh: [5_000, 6_001], powerImportMilliW: 286_000, powerExportMilliW: 1_250_000 });
     // The total wins over the tariffs when the meter has one.
     const text = buildTelegram({ dialect: 'smarty', ...spec }).toString('latin1').replace('1-0:1.8.0(001323579*Wh)', '1-0:1.8.0(001323600*Wh)');
     expect(parseTelegram(text, 'UTC').importWh).toBe(1_323_600);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { averagePowerW, ImportRegister, MILLIWS_PER_WH } from '../../firmware/register.js';
+import { averagePowerW, EnergyRegister, ImportRegister, MILLIWS_PER_WH } from '../../firmware/register.js';
 
 const sample = fc.record({ powerMilliW: fc.integer({ min: 0, max: 20_000_000 }), period: fc.integer({ min: 1, max: 86400 }) });
 
@@ -56,5 +56,26 @@ describe('ImportRegister', () => {
     expect(() => reg.integrate(1.5, 60)).toThrow(/power/);
     expect(() => reg.integrate(1, 0)).toThrow(/period/);
     expect(() => new ImportRegister(-1n)).toThrow(RangeError);
+  });
+});
+
+describe('EnergyRegister', () => {
+  it('keeps import and export of a net series apart, each exact: the registers\' difference is the net energy up to a Wh each', () => {
+    fc.assert(
+      fc.property(fc.array(fc.record({ netMilliW: fc.integer({ min: -8_000_000, max: 8_000_000 }), period: fc.integer({ min: 1, max: 900 }) }), { maxLength: 300 }), (steps) => {
+        const imported = new EnergyRegister();
+        const exported = new EnergyRegister();
+        let net = 0n;
+        for (const s of steps) {
+          imported.add(Math.max(s.netMilliW, 0), s.period);
+          exported.add(Math.max(-s.netMilliW, 0), s.period);
+          net += BigInt(s.netMilliW) * BigInt(s.period);
+        }
+        expect(imported.milliWs - exported.milliWs).toBe(net);
+        expect([imported.wh, exported.wh]).toEqual([Number(imported.milliWs / MILLIWS_PER_WH), Number(exported.milliWs / MILLIWS_PER_WH)]);
+      }),
+    );
+    expect(new EnergyRegister(7n).add(2_400_000, 60)).toBe(40);
+    expect(() => new EnergyRegister().add(-1, 60)).toThrow(/power/);
   });
 });

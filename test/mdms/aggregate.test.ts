@@ -92,7 +92,7 @@ describe('parseAggregate', () => {
     expect(parseAggregate(topic, wire({ ...nb, exportWh: 812, dp: { epsilon: 0.5, spent: 3.5 } }))).toEqual({ ...nb, exportWh: 812, dp: { epsilon: 0.5, spent: 3.5 } });
     for (const bad of ['1', 1.5, null, 2 ** 53]) expect(() => parseAggregate(topic, wire({ ...nb, exportWh: bad }))).toThrow(/exportWh/);
     for (const dp of [1, [0.5, 1], { epsilon: 0.5 }, { epsilon: 0.5, spent: 1, extra: 1 }, { epsilon: 0, spent: 1 }, { epsilon: -1, spent: 1 },
-      { epsilon: 2, spent: 1 }, { epsilon: 0.5, spent: Infinity }, { epsilon: 'x', spent: 1 }, { epsilon: 1e7, spent: 1e7 }]) {
+      { epsilon: 2, spent: 1 }, { epsilon: 0.5, spent: Infinity }, { epsilon: 'x', spent: 1 }, { epsilon: 1e7, spent: 1e7 }, { epsilon: 1, spent: 1e16 }]) {
       expect(() => parseAggregate(topic, wire({ ...nb, dp })), JSON.stringify(dp)).toThrow(/dp/);
     }
     const bt = topics.billing('hh1');

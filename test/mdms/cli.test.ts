@@ -79,18 +79,21 @@ describe('smartermeter mdms (ingest)', () => {
       const { mdmsPublic, signer } = loadPesKeys(keys);
       const pes = await mqtt.connectAsync(broker.url, { ...loadCredentials(keys, 'pes'), clientId: 'pes', clean: true });
       const aggs = [
-        nbAgg({ key: 'nb1', start: T0 + 900, meters: 2, energyWh: 20 }),
+        nbAgg({ key: 'nb1', start: T0 + 900, meters: 2, energyWh: 20, exportWh: 3 }),
         nbAgg({ key: 'nb1', start: T0, meters: 2, energyWh: 10 }),
         billingAgg({ key: 'hh2', bands: { flat: 7 } }),
-        billingAgg({ key: 'hh1', bands: { peak: 1, offpeak: 2 } }),
+        billingAgg({ key: 'hh1', bands: { peak: 1, offpeak: 2 }, exportBands: { peak: 4 } }),
         billingAgg({ key: 'hh1', start: T0 + 3600, end: T0 + 4500, bands: { peak: 99 } }), // 15 min: refused
       ];
       for (const a of aggs) {
         const topic = a.kind === 'neighbourhood' ? topics.neighbourhood(a.key) : topics.billing(a.key);
         await pes.publishAsync(topic, sealAggregate(mdmsPublic, topic, a, signer), { qos: 1 });
       }
+      // The PES's policy statement, under the PES's own broker user.
+      const policyTopic = topics.policy('pes');
+      await pes.publishAsync(policyTopic, sealAggregate(mdmsPublic, policyTopic, { kind: 'policy', key: 'pes', at: T0, k: 2, revisionK: 1, membershipGuard: true, counters: { membershipHeld: 0 } }, signer), { qos: 1 });
       await pes.endAsync();
-      for (let t = 0; acked.length < aggs.length; t++) {
+      for (let t = 0; acked.length < aggs.length + 1; t++) {
         if (t > 600) throw new Error(`only ${acked.length} PUBACKs; ingest stderr: ${ingest.stdout()}`);
         await new Promise((r) => setTimeout(r, 50));
       }
@@ -102,24 +105,26 @@ describe('smartermeter mdms (ingest)', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/MDMS ingest subscribed/);
     expect(r.stdout).toMatch(/"rejectedPrivacy":1/);
+    expect(r.stdout).toMatch(/"policyStored":1/);
+    expect(r.stdout).toMatch(/"malformed":0/);
     expect(r.stdout).toMatch(/MDMS ingest stopped/);
     expect(r.stdout).not.toMatch(/\b99\b/);
 
     const nb = await run(['mdms', 'export', '--db', db, '--what', 'neighbourhood', '--format', 'csv']);
     expect(nb).toMatchObject({ code: 0, stderr: '' });
     expect(nb.stdout).toBe(
-      'neighbourhood,start,end,meters,energy_wh\n' +
-        'nb1,2024-05-01T00:00:00Z,2024-05-01T00:15:00Z,2,10\n' +
-        'nb1,2024-05-01T00:15:00Z,2024-05-01T00:30:00Z,2,20\n',
+      'neighbourhood,start,end,meters,energy_wh,export_wh\n' +
+        'nb1,2024-05-01T00:00:00Z,2024-05-01T00:15:00Z,2,10,0\n' +
+        'nb1,2024-05-01T00:15:00Z,2024-05-01T00:30:00Z,2,20,3\n',
     );
     const out = join(tmp.dir, 'billing.csv');
     const billing = await run(['mdms', 'export', '--db', db, '--what', 'billing', '--out', out]);
     expect(billing).toMatchObject({ code: 0, stdout: '' });
     expect(readFileSync(out, 'utf8')).toBe(
-      'household,start,end,band,energy_wh\n' +
-        'hh1,2024-05-01T00:00:00Z,2024-05-02T00:00:00Z,offpeak,2\n' +
-        'hh1,2024-05-01T00:00:00Z,2024-05-02T00:00:00Z,peak,1\n' +
-        'hh2,2024-05-01T00:00:00Z,2024-05-02T00:00:00Z,flat,7\n',
+      'household,start,end,band,energy_wh,export_wh\n' +
+        'hh1,2024-05-01T00:00:00Z,2024-05-02T00:00:00Z,offpeak,2,0\n' +
+        'hh1,2024-05-01T00:00:00Z,2024-05-02T00:00:00Z,peak,1,4\n' +
+        'hh2,2024-05-01T00:00:00Z,2024-05-02T00:00:00Z,flat,7,0\n',
     );
     expect(statSync(out).mode & 0o777).toBe(0o600);
     expect(statSync(db).mode & 0o777).toBe(0o600);
@@ -172,7 +177,7 @@ describe('smartermeter mdms export on PostgreSQL', () => {
       await store.close();
       const r = await run(['mdms', 'export', '--db', PG_URL, '--db-schema', schema, '--what', 'neighbourhood', '--format', 'csv']);
       expect(r).toMatchObject({ code: 0, stderr: '' });
-      expect(r.stdout).toBe('neighbourhood,start,end,meters,energy_wh\nnb2,2024-05-01T00:00:00Z,2024-05-01T00:15:00Z,5,6\n');
+      expect(r.stdout).toBe('neighbourhood,start,end,meters,energy_wh,export_wh\nnb2,2024-05-01T00:00:00Z,2024-05-01T00:15:00Z,5,6,0\n');
     } finally {
       await dropSchema(schema);
     }

@@ -13,7 +13,7 @@ import { startBroker, type BrokerHandle } from '../../broker/broker.js';
 import { cborDecode, cborEncode } from '../../protocol/cbor.js';
 import { sealAggregate } from '../../protocol/seal.js';
 import { topics } from '../../protocol/topics.js';
-import type { Aggregate } from '../../protocol/aggregate.js';
+import type { Aggregate, PolicyStatement } from '../../protocol/aggregate.js';
 import { startMdmsIngest, type MdmsIngest, type MdmsIngestOptions, type Refusal } from '../../mdms/ingest.js';
 import { auditRefusals } from '../../mdms/refusal-audit.js';
 import { openStore, openStoreOn } from '../../mdms/store/index.js';
@@ -150,6 +150,33 @@ describe.each(BACKENDS)('ingest into $name', (backend: Backend) => {
       ]);
     });
 
+    it('stores the export register and the DP ledger; a re-delivery is a duplicate and a changed body at the same revision a conflict', async () => {
+      world = await new World().start();
+      const h = await backend.open();
+      world.defer(h.cleanup);
+      const ingest = world.ingest(h.store);
+      await ingest.ready;
+      const nb = nbAgg({ energyWh: 40, exportWh: 1250, dp: { epsilon: 0.5, spent: 1.5 } });
+      const bill = billingAgg({ bands: { peak: 3000, offpeak: 4500 }, exportBands: { peak: 2100, offpeak: 0 } });
+      await world.sealAndPublish(nb);
+      await world.sealAndPublish(bill);
+      await world.sealAndPublish(nb); // the PES resends after a reconnect
+      await world.sealAndPublish({ ...bill, exportBands: { peak: 2100 } }); // the same energies, spelt without the zero
+      await world.sealAndPublish({ ...nb, exportWh: 1251 }); // another body at the same revision
+      const last = await world.sealAndPublish(nbAgg({ revision: 1, energyWh: 41, exportWh: 1260, dp: { epsilon: 0.5, spent: 2 } }));
+      await world.waitAck(last);
+      expect(ingest.counters).toMatchObject({ stored: 3, revisions: 1, duplicates: 2, conflicts: 1, malformed: 0, rejectedNegative: 0 });
+      expect((await h.store.revisions({ kind: 'neighbourhood', neighbourhood: 'nb1', start: nb.start })).map((r) => [r.revision, r.energyWh, r.exportWh, r.dp])).toEqual([
+        [0, 40, 1250, { epsilon: 0.5, spent: 1.5 }],
+        [1, 41, 1260, { epsilon: 0.5, spent: 2 }],
+      ]);
+      expect((await h.store.latestBilling()).map((r) => [r.band, r.energyWh, r.exportWh])).toEqual([
+        ['offpeak', 4500, 0],
+        ['peak', 3000, 2100],
+      ]);
+      expect(await h.store.ingestPolicy()).toMatchObject({ k: 1, minBillingPeriodS: DAY, fleetChecked: false });
+    });
+
     it('refuses household data finer than the billing period and too-small neighbourhoods; a dump of the whole database proves it', async () => {
       world = await new World().start();
       const h = await backend.open();
@@ -177,7 +204,7 @@ describe.each(BACKENDS)('ingest into $name', (backend: Backend) => {
 
       const households = new Set(['hh1', 'hh2']);
       const dump = await h.store.dump();
-      expect(Object.keys(dump).sort()).toEqual(['billing_aggregate', 'neighbourhood_aggregate', 'schema_version']);
+      expect(Object.keys(dump).sort()).toEqual(['billing_aggregate', 'ingest_policy', 'neighbourhood_aggregate', 'pes_policy', 'schema_version']);
       let householdRows = 0;
       for (const [table, rows] of Object.entries(dump)) {
         for (const row of rows) {
@@ -189,7 +216,7 @@ describe.each(BACKENDS)('ingest into $name', (backend: Backend) => {
             expect(Number(row.meters)).toBeGreaterThanOrEqual(3);
             continue;
           }
-          if (table === 'schema_version') {
+          if (table === 'schema_version' || table === 'ingest_policy' || table === 'pes_policy') {
             expect(householdKeyed).toBe(false);
             continue;
           }
@@ -263,6 +290,121 @@ describe('ingest: the MDMS enforces its own policy (security finding: forged and
     expect(logged).toContain('aggregate refused by the privacy policy');
     for (const v of ['9999999', '555001', '555002', '555003', '555004']) expect(logged).not.toContain(v);
     await ingest.close();
+  });
+});
+
+describe('ingest: export is guarded like import (k, billing period, fleet, negative energy, revision order)', () => {
+  it('refuses, counts and audits aggregates whose export breaks a rule, and never stores or logs the exported energy', async () => {
+    world = await new World().start();
+    const t = tempDir();
+    world.defer(t.remove);
+    const driver = openSqlite(`${t.dir}/mdms.sqlite`);
+    const store = await openStoreOn(driver);
+    world.defer(() => store.close());
+    const web = await openWebDb(driver);
+    const { log, text } = captureLog();
+    const refusals: Refusal[] = [];
+    const audited = auditRefusals(web.audit);
+    const ingest = world.ingest(store, {
+      k: 20,
+      minBillingPeriodS: DAY,
+      fleet: { households: ['hh1'], neighbourhoods: ['nb1'] },
+      onRefused: async (r) => {
+        refusals.push(r);
+        await audited(r);
+      },
+      log,
+    });
+    await ingest.ready;
+
+    // Distinctive exported energies that must reach neither the database nor the logs.
+    const refused = [
+      await world.sealAndPublish(nbAgg({ key: 'nb1', meters: 25, energyWh: 0, exportWh: -777_001 })),
+      await world.sealAndPublish(billingAgg({ key: 'hh1', bands: { peak: 10 }, exportBands: { peak: -777_002 } })),
+      await world.sealAndPublish(nbAgg({ key: 'nb1', start: T0 + 900, meters: 19, energyWh: 0, exportWh: 777_003 })), // an export-only window of fewer than k meters
+      await world.sealAndPublish(billingAgg({ key: 'hh1', start: T0, end: T0 + 3600, bands: { peak: 0 }, exportBands: { peak: 777_004 } })), // an hour of one household's export
+      await world.sealAndPublish(nbAgg({ key: 'nb-elsewhere', meters: 25, exportWh: 777_005 })),
+      await world.sealAndPublish(billingAgg({ key: 'hh-elsewhere', exportBands: { peak: 777_006 } })),
+      await world.sealAndPublish(nbAgg({ key: 'nb1', start: T0 + 1800, revision: 1, meters: 25, exportWh: 777_007 })), // a revision without its predecessor
+    ];
+    const ok = await world.sealAndPublish(nbAgg({ key: 'nb1', start: T0 + 2700, meters: 25, energyWh: 5, exportWh: 600 }));
+    await world.waitAck(ok);
+    for (const p of refused) expect(world.acked(p), 'a refused aggregate is acknowledged').toBe(true);
+
+    expect(ingest.counters).toMatchObject({ stored: 1, rejectedNegative: 2, rejectedPrivacy: 2, rejectedUnknown: 2, rejectedGap: 1, malformed: 0 });
+    expect(refusals.map((r) => r.rule).sort()).toEqual(['gap', 'negative', 'negative', 'privacy', 'privacy', 'unknown', 'unknown']);
+    expect((await web.audit.list({ action: 'ingest.refused' })).length).toBe(7);
+    const dump = JSON.stringify(await store.dump());
+    const logged = text() + JSON.stringify(await web.audit.list({ action: 'ingest.refused' }));
+    for (let i = 1; i <= 7; i++) {
+      expect(dump).not.toContain(`77700${i}`);
+      expect(logged).not.toContain(`77700${i}`);
+    }
+    expect((await store.latestNeighbourhood()).map((r) => [r.start - T0, r.exportWh])).toEqual([[2700, 600]]);
+    expect(await store.latestBilling()).toEqual([]);
+  });
+});
+
+describe('ingest: the PES policy statement', () => {
+  const statement = (p: Partial<PolicyStatement> = {}): PolicyStatement => ({ kind: 'policy', key: 'pes', at: T0, k: 20, revisionK: 5, membershipGuard: true, counters: { revisionHeld: 2, membershipHeld: 1, suppressed: 0 }, ...p });
+  const publishPolicy = (p: PolicyStatement | Record<string, unknown>, topic = topics.policy('pes'), signer: KeyObject = pesKey.privateKey): Promise<Buffer> =>
+    world.publish(topic, sealAggregate(mdmsKey.publicKey, topic, p, signer));
+
+  it('keeps the newest statement per PES and acknowledges every one; malformed and unsigned ones are counted, never stored', async () => {
+    world = await new World().start();
+    const t = tempDir();
+    world.defer(t.remove);
+    const store = await openStore(`${t.dir}/mdms.sqlite`);
+    world.defer(() => store.close());
+    const { log, text } = captureLog();
+    const ingest = world.ingest(store, { log });
+    await ingest.ready;
+
+    const sent = [
+      await publishPolicy(statement()),
+      await publishPolicy(statement()), // the same again
+      await publishPolicy(statement({ at: T0 + 120, dpEpsilon: 0.5, counters: { revisionHeld: 4, membershipHeld: 3, dpReleases: 96 } })),
+      await publishPolicy(statement({ at: T0 + 60, k: 2 })), // delivered late: older than the one kept
+      await publishPolicy(statement({ key: 'pes-2', membershipGuard: false }), topics.policy('pes-2')),
+      await publishPolicy({ ...statement(), counters: { 'Not-A-Name': 1 } }), // malformed body
+      await publishPolicy({ ...statement(), extra: 1 }),
+      await publishPolicy(statement({ key: 'other' })), // key is not the topic's
+      await publishPolicy(statement({ at: T0 + 999, k: 1 }), topics.policy('pes'), generateKeyPairSync('ed25519').privateKey), // not signed by the PES
+      await world.publish(topics.policy('pes'), Buffer.from('not a seal')),
+    ];
+    // A statement never counts as an aggregate (it used to be counted malformed), and aggregates still flow.
+    const agg = await world.sealAndPublish(nbAgg());
+    await world.waitAck(agg);
+    for (const p of sent) expect(world.acked(p)).toBe(true);
+    expect(ingest.counters).toMatchObject({ policyStored: 3, policyIgnored: 2, malformed: 4, badSignature: 1, stored: 1, duplicates: 0, conflicts: 0 });
+    expect(await store.policies()).toEqual([
+      expect.objectContaining({ pes: 'pes', at: T0 + 120, k: 20, dpEpsilon: 0.5, counters: { dpReleases: 96, membershipHeld: 3, revisionHeld: 4 } }),
+      expect.objectContaining({ pes: 'pes-2', at: T0, membershipGuard: false }),
+    ]);
+    expect(text()).toContain('PES policy statement stored');
+  });
+
+  it('a statement waiting for the database is not acknowledged, and is stored once the database is back', async () => {
+    world = await new World().start();
+    const t = tempDir();
+    world.defer(t.remove);
+    const file = `${t.dir}/mdms.sqlite`;
+    const store = await openStore(file, { busyTimeoutMs: 20 });
+    world.defer(() => store.close());
+    const ingest = world.ingest(store);
+    await ingest.ready;
+    await ingest.waitFor(() => true);
+    const locker = new Database(file);
+    world.defer(() => void (locker.open && locker.close()));
+    locker.exec('BEGIN IMMEDIATE');
+    const p = await publishPolicy(statement());
+    await ingest.waitFor((c) => c.dbErrors >= 2);
+    expect(world.acked(p)).toBe(false);
+    locker.exec('ROLLBACK');
+    locker.close();
+    await world.waitAck(p);
+    expect(ingest.counters.policyStored).toBe(1);
+    expect((await store.policies()).map((r) => r.at)).toEqual([T0]);
   });
 });
 

@@ -30,7 +30,7 @@ describe.each(BACKENDS)('store on $name', (backend: Backend) => {
       const again = await h.reopen();
       const dump = await again.dump();
       expect(dump.schema_version).toHaveLength(SCHEMA_VERSION);
-      expect(Object.keys(dump).sort()).toEqual(['billing_aggregate', 'neighbourhood_aggregate', 'schema_version']);
+      expect(Object.keys(dump).sort()).toEqual(['billing_aggregate', 'ingest_policy', 'neighbourhood_aggregate', 'pes_policy', 'schema_version']);
       // A database written by a newer MDMS.
       if (backend.name === 'sqlite') {
         const raw = new Database(h.db);
@@ -197,23 +197,23 @@ describe.each(BACKENDS)('store on $name', (backend: Backend) => {
 
       expect(await exportCsv(store, 'neighbourhood')).toBe(
         [
-          'neighbourhood,start,end,meters,energy_wh',
-          'nb10,2024-05-01T00:00:00Z,2024-05-01T00:15:00Z,3,30',
-          'nb2,2024-05-01T00:00:00Z,2024-05-01T00:15:00Z,8,81',
-          'nb2,2024-05-01T00:15:00Z,2024-05-01T00:30:00Z,7,70',
+          'neighbourhood,start,end,meters,energy_wh,export_wh',
+          'nb10,2024-05-01T00:00:00Z,2024-05-01T00:15:00Z,3,30,0',
+          'nb2,2024-05-01T00:00:00Z,2024-05-01T00:15:00Z,8,81,0',
+          'nb2,2024-05-01T00:15:00Z,2024-05-01T00:30:00Z,7,70,0',
           '',
         ].join('\n'),
       );
       expect(await exportCsv(store, 'billing')).toBe(
         [
-          'household,start,end,band,energy_wh',
-          'hh1,2024-05-01T00:00:00Z,2024-05-02T00:00:00Z,offpeak,11',
-          'hh1,2024-05-01T00:00:00Z,2024-05-02T00:00:00Z,peak,10',
-          'hh1,2024-05-02T00:00:00Z,2024-05-03T00:00:00Z,night,3',
-          'hh1,2024-05-02T00:00:00Z,2024-05-03T00:00:00Z,offpeak,1',
-          'hh1,2024-05-02T00:00:00Z,2024-05-03T00:00:00Z,peak,2',
-          'hh2,2024-05-01T00:00:00Z,2024-05-02T00:00:00Z,offpeak,6',
-          'hh2,2024-05-01T00:00:00Z,2024-05-02T00:00:00Z,peak,5',
+          'household,start,end,band,energy_wh,export_wh',
+          'hh1,2024-05-01T00:00:00Z,2024-05-02T00:00:00Z,offpeak,11,0',
+          'hh1,2024-05-01T00:00:00Z,2024-05-02T00:00:00Z,peak,10,0',
+          'hh1,2024-05-02T00:00:00Z,2024-05-03T00:00:00Z,night,3,0',
+          'hh1,2024-05-02T00:00:00Z,2024-05-03T00:00:00Z,offpeak,1,0',
+          'hh1,2024-05-02T00:00:00Z,2024-05-03T00:00:00Z,peak,2,0',
+          'hh2,2024-05-01T00:00:00Z,2024-05-02T00:00:00Z,offpeak,6,0',
+          'hh2,2024-05-01T00:00:00Z,2024-05-02T00:00:00Z,peak,5,0',
           '',
         ].join('\n'),
       );
@@ -223,6 +223,129 @@ describe.each(BACKENDS)('store on $name', (backend: Backend) => {
         for await (const l of csvLines(store, what, 1)) paged += l;
         expect(paged).toBe(await exportCsv(store, what));
       }
+    });
+
+    it('stores export and the DP ledger beside import; a re-delivery is a duplicate, any other body at the same revision a conflict', async () => {
+      const { store } = await open();
+      const dp = { epsilon: 0.1, spent: 2.7000000000000006 }; // a float sum, kept exactly
+      const nb = nbAgg({ energyWh: 812, exportWh: 2_000_000_000_001, dp });
+      expect(await store.insertNeighbourhood(nb)).toBe('stored');
+      expect(await store.insertNeighbourhood({ ...nb, dp: { ...dp } })).toBe('duplicate');
+      for (const other of [{ exportWh: 2_000_000_000_002 }, { exportWh: undefined }, { dp: undefined }, { dp: { epsilon: 0.1, spent: 2.7 } }, { dp: { epsilon: 0.2, spent: 2.7000000000000006 } }]) {
+        expect(await store.insertNeighbourhood({ ...nb, ...other }), JSON.stringify(other)).toBe('conflict');
+      }
+      // Absent export is export 0: a body with `exportWh: 0` is the same content.
+      expect(await store.insertNeighbourhood(nbAgg({ start: T0 + 900 }))).toBe('stored');
+      expect(await store.insertNeighbourhood(nbAgg({ start: T0 + 900, exportWh: 0 }))).toBe('duplicate');
+      expect(await store.insertNeighbourhood(nbAgg({ start: T0 + 900, revision: 1, exportWh: 7, dp: { epsilon: 0.1, spent: 2.8 } }))).toBe('revision');
+      const latest = await store.latestNeighbourhood();
+      expect(latest.map((r) => [r.start - T0, r.revision, r.energyWh, r.exportWh, r.dp])).toEqual([
+        [0, 0, 812, 2_000_000_000_001, dp],
+        [900, 1, nbAgg().energyWh, 7, { epsilon: 0.1, spent: 2.8 }],
+      ]);
+      expect((await store.revisions({ kind: 'neighbourhood', neighbourhood: 'nb1', start: T0 + 900 })).map((r) => [r.exportWh, r.dp])).toEqual([
+        [0, null],
+        [7, { epsilon: 0.1, spent: 2.8 }],
+      ]);
+      await expect(store.insertNeighbourhood(nbAgg({ start: T0 + 1800, exportWh: 1.5 }))).rejects.toThrow(/integers/);
+      await expect(store.insertNeighbourhood(nbAgg({ start: T0 + 1800, dp: { epsilon: 1, spent: 0.5 } }))).rejects.toThrow(/DP ledger/);
+      await expect(store.insertNeighbourhood(nbAgg({ start: T0 + 1800, dp: { epsilon: NaN, spent: 1 } }))).rejects.toThrow(/DP ledger/);
+
+      // Billing: export per band, including a band that only exports (stored with import 0).
+      const b = billingAgg({ bands: { peak: 3000, offpeak: 4500 }, exportBands: { peak: 1200, shoulder: 5 } });
+      expect(await store.insertBilling(b)).toBe('stored');
+      expect(await store.insertBilling(billingAgg({ bands: { offpeak: 4500, peak: 3000, shoulder: 0 }, exportBands: { shoulder: 5, peak: 1200, offpeak: 0 } }))).toBe('duplicate');
+      for (const exportBands of [undefined, {}, { peak: 1200 }, { peak: 1201, shoulder: 5 }, { peak: 1200, shoulder: 5, offpeak: 1 }] as (Record<string, number> | undefined)[]) {
+        expect(await store.insertBilling(billingAgg({ bands: b.bands, exportBands })), JSON.stringify(exportBands)).toBe('conflict');
+      }
+      expect((await store.latestBilling()).map((r) => [r.band, r.energyWh, r.exportWh])).toEqual([
+        ['offpeak', 4500, 0],
+        ['peak', 3000, 1200],
+        ['shoulder', 0, 5],
+      ]);
+      // A body without exportBands and one with zeros are one content.
+      expect(await store.insertBilling(billingAgg({ key: 'hh2' }))).toBe('stored');
+      expect(await store.insertBilling(billingAgg({ key: 'hh2', exportBands: {} }))).toBe('duplicate');
+      expect(await store.insertBilling(billingAgg({ key: 'hh2', exportBands: { peak: 0 } }))).toBe('duplicate');
+      await expect(store.insertBilling(billingAgg({ key: 'hh3', exportBands: { peak: 0.5 } }))).rejects.toThrow(/integers/);
+      expect(await exportCsv(store, 'billing')).toBe(
+        [
+          CSV_HEADERS.billing,
+          'hh1,2024-05-01T00:00:00Z,2024-05-02T00:00:00Z,offpeak,4500,0',
+          'hh1,2024-05-01T00:00:00Z,2024-05-02T00:00:00Z,peak,3000,1200',
+          'hh1,2024-05-01T00:00:00Z,2024-05-02T00:00:00Z,shoulder,0,5',
+          'hh2,2024-05-01T00:00:00Z,2024-05-02T00:00:00Z,offpeak,4500,0',
+          'hh2,2024-05-01T00:00:00Z,2024-05-02T00:00:00Z,peak,3000,0',
+          '',
+        ].join('\n'),
+      );
+      expect((await exportCsv(store, 'neighbourhood')).split('\n').slice(0, 2)).toEqual([CSV_HEADERS.neighbourhood, 'nb1,2024-05-01T00:00:00Z,2024-05-01T00:15:00Z,5,812,2000000000001']);
+    });
+
+    it('adds export (0) and an empty ledger to rows stored before schema v2, keeping every row', async () => {
+      const h = await open();
+      // Take the database back to version 1 (the same SQL on both back ends), with a row of each kind.
+      const db = (h.store as unknown as { db: { exec(s: string): Promise<void>; run(s: string, p: unknown[]): Promise<number> } }).db;
+      await db.exec(
+        'DROP TABLE pes_policy; DROP TABLE ingest_policy; DELETE FROM schema_version WHERE version > 1; ' +
+          'ALTER TABLE neighbourhood_aggregate DROP COLUMN dp_spent; ALTER TABLE neighbourhood_aggregate DROP COLUMN dp_epsilon; ' +
+          'ALTER TABLE neighbourhood_aggregate DROP COLUMN export_wh; ALTER TABLE billing_aggregate DROP COLUMN export_wh;',
+      );
+      await db.run('INSERT INTO neighbourhood_aggregate (neighbourhood, start_s, end_s, revision, meters, energy_wh, received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)', ['nb1', T0, T0 + 900, 0, 5, 77, 1]);
+      await db.run('INSERT INTO billing_aggregate (household, start_s, end_s, band, revision, energy_wh, received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)', ['hh1', T0, T0 + 86_400, 'flat', 0, 88, 1]);
+      await h.store.close();
+      const upgraded = await h.reopen();
+      expect(await upgraded.schemaVersion()).toBe(SCHEMA_VERSION);
+      expect(await upgraded.latestNeighbourhood()).toEqual([expect.objectContaining({ energyWh: 77, exportWh: 0, dp: null })]);
+      expect(await upgraded.latestBilling()).toEqual([expect.objectContaining({ band: 'flat', energyWh: 88, exportWh: 0 })]);
+      // The old rows re-delivered by the PES (no export field) are still duplicates.
+      expect(await upgraded.insertNeighbourhood(nbAgg({ energyWh: 77 }))).toBe('duplicate');
+      expect(await upgraded.insertBilling(billingAgg({ end: T0 + 86_400, bands: { flat: 88 } }))).toBe('duplicate');
+      // The database itself refuses half a ledger.
+      const raw = (upgraded as unknown as { db: { run(s: string, p: unknown[]): Promise<number> } }).db;
+      await expect(raw.run('INSERT INTO neighbourhood_aggregate (neighbourhood, start_s, end_s, revision, meters, energy_wh, dp_epsilon, received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)', ['nb9', T0, T0 + 900, 0, 5, 1, 0.5, 1])).rejects.toThrow(/CHECK|check constraint/i);
+    });
+
+    it('keeps the newest policy statement of each PES', async () => {
+      const { store } = await open({ now: () => 1_700_000_000_500 });
+      const p = { kind: 'policy' as const, key: 'pes', at: 1_700_000_000, k: 20, revisionK: 5, membershipGuard: true, counters: { revisionHeld: 3, membershipHeld: 1 } };
+      expect(await store.insertPolicy(p)).toBe('stored');
+      expect(await store.insertPolicy({ ...p, counters: { membershipHeld: 1, revisionHeld: 3 } })).toBe('duplicate');
+      expect(await store.insertPolicy({ ...p, counters: { revisionHeld: 4, membershipHeld: 1 } })).toBe('conflict');
+      expect(await store.insertPolicy({ ...p, at: p.at - 60, k: 1 })).toBe('stale');
+      expect(await store.insertPolicy({ ...p, at: p.at + 60, dpEpsilon: 0.5, counters: { revisionHeld: 9, membershipHeld: 2, dpReleases: 96 } })).toBe('stored');
+      expect(await store.insertPolicy({ ...p, key: 'pes-b', membershipGuard: false, counters: {} })).toBe('stored');
+      expect(await store.policies()).toEqual([
+        { pes: 'pes', at: p.at + 60, k: 20, revisionK: 5, membershipGuard: true, dpEpsilon: 0.5, counters: { dpReleases: 96, membershipHeld: 2, revisionHeld: 9 }, receivedAtMs: 1_700_000_000_500 },
+        { pes: 'pes-b', at: p.at, k: 20, revisionK: 5, membershipGuard: false, counters: {}, receivedAtMs: 1_700_000_000_500 },
+      ]);
+      await expect(store.insertPolicy({ ...p, at: 1.5 })).rejects.toThrow(/integers/);
+      await expect(store.insertPolicy({ ...p, dpEpsilon: Infinity })).rejects.toThrow(/dpEpsilon/);
+      // The ingest's own policy: one record, replaced.
+      expect(await store.ingestPolicy()).toBeNull();
+      await store.recordIngestPolicy({ k: 3, minBillingPeriodS: 86_400, fleetChecked: false });
+      await store.recordIngestPolicy({ k: 20, minBillingPeriodS: 28 * 86_400, fleetChecked: true });
+      expect(await store.ingestPolicy()).toEqual({ k: 20, minBillingPeriodS: 28 * 86_400, fleetChecked: true, recordedAtMs: 1_700_000_000_500 });
+    });
+
+    it('sums the DP budget per neighbourhood from the ledgers of its releases, revisions included', async () => {
+      const { store } = await open();
+      const eps = 0.25;
+      // nb1: two days of hourly noised releases (48), one revised (a release too); nb2: no noise; nb3: one release.
+      let spent = 0;
+      for (let i = 0; i < 48; i++) {
+        spent += eps;
+        await store.insertNeighbourhood(nbAgg({ key: 'nb1', start: T0 + i * 3600, dp: { epsilon: eps, spent } }));
+      }
+      spent += eps;
+      await store.insertNeighbourhood(nbAgg({ key: 'nb1', start: T0 + 40 * 3600, revision: 1, dp: { epsilon: eps, spent } }));
+      await store.insertNeighbourhood(nbAgg({ key: 'nb2' }));
+      await store.insertNeighbourhood(nbAgg({ key: 'nb3', dp: { epsilon: 2, spent: 2 } }));
+      const lastEnd = T0 + 47 * 3600 + 900;
+      expect(await store.dpBudgets()).toEqual([
+        { neighbourhood: 'nb1', spent: 49 * eps, epsilon: eps, releases: 49, lastEnd, releasesLastDay: 25, epsilonLastDay: 25 * eps },
+        { neighbourhood: 'nb3', spent: 2, epsilon: 2, releases: 1, lastEnd: T0 + 900, releasesLastDay: 1, epsilonLastDay: 2 },
+      ]);
     });
 
     it('exports only the header from an empty store', async () => {

@@ -15,7 +15,7 @@ import { topics } from '../../protocol/topics.js';
 import { encodeUplink } from '../../protocol/uplink.js';
 import { brokerUsersPath, loadCredentials, loadMdmsKey, loadMeterKey, loadPesVerifyKey } from '../../lib/keyset.js';
 import { provision } from '../../provision/keys.js';
-import type { NeighbourhoodAggregate } from '../../protocol/aggregate.js';
+import { parsePolicyStatement, type NeighbourhoodAggregate } from '../../protocol/aggregate.js';
 
 const cleanup: (() => unknown)[] = [];
 afterEach(async () => {
@@ -77,7 +77,7 @@ describe('smartermeter pes (process)', () => {
     }
     await until(() => got.some((m) => m.topic === topics.neighbourhood('nb1')), 'the neighbourhood aggregate');
     const body = openAggregate(loadMdmsKey(keys), topics.neighbourhood('nb1'), got.find((m) => m.topic === topics.neighbourhood('nb1'))!.payload, loadPesVerifyKey(keys)) as NeighbourhoodAggregate;
-    expect(body).toEqual({ kind: 'neighbourhood', key: 'nb1', start: t0, end: t0 + 900, revision: 0, meters: 2, energyWh: 2 * 15 * 10 });
+    expect(body).toEqual({ kind: 'neighbourhood', key: 'nb1', start: t0, end: t0 + 900, revision: 0, meters: 2, energyWh: 2 * 15 * 10, exportWh: 0 });
 
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
@@ -86,6 +86,18 @@ describe('smartermeter pes (process)', () => {
     const counters = JSON.parse((db.prepare("SELECT v FROM meta WHERE k = 'counters'").get() as { v: string }).v) as Record<string, number>;
     db.close();
     expect(counters).toMatchObject({ framesOk: 4, readings: 60, released: 1, badTag: 0 });
+
+    // The policy statement, through the broker's ACL, sealed to the MDMS and signed: one on start (nothing
+    // released yet), one on the clean stop whose counters are the PES's own.
+    const policyTopic = topics.policy('pes');
+    await until(() => got.filter((m) => m.topic === policyTopic).length >= 2, 'the start and stop policy statements');
+    const statements = got.filter((m) => m.topic === policyTopic).map((m) => parsePolicyStatement(policyTopic, openAggregate(loadMdmsKey(keys), policyTopic, m.payload, loadPesVerifyKey(keys))));
+    expect(statements[0]).toMatchObject({ kind: 'policy', key: 'pes', k: 2, revisionK: 2, membershipGuard: true, counters: { released: 0, suppressed: 0 } });
+    expect(statements[0]!.dpEpsilon).toBeUndefined();
+    const last = statements[statements.length - 1]!;
+    for (const [name, v] of Object.entries(last.counters)) expect(v, name).toBe(counters[name]);
+    expect(last.counters.released).toBe(1);
+    expect(last.at).toBeGreaterThanOrEqual(statements[0]!.at);
   });
 
   it('fails with a clear message and a non-zero status when the key set is missing', async () => {
@@ -94,6 +106,6 @@ describe('smartermeter pes (process)', () => {
     child.stderr.on('data', (d) => (stderr += String(d)));
     const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
     expect(code).toBe(1);
-    expect(stderr).toMatch(/smartermeter: cannot read PES private key/);
+    expect(stderr).toMatch(/smartermeter: .*no-such-keys-dir: no such key set \(make one with: smartermeter provision/);
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { attribute, pruneGaps, type EnergyState } from '../../pes/core/energy.js';
+import { attribute, energyState, pruneGaps, type EnergyState } from '../../pes/core/energy.js';
 import { Status, type ReadingBatch } from '../../protocol/reading.js';
 
 /** A meter's consecutive batches of 60-s readings from `t0`, register starting at `wh0`. */
@@ -121,9 +121,9 @@ describe('energy attribution', () => {
     a = attribute(a.state, b1!);
     // b1's own readings, and the stretch b2 covers (30 + 40) as a gap attributed to b3's first reading.
     expect(a.ok && a.ops).toEqual([
-      { time: b1!.readings[0]!.time, wh: 10 },
-      { time: b1!.readings[1]!.time, wh: 20 },
-      { time: b3!.readings[0]!.time, wh: 70 },
+      { time: b1!.readings[0]!.time, wh: 10, exportWh: 0 },
+      { time: b1!.readings[1]!.time, wh: 20, exportWh: 0 },
+      { time: b3!.readings[0]!.time, wh: 70, exportWh: 0 },
     ]);
     expect(a.ok && a.gapOpened).toBe(true);
     expect(a.state).toMatchObject({ baseTime: b1!.readings[0]!.time, baseWh: 100 });
@@ -141,16 +141,16 @@ describe('energy attribution', () => {
     expect(a.ok && a.gapOpened).toBe(true);
     // Gap energy (30 + 40) goes to the first reading of b3.
     expect(a.ok && a.ops).toEqual([
-      { time: b3!.readings[0]!.time, wh: 70 },
-      { time: b3!.readings[0]!.time, wh: 50 },
-      { time: b3!.readings[1]!.time, wh: 60 },
+      { time: b3!.readings[0]!.time, wh: 70, exportWh: 0 },
+      { time: b3!.readings[0]!.time, wh: 50, exportWh: 0 },
+      { time: b3!.readings[1]!.time, wh: 60, exportWh: 0 },
     ]);
     a = attribute(a.state, b2!);
     expect(a.ok && a.gapFilled).toBe(true);
     expect(a.ok && a.ops).toEqual([
-      { time: b2!.readings[0]!.time, wh: 30 },
-      { time: b2!.readings[1]!.time, wh: 40 },
-      { time: b3!.readings[0]!.time, wh: -70 },
+      { time: b2!.readings[0]!.time, wh: 30, exportWh: 0 },
+      { time: b2!.readings[1]!.time, wh: 40, exportWh: 0 },
+      { time: b3!.readings[0]!.time, wh: -70, exportWh: 0 },
     ]);
     expect(a.state!.gaps).toEqual([]);
   });
@@ -179,7 +179,7 @@ describe('energy attribution', () => {
     expect(r.state).toMatchObject({ lastTime: s2.lastTime + 60, lastWh: 55 });
     // The next batch flows again from the new base.
     const next: ReadingBatch = { prevWh: 55, readings: [{ time: s2.lastTime + 60, period: 60, importWh: 57, powerW: 0, status: 0 }] };
-    expect(attribute(r.state, next)).toMatchObject({ ok: true, ops: [{ wh: 2 }] });
+    expect(attribute(r.state, next)).toMatchObject({ ok: true, ops: [{ wh: 2, exportWh: 0 }] });
   });
 
   it('rejects a late batch whose registers do not fit inside the gap', () => {
@@ -200,8 +200,8 @@ describe('energy attribution', () => {
     };
     const a = attribute(attribute(null, b1).state, b2);
     expect(a.ok && a.ops).toEqual([
-      { time: 120, wh: 7 },
-      { time: 180, wh: 3 },
+      { time: 120, wh: 7, exportWh: 0 },
+      { time: 180, wh: 3, exportWh: 0 },
     ]);
   });
 
@@ -218,5 +218,173 @@ describe('energy attribution', () => {
     expect(forgotten).toBe(69 - 64);
     const cut = s!.gaps[10]!.at;
     expect(pruneGaps(s!, (t) => t < cut).gaps.length).toBe(54);
+  });
+});
+
+/**
+ * A prosumer's consecutive batches: import and export registers from `wh0` and `x0`; while the export register
+ * is still 0 a batch is sent in the short form (no export fields), as a meter does before its first export.
+ */
+function pairSeries(t0: number, wh0: number, x0: number, sizes: number[], energies: number[], exports: number[]): ReadingBatch[] {
+  let t = t0;
+  let wh = wh0;
+  let x = x0;
+  let k = 0;
+  return sizes.map((n) => {
+    const prevWh = wh;
+    const prevExportWh = x;
+    const readings = Array.from({ length: n }, () => {
+      wh += energies[k % energies.length]!;
+      x += exports[k++ % exports.length]!;
+      const r = { time: t, period: 60, importWh: wh, powerW: 0, status: 0, exportWh: x };
+      t += 60;
+      return r;
+    });
+    if (x === 0) return { prevWh, readings: readings.map(({ exportWh: _, ...r }) => r) };
+    return { prevWh, prevExportWh, readings };
+  });
+}
+
+function runPairs(batches: ReadingBatch[]) {
+  let state: EnergyState | null = null;
+  const imp = new Map<number, number>();
+  const exp = new Map<number, number>();
+  const rejected: string[] = [];
+  for (const b of batches) {
+    const a = attribute(state, b);
+    state = a.state;
+    if (!a.ok) {
+      rejected.push(a.reason);
+      continue;
+    }
+    for (const op of a.ops) {
+      imp.set(op.time, (imp.get(op.time) ?? 0) + op.wh);
+      exp.set(op.time, (exp.get(op.time) ?? 0) + op.exportWh);
+    }
+  }
+  const total = (m: Map<number, number>) => [...m.values()].reduce((s, v) => s + v, 0);
+  return { state: state!, imp, exp, importTotal: total(imp), exportTotal: total(exp), rejected };
+}
+
+const arbPairs = fc
+  .record({
+    sizes: fc.array(fc.integer({ min: 1, max: 6 }), { minLength: 1, maxLength: 30 }),
+    energies: fc.array(fc.integer({ min: 0, max: 5000 }), { minLength: 1, maxLength: 50 }),
+    // Mostly zero (night, cloud), sometimes large (noon sun): the export register often stays 0 for a while.
+    exports: fc.array(fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 4000 })), { minLength: 1, maxLength: 50 }),
+    wh0: fc.integer({ min: 0, max: 2 ** 40 }),
+    x0: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 2 ** 40 })),
+  })
+  .map(({ sizes, energies, exports, wh0, x0 }) => pairSeries(1_700_000_000, wh0, x0, sizes, energies, exports));
+
+describe('energy attribution of the export register', () => {
+  it('import and export each sum exactly to last register - baseline, for any arrival order and drops; no window negative in either', () => {
+    fc.assert(
+      fc.property(
+        arbPairs.chain((batches) => fc.tuple(fc.constant(batches), fc.shuffledSubarray(batches, { minLength: 1, maxLength: batches.length }))),
+        ([, arrived]) => {
+          const { state, importTotal, exportTotal, imp, exp, rejected } = runPairs(arrived);
+          expect(rejected).toEqual(rejected.filter((r) => r === 'timeBackwards'));
+          expect(importTotal).toBe(state.lastWh - state.baseWh);
+          expect(exportTotal).toBe(state.lastExportWh - state.baseExportWh);
+          for (const v of imp.values()) expect(v).toBeGreaterThanOrEqual(0);
+          for (const v of exp.values()) expect(v).toBeGreaterThanOrEqual(0);
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  it('every batch delivered, in any order: per-window import and export equal the true readings exactly', () => {
+    fc.assert(
+      fc.property(
+        arbPairs.chain((batches) => fc.tuple(fc.constant(batches), fc.shuffledSubarray(batches, { minLength: batches.length }))),
+        ([batches, arrived]) => {
+          const { imp, exp, rejected, state } = runPairs(arrived);
+          expect(rejected).toEqual([]);
+          expect(state.gaps).toEqual([]);
+          let prev = batches[0]!.prevWh;
+          let prevX = batches[0]!.prevExportWh ?? 0;
+          for (const r of batches.flatMap((x) => x.readings)) {
+            expect(imp.get(r.time) ?? 0).toBe(r.importWh - prev);
+            expect(exp.get(r.time) ?? 0).toBe((r.exportWh ?? 0) - prevX);
+            prev = r.importWh;
+            prevX = r.exportWh ?? 0;
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('a lost frame shifts its export to the next window too; its late arrival moves both back', () => {
+    const [b1, b2, b3] = pairSeries(60_000, 100, 500, [2, 2, 2], [1, 2, 3, 4, 5, 6], [10, 20, 30, 40, 50, 60]);
+    let a = attribute(null, b1!);
+    a = attribute(a.state, b3!);
+    expect(a.ok && a.ops[0]).toEqual({ time: b3!.readings[0]!.time, wh: 3 + 4, exportWh: 30 + 40 });
+    a = attribute(a.state, b2!);
+    expect(a.ok && a.gapFilled).toBe(true);
+    expect(a.ok && a.ops).toEqual([
+      { time: b2!.readings[0]!.time, wh: 3, exportWh: 30 },
+      { time: b2!.readings[1]!.time, wh: 4, exportWh: 40 },
+      { time: b3!.readings[0]!.time, wh: -7, exportWh: -70 },
+    ]);
+    expect(a.state!.gaps).toEqual([]);
+  });
+
+  it('a gap with export only (import flat, sun on the panels, nobody home) carries the export alone', () => {
+    const [b1, b2, b3] = pairSeries(60_000, 100, 0, [1, 1, 1], [0], [0, 25, 0]);
+    const a = attribute(attribute(null, b1!).state, b3!);
+    expect(a.ok && a.ops).toEqual([
+      { time: b3!.readings[0]!.time, wh: 0, exportWh: 25 },
+      { time: b3!.readings[0]!.time, wh: 0, exportWh: 0 },
+    ]);
+    const filled = attribute(a.state, b2!);
+    expect(filled.ok && filled.ops).toEqual([
+      { time: b2!.readings[0]!.time, wh: 0, exportWh: 25 },
+      { time: b3!.readings[0]!.time, wh: 0, exportWh: -25 },
+    ]);
+  });
+
+  it('an export register that decreases across a boundary or inside a gap is registerDecrease, even with import rising', () => {
+    const [b1, b2, b3] = pairSeries(60_000, 100, 500, [2, 2, 2], [5], [5]);
+    const s1 = attribute(null, b1!).state!;
+    const down: ReadingBatch = { prevWh: s1.lastWh, prevExportWh: s1.lastExportWh - 1, readings: [{ time: s1.lastTime, period: 60, importWh: s1.lastWh + 3, powerW: 0, status: 0, exportWh: s1.lastExportWh + 2 }] };
+    const r = attribute(s1, down);
+    expect(r).toMatchObject({ ok: false, reason: 'registerDecrease', state: { lastTime: s1.lastTime + 60, lastWh: s1.lastWh + 3, lastExportWh: s1.lastExportWh + 2 } });
+    // A short-form batch from a meter whose export register is not 0 says "0": a decrease too.
+    const short: ReadingBatch = { prevWh: s1.lastWh, readings: [{ time: s1.lastTime, period: 60, importWh: s1.lastWh + 3, powerW: 0, status: 0 }] };
+    expect(attribute(s1, short)).toMatchObject({ ok: false, reason: 'registerDecrease' });
+    // Inside a gap: b2's export does not fit between b1's end and b3's start.
+    const s3 = attribute(s1, b3!).state!;
+    const bad = { ...b2!, prevExportWh: (b2!.prevExportWh ?? 0) - 1 };
+    expect(attribute(s3, bad)).toMatchObject({ ok: false, reason: 'registerDecrease' });
+    expect(attribute(s3, b2!)).toMatchObject({ ok: true, gapFilled: true });
+  });
+
+  it('REGISTER_RESET restarts both registers from 0', () => {
+    const b1: ReadingBatch = { prevWh: 900, prevExportWh: 400, readings: [{ time: 60, period: 60, importWh: 950, powerW: 0, status: 0, exportWh: 420 }] };
+    const b2: ReadingBatch = {
+      prevWh: 950,
+      prevExportWh: 420,
+      readings: [
+        { time: 120, period: 60, importWh: 7, powerW: 0, status: Status.REGISTER_RESET, exportWh: 2 },
+        { time: 180, period: 60, importWh: 10, powerW: 0, status: 0, exportWh: 9 },
+      ],
+    };
+    const a = attribute(attribute(null, b1).state, b2);
+    expect(a.ok && a.ops).toEqual([
+      { time: 120, wh: 7, exportWh: 2 },
+      { time: 180, wh: 3, exportWh: 7 },
+    ]);
+  });
+
+  it('a state persisted before the export register reads with export registers 0', () => {
+    const old = { baseTime: 0, baseWh: 5, lastTime: 180, lastWh: 9, gaps: [{ fromTime: 60, toTime: 120, fromWh: 6, toWh: 8, at: 120 }] };
+    expect(energyState(old)).toEqual({ ...old, baseExportWh: 0, lastExportWh: 0, gaps: [{ ...old.gaps[0], fromExportWh: 0, toExportWh: 0 }] });
+    expect(energyState(null)).toBeNull();
+    // A meter that starts exporting after the upgrade: the first long-form batch opens no export gap.
+    const next: ReadingBatch = { prevWh: 9, prevExportWh: 0, readings: [{ time: 180, period: 60, importWh: 9, powerW: 0, status: 0, exportWh: 40 }] };
+    expect(attribute(energyState(old), next)).toMatchObject({ ok: true, ops: [{ time: 180, wh: 0, exportWh: 40 }] });
   });
 });

@@ -31,6 +31,13 @@ export class SimMeter {
   /** Every register value it ever produced (to search for in state files). */
   readonly registers: number[] = [];
   readonly energies: number[] = [];
+  /** The export register (1-0:2.8.0): 0 until the meter first exports. */
+  exportRegister = 0;
+  readonly exports: number[] = [];
+  /** Every export register value it sent. */
+  readonly exportRegisters: number[] = [];
+  /** Every reading it made: start time, imported and exported energy. */
+  readonly log: { time: number; wh: number; exportWh: number }[] = [];
 
   constructor(serial: number, startTime: number, startWh: number) {
     this.st = systemTitle('SMR', serial);
@@ -40,19 +47,30 @@ export class SimMeter {
     this.registers.push(startWh);
   }
 
-  /** The next `n` readings of `period` seconds with the given energy function. */
-  batch(n: number, period = 60, energy: (i: number) => number = () => 100): ReadingBatch {
+  /**
+   * The next `n` readings of `period` seconds with the given energy functions. With `exported` (a prosumer)
+   * the readings carry the export register; the frame is in the long form once that register is not 0.
+   */
+  batch(n: number, period = 60, energy: (i: number) => number = () => 100, exported?: (i: number) => number): ReadingBatch {
     const prevWh = this.register;
+    const prevExportWh = this.exportRegister;
     const readings: Reading[] = [];
     for (let i = 0; i < n; i++) {
       const e = energy(i);
+      const x = exported ? exported(i) : 0;
       this.register += e;
+      this.exportRegister += x;
       this.registers.push(this.register);
       this.energies.push(e);
-      readings.push({ time: this.time, period, importWh: this.register, powerW: Math.min(0xffffffff, Math.round((e * 3600) / period)), status: 0 });
+      this.exports.push(x);
+      if (exported) this.exportRegisters.push(this.exportRegister);
+      this.log.push({ time: this.time, wh: e, exportWh: x });
+      const r: Reading = { time: this.time, period, importWh: this.register, powerW: Math.min(0xffffffff, Math.round((e * 3600) / period)), status: 0 };
+      if (exported) r.exportWh = this.exportRegister;
+      readings.push(r);
       this.time += period;
     }
-    return { prevWh, readings };
+    return exported ? { prevWh, prevExportWh, readings } : { prevWh, readings };
   }
 
   /** Ciphers a batch into frame bytes with the next invocation counter (or `ic`). */

@@ -30,4 +30,11 @@ describe('membership guard flags', () => {
     expect(parse(registerPesCommand, 'pes', ['--keys', 'k'])?.dpEpsilon).toBeUndefined();
     for (const bad of ['0', '-1', 'x', '1e3', 'NaN']) expect(() => parse(registerPesCommand, 'pes', ['--keys', 'k', '--dp-epsilon', bad]), bad).toThrow();
   });
+
+  it('--dp-budget takes a positive number, --pes-id a topic id (default pes)', () => {
+    expect(parse(registerPesCommand, 'pes', ['--keys', 'k', '--dp-epsilon', '0.1', '--dp-budget', '9.6'])).toMatchObject({ dpEpsilon: 0.1, dpBudget: 9.6, pesId: 'pes' });
+    expect(parse(registerPesCommand, 'pes', ['--keys', 'k', '--pes-id', 'pes-east'])?.pesId).toBe('pes-east');
+    for (const bad of ['0', '-1', 'x', 'Infinity']) expect(() => parse(registerPesCommand, 'pes', ['--keys', 'k', '--dp-budget', bad]), bad).toThrow();
+    for (const bad of ['a/b', '+', '#', '']) expect(() => parse(registerPesCommand, 'pes', ['--keys', 'k', '--pes-id', bad]), bad).toThrow();
+  });
 });

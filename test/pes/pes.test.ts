@@ -36,7 +36,7 @@ describe('late readings produce revisions', () => {
     // Next interval from a and b: the watermark passes end + lateness, window 0 closes.
     pes.ingestUplink(uplink([a.frame(a.batch(15)), b.frame(b.batch(15))]));
     let w0 = nbs(await bodies(f, pes)).filter((x) => x.start === T0);
-    expect(w0).toEqual([{ kind: 'neighbourhood', key: 'nb0', start: T0, end: T0 + 900, revision: 0, meters: 2, energyWh: sum(a.energies.slice(0, 15)) + sum(b.energies.slice(0, 15)) }]);
+    expect(w0).toEqual([{ kind: 'neighbourhood', key: 'nb0', start: T0, end: T0 + 900, revision: 0, meters: 2, energyWh: sum(a.energies.slice(0, 15)) + sum(b.energies.slice(0, 15)), exportWh: 0 }]);
     pes.ingestUplink(uplink([c.frame(wc)]));
     w0 = nbs(await bodies(f, pes)).filter((x) => x.start === T0);
     expect(w0).toHaveLength(2);
@@ -48,6 +48,7 @@ describe('late readings produce revisions', () => {
       revision: 1,
       meters: 3,
       energyWh: sum(a.energies.slice(0, 15)) + sum(b.energies.slice(0, 15)) + sum(c.energies),
+      exportWh: 0,
     });
     expect(pes.counters.lateRevisions).toBe(1);
     await pes.close();

@@ -31,7 +31,9 @@ function scenario(f: TestFleet, perMeter = 12): Buffer[] {
   for (let step = 0; step < perMeter; step++) {
     const frames: Uint8Array[] = [];
     f.meters.forEach((m, i) => {
-      const fr = m.frame(m.batch(15, 60, (j) => 5_000_000_000 + ((step * 15 + j) * 7919 + i * 104_729) % 1_000_000));
+      // Meters 0 and 2 are prosumers: their frames carry the export register (as sensitive as import).
+      const exported = i % 2 === 0 ? (j: number) => 4_000_000_000 + ((step * 15 + j) * 6007 + i * 99_991) % 1_000_000 : undefined;
+      const fr = m.frame(m.batch(15, 60, (j) => 5_000_000_000 + ((step * 15 + j) * 7919 + i * 104_729) % 1_000_000, exported));
       if (i === 1 && step === 3) held.push({ at: step + 4, frame: fr }); // lost, arrives 4 steps later (gap fill)
       else if (i === 2 && step === 5) held.push({ at: step + 3, frame: fr }); // arrives after its window closed: revisions
       else frames.push(fr);
@@ -177,18 +179,22 @@ describe('no plaintext reading at rest or towards the MDMS', () => {
     // Registers above 2^32 and energies above 2^32 so that every encoding is at least 6 bytes long and a
     // chance match in random ciphertext is negligible.
     const f = await makeFleet({ n: 4, start: T0, withHouseholdKeys: 4, startWh: (i) => 1_000_000_000_000 + i * 7_777_777 });
+    f.meters.forEach((m, i) => (m.exportRegister = 2_000_000_000_000 + i * 5_555_555));
     const msgs = scenario(f);
     const file = join(tmp(), 'scan.db');
     const pes = createPes(opts(f, file));
     msgs.forEach((m) => pes.ingestUplink(m));
     pes.flush();
     await pes.idle();
-    const registers = f.meters.flatMap((m) => m.registers);
-    const energies = f.meters.flatMap((m) => m.energies);
+    const registers = f.meters.flatMap((m) => [...m.registers, ...m.exportRegisters]);
+    const energies = f.meters.flatMap((m) => [...m.energies, ...m.exports.filter((x) => x > 0)]);
     const bodies = openAggregates(f, pes.sent);
-    const totals = bodies.flatMap((b) => (b.kind === 'neighbourhood' ? [b.energyWh] : Object.values(b.bands))).filter((v) => v > 2 ** 32);
+    const totals = bodies
+      .flatMap((b) => (b.kind === 'neighbourhood' ? [b.energyWh, b.exportWh!] : [...Object.values(b.bands), ...Object.values(b.exportBands ?? {})]))
+      .filter((v) => v > 2 ** 32);
     expect(registers.length).toBeGreaterThan(200);
-    expect(totals.length).toBeGreaterThanOrEqual(20);
+    expect(f.meters[0]!.exportRegisters.length).toBeGreaterThan(100);
+    expect(totals.length).toBeGreaterThanOrEqual(30);
 
     // Positive control: the scanner finds these values where they are in clear.
     const clear = pes.sent.filter((m) => m.kind === 'household').map((m) => openStream(f.households.get(m.topic.split('/')[3]!)!, f.pesVerify, m.topic, m.payload));

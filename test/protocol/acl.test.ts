@@ -137,4 +137,20 @@ describe('buildAcl', () => {
     expect(canSub('ucs', topics.aggregatesAll)).toBe(false);
     expect(canSub('ucs', topics.framesAll)).toBe(false);
   });
+
+  it('adds the guardian only in the end-to-end mode: it reads uplinks and publishes partials, nothing else; only the MDMS reads those', () => {
+    const e2e = buildAcl({ gateways: ['gw-n1'], households: ['h1'] }, { e2e: true });
+    const canPub = (u: string, t: string) => e2e[u]!.publish.some((f) => topicMatches(f, t));
+    const canSub = (u: string, f: string) => e2e[u]!.subscribe.some((g) => filterCovers(g, f));
+    expect(acl.guardian).toBeUndefined();
+    expect(acl.mdms!.subscribe).not.toContain(topics.partialsAll);
+    expect(canSub('guardian', topics.framesAll)).toBe(true);
+    expect(canPub('guardian', topics.partial('neighbourhood', 'n1'))).toBe(true);
+    expect(canPub('guardian', topics.partial('billing', 'h1'))).toBe(true);
+    for (const t of [topics.frames('gw-n1'), topics.neighbourhood('n1'), topics.billing('h1'), topics.household('h1'), topics.householdKey('h1')]) expect(canPub('guardian', t), t).toBe(false);
+    for (const f of [topics.aggregatesAll, topics.householdStreamsAll, topics.householdKeysAll, topics.partialsAll]) expect(canSub('guardian', f), f).toBe(false);
+    expect(canSub('mdms', topics.partialsAll)).toBe(true);
+    for (const u of ['pes', 'ucs', 'household-h1', 'gateway-gw-n1']) expect(canSub(u, topics.partial('neighbourhood', 'n1')), u).toBe(false);
+    for (const u of ['pes', 'mdms', 'ucs']) expect(canPub(u, topics.partial('billing', 'h1')), u).toBe(false);
+  });
 });

@@ -1,5 +1,6 @@
 /**
- * Reads the test vectors out of docs/protocol.md, so that tests check the document itself.
+ * Reads the test vectors out of docs/protocol.md (and docs/paillier.md: pass its text), so that tests check
+ * the document itself.
  *
  * A vector is a fenced block whose info string is `<kind> name=<name>`, e.g. ```` ```hex name=frame.cbor ````.
  * Kinds used: `hex` (whitespace ignored), `cbor-diag` (RFC 8949 §8 diagnostic notation, the subset of JSON
@@ -9,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 export const PROTOCOL_MD = fileURLToPath(new URL('../../docs/protocol.md', import.meta.url));
+export const PAILLIER_MD = fileURLToPath(new URL('../../docs/paillier.md', import.meta.url));
 
 export interface DocBlock {
   kind: string;
@@ -18,7 +20,7 @@ export interface DocBlock {
 }
 
 /** Every named fenced block of the document, in order. Throws on two different blocks with one name and kind. */
-export function docBlocks(markdown = readFileSync(PROTOCOL_MD, 'utf8')): DocBlock[] {
+export function docBlocks(markdown = readFileSync(PROTOCOL_MD, 'utf8'), file = 'docs/protocol.md'): DocBlock[] {
   const out: DocBlock[] = [];
   const re = /^([ \t]*)```([\w-]+) name=(\S+)[ \t]*\n([\s\S]*?)^[ \t]*```[ \t]*$/gm;
   for (const m of markdown.matchAll(re)) {
@@ -31,7 +33,7 @@ export function docBlocks(markdown = readFileSync(PROTOCOL_MD, 'utf8')): DocBloc
     const block = { kind: m[2]!, name: m[3]!, text, line };
     const twin = out.find((b) => b.kind === block.kind && b.name === block.name);
     if (twin && twin.text.trim() !== block.text.trim()) {
-      throw new Error(`docs/protocol.md:${line}: ${block.kind} block "${block.name}" differs from the one at line ${twin.line}`);
+      throw new Error(`${file}:${line}: ${block.kind} block "${block.name}" differs from the one at line ${twin.line}`);
     }
     if (!twin) out.push(block);
   }
@@ -41,7 +43,7 @@ export function docBlocks(markdown = readFileSync(PROTOCOL_MD, 'utf8')): DocBloc
 /** The text of one named block of the given kind; throws if the document lacks it. */
 export function docBlock(kind: string, name: string, blocks = docBlocks()): string {
   const b = blocks.find((x) => x.kind === kind && x.name === name);
-  if (!b) throw new Error(`docs/protocol.md has no \`\`\`${kind} name=${name} block`);
+  if (!b) throw new Error(`the document has no \`\`\`${kind} name=${name} block`);
   return b.text;
 }
 

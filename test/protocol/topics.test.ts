@@ -24,21 +24,25 @@ const rows = (first: RegExp) =>
     .filter((l) => first.test(l))
     .map((l) => l.split('|').slice(1, -1).map((c) => c.trim()));
 const ids = { gw: 'gw-nb1', nb: 'nb1', hh: 'hh1', pes: 'pes' };
+const e2eOnly = { users: ['guardian'], filters: [topics.partialsAll] as string[] }; // the end-to-end mode's additions
 const fill = (s: string) => s.replace(/<(gw|nb|hh|pes)>/g, (_m, k: keyof typeof ids) => ids[k]);
 
 describe('MQTT topic table in docs/protocol.md', () => {
   const topicRows = rows(/^\| `sm\/v1\//);
-  const userRows = rows(/^\| `(gateway-<gw>|pes|mdms|household-<hh>|ucs)` \|/);
+  const userRows = rows(/^\| `(gateway-<gw>|pes|mdms|household-<hh>|ucs|guardian)` /);
   const users = new Map(userRows.map(([user, pub, sub]) => [fill(ticks(user!)[0]!), { publish: ticks(pub!).map(fill), subscribe: ticks(sub!).map(fill) }]));
 
   it('lists every topic of protocol/topics.ts, built by the function it names', () => {
+    // Every topic builder of protocol/topics.ts has its row (the partial topic has one per kind).
     const builders = Object.entries(topics).filter(([k, v]) => typeof v === 'function' && !k.endsWith('All')).map(([k]) => `topics.${k}`);
-    expect(builders.length).toBeGreaterThanOrEqual(6);
+    expect(builders.length).toBeGreaterThanOrEqual(7);
     const fns = topicRows.map((r) => ticks(r[1]!)[0]!.replace(/\(.*\)/, ''));
-    expect(fns.sort()).toEqual(builders.sort());
+    expect([...new Set(fns)].sort()).toEqual(builders.sort());
+    expect(fns.filter((f) => f === 'topics.partial')).toHaveLength(2);
     for (const [topic, fn] of topicRows) {
-      const [name, arg] = ticks(fn!)[0]!.match(/^topics\.(\w+)\((\w+)\)$/)!.slice(1) as [keyof typeof topics, keyof typeof ids];
-      expect((topics[name] as (id: string) => string)(ids[arg]), name).toBe(fill(ticks(topic!)[0]!));
+      const [name, kind, arg] = ticks(fn!)[0]!.match(/^topics\.(\w+)\((?:'(\w+)', )?(\w+)\)$/)!.slice(1) as [keyof typeof topics, string | undefined, keyof typeof ids];
+      const built = kind === undefined ? (topics[name] as (id: string) => string)(ids[arg]) : (topics[name] as (k: string, id: string) => string)(kind, ids[arg]);
+      expect(built, name).toBe(fill(ticks(topic!)[0]!));
     }
   });
 
@@ -49,6 +53,7 @@ describe('MQTT topic table in docs/protocol.md', () => {
       'topics.householdKeysAll': topics.householdKeysAll,
       'topics.householdAll(hh)': topics.householdAll(ids.hh),
       'topics.householdStreamsAll': topics.householdStreamsAll,
+      'topics.partialsAll': topics.partialsAll,
     };
     for (const [topic, , , , sub] of topicRows) {
       const t = ticks(sub!);
@@ -63,7 +68,7 @@ describe('MQTT topic table in docs/protocol.md', () => {
   });
 
   it('agrees with the user table: publishers may publish, subscribers may subscribe', () => {
-    expect([...users.keys()].sort()).toEqual(['gateway-gw-nb1', 'household-hh1', 'mdms', 'pes', 'ucs']);
+    expect([...users.keys()].sort()).toEqual(['gateway-gw-nb1', 'guardian', 'household-hh1', 'mdms', 'pes', 'ucs']);
     for (const [topic, , , pub, sub] of topicRows) {
       const t = fill(ticks(topic!)[0]!);
       const publisher = fill(ticks(pub!)[0]!);
@@ -78,10 +83,15 @@ describe('MQTT topic table in docs/protocol.md', () => {
     }
   });
 
-  it('is the ACL that protocol/acl.ts builds', () => {
-    const acl = buildAcl({ gateways: [ids.gw], households: [ids.hh] });
-    expect(Object.keys(acl).sort()).toEqual([...users.keys()].sort());
-    for (const [u, a] of users) expect({ publish: [...acl[u]!.publish].sort(), subscribe: [...acl[u]!.subscribe].sort() }, u).toEqual({ publish: [...a.publish].sort(), subscribe: [...a.subscribe].sort() });
+  it('is the ACL that protocol/acl.ts builds: the whole table in the end-to-end mode, without its additions in the classic mode', () => {
+    const sorted = (a: { publish: string[]; subscribe: string[] }) => ({ publish: [...a.publish].sort(), subscribe: [...a.subscribe].sort() });
+    const e2e = buildAcl({ gateways: [ids.gw], households: [ids.hh] }, { e2e: true });
+    expect(Object.keys(e2e).sort()).toEqual([...users.keys()].sort());
+    for (const [u, a] of users) expect(sorted(e2e[u]!), u).toEqual(sorted(a));
+    const classic = buildAcl({ gateways: [ids.gw], households: [ids.hh] });
+    expect(Object.keys(classic).sort()).toEqual([...users.keys()].filter((u) => !e2eOnly.users.includes(u)).sort());
+    const drop = (list: string[]) => list.filter((f) => !e2eOnly.filters.includes(f));
+    for (const [u, a] of Object.entries(classic)) expect(sorted(a), u).toEqual(sorted({ publish: drop(users.get(u)!.publish), subscribe: drop(users.get(u)!.subscribe) }));
   });
 
   it('retains only household keys', () => {
@@ -105,6 +115,8 @@ describe('parseTopic', () => {
     expect(parseTopic.aggregate(topics.billing('hh.7'))).toEqual({ kind: 'billing', key: 'hh.7' });
     expect(parseTopic.household(topics.household('hh1'))).toBe('hh1');
     expect(parseTopic.householdKey(topics.householdKey('hh1'))).toBe('hh1');
+    expect(parseTopic.partial(topics.partial('neighbourhood', 'nb1'))).toEqual({ kind: 'neighbourhood', key: 'nb1' });
+    expect(parseTopic.partial(topics.partial('billing', 'hh.7'))).toEqual({ kind: 'billing', key: 'hh.7' });
   });
 
   it('refuses other kinds, wildcards, extra levels and bad ids', () => {
@@ -114,6 +126,11 @@ describe('parseTopic', () => {
       expect(parseTopic.householdKey(t), t).toBeNull();
     }
     expect(parseTopic.aggregate('sm/v1/agg/other/nb1')).toBeNull();
+    expect(parseTopic.partial('sm/v1/partial/other/nb1')).toBeNull();
+    expect(parseTopic.partial(topics.neighbourhood('nb1'))).toBeNull();
+    expect(parseTopic.partial(topics.partialsAll)).toBeNull();
+    expect(() => topics.partial('household' as 'billing', 'hh1')).toThrow(TypeError);
+    expect(() => topics.partial('billing', 'a/b')).toThrow(TypeError);
     expect(parseTopic.aggregate(topics.household('hh1'))).toBeNull();
     expect(parseTopic.frames(topics.household('hh1'))).toBeNull();
     expect(parseTopic.household(undefined as unknown as string)).toBeNull();

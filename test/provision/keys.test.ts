@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, readdirSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createPublicKey, generateKeyPairSync } from 'node:crypto';
-import { brokerUsersPath, loadCredentials, loadFleet, loadHouseholdKey, loadMdmsKey, loadMeterKey, loadPesKeys, loadPesVerifyKey } from '../../lib/keyset.js';
+import { brokerUsersPath, keySetMode, loadCredentials, loadFleet, loadHouseholdKey, loadMdmsKey, loadMeterKey, loadPesKeys, loadPesVerifyKey } from '../../lib/keyset.js';
 import { parseFleetCsv, provision } from '../../provision/keys.js';
 import { keyId, openAggregate, sealAggregate, SignatureError } from '../../protocol/seal.js';
 import { verifyPassword } from '../../lib/password.js';
@@ -42,6 +42,13 @@ describe('provision', () => {
     expect(pes.householdPublic.size).toBe(3);
     const c = pes.paillier.addPlain(pes.paillier.encrypt(40n), 2n);
     expect(pes.paillier.decrypt(c)).toBe(42n);
+  });
+
+  it('is a classic key set: the PES holds the Paillier key, there is no guardian, and the end-to-end loader refuses it', () => {
+    expect(keySetMode(keys)).toBe('classic');
+    expect(() => loadPesKeys(keys, { e2e: true })).toThrow(/classic key set/);
+    expect(walk(keys).some((f) => f.includes('/guardian') || f.endsWith('paillier.share') || f.endsWith('paillier.pub'))).toBe(false);
+    expect(JSON.parse(readFileSync(brokerUsersPath(keys), 'utf8')).users.guardian).toBeUndefined();
   });
 
   it('lets the PES seal to the MDMS key', () => {
@@ -111,6 +118,10 @@ describe('provision', () => {
     expect(() => parseFleetCsv(f)).toThrow(/bad.csv:2: household must match/);
     writeFileSync(f, 'meter,household,neighbourhood,source\nm1,h1,nb1,synthetic:1\nm1,h2,nb1,synthetic:2\n');
     expect(() => parseFleetCsv(f)).toThrow(/bad.csv:3: duplicate meter m1/);
+    writeFileSync(f, 'meter,household,neighbourhood,source\nm1,h1,nb1,synthetic:1:pv=four\n');
+    expect(() => parseFleetCsv(f)).toThrow(/bad.csv:2: synthetic source must be synthetic:<integer seed> or synthetic:<seed>:pv=<kWp>/);
+    writeFileSync(f, 'meter,household,neighbourhood,source\nm1,h1,nb1,synthetic:1:pv=4.5\nm2,h2,nb1,synthetic:2:pv=0\n');
+    expect(parseFleetCsv(f).map((m) => m.source)).toEqual(['synthetic:1:pv=4.5', 'synthetic:2:pv=0']); // panels per household
     expect(() => parseFleetCsv(join(dir, 'nope.csv'))).toThrow(/cannot read fleet file/);
   });
 });

@@ -11,8 +11,14 @@
  * Mosquitto differs in two ways, both asserted: it answers a refused PUBLISH with a PUBACK and drops it (no
  * disconnect, no counter), and it grants every SUBSCRIBE and filters each message against the `read` rules at
  * delivery. So on Mosquitto the publish matrix and the receive matrix must match; the SUBACK matrix cannot.
+ *
+ * And against a 3-node NATS cluster (broker/nats-cluster.ts) whose nodes include the provisioned
+ * `nats/accounts.conf` (provision/nats.ts), copied with the same test-only `observer`; each connection goes to
+ * the next node, so every rule holds on every node. NATS answers a refused SUBSCRIBE with 0x80 (the SUBACK
+ * matrix must match, as on the embedded broker) and a refused PUBLISH with a PUBACK, dropping it (as
+ * Mosquitto); it keeps no denial counters.
  */
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -20,8 +26,10 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBroker, type BrokerHandle } from '../../broker/broker.js';
 import { loadUsers } from '../../lib/broker-users.js';
-import { brokerUsersPath, loadCredentials, MOSQUITTO_ACL, MOSQUITTO_CONF, MOSQUITTO_PASSWD } from '../../lib/keyset.js';
+import { brokerUsersPath, loadCredentials, MOSQUITTO_ACL, MOSQUITTO_CONF, MOSQUITTO_PASSWD, NATS_ACCOUNTS } from '../../lib/keyset.js';
 import { mosquittoPasswdLine } from '../../provision/mosquitto.js';
+import { natsUserEntry } from '../../provision/nats.js';
+import { findNatsServer, startNatsCluster } from '../../broker/nats-cluster.js';
 import { MOSQUITTO_BIN, startMosquitto, type MosquittoProcess } from '../../bench/harness/crash/mosquitto.js';
 import { freePort } from '../gateway/helpers.js';
 import { provisionFleet } from './rig.js';
@@ -31,10 +39,13 @@ let keysDir: string;
 const clients: MqttClient[] = [];
 const inCi = process.env.CI === 'true';
 const haveMosquitto = existsSync(MOSQUITTO_BIN);
+const haveNats = findNatsServer() !== undefined;
 
 /** A broker under test, with a view of what it routed that bypasses the ACL. */
 interface Backend {
   url: string;
+  /** A cluster's nodes: connection n goes to `urls[n % urls.length]`. */
+  urls?: string[];
   /** Messages the broker routed, observed server-side (bypassing the ACL). */
   routed: { topic: string; payload: string }[];
   /** Publishes `topic` as if by its rightful publisher. */
@@ -117,7 +128,8 @@ const RECEIVES: Record<string, string[]> = {
 
 let seq = 0;
 async function connect(user: string, password = loadCredentials(keysDir, user).password): Promise<MqttClient> {
-  const c = await mqtt.connectAsync(broker.url, { username: user, password, clientId: `${user}-matrix-${seq++}`, reconnectPeriod: 0, connectTimeout: 10_000 });
+  const url = broker.urls ? broker.urls[seq % broker.urls.length]! : broker.url;
+  const c = await mqtt.connectAsync(url, { username: user, password, clientId: `${user}-matrix-${seq++}`, reconnectPeriod: 0, connectTimeout: 10_000 });
   clients.push(c);
   return c;
 }
@@ -185,6 +197,40 @@ async function mosquitto(): Promise<Backend> {
   };
 }
 
+/**
+ * A 3-node NATS cluster whose nodes include a copy of the provisioned `nats/accounts.conf` with the test-only
+ * `observer` added (everything, on node 1).
+ */
+async function nats(): Promise<Backend> {
+  const observerPassword = `observer-${process.pid}-${Date.now()}`;
+  const keys2 = join(dir, 'nats-keys');
+  mkdirSync(join(keys2, 'nats'), { recursive: true, mode: 0o700 });
+  const provisioned = readFileSync(join(keysDir, NATS_ACCOUNTS), 'utf8');
+  const observer = natsUserEntry('observer', observerPassword, { publish: ['#'], subscribe: ['#'] });
+  const withObserver = provisioned.replace(/\n {2}\]\n\}\n$/, `\n    ${observer}\n  ]\n}\n`);
+  expect(withObserver).toContain('user: "observer"');
+  writeFileSync(join(keys2, NATS_ACCOUNTS), withObserver, { mode: 0o600 });
+  const cluster = await startNatsCluster({ dir: join(dir, 'nats-cluster'), keysDir: keys2, ackWaitS: 2 });
+  const urls = cluster.mqttUrls.split(',');
+  const observerClient = await mqtt.connectAsync(urls[0]!, { username: 'observer', password: observerPassword, clientId: 'observer', reconnectPeriod: 0 });
+  const routed: Backend['routed'] = [];
+  observerClient.on('message', (topic, payload) => routed.push({ topic, payload: String(payload) }));
+  await observerClient.subscribeAsync(['#'], { qos: 1 });
+  return {
+    url: urls[0]!,
+    urls,
+    routed,
+    inject: async (topic) => {
+      if (topic.startsWith('$')) return; // as on Mosquitto: nobody may read $SYS anyway
+      await observerClient.publishAsync(topic, 'x', { qos: 1 });
+    },
+    close: async () => {
+      await observerClient.endAsync(true);
+      await cluster.stop();
+    },
+  };
+}
+
 beforeAll(async () => {
   ({ keysDir } = await provisionFleet(dir, [
     ['m1', 'hh1', 'nb1', 'synthetic:1'],
@@ -198,6 +244,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const BACKENDS = [
   { name: 'the embedded broker (users.json)', start: embedded, skip: false },
   { name: 'Mosquitto (broker/mosquitto/*)', start: mosquitto, skip: !haveMosquitto && !inCi },
+  { name: 'a 3-node NATS cluster (nats/accounts.conf)', start: nats, skip: !haveNats && !inCi },
 ];
 
 describe.each(BACKENDS)('ACL matrix on $name', ({ start, skip }) => {
@@ -213,6 +260,10 @@ describe.each(BACKENDS)('ACL matrix on $name', ({ start, skip }) => {
 
   it.skipIf(skip)('provisioning made exactly these users', () => {
     expect(Object.keys(loadUsers(brokerUsersPath(keysDir)).users).sort()).toEqual([...USERS].sort());
+    if (start === nats) {
+      const names = [...readFileSync(join(keysDir, NATS_ACCOUNTS), 'utf8').matchAll(/\{ user: "([^"]+)"/g)].map((m) => m[1]).sort();
+      expect(names).toEqual([...USERS].sort());
+    }
     if (isMosquitto) {
       const names = (file: string) => [...readFileSync(join(keysDir, file), 'utf8').matchAll(/^(?:user )?([A-Za-z0-9_.-]+)(?::\$7\$|$)/gm)].map((m) => m[1]).sort();
       expect(names(MOSQUITTO_PASSWD)).toEqual([...USERS].sort());
@@ -282,6 +333,10 @@ describe.each(BACKENDS)('ACL matrix on $name', ({ start, skip }) => {
       }
       // One message on every topic, published server-side (as if by its rightful publisher).
       for (const [topic] of PUBLISH) await broker.inject(topic);
+      // Until every allowed delivery is in (a cluster may deliver late: a QoS 1 delivery that found no route to
+      // its subscriber yet is sent again after the cluster's ack wait), then a while longer for anything else.
+      const end = Date.now() + 15_000;
+      while (USERS.some((u) => RECEIVES[u]!.some((t) => !received.get(u)!.has(t))) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
       await new Promise((r) => setTimeout(r, 500));
     }, 120_000);
 
@@ -303,8 +358,8 @@ describe.each(BACKENDS)('ACL matrix on $name', ({ start, skip }) => {
       for (const user of USERS) expect([...received.get(user)!].sort(), user).toEqual([...RECEIVES[user]!].sort());
     });
 
-    // Mosquitto keeps no denial counters: the check exists for the embedded broker only (not skipped on Mosquitto).
-    if (!isMosquitto) {
+    // Mosquitto and NATS keep no denial counters: the check exists for the embedded broker only (not skipped elsewhere).
+    if (start === embedded) {
       it.skipIf(skip)('the denials were counted', () => {
         const denials = SUBSCRIBE.reduce((n, [, allowed]) => n + USERS.filter((u) => !allowed.includes(u)).length, 0);
         expect(broker.counters!.subscribeDenied).toBe(denials);

@@ -18,8 +18,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appOf, fixture, PASSWORDS, type Fixture } from '../mdms/web/fixture.js';
 import { NodeHousehold, startStack, type Stack } from '../ucs/helpers.js';
 
-type Who = 'anonymous' | 'admin' | 'analyst' | 'billing';
-const ROLES = ['admin', 'analyst', 'billing'] as const;
+type Who = 'anonymous' | 'admin' | 'analyst' | 'billing' | 'privacy';
+const ROLES = ['admin', 'analyst', 'billing', 'privacy'] as const;
 
 /** Who may use a route, by `METHOD /path` pattern; first match wins. 'public': anyone; 'user': any signed-in role. */
 const MDMS_POLICY: [RegExp, 'public' | 'user' | (typeof ROLES)[number][]][] = [
@@ -39,6 +39,7 @@ const MDMS_POLICY: [RegExp, 'public' | 'user' | (typeof ROLES)[number][]][] = [
   [/^\w+ (\/api\/v1)?\/tariffs(\/|$)/, ['admin']], // new, create, withdraw, delete
   [/^\w+ \/admin\//, ['admin']],
   [/^\w+ \/api\/v1\/(users|settings|audit)(\/|$)/, ['admin']],
+  [/^GET (\/api\/v1)?\/privacy(\/|$)/, ['admin', 'privacy']], // k, guards, counters, DP budget, privacy report: no energy
 ];
 
 function policyOf(route: string): 'public' | 'user' | (typeof ROLES)[number][] | undefined {

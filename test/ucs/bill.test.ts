@@ -38,7 +38,7 @@ const FILE = {
   ],
 };
 
-describe('feed-in credits in the utility’s pricing (lib/billing.ts)', () => {
+describe('feed-in credits in the utility’s pricing (lib/billing.ts), as the preview relies on them', () => {
   const v = (over: Partial<TariffVersion> = {}): TariffVersion => ({
     id: 1,
     code: 'c',
@@ -53,27 +53,28 @@ describe('feed-in credits in the utility’s pricing (lib/billing.ts)', () => {
     ...over,
   });
   const day = { start: local('2024-03-01'), end: local('2024-03-02') };
+  const feedIn = (bill: ReturnType<typeof priceBill>) => bill.lines.filter((l) => l.kind === 'feedin');
 
   it('credits exported energy per band as a negative line, rounded once half to even, netted before VAT', () => {
     // 1 kWh imported at 30.000c, 2.1 kWh fed in at 15.000c: 30c - 31.5c -> -32c (31.5 rounds to 32), VAT 21 % of -2c.
     const bill = priceBill([{ ...day, bands: { flat: 1000 }, exportBands: { flat: 2100 } }], [v({ vatBasisPoints: 2100 })]);
-    expect(bill.lines.map((l) => l.amountMinor)).toEqual([30, 0]);
-    expect(bill.feedIn).toEqual([expect.objectContaining({ kind: 'feedIn', band: 'flat', energyWh: 2100, feedInMilliPerKwh: 15_000, amountMinor: -32 })]);
+    expect(bill.lines.map((l) => [l.kind, l.amountMinor])).toEqual([['energy', 30], ['feedin', -32], ['standing', 0]]);
+    expect(feedIn(bill)).toEqual([expect.objectContaining({ band: 'flat', energyWh: 2100, feedInMilliPerKwh: 15_000, amountMinor: -32 })]);
     expect(bill.exportWh).toBe(2100);
     expect(bill.subtotalMinor).toBe(30 - 32);
     expect(bill.vat).toEqual([{ basisPoints: 2100, baseMinor: -2, amountMinor: 0 }]); // -0.42 -> 0
     expect(bill.totalMinor).toBe(-2); // a credit
     // 2.3 kWh fed in: 34.5c -> 34 (half to even), the exact negative of a charge of the same figures.
-    expect(priceBill([{ ...day, bands: { flat: 0 }, exportBands: { flat: 2300 } }], [v()]).feedIn[0]!.amountMinor).toBe(-34);
+    expect(feedIn(priceBill([{ ...day, bands: { flat: 0 }, exportBands: { flat: 2300 } }], [v()]))[0]!.amountMinor).toBe(-34);
   });
 
-  it('adds no feed-in line without export, prices a band without a feed-in price at 0, refuses a bad feed-in price', () => {
-    expect(priceBill([{ ...day, bands: { flat: 1000 } }], [v()]).feedIn).toEqual([]);
-    expect(priceBill([{ ...day, bands: { flat: 1000 }, exportBands: { flat: 0 } }], [v()]).feedIn).toEqual([]);
+  it('adds no feed-in line without export, prices a band without a feed-in price at 0, refuses an unpriced band or a bad price', () => {
+    expect(feedIn(priceBill([{ ...day, bands: { flat: 1000 } }], [v()]))).toEqual([]);
+    expect(feedIn(priceBill([{ ...day, bands: { flat: 1000 }, exportBands: { flat: 0 } }], [v()]))).toEqual([]);
     const free = priceBill([{ ...day, bands: { flat: 0 }, exportBands: { flat: 500 } }], [v({ bands: [{ band: 'flat', priceMilliPerKwh: 1 }] })]);
-    expect(free.feedIn.map((l) => [l.energyWh, l.amountMinor])).toEqual([[500, 0]]);
+    expect(feedIn(free).map((l) => [l.energyWh, l.amountMinor])).toEqual([[500, 0]]);
     expect(() => priceBill([{ ...day, bands: {}, exportBands: { other: 5 } }], [v()])).toThrow(/no price for band "other"/);
-    expect(() => priceBill([{ ...day, bands: {} }], [v({ bands: [{ band: 'flat', priceMilliPerKwh: 1, feedInMilliPerKwh: -1 }] })])).toThrow(BillingError);
+    expect(() => priceBill([{ ...day, bands: {} }], [v({ bands: [{ band: 'flat', priceMilliPerKwh: 1, feedInMilliPerKwh: 1.5 }] })])).toThrow(BillingError);
   });
 
   it('pro-rates feed-in between tariff versions exactly as import, and the total is the sum of every line and VAT', () => {
@@ -82,9 +83,9 @@ describe('feed-in credits in the utility’s pricing (lib/billing.ts)', () => {
         const month = { start: local('2024-04-01'), end: local('2024-05-01') };
         const versions = [v({ vatBasisPoints: 900 }), v({ id: 2, effectiveFrom: '2024-04-10', vatBasisPoints: 900, bands: [{ band: 'flat', priceMilliPerKwh: 30_000, feedInMilliPerKwh: price }] })];
         const bill = priceBill([{ ...month, bands: { flat: imp }, exportBands: { flat: exp } }], versions);
-        expect(bill.feedIn.reduce((a, l) => a + l.energyWh, 0)).toBe(exp);
-        for (const l of bill.feedIn) expect(l.amountMinor).toBeLessThanOrEqual(0);
-        const lines = [...bill.lines, ...bill.feedIn].reduce((a, l) => a + l.amountMinor, 0);
+        expect(feedIn(bill).reduce((a, l) => a + l.energyWh, 0)).toBe(exp);
+        for (const l of feedIn(bill)) expect(l.amountMinor).toBeLessThanOrEqual(0);
+        const lines = bill.lines.reduce((a, l) => a + l.amountMinor, 0);
         expect(bill.subtotalMinor).toBe(lines);
         expect(bill.totalMinor).toBe(lines + bill.vatMinor);
       }),
@@ -166,24 +167,21 @@ function prosumer(from: string, days: number, lost: Set<number>): { batches: Rea
   return { batches, rows: batches.flatMap((b) => bodyRows({ meter: 'a000000000000001', ...b })) };
 }
 
-/** What the PES holds for the household: its attribution (pes/core/energy.ts) folded by period and band (pes/core/calendar.ts). */
+/** What the PES holds for the household: its attribution of both registers (pes/core/energy.ts) folded by period and band (pes/core/calendar.ts). */
 function pesTotals(batches: ReadingBatch[], t: ReturnType<typeof parseHouseholdTariff>) {
   const cal = new Calendar(900, t.billing.period, t.billing.tz, t.schedule);
   const out = new Map<number, { start: number; end: number; bands: Record<string, number>; exportBands: Record<string, number> }>();
-  // The export register follows the same rules as import (docs/protocol.md §5): attributed alike.
-  const asExport = (b: ReadingBatch): ReadingBatch => ({ prevWh: b.prevExportWh ?? 0, readings: b.readings.map((r) => ({ ...r, importWh: r.exportWh ?? 0 })) });
-  for (const [flow, map] of [['bands', (b: ReadingBatch) => b], ['exportBands', asExport]] as const) {
-    let state: EnergyState | null = null;
-    for (const b of batches) {
-      const a = attribute(state, map(b));
-      if (!a.ok) throw new Error(a.reason);
-      state = a.state;
-      for (const op of a.ops) {
-        const slot = cal.billing(op.time);
-        const p = out.get(slot.start) ?? { start: slot.start, end: slot.end, bands: { normal: 0, low: 0 }, exportBands: { normal: 0, low: 0 } };
-        p[flow][slot.band] = (p[flow][slot.band] ?? 0) + op.wh;
-        out.set(slot.start, p);
-      }
+  let state: EnergyState | null = null;
+  for (const b of batches) {
+    const a = attribute(state, b);
+    if (!a.ok) throw new Error(a.reason);
+    state = a.state;
+    for (const op of a.ops) {
+      const slot = cal.billing(op.time);
+      const p = out.get(slot.start) ?? { start: slot.start, end: slot.end, bands: { normal: 0, low: 0 }, exportBands: { normal: 0, low: 0 } };
+      p.bands[slot.band] = (p.bands[slot.band] ?? 0) + op.wh;
+      p.exportBands[slot.band] = (p.exportBands[slot.band] ?? 0) + op.exportWh;
+      out.set(slot.start, p);
     }
   }
   return [...out.values()].sort((a, b) => a.start - b.start);
@@ -213,7 +211,7 @@ describe('the household’s bill equals the utility’s', () => {
     const utility = priceBill([april], tariff.versions);
     const mine = priceRange(attributed, tariff, { start: april.start, end: april.end });
     expect(mine.bill).toEqual(utility);
-    expect(utility.feedIn.length).toBeGreaterThan(0);
+    expect(utility.lines.some((l) => l.kind === 'feedin')).toBe(true);
     expect(new Set(utility.lines.map((l) => l.tariffId))).toEqual(new Set([1, 2]));
     // April priced from its days' parts is April's bill too (parts of one period are joined first).
     const days = [];

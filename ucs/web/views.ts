@@ -316,9 +316,9 @@ function billRows(bill: Bill): string[][] {
   const out: string[][] = [];
   for (const l of bill.lines) {
     if (l.kind === 'energy') out.push([`Imported, ${l.band}`, `${formatKwh(l.energyWh)} kWh × ${rate(l.priceMilliPerKwh)}/kWh`, money(l.amountMinor, bill)]);
+    else if (l.kind === 'feedin') out.push([`Returned to the grid, ${l.band}`, `${formatKwh(l.energyWh)} kWh × ${rate(l.feedInMilliPerKwh)}/kWh`, money(l.amountMinor, bill)]);
     else out.push([`Standing charge`, `${l.days} days × ${rate(l.standingMilliPerDay)}/day`, money(l.amountMinor, bill)]);
   }
-  for (const f of bill.feedIn) out.push([`Returned to the grid, ${f.band}`, `${formatKwh(f.energyWh)} kWh × ${rate(f.feedInMilliPerKwh)}/kWh`, money(f.amountMinor, bill)]);
   out.push(['Subtotal', '', money(bill.subtotalMinor, bill)]);
   for (const v of bill.vat) out.push([`VAT ${formatScaled(v.basisPoints, 2)} %`, `on ${money(v.baseMinor, bill)}`, money(v.amountMinor, bill)]);
   out.push(['Total', '', money(bill.totalMinor, bill)]);

@@ -149,7 +149,8 @@ export function reachable(host: string, port: number, timeoutMs = 1000): Promise
 export function parseExport(csv: string, what: 'neighbourhood' | 'billing'): Map<string, Map<number, number>> {
   const lines = csv.split('\n').filter((l) => l.length > 0);
   const header = what === 'neighbourhood' ? 'neighbourhood,start,end,meters,energy_wh' : 'household,start,end,band,energy_wh';
-  if (lines[0] !== header) throw new Error(`unexpected ${what} export header: ${lines[0]}`);
+  // Columns are only ever appended (mdms/export.ts): version 1's come first, whatever follows.
+  if (lines[0] !== header && !lines[0]?.startsWith(`${header},`)) throw new Error(`unexpected ${what} export header: ${lines[0]}`);
   const out = new Map<string, Map<number, number>>();
   for (const l of lines.slice(1)) {
     const f = l.split(',');

@@ -23,6 +23,8 @@ export interface TelegramSpec {
   exportWh?: number[];
   /** Import power 1-0:1.7.0, W (default 0). */
   powerW?: number;
+  /** Export power 1-0:2.7.0, W (default 0). */
+  exportPowerW?: number;
   /** Equipment id (written as hex ASCII from DSMR 3 on). */
   equipmentId?: string;
   /** Tariff indicator 0-0:96.14.0 (default 1). */
@@ -70,7 +72,7 @@ export function p1Timestamp(time: number, tz: string): string {
  * ```
  */
 export function buildTelegram(spec: TelegramSpec): Buffer {
-  const { dialect, tz = 'Europe/Amsterdam', importWh, exportWh = importWh.map(() => 0), powerW = 0, tariff = 1 } = spec;
+  const { dialect, tz = 'Europe/Amsterdam', importWh, exportWh = importWh.map(() => 0), powerW = 0, exportPowerW = 0, tariff = 1 } = spec;
   const info = DIALECTS[dialect];
   if (!info) throw new TypeError(`unknown dialect "${String(dialect)}"`);
   const old = dialect === 'dsmr2.2' || dialect === 'dsmr3';
@@ -89,14 +91,14 @@ export function buildTelegram(spec: TelegramSpec): Buffer {
     lines.push(`1-0:1.7.0(${String(powerW).padStart(9, '0')}*W)`);
     lines.push(`1-0:2.8.0(${wh(sum(exportWh))})`);
     exportWh.forEach((v, i) => lines.push(`1-0:2.8.${i + 1}(${wh(v)})`));
-    lines.push('1-0:2.7.0(000000000*W)');
+    lines.push(`1-0:2.7.0(${String(exportPowerW).padStart(9, '0')}*W)`);
   } else {
     const width = old ? 5 : 6;
     importWh.forEach((v, i) => lines.push(`1-0:1.8.${i + 1}(${kwh(v, width)})`));
     exportWh.forEach((v, i) => lines.push(`1-0:2.8.${i + 1}(${kwh(v, width)})`));
     lines.push(`0-0:96.14.0(${String(tariff).padStart(4, '0')})`);
     lines.push(`1-0:1.7.0(${old ? kw(powerW, 4, 2) : kw(powerW, 2, 3)})`);
-    lines.push(`1-0:2.7.0(${old ? kw(0, 4, 2) : kw(0, 2, 3)})`);
+    lines.push(`1-0:2.7.0(${old ? kw(exportPowerW, 4, 2) : kw(exportPowerW, 2, 3)})`);
     if (old) lines.push('0-1:24.3.0(161107190000)(00)(60)(1)(0-1:24.2.1)(m3)', '(00001.001)');
     else lines.push('1-0:32.7.0(230.0*V)', `0-1:24.2.${dialect === 'emucs' ? 3 : 1}(${spec.time !== undefined ? p1Timestamp(spec.time - (spec.time % 300), tz) : '000101000000W'})(00123.456*m3)`);
   }

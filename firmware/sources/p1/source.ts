@@ -3,8 +3,9 @@
  * cable, or from a capture of the raw bytes a P1 port sent (`cat /dev/ttyUSB0 > capture.p1`).
  *
  * Each telegram that passes the stream parser (CRC, resync, bounds) and parses becomes one sample that
- * carries the meter's own import register (`importWh`: 1.8.0, or 1.8.1 + 1.8.2) and its import power line
- * (1.7.0, reported, not integrated). A telegram stamped `t` ends the sample: the sample covers
+ * carries the meter's own import register (`importWh`: 1.8.0, or 1.8.1 + 1.8.2), its export register
+ * (`exportWh`: 2.8.0, or 2.8.1 + 2.8.2; absent when the telegram has no export line) and its import power
+ * line (1.7.0, reported, not integrated). A telegram stamped `t` ends the sample: the sample covers
  * `[t - period, t)` where `period` is the time since the previous telegram, capped at `maxPeriod` (longer
  * silences — the cable pulled, the meter restarting — are counted as gaps; their energy lands in the sample
  * after them, because the register carries it). The first telegram's period is the dialect's telegram
@@ -216,7 +217,9 @@ export class P1Source implements Source {
         last = time;
         c.parsed++;
         if (time - period < 0 || time - period < from) continue;
-        yield { time: time - period, period, powerMilliW: t.powerImportMilliW ?? 0, importWh: t.importWh };
+        const sample: Sample = { time: time - period, period, powerMilliW: t.powerImportMilliW ?? 0, importWh: t.importWh };
+        if (t.exportWh !== undefined) sample.exportWh = t.exportWh;
+        yield sample;
       }
     } finally {
       input.off('error', onError);

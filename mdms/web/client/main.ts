@@ -1,16 +1,16 @@
 /**
  * The browser side of the MDMS web app (bundled by esbuild into /assets/app.*.js): the neighbourhood demand
- * chart and the forecast chart with its interval band (uPlot), print buttons, confirmations, the tariff form's "add a band" row, auto-submitting filters.
+ * chart (import, and export and net when anything was exported) and the forecast chart with its interval band (uPlot), print buttons, confirmations, the tariff form's "add a band" row, auto-submitting filters.
  * Everything works without it except the chart, which has a table next to it.
  * @module
  */
 import uPlot from 'uplot';
 
-/** One neighbourhood's series as the page embeds it: [start s, end s, meters, energy Wh, revision]. */
+/** One neighbourhood's series as the page embeds it: [start s, end s, meters, import Wh, revision, export Wh]. */
 export interface ChartSeries {
   neighbourhood: string;
   color: string;
-  points: [number, number, number, number, number][];
+  points: [number, number, number, number, number, number][];
   /** Index in `points` of the peak interval, or null. */
   peak: number | null;
 }
@@ -32,6 +32,15 @@ function chart(el: HTMLElement, data: ChartData): void {
     for (const p of s.points) ys[index.get(p[0])!] = p[3] / 1000;
     return ys;
   });
+  // Export and net (import - export) per series, drawn only when something was exported in the range.
+  const exported = data.series.some((s) => s.points.some((p) => p[5] !== 0));
+  const column = (s: ChartSeries, f: (p: ChartSeries['points'][number]) => number): (number | null)[] => {
+    const ys: (number | null)[] = new Array(xs.length).fill(null);
+    for (const p of s.points) ys[index.get(p[0])!] = f(p) / 1000;
+    return ys;
+  };
+  const exports = exported ? data.series.map((s) => column(s, (p) => p[5])) : [];
+  const nets = exported ? data.series.map((s) => column(s, (p) => p[3] - p[5])) : [];
   const meters = data.series.map((s) => {
     const ys: (number | null)[] = new Array(xs.length).fill(null);
     for (const p of s.points) ys[index.get(p[0])!] = p[2];
@@ -53,7 +62,7 @@ function chart(el: HTMLElement, data: ChartData): void {
     { value: (_u, v) => (v == null ? '–' : fullFmt.format(v * 1000)) },
     ...data.series.map(
       (s, i): uPlot.Series => ({
-        label: `${s.neighbourhood} energy`,
+        label: `${s.neighbourhood} import`,
         stroke: s.color,
         width: 2,
         scale: 'kWh',
@@ -73,6 +82,13 @@ function chart(el: HTMLElement, data: ChartData): void {
       }),
     ),
   ];
+  const kwhValue = (_u: uPlot, v: number | null) => (v == null ? '–' : `${v.toFixed(3)} kWh`);
+  if (exported) {
+    series.push(
+      ...data.series.map((s): uPlot.Series => ({ label: `${s.neighbourhood} export`, stroke: s.color, width: 1.5, dash: [1, 3], scale: 'kWh', value: kwhValue, points: { show: false } })),
+      ...data.series.map((s): uPlot.Series => ({ label: `${s.neighbourhood} net`, stroke: s.color, width: 1, dash: [8, 3, 2, 3], scale: 'kWh', value: kwhValue, points: { show: false } })),
+    );
+  }
   const pct = Math.round((data.forecast?.level ?? 0.8) * 100);
   if (fc.length) {
     const value = (_u: uPlot, v: number | null) => (v == null ? '–' : `${v.toFixed(3)} kWh`);
@@ -88,7 +104,8 @@ function chart(el: HTMLElement, data: ChartData): void {
     width: Math.max(320, el.clientWidth),
     height: 380,
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), data.tz),
-    scales: { x: { time: true, range: () => [data.from, data.to] }, kWh: { range: (_u, _min, max) => [0, Math.max(max, 0.001) * 1.1] } },
+    // Net goes below zero when a neighbourhood delivers more than it takes.
+    scales: { x: { time: true, range: () => [data.from, data.to] }, kWh: { range: (_u, min, max) => [Math.min(min, 0) * 1.1, Math.max(max, 0.001) * 1.1] } },
     axes: [
       {
         // 24-hour local times; the date at local midnight.
@@ -131,9 +148,11 @@ function chart(el: HTMLElement, data: ChartData): void {
     },
   };
   el.textContent = '';
-  const u = new uPlot(opts, [xs, ...energy, ...meters, ...(fc.length ? forecastCols : [])] as uPlot.AlignedData, el);
+  const u = new uPlot(opts, [xs, ...energy, ...meters, ...exports, ...nets, ...(fc.length ? forecastCols : [])] as uPlot.AlignedData, el);
   new ResizeObserver(() => u.setSize({ width: Math.max(320, el.clientWidth), height: 380 })).observe(el);
   el.dataset.points = String(energy.reduce((a, ys) => a + ys.filter((v) => v !== null).length, 0));
+  el.dataset.series = String(series.length - 1);
+  if (exported) el.dataset.minNetKwh = String(Math.min(...nets.flatMap((ys) => ys.filter((v): v is number => v !== null))));
   el.dataset.ready = '1';
 }
 

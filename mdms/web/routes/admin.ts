@@ -91,7 +91,7 @@ export async function adminRoutes(app: FastifyInstance): Promise<void> {
     const me = userOf(req);
     return sendPage(req, reply, { title: 'Users', active: '/admin/users', status: opts.status, flash: opts.flash ?? flashOf(req.query, { updated: 'User updated.' }) }, (csrf) => html`
 <h1>Users</h1>
-<p class="sub">Roles: <strong>admin</strong> manages users, tariffs and settings and reads the audit log; <strong>analyst</strong> reads neighbourhood demand; <strong>billing</strong> reads accounts and bills. A person may hold several roles.</p>
+<p class="sub">Roles: <strong>admin</strong> manages users, tariffs and settings and reads the audit log; <strong>analyst</strong> reads neighbourhood demand; <strong>billing</strong> reads accounts and bills; <strong>privacy</strong> (the privacy officer) reads the Privacy page: the guards, their counters and the privacy budget. A person may hold several roles.</p>
 ${opts.reveal ?? ''}
 <div class="card table-wrap"><table data-testid="users"><thead><tr><th>User</th><th>Roles</th><th>Status</th><th>Password changed</th><th></th></tr></thead><tbody>
 ${users.map(
@@ -120,7 +120,7 @@ ${users.map(
     async (req, reply) => usersPage(req, reply),
   );
 
-  const rolesField = { type: 'array', items: { type: 'string', enum: ROLES }, maxItems: 3 } as const;
+  const rolesField = { type: 'array', items: { type: 'string', enum: ROLES }, maxItems: ROLES.length } as const;
   app.post(
     '/admin/users',
     {
@@ -280,7 +280,7 @@ ${entries.length === q.limit && last ? html`<p><a href="${params({ before: last.
         security: [{ session: [], csrf: [] }],
         body: {
           type: 'object',
-          properties: { username: { type: 'string', maxLength: 64 }, roles: { type: 'array', items: { type: 'string', enum: ROLES }, minItems: 1, maxItems: 3 }, password: { type: 'string', maxLength: MAX_PASSWORD } },
+          properties: { username: { type: 'string', maxLength: 64 }, roles: { type: 'array', items: { type: 'string', enum: ROLES }, minItems: 1, maxItems: ROLES.length }, password: { type: 'string', maxLength: MAX_PASSWORD } },
           required: ['username', 'roles'],
           additionalProperties: false,
         },
@@ -304,7 +304,7 @@ ${entries.length === q.limit && last ? html`<p><a href="${params({ before: last.
         description: 'Disabling ends the user’s sessions; the last enabled admin cannot be removed. Audited. Needs user.admin (admin); needs x-csrf-token.',
         security: [{ session: [], csrf: [] }],
         params: idParams,
-        body: { type: 'object', properties: { roles: { type: 'array', items: { type: 'string', enum: ROLES }, minItems: 1, maxItems: 3 }, disabled: { type: 'boolean' } }, additionalProperties: false, minProperties: 1 },
+        body: { type: 'object', properties: { roles: { type: 'array', items: { type: 'string', enum: ROLES }, minItems: 1, maxItems: ROLES.length }, disabled: { type: 'boolean' } }, additionalProperties: false, minProperties: 1 },
         response: { 200: userSchema, ...errors },
       },
     },

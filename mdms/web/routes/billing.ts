@@ -14,7 +14,7 @@ import { BillingError, formatKwh, formatMoney, formatScaled, minorUnitLabel, typ
 import { clientIp, HttpError, userOf } from '../context.js';
 import { html, type SafeHtml } from '../html.js';
 import { csrfField, flashOf, sendPage } from '../render.js';
-import { documentTable } from './issued.js';
+import { documentTable, lineText, totalRow } from './issued.js';
 import { can } from '../roles.js';
 import { accountSchema, billSchema, errors, meterSchema, periodSchema, rangeQuery } from '../schemas.js';
 import type { StoredTariff } from '../tariffs.js';
@@ -179,10 +179,10 @@ ${accounts.map((a) => {
   }
 </div>
 <div class="card table-wrap"><h2>Billing periods</h2>
-<table data-testid="periods"><thead><tr><th>Period</th><th>Bands (kWh)</th><th class="num">Energy (kWh)</th><th class="num">Amount</th><th>Revision</th><th></th></tr></thead><tbody>
+<table data-testid="periods"><thead><tr><th>Period</th><th>Bands (kWh)</th><th class="num">Energy (kWh)</th><th class="num">Fed in (kWh)</th><th class="num">Amount</th><th>Revision</th><th></th></tr></thead><tbody>
 ${newest.map(
-  (p) => html`<tr><td>${fmtTime(p.start, tz)} – ${fmtTime(p.end, tz)}</td><td>${Object.entries(p.bands).map(([b, wh]) => html`<span class="badge">${b} ${formatKwh(wh)}</span> `)}</td><td class="num">${formatKwh(p.energyWh)}</td>
-<td class="num">${p.totalMinor === null ? html`<span class="badge err" title="${p.error ?? ''}">not priced</span>` : formatMoney(p.totalMinor, priced.currency!, priced.minorDigits)}</td>
+  (p) => html`<tr><td>${fmtTime(p.start, tz)} – ${fmtTime(p.end, tz)}</td><td>${Object.entries(p.bands).map(([b, wh]) => html`<span class="badge">${b} ${formatKwh(wh)}</span> `)}${Object.entries(p.exportBands).map(([b, wh]) => html`<span class="badge ok">${b} fed in ${formatKwh(wh)}</span> `)}</td><td class="num">${formatKwh(p.energyWh)}</td><td class="num">${formatKwh(p.exportWh)}</td>
+<td class="num">${p.totalMinor === null ? html`<span class="badge err" title="${p.error ?? ''}">not priced</span>` : html`${formatMoney(p.totalMinor, priced.currency!, priced.minorDigits)}${p.totalMinor < 0 ? html` <span class="badge ok">credit</span>` : ''}`}</td>
 <td>${p.revision > 0 ? html`<span class="badge rev">r${p.revision}</span>` : html`<span class="muted">r0</span>`}</td>
 <td><a href="${`/accounts/${a.accountNumber}/bill?from=${isoZ(p.start)}&to=${isoZ(p.end)}`}">Bill</a></td></tr>`,
 )}
@@ -218,18 +218,10 @@ ${newest.find((p) => p.error) ? html`<p class="flash flash-error">Some periods c
     return updated;
   }
 
-  function billLineText(l: BillLine, versions: StoredTariff[], currency: string, digits: number): { what: SafeHtml; qty: string; rate: string } {
-    const v = versions.find((x) => x.id === l.tariffId);
-    const unit = minorUnitLabel(currency);
-    if (l.kind === 'energy') {
-      const hours = bandHours(v, l.band);
-      return {
-        what: html`<strong>${l.band[0]!.toUpperCase() + l.band.slice(1)} energy</strong>${hours ? html`<div class="muted">${hours}</div>` : ''}`,
-        qty: `${formatKwh(l.energyWh)} kWh`,
-        rate: `${formatScaled(l.priceMilliPerKwh, 3)}${unit}/kWh`,
-      };
-    }
-    return { what: html`<strong>Standing charge</strong>`, qty: `${l.days} day${l.days === 1 ? '' : 's'}`, rate: `${formatScaled(l.standingMilliPerDay, 3)}${unit}/day` };
+  function billLineText(l: BillLine, versions: StoredTariff[], currency: string): { what: SafeHtml; qty: string; rate: string } {
+    const t = lineText(l, currency);
+    const hours = l.kind === 'standing' ? '' : bandHours(versions.find((x) => x.id === l.tariffId), l.band);
+    return { ...t, what: html`<strong>${t.what}</strong>${hours ? html`<div class="muted">${hours}</div>` : ''}` };
   }
 
   async function billRange(req: FastifyRequest, a: Account): Promise<{ from: number; to: number; tz: string }> {
@@ -255,6 +247,7 @@ ${newest.find((p) => p.error) ? html`<p class="flash flash-error">Some periods c
       const money = (m: number): string => formatMoney(m, x.currency, x.minorDigits);
       await audit(req, 'view.bill', a.accountNumber, { from: isoZ(from), to: isoZ(to), periods: b.periods.length });
       const revised = b.periods.filter((p) => p.revision > 0).length;
+      const fedBands = [...new Set(b.periods.flatMap((p) => Object.keys(p.exportBands)))];
       return sendPage(req, reply, { title: `Bill ${a.accountNumber}`, active: '/accounts' }, () => html`
 <div class="toolbar no-print bill-tools"><a href="${`/accounts/${a.accountNumber}`}">← Account</a><button type="button" class="secondary" data-action="print">Print</button></div>
 <article class="card bill" data-testid="bill">
@@ -267,23 +260,25 @@ ${newest.find((p) => p.error) ? html`<p class="flash flash-error">Some periods c
     <dt>Billing period</dt><dd>${fmtTime(x.from, tz)} – ${fmtTime(x.to, tz)} <span class="muted">(${tz})</span></dd>
     <dt>Tariff</dt><dd>${b.versions.filter((v) => x.lines.some((l) => l.tariffId === v.id)).map((v) => `${v.name} (${v.code}, from ${v.effectiveFrom})`).join('; ')}</dd>
     <dt>Energy used</dt><dd>${formatKwh(x.energyWh)} kWh over ${x.periods} billing period${x.periods === 1 ? '' : 's'}${revised ? html` <span class="badge rev">${revised} revised</span>` : ''}</dd>
+    ${x.exportWh ? html`<dt>Energy fed in</dt><dd data-testid="bill-fed-in">${formatKwh(x.exportWh)} kWh, credited at the feed-in rates</dd>` : ''}
   </dl>
   <h3>Charges</h3>
   <div class="table-wrap"><table data-testid="bill-lines"><thead><tr><th>Charge</th><th>From – to</th><th class="num">Quantity</th><th class="num">Rate</th><th class="num">Amount</th></tr></thead><tbody>
   ${x.lines.map((l) => {
-    const t = billLineText(l, b.versions, x.currency, x.minorDigits);
-    return html`<tr><td>${t.what}</td><td>${fmtTime(l.from, tz, 'date')} – ${fmtTime(l.to, tz, 'date')}</td><td class="num">${t.qty}</td><td class="num">${t.rate}</td><td class="num">${money(l.amountMinor)}</td></tr>`;
+    const t = billLineText(l, b.versions, x.currency);
+    return html`<tr data-kind="${l.kind}"><td>${t.what}</td><td>${fmtTime(l.from, tz, 'date')} – ${fmtTime(l.to, tz, 'date')}</td><td class="num">${t.qty}</td><td class="num">${t.rate}</td><td class="num">${money(l.amountMinor)}</td></tr>`;
   })}
   <tr><td colspan="4" class="right">Subtotal</td><td class="num" data-testid="bill-subtotal">${money(x.subtotalMinor)}</td></tr>
   ${x.vat.map((v) => html`<tr><td colspan="4" class="right">VAT ${formatScaled(v.basisPoints, 2)}% on ${money(v.baseMinor)}</td><td class="num">${money(v.amountMinor)}</td></tr>`)}
-  <tr class="total"><td colspan="4" class="right">Total</td><td class="num total-due" data-testid="bill-total" data-minor="${x.totalMinor}">${money(x.totalMinor)}</td></tr>
+  ${totalRow(x.totalMinor, money, 4, 'bill-total')}
   </tbody></table></div>
+  ${x.totalMinor < 0 ? html`<p data-testid="bill-credit-note"><strong>This bill is a credit of ${money(-x.totalMinor)}</strong>: the energy fed in is worth more than the charges, so the amount is owed to the customer.</p>` : ''}
   ${b.leftOut.length ? html`<p class="flash flash-error">Not included: ${b.leftOut.length} billing period${b.leftOut.length === 1 ? '' : 's'} that straddle the edges of this range (${b.leftOut.map((p) => `${fmtTime(p.start, tz)} – ${fmtTime(p.end, tz)}`).join('; ')}).</p>` : ''}
   <h3>Billing periods included</h3>
-  <div class="table-wrap"><table><thead><tr><th>Period</th>${Object.keys(b.periods[0]!.bands).map((band) => html`<th class="num">${band} (kWh)</th>`)}<th>Revision</th></tr></thead><tbody>
-  ${b.periods.map((p) => html`<tr><td>${fmtTime(p.start, tz)} – ${fmtTime(p.end, tz)}</td>${Object.keys(b.periods[0]!.bands).map((band) => html`<td class="num">${p.bands[band] === undefined ? '–' : formatKwh(p.bands[band]!)}</td>`)}<td>${p.revision > 0 ? html`<span class="badge rev">r${p.revision}</span>` : 'r0'}</td></tr>`)}
+  <div class="table-wrap"><table><thead><tr><th>Period</th>${Object.keys(b.periods[0]!.bands).map((band) => html`<th class="num">${band} (kWh)</th>`)}${fedBands.map((band) => html`<th class="num">${band} fed in (kWh)</th>`)}<th>Revision</th></tr></thead><tbody>
+  ${b.periods.map((p) => html`<tr><td>${fmtTime(p.start, tz)} – ${fmtTime(p.end, tz)}</td>${Object.keys(b.periods[0]!.bands).map((band) => html`<td class="num">${p.bands[band] === undefined ? '–' : formatKwh(p.bands[band]!)}</td>`)}${fedBands.map((band) => html`<td class="num">${formatKwh(p.exportBands[band] ?? 0)}</td>`)}<td>${p.revision > 0 ? html`<span class="badge rev">r${p.revision}</span>` : 'r0'}</td></tr>`)}
   </tbody></table></div>
-  <footer>${settings.billFooter}<br>Each line is rounded once to the nearest ${minorUnitLabel(x.currency)} (halves to even); energy of a period under two tariff versions is shared between them in proportion to time.</footer>
+  <footer>${settings.billFooter}<br>Each line is rounded once to the nearest ${minorUnitLabel(x.currency)} (halves to even); energy of a period under two tariff versions is shared between them in proportion to time. Energy fed in is credited at the feed-in rate and netted before VAT.</footer>
 </article>`);
     },
   );
@@ -350,11 +345,11 @@ ${documentTable(issued, tz)}</div>
 </form></div>
 <div class="grid">${[...totals].map(([c, t]) => html`<div class="stat"><div class="label">Total billed (${c})</div><div class="value">${formatMoney(t.minor, c, t.digits)}</div></div>`)}
 <div class="stat"><div class="label">Accounts billed</div><div class="value">${rows.filter((r) => r.b).length} / ${rows.length}</div></div></div>
-<div class="card table-wrap"><table data-testid="bill-run"><thead><tr><th>Account</th><th>Tariff</th><th class="num">Periods</th><th class="num">Energy (kWh)</th><th class="num">Total</th><th>Status</th></tr></thead><tbody>
+<div class="card table-wrap"><table data-testid="bill-run"><thead><tr><th>Account</th><th>Tariff</th><th class="num">Periods</th><th class="num">Energy (kWh)</th><th class="num">Fed in (kWh)</th><th class="num">Total</th><th>Status</th></tr></thead><tbody>
 ${rows.map((r) =>
   r.b
-    ? html`<tr><td><a class="mono" href="${`/accounts/${r.a.accountNumber}/bill?from=${isoZ(from!)}&to=${isoZ(to!)}`}">${r.a.accountNumber}</a></td><td>${r.b.tariffCode}</td><td class="num">${r.b.periods.length}</td><td class="num">${formatKwh(r.b.bill.energyWh)}</td><td class="num">${formatMoney(r.b.bill.totalMinor, r.b.bill.currency, r.b.bill.minorDigits)}</td><td>${r.b.leftOut.length ? html`<span class="badge rev">${r.b.leftOut.length} left out</span>` : html`<span class="badge ok">ready</span>`}</td></tr>`
-    : html`<tr><td><a class="mono" href="${`/accounts/${r.a.accountNumber}`}">${r.a.accountNumber}</a></td><td colspan="4" class="muted">${r.error}</td><td><span class="badge err">not billed</span></td></tr>`,
+    ? html`<tr><td><a class="mono" href="${`/accounts/${r.a.accountNumber}/bill?from=${isoZ(from!)}&to=${isoZ(to!)}`}">${r.a.accountNumber}</a></td><td>${r.b.tariffCode}</td><td class="num">${r.b.periods.length}</td><td class="num">${formatKwh(r.b.bill.energyWh)}</td><td class="num">${formatKwh(r.b.bill.exportWh)}</td><td class="num">${formatMoney(r.b.bill.totalMinor, r.b.bill.currency, r.b.bill.minorDigits)}${r.b.bill.totalMinor < 0 ? html` <span class="badge ok">credit</span>` : ''}</td><td>${r.b.leftOut.length ? html`<span class="badge rev">${r.b.leftOut.length} left out</span>` : html`<span class="badge ok">ready</span>`}</td></tr>`
+    : html`<tr><td><a class="mono" href="${`/accounts/${r.a.accountNumber}`}">${r.a.accountNumber}</a></td><td colspan="5" class="muted">${r.error}</td><td><span class="badge err">not billed</span></td></tr>`,
 )}
 </tbody></table></div>`);
     },
@@ -457,7 +452,7 @@ ${meters.map((m) => {
         tags,
         summary: 'Bill an account over a range',
         description:
-          'Prices every billing period lying inside [from, to) under the account tariff; dates are read in the tariff time zone. 422 when it cannot be billed (no tariff, band without a price, no data). Audited. Needs billing.read (billing).',
+          'Prices every billing period lying inside [from, to) under the account tariff: energy lines per band, feed-in lines (negative) per band with energy fed in, the standing charge; dates are read in the tariff time zone. The total is negative when the feed-in outweighs the charges (a credit). 422 when it cannot be billed (no tariff, band without a price, no data). Audited. Needs billing.read (billing).',
         params: accountParams,
         querystring: { type: 'object', properties: rangeQuery, required: ['from', 'to'] },
         response: { 200: billSchema, ...errors },
@@ -476,9 +471,10 @@ ${meters.map((m) => {
         minorDigits: x.minorDigits,
         from: isoZ(x.from),
         to: isoZ(x.to),
-        periods: b.periods.map((p) => ({ start: isoZ(p.start), end: isoZ(p.end), revision: p.revision, bands: p.bands })),
+        periods: b.periods.map((p) => ({ start: isoZ(p.start), end: isoZ(p.end), revision: p.revision, bands: p.bands, exportBands: p.exportBands })),
         leftOut: b.leftOut.map((p) => ({ start: isoZ(p.start), end: isoZ(p.end) })),
         energyWh: x.energyWh,
+        exportWh: x.exportWh,
         lines: x.lines.map((l) => ({ ...l, from: isoZ(l.from), to: isoZ(l.to) })),
         subtotalMinor: x.subtotalMinor,
         vat: x.vat,

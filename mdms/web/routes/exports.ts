@@ -1,13 +1,13 @@
 /**
  * CSV exports with the same columns, formats and order as `smartermeter mdms export` (mdms/export.ts):
- * neighbourhood `neighbourhood,start,end,meters,energy_wh`, billing `household,start,end,band,energy_wh`,
+ * neighbourhood `neighbourhood,start,end,meters,energy_wh,export_wh`, billing `household,start,end,band,energy_wh,export_wh`,
  * optionally filtered by key and by [from, to). Streamed page by page; each export is audited before the
  * first byte leaves.
  * @module
  */
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { CSV_HEADERS, csvLines, isoTime, type ExportWhat } from '../../export.js';
+import { billingFields, CSV_HEADERS, csvLines, neighbourhoodFields, type ExportWhat } from '../../export.js';
 import type { Store } from '../../store/types.js';
 import { ACCOUNT_NUMBER } from '../accounts.js';
 import { clientIp, HttpError, userOf } from '../context.js';
@@ -44,7 +44,7 @@ export async function* neighbourhoodCsv(store: Store, nbs: readonly string[], fr
     for (;;) {
       const rows = await store.latestNeighbourhood({ neighbourhood: nb, from, to, after, limit: PAGE });
       if (rows.length === 0) break;
-      yield rows.map((r) => csvLine(r.neighbourhood, isoTime(r.start), isoTime(r.end), r.meters, r.energyWh)).join('');
+      yield rows.map((r) => csvLine(...neighbourhoodFields(r))).join('');
       const last = rows[rows.length - 1]!;
       after = { neighbourhood: last.neighbourhood, start: last.start };
     }
@@ -64,7 +64,7 @@ export async function* billingCsv(store: Store, household?: string, from?: numbe
   for (;;) {
     const rows = await store.latestBilling({ household, from, to, after, limit: PAGE });
     if (rows.length === 0) return;
-    yield rows.map((r) => csvLine(r.household, isoTime(r.start), isoTime(r.end), r.band, r.energyWh)).join('');
+    yield rows.map((r) => csvLine(...billingFields(r))).join('');
     const last = rows[rows.length - 1]!;
     after = { household: last.household, start: last.start };
   }
@@ -127,7 +127,7 @@ export async function exportRoutes(app: FastifyInstance): Promise<void> {
       schema: {
         tags: ['exports'],
         summary: 'Billing aggregates as CSV',
-        description: `Columns ${CSV_HEADERS.billing} (as smartermeter mdms export): each household's energy per billing period and band. Filter by account and [from, to). Audited. Needs billing.export (billing).`,
+        description: `Columns ${CSV_HEADERS.billing} (as smartermeter mdms export): each household's energy per billing period and band, imported (energy_wh) and exported (export_wh). Filter by account and [from, to). Audited. Needs billing.export (billing).`,
         querystring: { type: 'object', properties: { account: { type: 'string', pattern: ACCOUNT_NUMBER.source }, ...rangeQuery } },
         response: csvResponse,
       },

@@ -8,7 +8,7 @@ import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ACCOUNT_NUMBER } from '../accounts.js';
 import type { AuditAction } from '../audit.js';
-import { formatKwh, formatMoney, formatScaled, minorUnitLabel } from '../billing.js';
+import { formatKwh, formatMoney, formatScaled, minorUnitLabel, type BillLine } from '../billing.js';
 import { clientIp, HttpError, userOf } from '../context.js';
 import { html, type SafeHtml } from '../html.js';
 import { DOCUMENT_NUMBER, DOCUMENTS_CSV_HEADER, documentCsvRows, runBills, type BillRun, type IssuedDocument } from '../issued.js';
@@ -22,6 +22,35 @@ const listQuery = { type: 'object', properties: { account: { type: 'string', pat
 
 /** What a document is called on paper. */
 export const DOCUMENT_TITLE = { bill: 'Bill', credit: 'Credit note', debit: 'Debit note' } as const;
+
+/**
+ * The total row of a bill or note, said plainly when it is a credit (a note that gives money back, or a bill
+ * whose feed-in is worth more than its charges): the label says who owes whom, the amount keeps its sign.
+ * @example
+ * ```ts
+ * html`<table>…${totalRow(-252, (m) => formatMoney(m, 'GBP', 2), 4, 'bill-total')}</table>`;
+ * ```
+ */
+export function totalRow(totalMinor: number, money: (m: number) => string, colspan: number, testid: string, kind: keyof typeof DOCUMENT_TITLE = 'bill'): SafeHtml {
+  const credit = totalMinor < 0;
+  const label = kind === 'credit' ? 'Total credited' : credit ? 'Total: a credit to the customer' : 'Total';
+  return html`<tr class="total"><td colspan="${colspan}" class="right">${label}</td><td class="num total-due" data-testid="${testid}" data-minor="${totalMinor}">${money(totalMinor)}${credit ? html` <span class="badge ok" data-testid="${`${testid}-credit`}">credit</span>` : ''}</td></tr>`;
+}
+
+/**
+ * A bill line's description and quantity for people (energy, energy fed in, standing charge).
+ * @example
+ * ```ts
+ * lineText(line, 'GBP').what; // 'Peak energy fed in'
+ * ```
+ */
+export function lineText(l: BillLine, currency: string): { what: string; qty: string; rate: string } {
+  const unit = minorUnitLabel(currency);
+  const band = (b: string): string => b[0]!.toUpperCase() + b.slice(1);
+  if (l.kind === 'energy') return { what: `${band(l.band)} energy`, qty: `${formatKwh(l.energyWh)} kWh`, rate: `${formatScaled(l.priceMilliPerKwh, 3)}${unit}/kWh` };
+  if (l.kind === 'feedin') return { what: `${band(l.band)} energy fed in`, qty: `${formatKwh(l.energyWh)} kWh`, rate: `${formatScaled(l.feedInMilliPerKwh, 3)}${unit}/kWh` };
+  return { what: 'Standing charge', qty: `${l.days} day${Math.abs(l.days) === 1 ? '' : 's'}`, rate: `${formatScaled(l.standingMilliPerDay, 3)}${unit}/day` };
+}
 
 /**
  * A document as the API shows it.
@@ -40,6 +69,7 @@ export function documentJson(d: IssuedDocument): Record<string, unknown> {
     periodEnd: isoZ(d.periodEnd),
     revision: d.revision,
     bands: d.bands,
+    exportBands: d.exportBands,
     tariff: d.tariffCode,
     tariffVersions: d.tariffIds,
     currency: d.currency,
@@ -132,7 +162,6 @@ export async function issuedRoutes(app: FastifyInstance): Promise<void> {
       const tz = settings.timezone;
       const versions = (await Promise.all(d.tariffIds.map((id) => web.tariffs.get(id)))).filter((v) => v !== null);
       const money = (m: number): string => formatMoney(m, d.currency, d.minorDigits);
-      const unit = minorUnitLabel(d.currency);
       const title = DOCUMENT_TITLE[d.kind];
       await audit(req, 'view.bill', d.number, { format: 'html', account: d.accountNumber });
       return sendPage(req, reply, { title: `${title} ${d.number}`, active: '/bills' }, () => html`
@@ -148,21 +177,21 @@ export async function issuedRoutes(app: FastifyInstance): Promise<void> {
     <dt>Billing period</dt><dd>${fmtTime(d.periodStart, tz)} – ${fmtTime(d.periodEnd, tz)} <span class="muted">(${tz})</span></dd>
     <dt>Tariff</dt><dd>${versions.map((v) => `${v.name} (${v.code}, version ${v.id}, from ${v.effectiveFrom})`).join('; ')}</dd>
     <dt>Energy</dt><dd>${Object.entries(d.bands).map(([b, wh]) => html`<span class="badge">${b} ${formatKwh(wh)} kWh</span> `)}<span class="muted">billing data revision ${d.revision}</span></dd>
+    ${Object.keys(d.exportBands).length ? html`<dt>Fed in</dt><dd data-testid="document-fed-in">${Object.entries(d.exportBands).map(([b, wh]) => html`<span class="badge">${b} ${formatKwh(wh)} kWh</span> `)}</dd>` : ''}
   </dl>
   <h3>${d.kind === 'bill' ? 'Charges' : 'Changes to the charges'}</h3>
   <div class="table-wrap"><table data-testid="document-lines"><thead><tr><th>Charge</th><th class="num">Quantity</th><th class="num">Rate</th><th class="num">Amount</th></tr></thead><tbody>
-  ${d.lines.map((l) =>
-    l.kind === 'energy'
-      ? html`<tr><td><strong>${l.band[0]!.toUpperCase() + l.band.slice(1)} energy</strong></td><td class="num">${formatKwh(l.energyWh)} kWh</td><td class="num">${formatScaled(l.priceMilliPerKwh, 3)}${unit}/kWh</td><td class="num">${money(l.amountMinor)}</td></tr>`
-      : html`<tr><td><strong>Standing charge</strong></td><td class="num">${l.days} day${Math.abs(l.days) === 1 ? '' : 's'}</td><td class="num">${formatScaled(l.standingMilliPerDay, 3)}${unit}/day</td><td class="num">${money(l.amountMinor)}</td></tr>`,
-  )}
+  ${d.lines.map((l) => {
+    const t = lineText(l, d.currency);
+    return html`<tr data-kind="${l.kind}"><td><strong>${t.what}</strong></td><td class="num">${t.qty}</td><td class="num">${t.rate}</td><td class="num">${money(l.amountMinor)}</td></tr>`;
+  })}
   <tr><td colspan="3" class="right">Subtotal</td><td class="num">${money(d.subtotalMinor)}</td></tr>
   ${d.vat.map((v) => html`<tr><td colspan="3" class="right">VAT ${formatScaled(v.basisPoints, 2)}% on ${money(v.baseMinor)}</td><td class="num">${money(v.amountMinor)}</td></tr>`)}
-  <tr class="total"><td colspan="3" class="right">${d.kind === 'credit' ? 'Total credited' : 'Total'}</td><td class="num total-due" data-testid="document-total" data-minor="${d.totalMinor}">${money(d.totalMinor)}</td></tr>
+  ${totalRow(d.totalMinor, money, 3, 'document-total', d.kind)}
   </tbody></table></div>
   <footer>${settings.billFooter}<br>${
     d.kind === 'bill'
-      ? 'Rates are in thousandths of a minor unit shown to three places; each line is rounded once (halves to even).'
+      ? 'Rates are in thousandths of a minor unit shown to three places; each line is rounded once (halves to even). Energy fed in is credited at the feed-in rate before VAT.'
       : `This ${title.toLowerCase()} settles revised billing data (revision ${d.revision}) for the period of bill ${d.refersTo?.number ?? ''}: each line is the change from what was billed, priced under the same tariff.`
   }</footer>
 </article>`);

@@ -20,7 +20,10 @@ export const MAX_COMPARE = 6;
 
 /** Summary figures of one neighbourhood's rows. */
 export interface SeriesSummary {
+  /** Imported over the rows. */
   energyWh: number;
+  /** Exported over the rows. */
+  exportWh: number;
   peak: NeighbourhoodRow | null;
   peakIndex: number | null;
   revised: number;
@@ -29,7 +32,7 @@ export interface SeriesSummary {
 }
 
 /**
- * Total, peak (highest energy; the earliest of equals), revised count and meter range of a series.
+ * Totals (import, export), peak (highest import; the earliest of equals), revised count and meter range of a series.
  * @example
  * ```ts
  * summarise(await store.latestNeighbourhood({ neighbourhood: 'nb1', from, to })).peak;
@@ -37,25 +40,36 @@ export interface SeriesSummary {
  */
 export function summarise(rows: readonly NeighbourhoodRow[]): SeriesSummary {
   let energyWh = 0;
+  let exportWh = 0;
   let peakIndex: number | null = null;
   let revised = 0;
   let minMeters: number | null = null;
   let maxMeters: number | null = null;
   rows.forEach((r, i) => {
     energyWh += r.energyWh;
+    exportWh += r.exportWh;
     if (peakIndex === null || r.energyWh > rows[peakIndex]!.energyWh) peakIndex = i;
     if (r.revision > 0) revised++;
     minMeters = minMeters === null ? r.meters : Math.min(minMeters, r.meters);
     maxMeters = maxMeters === null ? r.meters : Math.max(maxMeters, r.meters);
   });
-  return { energyWh, peak: peakIndex === null ? null : rows[peakIndex]!, peakIndex, revised, minMeters, maxMeters };
+  return { energyWh, exportWh, peak: peakIndex === null ? null : rows[peakIndex]!, peakIndex, revised, minMeters, maxMeters };
 }
 
-const pointJson = (r: NeighbourhoodRow) => ({ start: isoZ(r.start), end: isoZ(r.end), meters: r.meters, energyWh: r.energyWh, revision: r.revision });
+const pointJson = (r: NeighbourhoodRow) => ({
+  start: isoZ(r.start),
+  end: isoZ(r.end),
+  meters: r.meters,
+  energyWh: r.energyWh,
+  exportWh: r.exportWh,
+  netWh: r.energyWh - r.exportWh,
+  revision: r.revision,
+  dp: r.dp,
+});
 
-/** Average power over an interval, in kW with one decimal, from integer Wh (display only). */
+/** Average net power over an interval (import minus export), in kW with one decimal, from integer Wh (display only). */
 function kw(r: NeighbourhoodRow): string {
-  const w10 = Math.round((r.energyWh * 3600 * 10) / (r.end - r.start) / 1000);
+  const w10 = Math.round(((r.energyWh - r.exportWh) * 3600 * 10) / (r.end - r.start) / 1000);
   return (w10 / 10).toFixed(1);
 }
 
@@ -144,14 +158,15 @@ export async function neighbourhoodRoutes(app: FastifyInstance): Promise<void> {
         tz,
         from: range.from,
         to: range.to,
-        series: series.map((s) => ({ neighbourhood: s.nb, color: s.color, peak: s.peakIndex, points: s.rows.map((r) => [r.start, r.end, r.meters, r.energyWh, r.revision]) })),
+        series: series.map((s) => ({ neighbourhood: s.nb, color: s.color, peak: s.peakIndex, points: s.rows.map((r) => [r.start, r.end, r.meters, r.energyWh, r.revision, r.exportWh]) })),
         forecast,
       };
+      const exported = series.some((s) => s.exportWh !== 0);
       const points = series.reduce((a, s) => a + s.rows.length, 0);
       const one = series.length === 1 ? series[0]! : null;
       return sendPage(req, reply, { title: 'Neighbourhood demand', active: '/neighbourhoods' }, () => html`
 <h1>Neighbourhood demand</h1>
-<p class="sub">Energy per interval released by the PES for groups of meters, latest revision of each interval. Times in ${tz}.</p>
+<p class="sub">Energy per interval released by the PES for groups of meters, latest revision of each interval: imported from the grid, exported to it, and the net (import − export, negative when the neighbourhood delivers). Times in ${tz}.</p>
 <div class="card no-print">
   <form method="get" action="/neighbourhoods" class="row" id="demand-form">
     <fieldset><legend>Neighbourhoods (compare up to ${MAX_COMPARE})</legend><div class="checks">
@@ -172,13 +187,13 @@ export async function neighbourhoodRoutes(app: FastifyInstance): Promise<void> {
   ${points === 0 ? html`<p class="muted" data-testid="no-data">No data for this range.</p>` : ''}
   <div id="demand-chart" class="chart" role="img" aria-label="Energy per interval chart" data-testid="demand-chart"><p class="muted">The chart needs JavaScript; the table below has the same figures.</p></div>
   <script type="application/json" id="chart-data">${jsonScript(chartData)}</script>
-  <p class="legend-note">Solid line: energy per interval (left axis). Dashed: contributing meters (right axis). Circled: peak interval. Dots: intervals revised by the PES.${forecast ? html` <span data-testid="forecast-note">Thin blue line and band: the day-ahead forecast made from the data before this day, with its ${Math.round(forecast.level * 100)} % interval (<a href="${`/forecast?nb=${encodeURIComponent(series[0]!.nb)}&date=${date}`}">details</a>).</span>` : ''}</p>
+  <p class="legend-note" data-testid="chart-legend">Solid line: energy imported per interval (left axis). ${exported ? html`<span data-testid="export-note">Dotted: energy exported. Dash-dot: net (import − export; below zero the neighbourhood delivers).</span> ` : html`<span class="muted">Nothing was exported in this range.</span> `}Dashed: contributing meters (right axis). Circled: peak import interval. Dots: intervals revised by the PES.${forecast ? html` <span data-testid="forecast-note">Thin blue line and band: the day-ahead forecast made from the data before this day, with its ${Math.round(forecast.level * 100)} % interval (<a href="${`/forecast?nb=${encodeURIComponent(series[0]!.nb)}&date=${date}`}">details</a>).</span>` : ''}</p>
 </div>
 <div class="card table-wrap">
   <h2>Summary</h2>
-  <table data-testid="summary"><thead><tr><th>Neighbourhood</th><th class="num">Intervals</th><th class="num">Energy (kWh)</th><th>Peak interval</th><th class="num">Peak (kWh)</th><th class="num">Meters</th><th class="num">Revised</th></tr></thead><tbody>
+  <table data-testid="summary"><thead><tr><th>Neighbourhood</th><th class="num">Intervals</th><th class="num">Import (kWh)</th><th class="num">Export (kWh)</th><th class="num">Net (kWh)</th><th>Peak interval</th><th class="num">Peak (kWh)</th><th class="num">Meters</th><th class="num">Revised</th></tr></thead><tbody>
   ${series.map(
-    (s) => html`<tr><td><span class="${`swatch sw-${s.idx}`}">●</span> <a href="${`/neighbourhoods?nb=${encodeURIComponent(s.nb)}&range=${kind}&date=${date}`}">${s.nb}</a></td><td class="num">${s.rows.length}</td><td class="num">${formatKwh(s.energyWh)}</td>
+    (s) => html`<tr><td><span class="${`swatch sw-${s.idx}`}">●</span> <a href="${`/neighbourhoods?nb=${encodeURIComponent(s.nb)}&range=${kind}&date=${date}`}">${s.nb}</a></td><td class="num">${s.rows.length}</td><td class="num">${formatKwh(s.energyWh)}</td><td class="num" data-testid="${`export-${s.nb}`}">${formatKwh(s.exportWh)}</td><td class="num" data-testid="${`net-${s.nb}`}">${formatKwh(s.energyWh - s.exportWh)}</td>
       <td data-testid="peak-${s.nb}">${s.peak ? `${fmtTime(s.peak.start, tz)}–${fmtTime(s.peak.end, tz, 'time')}` : '–'}</td><td class="num">${s.peak ? formatKwh(s.peak.energyWh) : '–'}</td>
       <td class="num">${s.minMeters === null ? '–' : s.minMeters === s.maxMeters ? s.minMeters : `${s.minMeters}–${s.maxMeters}`}</td><td class="num">${s.revised ? html`<span class="badge rev">${s.revised}</span>` : '0'}</td></tr>`,
   )}
@@ -186,9 +201,9 @@ export async function neighbourhoodRoutes(app: FastifyInstance): Promise<void> {
 </div>
 ${
   one && kind === 'day' && one.rows.length
-    ? html`<div class="card table-wrap"><h2>Intervals · ${one.nb}</h2><table data-testid="intervals"><thead><tr><th>Interval</th><th class="num">Meters</th><th class="num">Energy (kWh)</th><th class="num">Average (kW)</th><th>Revision</th></tr></thead><tbody>
+    ? html`<div class="card table-wrap"><h2>Intervals · ${one.nb}</h2><table data-testid="intervals"><thead><tr><th>Interval</th><th class="num">Meters</th><th class="num">Import (kWh)</th><th class="num">Export (kWh)</th><th class="num">Net (kWh)</th><th class="num">Average net (kW)</th><th>Revision</th></tr></thead><tbody>
 ${one.rows.map(
-  (r, i) => html`<tr class="${i === one.peakIndex ? 'peak' : ''}"><td>${fmtTime(r.start, tz, 'time')}–${fmtTime(r.end, tz, 'time')}${i === one.peakIndex ? html` <span class="badge">peak</span>` : ''}</td><td class="num">${r.meters}</td><td class="num">${formatKwh(r.energyWh)}</td><td class="num">${kw(r)}</td>
+  (r, i) => html`<tr class="${i === one.peakIndex ? 'peak' : ''}"><td>${fmtTime(r.start, tz, 'time')}–${fmtTime(r.end, tz, 'time')}${i === one.peakIndex ? html` <span class="badge">peak</span>` : ''}</td><td class="num">${r.meters}</td><td class="num">${formatKwh(r.energyWh)}</td><td class="num">${formatKwh(r.exportWh)}</td><td class="num">${formatKwh(r.energyWh - r.exportWh)}</td><td class="num">${kw(r)}</td>
 <td>${r.revision > 0 ? html`<a class="badge rev" href="${`/neighbourhoods/${encodeURIComponent(one.nb)}/intervals/${isoZ(r.start)}`}">revised (r${r.revision})</a>` : html`<span class="muted">r0</span>`}</td></tr>`,
 )}</tbody></table></div>`
     : ''
@@ -216,8 +231,8 @@ ${one.rows.map(
       return sendPage(req, reply, { title: 'Interval revisions', active: '/neighbourhoods' }, () => html`
 <h1>${p.nb} · ${fmtTime(start, tz)}–${fmtTime(revs[0]!.end, tz, 'time')}</h1>
 <p class="sub">Every revision the PES released for this interval; the highest is the one shown and exported. <a href="${`/neighbourhoods?nb=${encodeURIComponent(p.nb)}&range=day&date=${localDate(start, tz)}`}">Back to the day</a></p>
-<div class="card table-wrap"><table><thead><tr><th>Revision</th><th class="num">Meters</th><th class="num">Energy (kWh)</th><th>Received</th></tr></thead><tbody>
-${revs.map((r, i) => html`<tr class="${i === revs.length - 1 ? 'peak' : ''}"><td>r${r.revision}${i === revs.length - 1 ? html` <span class="badge ok">latest</span>` : ''}</td><td class="num">${r.meters}</td><td class="num">${formatKwh(r.energyWh)}</td><td>${fmtTime(Math.floor(r.receivedAtMs / 1000), tz, 'full')}</td></tr>`)}
+<div class="card table-wrap"><table><thead><tr><th>Revision</th><th class="num">Meters</th><th class="num">Import (kWh)</th><th class="num">Export (kWh)</th><th>Received</th></tr></thead><tbody>
+${revs.map((r, i) => html`<tr class="${i === revs.length - 1 ? 'peak' : ''}"><td>r${r.revision}${i === revs.length - 1 ? html` <span class="badge ok">latest</span>` : ''}</td><td class="num">${r.meters}</td><td class="num">${formatKwh(r.energyWh)}</td><td class="num">${formatKwh(r.exportWh)}</td><td>${fmtTime(Math.floor(r.receivedAtMs / 1000), tz, 'full')}</td></tr>`)}
 </tbody></table></div>`);
     },
   );
@@ -255,7 +270,7 @@ ${revs.map((r, i) => html`<tr class="${i === revs.length - 1 ? 'peak' : ''}"><td
         tags,
         summary: 'Energy per interval of one neighbourhood',
         description:
-          'Latest revision of each interval overlapping [from, to) (at most 400 days; default: the day of the latest data), with the peak interval and the number of revised intervals. Needs neighbourhood.read (analyst).',
+          'Latest revision of each interval overlapping [from, to) (at most 400 days; default: the day of the latest data): energy imported, exported and net, the DP ledger of noised releases, the peak import interval and the number of revised intervals. Needs neighbourhood.read (analyst).',
         params: { type: 'object', properties: { nb: { type: 'string', pattern: NAME_PATTERN } }, required: ['nb'] },
         querystring: { type: 'object', properties: rangeQuery },
         response: { 200: seriesSchema, ...errors },
@@ -275,7 +290,17 @@ ${revs.map((r, i) => html`<tr class="${i === revs.length - 1 ? 'peak' : ''}"><td
       to ??= from + 86_400;
       const rows = await store.latestNeighbourhood({ neighbourhood: nb, from, to });
       const s = summarise(rows);
-      return { neighbourhood: nb, from: isoZ(from), to: isoZ(to), points: rows.map(pointJson), peak: s.peak ? pointJson(s.peak) : null, energyWh: s.energyWh, revised: s.revised };
+      return {
+        neighbourhood: nb,
+        from: isoZ(from),
+        to: isoZ(to),
+        points: rows.map(pointJson),
+        peak: s.peak ? pointJson(s.peak) : null,
+        energyWh: s.energyWh,
+        exportWh: s.exportWh,
+        netWh: s.energyWh - s.exportWh,
+        revised: s.revised,
+      };
     },
   );
 
@@ -297,7 +322,7 @@ ${revs.map((r, i) => html`<tr class="${i === revs.length - 1 ? 'peak' : ''}"><td
       const start = parseTime(p.start, 'UTC', 'start');
       const revs = await store.revisions({ kind: 'neighbourhood', neighbourhood: p.nb, start });
       if (revs.length === 0) throw new HttpError(404, `no interval of ${p.nb} starts at ${isoZ(start)}`);
-      return revs.map((r) => ({ revision: r.revision, meters: r.meters, energyWh: r.energyWh, receivedAt: isoZ(Math.floor(r.receivedAtMs / 1000)) }));
+      return revs.map((r) => ({ revision: r.revision, meters: r.meters, energyWh: r.energyWh, exportWh: r.exportWh, dp: r.dp, receivedAt: isoZ(Math.floor(r.receivedAtMs / 1000)) }));
     },
   );
 }

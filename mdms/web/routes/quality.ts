@@ -1,8 +1,11 @@
 /**
  * Data quality (VEE) for the data-quality team: the page lists the findings on neighbourhood windows (gaps,
- * silent meters, spikes, flat lines, late revisions, change points) with their evidence and the estimates
- * for missing windows, marked as estimated; a check of a neighbourhood (or all) records what is new, once
- * per window and rule, in the audit log (counts, never energies) and in `mdms_web_quality_findings_total`.
+ * silent meters, spikes, flat lines, late revisions, change points, days departing from the other
+ * neighbourhoods) with their evidence and the estimates for missing windows, marked as estimated; a check of
+ * a neighbourhood (or all) runs its rules and compares it with the other neighbourhoods, and records what is
+ * new, once per window and rule: in the audit log (`quality.run` with counts, and one `quality.anomaly` per
+ * change point or peer outlier with its window and scores, never energies), in
+ * `mdms_web_quality_findings_total` and `mdms_web_peer_checks_total`.
  * Analysts only (neighbourhood.read): findings are made from the aggregates they already see.
  * @module
  */
@@ -13,7 +16,7 @@ import { clientIp, HttpError, userOf } from '../context.js';
 import { html } from '../html.js';
 import { csrfField, sendPage } from '../render.js';
 import { errors, NAME_PATTERN } from '../schemas.js';
-import { checkNeighbourhood, MAX_CHECK_S, type CheckResult, type StoredFinding } from '../quality.js';
+import { checkNeighbourhood, checkPeers, MAX_CHECK_S, type CheckResult, type StoredFinding } from '../quality.js';
 import { fmtTime, isoZ, parseRange, TIME_PATTERN } from '../time.js';
 
 const iso = { type: 'string', format: 'date-time', description: 'ISO 8601, UTC' } as const;
@@ -53,7 +56,8 @@ const RULE_TEXT: Record<QualityRule, string> = {
   spike: 'isolated excursion',
   flat: 'identical values in a row',
   'late-revision': 'revised long after the window',
-  changepoint: 'daily energy changed regime',
+  changepoint: 'daily energy changed regime (its own history)',
+  'peer-outlier': 'departs from the other neighbourhoods on the same days',
 };
 
 /**
@@ -76,18 +80,31 @@ export async function qualityRoutes(app: FastifyInstance): Promise<void> {
       const fleetMeters = fleet ? fleet.meters.filter((m) => m.neighbourhood === n).length || null : null;
       results.push(await checkNeighbourhood(store, web.quality, n, { ...range, fleetMeters }));
     }
+    // Neighbourhoods against each other, over whole days up to the last midnight of the checked windows.
+    const peerTo = range.to ?? Math.floor(Math.max(0, ...results.map((r) => r.to)) / 86_400) * 86_400;
+    const peers = await checkPeers(store, web.quality, { neighbourhoods: known, targets: results.map((r) => r.neighbourhood), ...range, to: peerTo });
+    metrics.peerChecks.inc({ outcome: peers.skipped ? 'skipped' : 'ok' });
+    for (const f of peers.newFindings) {
+      const r = results.find((x) => x.neighbourhood === f.neighbourhood)!;
+      r.newFindings.push(f);
+      r.newByRule[f.rule] = (r.newByRule[f.rule] ?? 0) + 1;
+    }
     const u = userOf(req);
+    const who = { userId: u.id, username: u.username, ip: clientIp(req) };
     for (const r of results) {
       for (const [rule, n] of Object.entries(r.newByRule)) metrics.qualityFindings.inc({ rule }, n);
       await web.audit.record({
-        userId: u.id,
-        username: u.username,
+        ...who,
         action: 'quality.run',
         target: r.neighbourhood,
         outcome: 'ok',
-        ip: clientIp(req),
-        detail: { from: isoZ(r.from), to: isoZ(r.to), windows: r.windows, estimates: r.newEstimates, ...r.newByRule },
+        detail: { from: isoZ(r.from), to: isoZ(r.to), windows: r.windows, estimates: r.newEstimates, peerDays: peers.daysJudged, ...(peers.skipped ? { peerSkipped: peers.skipped } : {}), ...r.newByRule },
       });
+      // Each anomaly with its window and scores (never an energy: evidence in Wh stays out of the log).
+      for (const f of r.newFindings.filter((x) => x.rule === 'changepoint' || x.rule === 'peer-outlier')) {
+        const evidence = Object.fromEntries(Object.entries(f.evidence).filter(([k]) => !k.endsWith('Wh')));
+        await web.audit.record({ ...who, action: 'quality.anomaly', target: r.neighbourhood, outcome: 'ok', detail: { rule: f.rule, start: isoZ(f.start), end: isoZ(f.end), ...evidence } });
+      }
     }
     return results;
   }
@@ -132,7 +149,7 @@ ${QUALITY_RULES.map((r) => html`<tr><td><a href="${link(r)}">${r}</a></td><td>${
 </tbody></table></div>
 <div class="card table-wrap"><h2>Findings${q.rule ? ` · ${q.rule}` : ''}</h2>
 ${findings.length === 0 ? html`<p class="muted" data-testid="no-findings">No finding recorded.</p>` : html`<table data-testid="quality-findings"><thead><tr><th>Neighbourhood</th><th>Window</th><th>Rule</th><th>Evidence</th><th>Detected</th></tr></thead><tbody>
-${findings.map((f) => html`<tr><td>${f.neighbourhood}</td><td>${fmtTime(f.start, tz)}–${fmtTime(f.end, tz, 'time')}</td><td><span class="badge">${f.rule}</span></td><td>${Object.entries(f.evidence).map(([k, v]) => `${k} ${v}`).join(', ')}</td><td>${fmtTime(Math.floor(f.detectedAtMs / 1000), tz)}</td></tr>`)}
+${findings.map((f) => html`<tr><td>${f.neighbourhood}</td><td>${fmtTime(f.start, tz)}–${fmtTime(f.end, tz, f.end - f.start < 86_400 ? 'time' : 'datetime')}</td><td><span class="badge">${f.rule}</span></td><td>${Object.entries(f.evidence).map(([k, v]) => `${k} ${v}`).join(', ')}</td><td>${fmtTime(Math.floor(f.detectedAtMs / 1000), tz)}</td></tr>`)}
 </tbody></table>`}
 </div>
 ${
@@ -237,7 +254,7 @@ ${estimates.map((e) => html`<tr><td>${fmtTime(e.start, tz)}–${fmtTime(e.end, t
         tags,
         summary: 'Validate stored windows now',
         description:
-          'Runs every rule over one neighbourhood (or all) in [from, to) (default: the 28 days before its latest window; at most 60 days) and records the new findings and estimates; audited. Needs neighbourhood.read (analyst).',
+          'Runs every rule over one neighbourhood (or all) in [from, to) (default: the 28 days before its latest window; at most 60 days), compares it with the other neighbourhoods over the whole days of that range (peer-outlier; needs 3 neighbourhoods), and records the new findings and estimates; audited. Needs neighbourhood.read (analyst).',
         body: {
           type: 'object',
           properties: { neighbourhood: { type: 'string', pattern: NAME_PATTERN }, from: { type: 'string', pattern: TIME_PATTERN }, to: { type: 'string', pattern: TIME_PATTERN } },

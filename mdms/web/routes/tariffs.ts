@@ -28,6 +28,8 @@ interface TariffForm {
   vat?: string;
   band?: string[];
   price?: string[];
+  /** Feed-in price per band (aligned with `band`); empty = 0. */
+  feedin?: string[];
   schedule?: string;
 }
 
@@ -35,7 +37,7 @@ interface TariffForm {
  * Reads the tariff form (decimals -> integers, no floats); throws `HttpError` 400 naming the field.
  * @example
  * ```ts
- * formToTariff({ code: 'tou', price: ['24.5'], band: ['flat'], standing: '53.35', vat: '5', ... });
+ * formToTariff({ code: 'tou', price: ['24.5'], feedin: ['9'], band: ['flat'], standing: '53.35', vat: '5', ... });
  * ```
  */
 export function formToTariff(f: TariffForm): NewTariff {
@@ -50,15 +52,19 @@ export function formToTariff(f: TariffForm): NewTariff {
   if (vat === null || vat < 0) bad('VAT must be a percentage between 0 and 100 with at most 2 decimals');
   const names = f.band ?? [];
   const prices = f.price ?? [];
+  const feedIns = f.feedin ?? [];
   const bands: NewTariff['bands'] = [];
   names.forEach((n, i) => {
     const name = n.trim();
     const p = (prices[i] ?? '').trim();
-    if (!name && !p) return;
+    const fi = (feedIns[i] ?? '').trim();
+    if (!name && !p && !fi) return;
     if (!name) bad(`band ${i + 1} has a price but no name`);
     const price = parseScaled(p, 3, MAX_RATE_MILLI);
     if (price === null) bad(`price of band "${name}" must be a decimal number of minor units per kWh with at most 3 decimals`);
-    bands.push({ band: name, priceMilliPerKwh: price! });
+    const feedIn = fi ? parseScaled(fi, 3, MAX_RATE_MILLI) : 0;
+    if (feedIn === null) bad(`feed-in price of band "${name}" must be a decimal number of minor units per kWh with at most 3 decimals (or empty for none)`);
+    bands.push({ band: name, priceMilliPerKwh: price!, feedInMilliPerKwh: feedIn! });
   });
   if (bands.length === 0) bad('a tariff needs at least one band with a price');
   let schedule: unknown = null;
@@ -128,11 +134,11 @@ ${codes.map((code) => {
   const current = [...versions].reverse().find((v) => effectiveStart(v) <= now);
   return html`<div class="card table-wrap" data-testid="${`tariff-${code}`}"><div class="head"><h2>${versions[versions.length - 1]!.name} <span class="muted mono">${code}</span>${settings.defaultTariff === code ? html` <span class="badge ok">default</span>` : ''}</h2>
 ${admin ? html`<a class="button secondary" href="${`/tariffs/new?from=${versions[versions.length - 1]!.id}`}">New version</a>` : ''}</div>
-<table><thead><tr><th>Effective from</th><th>Bands (price per kWh)</th><th class="num">Standing / day</th><th class="num">VAT</th><th>Status</th><th>Added</th>${admin ? html`<th></th>` : ''}</tr></thead><tbody>
+<table><thead><tr><th>Effective from</th><th>Bands (price per kWh; feed-in paid per kWh)</th><th class="num">Standing / day</th><th class="num">VAT</th><th>Status</th><th>Added</th>${admin ? html`<th></th>` : ''}</tr></thead><tbody>
 ${versions.map((v) => {
   const future = effectiveStart(v) > now;
   const unit = v.currency === 'GBP' ? 'p' : v.currency === 'EUR' ? 'c' : ` ${v.currency}/100`;
-  return html`<tr><td>${v.effectiveFrom} <span class="muted">${v.tz}</span></td><td>${v.bands.map((b) => html`<span class="badge">${b.band} ${formatScaled(b.priceMilliPerKwh, 3)}${unit}</span> `)}</td>
+  return html`<tr><td>${v.effectiveFrom} <span class="muted">${v.tz}</span></td><td>${v.bands.map((b) => html`<span class="badge">${b.band} ${formatScaled(b.priceMilliPerKwh, 3)}${unit}${b.feedInMilliPerKwh ? ` · feed-in ${formatScaled(b.feedInMilliPerKwh, 3)}${unit}` : ''}</span> `)}</td>
 <td class="num">${formatScaled(v.standingMilliPerDay, 3)}${unit}</td><td class="num">${formatScaled(v.vatBasisPoints, 2)}%</td>
 <td>${future ? html`<span class="badge rev">scheduled</span>` : v === current ? html`<span class="badge ok">in effect</span>` : html`<span class="badge">superseded</span>`}</td>
 <td class="muted">${v.createdBy}</td>
@@ -147,6 +153,7 @@ ${admin ? html`<td>${future ? html`<form method="post" action="${`/tariffs/${v.i
     const rows = Math.max(4, (f.band ?? []).length + 1);
     const band = (i: number) => f.band?.[i] ?? '';
     const price = (i: number) => f.price?.[i] ?? '';
+    const feedin = (i: number) => f.feedin?.[i] ?? '';
     return sendPage(req, reply, { title: 'New tariff', active: '/tariffs', status, flash: error ? { kind: 'error', text: error } : null }, (csrf) => html`
 <h1>New tariff version</h1>
 <p class="sub">Band names must match the bands the PES splits energy into (its tariff file). To change prices, add a version of the same code with a later date.</p>
@@ -161,8 +168,8 @@ ${admin ? html`<td>${future ? html`<form method="post" action="${`/tariffs/${v.i
   <label>Standing charge (minor units / day) <input name="standing" required inputmode="decimal" value="${f.standing ?? ''}" placeholder="53.35"></label>
   <label>VAT (%) <input name="vat" inputmode="decimal" value="${f.vat ?? '0'}" placeholder="5"></label>
 </div>
-<fieldset><legend>Bands and unit rates (minor units per kWh, up to 3 decimals)</legend>
-${Array.from({ length: rows }, (_, i) => html`<div class="row band-row"><label>Band <input name="band" value="${band(i)}" placeholder="${i === 0 ? 'peak' : i === 1 ? 'offpeak' : ''}"></label><label>Price <input name="price" inputmode="decimal" value="${price(i)}" placeholder="${i === 0 ? '30.5' : ''}"></label></div>`)}
+<fieldset><legend>Bands, unit rates and feed-in rates (minor units per kWh, up to 3 decimals; feed-in is paid for energy exported in the band, empty = 0)</legend>
+${Array.from({ length: rows }, (_, i) => html`<div class="row band-row"><label>Band <input name="band" value="${band(i)}" placeholder="${i === 0 ? 'peak' : i === 1 ? 'offpeak' : ''}"></label><label>Price <input name="price" inputmode="decimal" value="${price(i)}" placeholder="${i === 0 ? '30.5' : ''}"></label><label>Feed-in <input name="feedin" inputmode="decimal" value="${feedin(i)}" placeholder="${i === 0 ? '9' : ''}"></label></div>`)}
 <button type="button" class="secondary spaced" data-action="add-band">Add a band</button>
 </fieldset>
 <label class="spaced">Band schedule (optional; the PES tariff file, shown on bills) <textarea name="schedule" rows="5" placeholder='{"tz":"Europe/London","bands":[{"name":"peak","rules":[{"days":[1,2,3,4,5],"from":"07:00","to":"23:00"}]},{"name":"offpeak","default":true}]}'>${f.schedule ?? ''}</textarea></label>
@@ -188,6 +195,7 @@ ${Array.from({ length: rows }, (_, i) => html`<div class="row band-row"><label>B
         vat: formatScaled(t.vatBasisPoints, 2),
         band: t.bands.map((b) => b.band),
         price: t.bands.map((b) => formatScaled(b.priceMilliPerKwh, 3)),
+        feedin: t.bands.map((b) => formatScaled(b.feedInMilliPerKwh ?? 0, 3)),
         schedule: t.schedule ? JSON.stringify(t.schedule) : '',
       });
     },
@@ -213,6 +221,7 @@ ${Array.from({ length: rows }, (_, i) => html`<div class="row band-row"><label>B
             vat: { type: 'string', maxLength: 10 },
             band: strs,
             price: strs,
+            feedin: strs,
             schedule: { type: 'string', maxLength: 8000 },
             _csrf: { type: 'string' },
           },
@@ -262,7 +271,7 @@ ${Array.from({ length: rows }, (_, i) => html`<div class="row band-row"><label>B
         tags,
         summary: 'Add a tariff version',
         description:
-          'Prices are integers: priceMilliPerKwh and standingMilliPerDay in thousandths of the minor unit, vatBasisPoints in 1/100 %. 422 when it clashes with the code’s versions or the schedule does not match the bands. Audited. Needs tariff.write (admin); needs x-csrf-token.',
+          'Prices are integers: priceMilliPerKwh, feedInMilliPerKwh (paid per kWh fed in, default 0) and standingMilliPerDay in thousandths of the minor unit, vatBasisPoints in 1/100 %. 422 when it clashes with the code’s versions or the schedule does not match the bands. Audited. Needs tariff.write (admin); needs x-csrf-token.',
         security: [{ session: [], csrf: [] }],
         body: newTariffSchema,
         response: { 201: tariffSchema, ...errors },

@@ -4,7 +4,7 @@
  * interval covers between 70 % and 90 % of the actual values; plus the series helpers' edge cases.
  */
 import { describe, expect, it } from 'vitest';
-import { syntheticNeighbourhood } from '../../../bench/forecast.js';
+import { noisySeries, seededUniform, syntheticNeighbourhood } from '../../../bench/forecast.js';
 import { backtest, ForecastError, forecastSeries, regularSeries, seasonalFill, seasonalNaive, seasonalPeriods } from '../../../mdms/analytics/forecast.js';
 
 const MONDAY = Date.UTC(2024, 0, 1) / 1000;
@@ -84,5 +84,24 @@ describe('series helpers', () => {
     expect(seasonalPeriods(900, 96)).toEqual([]);
     expect(seasonalPeriods(900, 192)).toEqual([96]);
     expect(seasonalPeriods(3600, 24 * 14)).toEqual([24, 168]);
+  });
+});
+
+describe('noisy aggregates for the accuracy per DP epsilon (bench forecast)', () => {
+  it('adds the PES noise: reproducible, scale sensitivity / epsilon, a negative total released as 0', () => {
+    const big = { start: 0, stepS: 900, values: new Array<number | null>(20_000).fill(1_000_000) };
+    const a = noisySeries(big, 1, seededUniform(3));
+    expect(noisySeries(big, 1, seededUniform(3))).toEqual(a);
+    expect(noisySeries(big, 1, seededUniform(4))).not.toEqual(a);
+    // Two-sided geometric with alpha = exp(-epsilon / 1840): E|X| = 2 alpha / (1 - alpha^2), about 1840 Wh.
+    const alpha = Math.exp(-1 / 1840);
+    const meanAbs = a.values.reduce((s: number, v) => s + Math.abs(v! - 1_000_000), 0) / 20_000;
+    expect(meanAbs / ((2 * alpha) / (1 - alpha ** 2))).toBeGreaterThan(0.95);
+    expect(meanAbs / ((2 * alpha) / (1 - alpha ** 2))).toBeLessThan(1.05);
+    expect(noisySeries(big, 10, seededUniform(3)).values.reduce((s: number, v) => s + Math.abs(v! - 1_000_000), 0) / 20_000).toBeLessThan(meanAbs / 5);
+    const zero = noisySeries({ start: 0, stepS: 900, values: [...new Array<number | null>(1000).fill(0), null] }, 1, seededUniform(5)).values;
+    expect(zero.at(-1)).toBeNull();
+    expect(zero.slice(0, -1).every((v) => Number.isSafeInteger(v) && v! >= 0)).toBe(true);
+    expect(zero.filter((v) => v === 0).length).toBeGreaterThan(400);
   });
 });

@@ -9,7 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { syntheticNeighbourhood } from '../../../bench/forecast.js';
 import { nbAgg } from '../helpers.js';
-import { appOf, fixture, PASSWORDS, WEEK_START, type Fixture } from './fixture.js';
+import { appOf, DAY, fixture, PASSWORDS, WEEK_START, type Fixture } from './fixture.js';
 
 let fx: Fixture;
 let app: FastifyInstance;
@@ -185,5 +185,68 @@ describe('data quality', () => {
     expect((await app.inject({ method: 'POST', url: '/api/v1/quality/check', headers: { cookie, 'x-csrf-token': csrf }, payload: { neighbourhood: 'nowhere' } })).statusCode).toBe(404);
     expect((await app.inject({ method: 'POST', url: '/api/v1/quality/check', headers: { cookie, 'x-csrf-token': csrf }, payload: { neighbourhood: 'nb-vee', from: '2024-01-01', to: '2024-06-10' } })).statusCode).toBe(400);
     expect((await get('/api/v1/quality/findings?rule=bogus')).statusCode).toBe(400);
+  });
+});
+
+describe('anomalies across neighbourhoods', () => {
+  // Four synthetic neighbourhoods of 20 households, three weeks of 3-hour windows from Monday 1 July 2024
+  // (London midnight; the fixture's own data ends in June): nb-step rises 40 % from day 10, nb-odd has one
+  // day at 1.6 times its usual, nb-calm-a and nb-calm-b are left alone.
+  const JULY = WEEK_START + 28 * DAY;
+  const STEP = 3 * 3600;
+  const names = ['nb-step', 'nb-odd', 'nb-calm-a', 'nb-calm-b'];
+  const day = (d: number) => new Date((JULY + d * DAY) * 1000).toISOString().replace('.000Z', 'Z');
+  type Row = { rule: string; neighbourhood: string; start: string; end: string; evidence: Record<string, number | string> };
+
+  beforeAll(async () => {
+    for (const [k, key] of names.entries()) {
+      const nb = syntheticNeighbourhood(Array.from({ length: 20 }, (_, i) => 7000 + 100 * k + i), JULY, 21, STEP);
+      for (const [i, e] of nb.total.values.entries()) {
+        const d = Math.floor((i * STEP) / DAY);
+        const energyWh = key === 'nb-step' && d >= 10 ? Math.round(e! * 1.4) : key === 'nb-odd' && d === 15 ? Math.round(e! * 1.6) : e!;
+        await fx.store.insertNeighbourhood(nbAgg({ key, start: JULY + i * STEP, end: JULY + (i + 1) * STEP, meters: 20, energyWh }));
+      }
+    }
+  }, 60_000);
+
+  it('finds the step as a change point and the odd day as a peer outlier, with evidence; audited and counted', async () => {
+    const r = await app.inject({ method: 'POST', url: '/api/v1/quality/check', headers: { cookie, 'x-csrf-token': csrf }, payload: { from: '2024-07-01', to: '2024-07-22' } });
+    expect(r.statusCode, r.body).toBe(200);
+    const byNb = Object.fromEntries((r.json() as { neighbourhood: string; newFindings: Record<string, number> }[]).map((x) => [x.neighbourhood, x.newFindings]));
+    expect(names.map((n) => byNb[n])).toEqual([{ changepoint: 1 }, { 'peer-outlier': 1 }, {}, {}]);
+
+    const found = (await get('/api/v1/quality/findings?from=2024-07-01&to=2024-07-22')).json() as Row[];
+    expect(found.map((f) => [f.neighbourhood, f.rule, f.start, f.end])).toEqual([
+      ['nb-step', 'changepoint', day(10), day(11)],
+      ['nb-odd', 'peer-outlier', day(15), day(16)],
+    ]);
+    const odd = found[1]!.evidence;
+    expect(odd).toMatchObject({ days: 1, peers: 'nb-calm-a nb-calm-b nb-step' });
+    expect(odd.score as number).toBeGreaterThan(5.7);
+    expect(odd.departurePct as number).toBeGreaterThan(40);
+    expect(found[0]!.evidence).toMatchObject({ beforeDays: 10, afterDays: 11 });
+
+    const audit = await fx.web.audit.list({ action: 'quality.anomaly' });
+    expect(audit.map((e) => [e.target, e.detail.rule, e.detail.start]).sort()).toEqual([
+      ['nb-odd', 'peer-outlier', day(15)],
+      ['nb-step', 'changepoint', day(10)],
+    ]);
+    for (const e of audit) expect(Object.keys(e.detail).filter((k) => k.endsWith('Wh'))).toEqual([]);
+    expect(audit.find((e) => e.target === 'nb-odd')!.detail).toMatchObject({ score: odd.score, peers: odd.peers, days: 1 });
+    const m = (await app.inject({ url: '/metrics' })).body;
+    expect(m).toMatch(/mdms_web_quality_findings_total\{rule="peer-outlier"\} 1\b/);
+    expect(m).toMatch(/mdms_web_quality_findings_total\{rule="changepoint"\} 1\b/);
+    expect(m).toMatch(/mdms_web_peer_checks_total\{outcome="ok"\} [1-9]/);
+
+    // Checking one neighbourhood again compares it with the same peers and records nothing twice.
+    const again = await app.inject({ method: 'POST', url: '/api/v1/quality/check', headers: { cookie, 'x-csrf-token': csrf }, payload: { neighbourhood: 'nb-odd', from: '2024-07-01', to: '2024-07-22' } });
+    expect(again.json()).toMatchObject([{ neighbourhood: 'nb-odd', newFindings: {} }]);
+  }, 60_000);
+
+  it('shows them on the Data quality page with their evidence', async () => {
+    const page = await get('/quality?nb=nb-odd&rule=peer-outlier');
+    expect(page.statusCode).toBe(200);
+    expect(page.body).toMatch(/<td>nb-odd<\/td><td>[^<]*<\/td><td><span class="badge">peer-outlier<\/span><\/td><td>score [\d.]+, departurePct [\d.]+, bandLowPct -?[\d.]+, bandHighPct [\d.]+, days 1, peers nb-calm-a nb-calm-b nb-step<\/td>/);
+    expect(page.body).toContain('departs from the other neighbourhoods on the same days');
   });
 });

@@ -116,6 +116,7 @@ describe('authorisation of every route', () => {
     { method: 'PUT', route: '/api/v1/settings', url: () => '/api/v1/settings', body: () => ({ billFooter: 'Thames Valley Power, Reading. Regulated by Ofgem.' }), ok: 200 },
     { method: 'GET', route: '/api/v1/audit', url: () => '/api/v1/audit?limit=5', ok: 200 },
     { method: 'GET', route: '/api/v1/audit/verify', url: () => '/api/v1/audit/verify', ok: 200 },
+    { method: 'GET', route: '/api/v1/privacy', url: () => '/api/v1/privacy', ok: 200 },
     // pages
     { method: 'GET', route: '/', url: () => '/', ok: 200 },
     { method: 'GET', route: '/api/docs', url: () => '/api/docs', ok: 200 },
@@ -151,6 +152,8 @@ describe('authorisation of every route', () => {
     { method: 'GET', route: '/admin/settings', url: () => '/admin/settings', ok: 200 },
     { method: 'POST', route: '/admin/settings', url: () => '/admin/settings', form: true, body: () => 'utilityName=Thames+Valley+Power&timezone=Europe%2FLondon&defaultTariff=tou&billFooter=Reading', ok: 303 },
     { method: 'GET', route: '/admin/audit', url: () => '/admin/audit?verify=1', ok: 200 },
+    { method: 'GET', route: '/privacy', url: () => '/privacy', ok: 200 },
+    { method: 'GET', route: '/privacy/report', url: () => '/privacy/report', ok: 404 }, // no --privacy-report here (test/mdms/web/privacy.test.ts serves one)
   ];
   // Tested in their own cases below (they sign in or out, or are public by design).
   const elsewhere = ['GET /login', 'POST /login', 'POST /logout', 'POST /account/password', 'POST /api/v1/session', 'DELETE /api/v1/session', 'POST /api/v1/session/password', 'GET /healthz', 'GET /metrics', 'GET /openapi.json', 'GET /assets/:name', 'GET /favicon.ico'];
@@ -170,7 +173,7 @@ describe('authorisation of every route', () => {
       (who !== 'anonymous' &&
         (access === 'user' ||
           ({ 'neighbourhood.read': ['analyst'], 'neighbourhood.export': ['analyst'], 'billing.read': ['billing'], 'billing.export': ['billing'], 'account.write': ['billing'], 'bill.issue': ['billing'], 'meter.read': ['admin', 'billing'], 'tariff.read': ['admin', 'billing'] } as Record<string, string[]>)[access]?.includes(who) ||
-          (['tariff.write', 'user.admin', 'settings.write', 'audit.read'].includes(access) && who === 'admin')));
+          (['tariff.write', 'user.admin', 'settings.write', 'audit.read', 'privacy.read'].includes(access) && who === 'admin')));
     const api = row.route.startsWith('/api/');
     for (const who of ['anonymous', 'analyst', 'billing', 'admin'] as const) {
       const body = row.body?.();

@@ -131,7 +131,7 @@ describe('priceBill', () => {
   it('prices one period: energy per band, standing charge, exact rounding', () => {
     const bill = priceBill([{ start: local('2024-06-17'), end: local('2024-06-18'), bands: { peak: 4200, offpeak: 6100 } }], [version()]);
     // peak 4.2 kWh x 30.000 p = 126 p; offpeak 6.1 kWh x 15.000 p = 91.5 p -> 92 (half to even); standing 53.35 p -> 53
-    expect(bill.lines.map((l) => [l.kind, l.kind === 'energy' ? l.band : l.days, l.amountMinor])).toEqual([
+    expect(bill.lines.map((l) => [l.kind, l.kind === 'standing' ? l.days : l.band, l.amountMinor])).toEqual([
       ['energy', 'peak', 126],
       ['energy', 'offpeak', 92],
       ['standing', 1, 53],
@@ -222,7 +222,7 @@ describe('priceBill', () => {
     });
     const bill = priceBill([{ start: local('2024-06-16'), end: local('2024-07-16'), bands: { peak: 100_001, offpeak: 50_000 } }], [v2, v1]);
     // 15 days each side: peak 100001 Wh -> 50001 + 50000 (tie to the earlier), offpeak 25000 + 25000
-    expect(bill.lines.map((l) => (l.kind === 'energy' ? [l.tariffId, l.band, l.energyWh, l.amountMinor] : [l.tariffId, 'standing', l.days, l.amountMinor]))).toEqual([
+    expect(bill.lines.map((l) => (l.kind === 'standing' ? [l.tariffId, 'standing', l.days, l.amountMinor] : [l.tariffId, l.band, l.energyWh, l.amountMinor]))).toEqual([
       [1, 'peak', 50_001, 1500], // 50.001 kWh x 30 p = 1500.03
       [1, 'offpeak', 25_000, 375],
       [1, 'standing', 15, 750],
@@ -293,6 +293,82 @@ describe('priceBill', () => {
         },
       ),
       { numRuns: 200 },
+    );
+  });
+});
+
+describe('priceBill: feed-in (energy exported)', () => {
+  const day = { start: local('2024-06-17'), end: local('2024-06-18') };
+  const feedIn = (over: Partial<TariffVersion> = {}): TariffVersion =>
+    version({
+      standingMilliPerDay: 0,
+      bands: [
+        { band: 'peak', priceMilliPerKwh: 30_000, feedInMilliPerKwh: 9_000 },
+        { band: 'offpeak', priceMilliPerKwh: 15_000 },
+      ],
+      ...over,
+    });
+
+  it('adds a negative feed-in line per band with energy fed in, rounded once, half to even, like the energy lines', () => {
+    const bill = priceBill([{ ...day, bands: { peak: 4200, offpeak: 6100 }, exportBands: { peak: 2500, offpeak: 0 } }], [feedIn()]);
+    // peak 126 p, offpeak 91.5 -> 92; fed in 2.5 kWh x 9 p = 22.5 -> -22 (half to even); offpeak fed in nothing: no line
+    expect(bill.lines.map((l) => [l.kind, l.kind === 'standing' ? l.days : l.band, l.kind === 'standing' ? null : l.energyWh, l.amountMinor])).toEqual([
+      ['energy', 'peak', 4200, 126],
+      ['energy', 'offpeak', 6100, 92],
+      ['feedin', 'peak', 2500, -22],
+      ['standing', 1, null, 0],
+    ]);
+    expect(bill.lines[2]).toMatchObject({ feedInMilliPerKwh: 9_000, tariffId: 1 });
+    expect(bill).toMatchObject({ energyWh: 10_300, exportWh: 2500, subtotalMinor: 196, totalMinor: 196 });
+    // 1.5 kWh x 9 p = 13.5 -> -14: the other half goes away from zero when that is the even neighbour.
+    expect(priceBill([{ ...day, bands: { peak: 0, offpeak: 0 }, exportBands: { peak: 1500 } }], [feedIn()]).lines.find((l) => l.kind === 'feedin')!.amountMinor).toBe(-14);
+  });
+
+  it('nets feed-in before VAT (one VAT per rate on the net), and a bill can be a credit with negative VAT', () => {
+    const v = feedIn({ vatBasisPoints: 500 });
+    // 5 kWh x 30 p = 150; fed in 10 kWh x 9 p = -90; net 60; VAT 5 % = 3; total 63
+    const netted = priceBill([{ ...day, bands: { peak: 5000, offpeak: 0 }, exportBands: { peak: 10_000 } }], [v]);
+    expect(netted).toMatchObject({ subtotalMinor: 60, vat: [{ basisPoints: 500, baseMinor: 60, amountMinor: 3 }], vatMinor: 3, totalMinor: 63 });
+    // 1 kWh x 30 p = 30; fed in 30 kWh x 9 p = -270; net -240; VAT -12; total -252: the household is owed £2.52.
+    const credit = priceBill([{ ...day, bands: { peak: 1000, offpeak: 0 }, exportBands: { peak: 30_000 } }], [v]);
+    expect(credit).toMatchObject({ subtotalMinor: -240, vatMinor: -12, totalMinor: -252 });
+    expect(formatMoney(credit.totalMinor, credit.currency, credit.minorDigits)).toBe('-£2.52');
+  });
+
+  it('pro-rates feed-in between tariff versions like energy, each at its own feed-in rate', () => {
+    const v1 = feedIn({ id: 1, name: 'June' });
+    const v2 = feedIn({ id: 2, name: 'July', effectiveFrom: '2024-07-01', bands: [{ band: 'peak', priceMilliPerKwh: 30_000, feedInMilliPerKwh: 12_000 }, { band: 'offpeak', priceMilliPerKwh: 15_000 }] });
+    const bill = priceBill([{ start: local('2024-06-16'), end: local('2024-07-16'), bands: { peak: 0, offpeak: 0 }, exportBands: { peak: 100_001 } }], [v1, v2]);
+    const fed = bill.lines.filter((l) => l.kind === 'feedin');
+    // 15 days each side: 50001 + 50000 Wh; 50.001 kWh x 9 p = 450.009 -> -450; 50 kWh x 12 p = -600
+    expect(fed.map((l) => [l.tariffId, l.energyWh, l.amountMinor])).toEqual([
+      [1, 50_001, -450],
+      [2, 50_000, -600],
+    ]);
+    expect(bill.exportWh).toBe(100_001);
+  });
+
+  it('a band without a feed-in price pays 0; a band the tariff does not know cannot take feed-in; nothing fed in needs no price', () => {
+    const zero = priceBill([{ ...day, bands: { peak: 0, offpeak: 0 }, exportBands: { offpeak: 800 } }], [feedIn()]);
+    expect(zero.lines.find((l) => l.kind === 'feedin')).toMatchObject({ band: 'offpeak', energyWh: 800, feedInMilliPerKwh: 0, amountMinor: 0 });
+    expect(() => priceBill([{ ...day, bands: { peak: 1 }, exportBands: { shoulder: 5 } }], [feedIn()])).toThrow(/no price for band "shoulder" \(energy fed in\)/);
+    expect(() => priceBill([{ ...day, bands: { peak: 1 }, exportBands: { shoulder: 0 } }], [feedIn()])).not.toThrow();
+    expect(() => priceBill([{ ...day, bands: { peak: 1 }, exportBands: { peak: 0.5 } }], [feedIn()])).toThrow(/energy fed in of band "peak" must be an integer/);
+    expect(() => priceBill([{ ...day, bands: { peak: 1 } }], [feedIn({ bands: [{ band: 'peak', priceMilliPerKwh: 1, feedInMilliPerKwh: 0.5 }] })])).toThrow(/feed-in price of band "peak"/);
+    expect(() => priceBill([{ ...day, bands: { peak: 1 } }], [feedIn({ bands: [{ band: 'peak', priceMilliPerKwh: 1, feedInMilliPerKwh: 2e9 }] })])).toThrow(/feed-in price/);
+  });
+
+  it('a feed-in line is exactly minus the energy line of the same Wh at the same rate, for any integers', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 1e9 }), fc.integer({ min: -1_000_000, max: 1_000_000 }), (wh, rate) => {
+        const v = version({ standingMilliPerDay: 0, bands: [{ band: 'x', priceMilliPerKwh: rate, feedInMilliPerKwh: rate }] });
+        const bill = priceBill([{ ...day, bands: { x: wh }, exportBands: { x: wh } }], [v]);
+        const [energy, fed] = bill.lines;
+        expect(fed).toMatchObject({ kind: 'feedin', energyWh: wh });
+        expect(fed!.amountMinor).toBe(-energy!.amountMinor || 0);
+        expect(bill.subtotalMinor).toBe(0);
+      }),
+      { numRuns: 300 },
     );
   });
 });

@@ -206,11 +206,11 @@ describe.skipIf(!present)('MDMS web app in Chromium', () => {
     await Promise.all([p.waitForURL(/\/tariffs\?done=created/), p.click('button[type="submit"]:has-text("Add version")')]);
     const v = (await fx.web.tariffs.versions('tou3'))[0]!;
     expect(v.bands).toEqual([
-      { band: 'peak', priceMilliPerKwh: 32_125 },
-      { band: 'shoulder', priceMilliPerKwh: 24_000 },
-      { band: 'offpeak', priceMilliPerKwh: 14_500 },
-      { band: 'ev', priceMilliPerKwh: 7_250 },
-      { band: 'super-offpeak', priceMilliPerKwh: 3_001 },
+      { band: 'peak', priceMilliPerKwh: 32_125, feedInMilliPerKwh: 0 },
+      { band: 'shoulder', priceMilliPerKwh: 24_000, feedInMilliPerKwh: 0 },
+      { band: 'offpeak', priceMilliPerKwh: 14_500, feedInMilliPerKwh: 0 },
+      { band: 'ev', priceMilliPerKwh: 7_250, feedInMilliPerKwh: 0 },
+      { band: 'super-offpeak', priceMilliPerKwh: 3_001, feedInMilliPerKwh: 0 },
     ]);
     expect(v.standingMilliPerDay).toBe(48_500);
 

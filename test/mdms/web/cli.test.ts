@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable, Writable } from 'node:stream';
@@ -96,6 +96,32 @@ describe('smartermeter mdms --http', () => {
     expect(seen).toBe(200);
     expect(p.logs.some((l) => l.includes('no users yet'))).toBe(true);
     await expect(fetch(`${url}/healthz`)).rejects.toThrow();
+  });
+
+  it('--privacy-report DIR: the Privacy page serves the report to a privacy officer; a file instead of a directory is refused', async () => {
+    const db = join(dir, 'mdms.sqlite');
+    const report = join(dir, 'report');
+    mkdirSync(report);
+    writeFileSync(join(report, 'report.html'), '<!doctype html><title>report</title><p>scores</p>');
+    writeFileSync(join(report, 'summary.json'), JSON.stringify({ households: 2, attacks: [], dp: [], method: {}, per_household: [] }));
+    const add = program(undefined, Readable.from(['officer-password-01\n']));
+    await add.root.parseAsync(['node', 'sm', 'mdms', 'user', 'add', '--db', db, '--role', 'privacy', '--username', 'officer', '--password-stdin']);
+    expect(add.out()).toBe('created user officer (privacy)\n');
+    let served = '';
+    let csp = '';
+    const p = program(async () => {
+      const url = JSON.parse(p.logs.find((l) => l.includes('MDMS web app listening'))!).url as string;
+      const login = await fetch(`${url}/api/v1/session`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"username":"officer","password":"officer-password-01"}' });
+      const cookie = login.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
+      const r = await fetch(`${url}/privacy/report`, { headers: { cookie } });
+      served = await r.text();
+      csp = r.headers.get('content-security-policy') ?? '';
+    });
+    await p.root.parseAsync(['node', 'sm', 'mdms', '--db', db, '--http', '0', '--privacy-report', report]);
+    expect(served).toBe('<!doctype html><title>report</title><p>scores</p>');
+    expect(csp).toMatch(/sandbox/);
+    const bad = program(async () => undefined);
+    await expect(bad.root.parseAsync(['node', 'sm', 'mdms', '--db', db, '--http', '0', '--privacy-report', join(report, 'summary.json')])).rejects.toThrow(/--privacy-report must be the directory/);
   });
 
   it('does nothing without --http, and refuses a bad port', async () => {

@@ -1,7 +1,7 @@
 /**
  * Test fixture for the web app: a store seeded through the Store API with realistic data (3 neighbourhoods x
  * 1 week x 15-minute intervals, a few revised; 4 households x 7 daily periods x 2 bands), a fleet, a tariff,
- * and one user per role.
+ * and one user per role (admin, analyst, billing, privacy).
  */
 import { DateTime } from 'luxon';
 import type { Fleet } from '../../../lib/keyset.js';
@@ -127,6 +127,7 @@ export const PASSWORDS: Record<string, string> = {
   admin: 'admin-password-0001',
   analyst: 'analyst-password-0001',
   billing: 'billing-password-0001',
+  privacy: 'privacy-password-0001',
 };
 
 export interface Fixture {
@@ -138,7 +139,7 @@ export interface Fixture {
 }
 
 /**
- * A seeded database with users (admin, analyst, billing), the TOU tariff as default, and accounts opened.
+ * A seeded database with users (admin, analyst, billing, privacy), the TOU tariff as default, and accounts opened.
  * @example
  * ```ts
  * const fx = await fixture();
@@ -149,7 +150,7 @@ export async function fixture(kind: 'sqlite' | 'postgres' = 'sqlite', days = 7):
   const store = await openStore(db.url, db.schema ? { schema: db.schema } : {});
   const seeded = await seedStore(store, days);
   const web = await openWebDb(db.driver);
-  for (const role of ['admin', 'analyst', 'billing'] as Role[]) await web.users.create({ username: role, roles: [role], password: PASSWORDS[role]! });
+  for (const role of ['admin', 'analyst', 'billing', 'privacy'] as Role[]) await web.users.create({ username: role, roles: [role], password: PASSWORDS[role]! });
   await web.tariffs.create(TOU, 'admin');
   await web.settings.set({ defaultTariff: 'tou', timezone: TZ, utilityName: 'Thames Valley Power' });
   await web.accounts.ensure(HOUSEHOLDS);

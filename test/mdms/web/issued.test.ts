@@ -172,6 +172,38 @@ for (const kind of ['sqlite', 'postgres'] as const) {
       expect((await fx.web.audit.verify()).ok).toBe(true);
       expectGapFree(await fx.web.bills.list());
     });
+
+    it('feed-in: a bill credits the energy fed in per band and records it; a revision of the export alone gets a note; a bill can be a credit', async () => {
+      // A prosumer on its own tariff, billed alone so the other households' documents stay as they are.
+      const solar = await fx.web.tariffs.create({ code: 'solar', name: 'Solar', currency: 'GBP', minorDigits: 2, tz: TZ, effectiveFrom: '2024-01-01', standingMilliPerDay: 53_350, vatBasisPoints: 500, bands: [{ band: 'peak', priceMilliPerKwh: 30_000, feedInMilliPerKwh: 9_000 }, { band: 'offpeak', priceMilliPerKwh: 15_000 }] }, 'admin');
+      await fx.web.accounts.ensure(['hh-solar']);
+      const account = (await fx.web.accounts.setTariff((await fx.web.accounts.byHousehold('hh-solar'))!.accountNumber, 'solar'))!;
+      const p = { start: WEEK_START, end: WEEK_START + DAY };
+      await fx.store.insertBilling({ kind: 'billing', key: 'hh-solar', ...p, revision: 0, bands: { peak: 2000, offpeak: 3000 }, exportBands: { peak: 12_345 } });
+      const runSolar = () => runBills(fx.store, fx.web, { by: 'billing', nowMs: NOW, tz: TZ, accounts: [account] });
+      const [bill] = (await runSolar()).issued;
+      // peak 2 kWh x 30 p = 60; offpeak 3 kWh x 15 p = 45; fed in 12.345 kWh x 9 p = 111.105 -> -111; standing 53.35 -> 53;
+      // subtotal 47; VAT 5 % = 2.35 -> 2; total 49
+      expect(bill).toMatchObject({ kind: 'bill', exportBands: { peak: 12_345 }, tariffIds: [solar.id], subtotalMinor: 47, vatMinor: 2, totalMinor: 49 });
+      expect(bill!.lines.find((l) => l.kind === 'feedin')).toMatchObject({ band: 'peak', energyWh: 12_345, feedInMilliPerKwh: 9_000, amountMinor: -111 });
+      expect(await fx.web.bills.byNumber(bill!.number)).toEqual(bill);
+      // Revision 1 changes only the export: 20 kWh more fed in -> a credit note of the feed-in line alone; the total goes negative.
+      await fx.store.insertBilling({ kind: 'billing', key: 'hh-solar', ...p, revision: 1, bands: { peak: 2000, offpeak: 3000 }, exportBands: { peak: 32_345 } });
+      const [note] = (await runSolar()).issued;
+      expect(note).toMatchObject({ kind: 'credit', refersTo: { number: bill!.number }, revision: 1, exportBands: { peak: 32_345 } });
+      expect(note!.lines).toEqual([expect.objectContaining({ kind: 'feedin', band: 'peak', energyWh: 20_000, amountMinor: -180 })]);
+      const latest = priceBill([{ ...p, bands: { peak: 2000, offpeak: 3000 }, exportBands: { peak: 32_345 } }], [solar]);
+      expect(latest.totalMinor).toBeLessThan(0); // 60 + 45 - 291 + 53 = -133, VAT -6.65 -> -7: -140
+      expect(latest.totalMinor).toBe(-140);
+      expect(bill!.totalMinor + note!.totalMinor).toBe(latest.totalMinor);
+      // Revision 2 takes the export away again (a meter fault corrected): a debit note, and the sum is still exact.
+      await fx.store.insertBilling({ kind: 'billing', key: 'hh-solar', ...p, revision: 2, bands: { peak: 2000, offpeak: 3000 } });
+      const [debit] = (await runSolar()).issued;
+      expect(debit).toMatchObject({ kind: 'debit', exportBands: {} });
+      expect(debit!.lines).toEqual([expect.objectContaining({ kind: 'feedin', energyWh: -32_345, amountMinor: 291 })]);
+      expect(bill!.totalMinor + note!.totalMinor + debit!.totalMinor).toBe(priceBill([{ ...p, bands: { peak: 2000, offpeak: 3000 } }], [solar]).totalMinor);
+      expectGapFree(await fx.web.bills.list());
+    });
   });
 }
 
@@ -189,6 +221,17 @@ describe('noteAmounts', () => {
     expect(before.totalMinor + note.totalMinor).toBe(after.totalMinor);
     expect(before.vatMinor + note.vatMinor).toBe(after.vatMinor);
     expect(noteAmounts(after, after)).toEqual({ lines: [], vat: [], subtotalMinor: 0, vatMinor: 0, totalMinor: 0 });
+  });
+
+  it('carries a feed-in line as the difference of the energy fed in, apart from the energy line of the same band', () => {
+    const v = [{ id: 7, code: 't', name: 'T', currency: 'EUR', minorDigits: 2, tz: 'UTC', effectiveFrom: '2024-01-01', standingMilliPerDay: 0, vatBasisPoints: 900, bands: [{ band: 'day', priceMilliPerKwh: 33_333, feedInMilliPerKwh: 7_777 }] }];
+    const start = Date.UTC(2024, 5, 1) / 1000;
+    const before = priceBill([{ start, end: start + 30 * DAY, bands: { day: 100_000 }, exportBands: { day: 50_000 } }], v);
+    const after = priceBill([{ start, end: start + 30 * DAY, bands: { day: 100_000 }, exportBands: { day: 450_001 } }], v);
+    const note = noteAmounts(before, after);
+    expect(note.lines).toEqual([expect.objectContaining({ kind: 'feedin', band: 'day', energyWh: 400_001, amountMinor: -Number(rhe(450_001n * 7_777n, 1_000_000n) - rhe(50_000n * 7_777n, 1_000_000n)) })]); // half to even is symmetric
+    expect(before.totalMinor + note.totalMinor).toBe(after.totalMinor);
+    expect(after.totalMinor).toBeLessThan(0);
   });
 });
 
@@ -269,7 +312,7 @@ describe('issued bills over HTTP', () => {
       const rows = csv.body.trimEnd().split('\n');
       expect(rows[0]).toBe(DOCUMENTS_CSV_HEADER);
       const cells = rows.slice(1).map((r) => r.split(','));
-      const items = cells.filter((c) => c[9] === 'energy' || c[9] === 'standing' || c[9] === 'vat');
+      const items = cells.filter((c) => c[9] === 'energy' || c[9] === 'feedin' || c[9] === 'standing' || c[9] === 'vat');
       const totalRow = cells.find((c) => c[9] === 'total')!;
       expect(Number(totalRow[16])).toBe(d.totalMinor);
       expect(items.reduce((a, c) => a + BigInt(c[16]!), 0n)).toBe(BigInt(d.totalMinor)); // lines + VAT add up to the total

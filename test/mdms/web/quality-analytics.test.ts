@@ -8,7 +8,7 @@ import type { Finding } from '../../../mdms/analytics/quality.js';
 import { openStore } from '../../../mdms/store/index.js';
 import type { Store } from '../../../mdms/store/types.js';
 import { openWebDb, type WebDb } from '../../../mdms/web/db.js';
-import { checkNeighbourhood } from '../../../mdms/web/quality.js';
+import { checkNeighbourhood, checkPeers } from '../../../mdms/web/quality.js';
 import { nbAgg } from '../helpers.js';
 import { postgresDb, postgresReachable, sqliteDb, type TestDb } from './db-helpers.js';
 
@@ -59,5 +59,17 @@ describe.each([
     expect(r.newEstimates).toBe(1);
     const after = await store.dump();
     for (const table of ['neighbourhood_aggregate', 'billing_aggregate']) expect(after[table]).toEqual(before[table]);
+  }, 60_000);
+
+  it('a peer check over whole days says why it cannot judge two neighbourhoods, and judges three', async () => {
+    const day = (nb: string, d: number, energyWh: number) => store.insertNeighbourhood(nbAgg({ key: nb, start: T0 + d * 86_400, end: T0 + (d + 1) * 86_400, energyWh }));
+    for (let d = 0; d < 6; d++) for (const nb of ['nb1', 'nb2']) await day(nb, d, 1000 + ((d * 37) % 11) * (nb === 'nb1' ? 7 : 5));
+    const two = await checkPeers(store, web.quality);
+    expect(two).toEqual({ from: T0 - 22 * 86_400, to: T0 + 6 * 86_400, neighbourhoods: 2, daysJudged: 0, newFindings: [], skipped: 'fewer than 3 neighbourhoods' });
+    for (let d = 0; d < 6; d++) await day('nb3', d, d === 4 ? 3000 : 2000 + ((d * 13) % 7) * 9);
+    const three = await checkPeers(store, web.quality, { targets: ['nb3'] });
+    expect(three.daysJudged).toBe(6);
+    expect(three.newFindings.map((f) => [f.neighbourhood, f.rule, f.start])).toEqual([['nb3', 'peer-outlier', T0 + 4 * 86_400]]);
+    expect((await checkPeers(store, web.quality)).newFindings).toEqual([]); // recorded once
   }, 60_000);
 });

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { openStore } from '../../../mdms/store/index.js';
+import { openStore, SCHEMA_VERSION } from '../../../mdms/store/index.js';
 import type { Store } from '../../../mdms/store/types.js';
 import { ACCOUNT_NUMBER } from '../../../mdms/web/accounts.js';
 import { accountBill, pricedPeriods } from '../../../mdms/web/bills.js';
@@ -52,7 +52,7 @@ describe.each([
 
   it('migrates idempotently next to the store, with its own version table', async () => {
     expect(await migrateWeb(db.driver)).toBe(WEB_SCHEMA_VERSION);
-    expect(await store.schemaVersion()).toBe(1);
+    expect(await store.schemaVersion()).toBe(SCHEMA_VERSION);
     const [v] = await db.driver.query('SELECT max(version) AS v FROM web_schema_version', []);
     expect(Number(v!.v)).toBe(WEB_SCHEMA_VERSION);
     await db.driver.run('INSERT INTO web_schema_version (version, description, applied_at_ms) VALUES (?, ?, ?)', [WEB_SCHEMA_VERSION + 1, 'future', 0]);
@@ -189,5 +189,40 @@ describe.each([
     const priced = await pricedPeriods(store, web, account);
     expect(priced.periods.map((p) => p.totalMinor)).toEqual([285, 310, 285]);
     expect(priced.currency).toBe('GBP');
+  });
+
+  it('bills with feed-in: the tariff keeps a feed-in price per band (0 when not given), and exported energy is credited per band', async () => {
+    const day = 86_400;
+    const start = Date.UTC(2024, 5, 3) / 1000 - 3600;
+    const plain = await web.tariffs.create(tou, 'root');
+    expect(plain.bands.map((b) => b.feedInMilliPerKwh)).toEqual([0, 0]);
+    const prosumer = await web.tariffs.create({ ...tou, code: 'solar', bands: [{ band: 'peak', priceMilliPerKwh: 30_000, feedInMilliPerKwh: 9_000 }, { band: 'offpeak', priceMilliPerKwh: 15_000, feedInMilliPerKwh: -500 }] }, 'root');
+    expect((await web.tariffs.get(prosumer.id))!.bands).toEqual([
+      { band: 'peak', priceMilliPerKwh: 30_000, feedInMilliPerKwh: 9_000 },
+      { band: 'offpeak', priceMilliPerKwh: 15_000, feedInMilliPerKwh: -500 },
+    ]);
+    await expect(web.tariffs.create({ ...tou, code: 'bad', bands: [{ band: 'peak', priceMilliPerKwh: 1, feedInMilliPerKwh: 1.5 }] }, 'root')).rejects.toThrow(/feed-in price/);
+    await store.insertBilling({ kind: 'billing', key: 'hh1', start, end: start + day, revision: 0, bands: { peak: 1000, offpeak: 2000 }, exportBands: { peak: 30_000, offpeak: 2000 } });
+    await store.insertBilling({ kind: 'billing', key: 'hh1', start: start + day, end: start + 2 * day, revision: 0, bands: { peak: 4000, offpeak: 2000 } });
+    await web.accounts.ensure(['hh1']);
+    const account = (await web.accounts.setTariff((await web.accounts.byHousehold('hh1'))!.accountNumber, 'solar'))!;
+    const { bill, periods } = await accountBill(store, web, account, start, start + 2 * day);
+    expect(periods.map((p) => p.exportBands)).toEqual([{ peak: 30_000, offpeak: 2000 }, {}]);
+    // peak 5 kWh x 30 p = 150; offpeak 4 kWh x 15 p = 60; fed in: peak 30 kWh x 9 p = -270, offpeak 2 kWh x -0.5 p = +1;
+    // standing 2 x 53.35 = 106.7 -> 107; subtotal 48; VAT 5 % = 2.4 -> 2; total 50
+    expect(bill.lines.map((l) => [l.kind, l.kind === 'standing' ? l.days : l.band, l.amountMinor])).toEqual([
+      ['energy', 'peak', 150],
+      ['energy', 'offpeak', 60],
+      ['feedin', 'peak', -270],
+      ['feedin', 'offpeak', 1],
+      ['standing', 2, 107],
+    ]);
+    expect(bill).toMatchObject({ exportWh: 32_000, subtotalMinor: 48, vatMinor: 2, totalMinor: 50 });
+    // The first day alone is a credit: 30 + 30 - 270 + 1 + 53 = -156, VAT -7.8 -> -8, total -164.
+    const priced = await pricedPeriods(store, web, account);
+    expect(priced.periods.map((p) => [p.exportWh, p.totalMinor])).toEqual([
+      [32_000, -164],
+      [0, 213], // 120 + 30 + 53 = 203, VAT 10.15 -> 10
+    ]);
   });
 });

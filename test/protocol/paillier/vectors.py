@@ -60,3 +60,51 @@ print('mul = c1^-3  -> ', dec(pow(c1, -3, n2)) - n)
 print('pub =', pub.hex())
 print('priv =', priv.hex())
 print('kid =', kid.hex())
+
+# --- Two-party threshold decryption (protocol/paillier/threshold.ts; docs/paillier.md "Two-party threshold
+# decryption", the ```hex name=threshold.*``` blocks). Prints those blocks.
+from math import gcd
+SIGMA = 128
+lam_c = (p - 1) * (q - 1) // gcd(p - 1, q - 1)          # Carmichael lambda(n)
+d0 = lam_c * pow(lam_c, -1, n)                          # = 0 mod lambda, = 1 mod n
+order = n * lam_c
+R = n2 << SIGMA
+d = d0 if d0 >= R else d0 + ((R - d0 + order - 1) // order) * order
+assert d % lam_c == 0 and d % n == 1 and R <= d < R + order
+d1 = int.from_bytes(b''.join(hashlib.sha512(b'smartermetering/paillier/threshold-vector/d1' + bytes([i])).digest() for i in range(3)), 'big') % R
+d2 = d - d1
+assert 0 < d1 < R and 0 < d2 < R + n2
+
+def share(party, di):
+    return bytes([0x84, 0x01]) + cbor_bytes(kid) + bytes([party]) + cbor_bytes(be(di))
+
+clen = (2 * n.bit_length() + 7) // 8
+m_t = 123456789012345
+r_t = 0x00fedcba9876543210fedcba9876543210fedcba9876543210fedcba98765432
+ct = enc(m_t, r_t)
+ct_cbor = bytes([0x83, 0x01]) + cbor_bytes(kid) + cbor_bytes(ct.to_bytes(clen, 'big'))
+cid = hashlib.sha256(ct_cbor).digest()[:16]
+pa1 = pow(ct, d1, n2)
+pa2 = pow(ct, d2, n2)
+def partial(party, v):
+    return bytes([0x85, 0x01]) + cbor_bytes(kid) + bytes([party]) + cbor_bytes(cid) + cbor_bytes(v.to_bytes(clen, 'big'))
+x_t = pa1 * pa2 % n2
+assert (x_t - 1) % n == 0 and (x_t - 1) // n == m_t == dec(ct)
+assert (pa1 - 1) % n != 0 and (pa2 - 1) % n != 0   # neither partial alone has the form 1 + m n
+
+def block(name, b):
+    h = b.hex()
+    print(f'```hex name={name}')
+    for i in range(0, len(h), 96):
+        print(h[i:i + 96])
+    print('```')
+
+print()
+block('threshold.p', be(p))
+block('threshold.q', be(q))
+block('threshold.pes-share', share(1, d1))
+block('threshold.guardian-share', share(2, d2))
+block('threshold.ciphertext', ct_cbor)
+block('threshold.pes-partial', partial(1, pa1))
+block('threshold.guardian-partial', partial(2, pa2))
+block('threshold.plaintext', be(m_t))

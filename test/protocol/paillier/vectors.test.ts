@@ -1,10 +1,30 @@
 // Fixed-key vectors. The expected values were computed independently by vectors.py (Python's pow and
 // hashlib, nothing from the engine): DJN h derivation, h_s, E(m; r), classic paillier-bigint style
 // ciphertexts, CBOR encodings and the key id.
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { decodePrivateKey, decodeSigned, encodePrivateKey, encodePublicKey, PrivateKey } from '../../../protocol/paillier/engine.js';
+import { cborDecode } from '../../../protocol/cbor.js';
+import { fromBytes } from '../../../protocol/paillier/arith.js';
+import {
+  ciphertextId,
+  combinePartials,
+  decodeCiphertext,
+  decodePartial,
+  decodePrivateKey,
+  decodeShare,
+  decodeSigned,
+  encodeCiphertext,
+  encodePartial,
+  encodePrivateKey,
+  encodePublicKey,
+  encodeShare,
+  partialDecrypt,
+  PrivateKey,
+  splitKey,
+} from '../../../protocol/paillier/engine.js';
 import { Modulus } from '../../../protocol/paillier/modexp.js';
 import { deriveH } from '../../../protocol/paillier/params.js';
+import { docBlocks, docHex, PAILLIER_MD } from '../doc.js';
 
 const p = 0xe25b46707355898fbbbfa05a5f1b6d2fbee6164704e6ebac6ce71b991a4284fbn;
 const q = 0xef23699156b14a9aa38812b841d80a2450482c11bf0b224f73a907b37fa0b92bn;
@@ -50,5 +70,52 @@ describe('Paillier vectors (512-bit key, computed by vectors.py)', () => {
     expect(encodePrivateKey(key).toString('hex')).toBe(V.priv);
     expect(key.keyId).toBe(V.kid);
     expect(decodePrivateKey(Buffer.from(V.priv, 'hex')).decrypt(V.c1)).toBe(42n);
+  });
+});
+
+describe('two-party threshold vectors of docs/paillier.md (computed by vectors.py)', () => {
+  const blocks = docBlocks(readFileSync(PAILLIER_MD, 'utf8'), 'docs/paillier.md');
+  const used = new Set<string>();
+  const vec = (name: string) => {
+    used.add(name);
+    return docHex(name, blocks);
+  };
+  const key = new PrivateKey(fromBytes(vec('threshold.p')), fromBytes(vec('threshold.q')));
+  const pub = key.publicKey;
+
+  it('is the 512-bit key of the vectors above', () => {
+    expect(key.n).toBe(V.n);
+  });
+
+  it('splits the key into the documented shares, given the documented d_pes', () => {
+    const pesBytes = vec('threshold.pes-share');
+    const d1 = fromBytes((cborDecode(pesBytes) as Uint8Array[])[3]!);
+    const { pes, guardian } = splitKey(key, () => d1);
+    expect(encodeShare(pes).toString('hex')).toBe(pesBytes.toString('hex'));
+    expect(encodeShare(guardian).toString('hex')).toBe(vec('threshold.guardian-share').toString('hex'));
+  });
+
+  it('decodes the documented shares and ciphertext, makes the documented partials, and combines them into the plaintext', () => {
+    const pes = decodeShare(pub, vec('threshold.pes-share'), 'pes');
+    const guardian = decodeShare(pub, vec('threshold.guardian-share'), 'guardian');
+    const c = decodeCiphertext(pub, vec('threshold.ciphertext'));
+    expect(encodeCiphertext(pub, pub.encryptWithRandomness(123456789012345n, 0x00fedcba9876543210fedcba9876543210fedcba9876543210fedcba98765432n)).toString('hex')).toBe(
+      vec('threshold.ciphertext').toString('hex'),
+    );
+    const a = partialDecrypt(pes, c);
+    const b = partialDecrypt(guardian, c);
+    expect(encodePartial(pub, a).toString('hex')).toBe(vec('threshold.pes-partial').toString('hex'));
+    expect(encodePartial(pub, b).toString('hex')).toBe(vec('threshold.guardian-partial').toString('hex'));
+    const m = fromBytes(vec('threshold.plaintext'));
+    expect(m).toBe(123456789012345n);
+    expect(combinePartials(pub, decodePartial(pub, vec('threshold.pes-partial')), decodePartial(pub, vec('threshold.guardian-partial')), c)).toBe(m);
+    expect(key.decrypt(c)).toBe(m);
+    expect(a.ciphertextId).toEqual(ciphertextId(pub, c));
+  });
+
+  it('checks every threshold vector the document has', () => {
+    const documented = blocks.filter((b) => b.name.startsWith('threshold.')).map((b) => b.name).sort();
+    expect(documented).toHaveLength(8);
+    expect([...used].sort()).toEqual(documented);
   });
 });
