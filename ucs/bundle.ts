@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
+import { build, type Plugin } from 'esbuild';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -24,6 +24,22 @@ export interface AppBundle {
   '/app.css': Asset;
   '/': Asset;
 }
+
+/**
+ * lib/tariff.ts (shared with the PES, which reads tariff files) imports `node:fs` for `loadTariff` alone; the
+ * browser uses only its pure parser and band lookup. This resolves `node:fs` to a stub whose functions throw,
+ * so a browser path that ever reached the file system would fail loudly instead of silently.
+ */
+const noNodeFs: Plugin = {
+  name: 'no-node-fs',
+  setup(b) {
+    b.onResolve({ filter: /^node:fs$/ }, () => ({ path: 'node:fs', namespace: 'no-node-fs' }));
+    b.onLoad({ filter: /.*/, namespace: 'no-node-fs' }, () => ({
+      contents: "export function readFileSync() { throw new Error('node:fs is not available in the browser'); }",
+      loader: 'js',
+    }));
+  },
+};
 
 const asset = (body: Buffer, type: string): Asset => ({ body, type, etag: `"${createHash('sha256').update(body).digest('hex').slice(0, 32)}"` });
 
@@ -65,6 +81,7 @@ export function appBundle(): Promise<AppBundle> {
       entryNames: 'app',
       logLevel: 'silent',
       define: { 'process.env.NODE_ENV': '"production"' },
+      plugins: [noNodeFs],
     });
     const js = r.outputFiles.find((f) => f.path.endsWith('.js'));
     const css = r.outputFiles.find((f) => f.path.endsWith('.css'));

@@ -18,6 +18,7 @@ import { loadCredentials, loadHouseholdKey, loadPesVerifyKey } from '../lib/keys
 import { removeFromHomeAssistant, startHaBridge } from './ha-bridge.js';
 import { startUcs } from './server.js';
 import { formatRow, readHouseholdKey, subscribeHouseholdStream } from './stream.js';
+import { loadHouseholdTariff } from './tariff.js';
 
 const url = (flag: string, schemes: string[]) => (v: string) => {
   let u: URL;
@@ -124,8 +125,10 @@ export function registerUcsCommand(program: Command): void {
     .option('--no-archive', 'keep no ciphertext archive of household streams')
     .option('--archive-days <n>', 'drop archived messages after this many days', intOption('--archive-days', 1, 36_600), 400)
     .option('--client-id <id>', 'MQTT client id of the persistent session (unique per UCS on a shared broker)', 'ucs')
+    .option('--tariff <file>', "the households' tariff (band schedule as the PES's --tariff, billing period, prices as the MDMS's; format in ucs/README.md): the app shows costs and a bill preview")
+    .option('--household-mqtt <url>', "broker URL households' own tools reach (shown in Settings for `ucs watch` and the HA bridge); default the --ws URL", url('--household-mqtt', BROKER))
     .option('--trust-proxy <addresses>', 'take client addresses from X-Forwarded-For set by these proxies (comma-separated addresses or CIDRs), for the per-address throttling behind a TLS proxy')
-    .action(async (o: { trustProxy?: string; clientId: string; http?: number; host: string; keys?: string; db: string; mqtt: string; ws: string; tlsKey?: string; tlsCert?: string; sessionIdle: number; sessionMax: number; archive: boolean; archiveDays: number }) => {
+    .action(async (o: { tariff?: string; householdMqtt?: string; trustProxy?: string; clientId: string; http?: number; host: string; keys?: string; db: string; mqtt: string; ws: string; tlsKey?: string; tlsCert?: string; sessionIdle: number; sessionMax: number; archive: boolean; archiveDays: number }) => {
       if (o.http === undefined) throw new InvalidArgumentError('give --http <port> to run the server (or use `ucs watch` or `ucs ha-bridge`)');
       if (!o.keys) throw new InvalidArgumentError('--keys <dir> is required');
       const https = readTlsFlags(o);
@@ -143,6 +146,8 @@ export function registerUcsCommand(program: Command): void {
         archive: o.archive,
         archiveDays: o.archiveDays,
         clientId: o.clientId,
+        ...(o.tariff ? { tariff: loadHouseholdTariff(o.tariff) } : {}),
+        ...(o.householdMqtt ? { householdMqttUrl: o.householdMqtt } : {}),
         ...(o.trustProxy ? { trustProxy: o.trustProxy.split(',').map((a) => a.trim()) } : {}),
         ...(https ? { https } : {}),
       });
@@ -152,7 +157,7 @@ export function registerUcsCommand(program: Command): void {
     });
 
   householdOptions(ucs.command('watch'))
-    .description("print the household's decrypted stream, one line per reading: ISO time, period (s), register (Wh), power (W), meter")
+    .description("print the household's decrypted stream, one line per reading: ISO time, period (s), import register (Wh), power (W), meter, export register (Wh)")
     .option('--limit <n>', 'exit after this many readings', intOption('--limit', 1, Number.MAX_SAFE_INTEGER))
     .action(async (o: HouseholdFlags & { limit?: number }) => {
       const access = householdAccess(o);

@@ -4,7 +4,9 @@
  * Per meter, retained discovery configs on `<prefix>/sensor/<node>/<object>/config` (HA MQTT discovery:
  * `<discovery_prefix>/<component>/[<node_id>/]<object_id>/config`; an empty retained payload removes one):
  * - energy: the meter's import register in kWh — `device_class: energy`, `state_class: total_increasing`,
- *   what the Energy dashboard takes as grid consumption;
+ *   what the Energy dashboard takes as "grid consumption";
+ * - energy returned: the meter's export register in kWh, of the same kind — the Energy dashboard's "return to
+ *   grid" (0 for a meter without panels, which the dashboard then simply shows as nothing returned);
  * - power: average power of the newest reading in W — `device_class: power`, `state_class: measurement`;
  * - last reading: end of the newest reading — `device_class: timestamp`.
  * All share one availability topic (`online`/`offline`, the bridge's will) and one device per meter.
@@ -45,7 +47,7 @@ export interface HaMessage {
   retain: boolean;
 }
 
-const SENSORS = ['energy', 'power', 'last_reading'] as const;
+const SENSORS = ['energy', 'energy_returned', 'power', 'last_reading'] as const;
 
 /**
  * The discovery configs of one meter.
@@ -59,6 +61,7 @@ export function discoveryConfigs(t: HaTopics, meter: string, periodS: number): H
   const common = { availability_topic: t.availability, payload_available: 'online', payload_not_available: 'offline', device, origin: { name: 'smartermeter ucs ha-bridge' } };
   const configs: Record<(typeof SENSORS)[number], Record<string, unknown>> = {
     energy: { name: 'Energy', device_class: 'energy', state_class: 'total_increasing', unit_of_measurement: 'kWh', suggested_display_precision: 3 },
+    energy_returned: { name: 'Energy returned to grid', device_class: 'energy', state_class: 'total_increasing', unit_of_measurement: 'kWh', suggested_display_precision: 3 },
     power: { name: 'Power', device_class: 'power', state_class: 'measurement', unit_of_measurement: 'W', expire_after: Math.max(300, 3 * periodS) },
     last_reading: { name: 'Last reading', device_class: 'timestamp', entity_category: 'diagnostic' },
   };
@@ -73,13 +76,14 @@ export function discoveryConfigs(t: HaTopics, meter: string, periodS: number): H
  * The states of a meter's newest reading (retained, so HA has them after a restart).
  * @example
  * ```ts
- * stateMessages(haTopics('hh1'), row); // energy '1234.567', power '230', last_reading ISO time
+ * stateMessages(haTopics('hh1'), row); // energy '1234.567', energy_returned '80.210', power '230', last_reading ISO time
  * ```
  */
 export function stateMessages(t: HaTopics, r: Row): HaMessage[] {
   const at = new Date((r.time + r.period) * 1000).toISOString().replace('.000Z', '+00:00');
   return [
     { topic: `${t.base}/${r.meter}/energy`, payload: formatKwh(r.importWh), retain: true },
+    { topic: `${t.base}/${r.meter}/energy_returned`, payload: formatKwh(r.exportWh), retain: true },
     { topic: `${t.base}/${r.meter}/power`, payload: String(r.powerW), retain: true },
     { topic: `${t.base}/${r.meter}/last_reading`, payload: at, retain: true },
   ];

@@ -28,6 +28,7 @@ import { loadActivation } from './activation.js';
 import { appBundle, withBanner } from './bundle.js';
 import { UcsDb } from './db.js';
 import { startBrokerLink, type BrokerLink } from './link.js';
+import type { TariffFile } from './tariff.js';
 import { buildUcsApp } from './server/app.js';
 import { hashAuth, type RequestCounters, type UcsContext } from './server/context.js';
 
@@ -43,6 +44,10 @@ export interface UcsOptions {
   brokerUrl: string;
   /** Broker MQTT-over-WebSocket URL as the household's browser reaches it (`ws://…` or `wss://…`). */
   brokerWsUrl: string;
+  /** Broker URL households' own tools (`ucs watch`, the HA bridge) reach (Settings shows it). Default `brokerWsUrl`. */
+  householdMqttUrl?: string;
+  /** The tariff households are billed with (`--tariff`, ucs/tariff.ts): the app prices its readings with it. */
+  tariff?: TariffFile;
   /** HTTP port; 0 picks a free one. Default 0. */
   port?: number;
   /** The flag that sets `port`, named when the port is taken. Default `--http`. */
@@ -132,7 +137,10 @@ export async function startUcs(opts: UcsOptions): Promise<UcsHandle> {
     db,
     link,
     households,
+    fleet,
+    tariff: opts.tariff ?? null,
     brokerWsUrl: opts.brokerWsUrl,
+    householdMqttUrl: opts.householdMqttUrl ?? opts.brokerWsUrl,
     secure: Boolean(opts.https),
     idleS,
     maxS,

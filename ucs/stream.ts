@@ -145,12 +145,13 @@ export function subscribeHouseholdStream(o: HouseholdStreamOptions): HouseholdSt
 
 /**
  * The line `ucs watch` prints for a reading: ISO 8601 UTC period start, period (s), import register (Wh),
- * power (W), meter id.
+ * power (W), meter id, export register (Wh; 0 for a meter that never fed in). The export register comes last
+ * so that a script reading the first five fields of version 1's lines reads them unchanged.
  * @example
  * ```ts
- * formatRow(row); // '2024-06-01T00:00:00Z 60 1234567 230 534d520000000001'
+ * formatRow(row); // '2024-06-01T00:00:00Z 60 1234567 230 534d520000000001 80210'
  * ```
  */
 export function formatRow(r: Row): string {
-  return `${new Date(r.time * 1000).toISOString().replace('.000Z', 'Z')} ${r.period} ${r.importWh} ${r.powerW} ${r.meter}`;
+  return `${new Date(r.time * 1000).toISOString().replace('.000Z', 'Z')} ${r.period} ${r.importWh} ${r.powerW} ${r.meter} ${r.exportWh}`;
 }

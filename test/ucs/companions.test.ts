@@ -18,7 +18,7 @@ import { topics } from '../../protocol/topics.js';
 import { removeFromHomeAssistant, startHaBridge } from '../../ucs/ha-bridge.js';
 import { formatRow } from '../../ucs/stream.js';
 import { bodyRows } from '../../ucs/web/body.js';
-import { FakePes, makeKeySet, sourceBatches, usersOf, waitFor, type KeySet } from './helpers.js';
+import { FakePes, makeKeySet, prosumerBatches, sourceBatches, usersOf, waitFor, type KeySet } from './helpers.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 let set: KeySet;
@@ -72,10 +72,21 @@ describe('ucs watch', () => {
     expect(await w.exited).toBe(0);
     const expected = batches.flatMap((b) => bodyRows({ meter: meterOf('hh1'), ...b }).map(formatRow));
     expect(w.out().trimEnd().split('\n')).toEqual(expected);
-    expect(expected[0]).toMatch(/^2024-06-04T00:00:00Z 60 \d+ \d+ [0-9a-f]{16}$/);
+    expect(expected[0]).toMatch(/^2024-06-04T00:00:00Z 60 \d+ \d+ [0-9a-f]{16} 0$/);
     expect(w.err()).toMatch(/message not opened: sealed for key [0-9a-f]{16}, not ours/);
     expect(w.err()).toMatch(/message not opened: stream seal: the PES epoch signature does not verify/);
     expect(w.out()).not.toContain('999999999');
+  });
+
+  it('prints the export register of a prosumer last on each line', async () => {
+    const w = run(['watch', '--household', 'hh2', '--keys', set.keys, '--mqtt', broker.url, '--limit', '15']);
+    await waitFor(() => w.err().includes('subscribed') || w.child.exitCode !== null, 'watch subscribed', 30_000);
+    const batch = prosumerBatches(12, 1_717_581_600, 15)[0]!;
+    await pes.publish('hh2', pubOf('hh2'), meterOf('hh2'), batch);
+    expect(await w.exited).toBe(0);
+    const lines = w.out().trimEnd().split('\n');
+    expect(lines.map((l) => Number(l.split(' ')[5]))).toEqual(batch.readings.map((r) => r.exportWh));
+    expect(lines.map((l) => Number(l.split(' ')[2]))).toEqual(batch.readings.map((r) => r.importWh));
   });
 
   it('is refused another household’s topic with a clear message', async () => {
@@ -155,20 +166,39 @@ describe('Home Assistant bridge', () => {
     expect(all.get(`smartermeter/hh1/${meter}/power`)).toBe(String(last.powerW));
     expect(all.get(`smartermeter/hh1/${meter}/last_reading`)).toBe(new Date((last.time + 60) * 1000).toISOString().replace('.000Z', '+00:00'));
     expect(all.get('smartermeter/hh1/status')).toBe('online');
+    // "Return to grid": an energy sensor of the same kind, on the export register (0 until the meter feeds in).
+    expect(JSON.parse(all.get(`homeassistant/sensor/smartermeter_hh1/${meter}_energy_returned/config`)!)).toMatchObject({
+      device_class: 'energy',
+      state_class: 'total_increasing',
+      unit_of_measurement: 'kWh',
+      state_topic: `smartermeter/hh1/${meter}/energy_returned`,
+      unique_id: `smartermeter_${meter}_energy_returned`,
+    });
+    expect(all.get(`smartermeter/hh1/${meter}/energy_returned`)).toBe('0.000');
+    // Panels fitted: the meter sends the long form, both registers move.
+    const sunny = prosumerBatches(11, 1_717_581_600, 15, 15, last.importWh, 80_210)[0]!; // 10:00 UTC
+    await pes.publish('hh1', pubOf('hh1'), meter, sunny);
+    await waitFor(() => bridge.published.get(meter) === sunny.readings.at(-1)!.time, 'prosumer state');
+    const now = await retained(`smartermeter/hh1/${meter}/+`);
+    expect(now.get(`smartermeter/hh1/${meter}/energy_returned`)).toBe(kwh(sunny.readings.at(-1)!.exportWh!));
+    expect(now.get(`smartermeter/hh1/${meter}/energy`)).toBe(kwh(sunny.readings.at(-1)!.importWh));
+    expect(sunny.readings.at(-1)!.exportWh).toBeGreaterThan(80_210);
     await bridge.close();
     expect((await retained('smartermeter/hh1/status')).get('smartermeter/hh1/status')).toBe('offline');
 
     const cleared = await removeFromHomeAssistant({ household: 'hh1', ha: { url: ha.url }, settleMs: 300 });
     expect(cleared).toContain(`homeassistant/sensor/smartermeter_hh1/${meter}_energy/config`);
-    expect(cleared).toHaveLength(7); // three configs, three states, availability
+    expect(cleared).toHaveLength(9); // four configs, four states, availability
     expect([...(await retained('#')).keys()]).toEqual([]);
   });
 
   it('runs as `ucs ha-bridge` and stops cleanly on SIGTERM', async () => {
     const b = run(['ha-bridge', '--household', 'hh2', '--keys', set.keys, '--mqtt', broker.url, '--ha-mqtt', ha.url, '--discovery-prefix', 'ha-test']);
     await waitFor(async () => (await retained('smartermeter/hh2/status')).get('smartermeter/hh2/status') === 'online', 'bridge online', 30_000);
+    // Online on the HA broker comes before the subscription on the utility broker: wait for both (its log line).
+    await waitFor(() => b.out().includes('ha-bridge: running') || b.child.exitCode !== null, 'bridge subscribed', 30_000);
     await pes.publish('hh2', pubOf('hh2'), meterOf('hh2'), sourceBatches(12, 1_717_545_600, 15)[0]!);
-    await waitFor(async () => (await retained('ha-test/#')).size === 3, 'discovery under the chosen prefix', 15_000);
+    await waitFor(async () => (await retained('ha-test/#')).size === 4, 'discovery under the chosen prefix', 15_000);
     b.child.kill('SIGTERM');
     expect(await b.exited).toBe(0);
     expect((await retained('smartermeter/hh2/status')).get('smartermeter/hh2/status')).toBe('offline');

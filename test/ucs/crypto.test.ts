@@ -175,9 +175,13 @@ describe('stream body', () => {
   it('validates like the meter batch and gives each reading its energy', () => {
     const b = parseStreamBody(body());
     expect(bodyRows(b)).toEqual([
-      { meter: '534d520000000001', time: 1_700_000_000, period: 60, importWh: 1002, powerW: 120, status: 0, energyWh: 2 },
-      { meter: '534d520000000001', time: 1_700_000_060, period: 60, importWh: 1005, powerW: 180, status: 0, energyWh: 3 },
+      { meter: '534d520000000001', time: 1_700_000_000, period: 60, importWh: 1002, powerW: 120, status: 0, energyWh: 2, exportWh: 0, exportEnergyWh: 0 },
+      { meter: '534d520000000001', time: 1_700_000_060, period: 60, importWh: 1005, powerW: 180, status: 0, energyWh: 3, exportWh: 0, exportEnergyWh: 0 },
     ]);
+    // The long form (a prosumer): the export register and the energy fed in per reading.
+    const long = parseStreamBody({ ...body(), prevExportWh: 500, readings: [[1_700_000_000, 60, 1002, 120, 0, 540], [1_700_000_060, 60, 1005, 180, 0, 541]] });
+    expect(bodyRows(long).map((r) => [r.exportWh, r.exportEnergyWh])).toEqual([[540, 40], [541, 1]]);
+    expect(() => parseStreamBody({ ...body(), prevExportWh: 500, readings: [[1_700_000_000, 60, 1002, 120, 0, 499]] })).toThrow(/exportWh decreases/);
     expect(() => parseStreamBody({ ...body(), meter: 'x' })).toThrow(/meter/);
     expect(() => parseStreamBody({ ...body(), readings: [[1_700_000_000, 60, 999, 0, 0]] })).toThrow(/decreases/);
     expect(() => parseStreamBody({ ...body(), readings: [] })).toThrow(/readings/);

@@ -13,6 +13,7 @@ import { SyntheticModel } from '../../firmware/sources/synthetic.js';
 import { cborDecode } from '../../protocol/cbor.js';
 import type { ReadingBatch } from '../../protocol/reading.js';
 import { newStreamKey, sealStream, type StreamKey } from '../../protocol/seal.js';
+import { streamBody } from '../../protocol/stream.js';
 import { topics } from '../../protocol/topics.js';
 import { brokerUsersPath, loadCredentials, loadFleet, loadPesKeys, loadPesVerifyKey, type Fleet } from '../../lib/keyset.js';
 import { provision } from '../../provision/keys.js';
@@ -129,6 +130,26 @@ export function sourceBatches(seed: number, start: number, minutes: number, batc
   return out;
 }
 
+const midday = (t: number) => t % 86_400 >= 9 * 3600 && t % 86_400 < 15 * 3600;
+
+/**
+ * A prosumer's readings: {@link sourceBatches} with an export register that moves while `sunny` (default:
+ * between 09:00 and 15:00 UTC): each such reading feeds in `(minute of the day % 7) + 1` Wh, so some windows
+ * both import and export, and the batches go in the long form.
+ */
+export function prosumerBatches(seed: number, start: number, minutes: number, batch = 15, startWh = 1_234_567, startExportWh = 80_210, sunny: (t: number) => boolean = midday): ReadingBatch[] {
+  let exportWh = startExportWh;
+  return sourceBatches(seed, start, minutes, batch, startWh).map((b) => {
+    const prevExportWh = exportWh;
+    const readings = b.readings.map((r) => {
+      const minute = Math.floor((r.time % 86_400) / 60);
+      if (sunny(r.time)) exportWh += (minute % 7) + 1;
+      return { ...r, exportWh };
+    });
+    return { prevWh: b.prevWh, prevExportWh, readings };
+  });
+}
+
 /**
  * The key set's PES verify key (`pes-sign.pub.pem`) imported for the browser's {@link StreamOpener}, as the
  * app imports what `GET /api/pes-key` serves.
@@ -160,7 +181,7 @@ export class FakePes {
     const topic = topics.household(hh);
     let sk = this.keys.get(id);
     if (!sk) this.keys.set(id, (sk = newStreamKey(pub, epoch, topic, this.signer)));
-    return sealStream(sk, topic, { meter, prevWh: batch.prevWh, readings: batch.readings.map((r) => [r.time, r.period, r.importWh, r.powerW, r.status]) });
+    return sealStream(sk, topic, streamBody(meter, batch)); // the short form when nothing was exported, as the PES sends it
   }
 
   async publish(hh: string, pub: KeyObject, meter: string, batch: ReadingBatch): Promise<Buffer> {

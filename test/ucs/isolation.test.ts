@@ -12,7 +12,7 @@ import { topics } from '../../protocol/topics.js';
 import { loadCredentials } from '../../lib/keyset.js';
 import { keyIdOf, importPrivateKey } from '../../ucs/web/keys.js';
 import { OpenError, StreamOpener } from '../../ucs/web/seal.js';
-import { FakePes, NodeHousehold, sourceBatches, startStack, waitFor, webPesKey, type Stack } from './helpers.js';
+import { FakePes, NodeHousehold, prosumerBatches, startStack, waitFor, webPesKey, type Stack } from './helpers.js';
 
 let stack: Stack;
 const keys: Record<string, { spki: Uint8Array; pkcs8: Uint8Array }> = {};
@@ -82,7 +82,7 @@ describe('a raw copy of hh1’s stream is ciphertext to everyone but hh1', () =>
         resolve,
       ),
     );
-    batches = sourceBatches(11, 1_717_372_800, 60, 15, 876_543_210);
+    batches = prosumerBatches(11, 1_717_372_800, 60, 15, 876_543_210, 765_432_109, () => true); // both registers
     const pes = await FakePes.connect(stack.broker.url, stack.set.keys);
     const pub = createPublicKey({ key: Buffer.from(keys.hh1!.spki), format: 'der', type: 'spki' });
     for (const b of batches) await pes.publish('hh1', pub, stack.set.fleet.meters[0]!.meter, b);
@@ -96,6 +96,8 @@ describe('a raw copy of hh1’s stream is ciphertext to everyone but hh1', () =>
         for (const r of b.readings) {
           expect(p.includes(cborEncode(r.importWh))).toBe(false);
           expect(p.includes(Buffer.from(String(r.importWh)))).toBe(false);
+          expect(p.includes(cborEncode(r.exportWh))).toBe(false);
+          expect(p.includes(Buffer.from(String(r.exportWh)))).toBe(false);
         }
       }
     }
@@ -124,7 +126,8 @@ describe('a raw copy of hh1’s stream is ciphertext to everyone but hh1', () =>
     const opener1 = new StreamOpener(await importPrivateKey(keys.hh1!.pkcs8), await keyIdOf(keys.hh1!.spki), await webPesKey(stack.set.keys));
     const bodies = [];
     for (const p of raw) bodies.push(await opener1.open(topics.household('hh1'), p));
-    expect(bodies.map((b) => (b as { readings: number[][] }).readings)).toEqual(batches.map((b) => b.readings.map((r) => [r.time, r.period, r.importWh, r.powerW, r.status])));
+    expect(bodies.map((b) => (b as { readings: number[][] }).readings)).toEqual(batches.map((b) => b.readings.map((r) => [r.time, r.period, r.importWh, r.powerW, r.status, r.exportWh])));
+    expect(bodies.map((b) => (b as { prevExportWh: number }).prevExportWh)).toEqual(batches.map((b) => b.prevExportWh));
     expect(opener1.unwraps).toBe(1);
   });
 });

@@ -23,7 +23,7 @@ import { createPes } from '../../pes/pes.js';
 import { loadCredentials, loadMeterKey, loadPesKeys, loadPesVerifyKey } from '../../lib/keyset.js';
 import { startUcs } from '../../ucs/server.js';
 import { fromB64u } from '../../ucs/web/bytes.js';
-import { FakePes, makeKeySet, memoryLogger, NodeHousehold, retainedHouseholdKey, sourceBatches, startStack, waitFor, type Stack } from './helpers.js';
+import { FakePes, prosumerBatches, makeKeySet, memoryLogger, NodeHousehold, retainedHouseholdKey, sourceBatches, startStack, waitFor, type Stack } from './helpers.js';
 
 const PASSWORD = 'a long enough passphrase';
 let stack: Stack;
@@ -211,7 +211,8 @@ describe('broker credentials and the ciphertext archive', () => {
     b = hh('hh2');
     keyA = privOf((await a.login(PASSWORD)).pkcs8!);
     expect((await b.login(PASSWORD)).status).toBe(200);
-    batches = sourceBatches(11, 1_717_286_400, 90, 15, 987_654_321);
+    // A prosumer: the export register is as revealing as import, and as absent from the server.
+    batches = prosumerBatches(11, 1_717_286_400, 90, 15, 987_654_321, 765_432_109, () => true);
     const pes = await FakePes.connect(stack.broker.url, stack.set.keys);
     try {
       for (const batch of batches) sent.push(await pes.publish('hh1', createPublicKey(keyA), stack.set.fleet.meters[0]!.meter, batch));
@@ -225,7 +226,7 @@ describe('broker credentials and the ciphertext archive', () => {
 
   it('gives the household its own broker user, WebSocket URL and topic', async () => {
     const r = await a.call('GET', '/api/broker');
-    expect(r.json).toEqual({ ...loadCredentials(stack.set.keys, 'household-hh1'), wsUrl: stack.broker.wsUrl, topic: 'sm/v1/household/hh1/readings', archive: true });
+    expect(r.json).toEqual({ ...loadCredentials(stack.set.keys, 'household-hh1'), wsUrl: stack.broker.wsUrl, mqttUrl: stack.broker.wsUrl, topic: 'sm/v1/household/hh1/readings', archive: true });
     expect(await new NodeHousehold(stack.ucs.url, 'hh1').call('GET', '/api/broker')).toMatchObject({ status: 401, json: { error: 'no-session' } });
   });
 
@@ -271,8 +272,10 @@ describe('broker credentials and the ciphertext archive', () => {
       for (const r of batch.readings) {
         needles.push([`register ${r.importWh} (decimal)`, Buffer.from(String(r.importWh))]);
         needles.push([`register ${r.importWh} (CBOR)`, cborEncode(r.importWh)]);
+        needles.push([`export register ${r.exportWh} (decimal)`, Buffer.from(String(r.exportWh))]);
+        needles.push([`export register ${r.exportWh} (CBOR)`, cborEncode(r.exportWh)]);
       }
-      needles.push(['a reading row (CBOR)', cborEncode(batch.readings.map((r) => [r.time, r.period, r.importWh, r.powerW, r.status])[0])]);
+      needles.push(['a reading row (CBOR)', cborEncode(batch.readings.map((r) => [r.time, r.period, r.importWh, r.powerW, r.status, r.exportWh])[0])]);
     }
     needles.push(['the password', Buffer.from(PASSWORD)], ['an activation code', Buffer.from(stack.set.code('hh1'))]);
     needles.push(['the private exponent', Buffer.from(keyA.export({ format: 'jwk' }).d!, 'base64url').subarray(0, 32)]);

@@ -46,7 +46,7 @@ export async function accountRoutes(app: FastifyInstance): Promise<void> {
     } catch {
       throw new ApiError(503, 'no-broker-credentials', 'This server has no broker credentials for your household; live readings are unavailable. Please tell your energy supplier.');
     }
-    return { wsUrl: ctx.brokerWsUrl, username: creds.username, password: creds.password, topic: topics.household(household), archive: link.archiving };
+    return { wsUrl: ctx.brokerWsUrl, mqttUrl: ctx.householdMqttUrl, username: creds.username, password: creds.password, topic: topics.household(household), archive: link.archiving };
   });
 
   app.get('/api/archive', { schema: { querystring: archiveQuery, response: replies(archiveReply) } }, async (req) => {

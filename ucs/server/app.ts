@@ -13,6 +13,7 @@ import type { Logger } from 'pino';
 import type { AppBundle } from '../bundle.js';
 import { accountRoutes } from './account.js';
 import { ApiError, type UcsContext } from './context.js';
+import { householdRoutes } from './household.js';
 import { loginRoutes } from './login.js';
 import { registrationRoutes } from './registration.js';
 import { sessionRoutes } from './session.js';
@@ -133,5 +134,6 @@ export async function buildUcsApp(ctx: UcsContext, opts: UcsAppOptions): Promise
   await app.register(registrationRoutes);
   await app.register(loginRoutes);
   await app.register(accountRoutes);
+  await app.register(householdRoutes);
   return app;
 }

@@ -8,7 +8,9 @@ import { createHmac, randomBytes, scrypt } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { verifyPassword } from '../../lib/password.js';
+import type { Fleet } from '../../lib/keyset.js';
 import type { Account, AttemptKind, UcsDb } from '../db.js';
+import type { TariffFile } from '../tariff.js';
 import type { BrokerLink } from '../link.js';
 import { b64u } from '../web/bytes.js';
 import { KDF_COST, type KdfParams } from '../web/kdf.js';
@@ -27,7 +29,13 @@ export interface UcsContext {
   link: BrokerLink;
   /** Households of the fleet. */
   households: ReadonlySet<string>;
+  /** The provisioned fleet (meters, their households and neighbourhoods). */
+  fleet: Fleet;
+  /** The tariff households are billed with (`--tariff`), or null. */
+  tariff: TariffFile | null;
   brokerWsUrl: string;
+  /** Broker URL shown to households for their own tools (`ucs watch`, the HA bridge). */
+  householdMqttUrl: string;
   /** Served over TLS (cookies are `Secure`). */
   secure: boolean;
   idleS: number;

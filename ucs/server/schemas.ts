@@ -59,7 +59,43 @@ export const accountReply = object({ household: str, kdf, key: wrappedKey, spki:
 export const sessionReply = object({ household: str, expiresAt: int, idleS: int });
 export const okReply = object({ ok: bool });
 export const deletedReply = object({ ok: bool, keyWithdrawn: bool });
-export const brokerReply = object({ wsUrl: str, username: str, password: str, topic: str, archive: bool });
+/** The household's own broker access: `wsUrl` for this browser, `mqttUrl` for its own tools (`ucs watch`, the HA bridge). */
+export const brokerReply = object({ wsUrl: str, mqttUrl: str, username: str, password: str, topic: str, archive: bool });
+const list = (items: Record<string, unknown>) => ({ type: 'array', items }) as const;
+/** `/api/household`: the household's meters and their neighbourhoods (from the provisioned fleet). */
+export const householdReply = object({
+  household: str,
+  meters: list(object({ meter: str, label: str, neighbourhood: str })),
+  neighbourhoods: list(object({ neighbourhood: str, provisionedMeters: int })),
+});
+/** A tariff file as `--tariff` gave it (ucs/web/bill.ts has the format; the browser validates it again). */
+const tariffFile = object(
+  {
+    name: str,
+    description: str,
+    tz: str,
+    bands: list(object({ name: str, default: bool, rules: list(object({ days: list(int), from: str, to: str })) }, ['name'])),
+    billing: object({ period: str, tz: str }, ['period']),
+    prices: list(
+      object(
+        {
+          effectiveFrom: str,
+          name: str,
+          currency: str,
+          minorDigits: int,
+          tz: str,
+          standingMilliPerDay: int,
+          vatBasisPoints: int,
+          bands: list(object({ band: str, priceMilliPerKwh: int, feedInMilliPerKwh: int }, ['band', 'priceMilliPerKwh'])),
+        },
+        ['effectiveFrom', 'currency', 'minorDigits', 'standingMilliPerDay', 'vatBasisPoints', 'bands'],
+      ),
+    ),
+  },
+  ['bands', 'prices'],
+);
+/** `/api/tariff`: the household's tariff, if the server was given one. */
+export const tariffReply = object({ configured: bool, tariff: tariffFile }, ['configured']);
 export const archiveReply = object({
   items: { type: 'array', items: { type: 'array', items: [int, str], minItems: 2, maxItems: 2 } },
   more: bool,

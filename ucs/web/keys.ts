@@ -112,9 +112,24 @@ export async function keyIdOf(spki: Uint8Array): Promise<Uint8Array<ArrayBuffer>
  * ```
  */
 export function pkcs8Pem(pkcs8: Uint8Array): string {
-  const b64 = b64u(pkcs8).replace(/-/g, '+').replace(/_/g, '/');
+  return pem('PRIVATE KEY', pkcs8);
+}
+
+/**
+ * PEM text of a public key in SPKI DER (the PES's signature key, as `ucs watch --pes-key` reads it).
+ * @example
+ * ```ts
+ * spkiPem(der); // '-----BEGIN PUBLIC KEY-----\n…'
+ * ```
+ */
+export function spkiPem(spki: Uint8Array): string {
+  return pem('PUBLIC KEY', spki);
+}
+
+function pem(label: string, der: Uint8Array): string {
+  const b64 = b64u(der).replace(/-/g, '+').replace(/_/g, '/');
   const padded = b64 + '='.repeat((4 - (b64.length % 4)) % 4);
-  return `-----BEGIN PRIVATE KEY-----\n${padded.match(/.{1,64}/g)!.join('\n')}\n-----END PRIVATE KEY-----\n`;
+  return `-----BEGIN ${label}-----\n${padded.match(/.{1,64}/g)!.join('\n')}\n-----END ${label}-----\n`;
 }
 
 /**

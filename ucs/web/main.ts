@@ -7,33 +7,28 @@
 import 'uplot/dist/uPlot.min.css';
 import './style.css';
 import { DateTime } from 'luxon';
-import uPlot from 'uplot';
 import { topics } from '../../protocol/topics.js';
 import { api, ApiError } from './api.js';
 import { parseStreamBody } from '../../protocol/stream.js';
+import { parseHouseholdTariff, type HouseholdTariff } from './bill.js';
 import { bodyRows, type Row } from './body.js';
 import { fromB64u, hex } from './bytes.js';
+import { destroyCharts } from './charts.js';
+import { dates } from './dates.js';
+import { $, input, setText } from './dom.js';
 import { toCsv, toEspiXml } from './export.js';
 import { checkKdf, deriveSecrets, newKdfParams, passwordProblem, type KdfParams } from './kdf.js';
-import { activationBinding, generateHouseholdKey, importPrivateKey, keyIdOf, openPrivateKey, pkcs8Pem, sealPrivateKey, WrongPasswordError } from './keys.js';
+import { activationBinding, generateHouseholdKey, importPrivateKey, keyIdOf, openPrivateKey, pkcs8Pem, sealPrivateKey, spkiPem, WrongPasswordError } from './keys.js';
 import { connectLive, type Live, type LiveStatus } from './live.js';
 import { importPesVerifyKey, OpenError, StreamOpener, type OpenFailure } from './seal.js';
-import { bucketBounds, compare, cumulative, formatKwh, intervalBounds, liveNow, powerSeries, shiftRange, spanRange, sumEnergy, type Span } from './series.js';
+import type { Span } from './series.js';
+import { walkthrough, wireCopyButtons, type BrokerAccess } from './settings.js';
 import { ReadingStore } from './store.js';
+import { drawBill, drawHeadline, drawHistory, drawLive, drawToday, drawUtility, fillExportDates, invalidate, moveHistory, resetViews, type HouseholdInfo, type ViewContext } from './views.js';
 
 const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
-
-// --- DOM helpers -------------------------------------------------------------------------------------------
-const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
-  const el = document.getElementById(id);
-  if (!el) throw new Error(`missing #${id}`);
-  return el as T;
-};
-const input = (id: string) => $<HTMLInputElement>(id);
-const setText = (id: string, text: string) => {
-  $(id).textContent = text;
-};
-const localTime = (t: number, fmt = 'yyyy-LL-dd HH:mm') => DateTime.fromSeconds(t, { zone }).toFormat(fmt);
+/** One date format throughout: the browser's locale, in the household's zone (named in the header). */
+const fmt = dates(zone, navigator.language || 'en');
 
 function notice(kind: 'error' | 'info' | 'success', message: string): void {
   const n = $('notice');
@@ -71,6 +66,8 @@ async function busy(button: string, progress: string | null, work: (say: (s: str
 // --- state -------------------------------------------------------------------------------------------------
 interface State {
   household?: string;
+  tariff?: HouseholdTariff | null;
+  info?: HouseholdInfo | null;
   spki?: Uint8Array;
   opener?: StreamOpener;
   store?: ReadingStore;
@@ -181,10 +178,9 @@ function lock(message: string, kind: 'error' | 'info' = 'error'): void {
   void state.live?.close();
   state.store?.close();
   if (state.sessionTimer) clearInterval(state.sessionTimer);
-  Object.assign(state, { household: undefined, spki: undefined, opener: undefined, store: undefined, live: undefined, sessionTimer: undefined });
-  for (const c of Object.values(charts)) c?.destroy();
-  charts.live = charts.today = charts.history = undefined;
-  historyAnchor = undefined;
+  Object.assign(state, { household: undefined, spki: undefined, opener: undefined, store: undefined, live: undefined, sessionTimer: undefined, tariff: undefined, info: undefined });
+  destroyCharts();
+  resetViews();
   if (hh) input('login-household').value = hh;
   setText('who', '');
   screen('login');
@@ -229,9 +225,11 @@ async function enterApp(household: string, pkcs8: Uint8Array, spki: Uint8Array):
   const session = await api<{ idleS: number }>('GET', '/api/session');
   watchSession(session.idleS);
   const { boundAt } = await api<{ boundAt: number | null }>('GET', '/api/key');
-  setText('ha-help', helpText(household, hex(kid), boundAt));
+  setText('key-info', keyInfo(household, hex(kid), boundAt));
+  await loadHouseholdFacts();
   await refresh();
-  const broker = await api<{ wsUrl: string; username: string; password: string; topic: string; archive: boolean }>('GET', '/api/broker');
+  const broker = await api<BrokerAccess & { wsUrl: string; topic: string; archive: boolean }>('GET', '/api/broker');
+  walkthrough(household, broker);
   state.archive = broker.archive ? 'on' : 'off';
   await syncArchive();
   let wasOffline = false;
@@ -260,13 +258,21 @@ function deviceClientId(household: string): string {
   return `household-${household}-web-${id}`;
 }
 
-function helpText(household: string, kid: string, boundAt: number | null): string {
-  const bound = boundAt === null ? '' : ` bound to household ${household} on ${new Date(boundAt * 1000).toLocaleString()} (only your activation code or this key can bind another)`;
-  return [
-    `Key id ${kid}${bound}. With the downloaded key on your own computer:`,
-    `  smartermeter ucs watch --household ${household} --key ${household}.key.pem --mqtt <broker URL> --username household-${household} --password-file <file>`,
-    `  smartermeter ucs ha-bridge --household ${household} --key ${household}.key.pem --mqtt <broker URL> --username household-${household} --password-file <file> --ha-mqtt mqtt://homeassistant.local:1883`,
-  ].join('\n');
+function keyInfo(household: string, kid: string, boundAt: number | null): string {
+  const bound = boundAt === null ? '' : ` It was bound to household ${household} on ${fmt.dateTime(boundAt)} (only your activation code or this key can bind another).`;
+  return `Key id ${kid}.${bound}`;
+}
+
+/** The tariff and the household's meters, which the views band, price and place the readings with. */
+async function loadHouseholdFacts(): Promise<void> {
+  const t = await api<{ configured: boolean; tariff?: unknown }>('GET', '/api/tariff');
+  try {
+    state.tariff = t.configured ? parseHouseholdTariff(t.tariff) : null;
+  } catch (e) {
+    state.tariff = null;
+    notice('error', `The tariff this server gives is not valid, so costs are not shown: ${(e as Error).message}`);
+  }
+  state.info = await api<HouseholdInfo>('GET', '/api/household');
 }
 
 /** Messages are opened and stored one at a time, in arrival order. */
@@ -293,6 +299,7 @@ async function openRows(payload: Uint8Array): Promise<Row[] | null> {
 async function keep(rows: Row[], into: ReadingStore): Promise<void> {
   if (state.store !== into || rows.length === 0) return; // logged out meanwhile
   await into.put(rows);
+  invalidate(rows);
   state.received += rows.length;
   scheduleRefresh();
 }
@@ -331,24 +338,16 @@ function scheduleRefresh(): void {
   }, 300);
 }
 
+const TABS = ['live', 'today', 'history', 'bill', 'utility', 'export', 'settings'] as const;
 let activeTab = 'live';
 function showTab(tab: string): void {
   activeTab = tab;
   touchSession();
   for (const b of Array.from(document.querySelectorAll<HTMLButtonElement>('#tabs button'))) b.classList.toggle('active', b.dataset.tab === tab);
-  for (const t of ['live', 'today', 'history', 'export', 'settings']) $(`tab-${t}`).hidden = t !== tab;
+  for (const t of TABS) $(`tab-${t}`).hidden = t !== tab;
   void refresh();
 }
 for (const b of Array.from(document.querySelectorAll<HTMLButtonElement>('#tabs button'))) b.addEventListener('click', () => showTab(b.dataset.tab!));
-
-const charts: { live?: uPlot; today?: uPlot; history?: uPlot } = {};
-let historyAnchor: number | undefined;
-
-/** The time the views are anchored at: the newest reading, so a replayed (old) dataset still shows. */
-async function anchor(store: ReadingStore): Promise<number> {
-  const newest = (await store.newest(1))[0];
-  return newest ? newest.time : Math.floor(Date.now() / 1000);
-}
 
 let drawing = false;
 let redraw = false;
@@ -365,7 +364,7 @@ async function refresh(): Promise<void> {
       const store = state.store;
       if (!store) return;
       try {
-        await draw(store);
+        await draw({ store, tariff: state.tariff ?? null, info: state.info ?? null, dates: fmt });
       } catch (e) {
         if (state.store === store) throw e; // otherwise the household logged out meanwhile
       }
@@ -375,120 +374,33 @@ async function refresh(): Promise<void> {
   }
 }
 
-async function draw(store: ReadingStore): Promise<void> {
-  const newest = await store.newest(64);
-  const now = liveNow(newest);
-  setText('live-power', now ? String(now.watts) : '—');
-  setText('live-at', now ? localTime(now.at, 'yyyy-LL-dd HH:mm:ss') : 'none yet');
-  setText('live-register', now ? formatKwh(now.registerWh) : '—');
-  setText('live-count', String(await store.count()));
-  if (activeTab === 'live') await drawLive(store);
-  else if (activeTab === 'today') await drawToday(store);
-  else if (activeTab === 'history') await drawHistory(store);
-  else if (activeTab === 'export') await fillExportDates(store);
+async function draw(c: ViewContext): Promise<void> {
+  await drawHeadline(c);
+  if (activeTab === 'live') await drawLive(c);
+  else if (activeTab === 'today') await drawToday(c);
+  else if (activeTab === 'history') await drawHistory(c);
+  else if (activeTab === 'bill') await drawBill(c);
+  else if (activeTab === 'utility') await drawUtility(c);
+  else if (activeTab === 'export') await fillExportDates(c);
   else if (activeTab === 'settings') {
     const f = state.failures;
     setText(
       'device-info',
-      `${await store.count()} readings stored in this browser; ${state.received} received since login. Archive on the server: ${state.archive}. ` +
+      `${await c.store.count()} readings stored in this browser; ${state.received} received since login. Archive on the server: ${state.archive}. ` +
         `Messages that could not be opened: ${f.otherKey} for another key, ${f.tampered} failed authentication, ${f.malformed + f.invalid} malformed.`,
     );
   }
 }
 
-function chart(name: keyof typeof charts, el: HTMLElement, opts: Omit<uPlot.Options, 'width' | 'height'>, data: uPlot.AlignedData): void {
-  const existing = charts[name];
-  el.dataset.points = String(data[0].length);
-  if (existing && existing.series.length === opts.series.length) {
-    existing.setData(data);
-    return;
-  }
-  existing?.destroy();
-  charts[name] = new uPlot({ ...opts, width: Math.max(320, el.clientWidth - 16), height: 300 } as uPlot.Options, data, el);
-}
-
-const bars = uPlot.paths.bars!({ size: [0.8, 64] });
-
-async function drawLive(store: ReadingStore): Promise<void> {
-  const windowS = Number(input('live-window').value);
-  const end = await anchor(store);
-  const { times, watts } = powerSeries(await store.between(end - windowS, end + 1));
-  chart('live', $('live-chart'), { series: [{}, { label: 'Power (W)', stroke: '#1f6f5c', width: 2, fill: 'rgba(31,111,92,.12)' }], axes: [{}, { label: 'W' }], scales: { x: { time: true } } }, [times, watts]);
-}
-input('live-window').addEventListener('change', () => void refresh());
-
-async function drawToday(store: ReadingStore): Promise<void> {
-  const at = await anchor(store);
-  const day = spanRange('day', at, zone);
-  const prev = shiftRange('day', day, -1, zone);
-  const isToday = day.start <= Date.now() / 1000 && Date.now() / 1000 < day.end;
-  setText('today-title', isToday ? 'Today' : `Latest day with readings: ${localTime(day.start, 'cccc d LLLL yyyy')}`);
-  const rows = await store.between(prev.start, day.end);
-  const bounds = intervalBounds(day, Number(input('today-interval').value));
-  const wh = sumEnergy(rows, bounds);
-  const c = compare(rows, day, prev, at + 1);
-  setText('today-total', formatKwh(c.current));
-  setText('today-prev', formatKwh(c.previousSameSpan));
-  setText('today-change', c.changePct === null ? '—' : `${c.changePct > 0 ? '+' : ''}${c.changePct} %`);
-  chart('today', $('today-chart'), { series: [{}, { label: 'Energy (Wh)', stroke: '#1f6f5c', fill: 'rgba(31,111,92,.5)', paths: bars, points: { show: false } }], axes: [{}, { label: 'Wh' }], scales: { x: { time: true } } }, [bounds.slice(0, -1), wh]);
-}
-input('today-interval').addEventListener('change', () => void refresh());
-
-async function drawHistory(store: ReadingStore): Promise<void> {
-  const span = input('history-span').value as Span;
-  historyAnchor ??= await anchor(store);
-  const cur = spanRange(span, historyAnchor, zone);
-  const prev = shiftRange(span, cur, -1, zone);
-  const latest = await anchor(store);
-  const rows = await store.between(prev.start, cur.end);
-  const bounds = bucketBounds(span, cur, zone);
-  const prevBounds = bucketBounds(span, prev, zone);
-  const wh = sumEnergy(rows, bounds);
-  const prevWh = sumEnergy(rows, prevBounds).slice(0, wh.length);
-  while (prevWh.length < wh.length) prevWh.push(0);
-  const c = compare(rows, cur, prev, latest + 1);
-  const fmt = span === 'day' ? 'cccc d LLLL yyyy' : span === 'week' ? "'Week' W, kkkk" : 'LLLL yyyy';
-  setText('history-title', localTime(cur.start, fmt));
-  setText('history-total', formatKwh(c.current));
-  setText('history-prev-same', formatKwh(c.previousSameSpan));
-  setText('history-change', c.changePct === null ? '—' : `${c.changePct > 0 ? '+' : ''}${c.changePct} %`);
-  setText('history-prev-total', formatKwh(c.previousTotal));
-  const inPeriod = rows.filter((r) => r.time >= cur.start && r.time < cur.end);
-  setText('history-register', inPeriod.length ? formatKwh(liveNow(inPeriod)!.registerWh) : '—');
-  chart(
-    'history',
-    $('history-chart'),
-    {
-      series: [
-        {},
-        { label: 'This period (Wh)', stroke: '#1f6f5c', fill: 'rgba(31,111,92,.5)', paths: bars, points: { show: false }, scale: 'wh' },
-        { label: 'Previous period (Wh)', stroke: '#c07a1a', width: 2, scale: 'wh' },
-        { label: 'Cumulative (kWh)', stroke: '#3558a8', width: 1, dash: [6, 4], scale: 'kwh' },
-      ],
-      axes: [{}, { scale: 'wh', label: 'Wh' }, { scale: 'kwh', side: 1, label: 'kWh', grid: { show: false } }],
-      scales: { x: { time: true } },
-    },
-    [bounds.slice(0, -1), wh, prevWh, cumulative(wh).map((v) => v / 1000)],
-  );
-}
-$('history-span').addEventListener('change', () => void refresh());
+for (const id of ['live-window', 'today-interval', 'history-span']) input(id).addEventListener('change', () => void refresh());
 for (const [id, by] of [['history-prev', -1], ['history-next', 1]] as const) {
   $(id).addEventListener('click', () => {
-    if (historyAnchor === undefined) return;
-    const span = input('history-span').value as Span;
-    historyAnchor = shiftRange(span, spanRange(span, historyAnchor, zone), by, zone).start;
+    moveHistory(by, input('history-span').value as Span, zone);
     void refresh();
   });
 }
 
 // --- export --------------------------------------------------------------------------------------------------
-async function fillExportDates(store: ReadingStore): Promise<void> {
-  const oldest = await store.oldest();
-  const newest = (await store.newest(1))[0];
-  if (!input('export-from').value && oldest) input('export-from').value = localTime(oldest.time, 'yyyy-LL-dd');
-  if (!input('export-to').value && newest) input('export-to').value = localTime(newest.time, 'yyyy-LL-dd');
-}
-
 async function exportRows(): Promise<{ rows: Row[]; from: string; to: string }> {
   const store = state.store!;
   const from = input('export-from').value;
@@ -520,7 +432,7 @@ $('export-csv').addEventListener('click', () => {
 $('export-xml').addEventListener('click', () => {
   void busy('export-xml', null, async () => {
     const { rows, from, to } = await exportRows();
-    download(`smartermeter-${state.household}-${from}-${to}.xml`, 'application/atom+xml', toEspiXml(rows, { household: state.household! }));
+    download(`smartermeter-${state.household}-${from}-${to}.xml`, 'application/atom+xml', toEspiXml(rows, { household: state.household!, zone }));
     setText('export-result', `${rows.length} readings exported as Green Button XML.`);
   });
 });
@@ -538,6 +450,14 @@ $('key-form').addEventListener('submit', (ev) => {
     notice('success', 'Your private key was downloaded. Keep it as safe as your password.');
   });
 });
+
+$('pes-key-download').addEventListener('click', () => {
+  void busy('pes-key-download', null, async () => {
+    const { spki } = await api<{ spki: string }>('GET', '/api/pes-key');
+    download('pes-sign.pub.pem', 'application/x-pem-file', spkiPem(fromB64u(spki, 'PES key')));
+  });
+});
+wireCopyButtons(document);
 
 $('pw-form').addEventListener('submit', (ev) => {
   ev.preventDefault();
@@ -569,6 +489,7 @@ $('forget-device').addEventListener('click', () => {
     state.store?.close();
     await ReadingStore.forget(hh);
     state.store = await ReadingStore.open(hh);
+    resetViews();
     await syncArchive();
     await refresh();
     notice('info', 'The readings stored in this browser were deleted.');

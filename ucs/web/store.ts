@@ -2,10 +2,13 @@
  * The household's history in its own browser (IndexedDB, via idb): one database per household, rows keyed
  * by (meter, period start) so a reading that arrives twice (live and from the archive) is stored once.
  * This is the only place outside the meter where the readings exist in clear, and it is the household's.
+ *
+ * Versions: 1 kept import only; 2 adds the export register and exported energy to every row (rows of version
+ * 1 are rewritten with both 0 on upgrade: a meter of that time exported nothing the app could see).
  * @module
  */
 import { deleteDB, openDB, type DBSchema, type IDBPDatabase } from 'idb';
-import type { Row } from './body.js';
+import { upgradeRow, type Row } from './body.js';
 
 interface Schema extends DBSchema {
   readings: { key: [string, number]; value: Row; indexes: { time: number } };
@@ -13,6 +16,8 @@ interface Schema extends DBSchema {
 }
 
 const dbName = (household: string) => `smartermeter-ucs-${household}`;
+/** IndexedDB version of the household's database (see the module comment). */
+export const STORE_VERSION = 2;
 
 /**
  * The rows of one household in IndexedDB.
@@ -27,10 +32,16 @@ export class ReadingStore {
   private constructor(private readonly db: IDBPDatabase<Schema>) {}
 
   static async open(household: string): Promise<ReadingStore> {
-    const db = await openDB<Schema>(dbName(household), 1, {
-      upgrade(d) {
-        d.createObjectStore('readings', { keyPath: ['meter', 'time'] }).createIndex('time', 'time');
-        d.createObjectStore('meta');
+    const db = await openDB<Schema>(dbName(household), STORE_VERSION, {
+      async upgrade(d, oldVersion, _newVersion, tx) {
+        if (oldVersion < 1) {
+          d.createObjectStore('readings', { keyPath: ['meter', 'time'] }).createIndex('time', 'time');
+          d.createObjectStore('meta');
+          return;
+        }
+        if (oldVersion < 2) {
+          for (let c = await tx.objectStore('readings').openCursor(); c; c = await c.continue()) await c.update(upgradeRow(c.value));
+        }
       },
     });
     return new ReadingStore(db);
@@ -59,6 +70,22 @@ export class ReadingStore {
     while (cursor && out.length < n) {
       out.push(cursor.value);
       cursor = await cursor.continue();
+    }
+    return out;
+  }
+
+  /**
+   * The newest row of each meter that starts before `t` (the register a range starts from, so that the energy
+   * of a gap before the range's first reading is attributed as the PES attributes it).
+   */
+  async lastBefore(t: number): Promise<Map<string, Row>> {
+    const out = new Map<string, Row>();
+    const store = this.db.transaction('readings').store;
+    // Primary keys are [meter, time]: hop from meter to meter, taking each one's last row before t.
+    for (let k = await store.openKeyCursor(); k; k = await store.openKeyCursor(IDBKeyRange.lowerBound([k.key[0], Infinity], true))) {
+      const meter = k.key[0];
+      const last = await store.openCursor(IDBKeyRange.bound([meter, -Infinity], [meter, t], false, true), 'prev');
+      if (last) out.set(meter, last.value);
     }
     return out;
   }
