@@ -19,6 +19,7 @@ import { startMdmsWeb } from '../mdms/web/server.js';
 import { generatePassword } from '../mdms/web/users.js';
 import { parseTariff } from '../lib/tariff.js';
 import { startUcs } from '../ucs/server.js';
+import { householdTariff } from '../ucs/tariff.js';
 import { loadFleet } from '../lib/keyset.js';
 import { provision } from '../provision/keys.js';
 import { intOption } from '../lib/flags.js';
@@ -64,12 +65,29 @@ export const DEMO_PV_SHARE = 0.3;
  * The demo's time-of-use tariff: the PES splits household energy by these bands, the MDMS prices them.
  * Evening peak 16:00-20:00 every day, day rate 07:00-16:00 and 20:00-23:00, night otherwise.
  */
-export const DEMO_TARIFF = parseTariff({
+const DEMO_SCHEDULE = {
   tz: 'UTC',
   bands: [
     { name: 'peak', rules: [{ days: [1, 2, 3, 4, 5, 6, 7], from: '16:00', to: '20:00' }] },
     { name: 'day', rules: [{ days: [1, 2, 3, 4, 5, 6, 7], from: '07:00', to: '16:00' }, { days: [1, 2, 3, 4, 5, 6, 7], from: '20:00', to: '23:00' }] },
     { name: 'night', default: true },
+  ],
+};
+export const DEMO_TARIFF = parseTariff(DEMO_SCHEDULE);
+
+/** The demo's prices, as the MDMS holds them and the household app prices its readings (from the demo's start). */
+const demoPrices = (effectiveFrom: string) => ({
+  currency: 'GBP',
+  minorDigits: 2,
+  tz: 'UTC',
+  effectiveFrom,
+  standingMilliPerDay: 53_350,
+  vatBasisPoints: 500,
+  bands: [
+    // Feed-in paid per band (the households with panels get a credit line on their bills).
+    { band: 'peak', priceMilliPerKwh: 38_000, feedInMilliPerKwh: 15_000 },
+    { band: 'day', priceMilliPerKwh: 26_000, feedInMilliPerKwh: 8_000 },
+    { band: 'night', priceMilliPerKwh: 14_000, feedInMilliPerKwh: 5_000 },
   ],
 });
 
@@ -150,25 +168,8 @@ export async function startDemo(o: DemoOptions): Promise<DemoHandle> {
   closers.unshift(() => mdms.close());
   const adminPassword = generatePassword();
   await mdms.web.users.create({ username: 'admin', roles: ['admin', 'analyst', 'billing'], password: adminPassword });
-  await mdms.web.tariffs.create(
-    {
-      code: 'demo-tou',
-      name: 'Demo time of use',
-      currency: 'GBP',
-      minorDigits: 2,
-      tz: 'UTC',
-      effectiveFrom: DateTime.fromSeconds(start, { zone: 'utc' }).toISODate()!,
-      standingMilliPerDay: 53_350,
-      vatBasisPoints: 500,
-      bands: [
-        // Feed-in paid per band (the households with panels get a credit line on their bills).
-        { band: 'peak', priceMilliPerKwh: 38_000, feedInMilliPerKwh: 15_000 },
-        { band: 'day', priceMilliPerKwh: 26_000, feedInMilliPerKwh: 8_000 },
-        { band: 'night', priceMilliPerKwh: 14_000, feedInMilliPerKwh: 5_000 },
-      ],
-    },
-    'admin',
-  );
+  const prices = demoPrices(DateTime.fromSeconds(start, { zone: 'utc' }).toISODate()!);
+  await mdms.web.tariffs.create({ code: 'demo-tou', name: 'Demo time of use', ...prices }, 'admin');
   await mdms.web.settings.set({ defaultTariff: 'demo-tou' });
   urls.mdms = mdms.url;
   credentials['MDMS web login'] = `admin / ${adminPassword}`;
@@ -183,6 +184,9 @@ export async function startDemo(o: DemoOptions): Promise<DemoHandle> {
     port: ucsPort.port,
     host: '127.0.0.1',
     portFlag: '--ucs-port',
+    // The same schedule, billing period and prices as the PES and the MDMS: the app's costs and bill preview
+    // agree with the utility's bill.
+    tariff: householdTariff({ ...DEMO_SCHEDULE, name: 'Demo time of use', billing: { period: '1d', tz: 'UTC' }, prices: [prices] }),
     ...(banner ? { banner } : {}),
     logger: createLogger('ucs', { level: process.env.SM_LOG ?? 'warn' }),
   });

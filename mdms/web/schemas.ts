@@ -409,6 +409,7 @@ export const OPERATION_IDS: Readonly<Record<string, string>> = {
   'PUT /api/v1/settings': 'setSettings',
   'GET /api/v1/audit': 'listAuditEntries',
   'GET /api/v1/audit/verify': 'verifyAuditLog',
+  'GET /api/v1/privacy': 'getPrivacyStatus',
   'GET /healthz': 'getHealth',
   'GET /metrics': 'getMetrics',
   'GET /openapi.json': 'getOpenApiDocument',
