@@ -5,30 +5,21 @@
  * window exactly the telegrams' import and export register differences at the window boundaries, and over the
  * week exactly the last telegram's registers minus the first's.
  *
- * The captures are not recordings (none are copied into the repository): each household is the synthetic
- * model (firmware/sources/synthetic.ts) behind a real meter's registers. The meter integrates the net of load
- * and panels per minute into its tariff registers (NL/LU: low tariff 23:00-07:00 and weekends; e-MUCS:
- * 1.8.1 day, 1.8.2 night), each shown as floor(Wh) as a meter display does; a capture keeps one telegram
- * every two minutes (as a reader that stores sparsely does), at the second the meter happens to send it, so
- * window boundaries fall between telegrams. The expected numbers come from those registers alone.
+ * The captures come from test/firmware/p1-captures.ts (the synthetic model behind a real meter's registers).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DateTime } from 'luxon';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { MockBinding, openCrossedMockPair, type CrossedPair } from '../../firmware/hal/crossed-mock.js';
 import { streamLine } from '../../firmware/hal/line.js';
 import { MemoryNvStore } from '../../firmware/hal/nv.js';
 import { Meter } from '../../firmware/meter.js';
-import { sealP1Frame } from '../../firmware/sources/p1/dlms.js';
-import { buildTelegram } from '../../firmware/sources/p1/generate.js';
 import { P1Source } from '../../firmware/sources/p1/source.js';
-import type { Dialect } from '../../firmware/sources/p1/telegram.js';
-import { SyntheticModel } from '../../firmware/sources/synthetic.js';
 import { systemTitle } from '../../protocol/frame.js';
 import { readingEnergies, readingExports } from '../../protocol/reading.js';
 import { TestPeer } from './helpers/peer.js';
+import { expectedWindows as windowsOf, sum, telegrams, writeCapture as write, type Household, type Telegram } from './p1-captures.js';
 
 const START = Date.UTC(2024, 5, 16, 22) / 1000; // Monday 2024-06-17 00:00 CEST
 const DAYS = 7;
@@ -41,20 +32,6 @@ const P1_KEYS = { key: Buffer.alloc(16, 0x21), authKey: Buffer.alloc(16, 0x42) }
 const OUTAGE = [START + 4 * 86400 + 11 * 3600 + 5 * 60, START + 4 * 86400 + 11 * 3600 + 50 * 60] as const;
 const CORRUPT = START + 2 * 86400 + 12 * 3600;
 
-interface Household {
-  dialect: Dialect;
-  seed: number;
-  tz: string;
-  /** Panels, kWp (0: none). */
-  kWp: number;
-  /** Second of the minute the capture's telegrams carry. */
-  offset: number;
-  /** The meter's registers when the capture starts, Wh: import and export per tariff. */
-  startImport: [number, number];
-  startExport: [number, number];
-  encrypted?: boolean;
-}
-
 const HOUSEHOLDS: Household[] = [
   { dialect: 'dsmr4', seed: 101, tz: 'Europe/Amsterdam', kWp: 0, offset: 7, startImport: [4_123_456, 3_987_654], startExport: [0, 0] },
   { dialect: 'dsmr5', seed: 102, tz: 'Europe/Amsterdam', kWp: 4, offset: 0, startImport: [2_345_678, 2_111_222], startExport: [1_234_567, 987_654] },
@@ -62,52 +39,9 @@ const HOUSEHOLDS: Household[] = [
   { dialect: 'smarty', seed: 104, tz: 'Europe/Luxembourg', kWp: 3, offset: 13, startImport: [999_999, 888_888], startExport: [100_000, 50_000], encrypted: true },
 ];
 
-/** Which tariff register (0 or 1) a minute counts in (it changes on the hour: one zone lookup per hour). */
-function tariffOf(h: Household, time: number): 0 | 1 {
-  const hour = time - (time % 3600);
-  const key = `${h.tz}/${hour}`;
-  let t = tariffs.get(key);
-  if (t === undefined) tariffs.set(key, (t = tariffAt(h, hour)));
-  return t;
-}
-const tariffs = new Map<string, 0 | 1>();
+/** One telegram every {@link STEP} for the week. */
+const week = (h: Household): Telegram[] => telegrams(h, { start: START, days: DAYS, step: STEP });
 
-function tariffAt(h: Household, time: number): 0 | 1 {
-  const local = DateTime.fromSeconds(time, { zone: h.tz });
-  const night = local.hour < 7 || local.hour >= 23;
-  if (h.dialect === 'emucs') return night ? 1 : 0; // Fluvius: 1.8.1 day, 1.8.2 night
-  return night || local.weekday >= 6 ? 0 : 1; // NL/LU: 1.8.1 low, 1.8.2 normal
-}
-
-interface Telegram {
-  time: number;
-  imp: [number, number];
-  exp: [number, number];
-  importW: number;
-  exportW: number;
-}
-
-/** One telegram every {@link STEP} for the week: the registers as the meter shows them at that instant. */
-function week(h: Household): Telegram[] {
-  const model = new SyntheticModel(h.seed, h.tz, { kWp: h.kWp });
-  const mws = (wh: number) => BigInt(wh) * 3_600_000n;
-  const imp = [mws(h.startImport[0]), mws(h.startImport[1])];
-  const exp = [mws(h.startExport[0]), mws(h.startExport[1])];
-  const wh = (v: bigint) => Number(v / 3_600_000n);
-  const out: Telegram[] = [];
-  for (let m = START; m < START + DAYS * 86400; m += 60) {
-    const { importMilliW, exportMilliW } = model.flows(m);
-    const tariff = tariffOf(h, m);
-    // The telegram at m + offset shows the registers `offset` seconds into this minute.
-    const at = (reg: bigint[], p: number, s: number) => reg.map((v, i) => wh(i === tariff ? v + BigInt(p) * BigInt(s) : v)) as [number, number];
-    if ((m - START) % STEP === 0) out.push({ time: m + h.offset, imp: at(imp, importMilliW, h.offset), exp: at(exp, exportMilliW, h.offset), importW: Math.round(importMilliW / 1000), exportW: Math.round(exportMilliW / 1000) });
-    imp[tariff]! += BigInt(importMilliW) * 60n;
-    exp[tariff]! += BigInt(exportMilliW) * 60n;
-  }
-  return out;
-}
-
-const sum = (a: [number, number]) => a[0] + a[1];
 const dir = mkdtempSync(join(tmpdir(), 'sm-p1week-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const pairs: CrossedPair[] = [];
@@ -117,40 +51,8 @@ afterEach(async () => {
 });
 
 /** Writes the capture (corrupted telegram in, outage out); returns the telegrams a reader can get. */
-function writeCapture(h: Household, all: Telegram[], file: string): Telegram[] {
-  const st = Buffer.from(`SAG${String(h.seed).padStart(5, '0')}`, 'latin1');
-  const parts: Buffer[] = [];
-  const kept: Telegram[] = [];
-  all.forEach((t, i) => {
-    if (t.time >= OUTAGE[0] && t.time < OUTAGE[1]) return; // cable pulled: nothing on the line
-    let bytes = buildTelegram({ dialect: h.dialect, time: t.time, tz: h.tz, importWh: t.imp, exportWh: t.exp, powerW: t.importW, exportPowerW: t.exportW, tariff: tariffOf(h, t.time) + 1, equipmentId: `E00000000000${h.seed}` });
-    if (h.encrypted) bytes = sealP1Frame(bytes, P1_KEYS, st, 1000 + i);
-    if (t.time - h.offset === CORRUPT) {
-      bytes = Buffer.from(bytes);
-      bytes[h.encrypted ? bytes.length - 40 : bytes.indexOf('1-0:2.8.1') + 14]! ^= 0x01; // the CRC (or the GCM tag) fails
-    } else kept.push(t);
-    parts.push(bytes);
-    if (t.time === OUTAGE[1] + h.offset) parts.push(Buffer.from('\r\n<cable back>\r\n')); // noise as the plug goes in
-  });
-  writeFileSync(file, Buffer.concat(parts));
-  return kept;
-}
-
-/**
- * Import and export per window from the telegrams alone: a reading starts at the telegram before it, so a
- * window holds the registers' movement from the first telegram at or after its start to the first at or after
- * its end (the last telegram for the last window).
- */
-function expectedWindows(kept: Telegram[]): Map<number, [number, number]> {
-  const firstAtOrAfter = (t: number) => kept.find((k) => k.time >= t) ?? kept.at(-1)!;
-  const out = new Map<number, [number, number]>();
-  const first = kept[0]!.time - (kept[0]!.time % WINDOW) - WINDOW; // the first reading starts before the first telegram
-  for (let w = first; w <= kept.at(-1)!.time; w += WINDOW) {
-    const [a, b] = [firstAtOrAfter(w), firstAtOrAfter(w + WINDOW)];
-    out.set(w, [sum(b.imp) - sum(a.imp), sum(b.exp) - sum(a.exp)]);
-  }
-  return out;
-}
+const writeCapture = (h: Household, all: Telegram[], file: string): Telegram[] => write(h, all, file, { outage: OUTAGE, corrupt: CORRUPT }, P1_KEYS);
+const expectedWindows = (kept: Telegram[]) => windowsOf(kept, WINDOW);
 
 describe('a week of P1 captures in four dialects, prosumers among them', () => {
   it('gives every 15-minute window exactly its import and export register differences, through a corrupted telegram and an outage', async () => {
