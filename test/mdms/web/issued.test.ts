@@ -331,7 +331,7 @@ describe('issued bills over HTTP', () => {
     expect((await fx.web.audit.list({ action: 'export.bills' })).map((e) => e.target)).toEqual([note.number, bill.number]);
     expect((await fx.web.audit.list({ action: 'view.bill', target: bill.number })).length).toBeGreaterThanOrEqual(2);
     expect((await app.inject({ url: `/api/v1/bills/B-${YEAR}-999999`, headers: { cookie: auth.billing!.cookie } })).statusCode).toBe(404);
-    expect((await app.inject({ url: '/api/v1/bills/B-1', headers: { cookie: auth.billing!.cookie } })).statusCode).toBe(400);
+    expect((await app.inject({ url: '/api/v1/bills/B-1', headers: { cookie: auth.billing!.cookie } })).statusCode).toBe(404); // a malformed number in a path is an unknown document (issue 20 item 7)
     const list = await app.inject({ url: `/api/v1/bills?account=${bill.accountNumber}`, headers: { cookie: auth.billing!.cookie } });
     expect(list.json().map((d: { number: string }) => d.number)).toEqual(docs.map((d) => d.number));
   });
