@@ -10,7 +10,7 @@ import { topicId, topics } from '../protocol/topics.js';
 import { totalCounters, type GatewayCounters, type LineCounters, type OpaqueFrame } from './core.js';
 import { Forwarder } from './forwarder.js';
 import { Line, openSerialLine } from './line.js';
-import { connectUplink } from './mqtt.js';
+import { checkBrokerUrls, connectUplink } from './mqtt.js';
 import { openFrameQueue } from './queue.js';
 
 export interface GatewayOptions {
@@ -68,6 +68,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
   const id = topicId(opts.id, 'gateway id');
   if (!Array.isArray(opts.lines) || opts.lines.length === 0) throw new TypeError('at least one serial line is required');
   if (!opts.mqtt || typeof opts.mqtt.url !== 'string') throw new TypeError('"mqtt.url" is required');
+  checkBrokerUrls(opts.mqtt.url); // before the queue and the lines are opened: a bad flag leaves nothing open
   const logger = (opts.logger ?? pino({ name: 'gateway' })).child({ gateway: id });
   const closeTimeoutMs = opts.closeTimeoutMs ?? 2000;
 
@@ -96,6 +97,8 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
   };
   const lines: Line[] = [];
   const serials: { close(): Promise<void> }[] = [];
+  // Declared before any line is attached: a line's 'close' listener reads it (a failed start closes them too).
+  let closing: Promise<void> | undefined;
   opts.lines.forEach((l, i) => {
     if (typeof l === 'string') {
       const line = new Line(l, onFrame, logger);
@@ -140,7 +143,6 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
       },
     );
 
-  let closing: Promise<void> | undefined;
   return {
     id,
     get counters() {

@@ -42,6 +42,21 @@ export interface UplinkConnection {
 }
 
 /**
+ * The broker URLs of `--mqtt` (one, or a cluster's comma-separated), or a `TypeError` naming the flag.
+ * @example
+ * ```ts
+ * checkBrokerUrls('mqtt://a:1883,mqtt://b:1883'); // ['mqtt://a:1883', 'mqtt://b:1883']
+ * ```
+ */
+export function checkBrokerUrls(list: string): string[] {
+  try {
+    return parseBrokerUrls(list);
+  } catch (e) {
+    throw new TypeError(`--mqtt must be a broker URL like mqtt://127.0.0.1:1883, or several comma-separated (${(e as Error).message})`);
+  }
+}
+
+/**
  * Connects to the broker and keeps reconnecting with backoff until closed.
  * @example
  * ```ts
@@ -53,12 +68,7 @@ export function connectUplink(o: UplinkOptions): UplinkConnection {
   const minMs = o.minBackoffMs ?? 500;
   const maxMs = o.maxBackoffMs ?? 30_000;
   if (!(Number.isFinite(minMs) && minMs > 0 && Number.isFinite(maxMs) && maxMs >= minMs)) throw new TypeError('backoff must satisfy 0 < min <= max');
-  let urls: string[];
-  try {
-    urls = parseBrokerUrls(o.url);
-  } catch (e) {
-    throw new TypeError(`--mqtt must be a broker URL like mqtt://127.0.0.1:1883, or several comma-separated (${(e as Error).message})`);
-  }
+  const urls = checkBrokerUrls(o.url);
   const log = o.logger;
   let client: MqttClient | undefined;
   let online = false;
