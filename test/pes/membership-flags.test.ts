@@ -31,8 +31,10 @@ describe('membership guard flags', () => {
     for (const bad of ['0', '-1', 'x', '1e3', 'NaN']) expect(() => parse(registerPesCommand, 'pes', ['--keys', 'k', '--dp-epsilon', bad]), bad).toThrow();
   });
 
-  it('--dp-budget takes a positive number, --pes-id a topic id (default pes)', () => {
-    expect(parse(registerPesCommand, 'pes', ['--keys', 'k', '--dp-epsilon', '0.1', '--dp-budget', '9.6'])).toMatchObject({ dpEpsilon: 0.1, dpBudget: 9.6, pesId: 'pes' });
+  it('--dp-budget takes a positive number, --pes-id a topic id (no flag default: the PES takes pes, or pes-<partition>)', () => {
+    const o = parse(registerPesCommand, 'pes', ['--keys', 'k', '--dp-epsilon', '0.1', '--dp-budget', '9.6']);
+    expect(o).toMatchObject({ dpEpsilon: 0.1, dpBudget: 9.6 });
+    expect(o?.pesId).toBeUndefined();
     expect(parse(registerPesCommand, 'pes', ['--keys', 'k', '--pes-id', 'pes-east'])?.pesId).toBe('pes-east');
     for (const bad of ['0', '-1', 'x', 'Infinity']) expect(() => parse(registerPesCommand, 'pes', ['--keys', 'k', '--dp-budget', bad]), bad).toThrow();
     for (const bad of ['a/b', '+', '#', '']) expect(() => parse(registerPesCommand, 'pes', ['--keys', 'k', '--pes-id', bad]), bad).toThrow();
