@@ -4,26 +4,23 @@
  * and checks its total against the store, exercises the admin pages; screenshots go to test-output/mdms-web/.
  * Fails under CI=true when Chromium is missing (.ci/run installs it); skipped otherwise.
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DateTime } from 'luxon';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatMoney } from '../../../mdms/web/billing.js';
 import type { MdmsWeb } from '../../../mdms/web/server.js';
 import { fixture, PASSWORDS, TZ, WEEK_START, type Fixture } from './fixture.js';
+import { launchChromium, present } from './chromium.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const present = existsSync(CHROMIUM);
-if (!present && process.env.CI === 'true') throw new Error(`Chromium is required under CI and missing at ${CHROMIUM} (apt-get install -y chromium)`);
 
 export const SHOTS = join(process.cwd(), 'test-output', 'mdms-web');
 
 describe.skipIf(!present)('MDMS web app in Chromium', () => {
   let fx: Fixture;
   let server: MdmsWeb;
-  let profile: string;
+  let browser: Awaited<ReturnType<typeof launchChromium>> | undefined;
   let ctx: BrowserContext;
   const problems: string[] = [];
 
@@ -31,20 +28,16 @@ describe.skipIf(!present)('MDMS web app in Chromium', () => {
     mkdirSync(SHOTS, { recursive: true });
     fx = await fixture();
     server = await (await import('./fixture.js')).serve(fx);
-    profile = mkdtempSync(join(tmpdir(), 'mdms-chromium-'));
-    ctx = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
+    browser = await launchChromium({
       viewport: { width: 1360, height: 900 },
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],
     });
+    ctx = browser.ctx;
   }, 180_000);
 
   afterAll(async () => {
-    await ctx?.close();
+    await browser?.close();
     await server?.close();
     await fx?.close();
-    if (profile) rmSync(profile, { recursive: true, force: true });
   });
 
   /** A fresh page that records console errors, page errors and CSP violations. */

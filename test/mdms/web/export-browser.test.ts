@@ -4,23 +4,20 @@
  * error or CSP violation; a feed-in bill shows its credit; the Privacy page renders for an administrator.
  * Screenshots go to test-output/mdms-web/. Fails under CI=true when Chromium is missing; skipped otherwise.
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MdmsWeb } from '../../../mdms/web/server.js';
 import { DAY, fixture, PASSWORDS, serve, TZ, WEEK_START, type Fixture } from './fixture.js';
+import { launchChromium, present } from './chromium.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const present = existsSync(CHROMIUM);
-if (!present && process.env.CI === 'true') throw new Error(`Chromium is required under CI and missing at ${CHROMIUM} (apt-get install -y chromium)`);
 const SHOTS = join(process.cwd(), 'test-output', 'mdms-web');
 
 describe.skipIf(!present)('export and privacy in Chromium', () => {
   let fx: Fixture;
   let server: MdmsWeb;
-  let profile: string;
+  let browser: Awaited<ReturnType<typeof launchChromium>> | undefined;
   let ctx: BrowserContext;
   let account = '';
   const problems: string[] = [];
@@ -41,20 +38,16 @@ describe.skipIf(!present)('export and privacy in Chromium', () => {
     await fx.web.accounts.ensure(['hh-solar']);
     account = (await fx.web.accounts.setTariff((await fx.web.accounts.byHousehold('hh-solar'))!.accountNumber, 'solar'))!.accountNumber;
     server = await serve(fx);
-    profile = mkdtempSync(join(tmpdir(), 'mdms-chromium-'));
-    ctx = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
+    browser = await launchChromium({
       viewport: { width: 1360, height: 900 },
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],
     });
+    ctx = browser.ctx;
   }, 180_000);
 
   afterAll(async () => {
-    await ctx?.close();
+    await browser?.close();
     await server?.close();
     await fx?.close();
-    if (profile) rmSync(profile, { recursive: true, force: true });
   });
 
   async function signedIn(user: string, next: string): Promise<Page> {

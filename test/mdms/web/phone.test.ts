@@ -4,18 +4,15 @@
  * or rotated. Screenshots go to test-output/mdms-web/phone-*.png. Fails under CI=true when Chromium is
  * missing; skipped otherwise (as browser.test.ts).
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DateTime } from 'luxon';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MdmsWeb } from '../../../mdms/web/server.js';
 import { fixture, serve, type Fixture } from './fixture.js';
+import { launchChromium, present } from './chromium.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const present = existsSync(CHROMIUM);
-if (!present && process.env.CI === 'true') throw new Error(`Chromium is required under CI and missing at ${CHROMIUM} (apt-get install -y chromium)`);
 const SHOTS = join(process.cwd(), 'test-output', 'mdms-web');
 const PHONE = { width: 390, height: 844 };
 const PASSWORD = 'phone-password-0001';
@@ -40,7 +37,7 @@ async function overflow(p: Page): Promise<{ scrollWidth: number; offenders: stri
 describe.skipIf(!present)('MDMS web app on a 390 px phone', () => {
   let fx: Fixture;
   let server: MdmsWeb;
-  let profile: string;
+  let browser: Awaited<ReturnType<typeof launchChromium>> | undefined;
   let ctx: BrowserContext;
   let account: string;
 
@@ -50,23 +47,19 @@ describe.skipIf(!present)('MDMS web app on a 390 px phone', () => {
     await fx.web.users.create({ username: 'phone', roles: ['admin', 'analyst', 'billing'], password: PASSWORD });
     account = (await fx.web.accounts.byHousehold('hh02'))!.accountNumber;
     server = await serve(fx);
-    profile = mkdtempSync(join(tmpdir(), 'mdms-phone-'));
-    ctx = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
+    browser = await launchChromium({
       viewport: PHONE,
       deviceScaleFactor: 2,
       isMobile: true,
       hasTouch: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],
-    });
+    }, 'mdms-phone-');
+    ctx = browser.ctx;
   }, 180_000);
 
   afterAll(async () => {
-    await ctx?.close();
+    await browser?.close();
     await server?.close();
     await fx?.close();
-    if (profile) rmSync(profile, { recursive: true, force: true });
   });
 
   async function signedIn(): Promise<Page> {
