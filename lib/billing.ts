@@ -1,7 +1,7 @@
 /**
  * Pricing household billing aggregates with time-of-use tariffs — the pure core of MDMS billing, shared with
  * the household app (its bill preview prices the household's own readings with this very function, so both
- * agree to the minor unit; mdms/web/billing.ts re-exports it). Browser-safe (luxon only). No floats: every
+ * agree to the minor unit; the MDMS web app imports it from here). Browser-safe (luxon only). No floats: every
  * quantity is an integer and every product is taken in BigInt.
  *
  * Units

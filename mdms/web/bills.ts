@@ -7,7 +7,7 @@
  */
 import type { BillingRow, Store } from '../store/types.js';
 import type { Account } from './accounts.js';
-import { BillingError, priceBill, type Bill, type BillingPeriod } from './billing.js';
+import { BillingError, priceBill, type Bill, type BillingPeriod } from '../../lib/billing.js';
 import type { WebDb } from './db.js';
 import type { StoredTariff } from './tariffs.js';
 

@@ -16,7 +16,7 @@ import { DateTime } from 'luxon';
 import type { Driver, Param, Querier } from '../store/driver.js';
 import type { Store } from '../store/types.js';
 import type { Account } from './accounts.js';
-import { BillingError, priceBill, type Bill, type BillLine } from './billing.js';
+import { BillingError, priceBill, type Bill, type BillLine } from '../../lib/billing.js';
 import { periodsOf, tariffCodeOf, type StoredPeriod } from './bills.js';
 import type { WebDb } from './db.js';
 import { int, intOrNull, text } from './rows.js';

@@ -24,7 +24,7 @@ import { SqlStore } from '../store/sql-store.js';
 import { openSqlite } from '../store/sqlite.js';
 import type { Store } from '../store/types.js';
 import { assets } from './assets.js';
-import { BillingError } from './billing.js';
+import { BillingError } from '../../lib/billing.js';
 import { clientIp, HttpError, wantsJson, type Access, type AppServices } from './context.js';
 import { openWebDb, type WebDb } from './db.js';
 import { html } from './html.js';

@@ -9,7 +9,7 @@
  */
 import type { Driver } from '../store/driver.js';
 import { parseTariff, type Tariff } from '../../lib/tariff.js';
-import { BillingError, checkTariffVersion, effectiveStart, type BandPrice, type TariffVersion } from './billing.js';
+import { BillingError, checkTariffVersion, effectiveStart, type BandPrice, type TariffVersion } from '../../lib/billing.js';
 import { int, text, textOrNull } from './rows.js';
 
 /** A stored version with its schedule and provenance. */

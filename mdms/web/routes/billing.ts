@@ -10,7 +10,7 @@ import type { Account } from '../accounts.js';
 import { ACCOUNT_NUMBER } from '../accounts.js';
 import type { AuditAction } from '../audit.js';
 import { accountBill, billContext, pricedPeriods, tariffCodeOf, type AccountBill, type BillContext } from '../bills.js';
-import { BillingError, formatKwh, formatMoney, formatScaled, minorUnitLabel, type BillLine } from '../billing.js';
+import { BillingError, formatKwh, formatMoney, formatScaled, minorUnitLabel, type BillLine } from '../../../lib/billing.js';
 import { clientIp, HttpError, userOf } from '../context.js';
 import { html, type SafeHtml } from '../html.js';
 import { csrfField, flashOf, sendPage } from '../render.js';

@@ -10,7 +10,7 @@
 import type { FastifyInstance } from 'fastify';
 import { DEFAULT_LEVEL, ForecastError } from '../../analytics/forecast.js';
 import { backtestNeighbourhood, forecastNeighbourhood, MAX_HORIZON_S, type NeighbourhoodForecast } from '../../analytics/neighbourhood.js';
-import { formatKwh } from '../billing.js';
+import { formatKwh } from '../../../lib/billing.js';
 import { HttpError } from '../context.js';
 import { html, jsonScript } from '../html.js';
 import { sendPage } from '../render.js';

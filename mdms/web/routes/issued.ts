@@ -8,7 +8,7 @@ import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ACCOUNT_NUMBER } from '../accounts.js';
 import type { AuditAction } from '../audit.js';
-import { formatKwh, formatMoney, formatScaled, minorUnitLabel, type BillLine } from '../billing.js';
+import { formatKwh, formatMoney, formatScaled, minorUnitLabel, type BillLine } from '../../../lib/billing.js';
 import { clientIp, HttpError, userOf } from '../context.js';
 import { html, type SafeHtml } from '../html.js';
 import { DOCUMENT_NUMBER, DOCUMENTS_CSV_HEADER, documentCsvRows, runBills, type BillRun, type IssuedDocument } from '../issued.js';

@@ -8,7 +8,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { NeighbourhoodRow } from '../../store/types.js';
 import { ForecastError } from '../../analytics/forecast.js';
 import { forecastNeighbourhood } from '../../analytics/neighbourhood.js';
-import { formatKwh } from '../billing.js';
+import { formatKwh } from '../../../lib/billing.js';
 import { HttpError } from '../context.js';
 import { html, jsonScript } from '../html.js';
 import { sendPage } from '../render.js';

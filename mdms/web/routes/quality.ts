@@ -11,7 +11,7 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { QUALITY_RULES, type QualityRule } from '../../analytics/quality.js';
-import { formatKwh } from '../billing.js';
+import { formatKwh } from '../../../lib/billing.js';
 import { clientIp, HttpError, userOf } from '../context.js';
 import { html } from '../html.js';
 import { csrfField, sendPage } from '../render.js';

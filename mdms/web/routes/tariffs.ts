@@ -6,7 +6,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { IANAZone } from 'luxon';
-import { effectiveStart, formatScaled, MAX_RATE_MILLI, parseScaled } from '../billing.js';
+import { effectiveStart, formatScaled, MAX_RATE_MILLI, parseScaled } from '../../../lib/billing.js';
 import { clientIp, HttpError, userOf } from '../context.js';
 import { html } from '../html.js';
 import { csrfField, flashOf, sendPage } from '../render.js';

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { DateTime } from 'luxon';
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { formatMoney } from '../../../mdms/web/billing.js';
+import { formatMoney } from '../../../lib/billing.js';
 import type { MdmsWeb } from '../../../mdms/web/server.js';
 import { fixture, PASSWORDS, TZ, WEEK_START, type Fixture } from './fixture.js';
 import { launchChromium, present } from './chromium.js';

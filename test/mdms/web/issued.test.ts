@@ -7,7 +7,7 @@
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openWebDb, type WebDb } from '../../../mdms/web/db.js';
-import { priceBill } from '../../../mdms/web/billing.js';
+import { priceBill } from '../../../lib/billing.js';
 import { periodsOf } from '../../../mdms/web/bills.js';
 import { DOCUMENTS_CSV_HEADER, noteAmounts, runBills, type IssuedDocument } from '../../../mdms/web/issued.js';
 import { openPostgres } from '../../../mdms/store/postgres.js';

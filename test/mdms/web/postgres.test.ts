@@ -5,7 +5,7 @@
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportCsv } from '../../../mdms/export.js';
-import { priceBill } from '../../../mdms/web/billing.js';
+import { priceBill } from '../../../lib/billing.js';
 import { periodsOf } from '../../../mdms/web/bills.js';
 import { postgresReachable } from './db-helpers.js';
 import { appOf, fixture, PASSWORDS, WEEK_START, type Fixture } from './fixture.js';

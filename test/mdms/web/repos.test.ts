@@ -3,7 +3,7 @@ import { openStore, SCHEMA_VERSION } from '../../../mdms/store/index.js';
 import type { Store } from '../../../mdms/store/types.js';
 import { ACCOUNT_NUMBER } from '../../../mdms/web/accounts.js';
 import { accountBill, pricedPeriods } from '../../../mdms/web/bills.js';
-import { BillingError } from '../../../mdms/web/billing.js';
+import { BillingError } from '../../../lib/billing.js';
 import { openWebDb, type WebDb } from '../../../mdms/web/db.js';
 import { migrateWeb, WEB_SCHEMA_VERSION } from '../../../mdms/web/migrations.js';
 import { generatePassword, UserError } from '../../../mdms/web/users.js';

@@ -12,8 +12,8 @@ import {
   roundHalfEven,
   type BillingPeriod,
   type TariffVersion,
-} from '../../../mdms/web/billing.js';
-import { bandAt, parseTariff } from '../../../lib/tariff.js';
+} from '../../lib/billing.js';
+import { bandAt, parseTariff } from '../../lib/tariff.js';
 
 const LONDON = 'Europe/London';
 /** Unix seconds of a local wall-clock time. */
