@@ -70,6 +70,7 @@ async function run(f: GuardianFlags): Promise<void> {
   } catch (e) {
     throw new InvalidArgumentError((e as Error).message);
   }
+  const creds = credentials(f);
   const log = pino({ name: 'guardian' });
   const keys = loadGuardianKeys(f.keys);
   const fleet = loadFleet(f.keys);
@@ -95,7 +96,7 @@ async function run(f: GuardianFlags): Promise<void> {
       ...(f.retention !== undefined ? { retentionS: f.retention } : {}),
     },
     keys: { share: keys.paillierShare, meters, signer: keys.signer, mdmsPublic: keys.mdmsPublic },
-    mqtt: { url: f.mqtt, ...credentials(f), clientId: f.clientId },
+    mqtt: { url: f.mqtt, ...creds, clientId: f.clientId },
     stateFile: f.state,
     ...(f.gateway.length ? { gateways: f.gateway } : {}),
     logger: log,
