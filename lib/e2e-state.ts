@@ -105,14 +105,15 @@ function decodeWindow(kind: string, key: string, start: number, body: Buffer): B
 }
 
 function encodeMeter(m: BlindMeterRecord): Buffer {
-  return cborEncode([m.highest, m.seen, m.last ? [m.last.at, toBytes(m.last.c)] : null]);
+  const l = m.last;
+  return cborEncode([m.highest, m.seen, l ? [l.at, toBytes(l.c), ...(l.noisy !== undefined ? [toBytes(l.noisy)] : [])] : null]);
 }
 
 function decodeMeter(body: Buffer): BlindMeterRecord {
   const a = cborDecode(body) as unknown[];
   if (!Array.isArray(a) || a.length !== 3) throw new TypeError('malformed meter row');
-  const [highest, seen, last] = a as [number, Uint8Array, [number, Uint8Array] | null];
-  return { highest, seen: Uint8Array.from(seen), last: last ? { at: last[0], c: fromBytes(last[1]) } : null };
+  const [highest, seen, last] = a as [number, Uint8Array, [number, Uint8Array, Uint8Array?] | null];
+  return { highest, seen: Uint8Array.from(seen), last: last ? { at: last[0], c: fromBytes(last[1]), ...(last[2] ? { noisy: fromBytes(last[2]) } : {}) } : null };
 }
 
 /**
@@ -198,7 +199,7 @@ export class E2eStateStore {
   }
 
   /** Reads the whole state, and the messages still waiting for a broker acknowledgement; throws {@link E2eStateError} on a corrupt row. */
-  load(): BlindState & { outbox: E2eOutMessage[] } {
+  load(): BlindState & { outbox: E2eOutMessage[]; extra: unknown } {
     try {
       const meta = (k: string) => (this.db.prepare('SELECT v FROM meta WHERE k = ?').get(k) as { v: string } | undefined)?.v;
       const wm = meta('watermark');
@@ -207,17 +208,19 @@ export class E2eStateStore {
       const meters = new Map<string, BlindMeterRecord>();
       for (const r of this.db.prepare('SELECT meter, body FROM meters').all() as { meter: string; body: Buffer }[]) meters.set(r.meter, decodeMeter(r.body));
       const outbox = (this.db.prepare('SELECT id, topic, payload FROM outbox ORDER BY id').all() as E2eOutMessage[]).map((r) => ({ ...r }));
-      return { windows, meters, watermark: wm === undefined ? null : Number(wm), counters, outbox };
+      const extra = meta('extra');
+      return { windows, meters, watermark: wm === undefined ? null : Number(wm), counters, outbox, extra: extra === undefined ? undefined : (JSON.parse(extra) as unknown) };
     } catch (e) {
       throw new E2eStateError(`${this.file}: unreadable state (${(e as Error).message}); restore a backup or use a new --state file`);
     }
   }
 
   /**
-   * Writes a checkpoint and its outgoing messages, and deletes acknowledged outbox rows, in one transaction.
+   * Writes a checkpoint and its outgoing messages, and deletes acknowledged outbox rows, in one transaction;
+   * `extra` (JSON) is the caller's own small state beside the windows (e.g. a ledger), written when given.
    * Returns the messages with their row ids: publish them only now (they are durable).
    */
-  commit(cp: BlindCheckpoint, out: { topic: string; payload: Buffer }[], confirmed: Iterable<number> = []): E2eOutMessage[] {
+  commit(cp: BlindCheckpoint, out: { topic: string; payload: Buffer }[], confirmed: Iterable<number> = [], extra?: unknown): E2eOutMessage[] {
     const s = this.stmts;
     return this.db.transaction(() => {
       for (const w of cp.windows) s.putWindow.run(w.kind, w.key, w.start, encodeWindow(w));
@@ -227,6 +230,7 @@ export class E2eStateStore {
       const stored = out.map((m) => ({ ...m, id: Number(s.putOut.run(m.topic, m.payload).lastInsertRowid) }));
       if (cp.watermark !== null) s.putMeta.run('watermark', String(cp.watermark));
       s.putMeta.run('counters', JSON.stringify(cp.counters));
+      if (extra !== undefined) s.putMeta.run('extra', JSON.stringify(extra));
       return stored;
     })();
   }

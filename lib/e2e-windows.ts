@@ -112,7 +112,8 @@ export interface BlindWindowRecord {
 export interface BlindMeterRecord {
   highest: number;
   seen: Uint8Array;
-  last: { at: number; c: bigint } | null;
+  /** `noisy`: the snapshot's noised-totals ciphertext, when the meters add DP noise shares. */
+  last: { at: number; c: bigint; noisy?: bigint } | null;
 }
 
 /** The whole state of a folder (what {@link BlindWindows.restore} takes). */
@@ -152,7 +153,7 @@ interface Window {
 interface MeterRt {
   seen: Set<number>;
   highest: number;
-  last: { at: number; c: bigint } | null;
+  last: { at: number; c: bigint; noisy?: bigint } | null;
 }
 
 const SEEN_KEPT = 4096;
