@@ -38,12 +38,18 @@ describe('pes --e2e flags', () => {
 });
 
 describe('guardian flags', () => {
+  it('takes the PES\'s --lateness 0 (the key loader is reached)', async () => {
+    expect(await run(registerGuardianCommand, ['guardian', '--keys', '/nonexistent', '--lateness', '0'])).toMatch(/nonexistent/);
+  });
+
   it.each([
     [['--retention', '10m'], /--retention must be longer than --lateness/],
     [['--client-id', 'a/b'], /--client-id/],
     [['--gateway', 'gw+1'], /--gateway/],
     [['--username', 'g'], /--username and --password-file go together/],
     [['--billing-period', '2d'], /--billing-period: expected 1d, 1mo or Nh/],
+    [['--interval', '7m'], /--interval must be between 1m and 1d and divide a day/],
+    [['--lateness', 'soon'], /--lateness must look like/],
   ])('refuses %j', async (args, msg) => {
     expect(await run(registerGuardianCommand, ['guardian', '--keys', '/nonexistent', ...args])).toMatch(msg);
   });
