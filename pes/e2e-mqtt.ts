@@ -43,10 +43,11 @@ export function startPesE2eService(o: PesE2eServiceOptions): { pes: PesE2eHandle
   let pending = Promise.resolve();
   const sync = () => {
     const c = core.windows.counters;
-    Object.assign(counters, { framesOk: c.frames, readings: c.readings, badTag: c.badTag, unknownMeter: c.unknownMeter, replay: c.replay, malformedFrame: c.malformedFrame, malformedUplink: c.malformedUplink, released: c.released, suppressed: c.suppressed, revisionHeld: c.revisionHeld, membershipHeld: c.membershipHeld });
+    Object.assign(counters, { framesOk: c.frames, readings: c.readings, badTag: c.badTag, unknownMeter: c.unknownMeter, replay: c.replay, malformedFrame: c.malformedFrame, malformedUplink: c.malformedUplink, released: c.released, suppressed: c.suppressed, revisionHeld: c.revisionHeld, membershipHeld: c.membershipHeld, dpReleases: core.dpReleases });
   };
   const publishOutbox = (): Promise<void> => {
     const out = core.takeOutbox();
+    sync(); // takeOutbox charges the DP ledger
     const sent = Promise.all(out.map((m) => new Promise<void>((resolve, reject) => client!.publish(m.topic, m.payload, { qos: 1 }, (err) => (err ? reject(err) : resolve())))));
     pending = pending.then(() => sent.then(() => undefined));
     return sent.then(() => undefined);
