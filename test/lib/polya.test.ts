@@ -101,6 +101,20 @@ describe('k shares of distributed Laplace noise', () => {
     });
   }
 
+  it('n > k shares: the discrete Laplace plus independent noise, variance n/k times as large', () => {
+    const rnd = seeded(20);
+    const a = Math.exp(-0.1);
+    const [n, k] = [12, 4];
+    const m = moments(20_000, () => {
+      let s = 0;
+      for (let i = 0; i < n; i++) s += laplaceShare(1, 10, k, rnd);
+      return s;
+    });
+    const variance = ((n / k) * 2 * a) / (1 - a) ** 2;
+    expect(m.variance).toBeGreaterThan(0.93 * variance);
+    expect(m.variance).toBeLessThan(1.07 * variance);
+  });
+
   it('one share alone is far from the whole noise (variance 1/k of it): no single meter can add it alone', () => {
     const rnd = seeded(30);
     const a = Math.exp(-0.1);
