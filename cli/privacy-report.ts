@@ -48,6 +48,8 @@ export interface PrivacyReportOptions {
   differencing?: boolean;
   /** Epsilons of the differential-privacy sweep (one replay each; default none). */
   dpEpsilons?: number[];
+  /** Run the DP sweep in the end-to-end mode: the meters add the noise in shares of 1/k (docs/privacy.md). */
+  dpE2e?: boolean;
   paillierBits?: number;
 }
 
@@ -266,7 +268,7 @@ export async function privacyReport(o: PrivacyReportOptions): Promise<PrivacySum
       const exact = new Map(nbRows.map((r) => [`${r.neighbourhood}|${r.start}`, r.energyWh]));
       for (const epsilon of o.dpEpsilons) {
         const db = join(scratch, `dp-${epsilon}.sqlite`);
-        const r = await replay({ fleetCsv, db, intervalS: o.intervalS, billing: '1d', k: o.k, dpEpsilon: epsilon, tz: 'UTC', latenessS: 1800, start: from, days: Math.ceil((to - from) / 86400), paillierBits: o.paillierBits ?? 2048 });
+        const r = await replay({ fleetCsv, db, intervalS: o.intervalS, billing: '1d', k: o.k, dpEpsilon: epsilon, tz: 'UTC', latenessS: 1800, start: from, days: Math.ceil((to - from) / 86400), paillierBits: o.paillierBits ?? 2048, e2e: o.dpE2e === true });
         if (!r.ok) throw new Error(`DP replay (epsilon ${epsilon}) failed: ${r.problems.join('; ')}`);
         const s = await openStore(db);
         let noisy: NeighbourhoodRow[];
@@ -313,7 +315,9 @@ export async function privacyReport(o: PrivacyReportOptions): Promise<PrivacySum
       differencing_target: target?.household ?? null,
       differencing_silent: target ? `one interval every ${SILENT_EVERY_S / 3600} h from 02:00 UTC (${silent.length} intervals)` : 'not run',
       differencing_k: o.k,
-      dp_mechanism: 'discrete Laplace (two-sided geometric), sensitivity = 7360 W x interval, fresh noise per release, one replay per epsilon; MAPE against the --db aggregates over intervals with energy > 0',
+      dp_mechanism: o.dpE2e
+        ? `end-to-end mode: each meter adds Pólya(1/k, a) - Pólya(1/k, a) per interval (k = ${o.k}), a window of n >= k meters gets discrete Laplace noise of variance n/k times the classic one, sensitivity = 7360 W x interval, one replay per epsilon; MAPE against the --db aggregates over intervals with energy > 0`
+        : 'discrete Laplace (two-sided geometric), sensitivity = 7360 W x interval, fresh noise per release, one replay per epsilon; MAPE against the --db aggregates over intervals with energy > 0',
       scores_are: 'means over households',
     },
     per_household: per,
@@ -357,10 +361,12 @@ export function registerPrivacyReportCommand(program: Command): void {
     .option('--seed <n>', 'seed of the chance baselines', intOption('--seed', 0, 0xffffffff), 13)
     .option('--no-differencing', 'skip the differencing replays')
     .option('--dp-epsilon <e...>', 'epsilons of the differential-privacy sweep (one replay each)')
+    .option('--dp-e2e', 'run the sweep in the end-to-end mode: the meters add the noise in shares of 1/k (with --dp-epsilon)')
     .option('--paillier-bits <n>', 'Paillier modulus of the differencing replays', intOption('--paillier-bits', 1024, 4096), 2048)
     .action(async (f) => {
       const start = DateTime.fromISO(f.start, { zone: f.tz });
       if (!start.isValid) throw new InvalidArgumentError(`--start must be an ISO date, got "${f.start}"`);
+      if (f.dpE2e && !f.dpEpsilon) throw new InvalidArgumentError('--dp-e2e needs --dp-epsilon');
       const s = await privacyReport({
         fleetCsv: resolve(f.fleet),
         db: f.db,
@@ -375,6 +381,7 @@ export function registerPrivacyReportCommand(program: Command): void {
         seed: f.seed,
         differencing: f.differencing,
         dpEpsilons: ((f.dpEpsilon as string[] | undefined) ?? []).map(epsilonOption),
+        dpE2e: f.dpE2e === true,
         paillierBits: f.paillierBits,
       });
       for (const a of s.attacks) console.log(JSON.stringify(a));

@@ -189,6 +189,7 @@ function sameFleet(fromKeys: Fleet, csv: string): void {
  */
 export async function replay(o: ReplayOptions): Promise<ReplaySummary> {
   checkDp(o.dpEpsilon, o.dpBudget);
+  if (o.e2e && o.dpBudget !== undefined) throw new InvalidArgumentError('--dp-budget is not available with --e2e yet (the blind PES keeps the DP ledger, not a budget)');
   if (!o.append) await refuseNonEmpty(o.db);
   const scratch = mkdtempSync(join(tmpdir(), 'smartermeter-replay-'));
   let keysDir = o.keysDir;
@@ -422,7 +423,7 @@ export function registerReplayCommand(program: Command): void {
     .option('--billing-period <p>', 'billing period: 1d, 1mo or Nh', '1d')
     .option('--k <n>', 'fewest meters in a released neighbourhood aggregate', intOption('--k', 1, 1_000_000), DEFAULT_K)
     .option('--no-membership-guard', 'release neighbourhood aggregates whose membership differs from a released one by fewer than k meters (the differencing attack: for measuring it only, docs/privacy.md)')
-    .option('--dp-epsilon <e>', 'differential privacy: discrete Laplace noise on every neighbourhood release, epsilon per release (docs/privacy.md)', epsilonOption)
+    .option('--dp-epsilon <e>', 'differential privacy: discrete Laplace noise on every neighbourhood release, epsilon per release (docs/privacy.md); with --e2e the meters add it in shares of 1/k', epsilonOption)
     .option('--dp-budget <e>', 'with --dp-epsilon: most epsilon spent per neighbourhood per UTC day; releases beyond it are held', budgetOption)
     .option('--pes-id <id>', "the PES's id, the topic of its policy statement sm/v1/agg/policy/<id>", pesIdOption, 'pes')
     .option('--lateness <d>', 'allowed lateness before a window closes', durationOption('--lateness'), 1800)

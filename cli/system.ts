@@ -43,6 +43,7 @@ import {
   type Fleet,
 } from '../lib/keyset.js';
 import { E2eEncoder } from '../firmware/e2e.js';
+import { DP_MAX_POWER_W, intervalSensitivityWh } from '../pes/core/dp.js';
 import { startGuardianService } from '../guardian/service.js';
 import { parseBillingPeriod } from '../lib/billing-period.js';
 import type { BlindMeter, BlindSettings } from '../lib/e2e-windows.js';
@@ -506,9 +507,11 @@ async function startE2eParties(
   log: Logger,
   closers: (() => Promise<void>)[],
 ): Promise<{ mdms: SystemHandle['mdms']; pes: SystemHandle['pes']; guardian: NonNullable<SystemHandle['guardian']>; payloadOf: (meter: string) => (batch: ReadingBatch) => Uint8Array }> {
-  if (o.dpEpsilon !== undefined) throw new Error('--dp-epsilon is not available in the end-to-end mode yet (DP noise shares: next step)');
+  if (o.dpBudget !== undefined) throw new Error('--dp-budget is not available in the end-to-end mode yet (the blind PES keeps the DP ledger, not a budget)');
   const tariff = o.tariff ?? FLAT_TARIFF;
-  const settings: BlindSettings = { intervalS: o.intervalS, billing: parseBillingPeriod(o.billing), tz: o.tz, tariff, latenessS: o.latenessS, k: o.k, revisionK: o.k, ...(o.membershipGuard === false ? { membershipGuard: false } : {}) };
+  const settings: BlindSettings = { intervalS: o.intervalS, billing: parseBillingPeriod(o.billing), tz: o.tz, tariff, latenessS: o.latenessS, k: o.k, revisionK: o.k, ...(o.membershipGuard === false ? { membershipGuard: false } : {}), ...(o.dpEpsilon !== undefined ? { dpEpsilon: o.dpEpsilon } : {}) };
+  // Differential privacy: each meter adds a 1/k share of the noise (docs/privacy.md); every released window has >= k meters.
+  const dp = o.dpEpsilon !== undefined ? { epsilon: o.dpEpsilon, sensitivityWh: intervalSensitivityWh(DP_MAX_POWER_W, o.intervalS), shares: o.k } : undefined;
   const paillier = loadMeterPaillierKey(o.keysDir).precompute();
   const ingest = startMdmsE2eIngest({
     store,
@@ -545,5 +548,5 @@ async function startE2eParties(
   closers.push(() => guardian.close());
   await guardian.ready;
 
-  return { mdms: ingest, pes, guardian, payloadOf: () => ((enc) => (batch: ReadingBatch) => enc.encode(batch))(new E2eEncoder(paillier, { intervalS: o.intervalS, tariff })) };
+  return { mdms: ingest, pes, guardian, payloadOf: () => ((enc) => (batch: ReadingBatch) => enc.encode(batch))(new E2eEncoder(paillier, { intervalS: o.intervalS, tariff, ...(dp ? { dp } : {}) })) };
 }

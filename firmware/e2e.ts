@@ -8,10 +8,17 @@
  * band (lib/tariff.ts `bandAt`, the PES's band rule). Encryption uses the key's fixed-base DJN table (built
  * once by `precompute()`) or its randomiser pool when one runs: one table exponentiation, or one
  * multiplication, per interval.
+ *
+ * With differential privacy (`dp`, docs/privacy.md) the meter also keeps a cumulative noise register per
+ * total (import, export): at every interval snapshot it adds its share of discrete Laplace noise
+ * (lib/polya.ts `laplaceShare`, 1/`shares` of the noise a window of `shares` meters needs) and encrypts the
+ * noised totals as a second ciphertext (protocol/e2e.ts `packNoisy`): two encryptions per interval. The band
+ * registers, and so the bills, never hold noise.
  * @module
  */
+import { cryptoUniform, laplaceShare, type Uniform } from '../lib/polya.js';
 import { bandAt, type Tariff } from '../lib/tariff.js';
-import { encodeE2ePayload, registerLayout, type E2eSnapshot } from '../protocol/e2e.js';
+import { encodeE2ePayload, packNoisy, registerLayout, type E2eSnapshot } from '../protocol/e2e.js';
 import type { PublicKey } from '../protocol/paillier/keys.js';
 import type { Packing } from '../protocol/paillier/packing.js';
 import { readingEnergies, readingExports, type ReadingBatch } from '../protocol/reading.js';
@@ -22,7 +29,24 @@ export interface E2eEncoderState {
   exports: bigint[];
   /** Next interval boundary a snapshot is due at; null before the first reading (baseline not taken). */
   nextBoundary: number | null;
+  /** With `dp`: the cumulative noise added to total import and total export so far, Wh (signed). */
+  noise?: [bigint, bigint];
 }
+
+/** The meter's share of distributed differential-privacy noise (docs/privacy.md). */
+export interface E2eDpOptions {
+  /** Epsilon per neighbourhood release. */
+  epsilon: number;
+  /** The most one meter adds to an interval, Wh (max power x interval). */
+  sensitivityWh: number;
+  /** How many meters' shares make the whole noise: the k of the releases (a window has at least k meters). */
+  shares: number;
+  /** Uniforms in (0, 1]; default node:crypto. */
+  rnd?: Uniform;
+}
+
+/** Largest noise scale sensitivity / epsilon, Wh, the 48-bit noised totals take for decades of intervals. */
+export const MAX_NOISE_SCALE_WH = 2 ** 30;
 
 /**
  * @example
@@ -40,28 +64,45 @@ export class E2eEncoder {
 
   constructor(
     private readonly pub: PublicKey,
-    private readonly o: { intervalS: number; tariff: Tariff },
+    private readonly o: { intervalS: number; tariff: Tariff; dp?: E2eDpOptions },
     state?: E2eEncoderState,
   ) {
     if (!Number.isInteger(o.intervalS) || o.intervalS < 60 || 86400 % o.intervalS !== 0) throw new RangeError('interval must be 1 minute .. 1 day and divide a day');
+    if (o.dp) {
+      const { epsilon, sensitivityWh, shares } = o.dp;
+      if (!(epsilon > 0) || !(sensitivityWh > 0) || !Number.isFinite(epsilon) || !Number.isFinite(sensitivityWh)) throw new RangeError('dp epsilon and sensitivity must be positive');
+      if (sensitivityWh / epsilon > MAX_NOISE_SCALE_WH) throw new RangeError(`dp noise scale sensitivity / epsilon must be at most ${MAX_NOISE_SCALE_WH} Wh`);
+      if (!Number.isInteger(shares) || shares < 1) throw new RangeError('dp shares must be a positive integer');
+    }
     const bands = o.tariff.bands.length;
     this.layout = registerLayout(pub, bands);
     this.bandIndex = new Map(o.tariff.bands.map((b, i) => [b.name, i]));
     this.state = state ?? { imports: Array<bigint>(bands).fill(0n), exports: Array<bigint>(bands).fill(0n), nextBoundary: null };
+    if (o.dp && !this.state.noise) this.state.noise = [0n, 0n];
   }
 
   /** A copy of the state, for the meter's NV store. */
   get snapshotState(): E2eEncoderState {
-    return { imports: [...this.state.imports], exports: [...this.state.exports], nextBoundary: this.state.nextBoundary };
+    const s = this.state;
+    return { imports: [...s.imports], exports: [...s.exports], nextBoundary: s.nextBoundary, ...(s.noise ? { noise: [s.noise[0], s.noise[1]] as [bigint, bigint] } : {}) };
   }
 
   private boundaryAfter(t: number): number {
     return t - (t % this.o.intervalS) + this.o.intervalS;
   }
 
-  private snapshot(at: number): E2eSnapshot {
+  /** A snapshot at `at`; `share`: add this interval's noise shares first (every snapshot but the baseline). */
+  private snapshot(at: number, share = true): E2eSnapshot {
     this.snapshots++;
-    return { at, ciphertext: this.pub.encrypt(this.layout.pack([...this.state.imports, ...this.state.exports])) };
+    const s = this.state;
+    const snap: E2eSnapshot = { at, ciphertext: this.pub.encrypt(this.layout.pack([...s.imports, ...s.exports])) };
+    const dp = this.o.dp;
+    if (dp && s.noise) {
+      if (share) for (const i of [0, 1]) s.noise[i] = s.noise[i]! + BigInt(laplaceShare(dp.epsilon, dp.sensitivityWh, dp.shares, dp.rnd ?? cryptoUniform));
+      const total = (xs: bigint[]) => xs.reduce((a, b) => a + b, 0n);
+      snap.noisy = this.pub.encrypt(packNoisy(this.pub, [total(s.imports) + s.noise[0], total(s.exports) + s.noise[1]]));
+    }
+    return snap;
   }
 
   /**
@@ -79,7 +120,7 @@ export class E2eEncoder {
     const snapshots: E2eSnapshot[] = [];
     batch.readings.forEach((r, i) => {
       if (s.nextBoundary === null) {
-        snapshots.push(this.snapshot(r.time));
+        snapshots.push(this.snapshot(r.time, false));
         s.nextBoundary = this.boundaryAfter(r.time);
       } else if (r.time >= s.nextBoundary) {
         // No reading reached the boundary (a stretch without samples): take it before this one.

@@ -7,7 +7,9 @@
  * (authenticity) -> e2e payload (protocol/e2e.ts) -> per snapshot: the first of a meter is its baseline; each
  * later one contributes Enc(R_at) / Enc(R_prev) to the neighbourhood window of time `at - 1` and to the billing
  * window (household x period) of that time; a snapshot older than the meter's latest is dropped (counted):
- * its energy already went forward with the later one, so nothing is lost or counted twice.
+ * its energy already went forward with the later one, so nothing is lost or counted twice. With differential
+ * privacy (`dpEpsilon`) neighbourhood windows fold the snapshots' `noisy` ciphertexts instead (the noised totals,
+ * protocol/e2e.ts `packNoisy`) and bills the band registers; a frame whose snapshots lack `noisy` is malformed.
  *
  * A window keeps the product of its snapshots (numerator) and of their predecessors (denominator); its
  * ciphertext is num / den, computed at release (one inversion per release, none per reading). The product is
@@ -56,6 +58,11 @@ export interface BlindSettings {
   membershipGuard?: boolean;
   /** Closed windows are kept (for revisions) until the watermark passes end + retention; default two billing periods. */
   retentionS?: number;
+  /**
+   * Differential privacy (docs/privacy.md): the epsilon the meters' noise shares give each neighbourhood
+   * release; neighbourhood windows then sum the noised totals. Absent: no noise.
+   */
+  dpEpsilon?: number;
 }
 
 /** What the folder did (all only grow). */
@@ -251,6 +258,7 @@ export class BlindWindows {
     let payload;
     try {
       payload = decodeE2ePayload(this.pub, plaintext);
+      if (this.settings.dpEpsilon !== undefined && payload.snapshots.some((s) => s.noisy === undefined)) throw new TypeError('a snapshot without its noised totals while differential privacy is on');
     } catch {
       this.counters.malformedFrame++;
       return;
@@ -264,7 +272,7 @@ export class BlindWindows {
     for (const s of payload.snapshots) {
       this.counters.snapshots++;
       if (rt.last === null) {
-        rt.last = { at: s.at, c: s.ciphertext };
+        rt.last = { at: s.at, c: s.ciphertext, noisy: s.noisy };
         continue;
       }
       if (s.at <= rt.last.at) {
@@ -280,15 +288,16 @@ export class BlindWindows {
       const slot = this.calendar.billing(t);
       for (const w of [this.window('neighbourhood', info.neighbourhood, nbStart, nbStart + this.settings.intervalS), this.window('billing', info.household, slot.start, slot.end)]) {
         if (w.terms >= MAX_WINDOW_TERMS) throw new RangeError('window packing budget exhausted');
-        w.num = (w.num * s.ciphertext) % this.pub.n2;
-        w.den = (w.den * rt.last.c) % this.pub.n2;
+        const noised = w.kind === 'neighbourhood' && this.settings.dpEpsilon !== undefined;
+        w.num = (w.num * (noised ? s.noisy! : s.ciphertext)) % this.pub.n2;
+        w.den = (w.den * (noised ? rt.last.noisy! : rt.last.c)) % this.pub.n2;
         w.terms++;
         w.meters.add(id);
         w.changed.add(id);
         this.dirtyWindows.add(w);
         if (w.closed) this.toEvaluate.add(w);
       }
-      rt.last = { at: s.at, c: s.ciphertext };
+      rt.last = { at: s.at, c: s.ciphertext, noisy: s.noisy };
     }
     let end = 0;
     for (const r of payload.readings) end = Math.max(end, r.time + r.period);

@@ -5,10 +5,15 @@
  * packed slots, and yields exactly the aggregate the classic mode would have stored. A partial without its
  * counterpart waits; one that names another window than its counterpart, or does not combine, is refused.
  * Pure: the caller unseals (openAggregate with the PES's or the guardian's verify key) and stores.
+ *
+ * A neighbourhood release with a DP ledger (`dp`, docs/privacy.md) is a sum of the meters' noised totals
+ * (protocol/e2e.ts `unpackNoisy`): its import and export are signed, and a total below 0 is stored as 0, as the
+ * classic PES releases it (post-processing). The MDMS is the first party to see the noised totals: the exact
+ * ones exist nowhere outside the meters.
  * @module
  */
 import type { Aggregate } from '../protocol/aggregate.js';
-import { registerLayout, unpackRegisters, type E2eRelease, type GuardianPartial } from '../protocol/e2e.js';
+import { registerLayout, unpackNoisy, unpackRegisters, type E2eRelease, type GuardianPartial } from '../protocol/e2e.js';
 import { combinePartials } from '../protocol/paillier/threshold.js';
 import type { PublicKey } from '../protocol/paillier/keys.js';
 
@@ -63,15 +68,21 @@ export class Combiner {
   }
 
   private combine(r: E2eRelease, g: GuardianPartial): Aggregate {
+    const num = (v: bigint) => {
+      if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new RangeError('a slot exceeds the largest exact energy');
+      return Number(v);
+    };
     try {
       if (r.kind !== g.kind || r.key !== g.key || r.start !== g.start || r.end !== g.end || r.meters !== g.meters) throw new TypeError('the PES and the guardian name different windows for one ciphertext');
       const m = combinePartials(this.pub, r.partial, g.partial, r.ciphertext);
+      if (r.dp) {
+        if (r.kind !== 'neighbourhood') throw new TypeError('only a neighbourhood release is noised');
+        const [imp, exp] = unpackNoisy(this.pub, m).map((v) => num(v < 0n ? 0n : v));
+        this.counters.combined++;
+        return { kind: 'neighbourhood', key: r.key, start: r.start, end: r.end, revision: r.revision, meters: r.meters, energyWh: imp!, exportWh: exp!, dp: { ...r.dp } };
+      }
       const layout = registerLayout(this.pub, r.bands.length);
       const { imports, exports } = unpackRegisters(layout, m, r.bands.length);
-      const num = (v: bigint) => {
-        if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new RangeError('a slot exceeds the largest exact energy');
-        return Number(v);
-      };
       this.counters.combined++;
       if (r.kind === 'neighbourhood') {
         const energyWh = num(imports.reduce((a, b) => a + b, 0n));

@@ -23,6 +23,10 @@ import { topics } from '../protocol/topics.js';
  */
 export class PesE2e {
   readonly windows: BlindWindows;
+  /** Neighbourhood releases sent with a DP ledger (settings.dpEpsilon; the noise is the meters'). */
+  dpReleases = 0;
+  /** The DP ledger: epsilon spent per neighbourhood, revisions included (in memory, as the windows are). */
+  private readonly dpSpent = new Map<string, number>();
 
   constructor(
     settings: BlindSettings,
@@ -47,8 +51,19 @@ export class PesE2e {
     const bands = this.windows.settings.tariff.bands.map((b) => b.name);
     return this.windows.takeReleases().map((r) => {
       const topic = r.kind === 'neighbourhood' ? topics.neighbourhood(r.key) : topics.billing(r.key);
-      const body = releaseBody(pub, { kind: r.kind, key: r.key, start: r.start, end: r.end, revision: r.revision, meters: r.meters, bands, ciphertext: r.ciphertext, partial: partialDecrypt(this.keys.share, r.ciphertext) });
+      const body = releaseBody(pub, { kind: r.kind, key: r.key, start: r.start, end: r.end, revision: r.revision, meters: r.meters, bands, ciphertext: r.ciphertext, partial: partialDecrypt(this.keys.share, r.ciphertext), ...this.ledger(r.kind, r.key) });
       return { topic, payload: sealAggregate(this.keys.mdmsPublic, topic, body, this.keys.signer) };
     });
+  }
+
+  /** With DP, a neighbourhood release's ledger entry `{dp: {epsilon, spent}}` (charged now); else nothing. */
+  private ledger(kind: 'neighbourhood' | 'billing', key: string): { dp?: { epsilon: number; spent: number } } {
+    const epsilon = this.windows.settings.dpEpsilon;
+    if (epsilon === undefined || kind !== 'neighbourhood') return {};
+    // Rounded as the classic PES's ledger (pes/core/pes.ts), so that 0.1 + 0.2 reads 0.3.
+    const spent = Math.round(((this.dpSpent.get(key) ?? 0) + epsilon) * 1e9) / 1e9;
+    this.dpSpent.set(key, spent);
+    this.dpReleases++;
+    return { dp: { epsilon, spent } };
   }
 }

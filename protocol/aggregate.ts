@@ -135,6 +135,18 @@ function ledger(v: unknown): DpLedger {
   return dp;
 }
 
+/**
+ * Validates a DP ledger `{epsilon, spent}` from outside (the classic body's `dp`, and the end-to-end release's,
+ * protocol/e2e.ts).
+ * @example
+ * ```ts
+ * parseDpLedger({ epsilon: 1, spent: 3 }); // { epsilon: 1, spent: 3 }
+ * ```
+ */
+export function parseDpLedger(v: unknown): DpLedger {
+  return ledger(v);
+}
+
 function bandMap(v: unknown, name: string, min: number): Record<string, number> {
   const raw = plainObject(v, name);
   const names = Object.keys(raw);

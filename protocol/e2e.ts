@@ -18,6 +18,10 @@
  *   after a stretch without readings, before the first reading past it, so `at` may precede the frame);
  * - `snapshot`: the packed ciphertext, big-endian, exactly `2 |n| / 8` bytes, a unit of Z*_{n^2}.
  *
+ * With differential privacy (docs/privacy.md) a snapshot is `[at, snapshot, noisy]`: `noisy` is a second
+ * ciphertext of the same length, of the meter's total import and export each plus its cumulative share of
+ * distributed discrete Laplace noise ({@link packNoisy}); neighbourhood windows sum `noisy`, bills `snapshot`.
+ *
  * A receiver learns an interval's energy only as the homomorphic difference of two snapshots of one meter
  * (Enc(R_t) / Enc(R_prev)), under a key no single party can decrypt; a snapshot lost for good makes the next
  * difference cover its interval too, so energy shifts forward and is never lost (as in the classic mode).
@@ -29,7 +33,8 @@ import { Packing } from './paillier/packing.js';
 import { decodePartial, encodePartial, type PartialDecryption } from './paillier/threshold.js';
 import type { PublicKey } from './paillier/keys.js';
 import { MAX_READINGS_PER_BATCH } from './reading.js';
-import { BAND, MAX_BANDS, MAX_METERS, MAX_REVISION, MAX_TIME_S } from './aggregate.js';
+import { BAND, MAX_BANDS, MAX_METERS, MAX_REVISION, MAX_TIME_S, parseDpLedger, type DpLedger } from './aggregate.js';
+import { decodeSigned, encodeSigned } from './paillier/signed.js';
 import { topicId } from './topics.js';
 
 /** Format number of the e2e frame plaintext (its first element). */
@@ -53,6 +58,8 @@ export interface E2eTiming {
 export interface E2eSnapshot {
   at: number;
   ciphertext: bigint;
+  /** With differential privacy: {@link packNoisy} of the noised totals at `at`. */
+  noisy?: bigint;
 }
 
 /** The plaintext inside an e2e frame. */
@@ -74,6 +81,45 @@ export interface E2ePayload {
 export function registerLayout(pub: PublicKey, bands: number): Packing {
   if (!Number.isInteger(bands) || bands < 1 || bands > MAX_BANDS) throw new RangeError(`bands must be 1..${MAX_BANDS}`);
   return new Packing(pub.n, { valueBits: REGISTER_BITS, terms: MAX_WINDOW_TERMS, slots: 2 * bands });
+}
+
+/** Bits of a signed slot of {@link packNoisy}: |value| < 2^48 per snapshot, sums of 2^20 differences < 2^69. */
+export const NOISY_SLOT_BITS = REGISTER_BITS + 22;
+const NOISY_HALF = 1n << BigInt(NOISY_SLOT_BITS - 1);
+
+/**
+ * The plaintext of a snapshot's `noisy` ciphertext: the meter's total import and total export, each plus its
+ * cumulative noise share (signed), as two signed 70-bit slots (slot 0 import, slot 1 export) of one signed
+ * plaintext (protocol/paillier/signed.ts: a negative whole is n - |v|). A difference or sum of such
+ * plaintexts is again one, as long as each slot stays below 2^69 in magnitude ({@link unpackNoisy} checks).
+ * Each value must be below 2^48 in magnitude.
+ * @example
+ * ```ts
+ * pub.encrypt(packNoisy(pub, [importWh + noiseWh, exportWh + exportNoiseWh]));
+ * ```
+ */
+export function packNoisy(pub: PublicKey, values: readonly [bigint, bigint]): bigint {
+  const limit = 1n << BigInt(REGISTER_BITS);
+  for (const v of values) if (typeof v !== 'bigint' || v >= limit || -v >= limit) throw new RangeError(`a noised total must be a bigint of magnitude below 2^${REGISTER_BITS}`);
+  return encodeSigned(values[0] + (values[1] << BigInt(NOISY_SLOT_BITS)), pub.n);
+}
+
+/**
+ * The noised import and export totals from a decrypted window sum of {@link packNoisy} plaintexts (signed).
+ * Throws if a slot leaves its range (a wrapped or tampered plaintext).
+ * @example
+ * ```ts
+ * const [importWh, exportWh] = unpackNoisy(pub, m); // e.g. [10234n, -17n]
+ * ```
+ */
+export function unpackNoisy(pub: PublicKey, m: bigint): [bigint, bigint] {
+  const whole = decodeSigned(m, pub.n, NOISY_HALF << BigInt(NOISY_SLOT_BITS));
+  const width = 1n << BigInt(NOISY_SLOT_BITS);
+  let low = ((whole % width) + width) % width;
+  if (low >= NOISY_HALF) low -= width;
+  const high = (whole - low) / width;
+  if (high >= NOISY_HALF || -high >= NOISY_HALF) throw new RangeError('not a noised plaintext (a slot out of range)');
+  return [low, high];
 }
 
 /**
@@ -98,7 +144,7 @@ export function unpackRegisters(layout: Packing, m: bigint, bands: number): { im
  */
 export function encodeE2ePayload(pub: PublicKey, p: E2ePayload): Buffer {
   check(pub, p, true);
-  return cborEncode([E2E_FORMAT, p.readings.map((r) => [r.time, r.period, r.status]), p.snapshots.map((s) => [s.at, ciphertextToBytes(pub, s.ciphertext)])]);
+  return cborEncode([E2E_FORMAT, p.readings.map((r) => [r.time, r.period, r.status]), p.snapshots.map((s) => (s.noisy === undefined ? [s.at, ciphertextToBytes(pub, s.ciphertext)] : [s.at, ciphertextToBytes(pub, s.ciphertext), ciphertextToBytes(pub, s.noisy)]))]);
 }
 
 /**
@@ -119,9 +165,11 @@ export function decodeE2ePayload(pub: PublicKey, bytes: Uint8Array): E2ePayload 
   });
   const len = ciphertextLength(pub);
   const snapshots = asArray(top[2], 'snapshots', 0, MAX_SNAPSHOTS).map((s, i): E2eSnapshot => {
-    const a = asArray(s, `snapshots[${i}]`, 2, 2);
+    const a = asArray(s, `snapshots[${i}]`, 2, 3);
     const raw = asBytes(a[1], `snapshots[${i}].ciphertext`, len);
-    return { at: asUint(a[0], `snapshots[${i}].at`, 0xffffffff), ciphertext: ciphertextFromBytes(pub, raw) };
+    const snap: E2eSnapshot = { at: asUint(a[0], `snapshots[${i}].at`, 0xffffffff), ciphertext: ciphertextFromBytes(pub, raw) };
+    if (a.length === 3) snap.noisy = ciphertextFromBytes(pub, asBytes(a[2], `snapshots[${i}].noisy`, len));
+    return snap;
   });
   const p = { readings, snapshots };
   check(pub, p, false); // ciphertextFromBytes checked each snapshot already
@@ -144,6 +192,7 @@ function check(pub: PublicKey, p: E2ePayload, units: boolean): void {
     if (!Number.isInteger(s.at) || s.at <= prevAt) throw new TypeError(`snapshots[${i}].at must increase`);
     if (s.at > prevEnd) throw new TypeError(`snapshots[${i}].at lies after the frame's readings`);
     if (units && !pub.isCiphertext(s.ciphertext)) throw new TypeError(`snapshots[${i}] is not a ciphertext under the fleet key`);
+    if (units && s.noisy !== undefined && !pub.isCiphertext(s.noisy)) throw new TypeError(`snapshots[${i}].noisy is not a ciphertext under the fleet key`);
     prevAt = s.at;
   });
 }
@@ -169,6 +218,11 @@ export interface E2eRelease extends E2eWindow {
   bands: string[];
   ciphertext: bigint;
   partial: PartialDecryption;
+  /**
+   * Neighbourhood windows with differential privacy: the ciphertext is a sum of {@link packNoisy} plaintexts
+   * (the meters' noise shares included), and this is the PES's ledger of it (as the classic body's, §11.3).
+   */
+  dp?: DpLedger;
 }
 
 /**
@@ -190,11 +244,12 @@ function windowFields(o: Record<string, unknown>, what: string): E2eWindow {
   return { kind: o.kind, key, start, end };
 }
 
-function body(v: unknown, fields: string[], what: string): Record<string, unknown> {
+function body(v: unknown, fields: string[], what: string, optional: string[] = []): Record<string, unknown> {
   if (typeof v !== 'object' || v === null || Array.isArray(v) || v instanceof Uint8Array || v instanceof Map) throw new TypeError(`${what} must be a map`);
   const o = v as Record<string, unknown>;
   const keys = Object.keys(o);
-  if (keys.length !== fields.length || !fields.every((f) => Object.prototype.hasOwnProperty.call(o, f))) throw new TypeError(`${what} must have exactly the fields ${fields.join(', ')}`);
+  const known = keys.filter((k) => fields.includes(k) || optional.includes(k));
+  if (known.length !== keys.length || !fields.every((f) => Object.prototype.hasOwnProperty.call(o, f))) throw new TypeError(`${what} must have exactly the fields ${fields.join(', ')}${optional.length ? ` (and optionally ${optional.join(', ')})` : ''}`);
   return o;
 }
 
@@ -209,7 +264,7 @@ const PARTIAL_FIELDS = ['kind', 'key', 'start', 'end', 'meters', 'partial'];
  * ```
  */
 export function releaseBody(pub: PublicKey, r: E2eRelease): Record<string, unknown> {
-  return { kind: r.kind, key: r.key, start: r.start, end: r.end, revision: r.revision, meters: r.meters, bands: r.bands, ciphertext: ciphertextToBytes(pub, r.ciphertext), partial: encodePartial(pub, r.partial) };
+  return { kind: r.kind, key: r.key, start: r.start, end: r.end, revision: r.revision, meters: r.meters, bands: r.bands, ciphertext: ciphertextToBytes(pub, r.ciphertext), partial: encodePartial(pub, r.partial), ...(r.dp ? { dp: { epsilon: r.dp.epsilon, spent: r.dp.spent } } : {}) };
 }
 
 /**
@@ -221,7 +276,7 @@ export function releaseBody(pub: PublicKey, r: E2eRelease): Record<string, unkno
  * ```
  */
 export function parseRelease(pub: PublicKey, v: unknown): E2eRelease {
-  const o = body(v, RELEASE_FIELDS, 'e2e release');
+  const o = body(v, RELEASE_FIELDS, 'e2e release', ['dp']);
   const w = windowFields(o, 'e2e release');
   const ciphertext = ciphertextFromBytes(pub, asBytes(o.ciphertext, 'e2e release ciphertext', ciphertextLength(pub)));
   if (!pub.isCiphertext(ciphertext)) throw new TypeError('e2e release ciphertext is not a unit of Z*_{n^2}');
@@ -231,7 +286,16 @@ export function parseRelease(pub: PublicKey, v: unknown): E2eRelease {
     return b;
   });
   if (new Set(bands).size !== bands.length) throw new TypeError('e2e release band names must be distinct');
-  return { ...w, revision: asUint(o.revision, 'e2e release revision', MAX_REVISION), meters: asUint(o.meters, 'e2e release meters', MAX_METERS), bands, ciphertext, partial };
+  const r: E2eRelease = { ...w, revision: asUint(o.revision, 'e2e release revision', MAX_REVISION), meters: asUint(o.meters, 'e2e release meters', MAX_METERS), bands, ciphertext, partial };
+  if (Object.prototype.hasOwnProperty.call(o, 'dp')) {
+    if (w.kind !== 'neighbourhood') throw new TypeError('e2e release: only a neighbourhood release carries dp (bills are never noised)');
+    try {
+      r.dp = parseDpLedger(o.dp);
+    } catch (e) {
+      throw new TypeError(`e2e release: ${(e as Error).message}`);
+    }
+  }
+  return r;
 }
 
 /**

@@ -3,7 +3,7 @@
 // another ciphertext never combine, and a refused pair is counted.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Combiner } from '../../mdms/combine.js';
-import { registerLayout, type E2eRelease, type GuardianPartial } from '../../protocol/e2e.js';
+import { packNoisy, registerLayout, type E2eRelease, type GuardianPartial } from '../../protocol/e2e.js';
 import { generatePaillier, partialDecrypt, splitKey, type PrivateKey } from '../../protocol/paillier/engine.js';
 import type { DecryptionShare } from '../../protocol/paillier/threshold.js';
 
@@ -45,5 +45,24 @@ describe('Combiner', () => {
     const d = new Combiner(key);
     d.release(r);
     expect(() => d.guardian({ ...g, partial: { ...r.partial } })).toThrow(/one of each party/);
+  });
+
+  it('a noised neighbourhood release: signed totals, a negative one stored as 0, the ledger kept', () => {
+    const nb = { kind: 'neighbourhood' as const, key: 'nb-1', start: 1704067200, end: 1704068100 };
+    const combineNoisy = (totals: [bigint, bigint]) => {
+      // Two snapshots of one meter whose difference is `totals` (noise included), from a non-zero register.
+      const c = key.add(key.encrypt(packNoisy(key, [500n + totals[0], 80n + totals[1]])), key.mulPlain(key.encrypt(packNoisy(key, [500n, 80n])), -1n));
+      const r: E2eRelease = { ...nb, revision: 0, meters: 3, bands: ['flat'], ciphertext: c, partial: partialDecrypt(s.pes, c), dp: { epsilon: 1, spent: 4 } };
+      const cb = new Combiner(key);
+      cb.release(r);
+      return cb.guardian({ ...nb, meters: 3, partial: partialDecrypt(s.guardian, c) });
+    };
+    expect(combineNoisy([1234n, -56n])).toEqual({ ...nb, revision: 0, meters: 3, energyWh: 1234, exportWh: 0, dp: { epsilon: 1, spent: 4 } });
+    expect(combineNoisy([-300n, 17n])).toMatchObject({ energyWh: 0, exportWh: 17 });
+    // A bill is never read as noised totals.
+    const { r, g } = halves([1n, 2n, 0n, 0n]);
+    const c = new Combiner(key);
+    c.release({ ...r, dp: { epsilon: 1, spent: 1 } });
+    expect(() => c.guardian(g)).toThrow(/only a neighbourhood/);
   });
 });

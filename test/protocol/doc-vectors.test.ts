@@ -22,8 +22,9 @@ import { parseStreamBody, streamBody } from '../../protocol/stream.js';
 import { keyId, openAggregate, openStream, SignatureError, unwrapKey } from '../../protocol/seal.js';
 import { topics } from '../../protocol/topics.js';
 import { decodeUplink, encodeUplink } from '../../protocol/uplink.js';
-import { decodeE2ePayload, encodeE2ePayload, registerLayout, unpackRegisters } from '../../protocol/e2e.js';
+import { decodeE2ePayload, encodeE2ePayload, packNoisy, registerLayout, unpackNoisy, unpackRegisters } from '../../protocol/e2e.js';
 import { PrivateKey } from '../../protocol/paillier/engine.js';
+import { ciphertextFromBytes, ciphertextToBytes } from '../../protocol/paillier/codec.js';
 import { docBlock, docBlocks, docHex, parseDiag } from './doc.js';
 import { runParser } from './link-model.js';
 import { nobleGcmOpen } from './noble.js';
@@ -307,6 +308,15 @@ describe('docs/protocol.md vectors', () => {
     ]);
     // The difference of the two snapshots is the interval's energy.
     expect(unpackRegisters(layout, key.decrypt(key.add(back.snapshots[1]!.ciphertext, key.mulPlain(back.snapshots[0]!.ciphertext, -1n))), 1).imports).toEqual([245n]);
+  });
+
+  it('§5.1 noised totals: a signed pair re-encrypts to the vector and decrypts back, negative slot included', () => {
+    const key = new PrivateKey(BigInt('0x' + vec('e2e.test.p').toString('hex')), BigInt('0x' + vec('e2e.test.q').toString('hex')));
+    const m = packNoisy(key, [248n, -2n]);
+    expect(m).toBe(key.n - (2n ** 71n - 248n));
+    const c = key.encryptWithRandomness(m, 0x0123456789abcdefn + 2n);
+    expect(Buffer.from(ciphertextToBytes(key, c)).toString('hex')).toBe(vec('e2e.noisy').toString('hex'));
+    expect(unpackNoisy(key, key.decrypt(ciphertextFromBytes(key, vec('e2e.noisy'))))).toEqual([248n, -2n]);
   });
 
   afterAll(() => {
