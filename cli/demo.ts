@@ -29,7 +29,7 @@ import { startSystem, type SystemHandle } from './system.js';
 import { checkDp, pesIdOption } from './replay.js';
 import { SyntheticModel } from '../firmware/sources/synthetic.js';
 import { pvShareOption } from '../firmware/cli.js';
-import { budgetOption, epsilonOption } from '../pes/cli.js';
+import { budgetOption, epsilonOption } from '../lib/flags.js';
 
 export interface DemoOptions {
   dir: string;

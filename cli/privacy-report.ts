@@ -25,7 +25,7 @@ import { differencingAttack, type Release } from '../privacy/differencing.js';
 import { renderReport, type AttackResult, type DayView, type PrivacySummary } from '../privacy/report.js';
 import { loadTruth, netPower, readSource, type IntervalEnergy, type MinuteSeries } from '../privacy/series.js';
 import { replay } from './replay.js';
-import { epsilonOption } from '../pes/cli.js';
+import { epsilonOption } from '../lib/flags.js';
 
 export interface PrivacyReportOptions {
   fleetCsv: string;

@@ -20,7 +20,7 @@ import { parseFleetCsv, provision } from '../provision/keys.js';
 import { durationOption, intOption, zoneOption } from '../lib/flags.js';
 import { brokerUrlsOption } from '../lib/broker-url.js';
 import { billedTotals, releasedTotals, startSystem, type EnergyPair, type SystemHandle } from './system.js';
-import { budgetOption, epsilonOption } from '../pes/cli.js';
+import { budgetOption, epsilonOption } from '../lib/flags.js';
 import { topicId } from '../protocol/topics.js';
 import { count } from '../lib/words.js';
 

@@ -13,7 +13,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { pino } from 'pino';
 import { parseBillingPeriod } from '../lib/billing-period.js';
 import { brokerUrlsOption } from '../lib/broker-url.js';
-import { durationOption, intOption, parseDuration, zoneOption } from '../lib/flags.js';
+import { durationOption, epsilonOption, intOption, parseDuration, zoneOption } from '../lib/flags.js';
 import { loadCredentials, loadFleet, loadGuardianKeys } from '../lib/keyset.js';
 import { DEFAULT_K } from '../lib/policy.js';
 import { FLAT_TARIFF, loadTariff } from '../lib/tariff.js';
@@ -40,6 +40,7 @@ interface GuardianFlags {
   revisionK?: number;
   membershipGuard: boolean;
   retention?: number;
+  dpEpsilon?: number;
 }
 
 function credentials(f: GuardianFlags): { username?: string; password?: string } {
@@ -105,6 +106,7 @@ async function run(f: GuardianFlags): Promise<void> {
       k: f.k,
       revisionK: f.revisionK ?? f.k,
       membershipGuard: f.membershipGuard,
+      ...(f.dpEpsilon !== undefined ? { dpEpsilon: f.dpEpsilon } : {}),
       ...(f.retention !== undefined ? { retentionS: f.retention } : {}),
     },
     keys: { share: keys.paillierShare, meters, signer: keys.signer, mdmsPublic: keys.mdmsPublic },
@@ -170,6 +172,7 @@ export function registerGuardianCommand(program: Command): void {
     .option('--k <n>', 'fewest meters in a neighbourhood window it helps open', intOption('--k', 1, 1_000_000), DEFAULT_K)
     .option('--revision-k <n>', 'fewest meters that must change a window before it opens a revision (default: k)', intOption('--revision-k', 1, 1_000_000))
     .option('--no-membership-guard', "release neighbourhood windows whose membership differs from a released one by 1 to revision-k - 1 meters (the PES's setting; docs/privacy.md)")
+    .option('--dp-epsilon <e>', "the PES's --dp-epsilon: neighbourhood windows fold the meters' noised totals (docs/privacy.md)", epsilonOption)
     .option('--retention <duration>', 'how long closed windows are kept for revisions (default: 2 billing periods)', durationOption('--retention'))
     .action((f: GuardianFlags) => run(f));
 }

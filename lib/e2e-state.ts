@@ -86,7 +86,7 @@ const TABLES = ['meta', 'windows', 'meters', 'outbox'];
  * ```
  */
 export function blindStateConfig(s: BlindSettings): Record<string, unknown> {
-  return { intervalS: s.intervalS, billing: formatBillingPeriod(s.billing), tz: s.tz, tariff: s.tariff };
+  return { intervalS: s.intervalS, billing: formatBillingPeriod(s.billing), tz: s.tz, tariff: s.tariff, ...(s.dpEpsilon !== undefined ? { dpEpsilon: s.dpEpsilon } : {}) };
 }
 
 function fingerprint(x: unknown): string {

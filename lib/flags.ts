@@ -120,3 +120,29 @@ export function meterIdOption(v: string): string {
   if (!/^[0-9a-f]{16}$/.test(v)) throw new InvalidArgumentError(`--meter must be a meter id (16 lower-case hex digits, the system title), got "${v}"`);
   return v;
 }
+
+/**
+ * Parses `--dp-epsilon`: a positive decimal.
+ * @example
+ * ```ts
+ * epsilonOption('0.5'); // 0.5
+ * ```
+ */
+export function epsilonOption(v: string): number {
+  const e = Number(v);
+  if (!/^\d+(\.\d+)?$/.test(v) || !(e > 0) || e > 1000) throw new InvalidArgumentError(`--dp-epsilon must be a positive number up to 1000, got "${v}"`);
+  return e;
+}
+
+/**
+ * Parses `--dp-budget`: a positive decimal (epsilon per neighbourhood per day).
+ * @example
+ * ```ts
+ * budgetOption('10'); // 10
+ * ```
+ */
+export function budgetOption(v: string): number {
+  const b = Number(v);
+  if (!/^\d+(\.\d+)?$/.test(v) || !(b > 0) || b > 1_000_000) throw new InvalidArgumentError(`--dp-budget must be a positive number up to 1000000, got "${v}"`);
+  return b;
+}

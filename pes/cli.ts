@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { IANAZone } from 'luxon';
 import { createLogger } from '../lib/log.js';
-import { intOption, parseDuration } from '../lib/flags.js';
+import { budgetOption, epsilonOption, intOption, parseDuration } from '../lib/flags.js';
 import { brokerUrlsOption } from '../lib/broker-url.js';
 import { loadCredentials, loadFleet, loadPesKeys } from '../lib/keyset.js';
 import { topicId } from '../protocol/topics.js';
@@ -76,32 +76,6 @@ function gatewayOption(v: string, acc: string[]): string[] {
   } catch (e) {
     throw new InvalidArgumentError((e as Error).message);
   }
-}
-
-/**
- * Parses `--dp-epsilon`: a positive decimal.
- * @example
- * ```ts
- * epsilonOption('0.5'); // 0.5
- * ```
- */
-export function epsilonOption(v: string): number {
-  const e = Number(v);
-  if (!/^\d+(\.\d+)?$/.test(v) || !(e > 0) || e > 1000) throw new InvalidArgumentError(`--dp-epsilon must be a positive number up to 1000, got "${v}"`);
-  return e;
-}
-
-/**
- * Parses `--dp-budget`: a positive decimal (epsilon per neighbourhood per day).
- * @example
- * ```ts
- * budgetOption('10'); // 10
- * ```
- */
-export function budgetOption(v: string): number {
-  const b = Number(v);
-  if (!/^\d+(\.\d+)?$/.test(v) || !(b > 0) || b > 1_000_000) throw new InvalidArgumentError(`--dp-budget must be a positive number up to 1000000, got "${v}"`);
-  return b;
 }
 
 function pesIdOption(v: string): string {

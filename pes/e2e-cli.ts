@@ -2,9 +2,10 @@
  * `smartermeter pes --e2e`: the blind PES (docs/paillier.md) as a standalone command, kill -9 safe with its
  * `--state` file (lib/e2e-state.ts). It takes the classic PES's release flags (interval, billing period,
  * tariff, zone, lateness, k, revision-k, membership guard, retention, pes-id, client-id, gateway, broker and
- * credentials) and refuses, each with a clear error, those the blind PES cannot honour yet (differential
- * privacy, a PostgreSQL state, partitions, max-skew). Same log lines as the classic `pes`: `pes: subscribed`
- * once ready, `pes: flushed on SIGUSR2: every window closed` after SIGUSR2 (closes every window), `pes: stopped`.
+ * credentials; `--dp-epsilon` is the epsilon the meters' noise shares give: the blind PES folds the noised
+ * totals and keeps the ledger) and refuses, each with a clear error, those it cannot honour yet (a DP budget,
+ * a PostgreSQL state, partitions, max-skew). Same log lines as the classic `pes`: `pes: subscribed` once ready,
+ * `pes: flushed on SIGUSR2: every window closed` after SIGUSR2 (closes every window), `pes: stopped`.
  * @module
  */
 import { InvalidArgumentError, type Command } from 'commander';
@@ -21,9 +22,8 @@ export const DEFAULT_E2E_STATE = 'pes-e2e-state.sqlite';
 
 /** Flags the blind PES cannot honour, and why. */
 const REFUSED: [keyof PesFlags, string, string][] = [
-  ['dpEpsilon', '--dp-epsilon', 'differential privacy noise is not available in the end-to-end mode yet'],
-  ['dpMaxPower', '--dp-max-power', 'differential privacy noise is not available in the end-to-end mode yet'],
-  ['dpBudget', '--dp-budget', 'differential privacy noise is not available in the end-to-end mode yet'],
+  ['dpMaxPower', '--dp-max-power', 'the sensitivity is the meters\' in the end-to-end mode (they draw the noise shares)'],
+  ['dpBudget', '--dp-budget', 'the blind PES keeps the DP ledger but holds no release over a budget yet'],
   ['partition', '--partition', 'the blind PES runs the whole fleet (no partitions yet)'],
   ['neighbourhoods', '--neighbourhoods', 'the blind PES runs the whole fleet (no partitions yet)'],
   ['partitions', '--partitions', 'the blind PES runs the whole fleet (no partitions yet)'],
@@ -64,6 +64,7 @@ export async function runPesE2e(flags: PesFlags, cmd: Command): Promise<void> {
       k: flags.k,
       revisionK: flags.revisionK ?? flags.k,
       membershipGuard: flags.membershipGuard,
+      ...(flags.dpEpsilon !== undefined ? { dpEpsilon: flags.dpEpsilon } : {}),
       ...(flags.retention !== undefined ? { retentionS: flags.retention } : {}),
     },
     keys: { share: keys.paillierShare, mdmsPublic: keys.mdmsPublic, signer: keys.signer, meters },

@@ -57,6 +57,7 @@ export function startPesE2eService(o: PesE2eServiceOptions) {
       tag: 'pes',
       windows: core.windows,
       store,
+      extra: core.ledgerState,
       seal: () => {
         const out = core.takeOutbox();
         sync();

@@ -25,8 +25,9 @@ export class PesE2e {
   readonly windows: BlindWindows;
   /** Neighbourhood releases sent with a DP ledger (settings.dpEpsilon; the noise is the meters'). */
   dpReleases = 0;
-  /** The DP ledger: epsilon spent per neighbourhood, revisions included (in memory, as the windows are). */
+  /** The DP ledger: epsilon spent per neighbourhood, revisions included (saved with the windows: {@link ledgerState}). */
   private readonly dpSpent = new Map<string, number>();
+  private ledgerChanged = false;
 
   constructor(
     settings: BlindSettings,
@@ -64,6 +65,33 @@ export class PesE2e {
     const spent = Math.round(((this.dpSpent.get(key) ?? 0) + epsilon) * 1e9) / 1e9;
     this.dpSpent.set(key, spent);
     this.dpReleases++;
+    this.ledgerChanged = true;
     return { dp: { epsilon, spent } };
   }
+
+  /**
+   * The DP ledger as the state file keeps it (lib/blind-service.ts `extra`): `save()` gives it when it changed
+   * since the last call (undefined otherwise), `restore()` loads what was saved last.
+   * @example
+   * ```ts
+   * startBlindService({ ..., extra: pes.ledgerState });
+   * ```
+   */
+  readonly ledgerState = {
+    save: (): unknown => {
+      if (!this.ledgerChanged) return undefined;
+      this.ledgerChanged = false;
+      return { dpSpent: Object.fromEntries(this.dpSpent), dpReleases: this.dpReleases };
+    },
+    restore: (v: unknown): void => {
+      if (v === undefined || v === null) return;
+      const o = v as { dpSpent?: unknown; dpReleases?: unknown };
+      if (typeof o !== 'object' || typeof o.dpSpent !== 'object' || o.dpSpent === null || !Number.isInteger(o.dpReleases)) throw new TypeError('malformed DP ledger in the state file');
+      for (const [k, e] of Object.entries(o.dpSpent)) {
+        if (typeof e !== 'number' || !(e >= 0)) throw new TypeError('malformed DP ledger in the state file');
+        this.dpSpent.set(k, e);
+      }
+      this.dpReleases = o.dpReleases as number;
+    },
+  };
 }

@@ -21,7 +21,7 @@ async function run(register: (p: Command) => void, args: string[]): Promise<stri
 
 describe('pes --e2e flags', () => {
   it.each([
-    [['--dp-epsilon', '1'], /--dp-epsilon cannot be used with --e2e: differential privacy/],
+    [['--dp-max-power', '5000'], /--dp-max-power cannot be used with --e2e: the sensitivity is the meters'/],
     [['--dp-budget', '4'], /--dp-budget cannot be used with --e2e/],
     [['--partition', 'north', '--neighbourhoods', 'nb1'], /--partition cannot be used with --e2e: the blind PES runs the whole fleet/],
     [['--state-schema', 'x'], /--state-schema cannot be used with --e2e/],
@@ -34,6 +34,10 @@ describe('pes --e2e flags', () => {
 
   it('loads the e2e key set only after the flags passed (a classic flag set reaches the key loader)', async () => {
     expect(await run(registerPesCommand, ['pes', '--e2e', '--keys', '/nonexistent', '--k', '5'])).toMatch(/nonexistent/);
+    // --dp-epsilon is the meters' noise, which the blind PES folds and records: taken, not refused.
+    expect(await run(registerPesCommand, ['pes', '--e2e', '--keys', '/nonexistent', '--dp-epsilon', '1'])).toMatch(/nonexistent/);
+    expect(await run(registerGuardianCommand, ['guardian', '--keys', '/nonexistent', '--dp-epsilon', '1'])).toMatch(/nonexistent/);
+    expect(await run(registerGuardianCommand, ['guardian', '--keys', '/nonexistent', '--dp-epsilon', '0'])).toMatch(/--dp-epsilon must be a positive number/);
   });
 });
 
