@@ -78,6 +78,7 @@ function clusterFigures(r: ClusterCrashReport): Record<string, unknown> {
     kills: r.kills.map((k) => k.process).join(', '),
     kills_total: r.kills.length,
     nats_node_clients_failed_over: r.kills.find((k) => k.clients !== undefined)?.clients ?? 0,
+    nats_failover_s: r.kills.find((k) => k.failoverS !== undefined)?.failoverS ?? null,
     takeover_s: r.takeoverS === null ? null : Number(r.takeoverS.toFixed(2)),
     takeover_s_max: takeovers.length ? Number(Math.max(...takeovers).toFixed(2)) : null,
     lease_s_max: Number(Math.max(0, ...r.kills.map((k) => k.leaseS ?? 0)).toFixed(2)),

@@ -15,7 +15,7 @@
  * @module
  */
 import { get as httpGet } from 'node:http';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -39,7 +39,7 @@ export interface ClusterCrashOptions {
   neighbourhoods?: number;
   /** Days of synthetic data per meter. Default 1. */
   days?: number;
-  /** Simulated seconds per real second. Default 2400 (a day in 36 s). */
+  /** Simulated seconds per real second. Default 1800 (a day in 48 s). */
   speed?: number;
   /** First sample, ISO date (UTC). Default 2024-01-01. */
   start?: string;
@@ -78,6 +78,8 @@ export interface ClusterKillRecord {
   restartMs: number | null;
   /** NATS only: the client connections the killed node held (every one of them had to fail over). */
   clients?: number;
+  /** NATS only: seconds from the kill until every gateway was connected to another node. */
+  failoverS?: number;
   /** PES only: seconds from the kill to the standby's subscription on the partition's session. */
   takeoverS?: number;
   /** PES only: seconds from the kill to the standby's taking the lease (the rest of `takeoverS` is loading the state and resuming the session). */
@@ -145,6 +147,20 @@ function connections(host: string, http: number): Promise<number> {
   });
 }
 
+/** The time (ms) of the first pino line of `file` after `afterMs` whose `msg` matches; undefined if none. */
+function firstLogTime(file: string, msg: RegExp, afterMs: number): number | undefined {
+  for (const l of readFileSync(file, 'utf8').split('\n')) {
+    if (!l.startsWith('{')) continue;
+    try {
+      const o = JSON.parse(l) as { time?: unknown; msg?: unknown };
+      if (typeof o.time === 'number' && o.time > afterMs && typeof o.msg === 'string' && msg.test(o.msg)) return o.time;
+    } catch {
+      // a line cut by a kill -9
+    }
+  }
+  return undefined;
+}
+
 /** Polls an async `check` until it returns something other than `undefined`; throws after `timeoutMs`. */
 async function until<T>(check: () => Promise<T | undefined>, what: () => string, timeoutMs: number, everyMs = 200): Promise<T> {
   const t0 = Date.now();
@@ -170,7 +186,7 @@ export async function runClusterCrash(o: ClusterCrashOptions = {}): Promise<Clus
   const nMeters = o.meters ?? 6;
   const nNb = o.neighbourhoods ?? 2;
   const days = o.days ?? 1;
-  const speed = o.speed ?? 2400;
+  const speed = o.speed ?? 1800;
   const startIso = o.start ?? '2024-01-01';
   const kills = o.kills ?? ['nats', 'pes', 'mdms'];
   const downMs = o.downMs ?? 1000;
@@ -262,8 +278,13 @@ export async function runClusterCrash(o: ClusterCrashOptions = {}): Promise<Clus
     const holding = async (v: ClusterVictim): Promise<number> => (v === 'mdms' ? ((await pesCounters()).released ?? 0) - (await mdmsRows()) : produced() - (await folded()));
 
     const records: ClusterKillRecord[] = [];
+    let natsKilledAt = 0;
+    const gatewaysBack = () => gateways.map((g) => firstLogTime(g.log, READY.gateway, natsKilledAt));
     for (let i = 0; i < kills.length; i++) {
       await sleep(i === 0 ? (o.firstKillS ?? 3) * 1000 : (o.gapS ?? 2) * 1000);
+      // After a node's kill, the next victim dies only once the broker has failed over (every gateway connected
+      // again), so that each kill is measured on its own: a PES takeover during the failover would time both.
+      if (natsKilledAt) await until(async () => (gatewaysBack().every((t) => t !== undefined) ? true : undefined), () => 'the gateways to reconnect after the node kill', 90_000, 250);
       const victim = kills[i]!;
       // Aim at a moment the victim's part of the chain holds unfinished work (at most 3 s).
       const inFlight = await until(async () => {
@@ -281,6 +302,7 @@ export async function runClusterCrash(o: ClusterCrashOptions = {}): Promise<Clus
         const i = counts.indexOf(Math.max(...counts));
         rec.process = `nats ${cluster.nodes[i]!.name}`;
         rec.clients = counts[i]!;
+        natsKilledAt = Date.now();
         await cluster.kill(i, 'SIGKILL');
         log(`kill -9 NATS node ${cluster.nodes[i]!.name} holding ${counts[i]} of ${counts.filter((c) => c > 0).reduce((a, b) => a + b, 0)} client connections at ${rec.atS.toFixed(1)} s, ${inFlight} readings in flight`);
       } else if (victim === 'pes') {
@@ -347,6 +369,14 @@ export async function runClusterCrash(o: ClusterCrashOptions = {}): Promise<Clus
       }
     }
     await cluster.stop();
+
+    // The broker's failover: from the node's kill until every gateway is connected again (their log lines' times).
+    const natsRec = records.find((r) => r.victim === 'nats');
+    if (natsRec) {
+      const back = gatewaysBack();
+      natsRec.failoverS = back.every((t) => t !== undefined) ? (Math.max(...(back as number[])) - natsKilledAt) / 1000 : undefined;
+      log(`broker failover: every gateway connected again ${natsRec.failoverS?.toFixed(1) ?? '(never)'} s after the node's kill`);
+    }
 
     // The check.
     const c = await pesCounters();
