@@ -299,12 +299,12 @@ export async function runClusterCrash(o: ClusterCrashOptions = {}): Promise<Clus
         // The node holding the most client connections (the components connect to the first URL they reach).
         const host = cluster.layout.host;
         const counts = await Promise.all(cluster.nodes.map((n) => (n.running ? connections(host, n.ports.http) : -1)));
-        const i = counts.indexOf(Math.max(...counts));
-        rec.process = `nats ${cluster.nodes[i]!.name}`;
-        rec.clients = counts[i]!;
+        const node = counts.indexOf(Math.max(...counts));
+        rec.process = `nats ${cluster.nodes[node]!.name}`;
+        rec.clients = counts[node]!;
         natsKilledAt = Date.now();
-        await cluster.kill(i, 'SIGKILL');
-        log(`kill -9 NATS node ${cluster.nodes[i]!.name} holding ${counts[i]} of ${counts.filter((c) => c > 0).reduce((a, b) => a + b, 0)} client connections at ${rec.atS.toFixed(1)} s, ${inFlight} readings in flight`);
+        await cluster.kill(node, 'SIGKILL');
+        log(`kill -9 NATS node ${cluster.nodes[node]!.name} holding ${counts[node]} of ${counts.filter((c) => c > 0).reduce((a, b) => a + b, 0)} client connections at ${rec.atS.toFixed(1)} s, ${inFlight} readings in flight`);
       } else if (victim === 'pes') {
         rec.process = active.name;
         const killedAt = Date.now();
@@ -343,25 +343,25 @@ export async function runClusterCrash(o: ClusterCrashOptions = {}): Promise<Clus
       if (e.code !== 0) problems.push(`${m.name} exited with ${e.code ?? e.signal}`);
     }
     log(`meters done after ${((performance.now() - tStream) / 1000).toFixed(1)} s`);
-    let last = -1;
-    let changedAt = performance.now();
-    const stalled = async (value: () => Promise<number>, target: () => Promise<number>, stallMs: number): Promise<void> => {
-      last = -1;
+    /** Waits until `value` reaches `target`, or has not changed for `stallMs` (a stall is reported by the check, not waited out). */
+    const settled = async (value: () => Promise<number>, target: () => Promise<number>, stallMs: number): Promise<void> => {
+      let last = -1;
+      let changedAt = performance.now();
       await until(
         async () => {
           const v = await value();
           if (v !== last) [last, changedAt] = [v, performance.now()];
           return v >= (await target()) || performance.now() - changedAt > stallMs ? true : undefined;
         },
-        () => 'a drain',
+        () => 'the drain',
         600_000,
       );
     };
-    await stalled(folded, async () => expected.readings, 30_000);
+    await settled(folded, async () => expected.readings, 30_000);
     if ((await folded()) < expected.readings) problems.push(`the PES stalled at ${await folded()} of ${expected.readings} readings`);
     active.signal('SIGUSR2');
     await active.ready(/^pes: flushed on SIGUSR2/, 60_000);
-    await stalled(mdmsRows, async () => Math.max(1, (await pesCounters()).released ?? 0), 20_000);
+    await settled(mdmsRows, async () => Math.max(1, (await pesCounters()).released ?? 0), 20_000);
     await sleep(500); // a last message in flight would show up as an extra row
     for (const group of [[standby], [active, ...gateways, ...workers]]) {
       for (const { p, e } of await Promise.all(group.map(async (p) => ({ p, e: await p.stop() })))) {
