@@ -130,7 +130,12 @@ async function soakCluster(a: Record<string, string | true>): Promise<void> {
 
 async function main(): Promise<void> {
   const a = args(process.argv.slice(2));
-  if (a.cluster === true) return soakCluster(a);
+  if (a.cluster !== undefined) {
+    if (a.cluster !== true) throw new Error('--cluster takes no value');
+    if (a.broker !== undefined || a.control !== undefined) throw new Error('--cluster runs its own NATS cluster: without --broker or --control');
+    return soakCluster(a);
+  }
+  if (a.pg !== undefined) throw new Error('--pg goes with --cluster');
   const which = (a.broker as string | undefined) ?? 'both';
   if (!['embedded', 'mosquitto', 'both'].includes(which)) throw new Error('--broker must be embedded, mosquitto or both');
   const rounds = int(a.rounds, 3, 'rounds');
