@@ -13,11 +13,16 @@
  *   --control     also run the control experiment: the embedded broker WITHOUT its state file (sessions in
  *                 memory, aedes' default), killed twice, once while the PES is down: the uplinks it held for
  *                 the PES are lost, which shows the check can fail
+ *   --cluster     instead: the cluster run (bench/harness/crash/cluster.ts): 3 NATS nodes, an active and a
+ *                 standby PES on a PostgreSQL state, two MDMS workers on a PostgreSQL store; one NATS node
+ *                 killed, then the active PES and an MDMS worker killed `--rounds` times (`--pg URL`, default
+ *                 MDMS_TEST_PG or the local `test` database); reports the takeover times
  * Progress goes to stderr. Nothing here asserts a timing.
  * @module
  */
 import { table } from './index.js';
 import { reachable } from './harness/crash/probes.js';
+import { runClusterCrash, type ClusterCrashReport, type ClusterVictim } from './harness/crash/cluster.js';
 import { runCrashScenario, type CrashReport, type Victim } from './harness/crash/scenario.js';
 
 function args(argv: string[]): Record<string, string | true> {
@@ -65,8 +70,72 @@ function figures(r: CrashReport): Record<string, unknown> {
   };
 }
 
+/** The figures of one cluster run, flat. */
+function clusterFigures(r: ClusterCrashReport): Record<string, unknown> {
+  const takeovers = r.kills.flatMap((k) => (k.takeoverS === undefined ? [] : [k.takeoverS]));
+  return {
+    ok: r.ok,
+    kills: r.kills.map((k) => k.process).join(', '),
+    kills_total: r.kills.length,
+    nats_node_clients_failed_over: r.kills.find((k) => k.clients !== undefined)?.clients ?? 0,
+    nats_failover_s: r.kills.find((k) => k.failoverS !== undefined)?.failoverS ?? null,
+    takeover_s: r.takeoverS === null ? null : Number(r.takeoverS.toFixed(2)),
+    takeover_s_max: takeovers.length ? Number(Math.max(...takeovers).toFixed(2)) : null,
+    lease_s_max: Number(Math.max(0, ...r.kills.map((k) => k.leaseS ?? 0)).toFixed(2)),
+    readings_expected: r.readingsExpected,
+    readings_folded: r.readingsFolded,
+    duplicates_rejected_pes: r.duplicatesRejected,
+    billed_wh: r.households.reduce((x, h) => x + h.billedWh, 0),
+    metered_wh: r.households.reduce((x, h) => x + h.meteredWh, 0),
+    billing_periods_checked: r.billingPeriodsChecked,
+    neighbourhood_windows_checked: r.neighbourhoodWindowsChecked,
+    aggregates_released: r.released,
+    mdms_rows: r.mdmsRows,
+    mdms_workers_last_process: JSON.stringify(r.mdmsWorkers),
+    seconds: Math.round(r.seconds),
+    problems: r.problems.length ? r.problems.slice(0, 5).join(' | ') : 'none',
+  };
+}
+
+async function soakCluster(a: Record<string, string | true>): Promise<void> {
+  const rounds = int(a.rounds, 3, 'rounds');
+  const runs = int(a.runs, 1, 'runs');
+  if (a.pg !== undefined && (a.pg === true || !/^postgres(ql)?:\/\//.test(a.pg))) throw new Error('--pg must be a postgres:// URL');
+  const kills: ClusterVictim[] = ['nats', ...Array.from({ length: rounds }, () => ['pes', 'mdms'] as ClusterVictim[]).flat()];
+  const results: Record<string, unknown> = {};
+  let failed = false;
+  for (let i = 0; i < runs; i++) {
+    const name = runs > 1 ? `cluster_${i + 1}` : 'cluster';
+    const r = await runClusterCrash({
+      ...(typeof a.pg === 'string' ? { pgUrl: a.pg } : {}),
+      meters: int(a.meters, 10, 'meters'),
+      neighbourhoods: int(a.neighbourhoods, 2, 'neighbourhoods'),
+      days: int(a.days, 7, 'days'),
+      speed: int(a.speed, 4800, 'speed'),
+      kills,
+      keep: a.keep === true,
+      log: (l) => process.stderr.write(`[soak ${name}] ${l}\n`),
+    });
+    const f = clusterFigures(r);
+    results[name] = f;
+    process.stdout.write(table(name, f) + '\n\n');
+    if (!r.ok) {
+      failed = true;
+      process.stderr.write(`[soak ${name}] FAILED, run directory kept: ${r.dir}\n  ${r.problems.join('\n  ')}\n`);
+    }
+  }
+  process.stdout.write(JSON.stringify({ soak: results }) + '\n');
+  if (failed) process.exitCode = 1;
+}
+
 async function main(): Promise<void> {
   const a = args(process.argv.slice(2));
+  if (a.cluster !== undefined) {
+    if (a.cluster !== true) throw new Error('--cluster takes no value');
+    if (a.broker !== undefined || a.control !== undefined) throw new Error('--cluster runs its own NATS cluster: without --broker or --control');
+    return soakCluster(a);
+  }
+  if (a.pg !== undefined) throw new Error('--pg goes with --cluster');
   const which = (a.broker as string | undefined) ?? 'both';
   if (!['embedded', 'mosquitto', 'both'].includes(which)) throw new Error('--broker must be embedded, mosquitto or both');
   const rounds = int(a.rounds, 3, 'rounds');

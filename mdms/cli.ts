@@ -238,7 +238,7 @@ export function registerMdmsCommand(program: Command): void {
       86_400,
     )
     .option('--k <n>', 'refuse neighbourhood aggregates of fewer meters: the same k as the PES', intOption('--k', 1, 1_000_000), DEFAULT_K)
-    .option('--client-id <id>', 'MQTT client id of the persistent session (default: mdms); unique per MDMS on a shared broker')
+    .option('--client-id <id>', 'MQTT client id of the persistent session (default: mdms); unique per MDMS on a shared broker, and per ingest worker (mdms-1, mdms-2, ...: each stores every aggregate, idempotently; docs/operations.md)')
     .option('--topic <filter>', `subscribe to this filter under ${AGGREGATE_PREFIX} only (repeatable; default ${topics.aggregatesAll})`, (v: string, acc: string[]) => {
       if (!v.startsWith(AGGREGATE_PREFIX) || !isValidFilter(v)) throw new InvalidArgumentError(`--topic must be an MQTT topic filter under ${AGGREGATE_PREFIX}, got "${v}"`);
       return [...acc, v];

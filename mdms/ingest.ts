@@ -401,7 +401,7 @@ export function startMdmsIngest(opts: MdmsIngestOptions): MdmsIngest {
   });
   const client = sub.client;
   sub.ready.then(
-    () => log.info({ url: opts.mqtt.url, keyId: mineHex, minBillingPeriodS: policy.minBillingPeriodS, k: policy.k, store: store.location }, 'MDMS ingest subscribed'),
+    () => log.info({ url: opts.mqtt.url, clientId: opts.mqtt.clientId ?? 'mdms', keyId: mineHex, minBillingPeriodS: policy.minBillingPeriodS, k: policy.k, store: store.location }, 'MDMS ingest subscribed'),
     () => undefined,
   );
 

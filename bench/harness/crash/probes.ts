@@ -7,6 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import Database from 'better-sqlite3';
+import type pg from 'pg';
 import { cborDecode } from '../../../protocol/cbor.js';
 
 /** The PES counters and outbox as committed to its state file (what survives a kill). */
@@ -185,4 +186,49 @@ export function lastLogLine(file: string, msg: RegExp): Record<string, unknown> 
     }
   }
   return undefined;
+}
+
+/** A PostgreSQL schema name the probes put into SQL (checked: it cannot be a bind parameter). */
+const PG_SCHEMA = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/** Runs `sql` in `schema`; `undefined` while the schema's tables do not exist yet (42P01, 3F000). */
+async function pgRows(db: pg.Pool, schema: string, sql: string, params: unknown[]): Promise<Record<string, unknown>[] | undefined> {
+  if (!PG_SCHEMA.test(schema)) throw new TypeError(`schema must match ${PG_SCHEMA.source}`);
+  try {
+    return (await db.query(sql.replaceAll('$schema', schema), params)).rows as Record<string, unknown>[];
+  } catch (e) {
+    if (['42P01', '3F000'].includes((e as { code?: string }).code ?? '')) return undefined;
+    throw e;
+  }
+}
+
+/**
+ * The PES's committed counters and outbox size for one partition of a PostgreSQL state (pes/pg-state.ts), or
+ * `undefined` before its first commit: what {@link probePes} reads from a SQLite state file.
+ * @example
+ * ```ts
+ * (await probePesPg(pool, 'pes_crash_x', 'p1'))?.counters.readings;
+ * ```
+ */
+export async function probePesPg(db: pg.Pool, schema: string, partition: string): Promise<PesProbe | undefined> {
+  const meta = await pgRows(db, schema, "SELECT v FROM $schema.pes_meta WHERE part = $1 AND k = 'counters'", [partition]);
+  if (!meta?.[0]) return undefined;
+  const outbox = await pgRows(db, schema, 'SELECT count(*)::int AS n FROM $schema.pes_outbox WHERE part = $1', [partition]);
+  return { counters: JSON.parse((meta[0].v as Buffer).toString('utf8')) as Record<string, number>, outbox: Number(outbox?.[0]?.n ?? 0) };
+}
+
+/**
+ * Rows an MDMS store in a PostgreSQL schema holds (as {@link probeMdms} for SQLite), or `undefined` before the
+ * schema exists.
+ * @example
+ * ```ts
+ * (await probeMdmsPg(pool, 'mdms_crash_x'))?.rows;
+ * ```
+ */
+export async function probeMdmsPg(db: pg.Pool, schema: string): Promise<{ neighbourhood: number; billing: number; rows: number } | undefined> {
+  const r = await pgRows(db, schema, 'SELECT (SELECT count(*) FROM $schema.neighbourhood_aggregate)::int AS n, (SELECT count(*) FROM $schema.billing_aggregate)::int AS b', []);
+  if (!r?.[0]) return undefined;
+  const neighbourhood = Number(r[0].n);
+  const billing = Number(r[0].b);
+  return { neighbourhood, billing, rows: neighbourhood + billing };
 }

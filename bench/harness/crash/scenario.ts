@@ -145,8 +145,14 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** Runs `smartermeter <args>` to completion; rejects with its output on a non-zero exit. */
-function runCli(args: string[]): Promise<string> {
+/**
+ * Runs `smartermeter <args>` to completion; rejects with its output on a non-zero exit.
+ * @example
+ * ```ts
+ * const csv = await runCli(['mdms', 'export', '--db', 'run/mdms.sqlite', '--what', 'billing']);
+ * ```
+ */
+export function runCli(args: string[]): Promise<string> {
   const root = resolve(import.meta.dirname, '../../..');
   return new Promise((ok, fail) => {
     const c = spawn(process.execPath, [join(root, 'bin/smartermeter.js'), ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
