@@ -11,7 +11,7 @@
  */
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
-import { parseBrokerUrls, shownBrokerUrls } from '../lib/broker-url.js';
+import { parseBrokerUrls, shownBrokerUrls, startAt } from '../lib/broker-url.js';
 
 export interface UplinkOptions {
   /** Broker URL (mqtt://host:port, mqtts://, ws://, wss://), or several comma-separated: the nodes of a cluster. */
@@ -68,7 +68,7 @@ export function connectUplink(o: UplinkOptions): UplinkConnection {
   const minMs = o.minBackoffMs ?? 500;
   const maxMs = o.maxBackoffMs ?? 30_000;
   if (!(Number.isFinite(minMs) && minMs > 0 && Number.isFinite(maxMs) && maxMs >= minMs)) throw new TypeError('backoff must satisfy 0 < min <= max');
-  const urls = checkBrokerUrls(o.url);
+  const urls = startAt(checkBrokerUrls(o.url), o.clientId); // each gateway starts at its own node (lib/broker-url.ts)
   const log = o.logger;
   let client: MqttClient | undefined;
   let online = false;

@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { startBroker, type BrokerHandle } from '../../broker/broker.js';
 import { connectUplink } from '../../gateway/mqtt.js';
 import { buildUsers } from '../../lib/broker-users.js';
-import { brokerConnectArgs, brokerUrlsOption, connectBroker, parseBrokerUrls, shownBrokerUrls } from '../../lib/broker-url.js';
+import { brokerConnectArgs, brokerUrlsOption, connectBroker, parseBrokerUrls, shownBrokerUrls, startAt } from '../../lib/broker-url.js';
 import { startDurableSubscriber } from '../../lib/durable-subscriber.js';
 import { topics } from '../../protocol/topics.js';
 import { freePort } from '../gateway/helpers.js';
@@ -97,18 +97,31 @@ describe('failover between two brokers', () => {
     cleanup.push(() => c.endAsync(true));
     const ports: number[] = [];
     c.on('connect', () => ports.push(c.options.port!));
+    // The client starts at the node its id picks (startAt), skips the dead one, and moves on in list order.
+    const live = startAt([null, b1, b2], 'pes-x').filter((b) => b !== null);
     await until('a first connection', () => ports.length === 1);
-    expect(ports[0]).toBe(b1.port);
-    await b1.close();
+    expect(ports[0]).toBe(live[0]!.port);
+    await live[0]!.close();
     await until('a second connection', () => ports.length === 2);
-    expect(ports[1]).toBe(b2.port);
+    expect(ports[1]).toBe(live[1]!.port);
+  });
+
+  it('spreads clients over the nodes by client id, the same start for the same id', () => {
+    const nodes = ['n1', 'n2', 'n3'];
+    const firsts = Array.from({ length: 30 }, (_, i) => startAt(nodes, `gateway-gw-${i}`)[0]);
+    for (const n of nodes) expect(firsts.filter((f) => f === n).length, n).toBeGreaterThan(3);
+    expect(startAt(nodes, 'pes')).toEqual(startAt(nodes, 'pes'));
+    expect([...startAt(nodes, 'pes')].sort()).toEqual(nodes);
+    expect(startAt(nodes, undefined)).toEqual(nodes);
   });
 
   it('the durable subscriber takes its messages from the next broker when its own closes', async () => {
-    const [b1, b2] = [await broker(), await broker()];
+    // b1 is the node the subscriber ('pes') starts at (startAt rotates the list by the client id).
+    const [first, second] = [await broker(), await broker()];
+    const [b1, b2] = startAt([first, second], 'pes') as [typeof first, typeof second];
     const got: string[] = [];
     const sub = startDurableSubscriber({
-      url: `${b1.url},${b2.url}`,
+      url: `${first.url},${second.url}`,
       username: 'pes',
       password: password('pes'),
       clientId: 'pes',
