@@ -8,10 +8,18 @@
  * band (lib/tariff.ts `bandAt`, the PES's band rule). Encryption uses the key's fixed-base DJN table (built
  * once by `precompute()`) or its randomiser pool when one runs: one table exponentiation, or one
  * multiplication, per interval.
+ *
+ * With a household stream key (`meters/<id>.stream`, `provision --e2e`), each frame also carries the batch as
+ * the household's stream message, sealed here under that key (protocol/meter-seal.ts, docs/protocol.md §11.5):
+ * the PES forwards it to the household without being able to open it. One AES-GCM per frame.
  * @module
  */
 import { bandAt, type Tariff } from '../lib/tariff.js';
 import { encodeE2ePayload, registerLayout, type E2eSnapshot } from '../protocol/e2e.js';
+import { meterId } from '../protocol/frame.js';
+import { sealMeterStream } from '../protocol/meter-seal.js';
+import { streamBody } from '../protocol/stream.js';
+import { topics } from '../protocol/topics.js';
 import type { PublicKey } from '../protocol/paillier/keys.js';
 import type { Packing } from '../protocol/paillier/packing.js';
 import { readingEnergies, readingExports, type ReadingBatch } from '../protocol/reading.js';
@@ -24,11 +32,18 @@ export interface E2eEncoderState {
   nextBoundary: number | null;
 }
 
+/** What a meter needs to seal its household's stream (the key from `meters/<id>.stream`). */
+export interface E2eStreamSealing {
+  key: Uint8Array;
+  systemTitle: Uint8Array;
+  household: string;
+}
+
 /**
  * @example
  * ```ts
- * const enc = new E2eEncoder(loadMeterPaillierKey(keys), { intervalS: 3600, tariff });
- * await Meter.start({ ..., payload: (batch) => enc.encode(batch) });
+ * const enc = new E2eEncoder(loadMeterPaillierKey(keys), { intervalS: 3600, tariff, stream: { key, systemTitle, household } });
+ * await Meter.start({ ..., payload: (batch, ic) => enc.encode(batch, ic) });
  * ```
  */
 export class E2eEncoder {
@@ -40,7 +55,7 @@ export class E2eEncoder {
 
   constructor(
     private readonly pub: PublicKey,
-    private readonly o: { intervalS: number; tariff: Tariff },
+    private readonly o: { intervalS: number; tariff: Tariff; stream?: E2eStreamSealing },
     state?: E2eEncoderState,
   ) {
     if (!Number.isInteger(o.intervalS) || o.intervalS < 60 || 86400 % o.intervalS !== 0) throw new RangeError('interval must be 1 minute .. 1 day and divide a day');
@@ -66,13 +81,14 @@ export class E2eEncoder {
 
   /**
    * The e2e frame plaintext for a validated batch (its registers give each reading's energies), and the
-   * registers advanced past it.
+   * registers advanced past it. With a stream key, `ic` (the frame's invocation counter) is bound into the
+   * household's stream message.
    * @example
    * ```ts
-   * const plaintext = enc.encode({ prevWh, readings });
+   * const plaintext = enc.encode({ prevWh, readings }, ic);
    * ```
    */
-  encode(batch: ReadingBatch): Buffer {
+  encode(batch: ReadingBatch, ic?: number): Buffer {
     const e = readingEnergies(batch);
     const x = readingExports(batch);
     const s = this.state;
@@ -96,6 +112,11 @@ export class E2eEncoder {
         s.nextBoundary = this.boundaryAfter(end);
       }
     });
-    return encodeE2ePayload(this.pub, { readings: batch.readings.map((r) => ({ time: r.time, period: r.period, status: r.status })), snapshots });
+    const readings = batch.readings.map((r) => ({ time: r.time, period: r.period, status: r.status }));
+    const st = this.o.stream;
+    if (!st) return encodeE2ePayload(this.pub, { readings, snapshots });
+    if (ic === undefined) throw new TypeError('sealing the household stream needs the frame invocation counter');
+    const stream = sealMeterStream(st.key, topics.household(st.household), st.systemTitle, ic, streamBody(meterId(st.systemTitle), batch));
+    return encodeE2ePayload(this.pub, { readings, snapshots, stream });
   }
 }

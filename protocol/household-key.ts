@@ -95,6 +95,35 @@ export function bindingKeySync(code: string, household: string): Uint8Array {
   return scrypt(codeBytes(code), bindingSalt(household), BINDING_SCRYPT);
 }
 
+function streamSalt(household: string): Uint8Array {
+  return new TextEncoder().encode(`smartermeter/e2e-stream/v1/${topicId(household, 'household')}`);
+}
+
+/**
+ * The household's meter stream key (end-to-end mode, docs/protocol.md §11.5): AES-256 key under which the
+ * household's meters seal its stream, derived from the activation code as {@link bindingKey} is but under
+ * another salt (`smartermeter/e2e-stream/v1/<hh>`), so the binding keys the PES holds say nothing about it.
+ * `provision --e2e` gives it to the meters only; the household's browser derives it from the code it types.
+ * @example
+ * ```ts
+ * const k = await meterStreamKey('ABCD-EFGH-JKLM', 'hh1');
+ * ```
+ */
+export function meterStreamKey(code: string, household: string): Promise<Uint8Array> {
+  return scryptAsync(codeBytes(code), streamSalt(household), BINDING_SCRYPT);
+}
+
+/**
+ * {@link meterStreamKey}, synchronously (for provisioning and command-line tools, not for a server's event loop).
+ * @example
+ * ```ts
+ * writeSecret(`meters/${id}.stream`, Buffer.from(meterStreamKeySync(code, hh)).toString('hex'));
+ * ```
+ */
+export function meterStreamKeySync(code: string, household: string): Uint8Array {
+  return scrypt(codeBytes(code), streamSalt(household), BINDING_SCRYPT);
+}
+
 /**
  * The bytes `auth` covers: CBOR `[2, hh, spki, boundAt]`.
  * @example
