@@ -1,6 +1,6 @@
 /**
  * `pes --e2e` as an MQTT service: the blind PES (pes/e2e.ts) over a durable subscription to the uplinks; each
- * release is published at QoS 1 as the uplink that caused it is acknowledged (not durable yet: its windows
+ * release, and each meter-sealed household stream message (forwarded unopened), is published at QoS 1 as the uplink that caused it is acknowledged (not durable yet: its windows
  * live in memory only in this version, and the publish sits in MQTT.js's in-memory outgoing store; pes/README.md).
  * @module
  */
@@ -43,7 +43,7 @@ export function startPesE2eService(o: PesE2eServiceOptions): { pes: PesE2eHandle
   let pending = Promise.resolve();
   const sync = () => {
     const c = core.windows.counters;
-    Object.assign(counters, { framesOk: c.frames, readings: c.readings, badTag: c.badTag, unknownMeter: c.unknownMeter, replay: c.replay, malformedFrame: c.malformedFrame, malformedUplink: c.malformedUplink, released: c.released, suppressed: c.suppressed, revisionHeld: c.revisionHeld, membershipHeld: c.membershipHeld });
+    Object.assign(counters, { framesOk: c.frames, readings: c.readings, badTag: c.badTag, unknownMeter: c.unknownMeter, replay: c.replay, malformedFrame: c.malformedFrame, malformedUplink: c.malformedUplink, released: c.released, suppressed: c.suppressed, revisionHeld: c.revisionHeld, membershipHeld: c.membershipHeld, streamMessages: core.streamMessages });
   };
   const publishOutbox = (): Promise<void> => {
     const out = core.takeOutbox();
