@@ -45,7 +45,7 @@ beforeAll(async () => {
   const meters = new Map<string, BlindMeter>([A, B].map((id) => [id, { key: meterKey[id]!, household: household[id]!, neighbourhood: 'nb1' }]));
   const mdms = generateKeyPairSync('rsa', { modulusLength: 2048 });
   pes = new PesE2e(settings, { share: splitKey(key).pes, mdmsPublic: mdms.publicKey, signer: generateKeyPairSync('ed25519').privateKey, meters });
-  for (const id of [A, B]) encoders.set(id, new E2eEncoder(key, { intervalS: 3600, tariff: FLAT_TARIFF, stream: { key: streamKey[household[id]!], systemTitle: Buffer.from(id, 'hex'), household: household[id]! } }));
+  for (const id of [A, B]) encoders.set(id, new E2eEncoder(key, { intervalS: 3600, tariff: FLAT_TARIFF, stream: { key: streamKey[household[id]!]!, systemTitle: Buffer.from(id, 'hex'), household: household[id]! } }));
 });
 
 describe('blind PES: the household stream', () => {
