@@ -18,6 +18,9 @@ import { encodeFrame, SC_AES256GCM, sealFrame } from '../../protocol/frame.js';
 import { encodeReadingBatch, type ReadingBatch } from '../../protocol/reading.js';
 import { keyId, openStream } from '../../protocol/seal.js';
 import { topics } from '../../protocol/topics.js';
+import { meterStreamKeySync } from '../../protocol/household-key.js';
+import { openMeterStream, sealMeterStream } from '../../protocol/meter-seal.js';
+import { parseStreamBody, streamBody } from '../../protocol/stream.js';
 import { encodeUplink } from '../../protocol/uplink.js';
 import { createPes } from '../../pes/pes.js';
 import { loadCredentials, loadMeterKey, loadPesKeys, loadPesVerifyKey } from '../../lib/keyset.js';
@@ -283,6 +286,26 @@ describe('broker credentials and the ciphertext archive', () => {
     expect(files[0]!.includes(sent[0]!.subarray(-40))).toBe(true); // and the database really holds the ciphertext
     for (const f of [stack.dbPath, `${stack.dbPath}-wal`].filter(existsSync)) expect(statSync(f).mode & 0o777, f).toBe(0o600);
     for (const h of haystacks) for (const [what, n] of needles) expect(h.includes(n), what).toBe(false);
+  });
+
+  it("archives the end-to-end mode's meter-sealed messages for every registration of the household, which opens them with the stream key its login unwraps", async () => {
+    const streamKey = (await a.login(PASSWORD)).streamKey!;
+    expect(Buffer.from(streamKey)).toEqual(Buffer.from(meterStreamKeySync(stack.set.code('hh1'), 'hh1')));
+    const meter = stack.set.fleet.meters[0]!.meter;
+    const sealed = sealMeterStream(streamKey, topics.household('hh1'), Buffer.from(meter, 'hex'), 41, streamBody(meter, batches[0]!));
+    const before = stack.ucs.link.counters.archived;
+    const pes = await FakePes.connect(stack.broker.url, stack.set.keys);
+    try {
+      await pes.publishRaw('hh1', sealed);
+    } finally {
+      await pes.close();
+    }
+    await waitFor(() => stack.ucs.link.counters.archived === before + 1, 'the meter-sealed message archived');
+    const items = (await a.call('GET', '/api/archive?after=0&limit=500')).json.items as [number, string][];
+    const last = fromB64u(items[items.length - 1]![1], 'payload');
+    expect(Buffer.from(last)).toEqual(sealed);
+    expect(parseStreamBody(openMeterStream(streamKey, topics.household('hh1'), last)).prevWh).toBe(batches[0]!.prevWh);
+    expect((await b.call('GET', '/api/archive')).json.items).toEqual([]);
   });
 });
 
