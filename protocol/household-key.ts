@@ -95,6 +95,35 @@ export function bindingKeySync(code: string, household: string): Uint8Array {
   return scrypt(codeBytes(code), bindingSalt(household), BINDING_SCRYPT);
 }
 
+function verifierSalt(household: string): Uint8Array {
+  return new TextEncoder().encode(`smartermeter/ucs-activation/v1/${topicId(household, 'household')}`);
+}
+
+/**
+ * What the household's browser sends the household app's server to prove it holds the activation code,
+ * instead of the code (`/api/register/begin`): scrypt of the code under a third salt
+ * (`smartermeter/ucs-activation/v1/<hh>`), so the server, which keeps only a hash of it, never learns the
+ * code, hence neither the binding key nor the stream key derived from it.
+ * @example
+ * ```ts
+ * const verifier = await activationVerifier('ABCD-EFGH-JKLM', 'hh1');
+ * ```
+ */
+export function activationVerifier(code: string, household: string): Promise<Uint8Array> {
+  return scryptAsync(codeBytes(code), verifierSalt(household), BINDING_SCRYPT);
+}
+
+/**
+ * {@link activationVerifier}, synchronously (for provisioning).
+ * @example
+ * ```ts
+ * codes[hh] = hashPassword(Buffer.from(activationVerifierSync(code, hh)).toString('base64url'));
+ * ```
+ */
+export function activationVerifierSync(code: string, household: string): Uint8Array {
+  return scrypt(codeBytes(code), verifierSalt(household), BINDING_SCRYPT);
+}
+
 function streamSalt(household: string): Uint8Array {
   return new TextEncoder().encode(`smartermeter/e2e-stream/v1/${topicId(household, 'household')}`);
 }

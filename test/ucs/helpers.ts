@@ -21,7 +21,7 @@ import { startUcs, type UcsHandle, type UcsOptions } from '../../ucs/server.js';
 import { b64u, fromB64u } from '../../ucs/web/bytes.js';
 import { deriveSecrets, newKdfParams, type KdfParams } from '../../ucs/web/kdf.js';
 import { activationBinding, generateHouseholdKey, openPrivateKey, packSecrets, sealPrivateKey, unpackSecrets } from '../../ucs/web/keys.js';
-import { meterStreamKey } from '../../protocol/household-key.js';
+import { activationVerifier, meterStreamKey } from '../../protocol/household-key.js';
 import { importPesVerifyKey } from '../../ucs/web/seal.js';
 
 /** A provisioned key set in a temp dir: households hh1 and hh2, one synthetic meter each. */
@@ -215,6 +215,17 @@ export async function retainedHouseholdKey(brokerUrl: string, keys: string, hh: 
 }
 
 /**
+ * The body the browser posts to `/api/register/begin` for a typed code: the code's verifier, never the code.
+ * @example
+ * ```ts
+ * await x.call('POST', '/api/register/begin', await beginBody('hh2', 'AAAA-BBBB-CCCC'));
+ * ```
+ */
+export async function beginBody(household: string, code: string): Promise<{ household: string; verifier: string }> {
+  return { household, verifier: b64u(await activationVerifier(code, household)) };
+}
+
+/**
  * What the browser does, done in Node with the same modules (WebCrypto + @noble/hashes): a cookie jar and
  * the registration and login flows. `kdfCost` lowers scrypt for speed in server tests only.
  */
@@ -242,7 +253,7 @@ export class NodeHousehold {
 
   /** Registers with `code` and `password`; returns the server's reply, the key pair made and the stream key derived. */
   async register(code: string, password: string): Promise<{ status: number; json: Record<string, unknown>; spki?: Uint8Array; pkcs8?: Uint8Array; streamKey?: Uint8Array }> {
-    const begin = await this.call('POST', '/api/register/begin', { household: this.household, code });
+    const begin = await this.call('POST', '/api/register/begin', await beginBody(this.household, code));
     if (begin.status !== 200) return begin;
     const { spki, pkcs8 } = await generateHouseholdKey(2048);
     const kdf = newKdfParams(this.kdfCost);

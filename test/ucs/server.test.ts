@@ -26,7 +26,7 @@ import { createPes } from '../../pes/pes.js';
 import { loadCredentials, loadMeterKey, loadPesKeys, loadPesVerifyKey } from '../../lib/keyset.js';
 import { startUcs } from '../../ucs/server.js';
 import { fromB64u } from '../../ucs/web/bytes.js';
-import { FakePes, prosumerBatches, makeKeySet, memoryLogger, NodeHousehold, retainedHouseholdKey, sourceBatches, startStack, waitFor, type Stack } from './helpers.js';
+import { beginBody, FakePes, prosumerBatches, makeKeySet, memoryLogger, NodeHousehold, retainedHouseholdKey, sourceBatches, startStack, waitFor, type Stack } from './helpers.js';
 
 const PASSWORD = 'a long enough passphrase';
 let stack: Stack;
@@ -101,7 +101,7 @@ describe('registration bound to the meter', () => {
 
   it('an outstanding ticket cannot register once the code was used', async () => {
     const b = hh('hh2');
-    const begin = await b.call('POST', '/api/register/begin', { household: 'hh2', code: stack.set.code('hh2') });
+    const begin = await b.call('POST', '/api/register/begin', await beginBody('hh2', stack.set.code('hh2')));
     expect(begin.status).toBe(200);
     const r1 = await b.register(stack.set.code('hh2'), PASSWORD); // uses its own fresh ticket
     expect(r1.status).toBe(200);
@@ -120,23 +120,25 @@ describe('registration bound to the meter', () => {
   it('explains unknown households, malformed codes and wrong codes, and pauses after five wrong codes', async () => {
     const x = hh('hh9');
     // A household not in the fleet is answered as a wrong code (no oracle of which ids exist).
-    expect(await x.call('POST', '/api/register/begin', { household: 'hh9', code: 'AAAA-BBBB-CCCC' })).toMatchObject({ status: 403, json: { error: 'wrong-code' } });
-    expect(await x.call('POST', '/api/register/begin', { household: 'hh2', code: 'short' })).toMatchObject({ status: 400, json: { error: 'bad-code' } });
-    expect(await x.call('POST', '/api/register/begin', { household: 'a/b', code: 'AAAA-BBBB-CCCC' })).toMatchObject({ status: 400, json: { error: 'bad-household' } });
+    expect(await x.call('POST', '/api/register/begin', await beginBody('hh9', 'AAAA-BBBB-CCCC'))).toMatchObject({ status: 403, json: { error: 'wrong-code' } });
+    // The server gets only the code's verifier (the browser refuses a malformed code itself); a malformed verifier:
+    expect(await x.call('POST', '/api/register/begin', { household: 'hh2', verifier: 'short' })).toMatchObject({ status: 400, json: { error: 'bad-code' } });
+    expect(await x.call('POST', '/api/register/begin', { household: 'hh2', code: stack.set.code('hh2') })).toMatchObject({ status: 400, json: { error: 'bad-request' } });
+    expect(await x.call('POST', '/api/register/begin', { household: 'a/b', verifier: (await beginBody('hh2', 'AAAA-BBBB-CCCC')).verifier })).toMatchObject({ status: 400, json: { error: 'bad-household' } });
     // hh2 is registered, but wrong codes are still counted (and the right one would say "already used").
     const msgs: string[] = [];
     for (let i = 0; i < 5; i++) {
-      const r = await x.call('POST', '/api/register/begin', { household: 'hh2', code: 'AAAA-BBBB-CCCC' });
+      const r = await x.call('POST', '/api/register/begin', await beginBody('hh2', 'AAAA-BBBB-CCCC'));
       expect(r).toMatchObject({ status: 403, json: { error: 'wrong-code' } });
       msgs.push(r.json.message as string);
     }
     expect(msgs[0]).toMatch(/not right for household hh2\. 4 attempts left before a 15-minute pause/);
     expect(msgs[3]).toMatch(/1 attempt left/);
-    const locked = await x.call('POST', '/api/register/begin', { household: 'hh2', code: stack.set.code('hh2') });
+    const locked = await x.call('POST', '/api/register/begin', await beginBody('hh2', stack.set.code('hh2')));
     expect(locked).toMatchObject({ status: 429, json: { error: 'too-many-attempts' } });
     expect(locked.json.message).toMatch(/Too many wrong activation codes for household hh2\. Try again in 15 minutes/);
     skew += 16 * 60_000; // the pause ends
-    expect((await x.call('POST', '/api/register/begin', { household: 'hh2', code: stack.set.code('hh2') })).json.error).toBe('code-used');
+    expect((await x.call('POST', '/api/register/begin', await beginBody('hh2', stack.set.code('hh2')))).json.error).toBe('code-used');
   });
 
   it('logs in with the password only: the reply is the wrapped key, opened here to the same private key', async () => {

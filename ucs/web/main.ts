@@ -18,7 +18,7 @@ import { dates } from './dates.js';
 import { $, input, setText } from './dom.js';
 import { toCsv, toEspiXml } from './export.js';
 import { checkKdf, deriveSecrets, newKdfParams, passwordProblem, type KdfParams } from './kdf.js';
-import { meterStreamKey } from '../../protocol/household-key.js';
+import { activationVerifier, meterStreamKey, normaliseCode } from '../../protocol/household-key.js';
 import { activationBinding, generateHouseholdKey, importPrivateKey, keyIdOf, openPrivateKey, packSecrets, pkcs8Pem, sealPrivateKey, spkiPem, unpackSecrets, WrongPasswordError } from './keys.js';
 import { connectLive, type Live, type LiveStatus } from './live.js';
 import { importPesVerifyKey, importStreamKey, OpenError, StreamOpener, type OpenFailure } from './seal.js';
@@ -127,14 +127,18 @@ $('register-form').addEventListener('submit', (ev) => {
     if (password !== input('reg-password2').value) throw new ApiError(0, 'mismatch', 'The two passwords differ.');
     const problem = passwordProblem(password, household);
     if (problem) throw new ApiError(0, 'weak-password', problem);
+    const code = normaliseCode(input('reg-code').value);
+    if (!code) throw new ApiError(0, 'bad-code', 'An activation code has 12 letters and digits, like ABCD-EFGH-JKLM.');
     say('Checking your activation code…');
-    const { ticket } = await api<{ ticket: string }>('POST', '/api/register/begin', { household, code: input('reg-code').value });
+    // Only a verifier of the code goes to the server: the code itself stays here (it derives the binding key
+    // and the stream key, which the server must not be able to derive).
+    const { ticket } = await api<{ ticket: string }>('POST', '/api/register/begin', { household, verifier: b64(await activationVerifier(code, household)) });
     say('Creating your key pair in this browser…');
     const { spki, pkcs8 } = await generateHouseholdKey();
     say('Binding your key to your household with the activation code…');
-    const binding = await activationBinding(household, input('reg-code').value, spki, pkcs8);
+    const binding = await activationBinding(household, code, spki, pkcs8);
     // The key the household's meters seal its stream with in the end-to-end mode (docs/protocol.md §11.5).
-    const streamKey = await meterStreamKey(input('reg-code').value, household);
+    const streamKey = await meterStreamKey(code, household);
     say('Protecting your private key with your password (a second or two)…');
     const kdf = newKdfParams();
     const { wrapKey, auth } = await deriveSecrets(password, kdf);
