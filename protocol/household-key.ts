@@ -10,8 +10,9 @@
  *   message replayed never rolls a binding back);
  * - `auth` = `[1, mac]` with mac = HMAC-SHA256(bindingKey, CBOR `[2, hh, spki, boundAt]`) where
  *   bindingKey = scrypt(activation code, "smartermeter/binding/v1/" ‖ hh, N = 2^14, r = 8, p = 1, 32 bytes)
- *   ({@link bindingKey}; `provision` gives the PES these keys, the household app's server only a scrypt hash
- *   of the code under another salt), or `[2, sig]` with sig = RSA-PSS-SHA256 (salt 32) over the same bytes by
+ *   ({@link bindingKey}; `provision` gives the PES these keys, the household app's server only a hash of the
+ *   code's verifier, {@link activationVerifier}, a scrypt of it under another salt; the server never sees the
+ *   code itself), or `[2, sig]` with sig = RSA-PSS-SHA256 (salt 32) over the same bytes by
  *   the currently bound key;
  * - `pop` = RSA-PSS-SHA256 (salt 32) by the new key over CBOR `[2, hh, spki, boundAt, auth]` (proof of
  *   possession: nobody binds a key whose private half they do not hold).
