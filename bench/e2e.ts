@@ -25,15 +25,18 @@ import { measure } from './index.js';
 
 const round = (x: number, d = 3) => Number(x.toFixed(d));
 
-function uplinkBytes(pub: PublicKey): { e2e: number; classic: number } {
+function uplinkBytes(pub: PublicKey): { e2e: number; e2eStream: number; classic: number } {
   const key = Buffer.alloc(32, 7);
   const st = Buffer.from('4d4d4d0000000001', 'hex');
   const enc = new E2eEncoder(pub, { intervalS: 3600, tariff: FLAT_TARIFF });
+  // The same meter sealing its household's stream too (docs/protocol.md §11.5), what `provision --e2e` sets up.
+  const withStream = new E2eEncoder(pub, { intervalS: 3600, tariff: FLAT_TARIFF, stream: { key: Buffer.alloc(32, 9), systemTitle: st, household: 'hh1' } });
   let reg = 100_000;
   let prev = reg;
   const t0 = Date.UTC(2024, 0, 1) / 1000;
   let classic = 0;
   let e2e = 0;
+  let e2eStream = 0;
   let ic = 0;
   // Two hours; the second (steady state, no baseline snapshot) is counted.
   for (let b = 0; b < 8; b++) {
@@ -44,12 +47,14 @@ function uplinkBytes(pub: PublicKey): { e2e: number; classic: number } {
     const h = { systemTitle: st, sc: SC_AES256GCM, ic: ++ic };
     const c = encodeFrame(sealFrame(key, h, encodeReadingBatch(batch))).length;
     const e = encodeFrame(sealFrame(key, h, enc.encode(batch))).length;
+    const es = encodeFrame(sealFrame(key, h, withStream.encode(batch, h.ic))).length;
     if (b >= 4) {
       classic += c;
       e2e += e;
+      e2eStream += es;
     }
   }
-  return { e2e: round(e2e / 60, 1), classic: round(classic / 60, 1) };
+  return { e2e: round(e2e / 60, 1), e2eStream: round(e2eStream / 60, 1), classic: round(classic / 60, 1) };
 }
 
 async function replayBoth(meters: number, days: number): Promise<Record<string, unknown>> {
@@ -94,7 +99,7 @@ export async function run(): Promise<Record<string, unknown>> {
   const rp = await replayBoth(Number(process.env.SM_BENCH_E2E_METERS ?? 20), Number(process.env.SM_BENCH_E2E_DAYS ?? 1));
   return {
     meter: { encrypt_snapshot_ms: round(snapshot.median), randomiser_ms: round(randomiser.median), encrypt_online_us: round(online.median, 1), table_build_ms: Math.round(tableBuildMs) },
-    uplink: { bytes_per_reading: bytes.e2e, bytes_per_reading_baseline: bytes.classic },
+    uplink: { bytes_per_reading: bytes.e2e, bytes_per_reading_with_stream: bytes.e2eStream, bytes_per_reading_baseline: bytes.classic },
     replay: rp,
     guardian: { partial_decrypt_ms: round(partial.median), partial_decrypt_ms_baseline: round(crt.median) },
   };

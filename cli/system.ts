@@ -38,6 +38,7 @@ import {
   loadMdmsKey,
   loadMeterKey,
   loadMeterPaillierKey,
+  loadMeterStreamKey,
   loadPesKeys,
   loadPesVerifyKey,
   type Fleet,
@@ -251,7 +252,7 @@ export async function startSystem(o: SystemOptions): Promise<SystemHandle> {
     let mdms: SystemHandle['mdms'];
     let pes: SystemHandle['pes'];
     let guardian: SystemHandle['guardian'];
-    let payloadOf: ((meter: string) => (batch: ReadingBatch) => Uint8Array) | undefined;
+    let payloadOf: ((meter: string) => (batch: ReadingBatch, ic: number) => Uint8Array) | undefined;
     if (o.e2e) ({ mdms, pes, guardian, payloadOf } = await startE2eParties(o, url, creds, store, log, closers));
     else {
       // The MDMS enforces the PES's own k and the fleet (one setting: o.k), and audits what it refuses.
@@ -496,8 +497,10 @@ function countWindows(source: Source, intervalS: number, into: Map<string, Map<n
 /**
  * The end-to-end mode's parties (key set from `provision --e2e`): the MDMS's combining ingest, the blind PES,
  * the guardian (from its own key folder) and the meters' snapshot encoders (one per meter, sharing the fleet's
- * Paillier public key and its fixed-base table). The PES and the guardian keep their durable state in the
- * replay's state folder (pes-e2e.sqlite, guardian.sqlite), as the classic PES does (pes.sqlite).
+ * Paillier public key and its fixed-base table), each sealing its household's stream with its own
+ * `meters/<id>.stream` key (docs/protocol.md §11.5; a key set made before that file existed: no stream). The PES
+ * and the guardian keep their durable state in the replay's state folder (pes-e2e.sqlite, guardian.sqlite), as
+ * the classic PES does (pes.sqlite).
  */
 async function startE2eParties(
   o: SystemOptions,
@@ -506,7 +509,7 @@ async function startE2eParties(
   store: Store,
   log: Logger,
   closers: (() => Promise<void>)[],
-): Promise<{ mdms: SystemHandle['mdms']; pes: SystemHandle['pes']; guardian: NonNullable<SystemHandle['guardian']>; payloadOf: (meter: string) => (batch: ReadingBatch) => Uint8Array }> {
+): Promise<{ mdms: SystemHandle['mdms']; pes: SystemHandle['pes']; guardian: NonNullable<SystemHandle['guardian']>; payloadOf: (meter: string) => (batch: ReadingBatch, ic: number) => Uint8Array }> {
   if (o.dpBudget !== undefined) throw new Error('--dp-budget is not available in the end-to-end mode yet (the blind PES keeps the DP ledger, not a budget)');
   const tariff = o.tariff ?? FLAT_TARIFF;
   const settings: BlindSettings = { intervalS: o.intervalS, billing: parseBillingPeriod(o.billing), tz: o.tz, tariff, latenessS: o.latenessS, k: o.k, revisionK: o.k, ...(o.membershipGuard === false ? { membershipGuard: false } : {}), ...(o.dpEpsilon !== undefined ? { dpEpsilon: o.dpEpsilon } : {}) };
@@ -548,5 +551,11 @@ async function startE2eParties(
   closers.push(() => guardian.close());
   await guardian.ready;
 
-  return { mdms: ingest, pes, guardian, payloadOf: () => ((enc) => (batch: ReadingBatch) => enc.encode(batch))(new E2eEncoder(paillier, { intervalS: o.intervalS, tariff, ...(dp ? { dp } : {}) })) };
+  const household = new Map(o.fleet.meters.map((m) => [m.meter, m.household]));
+  const payloadOf = (meter: string) => {
+    const stream = existsSync(join(o.keysDir, 'meters', `${meter}.stream`)) ? { key: loadMeterStreamKey(o.keysDir, meter), systemTitle: Buffer.from(meter, 'hex'), household: household.get(meter)! } : undefined;
+    const enc = new E2eEncoder(paillier, { intervalS: o.intervalS, tariff, ...(dp ? { dp } : {}), ...(stream ? { stream } : {}) });
+    return (batch: ReadingBatch, ic: number) => enc.encode(batch, ic);
+  };
+  return { mdms: ingest, pes, guardian, payloadOf };
 }

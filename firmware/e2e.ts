@@ -14,11 +14,19 @@
  * (lib/polya.ts `laplaceShare`, 1/`shares` of the noise a window of `shares` meters needs) and encrypts the
  * noised totals as a second ciphertext (protocol/e2e.ts `packNoisy`): two encryptions per interval. The band
  * registers, and so the bills, never hold noise.
+ *
+ * With a household stream key (`meters/<id>.stream`, `provision --e2e`), each frame also carries the batch as
+ * the household's stream message, sealed here under that key (protocol/meter-seal.ts, docs/protocol.md §11.5):
+ * the PES forwards it to the household without being able to open it. One AES-GCM per frame.
  * @module
  */
 import { cryptoUniform, laplaceShare, type Uniform } from '../lib/polya.js';
 import { bandAt, type Tariff } from '../lib/tariff.js';
 import { encodeE2ePayload, packNoisy, registerLayout, type E2eSnapshot } from '../protocol/e2e.js';
+import { meterId } from '../protocol/frame.js';
+import { sealMeterStream } from '../protocol/meter-seal.js';
+import { streamBody } from '../protocol/stream.js';
+import { topics } from '../protocol/topics.js';
 import type { PublicKey } from '../protocol/paillier/keys.js';
 import type { Packing } from '../protocol/paillier/packing.js';
 import { readingEnergies, readingExports, type ReadingBatch } from '../protocol/reading.js';
@@ -48,11 +56,19 @@ export interface E2eDpOptions {
 /** Largest noise scale sensitivity / epsilon, Wh, the 48-bit noised totals take for decades of intervals. */
 export const MAX_NOISE_SCALE_WH = 2 ** 30;
 
+
+/** What a meter needs to seal its household's stream (the key from `meters/<id>.stream`). */
+export interface E2eStreamSealing {
+  key: Uint8Array;
+  systemTitle: Uint8Array;
+  household: string;
+}
+
 /**
  * @example
  * ```ts
- * const enc = new E2eEncoder(loadMeterPaillierKey(keys), { intervalS: 3600, tariff });
- * await Meter.start({ ..., payload: (batch) => enc.encode(batch) });
+ * const enc = new E2eEncoder(loadMeterPaillierKey(keys), { intervalS: 3600, tariff, stream: { key, systemTitle, household } });
+ * await Meter.start({ ..., payload: (batch, ic) => enc.encode(batch, ic) });
  * ```
  */
 export class E2eEncoder {
@@ -64,7 +80,7 @@ export class E2eEncoder {
 
   constructor(
     private readonly pub: PublicKey,
-    private readonly o: { intervalS: number; tariff: Tariff; dp?: E2eDpOptions },
+    private readonly o: { intervalS: number; tariff: Tariff; dp?: E2eDpOptions; stream?: E2eStreamSealing },
     state?: E2eEncoderState,
   ) {
     if (!Number.isInteger(o.intervalS) || o.intervalS < 60 || 86400 % o.intervalS !== 0) throw new RangeError('interval must be 1 minute .. 1 day and divide a day');
@@ -107,13 +123,14 @@ export class E2eEncoder {
 
   /**
    * The e2e frame plaintext for a validated batch (its registers give each reading's energies), and the
-   * registers advanced past it.
+   * registers advanced past it. With a stream key, `ic` (the frame's invocation counter) is bound into the
+   * household's stream message.
    * @example
    * ```ts
-   * const plaintext = enc.encode({ prevWh, readings });
+   * const plaintext = enc.encode({ prevWh, readings }, ic);
    * ```
    */
-  encode(batch: ReadingBatch): Buffer {
+  encode(batch: ReadingBatch, ic?: number): Buffer {
     const e = readingEnergies(batch);
     const x = readingExports(batch);
     const s = this.state;
@@ -137,6 +154,11 @@ export class E2eEncoder {
         s.nextBoundary = this.boundaryAfter(end);
       }
     });
-    return encodeE2ePayload(this.pub, { readings: batch.readings.map((r) => ({ time: r.time, period: r.period, status: r.status })), snapshots });
+    const readings = batch.readings.map((r) => ({ time: r.time, period: r.period, status: r.status }));
+    const st = this.o.stream;
+    if (!st) return encodeE2ePayload(this.pub, { readings, snapshots });
+    if (ic === undefined) throw new TypeError('sealing the household stream needs the frame invocation counter');
+    const stream = sealMeterStream(st.key, topics.household(st.household), st.systemTitle, ic, streamBody(meterId(st.systemTitle), batch));
+    return encodeE2ePayload(this.pub, { readings, snapshots, stream });
   }
 }

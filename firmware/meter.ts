@@ -98,8 +98,8 @@ export interface MeterOptions {
   drainTimeoutMs?: number;
   /** pino logger; counters and ids only, never readings. Default: silent. */
   log?: Logger;
-  /** The frame plaintext of a batch (default: the reading batch, §5; the end-to-end mode: firmware/e2e.ts). */
-  payload?: (batch: ReadingBatch) => Uint8Array;
+  /** The frame plaintext of a batch and its frame's invocation counter (default: the reading batch, §5; the end-to-end mode: firmware/e2e.ts, which binds its household stream message to the counter). */
+  payload?: (batch: ReadingBatch, ic: number) => Uint8Array;
 }
 
 /** What a meter has done since it booted. All counters only grow. */
@@ -483,8 +483,8 @@ export class Meter {
     const prevExportWh = Number(this.committed.exportMilliWs / MILLIWS_PER_WH);
     if (this.next) await this.switchKey();
     if (this.stopped) return;
-    const plaintext = (this.payload ?? encodeReadingBatch)({ prevWh, readings, prevExportWh });
     const ic = await this.counter.next();
+    const plaintext = this.payload ? this.payload({ prevWh, readings, prevExportWh }, ic) : encodeReadingBatch({ prevWh, readings, prevExportWh });
     const bytes = encodeFrame(sealFrame(this.key, { systemTitle: this.st, sc: SC_AES256GCM, ic }, plaintext));
     plaintext.fill(0);
     this.committed = { milliWs: this.importReg.milliWs, exportMilliWs: this.exportReg.milliWs, resumeAt: this.batchEnd, samples: this.committed.samples + readings.length };

@@ -28,10 +28,15 @@
  * Durable state (lib/e2e-state.ts): {@link BlindWindows.checkpoint} hands out only what changed since the last
  * call (dirty windows, meters, evictions), {@link BlindWindows.restore} loads a saved state into a new
  * instance; a restored instance fed the rest of the uplinks releases exactly what an uninterrupted one would.
+ *
+ * A frame may also carry its household's stream message, sealed by the meter (docs/protocol.md §11.5): nobody
+ * here can open it; with {@link BlindWindows.onStream} set, each one of an accepted frame whose envelope names
+ * this frame's meter and counter is handed up unchanged, for the PES to forward (others are counted `badStream`).
  * @module
  */
 import { decodeFrame, meterId, openFrame } from '../protocol/frame.js';
 import { decodeE2ePayload, MAX_WINDOW_TERMS } from '../protocol/e2e.js';
+import { parseMeterStream } from '../protocol/envelope.js';
 import type { PublicKey } from '../protocol/paillier/keys.js';
 import { decodeUplink } from '../protocol/uplink.js';
 import { nominalSeconds, type BillingPeriod } from './billing-period.js';
@@ -82,6 +87,8 @@ export interface BlindCounters {
   revisionHeld: number;
   membershipHeld: number;
   released: number;
+  /** Meter-sealed stream messages whose envelope names another meter or frame counter (not forwarded). */
+  badStream: number;
 }
 
 /** A window the rules allow to open now. */
@@ -174,10 +181,15 @@ const SEEN_KEPT = 4096;
  * ```
  */
 export class BlindWindows {
-  readonly counters: BlindCounters = { frames: 0, readings: 0, snapshots: 0, malformedUplink: 0, malformedFrame: 0, unknownMeter: 0, badTag: 0, replay: 0, lateSnapshot: 0, tooOld: 0, suppressed: 0, revisionHeld: 0, membershipHeld: 0, released: 0 };
+  readonly counters: BlindCounters = { frames: 0, readings: 0, snapshots: 0, malformedUplink: 0, malformedFrame: 0, unknownMeter: 0, badTag: 0, replay: 0, lateSnapshot: 0, tooOld: 0, suppressed: 0, revisionHeld: 0, membershipHeld: 0, released: 0, badStream: 0 };
   readonly calendar: Calendar;
   readonly retentionS: number;
   watermark: number | null = null;
+  /**
+   * Receives each accepted frame's meter-sealed household stream message (opaque, unchanged) with the
+   * household its meter belongs to. Unset (the guardian): they are dropped.
+   */
+  onStream: ((household: string, sealed: Uint8Array) => void) | null = null;
   private readonly windows = new Map<string, Window>();
   private readonly rt = new Map<string, MeterRt>();
   private readonly toEvaluate = new Set<Window>();
@@ -269,6 +281,11 @@ export class BlindWindows {
     rt.highest = Math.max(rt.highest, ic);
     if (rt.seen.size > SEEN_KEPT) for (const old of rt.seen) if (rt.highest - old >= SEEN_KEPT) rt.seen.delete(old);
     const info = this.meters.get(id)!;
+    if (payload.stream && this.onStream) {
+      const e = parseMeterStream(payload.stream); // decodeE2ePayload checked its shape
+      if (meterId(e.systemTitle) === id && e.ic === ic) this.onStream(info.household, payload.stream);
+      else this.counters.badStream++;
+    }
     for (const s of payload.snapshots) {
       this.counters.snapshots++;
       if (rt.last === null) {

@@ -292,6 +292,18 @@ export function loadMeterKey(dir: string, meter: string): Buffer {
 }
 
 /**
+ * The household stream key a meter of an end-to-end key set seals its household's stream with
+ * (`meters/<id>.stream`, written by `provision --e2e` into the meter's own material only; docs/protocol.md §11.5).
+ * @example
+ * ```ts
+ * const streamKey = loadMeterStreamKey(dir, '534d520000000001');
+ * ```
+ */
+export function loadMeterStreamKey(dir: string, meter: string): Buffer {
+  return loadHexKey(meterPath(dir, meter, 'stream'), `household stream key of meter ${meter}`);
+}
+
+/**
  * Everything the PES needs: its RSA key, the unwrapped meter keys, its Paillier key, the MDMS public key and
  * the household public keys known at provisioning. With `{ e2e: true }`, the PES's share of the Paillier
  * secret instead of the key (an end-to-end key set has no Paillier private key); each mode refuses the other's

@@ -1,8 +1,9 @@
 /**
  * `pes --e2e` as an MQTT service: the blind PES (pes/e2e.ts) over a durable subscription to the uplinks
- * (lib/blind-service.ts). Kill -9 safe as the classic PES: per uplink the changed windows and meters and the
- * sealed releases are committed to the state file (lib/e2e-state.ts) before the uplink is acknowledged, and a
- * release leaves the state's outbox only once the broker acknowledged its publish.
+ * (lib/blind-service.ts). Kill -9 safe as the classic PES: per uplink the changed windows and meters, the sealed
+ * releases and the household stream messages it forwards unopened are committed to the state file
+ * (lib/e2e-state.ts) before the uplink is acknowledged, and a message leaves the state's outbox only once the
+ * broker acknowledged its publish.
  * @module
  */
 import { pino, type Logger } from 'pino';
@@ -48,7 +49,7 @@ export function startPesE2eService(o: PesE2eServiceOptions) {
   const counters = newCounters();
   const sync = () => {
     const c = core.windows.counters;
-    Object.assign(counters, { framesOk: c.frames, readings: c.readings, badTag: c.badTag, unknownMeter: c.unknownMeter, replay: c.replay, malformedFrame: c.malformedFrame, malformedUplink: c.malformedUplink, tooOld: c.tooOld, released: c.released, suppressed: c.suppressed, revisionHeld: c.revisionHeld, membershipHeld: c.membershipHeld, dpReleases: core.dpReleases });
+    Object.assign(counters, { framesOk: c.frames, readings: c.readings, badTag: c.badTag, unknownMeter: c.unknownMeter, replay: c.replay, malformedFrame: c.malformedFrame, malformedUplink: c.malformedUplink, tooOld: c.tooOld, released: c.released, suppressed: c.suppressed, revisionHeld: c.revisionHeld, membershipHeld: c.membershipHeld, dpReleases: core.dpReleases, streamMessages: core.streamMessages });
   };
   let svc;
   try {

@@ -4,6 +4,11 @@
  * sends the MDMS the window's ciphertext with its own partial decryption, sealed to the MDMS and signed (the
  * aggregate envelope, on the aggregate topic of its kind). It never decrypts and never sees the guardian's
  * partial. Pure (no I/O); `pes --e2e` runs it (pes/e2e-cli.ts, pes/e2e-mqtt.ts: durable state, PUBACK after commit).
+ *
+ * The household stream: each frame's meter-sealed stream message (docs/protocol.md §11.5) goes out unchanged on
+ * the household's topic. The PES cannot open it (the key is the meter's and the household's) and does not sign
+ * it: the AES-GCM tag under that key already proves to the household that its meter made it, which no PES
+ * signature could add to, and a broker password alone cannot forge it.
  * @module
  */
 import type { KeyObject } from 'node:crypto';
@@ -34,7 +39,15 @@ export class PesE2e {
     private readonly keys: { share: DecryptionShare; mdmsPublic: KeyObject; signer: KeyObject; meters: Map<string, BlindMeter> },
   ) {
     this.windows = new BlindWindows(settings, keys.share.publicKey, keys.meters);
+    this.windows.onStream = (household, sealed) => {
+      this.streams.push({ topic: topics.household(household), payload: Buffer.from(sealed) });
+      this.streamMessages++;
+    };
   }
+
+  private streams: { topic: string; payload: Buffer }[] = [];
+  /** Meter-sealed household stream messages queued for forwarding. */
+  streamMessages = 0;
 
   /** One gateway uplink. */
   ingestUplink(bytes: Uint8Array, topicGateway?: string): void {
@@ -46,8 +59,17 @@ export class PesE2e {
     this.windows.flush();
   }
 
-  /** The sealed releases decided since the last call, ready to publish at QoS 1. */
+  /**
+   * The household stream messages to forward and the sealed releases decided since the last call, ready to
+   * publish at QoS 1.
+   */
   takeOutbox(): { topic: string; payload: Buffer }[] {
+    const streams = this.streams;
+    this.streams = [];
+    return [...streams, ...this.releases()];
+  }
+
+  private releases(): { topic: string; payload: Buffer }[] {
     const pub = this.keys.share.publicKey;
     const bands = this.windows.settings.tariff.bands.map((b) => b.name);
     return this.windows.takeReleases().map((r) => {

@@ -9,7 +9,8 @@
  * ({@link registerLayout}): a "snapshot". The frame plaintext carries each reading's timing and status (no
  * energy) and the snapshots taken while its readings were measured:
  *
- *   `[1, [[time, period, status], ...], [[at, snapshot], ...]]`
+ *   `[1, [[time, period, status], ...], [[at, snapshot], ...]]` or, with the household stream,
+ *   `[1, [[time, period, status], ...], [[at, snapshot], ...], stream]`
  *
  * - `time`, `period`, `status`: as in the classic batch (§5), 1..60 readings, in time order;
  * - `at`: Unix seconds, increasing, at most the end of the frame's last reading; the snapshot counts every
@@ -17,6 +18,8 @@
  *   time (nothing counted yet); every other one is an interval boundary, taken when a reading reaches it (or,
  *   after a stretch without readings, before the first reading past it, so `at` may precede the frame);
  * - `snapshot`: the packed ciphertext, big-endian, exactly `2 |n| / 8` bytes, a unit of Z*_{n^2}.
+ * - `stream` (optional): the frame's readings as the household's stream message, sealed by the meter under the
+ *   household's stream key (protocol/meter-seal.ts, docs/protocol.md §11.5), which the PES forwards unopened.
  *
  * With differential privacy (docs/privacy.md) a snapshot is `[at, snapshot, noisy]`: `noisy` is a second
  * ciphertext of the same length, of the meter's total import and export each plus its cumulative share of
@@ -28,6 +31,7 @@
  * @module
  */
 import { asArray, asBytes, asUint, cborDecode, cborEncode } from './cbor.js';
+import { parseMeterStream } from './envelope.js';
 import { ciphertextFromBytes, ciphertextLength, ciphertextToBytes } from './paillier/codec.js';
 import { Packing } from './paillier/packing.js';
 import { decodePartial, encodePartial, type PartialDecryption } from './paillier/threshold.js';
@@ -45,6 +49,8 @@ export const REGISTER_BITS = 48;
 export const MAX_WINDOW_TERMS = 2 ** 20;
 /** Most snapshots in one frame (one per reading is already more than any interval allows). */
 export const MAX_SNAPSHOTS = MAX_READINGS_PER_BATCH + 1;
+/** Largest meter-sealed stream message in a frame (60 long-form readings seal to about 2.3 kB). */
+export const MAX_STREAM_BYTES = 4096;
 const MAX_STATUS = 0xff;
 
 /** A reading's timing and status, without its energy. */
@@ -66,6 +72,8 @@ export interface E2eSnapshot {
 export interface E2ePayload {
   readings: E2eTiming[];
   snapshots: E2eSnapshot[];
+  /** The household's stream message for these readings, sealed by the meter (§11.5); opaque here. */
+  stream?: Uint8Array;
 }
 
 /**
@@ -144,20 +152,24 @@ export function unpackRegisters(layout: Packing, m: bigint, bands: number): { im
  */
 export function encodeE2ePayload(pub: PublicKey, p: E2ePayload): Buffer {
   check(pub, p, true);
-  return cborEncode([E2E_FORMAT, p.readings.map((r) => [r.time, r.period, r.status]), p.snapshots.map((s) => (s.noisy === undefined ? [s.at, ciphertextToBytes(pub, s.ciphertext)] : [s.at, ciphertextToBytes(pub, s.ciphertext), ciphertextToBytes(pub, s.noisy)]))]);
+  if (p.stream !== undefined) checkStream(p.stream);
+  const top: unknown[] = [E2E_FORMAT, p.readings.map((r) => [r.time, r.period, r.status]), p.snapshots.map((s) => (s.noisy === undefined ? [s.at, ciphertextToBytes(pub, s.ciphertext)] : [s.at, ciphertextToBytes(pub, s.ciphertext), ciphertextToBytes(pub, s.noisy)]))];
+  if (p.stream !== undefined) top.push(p.stream);
+  return cborEncode(top);
 }
 
 /**
  * Decodes and validates an e2e frame plaintext from outside: format, 1..60 readings in time order with
  * periods 1..86400 s, snapshots in increasing `at` within the frame's span, each an exact-length unit of
- * Z*_{n^2}. Throws `TypeError` naming the defect.
+ * Z*_{n^2}, and the optional meter-sealed stream message's envelope (not its content: nobody here can open it).
+ * Throws `TypeError` naming the defect.
  * @example
  * ```ts
  * const { readings, snapshots } = decodeE2ePayload(pub, openFrame(meterKey, frame));
  * ```
  */
 export function decodeE2ePayload(pub: PublicKey, bytes: Uint8Array): E2ePayload {
-  const top = asArray(cborDecode(bytes), 'e2e payload', 3, 3);
+  const top = asArray(cborDecode(bytes), 'e2e payload', 3, 4);
   if (asUint(top[0], 'e2e format', 255) !== E2E_FORMAT) throw new TypeError('unsupported e2e payload format');
   const readings = asArray(top[1], 'readings', 1, MAX_READINGS_PER_BATCH).map((r, i): E2eTiming => {
     const a = asArray(r, `readings[${i}]`, 3, 3);
@@ -171,9 +183,17 @@ export function decodeE2ePayload(pub: PublicKey, bytes: Uint8Array): E2ePayload 
     if (a.length === 3) snap.noisy = ciphertextFromBytes(pub, asBytes(a[2], `snapshots[${i}].noisy`, len));
     return snap;
   });
-  const p = { readings, snapshots };
+  const p: E2ePayload = { readings, snapshots };
   check(pub, p, false); // ciphertextFromBytes checked each snapshot already
+  if (top.length === 4) p.stream = checkStream(top[3]);
   return p;
+}
+
+function checkStream(v: unknown): Uint8Array {
+  const b = asBytes(v, 'stream');
+  if (b.length > MAX_STREAM_BYTES) throw new TypeError(`stream must be at most ${MAX_STREAM_BYTES} bytes`);
+  parseMeterStream(b);
+  return b;
 }
 
 function check(pub: PublicKey, p: E2ePayload, units: boolean): void {

@@ -137,3 +137,64 @@ export function parseStream(payload: Uint8Array): StreamEnvelope {
     ciphertext: ciphertext(a[6]),
   };
 }
+
+/**
+ * Seal type of a meter -> household stream message (the end-to-end mode, docs/protocol.md §11.5): sealed by the
+ * meter itself under the household's stream key, forwarded unopened by the PES.
+ */
+export const SEAL_METER_STREAM = 3;
+/** Bytes of a meter's system title (docs/protocol.md §6). */
+export const SYSTEM_TITLE_BYTES = 8;
+
+/** The parsed outer layer of a meter-sealed stream message. */
+export interface MeterStreamEnvelope {
+  /** The sealing meter's system title. */
+  systemTitle: Uint8Array;
+  /** The invocation counter of the ciphered frame that carried it (§6, §8). */
+  ic: number;
+  iv: Uint8Array;
+  /** Ciphertext followed by the 16-byte tag. */
+  ciphertext: Uint8Array;
+}
+
+/**
+ * The AAD of a meter-sealed stream message: CBOR `[3, topic, systemTitle, ic]`. It binds the household's topic,
+ * the meter and the frame, so a message moved to another household, relabelled as another meter's, or replayed
+ * under another frame's counter does not open.
+ * @example
+ * ```ts
+ * meterStreamAad('sm/v1/household/hh1/readings', systemTitle, 7);
+ * ```
+ */
+export function meterStreamAad(topic: string, systemTitle: Uint8Array, ic: number): Uint8Array {
+  return cborEncode([SEAL_METER_STREAM, topic, asBytes(systemTitle, 'system title', SYSTEM_TITLE_BYTES), asUint(ic, 'ic', 0xffffffff)]);
+}
+
+/**
+ * The seal type of a household stream message (its first element: {@link SEAL_STREAM} or
+ * {@link SEAL_METER_STREAM}); throws `TypeError` if it is neither.
+ * @example
+ * ```ts
+ * if (streamSealType(payload) === SEAL_METER_STREAM) body = openMeterStream(streamKey, topic, payload);
+ * ```
+ */
+export function streamSealType(payload: Uint8Array): typeof SEAL_STREAM | typeof SEAL_METER_STREAM {
+  const a = asArray(cborDecode(payload), 'sealed stream message', 5, 7);
+  const t = asUint(a[0], 'seal type', 255);
+  if (t !== SEAL_STREAM && t !== SEAL_METER_STREAM) throw new TypeError('not a stream seal');
+  return t;
+}
+
+/**
+ * Parses a meter-sealed stream envelope `[3, systemTitle(8), ic, iv(12), ciphertext||tag]` without opening it;
+ * throws `TypeError` naming the bad element.
+ * @example
+ * ```ts
+ * const { systemTitle, ic } = parseMeterStream(payload);
+ * ```
+ */
+export function parseMeterStream(payload: Uint8Array): MeterStreamEnvelope {
+  const a = asArray(cborDecode(payload), 'meter-sealed stream message', 5, 5);
+  if (asUint(a[0], 'seal type', 255) !== SEAL_METER_STREAM) throw new TypeError('not a meter stream seal');
+  return { systemTitle: asBytes(a[1], 'system title', SYSTEM_TITLE_BYTES), ic: asUint(a[2], 'ic', 0xffffffff), iv: asBytes(a[3], 'iv', SEAL_IV_BYTES), ciphertext: ciphertext(a[4]) };
+}

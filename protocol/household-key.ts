@@ -10,8 +10,9 @@
  *   message replayed never rolls a binding back);
  * - `auth` = `[1, mac]` with mac = HMAC-SHA256(bindingKey, CBOR `[2, hh, spki, boundAt]`) where
  *   bindingKey = scrypt(activation code, "smartermeter/binding/v1/" ‖ hh, N = 2^14, r = 8, p = 1, 32 bytes)
- *   ({@link bindingKey}; `provision` gives the PES these keys, the household app's server only a scrypt hash
- *   of the code under another salt), or `[2, sig]` with sig = RSA-PSS-SHA256 (salt 32) over the same bytes by
+ *   ({@link bindingKey}; `provision` gives the PES these keys, the household app's server only a hash of the
+ *   code's verifier, {@link activationVerifier}, a scrypt of it under another salt; the server never sees the
+ *   code itself), or `[2, sig]` with sig = RSA-PSS-SHA256 (salt 32) over the same bytes by
  *   the currently bound key;
  * - `pop` = RSA-PSS-SHA256 (salt 32) by the new key over CBOR `[2, hh, spki, boundAt, auth]` (proof of
  *   possession: nobody binds a key whose private half they do not hold).
@@ -93,6 +94,64 @@ export function bindingKey(code: string, household: string): Promise<Uint8Array>
  */
 export function bindingKeySync(code: string, household: string): Uint8Array {
   return scrypt(codeBytes(code), bindingSalt(household), BINDING_SCRYPT);
+}
+
+function verifierSalt(household: string): Uint8Array {
+  return new TextEncoder().encode(`smartermeter/ucs-activation/v1/${topicId(household, 'household')}`);
+}
+
+/**
+ * What the household's browser sends the household app's server to prove it holds the activation code,
+ * instead of the code (`/api/register/begin`): scrypt of the code under a third salt
+ * (`smartermeter/ucs-activation/v1/<hh>`), so the server, which keeps only a hash of it, never learns the
+ * code, hence neither the binding key nor the stream key derived from it.
+ * @example
+ * ```ts
+ * const verifier = await activationVerifier('ABCD-EFGH-JKLM', 'hh1');
+ * ```
+ */
+export function activationVerifier(code: string, household: string): Promise<Uint8Array> {
+  return scryptAsync(codeBytes(code), verifierSalt(household), BINDING_SCRYPT);
+}
+
+/**
+ * {@link activationVerifier}, synchronously (for provisioning).
+ * @example
+ * ```ts
+ * codes[hh] = hashPassword(Buffer.from(activationVerifierSync(code, hh)).toString('base64url'));
+ * ```
+ */
+export function activationVerifierSync(code: string, household: string): Uint8Array {
+  return scrypt(codeBytes(code), verifierSalt(household), BINDING_SCRYPT);
+}
+
+function streamSalt(household: string): Uint8Array {
+  return new TextEncoder().encode(`smartermeter/e2e-stream/v1/${topicId(household, 'household')}`);
+}
+
+/**
+ * The household's meter stream key (end-to-end mode, docs/protocol.md §11.5): AES-256 key under which the
+ * household's meters seal its stream, derived from the activation code as {@link bindingKey} is but under
+ * another salt (`smartermeter/e2e-stream/v1/<hh>`), so the binding keys the PES holds say nothing about it.
+ * `provision --e2e` gives it to the meters only; the household's browser derives it from the code it types.
+ * @example
+ * ```ts
+ * const k = await meterStreamKey('ABCD-EFGH-JKLM', 'hh1');
+ * ```
+ */
+export function meterStreamKey(code: string, household: string): Promise<Uint8Array> {
+  return scryptAsync(codeBytes(code), streamSalt(household), BINDING_SCRYPT);
+}
+
+/**
+ * {@link meterStreamKey}, synchronously (for provisioning and command-line tools, not for a server's event loop).
+ * @example
+ * ```ts
+ * writeSecret(`meters/${id}.stream`, Buffer.from(meterStreamKeySync(code, hh)).toString('hex'));
+ * ```
+ */
+export function meterStreamKeySync(code: string, household: string): Uint8Array {
+  return scrypt(codeBytes(code), streamSalt(household), BINDING_SCRYPT);
 }
 
 /**

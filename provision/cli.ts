@@ -26,7 +26,7 @@ export function registerProvisionCommand(program: Command): void {
     .option('--rsa-bits <n>', 'RSA modulus size for PES and MDMS keys', intOption('--rsa-bits', 2048, 4096), 3072)
     .option('--paillier-bits <n>', 'Paillier modulus size', intOption('--paillier-bits', 1024, 4096), 2048)
     .option('--household-keys', 'also generate household key pairs (for `ucs watch`, the HA bridge and tests)', false)
-    .option('--e2e', 'end-to-end mode: split the Paillier secret between the PES (pes/) and the guardian (guardian/, its own key directory); no file holds the whole secret (docs/paillier.md)', false)
+    .option('--e2e', "end-to-end mode: split the Paillier secret between the PES (pes/) and the guardian (guardian/, its own key directory), no file holds the whole secret (docs/paillier.md); each meter gets its household's stream key (meters/<id>.stream, from the activation code), so the household stream is sealed at the meter", false)
     .option('--mosquitto-port <n>', 'MQTT port of broker/mosquitto/mosquitto.conf', intOption('--mosquitto-port', 1, 65535), 1883)
     .option('--mosquitto-ws-port <n>', 'also a MQTT-over-WebSocket listener on this port in mosquitto.conf', intOption('--mosquitto-ws-port', 1, 65535))
     .option('--mosquitto-host <addr>', 'interface of the Mosquitto listeners', '127.0.0.1')
@@ -41,7 +41,8 @@ export function registerProvisionCommand(program: Command): void {
       if (o.e2e) {
         console.log(
           `end-to-end mode: the Paillier secret is split between ${o.out}/pes and ${o.out}/guardian, and no file holds it whole. ` +
-            `Hand ${o.out}/guardian to the guardian's operator and remove it from this machine.`,
+            `Hand ${o.out}/guardian to the guardian's operator and remove it from this machine. ` +
+            `Each meter seals its household's stream under a key derived from the activation code (meters/<id>.stream; install it in the meter only).`,
         );
       }
       const skipped = join(o.out, NATS_ACCOUNTS_SKIPPED);

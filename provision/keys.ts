@@ -8,7 +8,7 @@ import { userInfo } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { buildAcl } from '../protocol/acl.js';
 import { cborEncode } from '../protocol/cbor.js';
-import { bindingKeySync } from '../protocol/household-key.js';
+import { activationVerifierSync, bindingKeySync, meterStreamKeySync } from '../protocol/household-key.js';
 import { meterId, systemTitle } from '../protocol/frame.js';
 import { encodePrivateKey, encodePublicKey, encodeShare, generatePaillier, splitKey, type PrivateKey } from '../protocol/paillier/engine.js';
 import { wrapKey } from '../protocol/seal.js';
@@ -205,19 +205,28 @@ export async function provision(opts: ProvisionOptions): Promise<Fleet> {
 
   const codes: Record<string, string> = {};
   const bindingKeys: Record<string, Uint8Array> = {};
+  const streamKeys: Record<string, Uint8Array> = {};
   for (const hh of fleet.households) {
     const code = randomBytes(10).toString('base64url').toUpperCase().replace(/[^A-Z0-9]/g, 'X').slice(0, 12);
     const pretty = code.match(/.{4}/g)!.join('-');
     writeSecret(join(out, 'households', `${hh}.activation`), pretty + '\n');
-    codes[hh] = hashPassword(pretty);
+    // The household app's server sees only the browser's verifier of the code, never the code (ucs/README.md).
+    codes[hh] = hashPassword(Buffer.from(activationVerifierSync(pretty, hh)).toString('base64url'));
     bindingKeys[hh] = bindingKeySync(pretty, hh);
+    if (opts.e2e) streamKeys[hh] = meterStreamKeySync(pretty, hh);
     if (opts.householdKeys) {
       const kp = generateKeyPairSync('rsa', { modulusLength: 2048 });
       writeSecret(join(out, 'households', `${hh}.key.pem`), privatePem(kp.privateKey));
       writePublic(join(out, 'pes/households', `${hh}.pub.pem`), kp.publicKey.export({ type: 'spki', format: 'pem' }) as string);
     }
   }
-  writeSecret(join(out, 'ucs/activation.json'), JSON.stringify({ version: 1, codes }, null, 2));
+  writeSecret(join(out, 'ucs/activation.json'), JSON.stringify({ version: 2, codes }, null, 2));
+  if (opts.e2e) {
+    // Each meter seals its household's stream under a key derived from the household's activation code
+    // (docs/protocol.md §11.5): it goes into the meter's own material only, never to the PES, guardian, MDMS or UCS.
+    for (const m of meters) writeSecret(join(out, 'meters', `${m.meter}.stream`), Buffer.from(streamKeys[m.household]!).toString('hex'));
+    for (const key of Object.values(streamKeys)) key.fill(0);
+  }
   // The PES checks a household's first key binding with these; the household app's server never sees them.
   writeSecret(join(out, PES_BINDING_KEYS), sealBlob(cborEncode({ version: 1, keys: bindingKeys })));
 

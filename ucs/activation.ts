@@ -1,16 +1,19 @@
 /**
  * Activation codes (made by provisioning: `<keys>/households/<hh>.activation` for the household's letter,
- * `<keys>/ucs/activation.json` with their scrypt hashes for this server). A code is 12 characters from
- * A-Z0-9, printed in groups of four (`ABCD-EFGH-JKLM`); what a household types is normalised first.
+ * `<keys>/ucs/activation.json` for this server). A code is 12 characters from A-Z0-9, printed in groups of four
+ * (`ABCD-EFGH-JKLM`); the browser normalises what a household types and sends only its verifier
+ * (protocol/household-key.ts `activationVerifier`), of which this file holds a scrypt hash: this server never
+ * sees a code, so it cannot derive the household's binding key or stream key from one. Version 1 (hashes of
+ * the codes themselves, the server receiving codes in clear) is refused: provision again.
  * @module
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { topicId } from '../protocol/topics.js';
 
-/** `ucs/activation.json`: household -> scrypt hash (broker/users.ts format) of its code. */
+/** `ucs/activation.json`: household -> scrypt hash (broker/users.ts format) of its code's verifier (base64url). */
 export interface ActivationFile {
-  version: 1;
+  version: 2;
   codes: Record<string, string>;
 }
 
@@ -29,14 +32,14 @@ export function loadActivation(keysDir: string): ActivationFile {
   } catch (e) {
     throw new Error(`cannot read activation codes ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
-  if (json?.version !== 1 || typeof json.codes !== 'object' || json.codes === null) throw new Error(`${path}: not a version-1 activation file`);
+  if (json?.version === 1) throw new Error(`${path}: a version-1 activation file (hashes of the codes, which the browser then sent in clear); provision the key set again`);
+  if (json?.version !== 2 || typeof json.codes !== 'object' || json.codes === null) throw new Error(`${path}: not a version-2 activation file`);
   const codes: Record<string, string> = {};
   for (const [hh, hash] of Object.entries(json.codes as Record<string, unknown>)) {
     topicId(hh, `${path}: household`);
     if (typeof hash !== 'string') throw new Error(`${path}: code hash of ${hh} must be a string`);
     codes[hh] = hash;
   }
-  return { version: 1, codes };
+  return { version: 2, codes };
 }
 
-export { normaliseCode } from '../protocol/household-key.js';

@@ -2,13 +2,15 @@
  * `smartermeter ucs …`: the household app server, and the household's own tools.
  * - `ucs [serve] --http <port> --keys <dir> --db <file> --mqtt <url> --ws <url>`: the UCS server (ucs/server.ts);
  * - `ucs watch --household <hh> --key <pem> --mqtt <url> [--username u --password-file f | --keys <dir>]`:
- *   prints the household's decrypted stream, one line per reading (on the household's own terminal);
+ *   prints the household's decrypted stream, one line per reading (on the household's own terminal); in the
+ *   end-to-end mode `--activation <file>` (the activation code) opens the stream the meters seal;
  * - `ucs ha-bridge --household <hh> --key <pem> --mqtt <url> --ha-mqtt <url> [--discovery-prefix p] [--remove]`:
  *   the Home Assistant companion (ucs/ha-bridge.ts).
  * @module
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { createLogger } from '../lib/log.js';
 import { durationOption, intOption, readTlsFlags } from '../lib/flags.js';
@@ -17,7 +19,7 @@ import { topicId } from '../protocol/topics.js';
 import { loadCredentials, loadHouseholdKey, loadPesVerifyKey } from '../lib/keyset.js';
 import { removeFromHomeAssistant, startHaBridge } from './ha-bridge.js';
 import { startUcs } from './server.js';
-import { formatRow, readHouseholdKey, subscribeHouseholdStream } from './stream.js';
+import { formatRow, readHouseholdKey, readStreamKey, subscribeHouseholdStream } from './stream.js';
 import { loadHouseholdTariff } from './tariff.js';
 
 const url = (flag: string, schemes: string[]) => (v: string) => {
@@ -57,6 +59,7 @@ interface HouseholdFlags {
   passwordFile?: string;
   keys?: string;
   pesKey?: string;
+  activation?: string;
 }
 
 /** The PES's Ed25519 public key from a PEM file. */
@@ -73,13 +76,18 @@ function readPesKey(path: string): KeyObject {
 /** The household's key and broker credentials from the flags (explicit ones first, then the key set). */
 function householdAccess(o: HouseholdFlags) {
   if ((o.username === undefined) !== (o.passwordFile === undefined)) throw new InvalidArgumentError('--username and --password-file go together');
-  if (!o.key && !o.keys) throw new InvalidArgumentError('give --key <pem> (downloaded from the app) or --keys <dir> (a provisioned key set with household keys)');
+  if (!o.key && !o.keys && !o.activation) throw new InvalidArgumentError('give --key <pem> (downloaded from the app), --activation <file> (your activation code, end-to-end mode) or --keys <dir> (a provisioned key set)');
   if (!o.username && !o.keys) throw new InvalidArgumentError('give --username and --password-file (your broker credentials) or --keys <dir>');
-  if (!o.pesKey && !o.keys) throw new InvalidArgumentError("give --pes-key <pem> (the utility's signature key, shown in the app) or --keys <dir>");
-  const privateKey = o.key ? readHouseholdKey(o.key) : loadHouseholdKey(o.keys!, o.household);
-  const pesVerifyKey = o.pesKey ? readPesKey(o.pesKey) : loadPesVerifyKey(o.keys!);
+  if (o.key && !o.pesKey && !o.keys) throw new InvalidArgumentError("give --pes-key <pem> (the utility's signature key, shown in the app) or --keys <dir>");
+  // The end-to-end mode's stream key: from --activation, or from the key set's copy of the household's letter.
+  const letter = o.keys ? join(o.keys, 'households', `${o.household}.activation`) : undefined;
+  const activation = o.activation ?? (letter && existsSync(letter) ? letter : undefined);
+  const streamKey = activation ? readStreamKey(activation, o.household) : undefined;
+  const keyFile = o.keys ? join(o.keys, 'households', `${o.household}.key.pem`) : undefined;
+  const privateKey = o.key ? readHouseholdKey(o.key) : keyFile && (existsSync(keyFile) || !streamKey) ? loadHouseholdKey(o.keys!, o.household) : undefined;
+  const pesVerifyKey = privateKey ? (o.pesKey ? readPesKey(o.pesKey) : loadPesVerifyKey(o.keys!)) : undefined;
   const creds = o.username ? { username: o.username, password: readSecret(o.passwordFile!, '--password-file') } : loadCredentials(o.keys!, `household-${o.household}`);
-  return { privateKey, pesVerifyKey, ...creds };
+  return { ...(privateKey ? { privateKey } : {}), ...(pesVerifyKey ? { pesVerifyKey } : {}), ...(streamKey ? { streamKey } : {}), ...creds };
 }
 
 const untilSignal = () =>
@@ -96,6 +104,7 @@ function householdOptions(cmd: Command): Command {
     .requiredOption('--mqtt <urls>', 'utility broker URL (mqtt://, mqtts://, ws:// or wss://), or several comma-separated (a cluster)', brokerUrlsOption('--mqtt'))
     .option('--username <name>', 'broker username (household-<hh>)')
     .option('--password-file <file>', 'file holding the broker password')
+    .option('--activation <file>', "file holding the household's activation code: opens the stream its meters seal in the end-to-end mode (default from --keys: households/<hh>.activation)")
     .option('--keys <dir>', 'a provisioned key set (credentials and, without --key, households/<hh>.key.pem)');
 }
 
@@ -205,8 +214,9 @@ export function registerUcsCommand(program: Command): void {
       const logger = createLogger('ha-bridge');
       const bridge = startHaBridge({
         household: o.household,
-        privateKey: access.privateKey,
-        pesVerifyKey: access.pesVerifyKey,
+        ...(access.privateKey ? { privateKey: access.privateKey } : {}),
+        ...(access.pesVerifyKey ? { pesVerifyKey: access.pesVerifyKey } : {}),
+        ...(access.streamKey ? { streamKey: access.streamKey } : {}),
         utility: { url: o.mqtt, username: access.username, password: access.password },
         ha,
         discoveryPrefix: o.discoveryPrefix,

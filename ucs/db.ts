@@ -328,9 +328,12 @@ export class UcsDb {
     return this.db.prepare('INSERT OR IGNORE INTO archive (household, kid, epoch, digest, payload, received_at) VALUES (?, ?, ?, ?, ?, ?)').run(household, Buffer.from(kid), epoch, digest, Buffer.from(payload), this.now()).changes === 1;
   }
 
-  /** Archived messages of a household for key `kid` after `after`, oldest first. */
-  archived(household: string, kid: Buffer, after: number, limit: number): { seq: number; payload: Buffer }[] {
-    return this.db.prepare('SELECT seq, payload FROM archive WHERE household = ? AND kid = ? AND seq > ? ORDER BY seq LIMIT ?').all(household, kid, after, limit) as { seq: number; payload: Buffer }[];
+  /**
+   * Archived messages of a household for key `kid` (and those under `alsoKid`, the meter-sealed ones of the
+   * end-to-end mode, ucs/link.ts) after `after`, oldest first.
+   */
+  archived(household: string, kid: Buffer, after: number, limit: number, alsoKid: Uint8Array = kid): { seq: number; payload: Buffer }[] {
+    return this.db.prepare('SELECT seq, payload FROM archive WHERE household = ? AND kid IN (?, ?) AND seq > ? ORDER BY seq LIMIT ?').all(household, kid, Buffer.from(alsoKid), after, limit) as { seq: number; payload: Buffer }[];
   }
 
   /** Drops archived messages received before `before` (ms). */

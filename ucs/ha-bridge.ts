@@ -14,9 +14,12 @@ import { latestByMeter } from './web/series.js';
 
 export interface HaBridgeOptions {
   household: string;
-  privateKey: KeyObject;
+  /** The household's private key (the PES's stream seal). */
+  privateKey?: KeyObject;
   /** The PES's Ed25519 public key (the stream's signer). */
-  pesVerifyKey: KeyObject;
+  pesVerifyKey?: KeyObject;
+  /** The household's stream key (the end-to-end mode's meter-sealed stream; ucs/stream.ts `readStreamKey`). */
+  streamKey?: Uint8Array;
   /** The utility broker and the household's credentials there. */
   utility: { url: string; username?: string; password?: string };
   /** The household's Home Assistant broker. */
@@ -70,8 +73,9 @@ export function startHaBridge(o: HaBridgeOptions): HaBridge {
 
   const stream = subscribeHouseholdStream({
     household: o.household,
-    privateKey: o.privateKey,
-    pesVerifyKey: o.pesVerifyKey,
+    ...(o.privateKey ? { privateKey: o.privateKey } : {}),
+    ...(o.pesVerifyKey ? { pesVerifyKey: o.pesVerifyKey } : {}),
+    ...(o.streamKey ? { streamKey: o.streamKey } : {}),
     ...o.utility,
     purpose: 'ha',
     onReject: (reason) => o.logger.warn({ reason }, 'ha-bridge: stream message not opened'),

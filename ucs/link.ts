@@ -4,16 +4,23 @@
  * - publishes each registered household's public key, retained at QoS 1 (protocol/household-key.ts,
  *   docs/protocol.md §10.1; the PES reads it) or withdraws it with an empty retained payload;
  * - if the broker ACL lets `ucs` subscribe `topics.householdStreamsAll`, archives every household stream
- *   message as it is (ciphertext) and acknowledges it only after the archive insert committed.
+ *   message as it is (ciphertext) and acknowledges it only after the archive insert committed: the PES's stream
+ *   seal (§11.2) under its kid and epoch, and the end-to-end mode's meter-sealed messages (§11.5) under
+ *   {@link METER_SEALED_KID} and the frame's invocation counter (this server can open neither).
  * @module
  */
 import type { MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { startDurableSubscriber } from '../lib/durable-subscriber.js';
-import { parseStream } from '../protocol/envelope.js';
+import { KID_BYTES, parseMeterStream, parseStream, SEAL_METER_STREAM, streamSealType } from '../protocol/envelope.js';
 import { parseTopic, topics } from '../protocol/topics.js';
 /** Largest stream message archived (a batch of 60 readings seals to well under 2 kB with a 4096-bit key). */
 export const MAX_ARCHIVED = 16 * 1024;
+/**
+ * The archive's key id of meter-sealed messages (docs/protocol.md §11.5): they are sealed under the household's
+ * stream key, not its registered RSA key, so every registration of the household reads them.
+ */
+export const METER_SEALED_KID: Uint8Array = new Uint8Array(KID_BYTES);
 
 export interface LinkCounters {
   archived: number;
@@ -83,8 +90,8 @@ export function startBrokerLink(o: BrokerLinkOptions): BrokerLink {
       try {
         if (hh === null || !o.households.has(hh)) throw new TypeError('not a stream of a fleet household');
         if (payload.length > MAX_ARCHIVED) throw new TypeError(`message of ${payload.length} bytes exceeds ${MAX_ARCHIVED}`);
-        const env = parseStream(payload);
-        if (o.store(hh, env.kid, env.epoch, payload)) counters.archived++;
+        const { kid, epoch } = streamSealType(payload) === SEAL_METER_STREAM ? { kid: METER_SEALED_KID, epoch: parseMeterStream(payload).ic } : parseStream(payload);
+        if (o.store(hh, kid, epoch, payload)) counters.archived++;
         else counters.duplicates++;
       } catch (e) {
         if (!(e instanceof TypeError)) {

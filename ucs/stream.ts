@@ -1,7 +1,9 @@
 /**
  * The household's own stream on the household's own machine (Node): subscribe to `topics.household(hh)`
  * with the household's broker credentials, open each message with the household's private key
- * (protocol/seal.ts `openStream`, one RSA unwrap per epoch) and hand over the rows. Used by `ucs watch` and
+ * (protocol/seal.ts `openStream`, one RSA unwrap per epoch) or, for the end-to-end mode's meter-sealed messages
+ * (docs/protocol.md §11.5), with the household's stream key (protocol/meter-seal.ts `openMeterStream`, the key
+ * derived from the activation code), and hand over the rows. Used by `ucs watch` and
  * `ucs ha-bridge`. Messages that do not open are counted and reported without their content, never fatal.
  * @module
  */
@@ -9,6 +11,9 @@ import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { MqttClient } from 'mqtt';
 import { connectBroker } from '../lib/broker-url.js';
+import { SEAL_METER_STREAM, streamSealType } from '../protocol/envelope.js';
+import { meterStreamKeySync } from '../protocol/household-key.js';
+import { openMeterStream } from '../protocol/meter-seal.js';
 import { openStream } from '../protocol/seal.js';
 import { topics } from '../protocol/topics.js';
 import { parseStreamBody } from '../protocol/stream.js';
@@ -23,9 +28,12 @@ export interface StreamCounters {
 
 export interface HouseholdStreamOptions {
   household: string;
-  privateKey: KeyObject;
-  /** The PES's Ed25519 public key: messages it did not sign are rejected. */
-  pesVerifyKey: KeyObject;
+  /** The household's private key, for the PES's stream seal (§11.2); without it those messages are rejected. */
+  privateKey?: KeyObject;
+  /** The PES's Ed25519 public key: messages it did not sign are rejected (needed with `privateKey`). */
+  pesVerifyKey?: KeyObject;
+  /** The household's stream key ({@link readStreamKey}), for the meter-sealed messages of the end-to-end mode. */
+  streamKey?: Uint8Array;
   /** Broker URL, or several comma-separated (a cluster's nodes; lib/broker-url.ts). */
   url: string;
   username?: string;
@@ -72,6 +80,45 @@ export function readHouseholdKey(path: string): KeyObject {
 }
 
 /**
+ * The household's stream key (end-to-end mode, docs/protocol.md §11.5) from a file holding its activation code
+ * (the letter's code, or `households/<hh>.activation` of a key set).
+ * @example
+ * ```ts
+ * const streamKey = readStreamKey('hh1.activation', 'hh1');
+ * ```
+ */
+export function readStreamKey(path: string, household: string): Uint8Array {
+  let code: string;
+  try {
+    code = readFileSync(path, 'utf8').trim();
+  } catch (e) {
+    throw new Error(`cannot read --activation ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  try {
+    return meterStreamKeySync(code, household);
+  } catch (e) {
+    throw new Error(`--activation ${path}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Opens one household stream message of either seal: the PES's (§11.2) with the private key after checking its
+ * signature, or the meter's (§11.5) with the stream key. Throws naming why it did not open.
+ * @example
+ * ```ts
+ * const body = parseStreamBody(openHouseholdMessage({ privateKey, pesVerifyKey, streamKey }, topic, payload, cache));
+ * ```
+ */
+export function openHouseholdMessage(keys: Pick<HouseholdStreamOptions, 'privateKey' | 'pesVerifyKey' | 'streamKey'>, topic: string, payload: Uint8Array, cache?: Map<string, Buffer>): unknown {
+  if (streamSealType(payload) === SEAL_METER_STREAM) {
+    if (!keys.streamKey) throw new Error('a meter-sealed message (end-to-end mode): give the activation code (--activation) to open it');
+    return openMeterStream(keys.streamKey, topic, payload);
+  }
+  if (!keys.privateKey || !keys.pesVerifyKey) throw new Error("a message sealed by the PES: give the household's key (--key) and the PES's key (--pes-key) to open it");
+  return openStream(keys.privateKey, keys.pesVerifyKey, topic, payload, cache);
+}
+
+/**
  * Subscribes to the household's stream and opens it.
  * @example
  * ```ts
@@ -98,7 +145,7 @@ export function subscribeHouseholdStream(o: HouseholdStreamOptions): HouseholdSt
     chain = chain.then(async () => {
       let rows: Row[];
       try {
-        rows = bodyRows(parseStreamBody(openStream(o.privateKey, o.pesVerifyKey, topic, payload, cache)));
+        rows = bodyRows(parseStreamBody(openHouseholdMessage(o, topic, payload, cache)));
       } catch (e) {
         counters.rejected++;
         o.onReject?.((e as Error).message);

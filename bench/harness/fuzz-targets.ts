@@ -34,6 +34,7 @@ import { encodeLinkFrame, LinkParser, MAX_PAYLOAD } from '../../protocol/link.js
 import { generatePaillier } from '../../protocol/paillier/engine.js';
 import { decodeReadingBatch, encodeReadingBatch, readingEnergies, readingExports, type ReadingBatch } from '../../protocol/reading.js';
 import { newStreamKey, openAggregate, openStream, sealAggregate, sealStream } from '../../protocol/seal.js';
+import { sealMeterStream } from '../../protocol/meter-seal.js';
 import { topics } from '../../protocol/topics.js';
 import { decodeUplink, encodeUplink } from '../../protocol/uplink.js';
 import {
@@ -611,11 +612,11 @@ export function sealTarget(o: TargetOptions = {}): FuzzTarget<SealInput> {
 export function ucsStreamTarget(o: TargetOptions = {}): FuzzTarget<SealInput> {
   return {
     name: 'ucs-stream',
-    what: 'the browser stream opener (ucs/web/seal.ts StreamOpener, WebCrypto) on mutated, spliced and re-topiced stream envelopes',
+    what: "the browser stream opener (ucs/web/seal.ts StreamOpener, WebCrypto) on mutated, spliced and re-topiced stream envelopes, the PES's and the meter's (end-to-end mode)",
     weight: 2,
     async: true,
     async open() {
-      const { StreamOpener, importPesVerifyKey } = await import('../../ucs/web/seal.js');
+      const { StreamOpener, importPesVerifyKey, importStreamKey } = await import('../../ucs/web/seal.js');
       const hh = generateKeyPairSync('rsa', { modulusLength: o.rsaBits ?? 2048 });
       const pes = generateKeyPairSync('ed25519');
       const sealed: Sealed[] = [];
@@ -630,9 +631,17 @@ export function ucsStreamTarget(o: TargetOptions = {}): FuzzTarget<SealInput> {
           sealed.push({ kind: 'stream', topic, payload, body, envelope: (refDecode(payload) as { value: RefValue }).value });
         }
       }
+      // The end-to-end mode's meter-sealed messages (docs/protocol.md §11.5), under hh1's stream key.
+      const streamKey = randomBytes(32);
+      for (const ic of [7, 8]) {
+        const topic = topics.household('hh1');
+        const body = { meter: '534d5200000003e9', prevWh: ic, readings: [[19675 * 86400 + ic * 900, 900, ic + 10, 40, 0]] };
+        const payload = sealMeterStream(streamKey, topic, Buffer.from('534d5200000003e9', 'hex'), ic, body);
+        sealed.push({ kind: 'stream', topic, payload, body, envelope: (refDecode(payload) as { value: RefValue }).value });
+      }
       const pkcs8 = hh.privateKey.export({ type: 'pkcs8', format: 'der' });
       const key = await crypto.subtle.importKey('pkcs8', pkcs8, { name: 'RSA-OAEP', hash: 'SHA-256' }, false, ['decrypt']);
-      const opener = new StreamOpener(key, keyIdOf(hh.publicKey), await importPesVerifyKey(pes.publicKey.export({ type: 'spki', format: 'der' })));
+      const opener = new StreamOpener(key, keyIdOf(hh.publicKey), await importPesVerifyKey(pes.publicKey.export({ type: 'spki', format: 'der' })), await importStreamKey(streamKey));
       const topicList = [topics.household('hh1'), topics.household('hh2'), topics.household('hh3'), `${topics.household('hh1')}/`, topics.neighbourhood('hh1')];
       let equivalent = 0;
       const inputArb: fc.Arbitrary<SealInput> = fc.oneof(

@@ -3,7 +3,7 @@
  * AES-GCM results are checked with a second, independent implementation (@noble/ciphers) as well.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { constants, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, webcrypto } from 'node:crypto';
+import { constants, createPrivateKey, createPublicKey, generateKeyPairSync, scryptSync, sign, verify, webcrypto } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,8 +16,9 @@ import { createCipheriv } from 'node:crypto';
 import { encodeLinkFrame } from '../../protocol/link.js';
 import { decodeReadingBatch, encodeReadingBatch, readingEnergies, readingExports } from '../../protocol/reading.js';
 import { parseAggregate } from '../../protocol/aggregate.js';
-import { aggregateAad, aggregateSigned, parseAggregateEnvelope, parseStream, streamAad, streamEpochSigned } from '../../protocol/envelope.js';
-import { activationMac, bindingKeySync, bindingSigned, decodeHouseholdKey, encodeHouseholdKey, popSigned, PSS_SALT_BYTES } from '../../protocol/household-key.js';
+import { aggregateAad, aggregateSigned, meterStreamAad, parseAggregateEnvelope, parseMeterStream, parseStream, streamAad, streamEpochSigned } from '../../protocol/envelope.js';
+import { openMeterStream, sealMeterStream } from '../../protocol/meter-seal.js';
+import { activationMac, bindingKeySync, meterStreamKeySync, bindingSigned, decodeHouseholdKey, encodeHouseholdKey, popSigned, PSS_SALT_BYTES } from '../../protocol/household-key.js';
 import { parseStreamBody, streamBody } from '../../protocol/stream.js';
 import { keyId, openAggregate, openStream, SignatureError, unwrapKey } from '../../protocol/seal.js';
 import { topics } from '../../protocol/topics.js';
@@ -317,6 +318,23 @@ describe('docs/protocol.md vectors', () => {
     const c = key.encryptWithRandomness(m, 0x0123456789abcdefn + 2n);
     expect(Buffer.from(ciphertextToBytes(key, c)).toString('hex')).toBe(vec('e2e.noisy').toString('hex'));
     expect(unpackNoisy(key, key.decrypt(ciphertextFromBytes(key, vec('e2e.noisy'))))).toEqual([248n, -2n]);
+  });
+
+  it('§11.5 meter-sealed stream: the key from the code, the AAD, the sealed message, and opening it', () => {
+    const key = meterStreamKeySync('ABCD-EFGH-JKLM', 'hh1');
+    expect(Buffer.from(key)).toEqual(vec('meter-stream.key'));
+    // node:crypto's scrypt (OpenSSL) agrees with @noble's on the documented derivation.
+    expect(scryptSync('ABCD-EFGH-JKLM', 'smartermeter/e2e-stream/v1/hh1', 32, { N: 1 << 14, r: 8, p: 1 })).toEqual(vec('meter-stream.key'));
+    const topic = topics.household('hh1');
+    const st = Buffer.from('534d520000000001', 'hex');
+    expect(Buffer.from(meterStreamAad(topic, st, 7))).toEqual(vec('meter-stream.aad'));
+    const batch = { prevWh: 1000, readings: [{ time: 1700002740, period: 60, importWh: 1004, powerW: 240, status: 0 }] };
+    const iv = Buffer.from('000102030405060708090a0b', 'hex');
+    expect(sealMeterStream(key, topic, st, 7, streamBody('534d520000000001', batch), iv)).toEqual(vec('meter-stream.payload'));
+    expect(parseStreamBody(openMeterStream(key, topic, vec('meter-stream.payload')))).toEqual({ meter: '534d520000000001', ...batch });
+    // The independent AES-GCM agrees.
+    const e = parseMeterStream(vec('meter-stream.payload'));
+    expect(cborDecode(nobleGcmOpen(key, e.iv, e.ciphertext, vec('meter-stream.aad'), 16))).toEqual(streamBody('534d520000000001', batch));
   });
 
   afterAll(() => {

@@ -14,6 +14,7 @@ import { fromBytes, gcd, modInv } from '../../protocol/paillier/arith.js';
 import { combinePartials, decodePrivateKey, partialDecrypt, type PublicKey } from '../../protocol/paillier/engine.js';
 import { Modulus } from '../../protocol/paillier/modexp.js';
 import { topics } from '../../protocol/topics.js';
+import { bindingKeySync, meterStreamKeySync } from '../../protocol/household-key.js';
 import { verifyPassword } from '../../lib/password.js';
 import {
   brokerUsersPath,
@@ -25,6 +26,7 @@ import {
   loadGuardianVerifyKey,
   loadMeterKey,
   loadMeterPaillierKey,
+  loadMeterStreamKey,
   loadPesKeys,
   MOSQUITTO_ACL,
 } from '../../lib/keyset.js';
@@ -143,6 +145,32 @@ describe('provision --e2e', () => {
     expect(await verifyPassword(password, users.guardian.scrypt)).toBe(true);
     expect(() => loadCredentials(keys, 'guardian')).toThrow(); // only in the guardian's folder
     expect(readFileSync(join(keys, MOSQUITTO_ACL), 'utf8')).toMatch(/\nuser guardian\ntopic write sm\/v1\/partial\/#\ntopic read sm\/v1\/frames\/\+\n/);
+  });
+
+  it("gives each meter its household's stream key, derived from the activation code, and no other party's folder holds it", () => {
+    const fleet = loadFleet(keys);
+    const seen = new Map<string, string>();
+    for (const m of fleet.meters) {
+      const key = loadMeterStreamKey(keys, m.meter);
+      const code = readFileSync(join(keys, 'households', `${m.household}.activation`), 'utf8').trim();
+      expect(key).toEqual(Buffer.from(meterStreamKeySync(code, m.household)));
+      expect(key).not.toEqual(Buffer.from(bindingKeySync(code, m.household))); // the PES's binding key is another derivation
+      seen.set(m.household, key.toString('hex'));
+    }
+    expect(new Set(seen.values()).size).toBe(fleet.households.length);
+    // In any encoding a file could hold 32 bytes: raw, hex, base64, base64url.
+    const forms = [...seen.values()].flatMap((h) => {
+      const b = Buffer.from(h, 'hex');
+      return [b, Buffer.from(h), Buffer.from(h.toUpperCase()), Buffer.from(b.toString('base64')), Buffer.from(b.toString('base64url'))];
+    });
+    const others = ['pes', 'guardian', 'mdms', 'ucs'].flatMap((d) => walk(join(keys, d)));
+    expect(others.length).toBeGreaterThan(5);
+    for (const f of others) {
+      const bytes = readFileSync(f);
+      for (const form of forms) expect(bytes.includes(form), relative(keys, f)).toBe(false);
+    }
+    // Only the meter folder and nowhere else at the top: the stream key files are the meters' own.
+    expect(walk(keys).filter((f) => f.endsWith('.stream')).map((f) => relative(keys, f).split('/')[0])).toEqual(fleet.meters.map(() => 'meters'));
   });
 
   it('keeps every secret at mode 0600, and the classic loader refuses the key set (keys.test.ts: the converse)', () => {

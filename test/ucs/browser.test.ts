@@ -18,6 +18,9 @@ import type { ReadingBatch } from '../../protocol/reading.js';
 import { keyId, openStream } from '../../protocol/seal.js';
 import { loadPesVerifyKey } from '../../lib/keyset.js';
 import { topics } from '../../protocol/topics.js';
+import { meterStreamKeySync } from '../../protocol/household-key.js';
+import { sealMeterStream } from '../../protocol/meter-seal.js';
+import { streamBody } from '../../protocol/stream.js';
 import { dates } from '../../ucs/web/dates.js';
 import { CSV_HEADER } from '../../ucs/web/export.js';
 import { FakePes, retainedHouseholdKey, sourceBatches, startStack, waitFor, type Stack } from './helpers.js';
@@ -105,7 +108,7 @@ describe.skipIf(!haveChromium && process.env.CI !== 'true')('household app in Ch
     expect(pub.export({ type: 'spki', format: 'der' })).toEqual(account.spki);
   });
 
-  it('shows live readings as they arrive and the chart grows', async () => {
+  it('shows live readings as they arrive and the chart grows, the meter-sealed ones (end-to-end mode) alike', async () => {
     const pub = await retainedHouseholdKey(stack.broker.url, stack.set.keys, 'hh1');
     for (const b of batches.slice(0, 4)) await pes.publish('hh1', pub, meter, b);
     await poll(() => count(page)).toBe(60);
@@ -113,7 +116,10 @@ describe.skipIf(!haveChromium && process.env.CI !== 'true')('household app in Ch
     const last = batches[3]!.readings.at(-1)!;
     expect(await page.locator('#live-power').textContent()).toBe(String(last.powerW));
     expect(await page.locator('#live-register').textContent()).toBe(`${Math.floor(last.importWh / 1000)}.${String(last.importWh % 1000).padStart(3, '0')}`);
-    for (const b of batches.slice(4, 6)) await pes.publish('hh1', pub, meter, b);
+    // End-to-end mode: the meter seals the next two itself, under the stream key the browser derived from the
+    // activation code at registration (docs/protocol.md §11.5); the page shows them exactly the same.
+    const streamKey = meterStreamKeySync(stack.set.code('hh1'), 'hh1');
+    for (const [i, b] of batches.slice(4, 6).entries()) await pes.publishRaw('hh1', sealMeterStream(streamKey, topics.household('hh1'), Buffer.from(meter, 'hex'), 1000 + i, streamBody(meter, b)));
     await poll(() => page.locator('#live-chart').getAttribute('data-points')).toBe('90');
     expect(await page.locator('#live-power').textContent()).toBe(String(batches[5]!.readings.at(-1)!.powerW));
     // One date format, the locale's (en-GB here), in the household's zone.

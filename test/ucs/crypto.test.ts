@@ -12,8 +12,10 @@ import { b64u, fromB64u, hex } from '../../ucs/web/bytes.js';
 import { parseStreamBody } from '../../protocol/stream.js';
 import { bodyRows } from '../../ucs/web/body.js';
 import { checkKdf, deriveSecrets, INFO_AUTH, INFO_WRAP, KDF_COST, newKdfParams, passwordProblem } from '../../ucs/web/kdf.js';
-import { generateHouseholdKey, importPrivateKey, keyIdOf, openPrivateKey, pkcs8Pem, RSA_BITS, sealPrivateKey, WrongPasswordError } from '../../ucs/web/keys.js';
-import { importPesVerifyKey, OpenError, StreamOpener } from '../../ucs/web/seal.js';
+import { generateHouseholdKey, importPrivateKey, keyIdOf, openPrivateKey, packSecrets, pkcs8Pem, RSA_BITS, sealPrivateKey, unpackSecrets, WrongPasswordError } from '../../ucs/web/keys.js';
+import { importPesVerifyKey, importStreamKey, OpenError, StreamOpener } from '../../ucs/web/seal.js';
+import { meterStreamKey, meterStreamKeySync } from '../../protocol/household-key.js';
+import { sealMeterStream } from '../../protocol/meter-seal.js';
 import { docBlocks } from '../protocol/doc.js';
 
 const FAST = { N: 1 << 15, r: 8, p: 1 };
@@ -168,6 +170,46 @@ describe('StreamOpener (the browser side of protocol/seal.ts openStream)', () =>
     expect(await reason(opener.open(topic, Buffer.from('not cbor at all')))).toBe('malformed');
     expect(await reason(opener.open(topic, cborEncode([1, 2, 3])))).toBe('malformed');
     expect(await opener.open(topic, good)).toEqual(body());
+  });
+});
+
+describe("the end-to-end mode's meter-sealed stream in the browser", () => {
+  const code = 'ABCD-EFGH-JKLM';
+  const st = Buffer.from('534d520000000001', 'hex');
+
+  it('keeps the stream key derived from the activation code with the private key, under the password', async () => {
+    const { pkcs8 } = await generateHouseholdKey(2048);
+    const { wrapKey } = await deriveSecrets('a long enough passphrase', newKdfParams(FAST));
+    const streamKey = await meterStreamKey(code, 'hh1');
+    const opened = unpackSecrets(await openPrivateKey(await sealPrivateKey(packSecrets(pkcs8, streamKey), wrapKey, 'hh1'), wrapKey, 'hh1'));
+    expect(hex(opened.pkcs8)).toBe(hex(pkcs8));
+    expect(hex(opened.streamKey!)).toBe(hex(streamKey));
+    // An account sealed before the stream key existed: the DER alone.
+    expect(unpackSecrets(await openPrivateKey(await sealPrivateKey(pkcs8, wrapKey, 'hh1'), wrapKey, 'hh1')).streamKey).toBeNull();
+    expect(() => unpackSecrets(new Uint8Array([...pkcs8, 1, 2, 3]))).toThrow(/neither/);
+    expect(() => packSecrets(pkcs8, streamKey.subarray(0, 16))).toThrow(/32 bytes/);
+  });
+
+  it('opens what a meter sealed (node:crypto) with the key derived from the code, and refuses it moved, relabelled, tampered or without the key', async () => {
+    const k = await webKeyPair();
+    const streamKey = await importStreamKey(await meterStreamKey(code, 'hh1'));
+    const opener = new StreamOpener(k.key, await keyIdOf(k.spki), await pesVerify(), streamKey);
+    const sealed = sealMeterStream(meterStreamKeySync(code, 'hh1'), topic, st, 9, body());
+    expect(parseStreamBody(await opener.open(topic, sealed))).toEqual(parseStreamBody(body()));
+    // The PES's seal still opens with the same opener (a system moving between modes).
+    expect(await opener.open(topic, sealStream(newStreamKey(k.pub, 19675, topic, pes.privateKey), topic, body()))).toEqual(body());
+    const reason = async (p: Promise<unknown>) => ((await p.then(() => null, (e: unknown) => e)) as OpenError | null)?.reason;
+    const relabelled = cborDecode(sealed) as unknown[];
+    relabelled[1] = Buffer.from('534d520000000002', 'hex');
+    const flipped = Buffer.from(sealed);
+    flipped[flipped.length - 1]! ^= 1;
+    expect(await reason(opener.open(topics.household('hh2'), sealed))).toBe('tampered');
+    expect(await reason(opener.open(topic, cborEncode(relabelled)))).toBe('tampered');
+    expect(await reason(opener.open(topic, flipped))).toBe('tampered');
+    expect(await reason(opener.open(topic, sealMeterStream(meterStreamKeySync(code, 'hh1'), topic, st, 9, body('534d520000000002'))))).toBe('tampered');
+    expect(await reason(opener.open(topic, cborEncode([3, st, 9, Buffer.alloc(11), Buffer.alloc(20)])))).toBe('malformed');
+    expect(await reason(new StreamOpener(k.key, await keyIdOf(k.spki), await pesVerify()).open(topic, sealed))).toBe('otherKey');
+    expect(await reason(new StreamOpener(k.key, await keyIdOf(k.spki), await pesVerify(), await importStreamKey(meterStreamKeySync(code, 'hh2'))).open(topic, sealed))).toBe('tampered');
   });
 });
 

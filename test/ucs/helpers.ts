@@ -20,7 +20,8 @@ import { provision } from '../../provision/keys.js';
 import { startUcs, type UcsHandle, type UcsOptions } from '../../ucs/server.js';
 import { b64u, fromB64u } from '../../ucs/web/bytes.js';
 import { deriveSecrets, newKdfParams, type KdfParams } from '../../ucs/web/kdf.js';
-import { activationBinding, generateHouseholdKey, openPrivateKey, sealPrivateKey } from '../../ucs/web/keys.js';
+import { activationBinding, generateHouseholdKey, openPrivateKey, packSecrets, sealPrivateKey, unpackSecrets } from '../../ucs/web/keys.js';
+import { activationVerifier, meterStreamKey } from '../../protocol/household-key.js';
 import { importPesVerifyKey } from '../../ucs/web/seal.js';
 
 /** A provisioned key set in a temp dir: households hh1 and hh2, one synthetic meter each. */
@@ -214,6 +215,17 @@ export async function retainedHouseholdKey(brokerUrl: string, keys: string, hh: 
 }
 
 /**
+ * The body the browser posts to `/api/register/begin` for a typed code: the code's verifier, never the code.
+ * @example
+ * ```ts
+ * await x.call('POST', '/api/register/begin', await beginBody('hh2', 'AAAA-BBBB-CCCC'));
+ * ```
+ */
+export async function beginBody(household: string, code: string): Promise<{ household: string; verifier: string }> {
+  return { household, verifier: b64u(await activationVerifier(code, household)) };
+}
+
+/**
  * What the browser does, done in Node with the same modules (WebCrypto + @noble/hashes): a cookie jar and
  * the registration and login flows. `kdfCost` lowers scrypt for speed in server tests only.
  */
@@ -239,14 +251,15 @@ export class NodeHousehold {
     return { status: res.status, json: (await res.json()) as Record<string, unknown> };
   }
 
-  /** Registers with `code` and `password`; returns the server's reply and the key pair made. */
-  async register(code: string, password: string): Promise<{ status: number; json: Record<string, unknown>; spki?: Uint8Array; pkcs8?: Uint8Array }> {
-    const begin = await this.call('POST', '/api/register/begin', { household: this.household, code });
+  /** Registers with `code` and `password`; returns the server's reply, the key pair made and the stream key derived. */
+  async register(code: string, password: string): Promise<{ status: number; json: Record<string, unknown>; spki?: Uint8Array; pkcs8?: Uint8Array; streamKey?: Uint8Array }> {
+    const begin = await this.call('POST', '/api/register/begin', await beginBody(this.household, code));
     if (begin.status !== 200) return begin;
     const { spki, pkcs8 } = await generateHouseholdKey(2048);
     const kdf = newKdfParams(this.kdfCost);
     const { wrapKey, auth } = await deriveSecrets(password, kdf);
-    const sealed = await sealPrivateKey(pkcs8, wrapKey, this.household);
+    const streamKey = await meterStreamKey(code, this.household);
+    const sealed = await sealPrivateKey(packSecrets(pkcs8, streamKey), wrapKey, this.household);
     const binding = await activationBinding(this.household, code, spki, pkcs8);
     const r = await this.call('POST', '/api/register/finish', {
       household: this.household,
@@ -257,18 +270,18 @@ export class NodeHousehold {
       key: { iv: b64u(sealed.iv), ct: b64u(sealed.ct) },
       auth: b64u(auth),
     });
-    return { ...r, spki, pkcs8 };
+    return { ...r, spki, pkcs8, streamKey };
   }
 
-  /** Logs in; on success also unwraps the private key as the browser would. */
-  async login(password: string): Promise<{ status: number; json: Record<string, unknown>; pkcs8?: Uint8Array }> {
+  /** Logs in; on success also unwraps the private key and the stream key as the browser would. */
+  async login(password: string): Promise<{ status: number; json: Record<string, unknown>; pkcs8?: Uint8Array; streamKey?: Uint8Array | null }> {
     const k = await this.call('GET', `/api/kdf?household=${this.household}`);
     if (k.status !== 200) return k;
     const s = await deriveSecrets(password, k.json.kdf as KdfParams);
     const r = await this.call('POST', '/api/login', { household: this.household, auth: b64u(s.auth) });
     if (r.status !== 200) return r;
     const key = r.json.key as { iv: string; ct: string };
-    const pkcs8 = await openPrivateKey({ iv: fromB64u(key.iv, 'iv'), ct: fromB64u(key.ct, 'ct') }, s.wrapKey, this.household);
-    return { ...r, pkcs8 };
+    const { pkcs8, streamKey } = unpackSecrets(await openPrivateKey({ iv: fromB64u(key.iv, 'iv'), ct: fromB64u(key.ct, 'ct') }, s.wrapKey, this.household));
+    return { ...r, pkcs8, streamKey };
   }
 }

@@ -40,11 +40,13 @@ const notJson: Case[] = [
 const bodies: Record<string, Case[]> = {
   '/api/register/begin': [
     ...notJson,
-    ['no code', json({ household: 'hh1' }), /body must have required property 'code'/],
-    ['a numeric code', json({ household: 'hh1', code: { a: 1 } }), /12 letters and digits/],
-    ['a huge code', json({ household: 'hh1', code: 'A'.repeat(10_000) }), /12 letters and digits/],
-    ['a bad household', json({ household: '../etc', code: 'AAAA-BBBB-CCCC' }), /A household id is letters, digits/],
-    ['an extra field', json({ household: 'hh1', code: 'AAAA-BBBB-CCCC', admin: true }), /body has an unknown field "admin"/],
+    ['no verifier', json({ household: 'hh1' }), /body must have required property 'verifier'/],
+    ['the code in clear instead of its verifier', json({ household: 'hh1', code: 'AAAA-BBBB-CCCC' }), /body must have required property 'verifier'/],
+    ['a numeric verifier', json({ household: 'hh1', verifier: { a: 1 } }), /expected form/],
+    ['a huge verifier', json({ household: 'hh1', verifier: 'A'.repeat(10_000) }), /expected form/],
+    ['a verifier of 31 bytes', json({ household: 'hh1', verifier: Buffer.alloc(31).toString('base64url') }), /expected form/],
+    ['a bad household', json({ household: '../etc', verifier: Buffer.alloc(32).toString('base64url') }), /A household id is letters, digits/],
+    ['an extra field', json({ household: 'hh1', verifier: Buffer.alloc(32).toString('base64url'), admin: true }), /body has an unknown field "admin"/],
   ],
   '/api/register/finish': [
     ...notJson,

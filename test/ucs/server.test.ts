@@ -18,12 +18,15 @@ import { encodeFrame, SC_AES256GCM, sealFrame } from '../../protocol/frame.js';
 import { encodeReadingBatch, type ReadingBatch } from '../../protocol/reading.js';
 import { keyId, openStream } from '../../protocol/seal.js';
 import { topics } from '../../protocol/topics.js';
+import { meterStreamKeySync } from '../../protocol/household-key.js';
+import { openMeterStream, sealMeterStream } from '../../protocol/meter-seal.js';
+import { parseStreamBody, streamBody } from '../../protocol/stream.js';
 import { encodeUplink } from '../../protocol/uplink.js';
 import { createPes } from '../../pes/pes.js';
 import { loadCredentials, loadMeterKey, loadPesKeys, loadPesVerifyKey } from '../../lib/keyset.js';
 import { startUcs } from '../../ucs/server.js';
 import { fromB64u } from '../../ucs/web/bytes.js';
-import { FakePes, prosumerBatches, makeKeySet, memoryLogger, NodeHousehold, retainedHouseholdKey, sourceBatches, startStack, waitFor, type Stack } from './helpers.js';
+import { beginBody, FakePes, prosumerBatches, makeKeySet, memoryLogger, NodeHousehold, retainedHouseholdKey, sourceBatches, startStack, waitFor, type Stack } from './helpers.js';
 
 const PASSWORD = 'a long enough passphrase';
 let stack: Stack;
@@ -98,7 +101,7 @@ describe('registration bound to the meter', () => {
 
   it('an outstanding ticket cannot register once the code was used', async () => {
     const b = hh('hh2');
-    const begin = await b.call('POST', '/api/register/begin', { household: 'hh2', code: stack.set.code('hh2') });
+    const begin = await b.call('POST', '/api/register/begin', await beginBody('hh2', stack.set.code('hh2')));
     expect(begin.status).toBe(200);
     const r1 = await b.register(stack.set.code('hh2'), PASSWORD); // uses its own fresh ticket
     expect(r1.status).toBe(200);
@@ -117,23 +120,25 @@ describe('registration bound to the meter', () => {
   it('explains unknown households, malformed codes and wrong codes, and pauses after five wrong codes', async () => {
     const x = hh('hh9');
     // A household not in the fleet is answered as a wrong code (no oracle of which ids exist).
-    expect(await x.call('POST', '/api/register/begin', { household: 'hh9', code: 'AAAA-BBBB-CCCC' })).toMatchObject({ status: 403, json: { error: 'wrong-code' } });
-    expect(await x.call('POST', '/api/register/begin', { household: 'hh2', code: 'short' })).toMatchObject({ status: 400, json: { error: 'bad-code' } });
-    expect(await x.call('POST', '/api/register/begin', { household: 'a/b', code: 'AAAA-BBBB-CCCC' })).toMatchObject({ status: 400, json: { error: 'bad-household' } });
+    expect(await x.call('POST', '/api/register/begin', await beginBody('hh9', 'AAAA-BBBB-CCCC'))).toMatchObject({ status: 403, json: { error: 'wrong-code' } });
+    // The server gets only the code's verifier (the browser refuses a malformed code itself); a malformed verifier:
+    expect(await x.call('POST', '/api/register/begin', { household: 'hh2', verifier: 'short' })).toMatchObject({ status: 400, json: { error: 'bad-code' } });
+    expect(await x.call('POST', '/api/register/begin', { household: 'hh2', code: stack.set.code('hh2') })).toMatchObject({ status: 400, json: { error: 'bad-request' } });
+    expect(await x.call('POST', '/api/register/begin', { household: 'a/b', verifier: (await beginBody('hh2', 'AAAA-BBBB-CCCC')).verifier })).toMatchObject({ status: 400, json: { error: 'bad-household' } });
     // hh2 is registered, but wrong codes are still counted (and the right one would say "already used").
     const msgs: string[] = [];
     for (let i = 0; i < 5; i++) {
-      const r = await x.call('POST', '/api/register/begin', { household: 'hh2', code: 'AAAA-BBBB-CCCC' });
+      const r = await x.call('POST', '/api/register/begin', await beginBody('hh2', 'AAAA-BBBB-CCCC'));
       expect(r).toMatchObject({ status: 403, json: { error: 'wrong-code' } });
       msgs.push(r.json.message as string);
     }
     expect(msgs[0]).toMatch(/not right for household hh2\. 4 attempts left before a 15-minute pause/);
     expect(msgs[3]).toMatch(/1 attempt left/);
-    const locked = await x.call('POST', '/api/register/begin', { household: 'hh2', code: stack.set.code('hh2') });
+    const locked = await x.call('POST', '/api/register/begin', await beginBody('hh2', stack.set.code('hh2')));
     expect(locked).toMatchObject({ status: 429, json: { error: 'too-many-attempts' } });
     expect(locked.json.message).toMatch(/Too many wrong activation codes for household hh2\. Try again in 15 minutes/);
     skew += 16 * 60_000; // the pause ends
-    expect((await x.call('POST', '/api/register/begin', { household: 'hh2', code: stack.set.code('hh2') })).json.error).toBe('code-used');
+    expect((await x.call('POST', '/api/register/begin', await beginBody('hh2', stack.set.code('hh2')))).json.error).toBe('code-used');
   });
 
   it('logs in with the password only: the reply is the wrapped key, opened here to the same private key', async () => {
@@ -283,6 +288,26 @@ describe('broker credentials and the ciphertext archive', () => {
     expect(files[0]!.includes(sent[0]!.subarray(-40))).toBe(true); // and the database really holds the ciphertext
     for (const f of [stack.dbPath, `${stack.dbPath}-wal`].filter(existsSync)) expect(statSync(f).mode & 0o777, f).toBe(0o600);
     for (const h of haystacks) for (const [what, n] of needles) expect(h.includes(n), what).toBe(false);
+  });
+
+  it("archives the end-to-end mode's meter-sealed messages for every registration of the household, which opens them with the stream key its login unwraps", async () => {
+    const streamKey = (await a.login(PASSWORD)).streamKey!;
+    expect(Buffer.from(streamKey)).toEqual(Buffer.from(meterStreamKeySync(stack.set.code('hh1'), 'hh1')));
+    const meter = stack.set.fleet.meters[0]!.meter;
+    const sealed = sealMeterStream(streamKey, topics.household('hh1'), Buffer.from(meter, 'hex'), 41, streamBody(meter, batches[0]!));
+    const before = stack.ucs.link.counters.archived;
+    const pes = await FakePes.connect(stack.broker.url, stack.set.keys);
+    try {
+      await pes.publishRaw('hh1', sealed);
+    } finally {
+      await pes.close();
+    }
+    await waitFor(() => stack.ucs.link.counters.archived === before + 1, 'the meter-sealed message archived');
+    const items = (await a.call('GET', '/api/archive?after=0&limit=500')).json.items as [number, string][];
+    const last = fromB64u(items[items.length - 1]![1], 'payload');
+    expect(Buffer.from(last)).toEqual(sealed);
+    expect(parseStreamBody(openMeterStream(streamKey, topics.household('hh1'), last)).prevWh).toBe(batches[0]!.prevWh);
+    expect((await b.call('GET', '/api/archive')).json.items).toEqual([]);
   });
 });
 

@@ -11,7 +11,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startUcs } from '../../ucs/server.js';
 import { LOGIN_THROTTLE, sourceOf, verdict } from '../../ucs/server/throttle.js';
-import { NodeHousehold, startStack, type Stack } from './helpers.js';
+import { beginBody, NodeHousehold, startStack, type Stack } from './helpers.js';
 
 // Counts the server's scrypt work (login hashes and their checks use the async node:crypto scrypt).
 vi.mock('node:crypto', async (importOriginal) => {
@@ -132,8 +132,8 @@ describe('an attacker cannot lock the owner out', () => {
   });
 
   it('wrong activation codes pause the attacker’s address; the household registers from home with its code', async () => {
-    for (let i = 0; i < 5; i++) expect((await new From(stack.ucs.url, 'hh2', ATTACKER).call('POST', '/api/register/begin', { household: 'hh2', code: 'AAAA-BBBB-CCCC' })).status).toBe(403);
-    expect((await new From(stack.ucs.url, 'hh2', ATTACKER).call('POST', '/api/register/begin', { household: 'hh2', code: stack.set.code('hh2') })).json.error).toBe('too-many-attempts');
+    for (let i = 0; i < 5; i++) expect((await new From(stack.ucs.url, 'hh2', ATTACKER).call('POST', '/api/register/begin', await beginBody('hh2', 'AAAA-BBBB-CCCC'))).status).toBe(403);
+    expect((await new From(stack.ucs.url, 'hh2', ATTACKER).call('POST', '/api/register/begin', await beginBody('hh2', stack.set.code('hh2')))).json.error).toBe('too-many-attempts');
     const home = new From(stack.ucs.url, 'hh2', OWNER);
     expect((await home.register(stack.set.code('hh2'), PASSWORD)).status).toBe(200);
   });
@@ -217,8 +217,9 @@ describe('no oracle of which households exist or have an account', () => {
   it('/api/register/begin answers a wrong code the same for a household of the fleet and an unknown id', async () => {
     const answers = [];
     for (const hh of ['hh1', ids.unknown]) {
+      const body = await beginBody(hh, 'AAAA-BBBB-CCCC');
       const before = scryptCalls();
-      const r = await new From(stack.ucs.url, hh, ip).call('POST', '/api/register/begin', { household: hh, code: 'AAAA-BBBB-CCCC' });
+      const r = await new From(stack.ucs.url, hh, ip).call('POST', '/api/register/begin', body);
       expect(scryptCalls() - before, hh).toBe(1);
       answers.push({ ...r, json: { ...r.json, message: (r.json.message as string).replace(hh, '<hh>') } });
     }

@@ -6,6 +6,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { topics } from '../../protocol/topics.js';
 import { loadCredentials } from '../../lib/keyset.js';
+import { METER_SEALED_KID } from '../link.js';
 import { b64u } from '../web/bytes.js';
 import { ApiError, checkAuth, COOKIE, hashAuth, sessionOf } from './context.js';
 import { accountJson } from './login.js';
@@ -53,7 +54,7 @@ export async function accountRoutes(app: FastifyInstance): Promise<void> {
     const { household } = session(req);
     const q = req.query as { after?: number; limit?: number };
     const limit = Math.max(1, q.limit ?? 500);
-    const rows = db.archived(household, db.account(household)!.kid, q.after ?? 0, limit + 1);
+    const rows = db.archived(household, db.account(household)!.kid, q.after ?? 0, limit + 1, METER_SEALED_KID);
     const items = rows.slice(0, limit).map((r) => [r.seq, b64u(r.payload)] as const);
     return { items, more: rows.length > limit, archiving: link.archiving };
   });

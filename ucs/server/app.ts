@@ -23,7 +23,7 @@ import { sourceOf } from './throttle.js';
 /** Refusals of a bad field that the household can act on, with their own code and message. */
 const FIELD_ERRORS: Record<string, [code: string, message: string]> = {
   '/household': ['bad-household', 'A household id is letters, digits, ".", "_" or "-" (as printed on your letter).'],
-  '/code': ['bad-code', 'An activation code has 12 letters and digits, like ABCD-EFGH-JKLM.'],
+  '/verifier': ['bad-code', 'The activation code did not reach the server in the expected form; reload the page and type it again.'],
 };
 
 /** A schema violation as a 400 naming the field (`body/key/iv must NOT have fewer than 16 characters`). */

@@ -1,6 +1,8 @@
 /**
  * Registration bound to the meter: the activation code of the household's letter buys a single-use ticket
- * (`/api/register/begin`); with it the browser uploads its public key, its wrapped private key and its login
+ * (`/api/register/begin`, which receives only the code's verifier, protocol/household-key.ts
+ * `activationVerifier`: this server never sees the code, so it can derive neither the binding key nor the
+ * end-to-end mode's stream key); with it the browser uploads its public key, its wrapped private key and its login
  * authenticator (`/api/register/finish`), and the server publishes the key to the PES.
  * @module
  */
@@ -10,8 +12,8 @@ import { verifyPassword } from '../../lib/password.js';
 import { decodeHouseholdKey } from '../../protocol/household-key.js';
 import { keyId } from '../../protocol/seal.js';
 import { topics } from '../../protocol/topics.js';
-import { loadActivation, normaliseCode } from '../activation.js';
-import { fromB64u } from '../web/bytes.js';
+import { loadActivation } from '../activation.js';
+import { b64u, fromB64u } from '../web/bytes.js';
 import { checkKdf } from '../web/kdf.js';
 import { ApiError, checkSecret, hashAuth, plural, startSession, type SecretCheck } from './context.js';
 import { beginBody, finishBody, registeredReply, replies, ticketReply } from './schemas.js';
@@ -121,14 +123,13 @@ export async function registrationRoutes(app: FastifyInstance): Promise<void> {
   const limited = { rateLimit: { max: ctx.attemptsPerMinute, timeWindow: 60_000 } };
 
   app.post('/api/register/begin', { config: limited, schema: { body: beginBody, response: replies(ticketReply) } }, async (req) => {
-    const b = req.body as { household: string; code: string };
+    const b = req.body as { household: string; verifier: string };
     const hh = b.household;
-    const code = normaliseCode(b.code);
-    if (!code) throw new ApiError(400, 'bad-code', 'An activation code has 12 letters and digits, like ABCD-EFGH-JKLM.');
+    const verifier = b64u(bytesOf(b.verifier, 'verifier', 32, 32)); // canonical form: the schema's alphabet, 32 bytes
     const hashes = loadActivation(ctx.keysDir).codes;
     const known = ctx.households.has(hh) ? hashes[hh] : undefined;
     // A household not in the fleet is answered as a wrong code, after the same work (no oracle of the fleet).
-    await checkSecret(ctx, req, ACTIVATION, hh, async () => (await verifyPassword(code, known ?? ctx.decoyCodeHash)) && known !== undefined);
+    await checkSecret(ctx, req, ACTIVATION, hh, async () => (await verifyPassword(verifier, known ?? ctx.decoyCodeHash)) && known !== undefined);
     const hash = known!;
     if (db.codeUsed(hh, hash)) throw codeUsed(hh);
     logger.info({ household: hh }, 'ucs: activation code accepted');

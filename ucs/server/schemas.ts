@@ -36,7 +36,8 @@ export const kdf = object({ alg: { type: 'string', enum: ['scrypt'] }, N: int, r
 /** The private key as the browser wrapped it (AES-256-GCM). */
 export const wrappedKey = object({ iv: b64u(12, 12), ct: b64u(600, 8192) });
 
-export const beginBody = object({ household, code: { type: 'string', maxLength: 64 } });
+// The activation code's verifier (protocol/household-key.ts activationVerifier), never the code itself.
+export const beginBody = object({ household, verifier: b64u(32, 32) });
 // `binding` is checked by the handler after the ticket (a request without a live ticket costs no more than a look-up).
 export const finishBody = object({ household, ticket: { type: 'string', maxLength: 64 }, spki: b64u(200, 1024), binding: b64u(300, 4096), kdf, key: wrappedKey, auth }, ['household', 'ticket', 'spki', 'kdf', 'key', 'auth']);
 export const loginBody = object({ household, auth });

@@ -3,8 +3,14 @@
  * tests use). RSA-OAEP with SHA-256 and MGF1-SHA-256, what the PES wraps each epoch's content key with
  * (protocol/seal.ts, docs/protocol.md §11). The private key leaves the browser only as AES-256-GCM
  * ciphertext under the password-derived `wrapKey` (ucs/web/kdf.ts), bound to the household id by the AAD.
+ *
+ * What is sealed is the household's secrets ({@link packSecrets}): the private key (PKCS#8 DER) followed by the
+ * household's stream key (32 bytes, derived from the activation code at registration: the key its meters seal
+ * the stream with in the end-to-end mode, docs/protocol.md §11.5). An account registered before the stream key
+ * existed holds the DER alone; its stream key is null.
  * @module
  */
+import { CONTENT_KEY_BYTES } from '../../protocol/envelope.js';
 import { activationMac, bindingKey, encodeHouseholdKey, popSigned, PSS_SALT_BYTES } from '../../protocol/household-key.js';
 import { ab, b64u, utf8 } from './bytes.js';
 
@@ -45,6 +51,56 @@ export async function generateHouseholdKey(bits = RSA_BITS): Promise<{ spki: Uin
   const spki = new Uint8Array(await crypto.subtle.exportKey('spki', kp.publicKey));
   const pkcs8 = new Uint8Array(await crypto.subtle.exportKey('pkcs8', kp.privateKey));
   return { spki, pkcs8 };
+}
+
+/** The secrets the password protects. */
+export interface HouseholdSecrets {
+  pkcs8: Uint8Array<ArrayBuffer>;
+  /** The end-to-end mode's stream key; null for an account registered before it existed. */
+  streamKey: Uint8Array<ArrayBuffer> | null;
+}
+
+/**
+ * The plaintext {@link sealPrivateKey} seals: the PKCS#8 DER, then the 32-byte stream key.
+ * @example
+ * ```ts
+ * const sealed = await sealPrivateKey(packSecrets(pkcs8, await meterStreamKey(code, 'hh1')), wrapKey, 'hh1');
+ * ```
+ */
+export function packSecrets(pkcs8: Uint8Array, streamKey: Uint8Array): Uint8Array<ArrayBuffer> {
+  if (streamKey.length !== CONTENT_KEY_BYTES) throw new TypeError(`the stream key must be ${CONTENT_KEY_BYTES} bytes`);
+  if (derLength(pkcs8) !== pkcs8.length) throw new TypeError('the private key must be one PKCS#8 DER structure');
+  const out = new Uint8Array(pkcs8.length + streamKey.length);
+  out.set(pkcs8);
+  out.set(streamKey, pkcs8.length);
+  return out;
+}
+
+/**
+ * Splits what {@link openPrivateKey} returns into the private key and the stream key (the DER's own length says
+ * where it ends). Throws `TypeError` on anything else.
+ * @example
+ * ```ts
+ * const { pkcs8, streamKey } = unpackSecrets(await openPrivateKey(sealed, wrapKey, 'hh1'));
+ * ```
+ */
+export function unpackSecrets(plain: Uint8Array<ArrayBuffer>): HouseholdSecrets {
+  const n = derLength(plain);
+  if (n === plain.length) return { pkcs8: plain, streamKey: null };
+  if (n + CONTENT_KEY_BYTES !== plain.length) throw new TypeError('the sealed secrets are neither a private key nor a private key and a stream key');
+  return { pkcs8: plain.slice(0, n), streamKey: plain.slice(n) };
+}
+
+/** Length of the DER SEQUENCE at the start of `b` (header included); throws unless it is one. */
+function derLength(b: Uint8Array): number {
+  if (b.length < 2 || b[0] !== 0x30) throw new TypeError('not a DER SEQUENCE');
+  const first = b[1]!;
+  if (first < 0x80) return 2 + first;
+  const bytes = first & 0x7f;
+  if (bytes < 1 || bytes > 3 || b.length < 2 + bytes) throw new TypeError('DER length out of range');
+  let len = 0;
+  for (let i = 0; i < bytes; i++) len = len * 256 + b[2 + i]!;
+  return 2 + bytes + len;
 }
 
 const keyAad = (household: string) => utf8(`smartermeter/ucs/v1/private-key|${household}`);

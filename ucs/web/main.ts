@@ -18,9 +18,10 @@ import { dates } from './dates.js';
 import { $, input, setText } from './dom.js';
 import { toCsv, toEspiXml } from './export.js';
 import { checkKdf, deriveSecrets, newKdfParams, passwordProblem, type KdfParams } from './kdf.js';
-import { activationBinding, generateHouseholdKey, importPrivateKey, keyIdOf, openPrivateKey, pkcs8Pem, sealPrivateKey, spkiPem, WrongPasswordError } from './keys.js';
+import { activationVerifier, meterStreamKey, normaliseCode } from '../../protocol/household-key.js';
+import { activationBinding, generateHouseholdKey, importPrivateKey, keyIdOf, openPrivateKey, packSecrets, pkcs8Pem, sealPrivateKey, spkiPem, unpackSecrets, WrongPasswordError } from './keys.js';
 import { connectLive, type Live, type LiveStatus } from './live.js';
-import { importPesVerifyKey, OpenError, StreamOpener, type OpenFailure } from './seal.js';
+import { importPesVerifyKey, importStreamKey, OpenError, StreamOpener, type OpenFailure } from './seal.js';
 import type { Span } from './series.js';
 import { walkthrough, wireCopyButtons, type BrokerAccess } from './settings.js';
 import { ReadingStore } from './store.js';
@@ -100,9 +101,9 @@ async function authenticate(household: string, password: string, say: (s: string
 }
 const b64 = (u: Uint8Array) => btoa(String.fromCharCode(...u)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
 
-async function unwrapAccount(account: AccountReply, wrapKey: Uint8Array): Promise<{ pkcs8: Uint8Array; spki: Uint8Array }> {
-  const pkcs8 = await openPrivateKey({ iv: fromB64u(account.key.iv, 'key.iv'), ct: fromB64u(account.key.ct, 'key.ct') }, wrapKey, account.household);
-  return { pkcs8, spki: fromB64u(account.spki, 'spki') };
+async function unwrapAccount(account: AccountReply, wrapKey: Uint8Array): Promise<{ pkcs8: Uint8Array; streamKey: Uint8Array | null; spki: Uint8Array }> {
+  const secrets = unpackSecrets(await openPrivateKey({ iv: fromB64u(account.key.iv, 'key.iv'), ct: fromB64u(account.key.ct, 'key.ct') }, wrapKey, account.household));
+  return { ...secrets, spki: fromB64u(account.spki, 'spki') };
 }
 
 $('login-form').addEventListener('submit', (ev) => {
@@ -111,10 +112,10 @@ $('login-form').addEventListener('submit', (ev) => {
     const household = input('login-household').value.trim();
     const { account, wrapKey } = await authenticate(household, input('login-password').value, say);
     say('Unlocking your key…');
-    const { pkcs8, spki } = await unwrapAccount(account, wrapKey);
+    const { pkcs8, streamKey, spki } = await unwrapAccount(account, wrapKey);
     wrapKey.fill(0);
     input('login-password').value = '';
-    await enterApp(account.household, pkcs8, spki);
+    await enterApp(account.household, pkcs8, spki, streamKey);
   });
 });
 
@@ -126,16 +127,22 @@ $('register-form').addEventListener('submit', (ev) => {
     if (password !== input('reg-password2').value) throw new ApiError(0, 'mismatch', 'The two passwords differ.');
     const problem = passwordProblem(password, household);
     if (problem) throw new ApiError(0, 'weak-password', problem);
+    const code = normaliseCode(input('reg-code').value);
+    if (!code) throw new ApiError(0, 'bad-code', 'An activation code has 12 letters and digits, like ABCD-EFGH-JKLM.');
     say('Checking your activation code…');
-    const { ticket } = await api<{ ticket: string }>('POST', '/api/register/begin', { household, code: input('reg-code').value });
+    // Only a verifier of the code goes to the server: the code itself stays here (it derives the binding key
+    // and the stream key, which the server must not be able to derive).
+    const { ticket } = await api<{ ticket: string }>('POST', '/api/register/begin', { household, verifier: b64(await activationVerifier(code, household)) });
     say('Creating your key pair in this browser…');
     const { spki, pkcs8 } = await generateHouseholdKey();
     say('Binding your key to your household with the activation code…');
-    const binding = await activationBinding(household, input('reg-code').value, spki, pkcs8);
+    const binding = await activationBinding(household, code, spki, pkcs8);
+    // The key the household's meters seal its stream with in the end-to-end mode (docs/protocol.md §11.5).
+    const streamKey = await meterStreamKey(code, household);
     say('Protecting your private key with your password (a second or two)…');
     const kdf = newKdfParams();
     const { wrapKey, auth } = await deriveSecrets(password, kdf);
-    const sealed = await sealPrivateKey(pkcs8, wrapKey, household);
+    const sealed = await sealPrivateKey(packSecrets(pkcs8, streamKey), wrapKey, household);
     wrapKey.fill(0);
     say('Registering…');
     const r = await api<{ household: string; keyPublished: boolean }>('POST', '/api/register/finish', {
@@ -148,7 +155,7 @@ $('register-form').addEventListener('submit', (ev) => {
       auth: b64(auth),
     });
     for (const id of ['reg-password', 'reg-password2', 'reg-code']) input(id).value = '';
-    await enterApp(r.household, pkcs8, spki);
+    await enterApp(r.household, pkcs8, spki, streamKey);
     notice(
       'success',
       r.keyPublished
@@ -210,14 +217,16 @@ function watchSession(idleS: number): void {
 }
 
 // --- the app -------------------------------------------------------------------------------------------------
-async function enterApp(household: string, pkcs8: Uint8Array, spki: Uint8Array): Promise<void> {
+async function enterApp(household: string, pkcs8: Uint8Array, spki: Uint8Array, streamKeyBytes: Uint8Array | null): Promise<void> {
   const key = await importPrivateKey(pkcs8);
   pkcs8.fill(0);
+  const streamKey = streamKeyBytes && (await importStreamKey(streamKeyBytes));
+  streamKeyBytes?.fill(0);
   const kid = await keyIdOf(spki);
   // The PES's signature key: a stream epoch it did not sign never opens (docs/protocol.md §11.2).
   const pes = await api<{ spki: string }>('GET', '/api/pes-key');
   const pesKey = await importPesVerifyKey(fromB64u(pes.spki, 'PES key'));
-  Object.assign(state, { household, spki, opener: new StreamOpener(key, kid, pesKey), store: await ReadingStore.open(household), received: 0 });
+  Object.assign(state, { household, spki, opener: new StreamOpener(key, kid, pesKey, streamKey), store: await ReadingStore.open(household), received: 0 });
   state.failures = { malformed: 0, otherKey: 0, tampered: 0, invalid: 0 };
   setText('who', `Household ${household}`);
   screen('app');
@@ -443,7 +452,8 @@ $('key-form').addEventListener('submit', (ev) => {
   void busy('key-download', null, async (say) => {
     const hh = state.household!;
     const { account, wrapKey } = await authenticate(hh, input('key-password').value, say);
-    const { pkcs8 } = await unwrapAccount(account, wrapKey);
+    const { pkcs8, streamKey } = await unwrapAccount(account, wrapKey);
+    streamKey?.fill(0);
     input('key-password').value = '';
     download(`${hh}.key.pem`, 'application/x-pem-file', pkcs8Pem(pkcs8));
     pkcs8.fill(0);
@@ -470,11 +480,12 @@ $('pw-form').addEventListener('submit', (ev) => {
     const { kdf } = await api<{ kdf: unknown }>('GET', `/api/kdf?household=${encodeURIComponent(hh)}`);
     const old = await deriveSecrets(input('pw-old').value, checkKdf(kdf));
     const { key } = await api<AccountReply>('POST', '/api/login', { household: hh, auth: b64(old.auth) });
-    const pkcs8 = await openPrivateKey({ iv: fromB64u(key.iv, 'key.iv'), ct: fromB64u(key.ct, 'key.ct') }, old.wrapKey, hh);
+    // The private key and the stream key, re-sealed as they are under the new password.
+    const secrets = await openPrivateKey({ iv: fromB64u(key.iv, 'key.iv'), ct: fromB64u(key.ct, 'key.ct') }, old.wrapKey, hh);
     const newKdf = newKdfParams();
     const fresh = await deriveSecrets(next, newKdf);
-    const sealed = await sealPrivateKey(pkcs8, fresh.wrapKey, hh);
-    pkcs8.fill(0);
+    const sealed = await sealPrivateKey(secrets, fresh.wrapKey, hh);
+    secrets.fill(0);
     await api('POST', '/api/password', { auth: b64(old.auth), newAuth: b64(fresh.auth), kdf: newKdf, key: { iv: b64(sealed.iv), ct: b64(sealed.ct) } });
     for (const id of ['pw-old', 'pw-new', 'pw-new2']) input(id).value = '';
     say('');

@@ -5,10 +5,15 @@
  * unwrapped once (RSA-OAEP-SHA-256) and cached as a non-extractable AES key.
  * This is protocol/seal.ts `openStream` for the browser, where node:crypto does not exist; both read the
  * envelope with protocol/envelope.ts.
+ *
+ * In the end-to-end mode the household's meters seal the stream themselves (docs/protocol.md §11.5,
+ * `[3, systemTitle, ic, iv, ciphertext‖tag]`, AAD = CBOR `[3, topic, systemTitle, ic]`) under the household's
+ * stream key; the opener holds that key too (non-extractable) and opens either seal, so the views do not
+ * care which mode made a message (protocol/meter-seal.ts `openMeterStream` for the browser).
  * @module
  */
 import { cborDecode } from '../../protocol/cbor.js';
-import { CONTENT_KEY_BYTES, KID_BYTES, parseStream, SEAL_TAG_BYTES, streamAad, streamEpochSigned, type StreamEnvelope } from '../../protocol/envelope.js';
+import { CONTENT_KEY_BYTES, KID_BYTES, meterStreamAad, parseMeterStream, parseStream, SEAL_METER_STREAM, SEAL_TAG_BYTES, streamAad, streamEpochSigned, streamSealType, type StreamEnvelope } from '../../protocol/envelope.js';
 import { ab, hex, sameBytes } from './bytes.js';
 
 const CACHE_MAX = 64;
@@ -49,11 +54,14 @@ export class StreamOpener {
   /**
    * @param pesVerifyKey the PES's Ed25519 public key ({@link importPesVerifyKey}): a content key whose epoch
    *   signature does not verify is never unwrapped (a forged stream counts as tampered).
+   * @param streamKey the household's stream key ({@link importStreamKey}) for meter-sealed messages; without
+   *   one they count as sealed for another key.
    */
   constructor(
     private readonly privateKey: CryptoKey,
     private readonly kid: Uint8Array,
     private readonly pesVerifyKey: CryptoKey,
+    private readonly streamKey: CryptoKey | null = null,
   ) {
     if (kid.length !== KID_BYTES) throw new TypeError(`kid must be ${KID_BYTES} bytes`);
   }
@@ -62,6 +70,7 @@ export class StreamOpener {
   async open(topic: string, payload: Uint8Array): Promise<unknown> {
     let e: StreamEnvelope;
     try {
+      if (streamSealType(payload) === SEAL_METER_STREAM) return this.openMeterSealed(topic, payload);
       e = parseStream(payload);
     } catch (err) {
       throw new OpenError('malformed', `malformed stream message: ${(err as Error).message}`);
@@ -94,6 +103,31 @@ export class StreamOpener {
     }
   }
 
+  private async openMeterSealed(topic: string, payload: Uint8Array): Promise<unknown> {
+    let e;
+    try {
+      e = parseMeterStream(payload);
+    } catch (err) {
+      throw new OpenError('malformed', `malformed meter-sealed message: ${(err as Error).message}`);
+    }
+    if (!this.streamKey) throw new OpenError('otherKey', 'sealed by a meter under the stream key, which this account does not hold (registered before the end-to-end mode)');
+    let pt: ArrayBuffer;
+    try {
+      const aad = meterStreamAad(topic, e.systemTitle, e.ic);
+      pt = await crypto.subtle.decrypt({ name: 'AES-GCM', iv: ab(e.iv), additionalData: ab(aad), tagLength: SEAL_TAG_BYTES * 8 }, this.streamKey, ab(e.ciphertext));
+    } catch {
+      throw new OpenError('tampered', 'meter-sealed message failed authentication (tampered, moved to another topic or meter, or another stream key)');
+    }
+    let body: unknown;
+    try {
+      body = cborDecode(new Uint8Array(pt));
+    } catch (err) {
+      throw new OpenError('malformed', `malformed stream body: ${(err as Error).message}`);
+    }
+    if ((body as { meter?: unknown } | null)?.meter !== hex(e.systemTitle)) throw new OpenError('tampered', 'meter-sealed body names another meter than the one that sealed it');
+    return body;
+  }
+
   private async verified(topic: string, e: StreamEnvelope): Promise<void> {
     const signed = streamEpochSigned(topic, e.kid, e.epoch, e.wrapped);
     let ok = false;
@@ -120,6 +154,19 @@ export class StreamOpener {
       raw.fill(0);
     }
   }
+}
+
+/**
+ * Imports the household's stream key (from its sealed secrets, ucs/web/keys.ts) as a non-extractable AES-GCM
+ * decryption key for {@link StreamOpener}.
+ * @example
+ * ```ts
+ * const opener = new StreamOpener(privateKey, kid, pesKey, await importStreamKey(streamKey));
+ * ```
+ */
+export function importStreamKey(raw: Uint8Array): Promise<CryptoKey> {
+  if (raw.length !== CONTENT_KEY_BYTES) throw new TypeError(`the stream key must be ${CONTENT_KEY_BYTES} bytes`);
+  return crypto.subtle.importKey('raw', ab(raw), 'AES-GCM', false, ['decrypt']);
 }
 
 /**
