@@ -495,7 +495,8 @@ function countWindows(source: Source, intervalS: number, into: Map<string, Map<n
 /**
  * The end-to-end mode's parties (key set from `provision --e2e`): the MDMS's combining ingest, the blind PES,
  * the guardian (from its own key folder) and the meters' snapshot encoders (one per meter, sharing the fleet's
- * Paillier public key and its fixed-base table).
+ * Paillier public key and its fixed-base table). The PES and the guardian keep their durable state in the
+ * replay's state folder (pes-e2e.sqlite, guardian.sqlite), as the classic PES does (pes.sqlite).
  */
 async function startE2eParties(
   o: SystemOptions,
@@ -533,14 +534,14 @@ async function startE2eParties(
       }),
     );
   const pk = loadPesKeys(o.keysDir, { e2e: true });
-  const pes = startPesE2eService({ settings, keys: { share: pk.paillierShare, mdmsPublic: pk.mdmsPublic, signer: pk.signer, meters: blind(pk.meterKeys, pk.meterRotations) }, mqtt: { url, ...creds('pes') }, logger: log.child({ c: 'pes' }) });
+  const pes = startPesE2eService({ settings, keys: { share: pk.paillierShare, mdmsPublic: pk.mdmsPublic, signer: pk.signer, meters: blind(pk.meterKeys, pk.meterRotations) }, mqtt: { url, ...creds('pes') }, stateFile: join(o.stateDir, 'pes-e2e.sqlite'), logger: log.child({ c: 'pes' }) });
   closers.push(() => pes.close());
   await pes.ready;
 
   const gdir = join(o.keysDir, GUARDIAN_DIR);
   const gk = loadGuardianKeys(gdir);
   const gcreds = o.mqttUrl && !existsSync(join(gdir, 'credentials', 'guardian.json')) ? {} : loadCredentials(gdir, 'guardian');
-  const guardian = startGuardianService({ settings, keys: { share: gk.paillierShare, meters: blind(gk.meterKeys, gk.meterRotations), signer: gk.signer, mdmsPublic: gk.mdmsPublic }, mqtt: { url, ...gcreds }, logger: log.child({ c: 'guardian' }) });
+  const guardian = startGuardianService({ settings, keys: { share: gk.paillierShare, meters: blind(gk.meterKeys, gk.meterRotations), signer: gk.signer, mdmsPublic: gk.mdmsPublic }, mqtt: { url, ...gcreds }, stateFile: join(o.stateDir, 'guardian.sqlite'), logger: log.child({ c: 'guardian' }) });
   closers.push(() => guardian.close());
   await guardian.ready;
 

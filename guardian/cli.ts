@@ -1,23 +1,36 @@
 /**
- * `smartermeter guardian --keys keys/guardian --mqtt URL [--k 20] ...`: the guardian's MQTT service
- * (guardian/service.ts) from its own key folder, which it may hold alone (share, meter keys wrapped to its RSA
- * key, signing key, MDMS public key, fleet, broker credentials). Its release settings must equal the PES's
- * (interval, billing period, tariff, zone, lateness, k): it recomputes the same windows and refuses the others.
- * SIGUSR2 closes every window (end of a replay); SIGINT/SIGTERM stop it.
+ * `smartermeter guardian --keys keys/guardian --mqtt URL --state FILE [--k 20] ...`: the guardian's MQTT
+ * service (guardian/service.ts) from its own key folder, which it may hold alone (share, meter keys wrapped to
+ * its RSA key, signing key, MDMS public key, fleet, broker credentials). Kill -9 safe with its `--state` file
+ * (lib/e2e-state.ts). Its release settings must equal the PES's (interval, billing period, tariff, zone,
+ * lateness, k, revision-k, membership guard): it recomputes the same windows and refuses the others.
+ * Log lines: `guardian: subscribed` once ready, `guardian: flushed on SIGUSR2: every window closed` after
+ * SIGUSR2 (closes every window: end of a replay), `guardian: stopped` after SIGINT/SIGTERM.
  * @module
  */
-import { type Command } from 'commander';
+import { readFileSync } from 'node:fs';
+import { InvalidArgumentError, type Command } from 'commander';
 import { pino } from 'pino';
 import { parseBillingPeriod } from '../lib/billing-period.js';
+import { brokerUrlsOption } from '../lib/broker-url.js';
 import { durationOption, intOption, zoneOption } from '../lib/flags.js';
 import { loadCredentials, loadFleet, loadGuardianKeys } from '../lib/keyset.js';
 import { DEFAULT_K } from '../lib/policy.js';
 import { FLAT_TARIFF, loadTariff } from '../lib/tariff.js';
+import { topicId } from '../protocol/topics.js';
 import { startGuardianService } from './service.js';
+
+/** Default state file (in the working directory). */
+export const DEFAULT_GUARDIAN_STATE = 'guardian-state.sqlite';
 
 interface GuardianFlags {
   keys: string;
   mqtt: string;
+  username?: string;
+  passwordFile?: string;
+  state: string;
+  clientId: string;
+  gateway: string[];
   interval: number;
   billingPeriod: string;
   tariff?: string;
@@ -25,9 +38,38 @@ interface GuardianFlags {
   lateness: number;
   k: number;
   revisionK?: number;
+  membershipGuard: boolean;
+  retention?: number;
+}
+
+function credentials(f: GuardianFlags): { username?: string; password?: string } {
+  if (f.username === undefined && f.passwordFile === undefined) return loadCredentials(f.keys, 'guardian');
+  if (!f.username || !f.passwordFile) throw new InvalidArgumentError('--username and --password-file go together');
+  try {
+    return { username: f.username, password: readFileSync(f.passwordFile, 'utf8').trim() };
+  } catch (e) {
+    throw new Error(`cannot read --password-file ${f.passwordFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+function idOption(flag: string) {
+  return (v: string): string => {
+    try {
+      return topicId(v, flag);
+    } catch (e) {
+      throw new InvalidArgumentError((e as Error).message);
+    }
+  };
 }
 
 async function run(f: GuardianFlags): Promise<void> {
+  if (f.retention !== undefined && f.retention <= f.lateness) throw new InvalidArgumentError(`--retention must be longer than --lateness (${f.lateness} s)`);
+  let billing;
+  try {
+    billing = parseBillingPeriod(f.billingPeriod, '--billing-period');
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
   const log = pino({ name: 'guardian' });
   const keys = loadGuardianKeys(f.keys);
   const fleet = loadFleet(f.keys);
@@ -41,23 +83,49 @@ async function run(f: GuardianFlags): Promise<void> {
   );
   const tariff = f.tariff ? loadTariff(f.tariff) : FLAT_TARIFF;
   const svc = startGuardianService({
-    settings: { intervalS: f.interval, billing: parseBillingPeriod(f.billingPeriod), tz: f.tz ?? tariff.tz, tariff, latenessS: f.lateness, k: f.k, revisionK: f.revisionK ?? f.k },
+    settings: {
+      intervalS: f.interval,
+      billing,
+      tz: f.tz ?? tariff.tz,
+      tariff,
+      latenessS: f.lateness,
+      k: f.k,
+      revisionK: f.revisionK ?? f.k,
+      membershipGuard: f.membershipGuard,
+      ...(f.retention !== undefined ? { retentionS: f.retention } : {}),
+    },
     keys: { share: keys.paillierShare, meters, signer: keys.signer, mdmsPublic: keys.mdmsPublic },
-    mqtt: { url: f.mqtt, ...loadCredentials(f.keys, 'guardian') },
+    mqtt: { url: f.mqtt, ...credentials(f), clientId: f.clientId },
+    stateFile: f.state,
+    ...(f.gateway.length ? { gateways: f.gateway } : {}),
     logger: log,
   });
   const onFlush = () => {
-    svc.flush();
-    log.info({ counters: svc.core.windows.counters }, 'guardian: flushed on SIGUSR2: every window closed');
+    try {
+      svc.flush(); // committed when it returns
+      log.info({ counters: svc.core.windows.counters }, 'guardian: flushed on SIGUSR2: every window closed');
+    } catch (e) {
+      log.error({ err: (e as Error).message }, 'guardian: flush failed');
+    }
   };
   process.on('SIGUSR2', onFlush);
-  await svc.ready;
-  log.info({ url: f.mqtt, k: f.k, intervalS: f.interval }, 'guardian: subscribed');
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
-  });
+  let stop!: () => void;
+  const stopped = new Promise<null>((resolve) => (stop = () => resolve(null)));
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  const refused = svc.ready.then(
+    () => {
+      log.info({ url: f.mqtt, k: f.k, intervalS: f.interval, state: f.state }, 'guardian: subscribed');
+      return new Promise<never>(() => undefined);
+    },
+    (e: Error) => e,
+  );
+  const outcome = await Promise.race([stopped, refused, svc.failed]);
   process.off('SIGUSR2', onFlush);
+  if (outcome instanceof Error) {
+    await svc.kill();
+    throw outcome;
+  }
   await svc.close();
   log.info({ counters: svc.core.windows.counters, refusals: svc.core.refusals }, 'guardian: stopped');
 }
@@ -75,7 +143,12 @@ export function registerGuardianCommand(program: Command): void {
     .command('guardian')
     .description("end-to-end mode: the guardian recomputes every window from the uplinks and adds its partial decryption only for >= k meters or a household's whole billing period")
     .requiredOption('--keys <dir>', "the guardian's own key folder (keys/guardian from `provision --e2e`)")
-    .option('--mqtt <url>', 'broker URL', 'mqtt://127.0.0.1:1883')
+    .option('--mqtt <urls>', 'broker URL, or several comma-separated (the nodes of a cluster)', brokerUrlsOption('--mqtt'), 'mqtt://127.0.0.1:1883')
+    .option('--username <name>', "broker username (default: from the guardian's key folder)")
+    .option('--password-file <path>', 'file holding the broker password (with --username)')
+    .option('--state <file>', 'SQLite state file (blind windows: Paillier ciphertexts, meter ids, anti-replay counters; 0600)', DEFAULT_GUARDIAN_STATE)
+    .option('--client-id <id>', 'MQTT client id of its persistent session', idOption('--client-id'), 'guardian')
+    .option('--gateway <id>', 'take the uplinks of this gateway only (repeatable; the PES\'s; default: every gateway)', (v: string, acc: string[]) => [...acc, idOption('--gateway')(v)], [] as string[])
     .option('--interval <duration>', "neighbourhood aggregation interval (the PES's)", durationOption('--interval'), 900)
     .option('--billing-period <period>', "billing period: 1d, 1mo or Nh (the PES's)", '1d')
     .option('--tariff <file.json>', "time-of-use bands (the PES's; default one flat band)")
@@ -83,5 +156,7 @@ export function registerGuardianCommand(program: Command): void {
     .option('--lateness <duration>', "allowed lateness before a window closes (the PES's)", durationOption('--lateness'), 1800)
     .option('--k <n>', 'fewest meters in a neighbourhood window it helps open', intOption('--k', 1, 1_000_000), DEFAULT_K)
     .option('--revision-k <n>', 'fewest meters that must change a window before it opens a revision (default: k)', intOption('--revision-k', 1, 1_000_000))
+    .option('--no-membership-guard', "release neighbourhood windows whose membership differs from a released one by 1 to revision-k - 1 meters (the PES's setting; docs/privacy.md)")
+    .option('--retention <duration>', 'how long closed windows are kept for revisions (default: 2 billing periods)', durationOption('--retention'))
     .action((f: GuardianFlags) => run(f));
 }

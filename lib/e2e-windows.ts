@@ -19,14 +19,20 @@
  * again (a revision) only when >= revision-k meters changed it since; a billing window is released whole
  * (closed), and again whenever it changes; the membership guard (docs/privacy.md) holds a neighbourhood release
  * whose membership differs from a released one (or, before the first, from the provisioned one) by 1 to
- * revision-k - 1 meters. Windows are not evicted yet (no retention horizon: they live as long as the process).
+ * revision-k - 1 meters. A closed window is evicted once the watermark passes end + retention (default two
+ * billing periods, as the classic PES); a snapshot whose window is past that horizon is refused (`tooOld`) and
+ * the meter keeps its previous snapshot, so the energy goes forward with its next one instead of being lost.
+ *
+ * Durable state (lib/e2e-state.ts): {@link BlindWindows.checkpoint} hands out only what changed since the last
+ * call (dirty windows, meters, evictions), {@link BlindWindows.restore} loads a saved state into a new
+ * instance; a restored instance fed the rest of the uplinks releases exactly what an uninterrupted one would.
  * @module
  */
 import { decodeFrame, meterId, openFrame } from '../protocol/frame.js';
 import { decodeE2ePayload, MAX_WINDOW_TERMS } from '../protocol/e2e.js';
 import type { PublicKey } from '../protocol/paillier/keys.js';
 import { decodeUplink } from '../protocol/uplink.js';
-import type { BillingPeriod } from './billing-period.js';
+import { nominalSeconds, type BillingPeriod } from './billing-period.js';
 import { Calendar } from './calendar.js';
 import type { Tariff } from './tariff.js';
 
@@ -48,6 +54,8 @@ export interface BlindSettings {
   revisionK: number;
   /** The differencing guard (docs/privacy.md), as the classic PES's; default true. */
   membershipGuard?: boolean;
+  /** Closed windows are kept (for revisions) until the watermark passes end + retention; default two billing periods. */
+  retentionS?: number;
 }
 
 /** What the folder did (all only grow). */
@@ -61,6 +69,8 @@ export interface BlindCounters {
   badTag: number;
   replay: number;
   lateSnapshot: number;
+  /** Snapshots whose window was already past the retention horizon (the energy goes forward with the next). */
+  tooOld: number;
   suppressed: number;
   revisionHeld: number;
   membershipHeld: number;
@@ -79,6 +89,47 @@ export interface BlindRelease {
   /** Their ids, sorted. */
   members: string[];
   ciphertext: bigint;
+}
+
+/** A window as the state file keeps it (lib/e2e-state.ts). */
+export interface BlindWindowRecord {
+  kind: 'neighbourhood' | 'billing';
+  key: string;
+  start: number;
+  end: number;
+  num: bigint;
+  den: bigint;
+  terms: number;
+  meters: string[];
+  changed: string[];
+  revision: number;
+  released: string[] | null;
+  closed: boolean;
+  suppressed: boolean;
+}
+
+/** A meter's runtime as the state file keeps it: anti-replay (highest counter, bitmap of highest - ic) and its last snapshot. */
+export interface BlindMeterRecord {
+  highest: number;
+  seen: Uint8Array;
+  last: { at: number; c: bigint } | null;
+}
+
+/** The whole state of a folder (what {@link BlindWindows.restore} takes). */
+export interface BlindState {
+  windows: BlindWindowRecord[];
+  meters: Map<string, BlindMeterRecord>;
+  watermark: number | null;
+  counters: Partial<BlindCounters>;
+}
+
+/** What changed since the previous checkpoint. */
+export interface BlindCheckpoint {
+  windows: BlindWindowRecord[];
+  evicted: { kind: 'neighbourhood' | 'billing'; key: string; start: number }[];
+  meters: [string, BlindMeterRecord][];
+  watermark: number | null;
+  counters: BlindCounters;
 }
 
 interface Window {
@@ -115,13 +166,17 @@ const SEEN_KEPT = 4096;
  * ```
  */
 export class BlindWindows {
-  readonly counters: BlindCounters = { frames: 0, readings: 0, snapshots: 0, malformedUplink: 0, malformedFrame: 0, unknownMeter: 0, badTag: 0, replay: 0, lateSnapshot: 0, suppressed: 0, revisionHeld: 0, membershipHeld: 0, released: 0 };
+  readonly counters: BlindCounters = { frames: 0, readings: 0, snapshots: 0, malformedUplink: 0, malformedFrame: 0, unknownMeter: 0, badTag: 0, replay: 0, lateSnapshot: 0, tooOld: 0, suppressed: 0, revisionHeld: 0, membershipHeld: 0, released: 0 };
   readonly calendar: Calendar;
+  readonly retentionS: number;
   watermark: number | null = null;
   private readonly windows = new Map<string, Window>();
   private readonly rt = new Map<string, MeterRt>();
   private readonly toEvaluate = new Set<Window>();
   private out: BlindRelease[] = [];
+  private readonly dirtyWindows = new Set<Window>();
+  private readonly dirtyMeters = new Set<string>();
+  private evicted: BlindCheckpoint['evicted'] = [];
   /** Per neighbourhood, its provisioned meters: the reference membership before anything is released. */
   private readonly provisioned = new Map<string, Set<string>>();
   /** Per neighbourhood, the distinct memberships of its released windows, with how many windows have each. */
@@ -133,6 +188,8 @@ export class BlindWindows {
     private readonly meters: Map<string, BlindMeter>,
   ) {
     this.calendar = new Calendar(settings.intervalS, settings.billing, settings.tz, settings.tariff);
+    this.retentionS = settings.retentionS ?? 2 * nominalSeconds(settings.billing);
+    if (!Number.isSafeInteger(this.retentionS) || this.retentionS <= settings.latenessS) throw new RangeError('retention must be a whole number of seconds longer than the allowed lateness');
     for (const [id, m] of meters) {
       let set = this.provisioned.get(m.neighbourhood);
       if (!set) this.provisioned.set(m.neighbourhood, (set = new Set()));
@@ -198,6 +255,7 @@ export class BlindWindows {
       return;
     }
     const rt = this.runtime(id);
+    this.dirtyMeters.add(id);
     rt.seen.add(ic);
     rt.highest = Math.max(rt.highest, ic);
     if (rt.seen.size > SEEN_KEPT) for (const old of rt.seen) if (rt.highest - old >= SEEN_KEPT) rt.seen.delete(old);
@@ -213,6 +271,10 @@ export class BlindWindows {
         continue;
       }
       const t = s.at - 1;
+      if (this.gone(t)) {
+        this.counters.tooOld++;
+        continue;
+      }
       const nbStart = this.calendar.intervalStart(t);
       const slot = this.calendar.billing(t);
       for (const w of [this.window('neighbourhood', info.neighbourhood, nbStart, nbStart + this.settings.intervalS), this.window('billing', info.household, slot.start, slot.end)]) {
@@ -222,6 +284,7 @@ export class BlindWindows {
         w.terms++;
         w.meters.add(id);
         w.changed.add(id);
+        this.dirtyWindows.add(w);
         if (w.closed) this.toEvaluate.add(w);
       }
       rt.last = { at: s.at, c: s.ciphertext };
@@ -237,6 +300,13 @@ export class BlindWindows {
     let rt = this.rt.get(id);
     if (!rt) this.rt.set(id, (rt = { seen: new Set(), highest: -1, last: null }));
     return rt;
+  }
+
+  /** Whether the windows of time `t` are past the retention horizon (as the classic PES's rule). */
+  private gone(t: number): boolean {
+    const wm = this.watermark;
+    if (wm === null) return false;
+    return this.calendar.intervalStart(t) + this.settings.intervalS + this.retentionS < wm || this.calendar.billing(t).end + this.retentionS < wm;
   }
 
   private window(kind: Window['kind'], key: string, start: number, end: number): Window {
@@ -257,11 +327,85 @@ export class BlindWindows {
       for (const w of this.windows.values()) {
         if (!w.closed && wm > w.end + this.settings.latenessS) {
           w.closed = true;
+          this.dirtyWindows.add(w);
           this.toEvaluate.add(w);
         }
       }
     }
     this.evaluate();
+    if (wm !== null) this.evict(wm);
+  }
+
+  /** Windows held in memory (open and retained). */
+  get windowCount(): number {
+    return this.windows.size;
+  }
+
+  /** Drops closed windows past the retention horizon (the classic PES's rule). */
+  private evict(wm: number): void {
+    for (const [id, w] of this.windows) {
+      if (!w.closed || w.end + this.retentionS >= wm) continue;
+      this.windows.delete(id);
+      this.dirtyWindows.delete(w);
+      this.toEvaluate.delete(w);
+      this.evicted.push({ kind: w.kind, key: w.key, start: w.start });
+      if (w.released) this.remember(w.key, w.released, -1);
+    }
+  }
+
+  /**
+   * Everything that changed since the previous call, ready to persist (lib/e2e-state.ts); call it after
+   * {@link takeReleases}, in the same transaction as the releases.
+   * @example
+   * ```ts
+   * w.ingestUplink(bytes);
+   * store.commit(w.checkpoint(), outbox(w.takeReleases()));
+   * ```
+   */
+  checkpoint(): BlindCheckpoint {
+    const windows = [...this.dirtyWindows].map((w) => ({ kind: w.kind, key: w.key, start: w.start, end: w.end, num: w.num, den: w.den, terms: w.terms, meters: [...w.meters], changed: [...w.changed], revision: w.revision, released: w.released, closed: w.closed, suppressed: w.suppressed }));
+    const meters: [string, BlindMeterRecord][] = [...this.dirtyMeters].map((id) => {
+      const rt = this.rt.get(id)!;
+      const seen = new Uint8Array(SEEN_KEPT / 8);
+      for (const ic of rt.seen) {
+        const d = rt.highest - ic;
+        if (d >= 0 && d < SEEN_KEPT) seen[d >> 3]! |= 1 << (d & 7);
+      }
+      return [id, { highest: rt.highest, seen, last: rt.last }];
+    });
+    const evicted = this.evicted;
+    this.dirtyWindows.clear();
+    this.dirtyMeters.clear();
+    this.evicted = [];
+    return { windows, evicted, meters, watermark: this.watermark, counters: { ...this.counters } };
+  }
+
+  /**
+   * Loads a saved state into this (new) instance: windows, meters' anti-replay and last snapshots, watermark,
+   * counters; the released memberships the membership guard compares with are rebuilt from the windows.
+   * @example
+   * ```ts
+   * const w = new BlindWindows(settings, pub, meters);
+   * w.restore(store.load());
+   * ```
+   */
+  restore(state: BlindState): void {
+    if (this.windows.size > 0 || this.rt.size > 0) throw new Error('restore() needs a new BlindWindows');
+    for (const r of state.windows) {
+      const w: Window = { kind: r.kind, key: r.key, start: r.start, end: r.end, num: r.num, den: r.den, terms: r.terms, meters: new Set(r.meters), changed: new Set(r.changed), revision: r.revision, released: r.released, closed: r.closed, suppressed: r.suppressed };
+      this.windows.set(`${w.kind}|${w.key}|${w.start}`, w);
+      if (w.released) this.remember(w.key, w.released, +1);
+    }
+    for (const [id, m] of state.meters) {
+      const seen = new Set<number>();
+      for (let d = 0; d < SEEN_KEPT; d++) if ((m.seen[d >> 3]! >> (d & 7)) & 1) seen.add(m.highest - d);
+      this.rt.set(id, { seen, highest: m.highest, last: m.last });
+    }
+    this.watermark = state.watermark;
+    for (const k of Object.keys(this.counters) as (keyof BlindCounters)[]) {
+      const v = state.counters[k];
+      if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) this.counters[k] = v;
+    }
   }
 
   /** Closes every window (end of a replay) and evaluates them. */
@@ -269,6 +413,7 @@ export class BlindWindows {
     for (const w of this.windows.values()) {
       if (w.closed) continue;
       w.closed = true;
+      this.dirtyWindows.add(w);
       this.toEvaluate.add(w);
     }
     this.evaluate();
@@ -314,6 +459,7 @@ export class BlindWindows {
       if (w.revision < 0 && w.meters.size < k) {
         if (!w.suppressed) {
           w.suppressed = true;
+          this.dirtyWindows.add(w);
           this.counters.suppressed++;
         }
         return;
@@ -328,6 +474,7 @@ export class BlindWindows {
       }
     } else if (w.changed.size === 0) return;
     w.revision++;
+    this.dirtyWindows.add(w);
     w.changed.clear();
     w.suppressed = false;
     if (w.kind === 'neighbourhood') {

@@ -50,6 +50,8 @@ export interface PesFlags {
   neighbourhoods?: string[];
   partitions?: number;
   leaseTtl: number;
+  /** The blind PES of the end-to-end mode (pes/e2e-cli.ts). */
+  e2e?: boolean;
 }
 
 const duration = (flag: string, allowZero = false) => (v: string) => (allowZero && /^0[smhdw]?$/.test(v) ? 0 : parseDuration(v, flag));
@@ -157,7 +159,14 @@ function zone(v: string): string {
   return v;
 }
 
-function credentials(flags: PesFlags): { username?: string; password?: string } {
+/**
+ * The broker credentials the flags name (`--username` with `--password-file`), else the key set's.
+ * @example
+ * ```ts
+ * const { username, password } = credentials(flags);
+ * ```
+ */
+export function credentials(flags: Pick<PesFlags, 'keys' | 'username' | 'passwordFile'>): { username?: string; password?: string } {
   if (flags.username !== undefined || flags.passwordFile !== undefined) {
     if (!flags.username || !flags.passwordFile) throw new InvalidArgumentError('--username and --password-file go together');
     try {
@@ -188,7 +197,8 @@ export function fleetMeters(fleet: { meter: string; household: string; neighbour
   return meters;
 }
 
-async function run(flags: PesFlags): Promise<void> {
+async function run(flags: PesFlags, cmd: Command): Promise<void> {
+  if (flags.e2e) return (await import('./e2e-cli.js')).runPesE2e(flags, cmd);
   const log = createLogger('pes');
   const keys = loadPesKeys(flags.keys);
   const fleet = loadFleet(flags.keys).meters;
@@ -338,5 +348,6 @@ export function registerPesCommand(program: Command): void {
     .option('--max-skew <duration>', 'reject readings further than this from the watermark', duration('--max-skew'), 7 * 86400)
     .option('--client-id <id>', 'MQTT client id of the persistent session (default: pes, or pes-<partition>); one per partition, shared by its instances')
     .option('--gateway <id>', 'take the uplinks of this gateway only (repeatable; default: every gateway)', gatewayOption, [] as string[])
-    .action((flags: PesFlags) => run(flags));
+    .option('--e2e', 'end-to-end mode: the blind PES folds the meters\' Paillier snapshots and adds only its share of each decryption (keys from `provision --e2e`; default --state pes-e2e-state.sqlite; docs/paillier.md)')
+    .action((flags: PesFlags, cmd: Command) => run(flags, cmd));
 }

@@ -1,14 +1,14 @@
 /**
- * `pes --e2e` as an MQTT service: the blind PES (pes/e2e.ts) over a durable subscription to the uplinks; each
- * release is published at QoS 1 as the uplink that caused it is acknowledged (not durable yet: its windows
- * live in memory only in this version, and the publish sits in MQTT.js's in-memory outgoing store; pes/README.md).
+ * `pes --e2e` as an MQTT service: the blind PES (pes/e2e.ts) over a durable subscription to the uplinks
+ * (lib/blind-service.ts). Kill -9 safe as the classic PES: per uplink the changed windows and meters and the
+ * sealed releases are committed to the state file (lib/e2e-state.ts) before the uplink is acknowledged, and a
+ * release leaves the state's outbox only once the broker acknowledged its publish.
  * @module
  */
-import type { MqttClient } from 'mqtt';
 import { pino, type Logger } from 'pino';
-import { startDurableSubscriber, type Verdict } from '../lib/durable-subscriber.js';
+import { startBlindService } from '../lib/blind-service.js';
 import type { BlindSettings } from '../lib/e2e-windows.js';
-import { FRAMES_PREFIX, topics } from '../protocol/topics.js';
+import { blindStateConfig, E2eStateStore } from '../lib/e2e-state.js';
 import { newCounters, type PesCounters } from './core/counters.js';
 import { PesE2e } from './e2e.js';
 
@@ -17,6 +17,12 @@ export interface PesE2eServiceOptions {
   settings: BlindSettings;
   keys: ConstructorParameters<typeof PesE2e>[1];
   mqtt: { url: string; username?: string; password?: string; clientId?: string };
+  /** SQLite state file (0600), or `':memory:'` (default: nothing survives the process). */
+  stateFile?: string;
+  /** `NORMAL` for bulk replays (survives a process crash, not a power loss); default `FULL`. */
+  synchronous?: 'FULL' | 'NORMAL';
+  /** Gateways whose uplinks this PES takes; default every gateway. */
+  gateways?: string[];
   logger?: Logger;
 }
 
@@ -31,57 +37,48 @@ export interface PesE2eHandle {
 /**
  * @example
  * ```ts
- * const svc = startPesE2eService({ settings, keys, mqtt: { url, username: 'pes', password } });
+ * const svc = startPesE2eService({ settings, keys, stateFile: 'pes-e2e.sqlite', mqtt: { url, username: 'pes', password } });
  * await svc.ready;
  * ```
  */
-export function startPesE2eService(o: PesE2eServiceOptions): { pes: PesE2eHandle; core: PesE2e; ready: Promise<void>; close(): Promise<void> } {
+export function startPesE2eService(o: PesE2eServiceOptions) {
   const log = o.logger ?? pino({ name: 'pes' });
   const core = new PesE2e(o.settings, o.keys);
+  const store = E2eStateStore.open(o.stateFile ?? ':memory:', { role: 'pes', paillierKeyId: o.keys.share.publicKey.keyId, config: blindStateConfig(o.settings), ...(o.synchronous ? { synchronous: o.synchronous } : {}) });
   const counters = newCounters();
-  let client: MqttClient | undefined;
-  let pending = Promise.resolve();
   const sync = () => {
     const c = core.windows.counters;
-    Object.assign(counters, { framesOk: c.frames, readings: c.readings, badTag: c.badTag, unknownMeter: c.unknownMeter, replay: c.replay, malformedFrame: c.malformedFrame, malformedUplink: c.malformedUplink, released: c.released, suppressed: c.suppressed, revisionHeld: c.revisionHeld, membershipHeld: c.membershipHeld });
+    Object.assign(counters, { framesOk: c.frames, readings: c.readings, badTag: c.badTag, unknownMeter: c.unknownMeter, replay: c.replay, malformedFrame: c.malformedFrame, malformedUplink: c.malformedUplink, tooOld: c.tooOld, released: c.released, suppressed: c.suppressed, revisionHeld: c.revisionHeld, membershipHeld: c.membershipHeld });
   };
-  const publishOutbox = (): Promise<void> => {
-    const out = core.takeOutbox();
-    const sent = Promise.all(out.map((m) => new Promise<void>((resolve, reject) => client!.publish(m.topic, m.payload, { qos: 1 }, (err) => (err ? reject(err) : resolve())))));
-    pending = pending.then(() => sent.then(() => undefined));
-    return sent.then(() => undefined);
-  };
-  const sub = startDurableSubscriber({
-    ...o.mqtt,
-    clientId: o.mqtt.clientId ?? 'pes',
-    filters: [topics.framesAll],
-    who: 'the PES (end-to-end mode)',
-    logger: log,
-    handle(packet): Verdict {
-      if (packet.topic.startsWith(FRAMES_PREFIX)) core.ingestUplink(packet.payload as Buffer, packet.topic.slice(FRAMES_PREFIX.length));
-      sync();
-      // Not awaited here: MQTT.js reads the PUBACK only once this handler returns (awaiting it deadlocks);
-      // QoS 1 keeps the publish in the client's outgoing store until the broker has it.
-      void publishOutbox().catch((e) => log.error({ err: (e as Error).message }, 'publish failed'));
-      return 'ack';
-    },
-  });
-  client = sub.client;
-  return {
-    core,
-    pes: {
-      counters,
-      get watermark() {
-        return core.windows.watermark;
-      },
-      flush() {
-        core.flush();
+  let svc;
+  try {
+    svc = startBlindService({
+      who: 'the PES (end-to-end mode)',
+      tag: 'pes',
+      windows: core.windows,
+      store,
+      seal: () => {
+        const out = core.takeOutbox();
         sync();
-        void publishOutbox().catch((e) => log.error({ err: (e as Error).message }, 'pes e2e: publish failed'));
+        return out;
       },
-      idle: () => pending,
+      mqtt: { ...o.mqtt, clientId: o.mqtt.clientId ?? 'pes' },
+      ...(o.gateways ? { gateways: o.gateways } : {}),
+      logger: log,
+    });
+  } catch (e) {
+    store.close();
+    throw e;
+  }
+  sync();
+  const s = svc;
+  const pes: PesE2eHandle = {
+    counters,
+    get watermark() {
+      return core.windows.watermark;
     },
-    ready: sub.ready,
-    close: () => sub.close(() => pending),
+    flush: () => s.flush(),
+    idle: () => s.idle(),
   };
+  return { pes, core, client: s.client, ready: s.ready, failed: s.failed, close: () => s.close(), kill: () => s.kill() };
 }

@@ -1,0 +1,103 @@
+/**
+ * `smartermeter pes --e2e`: the blind PES (docs/paillier.md) as a standalone command, kill -9 safe with its
+ * `--state` file (lib/e2e-state.ts). It takes the classic PES's release flags (interval, billing period,
+ * tariff, zone, lateness, k, revision-k, membership guard, retention, pes-id, client-id, gateway, broker and
+ * credentials) and refuses, each with a clear error, those the blind PES cannot honour yet (differential
+ * privacy, a PostgreSQL state, partitions, max-skew). Same log lines as the classic `pes`: `pes: subscribed`
+ * once ready, `pes: flushed on SIGUSR2: every window closed` after SIGUSR2 (closes every window), `pes: stopped`.
+ * @module
+ */
+import { InvalidArgumentError, type Command } from 'commander';
+import { createLogger } from '../lib/log.js';
+import { loadFleet, loadPesKeys } from '../lib/keyset.js';
+import { FLAT_TARIFF, loadTariff } from '../lib/tariff.js';
+import { credentials, fleetMeters, type PesFlags } from './cli.js';
+import { parseBillingPeriod } from './duration.js';
+import { startPesE2eService } from './e2e-mqtt.js';
+import { isPostgresUrl } from './pg-state.js';
+
+/** Default state file of the blind PES (in the working directory; never the classic PES's). */
+export const DEFAULT_E2E_STATE = 'pes-e2e-state.sqlite';
+
+/** Flags the blind PES cannot honour, and why. */
+const REFUSED: [keyof PesFlags, string, string][] = [
+  ['dpEpsilon', '--dp-epsilon', 'differential privacy noise is not available in the end-to-end mode yet'],
+  ['dpMaxPower', '--dp-max-power', 'differential privacy noise is not available in the end-to-end mode yet'],
+  ['dpBudget', '--dp-budget', 'differential privacy noise is not available in the end-to-end mode yet'],
+  ['partition', '--partition', 'the blind PES runs the whole fleet (no partitions yet)'],
+  ['neighbourhoods', '--neighbourhoods', 'the blind PES runs the whole fleet (no partitions yet)'],
+  ['partitions', '--partitions', 'the blind PES runs the whole fleet (no partitions yet)'],
+  ['stateSchema', '--state-schema', 'the blind PES keeps a SQLite state file only'],
+  ['leaseTtl', '--lease-ttl', 'the blind PES keeps a SQLite state file only (no standby)'],
+  ['maxSkew', '--max-skew', 'the blind PES cannot see reading times beyond its watermark check (not enforced yet)'],
+];
+
+/**
+ * Runs the blind PES until SIGINT/SIGTERM (or a failing commit: then it throws, the supervisor restarts it).
+ * @example
+ * ```ts
+ * await runPesE2e(flags, command); // from `smartermeter pes --e2e --keys keys/pes --state pes-e2e.sqlite`
+ * ```
+ */
+export async function runPesE2e(flags: PesFlags, cmd: Command): Promise<void> {
+  for (const [name, flag, why] of REFUSED) {
+    if (cmd.getOptionValueSource(name) === 'cli') throw new InvalidArgumentError(`${flag} cannot be used with --e2e: ${why}`);
+  }
+  const stateFile = cmd.getOptionValueSource('state') === 'cli' ? flags.state : DEFAULT_E2E_STATE;
+  if (isPostgresUrl(stateFile)) throw new InvalidArgumentError('--state with --e2e must be a SQLite file: the blind PES has no PostgreSQL state yet');
+  const billing = flags.billingPeriod ?? parseBillingPeriod('1d');
+  if (flags.retention !== undefined && flags.retention <= flags.lateness) throw new InvalidArgumentError(`--retention must be longer than --lateness (${flags.lateness} s)`);
+  const log = createLogger('pes');
+  const keys = loadPesKeys(flags.keys, { e2e: true });
+  const meters = fleetMeters(loadFleet(flags.keys).meters, keys.meterKeys, keys.meterRotations);
+  const tariff = flags.tariff ? loadTariff(flags.tariff) : FLAT_TARIFF;
+  if (flags.k < 20) log.warn({ k: flags.k }, 'pes: k below 20 — aggregates of fewer households leak individual behaviour (Buescher et al., PoPETs 2017)');
+  if (!flags.membershipGuard) log.warn('pes: membership guard off — two releases differing by one meter reveal that household (docs/privacy.md)');
+  const pesId = flags.pesId ?? 'pes';
+  const svc = startPesE2eService({
+    settings: {
+      intervalS: flags.interval,
+      billing,
+      tz: flags.tz ?? tariff.tz,
+      tariff,
+      latenessS: flags.lateness,
+      k: flags.k,
+      revisionK: flags.revisionK ?? flags.k,
+      membershipGuard: flags.membershipGuard,
+      ...(flags.retention !== undefined ? { retentionS: flags.retention } : {}),
+    },
+    keys: { share: keys.paillierShare, mdmsPublic: keys.mdmsPublic, signer: keys.signer, meters },
+    mqtt: { url: flags.mqtt, ...credentials(flags), clientId: flags.clientId ?? 'pes' },
+    stateFile,
+    ...(flags.gateway.length ? { gateways: flags.gateway } : {}),
+    logger: log,
+  });
+  const onFlush = () => {
+    try {
+      svc.pes.flush(); // committed when it returns
+      log.info({ counters: svc.core.windows.counters }, 'pes: flushed on SIGUSR2: every window closed');
+    } catch (e) {
+      log.error({ err: (e as Error).message }, 'pes: flush failed');
+    }
+  };
+  process.on('SIGUSR2', onFlush);
+  let stop!: () => void;
+  const stopped = new Promise<null>((resolve) => (stop = () => resolve(null)));
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  const refused = svc.ready.then(
+    () => {
+      log.info({ url: flags.mqtt, k: flags.k, intervalS: flags.interval, pesId, mode: 'e2e', state: stateFile }, 'pes: subscribed');
+      return new Promise<never>(() => undefined);
+    },
+    (e: Error) => e,
+  );
+  const outcome = await Promise.race([stopped, refused, svc.failed]);
+  process.off('SIGUSR2', onFlush);
+  if (outcome instanceof Error) {
+    await svc.kill();
+    throw outcome;
+  }
+  await svc.close();
+  log.info({ counters: svc.core.windows.counters }, 'pes: stopped');
+}
