@@ -11,7 +11,8 @@
  *   ciphertext), its term count, the ids of the meters that contributed and changed it, revision, released
  *   membership and status;
  * - `meters`: per meter its anti-replay state (highest invocation counter and a 4096-bit bitmap below it) and
- *   its last snapshot (time and Paillier ciphertext);
+ *   its last snapshot (time and Paillier ciphertext) and the earlier ones a snapshot arriving out of order may
+ *   still fall between (lib/e2e-windows.ts);
  * - `outbox`: sealed messages to the MDMS (the PES's releases, the guardian's partials) committed with the
  *   uplink that produced them and deleted once the broker acknowledged their publish; after a crash they are
  *   published again (the MDMS stores by window and revision: a second copy is a duplicate);
@@ -105,14 +106,16 @@ function decodeWindow(kind: string, key: string, start: number, body: Buffer): B
 }
 
 function encodeMeter(m: BlindMeterRecord): Buffer {
-  return cborEncode([m.highest, m.seen, m.last ? [m.last.at, toBytes(m.last.c)] : null]);
+  const snap = (x: { at: number; c: bigint }) => [x.at, toBytes(x.c)];
+  return cborEncode([m.highest, m.seen, m.last ? snap(m.last) : null, ...(m.earlier?.length ? [m.earlier.map(snap)] : [])]);
 }
 
 function decodeMeter(body: Buffer): BlindMeterRecord {
   const a = cborDecode(body) as unknown[];
-  if (!Array.isArray(a) || a.length !== 3) throw new TypeError('malformed meter row');
-  const [highest, seen, last] = a as [number, Uint8Array, [number, Uint8Array] | null];
-  return { highest, seen: Uint8Array.from(seen), last: last ? { at: last[0], c: fromBytes(last[1]) } : null };
+  if (!Array.isArray(a) || (a.length !== 3 && a.length !== 4)) throw new TypeError('malformed meter row');
+  const [highest, seen, last, earlier] = a as [number, Uint8Array, [number, Uint8Array] | null, [number, Uint8Array][] | undefined];
+  const snap = (x: [number, Uint8Array]) => ({ at: x[0], c: fromBytes(x[1]) });
+  return { highest, seen: Uint8Array.from(seen), last: last ? snap(last) : null, ...(earlier ? { earlier: earlier.map(snap) } : {}) };
 }
 
 /**

@@ -108,11 +108,15 @@ export interface BlindWindowRecord {
   suppressed: boolean;
 }
 
-/** A meter's runtime as the state file keeps it: anti-replay (highest counter, bitmap of highest - ic) and its last snapshot. */
+/**
+ * A meter's runtime as the state file keeps it: anti-replay (highest counter, bitmap of highest - ic), its last
+ * snapshot and the earlier ones still within reach of a snapshot arriving out of order (oldest first).
+ */
 export interface BlindMeterRecord {
   highest: number;
   seen: Uint8Array;
   last: { at: number; c: bigint } | null;
+  earlier?: { at: number; c: bigint }[];
 }
 
 /** The whole state of a folder (what {@link BlindWindows.restore} takes). */
@@ -152,7 +156,8 @@ interface Window {
 interface MeterRt {
   seen: Set<number>;
   highest: number;
-  last: { at: number; c: bigint } | null;
+  /** The meter's snapshots by time, oldest first: the newest is its last; see {@link BlindWindows.fold}. */
+  snaps: { at: number; c: bigint }[];
 }
 
 const SEEN_KEPT = 4096;
@@ -262,32 +267,7 @@ export class BlindWindows {
     const info = this.meters.get(id)!;
     for (const s of payload.snapshots) {
       this.counters.snapshots++;
-      if (rt.last === null) {
-        rt.last = { at: s.at, c: s.ciphertext };
-        continue;
-      }
-      if (s.at <= rt.last.at) {
-        this.counters.lateSnapshot++;
-        continue;
-      }
-      const t = s.at - 1;
-      if (this.gone(t)) {
-        this.counters.tooOld++;
-        continue;
-      }
-      const nbStart = this.calendar.intervalStart(t);
-      const slot = this.calendar.billing(t);
-      for (const w of [this.window('neighbourhood', info.neighbourhood, nbStart, nbStart + this.settings.intervalS), this.window('billing', info.household, slot.start, slot.end)]) {
-        if (w.terms >= MAX_WINDOW_TERMS) throw new RangeError('window packing budget exhausted');
-        w.num = (w.num * s.ciphertext) % this.pub.n2;
-        w.den = (w.den * rt.last.c) % this.pub.n2;
-        w.terms++;
-        w.meters.add(id);
-        w.changed.add(id);
-        this.dirtyWindows.add(w);
-        if (w.closed) this.toEvaluate.add(w);
-      }
-      rt.last = { at: s.at, c: s.ciphertext };
+      this.fold(id, info, rt, { at: s.at, c: s.ciphertext });
     }
     let end = 0;
     for (const r of payload.readings) end = Math.max(end, r.time + r.period);
@@ -298,8 +278,62 @@ export class BlindWindows {
 
   private runtime(id: string): MeterRt {
     let rt = this.rt.get(id);
-    if (!rt) this.rt.set(id, (rt = { seen: new Set(), highest: -1, last: null }));
+    if (!rt) this.rt.set(id, (rt = { seen: new Set(), highest: -1, snaps: [] }));
     return rt;
+  }
+
+  /**
+   * Folds one snapshot S of a meter, whatever order the uplinks arrive in (a broker redelivers what a killed
+   * subscriber had not acknowledged beside new messages, so the PES and the guardian may each see a meter's
+   * frames in another order): the windows must end up with the same ciphertexts as in time order, or the two
+   * parties' partials would be of different ciphertexts and never combine. In time order S contributes S / P
+   * (P its predecessor) to the windows of time `S.at - 1`; arriving after its successor N, which contributed
+   * N / P, S contributes S / P to its own windows and P / S to N's (which then hold N / S: the same group
+   * element, so the same ciphertext, as in time order; N's windows change and may be revised). Arriving before
+   * the meter's first, S is the new baseline and N's windows get N / S. The meter keeps its snapshots while
+   * their windows are not past the retention horizon (and the newest of those that are, as the predecessor of
+   * the next); one whose windows are past it is refused (`tooOld`) and its energy stays with its successor.
+   * A snapshot at a time already held is a repeat (`lateSnapshot`): dropped.
+   */
+  private fold(id: string, info: BlindMeter, rt: MeterRt, s: { at: number; c: bigint }): void {
+    const snaps = rt.snaps;
+    if (snaps.length === 0) {
+      snaps.push(s); // the meter's baseline
+      return;
+    }
+    let i = snaps.length;
+    while (i > 0 && snaps[i - 1]!.at >= s.at) i--;
+    if (snaps[i]?.at === s.at) {
+      this.counters.lateSnapshot++;
+      return;
+    }
+    if (this.gone(s.at - 1)) {
+      this.counters.tooOld++;
+      return;
+    }
+    const p = snaps[i - 1];
+    const n = snaps[i];
+    if (p) this.contribute(id, info, s.at - 1, s.c, p.c);
+    if (n) this.contribute(id, info, n.at - 1, p ? p.c : n.c, s.c);
+    snaps.splice(i, 0, s);
+    // Keep the newest snapshot whose windows are gone (a predecessor still needed) and everything after it.
+    while (snaps.length > 1 && this.gone(snaps[1]!.at - 1)) snaps.shift();
+  }
+
+  /** Multiplies num / den into the neighbourhood and billing windows of time `t` of a meter. */
+  private contribute(id: string, info: BlindMeter, t: number, num: bigint, den: bigint): void {
+    const nbStart = this.calendar.intervalStart(t);
+    const slot = this.calendar.billing(t);
+    for (const w of [this.window('neighbourhood', info.neighbourhood, nbStart, nbStart + this.settings.intervalS), this.window('billing', info.household, slot.start, slot.end)]) {
+      if (w.terms >= MAX_WINDOW_TERMS) throw new RangeError('window packing budget exhausted');
+      w.num = (w.num * num) % this.pub.n2;
+      w.den = (w.den * den) % this.pub.n2;
+      w.terms++;
+      w.meters.add(id);
+      w.changed.add(id);
+      this.dirtyWindows.add(w);
+      if (w.closed) this.toEvaluate.add(w);
+    }
   }
 
   /** Whether the windows of time `t` are past the retention horizon (as the classic PES's rule). */
@@ -371,7 +405,7 @@ export class BlindWindows {
         const d = rt.highest - ic;
         if (d >= 0 && d < SEEN_KEPT) seen[d >> 3]! |= 1 << (d & 7);
       }
-      return [id, { highest: rt.highest, seen, last: rt.last }];
+      return [id, { highest: rt.highest, seen, last: rt.snaps.at(-1) ?? null, ...(rt.snaps.length > 1 ? { earlier: rt.snaps.slice(0, -1) } : {}) }];
     });
     const evicted = this.evicted;
     this.dirtyWindows.clear();
@@ -399,7 +433,7 @@ export class BlindWindows {
     for (const [id, m] of state.meters) {
       const seen = new Set<number>();
       for (let d = 0; d < SEEN_KEPT; d++) if ((m.seen[d >> 3]! >> (d & 7)) & 1) seen.add(m.highest - d);
-      this.rt.set(id, { seen, highest: m.highest, last: m.last });
+      this.rt.set(id, { seen, highest: m.highest, snaps: [...(m.earlier ?? []), ...(m.last ? [m.last] : [])] });
     }
     this.watermark = state.watermark;
     for (const k of Object.keys(this.counters) as (keyof BlindCounters)[]) {
