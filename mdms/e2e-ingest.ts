@@ -9,8 +9,9 @@
  * sealed to the MDMS) before it is acknowledged, and a restarted MDMS takes the waiting halves back from there
  * before it handles a message. When the counterpart arrives, the aggregate is stored, then the waiting half
  * forgotten, then the counterpart acknowledged: a crash in between redelivers the counterpart, which combines
- * again and is stored idempotently (`duplicate`). A crash after the forget and before the acknowledgement leaves
- * the redelivered counterpart waiting for good (a stale row, never a lost or doubled aggregate).
+ * again and is stored idempotently (`duplicate`). A combined pair leaves a marker (its ciphertext id) before
+ * the waiting half is forgotten, so a copy of either half that arrives later (redelivered after a crash, or
+ * published again from the PES's or the guardian's outbox) is a duplicate, acknowledged, not kept waiting.
  * @module
  */
 import type { KeyObject } from 'node:crypto';
@@ -85,9 +86,11 @@ export function startMdmsE2eIngest(o: MdmsE2eIngestOptions): { counters: E2eInge
     else counters.conflicts++;
   }
 
-  const other = (h: PendingHalf['half']): PendingHalf['half'] => (h === 'release' ? 'partial' : 'release');
+  const other = (h: 'release' | 'partial'): 'release' | 'partial' => (h === 'release' ? 'partial' : 'release');
   /** Hands an opened half to the combiner: the aggregate if its counterpart was waiting, or why it is refused. */
-  function feed(half: PendingHalf['half'], topic: string, opened: unknown): { id: string; agg: Aggregate | null } | { id?: string; refused: string } {
+  /** Ciphertext ids whose pair was combined and stored. */
+  const combined = new Set<string>();
+  function feed(half: 'release' | 'partial', topic: string, opened: unknown): { id: string; agg: Aggregate | null; duplicate?: true } | { id?: string; refused: string } {
     let id: string | undefined;
     try {
       const named = parseTopic.aggregate(topic) ?? parseTopic.partial(topic)!;
@@ -96,25 +99,43 @@ export function startMdmsE2eIngest(o: MdmsE2eIngestOptions): { counters: E2eInge
         if (r.kind !== named.kind || r.key !== named.key) throw new TypeError('the release names another window than its topic');
         counters.releases++;
         id = r.partial.ciphertextId.toString('hex');
+        if (combined.has(id)) return { id, agg: null, duplicate: true };
         return { id, agg: combiner.release(r) };
       }
       const g = parseGuardianPartial(o.paillier, opened);
       if (g.kind !== named.kind || g.key !== named.key) throw new TypeError('the partial names another window than its topic');
       counters.partials++;
       id = g.partial.ciphertextId.toString('hex');
+      if (combined.has(id)) return { id, agg: null, duplicate: true };
       return { id, agg: combiner.guardian(g) };
     } catch (e) {
       return { ...(id ? { id } : {}), refused: (e as Error).message };
     }
   }
 
+  /** Stores a combined aggregate, marks its pair combined, then forgets its waiting half (see the module doc). */
+  async function done(id: string, agg: Aggregate, topic: string): Promise<void> {
+    await store(agg, topic);
+    await o.store.holdHalf({ ciphertextId: id, half: 'combined', topic, payload: Buffer.alloc(0) });
+    combined.add(id);
+    await o.store.dropHalf(id, 'release');
+    await o.store.dropHalf(id, 'partial');
+  }
+
   /** The halves a previous MDMS process kept waiting, back into the combiner before the first message. */
   const restored = (async () => {
     const halves = await o.store.pendingHalves();
+    for (const h of halves) if (h.half === 'combined') combined.add(h.ciphertextId);
     for (const h of halves) {
+      if (h.half === 'combined') continue;
+      if (combined.has(h.ciphertextId)) {
+        await o.store.dropHalf(h.ciphertextId, h.half); // combined just before a crash: the half is done
+        continue;
+      }
+      const half = h.half;
       let fed: ReturnType<typeof feed>;
       try {
-        fed = feed(h.half, h.topic, openAggregate(o.privateKey, h.topic, h.payload, h.half === 'release' ? o.pesVerifyKey : o.guardianVerifyKey));
+        fed = feed(half, h.topic, openAggregate(o.privateKey, h.topic, h.payload, half === 'release' ? o.pesVerifyKey : o.guardianVerifyKey));
       } catch (e) {
         fed = { refused: (e as Error).message };
       }
@@ -124,13 +145,9 @@ export function startMdmsE2eIngest(o: MdmsE2eIngestOptions): { counters: E2eInge
         log.error({ topic: h.topic, half: h.half, reason: fed.refused }, 'mdms e2e: a waiting half in the store no longer opens: left in e2e_pending');
         continue;
       }
-      if (fed.agg) {
-        await store(fed.agg, h.topic);
-        await o.store.dropHalf(fed.id, 'release');
-        await o.store.dropHalf(fed.id, 'partial');
-      }
+      if (fed.agg) await done(fed.id, fed.agg, h.topic);
     }
-    if (halves.length) log.info({ waiting: combiner.waiting }, 'mdms e2e: halves waiting for their counterpart taken back from the store');
+    if (halves.length) log.info({ waiting: combiner.waiting, combined: combined.size }, 'mdms e2e: halves waiting for their counterpart taken back from the store');
   })();
   restored.catch(() => undefined); // reported through the first message's handler
 
@@ -171,12 +188,15 @@ export function startMdmsE2eIngest(o: MdmsE2eIngestOptions): { counters: E2eInge
         if (fed.id) await o.store.dropHalf(fed.id, other(half));
         return 'ack';
       }
+      if (fed.duplicate) {
+        counters.duplicates++;
+        return 'ack';
+      }
       if (!fed.agg) {
         await o.store.holdHalf({ ciphertextId: fed.id, half, topic, payload });
         return 'ack';
       }
-      await store(fed.agg, topic);
-      await o.store.dropHalf(fed.id, other(half));
+      await done(fed.id, fed.agg, topic);
       return 'ack';
     },
   });

@@ -91,7 +91,8 @@ CREATE TABLE ingest_policy (
 /**
  * Version 3 (end-to-end mode): the halves of an aggregate waiting for their counterpart (the PES's release or
  * the guardian's partial decryption, as they arrived: sealed to the MDMS, base64), so that one acknowledged
- * before its counterpart arrived survives an MDMS crash (mdms/e2e-ingest.ts).
+ * before its counterpart arrived survives an MDMS crash, and a marker per combined pair (`combined`, no payload),
+ * so that a copy of a half published again after a crash is known as a duplicate (mdms/e2e-ingest.ts).
  */
 const v3 = (d: 'sqlite' | 'postgres'): string => {
   const int = d === 'sqlite' ? 'INTEGER' : 'BIGINT';
@@ -99,7 +100,7 @@ const v3 = (d: 'sqlite' | 'postgres'): string => {
   return `
 CREATE TABLE e2e_pending (
   ciphertext_id TEXT NOT NULL,
-  half TEXT NOT NULL CHECK (half IN ('release', 'partial')),
+  half TEXT NOT NULL CHECK (half IN ('release', 'partial', 'combined')),
   topic TEXT NOT NULL,
   payload_b64 TEXT NOT NULL,
   received_at_ms ${int} NOT NULL,

@@ -375,7 +375,7 @@ export class SqlStore implements Store {
 
   async holdHalf(h: PendingHalf): Promise<void> {
     if (!/^[0-9a-f]{2,128}$/.test(h.ciphertextId)) throw new TypeError('ciphertextId must be hex');
-    if (h.half !== 'release' && h.half !== 'partial') throw new TypeError('half must be release or partial');
+    if (h.half !== 'release' && h.half !== 'partial' && h.half !== 'combined') throw new TypeError('half must be release, partial or combined');
     if (typeof h.topic !== 'string' || h.topic.length === 0 || h.topic.length > 512) throw new TypeError('topic must be a non-empty string of at most 512 characters');
     await this.db.run(
       'INSERT INTO e2e_pending (ciphertext_id, half, topic, payload_b64, received_at_ms) VALUES (?, ?, ?, ?, ?) ON CONFLICT (ciphertext_id, half) DO NOTHING',

@@ -127,11 +127,12 @@ export type RevisionsQuery =
 
 /**
  * One half of an end-to-end aggregate waiting for the other (docs/paillier.md): the PES's release or the
- * guardian's partial decryption of the ciphertext `ciphertextId` (hex), as it arrived (sealed to the MDMS).
+ * guardian's partial decryption of the ciphertext `ciphertextId` (hex), as it arrived (sealed to the MDMS); or
+ * `combined`, the marker that the pair of that ciphertext was combined and stored (empty payload).
  */
 export interface PendingHalf {
   ciphertextId: string;
-  half: 'release' | 'partial';
+  half: 'release' | 'partial' | 'combined';
   topic: string;
   payload: Uint8Array;
 }
@@ -180,7 +181,7 @@ export interface Store {
   dpBudgets(): Promise<DpBudgetRow[]>;
   /** Keeps a half waiting for its counterpart (idempotent: a redelivered half is kept once). */
   holdHalf(h: PendingHalf): Promise<void>;
-  /** Every half waiting, oldest first. */
+  /** Every half waiting and every combined marker, oldest first. */
   pendingHalves(): Promise<PendingHalf[]>;
   /** Forgets a half once its aggregate is stored. */
   dropHalf(ciphertextId: string, half: PendingHalf['half']): Promise<void>;

@@ -1,6 +1,7 @@
 // mdms/e2e-ingest.ts: a half (PES release or guardian partial) acknowledged before its counterpart arrived is
 // kept in the store, so an MDMS process that dies in between and a new one started on the same database still
-// combine the pair: the aggregate is stored once, and nothing stays waiting. Over the embedded broker.
+// combine the pair: the aggregate is stored once, nothing stays waiting, and a copy of a half that comes again
+// after the pair was combined is a duplicate. Over the embedded broker.
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -71,8 +72,14 @@ describe('MDMS e2e ingest: a waiting half survives the MDMS', () => {
       await pub.publishAsync(partTopic, sealAggregate(mdmsKey.publicKey, partTopic, partial, guardianSign.privateKey), { qos: 1 });
       await until(async () => (await second.store.latestNeighbourhood()).length === 1, 'the combined aggregate');
       expect(await second.store.latestNeighbourhood()).toMatchObject([{ neighbourhood: 'nb-1', start: w.start, end: w.end, revision: 0, meters: 3, energyWh: 5000, exportWh: 120 }]);
-      await until(async () => (await second.store.pendingHalves()).length === 0, 'the waiting release to be forgotten');
+      const waiting = async () => (await second.store.pendingHalves()).filter((h) => h.half !== 'combined').length;
+      await until(async () => (await waiting()) === 0, 'the waiting release to be forgotten');
       expect(second.ingest.counters).toMatchObject({ stored: 1, duplicates: 0, refusedCombine: 0 });
+      // The release published again (the PES's outbox after a crash): a duplicate, not a half left waiting.
+      await pub.publishAsync(relTopic, sealAggregate(mdmsKey.publicKey, relTopic, release, pesSign.privateKey), { qos: 1 });
+      await until(() => second.ingest.counters.duplicates === 1, 'the copy to be recognised');
+      expect(await waiting()).toBe(0);
+      expect(await second.store.latestNeighbourhood()).toHaveLength(1);
       await second.ingest.close();
       await second.store.close();
     } finally {

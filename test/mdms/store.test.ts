@@ -321,6 +321,7 @@ describe.each(BACKENDS)('store on $name', (backend: Backend) => {
       await store.dropHalf('ab01', 'release');
       expect((await store.pendingHalves()).map((h) => h.half)).toEqual(['partial']);
       await expect(store.holdHalf({ ...half, ciphertextId: 'not hex' })).rejects.toThrow(/hex/);
+      await expect(store.holdHalf({ ...half, half: 'other' as 'release' })).rejects.toThrow(/release, partial or combined/);
     });
 
     it('keeps the newest policy statement of each PES', async () => {
