@@ -107,15 +107,16 @@ function decodeWindow(kind: string, key: string, start: number, body: Buffer): B
 
 function encodeMeter(m: BlindMeterRecord): Buffer {
   const snap = (x: { at: number; c: bigint }) => [x.at, toBytes(x.c)];
-  return cborEncode([m.highest, m.seen, m.last ? snap(m.last) : null, ...(m.earlier?.length ? [m.earlier.map(snap)] : [])]);
+  const tail = m.pruned ? [(m.earlier ?? []).map(snap), true] : m.earlier?.length ? [m.earlier.map(snap)] : [];
+  return cborEncode([m.highest, m.seen, m.last ? snap(m.last) : null, ...tail]);
 }
 
 function decodeMeter(body: Buffer): BlindMeterRecord {
   const a = cborDecode(body) as unknown[];
-  if (!Array.isArray(a) || (a.length !== 3 && a.length !== 4)) throw new TypeError('malformed meter row');
-  const [highest, seen, last, earlier] = a as [number, Uint8Array, [number, Uint8Array] | null, [number, Uint8Array][] | undefined];
+  if (!Array.isArray(a) || a.length < 3 || a.length > 5) throw new TypeError('malformed meter row');
+  const [highest, seen, last, earlier, pruned] = a as [number, Uint8Array, [number, Uint8Array] | null, [number, Uint8Array][] | undefined, boolean | undefined];
   const snap = (x: [number, Uint8Array]) => ({ at: x[0], c: fromBytes(x[1]) });
-  return { highest, seen: Uint8Array.from(seen), last: last ? snap(last) : null, ...(earlier ? { earlier: earlier.map(snap) } : {}) };
+  return { highest, seen: Uint8Array.from(seen), last: last ? snap(last) : null, ...(earlier?.length ? { earlier: earlier.map(snap) } : {}), ...(pruned === true ? { pruned: true } : {}) };
 }
 
 /**

@@ -6,8 +6,7 @@
  * Per frame: decode -> meter lookup -> anti-replay (invocation counter seen before: dropped) -> AES-GCM open
  * (authenticity) -> e2e payload (protocol/e2e.ts) -> per snapshot: the first of a meter is its baseline; each
  * later one contributes Enc(R_at) / Enc(R_prev) to the neighbourhood window of time `at - 1` and to the billing
- * window (household x period) of that time; a snapshot older than the meter's latest is dropped (counted):
- * its energy already went forward with the later one, so nothing is lost or counted twice.
+ * window (household x period) of that time, in time order whatever order the frames arrive in (see `fold`).
  *
  * A window keeps the product of its snapshots (numerator) and of their predecessors (denominator); its
  * ciphertext is num / den, computed at release (one inversion per release, none per reading). The product is
@@ -117,6 +116,8 @@ export interface BlindMeterRecord {
   seen: Uint8Array;
   last: { at: number; c: bigint } | null;
   earlier?: { at: number; c: bigint }[];
+  /** Whether older snapshots were let go (`earlier[0]` or `last` is then not the meter's first). */
+  pruned?: boolean;
 }
 
 /** The whole state of a folder (what {@link BlindWindows.restore} takes). */
@@ -158,7 +159,12 @@ interface MeterRt {
   highest: number;
   /** The meter's snapshots by time, oldest first: the newest is its last; see {@link BlindWindows.fold}. */
   snaps: { at: number; c: bigint }[];
+  /** Older snapshots were let go: the oldest held is not the meter's baseline. */
+  pruned: boolean;
 }
+
+/** How far behind a meter's newest snapshot its earlier ones are kept (at least; at most the retention). */
+const HISTORY_MIN_S = 86_400;
 
 const SEEN_KEPT = 4096;
 
@@ -278,7 +284,7 @@ export class BlindWindows {
 
   private runtime(id: string): MeterRt {
     let rt = this.rt.get(id);
-    if (!rt) this.rt.set(id, (rt = { seen: new Set(), highest: -1, snaps: [] }));
+    if (!rt) this.rt.set(id, (rt = { seen: new Set(), highest: -1, snaps: [], pruned: false }));
     return rt;
   }
 
@@ -290,10 +296,13 @@ export class BlindWindows {
    * (P its predecessor) to the windows of time `S.at - 1`; arriving after its successor N, which contributed
    * N / P, S contributes S / P to its own windows and P / S to N's (which then hold N / S: the same group
    * element, so the same ciphertext, as in time order; N's windows change and may be revised). Arriving before
-   * the meter's first, S is the new baseline and N's windows get N / S. The meter keeps its snapshots while
-   * their windows are not past the retention horizon (and the newest of those that are, as the predecessor of
-   * the next); one whose windows are past it is refused (`tooOld`) and its energy stays with its successor.
-   * A snapshot at a time already held is a repeat (`lateSnapshot`): dropped.
+   * the meter's first, S is the new baseline and N's windows get N / S. The meter keeps its snapshots of the
+   * last max(lateness, 1 day) behind its newest, and not past the retention horizon (plus the newest one
+   * older than that, as a predecessor): one ciphertext per meter and interval, not months of them. A snapshot
+   * whose windows are past the horizon is refused (`tooOld`); one older than the meter's kept snapshots, or at
+   * a time already held (a repeat), is dropped (`lateSnapshot`): its energy stays with its successor, so
+   * nothing is lost or counted twice, but it lands in a later interval, and the PES and the guardian may then
+   * hold different ciphertexts for that window (an unpaired revision).
    */
   private fold(id: string, info: BlindMeter, rt: MeterRt, s: { at: number; c: bigint }): void {
     const snaps = rt.snaps;
@@ -303,12 +312,12 @@ export class BlindWindows {
     }
     let i = snaps.length;
     while (i > 0 && snaps[i - 1]!.at >= s.at) i--;
-    if (snaps[i]?.at === s.at) {
-      this.counters.lateSnapshot++;
-      return;
-    }
     if (this.gone(s.at - 1)) {
       this.counters.tooOld++;
+      return;
+    }
+    if (snaps[i]?.at === s.at || (i === 0 && rt.pruned)) {
+      this.counters.lateSnapshot++;
       return;
     }
     const p = snaps[i - 1];
@@ -316,8 +325,13 @@ export class BlindWindows {
     if (p) this.contribute(id, info, s.at - 1, s.c, p.c);
     if (n) this.contribute(id, info, n.at - 1, p ? p.c : n.c, s.c);
     snaps.splice(i, 0, s);
-    // Keep the newest snapshot whose windows are gone (a predecessor still needed) and everything after it.
-    while (snaps.length > 1 && this.gone(snaps[1]!.at - 1)) snaps.shift();
+    // Keep the newest snapshot before the history (a predecessor still needed) and everything after it.
+    const history = Math.min(this.retentionS, Math.max(this.settings.latenessS, HISTORY_MIN_S));
+    const newest = snaps[snaps.length - 1]!.at;
+    while (snaps.length > 1 && (this.gone(snaps[1]!.at - 1) || snaps[1]!.at < newest - history)) {
+      snaps.shift();
+      rt.pruned = true;
+    }
   }
 
   /** Multiplies num / den into the neighbourhood and billing windows of time `t` of a meter. */
@@ -405,7 +419,7 @@ export class BlindWindows {
         const d = rt.highest - ic;
         if (d >= 0 && d < SEEN_KEPT) seen[d >> 3]! |= 1 << (d & 7);
       }
-      return [id, { highest: rt.highest, seen, last: rt.snaps.at(-1) ?? null, ...(rt.snaps.length > 1 ? { earlier: rt.snaps.slice(0, -1) } : {}) }];
+      return [id, { highest: rt.highest, seen, last: rt.snaps.at(-1) ?? null, ...(rt.snaps.length > 1 ? { earlier: rt.snaps.slice(0, -1) } : {}), ...(rt.pruned ? { pruned: true } : {}) }];
     });
     const evicted = this.evicted;
     this.dirtyWindows.clear();
@@ -433,7 +447,7 @@ export class BlindWindows {
     for (const [id, m] of state.meters) {
       const seen = new Set<number>();
       for (let d = 0; d < SEEN_KEPT; d++) if ((m.seen[d >> 3]! >> (d & 7)) & 1) seen.add(m.highest - d);
-      this.rt.set(id, { seen, highest: m.highest, snaps: [...(m.earlier ?? []), ...(m.last ? [m.last] : [])] });
+      this.rt.set(id, { seen, highest: m.highest, snaps: [...(m.earlier ?? []), ...(m.last ? [m.last] : [])], pruned: m.pruned === true });
     }
     this.watermark = state.watermark;
     for (const k of Object.keys(this.counters) as (keyof BlindCounters)[]) {

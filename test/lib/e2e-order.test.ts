@@ -33,6 +33,9 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+/** Energy of meter i over `hours` hours (the readings `frames` makes). */
+const energy = (i: number, hours: number) => BigInt(Array.from({ length: hours * 60 }, (_, k) => 1 + ((T0 / 60 + k + 3 * i) % 7)).reduce((x, y) => x + y, 0));
+
 /** One uplink per meter frame (15 readings of a minute), in time order: `hours` hours. */
 function frames(hours: number): Buffer[][] {
   return METERS.map((m, i) => {
@@ -60,13 +63,13 @@ function latest(releases: BlindRelease[]): Map<string, BlindRelease> {
   return out;
 }
 
-function run(order: Buffer[], restoreAt?: number): { releases: BlindRelease[]; w: BlindWindows } {
+function run(order: Buffer[], restoreAt?: number, s = settings): { releases: BlindRelease[]; w: BlindWindows } {
   const releases: BlindRelease[] = [];
-  let w = new BlindWindows(settings, key, meters);
+  let w = new BlindWindows(s, key, meters);
   const store = restoreAt === undefined ? undefined : E2eStateStore.open(join(dir, `s${Math.random()}.sqlite`), { role: 'pes', paillierKeyId: key.keyId, config: blindStateConfig(settings), synchronous: 'NORMAL' });
   order.forEach((u, i) => {
     if (store && i === restoreAt) {
-      w = new BlindWindows(settings, key, meters);
+      w = new BlindWindows(s, key, meters);
       w.restore(store.load());
     }
     w.ingestUplink(u);
@@ -107,7 +110,23 @@ describe('blind windows: arrival order does not change the windows', () => {
     // And what they hold is the meters' energy per window (plaintext of the shuffled run's ciphertexts).
     const layout = registerLayout(key, 1);
     const total = [...lb.values()].filter((r) => r.kind === 'neighbourhood').reduce((s, r) => s + unpackRegisters(layout, key.decrypt(r.ciphertext), 1).imports[0]!, 0n);
-    const expected = METERS.reduce((s, _, i) => s + BigInt(Array.from({ length: 8 * 60 }, (_, k) => 1 + ((T0 / 60 + k + 3 * i) % 7)).reduce((x, y) => x + y, 0)), 0n);
-    expect(total).toBe(expected);
+    expect(total).toBe(METERS.reduce((s, _, i) => s + energy(i, 8), 0n));
+  });
+
+  it('a frame older than the day a meter keeps: dropped and counted, its energy with its successor, nothing lost or doubled', () => {
+    const perMeter = frames(30);
+    const [m1, m2, m3] = perMeter.map((f) => [...f]);
+    const old = m1!.splice(8, 1)[0]!; // hour 2, delivered after hour 28: more than a day behind the meter's newest
+    m1!.splice(112, 0, old);
+    const shuffled = m1!.flatMap((_, j) => [m1![j]!, m2![j]!, m3![j]!]);
+    const s = { ...settings, latenessS: 1800 };
+    const b = run(shuffled, Math.floor(shuffled.length / 3), s);
+    expect(b.w.counters.lateSnapshot).toBe(1);
+    expect(b.w.counters.tooOld).toBe(0);
+    const layout = registerLayout(key, 1);
+    const sum = (kind: string) => [...latest(b.releases).values()].filter((r) => r.kind === kind).reduce((t, r) => t + unpackRegisters(layout, key.decrypt(r.ciphertext), 1).imports[0]!, 0n);
+    const all = METERS.reduce((t, _, i) => t + energy(i, 30), 0n);
+    expect(sum('neighbourhood')).toBe(all);
+    expect(sum('billing')).toBe(all);
   });
 });
