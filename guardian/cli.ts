@@ -13,7 +13,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { pino } from 'pino';
 import { parseBillingPeriod } from '../lib/billing-period.js';
 import { brokerUrlsOption } from '../lib/broker-url.js';
-import { durationOption, intOption, zoneOption } from '../lib/flags.js';
+import { durationOption, intOption, parseDuration, zoneOption } from '../lib/flags.js';
 import { loadCredentials, loadFleet, loadGuardianKeys } from '../lib/keyset.js';
 import { DEFAULT_K } from '../lib/policy.js';
 import { FLAT_TARIFF, loadTariff } from '../lib/tariff.js';
@@ -62,6 +62,18 @@ function idOption(flag: string) {
   };
 }
 
+/** `--interval`, as the PES's: 1m to 1d, dividing a day. */
+function intervalOption(v: string): number {
+  const s = parseDuration(v, '--interval');
+  if (s < 60 || s > 86400 || 86400 % s !== 0) throw new InvalidArgumentError(`--interval must be between 1m and 1d and divide a day (e.g. 5m, 15m, 1h), got "${v}"`);
+  return s;
+}
+
+/** `--lateness`, as the PES's: a duration or 0. */
+function latenessOption(v: string): number {
+  return /^0[smhdw]?$/.test(v) ? 0 : parseDuration(v, '--lateness');
+}
+
 async function run(f: GuardianFlags): Promise<void> {
   if (f.retention !== undefined && f.retention <= f.lateness) throw new InvalidArgumentError(`--retention must be longer than --lateness (${f.lateness} s)`);
   let billing;
@@ -70,6 +82,7 @@ async function run(f: GuardianFlags): Promise<void> {
   } catch (e) {
     throw new InvalidArgumentError((e as Error).message);
   }
+  const creds = credentials(f);
   const log = pino({ name: 'guardian' });
   const keys = loadGuardianKeys(f.keys);
   const fleet = loadFleet(f.keys);
@@ -95,7 +108,7 @@ async function run(f: GuardianFlags): Promise<void> {
       ...(f.retention !== undefined ? { retentionS: f.retention } : {}),
     },
     keys: { share: keys.paillierShare, meters, signer: keys.signer, mdmsPublic: keys.mdmsPublic },
-    mqtt: { url: f.mqtt, ...credentials(f), clientId: f.clientId },
+    mqtt: { url: f.mqtt, ...creds, clientId: f.clientId },
     stateFile: f.state,
     ...(f.gateway.length ? { gateways: f.gateway } : {}),
     logger: log,
@@ -149,11 +162,11 @@ export function registerGuardianCommand(program: Command): void {
     .option('--state <file>', 'SQLite state file (blind windows: Paillier ciphertexts, meter ids, anti-replay counters; 0600)', DEFAULT_GUARDIAN_STATE)
     .option('--client-id <id>', 'MQTT client id of its persistent session', idOption('--client-id'), 'guardian')
     .option('--gateway <id>', 'take the uplinks of this gateway only (repeatable; the PES\'s; default: every gateway)', (v: string, acc: string[]) => [...acc, idOption('--gateway')(v)], [] as string[])
-    .option('--interval <duration>', "neighbourhood aggregation interval (the PES's)", durationOption('--interval'), 900)
+    .option('--interval <duration>', "neighbourhood aggregation interval (the PES's)", intervalOption, 900)
     .option('--billing-period <period>', "billing period: 1d, 1mo or Nh (the PES's)", '1d')
     .option('--tariff <file.json>', "time-of-use bands (the PES's; default one flat band)")
     .option('--tz <zone>', "time zone of billing periods (the PES's)", zoneOption)
-    .option('--lateness <duration>', "allowed lateness before a window closes (the PES's)", durationOption('--lateness'), 1800)
+    .option('--lateness <duration>', "allowed lateness before a window closes (the PES's)", latenessOption, 1800)
     .option('--k <n>', 'fewest meters in a neighbourhood window it helps open', intOption('--k', 1, 1_000_000), DEFAULT_K)
     .option('--revision-k <n>', 'fewest meters that must change a window before it opens a revision (default: k)', intOption('--revision-k', 1, 1_000_000))
     .option('--no-membership-guard', "release neighbourhood windows whose membership differs from a released one by 1 to revision-k - 1 meters (the PES's setting; docs/privacy.md)")

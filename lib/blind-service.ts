@@ -26,6 +26,11 @@ export interface BlindServiceOptions {
   store: E2eStateStore;
   /** Seals what the rules released since the last call (takes them from `windows`). */
   seal(): { topic: string; payload: Buffer }[];
+  /**
+   * The caller's own small state beside the windows (JSON; e.g. a ledger): `save` is called at every commit
+   * (return undefined when unchanged), `restore` once at start with what was saved last (undefined if never).
+   */
+  extra?: { save(): unknown; restore(v: unknown): void };
   mqtt: { url: string; username?: string; password?: string; clientId: string };
   /** Gateways whose uplinks to take; default every gateway. */
   gateways?: string[];
@@ -62,6 +67,7 @@ export function startBlindService(o: BlindServiceOptions): BlindService {
   const log = o.logger;
   const snapshot = o.store.load();
   o.windows.restore(snapshot);
+  o.extra?.restore(snapshot.extra);
   if (snapshot.windows.length || snapshot.meters.size) log.info({ windows: snapshot.windows.length, meters: snapshot.meters.size, watermark: snapshot.watermark }, `${o.tag}: state restored`);
   let client: MqttClient | undefined;
   const confirmed: number[] = [];
@@ -82,7 +88,7 @@ export function startBlindService(o: BlindServiceOptions): BlindService {
   const commit = () => {
     if (closed) throw new Error(`${o.who} is closed`);
     const out = o.seal();
-    o.store.commit(o.windows.checkpoint(), out, confirmed.splice(0)).forEach(send);
+    o.store.commit(o.windows.checkpoint(), out, confirmed.splice(0), o.extra?.save()).forEach(send);
   };
 
   const filters = o.gateways?.length ? o.gateways.map((g) => topics.frames(g)) : [topics.framesAll];

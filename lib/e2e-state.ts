@@ -106,7 +106,7 @@ function decodeWindow(kind: string, key: string, start: number, body: Buffer): B
 }
 
 function encodeMeter(m: BlindMeterRecord): Buffer {
-  const snap = (x: { at: number; c: bigint }) => [x.at, toBytes(x.c)];
+  const snap = (x: { at: number; c: bigint; noisy?: bigint }) => [x.at, toBytes(x.c), ...(x.noisy !== undefined ? [toBytes(x.noisy)] : [])];
   const tail = m.pruned ? [(m.earlier ?? []).map(snap), true] : m.earlier?.length ? [m.earlier.map(snap)] : [];
   return cborEncode([m.highest, m.seen, m.last ? snap(m.last) : null, ...tail]);
 }
@@ -114,8 +114,9 @@ function encodeMeter(m: BlindMeterRecord): Buffer {
 function decodeMeter(body: Buffer): BlindMeterRecord {
   const a = cborDecode(body) as unknown[];
   if (!Array.isArray(a) || a.length < 3 || a.length > 5) throw new TypeError('malformed meter row');
-  const [highest, seen, last, earlier, pruned] = a as [number, Uint8Array, [number, Uint8Array] | null, [number, Uint8Array][] | undefined, boolean | undefined];
-  const snap = (x: [number, Uint8Array]) => ({ at: x[0], c: fromBytes(x[1]) });
+  type Snap = [number, Uint8Array, Uint8Array?];
+  const [highest, seen, last, earlier, pruned] = a as [number, Uint8Array, Snap | null, Snap[] | undefined, boolean | undefined];
+  const snap = (x: Snap) => ({ at: x[0], c: fromBytes(x[1]), ...(x[2] ? { noisy: fromBytes(x[2]) } : {}) });
   return { highest, seen: Uint8Array.from(seen), last: last ? snap(last) : null, ...(earlier?.length ? { earlier: earlier.map(snap) } : {}), ...(pruned === true ? { pruned: true } : {}) };
 }
 
@@ -202,7 +203,7 @@ export class E2eStateStore {
   }
 
   /** Reads the whole state, and the messages still waiting for a broker acknowledgement; throws {@link E2eStateError} on a corrupt row. */
-  load(): BlindState & { outbox: E2eOutMessage[] } {
+  load(): BlindState & { outbox: E2eOutMessage[]; extra: unknown } {
     try {
       const meta = (k: string) => (this.db.prepare('SELECT v FROM meta WHERE k = ?').get(k) as { v: string } | undefined)?.v;
       const wm = meta('watermark');
@@ -211,17 +212,19 @@ export class E2eStateStore {
       const meters = new Map<string, BlindMeterRecord>();
       for (const r of this.db.prepare('SELECT meter, body FROM meters').all() as { meter: string; body: Buffer }[]) meters.set(r.meter, decodeMeter(r.body));
       const outbox = (this.db.prepare('SELECT id, topic, payload FROM outbox ORDER BY id').all() as E2eOutMessage[]).map((r) => ({ ...r }));
-      return { windows, meters, watermark: wm === undefined ? null : Number(wm), counters, outbox };
+      const extra = meta('extra');
+      return { windows, meters, watermark: wm === undefined ? null : Number(wm), counters, outbox, extra: extra === undefined ? undefined : (JSON.parse(extra) as unknown) };
     } catch (e) {
       throw new E2eStateError(`${this.file}: unreadable state (${(e as Error).message}); restore a backup or use a new --state file`);
     }
   }
 
   /**
-   * Writes a checkpoint and its outgoing messages, and deletes acknowledged outbox rows, in one transaction.
+   * Writes a checkpoint and its outgoing messages, and deletes acknowledged outbox rows, in one transaction;
+   * `extra` (JSON) is the caller's own small state beside the windows (e.g. a ledger), written when given.
    * Returns the messages with their row ids: publish them only now (they are durable).
    */
-  commit(cp: BlindCheckpoint, out: { topic: string; payload: Buffer }[], confirmed: Iterable<number> = []): E2eOutMessage[] {
+  commit(cp: BlindCheckpoint, out: { topic: string; payload: Buffer }[], confirmed: Iterable<number> = [], extra?: unknown): E2eOutMessage[] {
     const s = this.stmts;
     return this.db.transaction(() => {
       for (const w of cp.windows) s.putWindow.run(w.kind, w.key, w.start, encodeWindow(w));
@@ -231,6 +234,7 @@ export class E2eStateStore {
       const stored = out.map((m) => ({ ...m, id: Number(s.putOut.run(m.topic, m.payload).lastInsertRowid) }));
       if (cp.watermark !== null) s.putMeta.run('watermark', String(cp.watermark));
       s.putMeta.run('counters', JSON.stringify(cp.counters));
+      if (extra !== undefined) s.putMeta.run('extra', JSON.stringify(extra));
       return stored;
     })();
   }

@@ -114,8 +114,9 @@ export interface BlindWindowRecord {
 export interface BlindMeterRecord {
   highest: number;
   seen: Uint8Array;
-  last: { at: number; c: bigint } | null;
-  earlier?: { at: number; c: bigint }[];
+  /** `noisy`: the snapshot's noised-totals ciphertext, when the meters add DP noise shares. */
+  last: { at: number; c: bigint; noisy?: bigint } | null;
+  earlier?: { at: number; c: bigint; noisy?: bigint }[];
   /** Whether older snapshots were let go (`earlier[0]` or `last` is then not the meter's first). */
   pruned?: boolean;
 }
@@ -158,7 +159,7 @@ interface MeterRt {
   seen: Set<number>;
   highest: number;
   /** The meter's snapshots by time, oldest first: the newest is its last; see {@link BlindWindows.fold}. */
-  snaps: { at: number; c: bigint }[];
+  snaps: { at: number; c: bigint; noisy?: bigint }[];
   /** Older snapshots were let go: the oldest held is not the meter's baseline. */
   pruned: boolean;
 }

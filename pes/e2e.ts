@@ -3,7 +3,7 @@
  * (lib/e2e-windows.ts), holds only its share of the decryption exponent, and for each window the rules release
  * sends the MDMS the window's ciphertext with its own partial decryption, sealed to the MDMS and signed (the
  * aggregate envelope, on the aggregate topic of its kind). It never decrypts and never sees the guardian's
- * partial. Pure (no I/O); not yet wired into `pes --e2e` (pes/README.md).
+ * partial. Pure (no I/O); `pes --e2e` runs it (pes/e2e-cli.ts, pes/e2e-mqtt.ts: durable state, PUBACK after commit).
  * @module
  */
 import type { KeyObject } from 'node:crypto';

@@ -135,6 +135,24 @@ describe('blind windows state', () => {
     store.close();
   }, 60_000);
 
+  it('keeps a meter\'s noised-totals snapshot, the caller\'s extra state and the outbox until confirmed', () => {
+    const store = open(join(dir, 'extra.sqlite'));
+    const seen = new Uint8Array(512);
+    seen[0] = 0b101;
+    const last = { at: T0 + 3600, c: 123456789012345678901234567890n, noisy: 98765432109876543210n };
+    const counters = new BlindWindows(settings, pub, meters).counters;
+    const [m] = store.commit({ windows: [], evicted: [], meters: [['m1', { highest: 9, seen, last }]], watermark: T0, counters }, [{ topic: 't/1', payload: Buffer.from('x') }], [], { spent: { 'nb-a': 0.3 } });
+    let saved = store.load();
+    expect(saved.meters.get('m1')).toEqual({ highest: 9, seen, last });
+    expect(saved.extra).toEqual({ spent: { 'nb-a': 0.3 } });
+    expect(saved.outbox.map((o) => o.topic)).toEqual(['t/1']);
+    store.confirm([m!.id]);
+    saved = store.load();
+    expect(saved.outbox).toEqual([]);
+    expect(saved.watermark).toBe(T0);
+    store.close();
+  });
+
   it('refuses a corrupt, foreign, classic or other party\'s state file with a clear error', () => {
     const junk = join(dir, 'junk.sqlite');
     writeFileSync(junk, randomBytes(8192));

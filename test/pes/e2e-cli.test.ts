@@ -1,0 +1,56 @@
+// `smartermeter pes --e2e` and `smartermeter guardian` flags: what the blind aggregators cannot honour is refused
+// with a clear error each, before any key or state is touched.
+import { Command } from 'commander';
+import { describe, expect, it } from 'vitest';
+import { registerGuardianCommand } from '../../guardian/cli.js';
+import { registerPesCommand } from '../../pes/cli.js';
+
+async function run(register: (p: Command) => void, args: string[]): Promise<string> {
+  const program = new Command('smartermeter').exitOverride();
+  let error = '';
+  program.configureOutput({ writeErr: (s) => (error += s), writeOut: () => undefined });
+  register(program);
+  for (const c of program.commands) c.exitOverride();
+  try {
+    await program.parseAsync(['node', 'smartermeter', ...args]);
+  } catch (e) {
+    return error || (e as Error).message;
+  }
+  return 'no error';
+}
+
+describe('pes --e2e flags', () => {
+  it.each([
+    [['--dp-epsilon', '1'], /--dp-epsilon cannot be used with --e2e: differential privacy/],
+    [['--dp-budget', '4'], /--dp-budget cannot be used with --e2e/],
+    [['--partition', 'north', '--neighbourhoods', 'nb1'], /--partition cannot be used with --e2e: the blind PES runs the whole fleet/],
+    [['--state-schema', 'x'], /--state-schema cannot be used with --e2e/],
+    [['--max-skew', '1d'], /--max-skew cannot be used with --e2e/],
+    [['--state', 'postgres://pes@db/pes'], /--state with --e2e must be a SQLite file/],
+    [['--retention', '10m'], /--retention must be longer than --lateness/],
+  ])('refuses %j', async (args, msg) => {
+    expect(await run(registerPesCommand, ['pes', '--e2e', '--keys', '/nonexistent', ...args])).toMatch(msg);
+  });
+
+  it('loads the e2e key set only after the flags passed (a classic flag set reaches the key loader)', async () => {
+    expect(await run(registerPesCommand, ['pes', '--e2e', '--keys', '/nonexistent', '--k', '5'])).toMatch(/nonexistent/);
+  });
+});
+
+describe('guardian flags', () => {
+  it('takes the PES\'s --lateness 0 (the key loader is reached)', async () => {
+    expect(await run(registerGuardianCommand, ['guardian', '--keys', '/nonexistent', '--lateness', '0'])).toMatch(/nonexistent/);
+  });
+
+  it.each([
+    [['--retention', '10m'], /--retention must be longer than --lateness/],
+    [['--client-id', 'a/b'], /--client-id/],
+    [['--gateway', 'gw+1'], /--gateway/],
+    [['--username', 'g'], /--username and --password-file go together/],
+    [['--billing-period', '2d'], /--billing-period: expected 1d, 1mo or Nh/],
+    [['--interval', '7m'], /--interval must be between 1m and 1d and divide a day/],
+    [['--lateness', 'soon'], /--lateness must look like/],
+  ])('refuses %j', async (args, msg) => {
+    expect(await run(registerGuardianCommand, ['guardian', '--keys', '/nonexistent', ...args])).toMatch(msg);
+  });
+});
