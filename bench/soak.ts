@@ -59,7 +59,7 @@ function figures(r: CrashReport): Record<string, unknown> {
     billing_periods_checked: r.billingPeriodsChecked,
     neighbourhood_windows_checked: r.neighbourhoodWindowsChecked,
     aggregates_released: r.released,
-    ...(r.guardian ? { guardian_readings_folded: r.guardian.readingsFolded, guardian_partials_released: r.guardian.released, halves_unpaired: r.guardian.unpaired } : {}),
+    ...(r.guardian ? { guardian_readings_folded: r.guardian.readingsFolded, guardian_partials_released: r.guardian.released, halves_unpaired: r.guardian.unpaired, reordered_pes: r.guardian.reorderedPes, reordered_guardian: r.guardian.reorderedGuardian } : {}),
     late_revisions: r.lateRevisions,
     mdms_rows: r.mdmsRows,
     restart_ms_max: Math.max(0, ...r.kills.map((k) => k.restartMs)),

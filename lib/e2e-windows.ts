@@ -68,6 +68,8 @@ export interface BlindCounters {
   badTag: number;
   replay: number;
   lateSnapshot: number;
+  /** Snapshots that arrived after a later one of their meter and were folded into time order (see `fold`). */
+  reordered: number;
   /** Snapshots whose window was already past the retention horizon (the energy goes forward with the next). */
   tooOld: number;
   suppressed: number;
@@ -178,7 +180,7 @@ const SEEN_KEPT = 4096;
  * ```
  */
 export class BlindWindows {
-  readonly counters: BlindCounters = { frames: 0, readings: 0, snapshots: 0, malformedUplink: 0, malformedFrame: 0, unknownMeter: 0, badTag: 0, replay: 0, lateSnapshot: 0, tooOld: 0, suppressed: 0, revisionHeld: 0, membershipHeld: 0, released: 0 };
+  readonly counters: BlindCounters = { frames: 0, readings: 0, snapshots: 0, malformedUplink: 0, malformedFrame: 0, unknownMeter: 0, badTag: 0, replay: 0, lateSnapshot: 0, reordered: 0, tooOld: 0, suppressed: 0, revisionHeld: 0, membershipHeld: 0, released: 0 };
   readonly calendar: Calendar;
   readonly retentionS: number;
   watermark: number | null = null;
@@ -324,7 +326,10 @@ export class BlindWindows {
     const p = snaps[i - 1];
     const n = snaps[i];
     if (p) this.contribute(id, info, s.at - 1, s.c, p.c);
-    if (n) this.contribute(id, info, n.at - 1, p ? p.c : n.c, s.c);
+    if (n) {
+      this.counters.reordered++;
+      this.contribute(id, info, n.at - 1, p ? p.c : n.c, s.c);
+    }
     snaps.splice(i, 0, s);
     // Keep the newest snapshot before the history (a predecessor still needed) and everything after it.
     const history = Math.min(this.retentionS, Math.max(this.settings.latenessS, HISTORY_MIN_S));

@@ -29,7 +29,7 @@ describe.skipIf(!haveSocat && !inCi)('crash, end-to-end mode: every component ki
     const kill = r.kills.map((k) => `${k.process}@${k.atS.toFixed(1)}s holding ${k.inFlight} (restart ${k.restartMs} ms)`).join('; ');
     console.log(
       `[crash e2e] readings ${r.readingsExpected} expected, ${r.readingsProduced} produced, folded ${r.readingsFolded} by the PES and ${r.guardian?.readingsFolded} by the guardian; ` +
-        `${r.released} released, ${r.guardian?.released} partials, ${r.mdmsRows} stored, ${r.guardian?.unpaired} halves unpaired; ${r.billingPeriodsChecked} household-days, ${r.neighbourhoodWindowsChecked} intervals; ${r.seconds.toFixed(0)} s. Kills: ${kill}`,
+        `${r.released} released, ${r.guardian?.released} partials, ${r.mdmsRows} stored, ${r.guardian?.unpaired} halves unpaired; snapshots out of order folded into time order: ${r.guardian?.reorderedPes} by the PES, ${r.guardian?.reorderedGuardian} by the guardian; ${r.billingPeriodsChecked} household-days, ${r.neighbourhoodWindowsChecked} intervals; ${r.seconds.toFixed(0)} s. Kills: ${kill}`,
     );
     expect(r.problems, `run directory kept: ${r.dir}`).toEqual([]);
     expect(r.kills.map((k) => k.victim)).toEqual(kills);

@@ -99,6 +99,8 @@ describe('blind windows: arrival order does not change the windows', () => {
     const b = run(shuffled, Math.floor(shuffled.length / 2));
     expect(a.w.counters.lateSnapshot + a.w.counters.tooOld).toBe(0);
     expect(b.w.counters.lateSnapshot + b.w.counters.tooOld).toBe(0);
+    expect(a.w.counters.reordered).toBe(0);
+    expect(b.w.counters.reordered).toBe(4); // meter 1's first frame (its baseline and first boundary), meter 2's late one, meter 3's swapped one
     expect(b.w.counters.readings).toBe(a.w.counters.readings);
     const la = latest(a.releases);
     const lb = latest(b.releases);

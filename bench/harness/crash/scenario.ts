@@ -128,7 +128,7 @@ export interface CrashReport {
    * End-to-end mode: readings the guardian folded (as `readingsFolded` for the PES), the partials it released,
    * and the halves (PES releases or guardian partials) left without a counterpart in the MDMS.
    */
-  guardian?: { readingsFolded: number; released: number; duplicatesRejected: number; unpaired: number };
+  guardian?: { readingsFolded: number; released: number; duplicatesRejected: number; unpaired: number; reorderedPes: number; reorderedGuardian: number };
   /** PES counters that mean loss or trouble (all must be 0). */
   rejected: Record<string, number>;
   /** Aggregates the PES released (all revisions) and rows the MDMS holds. */
@@ -510,7 +510,7 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
       readingsProduced,
       readingsFolded: c.readings ?? 0,
       duplicatesRejected: c.replay ?? 0,
-      ...(g ? { guardian: { readingsFolded: g.readings ?? 0, released: g.released ?? 0, duplicatesRejected: g.replay ?? 0, unpaired: probeMdmsWaiting(mdmsDb) } } : {}),
+      ...(g ? { guardian: { readingsFolded: g.readings ?? 0, released: g.released ?? 0, duplicatesRejected: g.replay ?? 0, unpaired: probeMdmsWaiting(mdmsDb), reorderedPes: c.reordered ?? 0, reorderedGuardian: g.reordered ?? 0 } } : {}),
       rejected,
       released: c.released ?? 0,
       lateRevisions: c.lateRevisions ?? 0,
