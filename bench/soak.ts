@@ -10,6 +10,8 @@
  *   --rounds N    times the kill sequence is repeated within one run (default 3)
  *   --runs N      runs per broker (default 1)
  *   --keep        keep the run directories (logs, state files)
+ *   --e2e         the end-to-end mode (provision --e2e, meters/PES/MDMS with --e2e, the guardian as a process and
+ *                 a victim too); on the embedded broker only (the MDMS takes every release and partial)
  *   --control     also run the control experiment: the embedded broker WITHOUT its state file (sessions in
  *                 memory, aedes' default), killed twice, once while the PES is down: the uplinks it held for
  *                 the PES are lost, which shows the check can fail
@@ -62,6 +64,7 @@ function figures(r: CrashReport): Record<string, unknown> {
     billing_periods_checked: r.billingPeriodsChecked,
     neighbourhood_windows_checked: r.neighbourhoodWindowsChecked,
     aggregates_released: r.released,
+    ...(r.guardian ? { guardian_readings_folded: r.guardian.readingsFolded, guardian_partials_released: r.guardian.released, halves_unpaired: r.guardian.unpaired, reordered_pes: r.guardian.reorderedPes, reordered_guardian: r.guardian.reorderedGuardian } : {}),
     late_revisions: r.lateRevisions,
     mdms_rows: r.mdmsRows,
     restart_ms_max: Math.max(0, ...r.kills.map((k) => k.restartMs)),
@@ -132,11 +135,13 @@ async function main(): Promise<void> {
   const a = args(process.argv.slice(2));
   if (a.cluster !== undefined) {
     if (a.cluster !== true) throw new Error('--cluster takes no value');
-    if (a.broker !== undefined || a.control !== undefined) throw new Error('--cluster runs its own NATS cluster: without --broker or --control');
+    if (a.broker !== undefined || a.control !== undefined || a.e2e !== undefined) throw new Error('--cluster runs its own NATS cluster: without --broker, --control or --e2e');
     return soakCluster(a);
   }
   if (a.pg !== undefined) throw new Error('--pg goes with --cluster');
-  const which = (a.broker as string | undefined) ?? 'both';
+  const e2e = a.e2e === true;
+  const which = (a.broker as string | undefined) ?? (e2e ? 'embedded' : 'both');
+  if (e2e && which !== 'embedded') throw new Error('--e2e runs on the embedded broker only (--broker embedded)');
   if (!['embedded', 'mosquitto', 'both'].includes(which)) throw new Error('--broker must be embedded, mosquitto or both');
   const rounds = int(a.rounds, 3, 'rounds');
   const runs = int(a.runs, 1, 'runs');
@@ -150,14 +155,15 @@ async function main(): Promise<void> {
       results.mosquitto = { skipped: 'not reachable' };
       continue;
     }
-    const one: Victim[] = b === 'embedded' ? ['meter', 'gateway', 'broker', 'pes+broker', 'pes', 'broker', 'mdms'] : ['meter', 'gateway', 'pes', 'mdms'];
+    const one: Victim[] = b === 'embedded' ? ['meter', 'gateway', 'broker', 'pes+broker', 'pes', 'broker', ...(e2e ? (['guardian'] as Victim[]) : []), 'mdms'] : ['meter', 'gateway', 'pes', 'mdms'];
     const kills = Array.from({ length: rounds }, () => one).flat();
     for (let i = 0; i < runs; i++) {
-      const name = runs > 1 ? `${b}_${i + 1}` : b;
+      const name = `${b}${e2e ? '_e2e' : ''}${runs > 1 ? `_${i + 1}` : ''}`;
       const r = await runCrashScenario({
         ...base,
         broker: b === 'embedded' ? 'embedded' : { url: 'mqtt://127.0.0.1:1883' },
         kills,
+        e2e,
         keep: a.keep === true,
         log: (l) => process.stderr.write(`[soak ${name}] ${l}\n`),
       });

@@ -8,8 +8,10 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { DateTime } from 'luxon';
 import type { Logger } from 'pino';
 import { createLogger } from '../lib/log.js';
-import { durationOption, intOption, meterIdOption, zoneOption } from '../lib/flags.js';
-import { loadFleet, loadMeterKek, loadMeterKey, readFile } from '../lib/keyset.js';
+import { durationOption, intOption, meterIdOption, parseDuration, zoneOption } from '../lib/flags.js';
+import { loadFleet, loadMeterKek, loadMeterKey, loadMeterPaillierKey, loadMeterStreamKey, METER_PAILLIER_PUBLIC, readFile } from '../lib/keyset.js';
+import { FLAT_TARIFF, loadTariff } from '../lib/tariff.js';
+import type { MeterOptions } from './meter.js';
 import { createClock, parseSpeed, type Speed } from './hal/clock.js';
 import { FileNvStore } from './hal/nv.js';
 import type { Source } from './hal/source.js';
@@ -49,6 +51,20 @@ export function pvShareOption(v: string): number {
   const share = Number(v);
   if (!/^(0(\.\d{1,6})?|1(\.0{1,6})?|\.\d{1,6})$/.test(v) || !(share >= 0 && share <= 1)) throw new InvalidArgumentError(`--pv-share must be a decimal in 0..1, got "${v}"`);
   return share;
+}
+
+/**
+ * Parses `--interval`: the end-to-end mode's aggregation interval (the PES's and the guardian's), 1m .. 1d,
+ * dividing a day. Returns seconds.
+ * @example
+ * ```ts
+ * intervalOption('15m'); // 900
+ * ```
+ */
+export function intervalOption(v: string): number {
+  const s = parseDuration(v, '--interval');
+  if (s < 60 || s > 86400 || 86400 % s !== 0) throw new InvalidArgumentError(`--interval must be between 1m and 1d and divide a day (e.g. 5m, 15m, 1h), got "${v}"`);
+  return s;
 }
 
 function dialectOption(v: string): Dialect | 'auto' {
@@ -109,6 +125,9 @@ interface RunFlags {
   p1AuthKey?: string;
   p1KeyFile?: string;
   keyTransfer?: string;
+  e2e?: boolean;
+  interval?: number;
+  tariff?: string;
 }
 
 /**
@@ -149,6 +168,24 @@ function p1Keys(f: RunFlags): P1Keys | undefined {
   }
 }
 
+/**
+ * The end-to-end mode's settings from `--e2e`, `--interval` and `--tariff`: the fleet's Paillier public key
+ * (meters/paillier.pub, from `provision --e2e`) with its fixed-base table built once for this process, and the
+ * household stream key (meters/<id>.stream) when provisioning gave the meter one.
+ */
+function e2eMode(f: RunFlags, household: string | undefined): MeterOptions['e2e'] {
+  if (!f.e2e) {
+    if (f.interval !== undefined || f.tariff !== undefined) throw new InvalidArgumentError('--interval and --tariff apply to --e2e only');
+    return undefined;
+  }
+  if (!existsSync(join(f.keys, METER_PAILLIER_PUBLIC))) throw new InvalidArgumentError(`--e2e needs ${join(f.keys, METER_PAILLIER_PUBLIC)}: provision the fleet with --e2e`);
+  const tariff = f.tariff === undefined ? FLAT_TARIFF : loadTariff(f.tariff);
+  // The household stream sealed here (docs/protocol.md §11.5), when provisioning gave this meter its key.
+  const streamFile = join(f.keys, 'meters', `${f.meter}.stream`);
+  const stream = household !== undefined && existsSync(streamFile) ? { key: loadMeterStreamKey(f.keys, f.meter), systemTitle: Buffer.from(f.meter, 'hex'), household } : undefined;
+  return { publicKey: loadMeterPaillierKey(f.keys).precompute(), intervalS: f.interval ?? 900, tariff, ...(stream ? { stream } : {}) };
+}
+
 async function runMeter(f: RunFlags): Promise<void> {
   const log = createLogger('meter');
   const key = loadMeterKey(f.keys, f.meter);
@@ -161,6 +198,7 @@ async function runMeter(f: RunFlags): Promise<void> {
     if (synthetic?.days === undefined) throw new InvalidArgumentError('--ground-truth needs a synthetic source and --days');
     await writeGroundTruth(f.groundTruth, synthetic);
   }
+  const e2e = e2eMode(f, entry?.household);
   const nvPath = resolve(f.nv ?? join('.smartermeter', 'nv', `${f.meter}.cbor`));
   mkdirSync(dirname(nvPath), { recursive: true, mode: 0o700 });
   const line = new ReconnectingSerialLine({ path: f.port, baudRate: f.baud, log, openTimeoutMs: f.portWait * 1000 });
@@ -179,6 +217,7 @@ async function runMeter(f: RunFlags): Promise<void> {
     window: f.window,
     log,
     ...(kek ? { kek } : {}),
+    ...(e2e ? { e2e } : {}),
   });
   key.fill(0);
   kek?.fill(0);
@@ -243,6 +282,9 @@ export function registerMeterCommand(program: Command): void {
     .option('--ack-timeout <ms>', 'retransmit a frame unacknowledged for this long', intOption('--ack-timeout', 1, 3_600_000), 1000)
     .option('--window <n>', 'most frames in flight', intOption('--window', 1, 65536), 32)
     .addOption(new Option('--port-wait <duration>', 'give up if the serial port (and a p1: device) has not opened within this time, e.g. 30s, 5m').argParser(durationOption('--port-wait')).default(30, '30s'))
+    .option('--e2e', 'end-to-end mode: frames carry Paillier snapshots of the band registers under the fleet\'s key (meters/paillier.pub from provision --e2e) instead of readings')
+    .option('--interval <duration>', '--e2e: the aggregation interval, as the PES\'s and the guardian\'s (default 15m)', intervalOption)
+    .option('--tariff <file.json>', '--e2e: the time-of-use bands, as the PES\'s and the guardian\'s (default: one flat band)')
     .option('--key-transfer <file>', 'a key transfer from `provision rotate` (meters/<id>.transfer), applied at boot as a technician\'s tool would')
     .action(async (f: RunFlags) => {
       for (const flag of ['keys', 'meter', 'port'] as const) {

@@ -58,6 +58,9 @@ import { averagePowerW, EnergyRegister, MILLIWS_PER_WH } from './register.js';
 import { DEFAULT_RING_CAPACITY, FrameRing } from './ring.js';
 import { newRto, rtoOnAck, rtoOnTimeout, type Rto } from './rto.js';
 import { decodeMeterState, encodeMeterState, type MeterState, type StoredKey } from './state.js';
+import { E2eEncoder, type E2eDpOptions, type E2eEncoderState, type E2eStreamSealing } from './e2e.js';
+import type { PublicKey } from '../protocol/paillier/keys.js';
+import type { Tariff } from '../lib/tariff.js';
 
 export interface MeterOptions {
   /** The meter's 8-byte system title (its id is `meterId(systemTitle)`). */
@@ -100,6 +103,13 @@ export interface MeterOptions {
   log?: Logger;
   /** The frame plaintext of a batch and its frame's invocation counter (default: the reading batch, §5; the end-to-end mode: firmware/e2e.ts, which binds its household stream message to the counter). */
   payload?: (batch: ReadingBatch, ic: number) => Uint8Array;
+  /**
+   * The end-to-end mode with its encoder in NV (docs/protocol.md §5.3): frames carry Paillier snapshots under
+   * `publicKey` (precompute it once per process) instead of readings, and the encoder's band registers and
+   * next boundary are saved with each frame, so a power cut neither repeats nor skips a snapshot. A meter
+   * keeps its mode for life: NV of the other mode refuses to boot. Excludes `payload`.
+   */
+  e2e?: { publicKey: PublicKey; intervalS: number; tariff: Tariff; stream?: E2eStreamSealing; dp?: E2eDpOptions };
 }
 
 /** What a meter has done since it booted. All counters only grow. */
@@ -213,7 +223,9 @@ export class Meter {
   private writing = false;
   private readonly abort = new AbortController();
   /** The state as of the last frame (what NV holds, or is about to). */
-  private committed: { milliWs: bigint; exportMilliWs: bigint; resumeAt: number; samples: number };
+  private committed: { milliWs: bigint; exportMilliWs: bigint; resumeAt: number; samples: number; e2e?: E2eEncoderState };
+  /** The end-to-end mode's snapshot encoder (its state as of the last frame is `committed.e2e`). */
+  private readonly encoder: E2eEncoder | undefined;
   private mark: number;
   private batch: Reading[] = [];
   private batchEnd = -1;
@@ -257,7 +269,8 @@ export class Meter {
     this.log = (o.log ?? pino({ enabled: false })).child({ meter: this.id });
     this.importReg = new EnergyRegister(state?.registerMilliWs ?? 0n);
     this.exportReg = new EnergyRegister(state?.exportMilliWs ?? 0n);
-    this.committed = { milliWs: this.importReg.milliWs, exportMilliWs: this.exportReg.milliWs, resumeAt: state?.resumeAt ?? -1, samples: state?.samples ?? 0 };
+    this.encoder = o.e2e && new E2eEncoder(o.e2e.publicKey, { intervalS: o.e2e.intervalS, tariff: o.e2e.tariff, ...(o.e2e.stream ? { stream: o.e2e.stream } : {}), ...(o.e2e.dp ? { dp: o.e2e.dp } : {}) }, state?.e2e);
+    this.committed = { milliWs: this.importReg.milliWs, exportMilliWs: this.exportReg.milliWs, resumeAt: state?.resumeAt ?? -1, samples: state?.samples ?? 0, ...(this.encoder ? { e2e: this.encoder.snapshotState } : {}) };
     this.mark = state?.reservedIc ?? 0;
     this.counter = new InvocationCounter(this.mark, (mark) => this.reserve(mark), o.counterBlock ?? DEFAULT_COUNTER_BLOCK);
     this.ring = new FrameRing(o.ringCapacity ?? DEFAULT_RING_CAPACITY);
@@ -295,6 +308,10 @@ export class Meter {
     const record = await o.nv.load();
     const state = record === undefined ? undefined : decodeMeterState(record, o.systemTitle);
     if ((state?.key || state?.next) && !o.kek) throw new Error(`meter ${meterId(o.systemTitle)}: NV holds a transferred key: its KEK is needed to boot`);
+    check(!(o.e2e && o.payload), '"e2e" and "payload" exclude each other');
+    if (state && !state.e2e !== !o.e2e) throw new Error(`meter ${meterId(o.systemTitle)}: NV holds a${state.e2e ? 'n end-to-end' : ' classic'} meter's state: it cannot boot in the ${o.e2e ? 'end-to-end' : 'classic'} mode (a meter keeps its mode; give it a fresh NV store)`);
+    const bands = o.e2e?.tariff.bands.length;
+    if (state?.e2e && state.e2e.imports.length !== bands) throw new Error(`meter ${meterId(o.systemTitle)}: NV holds ${state.e2e.imports.length} tariff band registers, the tariff has ${bands}`);
     const meter = new Meter(o, state);
     meter.boot(state !== undefined);
     return meter;
@@ -484,10 +501,13 @@ export class Meter {
     if (this.next) await this.switchKey();
     if (this.stopped) return;
     const ic = await this.counter.next();
-    const plaintext = this.payload ? this.payload({ prevWh, readings, prevExportWh }, ic) : encodeReadingBatch({ prevWh, readings, prevExportWh });
+    const batch = { prevWh, readings, prevExportWh };
+    const plaintext = this.encoder ? this.encoder.encode(batch, ic) : this.payload ? this.payload(batch, ic) : encodeReadingBatch(batch);
+    // The encoder has moved past this batch; NV keeps its state as of the last frame until that frame is saved.
+    const e2e = this.encoder?.snapshotState;
     const bytes = encodeFrame(sealFrame(this.key, { systemTitle: this.st, sc: SC_AES256GCM, ic }, plaintext));
     plaintext.fill(0);
-    this.committed = { milliWs: this.importReg.milliWs, exportMilliWs: this.exportReg.milliWs, resumeAt: this.batchEnd, samples: this.committed.samples + readings.length };
+    this.committed = { milliWs: this.importReg.milliWs, exportMilliWs: this.exportReg.milliWs, resumeAt: this.batchEnd, samples: this.committed.samples + readings.length, ...(e2e ? { e2e } : {}) };
     const t = this.keep(ic, bytes, 0);
     this.counters.frames++;
     await this.persist();
@@ -612,7 +632,7 @@ export class Meter {
       this.queuedSave = undefined;
       if (this.halted) throw new MeterStoppedError('halted');
       const keys = { ...(this.keyStored ? { key: this.keyStored } : {}), ...(this.next ? { next: this.next } : {}) };
-      await this.nv.save(encodeMeterState({ systemTitle: this.st, reservedIc: this.mark, registerMilliWs: this.committed.milliWs, exportMilliWs: this.committed.exportMilliWs, resumeAt: this.committed.resumeAt, samples: this.committed.samples, ring: this.ring.list(), ...keys }));
+      await this.nv.save(encodeMeterState({ systemTitle: this.st, reservedIc: this.mark, registerMilliWs: this.committed.milliWs, exportMilliWs: this.committed.exportMilliWs, resumeAt: this.committed.resumeAt, samples: this.committed.samples, ring: this.ring.list(), ...keys, ...(this.committed.e2e ? { e2e: this.committed.e2e } : {}) }));
     });
     this.queuedSave = save;
     this.saveChain = save.catch(() => undefined);

@@ -10,6 +10,7 @@
 import { asArray, asBytes, asUint } from '../protocol/cbor.js';
 import { MAX_IC, SYSTEM_TITLE_LEN, meterId } from '../protocol/frame.js';
 import { MAX_KEY_GENERATION, WRAPPED_KEY_LEN } from '../protocol/key-wrap.js';
+import type { E2eEncoderState } from './e2e.js';
 import { MILLIWS_PER_WH } from './register.js';
 import type { RingFrame } from './ring.js';
 
@@ -44,6 +45,12 @@ export interface MeterState {
   key?: StoredKey;
   /** A transferred key the meter acknowledged and switches to once every frame sealed under the old key is acknowledged. */
   next?: StoredKey;
+  /**
+   * The end-to-end mode's snapshot encoder (firmware/e2e.ts) as of the last frame: its band registers and the
+   * next interval boundary. Saved with the frame that advanced it, so that a restarted meter neither encrypts
+   * a snapshot twice nor skips one (absent: a classic meter).
+   */
+  e2e?: E2eEncoderState;
 }
 
 /** A transferred key as NV keeps it: wrapped under the meter's KEK (protocol/key-wrap.ts). */
@@ -83,7 +90,18 @@ export function encodeMeterState(s: MeterState): Record<string, unknown> {
     ring: s.ring.map((f) => [f.ic, f.bytes]),
     ...(s.key ? { key: [s.key.generation, s.key.wrapped] } : {}),
     ...(s.next ? { next: [s.next.generation, s.next.wrapped] } : {}),
+    ...(s.e2e ? { e2e: [s.e2e.imports.map(Number), s.e2e.exports.map(Number), s.e2e.nextBoundary ?? -1] } : {}),
   };
+}
+
+function e2eState(v: unknown): E2eEncoderState | undefined {
+  if (v === undefined) return undefined;
+  const [imp, exp, next] = asArray(v, 'e2e', 3, 3);
+  const registers = (a: unknown, name: string) => asArray(a, name, 1, 64).map((x, i) => BigInt(asUint(x, `${name}[${i}]`, MAX_REGISTER_WH)));
+  const imports = registers(imp, 'e2e.imports');
+  const exports = registers(exp, 'e2e.exports');
+  if (imports.length !== exports.length) throw new TypeError('e2e import and export registers differ in bands');
+  return { imports, exports, nextBoundary: next === -1 ? null : asUint(next, 'e2e.nextBoundary') };
 }
 
 function storedKey(v: unknown, name: string): StoredKey | undefined {
@@ -122,7 +140,8 @@ export function decodeMeterState(record: unknown, systemTitle: Uint8Array): Mete
     const key = storedKey(r.key, 'key');
     const next = storedKey(r.next, 'next');
     if (next && next.generation <= (key?.generation ?? 0)) throw new TypeError('next key generation is not above the current one');
-    return { systemTitle: st, reservedIc: asUint(r.ic, 'ic', MAX_IC + 1), registerMilliWs: reg, exportMilliWs: xreg, resumeAt: at, samples: asUint(r.n, 'n'), ring, ...(key ? { key } : {}), ...(next ? { next } : {}) };
+    const e2e = e2eState(r.e2e);
+    return { systemTitle: st, reservedIc: asUint(r.ic, 'ic', MAX_IC + 1), registerMilliWs: reg, exportMilliWs: xreg, resumeAt: at, samples: asUint(r.n, 'n'), ring, ...(key ? { key } : {}), ...(next ? { next } : {}), ...(e2e ? { e2e } : {}) };
   } catch (e) {
     throw new Error(`NV record of meter ${meterId(systemTitle)} is invalid: ${(e as Error).message}`);
   }

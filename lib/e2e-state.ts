@@ -11,7 +11,8 @@
  *   ciphertext), its term count, the ids of the meters that contributed and changed it, revision, released
  *   membership and status;
  * - `meters`: per meter its anti-replay state (highest invocation counter and a 4096-bit bitmap below it) and
- *   its last snapshot (time and Paillier ciphertext);
+ *   its last snapshot (time and Paillier ciphertext) and the earlier ones a snapshot arriving out of order may
+ *   still fall between (lib/e2e-windows.ts);
  * - `outbox`: sealed messages to the MDMS (the PES's releases, the guardian's partials) committed with the
  *   uplink that produced them and deleted once the broker acknowledged their publish; after a crash they are
  *   published again (the MDMS stores by window and revision: a second copy is a duplicate);
@@ -105,15 +106,18 @@ function decodeWindow(kind: string, key: string, start: number, body: Buffer): B
 }
 
 function encodeMeter(m: BlindMeterRecord): Buffer {
-  const l = m.last;
-  return cborEncode([m.highest, m.seen, l ? [l.at, toBytes(l.c), ...(l.noisy !== undefined ? [toBytes(l.noisy)] : [])] : null]);
+  const snap = (x: { at: number; c: bigint; noisy?: bigint }) => [x.at, toBytes(x.c), ...(x.noisy !== undefined ? [toBytes(x.noisy)] : [])];
+  const tail = m.pruned ? [(m.earlier ?? []).map(snap), true] : m.earlier?.length ? [m.earlier.map(snap)] : [];
+  return cborEncode([m.highest, m.seen, m.last ? snap(m.last) : null, ...tail]);
 }
 
 function decodeMeter(body: Buffer): BlindMeterRecord {
   const a = cborDecode(body) as unknown[];
-  if (!Array.isArray(a) || a.length !== 3) throw new TypeError('malformed meter row');
-  const [highest, seen, last] = a as [number, Uint8Array, [number, Uint8Array, Uint8Array?] | null];
-  return { highest, seen: Uint8Array.from(seen), last: last ? { at: last[0], c: fromBytes(last[1]), ...(last[2] ? { noisy: fromBytes(last[2]) } : {}) } : null };
+  if (!Array.isArray(a) || a.length < 3 || a.length > 5) throw new TypeError('malformed meter row');
+  type Snap = [number, Uint8Array, Uint8Array?];
+  const [highest, seen, last, earlier, pruned] = a as [number, Uint8Array, Snap | null, Snap[] | undefined, boolean | undefined];
+  const snap = (x: Snap) => ({ at: x[0], c: fromBytes(x[1]), ...(x[2] ? { noisy: fromBytes(x[2]) } : {}) });
+  return { highest, seen: Uint8Array.from(seen), last: last ? snap(last) : null, ...(earlier?.length ? { earlier: earlier.map(snap) } : {}), ...(pruned === true ? { pruned: true } : {}) };
 }
 
 /**

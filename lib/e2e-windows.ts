@@ -6,10 +6,10 @@
  * Per frame: decode -> meter lookup -> anti-replay (invocation counter seen before: dropped) -> AES-GCM open
  * (authenticity) -> e2e payload (protocol/e2e.ts) -> per snapshot: the first of a meter is its baseline; each
  * later one contributes Enc(R_at) / Enc(R_prev) to the neighbourhood window of time `at - 1` and to the billing
- * window (household x period) of that time; a snapshot older than the meter's latest is dropped (counted):
- * its energy already went forward with the later one, so nothing is lost or counted twice. With differential
- * privacy (`dpEpsilon`) neighbourhood windows fold the snapshots' `noisy` ciphertexts instead (the noised totals,
- * protocol/e2e.ts `packNoisy`) and bills the band registers; a frame whose snapshots lack `noisy` is malformed.
+ * window (household x period) of that time, in time order whatever order the frames arrive in (see `fold`).
+ * With differential privacy (`dpEpsilon`) neighbourhood windows fold the snapshots' `noisy` ciphertexts instead
+ * (the noised totals, protocol/e2e.ts `packNoisy`) and bills the band registers; a frame whose snapshots lack
+ * `noisy` is malformed.
  *
  * A window keeps the product of its snapshots (numerator) and of their predecessors (denominator); its
  * ciphertext is num / den, computed at release (one inversion per release, none per reading). The product is
@@ -81,6 +81,8 @@ export interface BlindCounters {
   badTag: number;
   replay: number;
   lateSnapshot: number;
+  /** Snapshots that arrived after a later one of their meter and were folded into time order (see `fold`). */
+  reordered: number;
   /** Snapshots whose window was already past the retention horizon (the energy goes forward with the next). */
   tooOld: number;
   suppressed: number;
@@ -122,12 +124,18 @@ export interface BlindWindowRecord {
   suppressed: boolean;
 }
 
-/** A meter's runtime as the state file keeps it: anti-replay (highest counter, bitmap of highest - ic) and its last snapshot. */
+/**
+ * A meter's runtime as the state file keeps it: anti-replay (highest counter, bitmap of highest - ic), its last
+ * snapshot and the earlier ones still within reach of a snapshot arriving out of order (oldest first).
+ */
 export interface BlindMeterRecord {
   highest: number;
   seen: Uint8Array;
   /** `noisy`: the snapshot's noised-totals ciphertext, when the meters add DP noise shares. */
   last: { at: number; c: bigint; noisy?: bigint } | null;
+  earlier?: { at: number; c: bigint; noisy?: bigint }[];
+  /** Whether older snapshots were let go (`earlier[0]` or `last` is then not the meter's first). */
+  pruned?: boolean;
 }
 
 /** The whole state of a folder (what {@link BlindWindows.restore} takes). */
@@ -164,11 +172,24 @@ interface Window {
   suppressed: boolean;
 }
 
+/** A meter's snapshot as folded: its band registers `c` and, with DP, its noised totals. */
+interface Snap {
+  at: number;
+  c: bigint;
+  noisy?: bigint;
+}
+
 interface MeterRt {
   seen: Set<number>;
   highest: number;
-  last: { at: number; c: bigint; noisy?: bigint } | null;
+  /** The meter's snapshots by time, oldest first: the newest is its last; see {@link BlindWindows.fold}. */
+  snaps: Snap[];
+  /** Older snapshots were let go: the oldest held is not the meter's baseline. */
+  pruned: boolean;
 }
+
+/** How far behind a meter's newest snapshot its earlier ones are kept (at least; at most the retention). */
+const HISTORY_MIN_S = 86_400;
 
 const SEEN_KEPT = 4096;
 
@@ -181,7 +202,7 @@ const SEEN_KEPT = 4096;
  * ```
  */
 export class BlindWindows {
-  readonly counters: BlindCounters = { frames: 0, readings: 0, snapshots: 0, malformedUplink: 0, malformedFrame: 0, unknownMeter: 0, badTag: 0, replay: 0, lateSnapshot: 0, tooOld: 0, suppressed: 0, revisionHeld: 0, membershipHeld: 0, released: 0, badStream: 0 };
+  readonly counters: BlindCounters = { frames: 0, readings: 0, snapshots: 0, malformedUplink: 0, malformedFrame: 0, unknownMeter: 0, badTag: 0, replay: 0, lateSnapshot: 0, reordered: 0, tooOld: 0, suppressed: 0, revisionHeld: 0, membershipHeld: 0, released: 0, badStream: 0 };
   readonly calendar: Calendar;
   readonly retentionS: number;
   watermark: number | null = null;
@@ -288,33 +309,7 @@ export class BlindWindows {
     }
     for (const s of payload.snapshots) {
       this.counters.snapshots++;
-      if (rt.last === null) {
-        rt.last = { at: s.at, c: s.ciphertext, noisy: s.noisy };
-        continue;
-      }
-      if (s.at <= rt.last.at) {
-        this.counters.lateSnapshot++;
-        continue;
-      }
-      const t = s.at - 1;
-      if (this.gone(t)) {
-        this.counters.tooOld++;
-        continue;
-      }
-      const nbStart = this.calendar.intervalStart(t);
-      const slot = this.calendar.billing(t);
-      for (const w of [this.window('neighbourhood', info.neighbourhood, nbStart, nbStart + this.settings.intervalS), this.window('billing', info.household, slot.start, slot.end)]) {
-        if (w.terms >= MAX_WINDOW_TERMS) throw new RangeError('window packing budget exhausted');
-        const noised = w.kind === 'neighbourhood' && this.settings.dpEpsilon !== undefined;
-        w.num = (w.num * (noised ? s.noisy! : s.ciphertext)) % this.pub.n2;
-        w.den = (w.den * (noised ? rt.last.noisy! : rt.last.c)) % this.pub.n2;
-        w.terms++;
-        w.meters.add(id);
-        w.changed.add(id);
-        this.dirtyWindows.add(w);
-        if (w.closed) this.toEvaluate.add(w);
-      }
-      rt.last = { at: s.at, c: s.ciphertext, noisy: s.noisy };
+      this.fold(id, info, rt, { at: s.at, c: s.ciphertext, ...(s.noisy !== undefined ? { noisy: s.noisy } : {}) });
     }
     let end = 0;
     for (const r of payload.readings) end = Math.max(end, r.time + r.period);
@@ -325,8 +320,77 @@ export class BlindWindows {
 
   private runtime(id: string): MeterRt {
     let rt = this.rt.get(id);
-    if (!rt) this.rt.set(id, (rt = { seen: new Set(), highest: -1, last: null }));
+    if (!rt) this.rt.set(id, (rt = { seen: new Set(), highest: -1, snaps: [], pruned: false }));
     return rt;
+  }
+
+  /**
+   * Folds one snapshot S of a meter, whatever order the uplinks arrive in (a broker redelivers what a killed
+   * subscriber had not acknowledged beside new messages, so the PES and the guardian may each see a meter's
+   * frames in another order): the windows must end up with the same ciphertexts as in time order, or the two
+   * parties' partials would be of different ciphertexts and never combine. In time order S contributes S / P
+   * (P its predecessor) to the windows of time `S.at - 1`; arriving after its successor N, which contributed
+   * N / P, S contributes S / P to its own windows and P / S to N's (which then hold N / S: the same group
+   * element, so the same ciphertext, as in time order; N's windows change and may be revised). Arriving before
+   * the meter's first, S is the new baseline and N's windows get N / S. The meter keeps its snapshots of the
+   * last max(lateness, 1 day) behind its newest, and not past the retention horizon (plus the newest one
+   * older than that, as a predecessor): one ciphertext per meter and interval, not months of them. A snapshot
+   * whose windows are past the horizon is refused (`tooOld`); one older than the meter's kept snapshots, or at
+   * a time already held (a repeat), is dropped (`lateSnapshot`): its energy stays with its successor, so
+   * nothing is lost or counted twice, but it lands in a later interval, and the PES and the guardian may then
+   * hold different ciphertexts for that window (an unpaired revision).
+   */
+  private fold(id: string, info: BlindMeter, rt: MeterRt, s: Snap): void {
+    const snaps = rt.snaps;
+    if (snaps.length === 0) {
+      snaps.push(s); // the meter's baseline
+      return;
+    }
+    let i = snaps.length;
+    while (i > 0 && snaps[i - 1]!.at >= s.at) i--;
+    if (this.gone(s.at - 1)) {
+      this.counters.tooOld++;
+      return;
+    }
+    if (snaps[i]?.at === s.at || (i === 0 && rt.pruned)) {
+      this.counters.lateSnapshot++;
+      return;
+    }
+    const p = snaps[i - 1];
+    const n = snaps[i];
+    if (p) this.contribute(id, info, s.at - 1, s, p);
+    if (n) {
+      this.counters.reordered++;
+      this.contribute(id, info, n.at - 1, p ?? n, s);
+    }
+    snaps.splice(i, 0, s);
+    // Keep the newest snapshot before the history (a predecessor still needed) and everything after it.
+    const history = Math.min(this.retentionS, Math.max(this.settings.latenessS, HISTORY_MIN_S));
+    const newest = snaps[snaps.length - 1]!.at;
+    while (snaps.length > 1 && (this.gone(snaps[1]!.at - 1) || snaps[1]!.at < newest - history)) {
+      snaps.shift();
+      rt.pruned = true;
+    }
+  }
+
+  /**
+   * Multiplies num / den into the neighbourhood and billing windows of time `t` of a meter: the band-register
+   * ciphertexts, or with DP the noised totals for the neighbourhood window.
+   */
+  private contribute(id: string, info: BlindMeter, t: number, num: Snap, den: Snap): void {
+    const nbStart = this.calendar.intervalStart(t);
+    const slot = this.calendar.billing(t);
+    for (const w of [this.window('neighbourhood', info.neighbourhood, nbStart, nbStart + this.settings.intervalS), this.window('billing', info.household, slot.start, slot.end)]) {
+      if (w.terms >= MAX_WINDOW_TERMS) throw new RangeError('window packing budget exhausted');
+      const noised = w.kind === 'neighbourhood' && this.settings.dpEpsilon !== undefined;
+      w.num = (w.num * (noised ? num.noisy! : num.c)) % this.pub.n2;
+      w.den = (w.den * (noised ? den.noisy! : den.c)) % this.pub.n2;
+      w.terms++;
+      w.meters.add(id);
+      w.changed.add(id);
+      this.dirtyWindows.add(w);
+      if (w.closed) this.toEvaluate.add(w);
+    }
   }
 
   /** Whether the windows of time `t` are past the retention horizon (as the classic PES's rule). */
@@ -398,7 +462,7 @@ export class BlindWindows {
         const d = rt.highest - ic;
         if (d >= 0 && d < SEEN_KEPT) seen[d >> 3]! |= 1 << (d & 7);
       }
-      return [id, { highest: rt.highest, seen, last: rt.last }];
+      return [id, { highest: rt.highest, seen, last: rt.snaps.at(-1) ?? null, ...(rt.snaps.length > 1 ? { earlier: rt.snaps.slice(0, -1) } : {}), ...(rt.pruned ? { pruned: true } : {}) }];
     });
     const evicted = this.evicted;
     this.dirtyWindows.clear();
@@ -426,7 +490,7 @@ export class BlindWindows {
     for (const [id, m] of state.meters) {
       const seen = new Set<number>();
       for (let d = 0; d < SEEN_KEPT; d++) if ((m.seen[d >> 3]! >> (d & 7)) & 1) seen.add(m.highest - d);
-      this.rt.set(id, { seen, highest: m.highest, last: m.last });
+      this.rt.set(id, { seen, highest: m.highest, snaps: [...(m.earlier ?? []), ...(m.last ? [m.last] : [])], pruned: m.pruned === true });
     }
     this.watermark = state.watermark;
     for (const k of Object.keys(this.counters) as (keyof BlindCounters)[]) {

@@ -11,7 +11,8 @@ import { isValidFilter } from '../protocol/acl.js';
 import { AGGREGATE_PREFIX, topics } from '../protocol/topics.js';
 import { durationOption, intOption } from '../lib/flags.js';
 import { brokerUrlsOption } from '../lib/broker-url.js';
-import { loadCredentials, loadFleet, loadMdmsKey, loadPesVerifyKey } from '../lib/keyset.js';
+import type { KeyObject } from 'node:crypto';
+import { type Fleet, keySetMode, loadCredentials, loadFleet, loadGuardianVerifyKey, loadMdmsKey, loadMeterPaillierKey, loadPesVerifyKey } from '../lib/keyset.js';
 import { DEFAULT_K } from '../lib/policy.js';
 import { auditRefusals } from './refusal-audit.js';
 import { openPostgres } from './store/postgres.js';
@@ -19,6 +20,7 @@ import { openSqlite } from './store/sqlite.js';
 import { openWebDb } from './web/db.js';
 import { NAME_PATTERN } from './web/schemas.js';
 import { EXPORT_WHATS, exportCsvFile, writeCsv, type ExportWhat } from './export.js';
+import { startMdmsE2eIngest } from './e2e-ingest.js';
 import { startMdmsIngest } from './ingest.js';
 import { isPostgresUrl, openStore, type OpenStoreOptions } from './store/index.js';
 import type { Store } from './store/types.js';
@@ -39,6 +41,7 @@ interface IngestFlags {
   k: number;
   clientId?: string;
   topic: string[];
+  e2e?: boolean;
 }
 
 interface ExportFlags {
@@ -98,8 +101,38 @@ function mqttCredentials(flags: IngestFlags): { username?: string; password?: st
   return {};
 }
 
+/**
+ * The end-to-end mode's combining ingest (mdms/e2e-ingest.ts): releases from the PES and partials from the
+ * guardian, combined, checked by the same policy, stored as the classic ingest stores; its readiness logged as
+ * the classic ingest's, and a handler failure (the database) ends the process to be restarted.
+ */
+function startE2e(flags: IngestFlags, store: Store, privateKey: KeyObject, mqtt: { url: string; username?: string; password?: string; clientId?: string }, fleet: Fleet | null, log: Logger): { ready: Promise<void>; counters: unknown; close(): Promise<void> } {
+  const ingest = startMdmsE2eIngest({
+    store,
+    privateKey,
+    pesVerifyKey: loadPesVerifyKey(flags.keys),
+    guardianVerifyKey: loadGuardianVerifyKey(flags.keys),
+    paillier: loadMeterPaillierKey(flags.keys),
+    mqtt,
+    k: flags.k,
+    minBillingPeriodS: flags.minBillingPeriod,
+    ...(fleet ? { fleet } : {}),
+    log,
+  });
+  const ready = ingest.ready.then(() => {
+    log.info({ url: mqtt.url, k: flags.k, minBillingPeriodS: flags.minBillingPeriod, store: store.location, waiting: ingest.combiner.waiting }, 'MDMS ingest subscribed');
+    // A throwing handler stops the subscriber: reject so that the process ends with the error.
+    return Promise.race([ingest.failed.then((e) => Promise.reject(e)), new Promise<void>(() => undefined)]);
+  });
+  return { ready, counters: ingest.counters, close: () => ingest.close() };
+}
+
 async function runIngest(flags: IngestFlags): Promise<void> {
   const log = createLogger('mdms');
+  if (flags.e2e) {
+    if (keySetMode(flags.keys) !== 'e2e') throw new Error(`${flags.keys} is a classic key set: --e2e needs one from provision --e2e`);
+    if (flags.topic.length) throw new Error('--topic is not available with --e2e: the end-to-end ingest takes every release and partial');
+  }
   const privateKey = loadMdmsKey(flags.keys);
   const credentials = mqttCredentials(flags);
   let stopping = false;
@@ -119,18 +152,21 @@ async function runIngest(flags: IngestFlags): Promise<void> {
   const fleetFile = join(flags.keys, 'fleet.json');
   const fleet = existsSync(fleetFile) ? loadFleet(flags.keys) : null;
   if (!fleet) log.warn({ fleetFile }, 'no fleet.json in the key set: aggregates for unknown households and neighbourhoods are not refused');
-  const ingest = startMdmsIngest({
-    store,
-    privateKey,
-    pesVerifyKey: loadPesVerifyKey(flags.keys),
-    mqtt: { url: flags.mqtt, ...credentials, ...(flags.clientId !== undefined ? { clientId: flags.clientId } : {}) },
-    ...(flags.topic.length ? { topics: flags.topic } : {}),
-    minBillingPeriodS: flags.minBillingPeriod,
-    k: flags.k,
-    ...(fleet ? { fleet } : {}),
-    onRefused: auditRefusals(audit),
-    log,
-  });
+  const mqttOptions = { url: flags.mqtt, ...credentials, ...(flags.clientId !== undefined ? { clientId: flags.clientId } : {}) };
+  const ingest = flags.e2e
+    ? startE2e(flags, store, privateKey, mqttOptions, fleet, log)
+    : startMdmsIngest({
+        store,
+        privateKey,
+        pesVerifyKey: loadPesVerifyKey(flags.keys),
+        mqtt: mqttOptions,
+        ...(flags.topic.length ? { topics: flags.topic } : {}),
+        minBillingPeriodS: flags.minBillingPeriod,
+        k: flags.k,
+        ...(fleet ? { fleet } : {}),
+        onRefused: auditRefusals(audit),
+        log,
+      });
   // A refused login or subscription will not fix itself: stop with a clear error.
   const failure = ingest.ready.then(
     () => new Promise<never>(() => undefined),
@@ -243,6 +279,7 @@ export function registerMdmsCommand(program: Command): void {
       if (!v.startsWith(AGGREGATE_PREFIX) || !isValidFilter(v)) throw new InvalidArgumentError(`--topic must be an MQTT topic filter under ${AGGREGATE_PREFIX}, got "${v}"`);
       return [...acc, v];
     }, [] as string[])
+    .option('--e2e', 'end-to-end mode (key set from provision --e2e): combine the PES\'s releases with the guardian\'s partial decryptions before storing; halves waiting for their counterpart are kept in the database')
     .action((flags: IngestFlags) => runIngest(flags));
 
   mdms

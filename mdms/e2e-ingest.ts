@@ -2,9 +2,16 @@
  * The MDMS ingest of the end-to-end mode: subscribes to the PES's releases (aggregate topics, signed by the
  * PES) and the guardian's partials (partial topics, signed by the guardian), unseals each with the MDMS key
  * after checking its signer, pairs and combines them (mdms/combine.ts), applies the MDMS's own policy (k, the
- * fleet, no negative energy: mdms/aggregate.ts) and stores exactly the rows the classic ingest stores. A
- * message is acknowledged once handled; a pair waits in memory (not yet durable across an MDMS crash: a
- * restarted MDMS needs both halves again).
+ * fleet, no negative energy: mdms/aggregate.ts) and stores exactly the rows the classic ingest stores.
+ *
+ * Durability (the chain's last step, as the classic ingest's): a message is acknowledged only once its effect
+ * is committed. A half whose counterpart has not arrived is kept in the store (`e2e_pending`, as it arrived:
+ * sealed to the MDMS) before it is acknowledged, and a restarted MDMS takes the waiting halves back from there
+ * before it handles a message. When the counterpart arrives, the aggregate is stored, then the waiting half
+ * forgotten, then the counterpart acknowledged: a crash in between redelivers the counterpart, which combines
+ * again and is stored idempotently (`duplicate`). A combined pair leaves a marker (its ciphertext id) before
+ * the waiting half is forgotten, so a copy of either half that arrives later (redelivered after a crash, or
+ * published again from the PES's or the guardian's outbox) is a duplicate, acknowledged, not kept waiting.
  * @module
  */
 import type { KeyObject } from 'node:crypto';
@@ -19,7 +26,7 @@ import { parseTopic, topics } from '../protocol/topics.js';
 import { policyViolation } from './aggregate.js';
 import { Combiner } from './combine.js';
 import { MAX_PAYLOAD } from './ingest.js';
-import type { Store } from './store/types.js';
+import type { PendingHalf, Store } from './store/types.js';
 
 /** What the e2e ingest did (all only grow); the first four are named as the classic ingest's. */
 export interface E2eIngestCounters {
@@ -56,7 +63,7 @@ export interface MdmsE2eIngestOptions {
  * await ingest.ready;
  * ```
  */
-export function startMdmsE2eIngest(o: MdmsE2eIngestOptions): { counters: E2eIngestCounters; combiner: Combiner; ready: Promise<void>; close(): Promise<void> } {
+export function startMdmsE2eIngest(o: MdmsE2eIngestOptions): { counters: E2eIngestCounters; combiner: Combiner; ready: Promise<void>; failed: Promise<Error>; close(): Promise<void> } {
   const log = o.log ?? pino({ name: 'mdms' });
   const counters: E2eIngestCounters = { stored: 0, duplicates: 0, rejectedPrivacy: 0, malformed: 0, received: 0, releases: 0, partials: 0, badSignature: 0, refusedCombine: 0, conflicts: 0 };
   const combiner = new Combiner(o.paillier);
@@ -79,6 +86,71 @@ export function startMdmsE2eIngest(o: MdmsE2eIngestOptions): { counters: E2eInge
     else counters.conflicts++;
   }
 
+  const other = (h: 'release' | 'partial'): 'release' | 'partial' => (h === 'release' ? 'partial' : 'release');
+  /** Hands an opened half to the combiner: the aggregate if its counterpart was waiting, or why it is refused. */
+  /** Ciphertext ids whose pair was combined and stored. */
+  const combined = new Set<string>();
+  function feed(half: 'release' | 'partial', topic: string, opened: unknown): { id: string; agg: Aggregate | null; duplicate?: true } | { id?: string; refused: string } {
+    let id: string | undefined;
+    try {
+      const named = parseTopic.aggregate(topic) ?? parseTopic.partial(topic)!;
+      if (half === 'release') {
+        const r = parseRelease(o.paillier, opened);
+        if (r.kind !== named.kind || r.key !== named.key) throw new TypeError('the release names another window than its topic');
+        counters.releases++;
+        id = r.partial.ciphertextId.toString('hex');
+        if (combined.has(id)) return { id, agg: null, duplicate: true };
+        return { id, agg: combiner.release(r) };
+      }
+      const g = parseGuardianPartial(o.paillier, opened);
+      if (g.kind !== named.kind || g.key !== named.key) throw new TypeError('the partial names another window than its topic');
+      counters.partials++;
+      id = g.partial.ciphertextId.toString('hex');
+      if (combined.has(id)) return { id, agg: null, duplicate: true };
+      return { id, agg: combiner.guardian(g) };
+    } catch (e) {
+      return { ...(id ? { id } : {}), refused: (e as Error).message };
+    }
+  }
+
+  /** Stores a combined aggregate, marks its pair combined, then forgets its waiting half (see the module doc). */
+  async function done(id: string, agg: Aggregate, topic: string): Promise<void> {
+    await store(agg, topic);
+    await o.store.holdHalf({ ciphertextId: id, half: 'combined', topic, payload: Buffer.alloc(0) });
+    combined.add(id);
+    await o.store.dropHalf(id, 'release');
+    await o.store.dropHalf(id, 'partial');
+  }
+
+  /** The halves a previous MDMS process kept waiting, back into the combiner before the first message. */
+  const restored = (async () => {
+    const halves = await o.store.pendingHalves();
+    for (const h of halves) if (h.half === 'combined') combined.add(h.ciphertextId);
+    for (const h of halves) {
+      if (h.half === 'combined') continue;
+      if (combined.has(h.ciphertextId)) {
+        await o.store.dropHalf(h.ciphertextId, h.half); // combined just before a crash: the half is done
+        continue;
+      }
+      const half = h.half;
+      let fed: ReturnType<typeof feed>;
+      try {
+        fed = feed(half, h.topic, openAggregate(o.privateKey, h.topic, h.payload, half === 'release' ? o.pesVerifyKey : o.guardianVerifyKey));
+      } catch (e) {
+        fed = { refused: (e as Error).message };
+      }
+      if ('refused' in fed) {
+        // Checked when it was kept: another MDMS key, or a damaged database. Kept for an operator to look at.
+        counters.refusedCombine++;
+        log.error({ topic: h.topic, half: h.half, reason: fed.refused }, 'mdms e2e: a waiting half in the store no longer opens: left in e2e_pending');
+        continue;
+      }
+      if (fed.agg) await done(fed.id, fed.agg, h.topic);
+    }
+    if (halves.length) log.info({ waiting: combiner.waiting, combined: combined.size }, 'mdms e2e: halves waiting for their counterpart taken back from the store');
+  })();
+  restored.catch(() => undefined); // reported through the first message's handler
+
   const sub = startDurableSubscriber({
     ...o.mqtt,
     clientId: o.mqtt.clientId ?? 'mdms',
@@ -86,6 +158,7 @@ export function startMdmsE2eIngest(o: MdmsE2eIngestOptions): { counters: E2eInge
     who: 'the MDMS (end-to-end mode)',
     logger: log,
     async handle(packet): Promise<Verdict> {
+      await restored;
       counters.received++;
       const topic = packet.topic;
       const payload = packet.payload as Buffer;
@@ -106,33 +179,32 @@ export function startMdmsE2eIngest(o: MdmsE2eIngestOptions): { counters: E2eInge
         log.warn({ topic, reason: (e as Error).message }, 'mdms e2e: message refused');
         return 'ack';
       }
-      let agg: Aggregate | null;
-      try {
-        const named = parseTopic.aggregate(topic) ?? parseTopic.partial(topic)!;
-        if (isRelease) {
-          const r = parseRelease(o.paillier, opened);
-          if (r.kind !== named.kind || r.key !== named.key) throw new TypeError('the release names another window than its topic');
-          counters.releases++;
-          agg = combiner.release(r);
-        } else {
-          const g = parseGuardianPartial(o.paillier, opened);
-          if (g.kind !== named.kind || g.key !== named.key) throw new TypeError('the partial names another window than its topic');
-          counters.partials++;
-          agg = combiner.guardian(g);
-        }
-      } catch (e) {
+      const half = isRelease ? 'release' : 'partial';
+      const fed = feed(half, topic, opened);
+      if ('refused' in fed) {
         counters.refusedCombine++;
-        log.warn({ topic, reason: (e as Error).message }, 'mdms e2e: release or partial refused');
+        log.warn({ topic, reason: fed.refused }, 'mdms e2e: release or partial refused');
+        // A pair that does not combine: its waiting half is gone from the combiner, and from the store.
+        if (fed.id) await o.store.dropHalf(fed.id, other(half));
         return 'ack';
       }
-      if (agg) await store(agg, topic);
+      if (fed.duplicate) {
+        counters.duplicates++;
+        return 'ack';
+      }
+      if (!fed.agg) {
+        await o.store.holdHalf({ ciphertextId: fed.id, half, topic, payload });
+        return 'ack';
+      }
+      await done(fed.id, fed.agg, topic);
       return 'ack';
     },
   });
   return {
     counters,
     combiner,
-    ready: sub.ready,
+    ready: Promise.all([sub.ready, restored]).then(() => undefined),
+    failed: sub.failed,
     close: () => sub.close(),
   };
 }

@@ -88,6 +88,27 @@ CREATE TABLE ingest_policy (
 `;
 };
 
+/**
+ * Version 3 (end-to-end mode): the halves of an aggregate waiting for their counterpart (the PES's release or
+ * the guardian's partial decryption, as they arrived: sealed to the MDMS, base64), so that one acknowledged
+ * before its counterpart arrived survives an MDMS crash, and a marker per combined pair (`combined`, no payload),
+ * so that a copy of a half published again after a crash is known as a duplicate (mdms/e2e-ingest.ts).
+ */
+const v3 = (d: 'sqlite' | 'postgres'): string => {
+  const int = d === 'sqlite' ? 'INTEGER' : 'BIGINT';
+  const strict = d === 'sqlite' ? ' STRICT' : '';
+  return `
+CREATE TABLE e2e_pending (
+  ciphertext_id TEXT NOT NULL,
+  half TEXT NOT NULL CHECK (half IN ('release', 'partial', 'combined')),
+  topic TEXT NOT NULL,
+  payload_b64 TEXT NOT NULL,
+  received_at_ms ${int} NOT NULL,
+  PRIMARY KEY (ciphertext_id, half)
+)${strict};
+`;
+};
+
 /** Every migration, in order. */
 export const MIGRATIONS: readonly Migration[] = [
   {
@@ -101,6 +122,12 @@ export const MIGRATIONS: readonly Migration[] = [
     description: 'export per neighbourhood window and per billing band, the DP ledger, PES policy statements, the ingest policy',
     sqlite: v2('sqlite'),
     postgres: v2('postgres'),
+  },
+  {
+    version: 3,
+    description: 'end-to-end mode: releases and partials waiting for their counterpart',
+    sqlite: v3('sqlite'),
+    postgres: v3('postgres'),
   },
 ];
 

@@ -20,6 +20,7 @@ import type {
   NeighbourhoodRow,
   PolicyOutcome,
   PolicyRow,
+  PendingHalf,
   RevisionsQuery,
   Store,
   StoreOptions,
@@ -370,6 +371,25 @@ export class SqlStore implements Store {
       });
     }
     return out;
+  }
+
+  async holdHalf(h: PendingHalf): Promise<void> {
+    if (!/^[0-9a-f]{2,128}$/.test(h.ciphertextId)) throw new TypeError('ciphertextId must be hex');
+    if (h.half !== 'release' && h.half !== 'partial' && h.half !== 'combined') throw new TypeError('half must be release, partial or combined');
+    if (typeof h.topic !== 'string' || h.topic.length === 0 || h.topic.length > 512) throw new TypeError('topic must be a non-empty string of at most 512 characters');
+    await this.db.run(
+      'INSERT INTO e2e_pending (ciphertext_id, half, topic, payload_b64, received_at_ms) VALUES (?, ?, ?, ?, ?) ON CONFLICT (ciphertext_id, half) DO NOTHING',
+      [h.ciphertextId, h.half, h.topic, Buffer.from(h.payload).toString('base64'), this.now()],
+    );
+  }
+
+  async pendingHalves(): Promise<PendingHalf[]> {
+    const rows = await this.db.query('SELECT ciphertext_id, half, topic, payload_b64 FROM e2e_pending ORDER BY received_at_ms, ciphertext_id, half', []);
+    return rows.map((r) => ({ ciphertextId: str(r.ciphertext_id), half: str(r.half) as PendingHalf['half'], topic: str(r.topic), payload: Buffer.from(str(r.payload_b64), 'base64') }));
+  }
+
+  async dropHalf(ciphertextId: string, half: PendingHalf['half']): Promise<void> {
+    await this.db.run('DELETE FROM e2e_pending WHERE ciphertext_id = ? AND half = ?', [ciphertextId, half]);
   }
 
   async listNeighbourhoods(): Promise<string[]> {

@@ -125,6 +125,18 @@ export type RevisionsQuery =
   | { kind: 'neighbourhood'; neighbourhood: string; start: number }
   | { kind: 'billing'; household: string; start: number };
 
+/**
+ * One half of an end-to-end aggregate waiting for the other (docs/paillier.md): the PES's release or the
+ * guardian's partial decryption of the ciphertext `ciphertextId` (hex), as it arrived (sealed to the MDMS); or
+ * `combined`, the marker that the pair of that ciphertext was combined and stored (empty payload).
+ */
+export interface PendingHalf {
+  ciphertextId: string;
+  half: 'release' | 'partial' | 'combined';
+  topic: string;
+  payload: Uint8Array;
+}
+
 /** Options common to both back ends. */
 export interface StoreOptions {
   /** Clock for `received_at_ms` (tests). Default `Date.now`. */
@@ -167,6 +179,12 @@ export interface Store {
   ingestPolicy(): Promise<IngestPolicyRow | null>;
   /** The DP budget of every neighbourhood with at least one noised release, sorted by neighbourhood. */
   dpBudgets(): Promise<DpBudgetRow[]>;
+  /** Keeps a half waiting for its counterpart (idempotent: a redelivered half is kept once). */
+  holdHalf(h: PendingHalf): Promise<void>;
+  /** Every half waiting and every combined marker, oldest first. */
+  pendingHalves(): Promise<PendingHalf[]>;
+  /** Forgets a half once its aggregate is stored. */
+  dropHalf(ciphertextId: string, half: PendingHalf['half']): Promise<void>;
   /** Every neighbourhood with at least one aggregate, sorted. */
   listNeighbourhoods(): Promise<string[]>;
   /** Every household with at least one billing aggregate, sorted. */

@@ -71,6 +71,20 @@ describe('smartermeter meter', () => {
     await expect(run(...base, '--port', '/dev/ptmx', '--source', `p1:${missing}`)).rejects.toThrow(new RegExp(`cannot open serial port ${missing}: `));
   });
 
+  it('--e2e: refuses its flags without it, a bad --interval, and a key set without the fleet\'s Paillier key, before touching any port', async () => {
+    const id = meterId(systemTitle('SMR', 4344));
+    const keys = join(dir, 'keys-e2e-flags');
+    mkdirSync(join(keys, 'meters'), { recursive: true });
+    writeFileSync(join(keys, 'meters', `${id}.key`), Buffer.alloc(32, 0x44).toString('hex'), { mode: 0o600 });
+    writeFileSync(join(keys, 'fleet.json'), JSON.stringify({ version: 1, meters: [{ meter: id, label: 'm', household: 'hh-m', neighbourhood: 'nb-m', gateway: 'gw-nb-m', source: 'synthetic:1' }], gateways: ['gw-nb-m'], households: ['hh-m'], neighbourhoods: ['nb-m'] }));
+    const base = ['meter', '--keys', keys, '--meter', id, '--port', '/dev/ttyUSB-never', '--nv', join(dir, 'nv-e2e.cbor')];
+    await expect(run(...base, '--interval', '15m')).rejects.toThrow('--interval and --tariff apply to --e2e only');
+    await expect(run(...base, '--tariff', 't.json')).rejects.toThrow('--interval and --tariff apply to --e2e only');
+    await expect(run(...base, '--e2e', '--interval', '7m')).rejects.toThrow(/--interval must be between 1m and 1d and divide a day/);
+    await expect(run(...base, '--e2e')).rejects.toThrow(/--e2e needs .*meters\/paillier\.pub: provision the fleet with --e2e/);
+    expect(existsSync(join(dir, 'nv-e2e.cbor'))).toBe(false);
+  });
+
   // A real serial line: a socat pty pair, the platform serialport binding on both ends.
   const socat = spawnSync('socat', ['-V']).status === 0;
   if (!socat && process.env.CI !== 'true') {

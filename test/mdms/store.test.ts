@@ -30,7 +30,7 @@ describe.each(BACKENDS)('store on $name', (backend: Backend) => {
       const again = await h.reopen();
       const dump = await again.dump();
       expect(dump.schema_version).toHaveLength(SCHEMA_VERSION);
-      expect(Object.keys(dump).sort()).toEqual(['billing_aggregate', 'ingest_policy', 'neighbourhood_aggregate', 'pes_policy', 'schema_version']);
+      expect(Object.keys(dump).sort()).toEqual(['billing_aggregate', 'e2e_pending', 'ingest_policy', 'neighbourhood_aggregate', 'pes_policy', 'schema_version']);
       // A database written by a newer MDMS.
       if (backend.name === 'sqlite') {
         const raw = new Database(h.db);
@@ -287,7 +287,7 @@ describe.each(BACKENDS)('store on $name', (backend: Backend) => {
       // Take the database back to version 1 (the same SQL on both back ends), with a row of each kind.
       const db = (h.store as unknown as { db: { exec(s: string): Promise<void>; run(s: string, p: unknown[]): Promise<number> } }).db;
       await db.exec(
-        'DROP TABLE pes_policy; DROP TABLE ingest_policy; DELETE FROM schema_version WHERE version > 1; ' +
+        'DROP TABLE e2e_pending; DROP TABLE pes_policy; DROP TABLE ingest_policy; DELETE FROM schema_version WHERE version > 1; ' +
           'ALTER TABLE neighbourhood_aggregate DROP COLUMN dp_spent; ALTER TABLE neighbourhood_aggregate DROP COLUMN dp_epsilon; ' +
           'ALTER TABLE neighbourhood_aggregate DROP COLUMN export_wh; ALTER TABLE billing_aggregate DROP COLUMN export_wh;',
       );
@@ -304,6 +304,24 @@ describe.each(BACKENDS)('store on $name', (backend: Backend) => {
       // The database itself refuses half a ledger.
       const raw = (upgraded as unknown as { db: { run(s: string, p: unknown[]): Promise<number> } }).db;
       await expect(raw.run('INSERT INTO neighbourhood_aggregate (neighbourhood, start_s, end_s, revision, meters, energy_wh, dp_epsilon, received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)', ['nb9', T0, T0 + 900, 0, 5, 1, 0.5, 1])).rejects.toThrow(/CHECK|check constraint/i);
+    });
+
+    it('keeps an end-to-end half waiting once, bytes intact, oldest first, until it is dropped', async () => {
+      let t = 1_700_000_000_000;
+      const { store } = await open({ now: () => t++ });
+      const half = { ciphertextId: 'ab01', half: 'release' as const, topic: 'sm/v1/agg/neighbourhood/nb1', payload: Buffer.from([0, 1, 254, 255]) };
+      await store.holdHalf(half);
+      await store.holdHalf(half); // redelivered
+      await store.holdHalf({ ...half, half: 'partial', topic: 'sm/v1/partial/neighbourhood/nb1' });
+      const waiting = await store.pendingHalves();
+      expect(waiting.map((h) => [h.ciphertextId, h.half, h.topic, Buffer.from(h.payload).toString('hex')])).toEqual([
+        ['ab01', 'release', 'sm/v1/agg/neighbourhood/nb1', '0001feff'],
+        ['ab01', 'partial', 'sm/v1/partial/neighbourhood/nb1', '0001feff'],
+      ]);
+      await store.dropHalf('ab01', 'release');
+      expect((await store.pendingHalves()).map((h) => h.half)).toEqual(['partial']);
+      await expect(store.holdHalf({ ...half, ciphertextId: 'not hex' })).rejects.toThrow(/hex/);
+      await expect(store.holdHalf({ ...half, half: 'other' as 'release' })).rejects.toThrow(/release, partial or combined/);
     });
 
     it('keeps the newest policy statement of each PES', async () => {

@@ -67,6 +67,17 @@ export function probeMdms(file: string): { neighbourhood: number; billing: numbe
 }
 
 /**
+ * End-to-end mode: halves (PES releases, guardian partials) the MDMS keeps waiting for their counterpart.
+ * @example
+ * ```ts
+ * probeMdmsWaiting('run/mdms.sqlite'); // 0 when every release paired
+ * ```
+ */
+export function probeMdmsWaiting(file: string): number {
+  return readonly(file, (db) => (db.prepare("SELECT count(*) AS n FROM e2e_pending WHERE half <> 'combined'").get() as { n: number }).n) ?? 0;
+}
+
+/**
  * Frames a gateway holds in its on-disk queue (received, not yet acknowledged by the broker).
  * @example
  * ```ts

@@ -12,6 +12,12 @@
  * With `broker: 'mosquitto'` the run starts its own Mosquitto from the provisioned files (users, ACL,
  * persistence: provision/mosquitto.ts) on a free port; the components use their credentials, and Mosquitto
  * can be a victim like the embedded broker.
+ *
+ * With `e2e: true` the run is the end-to-end mode's (docs/paillier.md): the fleet is provisioned with `--e2e`,
+ * the meters send Paillier snapshots (`meter --e2e`, the encoder in their NV), the PES folds blind
+ * (`pes --e2e`), the guardian runs as its own process from its own key folder (`guardian --state`, a victim
+ * too) and the MDMS combines the two parties' halves (`mdms --e2e`). The check is the same: the export equals
+ * the independent sums exactly; both blind aggregators must have folded every reading.
  * @module
  */
 import { spawn } from 'node:child_process';
@@ -25,12 +31,12 @@ import { MOSQUITTO_CONF, type Fleet } from '../../../lib/keyset.js';
 import { provision } from '../../../provision/keys.js';
 import { compareExport } from './check.js';
 import { expectedTotals, type Expected } from './expected.js';
-import { lastLogLine, meterRing, meterSamples, parseExport, probeBroker, probeGatewayQueue, probeMdms, probePes, type PesProbe } from './probes.js';
+import { lastLogLine, meterRing, meterSamples, parseExport, probeBroker, probeGatewayQueue, probeMdms, probeMdmsWaiting, probePes, type PesProbe } from './probes.js';
 import { accepts, MOSQUITTO_BIN } from './mosquitto.js';
 import { poll, Proc, sleep, socatPair } from './procs.js';
 
 /** A component the harness kills. */
-export type Component = 'meter' | 'gateway' | 'broker' | 'pes' | 'mdms';
+export type Component = 'meter' | 'gateway' | 'broker' | 'pes' | 'mdms' | 'guardian';
 /**
  * One kill of the schedule: a component, or `'pes+broker'`: the PES is killed, and while it is down (the
  * broker holding its uplinks for its offline session) the broker is killed too; both come back.
@@ -77,6 +83,8 @@ export interface CrashOptions {
   log?: (line: string) => void;
   /** Keep the run directory (logs, state files) instead of deleting it. Also kept when the run fails. */
   keep?: boolean;
+  /** The end-to-end mode: provision --e2e, meters/PES/MDMS with --e2e, the guardian as a process (a victim: `'guardian'`). */
+  e2e?: boolean;
 }
 
 /** One kill and what the chain had done when it landed. */
@@ -116,6 +124,11 @@ export interface CrashReport {
   readingsFolded: number;
   /** Frames the PES discarded as already seen (retransmissions and re-publications after the kills). */
   duplicatesRejected: number;
+  /**
+   * End-to-end mode: readings the guardian folded (as `readingsFolded` for the PES), the partials it released,
+   * and the halves (PES releases or guardian partials) left without a counterpart in the MDMS.
+   */
+  guardian?: { readingsFolded: number; released: number; duplicatesRejected: number; unpaired: number; reorderedPes: number; reorderedGuardian: number };
   /** PES counters that mean loss or trouble (all must be 0). */
   rejected: Record<string, number>;
   /** Aggregates the PES released (all revisions) and rows the MDMS holds. */
@@ -136,6 +149,11 @@ export interface CrashReport {
 
 /** PES counters that mean a reading was refused or an aggregate withheld: each must stay 0. */
 const PES_FAIL_COUNTERS = ['badTag', 'malformedFrame', 'malformedUplink', 'timeBackwards', 'registerDecrease', 'absurdTime', 'tooOld', 'negativeTotal'] as const;
+/**
+ * The blind aggregators' (PES and guardian, end-to-end mode) counters that mean a reading refused or its energy
+ * moved to a later window (`lateSnapshot`: a snapshot older than the meter's latest): each must stay 0.
+ */
+const BLIND_FAIL_COUNTERS = ['badTag', 'malformedFrame', 'malformedUplink', 'unknownMeter', 'tooOld', 'lateSnapshot'] as const;
 
 async function freePort(): Promise<number> {
   const srv = createServer();
@@ -209,6 +227,8 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
   /** A broker the run starts (and may kill), with the provisioned users; else a shared external one. */
   const ours = embedded || mosquitto;
   if (!ours && o.kills.some((k) => k.includes('broker'))) throw new Error('an external broker is not ours to kill');
+  const e2e = o.e2e === true;
+  if (!e2e && o.kills.includes('guardian')) throw new Error('the guardian runs in the end-to-end mode only (e2e: true)');
   const runId = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
   const dir = mkdtempSync(join(tmpdir(), 'sm-crash-'));
   const logs = join(dir, 'logs');
@@ -219,6 +239,7 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
   const cables: { close(): Promise<void> }[] = [];
   let pesClient: string | undefined;
   let mdmsClient: string | undefined;
+  let guardianClient: string | undefined;
   const gatewayClients: string[] = [];
   let url = '';
   let failed = true;
@@ -231,8 +252,11 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
     writeFileSync(join(dir, 'fleet.csv'), rows.join('\n') + '\n');
     const keys = join(dir, 'keys');
     const brokerPort = ours ? await freePort() : 0;
-    const fleet: Fleet = await provision({ fleetCsv: join(dir, 'fleet.csv'), out: keys, rsaBits: 2048, paillierBits: o.paillierBits ?? 1024, ...(mosquitto ? { mosquitto: { port: brokerPort } } : {}) });
-    if (!ours) rmSync(join(keys, 'credentials'), { recursive: true, force: true }); // anonymous on the shared Mosquitto
+    const fleet: Fleet = await provision({ fleetCsv: join(dir, 'fleet.csv'), out: keys, rsaBits: 2048, paillierBits: o.paillierBits ?? 1024, ...(mosquitto ? { mosquitto: { port: brokerPort } } : {}), ...(e2e ? { e2e: true } : {}) });
+    if (!ours) {
+      rmSync(join(keys, 'credentials'), { recursive: true, force: true }); // anonymous on the shared Mosquitto
+      rmSync(join(keys, 'guardian', 'credentials'), { recursive: true, force: true });
+    }
     const start = Date.parse(`${startIso}T00:00:00Z`) / 1000;
     const expected: Expected = expectedTotals(
       fleet.meters.map((m) => ({ seed: parseSyntheticSpec(m.source)!, household: m.household, neighbourhood: m.neighbourhood })),
@@ -255,25 +279,31 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
       url = (o.broker as { url: string }).url;
       pesClient = `pes-${runId}`;
       mdmsClient = `mdms-${runId}`;
+      if (e2e) guardianClient = `guardian-${runId}`;
     }
     const mdmsDb = join(dir, 'mdms.sqlite');
     const pesState = join(dir, 'pes.sqlite');
+    const guardianState = join(dir, 'guardian.sqlite');
     // On a shared broker this run's PES and MDMS take this run's traffic only (its gateways, its aggregates).
     const own = ours
-      ? { pes: [], mdms: [] }
+      ? { pes: [], mdms: [], guardian: [] }
       : {
           pes: ['--client-id', pesClient!, ...fleet.gateways.flatMap((g) => ['--gateway', g])],
+          guardian: ['--client-id', guardianClient ?? 'guardian', ...fleet.gateways.flatMap((g) => ['--gateway', g])],
           mdms: ['--client-id', mdmsClient!, ...fleet.neighbourhoods.flatMap((n) => ['--topic', `sm/v1/agg/neighbourhood/${n}`]), ...fleet.households.flatMap((h) => ['--topic', `sm/v1/agg/billing/${h}`])],
         };
-    const mdms = new Proc('mdms', ['mdms', '--keys', keys, '--db', mdmsDb, '--mqtt', url, '--k', String(o.k ?? 2), ...own.mdms], logs);
-    const pes = new Proc('pes', [
-      'pes', '--keys', keys, '--state', pesState, '--mqtt', url, '--k', String(o.k ?? 2), '--revision-k', '1',
-      '--interval', `${intervalS}s`, '--billing-period', '1d', '--lateness', `${latenessS}s`,
-      // A killed meter falls behind by (dead + restart time) x speed and stays behind; retention and skew
+    if (e2e && !ours) throw new Error('the end-to-end mode runs on a broker the run starts (embedded or mosquitto): the MDMS takes every release and partial');
+    const mdms = new Proc('mdms', ['mdms', '--keys', keys, '--db', mdmsDb, '--mqtt', url, '--k', String(o.k ?? 2), ...(e2e ? ['--e2e'] : []), ...own.mdms], logs);
+    // The release settings the PES and the guardian share (the guardian recomputes the PES's windows).
+    const windowFlags = [
+      '--k', String(o.k ?? 2), '--revision-k', '1', '--interval', `${intervalS}s`, '--billing-period', '1d', '--lateness', `${latenessS}s`,
+      // A killed meter falls behind by (dead + restart time) x speed and stays behind; retention (and skew)
       // cover the whole run, so that no reading is refused as too old (a policy, not a crash, would lose it).
-      '--retention', `${days + 2}d`, '--max-skew', `${days + 2}d`, ...own.pes,
-    ], logs);
-    procs.push(mdms, pes);
+      '--retention', `${days + 2}d`,
+    ];
+    const pes = new Proc('pes', ['pes', '--keys', keys, '--state', pesState, '--mqtt', url, ...windowFlags, ...(e2e ? ['--e2e'] : ['--max-skew', `${days + 2}d`]), ...own.pes], logs);
+    const guardian = e2e ? new Proc('guardian', ['guardian', '--keys', join(keys, 'guardian'), '--state', guardianState, '--mqtt', url, ...windowFlags, ...own.guardian], logs) : undefined;
+    procs.push(mdms, pes, ...(guardian ? [guardian] : []));
     const gateways = new Map<string, Proc>();
     const meters: Proc[] = [];
     const nvFiles: string[] = [];
@@ -285,13 +315,13 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
         lines.push('--line', cable.b);
         const nv = join(dir, 'nv', `${m.meter}.cbor`);
         nvFiles.push(nv);
-        meters.push(new Proc(`meter-${m.label}`, ['meter', '--keys', keys, '--meter', m.meter, '--port', cable.a, '--nv', nv, '--speed', String(speed), '--start', startIso, '--days', String(days)], logs));
+        meters.push(new Proc(`meter-${m.label}`, ['meter', '--keys', keys, '--meter', m.meter, '--port', cable.a, '--nv', nv, '--speed', String(speed), '--start', startIso, '--days', String(days), ...(e2e ? ['--e2e', '--interval', `${intervalS}s`] : [])], logs));
       }
       gatewayClients.push(`gateway-${gw}`);
       gateways.set(gw, new Proc(gw, ['gateway', ...(ours ? ['--keys', keys] : []), '--id', gw, ...lines, '--mqtt', url, '--queue', join(dir, `${gw}.queue.sqlite`), '--stats', '5s'], logs));
     }
     procs.push(...gateways.values(), ...meters);
-    const readyLine: Record<string, RegExp> = { broker: /^broker: listening$/, mdms: /^MDMS ingest subscribed$/, pes: /^pes: subscribed$/ };
+    const readyLine: Record<string, RegExp> = { broker: /^broker: listening$/, mdms: /^MDMS ingest subscribed$/, pes: /^pes: subscribed$/, guardian: /^guardian: subscribed$/ };
     const ready = (p: Proc) =>
       mosquitto && p === broker
         ? listening(p, brokerPort)
@@ -303,7 +333,8 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
     }
     mdms.start();
     pes.start();
-    await Promise.all([ready(mdms), ready(pes)]);
+    guardian?.start();
+    await Promise.all([ready(mdms), ready(pes), ...(guardian ? [ready(guardian)] : [])]);
     // Gateways and meters together: a meter retransmits until its gateway is up.
     for (const p of [...gateways.values(), ...meters]) p.start();
     await Promise.all([...gateways.values(), ...meters].map(ready));
@@ -314,11 +345,13 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
     // The kill schedule: the victims one after another, each while the meters stream.
     const produced = () => nvFiles.reduce((s, f) => s + meterSamples(f), 0);
     const folded = () => probePes(pesState)?.counters.readings ?? 0;
+    const guardianFolded = () => probePes(guardianState)?.counters.readings ?? 0;
     const victimProc = (v: Victim): Proc => {
       if (v === 'pes+broker') return pes;
       if (v === 'meter') return meters[0]!;
       if (v === 'gateway') return gateways.values().next().value!;
       if (v === 'broker') return broker!;
+      if (v === 'guardian') return guardian!;
       return v === 'pes' ? pes : mdms;
     };
     const brokerState = join(dir, 'broker.sqlite');
@@ -333,6 +366,7 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
         return b.queued + b.journal;
       }
       if (v === 'pes' || v === 'pes+broker') return embedded ? probeBroker(brokerState, 'pes').queuedFor : produced() - folded();
+      if (v === 'guardian') return embedded ? probeBroker(brokerState, 'guardian').queuedFor : produced() - guardianFolded();
       return (probePes(pesState)?.counters.released ?? 0) - (probeMdms(mdmsDb)?.rows ?? 0);
     };
     const kills: KillRecord[] = [];
@@ -396,6 +430,26 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
       600_000,
     );
     if (folded() < expected.readings) problems.push(`the PES stalled at ${folded()} of ${expected.readings} readings`);
+    if (guardian) {
+      // The guardian folds the same uplinks on its own session: the same wait, the same stall rule.
+      let lastG = -1;
+      let gChange = performance.now();
+      await poll(
+        () => {
+          const f = guardianFolded();
+          if (f !== lastG) {
+            lastG = f;
+            gChange = performance.now();
+          }
+          return f >= expected.readings || performance.now() - gChange > 30_000 ? true : undefined;
+        },
+        () => `the guardian to fold ${expected.readings} readings (has ${guardianFolded()})`,
+        600_000,
+      );
+      if (guardianFolded() < expected.readings) problems.push(`the guardian stalled at ${guardianFolded()} of ${expected.readings} readings`);
+      guardian.signal('SIGUSR2');
+      await guardian.ready(/^guardian: flushed on SIGUSR2/, 60_000);
+    }
     pes.signal('SIGUSR2');
     await pes.ready(/^pes: flushed on SIGUSR2/, 60_000); // committed: its releases are counted from here on
     // The MDMS stores what the flush released; a stall (no new row for 20 s) is reported, not waited out.
@@ -416,7 +470,7 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
       600_000,
     );
     await sleep(500); // a last message in flight would show up as an extra row
-    const stops = await Promise.all([...gateways.values(), pes, mdms].map(async (p) => ({ p, e: await p.stop() })));
+    const stops = await Promise.all([...gateways.values(), pes, mdms, ...(guardian ? [guardian] : [])].map(async (p) => ({ p, e: await p.stop() })));
     for (const { p, e } of stops) if (e.code !== 0) problems.push(`${p.name} did not stop cleanly on SIGTERM (${e.code ?? e.signal})`);
     if (broker) await broker.stop();
 
@@ -431,9 +485,17 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
     const readingsProduced = produced();
     if (readingsProduced !== expected.readings) problems.push(`meters framed ${readingsProduced} readings, the dataset has ${expected.readings}`);
     if (c.readings !== expected.readings) problems.push(`the PES folded ${c.readings} readings, the meters produced ${expected.readings}`);
-    const rejected = Object.fromEntries(PES_FAIL_COUNTERS.map((n) => [n, c[n] ?? 0]));
+    const rejected = Object.fromEntries((e2e ? BLIND_FAIL_COUNTERS : PES_FAIL_COUNTERS).map((n) => [n, c[n] ?? 0]));
     for (const [n, v] of Object.entries(rejected)) if (v !== 0) problems.push(`PES counter ${n} = ${v}`);
-    if (mdmsEnd.rows !== c.released) problems.push(`the PES released ${c.released} aggregates, the MDMS holds ${mdmsEnd.rows} rows`);
+    const g = guardian ? (probePes(guardianState)?.counters ?? {}) : undefined;
+    if (g) {
+      if (g.readings !== expected.readings) problems.push(`the guardian folded ${g.readings ?? 0} readings, the meters produced ${expected.readings}`);
+      for (const n of BLIND_FAIL_COUNTERS) if ((g[n] ?? 0) !== 0) problems.push(`guardian counter ${n} = ${g[n]}`);
+    }
+    // End-to-end mode: the PES and the guardian may see a meter's frames in another order (redeliveries after a
+    // kill) and so revise a window at other moments; their final ciphertexts are the same, so the latest
+    // revision pairs, but an intermediate one of one party may have no counterpart (left waiting in the MDMS).
+    if (e2e ? mdmsEnd.rows > (c.released ?? 0) : mdmsEnd.rows !== c.released) problems.push(`the PES released ${c.released} aggregates, the MDMS holds ${mdmsEnd.rows} rows`);
     const cmp = compareExport(expected, billed, nbs);
     problems.push(...cmp.problems);
     for (const k of kills) if (k.metersRunning === 0) problems.push(`the kill of ${k.process} landed after the stream ended`);
@@ -443,7 +505,7 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
     const killsByVictim: Partial<Record<Component, number>> = {};
     for (const k of kills) for (const c of (k.victim === 'pes+broker' ? ['pes', 'broker'] : [k.victim]) as Component[]) killsByVictim[c] = (killsByVictim[c] ?? 0) + 1;
     const report: CrashReport = {
-      broker: embedded ? 'embedded' : mosquitto ? 'mosquitto (provisioned files)' : url,
+      broker: (embedded ? 'embedded' : mosquitto ? 'mosquitto (provisioned files)' : url) + (e2e ? ', end-to-end mode' : ''),
       runId,
       meters: nMeters,
       days,
@@ -454,6 +516,7 @@ export async function runCrashScenario(o: CrashOptions): Promise<CrashReport> {
       readingsProduced,
       readingsFolded: c.readings ?? 0,
       duplicatesRejected: c.replay ?? 0,
+      ...(g ? { guardian: { readingsFolded: g.readings ?? 0, released: g.released ?? 0, duplicatesRejected: g.replay ?? 0, unpaired: probeMdmsWaiting(mdmsDb), reorderedPes: c.reordered ?? 0, reorderedGuardian: g.reordered ?? 0 } } : {}),
       rejected,
       released: c.released ?? 0,
       lateRevisions: c.lateRevisions ?? 0,
