@@ -121,7 +121,9 @@ export interface PesHandle {
   readonly counters: Readonly<PesCounters>;
   readonly settings: Readonly<PesSettings>;
   readonly watermark: number | null;
-  /** Windows held in memory (open, and closed ones kept for revisions until the retention horizon). */
+  /** A neighbourhood's watermark: what closes its windows (null before its first reading). */
+  neighbourhoodWatermark(nb: string): number | null;
+  /** Windows held in memory: the open ones (a closed window lives in the state; a late reading reads it back). */
   readonly windowCount: number;
   /** Messages published through the default publisher. */
   readonly sent: OutMessage[];
@@ -363,6 +365,7 @@ function assemble(opts: CreatePesOptions, settings: PesSettings, backend: { sync
     get watermark() {
       return core.watermark;
     },
+    neighbourhoodWatermark: (nb) => core.neighbourhoodWatermark(nb),
     get windowCount() {
       return core.windowCount;
     },

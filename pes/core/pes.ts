@@ -1116,7 +1116,8 @@ export class PesCore {
     const { retentionS: r, intervalS } = this.settings;
     const before = wm - r;
     if (Math.floor(before / intervalS) <= Math.floor(h.horizon / intervalS)) return;
-    const billingDue = h.horizon === -Infinity || this.calendar.billing(h.horizon).end < before;
+    // Billing windows ending in [previous horizon, before): the first billing end at or after the previous one.
+    const billingDue = h.horizon === -Infinity || this.calendar.billing(h.horizon - 1).end < before;
     h.horizon = before;
     this.horizons.push({ neighbourhood: h.name, households: billingDue ? [...h.households] : [], before });
     const days = this.releasedDays.get(h.name);
@@ -1199,13 +1200,6 @@ export class PesCore {
   /** Number of windows held in memory: the open ones (closed ones until the checkpoint that writes them). */
   get windowCount(): number {
     return this.windows.size;
-  }
-
-  /** Number of distinct (neighbourhood, UTC day) membership counts held for the differencing guard. */
-  get releasedDayCount(): number {
-    let n = 0;
-    for (const days of this.releasedDays.values()) n += days.size;
-    return n;
   }
 }
 
