@@ -23,7 +23,7 @@
  *
  * A part that cannot run here (no nats-server, no PostgreSQL) reports null and says why on stderr (and in
  * `detail.<part>_error`). `SCALE_SKIP_100K=1` skips the 100,000-meter run; `SCALE_100K_PAILLIER_BITS` runs it
- * with another key size than the others (about 1,200 CPU-seconds at 2048 bits, see pes/README.md).
+ * with another key size than the others (about 860 CPU-seconds at 2048 bits: docs/operations.md §1b).
  * @module
  */
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
