@@ -14,7 +14,7 @@ import type { PaillierPrivate, PoolOptions } from '../protocol/paillier/engine.j
 import { formatBillingPeriod, nominalSeconds, parseBillingPeriod, type BillingPeriod } from './duration.js';
 import { FLAT_TARIFF, type Tariff } from '../lib/tariff.js';
 import type { PesCounters } from './core/counters.js';
-import { PesCore, type Checkpoint, type MeterInfo, type OutMessage, type PesSettings, type Snapshot } from './core/pes.js';
+import { PesCore, type Checkpoint, type MeterInfo, type OutMessage, type PesSettings, type Snapshot, type WindowRecord, type WindowRef } from './core/pes.js';
 import { PesStore, type StoredOutMessage } from './store.js';
 import { topicId } from '../protocol/topics.js';
 import type { PolicyStatement } from '../protocol/aggregate.js';
@@ -108,7 +108,8 @@ export interface PesHandle {
    */
   commit(): void;
   /**
-   * Commits the changes since the last commit (taken now, written in order after every earlier commit) and
+   * Commits the changes since the last commit (taken once every earlier commit is written: closed windows that
+   * late readings came for are read back from the state first) and
    * publishes what they produced; resolves once durable. Works with every state. Once a commit failed (e.g. the
    * partition's lease was lost) every later one rejects too: the state in memory is ahead of the stored one.
    */
@@ -120,7 +121,9 @@ export interface PesHandle {
   readonly counters: Readonly<PesCounters>;
   readonly settings: Readonly<PesSettings>;
   readonly watermark: number | null;
-  /** Windows held in memory (open, and closed ones kept for revisions until the retention horizon). */
+  /** A neighbourhood's watermark: what closes its windows (null before its first reading). */
+  neighbourhoodWatermark(nb: string): number | null;
+  /** Windows held in memory: the open ones (a closed window lives in the state; a late reading reads it back). */
   readonly windowCount: number;
   /** Messages published through the default publisher. */
   readonly sent: OutMessage[];
@@ -136,6 +139,8 @@ export interface PesHandle {
  */
 export interface AsyncPesState {
   load(): Promise<Snapshot & { outbox: StoredOutMessage[] }>;
+  /** The stored rows of closed windows a late reading came for (see `PesCore.hydrate`). */
+  loadWindows(refs: WindowRef[]): Promise<WindowRecord[]>;
   commit(cp: Checkpoint, confirmed: Iterable<number>): Promise<StoredOutMessage[]>;
   confirm(ids: Iterable<number>): Promise<void>;
   close(): Promise<void>;
@@ -260,6 +265,7 @@ function assemble(opts: CreatePesOptions, settings: PesSettings, backend: { sync
   const confirmed: number[] = [];
   const inflight = new Set<Promise<void>>();
   let closed = false;
+  let abandoned = false;
 
   const send = (m: StoredOutMessage) => {
     const { id, ...msg } = m;
@@ -285,6 +291,8 @@ function assemble(opts: CreatePesOptions, settings: PesSettings, backend: { sync
   const commit = () => {
     if (closed) throw new Error('PES is closed');
     if (!store) throw new Error('this PES state commits asynchronously: use commitAsync()');
+    const refs = core.coldWanted();
+    if (refs.length) core.hydrate(store.loadWindows(refs));
     const out = store.commit(core.checkpoint(), confirmed.splice(0));
     out.forEach(send);
   };
@@ -298,12 +306,15 @@ function assemble(opts: CreatePesOptions, settings: PesSettings, backend: { sync
         return Promise.reject(e as Error);
       }
     }
-    const cp = core.checkpoint();
-    const ids = confirmed.splice(0);
     const p = chain.then(async () => {
       if (broken) throw broken;
+      if (abandoned) throw new Error('PES was abandoned');
       try {
-        (await state!.commit(cp, ids)).forEach(send);
+        // Taken here, in the chain: windows read back from the state must include every earlier commit. Nothing
+        // runs between the last hydrate and the checkpoint, so it holds no pending window.
+        for (let refs = core.coldWanted(); refs.length; refs = core.coldWanted()) core.hydrate(await state!.loadWindows(refs));
+        const cp = core.checkpoint();
+        (await state!.commit(cp, confirmed.splice(0))).forEach(send);
       } catch (e) {
         broken ??= e as Error;
         throw e;
@@ -354,6 +365,7 @@ function assemble(opts: CreatePesOptions, settings: PesSettings, backend: { sync
     get watermark() {
       return core.watermark;
     },
+    neighbourhoodWatermark: (nb) => core.neighbourhoodWatermark(nb),
     get windowCount() {
       return core.windowCount;
     },
@@ -377,6 +389,7 @@ function assemble(opts: CreatePesOptions, settings: PesSettings, backend: { sync
     },
     abandon() {
       closed = true;
+      abandoned = true;
       if (store) store.close();
       else void state!.close();
       if (opts.pool) void keys.paillier.closePool();

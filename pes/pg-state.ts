@@ -20,10 +20,10 @@ import { createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
 import pg from 'pg';
 import { unwrapKey, wrapKey } from '../protocol/seal.js';
 import { cborEncode as cborEncodeValue } from '../protocol/cbor.js';
-import type { Checkpoint, MeterRecord, Snapshot } from './core/pes.js';
+import type { Checkpoint, MeterRecord, NeighbourhoodClock, Snapshot, WindowRecord, WindowRef } from './core/pes.js';
 import type { PesCounters } from './core/counters.js';
 import { LEASE_DDL, type Lease } from './lease.js';
-import { FORMAT, StateMismatchError, fingerprint, sealMeterRecord, unsealMeterRecord, windowFromRow, type StoredOutMessage } from './store.js';
+import { CLOCK_PREFIX, FORMAT, StateMismatchError, clockFromMeta, fingerprint, releasedFromRow, sealMeterRecord, unsealMeterRecord, windowFromRow, type StoredOutMessage } from './store.js';
 
 /** One schema version; never edited once released. */
 export interface PesMigration {
@@ -54,6 +54,7 @@ ${LEASE_DDL}`,
 ];
 
 const SCHEMA = /^[a-z_][a-z0-9_]{0,62}$/;
+const WINDOW_COLUMNS = 'kind, key, start_s AS start, end_s AS end, revision, closed, suppressed, acc, meters, changed, released';
 const ALL_TIME = -1;
 
 /**
@@ -199,14 +200,32 @@ export class PgPesState {
     const q = async (sql: string) => (await this.pool.query(sql, [this.part])).rows as Record<string, unknown>[];
     const meta = new Map((await q('SELECT k, v FROM pes_meta WHERE part = $1')).map((r) => [r.k as string, (r.v as Buffer).toString()]));
     const wm = meta.get('watermark');
-    const windows = (await q('SELECT kind, key, start_s AS start, end_s AS end, revision, closed, suppressed, acc, meters, changed, released FROM pes_windows WHERE part = $1')).map(windowFromRow);
+    const windows = (await q(`SELECT ${WINDOW_COLUMNS} FROM pes_windows WHERE part = $1 AND NOT closed`)).map(windowFromRow);
+    const released = (
+      await q("SELECT key, start_s / 86400 AS day, released, COUNT(*) AS n FROM pes_windows WHERE part = $1 AND kind = 'neighbourhood' AND closed AND released IS NOT NULL GROUP BY key, start_s / 86400, released")
+    ).map(releasedFromRow);
+    const clocks: [string, NeighbourhoodClock][] = [];
+    for (const [k, v] of meta) {
+      const c = k.startsWith(CLOCK_PREFIX) ? clockFromMeta(v) : null;
+      if (c) clocks.push([k.slice(CLOCK_PREFIX.length), c]);
+    }
     const meters = new Map<string, MeterRecord>();
     for (const r of await q('SELECT meter, sealed FROM pes_meters WHERE part = $1')) meters.set(r.meter as string, unsealMeterRecord(this.stateKey, r.meter as string, r.sealed as Buffer));
     const households = new Map<string, Uint8Array | null>();
     for (const r of await q('SELECT household, spki FROM pes_households WHERE part = $1')) households.set(r.household as string, (r.spki as Buffer | null) ?? null);
     const outbox = (await q('SELECT id, kind, topic, payload FROM pes_outbox WHERE part = $1 ORDER BY id')).map((r) => ({ id: Number(r.id), kind: r.kind, topic: r.topic, payload: r.payload }) as StoredOutMessage);
     const dp = (await q('SELECT neighbourhood, day, spent FROM pes_dp WHERE part = $1')).map((r) => ({ neighbourhood: r.neighbourhood as string, day: Number(r.day) === ALL_TIME ? null : Number(r.day), spent: Number(r.spent) }));
-    return { windows, meters, households, watermark: wm === undefined ? null : Number(wm), counters: JSON.parse(meta.get('counters') ?? '{}') as Partial<PesCounters>, outbox, dp };
+    return { windows, released, ...(clocks.length ? { clocks } : {}), meters, households, watermark: wm === undefined ? null : Number(wm), counters: JSON.parse(meta.get('counters') ?? '{}') as Partial<PesCounters>, outbox, dp };
+  }
+
+  /** The stored rows of the given windows (those that exist): what a late reading for a closed window folds into. */
+  async loadWindows(refs: WindowRef[]): Promise<WindowRecord[]> {
+    if (!refs.length) return [];
+    const rows = await this.pool.query(
+      `SELECT ${WINDOW_COLUMNS} FROM pes_windows WHERE part = $1 AND (kind, key, start_s) IN (SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[]))`,
+      [this.part, refs.map((r) => r.kind), refs.map((r) => r.key), refs.map((r) => r.start)],
+    );
+    return (rows.rows as Record<string, unknown>[]).map(windowFromRow);
   }
 
   /**
@@ -226,7 +245,10 @@ export class PgPesState {
           [part, w.kind, w.key, w.start, w.end, w.revision, w.closed, w.suppressed, cborBuf(w.acc), cborBuf(w.meters), cborBuf(w.changed), w.released ? cborBuf(w.released) : null],
         );
       }
-      for (const e of cp.evicted) await c.query('DELETE FROM pes_windows WHERE part = $1 AND kind = $2 AND key = $3 AND start_s = $4', [part, e.kind, e.key, e.start]);
+      for (const h of cp.horizons) {
+        await c.query("DELETE FROM pes_windows WHERE part = $1 AND kind = 'neighbourhood' AND key = $2 AND closed AND end_s < $3", [part, h.neighbourhood, h.before]);
+        if (h.households.length) await c.query("DELETE FROM pes_windows WHERE part = $1 AND kind = 'billing' AND key = ANY($2::text[]) AND closed AND end_s < $3", [part, h.households, h.before]);
+      }
       await upsertMany(c, 'pes_meters (part, meter, sealed)', '(part, meter)', 'sealed = EXCLUDED.sealed', [...cp.meters].map(([id, m]) => [part, id, sealMeterRecord(this.stateKey, id, m)]));
       await upsertMany(c, 'pes_households (part, household, spki)', '(part, household)', 'spki = EXCLUDED.spki', [...cp.households].map(([hh, spki]) => [part, hh, spki === null ? null : Buffer.from(spki)]));
       for (const r of cp.dp) await c.query('INSERT INTO pes_dp (part, neighbourhood, day, spent) VALUES ($1, $2, $3, $4) ON CONFLICT (part, neighbourhood, day) DO UPDATE SET spent = EXCLUDED.spent', [part, r.neighbourhood, r.day ?? ALL_TIME, r.spent]);
@@ -239,6 +261,7 @@ export class PgPesState {
         out.push({ ...m, id: Number(r.rows[0].id) });
       }
       const meta = (k: string, v: string) => c.query('INSERT INTO pes_meta (part, k, v) VALUES ($1, $2, $3) ON CONFLICT (part, k) DO UPDATE SET v = EXCLUDED.v', [part, k, Buffer.from(v)]);
+      for (const [nb, clock] of cp.clocks) await meta(CLOCK_PREFIX + nb, JSON.stringify(clock));
       if (cp.watermark !== null) await meta('watermark', String(cp.watermark));
       await meta('counters', JSON.stringify(cp.counters));
       return out;

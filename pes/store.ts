@@ -2,7 +2,8 @@
  * The PES state file: SQLite (better-sqlite3) in WAL mode.
  *
  * What is in it, and why none of it is a reading:
- * - `windows`: per open or retained window its Paillier ciphertexts (re-randomised before every write, so
+ * - `windows`: per open or retained window (the PES holds only the open ones in memory; a closed one is read
+ *   back by `loadWindows` when a late reading comes for it) its Paillier ciphertexts (re-randomised before every write, so
  *   no two versions of a row, in the file or in its -wal, differ by a known factor), the set of contributing
  *   meter ids (the count is public), revision and status;
  * - `meters`: per meter the anti-replay window, baseline / last registers (import and export) / remembered
@@ -12,7 +13,7 @@
  * - `outbox`: sealed messages (to the MDMS or a household) committed but not yet acknowledged by the broker;
  * - `dp`: the DP ledger, epsilon spent per neighbourhood (day -1) and per neighbourhood and UTC day (no reading);
  * - `meta`: format, configuration fingerprint, Paillier key id, the state key wrapped with RSA-OAEP-SHA-256
- *   to the PES's own RSA key, the watermark and the counters.
+ *   to the PES's own RSA key, the watermark, each neighbourhood's clock (`clock:<nb>`) and the counters.
  *
  * Durability: `synchronous = FULL` by default. In WAL mode NORMAL survives a process crash but may lose the
  * last transactions on power loss; since the PES acknowledges MQTT messages as soon as their transaction
@@ -27,7 +28,7 @@ import { unwrapKey, wrapKey } from '../protocol/seal.js';
 import { DIGEST_DEPTH } from './core/replay.js';
 import { energyState } from './core/energy.js';
 import { privateFile } from '../lib/private-file.js';
-import type { Checkpoint, MeterRecord, OutMessage, Snapshot, WindowRecord } from './core/pes.js';
+import type { Checkpoint, MeterRecord, NeighbourhoodClock, OutMessage, ReleasedCount, Snapshot, WindowRecord, WindowRef } from './core/pes.js';
 import type { PesCounters } from './core/counters.js';
 
 /** The state's format (both back ends). */
@@ -126,6 +127,37 @@ export function unsealMeterRecord(stateKey: Buffer, meter: string, blob: Buffer)
   }
 }
 
+/** The `meta` key prefix of a neighbourhood's clock (both back ends). */
+export const CLOCK_PREFIX = 'clock:';
+
+/**
+ * Parses a stored neighbourhood clock (`meta` value, JSON); null if it is not one.
+ * @example
+ * ```ts
+ * clockFromMeta('{"first":10,"firstMeter":"a","second":null}'); // { first: 10, firstMeter: 'a', second: null }
+ * ```
+ */
+export function clockFromMeta(v: string): NeighbourhoodClock | null {
+  try {
+    const c = JSON.parse(v) as NeighbourhoodClock;
+    const ok = Number.isSafeInteger(c.first) && typeof c.firstMeter === 'string' && (c.second === null || Number.isSafeInteger(c.second));
+    return ok ? { first: c.first, firstMeter: c.firstMeter, second: c.second } : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A row of the released-membership summary (columns key, day, released CBOR, n) as the core's count.
+ * @example
+ * ```ts
+ * const released = rows.map(releasedFromRow);
+ * ```
+ */
+export function releasedFromRow(r: Record<string, unknown>): ReleasedCount {
+  return { neighbourhood: r.key as string, day: Number(r.day), released: cborDecode(r.released as Buffer) as string[], windows: Number(r.n) };
+}
+
 /**
  * A `windows` row (columns kind, key, start, end, revision, closed, suppressed and the CBOR blobs acc, meters,
  * changed, released) as the core's record; `closed`/`suppressed` may be 0/1 or booleans.
@@ -170,7 +202,8 @@ export class PesStore {
       putWindow: db.prepare(
         'INSERT OR REPLACE INTO windows (kind, key, start, end, revision, closed, suppressed, acc, meters, changed, released) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
       ),
-      delWindow: db.prepare('DELETE FROM windows WHERE kind = ? AND key = ? AND start = ?'),
+      getWindow: db.prepare('SELECT * FROM windows WHERE kind = ? AND key = ? AND start = ?'),
+      delBehind: db.prepare('DELETE FROM windows WHERE kind = ? AND key = ? AND closed = 1 AND end < ?'),
       putMeter: db.prepare('INSERT OR REPLACE INTO meters (meter, sealed) VALUES (?, ?)'),
       putHousehold: db.prepare('INSERT OR REPLACE INTO households (household, spki) VALUES (?, ?)'),
       putOut: db.prepare('INSERT INTO outbox (kind, topic, payload) VALUES (?, ?, ?)'),
@@ -234,7 +267,15 @@ export class PesStore {
     const meta = (k: string) => (this.db.prepare('SELECT v FROM meta WHERE k = ?').get(k) as { v: string } | undefined)?.v;
     const wm = meta('watermark');
     const counters = JSON.parse(meta('counters') ?? '{}') as Partial<PesCounters>;
-    const windows = (this.db.prepare('SELECT * FROM windows').all() as Record<string, unknown>[]).map(windowFromRow);
+    const windows = (this.db.prepare('SELECT * FROM windows WHERE closed = 0').all() as Record<string, unknown>[]).map(windowFromRow);
+    const released = (
+      this.db.prepare("SELECT key, start / 86400 AS day, released, COUNT(*) AS n FROM windows WHERE kind = 'neighbourhood' AND closed = 1 AND released IS NOT NULL GROUP BY key, day, released").all() as Record<string, unknown>[]
+    ).map(releasedFromRow);
+    const clocks: [string, NeighbourhoodClock][] = [];
+    for (const r of this.db.prepare('SELECT k, v FROM meta WHERE k >= ? AND k < ?').all(CLOCK_PREFIX, `${CLOCK_PREFIX}\uffff`) as { k: string; v: Buffer | string }[]) {
+      const c = clockFromMeta(String(r.v));
+      if (c) clocks.push([r.k.slice(CLOCK_PREFIX.length), c]);
+    }
     const meters = new Map<string, MeterRecord>();
     for (const r of this.db.prepare('SELECT meter, sealed FROM meters').all() as { meter: string; sealed: Buffer }[]) {
       meters.set(r.meter, unsealMeterRecord(this.stateKey, r.meter, r.sealed));
@@ -245,7 +286,17 @@ export class PesStore {
     }
     const outbox = (this.db.prepare('SELECT id, kind, topic, payload FROM outbox ORDER BY id').all() as StoredOutMessage[]).map((r) => ({ ...r }));
     const dp = (this.db.prepare('SELECT neighbourhood, day, spent FROM dp').all() as { neighbourhood: string; day: number; spent: number }[]).map((r) => ({ ...r, day: r.day === ALL_TIME ? null : r.day }));
-    return { windows, meters, households, watermark: wm === undefined ? null : Number(wm), counters, outbox, dp };
+    return { windows, released, ...(clocks.length ? { clocks } : {}), meters, households, watermark: wm === undefined ? null : Number(wm), counters, outbox, dp };
+  }
+
+  /** The stored rows of the given windows (those that exist): what a late reading for a closed window folds into. */
+  loadWindows(refs: WindowRef[]): WindowRecord[] {
+    const out: WindowRecord[] = [];
+    for (const r of refs) {
+      const row = this.stmts.getWindow.get(r.kind, r.key, r.start) as Record<string, unknown> | undefined;
+      if (row) out.push(windowFromRow(row));
+    }
+    return out;
   }
 
   /**
@@ -258,7 +309,11 @@ export class PesStore {
       for (const w of cp.windows) {
         s.putWindow.run(w.kind, w.key, w.start, w.end, w.revision, w.closed ? 1 : 0, w.suppressed ? 1 : 0, cborEncode(w.acc), cborEncode(w.meters), cborEncode(w.changed), w.released ? cborEncode(w.released) : null);
       }
-      for (const e of cp.evicted) s.delWindow.run(e.kind, e.key, e.start);
+      for (const h of cp.horizons) {
+        s.delBehind.run('neighbourhood', h.neighbourhood, h.before);
+        for (const hh of h.households) s.delBehind.run('billing', hh, h.before);
+      }
+      for (const [nb, c] of cp.clocks) s.putMeta.run(CLOCK_PREFIX + nb, JSON.stringify(c));
       for (const [id, m] of cp.meters) s.putMeter.run(id, sealMeterRecord(this.stateKey, id, m));
       for (const [hh, spki] of cp.households) s.putHousehold.run(hh, spki === null ? null : Buffer.from(spki));
       for (const r of cp.dp) s.putDp.run(r.neighbourhood, r.day ?? ALL_TIME, r.spent);

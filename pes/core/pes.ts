@@ -7,10 +7,19 @@
  * window: a frame's readings that share a window are summed while the decoded frame is in hand) -> household
  * stream message sealed to the household. No reading is logged, persisted or published in clear.
  *
- * Per message (uplink), after its frames: windows whose end + lateness the watermark passed are closed;
- * closed windows that changed are evaluated for release (k rule for neighbourhoods, revision-k for their
- * revisions, the membership guard against differencing: docs/privacy.md); windows past the retention horizon
- * are dropped.
+ * Per message (uplink), after its frames: windows whose end + lateness their neighbourhood's watermark passed
+ * are closed; closed windows that changed are evaluated for release (k rule for neighbourhoods, revision-k for
+ * their revisions, the membership guard against differencing: docs/privacy.md); windows past the retention
+ * horizon are deleted from the store.
+ *
+ * Memory is O(open windows + meters), not O(days): the watermark is per neighbourhood (its meters' progress;
+ * from three meters on, the single furthest meter does not count, so one meter with a clock ahead cannot close
+ * its neighbourhood's windows: `--max-skew` bounds it against its neighbourhood's watermark), and a closed
+ * window leaves memory at the checkpoint that writes it. A window not in memory is created as a *pending*
+ * delta; before the next checkpoint the adapter hands {@link PesCore.coldWanted}'s stored rows to
+ * {@link PesCore.hydrate}, which folds the delta into the stored window (a late reading: revision rules as
+ * before) or starts a new one. What stays in memory per closed window is only a count per neighbourhood, UTC
+ * day and released membership (for the differencing guard) and the DP ledger's day lines.
  * @module
  */
 import { constants, createPublicKey, timingSafeEqual, verify, type KeyObject } from 'node:crypto';
@@ -103,6 +112,10 @@ interface Window {
   id: string;
   kind: Kind;
   key: string;
+  /** The neighbourhood whose watermark closes it (its key, or its household's neighbourhood). */
+  nb: string;
+  /** Created for a reading while not in memory: `acc`/`meters`/`changed` are a delta until {@link PesCore.hydrate}. */
+  pending: boolean;
   start: number;
   end: number;
   /**
@@ -158,10 +171,49 @@ export interface DpLedgerRow {
   spent: number;
 }
 
+/**
+ * A neighbourhood's watermark inputs: the furthest end time any of its meters reached (and which meter), and
+ * the furthest among the others. The watermark is `first`, or `second` (`first` while one meter reported) in a
+ * neighbourhood of three or more provisioned meters.
+ */
+export interface NeighbourhoodClock {
+  first: number;
+  firstMeter: string;
+  second: number | null;
+}
+
+/** A window's place in the store. */
+export interface WindowRef {
+  kind: Kind;
+  key: string;
+  start: number;
+}
+
+/**
+ * The retention horizon of a neighbourhood: closed windows ending before `before` are deleted, the
+ * neighbourhood's own and (when `households` is not empty) its households' billing windows.
+ */
+export interface Horizon {
+  neighbourhood: string;
+  households: string[];
+  before: number;
+}
+
+/** How many closed neighbourhood windows of one UTC day were released with one membership (from the store). */
+export interface ReleasedCount {
+  neighbourhood: string;
+  day: number;
+  released: string[];
+  windows: number;
+}
+
 /** Everything that changed since the previous checkpoint. */
 export interface Checkpoint {
   windows: WindowRecord[];
-  evicted: { kind: Kind; key: string; start: number }[];
+  /** Retention horizons that moved: delete what is behind them. */
+  horizons: Horizon[];
+  /** Neighbourhood clocks that moved. */
+  clocks: [string, NeighbourhoodClock][];
   meters: Map<string, MeterRecord>;
   households: Map<string, Uint8Array | null>;
   outbox: OutMessage[];
@@ -172,9 +224,14 @@ export interface Checkpoint {
   dpEvicted: { neighbourhood: string; day: number }[];
 }
 
-/** A full state, as loaded from the store. */
+/** A state as loaded from the store: its open windows (closed ones stay there), meters, keys and clocks. */
 export interface Snapshot {
+  /** Open windows (a closed one given here is only counted for the membership guard, not kept). */
   windows: WindowRecord[];
+  /** The memberships of the closed, released neighbourhood windows still in the store. */
+  released?: ReleasedCount[];
+  /** Per-neighbourhood clocks (absent in states from before them: every neighbourhood then starts at `watermark`). */
+  clocks?: [string, NeighbourhoodClock][];
   meters: Map<string, MeterRecord>;
   households: Map<string, Uint8Array | null>;
   watermark: number | null;
@@ -189,6 +246,22 @@ interface Binding {
   /** Bound with a proof (activation or rotation); provisioned keys are not. */
   activated: boolean;
 }
+
+/** Per neighbourhood: its clock, its open windows and how far its retention horizon was applied. */
+interface Hood {
+  name: string;
+  clock: NeighbourhoodClock | null;
+  open: Set<Window>;
+  /** Earliest end + lateness over `open` (Infinity if none). */
+  nextClose: number;
+  /** The last retention horizon handed to the store (-Infinity: none since start). */
+  horizon: number;
+  households: Set<string>;
+  /** Three or more provisioned meters: the furthest one alone does not move the watermark. */
+  guarded: boolean;
+}
+
+const dayOf = (t: number): number => Math.floor(t / 86400);
 
 interface MeterRuntime {
   replay: ReplayWindow;
@@ -226,9 +299,21 @@ function batchErrorCounter(e: unknown): 'registerDecrease' | 'timeBackwards' | '
 export class PesCore {
   readonly counters: PesCounters = newCounters();
   readonly calendar: Calendar;
-  watermark: number | null = null;
+  /** The furthest neighbourhood watermark (what `--max-skew` checks a neighbourhood's first readings against). */
+  private fleetWatermark: number | null = null;
 
+  /** Open windows, and closed or pending ones until the next checkpoint. */
   private readonly windows = new Map<string, Window>();
+  private readonly hoods = new Map<string, Hood>();
+  private readonly householdHood = new Map<string, string>();
+  /** Windows created while not in memory, waiting for {@link hydrate}. */
+  private readonly pending = new Set<Window>();
+  /** Neighbourhoods whose clock moved in this message. */
+  private readonly touchedHoods = new Set<Hood>();
+  private readonly dirtyClocks = new Set<Hood>();
+  private horizons: Horizon[] = [];
+  /** A flush happened since the last checkpoint: pending windows are closed when hydrated. */
+  private flushed = false;
   private readonly meterState = new Map<string, MeterRuntime>();
   private readonly householdKeys: Map<string, KeyObject>;
   /** How each bound key was bound (keys from provisioning: at 0, not by activation). */
@@ -239,13 +324,14 @@ export class PesCore {
   private readonly provisioned = new Map<string, Set<string>>();
   /** Per neighbourhood, the distinct memberships of its retained released windows, with how many windows have each. */
   private readonly releasedMemberships = new Map<string, Map<string, { meters: Set<string>; windows: number }>>();
+  /** The same counts per neighbourhood and UTC day of the window's start: what the retention horizon takes away. */
+  private readonly releasedDays = new Map<string, Map<number, Map<string, number>>>();
   /** The DP ledger: epsilon spent per neighbourhood over all time, and per `neighbourhood|day` (retained days). */
   private readonly dpSpent = new Map<string, number>();
   private readonly dpDays = new Map<string, { neighbourhood: string; day: number; spent: number }>();
 
   // Changes since the last checkpoint.
   private readonly dirtyWindows = new Set<Window>();
-  private readonly evicted: Checkpoint['evicted'] = [];
   private readonly dirtyMeters = new Set<string>();
   private readonly dirtyHouseholds = new Map<string, Uint8Array | null>();
   private outbox: OutMessage[] = [];
@@ -253,10 +339,6 @@ export class PesCore {
   private readonly dpEvicted: Checkpoint['dpEvicted'] = [];
   /** Closed windows changed since their last release evaluation. */
   private readonly toEvaluate = new Set<Window>();
-  /** Earliest end + lateness over open windows (Infinity if none). */
-  private nextClose = Infinity;
-  /** No closed window is past the retention horizon before the watermark passes this. */
-  private nextEvict = Infinity;
 
   constructor(
     readonly settings: PesSettings,
@@ -277,38 +359,119 @@ export class PesCore {
       let set = this.provisioned.get(m.neighbourhood);
       if (!set) this.provisioned.set(m.neighbourhood, (set = new Set()));
       set.add(id);
+      this.householdHood.set(m.household, m.neighbourhood);
+      this.hood(m.neighbourhood).households.add(m.household);
     }
+    for (const [nb, set] of this.provisioned) this.hood(nb).guarded = set.size >= 3;
+  }
+
+  /** The watermark of the furthest neighbourhood (null before any reading). */
+  get watermark(): number | null {
+    return this.fleetWatermark;
+  }
+
+  /**
+   * A neighbourhood's watermark: the furthest end its meters reached, except that in a neighbourhood of three
+   * or more provisioned meters the single furthest meter does not count (the second-furthest does), so that one
+   * meter with a clock ahead cannot close its neighbourhood's windows. Null before any reading.
+   * @example
+   * ```ts
+   * core.neighbourhoodWatermark('nb0'); // e.g. 1700003600
+   * ```
+   */
+  neighbourhoodWatermark(nb: string): number | null {
+    const h = this.hoods.get(nb);
+    return h ? this.wmOf(h) : null;
+  }
+
+  private hood(nb: string): Hood {
+    let h = this.hoods.get(nb);
+    if (!h) this.hoods.set(nb, (h = { name: nb, clock: null, open: new Set(), nextClose: Infinity, horizon: -Infinity, households: new Set(), guarded: false }));
+    return h;
+  }
+
+  private wmOf(h: Hood): number | null {
+    const c = h.clock;
+    if (!c) return null;
+    return h.guarded ? (c.second ?? c.first) : c.first;
+  }
+
+  /** Moves a neighbourhood's clock for a meter that reached `end`. */
+  private advance(h: Hood, meter: string, end: number): void {
+    const c = h.clock;
+    if (!c) h.clock = { first: end, firstMeter: meter, second: null };
+    else if (c.firstMeter === meter) {
+      if (end <= c.first) return;
+      c.first = end;
+    } else if (end > c.first) {
+      c.second = c.first;
+      c.first = end;
+      c.firstMeter = meter;
+    } else if (c.second === null || end > c.second) c.second = end;
+    else return;
+    this.dirtyClocks.add(h);
+    this.touchedHoods.add(h);
+    const wm = this.wmOf(h)!;
+    if (this.fleetWatermark === null || wm > this.fleetWatermark) this.fleetWatermark = wm;
+  }
+
+  /** Indexes an open window under its neighbourhood (for closing). */
+  private indexOpen(w: Window): void {
+    const h = this.hood(w.nb);
+    h.open.add(w);
+    h.nextClose = Math.min(h.nextClose, w.end + this.settings.latenessS);
+  }
+
+  private nbOf(kind: Kind, key: string): string {
+    return kind === 'neighbourhood' ? key : (this.householdHood.get(key) ?? key);
+  }
+
+  private record(r: WindowRecord): Window {
+    return {
+      id: `${r.kind}|${r.key}|${r.start}`,
+      kind: r.kind,
+      key: r.key,
+      nb: this.nbOf(r.kind, r.key),
+      pending: false,
+      start: r.start,
+      end: r.end,
+      acc: new Map(r.acc.map(([b, c]) => [b, ciphertextFromBytes(this.keys.paillier, c)])),
+      touched: new Set(),
+      meters: new Set(r.meters),
+      changed: new Set(r.changed),
+      revision: r.revision,
+      released: releasedOf(r),
+      closed: r.closed,
+      suppressed: r.suppressed,
+    };
   }
 
   /** Restores a state loaded from the store (call once, before any ingest). */
   restore(s: Snapshot): void {
-    this.watermark = s.watermark;
+    this.fleetWatermark = s.watermark;
+    if (s.clocks) {
+      for (const [nb, c] of s.clocks) {
+        const h = this.hood(nb);
+        h.clock = { ...c };
+        const wm = this.wmOf(h)!;
+        if (this.fleetWatermark === null || wm > this.fleetWatermark) this.fleetWatermark = wm;
+      }
+    } else if (s.watermark !== null) {
+      // A state from before per-neighbourhood clocks: every neighbourhood starts at the global watermark.
+      for (const nb of this.provisioned.keys()) this.hood(nb).clock = { first: s.watermark, firstMeter: '', second: s.watermark };
+    }
+    for (const r of s.released ?? []) this.remember(r.neighbourhood, r.released, r.day, r.windows);
     Object.assign(this.counters, s.counters);
     for (const r of s.dp ?? []) {
       if (r.day === null) this.dpSpent.set(r.neighbourhood, r.spent);
       else this.dpDays.set(`${r.neighbourhood}|${r.day}`, { neighbourhood: r.neighbourhood, day: r.day, spent: r.spent });
     }
     for (const r of s.windows) {
-      const w: Window = {
-        id: `${r.kind}|${r.key}|${r.start}`,
-        kind: r.kind,
-        key: r.key,
-        start: r.start,
-        end: r.end,
-        acc: new Map(r.acc.map(([b, c]) => [b, ciphertextFromBytes(this.keys.paillier, c)])),
-        touched: new Set(),
-        meters: new Set(r.meters),
-        changed: new Set(r.changed),
-        revision: r.revision,
-        // A state file from before the guard: the released membership is at most what changed since not in it.
-        released: r.kind !== 'neighbourhood' || r.revision < 0 ? null : (r.released ?? r.meters.filter((m) => !r.changed.includes(m))).slice().sort(),
-        closed: r.closed,
-        suppressed: r.suppressed,
-      };
+      const w = this.record(r);
+      if (w.released) this.remember(w.key, w.released, dayOf(w.start), +1);
+      if (w.closed) continue; // stays in the store
       this.windows.set(w.id, w);
-      if (w.released) this.remember(w.key, w.released, +1);
-      if (!w.closed) this.nextClose = Math.min(this.nextClose, w.end + this.settings.latenessS);
-      else this.nextEvict = Math.min(this.nextEvict, w.end + this.settings.retentionS);
+      this.indexOpen(w);
     }
     for (const [id, m] of s.meters) this.meterState.set(id, { replay: new ReplayWindow(m.replay), energy: m.energy, replayStreak: m.replayStreak, keyGeneration: m.keyGeneration ?? 0 });
     for (const [hh, stored] of s.households) {
@@ -453,7 +616,10 @@ export class PesCore {
   }
 
   private ingestBatch(id: string, info: MeterInfo, rt: MeterRuntime, batch: ReadingBatch): void {
-    const wm = this.watermark;
+    const hood = this.hood(info.neighbourhood);
+    const own = this.wmOf(hood);
+    // A neighbourhood's first readings are checked against the furthest neighbourhood.
+    const wm = own ?? this.fleetWatermark;
     let end = 0;
     for (const r of batch.readings) end = Math.max(end, r.time + r.period);
     if (wm !== null) {
@@ -473,7 +639,7 @@ export class PesCore {
       }
       return;
     }
-    if (a.ops.some((op) => this.gone(op.time))) {
+    if (a.ops.some((op) => this.gone(op.time, own))) {
       this.counters.tooOld++;
       return;
     }
@@ -484,13 +650,12 @@ export class PesCore {
     this.fold(id, info, a.ops);
     this.counters.framesOk++;
     this.counters.readings += batch.readings.length;
-    if (wm === null || end > wm) this.watermark = end;
+    this.advance(hood, id, end);
     this.stream(id, info.household, batch);
   }
 
-  /** Whether the windows of time `t` are past the retention horizon (or would be). */
-  private gone(t: number): boolean {
-    const wm = this.watermark;
+  /** Whether the windows of time `t` are past the retention horizon of a neighbourhood at watermark `wm` (or would be). */
+  private gone(t: number, wm: number | null): boolean {
     if (wm === null) return false;
     const r = this.settings.retentionS;
     return this.calendar.intervalStart(t) + this.settings.intervalS + r < wm || this.calendar.billing(t).end + r < wm;
@@ -501,9 +666,9 @@ export class PesCore {
     const sums = new Map<string, { w: Window; band: string; wh: number; exportWh: number }>();
     for (const op of ops) {
       const nbStart = this.calendar.intervalStart(op.time);
-      const nb = this.window('neighbourhood', info.neighbourhood, nbStart, nbStart + this.settings.intervalS);
+      const nb = this.window('neighbourhood', info.neighbourhood, nbStart, nbStart + this.settings.intervalS, info.neighbourhood);
       const slot = this.calendar.billing(op.time);
-      const bill = this.window('billing', info.household, slot.start, slot.end);
+      const bill = this.window('billing', info.household, slot.start, slot.end, info.neighbourhood);
       for (const [w, band] of [
         [nb, ''],
         [bill, slot.band],
@@ -521,6 +686,7 @@ export class PesCore {
       this.add(w, band, packPair(s.wh, s.exportWh));
       w.meters.add(meter);
       w.changed.add(meter);
+      if (w.pending) continue; // hydrate() takes it from here
       this.dirtyWindows.add(w);
       if (w.closed) this.toEvaluate.add(w);
     }
@@ -535,18 +701,67 @@ export class PesCore {
     w.touched.add(band);
   }
 
-  private window(kind: Kind, key: string, start: number, end: number): Window {
+  /** The window in memory, or a pending delta for one that may be in the store (see {@link hydrate}). */
+  private window(kind: Kind, key: string, start: number, end: number, nb: string): Window {
     const id = `${kind}|${key}|${start}`;
     let w = this.windows.get(id);
     if (!w) {
-      const closeAt = end + this.settings.latenessS;
-      const closed = this.watermark !== null && this.watermark > closeAt;
-      w = { id, kind, key, start, end, acc: new Map(), touched: new Set(), meters: new Set(), changed: new Set(), revision: -1, released: null, closed, suppressed: false };
+      w = { id, kind, key, nb, pending: true, start, end, acc: new Map(), touched: new Set(), meters: new Set(), changed: new Set(), revision: -1, released: null, closed: false, suppressed: false };
       this.windows.set(id, w);
-      if (!closed) this.nextClose = Math.min(this.nextClose, closeAt);
-      else this.nextEvict = Math.min(this.nextEvict, end + this.settings.retentionS);
+      this.pending.add(w);
     }
     return w;
+  }
+
+  /**
+   * The windows readings were folded into while they were not in memory: look them up in the store and pass
+   * the rows found to {@link hydrate} before the next {@link checkpoint}.
+   * @example
+   * ```ts
+   * const refs = core.coldWanted();
+   * if (refs.length) core.hydrate(store.loadWindows(refs));
+   * ```
+   */
+  coldWanted(): WindowRef[] {
+    return [...this.pending].map((w) => ({ kind: w.kind, key: w.key, start: w.start }));
+  }
+
+  /**
+   * Folds every pending delta into its stored window (`records`: the rows found for {@link coldWanted}; a
+   * window without a row is new), then closes what its neighbourhood's watermark passed and evaluates the
+   * closed ones for release, exactly as if the window had stayed in memory.
+   * @example
+   * ```ts
+   * core.hydrate(await state.loadWindows(core.coldWanted()));
+   * ```
+   */
+  hydrate(records: WindowRecord[]): void {
+    const pk = this.keys.paillier;
+    const byId = new Map(records.map((r) => [`${r.kind}|${r.key}|${r.start}`, r]));
+    for (const w of this.pending) {
+      w.pending = false;
+      const r = byId.get(w.id);
+      if (r) {
+        for (const [band, bytes] of r.acc) {
+          const base = ciphertextFromBytes(pk, bytes);
+          const delta = w.acc.get(band);
+          w.acc.set(band, delta === undefined ? base : pk.add(base, delta));
+        }
+        for (const m of r.meters) w.meters.add(m);
+        for (const m of r.changed) w.changed.add(m);
+        w.revision = r.revision;
+        w.released = releasedOf(r);
+        w.closed = r.closed;
+        w.suppressed = r.suppressed;
+      }
+      this.dirtyWindows.add(w);
+      const wm = this.wmOf(this.hood(w.nb));
+      if (!w.closed && (this.flushed || (wm !== null && wm > w.end + this.settings.latenessS))) w.closed = true;
+      if (w.closed) this.toEvaluate.add(w);
+      else this.indexOpen(w);
+    }
+    this.pending.clear();
+    this.evaluate();
   }
 
   private runtime(id: string): MeterRuntime {
@@ -652,35 +867,37 @@ export class PesCore {
    * and drop windows past the retention horizon.
    */
   settle(): void {
-    const wm = this.watermark;
-    if (wm !== null && wm > this.nextClose) {
+    const touched = [...this.touchedHoods];
+    this.touchedHoods.clear();
+    for (const h of touched) {
+      const wm = this.wmOf(h);
+      if (wm === null || wm <= h.nextClose) continue;
       let next = Infinity;
-      for (const w of this.windows.values()) {
-        if (w.closed) continue;
+      for (const w of h.open) {
         const closeAt = w.end + this.settings.latenessS;
-        if (wm > closeAt) {
-          w.closed = true;
-          this.nextEvict = Math.min(this.nextEvict, w.end + this.settings.retentionS);
-          this.dirtyWindows.add(w);
-          this.toEvaluate.add(w);
-        } else next = Math.min(next, closeAt);
+        if (wm > closeAt) this.close(h, w);
+        else next = Math.min(next, closeAt);
       }
-      this.nextClose = next;
+      h.nextClose = next;
     }
     this.evaluate();
-    if (wm !== null) this.evict(wm);
+    for (const h of touched) this.evict(h);
   }
 
-  /** Closes every open window now (end of a replay) and evaluates them. */
+  private close(h: Hood, w: Window): void {
+    w.closed = true;
+    h.open.delete(w);
+    this.dirtyWindows.add(w);
+    this.toEvaluate.add(w);
+  }
+
+  /** Closes every open window now (end of a replay) and evaluates them; pending ones close when hydrated. */
   flush(): void {
-    for (const w of this.windows.values()) {
-      if (w.closed) continue;
-      w.closed = true;
-      this.nextEvict = Math.min(this.nextEvict, w.end + this.settings.retentionS);
-      this.dirtyWindows.add(w);
-      this.toEvaluate.add(w);
+    for (const h of this.hoods.values()) {
+      for (const w of h.open) this.close(h, w);
+      h.nextClose = Infinity;
     }
-    this.nextClose = Infinity;
+    this.flushed = true;
     this.evaluate();
   }
 
@@ -748,9 +965,9 @@ export class PesCore {
     w.changed.clear();
     w.suppressed = false;
     if (w.kind === 'neighbourhood') {
-      if (w.released) this.remember(w.key, w.released, -1);
+      if (w.released) this.remember(w.key, w.released, dayOf(w.start), -1);
       w.released = [...w.meters].sort();
-      this.remember(w.key, w.released, +1);
+      this.remember(w.key, w.released, dayOf(w.start), +1);
     }
     this.dirtyWindows.add(w);
     let topic: string;
@@ -869,52 +1086,62 @@ export class PesCore {
     });
   }
 
-  /** Counts a released membership of a neighbourhood in (+1) or out (-1). */
-  private remember(nb: string, meters: string[], delta: 1 | -1): void {
+  /** Counts `delta` windows of a neighbourhood's UTC day released with a membership in (> 0) or out (< 0). */
+  private remember(nb: string, meters: string[], day: number, delta: number): void {
     let byKey = this.releasedMemberships.get(nb);
     if (!byKey) this.releasedMemberships.set(nb, (byKey = new Map()));
     const key = meters.join(',');
     const m = byKey.get(key);
     if (m) m.windows += delta;
-    else if (delta > 0) byKey.set(key, { meters: new Set(meters), windows: 1 });
+    else if (delta > 0) byKey.set(key, { meters: new Set(meters), windows: delta });
     if (m && m.windows <= 0) byKey.delete(key);
+    let days = this.releasedDays.get(nb);
+    if (!days) this.releasedDays.set(nb, (days = new Map()));
+    let d = days.get(day);
+    if (!d) days.set(day, (d = new Map()));
+    const n = (d.get(key) ?? 0) + delta;
+    if (n > 0) d.set(key, n);
+    else d.delete(key);
+    if (d.size === 0) days.delete(day);
   }
 
-  private evict(wm: number): void {
-    if (wm <= this.nextEvict) return;
-    const r = this.settings.retentionS;
-    let any = false;
-    let next = Infinity;
-    for (const w of this.windows.values()) {
-      if (w.closed && w.end + r >= wm) next = Math.min(next, w.end + r);
-      if (w.closed && w.end + r < wm) {
-        this.windows.delete(w.id);
-        this.dirtyWindows.delete(w);
-        this.toEvaluate.delete(w);
-        this.evicted.push({ kind: w.kind, key: w.key, start: w.start });
-        if (w.released) this.remember(w.key, w.released, -1);
-        if (w.kind === 'neighbourhood' && w.changed.size > 0 && w.revision >= 0) {
-          this.log.warn({ window: w.id, meters: w.changed.size }, 'pes: held neighbourhood revision dropped at the retention horizon');
-        }
-        if (w.kind === 'neighbourhood' && w.revision < 0 && !w.suppressed) {
-          this.log.warn({ window: w.id, meters: w.meters.size }, 'pes: neighbourhood window held by the membership guard dropped at the retention horizon');
-        }
-        any = true;
+  /**
+   * Moves a neighbourhood's retention horizon (watermark - retention): the store deletes its closed windows
+   * behind it (its households' billing windows once a billing period is behind it), and the membership
+   * counts, DP ledger days and remembered gaps behind it go. At most once per interval per neighbourhood.
+   */
+  private evict(h: Hood): void {
+    const wm = this.wmOf(h);
+    if (wm === null) return;
+    const { retentionS: r, intervalS } = this.settings;
+    const before = wm - r;
+    if (Math.floor(before / intervalS) <= Math.floor(h.horizon / intervalS)) return;
+    // Billing windows ending in [previous horizon, before): the first billing end at or after the previous one.
+    const billingDue = h.horizon === -Infinity || this.calendar.billing(h.horizon - 1).end < before;
+    h.horizon = before;
+    this.horizons.push({ neighbourhood: h.name, households: billingDue ? [...h.households] : [], before });
+    const days = this.releasedDays.get(h.name);
+    const byKey = this.releasedMemberships.get(h.name);
+    for (const [day, counts] of days ?? []) {
+      if ((day + 1) * 86400 >= before) continue;
+      days!.delete(day);
+      for (const [key, n] of counts) {
+        const m = byKey?.get(key);
+        if (m && (m.windows -= n) <= 0) byKey!.delete(key);
       }
     }
-    this.nextEvict = next;
-    if (!any) return;
     // A day's ledger line goes when every window of the day has (its last ends at the day's end).
     for (const [id, d] of this.dpDays) {
-      if ((d.day + 1) * 86400 + r < wm) {
+      if (d.neighbourhood === h.name && (d.day + 1) * 86400 < before) {
         this.dpDays.delete(id);
         this.dirtyDp.delete(id);
         this.dpEvicted.push({ neighbourhood: d.neighbourhood, day: d.day });
       }
     }
-    for (const [id, rt] of this.meterState) {
-      if (!rt.energy) continue;
-      const pruned = pruneGaps(rt.energy, (t) => this.gone(t));
+    for (const id of this.provisioned.get(h.name) ?? []) {
+      const rt = this.meterState.get(id);
+      if (!rt?.energy) continue;
+      const pruned = pruneGaps(rt.energy, (t) => this.gone(t, wm));
       if (pruned !== rt.energy) {
         rt.energy = pruned;
         this.dirtyMeters.add(id);
@@ -927,9 +1154,12 @@ export class PesCore {
    * re-randomised first (in memory too), so two checkpoints of a window never reveal their difference.
    */
   checkpoint(): Checkpoint {
+    if (this.pending.size) throw new Error(`${this.pending.size} pending windows: hydrate() them before the checkpoint`);
     const pk = this.keys.paillier;
     const windows: WindowRecord[] = [];
     for (const w of this.dirtyWindows) {
+      // A closed window lives in the store only from now on (a late reading loads it back).
+      if (w.closed) this.windows.delete(w.id);
       for (const band of w.touched) w.acc.set(band, pk.rerandomize(w.acc.get(band)!));
       w.touched.clear();
       windows.push({
@@ -957,14 +1187,24 @@ export class PesCore {
     this.dirtyHouseholds.clear();
     const outbox = this.outbox;
     this.outbox = [];
-    const evicted = this.evicted.splice(0);
+    const horizons = this.horizons;
+    this.horizons = [];
+    const clocks: [string, NeighbourhoodClock][] = [...this.dirtyClocks].map((h) => [h.name, { ...h.clock! }]);
+    this.dirtyClocks.clear();
+    this.flushed = false;
     const dp = [...this.dirtyDp.values()];
     this.dirtyDp.clear();
-    return { windows, evicted, meters, households, outbox, watermark: this.watermark, counters: { ...this.counters }, dp, dpEvicted: this.dpEvicted.splice(0) };
+    return { windows, horizons, clocks, meters, households, outbox, watermark: this.fleetWatermark, counters: { ...this.counters }, dp, dpEvicted: this.dpEvicted.splice(0) };
   }
 
-  /** Number of windows held in memory (open and retained). */
+  /** Number of windows held in memory: the open ones (closed ones until the checkpoint that writes them). */
   get windowCount(): number {
     return this.windows.size;
   }
+}
+
+/** A stored window's released membership (a state file from before the guard: what changed since is not in it). */
+function releasedOf(r: WindowRecord): string[] | null {
+  if (r.kind !== 'neighbourhood' || r.revision < 0) return null;
+  return (r.released ?? r.meters.filter((m) => !r.changed.includes(m))).slice().sort();
 }

@@ -50,7 +50,7 @@ describe.skipIf(!(haveSocat && haveNats && PG_UP) && !inCi)('crash against the c
     expect(w.every((x) => x !== null)).toBe(true);
     expect(r.takeoverS).not.toBeNull();
     // Lease ttl 2 s + one poll, then the standby loads the state and re-attaches the partition's session on NATS
-    // (5-10 s measured on the 2-core machine: docs/operations.md §1b); the bound leaves room for a loaded CI.
+    // (5-10 s measured on the 2-core machine: docs/operations.md §1c); the bound leaves room for a loaded CI.
     expect(r.takeoverS!).toBeLessThan(25);
     expect(r.ok).toBe(true);
   }, 240_000);
