@@ -13,6 +13,8 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { pino } from 'pino';
 import { parseBillingPeriod } from '../lib/billing-period.js';
 import { brokerUrlsOption } from '../lib/broker-url.js';
+import { runBlindCommand } from '../lib/blind-service.js';
+import { blindSettingsOf } from '../lib/e2e-windows.js';
 import { durationOption, epsilonOption, intOption, parseDuration, zoneOption } from '../lib/flags.js';
 import { loadCredentials, loadFleet, loadGuardianKeys } from '../lib/keyset.js';
 import { DEFAULT_K } from '../lib/policy.js';
@@ -97,52 +99,14 @@ async function run(f: GuardianFlags): Promise<void> {
   );
   const tariff = f.tariff ? loadTariff(f.tariff) : FLAT_TARIFF;
   const svc = startGuardianService({
-    settings: {
-      intervalS: f.interval,
-      billing,
-      tz: f.tz ?? tariff.tz,
-      tariff,
-      latenessS: f.lateness,
-      k: f.k,
-      revisionK: f.revisionK ?? f.k,
-      membershipGuard: f.membershipGuard,
-      ...(f.dpEpsilon !== undefined ? { dpEpsilon: f.dpEpsilon } : {}),
-      ...(f.retention !== undefined ? { retentionS: f.retention } : {}),
-    },
+    settings: blindSettingsOf(f, billing, tariff),
     keys: { share: keys.paillierShare, meters, signer: keys.signer, mdmsPublic: keys.mdmsPublic },
     mqtt: { url: f.mqtt, ...creds, clientId: f.clientId },
     stateFile: f.state,
     ...(f.gateway.length ? { gateways: f.gateway } : {}),
     logger: log,
   });
-  const onFlush = () => {
-    try {
-      svc.flush(); // committed when it returns
-      log.info({ counters: svc.core.windows.counters }, 'guardian: flushed on SIGUSR2: every window closed');
-    } catch (e) {
-      log.error({ err: (e as Error).message }, 'guardian: flush failed');
-    }
-  };
-  process.on('SIGUSR2', onFlush);
-  let stop!: () => void;
-  const stopped = new Promise<null>((resolve) => (stop = () => resolve(null)));
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  const refused = svc.ready.then(
-    () => {
-      log.info({ url: f.mqtt, k: f.k, intervalS: f.interval, state: f.state }, 'guardian: subscribed');
-      return new Promise<never>(() => undefined);
-    },
-    (e: Error) => e,
-  );
-  const outcome = await Promise.race([stopped, refused, svc.failed]);
-  process.off('SIGUSR2', onFlush);
-  if (outcome instanceof Error) {
-    await svc.kill();
-    throw outcome;
-  }
-  await svc.close();
-  log.info({ counters: svc.core.windows.counters, refusals: svc.core.refusals }, 'guardian: stopped');
+  await runBlindCommand(svc, { tag: 'guardian', log, subscribed: { url: f.mqtt, k: f.k, intervalS: f.interval, state: f.state }, stopped: () => ({ counters: svc.core.windows.counters, refusals: svc.core.refusals }) });
 }
 
 /**

@@ -146,3 +146,49 @@ export function startBlindService(o: BlindServiceOptions): BlindService {
     },
   };
 }
+
+/**
+ * Runs a blind aggregator as a command until SIGINT/SIGTERM: SIGUSR2 closes every window (`flush`, committed when
+ * it returns), `<tag>: subscribed` is logged once ready (with `subscribed`'s fields; the crash harness waits for
+ * that line), a refused connection or a failing commit rejects (after a kill: the supervisor restarts the
+ * process), and a stop closes the service cleanly and logs `<tag>: stopped` with `stopped()`'s fields.
+ * @example
+ * ```ts
+ * await runBlindCommand(svc, { tag: 'guardian', log, subscribed: { k }, stopped: () => ({ counters }) });
+ * ```
+ */
+export async function runBlindCommand(
+  svc: Pick<BlindService, 'ready' | 'failed' | 'flush' | 'close' | 'kill'>,
+  o: { tag: string; log: Logger; subscribed: Record<string, unknown>; stopped: () => Record<string, unknown> },
+): Promise<void> {
+  const onFlush = () => {
+    try {
+      svc.flush();
+      o.log.info(o.stopped(), `${o.tag}: flushed on SIGUSR2: every window closed`);
+    } catch (e) {
+      o.log.error({ err: (e as Error).message }, `${o.tag}: flush failed`);
+    }
+  };
+  process.on('SIGUSR2', onFlush);
+  let stop!: () => void;
+  const stopped = new Promise<null>((resolve) => (stop = () => resolve(null)));
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  const refused = svc.ready.then(
+    () => {
+      o.log.info(o.subscribed, `${o.tag}: subscribed`);
+      return new Promise<never>(() => undefined);
+    },
+    (e: Error) => e,
+  );
+  const outcome = await Promise.race([stopped, refused, svc.failed]);
+  process.off('SIGUSR2', onFlush);
+  process.off('SIGINT', stop);
+  process.off('SIGTERM', stop);
+  if (outcome instanceof Error) {
+    await svc.kill();
+    throw outcome;
+  }
+  await svc.close();
+  o.log.info(o.stopped(), `${o.tag}: stopped`);
+}

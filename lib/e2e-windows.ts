@@ -608,3 +608,38 @@ export class BlindWindows {
     if (m && m.windows <= 0) byKey.delete(key);
   }
 }
+
+/** The release flags the blind PES and the guardian share (their commands take the same names). */
+export interface BlindFlags {
+  interval: number;
+  tz?: string;
+  lateness: number;
+  k: number;
+  revisionK?: number;
+  membershipGuard: boolean;
+  dpEpsilon?: number;
+  retention?: number;
+}
+
+/**
+ * The settings of a blind aggregator from its command's flags: revision-k defaults to k, the zone to the
+ * tariff's. Both parties must run with the same settings or their ciphertexts do not pair.
+ * @example
+ * ```ts
+ * const settings = blindSettingsOf(flags, parseBillingPeriod('1d'), FLAT_TARIFF);
+ * ```
+ */
+export function blindSettingsOf(f: BlindFlags, billing: BillingPeriod, tariff: Tariff): BlindSettings {
+  return {
+    intervalS: f.interval,
+    billing,
+    tz: f.tz ?? tariff.tz,
+    tariff,
+    latenessS: f.lateness,
+    k: f.k,
+    revisionK: f.revisionK ?? f.k,
+    membershipGuard: f.membershipGuard,
+    ...(f.dpEpsilon !== undefined ? { dpEpsilon: f.dpEpsilon } : {}),
+    ...(f.retention !== undefined ? { retentionS: f.retention } : {}),
+  };
+}

@@ -15,6 +15,8 @@ import { FLAT_TARIFF, loadTariff } from '../lib/tariff.js';
 import { credentials, fleetMeters, type PesFlags } from './cli.js';
 import { parseBillingPeriod } from './duration.js';
 import { startPesE2eService } from './e2e-mqtt.js';
+import { runBlindCommand } from '../lib/blind-service.js';
+import { blindSettingsOf } from '../lib/e2e-windows.js';
 import { isPostgresUrl } from './pg-state.js';
 
 /** Default state file of the blind PES (in the working directory; never the classic PES's). */
@@ -55,50 +57,15 @@ export async function runPesE2e(flags: PesFlags, cmd: Command): Promise<void> {
   if (!flags.membershipGuard) log.warn('pes: membership guard off — two releases differing by one meter reveal that household (docs/privacy.md)');
   const pesId = flags.pesId ?? 'pes';
   const svc = startPesE2eService({
-    settings: {
-      intervalS: flags.interval,
-      billing,
-      tz: flags.tz ?? tariff.tz,
-      tariff,
-      latenessS: flags.lateness,
-      k: flags.k,
-      revisionK: flags.revisionK ?? flags.k,
-      membershipGuard: flags.membershipGuard,
-      ...(flags.dpEpsilon !== undefined ? { dpEpsilon: flags.dpEpsilon } : {}),
-      ...(flags.retention !== undefined ? { retentionS: flags.retention } : {}),
-    },
+    settings: blindSettingsOf(flags, billing, tariff),
     keys: { share: keys.paillierShare, mdmsPublic: keys.mdmsPublic, signer: keys.signer, meters },
     mqtt: { url: flags.mqtt, ...credentials(flags), clientId: flags.clientId ?? 'pes' },
     stateFile,
     ...(flags.gateway.length ? { gateways: flags.gateway } : {}),
     logger: log,
   });
-  const onFlush = () => {
-    try {
-      svc.pes.flush(); // committed when it returns
-      log.info({ counters: svc.core.windows.counters }, 'pes: flushed on SIGUSR2: every window closed');
-    } catch (e) {
-      log.error({ err: (e as Error).message }, 'pes: flush failed');
-    }
-  };
-  process.on('SIGUSR2', onFlush);
-  let stop!: () => void;
-  const stopped = new Promise<null>((resolve) => (stop = () => resolve(null)));
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  const refused = svc.ready.then(
-    () => {
-      log.info({ url: flags.mqtt, k: flags.k, intervalS: flags.interval, pesId, mode: 'e2e', state: stateFile }, 'pes: subscribed');
-      return new Promise<never>(() => undefined);
-    },
-    (e: Error) => e,
+  await runBlindCommand(
+    { ready: svc.ready, failed: svc.failed, flush: () => svc.pes.flush(), close: () => svc.close(), kill: () => svc.kill() },
+    { tag: 'pes', log, subscribed: { url: flags.mqtt, k: flags.k, intervalS: flags.interval, pesId, mode: 'e2e', state: stateFile }, stopped: () => ({ counters: svc.core.windows.counters }) },
   );
-  const outcome = await Promise.race([stopped, refused, svc.failed]);
-  process.off('SIGUSR2', onFlush);
-  if (outcome instanceof Error) {
-    await svc.kill();
-    throw outcome;
-  }
-  await svc.close();
-  log.info({ counters: svc.core.windows.counters }, 'pes: stopped');
 }
