@@ -156,6 +156,65 @@ async function republishJournal(aedes: Aedes, persistence: SqlitePersistence, lo
   logger.info({ stateFile: persistence.path, republished: pending.length, subscriptions: stats.subscriptions, queued: stats.outgoing }, 'broker: sessions restored from the state file');
 }
 
+/**
+ * Keeps each topic ordered for a client that resumes a persistent session (MQTT 3.1.1 §4.6: "the Server MUST by
+ * default treat each Topic as an Ordered Topic"). aedes restores the client's subscriptions (so new QoS 1
+ * messages are delivered to it at once) before it sends the queue stored while the client was away
+ * (handlers/connect.js: restoreSubs ... registerClient, doConnack, emptyQueue), so a message published during
+ * the resume overtook the backlog: the MDMS saw a window's revision 1 before its queued revision 0 and refused
+ * it as a gap (crash test). As an aedes `preConnect` hook: a client asking for a persistent session gets a
+ * `deliverQoS` that holds live QoS 1 deliveries until aedes says the client is ready (`clientReady`, after the
+ * queue went out), then delivers them in order. Nothing is lost meanwhile: aedes stored each of them in the
+ * session before delivering it (a client that goes before it was ready finds them there next time), and one the
+ * queue already carried may arrive twice (QoS 1 allows it; receivers are idempotent). Subscriptions capture
+ * `deliverQoS` when they are made, hence before the subscriptions are restored.
+ * @example
+ * ```ts
+ * const ordered = orderedResume();
+ * const aedes = await Aedes.createBroker({ preConnect: ordered.preConnect });
+ * ordered.attach(aedes);
+ * ```
+ */
+export function orderedResume(next?: AedesOptions['preConnect']): { preConnect: NonNullable<AedesOptions['preConnect']>; attach(aedes: Aedes): void } {
+  type Cb = (err?: Error) => void;
+  type Deliver = (packet: unknown, cb: Cb) => void;
+  const releases = new WeakMap<object, (deliver: boolean) => void>();
+  return {
+    preConnect(client, packet, callback) {
+      if ((packet as { clean?: boolean }).clean === false) {
+        const c = client as unknown as { deliverQoS: Deliver; closed: boolean; close: (done?: () => void) => void };
+        const deliver = c.deliverQoS;
+        const held: [unknown, Cb][] = [];
+        let holding = true;
+        c.deliverQoS = (p, cb) => {
+          if (c.closed) cb(); // stored in the session: the next resume sends it, in order
+          else if (holding) held.push([p, cb]);
+          else deliver.call(c, p, cb);
+        };
+        const release = (send: boolean) => {
+          if (!holding) return;
+          holding = false;
+          for (const [p, cb] of held.splice(0)) {
+            if (send && !c.closed) deliver.call(c, p, cb);
+            else cb();
+          }
+        };
+        releases.set(client, release);
+        const close = c.close;
+        c.close = function (this: unknown, done?: () => void) {
+          release(false);
+          return close.call(c, done);
+        };
+      }
+      if (next) next(client, packet, callback);
+      else callback(null, true);
+    },
+    attach(aedes) {
+      aedes.on('clientReady', (client) => releases.get(client)?.(true));
+    },
+  };
+}
+
 const closeServer = (s: TcpServer | HttpServer) => new Promise<void>((resolve) => (s.listening ? s.close(() => resolve()) : resolve()));
 
 /**
@@ -192,8 +251,10 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<BrokerHandl
   if (persistence) journalQos1(hooks, persistence, opts.aedes?.published);
   else if (!opts.aedes?.persistence) logger.warn('broker: sessions are kept in memory: queued QoS 1 messages are lost if the process dies (pass a state file)');
 
-  const aedes = await Aedes.createBroker({ ...opts.aedes, ...hooks, ...(persistence ? { persistence } : {}) });
+  const ordered = orderedResume(opts.aedes?.preConnect);
+  const aedes = await Aedes.createBroker({ ...opts.aedes, ...hooks, preConnect: ordered.preConnect, ...(persistence ? { persistence } : {}) });
   if (persistence) await republishJournal(aedes, persistence, logger);
+  ordered.attach(aedes);
   aedes.on('clientError', (client, err) => logger.debug({ clientId: client?.id, err: err.message }, 'broker: client error'));
   aedes.on('connectionError', (client, err) => logger.debug({ clientId: client?.id, err: err.message }, 'broker: connection error'));
 
