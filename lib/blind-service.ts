@@ -161,12 +161,17 @@ export async function runBlindCommand(
   svc: Pick<BlindService, 'ready' | 'failed' | 'flush' | 'close' | 'kill'>,
   o: { tag: string; log: Logger; subscribed: Record<string, unknown>; stopped: () => Record<string, unknown> },
 ): Promise<void> {
+  // A flush whose commit failed has taken its releases out of the windows: memory is ahead of the state file,
+  // so the process stops (as a failing commit of an uplink does) and its restart resumes from the file.
+  let flushFailed!: (e: Error) => void;
+  const flushError = new Promise<Error>((resolve) => (flushFailed = resolve));
   const onFlush = () => {
     try {
       svc.flush();
       o.log.info(o.stopped(), `${o.tag}: flushed on SIGUSR2: every window closed`);
     } catch (e) {
-      o.log.error({ err: (e as Error).message }, `${o.tag}: flush failed`);
+      o.log.error({ err: (e as Error).message }, `${o.tag}: flush failed; stopping`);
+      flushFailed(e as Error);
     }
   };
   process.on('SIGUSR2', onFlush);
@@ -181,7 +186,7 @@ export async function runBlindCommand(
     },
     (e: Error) => e,
   );
-  const outcome = await Promise.race([stopped, refused, svc.failed]);
+  const outcome = await Promise.race([stopped, refused, svc.failed, flushError]);
   process.off('SIGUSR2', onFlush);
   process.off('SIGINT', stop);
   process.off('SIGTERM', stop);
