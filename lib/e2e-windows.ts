@@ -81,6 +81,8 @@ export interface BlindCounters {
   badTag: number;
   replay: number;
   lateSnapshot: number;
+  /** Snapshots dropped because a window they would go into already sums MAX_WINDOW_TERMS differences (a meter flooding snapshots); the energy goes forward with the next. */
+  windowFull: number;
   /** Snapshots that arrived after a later one of their meter and were folded into time order (see `fold`). */
   reordered: number;
   /** Snapshots whose window was already past the retention horizon (the energy goes forward with the next). */
@@ -202,7 +204,7 @@ const SEEN_KEPT = 4096;
  * ```
  */
 export class BlindWindows {
-  readonly counters: BlindCounters = { frames: 0, readings: 0, snapshots: 0, malformedUplink: 0, malformedFrame: 0, unknownMeter: 0, badTag: 0, replay: 0, lateSnapshot: 0, reordered: 0, tooOld: 0, suppressed: 0, revisionHeld: 0, membershipHeld: 0, released: 0, badStream: 0 };
+  readonly counters: BlindCounters = { frames: 0, readings: 0, snapshots: 0, malformedUplink: 0, malformedFrame: 0, unknownMeter: 0, badTag: 0, replay: 0, lateSnapshot: 0, windowFull: 0, reordered: 0, tooOld: 0, suppressed: 0, revisionHeld: 0, membershipHeld: 0, released: 0, badStream: 0 };
   readonly calendar: Calendar;
   readonly retentionS: number;
   watermark: number | null = null;
@@ -358,6 +360,10 @@ export class BlindWindows {
     }
     const p = snaps[i - 1];
     const n = snaps[i];
+    if ((p && this.full(info, s.at - 1)) || (n && this.full(info, n.at - 1))) {
+      this.counters.windowFull++; // refused before anything changed: no crash loop on a redelivered uplink
+      return;
+    }
     if (p) this.contribute(id, info, s.at - 1, s, p);
     if (n) {
       this.counters.reordered++;
@@ -391,6 +397,13 @@ export class BlindWindows {
       this.dirtyWindows.add(w);
       if (w.closed) this.toEvaluate.add(w);
     }
+  }
+
+  /** Whether a window of time `t` of this meter already sums the most differences the packing allows. */
+  private full(info: BlindMeter, t: number): boolean {
+    const nb = this.windows.get(`neighbourhood|${info.neighbourhood}|${this.calendar.intervalStart(t)}`);
+    const bill = this.windows.get(`billing|${info.household}|${this.calendar.billing(t).start}`);
+    return (nb?.terms ?? 0) + 2 > MAX_WINDOW_TERMS || (bill?.terms ?? 0) + 2 > MAX_WINDOW_TERMS; // a reordered snapshot adds two
   }
 
   /** Whether the windows of time `t` are past the retention horizon (as the classic PES's rule). */

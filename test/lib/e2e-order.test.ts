@@ -14,7 +14,7 @@ import { parseBillingPeriod } from '../../lib/billing-period.js';
 import { blindStateConfig, E2eStateStore } from '../../lib/e2e-state.js';
 import { BlindWindows, type BlindMeter, type BlindRelease, type BlindSettings } from '../../lib/e2e-windows.js';
 import { FLAT_TARIFF } from '../../lib/tariff.js';
-import { registerLayout, unpackRegisters } from '../../protocol/e2e.js';
+import { MAX_WINDOW_TERMS, registerLayout, unpackRegisters } from '../../protocol/e2e.js';
 import { encodeFrame, SC_AES256GCM, sealFrame } from '../../protocol/frame.js';
 import { generatePaillier, type PrivateKey } from '../../protocol/paillier/engine.js';
 import { encodeUplink } from '../../protocol/uplink.js';
@@ -130,5 +130,19 @@ describe('blind windows: arrival order does not change the windows', () => {
     const all = METERS.reduce((t, _, i) => t + energy(i, 30), 0n);
     expect(sum('neighbourhood')).toBe(all);
     expect(sum('billing')).toBe(all);
+  });
+
+  it('a window already at the packing budget: the snapshot is dropped and counted, nothing thrown (a redelivered uplink would crash-loop)', () => {
+    const perMeter = frames(1);
+    const w = new BlindWindows(settings, key, meters);
+    w.ingestUplink(perMeter[0]![0]!); // the baseline and the first boundary
+    const windows = (w as unknown as { windows: Map<string, { terms: number }> }).windows;
+    const bill = windows.get(`billing|hh-1|${T0}`)!;
+    bill.terms = MAX_WINDOW_TERMS - 1; // as if a meter had flooded its household's billing window with snapshots
+    const folded = w.counters.snapshots;
+    expect(() => w.ingestUplink(perMeter[0]![1]!)).not.toThrow();
+    expect(w.counters.windowFull).toBe(1);
+    expect(w.counters.snapshots).toBe(folded + 1);
+    expect(bill.terms).toBe(MAX_WINDOW_TERMS - 1);
   });
 });
