@@ -184,21 +184,20 @@ export function orderedResume(next?: AedesOptions['preConnect']): { preConnect: 
       if ((packet as { clean?: boolean }).clean === false) {
         const c = client as unknown as { deliverQoS: Deliver; closed: boolean; close: (done?: () => void) => void };
         const deliver = c.deliverQoS;
-        const held: unknown[] = [];
+        const held: [unknown, Cb][] = [];
         let holding = true;
         c.deliverQoS = (p, cb) => {
           if (c.closed) cb(); // stored in the session: the next resume sends it, in order
-          else if (holding) {
-            // Stored in the session already (aedes enqueues before it dispatches): answer the dispatcher now, or
-            // its in-flight limit (mqemitter's 100) would stall every topic while this client resumes.
-            held.push(p);
-            cb();
-          } else deliver.call(c, p, cb);
+          else if (holding) held.push([p, cb]);
+          else deliver.call(c, p, cb);
         };
         const release = (send: boolean) => {
           if (!holding) return;
           holding = false;
-          for (const p of held.splice(0)) if (send && !c.closed) deliver.call(c, p, () => undefined);
+          for (const [p, cb] of held.splice(0)) {
+            if (send && !c.closed) deliver.call(c, p, cb);
+            else cb();
+          }
         };
         releases.set(client, release);
         const close = c.close;
