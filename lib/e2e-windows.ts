@@ -34,6 +34,7 @@
  * this frame's meter and counter is handed up unchanged, for the PES to forward (others are counted `badStream`).
  * @module
  */
+import { differsByFew } from './policy.js';
 import { decodeFrame, meterId, openFrame } from '../protocol/frame.js';
 import { decodeE2ePayload, MAX_WINDOW_TERMS } from '../protocol/e2e.js';
 import { parseMeterStream } from '../protocol/envelope.js';
@@ -603,12 +604,7 @@ export class BlindWindows {
     const refs: Set<string>[] = [];
     for (const [key, m] of this.releasedMemberships.get(w.key) ?? []) if (m.windows > (key === own ? 1 : 0)) refs.push(m.meters);
     if (refs.length === 0) refs.push(this.provisioned.get(w.key) ?? new Set());
-    return refs.some((ref) => {
-      let d = 0;
-      for (const m of w.meters) if (!ref.has(m)) d++;
-      for (const m of ref) if (!w.meters.has(m)) d++;
-      return d > 0 && d < kg;
-    });
+    return differsByFew(w.meters, refs, kg);
   }
 
   private remember(nb: string, meters: string[], delta: 1 | -1): void {

@@ -15,3 +15,22 @@
  * ```
  */
 export const DEFAULT_K = 20;
+
+/**
+ * The differencing rule's test (docs/privacy.md), shared by the classic PES and the blind aggregators: would
+ * releasing a window of `meters` let the MDMS subtract it from a release of one of `refs` (the memberships already
+ * released for its neighbourhood, or its provisioned meters before the first)? True when it differs from one of
+ * them by 1 to revision-k - 1 meters; a difference of 0 or of at least revision-k is allowed.
+ * @example
+ * ```ts
+ * differsByFew(new Set(['m1', 'm2']), [new Set(['m1', 'm2', 'm3'])], 3); // true: one meter apart
+ * ```
+ */
+export function differsByFew(meters: ReadonlySet<string>, refs: readonly ReadonlySet<string>[], revisionK: number): boolean {
+  return refs.some((ref) => {
+    let d = 0;
+    for (const m of meters) if (!ref.has(m)) d++;
+    for (const m of ref) if (!meters.has(m)) d++;
+    return d > 0 && d < revisionK;
+  });
+}

@@ -22,6 +22,7 @@
  * day and released membership (for the differencing guard) and the DP ledger's day lines.
  * @module
  */
+import { differsByFew } from '../../lib/policy.js';
 import { constants, createPublicKey, timingSafeEqual, verify, type KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import { decodeFrame, meterId, openFrame, type CipheredFrame } from '../../protocol/frame.js';
@@ -1078,12 +1079,7 @@ export class PesCore {
     const refs: Set<string>[] = [];
     for (const [key, m] of this.releasedMemberships.get(w.key) ?? []) if (m.windows > (key === own ? 1 : 0)) refs.push(m.meters);
     if (refs.length === 0) refs.push(this.provisioned.get(w.key) ?? new Set());
-    return refs.some((ref) => {
-      let d = 0;
-      for (const m of w.meters) if (!ref.has(m)) d++;
-      for (const m of ref) if (!w.meters.has(m)) d++;
-      return d > 0 && d < kg;
-    });
+    return differsByFew(w.meters, refs, kg);
   }
 
   /** Counts `delta` windows of a neighbourhood's UTC day released with a membership in (> 0) or out (< 0). */
