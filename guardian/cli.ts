@@ -120,7 +120,7 @@ async function run(f: GuardianFlags): Promise<void> {
 export function registerGuardianCommand(program: Command): void {
   program
     .command('guardian')
-    .description("end-to-end mode: the guardian recomputes every window from the uplinks and adds its partial decryption only for >= k meters or a household's whole billing period")
+    .description("end-to-end mode: the guardian answers the PES's requests, recomputing each from its own copy of the uplinks, with its partial decryption only for >= k meters or a household's whole billing period")
     .requiredOption('--keys <dir>', "the guardian's own key folder (keys/guardian from `provision --e2e`)")
     .option('--mqtt <urls>', 'broker URL, or several comma-separated (the nodes of a cluster)', brokerUrlsOption('--mqtt'), 'mqtt://127.0.0.1:1883')
     .option('--username <name>', "broker username (default: from the guardian's key folder)")

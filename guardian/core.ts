@@ -1,93 +1,117 @@
 /**
- * The guardian's core (end-to-end mode, docs/paillier.md): it recomputes every window from its own copy of the
- * uplinks (lib/e2e-windows.ts, the PES's rules) and contributes its partial decryption only to a window it
- * computed and released itself: a neighbourhood interval of >= k distinct meters, or one household's whole
- * billing period. A request for anything else (one meter's difference, a window under k or still open, a span
- * that is not a billing period, a ciphertext other than the one it computed) is refused, counted and logged.
- * Pure: no I/O; guardian/README.md says what is not built yet.
+ * The guardian's core (end-to-end mode, docs/paillier.md "Requests"): it folds its own copy of the uplinks
+ * (lib/e2e-windows.ts in answer mode: anti-replay, authenticity, each meter's snapshots) and contributes its
+ * partial decryption only to what the PES asks for AND its own snapshots and rules confirm: a neighbourhood
+ * interval of >= k distinct meters of that neighbourhood (a revision only when >= revision-k of them changed,
+ * the membership guard as the PES's), or one household's whole billing period; the ciphertext is recomputed
+ * here from the meters' own snapshots, so the PES cannot slip in anything else. A request for anything else
+ * (one meter's interval, a window under k, a span that is not a billing period, a ciphertext other than the
+ * named snapshots') is refused, counted and logged; one whose window is still open here or whose snapshots
+ * have not arrived yet waits, and is answered as they come. Pure: no I/O.
  * @module
  */
 import type { Logger } from 'pino';
-import { BlindWindows, type BlindMeter, type BlindSettings } from '../lib/e2e-windows.js';
-import type { GuardianPartial } from '../protocol/e2e.js';
-import { partialDecrypt, type DecryptionShare, type PartialDecryption } from '../protocol/paillier/threshold.js';
+import { BlindWindows, type BlindMeter, type BlindRequest, type BlindSettings, type RequestRefusal } from '../lib/e2e-windows.js';
+import { parseRequest, type GuardianPartial } from '../protocol/e2e.js';
+import { partialDecrypt, type DecryptionShare } from '../protocol/paillier/threshold.js';
 
-/** Why the guardian refused a request. */
-export type GuardianRefusal = 'notInterval' | 'notBillingPeriod' | 'notComputed' | 'underK' | 'notReleased' | 'ciphertextMismatch';
-
-/** A request to open `ciphertext` as the named window. */
-export interface PartialRequest {
-  kind: 'neighbourhood' | 'billing';
-  key: string;
-  start: number;
-  end: number;
-  ciphertext: bigint;
-}
+/** Why the guardian refused a request (`malformed`: not a request at all). */
+export type GuardianRefusal = RequestRefusal | 'malformed';
 
 /**
  * @example
  * ```ts
  * const g = new GuardianCore(settings, { share: keys.paillierShare, meters });
  * g.ingestUplink(bytes);
+ * g.ingestRequest(requestBytes, topic);
  * for (const p of g.takePartials()) publish(topics.partial(p.kind, p.key), p);
  * ```
  */
 export class GuardianCore {
   readonly windows: BlindWindows;
-  readonly refusals: Record<GuardianRefusal, number> = { notInterval: 0, notBillingPeriod: 0, notComputed: 0, underK: 0, notReleased: 0, ciphertextMismatch: 0 };
+  readonly refusals: Record<GuardianRefusal, number> = {
+    malformed: 0,
+    notInterval: 0,
+    notBillingPeriod: 0,
+    notMember: 0,
+    badSpan: 0,
+    underK: 0,
+    revisionHeld: 0,
+    membershipHeld: 0,
+    staleRevision: 0,
+    notWhole: 0,
+    unknownSnapshot: 0,
+    ciphertextMismatch: 0,
+    expired: 0,
+  };
 
   constructor(
     settings: BlindSettings,
     private readonly keys: { share: DecryptionShare; meters: Map<string, BlindMeter> },
     private readonly log?: Logger,
   ) {
-    this.windows = new BlindWindows(settings, keys.share.publicKey, keys.meters);
+    this.windows = new BlindWindows(settings, keys.share.publicKey, keys.meters, 'answer');
+    this.windows.onRefusal = (req, refused, reason) => {
+      this.refusals[refused]++;
+      this.log?.warn({ kind: req.kind, key: req.key, start: req.start, end: req.end, revision: req.revision, meters: req.spans.length, refused, count: this.refusals[refused] }, `guardian: request refused: ${reason}`);
+    };
   }
 
   /** One gateway uplink. */
   ingestUplink(bytes: Uint8Array, topicGateway?: string): void {
+    const expired = this.windows.counters.expired;
     this.windows.ingestUplink(bytes, topicGateway);
+    this.noteExpired(expired);
   }
 
-  /** Closes every window (end of a replay). */
+  /** Closes every window (end of a replay): the requests waiting for that are answered. */
   flush(): void {
     this.windows.flush();
   }
 
-  /** Its partial decryption of every window its own rules released since the last call. */
+  /**
+   * One request of the PES as it arrives (CBOR bytes from outside; `topic` its MQTT topic, which must name the
+   * same window kind and key): answered, waiting, or refused (counted, logged).
+   * @example
+   * ```ts
+   * const outcome = g.ingestRequest(packet.payload, packet.topic);
+   * if ('refused' in outcome) metrics.refused.inc({ why: outcome.refused });
+   * ```
+   */
+  ingestRequest(bytes: Uint8Array, topic?: { kind: string; key: string } | null): ReturnType<BlindWindows['request']> | { refused: 'malformed'; reason: string } {
+    let req: BlindRequest;
+    try {
+      req = parseRequest(this.keys.share.publicKey, bytes);
+      if (topic !== undefined && (topic === null || topic.kind !== req.kind || topic.key !== req.key)) throw new TypeError('the request names another window than its topic');
+    } catch (e) {
+      this.refusals.malformed++;
+      this.log?.warn({ err: (e as Error).message, count: this.refusals.malformed }, 'guardian: malformed request refused');
+      return { refused: 'malformed', reason: (e as Error).message };
+    }
+    return this.request(req);
+  }
+
+  /**
+   * A parsed request: answered (its partial comes with {@link takePartials}), waiting, or refused.
+   * @example
+   * ```ts
+   * const a = g.request({ kind: 'neighbourhood', key: 'nb1', start, end: start + 3600, revision: 0, spans, ciphertext });
+   * if ('refused' in a) console.log(a.refused); // e.g. 'underK'
+   * ```
+   */
+  request(req: BlindRequest): ReturnType<BlindWindows['request']> {
+    return this.windows.request(req);
+  }
+
+  /** Its partial decryption of every request answered since the last call. */
   takePartials(): GuardianPartial[] {
     return this.windows.takeReleases().map((r) => ({ kind: r.kind, key: r.key, start: r.start, end: r.end, meters: r.meters, partial: partialDecrypt(this.keys.share, r.ciphertext) }));
   }
 
-  /**
-   * Answers a request: the guardian's partial decryption if the request names a window it computed and
-   * released itself with exactly that ciphertext; otherwise a refusal (counted, logged).
-   * @example
-   * ```ts
-   * const a = g.request({ kind: 'neighbourhood', key: 'nb1', start, end: start + 3600, ciphertext });
-   * if ('refused' in a) console.log(a.refused); // e.g. 'underK'
-   * ```
-   */
-  request(req: PartialRequest): { partial: PartialDecryption } | { refused: GuardianRefusal; reason: string } {
-    const refuse = (refused: GuardianRefusal, reason: string) => {
-      this.refusals[refused]++;
-      this.log?.warn({ kind: req.kind, key: req.key, start: req.start, end: req.end, refused, count: this.refusals[refused] }, `guardian: request refused: ${reason}`);
-      return { refused, reason };
-    };
-    const cal = this.windows.calendar;
-    if (req.kind === 'neighbourhood') {
-      if (req.start !== cal.intervalStart(req.start) || req.end !== req.start + cal.intervalS) return refuse('notInterval', 'not one neighbourhood interval');
-    } else {
-      const slot = cal.billing(req.start);
-      if (slot.start !== req.start || slot.end !== req.end) return refuse('notBillingPeriod', 'not one whole billing period');
-    }
-    const mine = this.windows.releasedWindow(req.kind, req.key, req.start);
-    if (!mine) return refuse('notComputed', 'no such window in the guardian\'s own recomputation');
-    if ('unreleased' in mine) {
-      if (req.kind === 'neighbourhood' && mine.closed && mine.meters < this.windows.settings.k) return refuse('underK', `the window covers ${mine.meters} meters, fewer than k`);
-      return refuse('notReleased', mine.closed ? 'the window is held by the release rules' : 'the window is still open');
-    }
-    if (mine.ciphertext !== req.ciphertext) return refuse('ciphertextMismatch', 'the ciphertext is not the one the guardian computed for this window');
-    return { partial: partialDecrypt(this.keys.share, req.ciphertext) };
+  private noteExpired(before: number): void {
+    const n = this.windows.counters.expired - before;
+    if (n <= 0) return;
+    this.refusals.expired += n;
+    this.log?.warn({ expired: n, count: this.refusals.expired }, 'guardian: requests still waiting when their window passed the retention horizon refused');
   }
 }

@@ -1,7 +1,8 @@
 /**
- * The guardian as an MQTT service: its own broker user reads every uplink, {@link GuardianCore} recomputes the
- * windows, and each partial decryption it agrees to is sealed to the MDMS, signed with the guardian's Ed25519
- * key and published at QoS 1 on `sm/v1/partial/<kind>/<key>`. Kill -9 safe (lib/blind-service.ts): per uplink
+ * The guardian as an MQTT service: its own broker user reads every uplink and the PES's requests
+ * (`sm/v1/request/#`), {@link GuardianCore} checks each request against its own snapshots and rules, and each
+ * partial decryption it agrees to is sealed to the MDMS, signed with the guardian's Ed25519 key and published at
+ * QoS 1 on `sm/v1/partial/<kind>/<key>`. Kill -9 safe (lib/blind-service.ts): per uplink
  * the changed windows and meters and the sealed partials are committed to its own state file
  * (lib/e2e-state.ts) before the uplink is acknowledged; a partial leaves the outbox once the broker has it.
  * @module
@@ -14,7 +15,7 @@ import { blindStateConfig, E2eStateStore } from '../lib/e2e-state.js';
 import { partialBody } from '../protocol/e2e.js';
 import type { DecryptionShare } from '../protocol/paillier/threshold.js';
 import { sealAggregate } from '../protocol/seal.js';
-import { topics } from '../protocol/topics.js';
+import { parseTopic, topics } from '../protocol/topics.js';
 import { GuardianCore } from './core.js';
 
 /** Options of {@link startGuardianService}. */
@@ -55,6 +56,7 @@ export function startGuardianService(o: GuardianServiceOptions) {
           const topic = topics.partial(p.kind, p.key);
           return { topic, payload: sealAggregate(o.keys.mdmsPublic, topic, partialBody(pub, p), o.keys.signer) };
         }),
+      onRequest: (topic, payload) => core.ingestRequest(payload, parseTopic.request(topic)),
       mqtt: { ...o.mqtt, clientId: o.mqtt.clientId ?? 'guardian' },
       ...(o.gateways ? { gateways: o.gateways } : {}),
       logger: log,
@@ -64,7 +66,7 @@ export function startGuardianService(o: GuardianServiceOptions) {
     throw e;
   }
   const s = svc;
-  const report = setInterval(() => log.info({ counters: core.windows.counters, refusals: core.refusals }, 'guardian: counters'), 60_000);
+  const report = setInterval(() => log.info({ counters: core.windows.counters, refusals: core.refusals, pending: core.windows.pendingRequests }, 'guardian: counters'), 60_000);
   report.unref();
   return {
     core,

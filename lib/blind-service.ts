@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import { startDurableSubscriber } from './durable-subscriber.js';
 import type { BlindWindows } from './e2e-windows.js';
 import type { E2eStateStore } from './e2e-state.js';
-import { FRAMES_PREFIX, topics } from '../protocol/topics.js';
+import { FRAMES_PREFIX, REQUEST_PREFIX, topics } from '../protocol/topics.js';
 
 /** Options of {@link startBlindService}. */
 export interface BlindServiceOptions {
@@ -34,6 +34,11 @@ export interface BlindServiceOptions {
   mqtt: { url: string; username?: string; password?: string; clientId: string };
   /** Gateways whose uplinks to take; default every gateway. */
   gateways?: string[];
+  /**
+   * The guardian: also subscribes to the PES's requests (`sm/v1/request/#`) and hands each one here; what it
+   * answers is taken by `seal` and committed with it, as for an uplink.
+   */
+  onRequest?: (topic: string, payload: Buffer) => void;
   logger: Logger;
 }
 
@@ -91,7 +96,7 @@ export function startBlindService(o: BlindServiceOptions): BlindService {
     o.store.commit(o.windows.checkpoint(), out, confirmed.splice(0), o.extra?.save()).forEach(send);
   };
 
-  const filters = o.gateways?.length ? o.gateways.map((g) => topics.frames(g)) : [topics.framesAll];
+  const filters = [...(o.gateways?.length ? o.gateways.map((g) => topics.frames(g)) : [topics.framesAll]), ...(o.onRequest ? [topics.requestsAll] : [])];
   const sub = startDurableSubscriber({
     ...o.mqtt,
     filters,
@@ -100,6 +105,7 @@ export function startBlindService(o: BlindServiceOptions): BlindService {
     // Throwing (a failing disk) leaves the uplink unacknowledged and resolves `failed`.
     handle(packet) {
       if (packet.topic.startsWith(FRAMES_PREFIX)) o.windows.ingestUplink(packet.payload as Buffer, packet.topic.slice(FRAMES_PREFIX.length));
+      else if (o.onRequest && packet.topic.startsWith(REQUEST_PREFIX)) o.onRequest(packet.topic, packet.payload as Buffer);
       else {
         unexpected++;
         log.warn({ topic: packet.topic }, `${o.tag}: message on an unexpected topic ignored`);

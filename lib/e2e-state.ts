@@ -33,7 +33,7 @@ import type { BlindCheckpoint, BlindCounters, BlindMeterRecord, BlindSettings, B
 import { privateFile } from './private-file.js';
 
 /** The state file's format. */
-export const E2E_STATE_FORMAT = 'e2e-1';
+export const E2E_STATE_FORMAT = 'e2e-2';
 
 /** Who keeps the file: the two blind aggregators must never share (or swap) a state file. */
 export type E2eRole = 'pes' | 'guardian';
@@ -95,14 +95,27 @@ function fingerprint(x: unknown): string {
 }
 
 function encodeWindow(w: BlindWindowRecord): Buffer {
-  return cborEncode([w.end, toBytes(w.num), toBytes(w.den), w.terms, w.meters, w.changed, w.revision, w.released, w.closed, w.suppressed]);
+  const spans = (list: { meter: string; from: number; to: number }[]) => list.map((sp) => [sp.meter, sp.from, sp.to]);
+  const pending = w.pending ? [w.pending.revision, spans(w.pending.spans), toBytes(w.pending.ciphertext)] : null;
+  const parts = w.parts ? w.parts.map(([id, num, den]) => [id, toBytes(num), toBytes(den)]) : null;
+  const answer = w.answer ? [spans(w.answer.spans), toBytes(w.answer.ciphertext)] : null;
+  return cborEncode([w.end, toBytes(w.num), toBytes(w.den), w.terms, w.meters, w.changed, w.revision, w.released, w.closed, w.suppressed, w.spans, pending, parts, answer]);
 }
 
 function decodeWindow(kind: string, key: string, start: number, body: Buffer): BlindWindowRecord {
   const a = cborDecode(body) as unknown[];
-  if (!Array.isArray(a) || a.length !== 10 || (kind !== 'neighbourhood' && kind !== 'billing')) throw new TypeError('malformed window row');
-  const [end, num, den, terms, meters, changed, revision, released, closed, suppressed] = a as [number, Uint8Array, Uint8Array, number, string[], string[], number, string[] | null, boolean, boolean];
-  return { kind, key, start, end, num: fromBytes(num), den: fromBytes(den), terms, meters, changed, revision, released, closed, suppressed };
+  if (!Array.isArray(a) || a.length !== 14 || (kind !== 'neighbourhood' && kind !== 'billing')) throw new TypeError('malformed window row');
+  type Spans = [string, number, number][];
+  type Row = [number, Uint8Array, Uint8Array, number, string[], string[], number, string[] | null, boolean, boolean, [string, [number, number][]][], [number, Spans, Uint8Array] | null, [string, Uint8Array, Uint8Array][] | null, [Spans, Uint8Array] | null];
+  const [end, num, den, terms, meters, changed, revision, released, closed, suppressed, spans, p, parts, answer] = a as Row;
+  if (!Array.isArray(spans)) throw new TypeError('malformed window row');
+  const spanList = (l: Spans) => l.map(([meter, from, to]) => ({ meter, from, to }));
+  const pending = p ? { kind: kind as 'neighbourhood' | 'billing', key, start, end, revision: p[0], spans: spanList(p[1]), ciphertext: fromBytes(p[2]) } : null;
+  return {
+    kind, key, start, end, num: fromBytes(num), den: fromBytes(den), terms, meters, changed, revision, released, closed, suppressed, spans, pending,
+    parts: parts ? parts.map(([id, pn, pd]): [string, bigint, bigint] => [id, fromBytes(pn), fromBytes(pd)]) : null,
+    answer: answer ? { spans: spanList(answer[0]), ciphertext: fromBytes(answer[1]) } : null,
+  };
 }
 
 function encodeMeter(m: BlindMeterRecord): Buffer {

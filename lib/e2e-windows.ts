@@ -36,7 +36,7 @@
  */
 import { differsByFew } from './policy.js';
 import { decodeFrame, meterId, openFrame } from '../protocol/frame.js';
-import { decodeE2ePayload, MAX_WINDOW_TERMS } from '../protocol/e2e.js';
+import { decodeE2ePayload, MAX_WINDOW_TERMS, type E2eRequest, type E2eSpan } from '../protocol/e2e.js';
 import { parseMeterStream } from '../protocol/envelope.js';
 import type { PublicKey } from '../protocol/paillier/keys.js';
 import { decodeUplink } from '../protocol/uplink.js';
@@ -94,7 +94,32 @@ export interface BlindCounters {
   released: number;
   /** Meter-sealed stream messages whose envelope names another meter or frame counter (not forwarded). */
   badStream: number;
+  /** Answer mode (the guardian): requests answered. */
+  answered: number;
+  /** Answer mode: requests still waiting when their window was evicted (refused, `expired`). */
+  expired: number;
 }
+
+/** One meter's contribution to a window (protocol/e2e.ts {@link E2eSpan}). */
+export type MemberSpan = E2eSpan;
+
+/** What the PES asks the guardian to open (protocol/e2e.ts {@link E2eRequest}; docs/paillier.md "Requests"). */
+export type BlindRequest = E2eRequest;
+
+/** Why a request is refused (the guardian's answer mode). */
+export type RequestRefusal =
+  | 'notInterval'
+  | 'notBillingPeriod'
+  | 'notMember'
+  | 'badSpan'
+  | 'underK'
+  | 'revisionHeld'
+  | 'membershipHeld'
+  | 'staleRevision'
+  | 'notWhole'
+  | 'unknownSnapshot'
+  | 'ciphertextMismatch'
+  | 'expired';
 
 /** A window the rules allow to open now. */
 export interface BlindRelease {
@@ -107,6 +132,8 @@ export interface BlindRelease {
   meters: number;
   /** Their ids, sorted. */
   members: string[];
+  /** Each member's span, in member order. */
+  spans: MemberSpan[];
   ciphertext: bigint;
 }
 
@@ -125,6 +152,17 @@ export interface BlindWindowRecord {
   released: string[] | null;
   closed: boolean;
   suppressed: boolean;
+  /**
+   * Each contributing meter's snapshot times with their exponent (+1 numerator, -1 denominator; they telescope
+   * to one {@link MemberSpan}): what this folder itself computed.
+   */
+  spans: [string, [number, number][]][];
+  /** The guardian: a request waiting for its snapshots or for the window to close. */
+  pending: BlindRequest | null;
+  /** The guardian, until it first answers the window: each meter's own product (numerator, denominator). */
+  parts: [string, bigint, bigint][] | null;
+  /** The guardian: the request it answered last (its spans and ciphertext). */
+  answer: { spans: MemberSpan[]; ciphertext: bigint } | null;
 }
 
 /**
@@ -173,6 +211,13 @@ interface Window {
   released: string[] | null;
   closed: boolean;
   suppressed: boolean;
+  /** See {@link BlindWindowRecord.spans}. */
+  spans: Map<string, Map<number, number>>;
+  pending: BlindRequest | null;
+  /** See {@link BlindWindowRecord.parts} (answer mode; null once answered, and in decide mode). */
+  parts: Map<string, { num: bigint; den: bigint }> | null;
+  /** See {@link BlindWindowRecord.answer}. */
+  answer: { spans: Map<string, MemberSpan>; ciphertext: bigint } | null;
 }
 
 /** A meter's snapshot as folded: its band registers `c` and, with DP, its noised totals. */
@@ -205,7 +250,7 @@ const SEEN_KEPT = 4096;
  * ```
  */
 export class BlindWindows {
-  readonly counters: BlindCounters = { frames: 0, readings: 0, snapshots: 0, malformedUplink: 0, malformedFrame: 0, unknownMeter: 0, badTag: 0, replay: 0, lateSnapshot: 0, windowFull: 0, reordered: 0, tooOld: 0, suppressed: 0, revisionHeld: 0, membershipHeld: 0, released: 0, badStream: 0 };
+  readonly counters: BlindCounters = { frames: 0, readings: 0, snapshots: 0, malformedUplink: 0, malformedFrame: 0, unknownMeter: 0, badTag: 0, replay: 0, lateSnapshot: 0, windowFull: 0, reordered: 0, tooOld: 0, suppressed: 0, revisionHeld: 0, membershipHeld: 0, released: 0, badStream: 0, answered: 0, expired: 0 };
   readonly calendar: Calendar;
   readonly retentionS: number;
   watermark: number | null = null;
@@ -217,19 +262,29 @@ export class BlindWindows {
   private readonly windows = new Map<string, Window>();
   private readonly rt = new Map<string, MeterRt>();
   private readonly toEvaluate = new Set<Window>();
+  /** Answer mode: windows holding a request that waits. */
+  private readonly pendingWindows = new Set<Window>();
   private out: BlindRelease[] = [];
   private readonly dirtyWindows = new Set<Window>();
   private readonly dirtyMeters = new Set<string>();
   private evicted: BlindCheckpoint['evicted'] = [];
+  /** Per household, its provisioned meters (a bill must name each one with readings in the period). */
+  private readonly households = new Map<string, string[]>();
   /** Per neighbourhood, its provisioned meters: the reference membership before anything is released. */
   private readonly provisioned = new Map<string, Set<string>>();
   /** Per neighbourhood, the distinct memberships of its released windows, with how many windows have each. */
   private readonly releasedMemberships = new Map<string, Map<string, { meters: Set<string>; windows: number }>>();
 
+  /**
+   * `mode`: `'decide'` (the PES: the release rules decide, each release names its members' spans) or
+   * `'answer'` (the guardian: nothing is released on its own; {@link request} checks what the PES asks for
+   * against this folder's own snapshots and the same rules, and answers it, holds it, or refuses it).
+   */
   constructor(
     readonly settings: BlindSettings,
     private readonly pub: PublicKey,
     private readonly meters: Map<string, BlindMeter>,
+    readonly mode: 'decide' | 'answer' = 'decide',
   ) {
     this.calendar = new Calendar(settings.intervalS, settings.billing, settings.tz, settings.tariff);
     this.retentionS = settings.retentionS ?? 2 * nominalSeconds(settings.billing);
@@ -238,6 +293,9 @@ export class BlindWindows {
       let set = this.provisioned.get(m.neighbourhood);
       if (!set) this.provisioned.set(m.neighbourhood, (set = new Set()));
       set.add(id);
+      const hh = this.households.get(m.household);
+      if (hh) hh.push(id);
+      else this.households.set(m.household, [id]);
     }
   }
 
@@ -389,11 +447,29 @@ export class BlindWindows {
     const slot = this.calendar.billing(t);
     for (const w of [this.window('neighbourhood', info.neighbourhood, nbStart, nbStart + this.settings.intervalS), this.window('billing', info.household, slot.start, slot.end)]) {
       if (w.terms >= MAX_WINDOW_TERMS) throw new RangeError('window packing budget exhausted');
-      const noised = w.kind === 'neighbourhood' && this.settings.dpEpsilon !== undefined;
-      w.num = (w.num * (noised ? num.noisy! : num.c)) % this.pub.n2;
-      w.den = (w.den * (noised ? den.noisy! : den.c)) % this.pub.n2;
       w.terms++;
       w.meters.add(id);
+      const noised = w.kind === 'neighbourhood' && this.settings.dpEpsilon !== undefined;
+      const n = noised ? num.noisy! : num.c;
+      const d = noised ? den.noisy! : den.c;
+      if (this.mode === 'decide') {
+        w.num = (w.num * n) % this.pub.n2;
+        w.den = (w.den * d) % this.pub.n2;
+      } else if (w.parts) {
+        // The guardian, until it answers the window: per meter, so that it can open the members the PES names.
+        const p = w.parts.get(id);
+        if (p) {
+          p.num = (p.num * n) % this.pub.n2;
+          p.den = (p.den * d) % this.pub.n2;
+        } else w.parts.set(id, { num: n, den: d });
+      }
+      let t = w.spans.get(id);
+      if (!t) w.spans.set(id, (t = new Map()));
+      for (const [at, e] of [[num.at, 1], [den.at, -1]] as const) {
+        const v = (t.get(at) ?? 0) + e;
+        if (v === 0) t.delete(at);
+        else t.set(at, v);
+      }
       w.changed.add(id);
       this.dirtyWindows.add(w);
       if (w.closed) this.toEvaluate.add(w);
@@ -419,7 +495,7 @@ export class BlindWindows {
     let w = this.windows.get(id);
     if (!w) {
       const closed = this.watermark !== null && this.watermark > end + this.settings.latenessS;
-      w = { kind, key, start, end, num: 1n, den: 1n, terms: 0, meters: new Set(), changed: new Set(), revision: -1, released: null, closed, suppressed: false };
+      w = { kind, key, start, end, num: 1n, den: 1n, terms: 0, meters: new Set(), changed: new Set(), revision: -1, released: null, closed, suppressed: false, spans: new Map(), pending: null, parts: this.mode === 'answer' ? new Map() : null, answer: null };
       this.windows.set(id, w);
     }
     return w;
@@ -455,6 +531,10 @@ export class BlindWindows {
       this.toEvaluate.delete(w);
       this.evicted.push({ kind: w.kind, key: w.key, start: w.start });
       if (w.released) this.remember(w.key, w.released, -1);
+      if (w.pending) {
+        this.counters.expired++;
+        this.pendingWindows.delete(w);
+      }
     }
   }
 
@@ -468,7 +548,7 @@ export class BlindWindows {
    * ```
    */
   checkpoint(): BlindCheckpoint {
-    const windows = [...this.dirtyWindows].map((w) => ({ kind: w.kind, key: w.key, start: w.start, end: w.end, num: w.num, den: w.den, terms: w.terms, meters: [...w.meters], changed: [...w.changed], revision: w.revision, released: w.released, closed: w.closed, suppressed: w.suppressed }));
+    const windows = [...this.dirtyWindows].map((w) => ({ kind: w.kind, key: w.key, start: w.start, end: w.end, num: w.num, den: w.den, terms: w.terms, meters: [...w.meters], changed: [...w.changed], revision: w.revision, released: w.released, closed: w.closed, suppressed: w.suppressed, spans: [...w.spans].map(([id, t]): [string, [number, number][]] => [id, [...t]]), pending: w.pending, parts: w.parts ? [...w.parts].map(([id, p]): [string, bigint, bigint] => [id, p.num, p.den]) : null, answer: w.answer ? { spans: [...w.answer.spans.values()], ciphertext: w.answer.ciphertext } : null }));
     const meters: [string, BlindMeterRecord][] = [...this.dirtyMeters].map((id) => {
       const rt = this.rt.get(id)!;
       const seen = new Uint8Array(SEEN_KEPT / 8);
@@ -497,9 +577,10 @@ export class BlindWindows {
   restore(state: BlindState): void {
     if (this.windows.size > 0 || this.rt.size > 0) throw new Error('restore() needs a new BlindWindows');
     for (const r of state.windows) {
-      const w: Window = { kind: r.kind, key: r.key, start: r.start, end: r.end, num: r.num, den: r.den, terms: r.terms, meters: new Set(r.meters), changed: new Set(r.changed), revision: r.revision, released: r.released, closed: r.closed, suppressed: r.suppressed };
+      const w: Window = { kind: r.kind, key: r.key, start: r.start, end: r.end, num: r.num, den: r.den, terms: r.terms, meters: new Set(r.meters), changed: new Set(r.changed), revision: r.revision, released: r.released, closed: r.closed, suppressed: r.suppressed, spans: new Map(r.spans.map(([id, t]) => [id, new Map(t)])), pending: r.pending, parts: r.parts ? new Map(r.parts.map(([id, num, den]) => [id, { num, den }])) : null, answer: r.answer ? { spans: new Map(r.answer.spans.map((sp) => [sp.meter, sp])), ciphertext: r.answer.ciphertext } : null };
       this.windows.set(`${w.kind}|${w.key}|${w.start}`, w);
       if (w.released) this.remember(w.key, w.released, +1);
+      if (w.pending) this.pendingWindows.add(w);
     }
     for (const [id, m] of state.meters) {
       const seen = new Set<number>();
@@ -532,19 +613,192 @@ export class BlindWindows {
   }
 
   /**
-   * The window of this kind, key and span as this folder computed it, if the rules released it: its latest
-   * released revision's ciphertext and members; undefined otherwise (never computed, still open, held, or
-   * under k). What the guardian answers a request with.
+   * Receives every refusal of a request, the ones decided later for a request that waited included (the
+   * guardian counts and logs them). Unset: refusals are only returned.
+   */
+  onRefusal: ((req: BlindRequest, refused: RequestRefusal, reason: string) => void) | null = null;
+
+  /**
+   * Answer mode (the guardian; docs/paillier.md "Requests"): checks what the PES asks to open against this
+   * folder's own snapshots and the release rules, and either answers (the window's ciphertext, recomputed here
+   * from the meters' own snapshots as the request's spans name them, queued for {@link takeReleases}), holds
+   * the request (the window is still open here, or a snapshot it names has not arrived yet: tried again with
+   * every uplink, refused `expired` if its window is evicted first), or refuses it. The rules: the window is one
+   * interval or one whole billing period; every span is of a provisioned meter of that neighbourhood or
+   * household and anchored in the window (its `to` in it, its `from` at or before its start); a neighbourhood
+   * window names >= k meters and, after a first answer, changes >= revision-k of them (the membership guard as
+   * the PES's); a bill names every meter of the household with readings in the period, from its last snapshot
+   * before the period to its last in it, as this folder holds them. The same request again (same revision and
+   * spans, e.g. re-published after a crash) is answered again.
    * @example
    * ```ts
-   * const mine = w.releasedWindow('billing', 'hh1', start, end);
+   * const g = new BlindWindows(settings, pub, meters, 'answer');
+   * g.ingestUplink(bytes);
+   * const a = g.request(parseRequest(pub, body)); // { answered: true } | { pending } | { refused, reason }
+   * for (const r of g.takeReleases()) publish(partialOf(r.ciphertext));
    * ```
    */
-  releasedWindow(kind: Window['kind'], key: string, start: number): { end: number; revision: number; ciphertext: bigint; members: string[]; closed: boolean; meters: number } | { unreleased: Window['kind']; meters: number; closed: boolean } | undefined {
-    const w = this.windows.get(`${kind}|${key}|${start}`);
-    if (!w) return undefined;
-    if (w.revision < 0) return { unreleased: kind, meters: w.meters.size, closed: w.closed };
-    return { end: w.end, revision: w.revision, ciphertext: this.ciphertext(w), members: [...w.meters].sort(), closed: w.closed, meters: w.meters.size };
+  request(req: BlindRequest): { answered: true } | { pending: string } | { refused: RequestRefusal; reason: string } {
+    if (this.mode !== 'answer') throw new Error("request() is the answer mode's (the guardian)");
+    const existing = this.windows.get(`${req.kind}|${req.key}|${req.start}`);
+    const refuse = (refused: RequestRefusal, reason: string) => {
+      if (existing?.pending === req) {
+        existing.pending = null;
+        this.pendingWindows.delete(existing);
+        this.dirtyWindows.add(existing);
+      }
+      this.onRefusal?.(req, refused, reason);
+      return { refused, reason };
+    };
+    const cal = this.calendar;
+    if (req.kind === 'neighbourhood') {
+      if (req.start !== cal.intervalStart(req.start) || req.end !== req.start + this.settings.intervalS) return refuse('notInterval', 'not one neighbourhood interval');
+    } else {
+      const slot = cal.billing(req.start);
+      if (slot.start !== req.start || slot.end !== req.end) return refuse('notBillingPeriod', 'not one whole billing period');
+    }
+    if (req.spans.length === 0) return refuse('badSpan', 'the request names no meter');
+    const named = new Map<string, MemberSpan>();
+    for (const sp of req.spans) {
+      const m = this.meters.get(sp.meter);
+      if (!m || (req.kind === 'neighbourhood' ? m.neighbourhood : m.household) !== req.key) return refuse('notMember', `meter ${sp.meter} is not a provisioned meter of ${req.kind} ${req.key}`);
+      if (named.has(sp.meter)) return refuse('badSpan', `meter ${sp.meter} is named twice`);
+      named.set(sp.meter, sp);
+      if (!(sp.from < sp.to) || sp.to <= req.start || sp.to > req.end) return refuse('badSpan', `the span ${sp.from}..${sp.to} of meter ${sp.meter} does not end in the window`);
+    }
+    if (req.kind === 'neighbourhood' && named.size < this.settings.k) return refuse('underK', `the request names ${named.size} meters, fewer than k`);
+    const w = existing ?? this.window(req.kind, req.key, req.start, req.end);
+    const again = w.answer !== null && req.revision === w.revision && req.ciphertext === w.answer.ciphertext && sameMembers(w.answer.spans, req.spans);
+    if (req.revision <= w.revision && !again) return refuse('staleRevision', `revision ${req.revision} is not after the one answered (${w.revision})`);
+    const hold = (reason: string) => {
+      if (w.pending && w.pending !== req && w.pending.revision > req.revision) return refuse('staleRevision', `a later revision (${w.pending.revision}) is waiting`);
+      if (w.pending !== req) {
+        if (w.pending) this.onRefusal?.(w.pending, 'staleRevision', `superseded by revision ${req.revision} before it could be answered`);
+        w.pending = req;
+        this.pendingWindows.add(w);
+        this.dirtyWindows.add(w);
+      }
+      return { pending: reason };
+    };
+    if (again) return this.answer(w, req, w.answer!.ciphertext);
+    if (!w.closed) return hold('the window is still open here');
+    const own = (sp: MemberSpan) => sameSpan(w.spans.get(sp.meter), sp);
+    if (req.kind === 'billing') {
+      // A whole billing period: every meter of the household this folder holds in it, each over its span here.
+      for (const sp of req.spans) {
+        if (own(sp)) continue;
+        const newest = this.rt.get(sp.meter)?.snaps.at(-1)?.at ?? -1;
+        if (sp.to > newest || sp.from > newest) return hold(`meter ${sp.meter}'s snapshots up to ${sp.to} have not all arrived here`);
+        return refuse('notWhole', `meter ${sp.meter}'s span ${sp.from}..${sp.to} is not its whole period here; the PES revises the bill when it has the same snapshots`);
+      }
+      for (const id of w.spans.keys()) if (!named.has(id)) return refuse('notWhole', `meter ${id} of the household has readings in the period and is not named`);
+    }
+    // A span starts before the window, or at the meter's first snapshot (a meter new in the window).
+    for (const sp of req.spans) {
+      if (sp.from <= req.start || own(sp)) continue;
+      const rt = this.rt.get(sp.meter);
+      if (!rt || rt.snaps.length === 0 || sp.from > rt.snaps.at(-1)!.at) return hold(`meter ${sp.meter}'s snapshot at ${sp.from} has not arrived here`);
+      if (rt.pruned || rt.snaps[0]!.at !== sp.from) return refuse('badSpan', `the span ${sp.from}..${sp.to} of meter ${sp.meter} starts inside the window after the meter's first snapshot`);
+    }
+    if (req.kind === 'neighbourhood') {
+      if (w.answer !== null) {
+        let changed = 0;
+        for (const sp of req.spans) {
+          const old = w.answer.spans.get(sp.meter);
+          if (!old || old.from !== sp.from || old.to !== sp.to) changed++;
+        }
+        for (const id of w.answer.spans.keys()) if (!named.has(id)) changed++;
+        if (changed < this.settings.revisionK) return refuse('revisionHeld', `revision ${req.revision} changes ${changed} meters, fewer than revision-k`);
+      }
+      if (this.settings.membershipGuard !== false && this.differencing(req.key, new Set(named.keys()), w.released)) return refuse('membershipHeld', 'its membership differs from a released one by fewer than revision-k meters');
+    }
+    // The snapshot terms to look up (+1 numerator, -1 denominator), beside what is already multiplied.
+    const terms = new Map<string, Map<number, number>>();
+    const add = (meter: string, at: number, e: number) => {
+      let t = terms.get(meter);
+      if (!t) terms.set(meter, (t = new Map()));
+      const v = (t.get(at) ?? 0) + e;
+      if (v === 0) t.delete(at);
+      else t.set(at, v);
+    };
+    let num = 1n;
+    let den = 1n;
+    const n2 = this.pub.n2;
+    if (w.answer === null) {
+      // First answer: each member's own product where the PES names the span this folder computed.
+      for (const sp of req.spans) {
+        const part = w.parts?.get(sp.meter);
+        if (part && own(sp)) {
+          num = (num * part.num) % n2;
+          den = (den * part.den) % n2;
+        } else {
+          add(sp.meter, sp.to, 1);
+          add(sp.meter, sp.from, -1);
+        }
+      }
+    } else {
+      // A revision: the answered ciphertext times each changed member's new span over its answered one.
+      num = w.answer.ciphertext;
+      for (const sp of req.spans) {
+        const old = w.answer.spans.get(sp.meter);
+        if (old && old.from === sp.from && old.to === sp.to) continue;
+        add(sp.meter, sp.to, 1);
+        add(sp.meter, sp.from, -1);
+        if (old) {
+          add(old.meter, old.to, -1);
+          add(old.meter, old.from, 1);
+        }
+      }
+      for (const old of w.answer.spans.values()) {
+        if (named.has(old.meter)) continue;
+        add(old.meter, old.to, -1);
+        add(old.meter, old.from, 1);
+      }
+    }
+    const noised = req.kind === 'neighbourhood' && this.settings.dpEpsilon !== undefined;
+    for (const [meter, t] of terms) {
+      const rt = this.rt.get(meter);
+      for (const [at, e] of t) {
+        const snap = rt?.snaps.find((x) => x.at === at);
+        if (!snap) {
+          if (rt?.pruned && at < rt.snaps[0]!.at) return refuse('unknownSnapshot', `meter ${meter}'s snapshot at ${at} is older than the ones kept here`);
+          return hold(`meter ${meter}'s snapshot at ${at} has not arrived here`);
+        }
+        const c = noised ? snap.noisy! : snap.c;
+        for (let k = 0; k < Math.abs(e); k++) {
+          if (e > 0) num = (num * c) % n2;
+          else den = (den * c) % n2;
+        }
+      }
+    }
+    const ciphertext = this.pub.add(num, this.pub.mulPlain(den, -1n));
+    if (ciphertext !== req.ciphertext) return refuse('ciphertextMismatch', 'the ciphertext is not the product of the named snapshots');
+    if (req.kind === 'neighbourhood') {
+      if (w.released) this.remember(w.key, w.released, -1);
+      w.released = [...named.keys()].sort();
+      this.remember(w.key, w.released, +1);
+    }
+    w.answer = { spans: named, ciphertext };
+    w.parts = null;
+    return this.answer(w, req, ciphertext);
+  }
+
+  private answer(w: Window, req: BlindRequest, ciphertext: bigint): { answered: true } {
+    w.revision = req.revision;
+    if (w.pending) {
+      w.pending = null;
+      this.pendingWindows.delete(w);
+    }
+    this.dirtyWindows.add(w);
+    this.counters.answered++;
+    const members = req.spans.map((sp) => sp.meter).sort();
+    this.out.push({ kind: req.kind, key: req.key, start: req.start, end: req.end, revision: req.revision, meters: members.length, members, spans: req.spans, ciphertext });
+    return { answered: true };
+  }
+
+  /** Answer mode: requests waiting (for snapshots, or for their window to close here). */
+  get pendingRequests(): number {
+    return this.pendingWindows.size;
   }
 
   private ciphertext(w: Window): bigint {
@@ -552,6 +806,11 @@ export class BlindWindows {
   }
 
   private evaluate(): void {
+    if (this.mode === 'answer') {
+      this.toEvaluate.clear();
+      for (const w of [...this.pendingWindows]) this.request(w.pending!);
+      return;
+    }
     if (this.toEvaluate.size === 0) return;
     const list = [...this.toEvaluate].sort((a, b) => a.start - b.start || (a.kind + a.key < b.kind + b.key ? -1 : 1));
     this.toEvaluate.clear();
@@ -573,7 +832,7 @@ export class BlindWindows {
         this.counters.revisionHeld++;
         return;
       }
-      if (this.settings.membershipGuard !== false && this.differencing(w)) {
+      if (this.settings.membershipGuard !== false && this.differencing(w.key, w.meters, w.released)) {
         this.counters.membershipHeld++;
         return;
       }
@@ -588,7 +847,8 @@ export class BlindWindows {
       this.remember(w.key, w.released, +1);
     }
     this.counters.released++;
-    this.out.push({ kind: w.kind, key: w.key, start: w.start, end: w.end, revision: w.revision, meters: w.meters.size, members: [...w.meters].sort(), ciphertext: this.ciphertext(w) });
+    const members = [...w.meters].sort();
+    this.out.push({ kind: w.kind, key: w.key, start: w.start, end: w.end, revision: w.revision, meters: members.length, members, spans: members.map((m) => spanOf(m, w.spans.get(m))), ciphertext: this.ciphertext(w) });
   }
 
   /**
@@ -597,14 +857,14 @@ export class BlindWindows {
    * membership released for the neighbourhood by another window; before the first release, with the
    * neighbourhood's provisioned meters.
    */
-  private differencing(w: Window): boolean {
+  private differencing(nb: string, members: Set<string>, released: string[] | null): boolean {
     const kg = this.settings.revisionK;
     if (kg <= 1) return false;
-    const own = w.released?.join(',');
+    const own = released?.join(',');
     const refs: Set<string>[] = [];
-    for (const [key, m] of this.releasedMemberships.get(w.key) ?? []) if (m.windows > (key === own ? 1 : 0)) refs.push(m.meters);
-    if (refs.length === 0) refs.push(this.provisioned.get(w.key) ?? new Set());
-    return differsByFew(w.meters, refs, kg);
+    for (const [key, m] of this.releasedMemberships.get(nb) ?? []) if (m.windows > (key === own ? 1 : 0)) refs.push(m.meters);
+    if (refs.length === 0) refs.push(this.provisioned.get(nb) ?? new Set());
+    return differsByFew(members, refs, kg);
   }
 
   private remember(nb: string, meters: string[], delta: 1 | -1): void {
@@ -616,6 +876,28 @@ export class BlindWindows {
     else if (delta > 0) byKey.set(key, { meters: new Set(meters), windows: 1 });
     if (m && m.windows <= 0) byKey.delete(key);
   }
+}
+
+/** A member's span from its snapshot times and exponents (they telescope to one `to` over one `from`). */
+function spanOf(meter: string, terms: Map<number, number> | undefined): MemberSpan {
+  const t = [...(terms ?? [])];
+  const to = t.find(([, e]) => e === 1);
+  const from = t.find(([, e]) => e === -1);
+  if (t.length !== 2 || !to || !from) throw new Error(`internal: meter ${meter}'s snapshot differences in a window do not telescope (${JSON.stringify(t)})`);
+  return { meter, from: from[0], to: to[0] };
+}
+
+function lastWhere<T>(list: T[], pred: (x: T) => boolean): T | undefined {
+  for (let i = list.length - 1; i >= 0; i--) if (pred(list[i]!)) return list[i];
+  return undefined;
+}
+
+function sameSpan(t: Map<number, number> | undefined, sp: MemberSpan): boolean {
+  return t !== undefined && t.size === 2 && t.get(sp.from) === -1 && t.get(sp.to) === 1;
+}
+
+function sameMembers(answered: Map<string, MemberSpan>, spans: MemberSpan[]): boolean {
+  return answered.size === spans.length && spans.every((sp) => answered.get(sp.meter)?.from === sp.from && answered.get(sp.meter)?.to === sp.to);
 }
 
 /** The release flags the blind PES and the guardian share (their commands take the same names). */

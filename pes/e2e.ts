@@ -2,8 +2,9 @@
  * The PES in the end-to-end mode (docs/paillier.md): it folds the meters' Paillier snapshots blind
  * (lib/e2e-windows.ts), holds only its share of the decryption exponent, and for each window the rules release
  * sends the MDMS the window's ciphertext with its own partial decryption, sealed to the MDMS and signed (the
- * aggregate envelope, on the aggregate topic of its kind). It never decrypts and never sees the guardian's
- * partial. Pure (no I/O); `pes --e2e` runs it (pes/e2e-cli.ts, pes/e2e-mqtt.ts: durable state, PUBACK after commit).
+ * aggregate envelope, on the aggregate topic of its kind), and the guardian a request naming the window's
+ * members and their snapshot spans (the guardian checks it and sends its own partial to the MDMS). It never
+ * decrypts and never sees the guardian's partial. Pure (no I/O); `pes --e2e` runs it (pes/e2e-cli.ts, pes/e2e-mqtt.ts: durable state, PUBACK after commit).
  *
  * The household stream: each frame's meter-sealed stream message (docs/protocol.md §11.5) goes out unchanged on
  * the household's topic. The PES cannot open it (the key is the meter's and the household's) and does not sign
@@ -13,7 +14,8 @@
  */
 import type { KeyObject } from 'node:crypto';
 import { BlindWindows, type BlindMeter, type BlindSettings } from '../lib/e2e-windows.js';
-import { releaseBody } from '../protocol/e2e.js';
+import { cborEncode } from '../protocol/cbor.js';
+import { releaseBody, requestBody } from '../protocol/e2e.js';
 import { partialDecrypt, type DecryptionShare } from '../protocol/paillier/threshold.js';
 import { sealAggregate } from '../protocol/seal.js';
 import { topics } from '../protocol/topics.js';
@@ -69,15 +71,28 @@ export class PesE2e {
     return [...streams, ...this.releases()];
   }
 
+  /**
+   * Per release, the sealed release for the MDMS and the request for the guardian (docs/paillier.md
+   * "Requests": the window, its revision, each member's span and the ciphertext; the guardian recomputes the
+   * ciphertext from its own snapshots, checks the rules and answers with its partial decryption to the MDMS).
+   */
   private releases(): { topic: string; payload: Buffer }[] {
     const pub = this.keys.share.publicKey;
     const bands = this.windows.settings.tariff.bands.map((b) => b.name);
-    return this.windows.takeReleases().map((r) => {
+    return this.windows.takeReleases().flatMap((r) => {
       const topic = r.kind === 'neighbourhood' ? topics.neighbourhood(r.key) : topics.billing(r.key);
       const body = releaseBody(pub, { kind: r.kind, key: r.key, start: r.start, end: r.end, revision: r.revision, meters: r.meters, bands, ciphertext: r.ciphertext, partial: partialDecrypt(this.keys.share, r.ciphertext), ...this.ledger(r.kind, r.key) });
-      return { topic, payload: sealAggregate(this.keys.mdmsPublic, topic, body, this.keys.signer) };
+      const request = requestBody(pub, { kind: r.kind, key: r.key, start: r.start, end: r.end, revision: r.revision, spans: r.spans, ciphertext: r.ciphertext });
+      this.requests++;
+      return [
+        { topic, payload: sealAggregate(this.keys.mdmsPublic, topic, body, this.keys.signer) },
+        { topic: topics.request(r.kind, r.key), payload: Buffer.from(cborEncode(request)) },
+      ];
     });
   }
+
+  /** Requests sent to the guardian (one per release). */
+  requests = 0;
 
   /** With DP, a neighbourhood release's ledger entry `{dp: {epsilon, spent}}` (charged now); else nothing. */
   private ledger(kind: 'neighbourhood' | 'billing', key: string): { dp?: { epsilon: number; spent: number } } {

@@ -138,14 +138,15 @@ export function mayRetain(topic: string): boolean {
  * - `household-<hh>`: subscribe its own subtree;
  * - `ucs`: publish household keys;
  * - with `e2e` (end-to-end mode, docs/paillier.md): `guardian`: subscribe all frames (it recomputes every
- *   aggregate it helps decrypt), publish its partial decryptions; `mdms` also subscribes to those (it
- *   combines them with the PES's, so the PES never learns an aggregate).
+ *   aggregate it helps decrypt) and the PES's requests, publish its partial decryptions; `pes` also publishes
+ *   requests; `mdms` also subscribes to the partials (it combines them with the PES's, so the PES never learns
+ *   an aggregate).
  * @example
  * ```ts
  * buildAcl({ gateways: ['gw-n1'], households: ['h1'] })['household-h1'];
  * // { publish: [], subscribe: ['sm/v1/household/h1/#'] }
  * buildAcl({ gateways: [], households: [] }, { e2e: true }).guardian;
- * // { publish: ['sm/v1/partial/#'], subscribe: ['sm/v1/frames/+'] }
+ * // { publish: ['sm/v1/partial/#'], subscribe: ['sm/v1/frames/+', 'sm/v1/request/#'] }
  * ```
  */
 export function buildAcl(fleet: { gateways: string[]; households: string[] }, options: { e2e?: boolean } = {}): Record<string, AclEntry> {
@@ -160,7 +161,8 @@ export function buildAcl(fleet: { gateways: string[]; households: string[] }, op
     ucs: { publish: [topics.householdKeysAll], subscribe: [topics.householdStreamsAll] },
   };
   if (options.e2e) {
-    acl.guardian = { publish: [topics.partialsAll], subscribe: [topics.framesAll] };
+    acl.guardian = { publish: [topics.partialsAll], subscribe: [topics.framesAll, topics.requestsAll] };
+    acl.pes!.publish.push(topics.requestsAll);
     acl.mdms!.subscribe.push(topics.partialsAll);
   }
   for (const gw of fleet.gateways) acl[`gateway-${gw}`] = { publish: [topics.frames(gw)], subscribe: [] };

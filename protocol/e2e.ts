@@ -341,3 +341,66 @@ export function parseGuardianPartial(pub: PublicKey, v: unknown): GuardianPartia
   const w = windowFields(o, 'guardian partial');
   return { ...w, meters: asUint(o.meters, 'guardian partial meters', MAX_METERS), partial: decodePartial(pub, asBytes(o.partial, 'guardian partial partial'), 'guardian') };
 }
+
+/**
+ * One meter's contribution to a requested window: its snapshot at `to` over its snapshot at `from` (its
+ * snapshot differences in the window telescope to that quotient).
+ */
+export interface E2eSpan {
+  meter: string;
+  from: number;
+  to: number;
+}
+
+/**
+ * What the PES asks the guardian to open, on `sm/v1/request/<kind>/<key>` (docs/paillier.md "Requests"): the
+ * window it released, the revision, each member's span and the ciphertext it computed from them. Not sealed: it
+ * names no energy (meters, snapshot times and a ciphertext the broker already carries in the uplinks); the
+ * guardian answers only what its own snapshots and rules confirm, whoever asks.
+ */
+export interface E2eRequest extends E2eWindow {
+  revision: number;
+  spans: E2eSpan[];
+  ciphertext: bigint;
+}
+
+const REQUEST_FIELDS = ['kind', 'key', 'start', 'end', 'revision', 'spans', 'ciphertext'];
+const METER_ID = /^[0-9a-f]{16}$/;
+
+/**
+ * The CBOR body of an {@link E2eRequest} (published as is, CBOR-encoded).
+ * @example
+ * ```ts
+ * publish(topics.request('neighbourhood', 'nb1'), cborEncode(requestBody(pub, req)));
+ * ```
+ */
+export function requestBody(pub: PublicKey, r: E2eRequest): Record<string, unknown> {
+  return { kind: r.kind, key: r.key, start: r.start, end: r.end, revision: r.revision, spans: r.spans.map((s) => [s.meter, s.from, s.to]), ciphertext: ciphertextToBytes(pub, r.ciphertext) };
+}
+
+/**
+ * Validates a request from outside (CBOR bytes): exact fields, window, revision, 1..MAX_METERS spans of
+ * distinct meter ids (16 hex digits) with `from < to`, and a ciphertext under the fleet key.
+ * @example
+ * ```ts
+ * const req = parseRequest(pub, payload); // throws TypeError on anything malformed
+ * ```
+ */
+export function parseRequest(pub: PublicKey, bytes: Uint8Array): E2eRequest {
+  const o = body(cborDecode(bytes), REQUEST_FIELDS, 'e2e request');
+  const w = windowFields(o, 'e2e request');
+  const seen = new Set<string>();
+  const spans = asArray(o.spans, 'e2e request spans', 1, MAX_METERS).map((v, i) => {
+    const a = asArray(v, `e2e request spans[${i}]`, 3, 3);
+    if (typeof a[0] !== 'string' || !METER_ID.test(a[0])) throw new TypeError(`e2e request spans[${i}]: meter must be 16 hex digits`);
+    if (seen.has(a[0])) throw new TypeError(`e2e request spans[${i}]: meter ${a[0]} named twice`);
+    seen.add(a[0]);
+    const from = asUint(a[1], `e2e request spans[${i}].from`, MAX_TIME_S);
+    const to = asUint(a[2], `e2e request spans[${i}].to`, MAX_TIME_S);
+    if (from >= to) throw new TypeError(`e2e request spans[${i}]: from must be before to`);
+    return { meter: a[0], from, to };
+  });
+  const ciphertext = ciphertextFromBytes(pub, asBytes(o.ciphertext, 'e2e request ciphertext', ciphertextLength(pub)));
+  if (!pub.isCiphertext(ciphertext)) throw new TypeError('e2e request ciphertext is not a unit of Z*_{n^2}');
+  return { ...w, revision: asUint(o.revision, 'e2e request revision', MAX_REVISION), spans, ciphertext };
+}

@@ -37,6 +37,9 @@ export const topics = {
   /** Guardian -> MDMS (end-to-end mode): the guardian's partial decryption of an aggregate (docs/paillier.md). */
   partial: (kind: 'neighbourhood' | 'billing', key: string) => `sm/v1/partial/${aggregateKind(kind)}/${topicId(key, kind)}`,
   partialsAll: 'sm/v1/partial/#',
+  /** PES -> guardian (end-to-end mode): what the PES asks the guardian to open (docs/paillier.md "Requests"). */
+  request: (kind: 'neighbourhood' | 'billing', key: string) => `sm/v1/request/${aggregateKind(kind)}/${topicId(key, kind)}`,
+  requestsAll: 'sm/v1/request/#',
 } as const;
 
 function aggregateKind(kind: string): string {
@@ -52,6 +55,7 @@ export const AGGREGATE_PREFIX = 'sm/v1/agg/';
  */
 export const FRAMES_PREFIX = 'sm/v1/frames/';
 export const HOUSEHOLD_KEY_PREFIX = 'sm/v1/pes/household-key/';
+export const REQUEST_PREFIX = 'sm/v1/request/';
 
 const FRAMES = /^sm\/v1\/frames\/([^/]+)$/;
 const AGGREGATE = /^sm\/v1\/agg\/(neighbourhood|billing)\/([^/]+)$/;
@@ -59,6 +63,7 @@ const POLICY = /^sm\/v1\/agg\/policy\/([^/]+)$/;
 const HOUSEHOLD_STREAM = /^sm\/v1\/household\/([^/]+)\/readings$/;
 const HOUSEHOLD_KEY = /^sm\/v1\/pes\/household-key\/([^/]+)$/;
 const PARTIAL = /^sm\/v1\/partial\/(neighbourhood|billing)\/([^/]+)$/;
+const REQUEST = /^sm\/v1\/request\/(neighbourhood|billing)\/([^/]+)$/;
 
 function level(re: RegExp, topic: string): string[] | null {
   const m = typeof topic === 'string' ? re.exec(topic) : null;
@@ -98,6 +103,11 @@ export const parseTopic = {
   /** Kind and key of a partial-decryption topic (end-to-end mode). */
   partial(topic: string): { kind: 'neighbourhood' | 'billing'; key: string } | null {
     const m = level(PARTIAL, topic);
+    return m ? { kind: m[0] as 'neighbourhood' | 'billing', key: m[1]! } : null;
+  },
+  /** Kind and key of a request topic (end-to-end mode). */
+  request(topic: string): { kind: 'neighbourhood' | 'billing'; key: string } | null {
+    const m = level(REQUEST, topic);
     return m ? { kind: m[0] as 'neighbourhood' | 'billing', key: m[1]! } : null;
   },
 } as const;

@@ -19,13 +19,14 @@ import { Combiner } from '../../mdms/combine.js';
 import { PesCore, type PesSettings } from '../../pes/core/pes.js';
 import { PesE2e } from '../../pes/e2e.js';
 import { parseAggregate, type Aggregate } from '../../protocol/aggregate.js';
-import { decodeE2ePayload, parseGuardianPartial, parseRelease, partialBody, registerLayout, unpackRegisters } from '../../protocol/e2e.js';
+import { decodeE2ePayload, parseGuardianPartial, parseRelease, parseRequest, partialBody, registerLayout, requestBody, unpackRegisters, type E2eRequest } from '../../protocol/e2e.js';
+import { cborEncode } from '../../protocol/cbor.js';
 import { encodeFrame, openFrame, decodeFrame, SC_AES256GCM, sealFrame } from '../../protocol/frame.js';
 import { generatePaillier, type PrivateKey } from '../../protocol/paillier/engine.js';
 import { combinePartials, partialDecrypt } from '../../protocol/paillier/threshold.js';
 import { encodeReadingBatch, type Reading } from '../../protocol/reading.js';
 import { openAggregate, sealAggregate } from '../../protocol/seal.js';
-import { topics } from '../../protocol/topics.js';
+import { parseTopic, REQUEST_PREFIX, topics } from '../../protocol/topics.js';
 import { decodeUplink, encodeUplink } from '../../protocol/uplink.js';
 import { provision } from '../../provision/keys.js';
 
@@ -48,6 +49,7 @@ let dir: string;
 let keys: string;
 let fleet: Fleet;
 let classicKey: PrivateKey;
+let runE2e: Buffer[] = [];
 const log = pino({ level: 'silent' });
 
 /** Deterministic 1-minute readings per meter: a few Wh per minute, more at 18:00-21:00. */
@@ -124,6 +126,7 @@ describe('end-to-end mode with the real key folders', () => {
   let guardian: GuardianCore;
   beforeAll(() => {
     run = uplinks();
+    runE2e = run.e2e;
     const pk = loadPesKeys(keys, { e2e: true });
     const gk = loadGuardianKeys(join(keys, GUARDIAN_DIR));
     pes = new PesE2e(settings, { share: pk.paillierShare, mdmsPublic: pk.mdmsPublic, signer: pk.signer, meters: blindMeters(pk.meterKeys) });
@@ -155,10 +158,17 @@ describe('end-to-end mode with the real key folders', () => {
     const pub = pk.paillierShare.publicKey;
     const combiner = new Combiner(pub);
     const got: Aggregate[] = [];
+    let requests = 0;
     for (const m of pes.takeOutbox()) {
+      if (m.topic.startsWith(REQUEST_PREFIX)) {
+        requests++;
+        expect(guardian.ingestRequest(m.payload, parseTopic.request(m.topic))).toEqual({ answered: true });
+        continue;
+      }
       const a = combiner.release(parseRelease(pub, openAggregate(mdmsKey, m.topic, m.payload, pesVerify)));
       if (a) got.push(a);
     }
+    expect(requests).toBe(expected.length); // one request per release
     for (const p of guardian.takePartials()) {
       const topic = topics.partial(p.kind, p.key);
       const sealed = sealAggregate(gk.mdmsPublic, topic, partialBody(pub, p), gk.signer);
@@ -206,55 +216,61 @@ describe('end-to-end mode with the real key folders', () => {
     expect(() => loadPesKeys(keys)).toThrow();
   });
 
-  it('the guardian refuses what the policy forbids, and opens only the windows it computed itself', () => {
+  it('the guardian answers only what its own snapshots and the rules confirm: a request for anything else is refused', () => {
     const pk = loadPesKeys(keys, { e2e: true });
+    const gk = loadGuardianKeys(join(keys, GUARDIAN_DIR));
     const pub = pk.paillierShare.publicKey;
-    const g = guardian;
+    const g = new GuardianCore(settings, { share: gk.paillierShare, meters: blindMeters(gk.meterKeys) }, log);
+    for (const u of run.e2e) g.ingestUplink(u);
+    g.flush();
     const nbA = fleet.meters[0]!.neighbourhood;
     const nbB = fleet.meters[4]!.neighbourhood;
     const start = T0 + 19 * 3600;
-    // A compromised PES asks for one meter's interval: the difference of two of its snapshots.
+    const end = start + 3600;
+    const snaps = snapshotsOf(pk);
+    const c = (id: string, at: number) => snaps.get(id)!.get(at)!;
+    const nbAMeters = fleet.meters.filter((m) => m.neighbourhood === nbA).map((m) => m.meter);
+    const whole = (ids: string[]) => ids.map((meter) => ({ meter, from: start, to: end }));
+    const product = (spans: { meter: string; from: number; to: number }[]) => spans.reduce((acc, sp) => pub.add(acc, pub.add(c(sp.meter, sp.to), pub.mulPlain(c(sp.meter, sp.from), -1n))), 1n);
+    const ask = (r: Omit<E2eRequest, 'ciphertext'> & { ciphertext?: bigint }) => g.ingestRequest(cborEncode(requestBody(pub, { ...r, ciphertext: r.ciphertext ?? product(r.spans) })));
     const m1 = fleet.meters[0]!;
-    const snaps: bigint[] = [];
-    for (const u of run.e2e) {
-      for (const f of decodeUplinkFrames(u)) {
-        const fr = decodeFrame(f);
-        if (Buffer.from(fr.systemTitle).toString('hex') !== m1.meter) continue;
-        for (const s of decodeE2ePayload(pub, openFrame(pk.meterKeys.get(m1.meter)!, fr)).snapshots) if (s.at === start || s.at === start + 3600) snaps.push(s.ciphertext);
-      }
-    }
-    expect(snaps).toHaveLength(2);
-    const single = pub.add(snaps[1]!, pub.mulPlain(snaps[0]!, -1n));
     const before = { ...g.refusals };
-    expect(g.request({ kind: 'neighbourhood', key: nbA, start, end: start + 3600, ciphertext: single })).toMatchObject({ refused: 'ciphertextMismatch' });
-    // The same ciphertext named as a household's bill (hh-1 has only m1) is not the day's whole bill either.
-    expect(g.request({ kind: 'billing', key: m1.household, start, end: start + 3600, ciphertext: single })).toMatchObject({ refused: 'notBillingPeriod' });
-    expect(g.request({ kind: 'billing', key: m1.household, start: T0, end: T0 + 86400, ciphertext: single })).toMatchObject({ refused: 'ciphertextMismatch' });
-    // A window under k (nb-b has 2 meters), whatever the ciphertext.
-    expect(g.request({ kind: 'neighbourhood', key: nbB, start, end: start + 3600, ciphertext: single })).toMatchObject({ refused: 'underK' });
-    // Not an interval, and a window nobody computed.
-    expect(g.request({ kind: 'neighbourhood', key: nbA, start: start + 60, end: start + 3660, ciphertext: single })).toMatchObject({ refused: 'notInterval' });
-    expect(g.request({ kind: 'neighbourhood', key: nbA, start: T0 + 30 * 86400, end: T0 + 30 * 86400 + 3600, ciphertext: single })).toMatchObject({ refused: 'notComputed' });
-    expect(g.refusals.ciphertextMismatch - before.ciphertextMismatch).toBe(2);
-    expect(g.refusals.underK - before.underK).toBe(1);
-    expect(g.refusals.notBillingPeriod - before.notBillingPeriod).toBe(1);
-    // The window it released itself, with the ciphertext it computed: its partial, which opens the sum.
-    const mine = g.windows.releasedWindow('neighbourhood', nbA, start);
-    expect(mine && 'ciphertext' in mine).toBe(true);
-    if (!mine || !('ciphertext' in mine)) return;
-    const answer = g.request({ kind: 'neighbourhood', key: nbA, start, end: start + 3600, ciphertext: mine.ciphertext });
-    expect('partial' in answer).toBe(true);
-    if (!('partial' in answer)) return;
-    const m = combinePartials(pub, partialDecrypt(pk.paillierShare, mine.ciphertext), answer.partial, mine.ciphertext);
+    // A compromised PES asks for one meter's interval: as a neighbourhood window, and as a slice of its bill.
+    expect(ask({ kind: 'neighbourhood', key: nbA, start, end, revision: 0, spans: whole([m1.meter]) })).toMatchObject({ refused: 'underK' });
+    expect(ask({ kind: 'billing', key: m1.household, start, end, revision: 0, spans: whole([m1.meter]) })).toMatchObject({ refused: 'notBillingPeriod' });
+    expect(ask({ kind: 'billing', key: m1.household, start: T0, end: T0 + 86400, revision: 0, spans: [{ meter: m1.meter, from: start, to: end }] })).toMatchObject({ refused: 'notWhole' });
+    // k meters, but one of them from another neighbourhood; a neighbourhood under k; not an interval.
+    expect(ask({ kind: 'neighbourhood', key: nbA, start, end, revision: 0, spans: whole([...nbAMeters.slice(0, 2), fleet.meters[4]!.meter]) })).toMatchObject({ refused: 'notMember' });
+    expect(ask({ kind: 'neighbourhood', key: nbB, start, end, revision: 0, spans: whole(fleet.meters.slice(4).map((m) => m.meter)) })).toMatchObject({ refused: 'underK' });
+    expect(ask({ kind: 'neighbourhood', key: nbA, start: start + 60, end: end + 60, revision: 0, spans: whole(nbAMeters) })).toMatchObject({ refused: 'notInterval' });
+    // Spans that do not end in the window; a ciphertext that is not the named snapshots' product.
+    expect(ask({ kind: 'neighbourhood', key: nbA, start, end, revision: 0, spans: nbAMeters.map((meter) => ({ meter, from: start - 3600, to: start })) })).toMatchObject({ refused: 'badSpan' });
+    expect(ask({ kind: 'neighbourhood', key: nbA, start, end, revision: 0, spans: whole(nbAMeters), ciphertext: pub.encrypt(0n) })).toMatchObject({ refused: 'ciphertextMismatch' });
+    expect(g.takePartials()).toHaveLength(0);
+    // The window as the PES computes it: answered, and the two partials open the sum of the four meters.
+    const ok = { kind: 'neighbourhood' as const, key: nbA, start, end, revision: 0, spans: whole(nbAMeters) };
+    expect(ask(ok)).toEqual({ answered: true });
+    const [p] = g.takePartials();
+    const ciphertext = product(ok.spans);
+    const m = combinePartials(pub, partialDecrypt(pk.paillierShare, ciphertext), p!.partial, ciphertext);
     const wh = unpackRegisters(registerLayout(pub, 2), m, 2).imports.reduce((a, b) => a + b, 0n);
     const expected = [0, 1, 2, 3].reduce((a, i) => {
       const all = readingsOf(i).batches.flat();
-      return a + all.filter((r) => r.time >= start && r.time < start + 3600).reduce((s, r, j, arr) => s + r.importWh - (j === 0 ? all[all.indexOf(r) - 1]!.importWh : arr[j - 1]!.importWh), 0);
+      return a + all.filter((r) => r.time >= start && r.time < end).reduce((s, r, j, arr) => s + r.importWh - (j === 0 ? all[all.indexOf(r) - 1]!.importWh : arr[j - 1]!.importWh), 0);
     }, 0);
     expect(wh).toBe(BigInt(expected));
+    // The same request again (re-published after a crash): the same answer. A revision changing one meter's
+    // span (fewer than revision-k = 3) is refused; so is an older revision.
+    expect(ask(ok)).toEqual({ answered: true });
+    expect(g.takePartials()).toHaveLength(1);
+    expect(ask({ ...ok, revision: 1, spans: [{ meter: nbAMeters[0]!, from: start - 3600, to: end }, ...whole(nbAMeters.slice(1))] })).toMatchObject({ refused: 'revisionHeld' });
+    expect(ask({ ...ok, revision: 0, spans: whole(nbAMeters.slice(0, 3)) })).toMatchObject({ refused: 'staleRevision' });
+    expect(g.refusals).toMatchObject({ underK: before.underK + 2, notBillingPeriod: before.notBillingPeriod + 1, notWhole: before.notWhole + 1, notMember: before.notMember + 1, notInterval: before.notInterval + 1, badSpan: before.badSpan + 1, ciphertextMismatch: before.ciphertextMismatch + 1, revisionHeld: before.revisionHeld + 1, staleRevision: before.staleRevision + 1 });
+    // Bytes that are no request at all.
+    expect(g.ingestRequest(Buffer.from('not cbor'))).toMatchObject({ refused: 'malformed' });
   });
 
-  it('the membership guard holds, as the classic PES does, every interval a provisioned meter is missing from', () => {
+  it('the membership guard holds, at the PES and at the guardian, every interval a provisioned meter is missing from', () => {
     const pk = loadPesKeys(keys, { e2e: true });
     const gk = loadGuardianKeys(join(keys, GUARDIAN_DIR));
     const m4 = fleet.meters[3]!.meter;
@@ -267,31 +283,132 @@ describe('end-to-end mode with the real key folders', () => {
     for (const u of without(run.classic)) classic.ingestUplink(u);
     classic.flush();
     classic.hydrate([]); // no state behind this core: a window it does not hold in memory is new
+    const p = new PesE2e(settings, { share: pk.paillierShare, mdmsPublic: pk.mdmsPublic, signer: pk.signer, meters: blindMeters(pk.meterKeys) });
     const g = new GuardianCore(settings, { share: gk.paillierShare, meters: blindMeters(gk.meterKeys) }, log);
-    for (const u of without(run.e2e)) g.ingestUplink(u);
+    for (const u of without(run.e2e)) {
+      p.ingestUplink(u);
+      g.ingestUplink(u);
+    }
+    p.flush();
     g.flush();
     // nb-a has 3 of its 4 meters (>= k = 3) in every interval: one fewer than provisioned, so each is held.
     expect(classic.checkpoint().outbox.filter((m) => m.kind === 'neighbourhood')).toHaveLength(0);
-    expect(g.takePartials().filter((p) => p.kind === 'neighbourhood')).toHaveLength(0);
-    expect(g.windows.counters.membershipHeld).toBe(classic.counters.membershipHeld);
-    expect(g.windows.counters.membershipHeld).toBeGreaterThanOrEqual(DAYS * 24);
+    expect(p.takeOutbox().filter((m) => m.topic.startsWith(REQUEST_PREFIX) && parseTopic.request(m.topic)!.kind === 'neighbourhood')).toHaveLength(0);
+    expect(p.windows.counters.membershipHeld).toBe(classic.counters.membershipHeld);
+    expect(p.windows.counters.membershipHeld).toBeGreaterThanOrEqual(DAYS * 24);
+    // A compromised PES asks the guardian anyway: the guardian's own guard refuses.
+    const pub = pk.paillierShare.publicKey;
     const start = T0 + 3600;
-    const held = g.windows.releasedWindow('neighbourhood', fleet.meters[0]!.neighbourhood, start);
-    expect(held).toMatchObject({ meters: 3, closed: true });
-    expect(g.request({ kind: 'neighbourhood', key: fleet.meters[0]!.neighbourhood, start, end: start + 3600, ciphertext: pk.paillierShare.publicKey.encrypt(0n) })).toMatchObject({ refused: 'notReleased' });
+    const snaps = snapshotsOf(pk);
+    const ids = fleet.meters.slice(0, 3).map((m) => m.meter);
+    const ciphertext = ids.reduce((acc, id) => pub.add(acc, pub.add(snaps.get(id)!.get(start + 3600)!, pub.mulPlain(snaps.get(id)!.get(start)!, -1n))), 1n);
+    const req = parseRequest(pub, cborEncode(requestBody(pub, { kind: 'neighbourhood', key: fleet.meters[0]!.neighbourhood, start, end: start + 3600, revision: 0, spans: ids.map((meter) => ({ meter, from: start, to: start + 3600 })), ciphertext })));
+    expect(g.request(req)).toMatchObject({ refused: 'membershipHeld' });
   });
 
-  it('a still-open billing period is refused until it closes', () => {
+  it('the PES and the guardian seeing the uplinks in different orders still pair every release: the PES decides, the guardian checks', () => {
     const pk = loadPesKeys(keys, { e2e: true });
     const gk = loadGuardianKeys(join(keys, GUARDIAN_DIR));
+    const pub = pk.paillierShare.publicKey;
+    const mdmsKey = loadMdmsKey(keys);
+    // revision-k 2 without the membership guard: a window released over 3 meters is not revised for a 4th.
+    const s2: BlindSettings = { ...settings, revisionK: 2, membershipGuard: false };
+    const m4 = fleet.meters[3]!.meter;
+    const per = fleet.gateways.length;
+    const frames = run.e2e.flatMap((u, i) => {
+      const up = decodeUplink(u);
+      return up.frames.map((f) => ({ b: Math.floor(i / per), meter: Buffer.from(decodeFrame(f).systemTitle).toString('hex'), uplink: encodeUplink({ gateway: up.gateway, frames: [f] }) }));
+    });
+    // m4's gateway link lags three hours: its frames arrive after its windows closed (lateness 30 min).
+    const lagging = frames.map((f, i) => ({ ...f, i, key: f.b + (f.meter === m4 ? 12 : 0) })).sort((x, y) => x.key - y.key || x.i - y.i);
+    const orders: [typeof frames, typeof frames][] = [
+      [lagging, frames],
+      [frames, lagging],
+    ];
+    for (const [pesOrder, guardianOrder] of orders) {
+      const p = new PesE2e(s2, { share: pk.paillierShare, mdmsPublic: pk.mdmsPublic, signer: pk.signer, meters: blindMeters(pk.meterKeys) });
+      const g = new GuardianCore(s2, { share: gk.paillierShare, meters: blindMeters(gk.meterKeys) }, log);
+      const combiner = new Combiner(pub);
+      const latest = new Map<string, number>(); // per window, the PES's latest revision
+      const combined = new Set<string>();
+      const deliver = () => {
+        for (const m of p.takeOutbox()) {
+          if (m.topic.startsWith(REQUEST_PREFIX)) g.ingestRequest(m.payload, parseTopic.request(m.topic));
+          else if (!m.topic.startsWith('sm/v1/household/')) {
+            const r = parseRelease(pub, openAggregate(mdmsKey, m.topic, m.payload, loadPesVerifyKey(keys)));
+            latest.set(`${r.kind}|${r.key}|${r.start}`, r.revision);
+            const a = combiner.release(r);
+            if (a) combined.add(`${a.kind}|${a.key}|${a.start}|${a.revision}`);
+          }
+        }
+        for (const part of g.takePartials()) {
+          const a = combiner.guardian(part);
+          if (a) combined.add(`${a.kind}|${a.key}|${a.start}|${a.revision}`);
+        }
+      };
+      for (let i = 0; i < frames.length; i++) {
+        p.ingestUplink(pesOrder[i]!.uplink);
+        g.ingestUplink(guardianOrder[i]!.uplink);
+        deliver();
+      }
+      p.flush();
+      deliver();
+      g.flush();
+      deliver();
+      expect(latest.size).toBeGreaterThan(DAYS * 24);
+      // Every window's latest revision met the guardian's partial of its ciphertext.
+      expect([...latest].filter(([w, rev]) => !combined.has(`${w}|${rev}`))).toEqual([]);
+      expect(g.windows.pendingRequests).toBe(0);
+      // What the guardian refused: only bills the PES made before it had the whole day, superseded by its own
+      // later revision (the MDMS keeps such a half until its retention).
+      const { notWhole, staleRevision, ...others } = g.refusals;
+      expect(Object.values(others).every((n) => n === 0)).toBe(true);
+      if (pesOrder === frames) expect(notWhole + staleRevision).toBe(0);
+      if (pesOrder === lagging) expect(p.windows.counters.revisionHeld).toBeGreaterThan(0); // the two would have decided differently
+    }
+  });
+
+  it('a request for a billing period still open at the guardian waits, and is answered once it closes', () => {
+    const pk = loadPesKeys(keys, { e2e: true });
+    const gk = loadGuardianKeys(join(keys, GUARDIAN_DIR));
+    const pub = pk.paillierShare.publicKey;
+    const p = new PesE2e(settings, { share: pk.paillierShare, mdmsPublic: pk.mdmsPublic, signer: pk.signer, meters: blindMeters(pk.meterKeys) });
     const g = new GuardianCore(settings, { share: gk.paillierShare, meters: blindMeters(gk.meterKeys) }, log);
-    for (const u of run.e2e.slice(0, 20)) g.ingestUplink(u); // the first 2.5 hours of day 1
-    const hh = fleet.meters[0]!.household;
-    const c = pk.paillierShare.publicKey.encrypt(0n);
-    expect(g.request({ kind: 'billing', key: hh, start: T0, end: T0 + 86400, ciphertext: c })).toMatchObject({ refused: 'notReleased' });
-    expect(g.takePartials().every((p) => p.kind === 'neighbourhood')).toBe(true);
+    const half = run.e2e.length / 2; // day 1: the PES has it all, the guardian only its first hours
+    for (const u of run.e2e.slice(0, half + 20)) p.ingestUplink(u);
+    for (const u of run.e2e.slice(0, 20)) g.ingestUplink(u);
+    const requests = p.takeOutbox().filter((m) => m.topic.startsWith(REQUEST_PREFIX));
+    const bill = requests.find((m) => parseTopic.request(m.topic)!.kind === 'billing')!;
+    expect(bill).toBeDefined();
+    expect(g.ingestRequest(bill.payload, parseTopic.request(bill.topic))).toMatchObject({ pending: expect.stringMatching(/still open/) });
+    expect(g.takePartials()).toHaveLength(0);
+    expect(g.windows.pendingRequests).toBe(1);
+    for (const u of run.e2e.slice(20, half + 20)) g.ingestUplink(u);
+    expect(g.windows.pendingRequests).toBe(0);
+    const partials = g.takePartials();
+    expect(partials).toHaveLength(1);
+    const r = parseRequest(pub, bill.payload);
+    expect(partials[0]).toMatchObject({ kind: 'billing', key: r.key, start: r.start });
+    const regs = unpackRegisters(registerLayout(pub, 2), combinePartials(pub, partialDecrypt(pk.paillierShare, r.ciphertext), partials[0]!.partial, r.ciphertext), 2);
+    expect(regs.imports[0]! + regs.imports[1]!).toBeGreaterThan(0n); // day 1's bill of that household
   });
 });
+
+/** Every meter's snapshot ciphertexts by time, from the e2e uplinks (the PES's folder opens the frames). */
+function snapshotsOf(pk: ReturnType<typeof loadPesKeys>): Map<string, Map<number, bigint>> {
+  const pub = pk.paillierShare.publicKey;
+  const out = new Map<string, Map<number, bigint>>();
+  for (const u of runE2e) {
+    for (const f of decodeUplinkFrames(u)) {
+      const fr = decodeFrame(f);
+      const id = Buffer.from(fr.systemTitle).toString('hex');
+      let m = out.get(id);
+      if (!m) out.set(id, (m = new Map()));
+      for (const s of decodeE2ePayload(pub, openFrame(pk.meterKeys.get(id)!, fr)).snapshots) m.set(s.at, s.ciphertext);
+    }
+  }
+  return out;
+}
 
 function decodeUplinkFrames(u: Uint8Array): Uint8Array[] {
   return decodeUplink(u).frames;

@@ -26,7 +26,7 @@ import type { Aggregate } from '../../protocol/aggregate.js';
 import { parseRelease } from '../../protocol/e2e.js';
 import { encodeFrame, SC_AES256GCM, sealFrame } from '../../protocol/frame.js';
 import { openAggregate } from '../../protocol/seal.js';
-import { topics } from '../../protocol/topics.js';
+import { parseTopic, REQUEST_PREFIX, topics } from '../../protocol/topics.js';
 import { encodeUplink } from '../../protocol/uplink.js';
 import { provision } from '../../provision/keys.js';
 import { runCli, type CliProcess } from '../cli/run-cli.js';
@@ -107,6 +107,10 @@ describe('pes --e2e and guardian with --state (processes)', () => {
     const mdmsKey = loadMdmsKey(keys);
     const take = () => {
       for (const m of refPes.takeOutbox()) {
+        if (m.topic.startsWith(REQUEST_PREFIX)) {
+          refGuardian.ingestRequest(m.payload, parseTopic.request(m.topic));
+          continue;
+        }
         const a = combiner.release(parseRelease(pub, openAggregate(mdmsKey, m.topic, m.payload, loadPesVerifyKey(keys))));
         if (a) expected.push(a);
       }

@@ -45,7 +45,7 @@ function frame(enc: E2eEncoder, i: number, t: number, ic: number): Buffer {
 /** The `dp` ledger of every neighbourhood release in `out`, in order. */
 function ledgers(out: { topic: string; payload: Buffer }[]): unknown[] {
   return out
-    .filter((m) => m.topic.includes('/neighbourhood/'))
+    .filter((m) => m.topic.startsWith('sm/v1/agg/neighbourhood/'))
     .map((m) => parseRelease(key, openAggregate(mdms.privateKey, m.topic, m.payload, signer.publicKey)).dp);
 }
 

@@ -24,7 +24,7 @@ const rows = (first: RegExp) =>
     .filter((l) => first.test(l))
     .map((l) => l.split('|').slice(1, -1).map((c) => c.trim()));
 const ids = { gw: 'gw-nb1', nb: 'nb1', hh: 'hh1', pes: 'pes' };
-const e2eOnly = { users: ['guardian'], filters: [topics.partialsAll] as string[] }; // the end-to-end mode's additions
+const e2eOnly = { users: ['guardian'], filters: [topics.partialsAll, topics.requestsAll] as string[] }; // the end-to-end mode's additions
 const fill = (s: string) => s.replace(/<(gw|nb|hh|pes)>/g, (_m, k: keyof typeof ids) => ids[k]);
 
 describe('MQTT topic table in docs/protocol.md', () => {
@@ -39,6 +39,7 @@ describe('MQTT topic table in docs/protocol.md', () => {
     const fns = topicRows.map((r) => ticks(r[1]!)[0]!.replace(/\(.*\)/, ''));
     expect([...new Set(fns)].sort()).toEqual(builders.sort());
     expect(fns.filter((f) => f === 'topics.partial')).toHaveLength(2);
+    expect(fns.filter((f) => f === 'topics.request')).toHaveLength(2);
     for (const [topic, fn] of topicRows) {
       const [name, kind, arg] = ticks(fn!)[0]!.match(/^topics\.(\w+)\((?:'(\w+)', )?(\w+)\)$/)!.slice(1) as [keyof typeof topics, string | undefined, keyof typeof ids];
       const built = kind === undefined ? (topics[name] as (id: string) => string)(ids[arg]) : (topics[name] as (k: string, id: string) => string)(kind, ids[arg]);
@@ -54,6 +55,7 @@ describe('MQTT topic table in docs/protocol.md', () => {
       'topics.householdAll(hh)': topics.householdAll(ids.hh),
       'topics.householdStreamsAll': topics.householdStreamsAll,
       'topics.partialsAll': topics.partialsAll,
+      'topics.requestsAll': topics.requestsAll,
     };
     for (const [topic, , , , sub] of topicRows) {
       const t = ticks(sub!);

@@ -139,7 +139,8 @@ describe('provision --e2e', () => {
     expect(createPublicKey(guardian.signer).export({ format: 'jwk' })).toEqual(loadGuardianVerifyKey(keys).export({ format: 'jwk' }));
     expect(guardian.mdmsPublic.export({ format: 'jwk' })).toEqual(loadPesKeys(keys, { e2e: true }).mdmsPublic.export({ format: 'jwk' }));
     const users = JSON.parse(readFileSync(brokerUsersPath(keys), 'utf8')).users;
-    expect(users.guardian).toMatchObject({ publish: [topics.partialsAll], subscribe: [topics.framesAll] });
+    expect(users.guardian).toMatchObject({ publish: [topics.partialsAll], subscribe: [topics.framesAll, topics.requestsAll] });
+    expect(users.pes.publish).toContain(topics.requestsAll);
     expect(users.mdms.subscribe).toContain(topics.partialsAll);
     const { password } = loadCredentials(gdir, 'guardian');
     expect(await verifyPassword(password, users.guardian.scrypt)).toBe(true);
