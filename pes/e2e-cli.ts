@@ -1,10 +1,10 @@
 /**
  * `smartermeter pes --e2e`: the blind PES (docs/paillier.md) as a standalone command, kill -9 safe with its
  * `--state` file (lib/e2e-state.ts). It takes the classic PES's release flags (interval, billing period,
- * tariff, zone, lateness, k, revision-k, membership guard, retention, pes-id, client-id, gateway, broker and
- * credentials; `--dp-epsilon` is the epsilon the meters' noise shares give: the blind PES folds the noised
- * totals and keeps the ledger) and refuses, each with a clear error, those it cannot honour yet (a DP budget,
- * a PostgreSQL state, partitions, max-skew). Same log lines as the classic `pes`: `pes: subscribed` once ready,
+ * tariff, zone, lateness, k, revision-k, membership guard, retention, max-skew (the guardian must run with the
+ * same), pes-id, client-id, gateway, broker and credentials; `--dp-epsilon` is the epsilon the meters' noise
+ * shares give: the blind PES folds the noised totals and keeps the ledger) and refuses, each with a clear error,
+ * those it cannot honour yet (a DP budget, a PostgreSQL state, partitions). Same log lines as the classic `pes`: `pes: subscribed` once ready,
  * `pes: flushed on SIGUSR2: every window closed` after SIGUSR2 (closes every window), `pes: stopped`.
  * @module
  */
@@ -31,7 +31,6 @@ const REFUSED: [keyof PesFlags, string, string][] = [
   ['partitions', '--partitions', 'the blind PES runs the whole fleet (no partitions yet)'],
   ['stateSchema', '--state-schema', 'the blind PES keeps a SQLite state file only'],
   ['leaseTtl', '--lease-ttl', 'the blind PES keeps a SQLite state file only (no standby)'],
-  ['maxSkew', '--max-skew', 'the blind PES cannot see reading times beyond its watermark check (not enforced yet)'],
 ];
 
 /**
@@ -49,6 +48,7 @@ export async function runPesE2e(flags: PesFlags, cmd: Command): Promise<void> {
   if (isPostgresUrl(stateFile)) throw new InvalidArgumentError('--state with --e2e must be a SQLite file: the blind PES has no PostgreSQL state yet');
   const billing = flags.billingPeriod ?? parseBillingPeriod('1d');
   if (flags.retention !== undefined && flags.retention <= flags.lateness) throw new InvalidArgumentError(`--retention must be longer than --lateness (${flags.lateness} s)`);
+  if (flags.maxSkew < 60) throw new InvalidArgumentError('--max-skew must be at least 1m');
   const log = createLogger('pes');
   const keys = loadPesKeys(flags.keys, { e2e: true });
   const meters = fleetMeters(loadFleet(flags.keys).meters, keys.meterKeys, keys.meterRotations);

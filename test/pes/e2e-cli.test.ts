@@ -25,7 +25,7 @@ describe('pes --e2e flags', () => {
     [['--dp-budget', '4'], /--dp-budget cannot be used with --e2e/],
     [['--partition', 'north', '--neighbourhoods', 'nb1'], /--partition cannot be used with --e2e: the blind PES runs the whole fleet/],
     [['--state-schema', 'x'], /--state-schema cannot be used with --e2e/],
-    [['--max-skew', '1d'], /--max-skew cannot be used with --e2e/],
+    [['--max-skew', '30s'], /--max-skew must be at least 1m/],
     [['--state', 'postgres://pes@db/pes'], /--state with --e2e must be a SQLite file/],
     [['--retention', '10m'], /--retention must be longer than --lateness/],
   ])('refuses %j', async (args, msg) => {
@@ -38,6 +38,9 @@ describe('pes --e2e flags', () => {
     expect(await run(registerPesCommand, ['pes', '--e2e', '--keys', '/nonexistent', '--dp-epsilon', '1'])).toMatch(/nonexistent/);
     expect(await run(registerGuardianCommand, ['guardian', '--keys', '/nonexistent', '--dp-epsilon', '1'])).toMatch(/nonexistent/);
     expect(await run(registerGuardianCommand, ['guardian', '--keys', '/nonexistent', '--dp-epsilon', '0'])).toMatch(/--dp-epsilon must be a positive number/);
+    // --max-skew: both parties bound reading times against their watermark by the same rule (lib/e2e-windows.ts).
+    expect(await run(registerPesCommand, ['pes', '--e2e', '--keys', '/nonexistent', '--max-skew', '1d'])).toMatch(/nonexistent/);
+    expect(await run(registerGuardianCommand, ['guardian', '--keys', '/nonexistent', '--max-skew', '1d'])).toMatch(/nonexistent/);
   });
 });
 
@@ -54,6 +57,7 @@ describe('guardian flags', () => {
     [['--billing-period', '2d'], /--billing-period: expected 1d, 1mo or Nh/],
     [['--interval', '7m'], /--interval must be between 1m and 1d and divide a day/],
     [['--lateness', 'soon'], /--lateness must look like/],
+    [['--max-skew', '30s'], /--max-skew must be at least 1m/],
   ])('refuses %j', async (args, msg) => {
     expect(await run(registerGuardianCommand, ['guardian', '--keys', '/nonexistent', ...args])).toMatch(msg);
   });
