@@ -319,7 +319,7 @@ async function openRows(payload: Uint8Array, fromArchive = false): Promise<Row[]
   try {
     return bodyRows(parseStreamBody(await opener.open(topics.household(household), payload)));
   } catch (e) {
-    let reason = e instanceof OpenError ? e.reason : 'invalid';
+    let reason: OpenFailure | 'invalid' = e instanceof OpenError ? e.reason : 'invalid';
     if (fromArchive && reason === 'replayed') reason = 'duplicate';
     state.failures[reason]++;
     if (reason === 'replayed' && state.failures.replayed === 1) {
