@@ -43,6 +43,7 @@ interface GuardianFlags {
   membershipGuard: boolean;
   retention?: number;
   dpEpsilon?: number;
+  maxSkew: number;
 }
 
 function credentials(f: GuardianFlags): { username?: string; password?: string } {
@@ -79,6 +80,7 @@ function latenessOption(v: string): number {
 
 async function run(f: GuardianFlags): Promise<void> {
   if (f.retention !== undefined && f.retention <= f.lateness) throw new InvalidArgumentError(`--retention must be longer than --lateness (${f.lateness} s)`);
+  if (f.maxSkew < 60) throw new InvalidArgumentError('--max-skew must be at least 1m');
   let billing;
   try {
     billing = parseBillingPeriod(f.billingPeriod, '--billing-period');
@@ -138,5 +140,6 @@ export function registerGuardianCommand(program: Command): void {
     .option('--no-membership-guard', "release neighbourhood windows whose membership differs from a released one by 1 to revision-k - 1 meters (the PES's setting; docs/privacy.md)")
     .option('--dp-epsilon <e>', "the PES's --dp-epsilon: neighbourhood windows fold the meters' noised totals (docs/privacy.md)", epsilonOption)
     .option('--retention <duration>', 'how long closed windows are kept for revisions (default: 2 billing periods)', durationOption('--retention'))
+    .option('--max-skew <duration>', "refuse a frame whose readings are further than this from the watermark, so that one meter's clock far ahead does not close every window (the PES's)", durationOption('--max-skew'), 7 * 86400)
     .action((f: GuardianFlags) => run(f));
 }

@@ -69,6 +69,12 @@ export interface BlindSettings {
    * release; neighbourhood windows then sum the noised totals. Absent: no noise.
    */
   dpEpsilon?: number;
+  /**
+   * A frame whose readings end after watermark + maxSkewS or start before watermark - maxSkewS is refused
+   * (`absurdTime`, as the classic PES's `--max-skew`): one meter with a clock far ahead must not move the
+   * watermark and close every window. Absent: no bound.
+   */
+  maxSkewS?: number;
 }
 
 /** What the folder did (all only grow). */
@@ -94,6 +100,8 @@ export interface BlindCounters {
   released: number;
   /** Meter-sealed stream messages whose envelope names another meter or frame counter (not forwarded). */
   badStream: number;
+  /** Frames whose reading times are further than `maxSkewS` from the watermark (refused; the classic PES's name). */
+  absurdTime: number;
   /** Answer mode (the guardian): requests answered. */
   answered: number;
   /** Answer mode: requests still waiting when their window was evicted (refused, `expired`). */
@@ -250,7 +258,7 @@ const SEEN_KEPT = 4096;
  * ```
  */
 export class BlindWindows {
-  readonly counters: BlindCounters = { frames: 0, readings: 0, snapshots: 0, malformedUplink: 0, malformedFrame: 0, unknownMeter: 0, badTag: 0, replay: 0, lateSnapshot: 0, windowFull: 0, reordered: 0, tooOld: 0, suppressed: 0, revisionHeld: 0, membershipHeld: 0, released: 0, badStream: 0, answered: 0, expired: 0 };
+  readonly counters: BlindCounters = { frames: 0, readings: 0, snapshots: 0, malformedUplink: 0, malformedFrame: 0, unknownMeter: 0, badTag: 0, replay: 0, lateSnapshot: 0, windowFull: 0, reordered: 0, tooOld: 0, suppressed: 0, revisionHeld: 0, membershipHeld: 0, released: 0, badStream: 0, absurdTime: 0, answered: 0, expired: 0 };
   readonly calendar: Calendar;
   readonly retentionS: number;
   watermark: number | null = null;
@@ -362,6 +370,14 @@ export class BlindWindows {
     rt.seen.add(ic);
     rt.highest = Math.max(rt.highest, ic);
     if (rt.seen.size > SEEN_KEPT) for (const old of rt.seen) if (rt.highest - old >= SEEN_KEPT) rt.seen.delete(old);
+    let end = 0;
+    for (const r of payload.readings) end = Math.max(end, r.time + r.period);
+    const skew = this.settings.maxSkewS;
+    // As the classic PES: the counter is spent, nothing of the frame is folded or forwarded, the watermark stays.
+    if (skew !== undefined && this.watermark !== null && (end > this.watermark + skew || payload.readings[0]!.time < this.watermark - skew)) {
+      this.counters.absurdTime++;
+      return;
+    }
     const info = this.meters.get(id)!;
     if (payload.stream && this.onStream) {
       const e = parseMeterStream(payload.stream); // decodeE2ePayload checked its shape
@@ -372,8 +388,6 @@ export class BlindWindows {
       this.counters.snapshots++;
       this.fold(id, info, rt, { at: s.at, c: s.ciphertext, ...(s.noisy !== undefined ? { noisy: s.noisy } : {}) });
     }
-    let end = 0;
-    for (const r of payload.readings) end = Math.max(end, r.time + r.period);
     this.counters.frames++;
     this.counters.readings += payload.readings.length;
     if (this.watermark === null || end > this.watermark) this.watermark = end;
@@ -910,6 +924,8 @@ export interface BlindFlags {
   membershipGuard: boolean;
   dpEpsilon?: number;
   retention?: number;
+  /** Seconds (`--max-skew`). */
+  maxSkew?: number;
 }
 
 /**
@@ -932,5 +948,6 @@ export function blindSettingsOf(f: BlindFlags, billing: BillingPeriod, tariff: T
     membershipGuard: f.membershipGuard,
     ...(f.dpEpsilon !== undefined ? { dpEpsilon: f.dpEpsilon } : {}),
     ...(f.retention !== undefined ? { retentionS: f.retention } : {}),
+    ...(f.maxSkew !== undefined ? { maxSkewS: f.maxSkew } : {}),
   };
 }

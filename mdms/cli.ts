@@ -42,6 +42,8 @@ interface IngestFlags {
   clientId?: string;
   topic: string[];
   e2e?: boolean;
+  /** Seconds (--retention, with --e2e only). */
+  retention?: number;
 }
 
 interface ExportFlags {
@@ -116,6 +118,7 @@ function startE2e(flags: IngestFlags, store: Store, privateKey: KeyObject, mqtt:
     mqtt,
     k: flags.k,
     minBillingPeriodS: flags.minBillingPeriod,
+    ...(flags.retention !== undefined ? { retentionMs: flags.retention * 1000 } : {}),
     ...(fleet ? { fleet } : {}),
     log,
   });
@@ -132,7 +135,7 @@ async function runIngest(flags: IngestFlags): Promise<void> {
   if (flags.e2e) {
     if (keySetMode(flags.keys) !== 'e2e') throw new Error(`${flags.keys} is a classic key set: --e2e needs one from provision --e2e`);
     if (flags.topic.length) throw new Error('--topic is not available with --e2e: the end-to-end ingest takes every release and partial');
-  }
+  } else if (flags.retention !== undefined) throw new Error('--retention is for the end-to-end ingest (--e2e): the classic ingest keeps nothing waiting');
   const privateKey = loadMdmsKey(flags.keys);
   const credentials = mqttCredentials(flags);
   let stopping = false;
@@ -280,6 +283,7 @@ export function registerMdmsCommand(program: Command): void {
       return [...acc, v];
     }, [] as string[])
     .option('--e2e', 'end-to-end mode (key set from provision --e2e): combine the PES\'s releases with the guardian\'s partial decryptions before storing; halves waiting for their counterpart are kept in the database')
+    .option('--retention <duration>', 'with --e2e: how long a combined pair\'s marker (so that a half published again is a duplicate) and a half whose counterpart never came are kept (default 62d: two billing periods of a month)', durationOption('--retention'))
     .action((flags: IngestFlags) => runIngest(flags));
 
   mdms

@@ -43,6 +43,11 @@ export class Combiner {
     return this.releases.size + this.partials.size;
   }
 
+  /** Forgets a half still waiting (pruned past the retention: its counterpart is not coming); true if it was here. */
+  forget(ciphertextId: string, half: 'release' | 'partial'): boolean {
+    return (half === 'release' ? this.releases : this.partials).delete(ciphertextId);
+  }
+
   /** A PES release: the aggregate if the guardian's partial of the same ciphertext is here. */
   release(r: E2eRelease): Aggregate | null {
     const id = r.partial.ciphertextId.toString('hex');

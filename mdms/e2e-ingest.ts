@@ -12,6 +12,13 @@
  * again and is stored idempotently (`duplicate`). A combined pair leaves a marker (its ciphertext id) before
  * the waiting half is forgotten, so a copy of either half that arrives later (redelivered after a crash, or
  * published again from the PES's or the guardian's outbox) is a duplicate, acknowledged, not kept waiting.
+ *
+ * Pruning: markers and halves still waiting that arrived more than the retention ago (`retentionMs`, default
+ * {@link E2E_RETENTION_MS}) are deleted at start and then every `pruneEveryMs`, counted (`prunedMarkers`,
+ * `prunedOrphans`) and logged (an orphan, a half whose counterpart never came, with its topic: that aggregate
+ * is not stored). A copy of a half that comes after its marker was pruned waits again; should its counterpart
+ * come again too, the pair combines to the very aggregate already stored, which the store keeps once
+ * (`duplicate`: rows are idempotent by key, start and revision).
  * @module
  */
 import type { KeyObject } from 'node:crypto';
@@ -40,7 +47,22 @@ export interface E2eIngestCounters {
   badSignature: number;
   refusedCombine: number;
   conflicts: number;
+  /** Combined markers deleted past the retention. */
+  prunedMarkers: number;
+  /** Halves deleted past the retention while still waiting for their counterpart (their aggregate is lost). */
+  prunedOrphans: number;
 }
+
+/**
+ * How long the MDMS keeps a combined marker or a half waiting, by default: 62 days, two of the longest billing
+ * periods (a month of 31 days), as the PES and the guardian keep a closed window for revisions (two billing
+ * periods): a half published again after that is no longer expected.
+ * @example
+ * ```ts
+ * startMdmsE2eIngest({ ...o, retentionMs: E2E_RETENTION_MS });
+ * ```
+ */
+export const E2E_RETENTION_MS = 62 * 86_400_000;
 
 /** Options of {@link startMdmsE2eIngest}. */
 export interface MdmsE2eIngestOptions {
@@ -53,6 +75,10 @@ export interface MdmsE2eIngestOptions {
   k: number;
   fleet?: Fleet;
   minBillingPeriodS?: number;
+  /** Combined markers and waiting halves older than this are pruned; default {@link E2E_RETENTION_MS}. */
+  retentionMs?: number;
+  /** How often to prune; default one hour (and once at start). */
+  pruneEveryMs?: number;
   log?: Logger;
 }
 
@@ -63,9 +89,21 @@ export interface MdmsE2eIngestOptions {
  * await ingest.ready;
  * ```
  */
-export function startMdmsE2eIngest(o: MdmsE2eIngestOptions): { counters: E2eIngestCounters; combiner: Combiner; ready: Promise<void>; failed: Promise<Error>; close(): Promise<void> } {
+export function startMdmsE2eIngest(o: MdmsE2eIngestOptions): {
+  counters: E2eIngestCounters;
+  combiner: Combiner;
+  ready: Promise<void>;
+  failed: Promise<Error>;
+  /** Prunes now (also done at start and every `pruneEveryMs`). */
+  prune(): Promise<void>;
+  close(): Promise<void>;
+} {
   const log = o.log ?? pino({ name: 'mdms' });
-  const counters: E2eIngestCounters = { stored: 0, duplicates: 0, rejectedPrivacy: 0, malformed: 0, received: 0, releases: 0, partials: 0, badSignature: 0, refusedCombine: 0, conflicts: 0 };
+  const retentionMs = o.retentionMs ?? E2E_RETENTION_MS;
+  const pruneEveryMs = o.pruneEveryMs ?? 3_600_000;
+  if (!Number.isSafeInteger(retentionMs) || retentionMs <= 0) throw new RangeError('retentionMs must be a positive whole number of milliseconds');
+  if (!Number.isSafeInteger(pruneEveryMs) || pruneEveryMs <= 0) throw new RangeError('pruneEveryMs must be a positive whole number of milliseconds');
+  const counters: E2eIngestCounters = { stored: 0, duplicates: 0, rejectedPrivacy: 0, malformed: 0, received: 0, releases: 0, partials: 0, badSignature: 0, refusedCombine: 0, conflicts: 0, prunedMarkers: 0, prunedOrphans: 0 };
   const combiner = new Combiner(o.paillier);
   const policy = {
     minBillingPeriodS: o.minBillingPeriodS ?? 86_400,
@@ -151,6 +189,33 @@ export function startMdmsE2eIngest(o: MdmsE2eIngestOptions): { counters: E2eInge
   })();
   restored.catch(() => undefined); // reported through the first message's handler
 
+  /** Deletes markers and orphan halves past the retention, from the store and from memory (see the module doc). */
+  async function prune(): Promise<void> {
+    await restored;
+    const gone = await o.store.pruneHalves(retentionMs);
+    let markers = 0;
+    const orphans: { topic: string; half: string }[] = [];
+    for (const h of gone) {
+      if (h.half === 'combined') {
+        combined.delete(h.ciphertextId);
+        markers++;
+      } else {
+        combiner.forget(h.ciphertextId, h.half);
+        orphans.push({ topic: h.topic, half: h.half });
+      }
+    }
+    counters.prunedMarkers += markers;
+    counters.prunedOrphans += orphans.length;
+    if (markers) log.info({ markers, retentionMs }, 'mdms e2e: combined markers past the retention pruned');
+    if (orphans.length) log.warn({ orphans: orphans.slice(0, 20), count: orphans.length, retentionMs }, 'mdms e2e: halves whose counterpart never came pruned past the retention: their aggregates are not stored');
+  }
+  let pruning: Promise<void> = prune();
+  const timer = setInterval(() => {
+    pruning = pruning.then(prune, prune);
+    pruning.catch((e: unknown) => log.error({ err: (e as Error).message }, 'mdms e2e: pruning failed (retried at the next round)'));
+  }, pruneEveryMs);
+  timer.unref();
+
   const sub = startDurableSubscriber({
     ...o.mqtt,
     clientId: o.mqtt.clientId ?? 'mdms',
@@ -203,8 +268,13 @@ export function startMdmsE2eIngest(o: MdmsE2eIngestOptions): { counters: E2eInge
   return {
     counters,
     combiner,
-    ready: Promise.all([sub.ready, restored]).then(() => undefined),
+    ready: Promise.all([sub.ready, restored, pruning]).then(() => undefined),
     failed: sub.failed,
-    close: () => sub.close(),
+    prune: () => (pruning = pruning.then(prune, prune)),
+    async close() {
+      clearInterval(timer);
+      await pruning.catch(() => undefined);
+      await sub.close();
+    },
   };
 }

@@ -1,11 +1,12 @@
 /**
  * `smartermeter pes --e2e`: the blind PES (docs/paillier.md) as a standalone command, kill -9 safe with its
  * `--state` file (lib/e2e-state.ts). It takes the classic PES's release flags (interval, billing period,
- * tariff, zone, lateness, k, revision-k, membership guard, retention, pes-id, client-id, gateway, broker and
- * credentials; `--dp-epsilon` is the epsilon the meters' noise shares give: the blind PES folds the noised
- * totals and keeps the ledger) and refuses, each with a clear error, those it cannot honour yet (a DP budget,
- * a PostgreSQL state, partitions, max-skew). Same log lines as the classic `pes`: `pes: subscribed` once ready,
- * `pes: flushed on SIGUSR2: every window closed` after SIGUSR2 (closes every window), `pes: stopped`.
+ * tariff, zone, lateness, k, revision-k, membership guard, retention, max-skew (the guardian must run with the
+ * same), pes-id, client-id, gateway, broker and credentials; `--dp-epsilon` is the epsilon the meters' noise
+ * shares give: the blind PES folds the noised totals and keeps the ledger; `--dp-budget` withholds a release
+ * beyond it, pes/e2e.ts) and refuses, each with a clear error, those it cannot honour (the DP sensitivity, which
+ * is the meters', a PostgreSQL state, partitions). Same log lines as the classic `pes`: `pes: subscribed` once
+ * ready, `pes: flushed on SIGUSR2: every window closed` after SIGUSR2 (closes every window), `pes: stopped`.
  * @module
  */
 import { InvalidArgumentError, type Command } from 'commander';
@@ -25,13 +26,11 @@ export const DEFAULT_E2E_STATE = 'pes-e2e-state.sqlite';
 /** Flags the blind PES cannot honour, and why. */
 const REFUSED: [keyof PesFlags, string, string][] = [
   ['dpMaxPower', '--dp-max-power', 'the sensitivity is the meters\' in the end-to-end mode (they draw the noise shares)'],
-  ['dpBudget', '--dp-budget', 'the blind PES keeps the DP ledger but holds no release over a budget yet'],
   ['partition', '--partition', 'the blind PES runs the whole fleet (no partitions yet)'],
   ['neighbourhoods', '--neighbourhoods', 'the blind PES runs the whole fleet (no partitions yet)'],
   ['partitions', '--partitions', 'the blind PES runs the whole fleet (no partitions yet)'],
   ['stateSchema', '--state-schema', 'the blind PES keeps a SQLite state file only'],
   ['leaseTtl', '--lease-ttl', 'the blind PES keeps a SQLite state file only (no standby)'],
-  ['maxSkew', '--max-skew', 'the blind PES cannot see reading times beyond its watermark check (not enforced yet)'],
 ];
 
 /**
@@ -49,6 +48,9 @@ export async function runPesE2e(flags: PesFlags, cmd: Command): Promise<void> {
   if (isPostgresUrl(stateFile)) throw new InvalidArgumentError('--state with --e2e must be a SQLite file: the blind PES has no PostgreSQL state yet');
   const billing = flags.billingPeriod ?? parseBillingPeriod('1d');
   if (flags.retention !== undefined && flags.retention <= flags.lateness) throw new InvalidArgumentError(`--retention must be longer than --lateness (${flags.lateness} s)`);
+  if (flags.maxSkew < 60) throw new InvalidArgumentError('--max-skew must be at least 1m');
+  if (flags.dpBudget !== undefined && flags.dpEpsilon === undefined) throw new InvalidArgumentError('--dp-budget needs --dp-epsilon');
+  if (flags.dpBudget !== undefined && flags.dpBudget < flags.dpEpsilon!) throw new InvalidArgumentError(`--dp-budget must be at least --dp-epsilon (${flags.dpEpsilon})`);
   const log = createLogger('pes');
   const keys = loadPesKeys(flags.keys, { e2e: true });
   const meters = fleetMeters(loadFleet(flags.keys).meters, keys.meterKeys, keys.meterRotations);
@@ -62,6 +64,7 @@ export async function runPesE2e(flags: PesFlags, cmd: Command): Promise<void> {
     mqtt: { url: flags.mqtt, ...credentials(flags), clientId: flags.clientId ?? 'pes' },
     stateFile,
     ...(flags.gateway.length ? { gateways: flags.gateway } : {}),
+    ...(flags.dpBudget !== undefined ? { dpBudget: flags.dpBudget } : {}),
     logger: log,
   });
   await runBlindCommand(

@@ -24,6 +24,8 @@ export interface PesE2eServiceOptions {
   synchronous?: 'FULL' | 'NORMAL';
   /** Gateways whose uplinks this PES takes; default every gateway. */
   gateways?: string[];
+  /** Most epsilon per neighbourhood per UTC day (`--dp-budget`; pes/e2e.ts): releases beyond it are withheld. */
+  dpBudget?: number;
   logger?: Logger;
 }
 
@@ -44,12 +46,12 @@ export interface PesE2eHandle {
  */
 export function startPesE2eService(o: PesE2eServiceOptions) {
   const log = o.logger ?? pino({ name: 'pes' });
-  const core = new PesE2e(o.settings, o.keys);
+  const core = new PesE2e(o.settings, o.keys, { ...(o.dpBudget !== undefined ? { dpBudget: o.dpBudget } : {}), log });
   const store = E2eStateStore.open(o.stateFile ?? ':memory:', { role: 'pes', paillierKeyId: o.keys.share.publicKey.keyId, config: blindStateConfig(o.settings), ...(o.synchronous ? { synchronous: o.synchronous } : {}) });
   const counters = newCounters();
   const sync = () => {
     const c = core.windows.counters;
-    Object.assign(counters, { framesOk: c.frames, readings: c.readings, badTag: c.badTag, unknownMeter: c.unknownMeter, replay: c.replay, malformedFrame: c.malformedFrame, malformedUplink: c.malformedUplink, tooOld: c.tooOld, released: c.released, suppressed: c.suppressed, revisionHeld: c.revisionHeld, membershipHeld: c.membershipHeld, dpReleases: core.dpReleases, streamMessages: core.streamMessages });
+    Object.assign(counters, { framesOk: c.frames, readings: c.readings, badTag: c.badTag, unknownMeter: c.unknownMeter, replay: c.replay, malformedFrame: c.malformedFrame, malformedUplink: c.malformedUplink, tooOld: c.tooOld, absurdTime: c.absurdTime, released: c.released, suppressed: c.suppressed, revisionHeld: c.revisionHeld, membershipHeld: c.membershipHeld, dpReleases: core.dpReleases, dpBudgetHeld: core.dpBudgetHeld, streamMessages: core.streamMessages });
   };
   let svc;
   try {

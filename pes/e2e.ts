@@ -10,20 +10,41 @@
  * the household's topic. The PES cannot open it (the key is the meter's and the household's) and does not sign
  * it: the AES-GCM tag under that key already proves to the household that its meter made it, which no PES
  * signature could add to, and a broker password alone cannot forge it.
+ *
+ * The DP budget (`dpBudget`, as the classic PES's `--dp-budget`, docs/privacy.md): at most that much epsilon per
+ * neighbourhood per UTC day of the windows' start, and never a ledger above what a release may report. A
+ * neighbourhood release that would exceed it is withheld (never sealed nor published), counted
+ * (`dpBudgetHeld`) and logged. The blind windows have already counted it as released by then (lib/e2e-windows.ts
+ * decides, the PES only filters), so unlike the classic PES the window is not re-evaluated: a later change
+ * makes the next revision, which the budget judges again; the guardian's partial of a withheld release stays
+ * unpaired at the MDMS, which prunes it past its retention.
  * @module
  */
 import type { KeyObject } from 'node:crypto';
-import { BlindWindows, type BlindMeter, type BlindSettings } from '../lib/e2e-windows.js';
+import type { Logger } from 'pino';
+import { BlindWindows, type BlindMeter, type BlindRelease, type BlindSettings } from '../lib/e2e-windows.js';
+import { MAX_EPSILON_SPENT } from '../protocol/aggregate.js';
 import { cborEncode } from '../protocol/cbor.js';
 import { releaseBody, requestBody } from '../protocol/e2e.js';
 import { partialDecrypt, type DecryptionShare } from '../protocol/paillier/threshold.js';
 import { sealAggregate } from '../protocol/seal.js';
 import { topics } from '../protocol/topics.js';
 
+/** Rounded as the classic PES's ledger (pes/core/pes.ts), so that 0.1 + 0.2 reads 0.3. */
+const addEpsilon = (a: number, b: number): number => Math.round((a + b) * 1e9) / 1e9;
+
+/** Options of {@link PesE2e} beyond its settings and keys. */
+export interface PesE2eOptions {
+  /** Most epsilon per neighbourhood per UTC day of the windows (needs `settings.dpEpsilon`, at least it). */
+  dpBudget?: number;
+  /** Where a withheld release is reported (warn). */
+  log?: Pick<Logger, 'warn'>;
+}
+
 /**
  * @example
  * ```ts
- * const pes = new PesE2e(settings, { share, mdmsPublic, signer, meters });
+ * const pes = new PesE2e(settings, { share, mdmsPublic, signer, meters }, { dpBudget: 9.6 });
  * pes.ingestUplink(bytes);
  * for (const m of pes.takeOutbox()) publish(m.topic, m.payload);
  * ```
@@ -32,14 +53,24 @@ export class PesE2e {
   readonly windows: BlindWindows;
   /** Neighbourhood releases sent with a DP ledger (settings.dpEpsilon; the noise is the meters'). */
   dpReleases = 0;
+  /** Neighbourhood releases withheld because they would exceed the DP budget (the classic PES's counter name). */
+  dpBudgetHeld = 0;
   /** The DP ledger: epsilon spent per neighbourhood, revisions included (saved with the windows: {@link ledgerState}). */
   private readonly dpSpent = new Map<string, number>();
+  /** Epsilon spent per `neighbourhood|UTC day of the window's start` (what `dpBudget` bounds), the retained days. */
+  private readonly dpDays = new Map<string, number>();
   private ledgerChanged = false;
 
   constructor(
     settings: BlindSettings,
     private readonly keys: { share: DecryptionShare; mdmsPublic: KeyObject; signer: KeyObject; meters: Map<string, BlindMeter> },
+    private readonly options: PesE2eOptions = {},
   ) {
+    const budget = options.dpBudget;
+    if (budget !== undefined) {
+      if (settings.dpEpsilon === undefined) throw new RangeError('dp-budget needs dp-epsilon');
+      if (!(Number.isFinite(budget) && budget >= settings.dpEpsilon)) throw new RangeError('dp-budget must be a number at least dp-epsilon');
+    }
     this.windows = new BlindWindows(settings, keys.share.publicKey, keys.meters);
     this.windows.onStream = (household, sealed) => {
       this.streams.push({ topic: topics.household(household), payload: Buffer.from(sealed) });
@@ -79,31 +110,63 @@ export class PesE2e {
   private releases(): { topic: string; payload: Buffer }[] {
     const pub = this.keys.share.publicKey;
     const bands = this.windows.settings.tariff.bands.map((b) => b.name);
-    return this.windows.takeReleases().flatMap((r) => {
+    const out: { topic: string; payload: Buffer }[] = [];
+    for (const r of this.windows.takeReleases()) {
+      if (this.overBudget(r)) {
+        // Before any partial or seal: nothing of a withheld release leaves the PES.
+        this.dpBudgetHeld++;
+        this.ledgerChanged = true;
+        this.options.log?.warn({ neighbourhood: r.key, start: r.start, revision: r.revision, budget: this.options.dpBudget }, "pes: release withheld: it would exceed the neighbourhood's DP budget");
+        continue;
+      }
       const topic = r.kind === 'neighbourhood' ? topics.neighbourhood(r.key) : topics.billing(r.key);
-      const body = releaseBody(pub, { kind: r.kind, key: r.key, start: r.start, end: r.end, revision: r.revision, meters: r.meters, bands, ciphertext: r.ciphertext, partial: partialDecrypt(this.keys.share, r.ciphertext), ...this.ledger(r.kind, r.key) });
+      const body = releaseBody(pub, { kind: r.kind, key: r.key, start: r.start, end: r.end, revision: r.revision, meters: r.meters, bands, ciphertext: r.ciphertext, partial: partialDecrypt(this.keys.share, r.ciphertext), ...this.ledger(r) });
       const request = requestBody(pub, { kind: r.kind, key: r.key, start: r.start, end: r.end, revision: r.revision, spans: r.spans, ciphertext: r.ciphertext });
       this.requests++;
-      return [
-        { topic, payload: sealAggregate(this.keys.mdmsPublic, topic, body, this.keys.signer) },
-        { topic: topics.request(r.kind, r.key), payload: Buffer.from(cborEncode(request)) },
-      ];
-    });
+      out.push({ topic, payload: sealAggregate(this.keys.mdmsPublic, topic, body, this.keys.signer) }, { topic: topics.request(r.kind, r.key), payload: Buffer.from(cborEncode(request)) });
+    }
+    this.forgetDays();
+    return out;
   }
 
   /** Requests sent to the guardian (one per release). */
   requests = 0;
 
-  /** With DP, a neighbourhood release's ledger entry `{dp: {epsilon, spent}}` (charged now); else nothing. */
-  private ledger(kind: 'neighbourhood' | 'billing', key: string): { dp?: { epsilon: number; spent: number } } {
+  /**
+   * Whether one more noised release of `r`'s neighbourhood would exceed its DP budget: `dpBudget` per UTC day of
+   * the window's start, and in any case the most a ledger may report (protocol/aggregate.ts), as the classic PES.
+   */
+  private overBudget(r: BlindRelease): boolean {
     const epsilon = this.windows.settings.dpEpsilon;
-    if (epsilon === undefined || kind !== 'neighbourhood') return {};
-    // Rounded as the classic PES's ledger (pes/core/pes.ts), so that 0.1 + 0.2 reads 0.3.
-    const spent = Math.round(((this.dpSpent.get(key) ?? 0) + epsilon) * 1e9) / 1e9;
-    this.dpSpent.set(key, spent);
+    if (epsilon === undefined || r.kind !== 'neighbourhood') return false;
+    if (addEpsilon(this.dpSpent.get(r.key) ?? 0, epsilon) > MAX_EPSILON_SPENT) return true;
+    const budget = this.options.dpBudget;
+    return budget !== undefined && addEpsilon(this.dpDays.get(dayKey(r)) ?? 0, epsilon) > budget;
+  }
+
+  /** With DP, a neighbourhood release's ledger entry `{dp: {epsilon, spent}}` (charged now, to its day too); else nothing. */
+  private ledger(r: BlindRelease): { dp?: { epsilon: number; spent: number } } {
+    const epsilon = this.windows.settings.dpEpsilon;
+    if (epsilon === undefined || r.kind !== 'neighbourhood') return {};
+    const spent = addEpsilon(this.dpSpent.get(r.key) ?? 0, epsilon);
+    this.dpSpent.set(r.key, spent);
+    this.dpDays.set(dayKey(r), addEpsilon(this.dpDays.get(dayKey(r)) ?? 0, epsilon));
     this.dpReleases++;
     this.ledgerChanged = true;
     return { dp: { epsilon, spent } };
+  }
+
+  /** A day's budget line goes once every window of the day is past the retention (none can be released again). */
+  private forgetDays(): void {
+    const wm = this.windows.watermark;
+    if (wm === null || this.dpDays.size === 0) return;
+    const before = wm - this.windows.retentionS;
+    for (const id of this.dpDays.keys()) {
+      if ((Number(id.slice(id.lastIndexOf('|') + 1)) + 1) * 86_400 < before) {
+        this.dpDays.delete(id);
+        this.ledgerChanged = true;
+      }
+    }
   }
 
   /**
@@ -118,17 +181,27 @@ export class PesE2e {
     save: (): unknown => {
       if (!this.ledgerChanged) return undefined;
       this.ledgerChanged = false;
-      return { dpSpent: Object.fromEntries(this.dpSpent), dpReleases: this.dpReleases };
+      return { dpSpent: Object.fromEntries(this.dpSpent), dpReleases: this.dpReleases, dpDays: Object.fromEntries(this.dpDays), dpBudgetHeld: this.dpBudgetHeld };
     },
     restore: (v: unknown): void => {
       if (v === undefined || v === null) return;
-      const o = v as { dpSpent?: unknown; dpReleases?: unknown };
+      const o = v as { dpSpent?: unknown; dpReleases?: unknown; dpDays?: unknown; dpBudgetHeld?: unknown };
       if (typeof o !== 'object' || typeof o.dpSpent !== 'object' || o.dpSpent === null || !Number.isInteger(o.dpReleases)) throw new TypeError('malformed DP ledger in the state file');
+      // A state saved before the budget existed has no days nor held count.
+      if ((o.dpDays !== undefined && (typeof o.dpDays !== 'object' || o.dpDays === null)) || (o.dpBudgetHeld !== undefined && !Number.isInteger(o.dpBudgetHeld))) throw new TypeError('malformed DP ledger in the state file');
       for (const [k, e] of Object.entries(o.dpSpent)) {
         if (typeof e !== 'number' || !(e >= 0)) throw new TypeError('malformed DP ledger in the state file');
         this.dpSpent.set(k, e);
       }
+      for (const [k, e] of Object.entries((o.dpDays ?? {}) as Record<string, unknown>)) {
+        if (typeof e !== 'number' || !(e >= 0) || !/\|\d+$/.test(k)) throw new TypeError('malformed DP ledger in the state file');
+        this.dpDays.set(k, e);
+      }
       this.dpReleases = o.dpReleases as number;
+      this.dpBudgetHeld = (o.dpBudgetHeld as number | undefined) ?? 0;
     },
   };
 }
+
+/** The budget's day of a release: its neighbourhood and the UTC day its window starts in. */
+const dayKey = (r: BlindRelease): string => `${r.key}|${Math.floor(r.start / 86_400)}`;

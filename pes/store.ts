@@ -25,7 +25,7 @@ import Database from 'better-sqlite3';
 import { gcmDecrypt, gcmEncrypt } from '../protocol/aead.js';
 import { cborDecode, cborEncode } from '../protocol/cbor.js';
 import { unwrapKey, wrapKey } from '../protocol/seal.js';
-import { DIGEST_DEPTH } from './core/replay.js';
+import { DIGEST_DEPTH } from '../protocol/replay-window.js';
 import { energyState } from './core/energy.js';
 import { privateFile } from '../lib/private-file.js';
 import type { Checkpoint, MeterRecord, NeighbourhoodClock, OutMessage, ReleasedCount, Snapshot, WindowRecord, WindowRef } from './core/pes.js';

@@ -192,7 +192,7 @@ export function registerUcsCommand(program: Command): void {
       process.stderr.write(`ucs watch: subscribed to household ${o.household}'s stream\n`);
       await Promise.race([finished, untilSignal()]);
       await s.close();
-      if (s.counters.rejected) process.stderr.write(`ucs watch: ${s.counters.rejected} messages could not be opened\n`);
+      if (s.counters.rejected) process.stderr.write(`ucs watch: ${s.counters.rejected} messages could not be opened (${s.counters.replayed} of them replayed)\n`);
     });
 
   householdOptions(ucs.command('ha-bridge'))

@@ -4,26 +4,51 @@
  * (protocol/seal.ts `openStream`, one RSA unwrap per epoch) or, for the end-to-end mode's meter-sealed messages
  * (docs/protocol.md §11.5), with the household's stream key (protocol/meter-seal.ts `openMeterStream`, the key
  * derived from the activation code), and hand over the rows. Used by `ucs watch` and
- * `ucs ha-bridge`. Messages that do not open are counted and reported without their content, never fatal.
+ * `ucs ha-bridge`. Messages that do not open are counted and reported without their content, never fatal; a
+ * meter-sealed message replayed (its frame counter already accepted, or too old: ucs/web/stream-guard.ts) is
+ * dropped and counted too.
  * @module
  */
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { MqttClient } from 'mqtt';
 import { connectBroker } from '../lib/broker-url.js';
-import { SEAL_METER_STREAM, streamSealType } from '../protocol/envelope.js';
+import { parseMeterStream, SEAL_METER_STREAM, streamSealType } from '../protocol/envelope.js';
 import { meterStreamKeySync } from '../protocol/household-key.js';
 import { openMeterStream } from '../protocol/meter-seal.js';
 import { openStream } from '../protocol/seal.js';
 import { topics } from '../protocol/topics.js';
 import { parseStreamBody } from '../protocol/stream.js';
 import { bodyRows, type Row } from './web/body.js';
+import { MeterStreamGuard } from './web/stream-guard.js';
 
 export interface StreamCounters {
   messages: number;
   readings: number;
-  /** Messages that did not open or did not validate. */
+  /** Messages that did not open or did not validate (replayed ones included). */
   rejected: number;
+  /** Meter-sealed messages whose frame counter was already accepted with another message, or too old (dropped). */
+  replayed: number;
+  /** Meter-sealed messages received twice (an MQTT redelivery; dropped, not rejected). */
+  duplicates: number;
+}
+
+/**
+ * A meter-sealed message that authenticated but that its meter's anti-replay window refuses
+ * (ucs/web/stream-guard.ts): `duplicate` (the same message again) or `replayed`.
+ * @example
+ * ```ts
+ * if (e instanceof RepeatedMessageError && e.verdict === 'replayed') counters.replayed++;
+ * ```
+ */
+export class RepeatedMessageError extends Error {
+  constructor(
+    readonly verdict: 'duplicate' | 'replayed',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'RepeatedMessageError';
+  }
 }
 
 export interface HouseholdStreamOptions {
@@ -103,16 +128,26 @@ export function readStreamKey(path: string, household: string): Uint8Array {
 
 /**
  * Opens one household stream message of either seal: the PES's (§11.2) with the private key after checking its
- * signature, or the meter's (§11.5) with the stream key. Throws naming why it did not open.
+ * signature, or the meter's (§11.5) with the stream key and then, with `guard`, its meter's anti-replay window
+ * (a message that authenticates but was already accepted, or is too old, throws {@link RepeatedMessageError}).
+ * Throws naming why it did not open.
  * @example
  * ```ts
- * const body = parseStreamBody(openHouseholdMessage({ privateKey, pesVerifyKey, streamKey }, topic, payload, cache));
+ * const body = parseStreamBody(openHouseholdMessage({ privateKey, pesVerifyKey, streamKey }, topic, payload, cache, guard));
  * ```
  */
-export function openHouseholdMessage(keys: Pick<HouseholdStreamOptions, 'privateKey' | 'pesVerifyKey' | 'streamKey'>, topic: string, payload: Uint8Array, cache?: Map<string, Buffer>): unknown {
+export function openHouseholdMessage(keys: Pick<HouseholdStreamOptions, 'privateKey' | 'pesVerifyKey' | 'streamKey'>, topic: string, payload: Uint8Array, cache?: Map<string, Buffer>, guard?: MeterStreamGuard): unknown {
   if (streamSealType(payload) === SEAL_METER_STREAM) {
     if (!keys.streamKey) throw new Error('a meter-sealed message (end-to-end mode): give the activation code (--activation) to open it');
-    return openMeterStream(keys.streamKey, topic, payload);
+    const body = openMeterStream(keys.streamKey, topic, payload);
+    if (guard) {
+      const e = parseMeterStream(payload);
+      const verdict = guard.check(e);
+      const meter = Buffer.from(e.systemTitle).toString('hex');
+      if (verdict !== 'fresh') throw new RepeatedMessageError(verdict, verdict === 'duplicate' ? `meter ${meter}'s message of frame ${e.ic} received twice` : `meter ${meter}'s frame ${e.ic} was already received or is too old (highest ${guard.highest(meter)}): a replayed message, dropped`);
+      guard.mark(e);
+    }
+    return body;
   }
   if (!keys.privateKey || !keys.pesVerifyKey) throw new Error("a message sealed by the PES: give the household's key (--key) and the PES's key (--pes-key) to open it");
   return openStream(keys.privateKey, keys.pesVerifyKey, topic, payload, cache);
@@ -128,8 +163,10 @@ export function openHouseholdMessage(keys: Pick<HouseholdStreamOptions, 'private
  */
 export function subscribeHouseholdStream(o: HouseholdStreamOptions): HouseholdStream {
   const topic = topics.household(o.household);
-  const counters: StreamCounters = { messages: 0, readings: 0, rejected: 0 };
+  const counters: StreamCounters = { messages: 0, readings: 0, rejected: 0, replayed: 0, duplicates: 0 };
   const cache = new Map<string, Buffer>();
+  // In memory: these viewers keep no state on disk, so after a restart they accept again what is in the window.
+  const guard = new MeterStreamGuard();
   const client = connectBroker(o.url, {
     clientId: o.clientId ?? `${o.username ?? `household-${o.household}`}-${o.purpose ?? 'stream'}-${Math.random().toString(16).slice(2, 10)}`,
     clean: true,
@@ -145,8 +182,13 @@ export function subscribeHouseholdStream(o: HouseholdStreamOptions): HouseholdSt
     chain = chain.then(async () => {
       let rows: Row[];
       try {
-        rows = bodyRows(parseStreamBody(openHouseholdMessage(o, topic, payload, cache)));
+        rows = bodyRows(parseStreamBody(openHouseholdMessage(o, topic, payload, cache, guard)));
       } catch (e) {
+        if (e instanceof RepeatedMessageError && e.verdict === 'duplicate') {
+          counters.duplicates++;
+          return;
+        }
+        if (e instanceof RepeatedMessageError) counters.replayed++;
         counters.rejected++;
         o.onReject?.((e as Error).message);
         return;

@@ -109,6 +109,12 @@ CREATE TABLE e2e_pending (
 `;
 };
 
+/**
+ * Version 4: an index on when each waiting half or combined marker arrived, so that pruning them past the
+ * retention (mdms/e2e-ingest.ts, `Store.pruneHalves`) does not scan the table.
+ */
+const v4 = 'CREATE INDEX e2e_pending_received ON e2e_pending (received_at_ms);';
+
 /** Every migration, in order. */
 export const MIGRATIONS: readonly Migration[] = [
   {
@@ -128,6 +134,12 @@ export const MIGRATIONS: readonly Migration[] = [
     description: 'end-to-end mode: releases and partials waiting for their counterpart',
     sqlite: v3('sqlite'),
     postgres: v3('postgres'),
+  },
+  {
+    version: 4,
+    description: 'end-to-end mode: index the waiting halves and combined markers by arrival, for pruning',
+    sqlite: v4,
+    postgres: v4,
   },
 ];
 

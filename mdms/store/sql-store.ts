@@ -392,6 +392,12 @@ export class SqlStore implements Store {
     await this.db.run('DELETE FROM e2e_pending WHERE ciphertext_id = ? AND half = ?', [ciphertextId, half]);
   }
 
+  async pruneHalves(olderThanMs: number): Promise<Pick<PendingHalf, 'ciphertextId' | 'half' | 'topic'>[]> {
+    if (!Number.isSafeInteger(olderThanMs) || olderThanMs < 0) throw new RangeError('olderThanMs must be a whole number of milliseconds, not negative');
+    const rows = await this.db.query('DELETE FROM e2e_pending WHERE received_at_ms < ? RETURNING ciphertext_id, half, topic', [this.now() - olderThanMs]);
+    return rows.map((r) => ({ ciphertextId: str(r.ciphertext_id), half: str(r.half) as PendingHalf['half'], topic: str(r.topic) }));
+  }
+
   async listNeighbourhoods(): Promise<string[]> {
     return (await this.db.query('SELECT DISTINCT neighbourhood FROM neighbourhood_aggregate ORDER BY neighbourhood', [])).map((r) => str(r.neighbourhood));
   }

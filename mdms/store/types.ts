@@ -185,6 +185,11 @@ export interface Store {
   pendingHalves(): Promise<PendingHalf[]>;
   /** Forgets a half once its aggregate is stored. */
   dropHalf(ciphertextId: string, half: PendingHalf['half']): Promise<void>;
+  /**
+   * Deletes the combined markers and the halves still waiting that arrived more than `olderThanMs` ago (by the
+   * store's clock), and returns what it deleted (mdms/e2e-ingest.ts prunes them past its retention).
+   */
+  pruneHalves(olderThanMs: number): Promise<Pick<PendingHalf, 'ciphertextId' | 'half' | 'topic'>[]>;
   /** Every neighbourhood with at least one aggregate, sorted. */
   listNeighbourhoods(): Promise<string[]>;
   /** Every household with at least one billing aggregate, sorted. */

@@ -40,7 +40,7 @@ import type { Tariff } from '../../lib/tariff.js';
 import { Calendar } from './calendar.js';
 import { GUARD_COUNTERS, newCounters, type PesCounters } from './counters.js';
 import { attribute, pruneGaps, type EnergyOp, type EnergyState } from './energy.js';
-import { ReplayWindow, type ReplayState } from './replay.js';
+import { ReplayWindow, type ReplayState } from '../../protocol/replay-window.js';
 import { discreteLaplace, DP_MAX_POWER_W, intervalSensitivityWh } from './dp.js';
 import { packPair, unpackPair } from './pair.js';
 

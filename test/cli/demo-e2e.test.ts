@@ -17,7 +17,7 @@ import { topics } from '../../protocol/topics.js';
 import { readStreamKey, subscribeHouseholdStream } from '../../ucs/stream.js';
 import { fromB64u } from '../../ucs/web/bytes.js';
 import { importPrivateKey, keyIdOf } from '../../ucs/web/keys.js';
-import { importPesVerifyKey, importStreamKey, StreamOpener } from '../../ucs/web/seal.js';
+import { importPesVerifyKey, importStreamKey, type OpenError, StreamOpener } from '../../ucs/web/seal.js';
 import { NodeHousehold } from '../ucs/helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sm-demo-e2e-'));
@@ -61,10 +61,12 @@ describe('smartermeter demo --e2e', () => {
     const pes = (await home.call('GET', '/api/pes-key')).json as { spki: string };
     const opener = new StreamOpener(await importPrivateKey(login.pkcs8!), await keyIdOf(reg.spki!), await importPesVerifyKey(fromB64u(pes.spki, 'spki')), await importStreamKey(login.streamKey!));
     let opened = 0;
+    let first: Uint8Array | undefined;
     const meters = new Set<string>();
     await until('the archive to hold a meter-sealed message of the household', async () => {
       const page = (await home.call('GET', '/api/archive?after=0&limit=50')).json as { items: [number, string][] };
       for (const [, payload] of page.items) {
+        first ??= fromB64u(payload, 'archived');
         const body = parseStreamBody(await opener.open(topics.household(hh), fromB64u(payload, 'archived')));
         meters.add(body.meter);
         opened += body.readings.length;
@@ -72,6 +74,8 @@ describe('smartermeter demo --e2e', () => {
       return opened > 0;
     }, 120_000);
     expect([...meters].every((m) => fleet.meters.some((x) => x.meter === m && x.household === hh))).toBe(true);
+    // The same sealed message presented again (what a broker or a stolen PES password could publish): dropped.
+    expect(await opener.open(topics.household(hh), first!).then(() => 'opened', (e: unknown) => (e as OpenError).reason)).toBe('duplicate');
 
     await until('the MDMS to store an aggregate', () => demo!.system.mdms.counters.stored > 0, 180_000);
     await until('ucs watch to print readings', () => rows.length > 0, 30_000);

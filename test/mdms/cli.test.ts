@@ -147,6 +147,7 @@ describe('smartermeter mdms (ingest)', () => {
       [['mdms', '--keys', join(tmp.dir, 'no-keys')], /MDMS private key/],
       [['mdms', '--keys', keys, '--username', 'mdms'], /--username and --password-file go together/],
       [['mdms', '--keys', keys, '--e2e'], /is a classic key set: --e2e needs one from provision --e2e/],
+      [['mdms', '--keys', keys, '--retention', '30d'], /--retention is for the end-to-end ingest \(--e2e\)/],
       [['mdms', 'export', '--db', 'x.sqlite', '--what', 'meters'], /--what <kind>' argument 'meters' is invalid/],
       [['mdms', 'export', '--db', 'x.sqlite', '--what', 'billing', '--format', 'json'], /--format <format>' argument 'json' is invalid/],
       [['mdms', 'export', '--what', 'billing'], /required option '--db/],

@@ -1,7 +1,8 @@
 // mdms/e2e-ingest.ts: a half (PES release or guardian partial) acknowledged before its counterpart arrived is
 // kept in the store, so an MDMS process that dies in between and a new one started on the same database still
 // combine the pair: the aggregate is stored once, nothing stays waiting, and a copy of a half that comes again
-// after the pair was combined is a duplicate. Over the embedded broker.
+// after the pair was combined is a duplicate. Markers and orphan halves are pruned past the retention, and a pair
+// that comes again after its marker was pruned is not stored twice. Over the embedded broker.
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,7 +11,7 @@ import mqtt from 'mqtt';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBroker, type BrokerHandle } from '../../broker/broker.js';
-import { startMdmsE2eIngest } from '../../mdms/e2e-ingest.js';
+import { E2E_RETENTION_MS, startMdmsE2eIngest } from '../../mdms/e2e-ingest.js';
 import { openStore } from '../../mdms/store/index.js';
 import { partialBody, registerLayout, releaseBody } from '../../protocol/e2e.js';
 import { generatePaillier, partialDecrypt, splitKey, type PrivateKey } from '../../protocol/paillier/engine.js';
@@ -84,6 +85,51 @@ describe('MDMS e2e ingest: a waiting half survives the MDMS', () => {
       await second.store.close();
     } finally {
       await pub.endAsync();
+    }
+  }, 60_000);
+
+  it('prunes markers and orphans past the retention; a pair published again after that is a duplicate, stored once', async () => {
+    let now = Date.now();
+    const store = await openStore(join(dir, 'prune.sqlite'), { now: () => now });
+    const ingest = startMdmsE2eIngest({ store, privateKey: mdmsKey.privateKey, pesVerifyKey: pesSign.publicKey, guardianVerifyKey: guardianSign.publicKey, paillier: key, mqtt: { url: broker.url, clientId: 'mdms-prune' }, k: 3, log: pino({ level: 'silent' }) });
+    const pub = await mqtt.connectAsync(broker.url, { clientId: 'test-pub-prune', clean: true, reconnectPeriod: 0 });
+    try {
+      await ingest.ready;
+      const pair = (nb: string, energy: bigint) => {
+        const w = { kind: 'neighbourhood' as const, key: nb, start: 1_704_067_200, end: 1_704_068_100 };
+        const c = key.encrypt(registerLayout(key, 1).pack([energy, 0n]));
+        const relTopic = topics.neighbourhood(nb);
+        const partTopic = topics.partial(w.kind, nb);
+        return {
+          release: () => pub.publishAsync(relTopic, sealAggregate(mdmsKey.publicKey, relTopic, releaseBody(key, { ...w, revision: 0, meters: 3, bands: ['flat'], ciphertext: c, partial: partialDecrypt(shares.pes, c) }), pesSign.privateKey), { qos: 1 }),
+          partial: () => pub.publishAsync(partTopic, sealAggregate(mdmsKey.publicKey, partTopic, partialBody(key, { ...w, meters: 3, partial: partialDecrypt(shares.guardian, c) }), guardianSign.privateKey), { qos: 1 }),
+        };
+      };
+      const a = pair('nb-a', 700n);
+      const orphan = pair('nb-o', 9n);
+      await a.release();
+      await a.partial();
+      await orphan.release(); // the guardian never answers for nb-o
+      await until(async () => ingest.counters.stored === 1 && (await store.pendingHalves()).length === 2, 'a combined and the orphan kept');
+      await ingest.prune();
+      expect(ingest.counters).toMatchObject({ prunedMarkers: 0, prunedOrphans: 0 }); // within the retention
+      now += E2E_RETENTION_MS + 1;
+      await ingest.prune();
+      expect(ingest.counters).toMatchObject({ prunedMarkers: 1, prunedOrphans: 1 });
+      expect(await store.pendingHalves()).toEqual([]);
+      expect(ingest.combiner.waiting).toBe(0);
+      // Both halves of nb-a published again (the outboxes of a PES and a guardian restored from old state): they
+      // pair again, and the aggregate already stored is a duplicate, not a second row or revision.
+      await a.release();
+      await a.partial();
+      await until(() => ingest.combiner.counters.combined === 2 && ingest.counters.duplicates === 1, 'the pair to combine again, and be a duplicate');
+      expect(ingest.counters).toMatchObject({ stored: 1, duplicates: 1, conflicts: 0 });
+      expect(await store.revisions({ kind: 'neighbourhood', neighbourhood: 'nb-a', start: 1_704_067_200 })).toHaveLength(1);
+      expect(await store.latestNeighbourhood()).toMatchObject([{ neighbourhood: 'nb-a', energyWh: 700 }]);
+    } finally {
+      await pub.endAsync();
+      await ingest.close();
+      await store.close();
     }
   }, 60_000);
 });

@@ -324,6 +324,27 @@ describe.each(BACKENDS)('store on $name', (backend: Backend) => {
       await expect(store.holdHalf({ ...half, half: 'other' as 'release' })).rejects.toThrow(/release, partial or combined/);
     });
 
+    it('prunes the combined markers and waiting halves that arrived before the retention, and only those', async () => {
+      let t = 1_700_000_000_000;
+      const { store } = await open({ now: () => t });
+      const h = (ciphertextId: string, half: 'release' | 'partial' | 'combined') => ({ ciphertextId, half, topic: `sm/v1/agg/neighbourhood/${ciphertextId}`, payload: Buffer.from([1]) });
+      await store.holdHalf(h('aa', 'combined'));
+      await store.holdHalf(h('bb', 'release')); // an orphan: its partial never comes
+      t += 10_000;
+      await store.holdHalf(h('cc', 'combined'));
+      await store.holdHalf(h('dd', 'partial'));
+      t += 5_000;
+      const gone = await store.pruneHalves(10_000); // before t - 10 s: the first two
+      expect(gone.sort((a, b) => a.ciphertextId.localeCompare(b.ciphertextId))).toEqual([
+        { ciphertextId: 'aa', half: 'combined', topic: 'sm/v1/agg/neighbourhood/aa' },
+        { ciphertextId: 'bb', half: 'release', topic: 'sm/v1/agg/neighbourhood/bb' },
+      ]);
+      expect((await store.pendingHalves()).map((x) => x.ciphertextId)).toEqual(['cc', 'dd']);
+      expect(await store.pruneHalves(10_000)).toEqual([]);
+      await expect(store.pruneHalves(-1)).rejects.toThrow(/olderThanMs/);
+      await expect(store.pruneHalves(1.5)).rejects.toThrow(/olderThanMs/);
+    });
+
     it('keeps the newest policy statement of each PES', async () => {
       const { store } = await open({ now: () => 1_700_000_000_500 });
       const p = { kind: 'policy' as const, key: 'pes', at: 1_700_000_000, k: 20, revisionK: 5, membershipGuard: true, counters: { revisionHeld: 3, membershipHeld: 1 } };

@@ -22,10 +22,11 @@ async function run(register: (p: Command) => void, args: string[]): Promise<stri
 describe('pes --e2e flags', () => {
   it.each([
     [['--dp-max-power', '5000'], /--dp-max-power cannot be used with --e2e: the sensitivity is the meters'/],
-    [['--dp-budget', '4'], /--dp-budget cannot be used with --e2e/],
+    [['--dp-budget', '4'], /--dp-budget needs --dp-epsilon/],
+    [['--dp-epsilon', '1', '--dp-budget', '0.5'], /--dp-budget must be at least --dp-epsilon/],
     [['--partition', 'north', '--neighbourhoods', 'nb1'], /--partition cannot be used with --e2e: the blind PES runs the whole fleet/],
     [['--state-schema', 'x'], /--state-schema cannot be used with --e2e/],
-    [['--max-skew', '1d'], /--max-skew cannot be used with --e2e/],
+    [['--max-skew', '30s'], /--max-skew must be at least 1m/],
     [['--state', 'postgres://pes@db/pes'], /--state with --e2e must be a SQLite file/],
     [['--retention', '10m'], /--retention must be longer than --lateness/],
   ])('refuses %j', async (args, msg) => {
@@ -38,6 +39,11 @@ describe('pes --e2e flags', () => {
     expect(await run(registerPesCommand, ['pes', '--e2e', '--keys', '/nonexistent', '--dp-epsilon', '1'])).toMatch(/nonexistent/);
     expect(await run(registerGuardianCommand, ['guardian', '--keys', '/nonexistent', '--dp-epsilon', '1'])).toMatch(/nonexistent/);
     expect(await run(registerGuardianCommand, ['guardian', '--keys', '/nonexistent', '--dp-epsilon', '0'])).toMatch(/--dp-epsilon must be a positive number/);
+    // --max-skew: both parties bound reading times against their watermark by the same rule (lib/e2e-windows.ts).
+    expect(await run(registerPesCommand, ['pes', '--e2e', '--keys', '/nonexistent', '--max-skew', '1d'])).toMatch(/nonexistent/);
+    // --dp-budget: the blind PES withholds a release beyond it (pes/e2e.ts).
+    expect(await run(registerPesCommand, ['pes', '--e2e', '--keys', '/nonexistent', '--dp-epsilon', '0.5', '--dp-budget', '9.6'])).toMatch(/nonexistent/);
+    expect(await run(registerGuardianCommand, ['guardian', '--keys', '/nonexistent', '--max-skew', '1d'])).toMatch(/nonexistent/);
   });
 });
 
@@ -54,6 +60,7 @@ describe('guardian flags', () => {
     [['--billing-period', '2d'], /--billing-period: expected 1d, 1mo or Nh/],
     [['--interval', '7m'], /--interval must be between 1m and 1d and divide a day/],
     [['--lateness', 'soon'], /--lateness must look like/],
+    [['--max-skew', '30s'], /--max-skew must be at least 1m/],
   ])('refuses %j', async (args, msg) => {
     expect(await run(registerGuardianCommand, ['guardian', '--keys', '/nonexistent', ...args])).toMatch(msg);
   });

@@ -119,12 +119,21 @@ describe.skipIf(!haveChromium && process.env.CI !== 'true')('household app in Ch
     // End-to-end mode: the meter seals the next two itself, under the stream key the browser derived from the
     // activation code at registration (docs/protocol.md §11.5); the page shows them exactly the same.
     const streamKey = meterStreamKeySync(stack.set.code('hh1'), 'hh1');
-    for (const [i, b] of batches.slice(4, 6).entries()) await pes.publishRaw('hh1', sealMeterStream(streamKey, topics.household('hh1'), Buffer.from(meter, 'hex'), 1000 + i, streamBody(meter, b)));
+    const sealed = batches.slice(4, 6).map((b, i) => sealMeterStream(streamKey, topics.household('hh1'), Buffer.from(meter, 'hex'), 1000 + i, streamBody(meter, b)));
+    for (const m of sealed) await pes.publishRaw('hh1', m);
     await poll(() => page.locator('#live-chart').getAttribute('data-points')).toBe('90');
     expect(await page.locator('#live-power').textContent()).toBe(String(batches[5]!.readings.at(-1)!.powerW));
     // One date format, the locale's (en-GB here), in the household's zone.
     expect(await page.locator('#live-at').textContent()).toBe(fmt.dateTimeSeconds(batches[5]!.readings.at(-1)!.time + 60));
     await shot(page, 'live');
+    // Whoever can publish on the household's topic presents frame 1000 again (another message under its counter:
+    // its tag verifies) and the very message of frame 1001 again: both dropped, the replay said, both counted.
+    await pes.publishRaw('hh1', sealMeterStream(streamKey, topics.household('hh1'), Buffer.from(meter, 'hex'), 1000, streamBody(meter, batches[4]!)));
+    await pes.publishRaw('hh1', sealed[1]!);
+    await poll(() => notice(page).textContent()).toMatch(/frame 1000 was already received.*not stored/);
+    await page.click('#tabs button[data-tab=settings]');
+    await poll(() => page.locator('#device-info').textContent()).toMatch(/Meter-sealed messages dropped: 1 replayed \(a frame counter already seen or too old\), 1 received twice/);
+    await page.click('#tabs button[data-tab=live]');
   });
 
   it('after logout, readings sealed meanwhile come back from the server archive; a wrong password is refused clearly', async () => {

@@ -22,6 +22,7 @@ import { activationVerifier, meterStreamKey, normaliseCode } from '../../protoco
 import { activationBinding, generateHouseholdKey, importPrivateKey, keyIdOf, openPrivateKey, packSecrets, pkcs8Pem, sealPrivateKey, spkiPem, unpackSecrets, WrongPasswordError } from './keys.js';
 import { connectLive, type Live, type LiveStatus } from './live.js';
 import { importPesVerifyKey, importStreamKey, OpenError, StreamOpener, type OpenFailure } from './seal.js';
+import { MeterStreamGuard } from './stream-guard.js';
 import type { Span } from './series.js';
 import { walkthrough, wireCopyButtons, type BrokerAccess } from './settings.js';
 import { ReadingStore } from './store.js';
@@ -79,8 +80,10 @@ interface State {
   sessionTimer?: ReturnType<typeof setInterval>;
   activity: boolean;
   queue: Promise<void>;
+  /** The opener's guard's `marked` when its state was last written to the store. */
+  guardSaved: number;
 }
-const state: State = { received: 0, failures: { malformed: 0, otherKey: 0, tampered: 0, invalid: 0 }, archive: 'unknown', activity: false, queue: Promise.resolve() };
+const state: State = { received: 0, failures: { malformed: 0, otherKey: 0, tampered: 0, duplicate: 0, replayed: 0, invalid: 0 }, archive: 'unknown', activity: false, queue: Promise.resolve(), guardSaved: 0 };
 
 // --- login, registration, lock ------------------------------------------------------------------------------
 interface AccountReply {
@@ -226,8 +229,9 @@ async function enterApp(household: string, pkcs8: Uint8Array, spki: Uint8Array, 
   // The PES's signature key: a stream epoch it did not sign never opens (docs/protocol.md §11.2).
   const pes = await api<{ spki: string }>('GET', '/api/pes-key');
   const pesKey = await importPesVerifyKey(fromB64u(pes.spki, 'PES key'));
-  Object.assign(state, { household, spki, opener: new StreamOpener(key, kid, pesKey, streamKey), store: await ReadingStore.open(household), received: 0 });
-  state.failures = { malformed: 0, otherKey: 0, tampered: 0, invalid: 0 };
+  const store = await ReadingStore.open(household);
+  Object.assign(state, { household, spki, opener: new StreamOpener(key, kid, pesKey, streamKey, await restoreGuard(store)), store, received: 0, guardSaved: 0 });
+  state.failures = { malformed: 0, otherKey: 0, tampered: 0, duplicate: 0, replayed: 0, invalid: 0 };
   setText('who', `Household ${household}`);
   screen('app');
   showTab('live');
@@ -253,7 +257,9 @@ async function enterApp(household: string, pkcs8: Uint8Array, spki: Uint8Array, 
       if (status === 'offline') wasOffline = true;
       if (status === 'live' && wasOffline) {
         wasOffline = false;
-        void syncArchive().catch(() => undefined); // fill the gap from the server's archive
+        // Fill the gap from the server's archive, in the queue before what arrives live from now on: a gap
+        // message opened after a newer live one still fits its meter's window, but in order is plainer.
+        state.queue = state.queue.then(syncArchive).catch(() => undefined);
       }
     },
   );
@@ -289,15 +295,36 @@ function enqueue(payload: Uint8Array): void {
   state.queue = state.queue.then(() => ingest(payload)).catch(() => undefined);
 }
 
-/** Opens one message into rows, or counts why it did not open (null). */
-async function openRows(payload: Uint8Array): Promise<Row[] | null> {
+/**
+ * The meters' anti-replay windows this browser kept (ucs/web/stream-guard.ts), so that a meter-sealed message
+ * replayed after a reload is still refused; a damaged state starts afresh, and says so.
+ */
+async function restoreGuard(store: ReadingStore): Promise<MeterStreamGuard> {
+  try {
+    return new MeterStreamGuard(await store.getMeta(GUARD_META));
+  } catch (e) {
+    notice('error', `The frame counters this browser kept for your meters are damaged (${(e as Error).message}); starting afresh, so an old message replayed now would not be noticed.`);
+    return new MeterStreamGuard();
+  }
+}
+const GUARD_META = 'meterStreamWindows';
+
+/**
+ * Opens one message into rows, or counts why it did not open (null). From the server's archive, a message the
+ * guard has already accepted counts as a duplicate whatever its age: the archive repeats what came live.
+ */
+async function openRows(payload: Uint8Array, fromArchive = false): Promise<Row[] | null> {
   const { opener, household } = state;
   if (!opener || !household) return null;
   try {
     return bodyRows(parseStreamBody(await opener.open(topics.household(household), payload)));
   } catch (e) {
-    const reason = e instanceof OpenError ? e.reason : 'invalid';
+    let reason: OpenFailure | 'invalid' = e instanceof OpenError ? e.reason : 'invalid';
+    if (fromArchive && reason === 'replayed') reason = 'duplicate';
     state.failures[reason]++;
+    if (reason === 'replayed' && state.failures.replayed === 1) {
+      notice('error', `A message from your meter was presented again (${(e as Error).message}); it was not stored. Someone who can publish on your stream may be replaying old messages.`);
+    }
     if (reason === 'otherKey' && state.failures.otherKey === 1) {
       notice('info', 'Some messages were sealed for another key of your household (before you registered this one); they cannot be opened here.');
     }
@@ -306,8 +333,15 @@ async function openRows(payload: Uint8Array): Promise<Row[] | null> {
 }
 
 async function keep(rows: Row[], into: ReadingStore): Promise<void> {
-  if (state.store !== into || rows.length === 0) return; // logged out meanwhile
+  if (state.store !== into) return; // logged out meanwhile
   await into.put(rows);
+  // After the rows: a crash in between re-opens the message later, and the store keeps it once.
+  const guard = state.opener?.guard;
+  if (guard && guard.marked !== state.guardSaved) {
+    state.guardSaved = guard.marked;
+    await into.setMeta(GUARD_META, guard.state());
+  }
+  if (rows.length === 0) return;
   invalidate(rows);
   state.received += rows.length;
   scheduleRefresh();
@@ -328,7 +362,7 @@ async function syncArchive(): Promise<void> {
     const page = await api<{ items: [number, string][]; more: boolean }>('GET', `/api/archive?after=${after}&limit=500`);
     const rows: Row[] = [];
     for (const [seq, payload] of page.items) {
-      rows.push(...((await openRows(fromB64u(payload, 'archived message'))) ?? []));
+      rows.push(...((await openRows(fromB64u(payload, 'archived message'), true)) ?? []));
       after = seq;
     }
     if (state.store !== into) return;
@@ -396,7 +430,8 @@ async function draw(c: ViewContext): Promise<void> {
     setText(
       'device-info',
       `${await c.store.count()} readings stored in this browser; ${state.received} received since login. Archive on the server: ${state.archive}. ` +
-        `Messages that could not be opened: ${f.otherKey} for another key, ${f.tampered} failed authentication, ${f.malformed + f.invalid} malformed.`,
+        `Messages that could not be opened: ${f.otherKey} for another key, ${f.tampered} failed authentication, ${f.malformed + f.invalid} malformed. ` +
+        `Meter-sealed messages dropped: ${f.replayed} replayed (a frame counter already seen or too old), ${f.duplicate} received twice.`,
     );
   }
 }

@@ -9,17 +9,25 @@
  * In the end-to-end mode the household's meters seal the stream themselves (docs/protocol.md §11.5,
  * `[3, systemTitle, ic, iv, ciphertext‖tag]`, AAD = CBOR `[3, topic, systemTitle, ic]`) under the household's
  * stream key; the opener holds that key too (non-extractable) and opens either seal, so the views do not
- * care which mode made a message (protocol/meter-seal.ts `openMeterStream` for the browser).
+ * care which mode made a message (protocol/meter-seal.ts `openMeterStream` for the browser). A meter-sealed
+ * message that authenticates but whose frame counter its meter's window has already accepted (or that fell
+ * below it) is dropped as `duplicate` or `replayed` (ucs/web/stream-guard.ts: the tag of an old message still
+ * verifies, so whoever can publish on the household's topic could present it again).
  * @module
  */
 import { cborDecode } from '../../protocol/cbor.js';
 import { CONTENT_KEY_BYTES, KID_BYTES, meterStreamAad, parseMeterStream, parseStream, SEAL_METER_STREAM, SEAL_TAG_BYTES, streamAad, streamEpochSigned, streamSealType, type StreamEnvelope } from '../../protocol/envelope.js';
 import { ab, hex, sameBytes } from './bytes.js';
+import { MeterStreamGuard } from './stream-guard.js';
 
 const CACHE_MAX = 64;
 
-/** Why a message did not open: counted by the app and shown to the household. */
-export type OpenFailure = 'malformed' | 'otherKey' | 'tampered';
+/**
+ * Why a message did not open: counted by the app and shown to the household. `duplicate`: a meter-sealed
+ * message already accepted (redelivery); `replayed`: a meter-sealed message whose frame counter was already
+ * accepted with another message, or fell below the meter's window (ucs/web/stream-guard.ts).
+ */
+export type OpenFailure = 'malformed' | 'otherKey' | 'tampered' | 'duplicate' | 'replayed';
 
 /**
  * A message that could not be opened, and why.
@@ -56,12 +64,15 @@ export class StreamOpener {
    *   signature does not verify is never unwrapped (a forged stream counts as tampered).
    * @param streamKey the household's stream key ({@link importStreamKey}) for meter-sealed messages; without
    *   one they count as sealed for another key.
+   * @param guard the meters' anti-replay windows for meter-sealed messages (restored from the app's store, so a
+   *   replay after a reload is still refused); {@link guard} is what to persist again.
    */
   constructor(
     private readonly privateKey: CryptoKey,
     private readonly kid: Uint8Array,
     private readonly pesVerifyKey: CryptoKey,
     private readonly streamKey: CryptoKey | null = null,
+    readonly guard: MeterStreamGuard = new MeterStreamGuard(),
   ) {
     if (kid.length !== KID_BYTES) throw new TypeError(`kid must be ${KID_BYTES} bytes`);
   }
@@ -125,6 +136,13 @@ export class StreamOpener {
       throw new OpenError('malformed', `malformed stream body: ${(err as Error).message}`);
     }
     if ((body as { meter?: unknown } | null)?.meter !== hex(e.systemTitle)) throw new OpenError('tampered', 'meter-sealed body names another meter than the one that sealed it');
+    // After the tag, as the PES does: a forgery is `tampered` whatever its counter, so nobody without the key
+    // can have messages counted as replays.
+    const verdict = this.guard.check(e);
+    const meter = hex(e.systemTitle);
+    if (verdict === 'duplicate') throw new OpenError('duplicate', `meter ${meter}'s message of frame ${e.ic} was already received`);
+    if (verdict === 'replayed') throw new OpenError('replayed', `meter ${meter}'s frame ${e.ic} was already received or is too old (highest ${this.guard.highest(meter)}): a replayed message, dropped`);
+    this.guard.mark(e);
     return body;
   }
 

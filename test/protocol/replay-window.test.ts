@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { REPLAY_WINDOW, ReplayWindow } from '../../pes/core/replay.js';
+import { REPLAY_WINDOW, ReplayWindow } from '../../protocol/replay-window.js';
 
 describe('anti-replay window (RFC 4303 §3.4.3)', () => {
   it('agrees with a reference model (set of accepted counters + highest) on any sequence', () => {
