@@ -189,7 +189,6 @@ function sameFleet(fromKeys: Fleet, csv: string): void {
  */
 export async function replay(o: ReplayOptions): Promise<ReplaySummary> {
   checkDp(o.dpEpsilon, o.dpBudget);
-  if (o.e2e && o.dpBudget !== undefined) throw new InvalidArgumentError('--dp-budget is not available with --e2e yet (the blind PES keeps the DP ledger, not a budget)');
   if (!o.append) await refuseNonEmpty(o.db);
   const scratch = mkdtempSync(join(tmpdir(), 'smartermeter-replay-'));
   let keysDir = o.keysDir;

@@ -510,7 +510,6 @@ async function startE2eParties(
   log: Logger,
   closers: (() => Promise<void>)[],
 ): Promise<{ mdms: SystemHandle['mdms']; pes: SystemHandle['pes']; guardian: NonNullable<SystemHandle['guardian']>; payloadOf: (meter: string) => (batch: ReadingBatch, ic: number) => Uint8Array }> {
-  if (o.dpBudget !== undefined) throw new Error('--dp-budget is not available in the end-to-end mode yet (the blind PES keeps the DP ledger, not a budget)');
   const tariff = o.tariff ?? FLAT_TARIFF;
   const settings: BlindSettings = { intervalS: o.intervalS, billing: parseBillingPeriod(o.billing), tz: o.tz, tariff, latenessS: o.latenessS, k: o.k, revisionK: o.k, ...(o.membershipGuard === false ? { membershipGuard: false } : {}), ...(o.dpEpsilon !== undefined ? { dpEpsilon: o.dpEpsilon } : {}) };
   // Differential privacy: each meter adds a 1/k share of the noise (docs/privacy.md); every released window has >= k meters.
@@ -540,14 +539,14 @@ async function startE2eParties(
       }),
     );
   const pk = loadPesKeys(o.keysDir, { e2e: true });
-  const pes = startPesE2eService({ settings, keys: { share: pk.paillierShare, mdmsPublic: pk.mdmsPublic, signer: pk.signer, meters: blind(pk.meterKeys, pk.meterRotations) }, mqtt: { url, ...creds('pes') }, stateFile: join(o.stateDir, 'pes-e2e.sqlite'), logger: log.child({ c: 'pes' }) });
+  const pes = startPesE2eService({ settings, keys: { share: pk.paillierShare, mdmsPublic: pk.mdmsPublic, signer: pk.signer, meters: blind(pk.meterKeys, pk.meterRotations) }, mqtt: { url, ...creds('pes') }, stateFile: join(o.stateDir, 'pes-e2e.sqlite'), ...(o.dpBudget !== undefined ? { dpBudget: o.dpBudget } : {}), logger: log.child({ c: 'pes' }) });
   closers.push(() => pes.close());
   await pes.ready;
 
   const gdir = join(o.keysDir, GUARDIAN_DIR);
   const gk = loadGuardianKeys(gdir);
   const gcreds = o.mqttUrl && !existsSync(join(gdir, 'credentials', 'guardian.json')) ? {} : loadCredentials(gdir, 'guardian');
-  const guardian = startGuardianService({ settings, keys: { share: gk.paillierShare, meters: blind(gk.meterKeys, gk.meterRotations), signer: gk.signer, mdmsPublic: gk.mdmsPublic }, mqtt: { url, ...gcreds }, stateFile: join(o.stateDir, 'guardian.sqlite'), logger: log.child({ c: 'guardian' }) });
+  const guardian = startGuardianService({ settings, keys: { share: gk.paillierShare, meters: blind(gk.meterKeys, gk.meterRotations), signer: gk.signer, mdmsPublic: gk.mdmsPublic }, mqtt: { url, ...gcreds }, stateFile: join(o.stateDir, 'guardian.sqlite'), ...(o.dpBudget !== undefined ? { dpBudget: o.dpBudget } : {}), logger: log.child({ c: 'guardian' }) });
   closers.push(() => guardian.close());
   await guardian.ready;
 

@@ -15,7 +15,7 @@ import { parseBillingPeriod } from '../lib/billing-period.js';
 import { brokerUrlsOption } from '../lib/broker-url.js';
 import { runBlindCommand } from '../lib/blind-service.js';
 import { blindSettingsOf } from '../lib/e2e-windows.js';
-import { durationOption, epsilonOption, intOption, parseDuration, zoneOption } from '../lib/flags.js';
+import { budgetOption, durationOption, epsilonOption, intOption, parseDuration, zoneOption } from '../lib/flags.js';
 import { loadCredentials, loadFleet, loadGuardianKeys } from '../lib/keyset.js';
 import { DEFAULT_K } from '../lib/policy.js';
 import { FLAT_TARIFF, loadTariff } from '../lib/tariff.js';
@@ -43,6 +43,7 @@ interface GuardianFlags {
   membershipGuard: boolean;
   retention?: number;
   dpEpsilon?: number;
+  dpBudget?: number;
   maxSkew: number;
 }
 
@@ -81,6 +82,8 @@ function latenessOption(v: string): number {
 async function run(f: GuardianFlags): Promise<void> {
   if (f.retention !== undefined && f.retention <= f.lateness) throw new InvalidArgumentError(`--retention must be longer than --lateness (${f.lateness} s)`);
   if (f.maxSkew < 60) throw new InvalidArgumentError('--max-skew must be at least 1m');
+  if (f.dpBudget !== undefined && f.dpEpsilon === undefined) throw new InvalidArgumentError('--dp-budget needs --dp-epsilon');
+  if (f.dpBudget !== undefined && f.dpBudget < f.dpEpsilon!) throw new InvalidArgumentError(`--dp-budget must be at least --dp-epsilon (${f.dpEpsilon})`);
   let billing;
   try {
     billing = parseBillingPeriod(f.billingPeriod, '--billing-period');
@@ -106,6 +109,7 @@ async function run(f: GuardianFlags): Promise<void> {
     mqtt: { url: f.mqtt, ...creds, clientId: f.clientId },
     stateFile: f.state,
     ...(f.gateway.length ? { gateways: f.gateway } : {}),
+    ...(f.dpBudget !== undefined ? { dpBudget: f.dpBudget } : {}),
     logger: log,
   });
   await runBlindCommand(svc, { tag: 'guardian', log, subscribed: { url: f.mqtt, k: f.k, intervalS: f.interval, state: f.state }, stopped: () => ({ counters: svc.core.windows.counters, refusals: svc.core.refusals }) });
@@ -139,6 +143,7 @@ export function registerGuardianCommand(program: Command): void {
     .option('--revision-k <n>', 'fewest meters that must change a window before it opens a revision (default: k)', intOption('--revision-k', 1, 1_000_000))
     .option('--no-membership-guard', "release neighbourhood windows whose membership differs from a released one by 1 to revision-k - 1 meters (the PES's setting; docs/privacy.md)")
     .option('--dp-epsilon <e>', "the PES's --dp-epsilon: neighbourhood windows fold the meters' noised totals (docs/privacy.md)", epsilonOption)
+    .option('--dp-budget <e>', 'most epsilon per neighbourhood per UTC day it helps open, whatever the PES asks (its own ledger; docs/privacy.md)', budgetOption)
     .option('--retention <duration>', 'how long closed windows are kept for revisions (default: 2 billing periods)', durationOption('--retention'))
     .option('--max-skew <duration>', "refuse a frame whose readings are further than this from the watermark, so that one meter's clock far ahead does not close every window (the PES's)", durationOption('--max-skew'), 7 * 86400)
     .action((f: GuardianFlags) => run(f));

@@ -42,15 +42,27 @@ export class GuardianCore {
     notWhole: 0,
     unknownSnapshot: 0,
     ciphertextMismatch: 0,
+    dpBudget: 0,
     expired: 0,
   };
+  /** The guardian's own DP ledger: epsilon answered per neighbourhood and UTC day of the windows. */
+  private readonly dpDays = new Map<string, number>();
+  private ledgerChanged = false;
 
+  /**
+   * `dpBudget` (with `settings.dpEpsilon`): the most epsilon per neighbourhood per UTC day of the windows that it
+   * helps open, whatever the PES asks (the PES's `--dp-budget`; a compromised PES that ignores its own is refused
+   * here, `dpBudget`).
+   */
   constructor(
     settings: BlindSettings,
     private readonly keys: { share: DecryptionShare; meters: Map<string, BlindMeter> },
     private readonly log?: Logger,
+    private readonly dpBudget?: number,
   ) {
+    if (dpBudget !== undefined && (settings.dpEpsilon === undefined || !(dpBudget >= settings.dpEpsilon))) throw new RangeError('a DP budget needs dpEpsilon, and at least that much');
     this.windows = new BlindWindows(settings, keys.share.publicKey, keys.meters, 'answer');
+    this.windows.admit = (req) => this.charge(req);
     this.windows.onRefusal = (req, refused, reason) => {
       this.refusals[refused]++;
       this.log?.warn({ kind: req.kind, key: req.key, start: req.start, end: req.end, revision: req.revision, meters: req.spans.length, refused, count: this.refusals[refused] }, `guardian: request refused: ${reason}`);
@@ -107,6 +119,46 @@ export class GuardianCore {
   takePartials(): GuardianPartial[] {
     return this.windows.takeReleases().map((r) => ({ kind: r.kind, key: r.key, start: r.start, end: r.end, meters: r.meters, partial: partialDecrypt(this.keys.share, r.ciphertext) }));
   }
+
+  /** Charges one noised neighbourhood answer to its day, or says why it would exceed the budget. */
+  private charge(req: BlindRequest): string | null {
+    const epsilon = this.windows.settings.dpEpsilon;
+    if (this.dpBudget === undefined || epsilon === undefined || req.kind !== 'neighbourhood') return null;
+    const day = `${req.key}|${Math.floor(req.start / 86_400)}`;
+    const spent = Math.round(((this.dpDays.get(day) ?? 0) + epsilon) * 1e9) / 1e9;
+    if (spent > this.dpBudget) return `one more answer would spend ${spent} of the day's budget ${this.dpBudget} for neighbourhood ${req.key}`;
+    this.dpDays.set(day, spent);
+    this.ledgerChanged = true;
+    // A day's line goes once all its windows are past the retention horizon (none can be answered again).
+    const wm = this.windows.watermark;
+    if (wm !== null) for (const id of this.dpDays.keys()) if ((Number(id.slice(id.lastIndexOf('|') + 1)) + 1) * 86_400 < wm - this.windows.retentionS) this.dpDays.delete(id);
+    return null;
+  }
+
+  /**
+   * The DP ledger as the state file keeps it (lib/blind-service.ts `extra`): `save()` gives it when it changed
+   * since the last call, `restore()` loads what was saved last.
+   * @example
+   * ```ts
+   * startBlindService({ ..., extra: core.ledgerState });
+   * ```
+   */
+  readonly ledgerState = {
+    save: (): unknown => {
+      if (!this.ledgerChanged) return undefined;
+      this.ledgerChanged = false;
+      return { dpDays: Object.fromEntries(this.dpDays) };
+    },
+    restore: (v: unknown): void => {
+      if (v === undefined || v === null) return;
+      const o = v as { dpDays?: unknown };
+      if (typeof o !== 'object' || typeof o.dpDays !== 'object' || o.dpDays === null) throw new TypeError("malformed DP ledger in the guardian's state file");
+      for (const [k, e] of Object.entries(o.dpDays)) {
+        if (typeof e !== 'number' || !(e >= 0)) throw new TypeError("malformed DP ledger in the guardian's state file");
+        this.dpDays.set(k, e);
+      }
+    },
+  };
 
   private noteExpired(before: number): void {
     const n = this.windows.counters.expired - before;

@@ -29,6 +29,8 @@ export interface GuardianServiceOptions {
   synchronous?: 'FULL' | 'NORMAL';
   /** Gateways whose uplinks it takes; default every gateway. */
   gateways?: string[];
+  /** Most epsilon per neighbourhood per UTC day it helps open (`--dp-budget`; GuardianCore). */
+  dpBudget?: number;
   logger?: Logger;
 }
 
@@ -41,7 +43,7 @@ export interface GuardianServiceOptions {
  */
 export function startGuardianService(o: GuardianServiceOptions) {
   const log = o.logger ?? pino({ name: 'guardian' });
-  const core = new GuardianCore(o.settings, { share: o.keys.share, meters: o.keys.meters }, log);
+  const core = new GuardianCore(o.settings, { share: o.keys.share, meters: o.keys.meters }, log, o.dpBudget);
   const pub = o.keys.share.publicKey;
   const store = E2eStateStore.open(o.stateFile ?? ':memory:', { role: 'guardian', paillierKeyId: pub.keyId, config: blindStateConfig(o.settings), ...(o.synchronous ? { synchronous: o.synchronous } : {}) });
   let svc;
@@ -57,6 +59,7 @@ export function startGuardianService(o: GuardianServiceOptions) {
           return { topic, payload: sealAggregate(o.keys.mdmsPublic, topic, partialBody(pub, p), o.keys.signer) };
         }),
       onRequest: (topic, payload) => core.ingestRequest(payload, parseTopic.request(topic)),
+      extra: core.ledgerState,
       mqtt: { ...o.mqtt, clientId: o.mqtt.clientId ?? 'guardian' },
       ...(o.gateways ? { gateways: o.gateways } : {}),
       logger: log,

@@ -127,6 +127,7 @@ export type RequestRefusal =
   | 'notWhole'
   | 'unknownSnapshot'
   | 'ciphertextMismatch'
+  | 'dpBudget'
   | 'expired';
 
 /** A window the rules allow to open now. */
@@ -633,6 +634,12 @@ export class BlindWindows {
   onRefusal: ((req: BlindRequest, refused: RequestRefusal, reason: string) => void) | null = null;
 
   /**
+   * Answer mode: the last check before a new revision is answered, after every rule above (the guardian's DP
+   * ledger): returns why it must be refused (`dpBudget`), or null to answer (and then charges it).
+   */
+  admit: ((req: BlindRequest) => string | null) | null = null;
+
+  /**
    * Answer mode (the guardian; docs/paillier.md "Requests"): checks what the PES asks to open against this
    * folder's own snapshots and the release rules, and either answers (the window's ciphertext, recomputed here
    * from the meters' own snapshots as the request's spans name them, queued for {@link takeReleases}), holds
@@ -787,6 +794,8 @@ export class BlindWindows {
     }
     const ciphertext = this.pub.add(num, this.pub.mulPlain(den, -1n));
     if (ciphertext !== req.ciphertext) return refuse('ciphertextMismatch', 'the ciphertext is not the product of the named snapshots');
+    const over = this.admit?.(req) ?? null;
+    if (over !== null) return refuse('dpBudget', over);
     if (req.kind === 'neighbourhood') {
       if (w.released) this.remember(w.key, w.released, -1);
       w.released = [...named.keys()].sort();

@@ -51,7 +51,7 @@ export function startPesE2eService(o: PesE2eServiceOptions) {
   const counters = newCounters();
   const sync = () => {
     const c = core.windows.counters;
-    Object.assign(counters, { framesOk: c.frames, readings: c.readings, badTag: c.badTag, unknownMeter: c.unknownMeter, replay: c.replay, malformedFrame: c.malformedFrame, malformedUplink: c.malformedUplink, tooOld: c.tooOld, absurdTime: c.absurdTime, released: c.released, suppressed: c.suppressed, revisionHeld: c.revisionHeld, membershipHeld: c.membershipHeld, dpReleases: core.dpReleases, dpBudgetHeld: core.dpBudgetHeld, streamMessages: core.streamMessages });
+    Object.assign(counters, { framesOk: c.frames, readings: c.readings, badTag: c.badTag, unknownMeter: c.unknownMeter, replay: c.replay, malformedFrame: c.malformedFrame, malformedUplink: c.malformedUplink, tooOld: c.tooOld, absurdTime: c.absurdTime, released: c.released - core.dpBudgetHeld, suppressed: c.suppressed, revisionHeld: c.revisionHeld, membershipHeld: c.membershipHeld, dpReleases: core.dpReleases, dpBudgetHeld: core.dpBudgetHeld, streamMessages: core.streamMessages });
   };
   let svc;
   try {
