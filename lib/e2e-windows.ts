@@ -712,7 +712,7 @@ export class BlindWindows {
         if (sp.to > newest || sp.from > newest) return hold(`meter ${sp.meter}'s snapshots up to ${sp.to} have not all arrived here`);
         return refuse('notWhole', `meter ${sp.meter}'s span ${sp.from}..${sp.to} is not its whole period here; the PES revises the bill when it has the same snapshots`);
       }
-      for (const id of w.spans.keys()) if (!named.has(id)) return refuse('notWhole', `meter ${id} of the household has readings in the period and is not named`);
+      for (const [id, t] of w.spans) if (t.size > 0 && !named.has(id)) return refuse('notWhole', `meter ${id} of the household has readings in the period and is not named`);
     }
     // A span starts before the window, or at the meter's first snapshot (a meter new in the window).
     for (const sp of req.spans) {
