@@ -45,7 +45,7 @@ export class GuardianCore {
     dpBudget: 0,
     expired: 0,
   };
-  /** The guardian's own DP ledger: epsilon answered per neighbourhood and UTC day of the windows. */
+  /** The guardian's own DP ledger: epsilon answered per neighbourhood and UTC day of the windows (saved with the refusal counters). */
   private readonly dpDays = new Map<string, number>();
   private ledgerChanged = false;
 
@@ -65,15 +65,14 @@ export class GuardianCore {
     this.windows.admit = (req) => this.charge(req);
     this.windows.onRefusal = (req, refused, reason) => {
       this.refusals[refused]++;
+      this.ledgerChanged = true;
       this.log?.warn({ kind: req.kind, key: req.key, start: req.start, end: req.end, revision: req.revision, meters: req.spans.length, refused, count: this.refusals[refused] }, `guardian: request refused: ${reason}`);
     };
   }
 
   /** One gateway uplink. */
   ingestUplink(bytes: Uint8Array, topicGateway?: string): void {
-    const expired = this.windows.counters.expired;
     this.windows.ingestUplink(bytes, topicGateway);
-    this.noteExpired(expired);
   }
 
   /** Closes every window (end of a replay): the requests waiting for that are answered. */
@@ -97,6 +96,7 @@ export class GuardianCore {
       if (topic !== undefined && (topic === null || topic.kind !== req.kind || topic.key !== req.key)) throw new TypeError('the request names another window than its topic');
     } catch (e) {
       this.refusals.malformed++;
+      this.ledgerChanged = true;
       this.log?.warn({ err: (e as Error).message, count: this.refusals.malformed }, 'guardian: malformed request refused');
       return { refused: 'malformed', reason: (e as Error).message };
     }
@@ -147,23 +147,24 @@ export class GuardianCore {
     save: (): unknown => {
       if (!this.ledgerChanged) return undefined;
       this.ledgerChanged = false;
-      return { dpDays: Object.fromEntries(this.dpDays) };
+      return { dpDays: Object.fromEntries(this.dpDays), refusals: this.refusals };
     },
     restore: (v: unknown): void => {
       if (v === undefined || v === null) return;
-      const o = v as { dpDays?: unknown };
+      const o = v as { dpDays?: unknown; refusals?: unknown };
       if (typeof o !== 'object' || typeof o.dpDays !== 'object' || o.dpDays === null) throw new TypeError("malformed DP ledger in the guardian's state file");
       for (const [k, e] of Object.entries(o.dpDays)) {
         if (typeof e !== 'number' || !(e >= 0)) throw new TypeError("malformed DP ledger in the guardian's state file");
         this.dpDays.set(k, e);
       }
+      // The refusal counters go on from where they were (they only grow).
+      if (typeof o.refusals === 'object' && o.refusals !== null) {
+        for (const k of Object.keys(this.refusals) as GuardianRefusal[]) {
+          const n = (o.refusals as Record<string, unknown>)[k];
+          if (typeof n === 'number' && Number.isSafeInteger(n) && n >= 0) this.refusals[k] = n;
+        }
+      }
     },
   };
 
-  private noteExpired(before: number): void {
-    const n = this.windows.counters.expired - before;
-    if (n <= 0) return;
-    this.refusals.expired += n;
-    this.log?.warn({ expired: n, count: this.refusals.expired }, 'guardian: requests still waiting when their window passed the retention horizon refused');
-  }
 }

@@ -186,7 +186,7 @@ export class E2eStateStore {
         format = undefined;
       }
       if (tables.length > 0 && format !== E2E_STATE_FORMAT) {
-        const what = format === undefined ? 'another program\'s database' : `state format ${String(format)} (not ${E2E_STATE_FORMAT}; a classic PES state?)`;
+        const what = format === undefined ? 'another program\'s database' : /^e2e-/.test(String(format)) ? `an older end-to-end state format (${String(format)}, not ${E2E_STATE_FORMAT}: docs/operations.md §1b)` : `state format ${String(format)} (not ${E2E_STATE_FORMAT}; a classic PES state?)`;
         throw new E2eStateError(`${file} is ${what}, not an end-to-end state file; use a new --state file`);
       }
       if (tables.some((t) => !TABLES.includes(t))) throw new E2eStateError(`${file} has tables an end-to-end state file does not have (${tables.join(', ')}); use a new --state file`);

@@ -273,6 +273,8 @@ export class BlindWindows {
   private readonly toEvaluate = new Set<Window>();
   /** Answer mode: windows holding a request that waits. */
   private readonly pendingWindows = new Set<Window>();
+  /** Answer mode: keys with a request answered since the waiting ones were last tried. */
+  private readonly answeredKeys = new Set<string>();
   private out: BlindRelease[] = [];
   private readonly dirtyWindows = new Set<Window>();
   private readonly dirtyMeters = new Set<string>();
@@ -549,6 +551,7 @@ export class BlindWindows {
       if (w.pending) {
         this.counters.expired++;
         this.pendingWindows.delete(w);
+        this.onRefusal?.(w.pending, 'expired', 'still waiting when its window passed the retention horizon');
       }
     }
   }
@@ -662,8 +665,9 @@ export class BlindWindows {
   request(req: BlindRequest): { answered: true } | { pending: string } | { refused: RequestRefusal; reason: string } {
     if (this.mode !== 'answer') throw new Error("request() is the answer mode's (the guardian)");
     const existing = this.windows.get(`${req.kind}|${req.key}|${req.start}`);
+    const waiting = existing?.pending && sameRequest(existing.pending, req) ? existing.pending : null;
     const refuse = (refused: RequestRefusal, reason: string) => {
-      if (existing?.pending === req) {
+      if (existing && waiting) {
         existing.pending = null;
         this.pendingWindows.delete(existing);
         this.dirtyWindows.add(existing);
@@ -678,6 +682,11 @@ export class BlindWindows {
       const slot = cal.billing(req.start);
       if (slot.start !== req.start || slot.end !== req.end) return refuse('notBillingPeriod', 'not one whole billing period');
     }
+    // Only windows this folder may still hold: not past the retention horizon (an evicted window answered again
+    // would have no history to judge a revision by), not beyond the watermark's skew bound.
+    const wm = this.watermark;
+    if (wm !== null && req.end + this.retentionS < wm) return refuse('expired', 'the window is past the retention horizon');
+    if (wm !== null && req.start > wm + (this.settings.maxSkewS ?? 7 * 86_400)) return refuse('badSpan', 'the window lies beyond the watermark by more than the allowed skew');
     if (req.spans.length === 0) return refuse('badSpan', 'the request names no meter');
     const named = new Map<string, MemberSpan>();
     for (const sp of req.spans) {
@@ -692,8 +701,8 @@ export class BlindWindows {
     const again = w.answer !== null && req.revision === w.revision && req.ciphertext === w.answer.ciphertext && sameMembers(w.answer.spans, req.spans);
     if (req.revision <= w.revision && !again) return refuse('staleRevision', `revision ${req.revision} is not after the one answered (${w.revision})`);
     const hold = (reason: string) => {
-      if (w.pending && w.pending !== req && w.pending.revision > req.revision) return refuse('staleRevision', `a later revision (${w.pending.revision}) is waiting`);
-      if (w.pending !== req) {
+      if (w.pending && !waiting && w.pending.revision > req.revision) return refuse('staleRevision', `a later revision (${w.pending.revision}) is waiting`);
+      if (!waiting) {
         if (w.pending) this.onRefusal?.(w.pending, 'staleRevision', `superseded by revision ${req.revision} before it could be answered`);
         w.pending = req;
         this.pendingWindows.add(w);
@@ -701,27 +710,25 @@ export class BlindWindows {
       }
       return { pending: reason };
     };
-    if (again) return this.answer(w, req, w.answer!.ciphertext);
+    if (again) return this.answer(w, req, w.answer!.ciphertext, false);
     if (!w.closed) return hold('the window is still open here');
-    const own = (sp: MemberSpan) => sameSpan(w.spans.get(sp.meter), sp);
-    if (req.kind === 'billing') {
-      // A whole billing period: every meter of the household this folder holds in it, each over its span here.
-      for (const sp of req.spans) {
-        if (own(sp)) continue;
-        const newest = this.rt.get(sp.meter)?.snaps.at(-1)?.at ?? -1;
-        if (sp.to > newest || sp.from > newest) return hold(`meter ${sp.meter}'s snapshots up to ${sp.to} have not all arrived here`);
-        return refuse('notWhole', `meter ${sp.meter}'s span ${sp.from}..${sp.to} is not its whole period here; the PES revises the bill when it has the same snapshots`);
-      }
-      for (const [id, t] of w.spans) if (t.size > 0 && !named.has(id)) return refuse('notWhole', `meter ${id} of the household has readings in the period and is not named`);
-    }
-    // A span starts before the window, or at the meter's first snapshot (a meter new in the window).
+    // Each member's span must be the one this folder's own fold gives the window (its last snapshot at or before
+    // the start to its last in the window): a snapshot difference belongs to exactly one window, so no request
+    // can reach back over intervals another window opened, or move spans between revisions at will.
     for (const sp of req.spans) {
-      if (sp.from <= req.start || own(sp)) continue;
+      const own = spanOrNull(w.spans.get(sp.meter));
+      if (own && own.from === sp.from && own.to === sp.to) continue;
+      // An end that differs from this folder's own: if it names a snapshot not here (yet), wait for it.
       const rt = this.rt.get(sp.meter);
-      if (!rt || rt.snaps.length === 0 || sp.from > rt.snaps.at(-1)!.at) return hold(`meter ${sp.meter}'s snapshot at ${sp.from} has not arrived here`);
-      if (rt.pruned || rt.snaps[0]!.at !== sp.from) return refuse('badSpan', `the span ${sp.from}..${sp.to} of meter ${sp.meter} starts inside the window after the meter's first snapshot`);
+      const snaps = rt?.snaps ?? [];
+      const differing = [sp.from, sp.to].filter((at, i) => at !== (i === 0 ? own?.from : own?.to));
+      const missing = differing.find((at) => !snaps.some((x) => x.at === at) && !(rt?.pruned && at < snaps[0]!.at));
+      if (missing !== undefined) return hold(`meter ${sp.meter}'s snapshot at ${missing} has not arrived here`);
+      return refuse('notWhole', `meter ${sp.meter}'s span ${sp.from}..${sp.to} is not its span in this window here; the PES revises the window when it has the same snapshots`);
     }
-    if (req.kind === 'neighbourhood') {
+    if (req.kind === 'billing') {
+      for (const [id, t] of w.spans) if (t.size > 0 && !named.has(id)) return refuse('notWhole', `meter ${id} of the household has readings in the period and is not named`);
+    } else {
       if (w.answer !== null) {
         let changed = 0;
         for (const sp of req.spans) {
@@ -731,9 +738,15 @@ export class BlindWindows {
         for (const id of w.answer.spans.keys()) if (!named.has(id)) changed++;
         if (changed < this.settings.revisionK) return refuse('revisionHeld', `revision ${req.revision} changes ${changed} meters, fewer than revision-k`);
       }
-      if (this.settings.membershipGuard !== false && this.differencing(req.key, new Set(named.keys()), w.released)) return refuse('membershipHeld', 'its membership differs from a released one by fewer than revision-k meters');
+      if (this.settings.membershipGuard !== false && this.differencing(req.key, new Set(named.keys()), w.released)) {
+        // Judged against what was answered so far: while another request of the neighbourhood waits, the
+        // answer may yet change that reference, so this one waits too (the PES judged both in its order).
+        if ([...this.pendingWindows].some((o) => o !== w && o.key === req.key && o.kind === 'neighbourhood')) return hold('another request of the neighbourhood waits, which the membership guard may compare with');
+        return refuse('membershipHeld', 'its membership differs from a released one by fewer than revision-k meters');
+      }
     }
-    // The snapshot terms to look up (+1 numerator, -1 denominator), beside what is already multiplied.
+    // The ciphertext, recomputed here: each member's own product until the first answer (the spans are this
+    // folder's own); then the answered ciphertext times each changed member's new span over its answered one.
     const terms = new Map<string, Map<number, number>>();
     const add = (meter: string, at: number, e: number) => {
       let t = terms.get(meter);
@@ -746,10 +759,9 @@ export class BlindWindows {
     let den = 1n;
     const n2 = this.pub.n2;
     if (w.answer === null) {
-      // First answer: each member's own product where the PES names the span this folder computed.
       for (const sp of req.spans) {
         const part = w.parts?.get(sp.meter);
-        if (part && own(sp)) {
+        if (part) {
           num = (num * part.num) % n2;
           den = (den * part.den) % n2;
         } else {
@@ -758,7 +770,6 @@ export class BlindWindows {
         }
       }
     } else {
-      // A revision: the answered ciphertext times each changed member's new span over its answered one.
       num = w.answer.ciphertext;
       for (const sp of req.spans) {
         const old = w.answer.spans.get(sp.meter);
@@ -778,13 +789,10 @@ export class BlindWindows {
     }
     const noised = req.kind === 'neighbourhood' && this.settings.dpEpsilon !== undefined;
     for (const [meter, t] of terms) {
-      const rt = this.rt.get(meter);
+      const snaps = this.rt.get(meter)?.snaps ?? [];
       for (const [at, e] of t) {
-        const snap = rt?.snaps.find((x) => x.at === at);
-        if (!snap) {
-          if (rt?.pruned && at < rt.snaps[0]!.at) return refuse('unknownSnapshot', `meter ${meter}'s snapshot at ${at} is older than the ones kept here`);
-          return hold(`meter ${meter}'s snapshot at ${at} has not arrived here`);
-        }
+        const snap = snaps.find((x) => x.at === at);
+        if (!snap) return refuse('unknownSnapshot', `meter ${meter}'s snapshot at ${at} is no longer kept here`);
         const c = noised ? snap.noisy! : snap.c;
         for (let k = 0; k < Math.abs(e); k++) {
           if (e > 0) num = (num * c) % n2;
@@ -803,17 +811,20 @@ export class BlindWindows {
     }
     w.answer = { spans: named, ciphertext };
     w.parts = null;
-    return this.answer(w, req, ciphertext);
+    return this.answer(w, req, ciphertext, true);
   }
 
-  private answer(w: Window, req: BlindRequest, ciphertext: bigint): { answered: true } {
-    w.revision = req.revision;
-    if (w.pending) {
+  /** Queues the answer; a waiting request of an older revision is superseded (refused), a newer one stays. */
+  private answer(w: Window, req: BlindRequest, ciphertext: bigint, fresh: boolean): { answered: true } {
+    w.revision = Math.max(w.revision, req.revision);
+    if (w.pending && (sameRequest(w.pending, req) || w.pending.revision < req.revision)) {
+      if (!sameRequest(w.pending, req)) this.onRefusal?.(w.pending, 'staleRevision', `superseded by revision ${req.revision}`);
       w.pending = null;
       this.pendingWindows.delete(w);
     }
     this.dirtyWindows.add(w);
     this.counters.answered++;
+    if (fresh) this.answeredKeys.add(w.key);
     const members = req.spans.map((sp) => sp.meter).sort();
     this.out.push({ kind: req.kind, key: req.key, start: req.start, end: req.end, revision: req.revision, meters: members.length, members, spans: req.spans, ciphertext });
     return { answered: true };
@@ -830,8 +841,16 @@ export class BlindWindows {
 
   private evaluate(): void {
     if (this.mode === 'answer') {
+      // A waiting request is tried again when its window closed or changed here, a meter it names brought a
+      // snapshot, or another request of its key was answered (the membership guard's reference moved).
+      let retry = [...this.pendingWindows].filter((w) => this.toEvaluate.has(w) || w.pending!.spans.some((sp) => this.dirtyMeters.has(sp.meter)));
       this.toEvaluate.clear();
-      for (const w of [...this.pendingWindows]) this.request(w.pending!);
+      this.answeredKeys.clear();
+      while (retry.length > 0) {
+        for (const w of retry) if (w.pending) this.request(w.pending);
+        retry = [...this.pendingWindows].filter((w) => this.answeredKeys.has(w.key));
+        this.answeredKeys.clear();
+      }
       return;
     }
     if (this.toEvaluate.size === 0) return;
@@ -910,13 +929,24 @@ function spanOf(meter: string, terms: Map<number, number> | undefined): MemberSp
   return { meter, from: from[0], to: to[0] };
 }
 
-function lastWhere<T>(list: T[], pred: (x: T) => boolean): T | undefined {
-  for (let i = list.length - 1; i >= 0; i--) if (pred(list[i]!)) return list[i];
-  return undefined;
+/** A member's span from its terms, or null when they do not (yet) telescope to one. */
+function spanOrNull(terms: Map<number, number> | undefined): { from: number; to: number } | null {
+  if (!terms || terms.size !== 2) return null;
+  let from: number | undefined;
+  let to: number | undefined;
+  for (const [at, e] of terms) {
+    if (e === 1) to = at;
+    else if (e === -1) from = at;
+  }
+  return from !== undefined && to !== undefined ? { from, to } : null;
 }
 
 function sameSpan(t: Map<number, number> | undefined, sp: MemberSpan): boolean {
   return t !== undefined && t.size === 2 && t.get(sp.from) === -1 && t.get(sp.to) === 1;
+}
+
+function sameRequest(a: BlindRequest, b: BlindRequest): boolean {
+  return a === b || (a.kind === b.kind && a.key === b.key && a.start === b.start && a.revision === b.revision && a.ciphertext === b.ciphertext && a.spans.length === b.spans.length && a.spans.every((sp, i) => sp.meter === b.spans[i]!.meter && sp.from === b.spans[i]!.from && sp.to === b.spans[i]!.to));
 }
 
 function sameMembers(answered: Map<string, MemberSpan>, spans: MemberSpan[]): boolean {

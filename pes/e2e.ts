@@ -16,8 +16,8 @@
  * neighbourhood release that would exceed it is withheld (never sealed nor published), counted
  * (`dpBudgetHeld`) and logged. The blind windows have already counted it as released by then (lib/e2e-windows.ts
  * decides, the PES only filters), so unlike the classic PES the window is not re-evaluated: a later change
- * makes the next revision, which the budget judges again; the guardian's partial of a withheld release stays
- * unpaired at the MDMS, which prunes it past its retention.
+ * makes the next revision, which the budget judges again. A withheld release sends the guardian no request
+ * either, so nothing of it is decrypted (and the guardian keeps its own ledger besides: guardian/core.ts).
  * @module
  */
 import type { KeyObject } from 'node:crypto';

@@ -259,15 +259,78 @@ describe('end-to-end mode with the real key folders', () => {
       return a + all.filter((r) => r.time >= start && r.time < end).reduce((s, r, j, arr) => s + r.importWh - (j === 0 ? all[all.indexOf(r) - 1]!.importWh : arr[j - 1]!.importWh), 0);
     }, 0);
     expect(wh).toBe(BigInt(expected));
-    // The same request again (re-published after a crash): the same answer. A revision changing one meter's
-    // span (fewer than revision-k = 3) is refused; so is an older revision.
+    // The same request again (re-published after a crash): the same answer. A revision changing one meter
+    // (here: leaving it out; fewer than revision-k = 3) is refused; so is an older revision.
     expect(ask(ok)).toEqual({ answered: true });
     expect(g.takePartials()).toHaveLength(1);
-    expect(ask({ ...ok, revision: 1, spans: [{ meter: nbAMeters[0]!, from: start - 3600, to: end }, ...whole(nbAMeters.slice(1))] })).toMatchObject({ refused: 'revisionHeld' });
+    expect(ask({ ...ok, revision: 1, spans: whole(nbAMeters.slice(1)) })).toMatchObject({ refused: 'revisionHeld' });
     expect(ask({ ...ok, revision: 0, spans: whole(nbAMeters.slice(0, 3)) })).toMatchObject({ refused: 'staleRevision' });
     expect(g.refusals).toMatchObject({ underK: before.underK + 2, notBillingPeriod: before.notBillingPeriod + 1, notWhole: before.notWhole + 1, notMember: before.notMember + 1, notInterval: before.notInterval + 1, badSpan: before.badSpan + 1, ciphertextMismatch: before.ciphertextMismatch + 1, revisionHeld: before.revisionHeld + 1, staleRevision: before.staleRevision + 1 });
     // Bytes that are no request at all.
     expect(g.ingestRequest(Buffer.from('not cbor'))).toMatchObject({ refused: 'malformed' });
+  });
+
+  it('a compromised PES cannot difference its way to one meter: spans must be the guardian\'s own, evicted and far windows are refused', () => {
+    const pk = loadPesKeys(keys, { e2e: true });
+    const gk = loadGuardianKeys(join(keys, GUARDIAN_DIR));
+    const pub = pk.paillierShare.publicKey;
+    const g = new GuardianCore(settings, { share: gk.paillierShare, meters: blindMeters(gk.meterKeys) }, log);
+    for (const u of run.e2e) g.ingestUplink(u);
+    g.flush();
+    const snaps = snapshotsOf(pk);
+    const c = (id: string, at: number) => snaps.get(id)!.get(at)!;
+    const product = (spans: { meter: string; from: number; to: number }[]) => spans.reduce((acc, sp) => pub.add(acc, pub.add(c(sp.meter, sp.to), pub.mulPlain(c(sp.meter, sp.from), -1n))), 1n);
+    const ask = (g2: GuardianCore, r: Omit<E2eRequest, 'ciphertext'>) => g2.ingestRequest(cborEncode(requestBody(pub, { ...r, ciphertext: product(r.spans) })));
+    const nbA = fleet.meters[0]!.neighbourhood;
+    const ids = fleet.meters.filter((m) => m.neighbourhood === nbA).map((m) => m.meter);
+    const H = 3600;
+    const start = T0 + 43 * H;
+    const span = (from: (id: string, i: number) => number, to: number) => ids.map((meter, i) => ({ meter, from: from(meter, i), to }));
+    // Hours 42 and 43 opened honestly; then a "revision" of hour 43 where three members reach back over hour
+    // 42 (three changed spans pass revision-k = 3): their difference would be the fourth meter's hour 42.
+    expect(ask(g, { kind: 'neighbourhood', key: nbA, start: start - H, end: start, revision: 0, spans: span(() => start - H, start) })).toEqual({ answered: true });
+    expect(ask(g, { kind: 'neighbourhood', key: nbA, start, end: start + H, revision: 0, spans: span(() => start, start + H) })).toEqual({ answered: true });
+    expect(ask(g, { kind: 'neighbourhood', key: nbA, start, end: start + H, revision: 1, spans: span((_, i) => (i < 3 ? start - H : start), start + H) })).toMatchObject({ refused: 'notWhole' });
+    // A first answer with one member reaching back is refused too (its revision could then move it back).
+    expect(ask(g, { kind: 'neighbourhood', key: nbA, start: start - 3 * H, end: start - 2 * H, revision: 0, spans: span((_, i) => (i === 0 ? start - 4 * H : start - 3 * H), start - 2 * H) })).toMatchObject({ refused: 'notWhole' });
+    // A window beyond the watermark's skew bound is refused, not held (no state for a made-up future).
+    const far = T0 + 30 * 86400;
+    expect(g.ingestRequest(cborEncode(requestBody(pub, { kind: 'neighbourhood', key: nbA, start: far, end: far + H, revision: 0, spans: ids.map((meter) => ({ meter, from: far, to: far + H })), ciphertext: 1n })))).toMatchObject({ refused: 'badSpan' });
+    expect(g.windows.pendingRequests).toBe(0);
+    expect(g.takePartials()).toHaveLength(2);
+    // A window past the retention horizon (evicted: no history to judge a revision by) is refused.
+    const short = new GuardianCore({ ...settings, retentionS: 4 * H }, { share: gk.paillierShare, meters: blindMeters(gk.meterKeys) }, log);
+    for (const u of run.e2e) short.ingestUplink(u);
+    expect(ask(short, { kind: 'neighbourhood', key: nbA, start: T0 + 19 * H, end: T0 + 20 * H, revision: 0, spans: span(() => T0 + 19 * H, T0 + 20 * H) })).toMatchObject({ refused: 'expired' });
+  });
+
+  it("a bill naming a snapshot that reaches the guardian late waits for it instead of being refused", () => {
+    const pk = loadPesKeys(keys, { e2e: true });
+    const gk = loadGuardianKeys(join(keys, GUARDIAN_DIR));
+    const p = new PesE2e(settings, { share: pk.paillierShare, mdmsPublic: pk.mdmsPublic, signer: pk.signer, meters: blindMeters(pk.meterKeys) });
+    for (const u of run.e2e) p.ingestUplink(u);
+    const m1 = fleet.meters[0]!;
+    const bill = p.takeOutbox().find((m) => m.topic === topics.request('billing', m1.household))!; // day 1's bill of hh-1
+    const req = parseRequest(pk.paillierShare.publicKey, bill.payload);
+    expect(req.start).toBe(T0);
+    const g = new GuardianCore(settings, { share: gk.paillierShare, meters: blindMeters(gk.meterKeys) }, log);
+    // The guardian gets m1's frame with the day's last snapshot after its next ones.
+    let late: Buffer | undefined;
+    for (const u of run.e2e) {
+      const up = decodeUplink(u);
+      const keep = up.frames.filter((f) => {
+        const fr = decodeFrame(f);
+        const last = Buffer.from(fr.systemTitle).toString('hex') === m1.meter && decodeE2ePayload(pk.paillierShare.publicKey, openFrame(pk.meterKeys.get(m1.meter)!, fr)).snapshots.some((s) => s.at === T0 + 86400);
+        if (last) late = encodeUplink({ gateway: up.gateway, frames: [f] });
+        return !last;
+      });
+      g.ingestUplink(encodeUplink({ gateway: up.gateway, frames: keep }));
+    }
+    expect(g.ingestRequest(bill.payload, parseTopic.request(bill.topic))).toMatchObject({ pending: expect.stringMatching(/has not arrived/) });
+    g.ingestUplink(late!);
+    expect(g.windows.pendingRequests).toBe(0);
+    expect(g.takePartials()).toHaveLength(1);
+    expect(Object.values(g.refusals).every((n) => n === 0)).toBe(true);
   });
 
   it('the membership guard holds, at the PES and at the guardian, every interval a provisioned meter is missing from', () => {
