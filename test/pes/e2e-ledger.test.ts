@@ -114,7 +114,7 @@ describe('the blind PES DP ledger', () => {
     second.ledgerState.restore(snapshot.extra);
     feed(second, 9, 17); // to 01:15: 23 h closes (over the day's budget), then 00 h (the next day's)
     out = second.takeOutbox();
-    const nb = out.filter((m) => m.topic.includes('/neighbourhood/')).map((m) => parseRelease(key, openAggregate(mdms.privateKey, m.topic, m.payload, signer.publicKey)));
+    const nb = out.filter((m) => m.topic.startsWith('sm/v1/agg/neighbourhood/')).map((m) => parseRelease(key, openAggregate(mdms.privateKey, m.topic, m.payload, signer.publicKey)));
     expect(nb.map((r) => [r.start - T, r.dp])).toEqual([[3 * 3600, { epsilon: 0.5, spent: 1.5 }]]); // 23 h withheld, never sealed
     expect(second.dpBudgetHeld).toBe(1);
     expect(warned).toEqual([expect.objectContaining({ neighbourhood: 'nb-1', start: T + 2 * 3600, budget: 1 })]);
