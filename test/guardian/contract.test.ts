@@ -217,12 +217,7 @@ describe('end-to-end mode with the real key folders', () => {
   });
 
   it('the guardian answers only what its own snapshots and the rules confirm: a request for anything else is refused', () => {
-    const pk = loadPesKeys(keys, { e2e: true });
-    const gk = loadGuardianKeys(join(keys, GUARDIAN_DIR));
-    const pub = pk.paillierShare.publicKey;
-    const g = new GuardianCore(settings, { share: gk.paillierShare, meters: blindMeters(gk.meterKeys) }, log);
-    for (const u of run.e2e) g.ingestUplink(u);
-    g.flush();
+    const { pk, gk, pub, g } = fedGuardian();
     const nbA = fleet.meters[0]!.neighbourhood;
     const nbB = fleet.meters[4]!.neighbourhood;
     const start = T0 + 19 * 3600;
@@ -271,12 +266,7 @@ describe('end-to-end mode with the real key folders', () => {
   });
 
   it('a compromised PES cannot difference its way to one meter: spans must be the guardian\'s own, evicted and far windows are refused', () => {
-    const pk = loadPesKeys(keys, { e2e: true });
-    const gk = loadGuardianKeys(join(keys, GUARDIAN_DIR));
-    const pub = pk.paillierShare.publicKey;
-    const g = new GuardianCore(settings, { share: gk.paillierShare, meters: blindMeters(gk.meterKeys) }, log);
-    for (const u of run.e2e) g.ingestUplink(u);
-    g.flush();
+    const { pk, gk, pub, g } = fedGuardian();
     const snaps = snapshotsOf(pk);
     const c = (id: string, at: number) => snaps.get(id)!.get(at)!;
     const product = (spans: { meter: string; from: number; to: number }[]) => spans.reduce((acc, sp) => pub.add(acc, pub.add(c(sp.meter, sp.to), pub.mulPlain(c(sp.meter, sp.from), -1n))), 1n);
@@ -456,6 +446,16 @@ describe('end-to-end mode with the real key folders', () => {
     expect(regs.imports[0]! + regs.imports[1]!).toBeGreaterThan(0n); // day 1's bill of that household
   });
 });
+
+/** The key folders' keys and a guardian that folded every uplink of the run and closed every window. */
+function fedGuardian(): { pk: ReturnType<typeof loadPesKeys>; gk: ReturnType<typeof loadGuardianKeys>; pub: ReturnType<typeof loadPesKeys>['paillierShare']['publicKey']; g: GuardianCore } {
+  const pk = loadPesKeys(keys, { e2e: true });
+  const gk = loadGuardianKeys(join(keys, GUARDIAN_DIR));
+  const g = new GuardianCore(settings, { share: gk.paillierShare, meters: blindMeters(gk.meterKeys) }, log);
+  for (const u of runE2e) g.ingestUplink(u);
+  g.flush();
+  return { pk, gk, pub: pk.paillierShare.publicKey, g };
+}
 
 /** Every meter's snapshot ciphertexts by time, from the e2e uplinks (the PES's folder opens the frames). */
 function snapshotsOf(pk: ReturnType<typeof loadPesKeys>): Map<string, Map<number, bigint>> {
