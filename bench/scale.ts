@@ -3,17 +3,21 @@
  * `pes1_readings_per_s`, `pes2_readings_per_s`, `rss_bytes_per_meter_10k`, `rss_bytes_per_meter_100k`,
  * `meters_100k_seconds`, `takeover_s`, and a nested `detail` object with what they were measured on.
  *
- * - Memory and the 100,000-meter day: each run in a child process of its own (`scale.ts memory <meters>
- *   <days> <billing>`), so that RSS is the PES's and not an earlier run's. Meters with random keys (what
- *   provisioning gives the PES), 2048-bit Paillier (`SCALE_PAILLIER_BITS`), SQLite state (`synchronous =
- *   NORMAL`), the engine's randomiser pool; one day of 15-minute readings, `SCALE_READINGS_PER_FRAME`
- *   (default 16: a concentrator polling every 4 hours) readings per frame, one uplink per neighbourhood
- *   (`SCALE_NB_SIZE` meters, default 200) per frame period, committed per uplink as the MQTT service does, then
- *   the flush that releases every window (sealed to the MDMS key). RSS is taken after a forced GC at the end of
- *   the day, before the flush (every household's billing window open), minus the RSS before the meters were
- *   loaded, per meter. `meters_100k_seconds` is that run's wall time, key loading to the last release sealed.
- *   The billing period's effect: the 10,000-meter fleet again for two days with a one-month period
- *   (retention 62 days) in `detail.rss_bytes_per_meter_10k_1mo_2d`.
+ * - Memory: each run in a child process of its own (`scale.ts memory <meters> <days> <billing>`), so that RSS
+ *   is the PES's and not an earlier run's. Meters with random keys (what provisioning gives the PES), 2048-bit
+ *   Paillier (`SCALE_PAILLIER_BITS`), SQLite state (`synchronous = NORMAL`), the engine's randomiser pool; one
+ *   day of 15-minute readings, `SCALE_READINGS_PER_FRAME` (default 16: a concentrator polling every 4 hours)
+ *   readings per frame, one uplink per neighbourhood (`SCALE_NB_SIZE` meters, default 200) per frame period,
+ *   committed per uplink as the MQTT service does, then the flush that releases every window (sealed to the
+ *   MDMS key). RSS is taken after a forced GC at the end of the day, before the flush (every household's billing
+ *   window open), minus the RSS before the meters were loaded, per meter. The billing period's effect: the
+ *   10,000-meter fleet again for two days with a one-month period (retention 62 days) in
+ *   `detail.rss_bytes_per_meter_10k_1mo_2d`.
+ * - The 100,000-meter day through provision -> PES -> MDMS (`scale.ts pipeline <meters>`, {@link pipelineRun}):
+ *   `provision` writes the key set to disk, the PES loads it as `smartermeter pes --keys` does and runs the day
+ *   as above (its RSS gives `rss_bytes_per_meter_100k`, the baseline taken after the key set is loaded), and
+ *   the MDMS ingest stores every release over the embedded broker. `meters_100k_seconds` is the sum of the
+ *   three phases, each in `detail` (`provision_s`, `pes_s`, `mdms_s`).
  * - Ingest over the NATS cluster (`smartermeter cluster` parts, nats-server needed) and PostgreSQL (the PES
  *   state): one `smartermeter pes` process for the whole fleet, then two partitioned ones (`--partitions 2`),
  *   same run, same stream: readings/s from the first publish until every neighbourhood window but the last has
@@ -22,8 +26,9 @@
  *   it holds the lease and is active (the way test/pes/ha.test.ts measures it).
  *
  * A part that cannot run here (no nats-server, no PostgreSQL) reports null and says why on stderr (and in
- * `detail.<part>_error`). `SCALE_SKIP_100K=1` skips the 100,000-meter run; `SCALE_100K_PAILLIER_BITS` runs it
- * with another key size than the others (about 860 CPU-seconds at 2048 bits: docs/operations.md §1d).
+ * `detail.<part>_error`). `SCALE_SKIP_100K=1` skips the 100,000-meter run, `SCALE_ONLY_100K=1` runs it alone;
+ * `SCALE_100K_PAILLIER_BITS` runs it with another key size than the others (docs/operations.md §1d has the
+ * figures: the better part of two hours of CPU, most of it provisioning's scrypt).
  * @module
  */
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
@@ -87,12 +92,14 @@ interface PesRunKeys {
   keysDir?: string;
   /** Where each release goes: default the PES's own list (`handle.sent`), dropped at the end. */
   publish?: (m: OutMessage) => void;
+  /** Meters per neighbourhood; default `SCALE_NB_SIZE` or 200. */
+  nbSize?: number;
 }
 
 /** The child's work: a fleet of `meters` for `days` days through an in-process PES. */
 async function memoryRun(meters: number, days: number, billing: string, from: PesRunKeys = {}): Promise<MemoryFigures> {
   const perFrame = envInt('SCALE_READINGS_PER_FRAME', 16, 1, 96);
-  const nbSize = envInt('SCALE_NB_SIZE', 200, 1, 100_000);
+  const nbSize = from.nbSize ?? envInt('SCALE_NB_SIZE', 200, 1, 100_000);
   const bits = envInt('SCALE_PAILLIER_BITS', 2048, 512, 4096);
   if (96 % perFrame !== 0) throw new Error('SCALE_READINGS_PER_FRAME must divide 96');
   // The simulation's own state, allocated before the baseline: registers, invocation counters, and the keys the
@@ -247,10 +254,15 @@ const outcomes = (c: Readonly<IngestCounters>) =>
  * ({@link memoryRun}); its releases, sealed, go to a spool file. 3) The embedded broker (broker/broker.ts, with
  * the provisioned users file) and the MDMS ingest (mdms/ingest.ts, SQLite store, the provisioned MDMS key and
  * fleet, k = 20) run; the releases are published as the `pes` user until the store holds every one.
+ * `SCALE_NB_SIZE` and `SCALE_PAILLIER_BITS` unless given in `o`.
+ * @example
+ * ```ts
+ * const f = await pipelineRun(2000); // f.provision_s + f.pes_s + f.mdms_s
+ * ```
  */
-async function pipelineRun(meters: number): Promise<PipelineFigures> {
-  const nbSize = envInt('SCALE_NB_SIZE', 200, 1, 100_000);
-  const bits = envInt('SCALE_PAILLIER_BITS', 2048, 512, 4096);
+export async function pipelineRun(meters: number, o: { nbSize?: number; paillierBits?: number } = {}): Promise<PipelineFigures> {
+  const nbSize = o.nbSize ?? envInt('SCALE_NB_SIZE', 200, 1, 100_000);
+  const bits = o.paillierBits ?? envInt('SCALE_PAILLIER_BITS', 2048, 512, 4096);
   const dir = mkdtempSync(join(tmpdir(), 'sm-bench-pipeline-'));
   const silent = pino({ level: 'silent' });
   try {
@@ -266,7 +278,7 @@ async function pipelineRun(meters: number): Promise<PipelineFigures> {
     const spool = new Spool(join(dir, 'releases.spool'));
     let pes: MemoryFigures;
     try {
-      pes = await memoryRun(meters, 1, '1d', { keysDir: keys, publish: (m) => spool.write(m) });
+      pes = await memoryRun(meters, 1, '1d', { keysDir: keys, publish: (m) => spool.write(m), nbSize });
     } finally {
       spool.close();
     }
