@@ -207,11 +207,10 @@ export async function provision(opts: ProvisionOptions): Promise<Fleet> {
   const bindingKeys: Record<string, Uint8Array> = {};
   const streamKeys: Record<string, Uint8Array> = {};
   const pretty = new Map(fleet.households.map((hh) => [hh, activationCode()]));
-  // Every household's scrypts at once: they run on libuv's threadpool (UV_THREADPOOL_SIZE, default 4), one per core.
-  const derived = new Map(await Promise.all(fleet.households.map(async (hh) => [hh, await codeSecrets(pretty.get(hh)!, hh, opts.e2e === true)] as const)));
-  for (const hh of fleet.households) {
+  const derived = await inParallel(fleet.households, (hh) => codeSecrets(pretty.get(hh)!, hh, opts.e2e === true));
+  for (const [i, hh] of fleet.households.entries()) {
     writeSecret(join(out, 'households', `${hh}.activation`), pretty.get(hh)! + '\n');
-    const d = derived.get(hh)!;
+    const d = derived[i]!;
     // The household app's server sees only the browser's verifier of the code, never the code (ucs/README.md). The
     // verifier is a 256-bit scrypt output: its stored MAC needs no second slow KDF (lib/password.ts).
     codes[hh] = hashRandomSecret(Buffer.from(d.verifier).toString('base64url'));
@@ -268,6 +267,25 @@ export async function provision(opts: ProvisionOptions): Promise<Fleet> {
 function activationCode(): string {
   const code = randomBytes(10).toString('base64url').toUpperCase().replace(/[^A-Z0-9]/g, 'X').slice(0, 12);
   return code.match(/.{4}/g)!.join('-');
+}
+
+/**
+ * `fn` over `items`, as many at once as libuv's threadpool has threads (UV_THREADPOOL_SIZE, default 4) twice
+ * over: the scrypts run there, one per core, and a bounded queue keeps 100,000 households from holding 100,000
+ * pending derivations in memory at once (a gigabyte when they were all queued). Results in `items`' order.
+ */
+async function inParallel<T, R>(items: readonly T[], fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const lanes = 2 * (Number(process.env.UV_THREADPOOL_SIZE) || 4);
+  const lane = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(lanes, items.length) }, lane));
+  return out;
 }
 
 /**
