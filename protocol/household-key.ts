@@ -130,17 +130,6 @@ export function activationVerifier(code: string, household: string): Promise<Uin
   return scryptAsync(codeBytes(code), verifierSalt(household), BINDING_SCRYPT);
 }
 
-/**
- * {@link activationVerifier}, synchronously (for provisioning).
- * @example
- * ```ts
- * codes[hh] = hashPassword(Buffer.from(activationVerifierSync(code, hh)).toString('base64url'));
- * ```
- */
-export function activationVerifierSync(code: string, household: string): Uint8Array {
-  return scrypt(codeBytes(code), verifierSalt(household), BINDING_SCRYPT);
-}
-
 function streamSalt(household: string): Uint8Array {
   return new TextEncoder().encode(`smartermeter/e2e-stream/v1/${topicId(household, 'household')}`);
 }
