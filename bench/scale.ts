@@ -352,9 +352,9 @@ function child<T>(args: string[], bits: number, what: string): Promise<T> {
     let out = '';
     c.stdout.on('data', (d) => (out += String(d)));
     c.once('error', reject);
-    c.once('exit', (code) => {
+    c.once('exit', (code, signal) => {
       const last = out.trim().split('\n').pop() ?? '';
-      if (code !== 0) return reject(new Error(`${what} exited with ${code}`));
+      if (code !== 0) return reject(new Error(`${what} ${signal ? `was killed by ${signal}` : `exited with ${code}`}`));
       try {
         resolve(JSON.parse(last) as T);
       } catch {
