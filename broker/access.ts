@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { USER_NAME, type UsersFile } from '../lib/broker-users.js';
-import { hashPassword, verifyPassword } from '../lib/password.js';
+import { decoyHash, verifyPassword } from '../lib/password.js';
 import { filterCovers, isValidFilter, topicMatches } from '../protocol/acl.js';
 import { createRefusalLog, type RefusalLog } from './refusal-log.js';
 import { AuthThrottle, FairQueue, type FairQueueOptions, type ThrottleOptions } from './throttle.js';
@@ -163,8 +163,8 @@ export function createAccessControl(users: UsersFile, logger: Logger, options: A
     const verdict = checks.run(lane, async () => {
       if (client.closed || (client.conn as Partial<Duplex>).destroyed) return 'gone' as const;
       if (!throttle.check(throttleName, address, now()).allowed) return 'throttled' as const; // failures while it waited
-      // Verify against a throw-away hash for unknown users so both paths cost one scrypt.
-      return (await verifyPassword(password, name !== undefined ? users.users[name]!.scrypt : (dummy ??= hashPassword('unknown-user')))) ? ('ok' as const) : ('wrong' as const);
+      // Verify against a throw-away hash of the users' kind for unknown users so both paths cost the same.
+      return (await verifyPassword(password, name !== undefined ? users.users[name]!.scrypt : (dummy ??= decoyHash(Object.values(users.users)[0]?.scrypt)))) ? ('ok' as const) : ('wrong' as const);
     });
     if (!verdict) {
       counters.authBusy++;

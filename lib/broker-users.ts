@@ -1,17 +1,20 @@
 /**
- * The broker's users file (`<keys>/broker/users.json`): scrypt password hashes and topic ACLs.
+ * The broker's users file (`<keys>/broker/users.json`): password verifiers and topic ACLs.
  *
- * Format: `{"version":1,"users":{"<name>":{"scrypt":"N:r:p:saltHex:hashHex","publish":[...],"subscribe":[...]}}}`.
- * Hashes are lib/password.ts's.
+ * Format: `{"version":1,"users":{"<name>":{"scrypt":"<verifier>","publish":[...],"subscribe":[...]}}}`. The
+ * verifier is either kind of lib/password.ts: `N:r:p:saltHex:hashHex` (scrypt, what files written before
+ * 2026-12 hold, and {@link buildUsers} for chosen passwords) or `hmac-sha256$1$saltHex$macHex` (what
+ * `provision` writes for its 144-bit random passwords). The field keeps its historical name `scrypt` so that
+ * every existing file still loads.
  * @module
  */
 import { readFileSync } from 'node:fs';
 import { buildAcl, isValidFilter, type AclEntry } from '../protocol/acl.js';
-import { hashPassword, parseHash } from './password.js';
+import { hashPassword, parseStoredHash } from './password.js';
 
 /** One user of the broker. */
 export interface UserEntry extends AclEntry {
-  /** `N:r:p:saltHex:hashHex`. */
+  /** The password's verifier (lib/password.ts `parseStoredHash`; the field name is historical). */
   scrypt: string;
 }
 
@@ -47,7 +50,7 @@ export function parseUsers(json: unknown): UsersFile {
     const u = raw as Partial<UserEntry>;
     if (typeof u !== 'object' || u === null) throw new TypeError(`users file: users.${name} must be an object`);
     try {
-      parseHash(u.scrypt as string);
+      parseStoredHash(u.scrypt as string);
     } catch (e) {
       throw new TypeError(`users file: users.${name}.${(e as Error).message}`);
     }

@@ -67,6 +67,22 @@ function bindingSalt(household: string): Uint8Array {
   return new TextEncoder().encode(`smartermeter/binding/v1/${topicId(household, 'household')}`);
 }
 
+/**
+ * The scrypt inputs of the three values derived from a household's activation code ({@link bindingKey},
+ * {@link activationVerifier}, {@link meterStreamKey}): the normalised code's bytes, and per value its salt.
+ * For a Node.js caller that derives them with the native, threadpooled `crypto.scrypt` under
+ * {@link BINDING_SCRYPT} (provisioning a large fleet); the outputs equal this module's. Throws `TypeError`
+ * for a malformed code or household id.
+ * @example
+ * ```ts
+ * const { code, salts } = activationKdfInputs('ABCD-EFGH-JKLM', 'hh1');
+ * const binding = scryptSync(code, salts.binding, 32, { N: 1 << 14, r: 8, p: 1 });
+ * ```
+ */
+export function activationKdfInputs(code: string, household: string): { code: Uint8Array; salts: { binding: Uint8Array; verifier: Uint8Array; stream: Uint8Array } } {
+  return { code: codeBytes(code), salts: { binding: bindingSalt(household), verifier: verifierSalt(household), stream: streamSalt(household) } };
+}
+
 function codeBytes(code: string): Uint8Array {
   const c = normaliseCode(code);
   if (!c) throw new TypeError('an activation code has 12 letters and digits');
@@ -112,17 +128,6 @@ function verifierSalt(household: string): Uint8Array {
  */
 export function activationVerifier(code: string, household: string): Promise<Uint8Array> {
   return scryptAsync(codeBytes(code), verifierSalt(household), BINDING_SCRYPT);
-}
-
-/**
- * {@link activationVerifier}, synchronously (for provisioning).
- * @example
- * ```ts
- * codes[hh] = hashPassword(Buffer.from(activationVerifierSync(code, hh)).toString('base64url'));
- * ```
- */
-export function activationVerifierSync(code: string, household: string): Uint8Array {
-  return scrypt(codeBytes(code), verifierSalt(household), BINDING_SCRYPT);
 }
 
 function streamSalt(household: string): Uint8Array {

@@ -2,7 +2,8 @@
  * Activation codes (made by provisioning: `<keys>/households/<hh>.activation` for the household's letter,
  * `<keys>/ucs/activation.json` for this server). A code is 12 characters from A-Z0-9, printed in groups of four
  * (`ABCD-EFGH-JKLM`); the browser normalises what a household types and sends only its verifier
- * (protocol/household-key.ts `activationVerifier`), of which this file holds a scrypt hash: this server never
+ * (protocol/household-key.ts `activationVerifier`), of which this file holds a hash (lib/password.ts: the
+ * HMAC-SHA-256 kind, the verifier being a 256-bit scrypt output; older files hold scrypt hashes): this server never
  * sees a code, so it cannot derive the household's binding key or stream key from one. Version 1 (hashes of
  * the codes themselves, the server receiving codes in clear) is refused: provision again.
  * @module
@@ -11,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { topicId } from '../protocol/topics.js';
 
-/** `ucs/activation.json`: household -> scrypt hash (broker/users.ts format) of its code's verifier (base64url). */
+/** `ucs/activation.json`: household -> hash (lib/password.ts, either kind) of its code's verifier (base64url). */
 export interface ActivationFile {
   version: 2;
   codes: Record<string, string>;

@@ -21,7 +21,7 @@ import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
-import { hashPassword } from '../lib/password.js';
+import { decoyHash } from '../lib/password.js';
 import { bindPort } from '../lib/ports.js';
 import { loadCredentials, loadFleet } from '../lib/keyset.js';
 import { loadActivation } from './activation.js';
@@ -108,7 +108,7 @@ export async function startUcs(opts: UcsOptions): Promise<UcsHandle> {
   if (!/^wss?:\/\//.test(opts.brokerWsUrl)) throw new TypeError('brokerWsUrl must be a ws:// or wss:// URL');
   const fleet = loadFleet(opts.keysDir);
   const households = new Set(fleet.households);
-  loadActivation(opts.keysDir); // fail at start, not at the first registration
+  const activation = loadActivation(opts.keysDir); // fail at start, not at the first registration
   const ucsCreds = loadCredentials(opts.keysDir, 'ucs');
   const bundle = opts.banner ? withBanner(await appBundle(), opts.banner) : await appBundle();
   const db = new UcsDb(opts.dbPath, { idleMs: idleS * 1000, maxMs: maxS * 1000 }, now);
@@ -150,7 +150,7 @@ export async function startUcs(opts: UcsOptions): Promise<UcsHandle> {
     now,
     decoyKey: db.secret('decoy-kdf'),
     decoyAuthHash,
-    decoyCodeHash: hashPassword(randomBytes(16).toString('hex')), // provisioning's parameters (broker/users.ts)
+    decoyCodeHash: decoyHash(Object.values(activation.codes)[0]), // the kind of the stored ones: an unknown household costs what a known one does
     publishKey: (a) => (a.binding ? link.publishKey(a.household, a.spki, a.binding) : Promise.resolve(false)),
   };
   const archiveDays = opts.archiveDays ?? 400;

@@ -6,7 +6,9 @@ import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { brokerUsersPath, keySetMode, loadCredentials, loadFleet, loadHouseholdKey, loadMdmsKey, loadMeterKey, loadPesKeys, loadPesVerifyKey } from '../../lib/keyset.js';
 import { parseFleetCsv, provision } from '../../provision/keys.js';
 import { keyId, openAggregate, sealAggregate, SignatureError } from '../../protocol/seal.js';
-import { verifyPassword } from '../../lib/password.js';
+import { parseStoredHash, verifyPassword } from '../../lib/password.js';
+import { activationVerifier, bindingKeySync } from '../../protocol/household-key.js';
+import { loadActivation } from '../../ucs/activation.js';
 
 function walk(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : [join(dir, e.name)]));
@@ -81,6 +83,22 @@ describe('provision', () => {
     const { password } = loadCredentials(keys, 'pes');
     expect(await verifyPassword(password, users.pes.scrypt)).toBe(true);
     expect(await verifyPassword(password, users.mdms.scrypt)).toBe(false);
+    // 144-bit random passwords: the fast, versioned verifier (lib/password.ts), not scrypt.
+    for (const u of Object.values(users) as { scrypt: string }[]) expect(parseStoredHash(u.scrypt).kind).toBe('hmac-sha256');
+  });
+
+  it("derives what the household's browser derives from its activation code (the native scrypt equals protocol/household-key.ts)", async () => {
+    const pes = loadPesKeys(keys);
+    const codes = loadActivation(keys).codes;
+    for (const hh of ['h1', 'h2', 'h3']) {
+      const code = readFileSync(join(keys, 'households', `${hh}.activation`), 'utf8').trim();
+      expect(code).toMatch(/^[A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4}$/);
+      expect(Buffer.from(pes.bindingKeys.get(hh)!)).toEqual(Buffer.from(bindingKeySync(code, hh)));
+      const verifier = Buffer.from(await activationVerifier(code, hh)).toString('base64url');
+      expect(parseStoredHash(codes[hh]!).kind).toBe('hmac-sha256');
+      expect(await verifyPassword(verifier, codes[hh]!)).toBe(true);
+      expect(await verifyPassword(Buffer.from(await activationVerifier(code, 'h9')).toString('base64url'), codes[hh]!)).toBe(false);
+    }
   });
 
   it('keeps every secret file at mode 0600 and never overwrites a key set', async () => {

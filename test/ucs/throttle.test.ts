@@ -13,12 +13,14 @@ import { startUcs } from '../../ucs/server.js';
 import { LOGIN_THROTTLE, sourceOf, verdict } from '../../ucs/server/throttle.js';
 import { beginBody, NodeHousehold, startStack, type Stack } from './helpers.js';
 
-// Counts the server's scrypt work (login hashes and their checks use the async node:crypto scrypt).
+// Counts the server's scrypt work (login hashes and their checks use the async node:crypto scrypt) and its HMACs
+// (an activation code's verifier is checked against an HMAC-SHA-256 verifier, lib/password.ts).
 vi.mock('node:crypto', async (importOriginal) => {
   const m = await importOriginal<typeof import('node:crypto')>();
-  return { ...m, scrypt: vi.fn(m.scrypt) };
+  return { ...m, scrypt: vi.fn(m.scrypt), createHmac: vi.fn(m.createHmac) };
 });
 const scryptCalls = () => vi.mocked(nodeCrypto.scrypt).mock.calls.length;
+const hmacCalls = () => vi.mocked(nodeCrypto.createHmac).mock.calls.length;
 
 const PASSWORD = 'a long enough passphrase';
 const OWNER = '198.51.100.7';
@@ -216,13 +218,18 @@ describe('no oracle of which households exist or have an account', () => {
 
   it('/api/register/begin answers a wrong code the same for a household of the fleet and an unknown id', async () => {
     const answers = [];
+    const work: [number, number][] = [];
     for (const hh of ['hh1', ids.unknown]) {
       const body = await beginBody(hh, 'AAAA-BBBB-CCCC');
-      const before = scryptCalls();
+      const [scrypts, hmacs] = [scryptCalls(), hmacCalls()];
       const r = await new From(stack.ucs.url, hh, ip).call('POST', '/api/register/begin', body);
-      expect(scryptCalls() - before, hh).toBe(1);
+      work.push([scryptCalls() - scrypts, hmacCalls() - hmacs]);
       answers.push({ ...r, json: { ...r.json, message: (r.json.message as string).replace(hh, '<hh>') } });
     }
+    // The same check for both: one verifier MAC (provisioning's kind, matched by the decoy), no scrypt.
+    expect(work[0]![0]).toBe(0);
+    expect(work[0]![1]).toBeGreaterThanOrEqual(1);
+    expect(work[1]).toEqual(work[0]);
     expect(answers[1]).toEqual(answers[0]);
     expect(answers[0]).toMatchObject({ status: 403, json: { error: 'wrong-code' } });
   });
