@@ -922,11 +922,9 @@ export class BlindWindows {
 
 /** A member's span from its snapshot times and exponents (they telescope to one `to` over one `from`). */
 function spanOf(meter: string, terms: Map<number, number> | undefined): MemberSpan {
-  const t = [...(terms ?? [])];
-  const to = t.find(([, e]) => e === 1);
-  const from = t.find(([, e]) => e === -1);
-  if (t.length !== 2 || !to || !from) throw new Error(`internal: meter ${meter}'s snapshot differences in a window do not telescope (${JSON.stringify(t)})`);
-  return { meter, from: from[0], to: to[0] };
+  const span = spanOrNull(terms);
+  if (!span) throw new Error(`internal: meter ${meter}'s snapshot differences in a window do not telescope (${JSON.stringify([...(terms ?? [])])})`);
+  return { meter, ...span };
 }
 
 /** A member's span from its terms, or null when they do not (yet) telescope to one. */
@@ -939,10 +937,6 @@ function spanOrNull(terms: Map<number, number> | undefined): { from: number; to:
     else if (e === -1) from = at;
   }
   return from !== undefined && to !== undefined ? { from, to } : null;
-}
-
-function sameSpan(t: Map<number, number> | undefined, sp: MemberSpan): boolean {
-  return t !== undefined && t.size === 2 && t.get(sp.from) === -1 && t.get(sp.to) === 1;
 }
 
 function sameRequest(a: BlindRequest, b: BlindRequest): boolean {
