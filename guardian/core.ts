@@ -11,6 +11,7 @@
  * @module
  */
 import type { Logger } from 'pino';
+import { DpDays } from '../lib/dp-days.js';
 import { BlindWindows, type BlindMeter, type BlindRequest, type BlindSettings, type RequestRefusal } from '../lib/e2e-windows.js';
 import { parseRequest, type GuardianPartial } from '../protocol/e2e.js';
 import { partialDecrypt, type DecryptionShare } from '../protocol/paillier/threshold.js';
@@ -46,7 +47,7 @@ export class GuardianCore {
     expired: 0,
   };
   /** The guardian's own DP ledger: epsilon answered per neighbourhood and UTC day of the windows (saved with the refusal counters). */
-  private readonly dpDays = new Map<string, number>();
+  private readonly dpDays = new DpDays();
   private ledgerChanged = false;
 
   /**
@@ -124,14 +125,11 @@ export class GuardianCore {
   private charge(req: BlindRequest): string | null {
     const epsilon = this.windows.settings.dpEpsilon;
     if (this.dpBudget === undefined || epsilon === undefined || req.kind !== 'neighbourhood') return null;
-    const day = `${req.key}|${Math.floor(req.start / 86_400)}`;
-    const spent = Math.round(((this.dpDays.get(day) ?? 0) + epsilon) * 1e9) / 1e9;
+    const spent = this.dpDays.after(req.key, req.start, epsilon);
     if (spent > this.dpBudget) return `one more answer would spend ${spent} of the day's budget ${this.dpBudget} for neighbourhood ${req.key}`;
-    this.dpDays.set(day, spent);
+    this.dpDays.charge(req.key, req.start, epsilon);
+    this.dpDays.forget(this.windows.watermark, this.windows.retentionS);
     this.ledgerChanged = true;
-    // A day's line goes once all its windows are past the retention horizon (none can be answered again).
-    const wm = this.windows.watermark;
-    if (wm !== null) for (const id of this.dpDays.keys()) if ((Number(id.slice(id.lastIndexOf('|') + 1)) + 1) * 86_400 < wm - this.windows.retentionS) this.dpDays.delete(id);
     return null;
   }
 
@@ -147,16 +145,13 @@ export class GuardianCore {
     save: (): unknown => {
       if (!this.ledgerChanged) return undefined;
       this.ledgerChanged = false;
-      return { dpDays: Object.fromEntries(this.dpDays), refusals: this.refusals };
+      return { dpDays: this.dpDays.toJSON(), refusals: this.refusals };
     },
     restore: (v: unknown): void => {
       if (v === undefined || v === null) return;
       const o = v as { dpDays?: unknown; refusals?: unknown };
-      if (typeof o !== 'object' || typeof o.dpDays !== 'object' || o.dpDays === null) throw new TypeError("malformed DP ledger in the guardian's state file");
-      for (const [k, e] of Object.entries(o.dpDays)) {
-        if (typeof e !== 'number' || !(e >= 0)) throw new TypeError("malformed DP ledger in the guardian's state file");
-        this.dpDays.set(k, e);
-      }
+      if (typeof o !== 'object') throw new TypeError("malformed DP ledger in the guardian's state file");
+      this.dpDays.load(o.dpDays, "the guardian's state file");
       // The refusal counters go on from where they were (they only grow).
       if (typeof o.refusals === 'object' && o.refusals !== null) {
         for (const k of Object.keys(this.refusals) as GuardianRefusal[]) {

@@ -24,14 +24,13 @@ import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import { BlindWindows, type BlindMeter, type BlindRelease, type BlindSettings } from '../lib/e2e-windows.js';
 import { MAX_EPSILON_SPENT } from '../protocol/aggregate.js';
+import { addEpsilon, DpDays } from '../lib/dp-days.js';
 import { cborEncode } from '../protocol/cbor.js';
 import { releaseBody, requestBody } from '../protocol/e2e.js';
 import { partialDecrypt, type DecryptionShare } from '../protocol/paillier/threshold.js';
 import { sealAggregate } from '../protocol/seal.js';
 import { topics } from '../protocol/topics.js';
 
-/** Rounded as the classic PES's ledger (pes/core/pes.ts), so that 0.1 + 0.2 reads 0.3. */
-const addEpsilon = (a: number, b: number): number => Math.round((a + b) * 1e9) / 1e9;
 
 /** Options of {@link PesE2e} beyond its settings and keys. */
 export interface PesE2eOptions {
@@ -58,7 +57,7 @@ export class PesE2e {
   /** The DP ledger: epsilon spent per neighbourhood, revisions included (saved with the windows: {@link ledgerState}). */
   private readonly dpSpent = new Map<string, number>();
   /** Epsilon spent per `neighbourhood|UTC day of the window's start` (what `dpBudget` bounds), the retained days. */
-  private readonly dpDays = new Map<string, number>();
+  private readonly dpDays = new DpDays();
   private ledgerChanged = false;
 
   constructor(
@@ -141,7 +140,7 @@ export class PesE2e {
     if (epsilon === undefined || r.kind !== 'neighbourhood') return false;
     if (addEpsilon(this.dpSpent.get(r.key) ?? 0, epsilon) > MAX_EPSILON_SPENT) return true;
     const budget = this.options.dpBudget;
-    return budget !== undefined && addEpsilon(this.dpDays.get(dayKey(r)) ?? 0, epsilon) > budget;
+    return budget !== undefined && this.dpDays.after(r.key, r.start, epsilon) > budget;
   }
 
   /** With DP, a neighbourhood release's ledger entry `{dp: {epsilon, spent}}` (charged now, to its day too); else nothing. */
@@ -150,7 +149,7 @@ export class PesE2e {
     if (epsilon === undefined || r.kind !== 'neighbourhood') return {};
     const spent = addEpsilon(this.dpSpent.get(r.key) ?? 0, epsilon);
     this.dpSpent.set(r.key, spent);
-    this.dpDays.set(dayKey(r), addEpsilon(this.dpDays.get(dayKey(r)) ?? 0, epsilon));
+    this.dpDays.charge(r.key, r.start, epsilon);
     this.dpReleases++;
     this.ledgerChanged = true;
     return { dp: { epsilon, spent } };
@@ -158,15 +157,7 @@ export class PesE2e {
 
   /** A day's budget line goes once every window of the day is past the retention (none can be released again). */
   private forgetDays(): void {
-    const wm = this.windows.watermark;
-    if (wm === null || this.dpDays.size === 0) return;
-    const before = wm - this.windows.retentionS;
-    for (const id of this.dpDays.keys()) {
-      if ((Number(id.slice(id.lastIndexOf('|') + 1)) + 1) * 86_400 < before) {
-        this.dpDays.delete(id);
-        this.ledgerChanged = true;
-      }
-    }
+    if (this.dpDays.forget(this.windows.watermark, this.windows.retentionS)) this.ledgerChanged = true;
   }
 
   /**
@@ -181,7 +172,7 @@ export class PesE2e {
     save: (): unknown => {
       if (!this.ledgerChanged) return undefined;
       this.ledgerChanged = false;
-      return { dpSpent: Object.fromEntries(this.dpSpent), dpReleases: this.dpReleases, dpDays: Object.fromEntries(this.dpDays), dpBudgetHeld: this.dpBudgetHeld };
+      return { dpSpent: Object.fromEntries(this.dpSpent), dpReleases: this.dpReleases, dpDays: this.dpDays.toJSON(), dpBudgetHeld: this.dpBudgetHeld };
     },
     restore: (v: unknown): void => {
       if (v === undefined || v === null) return;
@@ -193,15 +184,9 @@ export class PesE2e {
         if (typeof e !== 'number' || !(e >= 0)) throw new TypeError('malformed DP ledger in the state file');
         this.dpSpent.set(k, e);
       }
-      for (const [k, e] of Object.entries((o.dpDays ?? {}) as Record<string, unknown>)) {
-        if (typeof e !== 'number' || !(e >= 0) || !/\|\d+$/.test(k)) throw new TypeError('malformed DP ledger in the state file');
-        this.dpDays.set(k, e);
-      }
+      this.dpDays.load(o.dpDays ?? {}, 'the state file');
       this.dpReleases = o.dpReleases as number;
       this.dpBudgetHeld = (o.dpBudgetHeld as number | undefined) ?? 0;
     },
   };
 }
-
-/** The budget's day of a release: its neighbourhood and the UTC day its window starts in. */
-const dayKey = (r: BlindRelease): string => `${r.key}|${Math.floor(r.start / 86_400)}`;

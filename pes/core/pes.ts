@@ -22,6 +22,7 @@
  * day and released membership (for the differencing guard) and the DP ledger's day lines.
  * @module
  */
+import { addEpsilon } from '../../lib/dp-days.js';
 import { differsByFew } from '../../lib/policy.js';
 import { constants, createPublicKey, timingSafeEqual, verify, type KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -272,8 +273,6 @@ interface MeterRuntime {
   keyGeneration: number;
 }
 
-/** Sums epsilons without drifting into 0.30000000000000004 (a ledger is read by people). */
-const addEpsilon = (a: number, b: number): number => Math.round((a + b) * 1e9) / 1e9;
 /** The most the contract lets a ledger report (protocol/aggregate.ts). */
 const MAX_SPENT = MAX_EPSILON_SPENT;
 
