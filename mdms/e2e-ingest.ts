@@ -125,9 +125,9 @@ export function startMdmsE2eIngest(o: MdmsE2eIngestOptions): {
   }
 
   const other = (h: 'release' | 'partial'): 'release' | 'partial' => (h === 'release' ? 'partial' : 'release');
-  /** Hands an opened half to the combiner: the aggregate if its counterpart was waiting, or why it is refused. */
   /** Ciphertext ids whose pair was combined and stored. */
   const combined = new Set<string>();
+  /** Hands an opened half to the combiner: the aggregate if its counterpart was waiting, or why it is refused. */
   function feed(half: 'release' | 'partial', topic: string, opened: unknown): { id: string; agg: Aggregate | null; duplicate?: true } | { id?: string; refused: string } {
     let id: string | undefined;
     try {
