@@ -15,7 +15,8 @@
  *   `detail.rss_bytes_per_meter_10k_1mo_2d`.
  * - The 100,000-meter day through provision -> PES -> MDMS (`scale.ts pipeline <meters>`, {@link pipelineRun}):
  *   `provision` writes the key set to disk, the PES loads it as `smartermeter pes --keys` does and runs the day
- *   as above (its RSS gives `rss_bytes_per_meter_100k`, the baseline taken after the key set is loaded), and
+ *   as above (its RSS gives `rss_bytes_per_meter_100k`, the baseline taken after the key set is loaded: the
+ *   pages the loading freed are inside it, so it reads low; docs/operations.md §1d), and
  *   the MDMS ingest stores every release over the embedded broker. `meters_100k_seconds` is the sum of the
  *   three phases, each in `detail` (`provision_s`, `pes_s`, `mdms_s`).
  * - Ingest over the NATS cluster (`smartermeter cluster` parts, nats-server needed) and PostgreSQL (the PES
@@ -28,7 +29,7 @@
  * A part that cannot run here (no nats-server, no PostgreSQL) reports null and says why on stderr (and in
  * `detail.<part>_error`). `SCALE_SKIP_100K=1` skips the 100,000-meter run, `SCALE_ONLY_100K=1` runs it alone;
  * `SCALE_100K_PAILLIER_BITS` runs it with another key size than the others (docs/operations.md §1d has the
- * figures: the better part of two hours of CPU, most of it provisioning's scrypt).
+ * figures: 4,530 s on two free cores, 3,620 s of it provisioning's scrypt).
  * @module
  */
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
