@@ -5,7 +5,8 @@
  * one JSON object with the figures. Exits 1 if any run lost or double-counted a reading.
  *
  * Options (all optional):
- *   --broker embedded|mosquitto|both   (default both; mosquitto = mqtt://127.0.0.1:1883, skipped if unreachable)
+ *   --broker embedded|mosquitto|both   (default both; mosquitto = a Mosquitto the run starts from the key set's
+ *                 provisioned files (users, ACL, persistence: provision/mosquitto.ts), skipped if not installed)
  *   --meters N (default 10)  --neighbourhoods N (default 2)  --days N (default 7)  --speed N (default 4800)
  *   --rounds N    times the kill sequence is repeated within one run (default 3)
  *   --runs N      runs per broker (default 1)
@@ -22,8 +23,9 @@
  * Progress goes to stderr. Nothing here asserts a timing.
  * @module
  */
+import { existsSync } from 'node:fs';
 import { table } from './index.js';
-import { reachable } from './harness/crash/probes.js';
+import { MOSQUITTO_BIN } from './harness/crash/mosquitto.js';
 import { runClusterCrash, type ClusterCrashReport, type ClusterVictim } from './harness/crash/cluster.js';
 import { runCrashScenario, type CrashReport, type Victim } from './harness/crash/scenario.js';
 
@@ -150,9 +152,9 @@ async function main(): Promise<void> {
   const results: Record<string, unknown> = {};
   let failed = false;
   for (const b of brokers) {
-    if (b === 'mosquitto' && !(await reachable('127.0.0.1', 1883))) {
-      process.stderr.write('[soak] Mosquitto is not reachable on 127.0.0.1:1883: skipped\n');
-      results.mosquitto = { skipped: 'not reachable' };
+    if (b === 'mosquitto' && !existsSync(MOSQUITTO_BIN)) {
+      process.stderr.write(`[soak] Mosquitto is not installed at ${MOSQUITTO_BIN}: skipped\n`);
+      results.mosquitto = { skipped: 'not installed' };
       continue;
     }
     const one: Victim[] = b === 'embedded' ? ['meter', 'gateway', 'broker', 'pes+broker', 'pes', 'broker', ...(e2e ? (['guardian'] as Victim[]) : []), 'mdms'] : ['meter', 'gateway', 'pes', 'mdms'];
@@ -161,7 +163,7 @@ async function main(): Promise<void> {
       const name = `${b}${e2e ? '_e2e' : ''}${runs > 1 ? `_${i + 1}` : ''}`;
       const r = await runCrashScenario({
         ...base,
-        broker: b === 'embedded' ? 'embedded' : { url: 'mqtt://127.0.0.1:1883' },
+        broker: b,
         kills,
         e2e,
         keep: a.keep === true,
