@@ -92,7 +92,16 @@ export function parseStoredHash(stored: string): StoredHash {
 
 const scryptOptions = (h: Omit<ScryptHash, 'salt' | 'hash'>) => ({ N: h.N, r: h.r, p: h.p, maxmem: 128 * h.N * h.r * h.p + 2 * 1024 * 1024 });
 
-function derive(password: string | Uint8Array, h: Omit<ScryptHash, 'hash'>, keylen: number): Promise<Buffer> {
+/**
+ * scrypt with Node's native implementation on the libuv threadpool (so several run at once, one per core),
+ * the memory bound sized from the cost parameters. What the verifiers here use, and what provisioning derives
+ * each activation code's values with.
+ * @example
+ * ```ts
+ * const key = await derive(codeBytes, { N: 1 << 14, r: 8, p: 1, salt }, 32);
+ * ```
+ */
+export function derive(password: string | Uint8Array, h: Omit<ScryptHash, 'hash' | 'salt'> & { salt: Uint8Array }, keylen: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     scrypt(password, h.salt, keylen, scryptOptions(h), (err, key) => (err ? reject(err) : resolve(key)));
   });

@@ -2,7 +2,7 @@
  * Provisioning: creates the key set of a fleet (its layout and loaders are lib/keyset.ts).
  * @module
  */
-import { generateKeyPairSync, randomBytes, scrypt } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
@@ -13,7 +13,7 @@ import { meterId, systemTitle } from '../protocol/frame.js';
 import { encodePrivateKey, encodePublicKey, encodeShare, generatePaillier, splitKey, type PrivateKey } from '../protocol/paillier/engine.js';
 import { wrapKey } from '../protocol/seal.js';
 import { topicId } from '../protocol/topics.js';
-import { hashRandomSecret } from '../lib/password.js';
+import { derive, hashRandomSecret } from '../lib/password.js';
 import { MAX_PACKET_BYTES } from '../protocol/acl.js';
 import { mosquittoAcl, mosquittoConf, mosquittoPasswd } from './mosquitto.js';
 import {
@@ -297,8 +297,7 @@ async function inParallel<T, R>(items: readonly T[], fn: (item: T) => Promise<R>
 async function codeSecrets(code: string, household: string, e2e: boolean): Promise<{ verifier: Buffer; binding: Buffer; stream?: Buffer }> {
   const { code: bytes, salts } = activationKdfInputs(code, household);
   const { N, r, p, dkLen } = BINDING_SCRYPT;
-  const kdf = (salt: Uint8Array) =>
-    new Promise<Buffer>((resolve, reject) => scrypt(bytes, salt, dkLen, { N, r, p, maxmem: 128 * N * r * p + (2 << 20) }, (e, k) => (e ? reject(e) : resolve(k))));
+  const kdf = (salt: Uint8Array) => derive(bytes, { N, r, p, salt }, dkLen);
   const [verifier, binding, stream] = await Promise.all([kdf(salts.verifier), kdf(salts.binding), e2e ? kdf(salts.stream) : undefined]);
   return { verifier, binding, ...(stream ? { stream } : {}) };
 }
