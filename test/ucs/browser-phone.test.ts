@@ -329,8 +329,10 @@ describe.skipIf(!haveChromium && process.env.CI !== 'true')('household app on a 
     await tab('export');
     const iso = (t: number) => DateTime.fromSeconds(t, { zone: ZONE }).toISODate();
     await poll(() => page.inputValue('#export-from')).toBe(iso(old[0]!.time));
+    // The newest reading (the walkthrough's batches included): polled, as the page may still be taking in the last
+    // batch; near local midnight that batch is of the next day (it failed once at 00:03 Amsterdam).
+    await poll(() => page.inputValue('#export-to')).toBe(iso(start + 150 * 60 - 60));
     const latest = await page.inputValue('#export-to');
-    expect(latest).toBe(iso(start + 150 * 60 - 60)); // the newest reading (the walkthrough's batches included)
     // A reading of tomorrow arrives: the range follows.
     const tomorrow = DateTime.fromISO(latest, { zone: ZONE }).plus({ days: 1, hours: 12 }).toSeconds();
     const pub = await retainedHouseholdKey(stack.broker.url, set.keys, 'hh1');
