@@ -205,7 +205,8 @@ describe.skipIf(!haveChromium && process.env.CI !== 'true')('household app on a 
     const quarters = [];
     for (let t = day.toSeconds(); t < end; t += 900) quarters.push(t);
     const empty = quarters.filter((q) => !today.some((r) => r.time >= q && r.time < q + 900)).length;
-    expect(empty).toBeGreaterThan(0);
+    // The missing batch is one of them unless it fell on the day before (the first 75 minutes after local midnight).
+    if (all[3]!.readings[0]!.time >= day.toSeconds()) expect(empty).toBeGreaterThan(0);
     expect(await page.locator('#today-chart').getAttribute('data-missing')).toBe(String(empty));
     const yesterday = rows.some((r) => r.time < day.toSeconds());
     if (!yesterday) {
