@@ -15,8 +15,10 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { createLogger } from '../lib/log.js';
 import { durationOption, intOption, readTlsFlags } from '../lib/flags.js';
 import { brokerUrlsOption } from '../lib/broker-url.js';
+import { ACTIVATION_DERIVATION, type ActivationDerivation } from '../protocol/household-key.js';
 import { topicId } from '../protocol/topics.js';
 import { loadCredentials, loadHouseholdKey, loadPesVerifyKey } from '../lib/keyset.js';
+import { loadActivation } from './activation.js';
 import { removeFromHomeAssistant, startHaBridge } from './ha-bridge.js';
 import { startUcs } from './server.js';
 import { formatRow, readHouseholdKey, readStreamKey, subscribeHouseholdStream } from './stream.js';
@@ -60,6 +62,7 @@ interface HouseholdFlags {
   keys?: string;
   pesKey?: string;
   activation?: string;
+  derivation?: ActivationDerivation;
 }
 
 /** The PES's Ed25519 public key from a PEM file. */
@@ -82,7 +85,9 @@ function householdAccess(o: HouseholdFlags) {
   // The end-to-end mode's stream key: from --activation, or from the key set's copy of the household's letter.
   const letter = o.keys ? join(o.keys, 'households', `${o.household}.activation`) : undefined;
   const activation = o.activation ?? (letter && existsSync(letter) ? letter : undefined);
-  const streamKey = activation ? readStreamKey(activation, o.household) : undefined;
+  const activationFile = o.keys ? join(o.keys, 'ucs', 'activation.json') : undefined;
+  const derivation = o.derivation ?? (activationFile && existsSync(activationFile) ? loadActivation(o.keys!).derivation : ACTIVATION_DERIVATION);
+  const streamKey = activation ? readStreamKey(activation, o.household, derivation) : undefined;
   const keyFile = o.keys ? join(o.keys, 'households', `${o.household}.key.pem`) : undefined;
   const privateKey = o.key ? readHouseholdKey(o.key) : keyFile && (existsSync(keyFile) || !streamKey) ? loadHouseholdKey(o.keys!, o.household) : undefined;
   const pesVerifyKey = privateKey ? (o.pesKey ? readPesKey(o.pesKey) : loadPesVerifyKey(o.keys!)) : undefined;
@@ -105,6 +110,7 @@ function householdOptions(cmd: Command): Command {
     .option('--username <name>', 'broker username (household-<hh>)')
     .option('--password-file <file>', 'file holding the broker password')
     .option('--activation <file>', "file holding the household's activation code: opens the stream its meters seal in the end-to-end mode (default from --keys: households/<hh>.activation)")
+    .option('--derivation <n>', 'how the key set derives the stream key from --activation: 2 (one scrypt and HKDF, what provisioning writes) or 1 (key sets provisioned before); default from --keys (ucs/activation.json), else 2', intOption('--derivation', 1, 2))
     .option('--keys <dir>', 'a provisioned key set (credentials and, without --key, households/<hh>.key.pem)');
 }
 

@@ -18,7 +18,7 @@ import type { ReadingBatch } from '../../protocol/reading.js';
 import { keyId, openStream } from '../../protocol/seal.js';
 import { loadPesVerifyKey } from '../../lib/keyset.js';
 import { topics } from '../../protocol/topics.js';
-import { meterStreamKeySync } from '../../protocol/household-key.js';
+import { activationSecretsSync } from '../../protocol/household-key.js';
 import { sealMeterStream } from '../../protocol/meter-seal.js';
 import { streamBody } from '../../protocol/stream.js';
 import { dates } from '../../ucs/web/dates.js';
@@ -117,8 +117,9 @@ describe.skipIf(!haveChromium && process.env.CI !== 'true')('household app in Ch
     expect(await page.locator('#live-power').textContent()).toBe(String(last.powerW));
     expect(await page.locator('#live-register').textContent()).toBe(`${Math.floor(last.importWh / 1000)}.${String(last.importWh % 1000).padStart(3, '0')}`);
     // End-to-end mode: the meter seals the next two itself, under the stream key the browser derived from the
-    // activation code at registration (docs/protocol.md §11.5); the page shows them exactly the same.
-    const streamKey = meterStreamKeySync(stack.set.code('hh1'), 'hh1');
+    // activation code at registration (docs/protocol.md §11.5), by the key set's derivation 2 (one scrypt and
+    // HKDF, as provisioning gives the meters); the page shows them exactly the same.
+    const streamKey = activationSecretsSync(stack.set.code('hh1'), 'hh1', 2).stream;
     const sealed = batches.slice(4, 6).map((b, i) => sealMeterStream(streamKey, topics.household('hh1'), Buffer.from(meter, 'hex'), 1000 + i, streamBody(meter, b)));
     for (const m of sealed) await pes.publishRaw('hh1', m);
     await poll(() => page.locator('#live-chart').getAttribute('data-points')).toBe('90');
