@@ -3,7 +3,8 @@
  * - `ucs [serve] --http <port> --keys <dir> --db <file> --mqtt <url> --ws <url>`: the UCS server (ucs/server.ts);
  * - `ucs watch --household <hh> --key <pem> --mqtt <url> [--username u --password-file f | --keys <dir>]`:
  *   prints the household's decrypted stream, one line per reading (on the household's own terminal); in the
- *   end-to-end mode `--activation <file>` (the activation code) opens the stream the meters seal;
+ *   end-to-end mode `--activation <file>` (the activation code; `--derivation` the key set's, docs/protocol.md
+ *   §10.1) opens the stream the meters seal;
  * - `ucs ha-bridge --household <hh> --key <pem> --mqtt <url> --ha-mqtt <url> [--discovery-prefix p] [--remove]`:
  *   the Home Assistant companion (ucs/ha-bridge.ts).
  * @module
