@@ -18,6 +18,7 @@ import { topics } from '../../protocol/topics.js';
 import { brokerUsersPath, loadCredentials, loadFleet, loadPesKeys, loadPesVerifyKey, PES_BINDING_KEYS, replaceSecret, sealBlob, type Fleet } from '../../lib/keyset.js';
 import { hashRandomSecret } from '../../lib/password.js';
 import { provision } from '../../provision/keys.js';
+import { createPes } from '../../pes/pes.js';
 import { startUcs, type UcsHandle, type UcsOptions } from '../../ucs/server.js';
 import { b64u, fromB64u } from '../../ucs/web/bytes.js';
 import { deriveSecrets, newKdfParams, type KdfParams } from '../../ucs/web/kdf.js';
@@ -68,6 +69,26 @@ export function asDerivation1(set: KeySet): KeySet {
   replaceSecret(join(set.keys, 'ucs/activation.json'), JSON.stringify({ version: 2, codes }, null, 2));
   replaceSecret(join(set.keys, PES_BINDING_KEYS), sealBlob(cborEncode({ version: 1, keys: bindingKeys })));
   return set;
+}
+
+/**
+ * Whether the real PES core, loaded from the key set's files as `smartermeter pes` loads them, accepts `binding`
+ * (the household-key message the household app's server holds) for `household`: the activation MAC verifies only
+ * under the binding key provisioning gave the PES, so this tells which derivation the browser used.
+ * @example
+ * ```ts
+ * expect(await pesAcceptsBinding(stack.set, 'hh1', stack.ucs.db.account('hh1')!.binding!)).toBe(true);
+ * ```
+ */
+export async function pesAcceptsBinding(set: KeySet, household: string, binding: Uint8Array): Promise<boolean> {
+  const keys = loadPesKeys(set.keys);
+  const meters = new Map(set.fleet.meters.map((m) => [m.meter, { key: keys.meterKeys.get(m.meter)!, household: m.household, neighbourhood: m.neighbourhood }]));
+  const pes = createPes({ keys: { rsa: keys.rsa, signer: keys.signer, paillier: keys.paillier, mdmsPublic: keys.mdmsPublic, bindingKeys: keys.bindingKeys, meters }, k: 1, logger: pino({ level: 'silent' }) });
+  try {
+    return pes.householdKey(topics.householdKey(household), binding);
+  } finally {
+    await pes.close();
+  }
 }
 
 /**
