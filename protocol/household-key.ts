@@ -52,20 +52,50 @@ export const MAX_SPKI_BYTES = 2048;
 export const MAX_SIG_BYTES = 1024;
 /** RSA-PSS parameters of `auth` (rotation) and `pop`: SHA-256, MGF1-SHA-256, 32-byte salt. */
 export const PSS_SALT_BYTES = 32;
-/** scrypt cost of every derivation from an activation code (2^14: tens of ms, once per registration and household). */
+/**
+ * scrypt cost of every derivation from an activation code (2^14: tens of ms, once per registration and household).
+ * @example
+ * ```ts
+ * const master = scryptSync(code, salt, BINDING_SCRYPT.dkLen, { N: BINDING_SCRYPT.N, r: BINDING_SCRYPT.r, p: BINDING_SCRYPT.p });
+ * ```
+ */
 export const BINDING_SCRYPT = { N: 1 << 14, r: 8, p: 1, dkLen: 32 } as const;
-/** How a key set derives its values from the activation codes (the module comment): 1 three scrypts, 2 one scrypt and HKDF. */
+/**
+ * How a key set derives its values from the activation codes (the module comment): 1 three scrypts, 2 one scrypt and HKDF.
+ * @example
+ * ```ts
+ * const derivation: ActivationDerivation = loadActivation(keysDir).derivation;
+ * ```
+ */
 export type ActivationDerivation = 1 | 2;
-/** The derivation new key sets are provisioned with. */
+/**
+ * The derivation new key sets are provisioned with.
+ * @example
+ * ```ts
+ * const { verifier, binding } = activationSecretsSync(code, hh, ACTIVATION_DERIVATION);
+ * ```
+ */
 export const ACTIVATION_DERIVATION = 2 satisfies ActivationDerivation;
-/** Derivation 2's HKDF `info` labels, one per value. */
+/**
+ * Derivation 2's HKDF `info` labels, one per value.
+ * @example
+ * ```ts
+ * const binding = hkdf(sha256, master, undefined, utf8(ACTIVATION_INFO.binding), 32);
+ * ```
+ */
 export const ACTIVATION_INFO = {
   verifier: 'smartermeter/activation/v2/ucs-verifier',
   binding: 'smartermeter/activation/v2/binding',
   stream: 'smartermeter/activation/v2/e2e-stream',
 } as const;
 
-/** The values derived from a household's activation code (the module comment), 32 bytes each. */
+/**
+ * The values derived from a household's activation code (the module comment), 32 bytes each.
+ * @example
+ * ```ts
+ * const { verifier, binding, stream }: ActivationSecrets = await activationSecrets(code, 'hh1', 2);
+ * ```
+ */
 export interface ActivationSecrets {
   /** Sent to the household app's server instead of the code; the server keeps only a MAC of it. */
   verifier: Uint8Array;
