@@ -21,7 +21,7 @@
  * mdms/mdms.key.pem               MDMS RSA private key
  * households/<hh>.key.pem         household private key (only with --household-keys: for `ucs watch` and tests)
  * households/<hh>.activation      the household's one-time activation code
- * ucs/activation.json             scrypt hashes of the activation codes (what the UCS server checks)
+ * ucs/activation.json             hashes of the activation codes' verifiers, its version the derivation (what the UCS server checks)
  * broker/users.json               broker users: scrypt password hashes and topic ACLs
  * broker/mosquitto/passwd         the same users for Mosquitto 2.x (PBKDF2-SHA512 `$7$` lines)
  * broker/mosquitto/acl            the same topic ACL in Mosquitto's format

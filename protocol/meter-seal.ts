@@ -1,7 +1,7 @@
 /**
  * The meter-sealed household stream (end-to-end mode, docs/protocol.md §11.5), Node side: the meter seals each
  * reading batch's stream body (protocol/stream.ts) with AES-256-GCM under the household's stream key
- * (protocol/household-key.ts `meterStreamKey`, provisioned into the meter's own key material only), and the PES
+ * (protocol/household-key.ts `activationSecrets`, the `stream` value, provisioned into the meter's own key material only), and the PES
  * forwards the result unopened on the household's topic. The household's browser (ucs/web/seal.ts), `ucs watch`
  * and the Home Assistant bridge open it. No PES signature: only the meter and the household hold the key, so the
  * GCM tag itself proves the meter made it.

@@ -8,7 +8,7 @@ import { userInfo } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { buildAcl } from '../protocol/acl.js';
 import { cborEncode } from '../protocol/cbor.js';
-import { activationKdfInputs, BINDING_SCRYPT } from '../protocol/household-key.js';
+import { ACTIVATION_DERIVATION, activationKdfInputs, activationMasterInputs, BINDING_SCRYPT, expandActivationMaster, type ActivationDerivation } from '../protocol/household-key.js';
 import { meterId, systemTitle } from '../protocol/frame.js';
 import { encodePrivateKey, encodePublicKey, encodeShare, generatePaillier, splitKey, type PrivateKey } from '../protocol/paillier/engine.js';
 import { wrapKey } from '../protocol/seal.js';
@@ -43,6 +43,7 @@ import {
   type FleetMeter,
 } from '../lib/keyset.js';
 import { natsAccounts } from './nats.js';
+import { activationFileVersion } from '../ucs/activation.js';
 
 const MANUFACTURER = 'SMR';
 
@@ -212,7 +213,7 @@ export async function provision(opts: ProvisionOptions): Promise<Fleet> {
     writeSecret(join(out, 'households', `${hh}.activation`), pretty.get(hh)! + '\n');
     const d = derived[i]!;
     // The household app's server sees only the browser's verifier of the code, never the code (ucs/README.md). The
-    // verifier is a 256-bit scrypt output: its stored MAC needs no second slow KDF (lib/password.ts).
+    // verifier is a 256-bit output of scrypt (and HKDF): its stored MAC needs no second slow KDF (lib/password.ts).
     codes[hh] = hashRandomSecret(Buffer.from(d.verifier).toString('base64url'));
     d.verifier.fill(0);
     bindingKeys[hh] = d.binding;
@@ -223,7 +224,8 @@ export async function provision(opts: ProvisionOptions): Promise<Fleet> {
       writePublic(join(out, 'pes/households', `${hh}.pub.pem`), kp.publicKey.export({ type: 'spki', format: 'pem' }) as string);
     }
   }
-  writeSecret(join(out, 'ucs/activation.json'), JSON.stringify({ version: 2, codes }, null, 2));
+  // Version 3: verifiers of derivation 2 (ucs/activation.ts).
+  writeSecret(join(out, 'ucs/activation.json'), JSON.stringify({ version: activationFileVersion(ACTIVATION_DERIVATION), codes }, null, 2));
   if (opts.e2e) {
     // Each meter seals its household's stream under a key derived from the household's activation code
     // (docs/protocol.md §11.5): it goes into the meter's own material only, never to the PES, guardian, MDMS or UCS.
@@ -289,14 +291,27 @@ async function inParallel<T, R>(items: readonly T[], fn: (item: T) => Promise<R>
 }
 
 /**
- * The values derived from a household's activation code (protocol/household-key.ts: verifier, binding key, and
- * with `e2e` the meter stream key), the same bytes as that module's derivations but with Node's native scrypt
- * on the threadpool: the pure-JavaScript scrypt the browser needs took ~90 ms per value on the main thread,
- * the native one ~40 ms and several at once.
+ * The values derived from a household's activation code under `derivation` (protocol/household-key.ts: verifier,
+ * binding key, and with `e2e` the meter stream key), the same bytes as that module's `activationSecrets` but
+ * with Node's native scrypt on the threadpool: the pure-JavaScript scrypt the browser needs took ~90 ms on the
+ * main thread, the native one ~40 ms and several at once. Derivation 2 (what {@link provision} writes) runs one
+ * scrypt and the module's HKDF step; derivation 1 (key sets provisioned before) ran one scrypt per value, and
+ * is kept for measuring against (bench/activation.ts).
+ * @example
+ * ```ts
+ * const { verifier, binding, stream } = await codeSecrets('ABCD-EFGH-JKLM', 'hh1', true);
+ * ```
  */
-async function codeSecrets(code: string, household: string, e2e: boolean): Promise<{ verifier: Buffer; binding: Buffer; stream?: Buffer }> {
-  const { code: bytes, salts } = activationKdfInputs(code, household);
+export async function codeSecrets(code: string, household: string, e2e: boolean, derivation: ActivationDerivation = ACTIVATION_DERIVATION): Promise<{ verifier: Uint8Array; binding: Uint8Array; stream?: Uint8Array }> {
   const { N, r, p, dkLen } = BINDING_SCRYPT;
+  if (derivation === 2) {
+    const { code: bytes, salt } = activationMasterInputs(code, household);
+    const { verifier, binding, stream } = expandActivationMaster(await derive(bytes, { N, r, p, salt }, dkLen));
+    if (e2e) return { verifier, binding, stream };
+    stream.fill(0);
+    return { verifier, binding };
+  }
+  const { code: bytes, salts } = activationKdfInputs(code, household);
   const kdf = (salt: Uint8Array) => derive(bytes, { N, r, p, salt }, dkLen);
   const [verifier, binding, stream] = await Promise.all([kdf(salts.verifier), kdf(salts.binding), e2e ? kdf(salts.stream) : undefined]);
   return { verifier, binding, ...(stream ? { stream } : {}) };

@@ -2,27 +2,47 @@
  * Activation codes (made by provisioning: `<keys>/households/<hh>.activation` for the household's letter,
  * `<keys>/ucs/activation.json` for this server). A code is 12 characters from A-Z0-9, printed in groups of four
  * (`ABCD-EFGH-JKLM`); the browser normalises what a household types and sends only its verifier
- * (protocol/household-key.ts `activationVerifier`), of which this file holds a hash (lib/password.ts: the
- * HMAC-SHA-256 kind, the verifier being a 256-bit scrypt output; older files hold scrypt hashes): this server never
- * sees a code, so it cannot derive the household's binding key or stream key from one. Version 1 (hashes of
+ * (protocol/household-key.ts `activationSecrets`), of which this file holds a hash (lib/password.ts: the
+ * HMAC-SHA-256 kind, the verifier being a 256-bit output of scrypt; older files hold scrypt hashes): this server
+ * never sees a code, so it cannot derive the household's binding key or stream key from one.
+ *
+ * The file's version says which derivation its verifiers are of, which the browser must know before it derives
+ * (`GET /api/activation`): version 3, derivation 2 (one scrypt and HKDF, what provisioning writes); version 2,
+ * derivation 1 (three scrypts, key sets provisioned before; they keep working unchanged). Version 1 (hashes of
  * the codes themselves, the server receiving codes in clear) is refused: provision again.
  * @module
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { ActivationDerivation } from '../protocol/household-key.js';
 import { topicId } from '../protocol/topics.js';
 
 /** `ucs/activation.json`: household -> hash (lib/password.ts, either kind) of its code's verifier (base64url). */
 export interface ActivationFile {
-  version: 2;
+  version: 2 | 3;
+  /** The derivation the verifiers are of (protocol/household-key.ts), from the version. */
+  derivation: ActivationDerivation;
   codes: Record<string, string>;
+}
+
+const DERIVATION_OF_VERSION = { 2: 1, 3: 2 } as const;
+
+/**
+ * The file version that records verifiers of `derivation` (what provisioning writes).
+ * @example
+ * ```ts
+ * activationFileVersion(2); // 3
+ * ```
+ */
+export function activationFileVersion(derivation: ActivationDerivation): 2 | 3 {
+  return derivation === 2 ? 3 : 2;
 }
 
 /**
  * Reads and validates `<keysDir>/ucs/activation.json`.
  * @example
  * ```ts
- * const codes = loadActivation(keysDir).codes;
+ * const { derivation, codes } = loadActivation(keysDir);
  * ```
  */
 export function loadActivation(keysDir: string): ActivationFile {
@@ -34,13 +54,13 @@ export function loadActivation(keysDir: string): ActivationFile {
     throw new Error(`cannot read activation codes ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
   if (json?.version === 1) throw new Error(`${path}: a version-1 activation file (hashes of the codes, which the browser then sent in clear); provision the key set again`);
-  if (json?.version !== 2 || typeof json.codes !== 'object' || json.codes === null) throw new Error(`${path}: not a version-2 activation file`);
+  const version = json?.version;
+  if ((version !== 2 && version !== 3) || typeof json.codes !== 'object' || json.codes === null) throw new Error(`${path}: not a version-2 or version-3 activation file`);
   const codes: Record<string, string> = {};
   for (const [hh, hash] of Object.entries(json.codes as Record<string, unknown>)) {
     topicId(hh, `${path}: household`);
     if (typeof hash !== 'string') throw new Error(`${path}: code hash of ${hh} must be a string`);
     codes[hh] = hash;
   }
-  return { version: 2, codes };
+  return { version, derivation: DERIVATION_OF_VERSION[version], codes };
 }
-

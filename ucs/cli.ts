@@ -3,7 +3,8 @@
  * - `ucs [serve] --http <port> --keys <dir> --db <file> --mqtt <url> --ws <url>`: the UCS server (ucs/server.ts);
  * - `ucs watch --household <hh> --key <pem> --mqtt <url> [--username u --password-file f | --keys <dir>]`:
  *   prints the household's decrypted stream, one line per reading (on the household's own terminal); in the
- *   end-to-end mode `--activation <file>` (the activation code) opens the stream the meters seal;
+ *   end-to-end mode `--activation <file>` (the activation code; `--derivation` the key set's, docs/protocol.md
+ *   §10.1) opens the stream the meters seal;
  * - `ucs ha-bridge --household <hh> --key <pem> --mqtt <url> --ha-mqtt <url> [--discovery-prefix p] [--remove]`:
  *   the Home Assistant companion (ucs/ha-bridge.ts).
  * @module
@@ -15,8 +16,10 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { createLogger } from '../lib/log.js';
 import { durationOption, intOption, readTlsFlags } from '../lib/flags.js';
 import { brokerUrlsOption } from '../lib/broker-url.js';
+import { ACTIVATION_DERIVATION, type ActivationDerivation } from '../protocol/household-key.js';
 import { topicId } from '../protocol/topics.js';
 import { loadCredentials, loadHouseholdKey, loadPesVerifyKey } from '../lib/keyset.js';
+import { loadActivation } from './activation.js';
 import { removeFromHomeAssistant, startHaBridge } from './ha-bridge.js';
 import { startUcs } from './server.js';
 import { formatRow, readHouseholdKey, readStreamKey, subscribeHouseholdStream } from './stream.js';
@@ -60,6 +63,7 @@ interface HouseholdFlags {
   keys?: string;
   pesKey?: string;
   activation?: string;
+  derivation?: ActivationDerivation;
 }
 
 /** The PES's Ed25519 public key from a PEM file. */
@@ -82,7 +86,9 @@ function householdAccess(o: HouseholdFlags) {
   // The end-to-end mode's stream key: from --activation, or from the key set's copy of the household's letter.
   const letter = o.keys ? join(o.keys, 'households', `${o.household}.activation`) : undefined;
   const activation = o.activation ?? (letter && existsSync(letter) ? letter : undefined);
-  const streamKey = activation ? readStreamKey(activation, o.household) : undefined;
+  const activationFile = o.keys ? join(o.keys, 'ucs', 'activation.json') : undefined;
+  const derivation = o.derivation ?? (activationFile && existsSync(activationFile) ? loadActivation(o.keys!).derivation : ACTIVATION_DERIVATION);
+  const streamKey = activation ? readStreamKey(activation, o.household, derivation) : undefined;
   const keyFile = o.keys ? join(o.keys, 'households', `${o.household}.key.pem`) : undefined;
   const privateKey = o.key ? readHouseholdKey(o.key) : keyFile && (existsSync(keyFile) || !streamKey) ? loadHouseholdKey(o.keys!, o.household) : undefined;
   const pesVerifyKey = privateKey ? (o.pesKey ? readPesKey(o.pesKey) : loadPesVerifyKey(o.keys!)) : undefined;
@@ -105,6 +111,7 @@ function householdOptions(cmd: Command): Command {
     .option('--username <name>', 'broker username (household-<hh>)')
     .option('--password-file <file>', 'file holding the broker password')
     .option('--activation <file>', "file holding the household's activation code: opens the stream its meters seal in the end-to-end mode (default from --keys: households/<hh>.activation)")
+    .option('--derivation <n>', 'how the key set derives the stream key from --activation: 2 (one scrypt and HKDF, what provisioning writes) or 1 (key sets provisioned before); default from --keys (ucs/activation.json), else 2', intOption('--derivation', 1, 2))
     .option('--keys <dir>', 'a provisioned key set (credentials and, without --key, households/<hh>.key.pem)');
 }
 

@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import type { MqttClient } from 'mqtt';
 import { connectBroker } from '../lib/broker-url.js';
 import { parseMeterStream, SEAL_METER_STREAM, streamSealType } from '../protocol/envelope.js';
-import { meterStreamKeySync } from '../protocol/household-key.js';
+import { activationSecretsSync, type ActivationDerivation } from '../protocol/household-key.js';
 import { openMeterStream } from '../protocol/meter-seal.js';
 import { openStream } from '../protocol/seal.js';
 import { topics } from '../protocol/topics.js';
@@ -106,13 +106,14 @@ export function readHouseholdKey(path: string): KeyObject {
 
 /**
  * The household's stream key (end-to-end mode, docs/protocol.md §11.5) from a file holding its activation code
- * (the letter's code, or `households/<hh>.activation` of a key set).
+ * (the letter's code, or `households/<hh>.activation` of a key set), under the key set's `derivation`
+ * (protocol/household-key.ts; `ucs/activation.json`'s version tells it).
  * @example
  * ```ts
- * const streamKey = readStreamKey('hh1.activation', 'hh1');
+ * const streamKey = readStreamKey('hh1.activation', 'hh1', 2);
  * ```
  */
-export function readStreamKey(path: string, household: string): Uint8Array {
+export function readStreamKey(path: string, household: string, derivation: ActivationDerivation): Uint8Array {
   let code: string;
   try {
     code = readFileSync(path, 'utf8').trim();
@@ -120,7 +121,10 @@ export function readStreamKey(path: string, household: string): Uint8Array {
     throw new Error(`cannot read --activation ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
   try {
-    return meterStreamKeySync(code, household);
+    const { verifier, binding, stream } = activationSecretsSync(code, household, derivation);
+    verifier.fill(0);
+    binding.fill(0);
+    return stream;
   } catch (e) {
     throw new Error(`--activation ${path}: ${(e as Error).message}`);
   }

@@ -93,7 +93,7 @@ export interface PesSettings {
 export interface PesCoreKeys {
   paillier: PaillierPrivate;
   mdmsPublic: KeyObject;
-  /** Per household, the key derived from its activation code (protocol/household-key.ts `bindingKey`). */
+  /** Per household, the key derived from its activation code (protocol/household-key.ts `activationSecrets`, the `binding` value). */
   bindingKeys?: Map<string, Uint8Array>;
   /** Ed25519 private key that signs every aggregate seal and stream epoch. */
   signer: KeyObject;

@@ -15,6 +15,7 @@ import { loadCredentials, loadFleet } from '../../lib/keyset.js';
 import { parseStreamBody } from '../../protocol/stream.js';
 import { topics } from '../../protocol/topics.js';
 import { readStreamKey, subscribeHouseholdStream } from '../../ucs/stream.js';
+import { loadActivation } from '../../ucs/activation.js';
 import { fromB64u } from '../../ucs/web/bytes.js';
 import { importPrivateKey, keyIdOf } from '../../ucs/web/keys.js';
 import { importPesVerifyKey, importStreamKey, type OpenError, StreamOpener } from '../../ucs/web/seal.js';
@@ -48,7 +49,7 @@ describe('smartermeter demo --e2e', () => {
 
     // The household's own tool (ucs watch): its broker user and the activation code, no private key at all.
     const rows: number[] = [];
-    const watch = subscribeHouseholdStream({ household: hh, streamKey: readStreamKey(join(keys, 'households', `${hh}.activation`), hh), url: demo.system.mqttUrl, ...loadCredentials(keys, `household-${hh}`), onRows: (r) => void rows.push(...r.map((x) => x.time)) });
+    const watch = subscribeHouseholdStream({ household: hh, streamKey: readStreamKey(join(keys, 'households', `${hh}.activation`), hh, loadActivation(keys).derivation), url: demo.system.mqttUrl, ...loadCredentials(keys, `household-${hh}`), onRows: (r) => void rows.push(...r.map((x) => x.time)) });
     await watch.ready;
 
     // Registration as the browser does it; the server's archive then holds what the meters sealed.

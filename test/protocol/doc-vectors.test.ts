@@ -3,7 +3,7 @@
  * AES-GCM results are checked with a second, independent implementation (@noble/ciphers) as well.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { constants, createPrivateKey, createPublicKey, generateKeyPairSync, scryptSync, sign, verify, webcrypto } from 'node:crypto';
+import { constants, createPrivateKey, createPublicKey, generateKeyPairSync, hkdfSync, scryptSync, sign, verify, webcrypto } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,7 +18,7 @@ import { decodeReadingBatch, encodeReadingBatch, readingEnergies, readingExports
 import { parseAggregate } from '../../protocol/aggregate.js';
 import { aggregateAad, aggregateSigned, meterStreamAad, parseAggregateEnvelope, parseMeterStream, parseStream, streamAad, streamEpochSigned } from '../../protocol/envelope.js';
 import { openMeterStream, sealMeterStream } from '../../protocol/meter-seal.js';
-import { activationMac, bindingKeySync, meterStreamKeySync, bindingSigned, decodeHouseholdKey, encodeHouseholdKey, popSigned, PSS_SALT_BYTES } from '../../protocol/household-key.js';
+import { activationMac, activationSecretsSync, bindingKeySync, meterStreamKeySync, bindingSigned, decodeHouseholdKey, encodeHouseholdKey, popSigned, PSS_SALT_BYTES } from '../../protocol/household-key.js';
 import { parseStreamBody, streamBody } from '../../protocol/stream.js';
 import { keyId, openAggregate, openStream, SignatureError, unwrapKey } from '../../protocol/seal.js';
 import { topics } from '../../protocol/topics.js';
@@ -318,6 +318,21 @@ describe('docs/protocol.md vectors', () => {
     const c = key.encryptWithRandomness(m, 0x0123456789abcdefn + 2n);
     expect(Buffer.from(ciphertextToBytes(key, c)).toString('hex')).toBe(vec('e2e.noisy').toString('hex'));
     expect(unpackNoisy(key, key.decrypt(ciphertextFromBytes(key, vec('e2e.noisy'))))).toEqual([248n, -2n]);
+  });
+
+  it('§10.1 derivation 2 of an activation code: one scrypt, then HKDF-SHA-256 per label (node:crypto agrees)', () => {
+    const s = activationSecretsSync('ABCD-EFGH-JKLM', 'hh1', 2);
+    expect(Buffer.from(s.verifier)).toEqual(vec('activation.v2.verifier'));
+    expect(Buffer.from(s.binding)).toEqual(vec('activation.v2.binding-key'));
+    expect(Buffer.from(s.stream)).toEqual(vec('activation.v2.stream-key'));
+    const master = scryptSync('ABCD-EFGH-JKLM', 'smartermeter/activation/v2/hh1', 32, { N: 1 << 14, r: 8, p: 1 });
+    expect(master).toEqual(vec('activation.v2.master'));
+    const out = (info: string) => Buffer.from(hkdfSync('sha256', master, Buffer.alloc(0), info, 32));
+    expect(out('smartermeter/activation/v2/ucs-verifier')).toEqual(hex('activation.v2.verifier'));
+    expect(out('smartermeter/activation/v2/binding')).toEqual(hex('activation.v2.binding-key'));
+    expect(out('smartermeter/activation/v2/e2e-stream')).toEqual(hex('activation.v2.stream-key'));
+    // Derivation 1's documented keys are other values (both derivations stay valid, each for its key sets).
+    expect(vec('household-key.binding-key')).not.toEqual(hex('activation.v2.binding-key'));
   });
 
   it('§11.5 meter-sealed stream: the key from the code, the AAD, the sealed message, and opening it', () => {

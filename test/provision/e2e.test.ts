@@ -14,7 +14,7 @@ import { fromBytes, gcd, modInv } from '../../protocol/paillier/arith.js';
 import { combinePartials, decodePrivateKey, partialDecrypt, type PublicKey } from '../../protocol/paillier/engine.js';
 import { Modulus } from '../../protocol/paillier/modexp.js';
 import { topics } from '../../protocol/topics.js';
-import { bindingKeySync, meterStreamKeySync } from '../../protocol/household-key.js';
+import { activationSecretsSync, meterStreamKeySync } from '../../protocol/household-key.js';
 import { verifyPassword } from '../../lib/password.js';
 import {
   brokerUsersPath,
@@ -154,8 +154,10 @@ describe('provision --e2e', () => {
     for (const m of fleet.meters) {
       const key = loadMeterStreamKey(keys, m.meter);
       const code = readFileSync(join(keys, 'households', `${m.household}.activation`), 'utf8').trim();
-      expect(key).toEqual(Buffer.from(meterStreamKeySync(code, m.household)));
-      expect(key).not.toEqual(Buffer.from(bindingKeySync(code, m.household))); // the PES's binding key is another derivation
+      const derived = activationSecretsSync(code, m.household, 2); // derivation 2: what provisioning writes
+      expect(key).toEqual(Buffer.from(derived.stream));
+      expect(key).not.toEqual(Buffer.from(derived.binding)); // the PES's binding key is another HKDF output
+      expect(key).not.toEqual(Buffer.from(meterStreamKeySync(code, m.household))); // not derivation 1's
       seen.set(m.household, key.toString('hex'));
     }
     expect(new Set(seen.values()).size).toBe(fleet.households.length);

@@ -4,11 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { brokerUsersPath, keySetMode, loadCredentials, loadFleet, loadHouseholdKey, loadMdmsKey, loadMeterKey, loadPesKeys, loadPesVerifyKey } from '../../lib/keyset.js';
-import { parseFleetCsv, provision } from '../../provision/keys.js';
+import { codeSecrets, parseFleetCsv, provision } from '../../provision/keys.js';
 import { keyId, openAggregate, sealAggregate, SignatureError } from '../../protocol/seal.js';
 import { parseStoredHash, verifyPassword } from '../../lib/password.js';
-import { activationVerifier, bindingKeySync } from '../../protocol/household-key.js';
+import { activationSecrets, activationSecretsSync } from '../../protocol/household-key.js';
 import { loadActivation } from '../../ucs/activation.js';
+
+const b64u = (b: Uint8Array) => Buffer.from(b).toString('base64url');
 
 function walk(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : [join(dir, e.name)]));
@@ -87,18 +89,37 @@ describe('provision', () => {
     for (const u of Object.values(users) as { scrypt: string }[]) expect(parseStoredHash(u.scrypt).kind).toBe('hmac-sha256');
   });
 
-  it("derives what the household's browser derives from its activation code (the native scrypt equals protocol/household-key.ts)", async () => {
+  it("derives what the household's browser derives from its activation code: derivation 2, one native scrypt and protocol/household-key.ts's HKDF step", async () => {
     const pes = loadPesKeys(keys);
-    const codes = loadActivation(keys).codes;
+    const activation = loadActivation(keys);
+    expect(JSON.parse(readFileSync(join(keys, 'ucs/activation.json'), 'utf8')).version).toBe(3); // verifiers of derivation 2
+    expect(activation.derivation).toBe(2);
     for (const hh of ['h1', 'h2', 'h3']) {
       const code = readFileSync(join(keys, 'households', `${hh}.activation`), 'utf8').trim();
       expect(code).toMatch(/^[A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4}$/);
-      expect(Buffer.from(pes.bindingKeys.get(hh)!)).toEqual(Buffer.from(bindingKeySync(code, hh)));
-      const verifier = Buffer.from(await activationVerifier(code, hh)).toString('base64url');
-      expect(parseStoredHash(codes[hh]!).kind).toBe('hmac-sha256');
-      expect(await verifyPassword(verifier, codes[hh]!)).toBe(true);
-      expect(await verifyPassword(Buffer.from(await activationVerifier(code, 'h9')).toString('base64url'), codes[hh]!)).toBe(false);
+      const pure = await activationSecrets(code, hh, 2);
+      expect(Buffer.from(pes.bindingKeys.get(hh)!)).toEqual(Buffer.from(pure.binding));
+      const stored = activation.codes[hh]!;
+      expect(parseStoredHash(stored).kind).toBe('hmac-sha256');
+      expect(await verifyPassword(b64u(pure.verifier), stored)).toBe(true);
+      // Derivation 1's verifier of the same code, or derivation 2's under another household, is not it.
+      expect(await verifyPassword(b64u(activationSecretsSync(code, hh, 1).verifier), stored)).toBe(false);
+      expect(await verifyPassword(b64u((await activationSecrets(code, 'h9', 2)).verifier), stored)).toBe(false);
     }
+  });
+
+  it('codeSecrets, the native-scrypt derivation provisioning runs, equals the pure module in both derivations (stream key only with e2e)', async () => {
+    const code = 'ABCD-EFGH-JKLM';
+    for (const derivation of [1, 2] as const) {
+      const pure = activationSecretsSync(code, 'hh1', derivation);
+      const native = await codeSecrets(code, 'hh1', true, derivation);
+      expect([native.verifier, native.binding, native.stream].map((b) => Buffer.from(b!).toString('hex'))).toEqual([pure.verifier, pure.binding, pure.stream].map((b) => Buffer.from(b).toString('hex')));
+      const classic = await codeSecrets(code, 'hh1', false, derivation);
+      expect(classic.stream).toBeUndefined();
+      expect(Buffer.from(classic.binding)).toEqual(Buffer.from(pure.binding));
+    }
+    expect(Buffer.from((await codeSecrets(code, 'hh1', false)).verifier)).toEqual(Buffer.from(activationSecretsSync(code, 'hh1', 2).verifier)); // 2 by default
+    await expect(codeSecrets('ABCD', 'hh1', false)).rejects.toThrow(/12 letters/);
   });
 
   it('keeps every secret file at mode 0600 and never overwrites a key set', async () => {

@@ -18,12 +18,12 @@ import type { ReadingBatch } from '../../protocol/reading.js';
 import { keyId, openStream } from '../../protocol/seal.js';
 import { loadPesVerifyKey } from '../../lib/keyset.js';
 import { topics } from '../../protocol/topics.js';
-import { meterStreamKeySync } from '../../protocol/household-key.js';
+import { activationSecretsSync } from '../../protocol/household-key.js';
 import { sealMeterStream } from '../../protocol/meter-seal.js';
 import { streamBody } from '../../protocol/stream.js';
 import { dates } from '../../ucs/web/dates.js';
 import { CSV_HEADER } from '../../ucs/web/export.js';
-import { FakePes, retainedHouseholdKey, sourceBatches, startStack, waitFor, type Stack } from './helpers.js';
+import { asDerivation1, FakePes, makeKeySet, pesAcceptsBinding, retainedHouseholdKey, sourceBatches, startStack, waitFor, type Stack } from './helpers.js';
 
 const CHROMIUM = process.env.SM_CHROMIUM ?? '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
@@ -106,6 +106,8 @@ describe.skipIf(!haveChromium && process.env.CI !== 'true')('household app in Ch
     const account = stack.ucs.db.account('hh1')!;
     const pub = await retainedHouseholdKey(stack.broker.url, stack.set.keys, 'hh1');
     expect(pub.export({ type: 'spki', format: 'der' })).toEqual(account.spki);
+    // The browser derived the binding key by the key set's derivation 2: the real PES, with the key provisioning gave it, accepts the binding.
+    expect(await pesAcceptsBinding(stack.set, 'hh1', account.binding!)).toBe(true);
   });
 
   it('shows live readings as they arrive and the chart grows, the meter-sealed ones (end-to-end mode) alike', async () => {
@@ -117,8 +119,9 @@ describe.skipIf(!haveChromium && process.env.CI !== 'true')('household app in Ch
     expect(await page.locator('#live-power').textContent()).toBe(String(last.powerW));
     expect(await page.locator('#live-register').textContent()).toBe(`${Math.floor(last.importWh / 1000)}.${String(last.importWh % 1000).padStart(3, '0')}`);
     // End-to-end mode: the meter seals the next two itself, under the stream key the browser derived from the
-    // activation code at registration (docs/protocol.md §11.5); the page shows them exactly the same.
-    const streamKey = meterStreamKeySync(stack.set.code('hh1'), 'hh1');
+    // activation code at registration (docs/protocol.md §11.5), by the key set's derivation 2 (one scrypt and
+    // HKDF, as provisioning gives the meters); the page shows them exactly the same.
+    const streamKey = activationSecretsSync(stack.set.code('hh1'), 'hh1', 2).stream;
     const sealed = batches.slice(4, 6).map((b, i) => sealMeterStream(streamKey, topics.household('hh1'), Buffer.from(meter, 'hex'), 1000 + i, streamBody(meter, b)));
     for (const m of sealed) await pes.publishRaw('hh1', m);
     await poll(() => page.locator('#live-chart').getAttribute('data-points')).toBe('90');
@@ -294,6 +297,35 @@ describe.skipIf(!haveChromium && process.env.CI !== 'true')('household app witho
       await pes.close();
       await browser.close();
       await stack.close();
+    }
+  });
+});
+
+describe.skipIf(!haveChromium && process.env.CI !== 'true')('household app in Chromium, a key set of derivation 1 (provisioned before derivation 2)', () => {
+  it('asks the server which derivation, derives by derivation 1 and registers: the real PES accepts the binding', async () => {
+    const stack = await startStack({ set: asDerivation1(await makeKeySet()) });
+    const browser = await launch();
+    try {
+      const context = await browser.newContext({ timezoneId: ZONE });
+      const page = await context.newPage();
+      const asked: string[] = [];
+      page.on('request', (r) => void asked.push(new URL(r.url()).pathname));
+      await page.goto(stack.ucs.url + '/#register');
+      await page.fill('#reg-household', 'hh1');
+      await page.fill('#reg-code', stack.set.code('hh1'));
+      await page.fill('#reg-password', PASSWORD);
+      await page.fill('#reg-password2', PASSWORD);
+      await page.click('#reg-submit');
+      await page.waitForSelector('#screen-app:not([hidden])', { timeout: 60_000 });
+      await poll(() => page.locator('#notice').textContent()).toMatch(/Household hh1 is registered/);
+      expect(asked.indexOf('/api/activation')).toBeGreaterThanOrEqual(0);
+      expect(asked.indexOf('/api/activation')).toBeLessThan(asked.indexOf('/api/register/begin'));
+      expect(await pesAcceptsBinding(stack.set, 'hh1', stack.ucs.db.account('hh1')!.binding!)).toBe(true);
+      await context.close();
+    } finally {
+      await browser.close();
+      await stack.close();
+      stack.set.cleanup();
     }
   });
 });

@@ -15,6 +15,9 @@ import { startBroker, type BrokerHandle } from '../../broker/broker.js';
 import { loadCredentials, loadHouseholdKey, loadPesVerifyKey } from '../../lib/keyset.js';
 import { newStreamKey, sealStream } from '../../protocol/seal.js';
 import { topics } from '../../protocol/topics.js';
+import { activationSecretsSync } from '../../protocol/household-key.js';
+import { sealMeterStream } from '../../protocol/meter-seal.js';
+import { streamBody } from '../../protocol/stream.js';
 import { removeFromHomeAssistant, startHaBridge } from '../../ucs/ha-bridge.js';
 import { formatRow } from '../../ucs/stream.js';
 import { bodyRows } from '../../ucs/web/body.js';
@@ -97,6 +100,16 @@ describe('ucs watch', () => {
     expect(w.err()).toMatch(/the broker refused the subscription to sm\/v1\/household\/hh1\/readings/);
   });
 
+  it("opens the meter-sealed stream (end-to-end mode) with the key set's code and derivation, read from --keys", async () => {
+    const w = run(['watch', '--household', 'hh2', '--keys', set.keys, '--mqtt', broker.url, '--limit', '15']);
+    await waitFor(() => w.err().includes('subscribed') || w.child.exitCode !== null, 'watch subscribed', 30_000);
+    const batch = sourceBatches(12, 1_717_632_000, 15, 15, 800_000_000)[0]!;
+    const key = activationSecretsSync(set.code('hh2'), 'hh2', 2).stream; // derivation 2: ucs/activation.json version 3
+    await pes.publishRaw('hh2', sealMeterStream(key, topics.household('hh2'), Buffer.from(meterOf('hh2'), 'hex'), 5, streamBody(meterOf('hh2'), batch)));
+    expect(await w.exited).toBe(0);
+    expect(w.out().trimEnd().split('\n')).toEqual(bodyRows({ meter: meterOf('hh2'), ...batch }).map(formatRow));
+  });
+
   it('explains missing key and credential flags', async () => {
     const w = run(['watch', '--household', 'hh1', '--mqtt', broker.url]);
     expect(await w.exited).toBe(1);
@@ -104,6 +117,9 @@ describe('ucs watch', () => {
     const bad = run(['watch', '--household', 'hh/1', '--keys', set.keys, '--mqtt', 'http://x']);
     expect(await bad.exited).toBe(1);
     expect(bad.err()).toMatch(/--household|--mqtt/);
+    const derivation = run(['watch', '--household', 'hh1', '--keys', set.keys, '--mqtt', broker.url, '--derivation', '3']);
+    expect(await derivation.exited).toBe(1);
+    expect(derivation.err()).toMatch(/--derivation must be between 1 and 2, got 3/);
   });
 });
 

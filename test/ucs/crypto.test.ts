@@ -14,7 +14,11 @@ import { bodyRows } from '../../ucs/web/body.js';
 import { checkKdf, deriveSecrets, INFO_AUTH, INFO_WRAP, KDF_COST, newKdfParams, passwordProblem } from '../../ucs/web/kdf.js';
 import { generateHouseholdKey, importPrivateKey, keyIdOf, openPrivateKey, packSecrets, pkcs8Pem, RSA_BITS, sealPrivateKey, unpackSecrets, WrongPasswordError } from '../../ucs/web/keys.js';
 import { importPesVerifyKey, importStreamKey, OpenError, StreamOpener } from '../../ucs/web/seal.js';
-import { meterStreamKey, meterStreamKeySync } from '../../protocol/household-key.js';
+import { activationSecretsSync, meterStreamKey, meterStreamKeySync } from '../../protocol/household-key.js';
+import { readStreamKey } from '../../ucs/stream.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { sealMeterStream } from '../../protocol/meter-seal.js';
 import { docBlocks } from '../protocol/doc.js';
 
@@ -237,5 +241,22 @@ describe('stream body', () => {
     expect(fromB64u(b64u(bytes), 'x')).toEqual(bytes);
     expect(() => fromB64u('a+b/', 'x')).toThrow(/base64url/);
     expect(() => fromB64u(b64u(bytes), 'x', 0, 10)).toThrow(/x must/);
+  });
+});
+
+describe('ucs watch --activation: the stream key from a file holding the code', () => {
+  it("derives it by the key set's derivation, and names the file when it cannot", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sm-activation-'));
+    try {
+      const file = join(dir, 'hh1.activation');
+      writeFileSync(file, 'abcd efgh jklm\n');
+      expect(Buffer.from(readStreamKey(file, 'hh1', 2))).toEqual(Buffer.from(activationSecretsSync('ABCD-EFGH-JKLM', 'hh1', 2).stream));
+      expect(Buffer.from(readStreamKey(file, 'hh1', 1))).toEqual(Buffer.from(meterStreamKeySync('ABCD-EFGH-JKLM', 'hh1')));
+      writeFileSync(file, 'ABCD\n');
+      expect(() => readStreamKey(file, 'hh1', 2)).toThrow(/--activation .*hh1\.activation: an activation code has 12 letters/);
+      expect(() => readStreamKey(join(dir, 'none'), 'hh1', 2)).toThrow(/cannot read --activation .*none: ENOENT/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -10,18 +10,20 @@ import { startBroker, type BrokerHandle } from '../../broker/broker.js';
 import { loadUsers } from '../../lib/broker-users.js';
 import { ImportRegister } from '../../firmware/register.js';
 import { SyntheticModel } from '../../firmware/sources/synthetic.js';
-import { cborDecode } from '../../protocol/cbor.js';
+import { cborDecode, cborEncode } from '../../protocol/cbor.js';
 import type { ReadingBatch } from '../../protocol/reading.js';
 import { newStreamKey, sealStream, type StreamKey } from '../../protocol/seal.js';
 import { streamBody } from '../../protocol/stream.js';
 import { topics } from '../../protocol/topics.js';
-import { brokerUsersPath, loadCredentials, loadFleet, loadPesKeys, loadPesVerifyKey, type Fleet } from '../../lib/keyset.js';
+import { brokerUsersPath, loadCredentials, loadFleet, loadPesKeys, loadPesVerifyKey, PES_BINDING_KEYS, replaceSecret, sealBlob, type Fleet } from '../../lib/keyset.js';
+import { hashRandomSecret } from '../../lib/password.js';
 import { provision } from '../../provision/keys.js';
+import { createPes } from '../../pes/pes.js';
 import { startUcs, type UcsHandle, type UcsOptions } from '../../ucs/server.js';
 import { b64u, fromB64u } from '../../ucs/web/bytes.js';
 import { deriveSecrets, newKdfParams, type KdfParams } from '../../ucs/web/kdf.js';
 import { activationBinding, generateHouseholdKey, openPrivateKey, packSecrets, sealPrivateKey, unpackSecrets } from '../../ucs/web/keys.js';
-import { activationVerifier, meterStreamKey } from '../../protocol/household-key.js';
+import { ACTIVATION_DERIVATION, activationDerivation, activationSecrets, activationSecretsSync, type ActivationDerivation } from '../../protocol/household-key.js';
 import { importPesVerifyKey } from '../../ucs/web/seal.js';
 
 /** A provisioned key set in a temp dir: households hh1 and hh2, one synthetic meter each. */
@@ -45,6 +47,48 @@ export async function makeKeySet(opts: { householdKeys?: boolean } = {}): Promis
     code: (hh) => readFileSync(join(keys, 'households', `${hh}.activation`), 'utf8').trim(),
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
   };
+}
+
+/**
+ * Turns a freshly provisioned key set into one of derivation 1, as provisioning made them before derivation 2
+ * (protocol/household-key.ts): the household app's server's file at version 2 holding MACs of the codes'
+ * derivation-1 verifiers, and the PES's binding keys of derivation 1 (the codes stay). Returns `set`.
+ * @example
+ * ```ts
+ * const old = asDerivation1(await makeKeySet());
+ * ```
+ */
+export function asDerivation1(set: KeySet): KeySet {
+  const codes: Record<string, string> = {};
+  const bindingKeys: Record<string, Uint8Array> = {};
+  for (const hh of set.fleet.households) {
+    const { verifier, binding } = activationSecretsSync(set.code(hh), hh, 1);
+    codes[hh] = hashRandomSecret(b64u(verifier));
+    bindingKeys[hh] = binding;
+  }
+  replaceSecret(join(set.keys, 'ucs/activation.json'), JSON.stringify({ version: 2, codes }, null, 2));
+  replaceSecret(join(set.keys, PES_BINDING_KEYS), sealBlob(cborEncode({ version: 1, keys: bindingKeys })));
+  return set;
+}
+
+/**
+ * Whether the real PES core, loaded from the key set's files as `smartermeter pes` loads them, accepts `binding`
+ * (the household-key message the household app's server holds) for `household`: the activation MAC verifies only
+ * under the binding key provisioning gave the PES, so this tells which derivation the browser used.
+ * @example
+ * ```ts
+ * expect(await pesAcceptsBinding(stack.set, 'hh1', stack.ucs.db.account('hh1')!.binding!)).toBe(true);
+ * ```
+ */
+export async function pesAcceptsBinding(set: KeySet, household: string, binding: Uint8Array): Promise<boolean> {
+  const keys = loadPesKeys(set.keys);
+  const meters = new Map(set.fleet.meters.map((m) => [m.meter, { key: keys.meterKeys.get(m.meter)!, household: m.household, neighbourhood: m.neighbourhood }]));
+  const pes = createPes({ keys: { rsa: keys.rsa, signer: keys.signer, paillier: keys.paillier, mdmsPublic: keys.mdmsPublic, bindingKeys: keys.bindingKeys, meters }, k: 1, logger: pino({ level: 'silent' }) });
+  try {
+    return pes.householdKey(topics.householdKey(household), binding);
+  } finally {
+    await pes.close();
+  }
 }
 
 /**
@@ -215,14 +259,15 @@ export async function retainedHouseholdKey(brokerUrl: string, keys: string, hh: 
 }
 
 /**
- * The body the browser posts to `/api/register/begin` for a typed code: the code's verifier, never the code.
+ * The body the browser posts to `/api/register/begin` for a typed code: the code's verifier under `derivation`
+ * (the key set's; provisioning writes {@link ACTIVATION_DERIVATION}), never the code.
  * @example
  * ```ts
  * await x.call('POST', '/api/register/begin', await beginBody('hh2', 'AAAA-BBBB-CCCC'));
  * ```
  */
-export async function beginBody(household: string, code: string): Promise<{ household: string; verifier: string }> {
-  return { household, verifier: b64u(await activationVerifier(code, household)) };
+export async function beginBody(household: string, code: string, derivation: ActivationDerivation = ACTIVATION_DERIVATION): Promise<{ household: string; verifier: string }> {
+  return { household, verifier: b64u((await activationSecrets(code, household, derivation)).verifier) };
 }
 
 /**
@@ -253,14 +298,18 @@ export class NodeHousehold {
 
   /** Registers with `code` and `password`; returns the server's reply, the key pair made and the stream key derived. */
   async register(code: string, password: string): Promise<{ status: number; json: Record<string, unknown>; spki?: Uint8Array; pkcs8?: Uint8Array; streamKey?: Uint8Array }> {
-    const begin = await this.call('POST', '/api/register/begin', await beginBody(this.household, code));
+    // As the browser: the key set's derivation first, then one derivation gives all the code's values.
+    const a = await this.call('GET', '/api/activation');
+    if (a.status !== 200) return a;
+    const secrets = await activationSecrets(code, this.household, activationDerivation(a.json.derivation));
+    const begin = await this.call('POST', '/api/register/begin', { household: this.household, verifier: b64u(secrets.verifier) });
     if (begin.status !== 200) return begin;
     const { spki, pkcs8 } = await generateHouseholdKey(2048);
     const kdf = newKdfParams(this.kdfCost);
     const { wrapKey, auth } = await deriveSecrets(password, kdf);
-    const streamKey = await meterStreamKey(code, this.household);
+    const streamKey = secrets.stream;
     const sealed = await sealPrivateKey(packSecrets(pkcs8, streamKey), wrapKey, this.household);
-    const binding = await activationBinding(this.household, code, spki, pkcs8);
+    const binding = await activationBinding(this.household, secrets.binding, spki, pkcs8);
     const r = await this.call('POST', '/api/register/finish', {
       household: this.household,
       ticket: begin.json.ticket,

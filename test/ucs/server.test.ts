@@ -6,7 +6,7 @@
 import { activationMessage } from '../protocol/binding-fixture.js';
 import { generateKeyPairSync } from 'node:crypto';
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
@@ -18,15 +18,16 @@ import { encodeFrame, SC_AES256GCM, sealFrame } from '../../protocol/frame.js';
 import { encodeReadingBatch, type ReadingBatch } from '../../protocol/reading.js';
 import { keyId, openStream } from '../../protocol/seal.js';
 import { topics } from '../../protocol/topics.js';
-import { meterStreamKeySync } from '../../protocol/household-key.js';
+import { activationSecretsSync, meterStreamKeySync } from '../../protocol/household-key.js';
 import { openMeterStream, sealMeterStream } from '../../protocol/meter-seal.js';
 import { parseStreamBody, streamBody } from '../../protocol/stream.js';
 import { encodeUplink } from '../../protocol/uplink.js';
 import { createPes } from '../../pes/pes.js';
 import { loadCredentials, loadMeterKey, loadPesKeys, loadPesVerifyKey } from '../../lib/keyset.js';
+import { loadActivation } from '../../ucs/activation.js';
 import { startUcs } from '../../ucs/server.js';
 import { fromB64u } from '../../ucs/web/bytes.js';
-import { beginBody, FakePes, prosumerBatches, makeKeySet, memoryLogger, NodeHousehold, retainedHouseholdKey, sourceBatches, startStack, waitFor, type Stack } from './helpers.js';
+import { asDerivation1, beginBody, FakePes, pesAcceptsBinding, prosumerBatches, makeKeySet, memoryLogger, NodeHousehold, retainedHouseholdKey, sourceBatches, startStack, waitFor, type Stack } from './helpers.js';
 
 const PASSWORD = 'a long enough passphrase';
 let stack: Stack;
@@ -292,7 +293,7 @@ describe('broker credentials and the ciphertext archive', () => {
 
   it("archives the end-to-end mode's meter-sealed messages for every registration of the household, which opens them with the stream key its login unwraps", async () => {
     const streamKey = (await a.login(PASSWORD)).streamKey!;
-    expect(Buffer.from(streamKey)).toEqual(Buffer.from(meterStreamKeySync(stack.set.code('hh1'), 'hh1')));
+    expect(Buffer.from(streamKey)).toEqual(Buffer.from(activationSecretsSync(stack.set.code('hh1'), 'hh1', 2).stream));
     const meter = stack.set.fleet.meters[0]!.meter;
     const sealed = sealMeterStream(streamKey, topics.household('hh1'), Buffer.from(meter, 'hex'), 41, streamBody(meter, batches[0]!));
     const before = stack.ucs.link.counters.archived;
@@ -356,6 +357,50 @@ describe('password change and account deletion', () => {
     expect((await b.call('GET', '/api/session')).status).toBe(401);
     expect((await hh('hh2').login(PASSWORD)).json.error).toBe('wrong-password'); // as for any household without an account
     expect((await hh('hh2').register(stack.set.code('hh2'), PASSWORD)).json.error).toBe('code-used');
+  });
+});
+
+describe('a key set of derivation 1 (activation file version 2, provisioned before derivation 2)', () => {
+  let old: Stack;
+  beforeAll(async () => {
+    old = await startStack({ set: asDerivation1(await makeKeySet()), ucs: { attemptsPerMinute: 40 } });
+  });
+  afterAll(async () => {
+    await old?.close();
+    old?.set.cleanup();
+  });
+
+  it('tells the browser which derivation its key set uses before it derives', async () => {
+    expect(await hh('hh1').call('GET', '/api/activation')).toEqual({ status: 200, json: { derivation: 2 } });
+    expect(await new NodeHousehold(old.ucs.url, 'hh1').call('GET', '/api/activation')).toEqual({ status: 200, json: { derivation: 1 } });
+  });
+
+  it("a derivation-2 verifier of the right code is a wrong code there, counted as any; the browser's derivation-1 registration is accepted and the real PES takes its binding", async () => {
+    const x = new NodeHousehold(old.ucs.url, 'hh1');
+    const wrong = await x.call('POST', '/api/register/begin', await beginBody('hh1', old.set.code('hh1'), 2));
+    expect(wrong).toMatchObject({ status: 403, json: { error: 'wrong-code' } });
+    expect(wrong.json.message).toMatch(/4 attempts left/);
+    const r = await x.register(old.set.code('hh1'), PASSWORD);
+    expect(r).toMatchObject({ status: 200, json: { household: 'hh1', keyPublished: true } });
+    // Its stream key is derivation 1's, as the meters of that key set hold it.
+    expect(Buffer.from(r.streamKey!)).toEqual(Buffer.from(meterStreamKeySync(old.set.code('hh1'), 'hh1')));
+    expect(Buffer.from(loadPesKeys(old.set.keys).bindingKeys.get('hh1')!)).toEqual(Buffer.from(activationSecretsSync(old.set.code('hh1'), 'hh1', 1).binding));
+    expect(await pesAcceptsBinding(old.set, 'hh1', old.ucs.db.account('hh1')!.binding!)).toBe(true);
+  });
+
+  it('reads version 3 as derivation 2 and version 2 as derivation 1; refuses version 1 and unknown versions', () => {
+    expect(loadActivation(stack.set.keys)).toMatchObject({ version: 3, derivation: 2 });
+    expect(loadActivation(old.set.keys)).toMatchObject({ version: 2, derivation: 1 });
+    const file = join(old.set.keys, 'ucs', 'activation.json');
+    const saved = readFileSync(file);
+    try {
+      writeFileSync(file, JSON.stringify({ version: 1, codes: {} }));
+      expect(() => loadActivation(old.set.keys)).toThrow(/version-1 activation file.*provision the key set again/);
+      writeFileSync(file, JSON.stringify({ version: 4, codes: {} }));
+      expect(() => loadActivation(old.set.keys)).toThrow(/not a version-2 or version-3 activation file/);
+    } finally {
+      writeFileSync(file, saved);
+    }
   });
 });
 

@@ -1,9 +1,10 @@
 /**
- * Registration bound to the meter: the activation code of the household's letter buys a single-use ticket
- * (`/api/register/begin`, which receives only the code's verifier, protocol/household-key.ts
- * `activationVerifier`: this server never sees the code, so it can derive neither the binding key nor the
- * end-to-end mode's stream key); with it the browser uploads its public key, its wrapped private key and its login
- * authenticator (`/api/register/finish`), and the server publishes the key to the PES.
+ * Registration bound to the meter: the browser asks which derivation the key set's activation codes use
+ * (`/api/activation`, from the activation file's version), derives the code's values once (protocol/household-key.ts
+ * `activationSecrets`), and the code's verifier buys a single-use ticket (`/api/register/begin`: this server never
+ * sees the code, so it can derive neither the binding key nor the end-to-end mode's stream key); with it the
+ * browser uploads its public key, its wrapped private key and its login authenticator (`/api/register/finish`),
+ * and the server publishes the key to the PES.
  * @module
  */
 import { createPublicKey } from 'node:crypto';
@@ -16,7 +17,7 @@ import { loadActivation } from '../activation.js';
 import { b64u, fromB64u } from '../web/bytes.js';
 import { checkKdf } from '../web/kdf.js';
 import { ApiError, checkSecret, hashAuth, plural, startSession, type SecretCheck } from './context.js';
-import { beginBody, finishBody, registeredReply, replies, ticketReply } from './schemas.js';
+import { activationReply, beginBody, finishBody, registeredReply, replies, ticketReply } from './schemas.js';
 import { ACTIVATION_THROTTLE } from './throttle.js';
 
 const TICKET_TTL_MS = 15 * 60_000;
@@ -111,7 +112,7 @@ const codeUsed = (hh: string) =>
   new ApiError(409, 'code-used', `This activation code has already been used: each code registers household ${hh} once. Log in with your password, or ask your energy supplier for a new code if you have lost it.`);
 
 /**
- * Registers `/api/register/begin` and `/api/register/finish` (both limited per address).
+ * Registers `/api/activation`, `/api/register/begin` and `/api/register/finish` (all limited per address).
  * @example
  * ```ts
  * await app.register(registrationRoutes);
@@ -121,6 +122,9 @@ export async function registrationRoutes(app: FastifyInstance): Promise<void> {
   const ctx = app.ucs;
   const { db, logger } = ctx;
   const limited = { rateLimit: { max: ctx.attemptsPerMinute, timeWindow: 60_000 } };
+
+  // Public and the same for every household (the file's version): the browser must know it before it derives.
+  app.get('/api/activation', { config: limited, schema: { response: replies(activationReply) } }, async () => ({ derivation: loadActivation(ctx.keysDir).derivation }));
 
   app.post('/api/register/begin', { config: limited, schema: { body: beginBody, response: replies(ticketReply) } }, async (req) => {
     const b = req.body as { household: string; verifier: string };

@@ -36,7 +36,7 @@ export const kdf = object({ alg: { type: 'string', enum: ['scrypt'] }, N: int, r
 /** The private key as the browser wrapped it (AES-256-GCM). */
 export const wrappedKey = object({ iv: b64u(12, 12), ct: b64u(600, 8192) });
 
-// The activation code's verifier (protocol/household-key.ts activationVerifier), never the code itself.
+// The activation code's verifier (protocol/household-key.ts activationSecrets), never the code itself.
 export const beginBody = object({ household, verifier: b64u(32, 32) });
 // `binding` is checked by the handler after the ticket (a request without a live ticket costs no more than a look-up).
 export const finishBody = object({ household, ticket: { type: 'string', maxLength: 64 }, spki: b64u(200, 1024), binding: b64u(300, 4096), kdf, key: wrappedKey, auth }, ['household', 'ticket', 'spki', 'kdf', 'key', 'auth']);
@@ -51,6 +51,8 @@ export const archiveQuery = {
 } as const;
 
 export const ticketReply = object({ ticket: str });
+/** `/api/activation`: which derivation (protocol/household-key.ts) the key set's activation codes use. */
+export const activationReply = object({ derivation: { type: 'integer', enum: [1, 2] } });
 export const registeredReply = object({ household: str, keyPublished: bool });
 export const kdfReply = object({ kdf });
 /** What login gives the browser: its wrapped key and public key, never the server's login hash. */

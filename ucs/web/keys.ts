@@ -11,7 +11,7 @@
  * @module
  */
 import { CONTENT_KEY_BYTES } from '../../protocol/envelope.js';
-import { activationMac, bindingKey, encodeHouseholdKey, popSigned, PSS_SALT_BYTES } from '../../protocol/household-key.js';
+import { activationMac, encodeHouseholdKey, popSigned, PSS_SALT_BYTES } from '../../protocol/household-key.js';
 import { ab, b64u, utf8 } from './bytes.js';
 
 /** Modulus of new household keys: 3072 bits, about 128-bit security (NIST SP 800-57 Part 1, Table 2). */
@@ -64,7 +64,7 @@ export interface HouseholdSecrets {
  * The plaintext {@link sealPrivateKey} seals: the PKCS#8 DER, then the 32-byte stream key.
  * @example
  * ```ts
- * const sealed = await sealPrivateKey(packSecrets(pkcs8, await meterStreamKey(code, 'hh1')), wrapKey, 'hh1');
+ * const sealed = await sealPrivateKey(packSecrets(pkcs8, (await activationSecrets(code, 'hh1', 2)).stream), wrapKey, 'hh1');
  * ```
  */
 export function packSecrets(pkcs8: Uint8Array, streamKey: Uint8Array): Uint8Array<ArrayBuffer> {
@@ -190,21 +190,17 @@ function pem(label: string, der: Uint8Array): string {
 
 /**
  * The household-key message that binds a new key with the activation code (docs/protocol.md §10.1), made in
- * the browser: the household app's server only forwards it, and could not have made it (it never sees the
- * binding key derived from the code). `pop` is an RSA-PSS signature by the new key itself.
+ * the browser from the binding key it derived from the code (protocol/household-key.ts `activationSecrets`):
+ * the household app's server only forwards it, and could not have made it (it never sees the binding key).
+ * `pop` is an RSA-PSS signature by the new key itself. The caller zeroes `bindingKey`.
  * @example
  * ```ts
- * const binding = await activationBinding('hh1', 'ABCD-EFGH-JKLM', spki, pkcs8);
+ * const binding = await activationBinding('hh1', (await activationSecrets(code, 'hh1', 2)).binding, spki, pkcs8);
  * ```
  */
-export async function activationBinding(household: string, code: string, spki: Uint8Array, pkcs8: Uint8Array, boundAt = Math.floor(Date.now() / 1000)): Promise<Uint8Array> {
-  const key = await bindingKey(code, household);
-  try {
-    const auth = { type: 'activation' as const, mac: activationMac(key, household, spki, boundAt) };
-    const pss = await crypto.subtle.importKey('pkcs8', ab(pkcs8), { name: 'RSA-PSS', hash: 'SHA-256' }, false, ['sign']);
-    const pop = new Uint8Array(await crypto.subtle.sign({ name: 'RSA-PSS', saltLength: PSS_SALT_BYTES }, pss, ab(popSigned(household, spki, boundAt, auth))));
-    return encodeHouseholdKey({ household, spki, boundAt, auth, pop });
-  } finally {
-    key.fill(0);
-  }
+export async function activationBinding(household: string, bindingKey: Uint8Array, spki: Uint8Array, pkcs8: Uint8Array, boundAt = Math.floor(Date.now() / 1000)): Promise<Uint8Array> {
+  const auth = { type: 'activation' as const, mac: activationMac(bindingKey, household, spki, boundAt) };
+  const pss = await crypto.subtle.importKey('pkcs8', ab(pkcs8), { name: 'RSA-PSS', hash: 'SHA-256' }, false, ['sign']);
+  const pop = new Uint8Array(await crypto.subtle.sign({ name: 'RSA-PSS', saltLength: PSS_SALT_BYTES }, pss, ab(popSigned(household, spki, boundAt, auth))));
+  return encodeHouseholdKey({ household, spki, boundAt, auth, pop });
 }

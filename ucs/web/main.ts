@@ -18,7 +18,7 @@ import { dates } from './dates.js';
 import { $, input, setText } from './dom.js';
 import { toCsv, toEspiXml } from './export.js';
 import { checkKdf, deriveSecrets, newKdfParams, passwordProblem, type KdfParams } from './kdf.js';
-import { activationVerifier, meterStreamKey, normaliseCode } from '../../protocol/household-key.js';
+import { activationDerivation, activationSecrets, normaliseCode } from '../../protocol/household-key.js';
 import { activationBinding, generateHouseholdKey, importPrivateKey, keyIdOf, openPrivateKey, packSecrets, pkcs8Pem, sealPrivateKey, spkiPem, unpackSecrets, WrongPasswordError } from './keys.js';
 import { connectLive, type Live, type LiveStatus } from './live.js';
 import { importPesVerifyKey, importStreamKey, OpenError, StreamOpener, type OpenFailure } from './seal.js';
@@ -133,15 +133,28 @@ $('register-form').addEventListener('submit', (ev) => {
     const code = normaliseCode(input('reg-code').value);
     if (!code) throw new ApiError(0, 'bad-code', 'An activation code has 12 letters and digits, like ABCD-EFGH-JKLM.');
     say('Checking your activation code…');
-    // Only a verifier of the code goes to the server: the code itself stays here (it derives the binding key
-    // and the stream key, which the server must not be able to derive).
-    const { ticket } = await api<{ ticket: string }>('POST', '/api/register/begin', { household, verifier: b64(await activationVerifier(code, household)) });
+    // One derivation gives all the code's values (protocol/household-key.ts), by the key set's derivation.
+    // Only the verifier goes to the server: the code stays here (it derives the binding key and the stream
+    // key, which the server must not be able to derive).
+    const derivation = activationDerivation((await api<{ derivation: number }>('GET', '/api/activation')).derivation);
+    const secrets = await activationSecrets(code, household, derivation);
+    let ticket: string;
+    try {
+      ({ ticket } = await api<{ ticket: string }>('POST', '/api/register/begin', { household, verifier: b64(secrets.verifier) }));
+    } catch (e) {
+      secrets.binding.fill(0); // a wrong code: nothing derived from it stays
+      secrets.stream.fill(0);
+      throw e;
+    } finally {
+      secrets.verifier.fill(0);
+    }
     say('Creating your key pair in this browser…');
     const { spki, pkcs8 } = await generateHouseholdKey();
     say('Binding your key to your household with the activation code…');
-    const binding = await activationBinding(household, code, spki, pkcs8);
+    const binding = await activationBinding(household, secrets.binding, spki, pkcs8);
+    secrets.binding.fill(0);
     // The key the household's meters seal its stream with in the end-to-end mode (docs/protocol.md §11.5).
-    const streamKey = await meterStreamKey(code, household);
+    const streamKey = secrets.stream;
     say('Protecting your private key with your password (a second or two)…');
     const kdf = newKdfParams();
     const { wrapKey, auth } = await deriveSecrets(password, kdf);
