@@ -215,6 +215,24 @@ export function loadFleet(dir: string): Fleet {
   return f;
 }
 
+/**
+ * `ucs/activation.json`'s versions and the activation derivation (protocol/household-key.ts) each records: version
+ * 3 holds verifiers of derivation 2 (what provisioning writes), version 2 of derivation 1 (earlier key sets).
+ * @example
+ * ```ts
+ * const derivation = ACTIVATION_FILE_DERIVATION[3]; // 2
+ * ```
+ */
+export const ACTIVATION_FILE_DERIVATION = { 2: 1, 3: 2 } as const;
+/**
+ * The inverse of {@link ACTIVATION_FILE_DERIVATION}: the file version that records verifiers of a derivation.
+ * @example
+ * ```ts
+ * writeSecret(join(out, 'ucs/activation.json'), JSON.stringify({ version: ACTIVATION_FILE_VERSION[2], codes }));
+ * ```
+ */
+export const ACTIVATION_FILE_VERSION = { 1: 2, 2: 3 } as const;
+
 /** Where the wrapped meter keys, KEKs and rotated keys of the PES live in a key set. */
 export const PES_METER_KEYS = 'pes/meter-keys.cbor';
 

@@ -22,6 +22,7 @@ import {
   GUARDIAN_VERIFY_KEY,
   METER_PAILLIER_PUBLIC,
   MOSQUITTO_ACL,
+  ACTIVATION_FILE_VERSION,
   MOSQUITTO_CONF,
   MOSQUITTO_DATA,
   MOSQUITTO_PASSWD,
@@ -43,7 +44,6 @@ import {
   type FleetMeter,
 } from '../lib/keyset.js';
 import { natsAccounts } from './nats.js';
-import { activationFileVersion } from '../ucs/activation.js';
 
 const MANUFACTURER = 'SMR';
 
@@ -225,7 +225,7 @@ export async function provision(opts: ProvisionOptions): Promise<Fleet> {
     }
   }
   // Version 3: verifiers of derivation 2 (ucs/activation.ts).
-  writeSecret(join(out, 'ucs/activation.json'), JSON.stringify({ version: activationFileVersion(ACTIVATION_DERIVATION), codes }, null, 2));
+  writeSecret(join(out, 'ucs/activation.json'), JSON.stringify({ version: ACTIVATION_FILE_VERSION[ACTIVATION_DERIVATION], codes }, null, 2));
   if (opts.e2e) {
     // Each meter seals its household's stream under a key derived from the household's activation code
     // (docs/protocol.md §11.5): it goes into the meter's own material only, never to the PES, guardian, MDMS or UCS.

@@ -12,9 +12,10 @@
  * the codes themselves, the server receiving codes in clear) is refused: provision again.
  * @module
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ActivationDerivation } from '../protocol/household-key.js';
+import { ACTIVATION_FILE_DERIVATION } from '../lib/keyset.js';
 import { topicId } from '../protocol/topics.js';
 
 /** `ucs/activation.json`: household -> hash (lib/password.ts, either kind) of its code's verifier (base64url). */
@@ -25,21 +26,11 @@ export interface ActivationFile {
   codes: Record<string, string>;
 }
 
-const DERIVATION_OF_VERSION = { 2: 1, 3: 2 } as const;
+let last: { path: string; stamp: string; file: ActivationFile } | null = null;
 
 /**
- * The file version that records verifiers of `derivation` (what provisioning writes).
- * @example
- * ```ts
- * activationFileVersion(2); // 3
- * ```
- */
-export function activationFileVersion(derivation: ActivationDerivation): 2 | 3 {
-  return derivation === 2 ? 3 : 2;
-}
-
-/**
- * Reads and validates `<keysDir>/ucs/activation.json`.
+ * Reads and validates `<keysDir>/ucs/activation.json`. The file of a large fleet is megabytes: it is parsed
+ * again only when its size or modification time changed (a re-provisioned key set), not on every registration.
  * @example
  * ```ts
  * const { derivation, codes } = loadActivation(keysDir);
@@ -48,7 +39,11 @@ export function activationFileVersion(derivation: ActivationDerivation): 2 | 3 {
 export function loadActivation(keysDir: string): ActivationFile {
   const path = join(keysDir, 'ucs', 'activation.json');
   let json: { version?: unknown; codes?: unknown };
+  let stamp: string;
   try {
+    const st = statSync(path);
+    stamp = `${st.size}:${st.mtimeMs}:${st.ino}`;
+    if (last?.path === path && last.stamp === stamp) return last.file;
     json = JSON.parse(readFileSync(path, 'utf8')) as typeof json;
   } catch (e) {
     throw new Error(`cannot read activation codes ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
@@ -62,5 +57,7 @@ export function loadActivation(keysDir: string): ActivationFile {
     if (typeof hash !== 'string') throw new Error(`${path}: code hash of ${hh} must be a string`);
     codes[hh] = hash;
   }
-  return { version, derivation: DERIVATION_OF_VERSION[version], codes };
+  const file: ActivationFile = { version, derivation: ACTIVATION_FILE_DERIVATION[version], codes };
+  last = { path, stamp, file };
+  return file;
 }
