@@ -24,7 +24,7 @@ import { bandEnergies, billPreview, type HouseholdTariff } from '../../ucs/web/b
 import { bodyRows, type Row } from '../../ucs/web/body.js';
 import { dates } from '../../ucs/web/dates.js';
 import { attributeGaps, formatKwh } from '../../ucs/web/series.js';
-import { FakePes, makeKeySet, prosumerBatches, retainedHouseholdKey, startStack, waitFor, type KeySet, type Stack } from './helpers.js';
+import { FakePes, makeKeySet, prosumerBatches, retainedHouseholdKey, startStack, waitFor, type KeySet, type Stack, submitRegistration } from './helpers.js';
 
 const CHROMIUM = process.env.SM_CHROMIUM ?? '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
@@ -154,11 +154,7 @@ describe.skipIf(!haveChromium && process.env.CI !== 'true')('household app on a 
       { rows: old, meter },
     );
     await page.click('#to-register');
-    await page.fill('#reg-household', 'hh1');
-    await page.fill('#reg-code', set.code('hh1'));
-    await page.fill('#reg-password', PASSWORD);
-    await page.fill('#reg-password2', PASSWORD);
-    await page.click('#reg-submit');
+    await submitRegistration(page, 'hh1', set.code('hh1'), PASSWORD);
     await page.waitForSelector('#screen-app:not([hidden])', { timeout: 60_000 });
     await poll(() => page.locator('#conn').getAttribute('data-status')).toBe('live');
     const pub = await retainedHouseholdKey(stack.broker.url, set.keys, 'hh1');

@@ -21,7 +21,7 @@ import { makeTestCerts, type TestCerts } from '../broker/tls-certs.js';
 import { freePort } from '../gateway/helpers.js';
 import { loadCredentials } from '../../lib/keyset.js';
 import { topics } from '../../protocol/topics.js';
-import { makeKeySet, usersOf, waitFor, type KeySet } from './helpers.js';
+import { makeKeySet, usersOf, waitFor, type KeySet, submitRegistration } from './helpers.js';
 
 const CHROMIUM = process.env.SM_CHROMIUM ?? '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
@@ -85,11 +85,7 @@ describe.skipIf(!haveChromium && process.env.CI !== 'true')('household app over 
     await page.goto(url);
     expect(await page.evaluate(() => window.isSecureContext && typeof crypto.subtle?.generateKey === 'function')).toBe(true);
     await page.click('#to-register');
-    await page.fill('#reg-household', 'hh1');
-    await page.fill('#reg-code', set.code('hh1'));
-    await page.fill('#reg-password', PASSWORD);
-    await page.fill('#reg-password2', PASSWORD);
-    await page.click('#reg-submit');
+    await submitRegistration(page, 'hh1', set.code('hh1'), PASSWORD);
     await page.waitForSelector('#screen-app:not([hidden])', { timeout: 60_000 });
     await expect.poll(() => page.locator('#notice').textContent(), { timeout: 30_000 }).toMatch(/Household hh1 is registered\. Your public key has been sent to the PES/);
     await expect.poll(() => page.locator('#conn').getAttribute('data-status'), { timeout: 30_000 }).toBe('live');

@@ -23,7 +23,7 @@ import { sealMeterStream } from '../../protocol/meter-seal.js';
 import { streamBody } from '../../protocol/stream.js';
 import { dates } from '../../ucs/web/dates.js';
 import { CSV_HEADER } from '../../ucs/web/export.js';
-import { asDerivation1, FakePes, makeKeySet, pesAcceptsBinding, retainedHouseholdKey, sourceBatches, startStack, waitFor, type Stack } from './helpers.js';
+import { asDerivation1, FakePes, makeKeySet, pesAcceptsBinding, retainedHouseholdKey, sourceBatches, startStack, waitFor, type Stack, submitRegistration } from './helpers.js';
 
 const CHROMIUM = process.env.SM_CHROMIUM ?? '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
@@ -95,11 +95,7 @@ describe.skipIf(!haveChromium && process.env.CI !== 'true')('household app in Ch
     ({ context, page } = await newPage());
     await page.click('#to-register');
     await shot(page, 'register');
-    await page.fill('#reg-household', 'hh1');
-    await page.fill('#reg-code', stack.set.code('hh1'));
-    await page.fill('#reg-password', PASSWORD);
-    await page.fill('#reg-password2', PASSWORD);
-    await page.click('#reg-submit');
+    await submitRegistration(page, 'hh1', stack.set.code('hh1'), PASSWORD);
     await page.waitForSelector('#screen-app:not([hidden])', { timeout: 60_000 });
     await poll(() => notice(page).textContent()).toMatch(/Household hh1 is registered\. Your public key has been sent to the PES/);
     await poll(() => page.locator('#conn').getAttribute('data-status')).toBe('live');
@@ -248,11 +244,7 @@ describe.skipIf(!haveChromium && process.env.CI !== 'true')('household app in Ch
   it('refuses a reused activation code with a clear message', async () => {
     const { context: c2, page: p2 } = await newPage();
     await p2.click('#to-register');
-    await p2.fill('#reg-household', 'hh1');
-    await p2.fill('#reg-code', stack.set.code('hh1'));
-    await p2.fill('#reg-password', 'some other passphrase');
-    await p2.fill('#reg-password2', 'some other passphrase');
-    await p2.click('#reg-submit');
+    await submitRegistration(p2, 'hh1', stack.set.code('hh1'), 'some other passphrase');
     await poll(() => p2.locator('#notice').textContent()).toMatch(/This activation code has already been used: each code registers household hh1 once/);
     expect(await p2.locator('#screen-app').isVisible()).toBe(false);
     await c2.close();
@@ -273,11 +265,7 @@ describe.skipIf(!haveChromium && process.env.CI !== 'true')('household app witho
       const context = await browser.newContext({ timezoneId: ZONE });
       const page = await context.newPage();
       await page.goto(stack.ucs.url + '/#register');
-      await page.fill('#reg-household', 'hh2');
-      await page.fill('#reg-code', stack.set.code('hh2'));
-      await page.fill('#reg-password', PASSWORD);
-      await page.fill('#reg-password2', PASSWORD);
-      await page.click('#reg-submit');
+      await submitRegistration(page, 'hh2', stack.set.code('hh2'), PASSWORD);
       await page.waitForSelector('#screen-app:not([hidden])', { timeout: 60_000 });
       await poll(() => page.locator('#conn').getAttribute('data-status')).toBe('live');
       const pub = await retainedHouseholdKey(stack.broker.url, stack.set.keys, 'hh2');
@@ -311,11 +299,7 @@ describe.skipIf(!haveChromium && process.env.CI !== 'true')('household app in Ch
       const asked: string[] = [];
       page.on('request', (r) => void asked.push(new URL(r.url()).pathname));
       await page.goto(stack.ucs.url + '/#register');
-      await page.fill('#reg-household', 'hh1');
-      await page.fill('#reg-code', stack.set.code('hh1'));
-      await page.fill('#reg-password', PASSWORD);
-      await page.fill('#reg-password2', PASSWORD);
-      await page.click('#reg-submit');
+      await submitRegistration(page, 'hh1', stack.set.code('hh1'), PASSWORD);
       await page.waitForSelector('#screen-app:not([hidden])', { timeout: 60_000 });
       await poll(() => page.locator('#notice').textContent()).toMatch(/Household hh1 is registered/);
       expect(asked.indexOf('/api/activation')).toBeGreaterThanOrEqual(0);

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import mqtt from 'mqtt';
+import type { Page } from 'playwright-core';
 import { pino, type Logger } from 'pino';
 import { startBroker, type BrokerHandle } from '../../broker/broker.js';
 import { loadUsers } from '../../lib/broker-users.js';
@@ -333,4 +334,16 @@ export class NodeHousehold {
     const { pkcs8, streamKey } = unpackSecrets(await openPrivateKey({ iv: fromB64u(key.iv, 'iv'), ct: fromB64u(key.ct, 'ct') }, s.wrapKey, this.household));
     return { ...r, pkcs8, streamKey };
   }
+}
+
+/**
+ * Fills the household app's registration form (household id, activation code, password twice) and submits it;
+ * the caller waits for what it expects (the app, or a notice).
+ */
+export async function submitRegistration(page: Page, household: string, code: string, password: string): Promise<void> {
+  await page.fill('#reg-household', household);
+  await page.fill('#reg-code', code);
+  await page.fill('#reg-password', password);
+  await page.fill('#reg-password2', password);
+  await page.click('#reg-submit');
 }
