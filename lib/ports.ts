@@ -1,7 +1,8 @@
 /**
  * Listening ports, one way for every server (MDMS web app, household app, broker TCP and WebSocket, demo):
  * a port that is taken fails with one message that names the port, the process holding it when the system
- * can tell (Linux `/proc`, for processes this user may inspect), and the flag to pass instead.
+ * can tell (Linux `/proc`, for processes this user may inspect), and the flag to pass instead. And one way for
+ * the web apps to stop: gracefully, but within a bound ({@link closeWithin}).
  * @module
  */
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
@@ -176,4 +177,26 @@ export async function preferPort(port: number, host = '127.0.0.1'): Promise<{ po
   if (got !== null) return { port: got, preferred: true };
   const holder = portHolder(port);
   return { port: (await tryListen(0))!, preferred: false, ...(holder ? { holder } : {}) };
+}
+
+/** How long {@link closeWithin} lets requests in flight finish by default. */
+export const CLOSE_GRACE_MS = 3_000;
+
+/**
+ * Closes a Fastify app: stops accepting, lets requests in flight finish for `graceMs`, then ends the
+ * connections still open. Fastify's close ends idle keep-alive connections but waits for busy ones: a client
+ * that stops reading a large answer (an asset, an export) held the demo's Ctrl-C for the server's 72 s
+ * keep-alive timeout.
+ * @example
+ * ```ts
+ * await closeWithin(app); // at most about 3 s
+ * ```
+ */
+export async function closeWithin(app: { close(): PromiseLike<unknown>; server: { closeAllConnections(): void } }, graceMs = CLOSE_GRACE_MS): Promise<void> {
+  const force = setTimeout(() => app.server.closeAllConnections(), graceMs);
+  try {
+    await app.close();
+  } finally {
+    clearTimeout(force);
+  }
 }

@@ -22,7 +22,7 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
 import { decoyHash } from '../lib/password.js';
-import { bindPort } from '../lib/ports.js';
+import { bindPort, closeWithin } from '../lib/ports.js';
 import { loadCredentials, loadFleet } from '../lib/keyset.js';
 import { loadActivation } from './activation.js';
 import { appBundle, withBanner } from './bundle.js';
@@ -185,7 +185,7 @@ export async function startUcs(opts: UcsOptions): Promise<UcsHandle> {
     close() {
       closing ??= (async () => {
         clearInterval(prune);
-        await server.close();
+        await closeWithin(server);
         await link.close();
         db.close();
       })();

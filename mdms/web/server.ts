@@ -44,7 +44,7 @@ import { adminRoutes } from './routes/admin.js';
 import { forecastRoutes } from './routes/forecast.js';
 import { qualityRoutes } from './routes/quality.js';
 import { privacyRoutes } from './routes/privacy.js';
-import { bindPort } from '../../lib/ports.js';
+import { bindPort, closeWithin } from '../../lib/ports.js';
 
 /** Largest request body accepted (forms and JSON are small; a tariff with 64 bands is ~4 KiB). */
 export const BODY_LIMIT = 64 * 1024;
@@ -388,7 +388,7 @@ export async function startMdmsWeb(opts: StartMdmsWebOptions): Promise<MdmsWeb> 
       close: () =>
         (closing ??= (async () => {
           clearInterval(purge);
-          await app.close();
+          await closeWithin(app);
           for (const o of owned.reverse()) await o.close();
         })()),
     };

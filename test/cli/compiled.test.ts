@@ -76,7 +76,11 @@ describe('the compiled CLI', () => {
     expect(app.status).toBe(200);
     expect((await app.text()).length).toBeGreaterThan(10_000);
     await p.waitFor(/simulated time\] readings folded [1-9]\d*, aggregates released \d+, suppressed \d+, stored by MDMS [1-9]/, 60_000);
+    // The asset answers above were never read: Ctrl-C still stops the demo after the web apps' grace time
+    // (lib/ports.ts closeWithin), not after the 72 s keep-alive timeout it waited for before.
+    const stopping = Date.now();
     p.proc.kill('SIGINT');
     expect(await p.exited).toBe(0);
+    expect(Date.now() - stopping).toBeLessThan(20_000);
   }, 240_000); // its waits add up to 185 s: a loaded CI machine took more than the default 60 s to start the demo
 });

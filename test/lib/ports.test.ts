@@ -3,10 +3,11 @@
  * and the flag to pass; preferPort falls back to a free port.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer, type AddressInfo, type Server } from 'node:net';
+import { connect, createServer, type AddressInfo, type Server } from 'node:net';
+import { Readable } from 'node:stream';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
-import { bindPort, listenOn, portHolder, PortError, preferPort } from '../../lib/ports.js';
+import { bindPort, closeWithin, listenOn, portHolder, PortError, preferPort } from '../../lib/ports.js';
 
 const cleanups: (() => Promise<unknown> | void)[] = [];
 afterEach(async () => {
@@ -72,5 +73,26 @@ describe('lib/ports', () => {
     if (process.platform === 'linux') expect(busy.holder).toBe('this very process');
     const freed = busy.port; // was free a moment ago, and nobody holds it now
     expect(await preferPort(freed)).toEqual({ port: freed, preferred: true });
+  });
+
+  it('closes a web app within the grace time although a client stopped reading its answer', async () => {
+    const app = Fastify();
+    // A streamed answer (as @fastify/static sends files) far larger than the socket buffers hold.
+    app.get('/big', (_req, reply) => reply.send(Readable.from((function* () { for (let i = 0; i < 512; i++) yield Buffer.alloc(64 << 10, 120); })())));
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = app.server.address() as AddressInfo;
+    const client = connect(port, '127.0.0.1');
+    cleanups.push(() => void client.destroy());
+    client.pause(); // reads nothing: the answer stays in flight
+    client.write('GET /big HTTP/1.1\r\nHost: x\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 300)); // the handler has answered, the bytes wait on the client
+    const ended = new Promise<void>((r) => client.once('close', () => r()));
+    const t0 = Date.now();
+    await closeWithin(app, 500);
+    const took = Date.now() - t0;
+    expect(took).toBeGreaterThanOrEqual(450); // it did wait for the request in flight
+    expect(took).toBeLessThan(2_000); // and then ended it (Fastify's own close waits for the 72 s keep-alive timeout)
+    client.destroy();
+    await ended;
   });
 });
