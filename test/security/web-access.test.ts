@@ -135,7 +135,7 @@ describe('household app (UCS server): sessions and households', () => {
   const sources = readdirSync(join(root, 'ucs/server')).filter((f) => f.endsWith('.ts')).map((f) => readFileSync(join(root, 'ucs/server', f), 'utf8'));
   const declared = sources.flatMap((src) => [...src.matchAll(/app\.(get|post|put|patch|delete)\('(\/api\/[^']+)'/g)].map((m) => `${m[1]!.toUpperCase()} ${m[2]}`));
   /** Routes a household uses before it has a session (registration, login); the rest need one. */
-  const PUBLIC = ['POST /api/register/begin', 'POST /api/register/finish', 'GET /api/kdf', 'POST /api/login', 'POST /api/logout', 'GET /api/pes-key'];
+  const PUBLIC = ['GET /api/activation', 'POST /api/register/begin', 'POST /api/register/finish', 'GET /api/kdf', 'POST /api/login', 'POST /api/logout', 'GET /api/pes-key'];
   let hh1: NodeHousehold;
   const spki: Record<string, string> = {};
 
