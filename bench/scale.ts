@@ -29,7 +29,8 @@
  * A part that cannot run here (no nats-server, no PostgreSQL) reports null and says why on stderr (and in
  * `detail.<part>_error`). `SCALE_SKIP_100K=1` skips the 100,000-meter run, `SCALE_ONLY_100K=1` runs it alone;
  * `SCALE_100K_PAILLIER_BITS` runs it with another key size than the others (docs/operations.md §1d has the
- * figures: 4,530 s on two free cores, 3,620 s of it provisioning's scrypt).
+ * figures: 2,490 s on two free cores, 1,750 s of it provisioning's one scrypt per household; 4,530 s and 3,620 s
+ * with the two scrypts of derivation 1).
  * @module
  */
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
