@@ -22,6 +22,7 @@ import { unwrapKey, wrapKey } from '../protocol/seal.js';
 import { cborEncode as cborEncodeValue } from '../protocol/cbor.js';
 import type { Checkpoint, MeterRecord, NeighbourhoodClock, Snapshot, WindowRecord, WindowRef } from './core/pes.js';
 import type { PesCounters } from './core/counters.js';
+import { inTransaction as tx } from '../lib/pg-transaction.js';
 import { LEASE_DDL, type Lease } from './lease.js';
 import { CLOCK_PREFIX, FORMAT, StateMismatchError, clockFromMeta, fingerprint, releasedFromRow, sealMeterRecord, unsealMeterRecord, windowFromRow, type StoredOutMessage } from './store.js';
 
@@ -116,20 +117,6 @@ export async function migratePesState(pool: pg.Pool): Promise<number> {
   });
 }
 
-async function tx<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-  const c = await pool.connect();
-  try {
-    await c.query('BEGIN');
-    const r = await fn(c);
-    await c.query('COMMIT');
-    c.release();
-    return r;
-  } catch (e) {
-    await c.query('ROLLBACK').catch(() => undefined);
-    c.release(e instanceof Error ? e : true);
-    throw e;
-  }
-}
 
 /** Options of {@link PgPesState.open}. */
 export interface PgStateOptions {

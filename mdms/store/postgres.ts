@@ -4,6 +4,7 @@
  * @module
  */
 import pg from 'pg';
+import { inTransaction } from '../../lib/pg-transaction.js';
 import type { Driver, Param, Querier } from './driver.js';
 
 /** PostgreSQL options. */
@@ -106,19 +107,7 @@ export function openPostgres(url: string, opts: PostgresOptions = {}): Driver {
     },
     async transaction(fn) {
       await ready();
-      const client = await pool.connect();
-      try {
-        await client.query('BEGIN');
-        const r = await fn(querier(client));
-        await client.query('COMMIT');
-        client.release();
-        return r;
-      } catch (e) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        // A client whose connection broke must not go back to the pool.
-        client.release(e instanceof Error ? e : true);
-        throw e;
-      }
+      return inTransaction(pool, (client) => fn(querier(client)));
     },
     close: () => (closed ??= pool.end()),
   };
