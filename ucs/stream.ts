@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import type { MqttClient } from 'mqtt';
 import { connectBroker } from '../lib/broker-url.js';
 import { parseMeterStream, SEAL_METER_STREAM, streamSealType } from '../protocol/envelope.js';
-import { activationSecretsSync, type ActivationDerivation } from '../protocol/household-key.js';
+import { activationSecretsSync, meterStreamKeySync, type ActivationDerivation } from '../protocol/household-key.js';
 import { openMeterStream } from '../protocol/meter-seal.js';
 import { openStream } from '../protocol/seal.js';
 import { topics } from '../protocol/topics.js';
@@ -121,6 +121,8 @@ export function readStreamKey(path: string, household: string, derivation: Activ
     throw new Error(`cannot read --activation ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
   try {
+    // Derivation 1 has a scrypt per value: derive the stream key alone, not the two others as well.
+    if (derivation === 1) return meterStreamKeySync(code, household);
     const { verifier, binding, stream } = activationSecretsSync(code, household, derivation);
     verifier.fill(0);
     binding.fill(0);
